@@ -1,0 +1,87 @@
+//! Small constructors and codecs for the envelopes, shared by the server and the client library.
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::v1::{
+    self, ClientFrame, ErrorCode, ServerFrame, client_frame, event, response, server_frame,
+};
+
+/// Encodes a server frame once; the returned bytes are shared by every connection they go to.
+pub fn encode_server(frame: &ServerFrame) -> Bytes {
+    Bytes::from(frame.encode_to_vec())
+}
+
+/// Encodes a client frame.
+pub fn encode_client(frame: &ClientFrame) -> Bytes {
+    Bytes::from(frame.encode_to_vec())
+}
+
+/// A ServerFrame carrying the response to `request_id`.
+pub fn response_frame(request_id: u64, result: response::Result) -> ServerFrame {
+    ServerFrame {
+        frame: Some(server_frame::Frame::Response(v1::Response {
+            request_id,
+            result: Some(result),
+        })),
+    }
+}
+
+/// A ServerFrame carrying an event.
+pub fn event_frame(ev: event::Event) -> ServerFrame {
+    ServerFrame {
+        frame: Some(server_frame::Frame::Event(v1::Event { event: Some(ev) })),
+    }
+}
+
+/// A ClientFrame carrying a request.
+pub fn client_frame(request_id: u64, request: client_frame::Request) -> ClientFrame {
+    ClientFrame {
+        request_id,
+        request: Some(request),
+    }
+}
+
+impl v1::Error {
+    /// An error with a code and a human message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: code as i32,
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Display for v1::Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code().as_str_name(), self.message)?;
+        if !self.field.is_empty() {
+            write!(f, " (field {})", self.field)?;
+        }
+        if self.retry_after_ms > 0 {
+            write!(f, " (retry after {} ms)", self.retry_after_ms)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for v1::Error {}
+
+impl client_frame::Request {
+    /// Stable snake_case name of the request kind, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "hello",
+            Self::Ping(_) => "ping",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the *_time_ms fields.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,462 @@
+//! The connection loop, the same for both transports: frames to envelopes, the handshake (§4),
+//! concurrent requests bounded by max_requests_in_flight (§8), heartbeat and idle timeout (§7),
+//! drain on shutdown (§7.3), and one writer task per connection that coalesces flushes.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use confab_protocol::CloseCode;
+use confab_protocol::frames::{encode_server, response_frame};
+use confab_protocol::v1::{ClientFrame, client_frame::Request, response};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::ServerError;
+use crate::handlers;
+use crate::limits::Permit;
+use crate::metrics::TransportMetrics;
+use crate::state::AppState;
+use crate::transport::{FrameReader, FrameWriter, ReadError, Transport};
+
+/// What the transport knows about a new connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    /// Hello must arrive before this instant.
+    pub deadline: Instant,
+    pub _permit: Permit,
+}
+
+/// Per-connection facts handlers may read.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub id: String,
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    /// Negotiated protocol minor version.
+    pub protocol_minor: u32,
+}
+
+/// Why and how a connection ends.
+#[derive(Clone, Copy, Debug)]
+struct Close {
+    code: CloseCode,
+    reason: &'static str,
+}
+
+impl Close {
+    const fn new(code: CloseCode, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
+}
+
+/// Metric label for a close code.
+fn close_label(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::Unspecified => "unspecified",
+        CloseCode::Normal => "normal",
+        CloseCode::GoingAway => "going_away",
+        CloseCode::ProtocolError => "protocol_error",
+        CloseCode::UnsupportedData => "unsupported_data",
+        CloseCode::InvalidFrame => "invalid_frame",
+        CloseCode::PolicyViolation => "policy_violation",
+        CloseCode::TooLarge => "too_large",
+        CloseCode::InternalError => "internal_error",
+        CloseCode::UnsupportedVersion => "unsupported_version",
+        CloseCode::HandshakeTimeout => "handshake_timeout",
+        CloseCode::IdleTimeout => "idle_timeout",
+        CloseCode::SlowConsumer => "slow_consumer",
+        CloseCode::SessionRevoked => "session_revoked",
+        CloseCode::TooManyConnections => "too_many_connections",
+    }
+}
+
+enum Outbound {
+    Frame(Bytes),
+    Close(Close),
+}
+
+/// The sending side of a connection: a bounded queue to its writer task, and an abort signal
+/// that bypasses the queue.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::Sender<Outbound>,
+    abort: Arc<watch::Sender<Option<Close>>>,
+}
+
+impl Outbox {
+    /// Queues an encoded frame without waiting. A full queue means the client is not reading:
+    /// the connection is closed as a slow consumer and `false` returned.
+    pub fn push(&self, frame: Bytes) -> bool {
+        match self.tx.try_send(Outbound::Frame(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.abort.send_if_modified(|slot| {
+                    slot.get_or_insert(Close::new(
+                        CloseCode::SlowConsumer,
+                        "outbound queue full; reconnect and sync",
+                    ));
+                    true
+                });
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn aborted(&self) -> Option<Close> {
+        *self.abort.borrow()
+    }
+}
+
+/// Serves one connection to its end.
+pub(crate) async fn serve(
+    state: AppState,
+    reader: FrameReader,
+    writer: FrameWriter,
+    info: ConnInfo,
+) {
+    let tm = state.metrics().transport(info.transport).clone();
+    tm.accepted.inc();
+    tm.connections.inc();
+    let id = state.next_connection_id();
+    let span = tracing::info_span!("conn", id = %id, transport = info.transport.as_str(), peer = %info.peer);
+    run(state.clone(), reader, writer, info, id, tm.clone())
+        .instrument(span)
+        .await;
+    tm.connections.dec();
+}
+
+async fn run(
+    state: AppState,
+    mut reader: FrameReader,
+    writer: FrameWriter,
+    info: ConnInfo,
+    id: String,
+    tm: TransportMetrics,
+) {
+    let limits = state.config().limits.clone();
+    let (tx, rx) = mpsc::channel(limits.outbound_queue_frames as usize);
+    let (abort_tx, abort_rx) = watch::channel(None);
+    let outbox = Outbox {
+        tx,
+        abort: Arc::new(abort_tx),
+    };
+    let writer_task = tokio::spawn(write_loop(writer, rx, abort_rx.clone(), tm.clone()));
+
+    let close = match handshake(&state, &mut reader, &outbox, &info, &id, &tm).await {
+        Ok(ctx) => {
+            tracing::debug!("handshake complete");
+            serve_requests(&state, &mut reader, &outbox, abort_rx, Arc::new(ctx), &tm).await
+        }
+        Err(close) => close,
+    };
+    let close = outbox.aborted().unwrap_or(close);
+    state.metrics().closed(close_label(close.code));
+    tracing::debug!(code = close.code as i32, reason = close.reason, "closing");
+    // The close goes behind whatever is queued; if the queue is stuck, abort instead.
+    if outbox.tx.try_send(Outbound::Close(close)).is_err() {
+        outbox.abort.send_replace(Some(close));
+    }
+    drop(outbox);
+    let _ = writer_task.await;
+}
+
+/// Maps a read failure to the error frame (if any) and close it causes.
+fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
+    match e {
+        ReadError::TooLarge => (
+            Some(ServerError::TooLarge {
+                field: "frame",
+                message: "frame exceeds max_frame_bytes".into(),
+            }),
+            Close::new(CloseCode::TooLarge, "frame too large"),
+        ),
+        ReadError::Text => (
+            Some(ServerError::invalid(
+                "frame",
+                "text messages are not allowed; send binary frames",
+            )),
+            Close::new(CloseCode::UnsupportedData, "text message"),
+        ),
+        ReadError::BadLength => (
+            Some(ServerError::invalid("frame", "malformed length prefix")),
+            Close::new(CloseCode::InvalidFrame, "malformed length prefix"),
+        ),
+        ReadError::Transport(e) => {
+            tracing::debug!(error = %e, "transport error");
+            (
+                None,
+                Close::new(CloseCode::ProtocolError, "transport error"),
+            )
+        }
+    }
+}
+
+/// Reads one frame and decodes it. `Err` carries the close to perform; the error frame, if
+/// any, is already queued.
+async fn next_frame(
+    state: &AppState,
+    reader: &mut FrameReader,
+    outbox: &Outbox,
+    tm: &TransportMetrics,
+) -> Result<ClientFrame, Close> {
+    let bytes = match reader.next().await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(Close::new(CloseCode::Normal, "")),
+        Err(e) => {
+            let (err, close) = read_failure(e);
+            if let Some(err) = err {
+                respond(state, outbox, 0, Err(err));
+            }
+            return Err(close);
+        }
+    };
+    tm.frames_in.inc();
+    tm.bytes_in.inc_by(bytes.len() as u64);
+    ClientFrame::decode(bytes).map_err(|e| {
+        respond(
+            state,
+            outbox,
+            0,
+            Err(ServerError::invalid(
+                "frame",
+                format!("not a ClientFrame: {e}"),
+            )),
+        );
+        Close::new(CloseCode::InvalidFrame, "undecodable frame")
+    })
+}
+
+/// Queues the response to `request_id`, encoded once.
+fn respond(
+    state: &AppState,
+    outbox: &Outbox,
+    request_id: u64,
+    result: Result<response::Result, ServerError>,
+) {
+    let result = result.unwrap_or_else(|e| {
+        state.metrics().error(e.code());
+        response::Result::Error(e.to_wire())
+    });
+    outbox.push(encode_server(&response_frame(request_id, result)));
+}
+
+/// Waits for Hello (§4.1); everything else before it is refused.
+async fn handshake(
+    state: &AppState,
+    reader: &mut FrameReader,
+    outbox: &Outbox,
+    info: &ConnInfo,
+    id: &str,
+    tm: &TransportMetrics,
+) -> Result<ConnCtx, Close> {
+    loop {
+        let frame = tokio::select! {
+            r = tokio::time::timeout_at(info.deadline, next_frame(state, reader, outbox, tm)) => match r {
+                Ok(frame) => frame?,
+                Err(_) => return Err(Close::new(CloseCode::HandshakeTimeout, "no Hello within the handshake deadline")),
+            },
+            _ = state.shutdown().cancelled() => return Err(Close::new(CloseCode::GoingAway, "server shutting down")),
+        };
+        if frame.request_id == 0 {
+            respond(
+                state,
+                outbox,
+                0,
+                Err(ServerError::invalid(
+                    "request_id",
+                    "request_id must be non-zero",
+                )),
+            );
+            continue;
+        }
+        let started = Instant::now();
+        match frame.request {
+            Some(Request::Hello(hello)) => {
+                let result = handlers::session::hello(state, &hello, id);
+                state.metrics().request("hello", started.elapsed());
+                match result {
+                    Ok(welcome) => {
+                        let ctx = ConnCtx {
+                            id: id.to_string(),
+                            transport: info.transport,
+                            peer: info.peer,
+                            protocol_minor: welcome.protocol_minor,
+                        };
+                        respond(
+                            state,
+                            outbox,
+                            frame.request_id,
+                            Ok(response::Result::Welcome(welcome)),
+                        );
+                        return Ok(ctx);
+                    }
+                    Err(e @ ServerError::UnsupportedVersion(_)) => {
+                        respond(state, outbox, frame.request_id, Err(e));
+                        return Err(Close::new(
+                            CloseCode::UnsupportedVersion,
+                            "unsupported protocol version",
+                        ));
+                    }
+                    Err(e) => respond(state, outbox, frame.request_id, Err(e)),
+                }
+            }
+            _ => respond(
+                state,
+                outbox,
+                frame.request_id,
+                Err(ServerError::FailedPrecondition(
+                    "the first request must be Hello (§4.1)".into(),
+                )),
+            ),
+        }
+    }
+}
+
+type InFlight = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    u64,
+                    &'static str,
+                    Instant,
+                    Result<response::Result, ServerError>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// The main loop after Welcome.
+async fn serve_requests(
+    state: &AppState,
+    reader: &mut FrameReader,
+    outbox: &Outbox,
+    mut abort: watch::Receiver<Option<Close>>,
+    ctx: Arc<ConnCtx>,
+    tm: &TransportMetrics,
+) -> Close {
+    let limits = &state.config().limits;
+    let max_in_flight = limits.max_requests_in_flight as usize;
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut draining = false;
+    let mut last_rx = Instant::now();
+    loop {
+        if draining && in_flight.is_empty() {
+            return Close::new(CloseCode::GoingAway, "server shutting down");
+        }
+        tokio::select! {
+            biased;
+            Ok(()) = abort.changed() => return Close::new(CloseCode::SlowConsumer, "outbound queue full"),
+            _ = state.shutdown().cancelled(), if !draining => {
+                draining = true;
+                outbox.push(state.go_away_frame());
+            }
+            Some((request_id, kind, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                state.metrics().request(kind, started.elapsed());
+                respond(state, outbox, request_id, result);
+            }
+            frame = next_frame(state, reader, outbox, tm), if !draining && in_flight.len() < max_in_flight => {
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(close) => return close,
+                };
+                last_rx = Instant::now();
+                if frame.request_id == 0 {
+                    respond(state, outbox, 0, Err(ServerError::invalid("request_id", "request_id must be non-zero")));
+                    continue;
+                }
+                let Some(request) = frame.request else {
+                    // A request added in a later protocol version, or garbage in an unknown field.
+                    respond(state, outbox, frame.request_id, Err(ServerError::Unimplemented(
+                        "this server does not implement that request".into(),
+                    )));
+                    continue;
+                };
+                let kind = request.kind();
+                let (state, ctx, request_id) = (state.clone(), ctx.clone(), frame.request_id);
+                in_flight.push(Box::pin(async move {
+                    let started = Instant::now();
+                    let result = handlers::dispatch(&state, &ctx, request).await;
+                    (request_id, kind, started, result)
+                }));
+            }
+            _ = tokio::time::sleep_until(last_rx + limits.idle_timeout), if !draining => {
+                return Close::new(CloseCode::IdleTimeout, "nothing received within the idle timeout");
+            }
+        }
+    }
+}
+
+/// Most frames written before one flush.
+const MAX_BATCH: usize = 64;
+
+/// The writer task: drains the queue, feeds every queued frame, flushes once per batch.
+async fn write_loop(
+    mut w: FrameWriter,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut abort: watch::Receiver<Option<Close>>,
+    tm: TransportMetrics,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            Ok(()) = abort.changed() => break,
+            item = rx.recv() => item,
+        };
+        let mut batch = Vec::with_capacity(8);
+        let mut close = None;
+        match first {
+            None => {
+                close = Some(Close::new(CloseCode::Normal, ""));
+            }
+            Some(Outbound::Close(c)) => close = Some(c),
+            Some(Outbound::Frame(b)) => {
+                batch.push(b);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Outbound::Frame(b)) => batch.push(b),
+                        Ok(Outbound::Close(c)) => {
+                            close = Some(c);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let write = async {
+                for b in batch {
+                    tm.frames_out.inc();
+                    tm.bytes_out.inc_by(b.len() as u64);
+                    w.feed(b).await?;
+                }
+                w.flush().await
+            };
+            let failed = tokio::select! {
+                biased;
+                Ok(()) = abort.changed() => true,
+                r = write => r.is_err(),
+            };
+            if failed {
+                break;
+            }
+        }
+        if let Some(c) = close {
+            w.close(c.code, c.reason).await;
+            return;
+        }
+    }
+    let c = abort
+        .borrow()
+        .unwrap_or(Close::new(CloseCode::InternalError, "write failed"));
+    w.abort(c.code, c.reason).await;
+}

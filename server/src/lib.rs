@@ -1,0 +1,167 @@
+//! Confab server library. The binary is a thin wrapper: parse config, bind, call [`run`].
+//!
+//! Data path: bytes (`transport`) → frames (`confab_protocol::framing`) → envelopes
+//! (`connection`) → handlers (`handlers`) → services → store (`store`).
+
+pub mod config;
+mod connection;
+pub mod error;
+mod handlers;
+pub mod limits;
+pub mod metrics;
+pub mod state;
+pub mod store;
+pub mod tls;
+pub mod transport;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+
+pub use config::Config;
+pub use connection::ConnCtx;
+use metrics::Metrics;
+use state::AppState;
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+}
+
+/// Already-bound sockets for the server to serve on. Tests bind port 0.
+#[derive(Debug)]
+pub struct Listeners {
+    /// WebSocket and HTTP.
+    pub ws: tokio::net::TcpListener,
+    /// QUIC.
+    pub quic: std::net::UdpSocket,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let ws = tokio::net::TcpListener::bind(config.ws_listen)
+            .await
+            .map_err(|e| StartError::Io("binding ws_listen", e))?;
+        let quic = std::net::UdpSocket::bind(config.quic_listen)
+            .map_err(|e| StartError::Io("binding quic_listen", e))?;
+        Ok(Self { ws, quic })
+    }
+
+    pub fn ws_addr(&self) -> std::io::Result<SocketAddr> {
+        self.ws.local_addr()
+    }
+
+    pub fn quic_addr(&self) -> std::io::Result<SocketAddr> {
+        self.quic.local_addr()
+    }
+}
+
+/// A server ready to run: store opened and migrated, certificate loaded.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    cert: tls::ServerCert,
+}
+
+impl Server {
+    /// Opens the store (applying migrations) and loads or generates the certificate.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::Io("creating data_dir", e))?;
+        let metrics = Metrics::new();
+        let store = store::open(&config, metrics.clone()).await?;
+        let cert = tls::load_or_generate(&config)?;
+        Ok(Self {
+            state: AppState::new(config, store, metrics),
+            cert,
+        })
+    }
+
+    /// The QUIC certificate clients can pin.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.cert.leaf().clone()
+    }
+
+    /// The store, for tools and tests.
+    pub fn store(&self) -> Arc<dyn store::Store> {
+        self.state.store().clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stop accepting, send GoAway, finish
+    /// in-flight requests, close connections, close the store.
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let state = self.state;
+        let quic_config = tls::quic_server_config(&self.cert, state.config())?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            StartError::Io(
+                "quic runtime",
+                std::io::Error::other("no async runtime found"),
+            )
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(quic_config),
+            listeners.quic,
+            runtime,
+        )
+        .map_err(|e| StartError::Io("starting QUIC endpoint", e))?;
+        tracing::info!(
+            ws = %listeners.ws.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            quic = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            store = ?state.store().backend(),
+            "serving"
+        );
+        let http = tokio::spawn(transport::http::serve(listeners.ws, state.clone()));
+        let quic = tokio::spawn(transport::quic::serve(endpoint.clone(), state.clone()));
+
+        shutdown.await;
+        tracing::info!("shutting down: draining connections");
+        state.shutdown().cancel();
+        let _ = http.await;
+        let _ = quic.await;
+        state.tasks().close();
+        let timeout = state.config().shutdown_timeout;
+        if tokio::time::timeout(timeout, state.tasks().wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = state.tasks().len(),
+                "drain timed out; closing remaining connections"
+            );
+        }
+        endpoint.close(
+            (confab_protocol::CloseCode::GoingAway as u32).into(),
+            b"server shutting down",
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
+        state.store().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Builds and runs a server: the whole life of `confab-server`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    Server::build(config).await?.run(listeners, shutdown).await
+}

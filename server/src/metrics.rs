@@ -1,0 +1,201 @@
+//! Prometheus metrics: connections, frames and bytes by transport, request latency by kind,
+//! errors by code, connection closes by reason, store latency by operation. Served on /metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~13 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 19))
+}
+
+/// Counters of one transport, resolved once so the hot path only bumps atomics.
+#[derive(Clone, Debug)]
+pub struct TransportMetrics {
+    pub connections: Gauge,
+    pub accepted: Counter,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    requests: Family<KindLabel, Histogram, fn() -> Histogram>,
+    errors: Family<CodeLabel, Counter>,
+    closes: Family<ReasonLabel, Counter>,
+    store: Family<OpLabel, Histogram, fn() -> Histogram>,
+    ws: TransportMetrics,
+    quic: TransportMetrics,
+}
+
+/// Cheap-clone handle to the server's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics(Arc<Inner>);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("confab");
+        let connections = Family::<TransportLabel, Gauge>::default();
+        let accepted = Family::<TransportLabel, Counter>::default();
+        let frames_in = Family::<TransportLabel, Counter>::default();
+        let frames_out = Family::<TransportLabel, Counter>::default();
+        let bytes_in = Family::<TransportLabel, Counter>::default();
+        let bytes_out = Family::<TransportLabel, Counter>::default();
+        let requests = Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let errors = Family::<CodeLabel, Counter>::default();
+        let closes = Family::<ReasonLabel, Counter>::default();
+        let store = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "connections",
+            "Open connections by transport",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Connections accepted by transport",
+            accepted.clone(),
+        );
+        registry.register(
+            "frames_in",
+            "Frames received by transport",
+            frames_in.clone(),
+        );
+        registry.register("frames_out", "Frames sent by transport", frames_out.clone());
+        registry.register(
+            "bytes_in",
+            "Frame bytes received by transport",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Frame bytes sent by transport",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request handling time by request kind",
+            requests.clone(),
+        );
+        registry.register("errors", "Error responses by code", errors.clone());
+        registry.register(
+            "connections_closed",
+            "Connections closed by reason",
+            closes.clone(),
+        );
+        registry.register(
+            "store_duration_seconds",
+            "Store operation time by operation",
+            store.clone(),
+        );
+        let resolve = |t: &'static str| {
+            let l = TransportLabel { transport: t };
+            TransportMetrics {
+                connections: connections.get_or_create(&l).clone(),
+                accepted: accepted.get_or_create(&l).clone(),
+                frames_in: frames_in.get_or_create(&l).clone(),
+                frames_out: frames_out.get_or_create(&l).clone(),
+                bytes_in: bytes_in.get_or_create(&l).clone(),
+                bytes_out: bytes_out.get_or_create(&l).clone(),
+            }
+        };
+        let ws = resolve("websocket");
+        let quic = resolve("quic");
+        Self(Arc::new(Inner {
+            registry,
+            requests,
+            errors,
+            closes,
+            store,
+            ws,
+            quic,
+        }))
+    }
+
+    pub fn transport(&self, transport: crate::transport::Transport) -> &TransportMetrics {
+        match transport {
+            crate::transport::Transport::WebSocket => &self.0.ws,
+            crate::transport::Transport::Quic => &self.0.quic,
+        }
+    }
+
+    pub fn request(&self, kind: &'static str, took: Duration) {
+        self.0
+            .requests
+            .get_or_create(&KindLabel { kind })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn error(&self, code: confab_protocol::ErrorCode) {
+        self.0
+            .errors
+            .get_or_create(&CodeLabel {
+                code: code.as_str_name(),
+            })
+            .inc();
+    }
+
+    pub fn closed(&self, reason: &'static str) {
+        self.0.closes.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn store_op(&self, op: &'static str, took: Duration) {
+        self.0
+            .store
+            .get_or_create(&OpLabel { op })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.0.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,96 @@
+//! Shared server state: a cheap-clone handle around `Arc<Inner>`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use confab_protocol::frames::{encode_server, event_frame};
+use confab_protocol::v1::{self, event};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::limits::ConnectionLimiter;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    limiter: ConnectionLimiter,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    next_conn: AtomicU64,
+    conn_prefix: String,
+    go_away: Bytes,
+}
+
+/// Everything handlers and transports share.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Metrics) -> Self {
+        let limiter = ConnectionLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        );
+        let mut r = [0u8; 4];
+        let _ = getrandom::fill(&mut r);
+        let go_away = encode_server(&event_frame(event::Event::GoAway(v1::GoAway {
+            reason: v1::GoAwayReason::Shutdown as i32,
+            message: "server shutting down".into(),
+            reconnect_after_ms: 1000,
+        })));
+        Self(Arc::new(Inner {
+            config,
+            store,
+            metrics,
+            limiter,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+            conn_prefix: format!("{:08x}", u32::from_le_bytes(r)),
+            go_away,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn limiter(&self) -> &ConnectionLimiter {
+        &self.0.limiter
+    }
+
+    /// Cancelled when the server begins shutting down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.0.tasks
+    }
+
+    /// A new connection id: unique per server process.
+    pub fn next_connection_id(&self) -> String {
+        let n = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.0.conn_prefix)
+    }
+
+    /// The GoAway event, encoded once and shared by every connection.
+    pub fn go_away_frame(&self) -> Bytes {
+        self.0.go_away.clone()
+    }
+}

@@ -1,0 +1,224 @@
+//! `TestServer`: a real server in-process on port 0 (WebSocket and QUIC), with a fresh database
+//! per test on either store. Listeners are bound before the server runs, so tests never sleep
+//! waiting for readiness.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use confab_protocol::client::{Client, ConnectOptions, Events, RawConnection, ServerUrl, Trust};
+use confab_server::store::Store;
+use confab_server::{Config, Listeners, Server, StartError};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::pg::TestDatabase;
+
+/// Which store a test server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Which transport a test client uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    Quic,
+}
+
+/// A running in-process server.
+#[derive(Debug)]
+pub struct TestServer {
+    pub ws_addr: SocketAddr,
+    pub quic_addr: SocketAddr,
+    pub cert: CertificateDer<'static>,
+    pub store_kind: StoreKind,
+    store: Arc<dyn Store>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), StartError>>>,
+    db: Option<TestDatabase>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Installs a test log subscriber once (RUST_LOG controls it; quiet by default).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestServer {
+    pub async fn start(store: StoreKind) -> anyhow::Result<Self> {
+        Self::start_with(store, |_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusts its configuration.
+    pub async fn start_with(
+        store: StoreKind,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
+        init_logging();
+        let data_dir = tempfile::tempdir()?;
+        let mut config = Config {
+            ws_listen: "127.0.0.1:0".parse()?,
+            quic_listen: "127.0.0.1:0".parse()?,
+            data_dir: data_dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.shutdown_timeout = std::time::Duration::from_secs(5);
+        let db = match store {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => {
+                let db = TestDatabase::create().await?;
+                config.database_url = Some(confab_server::config::DatabaseUrl::new(db.url.clone()));
+                Some(db)
+            }
+        };
+        tweak(&mut config);
+        let listeners = Listeners::bind(&config).await?;
+        let ws_addr = listeners.ws_addr()?;
+        let quic_addr = listeners.quic_addr()?;
+        let server = Server::build(config).await.context("building server")?;
+        let cert = server.certificate();
+        let store_handle = server.store();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(listeners, async move {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            ws_addr,
+            quic_addr,
+            cert,
+            store_kind: store,
+            store: store_handle,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            db,
+            _data_dir: data_dir,
+        })
+    }
+
+    /// The server's URL for a transport.
+    pub fn url(&self, t: Transport) -> String {
+        match t {
+            Transport::WebSocket => format!("ws://{}/v1/ws", self.ws_addr),
+            Transport::Quic => format!("quic://{}", self.quic_addr),
+        }
+    }
+
+    /// Trust that pins this server's certificate.
+    pub fn trust(&self) -> Trust {
+        Trust::Pinned(self.cert.clone())
+    }
+
+    /// A conformance target for this server.
+    pub fn target(&self, t: Transport) -> crate::cases::Target {
+        crate::cases::Target {
+            url: self.url(t),
+            trust: self.trust(),
+        }
+    }
+
+    /// Client options that trust this server.
+    pub fn options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions {
+            client_name: "confab-tests".into(),
+            ..Default::default()
+        };
+        o.transport.trust = self.trust();
+        o
+    }
+
+    pub async fn connect(&self, t: Transport) -> anyhow::Result<(Client, Events)> {
+        Ok(Client::connect(&self.url(t), self.options()).await?)
+    }
+
+    /// A raw, un-handshaken connection.
+    pub async fn raw(&self, t: Transport) -> anyhow::Result<RawConnection> {
+        let url = ServerUrl::parse(&self.url(t))?;
+        Ok(RawConnection::connect(&url, &self.options().transport).await?)
+    }
+
+    /// The server's store handle.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// A minimal HTTP/1.1 GET on the WebSocket port: (status, body).
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.http_request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        ))
+        .await
+    }
+
+    /// Sends a raw HTTP request and reads the whole response: (status, body).
+    pub async fn http_request(&self, request: &str) -> anyhow::Result<(u16, String)> {
+        let mut s = tokio::net::TcpStream::connect(self.ws_addr).await?;
+        s.write_all(request.as_bytes()).await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("no status line in {text:?}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// Triggers graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down gracefully, waits for `run` to return, and drops the test database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        let result = match self.handle.take() {
+            Some(h) => h.await?,
+            None => Ok(()),
+        };
+        if let Some(db) = self.db.take() {
+            db.drop_db().await?;
+        }
+        if let Err(e) = result {
+            bail!("server run failed: {e}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+        if let Some(db) = self.db.take() {
+            // Best effort when a test failed before stop(): drop the database on a side thread.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    let _ = rt.block_on(db.drop_db());
+                }
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Confab conformance suite: the in-process test server harness and the conformance cases.
+//!
+//! Every case speaks only the wire, through `confab_protocol`'s client library, and names the
+//! docs/protocol.md section it checks, so the same code runs in `cargo test` against
+//! [`harness::TestServer`] and against any running implementation.
+
+pub mod cases;
+pub mod harness;
+pub mod pg;
