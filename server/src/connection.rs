@@ -166,7 +166,9 @@ async fn run(
         outbox.abort.send_replace(Some(close));
     }
     drop(outbox);
-    let _ = writer_task.await;
+    if let Ok(writer) = writer_task.await {
+        crate::transport::linger(reader, writer).await;
+    }
 }
 
 /// Maps a read failure to the error frame (if any) and close it causes.
@@ -404,7 +406,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outbound>,
     mut abort: watch::Receiver<Option<Close>>,
     tm: TransportMetrics,
-) {
+) -> FrameWriter {
     loop {
         let first = tokio::select! {
             biased;
@@ -452,11 +454,12 @@ async fn write_loop(
         }
         if let Some(c) = close {
             w.close(c.code, c.reason).await;
-            return;
+            return w;
         }
     }
     let c = abort
         .borrow()
         .unwrap_or(Close::new(CloseCode::InternalError, "write failed"));
     w.abort(c.code, c.reason).await;
+    w
 }

@@ -131,7 +131,7 @@ pub fn all() -> Vec<Case> {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn hello(major: u32, minor: u32) -> Request {
+pub fn hello(major: u32, minor: u32) -> Request {
     Request::Hello(v1::Hello {
         protocol_major: major,
         protocol_minor: minor,
@@ -142,7 +142,7 @@ fn hello(major: u32, minor: u32) -> Request {
 }
 
 /// Waits for the response to `request_id`, skipping events.
-async fn response_to(raw: &mut RawConnection, request_id: u64) -> anyhow::Result<response::Result> {
+pub async fn response_to(raw: &mut RawConnection, request_id: u64) -> anyhow::Result<response::Result> {
     tokio::time::timeout(WAIT, async {
         loop {
             let frame = raw.recv_frame().await?;
@@ -161,7 +161,7 @@ async fn response_to(raw: &mut RawConnection, request_id: u64) -> anyhow::Result
 }
 
 /// Expects an error response with `code` to `request_id`.
-async fn expect_error(
+pub async fn expect_error(
     raw: &mut RawConnection,
     request_id: u64,
     code: ErrorCode,
@@ -177,7 +177,7 @@ async fn expect_error(
 }
 
 /// Reads until the connection closes; returns the frames seen before and the close.
-async fn until_closed(
+pub async fn until_closed(
     raw: &mut RawConnection,
 ) -> anyhow::Result<(Vec<v1::ServerFrame>, CloseInfo)> {
     tokio::time::timeout(WAIT, async {
@@ -193,7 +193,7 @@ async fn until_closed(
     .context("connection not closed in time")?
 }
 
-fn expect_close(info: &CloseInfo, code: CloseCode) -> anyhow::Result<()> {
+pub fn expect_close(info: &CloseInfo, code: CloseCode) -> anyhow::Result<()> {
     ensure!(
         info.code == Some(code as u32),
         "expected close {} ({}), got {info}",
@@ -214,7 +214,7 @@ fn connection_error(frames: &[v1::ServerFrame]) -> Option<&v1::Error> {
     })
 }
 
-async fn handshaken(t: &Target) -> anyhow::Result<RawConnection> {
+pub async fn handshaken(t: &Target) -> anyhow::Result<RawConnection> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(1, hello(1, 0))).await?;
     match response_to(&mut raw, 1).await? {

@@ -190,8 +190,9 @@ impl Client {
             request_timeout: opts.request_timeout,
         });
         let limits = welcome.limits.unwrap_or_default();
-        let heartbeat = Duration::from_millis(u64::from(limits.heartbeat_interval_ms.max(1000)));
-        let idle = Duration::from_millis(u64::from(limits.idle_timeout_ms.max(3000)));
+        // Ping at the server's heartbeat interval; give up on a server silent for its idle timeout.
+        let heartbeat = Duration::from_millis(u64::from(limits.heartbeat_interval_ms.max(50)));
+        let idle = Duration::from_millis(u64::from(limits.idle_timeout_ms.max(500)));
         let (tx, rx) = mpsc::channel(opts.send_queue.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(opts.event_buffer.max(1));
         tokio::spawn(writer(raw.sender, rx, shared.clone(), heartbeat));

@@ -138,10 +138,10 @@ impl FrameWriter {
 
     /// Closes with `code`. On QUIC, waits (bounded) for the peer to receive what was sent, since
     /// closing a QUIC connection discards unacknowledged stream data.
-    pub async fn close(self, code: CloseCode, reason: &str) {
+    pub async fn close(&mut self, code: CloseCode, reason: &str) {
         let wait = std::time::Duration::from_secs(2);
         match self {
-            Self::WebSocket(mut sink) => {
+            Self::WebSocket(sink) => {
                 let frame = CloseFrame {
                     code: (code as u16).into(),
                     reason: reason.to_string().into(),
@@ -152,7 +152,7 @@ impl FrameWriter {
                 })
                 .await;
             }
-            Self::Quic { mut send, conn } => {
+            Self::Quic { send, conn } => {
                 let _ = send.finish();
                 let _ = tokio::time::timeout(wait, send.stopped()).await;
                 conn.close((code as u32).into(), reason.as_bytes());
@@ -161,9 +161,9 @@ impl FrameWriter {
     }
 
     /// Closes immediately, dropping anything unsent (slow consumers).
-    pub async fn abort(self, code: CloseCode, reason: &str) {
+    pub async fn abort(&mut self, code: CloseCode, reason: &str) {
         match self {
-            Self::WebSocket(mut sink) => {
+            Self::WebSocket(sink) => {
                 let frame = CloseFrame {
                     code: (code as u16).into(),
                     reason: reason.to_string().into(),
@@ -177,4 +177,25 @@ impl FrameWriter {
             Self::Quic { conn, .. } => conn.close((code as u32).into(), reason.as_bytes()),
         }
     }
+}
+
+/// After a WebSocket close, reads and discards what the client still sends until it closes too
+/// (bounded). Dropping a TCP socket with unread bytes makes the kernel send RST, which can destroy
+/// the close frame and error frame before the client reads them.
+pub(crate) async fn linger(reader: FrameReader, writer: FrameWriter) {
+    let (FrameReader::WebSocket(stream), FrameWriter::WebSocket(sink)) = (reader, writer) else {
+        return;
+    };
+    let Ok(mut ws) = stream.reunite(sink) else { return };
+    let io = ws.get_mut();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let _ = tokio::io::AsyncWriteExt::shutdown(io).await;
+        let mut scratch = [0u8; 4096];
+        while let Ok(n) = io.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use confab_protocol::CloseCode;
 use confab_protocol::framing::FrameBuffer;
 use tokio::time::Instant;
 
@@ -43,20 +44,27 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, state: AppState) {
         let state2 = state.clone();
         state.tasks().spawn(async move {
             let state = state2;
-            let accepted = tokio::time::timeout_at(deadline, async {
-                let conn = incoming.accept()?.await?;
-                let (send, recv) = conn.accept_bi().await?;
-                Ok::<_, quinn::ConnectionError>((conn, send, recv))
-            })
-            .await;
-            let (conn, send, recv) = match accepted {
-                Ok(Ok(x)) => x,
+            let conn = match tokio::time::timeout_at(deadline, async { incoming.accept()?.await }).await {
+                Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "quic handshake failed");
                     return;
                 }
                 Err(_) => {
                     state.metrics().closed("handshake_timeout");
+                    return;
+                }
+            };
+            // The client opens the control stream by sending Hello on it (§2.2).
+            let (send, recv) = match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+                Ok(Ok(streams)) => streams,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "quic connection ended before its control stream");
+                    return;
+                }
+                Err(_) => {
+                    state.metrics().closed("handshake_timeout");
+                    conn.close((CloseCode::HandshakeTimeout as u32).into(), b"no Hello within the handshake deadline");
                     return;
                 }
             };
