@@ -142,7 +142,10 @@ pub fn hello(major: u32, minor: u32) -> Request {
 }
 
 /// Waits for the response to `request_id`, skipping events.
-pub async fn response_to(raw: &mut RawConnection, request_id: u64) -> anyhow::Result<response::Result> {
+pub async fn response_to(
+    raw: &mut RawConnection,
+    request_id: u64,
+) -> anyhow::Result<response::Result> {
     tokio::time::timeout(WAIT, async {
         loop {
             let frame = raw.recv_frame().await?;

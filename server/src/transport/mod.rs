@@ -186,7 +186,9 @@ pub(crate) async fn linger(reader: FrameReader, writer: FrameWriter) {
     let (FrameReader::WebSocket(stream), FrameWriter::WebSocket(sink)) = (reader, writer) else {
         return;
     };
-    let Ok(mut ws) = stream.reunite(sink) else { return };
+    let Ok(mut ws) = stream.reunite(sink) else {
+        return;
+    };
     let io = ws.get_mut();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
         let _ = tokio::io::AsyncWriteExt::shutdown(io).await;
