@@ -364,6 +364,9 @@ async fn serve_requests(
             Some((request_id, kind, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 state.metrics().request(kind, started.elapsed());
                 respond(state, outbox, request_id, result);
+                // While reading is paused at the in-flight cap the client cannot be heard, so
+                // the idle clock restarts when work completes rather than running on.
+                last_rx = Instant::now();
             }
             frame = next_frame(state, reader, outbox, tm), if !draining && in_flight.len() < max_in_flight => {
                 let frame = match frame {
@@ -390,7 +393,7 @@ async fn serve_requests(
                     (request_id, kind, started, result)
                 }));
             }
-            _ = tokio::time::sleep_until(last_rx + limits.idle_timeout), if !draining => {
+            _ = tokio::time::sleep_until(last_rx + limits.idle_timeout), if !draining && in_flight.len() < max_in_flight => {
                 return Close::new(CloseCode::IdleTimeout, "nothing received within the idle timeout");
             }
         }

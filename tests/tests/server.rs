@@ -369,3 +369,38 @@ async fn generated_certificate_is_reused_across_restarts() {
         assert_eq!(mode & 0o077, 0, "key file readable by others: {mode:o}");
     }
 }
+
+#[tokio::test]
+async fn a_configured_certificate_is_served_instead_of_a_generated_one() {
+    // Use the certificate another server generated as this server's configured one.
+    let first = TestServer::start(StoreKind::Sqlite).await.expect("first");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let cfg = confab_server::Config {
+        data_dir: dir.path().join("gen"),
+        ..Default::default()
+    };
+    let generated = confab_server::Server::build(cfg).await.expect("generate");
+    generated.store().close().await;
+    std::fs::copy(dir.path().join("gen/quic-cert.pem"), &cert).expect("copy cert");
+    std::fs::copy(dir.path().join("gen/quic-key.pem"), &key).expect("copy key");
+    let (c2, k2) = (cert.clone(), key.clone());
+    let server = TestServer::start_with(StoreKind::Sqlite, move |c| {
+        c.tls.cert_path = Some(c2);
+        c.tls.key_path = Some(k2);
+    })
+    .await
+    .expect("configured");
+    let mut opts = server.options();
+    opts.transport.trust = Trust::pinned_from_file(&cert).expect("pin");
+    Client::connect(&server.url(Transport::Quic), opts.clone())
+        .await
+        .expect("configured certificate served");
+    opts.transport.trust = first.trust();
+    assert!(
+        Client::connect(&server.url(Transport::Quic), opts)
+            .await
+            .is_err(),
+        "served a generated certificate"
+    );
+}
