@@ -13,22 +13,10 @@ use confab_protocol::client::{Client, ConnectOptions, Trust};
 #[command(name = "confab", version, about)]
 struct Cli {
     /// Server URL: ws://HOST:PORT/v1/ws, wss://…, or quic://HOST:PORT.
-    #[arg(
-        long,
-        short,
-        env = "CONFAB_SERVER",
-        default_value = "ws://127.0.0.1:7600/v1/ws",
-        global = true
-    )]
+    #[arg(long, short, env = "CONFAB_SERVER", default_value = "ws://127.0.0.1:7600/v1/ws", global = true)]
     server: String,
     /// Trust exactly this server certificate (PEM or DER), e.g. confab-data/quic-cert.pem.
-    #[arg(
-        long,
-        env = "CONFAB_CERT",
-        value_name = "FILE",
-        global = true,
-        conflicts_with = "insecure"
-    )]
+    #[arg(long, env = "CONFAB_CERT", value_name = "FILE", global = true, conflicts_with = "insecure")]
     cert: Option<PathBuf>,
     /// Accept any server certificate. For development only.
     #[arg(long, global = true)]
@@ -65,10 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (None, true) => Trust::Insecure,
         (None, false) => Trust::SystemRoots,
     };
-    let mut opts = ConnectOptions {
-        client_name: "confab-cli".into(),
-        ..Default::default()
-    };
+    let mut opts = ConnectOptions { client_name: "confab-cli".into(), ..Default::default() };
     opts.transport.trust = trust;
     match cli.command {
         Command::Ping { count, json } => ping(&cli.server, opts, count, json).await,
@@ -77,9 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn ping(server: &str, opts: ConnectOptions, count: u32, json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (client, _events) = Client::connect(server, opts)
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
+    let (client, _events) = Client::connect(server, opts).await.with_context(|| format!("connecting to {server}"))?;
     let connect = started.elapsed();
     let mut rtts = Vec::new();
     for _ in 0..count.max(1) {

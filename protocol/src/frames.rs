@@ -3,9 +3,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::v1::{
-    self, ClientFrame, ErrorCode, ServerFrame, client_frame, event, response, server_frame,
-};
+use crate::v1::{self, ClientFrame, ErrorCode, ServerFrame, client_frame, event, response, server_frame};
 
 /// Encodes a server frame once; the returned bytes are shared by every connection they go to.
 pub fn encode_server(frame: &ServerFrame) -> Bytes {
@@ -19,37 +17,23 @@ pub fn encode_client(frame: &ClientFrame) -> Bytes {
 
 /// A ServerFrame carrying the response to `request_id`.
 pub fn response_frame(request_id: u64, result: response::Result) -> ServerFrame {
-    ServerFrame {
-        frame: Some(server_frame::Frame::Response(v1::Response {
-            request_id,
-            result: Some(result),
-        })),
-    }
+    ServerFrame { frame: Some(server_frame::Frame::Response(v1::Response { request_id, result: Some(result) })) }
 }
 
 /// A ServerFrame carrying an event.
 pub fn event_frame(ev: event::Event) -> ServerFrame {
-    ServerFrame {
-        frame: Some(server_frame::Frame::Event(v1::Event { event: Some(ev) })),
-    }
+    ServerFrame { frame: Some(server_frame::Frame::Event(v1::Event { event: Some(ev) })) }
 }
 
 /// A ClientFrame carrying a request.
 pub fn client_frame(request_id: u64, request: client_frame::Request) -> ClientFrame {
-    ClientFrame {
-        request_id,
-        request: Some(request),
-    }
+    ClientFrame { request_id, request: Some(request) }
 }
 
 impl v1::Error {
     /// An error with a code and a human message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code: code as i32,
-            message: message.into(),
-            ..Default::default()
-        }
+        Self { code: code as i32, message: message.into(), ..Default::default() }
     }
 }
 
@@ -74,14 +58,26 @@ impl client_frame::Request {
         match self {
             Self::Hello(_) => "hello",
             Self::Ping(_) => "ping",
+            Self::Register(_) => "register",
+            Self::Login(_) => "login",
+            Self::RequestCode(_) => "request_code",
+            Self::VerifyCode(_) => "verify_code",
+            Self::Authenticate(_) => "authenticate",
+            Self::Refresh(_) => "refresh",
+            Self::Logout(_) => "logout",
+            Self::ListSessions(_) => "list_sessions",
+            Self::RevokeSession(_) => "revoke_session",
+            Self::ChangePassword(_) => "change_password",
+            Self::RequestPasswordReset(_) => "request_password_reset",
+            Self::ResetPassword(_) => "reset_password",
+            Self::GetMe(_) => "get_me",
+            Self::UpdateProfile(_) => "update_profile",
+            Self::DeleteAccount(_) => "delete_account",
         }
     }
 }
 
 /// Milliseconds since the Unix epoch, for the *_time_ms fields.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

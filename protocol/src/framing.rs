@@ -55,10 +55,7 @@ impl LengthDecoder {
             }
             // Refuse as soon as the value already exceeds the limit.
             if self.value > u64::from(limit) {
-                return Err(FramingError::TooLarge {
-                    declared: self.value,
-                    limit,
-                });
+                return Err(FramingError::TooLarge { declared: self.value, limit });
             }
             return Ok(None);
         }
@@ -68,10 +65,7 @@ impl LengthDecoder {
             return Err(FramingError::BadLength);
         }
         if len > u64::from(limit) {
-            return Err(FramingError::TooLarge {
-                declared: len,
-                limit,
-            });
+            return Err(FramingError::TooLarge { declared: len, limit });
         }
         Ok(Some(len as u32))
     }
@@ -91,10 +85,7 @@ const READ_CHUNK: usize = 4096;
 
 impl FrameBuffer {
     pub fn new(limit: u32) -> Self {
-        Self {
-            buf: BytesMut::new(),
-            limit,
-        }
+        Self { buf: BytesMut::new(), limit }
     }
 
     /// The buffer to read more bytes into; has at least a few KiB of spare capacity.
@@ -151,16 +142,7 @@ mod tests {
 
     #[test]
     fn prefix_round_trips() {
-        for len in [
-            1usize,
-            127,
-            128,
-            300,
-            16_383,
-            16_384,
-            1 << 20,
-            u32::MAX as usize,
-        ] {
+        for len in [1usize, 127, 128, 300, 16_383, 16_384, 1 << 20, u32::MAX as usize] {
             let p = length_prefix(len);
             assert_eq!(decode(&p, u32::MAX), Ok(Some(len as u32)), "len {len}");
         }
@@ -208,9 +190,6 @@ mod tests {
     #[test]
     fn zero_and_overlong_lengths_are_malformed() {
         assert_eq!(decode(&[0], 10), Err(FramingError::BadLength));
-        assert_eq!(
-            decode(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], u32::MAX),
-            Err(FramingError::BadLength)
-        );
+        assert_eq!(decode(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], u32::MAX), Err(FramingError::BadLength));
     }
 }

@@ -25,6 +25,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: Limits,
     pub store: StoreConfig,
+    pub auth: AuthConfig,
     /// How long shutdown waits for connections to drain before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -42,6 +43,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),
+            auth: AuthConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -120,11 +122,165 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        Self { pool_size: 16, acquire_timeout: Duration::from_secs(3), statement_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Accounts, tokens, one-time codes and their rate limits (docs/protocol.md §11).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// PEM (PKCS#8) Ed25519 key signing access tokens; default: generated into the data dir.
+    pub signing_key_path: Option<PathBuf>,
+    /// File with the secret keying one-time code hashes; default: generated into the data dir.
+    pub secret_path: Option<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Clock skew tolerated when checking token times.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Password hashes computed at once (each takes 19 MiB and one core for tens of ms).
+    pub hash_concurrency: u32,
+    #[serde(with = "humantime_serde")]
+    pub code_ttl: Duration,
+    pub code_max_attempts: u32,
+    /// Where one-time codes go: "log" (development: printed in the server log) or "webhook".
+    pub code_sender: CodeSenderKind,
+    /// URL receiving a JSON POST per code with `code_sender = "webhook"`.
+    pub webhook_url: Option<String>,
+    /// Signs webhook bodies (header X-Confab-Signature: sha256=HMAC(secret, body)).
+    pub webhook_secret: Option<Secret>,
+    pub rate_limits: RateLimits,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
         Self {
-            pool_size: 16,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(5),
+            signing_key_path: None,
+            secret_path: None,
+            issuer: "confab".into(),
+            audience: "confab".into(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            leeway: Duration::from_secs(30),
+            hash_concurrency: 2,
+            code_ttl: Duration::from_secs(10 * 60),
+            code_max_attempts: 5,
+            code_sender: CodeSenderKind::Log,
+            webhook_url: None,
+            webhook_secret: None,
+            rate_limits: RateLimits::default(),
         }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeSenderKind {
+    #[default]
+    Log,
+    Webhook,
+}
+
+/// Token buckets: `burst` attempts at once, one more every `per`. Written "BURST/PER", e.g. "5/1m".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per: Duration,
+}
+
+impl RateLimit {
+    pub const fn new(burst: u32, per: Duration) -> Self {
+        Self { burst, per }
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (b, p) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected BURST/PER, e.g. 5/1m"))?;
+        let burst = b.trim().parse().map_err(|_| format!("{s:?}: bad burst"))?;
+        let per = humantime::parse_duration(p.trim()).map_err(|e| format!("{s:?}: {e}"))?;
+        if burst == 0 || per.is_zero() {
+            return Err(format!("{s:?}: burst and period must be positive"));
+        }
+        Ok(Self { burst, per })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.burst, humantime::format_duration(self.per))
+    }
+}
+
+impl Serialize for RateLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Rate limits on account operations, per account (or destination) and per client IP.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    pub login_per_account: RateLimit,
+    pub login_per_ip: RateLimit,
+    pub code_request_per_destination: RateLimit,
+    pub code_request_per_ip: RateLimit,
+    pub code_verify_per_ip: RateLimit,
+    pub register_per_ip: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login_per_account: RateLimit::new(5, Duration::from_secs(60)),
+            login_per_ip: RateLimit::new(30, Duration::from_secs(2)),
+            code_request_per_destination: RateLimit::new(3, Duration::from_secs(120)),
+            code_request_per_ip: RateLimit::new(10, Duration::from_secs(30)),
+            code_verify_per_ip: RateLimit::new(20, Duration::from_secs(5)),
+            register_per_ip: RateLimit::new(20, Duration::from_secs(3)),
+        }
+    }
+}
+
+/// A secret string, redacted in Debug and in `--print-config`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Self(s.to_string()))
     }
 }
 
@@ -173,10 +329,7 @@ impl std::str::FromStr for DatabaseUrl {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
@@ -204,12 +357,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "CONFAB_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL (postgres://…); without it the embedded SQLite store is used.
-    #[arg(
-        long,
-        env = "CONFAB_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "CONFAB_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<DatabaseUrl>,
     /// Log output format [default: text].
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum)]
@@ -224,12 +372,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "CONFAB_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Extra host names for the generated certificate (comma-separated).
-    #[arg(
-        long,
-        env = "CONFAB_TLS_HOSTNAMES",
-        value_name = "NAMES",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "CONFAB_TLS_HOSTNAMES", value_name = "NAMES", value_delimiter = ',')]
     pub tls_hostnames: Option<Vec<String>>,
     /// Largest client frame accepted, bytes [default: 1048576].
     #[arg(long, env = "CONFAB_MAX_FRAME_BYTES", value_name = "BYTES")]
@@ -270,6 +413,63 @@ pub struct ConfigArgs {
     /// Abort database statements running longer than this [default: 5s].
     #[arg(long, env = "CONFAB_STORE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub store_statement_timeout: Option<Duration>,
+    /// Ed25519 PKCS#8 PEM key signing access tokens [default: generated into the data dir].
+    #[arg(long, env = "CONFAB_AUTH_SIGNING_KEY", value_name = "FILE")]
+    pub auth_signing_key: Option<PathBuf>,
+    /// Secret keying one-time code hashes [default: generated into the data dir].
+    #[arg(long, env = "CONFAB_AUTH_SECRET", value_name = "FILE")]
+    pub auth_secret: Option<PathBuf>,
+    /// Token issuer (iss) [default: confab].
+    #[arg(long, env = "CONFAB_AUTH_ISSUER", value_name = "NAME")]
+    pub auth_issuer: Option<String>,
+    /// Token audience (aud) [default: confab].
+    #[arg(long, env = "CONFAB_AUTH_AUDIENCE", value_name = "NAME")]
+    pub auth_audience: Option<String>,
+    /// Access token lifetime [default: 15m].
+    #[arg(long, env = "CONFAB_ACCESS_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub access_token_ttl: Option<Duration>,
+    /// Refresh token lifetime [default: 30days].
+    #[arg(long, env = "CONFAB_REFRESH_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub refresh_token_ttl: Option<Duration>,
+    /// Clock skew tolerated on token times [default: 30s].
+    #[arg(long, env = "CONFAB_AUTH_LEEWAY", value_name = "DURATION", value_parser = parse_duration)]
+    pub auth_leeway: Option<Duration>,
+    /// Password hashes computed concurrently [default: 2].
+    #[arg(long, env = "CONFAB_HASH_CONCURRENCY", value_name = "N")]
+    pub hash_concurrency: Option<u32>,
+    /// One-time code lifetime [default: 10m].
+    #[arg(long, env = "CONFAB_CODE_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub code_ttl: Option<Duration>,
+    /// Tries allowed per one-time code [default: 5].
+    #[arg(long, env = "CONFAB_CODE_MAX_ATTEMPTS", value_name = "N")]
+    pub code_max_attempts: Option<u32>,
+    /// Where one-time codes go: log (development) or webhook [default: log].
+    #[arg(long, env = "CONFAB_CODE_SENDER", value_enum)]
+    pub code_sender: Option<CodeSenderKind>,
+    /// URL receiving one JSON POST per code (with --code-sender webhook).
+    #[arg(long, env = "CONFAB_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Secret signing webhook bodies (X-Confab-Signature).
+    #[arg(long, env = "CONFAB_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+    /// Login attempts per account, BURST/PER [default: 5/1m].
+    #[arg(long, env = "CONFAB_RATE_LOGIN_PER_ACCOUNT", value_name = "RATE")]
+    pub rate_login_per_account: Option<RateLimit>,
+    /// Login attempts per client IP [default: 30/2s].
+    #[arg(long, env = "CONFAB_RATE_LOGIN_PER_IP", value_name = "RATE")]
+    pub rate_login_per_ip: Option<RateLimit>,
+    /// Code requests per phone number or account [default: 3/2m].
+    #[arg(long, env = "CONFAB_RATE_CODE_REQUEST_PER_DESTINATION", value_name = "RATE")]
+    pub rate_code_request_per_destination: Option<RateLimit>,
+    /// Code requests per client IP [default: 10/30s].
+    #[arg(long, env = "CONFAB_RATE_CODE_REQUEST_PER_IP", value_name = "RATE")]
+    pub rate_code_request_per_ip: Option<RateLimit>,
+    /// Code verifications per client IP [default: 20/5s].
+    #[arg(long, env = "CONFAB_RATE_CODE_VERIFY_PER_IP", value_name = "RATE")]
+    pub rate_code_verify_per_ip: Option<RateLimit>,
+    /// Registrations per client IP [default: 20/3s].
+    #[arg(long, env = "CONFAB_RATE_REGISTER_PER_IP", value_name = "RATE")]
+    pub rate_register_per_ip: Option<RateLimit>,
     /// Drain time on shutdown before connections are closed [default: 10s].
     #[arg(long, env = "CONFAB_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -289,14 +489,8 @@ impl Config {
 
     /// Parses a TOML file over the defaults; unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
     }
 
     fn apply(&mut self, a: &ConfigArgs) {
@@ -330,17 +524,40 @@ impl Config {
         set(&mut l.max_connections_per_ip, &a.max_connections_per_ip);
         set(&mut l.outbound_queue_frames, &a.outbound_queue_frames);
         set(&mut l.ws_read_buffer_bytes, &a.ws_read_buffer_bytes);
-        set(
-            &mut l.quic_receive_window_bytes,
-            &a.quic_receive_window_bytes,
-        );
+        set(&mut l.quic_receive_window_bytes, &a.quic_receive_window_bytes);
         set(&mut self.store.pool_size, &a.store_pool_size);
         set(&mut self.store.acquire_timeout, &a.store_acquire_timeout);
-        set(
-            &mut self.store.statement_timeout,
-            &a.store_statement_timeout,
-        );
+        set(&mut self.store.statement_timeout, &a.store_statement_timeout);
         set(&mut self.shutdown_timeout, &a.shutdown_timeout);
+        let au = &mut self.auth;
+        if a.auth_signing_key.is_some() {
+            au.signing_key_path = a.auth_signing_key.clone();
+        }
+        if a.auth_secret.is_some() {
+            au.secret_path = a.auth_secret.clone();
+        }
+        set(&mut au.issuer, &a.auth_issuer);
+        set(&mut au.audience, &a.auth_audience);
+        set(&mut au.access_token_ttl, &a.access_token_ttl);
+        set(&mut au.refresh_token_ttl, &a.refresh_token_ttl);
+        set(&mut au.leeway, &a.auth_leeway);
+        set(&mut au.hash_concurrency, &a.hash_concurrency);
+        set(&mut au.code_ttl, &a.code_ttl);
+        set(&mut au.code_max_attempts, &a.code_max_attempts);
+        set(&mut au.code_sender, &a.code_sender);
+        if a.webhook_url.is_some() {
+            au.webhook_url = a.webhook_url.clone();
+        }
+        if a.webhook_secret.is_some() {
+            au.webhook_secret = a.webhook_secret.clone();
+        }
+        let r = &mut au.rate_limits;
+        set(&mut r.login_per_account, &a.rate_login_per_account);
+        set(&mut r.login_per_ip, &a.rate_login_per_ip);
+        set(&mut r.code_request_per_destination, &a.rate_code_request_per_destination);
+        set(&mut r.code_request_per_ip, &a.rate_code_request_per_ip);
+        set(&mut r.code_verify_per_ip, &a.rate_code_verify_per_ip);
+        set(&mut r.register_per_ip, &a.rate_register_per_ip);
     }
 
     /// Checks ranges and relations between settings.
@@ -348,17 +565,12 @@ impl Config {
         let l = &self.limits;
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(1024..=64 * 1024 * 1024).contains(&l.max_frame_bytes) {
-            return bad(format!(
-                "max_frame_bytes must be 1 KiB..64 MiB, got {}",
-                l.max_frame_bytes
-            ));
+            return bad(format!("max_frame_bytes must be 1 KiB..64 MiB, got {}", l.max_frame_bytes));
         }
         if !(1..=1024).contains(&l.max_requests_in_flight) {
             return bad("max_requests_in_flight must be 1..=1024".into());
         }
-        if l.heartbeat_interval < Duration::from_millis(100)
-            || l.idle_timeout <= l.heartbeat_interval
-        {
+        if l.heartbeat_interval < Duration::from_millis(100) || l.idle_timeout <= l.heartbeat_interval {
             return bad("heartbeat_interval must be at least 100ms and below idle_timeout".into());
         }
         if l.idle_timeout > Duration::from_secs(600) {
@@ -385,13 +597,35 @@ impl Config {
         if self.store.pool_size == 0 || self.store.acquire_timeout.is_zero() {
             return bad("store pool_size and acquire_timeout must be positive".into());
         }
+        let au = &self.auth;
+        if au.access_token_ttl < Duration::from_secs(10) || au.access_token_ttl > Duration::from_secs(24 * 3600) {
+            return bad("auth.access_token_ttl must be within 10s..24h".into());
+        }
+        if au.refresh_token_ttl <= au.access_token_ttl {
+            return bad("auth.refresh_token_ttl must exceed access_token_ttl".into());
+        }
+        if au.leeway > Duration::from_secs(300) {
+            return bad("auth.leeway must be at most 5m".into());
+        }
+        if !(1..=64).contains(&au.hash_concurrency) {
+            return bad("auth.hash_concurrency must be 1..=64".into());
+        }
+        if !(1..=20).contains(&au.code_max_attempts) || au.code_ttl < Duration::from_secs(30) {
+            return bad("auth.code_max_attempts must be 1..=20 and code_ttl at least 30s".into());
+        }
+        if au.issuer.is_empty() || au.audience.is_empty() {
+            return bad("auth.issuer and auth.audience must be set".into());
+        }
+        if au.code_sender == CodeSenderKind::Webhook {
+            match au.webhook_url.as_deref().map(url::Url::parse) {
+                Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => return bad("code_sender = \"webhook\" needs an http(s) auth.webhook_url".into()),
+            }
+        }
         if let Some(url) = &self.database_url {
             let u = url.expose();
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                return bad(format!(
-                    "database_url must be postgres://… (got {})",
-                    url.redacted()
-                ));
+                return bad(format!("database_url must be postgres://… (got {})", url.redacted()));
             }
         }
         Ok(())
@@ -401,6 +635,7 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut c = self.clone();
         c.database_url = c.database_url.map(|u| DatabaseUrl(u.redacted()));
+        c.auth.webhook_secret = c.auth.webhook_secret.map(|_| Secret("REDACTED".into()));
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
@@ -418,11 +653,7 @@ mod tests {
             "ws_listen = \"127.0.0.1:9000\"\n[limits]\nidle_timeout = \"90s\"\nmax_frame_bytes = 4096\n",
         )
         .expect("write");
-        let args = ConfigArgs {
-            config: Some(path),
-            max_frame_bytes: Some(8192),
-            ..Default::default()
-        };
+        let args = ConfigArgs { config: Some(path), max_frame_bytes: Some(8192), ..Default::default() };
         let c = Config::load(&args).expect("load");
         assert_eq!(c.ws_listen.port(), 9000);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(90));
@@ -437,10 +668,7 @@ mod tests {
         std::fs::write(&path, "[limits]\nmax_frame_byte = 4096\n").expect("write");
         let err = Config::from_file(&path).expect_err("typo must fail");
         assert!(err.to_string().contains("max_frame_byte"), "{err}");
-        let args = ConfigArgs {
-            max_frame_bytes: Some(10),
-            ..Default::default()
-        };
+        let args = ConfigArgs { max_frame_bytes: Some(10), ..Default::default() };
         assert!(Config::load(&args).is_err());
     }
 
@@ -448,11 +676,23 @@ mod tests {
     fn database_password_is_redacted() {
         let u = DatabaseUrl::new("postgres://confab:hunter2@db:5432/confab");
         assert!(!format!("{u:?}").contains("hunter2"));
-        let c = Config {
-            database_url: Some(u),
-            ..Default::default()
-        };
+        let c = Config { database_url: Some(u), ..Default::default() };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.to_redacted_toml().contains("hunter2"));
+        let mut c = Config::default();
+        c.auth.webhook_secret = Some(Secret::new("s3cret-value"));
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+        assert!(!c.to_redacted_toml().contains("s3cret-value"));
+    }
+
+    #[test]
+    fn rate_limits_parse_and_print() {
+        let r: RateLimit = "5/1m".parse().expect("parse");
+        assert_eq!(r, RateLimit::new(5, Duration::from_secs(60)));
+        assert_eq!(r.to_string(), "5/1m");
+        assert!("0/1m".parse::<RateLimit>().is_err());
+        assert!("5".parse::<RateLimit>().is_err());
+        let c: Config = toml::from_str("[auth.rate_limits]\nlogin_per_ip = \"7/3s\"\n").expect("toml");
+        assert_eq!(c.auth.rate_limits.login_per_ip, RateLimit::new(7, Duration::from_secs(3)));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use confab_protocol::CloseCode;
@@ -17,11 +17,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::auth::ConnAuth;
 use crate::error::ServerError;
 use crate::handlers;
 use crate::limits::Permit;
 use crate::metrics::TransportMetrics;
 use crate::state::AppState;
+use crate::store::RevokeReason;
 use crate::transport::{FrameReader, FrameWriter, ReadError, Transport};
 
 /// What the transport knows about a new connection.
@@ -34,25 +36,80 @@ pub(crate) struct ConnInfo {
     pub _permit: Permit,
 }
 
-/// Per-connection facts handlers may read.
+/// Per-connection state handlers may read and change.
 #[derive(Debug)]
 pub struct ConnCtx {
     pub id: String,
+    /// Numeric id, unique per process (hub key).
+    pub key: u64,
     pub transport: Transport,
     pub peer: SocketAddr,
-    /// Negotiated protocol minor version.
-    pub protocol_minor: u32,
+    pub(crate) outbox: Outbox,
+    client_name: Mutex<String>,
+    auth: Mutex<Option<ConnAuth>>,
+    close_after: Mutex<Option<Close>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ConnCtx {
+    /// The client software named in Hello.
+    pub fn client_name(&self) -> String {
+        lock(&self.client_name).clone()
+    }
+
+    pub(crate) fn set_client_name(&self, name: &str) {
+        *lock(&self.client_name) = name.to_string();
+    }
+
+    /// The connection's authentication, if any (expired or not).
+    pub fn auth(&self) -> Option<ConnAuth> {
+        lock(&self.auth).clone()
+    }
+
+    /// The authentication of a request: UNAUTHENTICATED without one or once the token expired.
+    pub fn require_auth(&self) -> Result<ConnAuth, ServerError> {
+        match self.auth() {
+            None => Err(ServerError::Unauthenticated("authenticate first (§11.5)".into())),
+            Some(a) if a.expires_at_ms <= confab_protocol::frames::now_ms() => {
+                Err(ServerError::Unauthenticated("access token expired: Refresh, then Authenticate".into()))
+            }
+            Some(a) => Ok(a),
+        }
+    }
+
+    /// Replaces the authentication; returns the previous one.
+    pub(crate) fn set_auth(&self, auth: Option<ConnAuth>) -> Option<ConnAuth> {
+        std::mem::replace(&mut *lock(&self.auth), auth)
+    }
+
+    /// After the current response, tell the client its session ended and close the connection.
+    pub(crate) fn close_after_response(&self, session_id: &str, reason: RevokeReason) {
+        self.outbox.push(encode_server(&confab_protocol::frames::event_frame(
+            confab_protocol::v1::event::Event::SessionRevoked(confab_protocol::v1::SessionRevoked {
+                session_id: session_id.to_string(),
+                reason: reason as i32,
+            }),
+        )));
+        *lock(&self.close_after) = Some(Close::new(CloseCode::SessionRevoked, "session revoked"));
+    }
+
+    fn take_close_after(&self) -> Option<Close> {
+        lock(&self.close_after).take()
+    }
 }
 
 /// Why and how a connection ends.
 #[derive(Clone, Copy, Debug)]
-struct Close {
+pub(crate) struct Close {
     code: CloseCode,
     reason: &'static str,
 }
 
 impl Close {
-    const fn new(code: CloseCode, reason: &'static str) -> Self {
+    pub(crate) const fn new(code: CloseCode, reason: &'static str) -> Self {
         Self { code, reason }
     }
 }
@@ -83,12 +140,19 @@ enum Outbound {
     Close(Close),
 }
 
-/// The sending side of a connection: a bounded queue to its writer task, and an abort signal
-/// that bypasses the queue.
+/// The sending side of a connection: a bounded queue to its writer task, an abort signal that
+/// bypasses the queue, and a kick asking the connection loop to close after what is queued.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     tx: mpsc::Sender<Outbound>,
     abort: Arc<watch::Sender<Option<Close>>>,
+    kick: Arc<watch::Sender<Option<Close>>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("queued", &(self.tx.max_capacity() - self.tx.capacity())).finish()
+    }
 }
 
 impl Outbox {
@@ -99,10 +163,7 @@ impl Outbox {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.abort.send_if_modified(|slot| {
-                    slot.get_or_insert(Close::new(
-                        CloseCode::SlowConsumer,
-                        "outbound queue full; reconnect and sync",
-                    ));
+                    slot.get_or_insert(Close::new(CloseCode::SlowConsumer, "outbound queue full; reconnect and sync"));
                     true
                 });
                 false
@@ -114,23 +175,21 @@ impl Outbox {
     fn aborted(&self) -> Option<Close> {
         *self.abort.borrow()
     }
+
+    /// Asks the connection to close with `close` once the frames queued so far are sent.
+    pub fn kick(&self, close: Close) {
+        self.kick.send_replace(Some(close));
+    }
 }
 
 /// Serves one connection to its end.
-pub(crate) async fn serve(
-    state: AppState,
-    reader: FrameReader,
-    writer: FrameWriter,
-    info: ConnInfo,
-) {
+pub(crate) async fn serve(state: AppState, reader: FrameReader, writer: FrameWriter, info: ConnInfo) {
     let tm = state.metrics().transport(info.transport).clone();
     tm.accepted.inc();
     tm.connections.inc();
-    let id = state.next_connection_id();
+    let (key, id) = state.next_connection_id();
     let span = tracing::info_span!("conn", id = %id, transport = info.transport.as_str(), peer = %info.peer);
-    run(state.clone(), reader, writer, info, id, tm.clone())
-        .instrument(span)
-        .await;
+    run(state.clone(), reader, writer, info, key, id, tm.clone()).instrument(span).await;
     tm.connections.dec();
 }
 
@@ -139,25 +198,36 @@ async fn run(
     mut reader: FrameReader,
     writer: FrameWriter,
     info: ConnInfo,
+    key: u64,
     id: String,
     tm: TransportMetrics,
 ) {
     let limits = state.config().limits.clone();
     let (tx, rx) = mpsc::channel(limits.outbound_queue_frames as usize);
     let (abort_tx, abort_rx) = watch::channel(None);
-    let outbox = Outbox {
-        tx,
-        abort: Arc::new(abort_tx),
-    };
+    let (kick_tx, kick_rx) = watch::channel(None);
+    let outbox = Outbox { tx, abort: Arc::new(abort_tx), kick: Arc::new(kick_tx) };
     let writer_task = tokio::spawn(write_loop(writer, rx, abort_rx.clone(), tm.clone()));
+    let ctx = Arc::new(ConnCtx {
+        id,
+        key,
+        transport: info.transport,
+        peer: info.peer,
+        outbox: outbox.clone(),
+        client_name: Mutex::new(String::new()),
+        auth: Mutex::new(None),
+        close_after: Mutex::new(None),
+    });
 
-    let close = match handshake(&state, &mut reader, &outbox, &info, &id, &tm).await {
-        Ok(ctx) => {
+    let close = match handshake(&state, &mut reader, &outbox, &info, &ctx, &tm).await {
+        Ok(()) => {
             tracing::debug!("handshake complete");
-            serve_requests(&state, &mut reader, &outbox, abort_rx, Arc::new(ctx), &tm).await
+            serve_requests(&state, &mut reader, &outbox, abort_rx, kick_rx, ctx.clone(), &tm).await
         }
         Err(close) => close,
     };
+    state.auth().unbind(&ctx);
+    drop(ctx);
     let close = outbox.aborted().unwrap_or(close);
     state.metrics().closed(close_label(close.code));
     tracing::debug!(code = close.code as i32, reason = close.reason, "closing");
@@ -175,17 +245,11 @@ async fn run(
 fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
     match e {
         ReadError::TooLarge => (
-            Some(ServerError::TooLarge {
-                field: "frame",
-                message: "frame exceeds max_frame_bytes".into(),
-            }),
+            Some(ServerError::TooLarge { field: "frame", message: "frame exceeds max_frame_bytes".into() }),
             Close::new(CloseCode::TooLarge, "frame too large"),
         ),
         ReadError::Text => (
-            Some(ServerError::invalid(
-                "frame",
-                "text messages are not allowed; send binary frames",
-            )),
+            Some(ServerError::invalid("frame", "text messages are not allowed; send binary frames")),
             Close::new(CloseCode::UnsupportedData, "text message"),
         ),
         ReadError::BadLength => (
@@ -194,10 +258,7 @@ fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
         ),
         ReadError::Transport(e) => {
             tracing::debug!(error = %e, "transport error");
-            (
-                None,
-                Close::new(CloseCode::ProtocolError, "transport error"),
-            )
+            (None, Close::new(CloseCode::ProtocolError, "transport error"))
         }
     }
 }
@@ -224,26 +285,13 @@ async fn next_frame(
     tm.frames_in.inc();
     tm.bytes_in.inc_by(bytes.len() as u64);
     ClientFrame::decode(bytes).map_err(|e| {
-        respond(
-            state,
-            outbox,
-            0,
-            Err(ServerError::invalid(
-                "frame",
-                format!("not a ClientFrame: {e}"),
-            )),
-        );
+        respond(state, outbox, 0, Err(ServerError::invalid("frame", format!("not a ClientFrame: {e}"))));
         Close::new(CloseCode::InvalidFrame, "undecodable frame")
     })
 }
 
 /// Queues the response to `request_id`, encoded once.
-fn respond(
-    state: &AppState,
-    outbox: &Outbox,
-    request_id: u64,
-    result: Result<response::Result, ServerError>,
-) {
+fn respond(state: &AppState, outbox: &Outbox, request_id: u64, result: Result<response::Result, ServerError>) {
     let result = result.unwrap_or_else(|e| {
         state.metrics().error(e.code());
         response::Result::Error(e.to_wire())
@@ -257,9 +305,9 @@ async fn handshake(
     reader: &mut FrameReader,
     outbox: &Outbox,
     info: &ConnInfo,
-    id: &str,
+    ctx: &ConnCtx,
     tm: &TransportMetrics,
-) -> Result<ConnCtx, Close> {
+) -> Result<(), Close> {
     loop {
         let frame = tokio::select! {
             r = tokio::time::timeout_at(info.deadline, next_frame(state, reader, outbox, tm)) => match r {
@@ -269,44 +317,22 @@ async fn handshake(
             _ = state.shutdown().cancelled() => return Err(Close::new(CloseCode::GoingAway, "server shutting down")),
         };
         if frame.request_id == 0 {
-            respond(
-                state,
-                outbox,
-                0,
-                Err(ServerError::invalid(
-                    "request_id",
-                    "request_id must be non-zero",
-                )),
-            );
+            respond(state, outbox, 0, Err(ServerError::invalid("request_id", "request_id must be non-zero")));
             continue;
         }
         let started = Instant::now();
         match frame.request {
             Some(Request::Hello(hello)) => {
-                let result = handlers::session::hello(state, &hello, id);
+                let result = handlers::session::hello(state, ctx, &hello).await;
                 state.metrics().request("hello", started.elapsed());
                 match result {
                     Ok(welcome) => {
-                        let ctx = ConnCtx {
-                            id: id.to_string(),
-                            transport: info.transport,
-                            peer: info.peer,
-                            protocol_minor: welcome.protocol_minor,
-                        };
-                        respond(
-                            state,
-                            outbox,
-                            frame.request_id,
-                            Ok(response::Result::Welcome(welcome)),
-                        );
-                        return Ok(ctx);
+                        respond(state, outbox, frame.request_id, Ok(response::Result::Welcome(welcome)));
+                        return Ok(());
                     }
                     Err(e @ ServerError::UnsupportedVersion(_)) => {
                         respond(state, outbox, frame.request_id, Err(e));
-                        return Err(Close::new(
-                            CloseCode::UnsupportedVersion,
-                            "unsupported protocol version",
-                        ));
+                        return Err(Close::new(CloseCode::UnsupportedVersion, "unsupported protocol version"));
                     }
                     Err(e) => respond(state, outbox, frame.request_id, Err(e)),
                 }
@@ -315,26 +341,14 @@ async fn handshake(
                 state,
                 outbox,
                 frame.request_id,
-                Err(ServerError::FailedPrecondition(
-                    "the first request must be Hello (§4.1)".into(),
-                )),
+                Err(ServerError::FailedPrecondition("the first request must be Hello (§4.1)".into())),
             ),
         }
     }
 }
 
-type InFlight = Pin<
-    Box<
-        dyn Future<
-                Output = (
-                    u64,
-                    &'static str,
-                    Instant,
-                    Result<response::Result, ServerError>,
-                ),
-            > + Send,
-    >,
->;
+type InFlight =
+    Pin<Box<dyn Future<Output = (u64, &'static str, Instant, Result<response::Result, ServerError>)> + Send>>;
 
 /// The main loop after Welcome.
 async fn serve_requests(
@@ -342,6 +356,7 @@ async fn serve_requests(
     reader: &mut FrameReader,
     outbox: &Outbox,
     mut abort: watch::Receiver<Option<Close>>,
+    mut kick: watch::Receiver<Option<Close>>,
     ctx: Arc<ConnCtx>,
     tm: &TransportMetrics,
 ) -> Close {
@@ -357,6 +372,11 @@ async fn serve_requests(
         tokio::select! {
             biased;
             Ok(()) = abort.changed() => return Close::new(CloseCode::SlowConsumer, "outbound queue full"),
+            Ok(()) = kick.changed() => {
+                if let Some(close) = *kick.borrow() {
+                    return close;
+                }
+            }
             _ = state.shutdown().cancelled(), if !draining => {
                 draining = true;
                 outbox.push(state.go_away_frame());
@@ -364,6 +384,12 @@ async fn serve_requests(
             Some((request_id, kind, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 state.metrics().request(kind, started.elapsed());
                 respond(state, outbox, request_id, result);
+                if let Some(close) = ctx.take_close_after() {
+                    return close;
+                }
+                if let Some(close) = ctx.take_close_after() {
+                    return close;
+                }
                 // While reading is paused at the in-flight cap the client cannot be heard, so
                 // the idle clock restarts when work completes rather than running on.
                 last_rx = Instant::now();
@@ -460,9 +486,7 @@ async fn write_loop(
             return w;
         }
     }
-    let c = abort
-        .borrow()
-        .unwrap_or(Close::new(CloseCode::InternalError, "write failed"));
+    let c = abort.borrow().unwrap_or(Close::new(CloseCode::InternalError, "write failed"));
     w.abort(c.code, c.reason).await;
     w
 }

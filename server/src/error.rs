@@ -17,10 +17,7 @@ pub enum ServerError {
     #[error("not found: {0}")]
     NotFound(String),
     #[error("invalid argument {field}: {message}")]
-    InvalidArgument {
-        field: &'static str,
-        message: String,
-    },
+    InvalidArgument { field: &'static str, message: String },
     #[error("already exists: {0}")]
     AlreadyExists(String),
     #[error("failed precondition: {0}")]
@@ -28,10 +25,7 @@ pub enum ServerError {
     #[error("rate limited for {0:?}")]
     RateLimited(Duration),
     #[error("too large {field}: {message}")]
-    TooLarge {
-        field: &'static str,
-        message: String,
-    },
+    TooLarge { field: &'static str, message: String },
     #[error("unsupported protocol version: {0}")]
     UnsupportedVersion(String),
     #[error("unimplemented: {0}")]
@@ -46,10 +40,7 @@ pub enum ServerError {
 
 impl ServerError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field,
-            message: message.into(),
-        }
+        Self::InvalidArgument { field, message: message.into() }
     }
 
     /// The wire code of this error.

@@ -3,10 +3,12 @@
 //! Data path: bytes (`transport`) → frames (`confab_protocol::framing`) → envelopes
 //! (`connection`) → handlers (`handlers`) → services → store (`store`).
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod error;
 mod handlers;
+pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod state;
@@ -34,6 +36,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
 }
@@ -53,8 +57,8 @@ impl Listeners {
         let ws = tokio::net::TcpListener::bind(config.ws_listen)
             .await
             .map_err(|e| StartError::Io("binding ws_listen", e))?;
-        let quic = std::net::UdpSocket::bind(config.quic_listen)
-            .map_err(|e| StartError::Io("binding quic_listen", e))?;
+        let quic =
+            std::net::UdpSocket::bind(config.quic_listen).map_err(|e| StartError::Io("binding quic_listen", e))?;
         Ok(Self { ws, quic })
     }
 
@@ -78,20 +82,23 @@ impl Server {
     /// Opens the store (applying migrations) and loads or generates the certificate.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| StartError::Io("creating data_dir", e))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Io("creating data_dir", e))?;
         let metrics = Metrics::new();
         let store = store::open(&config, metrics.clone()).await?;
         let cert = tls::load_or_generate(&config)?;
-        Ok(Self {
-            state: AppState::new(config, store, metrics),
-            cert,
-        })
+        let hub = Arc::new(hub::Hub::default());
+        let auth = auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), hub.clone()).await?;
+        Ok(Self { state: AppState::new(config, store, metrics, hub, auth), cert })
     }
 
     /// The QUIC certificate clients can pin.
     pub fn certificate(&self) -> CertificateDer<'static> {
         self.cert.leaf().clone()
+    }
+
+    /// Live connections by session, for tests.
+    pub fn hub(&self) -> Arc<hub::Hub> {
+        self.state.hub().clone()
     }
 
     /// The store, for tools and tests.
@@ -101,26 +108,14 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains: stop accepting, send GoAway, finish
     /// in-flight requests, close connections, close the store.
-    pub async fn run(
-        self,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), StartError> {
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let state = self.state;
         let quic_config = tls::quic_server_config(&self.cert, state.config())?;
-        let runtime = quinn::default_runtime().ok_or_else(|| {
-            StartError::Io(
-                "quic runtime",
-                std::io::Error::other("no async runtime found"),
-            )
-        })?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(quic_config),
-            listeners.quic,
-            runtime,
-        )
-        .map_err(|e| StartError::Io("starting QUIC endpoint", e))?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| StartError::Io("quic runtime", std::io::Error::other("no async runtime found")))?;
+        let endpoint =
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(quic_config), listeners.quic, runtime)
+                .map_err(|e| StartError::Io("starting QUIC endpoint", e))?;
         tracing::info!(
             ws = %listeners.ws.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             quic = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -137,19 +132,10 @@ impl Server {
         let _ = quic.await;
         state.tasks().close();
         let timeout = state.config().shutdown_timeout;
-        if tokio::time::timeout(timeout, state.tasks().wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                remaining = state.tasks().len(),
-                "drain timed out; closing remaining connections"
-            );
+        if tokio::time::timeout(timeout, state.tasks().wait()).await.is_err() {
+            tracing::warn!(remaining = state.tasks().len(), "drain timed out; closing remaining connections");
         }
-        endpoint.close(
-            (confab_protocol::CloseCode::GoingAway as u32).into(),
-            b"server shutting down",
-        );
+        endpoint.close((confab_protocol::CloseCode::GoingAway as u32).into(), b"server shutting down");
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
         state.store().close().await;
         tracing::info!("stopped");
@@ -158,10 +144,6 @@ impl Server {
 }
 
 /// Builds and runs a server: the whole life of `confab-server`.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     Server::build(config).await?.run(listeners, shutdown).await
 }

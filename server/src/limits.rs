@@ -34,18 +34,11 @@ pub struct Permit {
 
 impl ConnectionLimiter {
     pub fn new(max_total: u32, max_per_ip: u32) -> Self {
-        Self {
-            counts: Arc::default(),
-            max_total,
-            max_per_ip,
-        }
+        Self { counts: Arc::default(), max_total, max_per_ip }
     }
 
     pub fn try_acquire(&self, ip: IpAddr) -> Result<Permit, Refused> {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.total >= self.max_total {
             return Err(Refused::Total);
         }
@@ -55,18 +48,12 @@ impl ConnectionLimiter {
         }
         *n += 1;
         c.total += 1;
-        Ok(Permit {
-            counts: self.counts.clone(),
-            ip,
-        })
+        Ok(Permit { counts: self.counts.clone(), ip })
     }
 
     /// Connections currently admitted.
     pub fn total(&self) -> u32 {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .total
+        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total
     }
 
     /// True when more than half the global cap is in use (QUIC then validates addresses first).
@@ -77,10 +64,7 @@ impl ConnectionLimiter {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut c = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         c.total -= 1;
         if let Some(n) = c.per_ip.get_mut(&self.ip) {
             *n -= 1;

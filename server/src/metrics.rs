@@ -82,56 +82,20 @@ impl Metrics {
         let frames_out = Family::<TransportLabel, Counter>::default();
         let bytes_in = Family::<TransportLabel, Counter>::default();
         let bytes_out = Family::<TransportLabel, Counter>::default();
-        let requests = Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        let requests = Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let errors = Family::<CodeLabel, Counter>::default();
         let closes = Family::<ReasonLabel, Counter>::default();
-        let store = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
-        registry.register(
-            "connections",
-            "Open connections by transport",
-            connections.clone(),
-        );
-        registry.register(
-            "connections_accepted",
-            "Connections accepted by transport",
-            accepted.clone(),
-        );
-        registry.register(
-            "frames_in",
-            "Frames received by transport",
-            frames_in.clone(),
-        );
+        let store = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("connections", "Open connections by transport", connections.clone());
+        registry.register("connections_accepted", "Connections accepted by transport", accepted.clone());
+        registry.register("frames_in", "Frames received by transport", frames_in.clone());
         registry.register("frames_out", "Frames sent by transport", frames_out.clone());
-        registry.register(
-            "bytes_in",
-            "Frame bytes received by transport",
-            bytes_in.clone(),
-        );
-        registry.register(
-            "bytes_out",
-            "Frame bytes sent by transport",
-            bytes_out.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Request handling time by request kind",
-            requests.clone(),
-        );
+        registry.register("bytes_in", "Frame bytes received by transport", bytes_in.clone());
+        registry.register("bytes_out", "Frame bytes sent by transport", bytes_out.clone());
+        registry.register("request_duration_seconds", "Request handling time by request kind", requests.clone());
         registry.register("errors", "Error responses by code", errors.clone());
-        registry.register(
-            "connections_closed",
-            "Connections closed by reason",
-            closes.clone(),
-        );
-        registry.register(
-            "store_duration_seconds",
-            "Store operation time by operation",
-            store.clone(),
-        );
+        registry.register("connections_closed", "Connections closed by reason", closes.clone());
+        registry.register("store_duration_seconds", "Store operation time by operation", store.clone());
         let resolve = |t: &'static str| {
             let l = TransportLabel { transport: t };
             TransportMetrics {
@@ -145,15 +109,7 @@ impl Metrics {
         };
         let ws = resolve("websocket");
         let quic = resolve("quic");
-        Self(Arc::new(Inner {
-            registry,
-            requests,
-            errors,
-            closes,
-            store,
-            ws,
-            quic,
-        }))
+        Self(Arc::new(Inner { registry, requests, errors, closes, store, ws, quic }))
     }
 
     pub fn transport(&self, transport: crate::transport::Transport) -> &TransportMetrics {
@@ -164,19 +120,11 @@ impl Metrics {
     }
 
     pub fn request(&self, kind: &'static str, took: Duration) {
-        self.0
-            .requests
-            .get_or_create(&KindLabel { kind })
-            .observe(took.as_secs_f64());
+        self.0.requests.get_or_create(&KindLabel { kind }).observe(took.as_secs_f64());
     }
 
     pub fn error(&self, code: confab_protocol::ErrorCode) {
-        self.0
-            .errors
-            .get_or_create(&CodeLabel {
-                code: code.as_str_name(),
-            })
-            .inc();
+        self.0.errors.get_or_create(&CodeLabel { code: code.as_str_name() }).inc();
     }
 
     pub fn closed(&self, reason: &'static str) {
@@ -184,10 +132,7 @@ impl Metrics {
     }
 
     pub fn store_op(&self, op: &'static str, took: Duration) {
-        self.0
-            .store
-            .get_or_create(&OpLabel { op })
-            .observe(took.as_secs_f64());
+        self.0.store.get_or_create(&OpLabel { op }).observe(took.as_secs_f64());
     }
 
     /// Prometheus text exposition.

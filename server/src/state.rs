@@ -9,7 +9,9 @@ use confab_protocol::v1::{self, event};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::AuthService;
 use crate::config::Config;
+use crate::hub::Hub;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -19,6 +21,8 @@ struct Inner {
     config: Config,
     store: Arc<dyn Store>,
     metrics: Metrics,
+    hub: Arc<Hub>,
+    auth: AuthService,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -32,11 +36,8 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Metrics) -> Self {
-        let limiter = ConnectionLimiter::new(
-            config.limits.max_connections,
-            config.limits.max_connections_per_ip,
-        );
+    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Metrics, hub: Arc<Hub>, auth: AuthService) -> Self {
+        let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
         let mut r = [0u8; 4];
         let _ = getrandom::fill(&mut r);
         let go_away = encode_server(&event_frame(event::Event::GoAway(v1::GoAway {
@@ -48,6 +49,8 @@ impl AppState {
             config,
             store,
             metrics,
+            hub,
+            auth,
             limiter,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -83,10 +86,20 @@ impl AppState {
         &self.0.tasks
     }
 
-    /// A new connection id: unique per server process.
-    pub fn next_connection_id(&self) -> String {
+    /// Live connections by session.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    /// The accounts service.
+    pub fn auth(&self) -> &AuthService {
+        &self.0.auth
+    }
+
+    /// A new connection number and id, unique per server process.
+    pub fn next_connection_id(&self) -> (u64, String) {
         let n = self.0.next_conn.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.0.conn_prefix)
+        (n, format!("{}-{n}", self.0.conn_prefix))
     }
 
     /// The GoAway event, encoded once and shared by every connection.

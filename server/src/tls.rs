@@ -53,10 +53,8 @@ pub fn load_or_generate(config: &Config) -> Result<ServerCert, TlsError> {
 }
 
 fn load(cert: &Path, key: &Path) -> Result<ServerCert, TlsError> {
-    let file_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::File {
-        path: path.into(),
-        message: e.to_string(),
-    };
+    let file_err =
+        |path: &Path, e: &dyn std::fmt::Display| TlsError::File { path: path.into(), message: e.to_string() };
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|e| file_err(cert, &e))?
         .collect::<Result<Vec<_>, _>>()
@@ -68,34 +66,19 @@ fn load(cert: &Path, key: &Path) -> Result<ServerCert, TlsError> {
     Ok(ServerCert { chain, key })
 }
 
-fn generate(
-    dir: &Path,
-    cert_path: &Path,
-    key_path: &Path,
-    extra: &[String],
-) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|e| TlsError::File {
-        path: dir.into(),
-        message: e.to_string(),
-    })?;
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+fn generate(dir: &Path, cert_path: &Path, key_path: &Path, extra: &[String]) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(|e| TlsError::File { path: dir.into(), message: e.to_string() })?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     names.extend(extra.iter().cloned());
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(key_path, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, generated.cert.pem()).map_err(|e| TlsError::File {
-        path: cert_path.into(),
-        message: e.to_string(),
-    })?;
+    std::fs::write(cert_path, generated.cert.pem())
+        .map_err(|e| TlsError::File { path: cert_path.into(), message: e.to_string() })?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed QUIC certificate");
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -104,21 +87,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let err = |e: std::io::Error| TlsError::File {
-        path: path.into(),
-        message: e.to_string(),
-    };
-    opts.open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(err)
+    let err = |e: std::io::Error| TlsError::File { path: path.into(), message: e.to_string() };
+    opts.open(path).and_then(|mut f| f.write_all(bytes)).map_err(err)
 }
 
 /// The quinn server configuration: TLS 1.3 with ALPN confab/1, one bidirectional stream per
 /// connection, bounded receive windows.
-pub fn quic_server_config(
-    cert: &ServerCert,
-    config: &Config,
-) -> Result<quinn::ServerConfig, TlsError> {
+pub fn quic_server_config(cert: &ServerCert, config: &Config) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -128,8 +103,7 @@ pub fn quic_server_config(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     tls.alpn_protocols = vec![confab_protocol::QUIC_ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let l = &config.limits;
     let mut transport = quinn::TransportConfig::default();

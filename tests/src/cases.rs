@@ -8,8 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use confab_protocol::client::{
-    Client, ClientError, CloseInfo, ConnectOptions, Inbound, RawConnection, ServerUrl,
-    TransportOptions, Trust,
+    Client, ClientError, CloseInfo, ConnectOptions, Inbound, RawConnection, ServerUrl, TransportOptions, Trust,
 };
 use confab_protocol::frames::client_frame;
 use confab_protocol::framing::length_prefix;
@@ -31,22 +30,13 @@ impl Target {
     }
 
     pub fn options(&self) -> ConnectOptions {
-        let mut o = ConnectOptions {
-            client_name: "confab-conformance".into(),
-            ..Default::default()
-        };
-        o.transport = TransportOptions {
-            trust: self.trust.clone(),
-            ..Default::default()
-        };
+        let mut o = ConnectOptions { client_name: "confab-conformance".into(), ..Default::default() };
+        o.transport = TransportOptions { trust: self.trust.clone(), ..Default::default() };
         o
     }
 
     pub async fn raw(&self) -> anyhow::Result<RawConnection> {
-        Ok(
-            RawConnection::connect(&ServerUrl::parse(&self.url)?, &self.options().transport)
-                .await?,
-        )
+        Ok(RawConnection::connect(&ServerUrl::parse(&self.url)?, &self.options().transport).await?)
     }
 
     pub async fn client(&self) -> anyhow::Result<(Client, confab_protocol::client::Events)> {
@@ -86,12 +76,7 @@ impl Case {
 
 macro_rules! case {
     ($name:ident, $section:literal, $applies:ident) => {
-        Case {
-            name: stringify!($name),
-            section: $section,
-            applies: Applies::$applies,
-            run: |t| Box::pin($name(t)),
-        }
+        Case { name: stringify!($name), section: $section, applies: Applies::$applies, run: |t| Box::pin($name(t)) }
     };
 }
 
@@ -101,16 +86,8 @@ pub fn all() -> Vec<Case> {
         case!(ws_requires_subprotocol, "§2.1", WebSocketOnly),
         case!(ws_text_message_closes_1003, "§2.1", WebSocketOnly),
         case!(ws_oversized_message_closes_1009, "§2.1", WebSocketOnly),
-        case!(
-            ws_huge_declared_frame_closes_before_payload,
-            "§2.1",
-            WebSocketOnly
-        ),
-        case!(
-            quic_huge_declared_length_closes_before_payload,
-            "§2.2",
-            QuicOnly
-        ),
+        case!(ws_huge_declared_frame_closes_before_payload, "§2.1", WebSocketOnly),
+        case!(quic_huge_declared_length_closes_before_payload, "§2.2", QuicOnly),
         case!(quic_malformed_length_prefix_closes_1007, "§2.2", QuicOnly),
         case!(zero_request_id_is_refused, "§3.2", Both),
         case!(handshake_returns_welcome, "§4.2", Both),
@@ -142,19 +119,12 @@ pub fn hello(major: u32, minor: u32) -> Request {
 }
 
 /// Waits for the response to `request_id`, skipping events.
-pub async fn response_to(
-    raw: &mut RawConnection,
-    request_id: u64,
-) -> anyhow::Result<response::Result> {
+pub async fn response_to(raw: &mut RawConnection, request_id: u64) -> anyhow::Result<response::Result> {
     tokio::time::timeout(WAIT, async {
         loop {
             let frame = raw.recv_frame().await?;
             if let Some(server_frame::Frame::Response(r)) = frame.frame {
-                ensure!(
-                    r.request_id == request_id,
-                    "expected response to {request_id}, got one to {}",
-                    r.request_id
-                );
+                ensure!(r.request_id == request_id, "expected response to {request_id}, got one to {}", r.request_id);
                 return r.result.context("response without result");
             }
         }
@@ -164,11 +134,7 @@ pub async fn response_to(
 }
 
 /// Expects an error response with `code` to `request_id`.
-pub async fn expect_error(
-    raw: &mut RawConnection,
-    request_id: u64,
-    code: ErrorCode,
-) -> anyhow::Result<v1::Error> {
+pub async fn expect_error(raw: &mut RawConnection, request_id: u64, code: ErrorCode) -> anyhow::Result<v1::Error> {
     match response_to(raw, request_id).await? {
         response::Result::Error(e) => {
             ensure!(e.code() == code, "expected {}, got {e}", code.as_str_name());
@@ -180,9 +146,7 @@ pub async fn expect_error(
 }
 
 /// Reads until the connection closes; returns the frames seen before and the close.
-pub async fn until_closed(
-    raw: &mut RawConnection,
-) -> anyhow::Result<(Vec<v1::ServerFrame>, CloseInfo)> {
+pub async fn until_closed(raw: &mut RawConnection) -> anyhow::Result<(Vec<v1::ServerFrame>, CloseInfo)> {
     tokio::time::timeout(WAIT, async {
         let mut frames = Vec::new();
         loop {
@@ -197,12 +161,7 @@ pub async fn until_closed(
 }
 
 pub fn expect_close(info: &CloseInfo, code: CloseCode) -> anyhow::Result<()> {
-    ensure!(
-        info.code == Some(code as u32),
-        "expected close {} ({}), got {info}",
-        code as u32,
-        code.as_str_name()
-    );
+    ensure!(info.code == Some(code as u32), "expected close {} ({}), got {info}", code as u32, code.as_str_name());
     Ok(())
 }
 
@@ -231,19 +190,10 @@ pub async fn handshaken(t: &Target) -> anyhow::Result<RawConnection> {
 /// §2.1: the upgrade without subprotocol confab.v1 is refused with HTTP 400.
 async fn ws_requires_subprotocol(t: Target) -> anyhow::Result<()> {
     let err = confab_protocol::client::transport::ws_upgrade_status(&t.url, None).await?;
-    ensure!(
-        err == 400,
-        "upgrade without subprotocol answered HTTP {err}, expected 400"
-    );
-    let ok = confab_protocol::client::transport::ws_upgrade_status(
-        &t.url,
-        Some(confab_protocol::WS_SUBPROTOCOL),
-    )
-    .await?;
-    ensure!(
-        ok == 101,
-        "upgrade with subprotocol answered HTTP {ok}, expected 101"
-    );
+    ensure!(err == 400, "upgrade without subprotocol answered HTTP {err}, expected 400");
+    let ok =
+        confab_protocol::client::transport::ws_upgrade_status(&t.url, Some(confab_protocol::WS_SUBPROTOCOL)).await?;
+    ensure!(ok == 101, "upgrade with subprotocol answered HTTP {ok}, expected 101");
     Ok(())
 }
 
@@ -264,9 +214,7 @@ async fn ws_oversized_message_closes_1009(t: Target) -> anyhow::Result<()> {
     let max = client.welcome().limits.unwrap_or_default().max_frame_bytes as usize;
     client.close().await;
     let mut raw = handshaken(&t).await?;
-    raw.sender
-        .send_unframed(Bytes::from(vec![0u8; max + 1]))
-        .await?;
+    raw.sender.send_unframed(Bytes::from(vec![0u8; max + 1])).await?;
     let (frames, info) = until_closed(&mut raw).await?;
     expect_close(&info, CloseCode::TooLarge)?;
     let e = connection_error(&frames).context("no error frame before close")?;
@@ -280,13 +228,11 @@ async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> anyhow::Resu
     let mut header = vec![0x82u8, 0xFF];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
-    let info = tokio::time::timeout(
-        WAIT,
-        confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.url, &header),
-    )
-    .await
-    .context("server waited for the payload instead of refusing the header")??
-    .context("server dropped the connection without a close frame")?;
+    let info =
+        tokio::time::timeout(WAIT, confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.url, &header))
+            .await
+            .context("server waited for the payload instead of refusing the header")??
+            .context("server dropped the connection without a close frame")?;
     expect_close(&info, CloseCode::TooLarge)
 }
 
@@ -304,9 +250,7 @@ async fn quic_huge_declared_length_closes_before_payload(t: Target) -> anyhow::R
 /// §2.2: a zero length prefix is malformed: close 1007.
 async fn quic_malformed_length_prefix_closes_1007(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
-    raw.sender
-        .send_unframed(Bytes::from_static(&[0x00]))
-        .await?;
+    raw.sender.send_unframed(Bytes::from_static(&[0x00])).await?;
     let (_, info) = until_closed(&mut raw).await?;
     expect_close(&info, CloseCode::InvalidFrame)
 }
@@ -316,22 +260,11 @@ async fn quic_malformed_length_prefix_closes_1007(t: Target) -> anyhow::Result<(
 /// §3.2: request_id 0 is refused with INVALID_ARGUMENT naming the field; the connection stays.
 async fn zero_request_id_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
-    raw.send_frame(&client_frame(
-        0,
-        Request::Ping(v1::Ping { client_time_ms: 1 }),
-    ))
-    .await?;
+    raw.send_frame(&client_frame(0, Request::Ping(v1::Ping { client_time_ms: 1 }))).await?;
     let e = expect_error(&mut raw, 0, ErrorCode::InvalidArgument).await?;
     ensure!(e.field == "request_id", "field was {:?}", e.field);
-    raw.send_frame(&client_frame(
-        5,
-        Request::Ping(v1::Ping { client_time_ms: 1 }),
-    ))
-    .await?;
-    ensure!(matches!(
-        response_to(&mut raw, 5).await?,
-        response::Result::Pong(_)
-    ));
+    raw.send_frame(&client_frame(5, Request::Ping(v1::Ping { client_time_ms: 1 }))).await?;
+    ensure!(matches!(response_to(&mut raw, 5).await?, response::Result::Pong(_)));
     Ok(())
 }
 
@@ -341,64 +274,30 @@ async fn zero_request_id_is_refused(t: Target) -> anyhow::Result<()> {
 async fn handshake_returns_welcome(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(1, hello(1, 0))).await?;
-    let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else {
-        bail!("expected Welcome")
-    };
+    let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else { bail!("expected Welcome") };
     ensure!(!w.server_version.is_empty(), "empty server_version");
-    ensure!(
-        (w.protocol_major, w.protocol_minor) == (1, 0),
-        "negotiated {}.{}",
-        w.protocol_major,
-        w.protocol_minor
-    );
+    ensure!((w.protocol_major, w.protocol_minor) == (1, 0), "negotiated {}.{}", w.protocol_major, w.protocol_minor);
     let l = w.limits.context("Welcome without limits")?;
-    ensure!(
-        l.max_frame_bytes >= 1024,
-        "max_frame_bytes {}",
-        l.max_frame_bytes
-    );
-    ensure!(
-        l.max_requests_in_flight >= 1,
-        "max_requests_in_flight {}",
-        l.max_requests_in_flight
-    );
-    ensure!(
-        l.heartbeat_interval_ms > 0 && l.idle_timeout_ms > l.heartbeat_interval_ms,
-        "heartbeat {l:?}"
-    );
+    ensure!(l.max_frame_bytes >= 1024, "max_frame_bytes {}", l.max_frame_bytes);
+    ensure!(l.max_requests_in_flight >= 1, "max_requests_in_flight {}", l.max_requests_in_flight);
+    ensure!(l.heartbeat_interval_ms > 0 && l.idle_timeout_ms > l.heartbeat_interval_ms, "heartbeat {l:?}");
     ensure!(!w.connection_id.is_empty(), "empty connection_id");
     ensure!(w.server_time_ms > 0, "no server_time_ms");
     // Connection ids are distinct.
     let mut other = t.raw().await?;
     other.send_frame(&client_frame(1, hello(1, 0))).await?;
-    let response::Result::Welcome(w2) = response_to(&mut other, 1).await? else {
-        bail!("expected Welcome")
-    };
-    ensure!(
-        w2.connection_id != w.connection_id,
-        "two connections share id {}",
-        w.connection_id
-    );
+    let response::Result::Welcome(w2) = response_to(&mut other, 1).await? else { bail!("expected Welcome") };
+    ensure!(w2.connection_id != w.connection_id, "two connections share id {}", w.connection_id);
     Ok(())
 }
 
 /// §4.1: any request before Hello gets FAILED_PRECONDITION; Hello still works afterwards.
 async fn request_before_hello_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
-    raw.send_frame(&client_frame(
-        7,
-        Request::Ping(v1::Ping { client_time_ms: 1 }),
-    ))
-    .await?;
+    raw.send_frame(&client_frame(7, Request::Ping(v1::Ping { client_time_ms: 1 }))).await?;
     expect_error(&mut raw, 7, ErrorCode::FailedPrecondition).await?;
     raw.send_frame(&client_frame(8, hello(1, 0))).await?;
-    ensure!(
-        matches!(
-            response_to(&mut raw, 8).await?,
-            response::Result::Welcome(_)
-        ),
-        "no Welcome after refusal"
-    );
+    ensure!(matches!(response_to(&mut raw, 8).await?, response::Result::Welcome(_)), "no Welcome after refusal");
     Ok(())
 }
 
@@ -423,9 +322,7 @@ async fn unsupported_major_is_refused_and_closed(t: Target) -> anyhow::Result<()
 async fn minor_version_is_negotiated_down(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(1, hello(1, 999))).await?;
-    let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else {
-        bail!("expected Welcome")
-    };
+    let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else { bail!("expected Welcome") };
     ensure!(w.protocol_major == 1, "major {}", w.protocol_major);
     ensure!(w.protocol_minor < 999, "server claims minor 999");
     Ok(())
@@ -434,21 +331,13 @@ async fn minor_version_is_negotiated_down(t: Target) -> anyhow::Result<()> {
 /// §4.1: an over-long Hello field is INVALID_ARGUMENT naming it; a correct Hello follows.
 async fn invalid_hello_field_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
-    let mut h = v1::Hello {
-        protocol_major: 1,
-        client_name: "x".repeat(65),
-        ..Default::default()
-    };
-    raw.send_frame(&client_frame(1, Request::Hello(h.clone())))
-        .await?;
+    let mut h = v1::Hello { protocol_major: 1, client_name: "x".repeat(65), ..Default::default() };
+    raw.send_frame(&client_frame(1, Request::Hello(h.clone()))).await?;
     let e = expect_error(&mut raw, 1, ErrorCode::InvalidArgument).await?;
     ensure!(e.field == "hello.client_name", "field {:?}", e.field);
     h.client_name = "ok".into();
     raw.send_frame(&client_frame(2, Request::Hello(h))).await?;
-    ensure!(matches!(
-        response_to(&mut raw, 2).await?,
-        response::Result::Welcome(_)
-    ));
+    ensure!(matches!(response_to(&mut raw, 2).await?, response::Result::Welcome(_)));
     Ok(())
 }
 
@@ -477,20 +366,12 @@ async fn second_hello_is_refused(t: Target) -> anyhow::Result<()> {
 async fn unknown_request_is_unimplemented(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     // A ClientFrame with request_id 9 and field 999 (a request from the future), length 3 bytes.
-    let mut bytes = ClientFrame {
-        request_id: 9,
-        request: None,
-    }
-    .encode_to_vec();
+    let mut bytes = ClientFrame { request_id: 9, request: None }.encode_to_vec();
     bytes.extend_from_slice(&[0xBA, 0x3E, 0x03, b'a', b'b', b'c']);
     raw.sender.send(Bytes::from(bytes)).await?;
     expect_error(&mut raw, 9, ErrorCode::Unimplemented).await?;
-    raw.send_frame(&client_frame(10, Request::Ping(v1::Ping::default())))
-        .await?;
-    ensure!(
-        matches!(response_to(&mut raw, 10).await?, response::Result::Pong(_)),
-        "connection unusable after"
-    );
+    raw.send_frame(&client_frame(10, Request::Ping(v1::Ping::default()))).await?;
+    ensure!(matches!(response_to(&mut raw, 10).await?, response::Result::Pong(_)), "connection unusable after");
     Ok(())
 }
 
@@ -499,9 +380,7 @@ async fn unknown_request_is_unimplemented(t: Target) -> anyhow::Result<()> {
 /// §6: bytes that are not a ClientFrame get INVALID_ARGUMENT (request_id 0) and close 1007.
 async fn undecodable_frame_closes_1007(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
-    raw.sender
-        .send(Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]))
-        .await?;
+    raw.sender.send(Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F])).await?;
     let (frames, info) = until_closed(&mut raw).await?;
     expect_close(&info, CloseCode::InvalidFrame)?;
     let e = connection_error(&frames).context("no error frame before close")?;
@@ -514,16 +393,8 @@ async fn undecodable_frame_closes_1007(t: Target) -> anyhow::Result<()> {
 /// §7.1: Pong echoes client_time_ms and carries the server clock.
 async fn ping_echoes_client_time(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
-    raw.send_frame(&client_frame(
-        3,
-        Request::Ping(v1::Ping {
-            client_time_ms: 123_456,
-        }),
-    ))
-    .await?;
-    let response::Result::Pong(p) = response_to(&mut raw, 3).await? else {
-        bail!("expected Pong")
-    };
+    raw.send_frame(&client_frame(3, Request::Ping(v1::Ping { client_time_ms: 123_456 }))).await?;
+    let response::Result::Pong(p) = response_to(&mut raw, 3).await? else { bail!("expected Pong") };
     ensure!(p.client_time_ms == 123_456, "echoed {}", p.client_time_ms);
     ensure!(p.server_time_ms > 0, "no server time");
     Ok(())
@@ -534,12 +405,7 @@ async fn ping_echoes_client_time(t: Target) -> anyhow::Result<()> {
 /// §8: many more requests than max_requests_in_flight, sent without waiting, are all answered.
 async fn pipelined_requests_all_answered(t: Target) -> anyhow::Result<()> {
     let (client, _ev) = t.client().await?;
-    let n = client
-        .welcome()
-        .limits
-        .unwrap_or_default()
-        .max_requests_in_flight as usize
-        * 4;
+    let n = client.welcome().limits.unwrap_or_default().max_requests_in_flight as usize * 4;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
         let c = client.clone();

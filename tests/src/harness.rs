@@ -47,9 +47,7 @@ pub struct TestServer {
 /// Installs a test log subscriber once (RUST_LOG controls it; quiet by default).
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
 }
@@ -60,10 +58,7 @@ impl TestServer {
     }
 
     /// Starts a server after `tweak` adjusts its configuration.
-    pub async fn start_with(
-        store: StoreKind,
-        tweak: impl FnOnce(&mut Config),
-    ) -> anyhow::Result<Self> {
+    pub async fn start_with(store: StoreKind, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         init_logging();
         let data_dir = tempfile::tempdir()?;
         let mut config = Config {
@@ -120,18 +115,12 @@ impl TestServer {
 
     /// A conformance target for this server.
     pub fn target(&self, t: Transport) -> crate::cases::Target {
-        crate::cases::Target {
-            url: self.url(t),
-            trust: self.trust(),
-        }
+        crate::cases::Target { url: self.url(t), trust: self.trust() }
     }
 
     /// Client options that trust this server.
     pub fn options(&self) -> ConnectOptions {
-        let mut o = ConnectOptions {
-            client_name: "confab-tests".into(),
-            ..Default::default()
-        };
+        let mut o = ConnectOptions { client_name: "confab-tests".into(), ..Default::default() };
         o.transport.trust = self.trust();
         o
     }
@@ -153,10 +142,7 @@ impl TestServer {
 
     /// A minimal HTTP/1.1 GET on the WebSocket port: (status, body).
     pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        self.http_request(&format!(
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        ))
-        .await
+        self.http_request(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")).await
     }
 
     /// Sends a raw HTTP request and reads the whole response: (status, body).
@@ -171,10 +157,7 @@ impl TestServer {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .with_context(|| format!("no status line in {text:?}"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((status, body))
     }
 
@@ -211,10 +194,7 @@ impl Drop for TestServer {
         if let Some(db) = self.db.take() {
             // Best effort when a test failed before stop(): drop the database on a side thread.
             let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     let _ = rt.block_on(db.drop_db());
                 }
             })

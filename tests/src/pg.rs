@@ -35,9 +35,7 @@ impl TestDatabase {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .with_context(|| format!("connecting to {ENV}; is the test PostgreSQL running?"))?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
         conn.close().await?;
         let mut url = url_with_db(&admin, &name)?;
         if url.ends_with('/') {
@@ -48,12 +46,9 @@ impl TestDatabase {
 
     pub async fn drop_db(&self) -> anyhow::Result<()> {
         let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         Ok(())
     }
@@ -66,10 +61,7 @@ fn url_with_db(admin: &str, db: &str) -> anyhow::Result<String> {
         None => (admin, None),
     };
     let scheme_end = base.find("://").context("database URL has no scheme")? + 3;
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
     let mut url = format!("{}/{db}", &base[..path_start]);
     if let Some(q) = query {
         url.push('?');
@@ -86,9 +78,6 @@ mod tests {
             super::url_with_db("postgres://u@h:5/postgres?host=/tmp", "x").expect("url"),
             "postgres://u@h:5/x?host=/tmp"
         );
-        assert_eq!(
-            super::url_with_db("postgres://u@h:5", "x").expect("url"),
-            "postgres://u@h:5/x"
-        );
+        assert_eq!(super::url_with_db("postgres://u@h:5", "x").expect("url"), "postgres://u@h:5/x");
     }
 }

@@ -16,12 +16,7 @@ async fn run_all(store: StoreKind, transport: Transport) {
     }
     server.stop().await.expect("stop server");
     assert!(ran >= 10, "only {ran} cases ran");
-    assert!(
-        failures.is_empty(),
-        "{} of {ran} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {ran} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

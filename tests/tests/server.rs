@@ -20,34 +20,24 @@ fn short_heartbeat(c: &mut confab_server::Config) {
 
 /// Value of the first sample line starting with `prefix` in a Prometheus exposition.
 fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]
 async fn healthz_and_metrics_on_sqlite() {
-    healthz_and_metrics(StoreKind::Sqlite)
-        .await
-        .expect("sqlite");
+    healthz_and_metrics(StoreKind::Sqlite).await.expect("sqlite");
 }
 
 #[tokio::test]
 async fn healthz_and_metrics_on_postgres() {
-    healthz_and_metrics(StoreKind::Postgres)
-        .await
-        .expect("postgres");
+    healthz_and_metrics(StoreKind::Postgres).await.expect("postgres");
 }
 
 /// §10: /healthz answers 200 while the store answers; /metrics counts what happened.
 async fn healthz_and_metrics(store: StoreKind) -> anyhow::Result<()> {
     let server = TestServer::start(store).await?;
     let (status, body) = server.http_get("/healthz").await?;
-    anyhow::ensure!(
-        status == 200 && body == "ok\n",
-        "healthz: {status} {body:?}"
-    );
+    anyhow::ensure!(status == 200 && body == "ok\n", "healthz: {status} {body:?}");
     for t in BOTH {
         let (client, _ev) = server.connect(t).await?;
         client.ping().await?;
@@ -56,26 +46,13 @@ async fn healthz_and_metrics(store: StoreKind) -> anyhow::Result<()> {
     let (status, text) = server.http_get("/metrics").await?;
     anyhow::ensure!(status == 200, "metrics: {status}");
     for t in ["websocket", "quic"] {
-        let accepted = metric(
-            &text,
-            &format!("confab_connections_accepted_total{{transport=\"{t}\"}}"),
-        );
+        let accepted = metric(&text, &format!("confab_connections_accepted_total{{transport=\"{t}\"}}"));
         anyhow::ensure!(accepted == Some(1.0), "{t} accepted: {accepted:?}\n{text}");
-        let frames = metric(
-            &text,
-            &format!("confab_frames_in_total{{transport=\"{t}\"}}"),
-        )
-        .unwrap_or(0.0);
+        let frames = metric(&text, &format!("confab_frames_in_total{{transport=\"{t}\"}}")).unwrap_or(0.0);
         anyhow::ensure!(frames >= 2.0, "{t} frames in: {frames}");
     }
-    anyhow::ensure!(
-        text.contains("confab_request_duration_seconds_count{kind=\"ping\"}"),
-        "no ping latency:\n{text}"
-    );
-    anyhow::ensure!(
-        text.contains("confab_store_duration_seconds_count{op=\"ping\"}"),
-        "no store latency:\n{text}"
-    );
+    anyhow::ensure!(text.contains("confab_request_duration_seconds_count{kind=\"ping\"}"), "no ping latency:\n{text}");
+    anyhow::ensure!(text.contains("confab_store_duration_seconds_count{op=\"ping\"}"), "no store latency:\n{text}");
     let (status, _) = server.http_get("/nope").await?;
     anyhow::ensure!(status == 404, "unknown path: {status}");
     let (status, _) = server.http_get("/v1/ws").await?;
@@ -95,28 +72,15 @@ async fn healthz_is_503_when_the_store_is_down() {
 async fn errors_are_counted_by_code() {
     let server = TestServer::start(StoreKind::Sqlite).await.expect("start");
     let mut raw = server.raw(Transport::WebSocket).await.expect("raw");
-    raw.send_frame(&client_frame(1, Request::Ping(v1::Ping::default())))
-        .await
-        .expect("send");
-    cases::expect_error(&mut raw, 1, v1::ErrorCode::FailedPrecondition)
-        .await
-        .expect("refused");
+    raw.send_frame(&client_frame(1, Request::Ping(v1::Ping::default()))).await.expect("send");
+    cases::expect_error(&mut raw, 1, v1::ErrorCode::FailedPrecondition).await.expect("refused");
     let (_, text) = server.http_get("/metrics").await.expect("metrics");
-    assert_eq!(
-        metric(
-            &text,
-            "confab_errors_total{code=\"ERROR_CODE_FAILED_PRECONDITION\"}"
-        ),
-        Some(1.0),
-        "{text}"
-    );
+    assert_eq!(metric(&text, "confab_errors_total{code=\"ERROR_CODE_FAILED_PRECONDITION\"}"), Some(1.0), "{text}");
 }
 
 #[tokio::test]
 async fn silent_connection_is_closed_after_the_idle_timeout() {
-    let server = TestServer::start_with(StoreKind::Sqlite, short_heartbeat)
-        .await
-        .expect("start");
+    let server = TestServer::start_with(StoreKind::Sqlite, short_heartbeat).await.expect("start");
     for t in BOTH {
         let mut raw = handshaken(&server.target(t)).await.expect("handshake");
         let (_, info) = until_closed(&mut raw).await.expect("closed");
@@ -127,9 +91,7 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn client_heartbeat_keeps_the_connection_alive() {
-    let server = TestServer::start_with(StoreKind::Sqlite, short_heartbeat)
-        .await
-        .expect("start");
+    let server = TestServer::start_with(StoreKind::Sqlite, short_heartbeat).await.expect("start");
     for t in BOTH {
         let (client, _ev) = server.connect(t).await.expect("connect");
         // Several idle timeouts pass; the client library's Pings keep the connection open.
@@ -143,11 +105,9 @@ async fn client_heartbeat_keeps_the_connection_alive() {
 
 #[tokio::test]
 async fn no_hello_within_the_deadline_closes_4001() {
-    let server = TestServer::start_with(StoreKind::Sqlite, |c| {
-        c.limits.handshake_timeout = Duration::from_millis(300)
-    })
-    .await
-    .expect("start");
+    let server = TestServer::start_with(StoreKind::Sqlite, |c| c.limits.handshake_timeout = Duration::from_millis(300))
+        .await
+        .expect("start");
     // WebSocket: upgraded, then silent.
     let mut raw = server.raw(Transport::WebSocket).await.expect("ws");
     let (_, info) = until_closed(&mut raw).await.expect("closed");
@@ -157,19 +117,12 @@ async fn no_hello_within_the_deadline_closes_4001() {
     let (_, info) = until_closed(&mut raw).await.expect("closed");
     expect_close(&info, CloseCode::HandshakeTimeout).expect("quic close code");
     // HTTP: a request line that never finishes.
-    let mut tcp = tokio::net::TcpStream::connect(server.ws_addr)
-        .await
-        .expect("tcp");
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET /v1/ws HTTP/1.1\r\n")
-        .await
-        .expect("write");
+    let mut tcp = tokio::net::TcpStream::connect(server.ws_addr).await.expect("tcp");
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET /v1/ws HTTP/1.1\r\n").await.expect("write");
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut buf),
-    )
-    .await
-    .expect("server kept a half-sent request open past the deadline");
+    let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut buf))
+        .await
+        .expect("server kept a half-sent request open past the deadline");
     assert!(n.is_ok());
     server.stop().await.expect("stop");
 }
@@ -181,9 +134,7 @@ async fn graceful_shutdown_on_sqlite() {
 
 #[tokio::test]
 async fn graceful_shutdown_on_postgres() {
-    graceful_shutdown(StoreKind::Postgres)
-        .await
-        .expect("postgres");
+    graceful_shutdown(StoreKind::Postgres).await.expect("postgres");
 }
 
 /// §7.3: on shutdown every client gets GoAway, then close 1001; run() returns; the port closes.
@@ -203,33 +154,22 @@ async fn graceful_shutdown(store: StoreKind) -> anyhow::Result<()> {
             .with_context(|| format!("{t:?}: no GoAway"))?
             .with_context(|| format!("{t:?}: closed without GoAway"))?;
         let g = as_go_away(&ev).with_context(|| format!("{t:?}: expected GoAway, got {ev:?}"))?;
-        anyhow::ensure!(
-            g.reason == v1::GoAwayReason::Shutdown as i32,
-            "reason {}",
-            g.reason
-        );
+        anyhow::ensure!(g.reason == v1::GoAwayReason::Shutdown as i32, "reason {}", g.reason);
         anyhow::ensure!(events.recv().await.is_none(), "{t:?}: events after GoAway");
         let info = events.close_info().context("no close info")?;
         expect_close(&info, CloseCode::GoingAway).with_context(|| format!("{t:?}"))?;
         drop(client);
     }
     server.stop().await?;
-    anyhow::ensure!(
-        tokio::net::TcpStream::connect(ws_addr).await.is_err(),
-        "still accepting after shutdown"
-    );
-    anyhow::ensure!(
-        Client::connect(&ws_url, opts).await.is_err(),
-        "handshake after shutdown"
-    );
+    anyhow::ensure!(tokio::net::TcpStream::connect(ws_addr).await.is_err(), "still accepting after shutdown");
+    anyhow::ensure!(Client::connect(&ws_url, opts).await.is_err(), "handshake after shutdown");
     Ok(())
 }
 
 #[tokio::test]
 async fn connections_over_the_per_ip_cap_are_refused() {
-    let server = TestServer::start_with(StoreKind::Sqlite, |c| c.limits.max_connections_per_ip = 2)
-        .await
-        .expect("start");
+    let server =
+        TestServer::start_with(StoreKind::Sqlite, |c| c.limits.max_connections_per_ip = 2).await.expect("start");
     let a = server.connect(Transport::WebSocket).await.expect("first");
     let _b = server.connect(Transport::Quic).await.expect("second");
     for t in BOTH {
@@ -244,13 +184,7 @@ async fn connections_over_the_per_ip_cap_are_refused() {
         }
     }
     let (_, text) = server.http_get("/metrics").await.expect("metrics");
-    assert_eq!(
-        metric(
-            &text,
-            "confab_connections_closed_total{reason=\"too_many_connections_per_ip\"}"
-        ),
-        Some(2.0)
-    );
+    assert_eq!(metric(&text, "confab_connections_closed_total{reason=\"too_many_connections_per_ip\"}"), Some(2.0));
     // A slot frees when a connection ends.
     a.0.close().await;
     let mut admitted = false;
@@ -266,17 +200,11 @@ async fn connections_over_the_per_ip_cap_are_refused() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_closed_as_slow_consumer() {
-    let server = TestServer::start_with(StoreKind::Sqlite, |c| c.limits.outbound_queue_frames = 8)
-        .await
-        .expect("start");
-    let mut raw = handshaken(&server.target(Transport::WebSocket))
-        .await
-        .expect("handshake");
+    let server =
+        TestServer::start_with(StoreKind::Sqlite, |c| c.limits.outbound_queue_frames = 8).await.expect("start");
+    let mut raw = handshaken(&server.target(Transport::WebSocket)).await.expect("handshake");
     // Pipeline Pings and never read the Pongs: the socket buffers fill, then the server's queue.
-    let ping = encode_client(&client_frame(
-        2,
-        Request::Ping(v1::Ping { client_time_ms: 1 }),
-    ));
+    let ping = encode_client(&client_frame(2, Request::Ping(v1::Ping { client_time_ms: 1 })));
     let mut closed = false;
     for _ in 0..400 {
         let mut failed = false;
@@ -291,34 +219,21 @@ async fn a_client_that_does_not_read_is_closed_as_slow_consumer() {
             break;
         }
         let (_, text) = server.http_get("/metrics").await.expect("metrics");
-        if metric(
-            &text,
-            "confab_connections_closed_total{reason=\"slow_consumer\"}",
-        ) == Some(1.0)
-        {
+        if metric(&text, "confab_connections_closed_total{reason=\"slow_consumer\"}") == Some(1.0) {
             closed = true;
             break;
         }
     }
     assert!(closed, "server kept queueing for a client that never reads");
     let (_, text) = server.http_get("/metrics").await.expect("metrics");
-    assert_eq!(
-        metric(
-            &text,
-            "confab_connections_closed_total{reason=\"slow_consumer\"}"
-        ),
-        Some(1.0),
-        "{text}"
-    );
+    assert_eq!(metric(&text, "confab_connections_closed_total{reason=\"slow_consumer\"}"), Some(1.0), "{text}");
     let _ = Bytes::new();
 }
 
 #[tokio::test]
 async fn quic_client_verifies_the_server_certificate() {
     let server = TestServer::start(StoreKind::Sqlite).await.expect("start");
-    let other = TestServer::start(StoreKind::Sqlite)
-        .await
-        .expect("start other");
+    let other = TestServer::start(StoreKind::Sqlite).await.expect("start other");
     let url = server.url(Transport::Quic);
     let with = |trust: Trust| {
         let mut o = server.options();
@@ -331,29 +246,17 @@ async fn quic_client_verifies_the_server_certificate() {
         other => panic!("self-signed certificate accepted by system roots: {other:?}"),
     }
     // Pinned to another server's certificate: refused.
-    assert!(
-        Client::connect(&url, with(other.trust())).await.is_err(),
-        "wrong pinned certificate accepted"
-    );
+    assert!(Client::connect(&url, with(other.trust())).await.is_err(), "wrong pinned certificate accepted");
     // Pinned to the right one, or explicitly insecure: accepted.
-    Client::connect(&url, with(server.trust()))
-        .await
-        .expect("pinned");
-    Client::connect(&url, with(Trust::Insecure))
-        .await
-        .expect("insecure");
+    Client::connect(&url, with(server.trust())).await.expect("pinned");
+    Client::connect(&url, with(Trust::Insecure)).await.expect("insecure");
 }
 
 #[tokio::test]
 async fn generated_certificate_is_reused_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = confab_server::Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let first = confab_server::Server::build(config.clone())
-        .await
-        .expect("first");
+    let config = confab_server::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    let first = confab_server::Server::build(config.clone()).await.expect("first");
     let cert = first.certificate();
     first.store().close().await;
     drop(first);
@@ -362,10 +265,7 @@ async fn generated_certificate_is_reused_across_restarts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("quic-key.pem"))
-            .expect("key")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("quic-key.pem")).expect("key").permissions().mode();
         assert_eq!(mode & 0o077, 0, "key file readable by others: {mode:o}");
     }
 }
@@ -376,10 +276,7 @@ async fn a_configured_certificate_is_served_instead_of_a_generated_one() {
     let first = TestServer::start(StoreKind::Sqlite).await.expect("first");
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let cfg = confab_server::Config {
-        data_dir: dir.path().join("gen"),
-        ..Default::default()
-    };
+    let cfg = confab_server::Config { data_dir: dir.path().join("gen"), ..Default::default() };
     let generated = confab_server::Server::build(cfg).await.expect("generate");
     generated.store().close().await;
     std::fs::copy(dir.path().join("gen/quic-cert.pem"), &cert).expect("copy cert");
@@ -393,14 +290,7 @@ async fn a_configured_certificate_is_served_instead_of_a_generated_one() {
     .expect("configured");
     let mut opts = server.options();
     opts.transport.trust = Trust::pinned_from_file(&cert).expect("pin");
-    Client::connect(&server.url(Transport::Quic), opts.clone())
-        .await
-        .expect("configured certificate served");
+    Client::connect(&server.url(Transport::Quic), opts.clone()).await.expect("configured certificate served");
     opts.transport.trust = first.trust();
-    assert!(
-        Client::connect(&server.url(Transport::Quic), opts)
-            .await
-            .is_err(),
-        "served a generated certificate"
-    );
+    assert!(Client::connect(&server.url(Transport::Quic), opts).await.is_err(), "served a generated certificate");
 }

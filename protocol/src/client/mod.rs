@@ -18,9 +18,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use tls::Trust;
-pub use transport::{
-    CloseInfo, Inbound, RawConnection, RawReceiver, RawSender, ServerUrl, TransportOptions,
-};
+pub use transport::{CloseInfo, Inbound, RawConnection, RawReceiver, RawSender, ServerUrl, TransportOptions};
 
 use crate::frames::{client_frame, now_ms};
 use crate::v1::{self, Event, Welcome, client_frame::Request, response, server_frame};
@@ -156,8 +154,7 @@ impl Client {
     pub async fn connect(url: &str, opts: ConnectOptions) -> Result<(Client, Events), ClientError> {
         let url = ServerUrl::parse(url)?;
         let mut raw = RawConnection::connect(&url, &opts.transport).await?;
-        raw.send_frame(&client_frame(1, Request::Hello(hello(&opts))))
-            .await?;
+        raw.send_frame(&client_frame(1, Request::Hello(hello(&opts)))).await?;
         let welcome = tokio::time::timeout(opts.request_timeout, async {
             loop {
                 let frame = raw.recv_frame().await?;
@@ -166,9 +163,7 @@ impl Client {
                         return match r.result {
                             Some(response::Result::Welcome(w)) => Ok(w),
                             Some(response::Result::Error(e)) => Err(ClientError::Server(e)),
-                            other => Err(ClientError::Protocol(format!(
-                                "expected Welcome, got {other:?}"
-                            ))),
+                            other => Err(ClientError::Protocol(format!("expected Welcome, got {other:?}"))),
                         };
                     }
                     // Anything else before Welcome is ignored.
@@ -197,18 +192,8 @@ impl Client {
         let (ev_tx, ev_rx) = mpsc::channel(opts.event_buffer.max(1));
         tokio::spawn(writer(raw.sender, rx, shared.clone(), heartbeat));
         tokio::spawn(reader(raw.receiver, ev_tx, shared.clone(), idle));
-        let client = Client {
-            tx,
-            shared,
-            welcome: Arc::new(welcome),
-        };
-        (
-            client,
-            Events {
-                rx: ev_rx,
-                closed: closed_rx,
-            },
-        )
+        let client = Client { tx, shared, welcome: Arc::new(welcome) };
+        (client, Events { rx: ev_rx, closed: closed_rx })
     }
 
     /// The server's Welcome.
@@ -239,12 +224,7 @@ impl Client {
 
     /// Round trip: Ping, wait for Pong.
     pub async fn ping(&self) -> Result<v1::Pong, ClientError> {
-        match self
-            .request(Request::Ping(v1::Ping {
-                client_time_ms: now_ms(),
-            }))
-            .await?
-        {
+        match self.request(Request::Ping(v1::Ping { client_time_ms: now_ms() })).await? {
             response::Result::Pong(p) => Ok(p),
             other => Err(unexpected("Pong", &other)),
         }
@@ -276,12 +256,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn writer(
-    mut sender: RawSender,
-    mut rx: mpsc::Receiver<Outgoing>,
-    shared: Arc<Shared>,
-    heartbeat: Duration,
-) {
+async fn writer(mut sender: RawSender, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>, heartbeat: Duration) {
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -321,26 +296,15 @@ async fn closed(shared: &Shared) {
     let _ = rx.wait_for(Option::is_some).await;
 }
 
-async fn reader(
-    mut receiver: RawReceiver,
-    events: mpsc::Sender<Event>,
-    shared: Arc<Shared>,
-    idle: Duration,
-) {
+async fn reader(mut receiver: RawReceiver, events: mpsc::Sender<Event>, shared: Arc<Shared>, idle: Duration) {
     let info = loop {
         let next = match tokio::time::timeout(idle, receiver.recv()).await {
             Ok(Ok(next)) => next,
             Ok(Err(e)) => {
-                break CloseInfo {
-                    code: None,
-                    reason: e.to_string(),
-                };
+                break CloseInfo { code: None, reason: e.to_string() };
             }
             Err(_) => {
-                break CloseInfo {
-                    code: None,
-                    reason: "server silent past the idle timeout".into(),
-                };
+                break CloseInfo { code: None, reason: "server silent past the idle timeout".into() };
             }
         };
         let bytes = match next {
@@ -350,10 +314,7 @@ async fn reader(
         let frame = match v1::ServerFrame::decode(bytes) {
             Ok(f) => f,
             Err(e) => {
-                break CloseInfo {
-                    code: None,
-                    reason: format!("undecodable frame from server: {e}"),
-                };
+                break CloseInfo { code: None, reason: format!("undecodable frame from server: {e}") };
             }
         };
         match frame.frame {

@@ -25,8 +25,7 @@ pub enum Trust {
 impl Trust {
     /// Reads a pinned certificate from a PEM or DER file.
     pub fn pinned_from_file(path: &std::path::Path) -> Result<Self, ClientError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ClientError::Config(format!("reading {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| ClientError::Config(format!("reading {}: {e}", path.display())))?;
         let der = if bytes.starts_with(b"-----BEGIN") {
             use rustls::pki_types::pem::PemObject;
             CertificateDer::from_pem_slice(&bytes)
@@ -43,10 +42,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A rustls client config for `trust`, with the given ALPN protocols.
-pub(crate) fn client_config(
-    trust: &Trust,
-    alpn: &[&[u8]],
-) -> Result<rustls::ClientConfig, ClientError> {
+pub(crate) fn client_config(trust: &Trust, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, ClientError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -60,25 +56,18 @@ pub(crate) fn client_config(
             }
             if roots.is_empty() {
                 return Err(ClientError::Config(
-                    "no system root certificates found; pin the server certificate or pass --insecure"
-                        .into(),
+                    "no system root certificates found; pin the server certificate or pass --insecure".into(),
                 ));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         Trust::Pinned(cert) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Verifier {
-                pinned: Some(cert.clone()),
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(Verifier { pinned: Some(cert.clone()), provider }))
             .with_no_client_auth(),
         Trust::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Verifier {
-                pinned: None,
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(Verifier { pinned: None, provider }))
             .with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -102,9 +91,9 @@ impl ServerCertVerifier for Verifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         match &self.pinned {
-            Some(p) if p.as_ref() != end_entity.as_ref() => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
+            Some(p) if p.as_ref() != end_entity.as_ref() => {
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+            }
             _ => Ok(ServerCertVerified::assertion()),
         }
     }
@@ -115,12 +104,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -129,17 +113,10 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }

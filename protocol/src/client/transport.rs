@@ -37,8 +37,7 @@ pub enum ServerUrl {
 
 impl ServerUrl {
     pub fn parse(s: &str) -> Result<Self, ClientError> {
-        let url =
-            url::Url::parse(s).map_err(|e| ClientError::Config(format!("bad URL {s:?}: {e}")))?;
+        let url = url::Url::parse(s).map_err(|e| ClientError::Config(format!("bad URL {s:?}: {e}")))?;
         match url.scheme() {
             "ws" | "wss" => Ok(Self::WebSocket(s.to_string())),
             "quic" => {
@@ -51,9 +50,7 @@ impl ServerUrl {
                 let port = url.port().unwrap_or(7601);
                 Ok(Self::Quic { host, port })
             }
-            other => Err(ClientError::Config(format!(
-                "unsupported scheme {other:?}: use ws://, wss:// or quic://"
-            ))),
+            other => Err(ClientError::Config(format!("unsupported scheme {other:?}: use ws://, wss:// or quic://"))),
         }
     }
 
@@ -133,22 +130,14 @@ pub struct RawConnection {
 #[derive(Debug)]
 pub enum RawSender {
     WebSocket(SplitSink<Ws, Message>),
-    Quic {
-        send: quinn::SendStream,
-        conn: quinn::Connection,
-        _endpoint: quinn::Endpoint,
-    },
+    Quic { send: quinn::SendStream, conn: quinn::Connection, _endpoint: quinn::Endpoint },
 }
 
 /// The receiving half of a raw connection. `recv` is cancel-safe.
 #[derive(Debug)]
 pub enum RawReceiver {
     WebSocket(SplitStream<Ws>),
-    Quic {
-        recv: quinn::RecvStream,
-        conn: quinn::Connection,
-        buf: FrameBuffer,
-    },
+    Quic { recv: quinn::RecvStream, conn: quinn::Connection, buf: FrameBuffer },
 }
 
 impl RawConnection {
@@ -162,60 +151,40 @@ impl RawConnection {
     async fn connect_inner(url: &ServerUrl, opts: &TransportOptions) -> Result<Self, ClientError> {
         match url {
             ServerUrl::WebSocket(u) => {
-                let mut request = u
-                    .as_str()
-                    .into_client_request()
-                    .map_err(|e| ClientError::Config(format!("bad URL: {e}")))?;
-                request.headers_mut().insert(
-                    "sec-websocket-protocol",
-                    tungstenite::http::HeaderValue::from_static(WS_SUBPROTOCOL),
-                );
+                let mut request =
+                    u.as_str().into_client_request().map_err(|e| ClientError::Config(format!("bad URL: {e}")))?;
+                request
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", tungstenite::http::HeaderValue::from_static(WS_SUBPROTOCOL));
                 let limit = opts.max_frame_bytes as usize;
                 let config = WebSocketConfig::default()
                     .read_buffer_size(16 * 1024)
                     .max_message_size(Some(limit))
                     .max_frame_size(Some(limit));
                 let connector = if u.starts_with("wss:") {
-                    Some(Connector::Rustls(Arc::new(tls::client_config(
-                        &opts.trust,
-                        &[],
-                    )?)))
+                    Some(Connector::Rustls(Arc::new(tls::client_config(&opts.trust, &[])?)))
                 } else {
                     None
                 };
-                let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
-                    request,
-                    Some(config),
-                    true,
-                    connector,
-                )
-                .await
-                .map_err(|e| ClientError::Transport(format!("websocket connect: {e}")))?;
-                let proto = response
-                    .headers()
-                    .get("sec-websocket-protocol")
-                    .and_then(|v| v.to_str().ok());
+                let (ws, response) =
+                    tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+                        .await
+                        .map_err(|e| ClientError::Transport(format!("websocket connect: {e}")))?;
+                let proto = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
                 if proto != Some(WS_SUBPROTOCOL) {
                     return Err(ClientError::Transport(format!(
                         "server did not accept subprotocol {WS_SUBPROTOCOL} (got {proto:?})"
                     )));
                 }
                 let (sink, stream) = ws.split();
-                Ok(Self {
-                    sender: RawSender::WebSocket(sink),
-                    receiver: RawReceiver::WebSocket(stream),
-                })
+                Ok(Self { sender: RawSender::WebSocket(sink), receiver: RawReceiver::WebSocket(stream) })
             }
             ServerUrl::Quic { host, port } => {
                 let addr = resolve(host, *port).await?;
-                let bind: SocketAddr = if addr.is_ipv6() {
-                    "[::]:0".parse()
-                } else {
-                    "0.0.0.0:0".parse()
-                }
-                .map_err(|_| ClientError::Config("bad bind address".into()))?;
-                let mut endpoint = quinn::Endpoint::client(bind)
-                    .map_err(|e| ClientError::Transport(format!("quic socket: {e}")))?;
+                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
+                    .map_err(|_| ClientError::Config("bad bind address".into()))?;
+                let mut endpoint =
+                    quinn::Endpoint::client(bind).map_err(|e| ClientError::Transport(format!("quic socket: {e}")))?;
                 let tls = tls::client_config(&opts.trust, &[QUIC_ALPN])?;
                 let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
                     .map_err(|e| ClientError::Config(format!("quic tls: {e}")))?;
@@ -230,21 +199,11 @@ impl RawConnection {
                     .map_err(|e| ClientError::Transport(format!("quic connect: {e}")))?
                     .await
                     .map_err(|e| ClientError::Transport(format!("quic connect: {e}")))?;
-                let (send, recv) = conn
-                    .open_bi()
-                    .await
-                    .map_err(|e| ClientError::Transport(format!("quic stream: {e}")))?;
+                let (send, recv) =
+                    conn.open_bi().await.map_err(|e| ClientError::Transport(format!("quic stream: {e}")))?;
                 Ok(Self {
-                    sender: RawSender::Quic {
-                        send,
-                        conn: conn.clone(),
-                        _endpoint: endpoint,
-                    },
-                    receiver: RawReceiver::Quic {
-                        recv,
-                        conn,
-                        buf: FrameBuffer::new(opts.max_frame_bytes),
-                    },
+                    sender: RawSender::Quic { send, conn: conn.clone(), _endpoint: endpoint },
+                    receiver: RawReceiver::Quic { recv, conn, buf: FrameBuffer::new(opts.max_frame_bytes) },
                 })
             }
         }
@@ -274,9 +233,7 @@ impl RawSender {
             Self::WebSocket(sink) => sink.feed(Message::Binary(payload)).await.map_err(ws_err),
             Self::Quic { send, .. } => {
                 let mut chunks = [length_prefix(payload.len()), payload];
-                send.write_all_chunks(&mut chunks)
-                    .await
-                    .map_err(|e| ClientError::Transport(e.to_string()))
+                send.write_all_chunks(&mut chunks).await.map_err(|e| ClientError::Transport(e.to_string()))
             }
         }
     }
@@ -301,10 +258,7 @@ impl RawSender {
     pub async fn send_unframed(&mut self, bytes: Bytes) -> Result<(), ClientError> {
         match self {
             Self::WebSocket(sink) => sink.send(Message::Binary(bytes)).await.map_err(ws_err),
-            Self::Quic { send, .. } => send
-                .write_all(&bytes)
-                .await
-                .map_err(|e| ClientError::Transport(e.to_string())),
+            Self::Quic { send, .. } => send.write_all(&bytes).await.map_err(|e| ClientError::Transport(e.to_string())),
         }
     }
 
@@ -312,10 +266,7 @@ impl RawSender {
     pub async fn close(&mut self) -> Result<(), ClientError> {
         match self {
             Self::WebSocket(sink) => {
-                let frame = CloseFrame {
-                    code: WsCloseCode::Normal,
-                    reason: "".into(),
-                };
+                let frame = CloseFrame { code: WsCloseCode::Normal, reason: "".into() };
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 sink.close().await.or_else(ignore_closed)
             }
@@ -338,10 +289,7 @@ impl RawReceiver {
                     Some(Ok(Message::Binary(b))) => return Ok(Inbound::Frame(b)),
                     Some(Ok(Message::Close(frame))) => {
                         let info = frame
-                            .map(|f| CloseInfo {
-                                code: Some(u16::from(f.code).into()),
-                                reason: f.reason.to_string(),
-                            })
+                            .map(|f| CloseInfo { code: Some(u16::from(f.code).into()), reason: f.reason.to_string() })
                             .unwrap_or_default();
                         return Ok(Inbound::Closed(info));
                     }
@@ -349,9 +297,7 @@ impl RawReceiver {
                         return Err(ClientError::Protocol("server sent a text message".into()));
                     }
                     Some(Ok(_)) => continue,
-                    Some(Err(
-                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-                    )) => {
+                    Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
                         return Ok(Inbound::Closed(CloseInfo::default()));
                     }
                     Some(Err(tungstenite::Error::Protocol(
@@ -361,30 +307,20 @@ impl RawReceiver {
                 }
             },
             Self::Quic { recv, conn, buf } => loop {
-                if let Some(frame) = buf
-                    .decode()
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?
-                {
+                if let Some(frame) = buf.decode().map_err(|e| ClientError::Protocol(e.to_string()))? {
                     return Ok(Inbound::Frame(frame));
                 }
                 match recv.read_buf(buf.read_buf()).await {
                     Ok(0) => {
                         // The server finished its stream; its close code follows.
-                        let err =
-                            tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed())
-                                .await
-                                .ok();
-                        return Ok(Inbound::Closed(
-                            err.map(quic_close_info).unwrap_or_default(),
-                        ));
+                        let err = tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed()).await.ok();
+                        return Ok(Inbound::Closed(err.map(quic_close_info).unwrap_or_default()));
                     }
                     Ok(_) => continue,
                     Err(e) => {
                         let err = match e.downcast::<quinn::ReadError>() {
                             Ok(quinn::ReadError::ConnectionLost(c)) => c,
-                            _ => conn
-                                .close_reason()
-                                .unwrap_or(quinn::ConnectionError::LocallyClosed),
+                            _ => conn.close_reason().unwrap_or(quinn::ConnectionError::LocallyClosed),
                         };
                         return Ok(Inbound::Closed(quic_close_info(err)));
                     }
@@ -396,8 +332,9 @@ impl RawReceiver {
     /// Receives and decodes the next frame; a close becomes [`ClientError::Closed`].
     pub async fn recv_frame(&mut self) -> Result<ServerFrame, ClientError> {
         match self.recv().await? {
-            Inbound::Frame(b) => ServerFrame::decode(b)
-                .map_err(|e| ClientError::Protocol(format!("undecodable frame: {e}"))),
+            Inbound::Frame(b) => {
+                ServerFrame::decode(b).map_err(|e| ClientError::Protocol(format!("undecodable frame: {e}")))
+            }
             Inbound::Closed(info) => Err(ClientError::Closed(info)),
         }
     }
@@ -409,10 +346,7 @@ fn quic_close_info(err: quinn::ConnectionError) -> CloseInfo {
             code: u32::try_from(c.error_code.into_inner()).ok(),
             reason: String::from_utf8_lossy(&c.reason).into_owned(),
         },
-        other => CloseInfo {
-            code: None,
-            reason: other.to_string(),
-        },
+        other => CloseInfo { code: None, reason: other.to_string() },
     }
 }
 
@@ -438,29 +372,15 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
 /// Opens a TCP connection, completes the WebSocket upgrade, then writes `bytes` raw onto the
 /// socket and reports how the server reacts. For tests of malformed WebSocket framing (e.g. a
 /// header declaring a huge payload that never comes). Plain `ws://` only.
-pub async fn ws_send_raw_after_upgrade(
-    url: &str,
-    bytes: &[u8],
-) -> Result<Option<CloseInfo>, ClientError> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| ClientError::Config(e.to_string()))?;
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        tungstenite::http::HeaderValue::from_static(WS_SUBPROTOCOL),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(ws_err)?;
+pub async fn ws_send_raw_after_upgrade(url: &str, bytes: &[u8]) -> Result<Option<CloseInfo>, ClientError> {
+    let mut request = url.into_client_request().map_err(|e| ClientError::Config(e.to_string()))?;
+    request.headers_mut().insert("sec-websocket-protocol", tungstenite::http::HeaderValue::from_static(WS_SUBPROTOCOL));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.map_err(ws_err)?;
     let MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
         return Err(ClientError::Config("raw writes need ws://".into()));
     };
-    tcp.write_all(bytes)
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
-    tcp.flush()
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    tcp.write_all(bytes).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+    tcp.flush().await.map_err(|e| ClientError::Transport(e.to_string()))?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Close(f))) => {
@@ -479,32 +399,20 @@ pub async fn ws_send_raw_after_upgrade(
 /// returns the HTTP status of the answer. For tests of the upgrade rules.
 pub async fn ws_upgrade_status(url: &str, subprotocol: Option<&str>) -> Result<u16, ClientError> {
     let u = url::Url::parse(url).map_err(|e| ClientError::Config(e.to_string()))?;
-    let host = u
-        .host_str()
-        .ok_or_else(|| ClientError::Config("no host".into()))?
-        .to_string();
+    let host = u.host_str().ok_or_else(|| ClientError::Config("no host".into()))?.to_string();
     let port = u.port().unwrap_or(80);
-    let mut s = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
-    let proto = subprotocol
-        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-        .unwrap_or_default();
+    let mut s = TcpStream::connect((host.as_str(), port)).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+    let proto = subprotocol.map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n")).unwrap_or_default();
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{proto}\r\n",
         u.path()
     );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    s.write_all(req.as_bytes()).await.map_err(|e| ClientError::Transport(e.to_string()))?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n") && head.len() < 1024 {
-        let n = s
-            .read(&mut byte)
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let n = s.read(&mut byte).await.map_err(|e| ClientError::Transport(e.to_string()))?;
         if n == 0 {
             break;
         }

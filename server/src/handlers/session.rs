@@ -1,25 +1,23 @@
 //! Handshake and heartbeat: Hello → Welcome (docs/protocol.md §4), Ping → Pong (§7.1).
 
 use confab_protocol::frames::now_ms;
-use confab_protocol::v1::{Hello, Limits, Ping, Pong, Welcome};
+use confab_protocol::v1::{AuthInfo, Hello, Limits, Ping, Pong, Welcome};
 use confab_protocol::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
+use crate::connection::ConnCtx;
 use crate::error::ServerError;
 use crate::state::AppState;
 
 /// Capabilities this server announces in Welcome (§4.3).
-pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away"];
+pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away", "accounts"];
 
 const MAX_NAME_BYTES: usize = 64;
 const MAX_CAPABILITIES: usize = 32;
 const MAX_TOKEN_BYTES: usize = 4096;
 
-/// §4.1–§4.4: checks the version and fields of Hello and builds the Welcome.
-pub(crate) fn hello(
-    state: &AppState,
-    hello: &Hello,
-    connection_id: &str,
-) -> Result<Welcome, ServerError> {
+/// §4.1–§4.4: checks the version and fields of Hello, authenticates a token it carries, and
+/// builds the Welcome.
+pub(crate) async fn hello(state: &AppState, ctx: &ConnCtx, hello: &Hello) -> Result<Welcome, ServerError> {
     if hello.protocol_major != PROTOCOL_MAJOR {
         return Err(ServerError::UnsupportedVersion(format!(
             "this server speaks protocol {PROTOCOL_MAJOR}.x; the client asked for {}.{}",
@@ -27,35 +25,28 @@ pub(crate) fn hello(
         )));
     }
     if hello.client_name.len() > MAX_NAME_BYTES {
-        return Err(ServerError::invalid(
-            "hello.client_name",
-            "at most 64 bytes",
-        ));
+        return Err(ServerError::invalid("hello.client_name", "at most 64 bytes"));
     }
     if hello.client_version.len() > MAX_NAME_BYTES {
-        return Err(ServerError::invalid(
-            "hello.client_version",
-            "at most 64 bytes",
-        ));
+        return Err(ServerError::invalid("hello.client_version", "at most 64 bytes"));
     }
-    if hello.capabilities.len() > MAX_CAPABILITIES
-        || hello.capabilities.iter().any(|c| c.len() > MAX_NAME_BYTES)
-    {
-        return Err(ServerError::invalid(
-            "hello.capabilities",
-            "at most 32 entries of at most 64 bytes",
-        ));
+    if hello.capabilities.len() > MAX_CAPABILITIES || hello.capabilities.iter().any(|c| c.len() > MAX_NAME_BYTES) {
+        return Err(ServerError::invalid("hello.capabilities", "at most 32 entries of at most 64 bytes"));
     }
     if hello.access_token.len() > MAX_TOKEN_BYTES {
-        return Err(ServerError::invalid(
-            "hello.access_token",
-            "at most 4096 bytes",
-        ));
+        return Err(ServerError::invalid("hello.access_token", "at most 4096 bytes"));
     }
-    if !hello.access_token.is_empty() {
-        // No token can be valid until this server issues tokens (accounts, §4.4).
-        return Err(ServerError::Unauthenticated("invalid access token".into()));
-    }
+    ctx.set_client_name(&hello.client_name);
+    let auth = if hello.access_token.is_empty() {
+        None
+    } else {
+        let a = state.auth().authenticate(ctx, &hello.access_token).await?;
+        Some(AuthInfo {
+            user_id: a.user_id as u64,
+            session_id: a.session_id,
+            access_token_expires_at_ms: a.expires_at_ms,
+        })
+    };
     let l = &state.config().limits;
     // The lower of the two minors (§9). With PROTOCOL_MINOR at 0 this is always 0 today.
     #[allow(clippy::unnecessary_min_or_max)]
@@ -64,25 +55,20 @@ pub(crate) fn hello(
         server_version: env!("CARGO_PKG_VERSION").into(),
         protocol_major: PROTOCOL_MAJOR,
         protocol_minor,
-        capabilities: SERVER_CAPABILITIES
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect(),
+        capabilities: SERVER_CAPABILITIES.iter().map(|s| (*s).to_string()).collect(),
         limits: Some(Limits {
             max_frame_bytes: l.max_frame_bytes,
             max_requests_in_flight: l.max_requests_in_flight,
             heartbeat_interval_ms: l.heartbeat_interval.as_millis() as u32,
             idle_timeout_ms: l.idle_timeout.as_millis() as u32,
         }),
-        connection_id: connection_id.to_string(),
+        connection_id: ctx.id.clone(),
         server_time_ms: now_ms(),
+        auth,
     })
 }
 
 /// §7.1: echoes the client's value with the server's clock.
 pub(crate) fn ping(ping: &Ping) -> Pong {
-    Pong {
-        client_time_ms: ping.client_time_ms,
-        server_time_ms: now_ms(),
-    }
+    Pong { client_time_ms: ping.client_time_ms, server_time_ms: now_ms() }
 }

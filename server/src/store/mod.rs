@@ -2,7 +2,9 @@
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
 mod postgres;
+mod sql;
 mod sqlite;
+pub mod types;
 
 use std::future::Future;
 use std::path::Path;
@@ -11,6 +13,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+pub use types::*;
 
 /// Which backend a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store setup: {0}")]
     Setup(String),
+    /// A unique field (username, email, phone) is taken.
+    #[error("{0} already taken")]
+    Conflict(&'static str),
 }
 
 impl StoreError {
@@ -46,10 +52,7 @@ impl StoreError {
         matches!(
             self,
             Self::Database(
-                sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::WorkerCrashed
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed
             )
         )
     }
@@ -67,41 +70,86 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError>;
     /// Closes the pool, waiting for connections in use to be returned.
     async fn close(&self);
+
+    // ---- accounts (docs/protocol.md §11) ----
+
+    /// Creates an account; `Conflict(field)` when the username, email or phone is taken.
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    /// An account by id, deleted ones included (they show as deleted users).
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// A live account by case-folded username or email, with its password hash.
+    async fn credentials_by_login(&self, key: &str) -> Result<Option<Credentials>, StoreError>;
+    /// A live account by id, with its password hash.
+    async fn credentials(&self, id: UserId) -> Result<Option<Credentials>, StoreError>;
+    /// A live account by phone number.
+    async fn user_by_phone(&self, phone: &str) -> Result<Option<User>, StoreError>;
+    async fn update_profile(&self, id: UserId, update: ProfileUpdate) -> Result<Option<User>, StoreError>;
+    /// Sets the password hash and revokes every session but `keep_session`; returns the revoked ids.
+    async fn set_password(
+        &self,
+        id: UserId,
+        hash: &str,
+        keep_session: Option<&str>,
+        reason: RevokeReason,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Removes personal data, revokes every session; returns the revoked ids. Past content stays,
+    /// attributed to the deleted user.
+    async fn delete_user(&self, id: UserId, now_ms: i64) -> Result<Vec<String>, StoreError>;
+    /// Creates a session with its first refresh token.
+    async fn create_session(&self, session: NewSession) -> Result<SessionRecord, StoreError>;
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    async fn touch_session(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// The user's live sessions, most recently seen first.
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Revokes one live session of `user`; false when there is none with that id.
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        id: &str,
+        reason: RevokeReason,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Spends a refresh token and records its successor, atomically; detects reuse.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        now_ms: i64,
+        new_expires_at_ms: i64,
+    ) -> Result<RotateOutcome, StoreError>;
+    /// Stores a one-time code, replacing the previous one for the same kind and destination.
+    async fn put_code(&self, code: NewCode) -> Result<(), StoreError>;
+    /// Tries a code: counts the try, and consumes the code when it is right.
+    async fn check_code(
+        &self,
+        kind: CodeKind,
+        destination: &str,
+        code_hash: &[u8],
+        now_ms: i64,
+        max_attempts: u32,
+    ) -> Result<CodeCheck, StoreError>;
 }
 
 /// Opens the configured store and applies pending migrations.
 pub async fn open(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StoreError> {
     match &config.database_url {
-        Some(url) => Ok(Arc::new(
-            postgres::PgStore::open(url.expose(), &config.store, metrics).await?,
-        )),
+        Some(url) => Ok(Arc::new(postgres::PgStore::open(url.expose(), &config.store, metrics).await?)),
         None => {
             let path = config.data_dir.join("confab.db");
-            Ok(Arc::new(
-                sqlite::SqliteStore::open(&path, &config.store, metrics).await?,
-            ))
+            Ok(Arc::new(sqlite::SqliteStore::open(&path, &config.store, metrics).await?))
         }
     }
 }
 
 /// Opens the embedded store at an explicit path (tools and tests).
-pub async fn open_sqlite(
-    path: &Path,
-    config: &crate::config::StoreConfig,
-) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(
-        sqlite::SqliteStore::open(path, config, Metrics::new()).await?,
-    ))
+pub async fn open_sqlite(path: &Path, config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sqlite::SqliteStore::open(path, config, Metrics::new()).await?))
 }
 
 /// Opens a PostgreSQL store (tools and tests).
-pub async fn open_postgres(
-    url: &str,
-    config: &crate::config::StoreConfig,
-) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(
-        postgres::PgStore::open(url, config, Metrics::new()).await?,
-    ))
+pub async fn open_postgres(url: &str, config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(postgres::PgStore::open(url, config, Metrics::new()).await?))
 }
 
 /// Times a store operation into the store latency histogram.
@@ -117,12 +165,12 @@ async fn timed<T, F: Future<Output = Result<T, StoreError>>>(
 }
 
 /// A fresh random epoch (positive, so it prints the same everywhere).
-fn new_epoch() -> Result<i64, StoreError> {
+pub(crate) fn new_epoch() -> Result<i64, StoreError> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).map_err(|e| StoreError::Setup(format!("random: {e}")))?;
     Ok((i64::from_le_bytes(b) & i64::MAX).max(1))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     confab_protocol::frames::now_ms() as i64
 }

@@ -72,28 +72,18 @@ type Body = Full<Bytes>;
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
-async fn route(
-    req: Request<Incoming>,
-    state: AppState,
-    peer: SocketAddr,
-    deadline: Instant,
-) -> Response<Body> {
+async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadline: Instant) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => healthz(&state).await,
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(Full::new(Bytes::from(state.metrics().render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             );
             r
         }
@@ -126,49 +116,23 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade(
-    req: Request<Incoming>,
-    state: AppState,
-    peer: SocketAddr,
-    deadline: Instant,
-) -> Response<Body> {
+fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadline: Instant) -> Response<Body> {
     if req.method() != Method::GET
         || !header_has_token(&req, header::CONNECTION, "upgrade")
         || !header_has_token(&req, header::UPGRADE, "websocket")
     {
-        return text(
-            StatusCode::UPGRADE_REQUIRED,
-            "this endpoint speaks WebSocket only (see docs/protocol.md §2.1)\n",
-        );
+        return text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket only (see docs/protocol.md §2.1)\n");
     }
-    if req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        let mut r = text(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Version must be 13\n",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        let mut r = text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13\n");
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         return r;
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
-    if !header_has_token(
-        &req,
-        header::SEC_WEBSOCKET_PROTOCOL,
-        confab_protocol::WS_SUBPROTOCOL,
-    ) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "offer the WebSocket subprotocol confab.v1 (docs/protocol.md §2.1)\n",
-        );
+    if !header_has_token(&req, header::SEC_WEBSOCKET_PROTOCOL, confab_protocol::WS_SUBPROTOCOL) {
+        return text(StatusCode::BAD_REQUEST, "offer the WebSocket subprotocol confab.v1 (docs/protocol.md §2.1)\n");
     }
     if state.shutdown().is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
@@ -181,8 +145,7 @@ fn upgrade(
                 Refused::PerIp => "too_many_connections_per_ip",
             });
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             return r;
         }
     };
@@ -205,33 +168,17 @@ fn upgrade(
             }
             Err(_) => return,
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
-                .await;
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
         let (sink, stream) = ws.split();
-        let info = ConnInfo {
-            transport: Transport::WebSocket,
-            peer,
-            deadline,
-            _permit: permit,
-        };
-        connection::serve(
-            state,
-            FrameReader::WebSocket(stream),
-            FrameWriter::WebSocket(sink),
-            info,
-        )
-        .await;
+        let info = ConnInfo { transport: Transport::WebSocket, peer, deadline, _permit: permit };
+        connection::serve(state, FrameReader::WebSocket(stream), FrameWriter::WebSocket(sink), info).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(confab_protocol::WS_SUBPROTOCOL),
-    );
+    h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(confab_protocol::WS_SUBPROTOCOL));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }

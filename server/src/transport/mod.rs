@@ -49,19 +49,13 @@ pub(crate) enum ReadError {
 /// Inbound half of a connection. `next` is cancel-safe.
 pub(crate) enum FrameReader {
     WebSocket(SplitStream<Ws>),
-    Quic {
-        recv: quinn::RecvStream,
-        buf: FrameBuffer,
-    },
+    Quic { recv: quinn::RecvStream, buf: FrameBuffer },
 }
 
 /// Outbound half of a connection.
 pub(crate) enum FrameWriter {
     WebSocket(SplitSink<Ws, Message>),
-    Quic {
-        send: quinn::SendStream,
-        conn: quinn::Connection,
-    },
+    Quic { send: quinn::SendStream, conn: quinn::Connection },
 }
 
 impl FrameReader {
@@ -75,12 +69,10 @@ impl FrameReader {
                     Some(Ok(Message::Text(_))) => Err(ReadError::Text),
                     // Pings are answered by tungstenite; pongs and raw frames carry nothing.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong {
-                        ..
-                    }))) => Err(ReadError::TooLarge),
-                    Some(Err(
-                        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
-                    )) => Ok(None),
+                    Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        Err(ReadError::TooLarge)
+                    }
+                    Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => Ok(None),
                     Some(Err(e)) => Err(ReadError::Transport(e.to_string())),
                 };
             },
@@ -99,9 +91,7 @@ impl FrameReader {
                     Ok(_) => {}
                     Err(e) => {
                         return match e.downcast::<quinn::ReadError>() {
-                            Ok(
-                                quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_),
-                            ) => Ok(None),
+                            Ok(quinn::ReadError::ConnectionLost(_) | quinn::ReadError::Reset(_)) => Ok(None),
                             Ok(other) => Err(ReadError::Transport(other.to_string())),
                             Err(e) => Err(ReadError::Transport(e.to_string())),
                         };
@@ -116,15 +106,10 @@ impl FrameWriter {
     /// Queues one encoded frame; bytes go out on [`flush`](Self::flush).
     pub async fn feed(&mut self, frame: Bytes) -> Result<(), String> {
         match self {
-            Self::WebSocket(sink) => sink
-                .feed(Message::Binary(frame))
-                .await
-                .map_err(|e| e.to_string()),
+            Self::WebSocket(sink) => sink.feed(Message::Binary(frame)).await.map_err(|e| e.to_string()),
             Self::Quic { send, .. } => {
                 let mut chunks = [length_prefix(frame.len()), frame];
-                send.write_all_chunks(&mut chunks)
-                    .await
-                    .map_err(|e| e.to_string())
+                send.write_all_chunks(&mut chunks).await.map_err(|e| e.to_string())
             }
         }
     }
@@ -142,10 +127,7 @@ impl FrameWriter {
         let wait = std::time::Duration::from_secs(2);
         match self {
             Self::WebSocket(sink) => {
-                let frame = CloseFrame {
-                    code: (code as u16).into(),
-                    reason: reason.to_string().into(),
-                };
+                let frame = CloseFrame { code: (code as u16).into(), reason: reason.to_string().into() };
                 let _ = tokio::time::timeout(wait, async {
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     let _ = sink.close().await;
@@ -164,15 +146,10 @@ impl FrameWriter {
     pub async fn abort(&mut self, code: CloseCode, reason: &str) {
         match self {
             Self::WebSocket(sink) => {
-                let frame = CloseFrame {
-                    code: (code as u16).into(),
-                    reason: reason.to_string().into(),
-                };
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_millis(200),
-                    sink.send(Message::Close(Some(frame))),
-                )
-                .await;
+                let frame = CloseFrame { code: (code as u16).into(), reason: reason.to_string().into() };
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(200), sink.send(Message::Close(Some(frame))))
+                        .await;
             }
             Self::Quic { conn, .. } => conn.close((code as u32).into(), reason.as_bytes()),
         }

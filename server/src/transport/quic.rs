@@ -32,10 +32,7 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, state: AppState) {
                 continue;
             }
         };
-        if state.limiter().under_pressure()
-            && !incoming.remote_address_validated()
-            && incoming.may_retry()
-        {
+        if state.limiter().under_pressure() && !incoming.remote_address_validated() && incoming.may_retry() {
             // Under load, make the client prove its address before we spend a handshake on it.
             let _ = incoming.retry();
             continue;
@@ -68,20 +65,9 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, state: AppState) {
                     return;
                 }
             };
-            let reader = FrameReader::Quic {
-                recv,
-                buf: FrameBuffer::new(state.config().limits.max_frame_bytes),
-            };
-            let writer = FrameWriter::Quic {
-                send,
-                conn: conn.clone(),
-            };
-            let info = ConnInfo {
-                transport: Transport::Quic,
-                peer,
-                deadline,
-                _permit: permit,
-            };
+            let reader = FrameReader::Quic { recv, buf: FrameBuffer::new(state.config().limits.max_frame_bytes) };
+            let writer = FrameWriter::Quic { send, conn: conn.clone() };
+            let info = ConnInfo { transport: Transport::Quic, peer, deadline, _permit: permit };
             connection::serve(state, reader, writer, info).await;
             // Let the close reach the peer before the connection is dropped.
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;

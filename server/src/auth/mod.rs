@@ -1,0 +1,616 @@
+//! The accounts service (docs/protocol.md §11): registration and sign-in (password or phone
+//! code), sessions with access and refresh tokens, revocation reaching live sockets, password
+//! change and reset, profile, deletion. Rate limits are checked before any password is hashed.
+
+pub mod codes;
+pub mod password;
+pub mod ratelimit;
+pub mod sender;
+pub mod tokens;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{AuthConfig, CodeSenderKind};
+use crate::connection::ConnCtx;
+use crate::error::ServerError;
+use crate::hub::Hub;
+use crate::store::{
+    CodeCheck, CodeKind, NewCode, NewSession, NewUser, ProfileUpdate, RevokeReason, RotateOutcome, SessionRecord,
+    Store, StoreError, User, UserId,
+};
+use codes::CodeHasher;
+use password::Passwords;
+use ratelimit::Limiter;
+use sender::{CodeMessage, Delivery};
+use tokens::Tokens;
+
+/// Why the accounts service could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("auth setup: {0}")]
+    Setup(String),
+    #[error("invalid token")]
+    InvalidToken,
+}
+
+impl From<AuthError> for ServerError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidToken => ServerError::Unauthenticated("invalid or expired access token".into()),
+            AuthError::Setup(m) => ServerError::Internal(m),
+        }
+    }
+}
+
+/// Random bytes from the OS.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| AuthError::Setup(format!("random: {e}")))?;
+    Ok(b)
+}
+
+/// The authentication of one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnAuth {
+    pub user_id: UserId,
+    pub session_id: String,
+    pub expires_at_ms: u64,
+}
+
+/// Credentials issued to a device.
+#[derive(Debug)]
+pub struct Issued {
+    pub user: User,
+    pub session_id: String,
+    pub access_token: String,
+    pub access_expires_at_ms: u64,
+    pub refresh_token: String,
+    pub refresh_expires_at_ms: u64,
+    pub created: bool,
+}
+
+#[derive(Debug)]
+struct Limits {
+    login_account: Limiter,
+    login_ip: Limiter,
+    code_request_destination: Limiter,
+    code_request_ip: Limiter,
+    code_verify_ip: Limiter,
+    register_ip: Limiter,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    tokens: Tokens,
+    passwords: Passwords,
+    codes: CodeHasher,
+    delivery: Delivery,
+    limits: Limits,
+    cfg: AuthConfig,
+}
+
+/// Cheap-clone handle to the accounts service.
+#[derive(Clone, Debug)]
+pub struct AuthService(Arc<Inner>);
+
+fn now_ms() -> u64 {
+    confab_protocol::frames::now_ms()
+}
+
+fn limited(r: Result<(), Duration>) -> Result<(), ServerError> {
+    r.map_err(ServerError::RateLimited)
+}
+
+/// The one answer to every failed sign-in, whatever failed.
+fn bad_credentials() -> ServerError {
+    ServerError::Unauthenticated("wrong username, email or password".into())
+}
+
+fn bad_code() -> ServerError {
+    ServerError::Unauthenticated("invalid or expired code".into())
+}
+
+fn conflict(e: StoreError) -> ServerError {
+    match e {
+        StoreError::Conflict(field) => ServerError::AlreadyExists(format!("that {field} is already taken")),
+        e => e.into(),
+    }
+}
+
+impl AuthService {
+    /// Loads (or generates) the signing key and code secret, and starts code delivery.
+    pub async fn new(
+        cfg: &AuthConfig,
+        data_dir: &std::path::Path,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+    ) -> Result<Self, AuthError> {
+        let key_path = cfg.signing_key_path.clone().unwrap_or_else(|| data_dir.join("jwt-ed25519.pem"));
+        let key = tokens::load_or_generate_key(&key_path)?;
+        let tokens = Tokens::new(&key, &cfg.issuer, &cfg.audience, cfg.access_token_ttl, cfg.leeway)?;
+        let secret_path = cfg.secret_path.clone().unwrap_or_else(|| data_dir.join("auth-secret.key"));
+        let codes = CodeHasher::new(codes::load_or_generate_secret(&secret_path)?);
+        let sender: Arc<dyn sender::Sender> = match cfg.code_sender {
+            CodeSenderKind::Log => {
+                tracing::warn!("one-time codes go to the server log (code_sender = \"log\"): for development only");
+                Arc::new(sender::LogSender)
+            }
+            CodeSenderKind::Webhook => {
+                let url =
+                    cfg.webhook_url.as_deref().ok_or_else(|| AuthError::Setup("webhook_url is not set".into()))?;
+                let secret = cfg.webhook_secret.as_ref().map(|s| s.expose().to_string());
+                Arc::new(sender::WebhookSender::new(url, secret).map_err(|e| AuthError::Setup(e.to_string()))?)
+            }
+        };
+        let r = &cfg.rate_limits;
+        let limits = Limits {
+            login_account: Limiter::new(r.login_per_account),
+            login_ip: Limiter::new(r.login_per_ip),
+            code_request_destination: Limiter::new(r.code_request_per_destination),
+            code_request_ip: Limiter::new(r.code_request_per_ip),
+            code_verify_ip: Limiter::new(r.code_verify_per_ip),
+            register_ip: Limiter::new(r.register_per_ip),
+        };
+        Ok(Self(Arc::new(Inner {
+            store,
+            hub,
+            tokens,
+            passwords: Passwords::new(cfg.hash_concurrency).await?,
+            codes,
+            delivery: Delivery::start(sender),
+            limits,
+            cfg: cfg.clone(),
+        })))
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    /// Creates a session for `user` on this connection and authenticates the connection with it.
+    async fn open_session(
+        &self,
+        ctx: &ConnCtx,
+        user: User,
+        device_name: &str,
+        created: bool,
+    ) -> Result<Issued, ServerError> {
+        let now = now_ms();
+        let session_id = hex::encode(random_bytes::<16>()?);
+        let (refresh_token, refresh_hash) = tokens::new_refresh_token()?;
+        let refresh_expires_at_ms = now + self.0.cfg.refresh_token_ttl.as_millis() as u64;
+        self.store()
+            .create_session(NewSession {
+                id: session_id.clone(),
+                user_id: user.id,
+                device_name: device_name.to_string(),
+                client_name: ctx.client_name(),
+                now_ms: now as i64,
+                refresh_hash,
+                refresh_expires_at_ms: refresh_expires_at_ms as i64,
+            })
+            .await?;
+        let (access_token, access_expires_at_ms) = self.0.tokens.issue(user.id, &session_id, now)?;
+        self.bind(
+            ctx,
+            ConnAuth { user_id: user.id, session_id: session_id.clone(), expires_at_ms: access_expires_at_ms },
+        );
+        Ok(Issued {
+            user,
+            session_id,
+            access_token,
+            access_expires_at_ms,
+            refresh_token,
+            refresh_expires_at_ms,
+            created,
+        })
+    }
+
+    /// Marks the connection authenticated and attaches it to its session in the hub.
+    fn bind(&self, ctx: &ConnCtx, auth: ConnAuth) {
+        if let Some(old) = ctx.set_auth(Some(auth.clone())) {
+            self.0.hub.detach(&old.session_id, ctx.key);
+        }
+        self.0.hub.attach(&auth.session_id, ctx.key, ctx.outbox.clone());
+    }
+
+    /// Forgets the connection's authentication and detaches it from the hub.
+    pub(crate) fn unbind(&self, ctx: &ConnCtx) {
+        if let Some(old) = ctx.set_auth(None) {
+            self.0.hub.detach(&old.session_id, ctx.key);
+        }
+    }
+
+    /// Ends sessions in the hub: their live connections get SessionRevoked and are closed.
+    fn revoke_live(&self, sessions: &[String], reason: RevokeReason) {
+        for s in sessions {
+            self.0.hub.revoke(s, reason);
+        }
+    }
+
+    /// §11.2 Register.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register(
+        &self,
+        ctx: &ConnCtx,
+        username: &str,
+        password: &str,
+        display_name: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+        device_name: &str,
+    ) -> Result<Issued, ServerError> {
+        let username_key = validate::username("register.username", username)?;
+        validate::password("register.password", password)?;
+        if let Some(d) = display_name {
+            validate::text("register.display_name", d, 64)?;
+        }
+        let email_key = email.map(|e| validate::email("register.email", e)).transpose()?;
+        if let Some(p) = phone {
+            validate::phone("register.phone", p)?;
+        }
+        validate::text("register.device_name", device_name, 64)?;
+        limited(self.0.limits.register_ip.take(&ctx.peer.ip().to_string()))?;
+        let hash = self.0.passwords.hash(password).await?;
+        let user = self
+            .store()
+            .create_user(NewUser {
+                username: username.to_string(),
+                username_key,
+                display_name: display_name.unwrap_or("").to_string(),
+                email: email.map(str::to_string),
+                email_key,
+                phone: phone.map(str::to_string),
+                password_hash: Some(hash),
+                created_at_ms: now_ms() as i64,
+            })
+            .await
+            .map_err(conflict)?;
+        self.open_session(ctx, user, device_name, true).await
+    }
+
+    /// §11.3 Login: rate limits first, then one argon2 verification whether or not the account exists.
+    pub async fn login(
+        &self,
+        ctx: &ConnCtx,
+        identifier: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<Issued, ServerError> {
+        if identifier.is_empty() || identifier.len() > 254 {
+            return Err(ServerError::invalid("login.identifier", "a username or email address"));
+        }
+        if password.len() > 512 {
+            return Err(bad_credentials());
+        }
+        validate::text("login.device_name", device_name, 64)?;
+        let account_key = format!("acct:{}", identifier.to_lowercase());
+        let ip_key = ctx.peer.ip().to_string();
+        limited(self.0.limits.login_ip.take(&ip_key))?;
+        limited(self.0.limits.login_account.take(&account_key))?;
+        let creds = self.store().credentials_by_login(&identifier.to_lowercase()).await?;
+        let hash = creds.as_ref().and_then(|c| c.password_hash.as_deref());
+        let ok = self.0.passwords.verify(password, hash).await?;
+        match creds {
+            Some(c) if ok => {
+                // A success does not count against the account's budget.
+                self.0.limits.login_account.refund(&account_key);
+                self.open_session(ctx, c.user, device_name, false).await
+            }
+            _ => Err(bad_credentials()),
+        }
+    }
+
+    /// §11.4 RequestCode: the same answer whether or not the number has an account.
+    pub async fn request_code(&self, ctx: &ConnCtx, phone: &str) -> Result<(u64, u32), ServerError> {
+        validate::phone("request_code.phone", phone)?;
+        limited(self.0.limits.code_request_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_request_destination.take(&format!("phone:{phone}")))?;
+        let user_id = self.store().user_by_phone(phone).await?.map(|u| u.id);
+        self.send_code(CodeKind::SignIn, phone, user_id, "sign_in", "sms", phone).await
+    }
+
+    async fn send_code(
+        &self,
+        kind: CodeKind,
+        destination: &str,
+        user_id: Option<UserId>,
+        purpose: &'static str,
+        channel: &'static str,
+        to: &str,
+    ) -> Result<(u64, u32), ServerError> {
+        let code = codes::generate()?;
+        let now = now_ms();
+        let expires_at_ms = now + self.0.cfg.code_ttl.as_millis() as u64;
+        self.store()
+            .put_code(NewCode {
+                kind,
+                destination: destination.to_string(),
+                code_hash: self.0.codes.hash(kind, destination, &code),
+                user_id,
+                created_at_ms: now as i64,
+                expires_at_ms: expires_at_ms as i64,
+            })
+            .await?;
+        self.0.delivery.enqueue(CodeMessage { purpose, channel, to: to.to_string(), code, expires_at_ms });
+        Ok((self.0.cfg.code_ttl.as_millis() as u64, self.0.cfg.code_max_attempts))
+    }
+
+    /// §11.4 VerifyCode: signs in, or signs up when the number has no account.
+    pub async fn verify_code(
+        &self,
+        ctx: &ConnCtx,
+        phone: &str,
+        code: &str,
+        device_name: &str,
+        username: Option<&str>,
+    ) -> Result<Issued, ServerError> {
+        validate::phone("verify_code.phone", phone)?;
+        validate::code("verify_code.code", code)?;
+        validate::text("verify_code.device_name", device_name, 64)?;
+        let username_key = username.map(|u| validate::username("verify_code.username", u)).transpose()?;
+        limited(self.0.limits.code_verify_ip.take(&ctx.peer.ip().to_string()))?;
+        let hash = self.0.codes.hash(CodeKind::SignIn, phone, code);
+        let check = self
+            .store()
+            .check_code(CodeKind::SignIn, phone, &hash, now_ms() as i64, self.0.cfg.code_max_attempts)
+            .await?;
+        if !matches!(check, CodeCheck::Valid { .. }) {
+            return Err(bad_code());
+        }
+        if let Some(user) = self.store().user_by_phone(phone).await? {
+            return self.open_session(ctx, user, device_name, false).await;
+        }
+        let (username, username_key) = match (username, username_key) {
+            (Some(u), Some(k)) => (u.to_string(), k),
+            _ => {
+                let n = u32::from_le_bytes(random_bytes::<4>()?) % 100_000_000;
+                let u = format!("user{n:08}");
+                (u.clone(), u)
+            }
+        };
+        let user = self
+            .store()
+            .create_user(NewUser {
+                username,
+                username_key,
+                display_name: String::new(),
+                email: None,
+                email_key: None,
+                phone: Some(phone.to_string()),
+                password_hash: None,
+                created_at_ms: now_ms() as i64,
+            })
+            .await
+            .map_err(conflict)?;
+        self.open_session(ctx, user, device_name, true).await
+    }
+
+    /// §11.5 Authenticate (and Hello.access_token): a valid token of a live session.
+    pub async fn authenticate(&self, ctx: &ConnCtx, token: &str) -> Result<ConnAuth, ServerError> {
+        let now = now_ms();
+        let v = self.0.tokens.verify(token, now)?;
+        let auth = ConnAuth { user_id: v.user_id, session_id: v.session_id.clone(), expires_at_ms: v.expires_at_ms };
+        // Attach before checking the store, so a revocation racing this check still reaches us.
+        self.bind(ctx, auth.clone());
+        let live = match self.store().session(&v.session_id).await {
+            Ok(s) => s.filter(|s| !s.revoked && s.user_id == v.user_id),
+            Err(e) => {
+                self.unbind(ctx);
+                return Err(e.into());
+            }
+        };
+        if live.is_none() {
+            self.unbind(ctx);
+            return Err(AuthError::InvalidToken.into());
+        }
+        self.store().touch_session(&v.session_id, now as i64).await?;
+        Ok(auth)
+    }
+
+    /// §11.6 Refresh: rotates the refresh token; reuse revokes the session.
+    pub async fn refresh(&self, ctx: &ConnCtx, refresh_token: &str) -> Result<Issued, ServerError> {
+        if refresh_token.is_empty() || refresh_token.len() > 256 {
+            return Err(ServerError::Unauthenticated("invalid refresh token".into()));
+        }
+        let now = now_ms();
+        let old_hash = tokens::hash_refresh_token(refresh_token);
+        let (new_token, new_hash) = tokens::new_refresh_token()?;
+        let refresh_expires_at_ms = now + self.0.cfg.refresh_token_ttl.as_millis() as u64;
+        match self.store().rotate_refresh(&old_hash, &new_hash, now as i64, refresh_expires_at_ms as i64).await? {
+            RotateOutcome::Rotated(session) => {
+                let user = self
+                    .store()
+                    .user(session.user_id)
+                    .await?
+                    .filter(|u| !u.deleted)
+                    .ok_or_else(|| ServerError::Unauthenticated("invalid refresh token".into()))?;
+                let (access_token, access_expires_at_ms) = self.0.tokens.issue(user.id, &session.id, now)?;
+                self.bind(
+                    ctx,
+                    ConnAuth { user_id: user.id, session_id: session.id.clone(), expires_at_ms: access_expires_at_ms },
+                );
+                Ok(Issued {
+                    user,
+                    session_id: session.id,
+                    access_token,
+                    access_expires_at_ms,
+                    refresh_token: new_token,
+                    refresh_expires_at_ms,
+                    created: false,
+                })
+            }
+            RotateOutcome::Reused { session_id, user_id } => {
+                tracing::warn!(user_id, session = %session_id, "refresh token reused: session revoked");
+                self.revoke_live(&[session_id], RevokeReason::RefreshReused);
+                Err(ServerError::Unauthenticated("refresh token already used; the session is revoked".into()))
+            }
+            RotateOutcome::Invalid => Err(ServerError::Unauthenticated("invalid refresh token".into())),
+        }
+    }
+
+    /// §11.7 Logout: ends this connection's session; other connections of it are closed.
+    pub async fn logout(&self, ctx: &ConnCtx) -> Result<(), ServerError> {
+        let auth = ctx.require_auth()?;
+        self.unbind(ctx);
+        self.store().revoke_session(auth.user_id, &auth.session_id, RevokeReason::LoggedOut, now_ms() as i64).await?;
+        self.revoke_live(&[auth.session_id], RevokeReason::LoggedOut);
+        Ok(())
+    }
+
+    /// §11.7 ListSessions.
+    pub async fn list_sessions(&self, ctx: &ConnCtx) -> Result<(Vec<SessionRecord>, String), ServerError> {
+        let auth = ctx.require_auth()?;
+        Ok((self.store().list_sessions(auth.user_id).await?, auth.session_id))
+    }
+
+    /// §11.7 RevokeSession: another session of the caller's; NOT_FOUND for anything else.
+    pub async fn revoke_session(&self, ctx: &ConnCtx, session_id: &str) -> Result<(), ServerError> {
+        let auth = ctx.require_auth()?;
+        if session_id == auth.session_id {
+            return Err(ServerError::FailedPrecondition("use Logout to end this connection's own session".into()));
+        }
+        if session_id.len() > 64
+            || !self.store().revoke_session(auth.user_id, session_id, RevokeReason::Revoked, now_ms() as i64).await?
+        {
+            return Err(ServerError::NotFound("no such session".into()));
+        }
+        self.revoke_live(&[session_id.to_string()], RevokeReason::Revoked);
+        Ok(())
+    }
+
+    /// §11.8 ChangePassword: every other session is revoked.
+    pub async fn change_password(&self, ctx: &ConnCtx, current: &str, new: &str) -> Result<u32, ServerError> {
+        let auth = ctx.require_auth()?;
+        validate::password("change_password.new_password", new)?;
+        let account_key = format!("user:{}", auth.user_id);
+        limited(self.0.limits.login_account.take(&account_key))?;
+        let creds = self
+            .store()
+            .credentials(auth.user_id)
+            .await?
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
+        if !self.0.passwords.verify(current, creds.password_hash.as_deref()).await? {
+            return Err(ServerError::PermissionDenied("the current password is wrong".into()));
+        }
+        self.0.limits.login_account.refund(&account_key);
+        let hash = self.0.passwords.hash(new).await?;
+        let revoked = self
+            .store()
+            .set_password(auth.user_id, &hash, Some(&auth.session_id), RevokeReason::PasswordChanged, now_ms() as i64)
+            .await?;
+        self.revoke_live(&revoked, RevokeReason::PasswordChanged);
+        Ok(revoked.len() as u32)
+    }
+
+    /// §11.9 RequestPasswordReset: the same answer whether or not the account exists.
+    pub async fn request_password_reset(&self, ctx: &ConnCtx, identifier: &str) -> Result<u64, ServerError> {
+        if identifier.is_empty() || identifier.len() > 254 {
+            return Err(ServerError::invalid("request_password_reset.identifier", "a username, email or phone number"));
+        }
+        limited(self.0.limits.code_request_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_request_destination.take(&format!("reset:{}", identifier.to_lowercase())))?;
+        if let Some(user) = self.find_account(identifier).await? {
+            let destination = format!("user:{}", user.id);
+            let target = match (&user.email, &user.phone) {
+                (Some(e), _) => Some(("email", e.clone())),
+                (None, Some(p)) => Some(("sms", p.clone())),
+                _ => None,
+            };
+            if let Some((channel, to)) = target {
+                self.send_code(CodeKind::PasswordReset, &destination, Some(user.id), "password_reset", channel, &to)
+                    .await?;
+            }
+        }
+        Ok(self.0.cfg.code_ttl.as_millis() as u64)
+    }
+
+    async fn find_account(&self, identifier: &str) -> Result<Option<User>, ServerError> {
+        if identifier.starts_with('+') {
+            return Ok(self.store().user_by_phone(identifier).await?);
+        }
+        Ok(self.store().credentials_by_login(&identifier.to_lowercase()).await?.map(|c| c.user))
+    }
+
+    /// §11.9 ResetPassword: every session is revoked.
+    pub async fn reset_password(
+        &self,
+        ctx: &ConnCtx,
+        identifier: &str,
+        code: &str,
+        new: &str,
+    ) -> Result<(), ServerError> {
+        validate::code("reset_password.code", code)?;
+        validate::password("reset_password.new_password", new)?;
+        limited(self.0.limits.code_verify_ip.take(&ctx.peer.ip().to_string()))?;
+        let Some(user) = self.find_account(identifier).await? else { return Err(bad_code()) };
+        let destination = format!("user:{}", user.id);
+        let hash = self.0.codes.hash(CodeKind::PasswordReset, &destination, code);
+        let check = self
+            .store()
+            .check_code(CodeKind::PasswordReset, &destination, &hash, now_ms() as i64, self.0.cfg.code_max_attempts)
+            .await?;
+        if !matches!(check, CodeCheck::Valid { .. }) {
+            return Err(bad_code());
+        }
+        let password_hash = self.0.passwords.hash(new).await?;
+        let revoked = self
+            .store()
+            .set_password(user.id, &password_hash, None, RevokeReason::PasswordReset, now_ms() as i64)
+            .await?;
+        self.revoke_live(&revoked, RevokeReason::PasswordReset);
+        Ok(())
+    }
+
+    /// §11.10 GetMe.
+    pub async fn me(&self, ctx: &ConnCtx) -> Result<User, ServerError> {
+        let auth = ctx.require_auth()?;
+        self.store()
+            .user(auth.user_id)
+            .await?
+            .filter(|u| !u.deleted)
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))
+    }
+
+    /// §11.10 UpdateProfile.
+    pub async fn update_profile(&self, ctx: &ConnCtx, update: ProfileUpdate) -> Result<User, ServerError> {
+        let auth = ctx.require_auth()?;
+        if let Some(d) = &update.display_name {
+            validate::text("update_profile.display_name", d, 64)?;
+        }
+        if let Some(s) = &update.status_text {
+            validate::text("update_profile.status_text", s, 140)?;
+        }
+        self.store()
+            .update_profile(auth.user_id, update)
+            .await?
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))
+    }
+
+    /// §11.11 DeleteAccount: personal data removed, every session revoked (this connection is
+    /// closed after the response).
+    pub async fn delete_account(&self, ctx: &ConnCtx, password: &str) -> Result<(), ServerError> {
+        let auth = ctx.require_auth()?;
+        let creds = self
+            .store()
+            .credentials(auth.user_id)
+            .await?
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
+        if creds.password_hash.is_some() {
+            let account_key = format!("user:{}", auth.user_id);
+            limited(self.0.limits.login_account.take(&account_key))?;
+            if !self.0.passwords.verify(password, creds.password_hash.as_deref()).await? {
+                return Err(ServerError::PermissionDenied("the password is wrong".into()));
+            }
+        }
+        self.unbind(ctx);
+        let revoked = self.store().delete_user(auth.user_id, now_ms() as i64).await?;
+        self.revoke_live(&revoked, RevokeReason::AccountDeleted);
+        ctx.close_after_response(&auth.session_id, RevokeReason::AccountDeleted);
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Accounts, sessions and tokens (docs/protocol.md §11): wire requests to the accounts service
+//! and its results back to wire messages.
+
+use confab_protocol::v1::{self, response::Result as R};
+
+use crate::auth::Issued;
+use crate::connection::ConnCtx;
+use crate::error::ServerError;
+use crate::state::AppState;
+use crate::store::{ProfileUpdate, SessionRecord, User};
+
+type Out = Result<R, ServerError>;
+
+pub(crate) fn me(u: &User) -> v1::Me {
+    v1::Me {
+        user_id: u.id as u64,
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        email: u.email.clone().unwrap_or_default(),
+        phone: u.phone.clone().unwrap_or_default(),
+        status_text: u.status_text.clone(),
+        created_at_ms: u.created_at_ms as u64,
+        has_password: u.has_password,
+    }
+}
+
+fn auth_result(i: Issued) -> v1::AuthResult {
+    v1::AuthResult {
+        me: Some(me(&i.user)),
+        session_id: i.session_id,
+        access_token: i.access_token,
+        access_token_expires_at_ms: i.access_expires_at_ms,
+        refresh_token: i.refresh_token,
+        refresh_token_expires_at_ms: i.refresh_expires_at_ms,
+        created: i.created,
+    }
+}
+
+fn session(s: SessionRecord, current: &str) -> v1::Session {
+    v1::Session {
+        current: s.id == current,
+        session_id: s.id,
+        device_name: s.device_name,
+        client_name: s.client_name,
+        created_at_ms: s.created_at_ms as u64,
+        last_seen_at_ms: s.last_seen_at_ms as u64,
+    }
+}
+
+/// §11.2
+pub(crate) async fn register(state: &AppState, ctx: &ConnCtx, r: v1::Register) -> Out {
+    let i = state
+        .auth()
+        .register(
+            ctx,
+            &r.username,
+            &r.password,
+            r.display_name.as_deref(),
+            r.email.as_deref(),
+            r.phone.as_deref(),
+            &r.device_name,
+        )
+        .await?;
+    Ok(R::Register(auth_result(i)))
+}
+
+/// §11.3
+pub(crate) async fn login(state: &AppState, ctx: &ConnCtx, r: v1::Login) -> Out {
+    let i = state.auth().login(ctx, &r.identifier, &r.password, &r.device_name).await?;
+    Ok(R::Login(auth_result(i)))
+}
+
+/// §11.4
+pub(crate) async fn request_code(state: &AppState, ctx: &ConnCtx, r: v1::RequestCode) -> Out {
+    if r.purpose() != v1::CodePurpose::SignIn {
+        return Err(ServerError::invalid("request_code.purpose", "only CODE_PURPOSE_SIGN_IN is defined"));
+    }
+    let (expires_in_ms, max_attempts) = state.auth().request_code(ctx, &r.phone).await?;
+    Ok(R::RequestCode(v1::RequestCodeResult { expires_in_ms, max_attempts }))
+}
+
+/// §11.4
+pub(crate) async fn verify_code(state: &AppState, ctx: &ConnCtx, r: v1::VerifyCode) -> Out {
+    let i = state.auth().verify_code(ctx, &r.phone, &r.code, &r.device_name, r.username.as_deref()).await?;
+    Ok(R::VerifyCode(auth_result(i)))
+}
+
+/// §11.5
+pub(crate) async fn authenticate(state: &AppState, ctx: &ConnCtx, r: v1::Authenticate) -> Out {
+    let a = state.auth().authenticate(ctx, &r.access_token).await?;
+    Ok(R::Authenticate(v1::AuthInfo {
+        user_id: a.user_id as u64,
+        session_id: a.session_id,
+        access_token_expires_at_ms: a.expires_at_ms,
+    }))
+}
+
+/// §11.6
+pub(crate) async fn refresh(state: &AppState, ctx: &ConnCtx, r: v1::Refresh) -> Out {
+    let i = state.auth().refresh(ctx, &r.refresh_token).await?;
+    Ok(R::Refresh(auth_result(i)))
+}
+
+/// §11.7
+pub(crate) async fn logout(state: &AppState, ctx: &ConnCtx) -> Out {
+    state.auth().logout(ctx).await?;
+    Ok(R::Logout(v1::LogoutResult {}))
+}
+
+/// §11.7
+pub(crate) async fn list_sessions(state: &AppState, ctx: &ConnCtx) -> Out {
+    let (sessions, current) = state.auth().list_sessions(ctx).await?;
+    Ok(R::ListSessions(v1::ListSessionsResult {
+        sessions: sessions.into_iter().map(|s| session(s, &current)).collect(),
+    }))
+}
+
+/// §11.7
+pub(crate) async fn revoke_session(state: &AppState, ctx: &ConnCtx, r: v1::RevokeSession) -> Out {
+    state.auth().revoke_session(ctx, &r.session_id).await?;
+    Ok(R::RevokeSession(v1::RevokeSessionResult {}))
+}
+
+/// §11.8
+pub(crate) async fn change_password(state: &AppState, ctx: &ConnCtx, r: v1::ChangePassword) -> Out {
+    let revoked_sessions = state.auth().change_password(ctx, &r.current_password, &r.new_password).await?;
+    Ok(R::ChangePassword(v1::ChangePasswordResult { revoked_sessions }))
+}
+
+/// §11.9
+pub(crate) async fn request_password_reset(state: &AppState, ctx: &ConnCtx, r: v1::RequestPasswordReset) -> Out {
+    let expires_in_ms = state.auth().request_password_reset(ctx, &r.identifier).await?;
+    Ok(R::RequestPasswordReset(v1::RequestPasswordResetResult { expires_in_ms }))
+}
+
+/// §11.9
+pub(crate) async fn reset_password(state: &AppState, ctx: &ConnCtx, r: v1::ResetPassword) -> Out {
+    state.auth().reset_password(ctx, &r.identifier, &r.code, &r.new_password).await?;
+    Ok(R::ResetPassword(v1::ResetPasswordResult {}))
+}
+
+/// §11.10
+pub(crate) async fn get_me(state: &AppState, ctx: &ConnCtx) -> Out {
+    Ok(R::GetMe(me(&state.auth().me(ctx).await?)))
+}
+
+/// §11.10
+pub(crate) async fn update_profile(state: &AppState, ctx: &ConnCtx, r: v1::UpdateProfile) -> Out {
+    let u = state
+        .auth()
+        .update_profile(ctx, ProfileUpdate { display_name: r.display_name, status_text: r.status_text })
+        .await?;
+    Ok(R::UpdateProfile(me(&u)))
+}
+
+/// §11.11
+pub(crate) async fn delete_account(state: &AppState, ctx: &ConnCtx, r: v1::DeleteAccount) -> Out {
+    state.auth().delete_account(ctx, &r.password).await?;
+    Ok(R::DeleteAccount(v1::DeleteAccountResult {}))
+}

@@ -1,0 +1,478 @@
+//! The SQL both backends share, written once: `impl_store!` expands to the `Store` impl for a
+//! backend struct with `pool` and `metrics` fields. Placeholders are `$1, $2, …` in ascending
+//! order of first use, which PostgreSQL and SQLite both read positionally.
+
+/// Maps a unique violation to the field it concerns.
+pub(super) fn conflict(e: sqlx::Error) -> super::StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.constraint().unwrap_or(""), db.message());
+        for field in ["username", "email", "phone"] {
+            if text.contains(&format!("{field}_key")) || text.contains(&format!("users.{field}")) {
+                return super::StoreError::Conflict(field);
+            }
+        }
+    }
+    super::StoreError::Database(e)
+}
+
+macro_rules! impl_store {
+    ($store:ty, $backend:expr, $begin:literal) => {
+        use sqlx::Row as _;
+        use $crate::store::types::*;
+        use $crate::store::{Instance, Store, StoreError, sql::conflict, timed};
+
+        const USER_COLUMNS: &str = "id, username, display_name, email, phone, status_text, created_at_ms, \
+                                    password_hash IS NOT NULL, deleted_at_ms IS NOT NULL";
+        const SESSION_COLUMNS: &str =
+            "id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms, revoked_at_ms IS NOT NULL";
+
+        fn user_from(r: &<$crate::store::sql::DbOf<$store> as sqlx::Database>::Row) -> Result<User, sqlx::Error> {
+            Ok(User {
+                id: r.try_get(0)?,
+                username: r.try_get(1)?,
+                display_name: r.try_get(2)?,
+                email: r.try_get(3)?,
+                phone: r.try_get(4)?,
+                status_text: r.try_get(5)?,
+                created_at_ms: r.try_get(6)?,
+                has_password: r.try_get(7)?,
+                deleted: r.try_get(8)?,
+            })
+        }
+
+        fn session_from(r: &<$crate::store::sql::DbOf<$store> as sqlx::Database>::Row) -> Result<SessionRecord, sqlx::Error> {
+            Ok(SessionRecord {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                device_name: r.try_get(2)?,
+                client_name: r.try_get(3)?,
+                created_at_ms: r.try_get(4)?,
+                last_seen_at_ms: r.try_get(5)?,
+                revoked: r.try_get(6)?,
+            })
+        }
+
+        fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
+            sqlx::AssertSqlSafe(s)
+        }
+
+        impl $store {
+            async fn init_instance(&self) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO instance (id, epoch, created_at_ms) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind($crate::store::new_epoch()?)
+                    .bind($crate::store::now_ms())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                timed(&self.metrics, "ping", async {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn instance(&self) -> Result<Instance, StoreError> {
+                timed(&self.metrics, "instance", async {
+                    let row = sqlx::query("SELECT epoch, created_at_ms FROM instance WHERE id = 1").fetch_one(&self.pool).await?;
+                    Ok(Instance { epoch: row.try_get(0)?, created_at_ms: row.try_get(1)? })
+                })
+                .await
+            }
+
+            async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+                let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn create_user(&self, u: NewUser) -> Result<User, StoreError> {
+                timed(&self.metrics, "create_user", async {
+                    let row = sqlx::query(sql(format!(
+                        "INSERT INTO users (username, username_key, display_name, email, email_key, phone, password_hash, created_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {USER_COLUMNS}"
+                    )))
+                    .bind(&u.username)
+                    .bind(&u.username_key)
+                    .bind(&u.display_name)
+                    .bind(&u.email)
+                    .bind(&u.email_key)
+                    .bind(&u.phone)
+                    .bind(&u.password_hash)
+                    .bind(u.created_at_ms)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(conflict)?;
+                    Ok(user_from(&row)?)
+                })
+                .await
+            }
+
+            async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+                timed(&self.metrics, "user", async {
+                    let row = sqlx::query(sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.as_ref().map(user_from).transpose()?)
+                })
+                .await
+            }
+
+            async fn credentials_by_login(&self, key: &str) -> Result<Option<Credentials>, StoreError> {
+                timed(&self.metrics, "credentials_by_login", async {
+                    let row = sqlx::query(sql(format!(
+                        "SELECT {USER_COLUMNS}, password_hash FROM users \
+                         WHERE (username_key = $1 OR email_key = $1) AND deleted_at_ms IS NULL"
+                    )))
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(9)? })).transpose()?)
+                })
+                .await
+            }
+
+            async fn credentials(&self, id: UserId) -> Result<Option<Credentials>, StoreError> {
+                timed(&self.metrics, "credentials", async {
+                    let row = sqlx::query(sql(format!(
+                        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1 AND deleted_at_ms IS NULL"
+                    )))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(9)? })).transpose()?)
+                })
+                .await
+            }
+
+            async fn user_by_phone(&self, phone: &str) -> Result<Option<User>, StoreError> {
+                timed(&self.metrics, "user_by_phone", async {
+                    let row = sqlx::query(sql(format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE phone = $1 AND deleted_at_ms IS NULL"
+                    )))
+                    .bind(phone)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(row.as_ref().map(user_from).transpose()?)
+                })
+                .await
+            }
+
+            async fn update_profile(&self, id: UserId, p: ProfileUpdate) -> Result<Option<User>, StoreError> {
+                timed(&self.metrics, "update_profile", async {
+                    let row = sqlx::query(sql(format!(
+                        "UPDATE users SET display_name = COALESCE($1, display_name), status_text = COALESCE($2, status_text) \
+                         WHERE id = $3 AND deleted_at_ms IS NULL RETURNING {USER_COLUMNS}"
+                    )))
+                    .bind(&p.display_name)
+                    .bind(&p.status_text)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(row.as_ref().map(user_from).transpose()?)
+                })
+                .await
+            }
+
+            async fn set_password(
+                &self,
+                id: UserId,
+                hash: &str,
+                keep_session: Option<&str>,
+                reason: RevokeReason,
+                now_ms: i64,
+            ) -> Result<Vec<String>, StoreError> {
+                timed(&self.metrics, "set_password", async {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(&mut *tx).await?;
+                    let rows = sqlx::query(
+                        "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
+                         WHERE user_id = $3 AND revoked_at_ms IS NULL AND id <> $4 RETURNING id",
+                    )
+                    .bind(now_ms)
+                    .bind(reason as i32)
+                    .bind(id)
+                    .bind(keep_session.unwrap_or(""))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM auth_codes WHERE user_id = $1 AND purpose = $2")
+                        .bind(id)
+                        .bind(CodeKind::PasswordReset as i32)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+                })
+                .await
+            }
+
+            async fn delete_user(&self, id: UserId, now_ms: i64) -> Result<Vec<String>, StoreError> {
+                timed(&self.metrics, "delete_user", async {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    let tomb = format!("deleted-{id}");
+                    sqlx::query(
+                        "UPDATE users SET username = $1, username_key = $1, display_name = '', email = NULL, email_key = NULL, \
+                         phone = NULL, password_hash = NULL, status_text = '', deleted_at_ms = $2 \
+                         WHERE id = $3 AND deleted_at_ms IS NULL",
+                    )
+                    .bind(&tomb)
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    let rows = sqlx::query(
+                        "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2, device_name = '', client_name = '' \
+                         WHERE user_id = $3 AND revoked_at_ms IS NULL RETURNING id",
+                    )
+                    .bind(now_ms)
+                    .bind(RevokeReason::AccountDeleted as i32)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM auth_codes WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+                })
+                .await
+            }
+
+            async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
+                timed(&self.metrics, "create_session", async {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    let row = sqlx::query(sql(format!(
+                        "INSERT INTO sessions (id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING {SESSION_COLUMNS}"
+                    )))
+                    .bind(&s.id)
+                    .bind(s.user_id)
+                    .bind(&s.device_name)
+                    .bind(&s.client_name)
+                    .bind(s.now_ms)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)")
+                        .bind(&s.refresh_hash)
+                        .bind(&s.id)
+                        .bind(s.now_ms)
+                        .bind(s.refresh_expires_at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(session_from(&row)?)
+                })
+                .await
+            }
+
+            async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+                timed(&self.metrics, "session", async {
+                    let row = sqlx::query(sql(format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.as_ref().map(session_from).transpose()?)
+                })
+                .await
+            }
+
+            async fn touch_session(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+                timed(&self.metrics, "touch_session", async {
+                    sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+                        .bind(now_ms)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+                timed(&self.metrics, "list_sessions", async {
+                    let rows = sqlx::query(sql(format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL \
+                         ORDER BY last_seen_at_ms DESC, id"
+                    )))
+                    .bind(user)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows.iter().map(session_from).collect::<Result<_, _>>()?)
+                })
+                .await
+            }
+
+            async fn revoke_session(&self, user: UserId, id: &str, reason: RevokeReason, now_ms: i64) -> Result<bool, StoreError> {
+                timed(&self.metrics, "revoke_session", async {
+                    let r = sqlx::query(
+                        "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 WHERE id = $3 AND user_id = $4 AND revoked_at_ms IS NULL",
+                    )
+                    .bind(now_ms)
+                    .bind(reason as i32)
+                    .bind(id)
+                    .bind(user)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(r.rows_affected() == 1)
+                })
+                .await
+            }
+
+            async fn rotate_refresh(&self, old_hash: &[u8], new_hash: &[u8], now_ms: i64, new_expires_at_ms: i64) -> Result<RotateOutcome, StoreError> {
+                timed(&self.metrics, "rotate_refresh", async {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    // Spend the token if it is current. Row locks (PostgreSQL) and the write lock
+                    // (SQLite) make two racing refreshes see each other: one spends, one reuses.
+                    let spent = sqlx::query(
+                        "UPDATE refresh_tokens SET used_at_ms = $1 WHERE token_hash = $2 AND used_at_ms IS NULL \
+                         RETURNING session_id, expires_at_ms",
+                    )
+                    .bind(now_ms)
+                    .bind(old_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(spent) = spent else {
+                        let known = sqlx::query(
+                            "SELECT s.id, s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+                        )
+                        .bind(old_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let Some(known) = known else {
+                            tx.commit().await?;
+                            return Ok(RotateOutcome::Invalid);
+                        };
+                        let session_id: String = known.try_get(0)?;
+                        let user_id: UserId = known.try_get(1)?;
+                        let revoked = sqlx::query(
+                            "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at_ms IS NULL",
+                        )
+                        .bind(now_ms)
+                        .bind(RevokeReason::RefreshReused as i32)
+                        .bind(&session_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        return Ok(if revoked.rows_affected() == 1 {
+                            RotateOutcome::Reused { session_id, user_id }
+                        } else {
+                            RotateOutcome::Invalid
+                        });
+                    };
+                    let session_id: String = spent.try_get(0)?;
+                    let expires_at_ms: i64 = spent.try_get(1)?;
+                    let session = sqlx::query(sql(format!(
+                        "UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL RETURNING {SESSION_COLUMNS}"
+                    )))
+                    .bind(now_ms)
+                    .bind(&session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let session = match session {
+                        Some(row) if expires_at_ms > now_ms => session_from(&row)?,
+                        _ => {
+                            tx.commit().await?;
+                            return Ok(RotateOutcome::Invalid);
+                        }
+                    };
+                    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)")
+                        .bind(new_hash)
+                        .bind(&session_id)
+                        .bind(now_ms)
+                        .bind(new_expires_at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(RotateOutcome::Rotated(session))
+                })
+                .await
+            }
+
+            async fn put_code(&self, c: NewCode) -> Result<(), StoreError> {
+                timed(&self.metrics, "put_code", async {
+                    sqlx::query(
+                        "INSERT INTO auth_codes (purpose, destination, code_hash, user_id, created_at_ms, expires_at_ms, attempts, consumed_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) \
+                         ON CONFLICT (purpose, destination) DO UPDATE SET code_hash = excluded.code_hash, user_id = excluded.user_id, \
+                         created_at_ms = excluded.created_at_ms, expires_at_ms = excluded.expires_at_ms, attempts = 0, consumed_at_ms = NULL",
+                    )
+                    .bind(c.kind as i32)
+                    .bind(&c.destination)
+                    .bind(&c.code_hash)
+                    .bind(c.user_id)
+                    .bind(c.created_at_ms)
+                    .bind(c.expires_at_ms)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn check_code(&self, kind: CodeKind, destination: &str, code_hash: &[u8], now_ms: i64, max_attempts: u32) -> Result<CodeCheck, StoreError> {
+                timed(&self.metrics, "check_code", async {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    // Count the try first, so a code can never be tried more than max_attempts times.
+                    let row = sqlx::query(
+                        "UPDATE auth_codes SET attempts = attempts + 1 \
+                         WHERE purpose = $1 AND destination = $2 AND consumed_at_ms IS NULL AND expires_at_ms > $3 AND attempts < $4 \
+                         RETURNING code_hash, user_id",
+                    )
+                    .bind(kind as i32)
+                    .bind(destination)
+                    .bind(now_ms)
+                    .bind(max_attempts as i32)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else {
+                        tx.commit().await?;
+                        return Ok(CodeCheck::Invalid);
+                    };
+                    let stored: Vec<u8> = row.try_get(0)?;
+                    let user_id: Option<UserId> = row.try_get(1)?;
+                    let right: bool = subtle::ConstantTimeEq::ct_eq(stored.as_slice(), code_hash).into();
+                    if right {
+                        sqlx::query("UPDATE auth_codes SET consumed_at_ms = $1 WHERE purpose = $2 AND destination = $3")
+                            .bind(now_ms)
+                            .bind(kind as i32)
+                            .bind(destination)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(if right { CodeCheck::Valid { user_id } } else { CodeCheck::Wrong })
+                })
+                .await
+            }
+        }
+    };
+}
+
+pub(super) use impl_store;
+
+/// The sqlx database of a backend store (lets the shared row mappers name the row type).
+pub(super) type DbOf<S> = <S as HasDb>::Db;
+
+/// Implemented by each backend store to name its sqlx database.
+pub(super) trait HasDb {
+    type Db: sqlx::Database;
+}

@@ -1,0 +1,120 @@
+//! Domain types the store returns. Wire types never come out of the store.
+
+/// A user's id.
+pub type UserId = i64;
+
+/// An account, as the store knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub status_text: String,
+    pub created_at_ms: i64,
+    pub has_password: bool,
+    pub deleted: bool,
+}
+
+/// A user with the hash to check a password against.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+/// What creating an account needs. `*_key` fields are the case-folded unique keys.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub username_key: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub email_key: Option<String>,
+    pub phone: Option<String>,
+    pub password_hash: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileUpdate {
+    pub display_name: Option<String>,
+    pub status_text: Option<String>,
+}
+
+/// One device's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: UserId,
+    pub device_name: String,
+    pub client_name: String,
+    pub created_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub revoked: bool,
+}
+
+/// What creating a session needs, with its first refresh token (hash only).
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: UserId,
+    pub device_name: String,
+    pub client_name: String,
+    pub now_ms: i64,
+    pub refresh_hash: Vec<u8>,
+    pub refresh_expires_at_ms: i64,
+}
+
+/// Why a session ended; stored, and sent in SessionRevoked (same numbers as the wire enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeReason {
+    LoggedOut = 1,
+    Revoked = 2,
+    PasswordChanged = 3,
+    PasswordReset = 4,
+    RefreshReused = 5,
+    AccountDeleted = 6,
+}
+
+/// The result of presenting a refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The token was current: it is now spent, and `new_hash` is the session's refresh token.
+    Rotated(SessionRecord),
+    /// The token was already spent: the session has been revoked (reuse detection).
+    Reused { session_id: String, user_id: UserId },
+    /// Unknown, expired, or of a revoked session.
+    Invalid,
+}
+
+/// What a code is for (same numbers as the wire's CodePurpose where one exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKind {
+    SignIn = 1,
+    PasswordReset = 100,
+}
+
+/// A one-time code to store (hash only). A new code for the same kind and destination replaces the old.
+#[derive(Clone, Debug)]
+pub struct NewCode {
+    pub kind: CodeKind,
+    pub destination: String,
+    pub code_hash: Vec<u8>,
+    pub user_id: Option<UserId>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// The result of trying a code. Every try counts, right or wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Right: the code is now consumed.
+    Valid { user_id: Option<UserId> },
+    /// Wrong, with tries left.
+    Wrong,
+    /// No live code: none sent, expired, consumed, or out of tries.
+    Invalid,
+}
