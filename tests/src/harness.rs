@@ -14,7 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::inbox::CodeInbox;
 use crate::pg::TestDatabase;
+use confab_server::config::{CodeSenderKind, RateLimit, RateLimits, Secret};
 
 /// Which store a test server runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +43,9 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), StartError>>>,
     db: Option<TestDatabase>,
-    _data_dir: tempfile::TempDir,
+    /// Receives the one-time codes the server sends (its webhook sender points here).
+    pub inbox: CodeInbox,
+    data_dir: tempfile::TempDir,
 }
 
 /// Installs a test log subscriber once (RUST_LOG controls it; quiet by default).
@@ -68,6 +72,20 @@ impl TestServer {
             ..Config::default()
         };
         config.shutdown_timeout = std::time::Duration::from_secs(5);
+        let inbox = CodeInbox::start().await?;
+        config.auth.code_sender = CodeSenderKind::Webhook;
+        config.auth.webhook_url = Some(inbox.url());
+        config.auth.webhook_secret = Some(Secret::new(inbox.secret.clone()));
+        // Tests share one IP and open many accounts: limits stay out of the way unless a test sets them.
+        let open = RateLimit::new(100_000, std::time::Duration::from_millis(1));
+        config.auth.rate_limits = RateLimits {
+            login_per_account: open,
+            login_per_ip: open,
+            code_request_per_destination: open,
+            code_request_per_ip: open,
+            code_verify_per_ip: open,
+            register_per_ip: open,
+        };
         let db = match store {
             StoreKind::Sqlite => None,
             StoreKind::Postgres => {
@@ -96,7 +114,8 @@ impl TestServer {
             shutdown: Some(tx),
             handle: Some(handle),
             db,
-            _data_dir: data_dir,
+            inbox,
+            data_dir,
         })
     }
 
@@ -133,6 +152,11 @@ impl TestServer {
     pub async fn raw(&self, t: Transport) -> anyhow::Result<RawConnection> {
         let url = ServerUrl::parse(&self.url(t))?;
         Ok(RawConnection::connect(&url, &self.options().transport).await?)
+    }
+
+    /// The server's data directory (generated keys live here).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     /// The server's store handle.

@@ -6,4 +6,6 @@
 
 pub mod cases;
 pub mod harness;
+pub mod inbox;
 pub mod pg;
+pub mod util;

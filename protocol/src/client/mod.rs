@@ -5,6 +5,7 @@
 //! (bounded queue, coalesced flushes, heartbeat Pings) and a reader task owns the receiving half
 //! (resolves pending requests, forwards events). Reading never waits on writing.
 
+mod accounts;
 mod tls;
 pub mod transport;
 
