@@ -221,6 +221,64 @@ async fn deliver(sender: &dyn Sender, m: &CodeMessage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails `failures` times, then succeeds.
+    #[derive(Debug)]
+    struct Flaky {
+        failures: u32,
+        calls: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Sender for Flaky {
+        async fn send(&self, _m: &CodeMessage) -> Result<(), SendError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n < self.failures { Err(SendError("HTTP 502".into())) } else { Ok(()) }
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_deliveries_are_retried_and_logged_without_the_code() {
+        let logs = Captured::default();
+        let w = logs.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || w.clone()).with_max_level(tracing::Level::DEBUG).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let m = CodeMessage {
+            purpose: "sign_in",
+            channel: "sms",
+            to: "+33612345678".into(),
+            code: "493817".into(),
+            expires_at_ms: 1,
+        };
+        let flaky = Flaky { failures: 2, calls: AtomicU32::new(0) };
+        deliver(&flaky, &m).await;
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3, "two failures, then a success");
+        let always = Flaky { failures: u32::MAX, calls: AtomicU32::new(0) };
+        deliver(&always, &m).await;
+        assert_eq!(always.calls.load(Ordering::SeqCst), 3, "gives up after three tries");
+        let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf8");
+        assert!(text.contains("code delivery failed"), "{text}");
+        assert!(text.contains("giving up"), "{text}");
+        assert!(text.contains("+33*******78"), "{text}");
+        assert!(!text.contains("493817"), "the code leaked into the log:\n{text}");
+        assert!(!text.contains("+33612345678"), "the full number leaked into the log:\n{text}");
+    }
 
     #[test]
     fn debug_and_mask_hide_the_code_and_most_of_the_destination() {
