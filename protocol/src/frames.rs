@@ -73,6 +73,21 @@ impl client_frame::Request {
             Self::GetMe(_) => "get_me",
             Self::UpdateProfile(_) => "update_profile",
             Self::DeleteAccount(_) => "delete_account",
+            Self::CreateConversation(_) => "create_conversation",
+            Self::GetConversation(_) => "get_conversation",
+            Self::ListConversations(_) => "list_conversations",
+            Self::JoinChannel(_) => "join_channel",
+            Self::LeaveConversation(_) => "leave_conversation",
+            Self::AddMembers(_) => "add_members",
+            Self::RemoveMember(_) => "remove_member",
+            Self::ListMembers(_) => "list_members",
+            Self::DiscoverChannels(_) => "discover_channels",
+            Self::SendMessage(_) => "send_message",
+            Self::EditMessage(_) => "edit_message",
+            Self::DeleteMessage(_) => "delete_message",
+            Self::GetHistory(_) => "get_history",
+            Self::Sync(_) => "sync",
+            Self::Ack(_) => "ack",
         }
     }
 }

@@ -90,6 +90,8 @@ pub struct Limits {
     pub ws_read_buffer_bytes: u32,
     /// QUIC connection receive window.
     pub quic_receive_window_bytes: u32,
+    /// Longest message text, in bytes.
+    pub max_message_text_bytes: u32,
 }
 
 impl Default for Limits {
@@ -105,6 +107,7 @@ impl Default for Limits {
             outbound_queue_frames: 1024,
             ws_read_buffer_bytes: 4096,
             quic_receive_window_bytes: 4 * 1024 * 1024,
+            max_message_text_bytes: 16 * 1024,
         }
     }
 }
@@ -404,6 +407,9 @@ pub struct ConfigArgs {
     /// QUIC receive window per connection, bytes [default: 4194304].
     #[arg(long, env = "CONFAB_QUIC_RECEIVE_WINDOW_BYTES", value_name = "BYTES")]
     pub quic_receive_window_bytes: Option<u32>,
+    /// Longest message text, bytes [default: 16384].
+    #[arg(long, env = "CONFAB_MAX_MESSAGE_TEXT_BYTES", value_name = "BYTES")]
+    pub max_message_text_bytes: Option<u32>,
     /// Database connection pool size [default: 16].
     #[arg(long, env = "CONFAB_STORE_POOL_SIZE", value_name = "N")]
     pub store_pool_size: Option<u32>,
@@ -525,6 +531,7 @@ impl Config {
         set(&mut l.outbound_queue_frames, &a.outbound_queue_frames);
         set(&mut l.ws_read_buffer_bytes, &a.ws_read_buffer_bytes);
         set(&mut l.quic_receive_window_bytes, &a.quic_receive_window_bytes);
+        set(&mut l.max_message_text_bytes, &a.max_message_text_bytes);
         set(&mut self.store.pool_size, &a.store_pool_size);
         set(&mut self.store.acquire_timeout, &a.store_acquire_timeout);
         set(&mut self.store.statement_timeout, &a.store_statement_timeout);
@@ -587,6 +594,9 @@ impl Config {
         }
         if !(512..=1024 * 1024).contains(&l.ws_read_buffer_bytes) {
             return bad("ws_read_buffer_bytes must be 512..=1048576".into());
+        }
+        if l.max_message_text_bytes == 0 || l.max_message_text_bytes > l.max_frame_bytes / 2 {
+            return bad("max_message_text_bytes must be positive and at most half of max_frame_bytes".into());
         }
         if l.quic_receive_window_bytes < l.max_frame_bytes {
             return bad("quic_receive_window_bytes must be at least max_frame_bytes".into());

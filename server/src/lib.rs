@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 mod connection;
+pub mod conversations;
 pub mod error;
 mod handlers;
 pub mod hub;
@@ -88,7 +89,14 @@ impl Server {
         let cert = tls::load_or_generate(&config)?;
         let hub = Arc::new(hub::Hub::default());
         let auth = auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), hub.clone()).await?;
-        Ok(Self { state: AppState::new(config, store, metrics, hub, auth), cert })
+        let conversations = conversations::Conversations::new(
+            store.clone(),
+            hub.clone(),
+            config.limits.max_message_text_bytes as usize,
+        )
+        .await
+        .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
+        Ok(Self { state: AppState::new(config, store, metrics, hub, auth, conversations), cert })
     }
 
     /// The QUIC certificate clients can pin.

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthService;
 use crate::config::Config;
+use crate::conversations::Conversations;
 use crate::hub::Hub;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -23,6 +24,7 @@ struct Inner {
     metrics: Metrics,
     hub: Arc<Hub>,
     auth: AuthService,
+    conversations: Conversations,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -36,7 +38,14 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Metrics, hub: Arc<Hub>, auth: AuthService) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        hub: Arc<Hub>,
+        auth: AuthService,
+        conversations: Conversations,
+    ) -> Self {
         let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
         let mut r = [0u8; 4];
         let _ = getrandom::fill(&mut r);
@@ -51,6 +60,7 @@ impl AppState {
             metrics,
             hub,
             auth,
+            conversations,
             limiter,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -94,6 +104,11 @@ impl AppState {
     /// The accounts service.
     pub fn auth(&self) -> &AuthService {
         &self.0.auth
+    }
+
+    /// The conversations service.
+    pub fn conversations(&self) -> &Conversations {
+        &self.0.conversations
     }
 
     /// A new connection number and id, unique per server process.

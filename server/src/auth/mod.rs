@@ -213,15 +213,15 @@ impl AuthService {
     /// Marks the connection authenticated and attaches it to its session in the hub.
     fn bind(&self, ctx: &ConnCtx, auth: ConnAuth) {
         if let Some(old) = ctx.set_auth(Some(auth.clone())) {
-            self.0.hub.detach(&old.session_id, ctx.key);
+            self.0.hub.detach(&old.session_id, old.user_id, ctx.key);
         }
-        self.0.hub.attach(&auth.session_id, ctx.key, ctx.outbox.clone());
+        self.0.hub.attach(&auth.session_id, auth.user_id, ctx.key, ctx.outbox.clone());
     }
 
     /// Forgets the connection's authentication and detaches it from the hub.
     pub(crate) fn unbind(&self, ctx: &ConnCtx) {
         if let Some(old) = ctx.set_auth(None) {
-            self.0.hub.detach(&old.session_id, ctx.key);
+            self.0.hub.detach(&old.session_id, old.user_id, ctx.key);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Request dispatch: one exhaustive match on the request oneof, one module per message family.
 
 pub(crate) mod auth;
+pub(crate) mod conversations;
 pub(crate) mod session;
 
 use confab_protocol::v1::client_frame::Request;
@@ -36,5 +37,20 @@ pub(crate) async fn dispatch(
         Request::GetMe(_) => auth::get_me(state, ctx).await,
         Request::UpdateProfile(r) => auth::update_profile(state, ctx, r).await,
         Request::DeleteAccount(r) => auth::delete_account(state, ctx, r).await,
+        Request::CreateConversation(r) => conversations::create(state, ctx, r).await,
+        Request::GetConversation(r) => conversations::get(state, ctx, r).await,
+        Request::ListConversations(r) => conversations::list(state, ctx, r).await,
+        Request::JoinChannel(r) => conversations::join(state, ctx, r).await,
+        Request::LeaveConversation(r) => conversations::leave(state, ctx, r).await,
+        Request::AddMembers(r) => conversations::add_members(state, ctx, r).await,
+        Request::RemoveMember(r) => conversations::remove_member(state, ctx, r).await,
+        Request::ListMembers(r) => conversations::list_members(state, ctx, r).await,
+        Request::DiscoverChannels(r) => conversations::discover(state, ctx, r).await,
+        Request::SendMessage(r) => conversations::send(state, ctx, r).await,
+        Request::EditMessage(r) => conversations::edit(state, ctx, r).await,
+        Request::DeleteMessage(r) => conversations::delete(state, ctx, r).await,
+        Request::GetHistory(r) => conversations::history(state, ctx, r).await,
+        Request::Sync(r) => conversations::sync(state, ctx, r).await,
+        Request::Ack(r) => conversations::ack(state, ctx, r).await,
     }
 }

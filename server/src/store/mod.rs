@@ -1,6 +1,8 @@
 //! Storage behind one trait object, with a PostgreSQL and an embedded SQLite implementation.
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
+pub mod conv_sql;
+pub mod conv_types;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -13,6 +15,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+pub use conv_types::*;
 pub use types::*;
 
 /// Which backend a store runs on.
@@ -58,9 +61,57 @@ impl StoreError {
     }
 }
 
+/// Conversations, messages and the two logs (docs/protocol.md §12-§14).
+#[async_trait::async_trait]
+pub trait ConvStore: Send + Sync {
+    /// Applies a batch of writes in one transaction (group commit); one result per op.
+    async fn apply(&self, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, StoreError>;
+    /// A conversation as `user` sees it (member or not).
+    async fn conversation(&self, user: UserId, conv: ConvId) -> Result<Option<ConvView>, StoreError>;
+    /// The user's conversations, latest activity first, strictly before (activity_ms, id).
+    async fn list_conversations(
+        &self,
+        user: UserId,
+        before: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<ConvView>, StoreError>;
+    async fn members(&self, conv: ConvId, after: UserId, limit: u32) -> Result<Vec<MemberRec>, StoreError>;
+    /// Channels whose case-folded title starts with `prefix`, by id after `after`.
+    async fn discover(
+        &self,
+        user: UserId,
+        prefix: &str,
+        after: ConvId,
+        limit: u32,
+    ) -> Result<Vec<ConvView>, StoreError>;
+    async fn is_member(&self, conv: ConvId, user: UserId) -> Result<bool, StoreError>;
+    /// Messages in current state, ascending: below `before`, or above `after` when given.
+    async fn history(
+        &self,
+        conv: ConvId,
+        before: Option<i64>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRec>, StoreError>;
+    /// Log entries with seq above `after`, ascending.
+    async fn events_after(&self, conv: ConvId, after: i64, limit: u32) -> Result<Vec<LogEvent>, StoreError>;
+    /// User log entries above `after`, and the log's head.
+    async fn user_updates_after(
+        &self,
+        user: UserId,
+        after: i64,
+        limit: u32,
+    ) -> Result<(Vec<UserUpdateRec>, i64), StoreError>;
+    /// (conversation, head seq) of every conversation the user is a member of.
+    async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError>;
+    /// Records that a device applied the conversation up to `seq` (only moves forward).
+    async fn ack(&self, session: &str, conv: ConvId, seq: i64) -> Result<(), StoreError>;
+    async fn acked(&self, session: &str, conv: ConvId) -> Result<i64, StoreError>;
+}
+
 /// The storage interface every service uses.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -48,3 +48,5 @@ impl HasDb for PgStore {
 }
 
 impl_store!(PgStore, Backend::Postgres, "BEGIN");
+
+super::conv_sql::impl_conv_store!(PgStore, "BEGIN");

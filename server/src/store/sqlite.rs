@@ -49,3 +49,5 @@ impl HasDb for SqliteStore {
 
 // Write transactions take the write lock up front, so two writers never deadlock on upgrade.
 impl_store!(SqliteStore, Backend::Sqlite, "BEGIN IMMEDIATE");
+
+super::conv_sql::impl_conv_store!(SqliteStore, "BEGIN IMMEDIATE");

@@ -1,0 +1,440 @@
+//! Conversations, messages and sync (docs/protocol.md §12-§14): validation and authorization in
+//! front of the batched writer (for changes) and the store (for reads). A non-member learns
+//! nothing: every refusal about a conversation they cannot see is the same NOT_FOUND.
+
+pub mod wire;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::auth::ConnAuth;
+use crate::error::ServerError;
+use crate::hub::Hub;
+use crate::store::{
+    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
+    WriteOp,
+};
+pub use writer::Writer;
+
+/// Longest history page.
+pub const MAX_HISTORY: u32 = 200;
+/// Most user-log entries per Sync.
+const MAX_USER_UPDATES: u32 = 500;
+/// Rough byte budget of one Sync answer's events, so it stays far below frame limits.
+const SYNC_BYTES: usize = 512 * 1024;
+
+fn now_ms() -> i64 {
+    confab_protocol::frames::now_ms() as i64
+}
+
+fn not_found() -> ServerError {
+    ServerError::NotFound("no such conversation".into())
+}
+
+/// One conversation's part of a Sync answer.
+#[derive(Debug)]
+pub struct Diff {
+    pub conversation_id: ConvId,
+    pub head_seq: i64,
+    pub events: Vec<LogEvent>,
+    pub has_more: bool,
+}
+
+/// A Sync answer.
+#[derive(Debug, Default)]
+pub struct SyncOut {
+    pub epoch: i64,
+    pub resync_required: bool,
+    pub user_seq: i64,
+    pub user_updates: Vec<UserUpdateRec>,
+    pub has_more_updates: bool,
+    pub diffs: Vec<Diff>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    writer: Writer,
+    epoch: i64,
+    max_text_bytes: usize,
+}
+
+/// Cheap-clone handle to the conversations service.
+#[derive(Clone, Debug)]
+pub struct Conversations(Arc<Inner>);
+
+/// Validates message text: UTF-8 (guaranteed by protobuf), non-empty, bounded, no NUL.
+fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), ServerError> {
+    if text.trim().is_empty() {
+        return Err(ServerError::invalid(field, "a message needs some text"));
+    }
+    if text.len() > max {
+        return Err(ServerError::invalid(field, format!("at most {max} bytes")));
+    }
+    if text.contains('\0') {
+        return Err(ServerError::invalid(field, "NUL characters are not allowed"));
+    }
+    Ok(())
+}
+
+fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
+    i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| ServerError::invalid(field, "required"))
+}
+
+impl Conversations {
+    pub async fn new(store: Arc<dyn Store>, hub: Arc<Hub>, max_text_bytes: usize) -> Result<Self, ServerError> {
+        let epoch = store.instance().await?.epoch;
+        let writer = Writer::start(store.clone(), hub);
+        Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes })))
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    /// A conversation the user may see: a member, or anyone for a channel.
+    async fn visible(&self, user: UserId, conv: ConvId) -> Result<ConvView, ServerError> {
+        match self.store().conversation(user, conv).await? {
+            Some(c) if c.my_role.is_some() || c.kind == ConvKind::Channel as i32 => Ok(c),
+            _ => Err(not_found()),
+        }
+    }
+
+    async fn require_member(&self, user: UserId, conv: ConvId) -> Result<(), ServerError> {
+        if self.store().is_member(conv, user).await? { Ok(()) } else { Err(not_found()) }
+    }
+
+    /// §12.2
+    pub async fn create(
+        &self,
+        auth: &ConnAuth,
+        kind: i32,
+        title: &str,
+        description: &str,
+        member_ids: &[u64],
+    ) -> Result<ConvView, ServerError> {
+        let kind =
+            ConvKind::from_i32(kind).ok_or_else(|| ServerError::invalid("create_conversation.kind", "required"))?;
+        if kind != ConvKind::Direct {
+            let n = title.chars().count();
+            if !(1..=128).contains(&n) || title.chars().any(char::is_control) {
+                return Err(ServerError::invalid("create_conversation.title", "1 to 128 characters"));
+            }
+        }
+        if description.chars().count() > 1024 {
+            return Err(ServerError::invalid("create_conversation.description", "at most 1024 characters"));
+        }
+        if member_ids.len() > 256 {
+            return Err(ServerError::invalid("create_conversation.member_ids", "at most 256 members at once"));
+        }
+        let members =
+            member_ids.iter().map(|u| id("create_conversation.member_ids", *u)).collect::<Result<Vec<_>, _>>()?;
+        let title = if kind == ConvKind::Direct { "" } else { title };
+        let applied = self
+            .0
+            .writer
+            .submit(WriteOp::Create {
+                kind,
+                title: title.to_string(),
+                description: description.to_string(),
+                creator: auth.user_id,
+                members,
+                now_ms: now_ms(),
+            })
+            .await?;
+        let Some(OpResult::Conversation(conv)) = applied.result else {
+            return Err(ServerError::Internal("create returned no conversation".into()));
+        };
+        self.visible(auth.user_id, conv).await
+    }
+
+    /// §12.1
+    pub async fn get(&self, auth: &ConnAuth, conv: u64) -> Result<ConvView, ServerError> {
+        self.visible(auth.user_id, id("conversation_id", conv)?).await
+    }
+
+    /// §12.3: pages by (last activity, id), newest first. The token is "ms:id".
+    pub async fn list(&self, auth: &ConnAuth, token: &str, limit: u32) -> Result<(Vec<ConvView>, String), ServerError> {
+        let limit = match limit {
+            0 => 50,
+            n => n.min(100),
+        };
+        let before =
+            if token.is_empty() {
+                None
+            } else {
+                let parsed = token.split_once(':').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                Some(parsed.ok_or_else(|| {
+                    ServerError::invalid("list_conversations.page_token", "not a token from this server")
+                })?)
+            };
+        let list = self.store().list_conversations(auth.user_id, before, limit + 1).await?;
+        let more = list.len() > limit as usize;
+        let mut list = list;
+        list.truncate(limit as usize);
+        let next = match (more, list.last()) {
+            (true, Some(c)) => format!("{}:{}", c.last_activity_ms, c.id),
+            _ => String::new(),
+        };
+        Ok((list, next))
+    }
+
+    /// §12.4
+    pub async fn join(&self, auth: &ConnAuth, conv: u64) -> Result<ConvView, ServerError> {
+        let conv = id("join_channel.conversation_id", conv)?;
+        self.0.writer.submit(WriteOp::Join { conversation_id: conv, user: auth.user_id, now_ms: now_ms() }).await?;
+        self.visible(auth.user_id, conv).await
+    }
+
+    /// §12.4
+    pub async fn leave(&self, auth: &ConnAuth, conv: u64) -> Result<(), ServerError> {
+        let conv = id("leave_conversation.conversation_id", conv)?;
+        self.0.writer.submit(WriteOp::Leave { conversation_id: conv, user: auth.user_id, now_ms: now_ms() }).await?;
+        Ok(())
+    }
+
+    fn seq_of(applied: crate::store::Applied) -> Result<i64, ServerError> {
+        match applied.result {
+            Some(OpResult::Seq(s)) => Ok(s),
+            _ => Err(ServerError::Internal("write returned no seq".into())),
+        }
+    }
+
+    /// §12.5
+    pub async fn add_members(&self, auth: &ConnAuth, conv: u64, users: &[u64]) -> Result<i64, ServerError> {
+        let conversation_id = id("add_members.conversation_id", conv)?;
+        if users.is_empty() || users.len() > 256 {
+            return Err(ServerError::invalid("add_members.user_ids", "1 to 256 users"));
+        }
+        let users = users.iter().map(|u| id("add_members.user_ids", *u)).collect::<Result<Vec<_>, _>>()?;
+        let op = WriteOp::AddMembers { conversation_id, actor: auth.user_id, users, now_ms: now_ms() };
+        Self::seq_of(self.0.writer.submit(op).await?)
+    }
+
+    /// §12.5
+    pub async fn remove_member(&self, auth: &ConnAuth, conv: u64, user: u64) -> Result<i64, ServerError> {
+        let op = WriteOp::RemoveMember {
+            conversation_id: id("remove_member.conversation_id", conv)?,
+            actor: auth.user_id,
+            user: id("remove_member.user_id", user)?,
+            now_ms: now_ms(),
+        };
+        Self::seq_of(self.0.writer.submit(op).await?)
+    }
+
+    /// §12.6
+    pub async fn members(
+        &self,
+        auth: &ConnAuth,
+        conv: u64,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<MemberRec>, bool), ServerError> {
+        let conv = id("list_members.conversation_id", conv)?;
+        self.visible(auth.user_id, conv).await?;
+        let limit = match limit {
+            0 => 100,
+            n => n.min(500),
+        };
+        let mut list = self.store().members(conv, after.min(i64::MAX as u64) as i64, limit + 1).await?;
+        let more = list.len() > limit as usize;
+        list.truncate(limit as usize);
+        Ok((list, more))
+    }
+
+    /// §12.7
+    pub async fn discover(
+        &self,
+        auth: &ConnAuth,
+        query: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<ConvView>, bool), ServerError> {
+        if query.chars().count() > 128 {
+            return Err(ServerError::invalid("discover_channels.query", "at most 128 characters"));
+        }
+        let limit = match limit {
+            0 => 50,
+            n => n.min(100),
+        };
+        let mut list = self
+            .store()
+            .discover(auth.user_id, &query.to_lowercase(), after.min(i64::MAX as u64) as i64, limit + 1)
+            .await?;
+        let more = list.len() > limit as usize;
+        list.truncate(limit as usize);
+        Ok((list, more))
+    }
+
+    /// §13.2: idempotent per (session, client_msg_id); acknowledged after commit.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send(
+        &self,
+        auth: &ConnAuth,
+        conv: u64,
+        client_msg_id: &str,
+        text: &str,
+        reply_to: u64,
+        mentions: &[u64],
+    ) -> Result<(i64, i64, i64, bool), ServerError> {
+        let conversation_id = id("send_message.conversation_id", conv)?;
+        if client_msg_id.is_empty() || client_msg_id.len() > 64 {
+            return Err(ServerError::invalid("send_message.client_msg_id", "1 to 64 bytes"));
+        }
+        check_text("send_message.text", text, self.0.max_text_bytes)?;
+        if mentions.len() > 64 {
+            return Err(ServerError::invalid("send_message.mention_user_ids", "at most 64 mentions"));
+        }
+        let mut mentions =
+            mentions.iter().map(|u| id("send_message.mention_user_ids", *u)).collect::<Result<Vec<_>, _>>()?;
+        mentions.sort_unstable();
+        mentions.dedup();
+        let reply_to = if reply_to == 0 { None } else { Some(id("send_message.reply_to_message_id", reply_to)?) };
+        let op = WriteOp::Send {
+            conversation_id,
+            sender: auth.user_id,
+            session_id: auth.session_id.clone(),
+            client_msg_id: client_msg_id.to_string(),
+            text: text.to_string(),
+            reply_to,
+            mentions,
+            now_ms: now_ms(),
+        };
+        match self.0.writer.submit(op).await?.result {
+            Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate }) => {
+                Ok((message_id, seq, created_at_ms, duplicate))
+            }
+            _ => Err(ServerError::Internal("send returned no message".into())),
+        }
+    }
+
+    /// §13.3
+    pub async fn edit(&self, auth: &ConnAuth, conv: u64, message_id: u64, text: &str) -> Result<i64, ServerError> {
+        check_text("edit_message.text", text, self.0.max_text_bytes)?;
+        let op = WriteOp::Edit {
+            conversation_id: id("edit_message.conversation_id", conv)?,
+            actor: auth.user_id,
+            message_id: id("edit_message.message_id", message_id)?,
+            text: text.to_string(),
+            now_ms: now_ms(),
+        };
+        Self::seq_of(self.0.writer.submit(op).await?)
+    }
+
+    /// §13.3
+    pub async fn delete(&self, auth: &ConnAuth, conv: u64, message_id: u64) -> Result<i64, ServerError> {
+        let op = WriteOp::Delete {
+            conversation_id: id("delete_message.conversation_id", conv)?,
+            actor: auth.user_id,
+            message_id: id("delete_message.message_id", message_id)?,
+            now_ms: now_ms(),
+        };
+        Self::seq_of(self.0.writer.submit(op).await?)
+    }
+
+    /// §13.4: members only.
+    pub async fn history(
+        &self,
+        auth: &ConnAuth,
+        conv: u64,
+        before: u64,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<MessageRec>, bool), ServerError> {
+        let conv = id("get_history.conversation_id", conv)?;
+        if before != 0 && after != 0 {
+            return Err(ServerError::invalid("get_history.after_seq", "give before_seq or after_seq, not both"));
+        }
+        if limit > MAX_HISTORY {
+            return Err(ServerError::invalid("get_history.limit", "at most 200"));
+        }
+        let limit = if limit == 0 { 50 } else { limit };
+        self.require_member(auth.user_id, conv).await?;
+        let before = (before != 0).then_some(before.min(i64::MAX as u64) as i64);
+        let after = (after != 0).then_some(after.min(i64::MAX as u64) as i64);
+        let mut page = self.store().history(conv, before, after, limit + 1).await?;
+        let more = page.len() > limit as usize;
+        if more {
+            if after.is_some() {
+                page.truncate(limit as usize);
+            } else {
+                page.remove(0);
+            }
+        }
+        Ok((page, more))
+    }
+
+    /// §14.3: everything after the client's cursors, per conversation, bounded.
+    pub async fn sync(
+        &self,
+        auth: &ConnAuth,
+        epoch: i64,
+        user_seq: u64,
+        cursors: &[(u64, u64)],
+        limit: u32,
+    ) -> Result<SyncOut, ServerError> {
+        if cursors.len() > 10_000 {
+            return Err(ServerError::invalid("sync.conversations", "at most 10000 cursors"));
+        }
+        let limit = match limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let mut out = SyncOut { epoch: self.0.epoch, ..Default::default() };
+        if epoch != 0 && epoch != self.0.epoch {
+            out.resync_required = true;
+            return Ok(out);
+        }
+        let after = user_seq.min(i64::MAX as u64) as i64;
+        let (updates, head) = self.store().user_updates_after(auth.user_id, after, MAX_USER_UPDATES).await?;
+        out.user_seq = head;
+        out.has_more_updates = updates.last().is_some_and(|u| u.user_seq < head);
+        out.user_updates = updates;
+        let cursors: HashMap<i64, i64> =
+            cursors.iter().map(|(c, s)| (*c as i64, (*s).min(i64::MAX as u64) as i64)).collect();
+        let mut budget = SYNC_BYTES;
+        let mut heads = self.store().heads(auth.user_id).await?;
+        heads.sort_unstable();
+        for (conv, head) in heads {
+            let from = cursors.get(&conv).copied().unwrap_or(0);
+            if head <= from {
+                continue;
+            }
+            let mut events = Vec::new();
+            if budget > 0 {
+                for e in self.store().events_after(conv, from, limit).await? {
+                    let size = 64
+                        + match &e.body {
+                            LogBody::Posted(m) => m.text.len(),
+                            LogBody::Edited { text, .. } => text.len(),
+                            _ => 32,
+                        };
+                    if size > budget && !events.is_empty() {
+                        budget = 0;
+                        break;
+                    }
+                    budget = budget.saturating_sub(size);
+                    events.push(e);
+                }
+            }
+            let last = events.last().map_or(from, |e| e.seq);
+            out.diffs.push(Diff { conversation_id: conv, head_seq: head, events, has_more: last < head });
+        }
+        Ok(out)
+    }
+
+    /// §14.4: this device applied the conversation up to `seq`.
+    pub async fn ack(&self, auth: &ConnAuth, conv: u64, seq: u64) -> Result<(), ServerError> {
+        let conv = id("ack.conversation_id", conv)?;
+        let view = self.visible(auth.user_id, conv).await?;
+        if view.my_role.is_none() {
+            return Err(not_found());
+        }
+        if seq > view.head_seq as u64 {
+            return Err(ServerError::invalid("ack.seq", "beyond the conversation's head"));
+        }
+        self.store().ack(&auth.session_id, conv, seq as i64).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Domain → wire conversions for conversations, messages and log entries (used by handlers and
+//! by live delivery, which encodes each event once).
+
+use bytes::Bytes;
+use confab_protocol::frames::{encode_server, event_frame};
+use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
+
+use crate::store::{ConvView, LogBody, LogEvent, MemberRec, MessageRec, UserId, UserUpdateRec};
+
+/// A message; `client_msg_id` is shown only to the sender.
+pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
+    v1::Message {
+        message_id: m.id as u64,
+        conversation_id: m.conversation_id as u64,
+        seq: m.seq as u64,
+        sender_id: m.sender_id as u64,
+        text: m.text.clone(),
+        reply_to_message_id: m.reply_to.unwrap_or(0) as u64,
+        mention_user_ids: m.mentions.iter().map(|u| *u as u64).collect(),
+        created_at_ms: m.created_at_ms as u64,
+        edited_at_ms: m.edited_at_ms.unwrap_or(0) as u64,
+        deleted: m.deleted,
+        client_msg_id: if m.sender_id == viewer { m.client_msg_id.clone() } else { String::new() },
+    }
+}
+
+pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
+    v1::Conversation {
+        conversation_id: c.id as u64,
+        kind: c.kind,
+        title: c.title.clone(),
+        description: c.description.clone(),
+        created_at_ms: c.created_at_ms as u64,
+        head_seq: c.head_seq as u64,
+        last_activity_ms: c.last_activity_ms as u64,
+        member_count: c.member_count as u32,
+        my_read_seq: c.my_read_seq as u64,
+        unread_count: c.unread_count as u32,
+        last_message: c.last_message.as_ref().map(|m| message(m, viewer)),
+        my_role: c.my_role.unwrap_or(0),
+        peer_user_id: c.peer_user_id.unwrap_or(0) as u64,
+    }
+}
+
+pub fn member(m: &MemberRec) -> v1::Member {
+    v1::Member { user_id: m.user_id as u64, role: m.role, joined_at_ms: m.joined_at_ms as u64 }
+}
+
+/// A log entry. Live delivery shares one encoding among all members, so the sender's
+/// `client_msg_id` is carried only when `viewer` is given and is the sender.
+pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
+    let ids = |v: &[UserId]| v.iter().map(|u| *u as u64).collect();
+    let body = match &e.body {
+        LogBody::Created { kind, title } => {
+            Body::Created(v1::ConversationCreated { kind: *kind, title: title.clone() })
+        }
+        LogBody::Posted(m) => {
+            let mut msg = message(m, viewer.unwrap_or(0));
+            if viewer.is_none() {
+                msg.client_msg_id.clear();
+            }
+            Body::MessagePosted(msg)
+        }
+        LogBody::Edited { message_id, text } => {
+            Body::MessageEdited(v1::MessageEdited { message_id: *message_id as u64, text: text.clone() })
+        }
+        LogBody::Deleted { message_id } => Body::MessageDeleted(v1::MessageDeleted { message_id: *message_id as u64 }),
+        LogBody::MembersAdded(u) => Body::MembersAdded(v1::MembersAdded { user_ids: ids(u) }),
+        LogBody::Joined(u) => Body::MemberJoined(v1::MemberJoined { user_id: *u as u64 }),
+        LogBody::Left(u) => Body::MemberLeft(v1::MemberLeft { user_id: *u as u64 }),
+        LogBody::Removed(u) => Body::MemberRemoved(v1::MemberRemoved { user_id: *u as u64 }),
+    };
+    v1::ConversationEvent {
+        conversation_id: e.conversation_id as u64,
+        seq: e.seq as u64,
+        actor_id: e.actor_id as u64,
+        at_ms: e.at_ms as u64,
+        body: Some(body),
+    }
+}
+
+pub fn user_update(u: &UserUpdateRec) -> v1::UserUpdate {
+    let conversation_id = u.conversation_id as u64;
+    v1::UserUpdate {
+        user_seq: u.user_seq as u64,
+        at_ms: u.at_ms as u64,
+        body: Some(if u.added {
+            user_update::Body::AddedToConversation(v1::AddedToConversation { conversation_id })
+        } else {
+            user_update::Body::RemovedFromConversation(v1::RemovedFromConversation { conversation_id })
+        }),
+    }
+}
+
+/// The encoded live frame of a log entry.
+pub fn event_frame_bytes(e: &LogEvent) -> Bytes {
+    encode_server(&event_frame(event::Event::ConversationEvent(event(e, None))))
+}
+
+/// The encoded live frame of a user log entry.
+pub fn user_update_frame_bytes(u: &UserUpdateRec) -> Bytes {
+    encode_server(&event_frame(event::Event::UserUpdate(user_update(u))))
+}

@@ -1,0 +1,151 @@
+//! Conversations, messages and sync (docs/protocol.md §12-§14): wire requests to the
+//! conversations service and its results back to wire messages.
+
+use confab_protocol::v1::{self, response::Result as R};
+
+use crate::connection::ConnCtx;
+use crate::conversations::wire;
+use crate::error::ServerError;
+use crate::state::AppState;
+
+type Out = Result<R, ServerError>;
+
+/// §12.2
+pub(crate) async fn create(state: &AppState, ctx: &ConnCtx, r: v1::CreateConversation) -> Out {
+    let a = ctx.require_auth()?;
+    let c = state.conversations().create(&a, r.kind, &r.title, &r.description, &r.member_ids).await?;
+    Ok(R::CreateConversation(wire::conversation(&c, a.user_id)))
+}
+
+/// §12.1
+pub(crate) async fn get(state: &AppState, ctx: &ConnCtx, r: v1::GetConversation) -> Out {
+    let a = ctx.require_auth()?;
+    let c = state.conversations().get(&a, r.conversation_id).await?;
+    Ok(R::GetConversation(wire::conversation(&c, a.user_id)))
+}
+
+/// §12.3
+pub(crate) async fn list(state: &AppState, ctx: &ConnCtx, r: v1::ListConversations) -> Out {
+    let a = ctx.require_auth()?;
+    let (list, next) = state.conversations().list(&a, &r.page_token, r.limit).await?;
+    Ok(R::ListConversations(v1::ListConversationsResult {
+        conversations: list.iter().map(|c| wire::conversation(c, a.user_id)).collect(),
+        next_page_token: next,
+    }))
+}
+
+/// §12.4
+pub(crate) async fn join(state: &AppState, ctx: &ConnCtx, r: v1::JoinChannel) -> Out {
+    let a = ctx.require_auth()?;
+    let c = state.conversations().join(&a, r.conversation_id).await?;
+    Ok(R::JoinChannel(wire::conversation(&c, a.user_id)))
+}
+
+/// §12.4
+pub(crate) async fn leave(state: &AppState, ctx: &ConnCtx, r: v1::LeaveConversation) -> Out {
+    let a = ctx.require_auth()?;
+    state.conversations().leave(&a, r.conversation_id).await?;
+    Ok(R::LeaveConversation(v1::LeaveConversationResult {}))
+}
+
+/// §12.5
+pub(crate) async fn add_members(state: &AppState, ctx: &ConnCtx, r: v1::AddMembers) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().add_members(&a, r.conversation_id, &r.user_ids).await?;
+    Ok(R::AddMembers(v1::AddMembersResult { seq: seq as u64 }))
+}
+
+/// §12.5
+pub(crate) async fn remove_member(state: &AppState, ctx: &ConnCtx, r: v1::RemoveMember) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().remove_member(&a, r.conversation_id, r.user_id).await?;
+    Ok(R::RemoveMember(v1::RemoveMemberResult { seq: seq as u64 }))
+}
+
+/// §12.6
+pub(crate) async fn list_members(state: &AppState, ctx: &ConnCtx, r: v1::ListMembers) -> Out {
+    let a = ctx.require_auth()?;
+    let (members, has_more) = state.conversations().members(&a, r.conversation_id, r.after_user_id, r.limit).await?;
+    Ok(R::ListMembers(v1::ListMembersResult { members: members.iter().map(wire::member).collect(), has_more }))
+}
+
+/// §12.7
+pub(crate) async fn discover(state: &AppState, ctx: &ConnCtx, r: v1::DiscoverChannels) -> Out {
+    let a = ctx.require_auth()?;
+    let (list, has_more) = state.conversations().discover(&a, &r.query, r.after_conversation_id, r.limit).await?;
+    Ok(R::DiscoverChannels(v1::DiscoverChannelsResult {
+        conversations: list.iter().map(|c| wire::conversation(c, a.user_id)).collect(),
+        has_more,
+    }))
+}
+
+/// §13.2
+pub(crate) async fn send(state: &AppState, ctx: &ConnCtx, r: v1::SendMessage) -> Out {
+    let a = ctx.require_auth()?;
+    let (message_id, seq, created_at_ms, duplicate) = state
+        .conversations()
+        .send(&a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids)
+        .await?;
+    Ok(R::SendMessage(v1::SendMessageResult {
+        message_id: message_id as u64,
+        seq: seq as u64,
+        created_at_ms: created_at_ms as u64,
+        duplicate,
+    }))
+}
+
+/// §13.3
+pub(crate) async fn edit(state: &AppState, ctx: &ConnCtx, r: v1::EditMessage) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().edit(&a, r.conversation_id, r.message_id, &r.text).await?;
+    Ok(R::EditMessage(v1::EditMessageResult { seq: seq as u64 }))
+}
+
+/// §13.3
+pub(crate) async fn delete(state: &AppState, ctx: &ConnCtx, r: v1::DeleteMessage) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().delete(&a, r.conversation_id, r.message_id).await?;
+    Ok(R::DeleteMessage(v1::DeleteMessageResult { seq: seq as u64 }))
+}
+
+/// §13.4
+pub(crate) async fn history(state: &AppState, ctx: &ConnCtx, r: v1::GetHistory) -> Out {
+    let a = ctx.require_auth()?;
+    let (messages, has_more) =
+        state.conversations().history(&a, r.conversation_id, r.before_seq, r.after_seq, r.limit).await?;
+    Ok(R::GetHistory(v1::GetHistoryResult {
+        messages: messages.iter().map(|m| wire::message(m, a.user_id)).collect(),
+        has_more,
+    }))
+}
+
+/// §14.3
+pub(crate) async fn sync(state: &AppState, ctx: &ConnCtx, r: v1::Sync) -> Out {
+    let a = ctx.require_auth()?;
+    let cursors: Vec<(u64, u64)> = r.conversations.iter().map(|c| (c.conversation_id, c.seq)).collect();
+    let out = state.conversations().sync(&a, r.epoch, r.user_seq, &cursors, r.limit_per_conversation).await?;
+    Ok(R::Sync(v1::SyncResult {
+        epoch: out.epoch,
+        resync_required: out.resync_required,
+        user_seq: out.user_seq as u64,
+        user_updates: out.user_updates.iter().map(wire::user_update).collect(),
+        has_more_updates: out.has_more_updates,
+        conversations: out
+            .diffs
+            .iter()
+            .map(|d| v1::ConversationDiff {
+                conversation_id: d.conversation_id as u64,
+                head_seq: d.head_seq as u64,
+                events: d.events.iter().map(|e| wire::event(e, Some(a.user_id))).collect(),
+                has_more: d.has_more,
+            })
+            .collect(),
+    }))
+}
+
+/// §14.4
+pub(crate) async fn ack(state: &AppState, ctx: &ConnCtx, r: v1::Ack) -> Out {
+    let a = ctx.require_auth()?;
+    state.conversations().ack(&a, r.conversation_id, r.seq).await?;
+    Ok(R::Ack(v1::AckResult {}))
+}

@@ -1,0 +1,206 @@
+//! Domain types of conversations, messages and the two logs.
+
+use super::types::UserId;
+
+pub type ConvId = i64;
+
+/// Conversation kinds (same numbers as the wire enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKind {
+    Direct = 1,
+    Group = 2,
+    Channel = 3,
+}
+
+impl ConvKind {
+    pub fn from_i32(v: i32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Direct),
+            2 => Some(Self::Group),
+            3 => Some(Self::Channel),
+            _ => None,
+        }
+    }
+}
+
+/// Member roles (same numbers as the wire enum).
+pub const ROLE_OWNER: i32 = 1;
+pub const ROLE_MEMBER: i32 = 4;
+
+/// A message's current state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRec {
+    pub id: i64,
+    pub conversation_id: ConvId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub text: String,
+    pub reply_to: Option<i64>,
+    pub mentions: Vec<UserId>,
+    pub created_at_ms: i64,
+    pub edited_at_ms: Option<i64>,
+    pub deleted: bool,
+    pub client_msg_id: String,
+}
+
+/// What an entry of a conversation's log says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogBody {
+    Created { kind: i32, title: String },
+    Posted(MessageRec),
+    Edited { message_id: i64, text: String },
+    Deleted { message_id: i64 },
+    MembersAdded(Vec<UserId>),
+    Joined(UserId),
+    Left(UserId),
+    Removed(UserId),
+}
+
+impl LogBody {
+    /// The stored kind number.
+    pub fn kind(&self) -> i32 {
+        match self {
+            Self::Created { .. } => 1,
+            Self::Posted(_) => 2,
+            Self::Edited { .. } => 3,
+            Self::Deleted { .. } => 4,
+            Self::MembersAdded(_) => 5,
+            Self::Joined(_) => 6,
+            Self::Left(_) => 7,
+            Self::Removed(_) => 8,
+        }
+    }
+}
+
+/// One entry of a conversation's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEvent {
+    pub conversation_id: ConvId,
+    pub seq: i64,
+    pub actor_id: UserId,
+    pub at_ms: i64,
+    pub body: LogBody,
+}
+
+/// One entry of a user's own log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserUpdateRec {
+    pub user_id: UserId,
+    pub user_seq: i64,
+    pub at_ms: i64,
+    /// True: added to the conversation; false: removed from it.
+    pub added: bool,
+    pub conversation_id: ConvId,
+}
+
+/// A conversation as one user sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvView {
+    pub id: ConvId,
+    pub kind: i32,
+    pub title: String,
+    pub description: String,
+    pub created_at_ms: i64,
+    pub head_seq: i64,
+    pub last_activity_ms: i64,
+    pub member_count: i64,
+    /// None when the user is not a member (a channel seen from outside).
+    pub my_role: Option<i32>,
+    pub my_read_seq: i64,
+    pub unread_count: i64,
+    pub peer_user_id: Option<UserId>,
+    pub last_message: Option<MessageRec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRec {
+    pub user_id: UserId,
+    pub role: i32,
+    pub joined_at_ms: i64,
+}
+
+/// A durable change, applied by the batched writer.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    Create {
+        kind: ConvKind,
+        title: String,
+        description: String,
+        creator: UserId,
+        members: Vec<UserId>,
+        now_ms: i64,
+    },
+    Join {
+        conversation_id: ConvId,
+        user: UserId,
+        now_ms: i64,
+    },
+    Leave {
+        conversation_id: ConvId,
+        user: UserId,
+        now_ms: i64,
+    },
+    AddMembers {
+        conversation_id: ConvId,
+        actor: UserId,
+        users: Vec<UserId>,
+        now_ms: i64,
+    },
+    RemoveMember {
+        conversation_id: ConvId,
+        actor: UserId,
+        user: UserId,
+        now_ms: i64,
+    },
+    Send {
+        conversation_id: ConvId,
+        sender: UserId,
+        session_id: String,
+        client_msg_id: String,
+        text: String,
+        reply_to: Option<i64>,
+        mentions: Vec<UserId>,
+        now_ms: i64,
+    },
+    Edit {
+        conversation_id: ConvId,
+        actor: UserId,
+        message_id: i64,
+        text: String,
+        now_ms: i64,
+    },
+    Delete {
+        conversation_id: ConvId,
+        actor: UserId,
+        message_id: i64,
+        now_ms: i64,
+    },
+}
+
+/// What an applied op returns to its caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    Conversation(ConvId),
+    Sent { message_id: i64, seq: i64, created_at_ms: i64, duplicate: bool },
+    Seq(i64),
+    Done,
+}
+
+/// An applied op: its result, and what to deliver live.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    pub result: Option<OpResult>,
+    pub events: Vec<LogEvent>,
+    /// Who receives `events` live: the conversation's members (and a leaver).
+    pub audience: Vec<UserId>,
+    pub user_updates: Vec<UserUpdateRec>,
+}
+
+/// Why one op of a batch was refused (the rest of the batch is unaffected).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpError {
+    NotFound(&'static str),
+    PermissionDenied(&'static str),
+    FailedPrecondition(&'static str),
+    Invalid(&'static str, &'static str),
+}
