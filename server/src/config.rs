@@ -660,14 +660,14 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "ws_listen = \"127.0.0.1:9000\"\n[limits]\nidle_timeout = \"90s\"\nmax_frame_bytes = 4096\n",
+            "ws_listen = \"127.0.0.1:9000\"\n[limits]\nidle_timeout = \"90s\"\nmax_frame_bytes = 40960\n",
         )
         .expect("write");
-        let args = ConfigArgs { config: Some(path), max_frame_bytes: Some(8192), ..Default::default() };
+        let args = ConfigArgs { config: Some(path), max_frame_bytes: Some(65536), ..Default::default() };
         let c = Config::load(&args).expect("load");
         assert_eq!(c.ws_listen.port(), 9000);
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(90));
-        assert_eq!(c.limits.max_frame_bytes, 8192);
+        assert_eq!(c.limits.max_frame_bytes, 65536);
         assert_eq!(c.quic_listen.port(), 7601);
     }
 

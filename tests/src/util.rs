@@ -67,3 +67,65 @@ pub async fn expect_revoked(events: &mut Events) -> anyhow::Result<Duration> {
     ensure!(info.code == Some(CloseCode::SessionRevoked as u32), "closed with {info}");
     Ok(start.elapsed())
 }
+
+/// Sends a request and unwraps the result variant of the same name:
+/// `call!(client, SendMessage, v1::SendMessage { .. })` → `Result<v1::SendMessageResult, ClientError>`.
+#[macro_export]
+macro_rules! call {
+    ($c:expr, $variant:ident, $req:expr) => {{
+        match $c.request(confab_protocol::v1::client_frame::Request::$variant($req)).await {
+            Ok(confab_protocol::v1::response::Result::$variant(r)) => Ok(r),
+            Ok(other) => Err(confab_protocol::client::unexpected(stringify!($variant), &other)),
+            Err(e) => Err(e),
+        }
+    }};
+}
+
+/// A signed-in client with its events and identity.
+#[allow(missing_debug_implementations)]
+pub struct User {
+    pub client: confab_protocol::client::Client,
+    pub events: Events,
+    pub id: u64,
+    pub name: String,
+    pub auth: v1::AuthResult,
+}
+
+/// Registers a fresh user on a new connection.
+pub async fn new_user(
+    s: &crate::harness::TestServer,
+    t: crate::harness::Transport,
+    prefix: &str,
+) -> anyhow::Result<User> {
+    let (client, events) = s.connect(t).await?;
+    let name = unique(prefix);
+    let auth = client.register(register(&name)).await?;
+    let id = auth.me.as_ref().context("me")?.user_id;
+    Ok(User { client, events, id, name, auth })
+}
+
+/// Another device (session) of `u`, signed in with its password.
+pub async fn second_device(
+    s: &crate::harness::TestServer,
+    t: crate::harness::Transport,
+    u: &User,
+) -> anyhow::Result<User> {
+    let (client, events) = s.connect(t).await?;
+    let auth = client.login(&u.name, PASSWORD, "second device").await?;
+    Ok(User { client, events, id: u.id, name: u.name.clone(), auth })
+}
+
+/// The next ConversationEvent from `events` within 5 s, skipping other events.
+pub async fn next_conv_event(events: &mut Events) -> anyhow::Result<v1::ConversationEvent> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Some(v1::Event { event: Some(event::Event::ConversationEvent(e)) }) => return Ok(e),
+                Some(_) => continue,
+                None => bail!("connection closed"),
+            }
+        }
+    })
+    .await
+    .context("no conversation event within 5 s")?
+}

@@ -144,6 +144,11 @@ impl Events {
         self.rx.recv().await
     }
 
+    /// The next event if one is already buffered.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<CloseInfo> {
         self.closed.borrow().clone()
