@@ -8,4 +8,5 @@ pub mod cases;
 pub mod harness;
 pub mod inbox;
 pub mod pg;
+pub mod syncer;
 pub mod util;
