@@ -88,6 +88,14 @@ impl client_frame::Request {
             Self::GetHistory(_) => "get_history",
             Self::Sync(_) => "sync",
             Self::Ack(_) => "ack",
+            Self::UpdateConversation(_) => "update_conversation",
+            Self::SetRole(_) => "set_role",
+            Self::TransferOwnership(_) => "transfer_ownership",
+            Self::PinMessage(_) => "pin_message",
+            Self::UnpinMessage(_) => "unpin_message",
+            Self::ListPins(_) => "list_pins",
+            Self::React(_) => "react",
+            Self::Unreact(_) => "unreact",
         }
     }
 }

@@ -33,6 +33,9 @@ const TESTS: &[(&str, TestFn)] = tests![
     sync_with_another_epoch_requires_resync,
     ack_moves_forward,
     invalid_content_is_refused,
+    reactions_counted_per_emoji,
+    pins_listed_and_logged,
+    settings_roles_and_ownership,
 ];
 
 async fn run_all(store: StoreKind, transport: Transport) {
@@ -117,7 +120,7 @@ async fn direct_is_unique_per_pair(s: &TestServer, t: Transport) -> anyhow::Resu
     Ok(())
 }
 
-/// §12.5, §12.6: groups are private; the owner adds and removes members.
+/// §12.5, §12.6: groups are private; owners and admins add and remove members.
 async fn group_membership_is_owner_managed(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let owner = new_user(s, t, "gO").await?;
     let m1 = new_user(s, t, "gM").await?;
@@ -153,15 +156,14 @@ async fn group_membership_is_owner_managed(s: &TestServer, t: Transport) -> anyh
         call!(m2.client, GetHistory, v1::GetHistory { conversation_id: conv, ..Default::default() }),
         ErrorCode::NotFound,
     )?;
-    // A member leaves; the owner of a group with members may not (until ownership transfer).
+    // A member leaves; when the owner leaves, ownership passes to the remaining member (§12.4).
     call!(m1.client, LeaveConversation, v1::LeaveConversation { conversation_id: conv })?;
     let g = call!(owner.client, GetConversation, v1::GetConversation { conversation_id: conv })?;
     ensure!(g.member_count == 1, "{g:?}");
     call!(owner.client, AddMembers, v1::AddMembers { conversation_id: conv, user_ids: vec![m1.id] })?;
-    expect_code(
-        call!(owner.client, LeaveConversation, v1::LeaveConversation { conversation_id: conv }),
-        ErrorCode::FailedPrecondition,
-    )?;
+    call!(owner.client, LeaveConversation, v1::LeaveConversation { conversation_id: conv })?;
+    let g = call!(m1.client, GetConversation, v1::GetConversation { conversation_id: conv })?;
+    ensure!(g.my_role == v1::MemberRole::Owner as i32 && g.member_count == 1, "ownership did not pass: {g:?}");
     Ok(())
 }
 
@@ -223,7 +225,8 @@ async fn send_edit_delete_and_history(s: &TestServer, t: Transport) -> anyhow::R
     let e = call!(a.client, EditMessage, edit(m1.message_id, "first, edited"))?;
     ensure!(e.seq == m2.seq + 1);
     let del = |id| v1::DeleteMessage { conversation_id: conv, message_id: id };
-    expect_code(call!(a.client, DeleteMessage, del(m2.message_id)), ErrorCode::PermissionDenied)?;
+    // A member cannot delete the owner's message (moderation is for moderators and above, §12.8).
+    expect_code(call!(b.client, DeleteMessage, del(m1.message_id)), ErrorCode::PermissionDenied)?;
     let d = call!(b.client, DeleteMessage, del(m2.message_id))?;
     ensure!(d.seq == e.seq + 1);
     expect_code(call!(b.client, EditMessage, edit(m2.message_id, "undelete")), ErrorCode::NotFound)?;
@@ -522,5 +525,141 @@ async fn invalid_content_is_refused(s: &TestServer, t: Transport) -> anyhow::Res
     call!(a.client, SendMessage, send(conv, "v5", &"é".repeat(8 * 1024)))?;
     expect_code(call!(a.client, CreateConversation, group("", &[])), ErrorCode::InvalidArgument)?;
     expect_code(call!(a.client, CreateConversation, v1::CreateConversation::default()), ErrorCode::InvalidArgument)?;
+    Ok(())
+}
+
+/// §13.5: one reaction per (user, message, emoji); history shows counts and mine; log entries.
+async fn reactions_counted_per_emoji(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let mut a = new_user(s, t, "rA").await?;
+    let b = new_user(s, t, "rB").await?;
+    let conv = call!(a.client, CreateConversation, group("reacts", &[b.id]))?.conversation_id;
+    let m = call!(b.client, SendMessage, send(conv, "r1", "react to me"))?;
+    let react = |e: &str| v1::React { conversation_id: conv, message_id: m.message_id, emoji: e.into() };
+    let r1 = call!(a.client, React, react("👍"))?;
+    ensure!(r1.seq == m.seq + 1, "{r1:?}");
+    let again = call!(a.client, React, react("👍"))?;
+    ensure!(again.seq == r1.seq, "a repeated reaction wrote an entry");
+    call!(b.client, React, react("👍"))?;
+    call!(b.client, React, react("👨‍👩‍👧"))?;
+    call!(b.client, React, react(":party_parrot:"))?;
+    for bad in ["", "ab", "👍👍", "a", " ", ":Bad:", "::"] {
+        let e = expect_code(call!(a.client, React, react(bad)), ErrorCode::InvalidArgument)?;
+        ensure!(e.field == "react.emoji", "{bad:?}: {e}");
+    }
+    let h = call!(a.client, GetHistory, v1::GetHistory { conversation_id: conv, ..Default::default() })?;
+    let msg = h.messages.iter().find(|x| x.message_id == m.message_id).context("message")?;
+    let thumbs = msg.reactions.iter().find(|r| r.emoji == "👍").context("👍")?;
+    ensure!(thumbs.count == 2 && thumbs.me, "{:?}", msg.reactions);
+    ensure!(msg.reactions.len() == 3 && msg.reactions.iter().filter(|r| r.me).count() == 1, "{:?}", msg.reactions);
+    call!(a.client, Unreact, v1::Unreact { conversation_id: conv, message_id: m.message_id, emoji: "👍".into() })?;
+    let h = call!(a.client, GetHistory, v1::GetHistory { conversation_id: conv, ..Default::default() })?;
+    let msg = h.messages.iter().find(|x| x.message_id == m.message_id).context("message")?;
+    ensure!(msg.reactions.iter().any(|r| r.emoji == "👍" && r.count == 1 && !r.me), "{:?}", msg.reactions);
+    let mut kinds = Vec::new();
+    for _ in 0..12 {
+        let e = next_conv_event(&mut a.events).await?;
+        if e.seq > m.seq {
+            kinds.push(e.body);
+        }
+        if kinds.len() == 5 {
+            break;
+        }
+    }
+    ensure!(matches!(kinds.last(), Some(Some(Body::ReactionRemoved(_)))), "{kinds:?}");
+    ensure!(kinds.iter().filter(|k| matches!(k, Some(Body::ReactionAdded(_)))).count() == 4, "{kinds:?}");
+    Ok(())
+}
+
+/// §13.6
+async fn pins_listed_and_logged(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let a = new_user(s, t, "piA").await?;
+    let b = new_user(s, t, "piB").await?;
+    let dm = call!(
+        a.client,
+        CreateConversation,
+        v1::CreateConversation {
+            kind: v1::ConversationKind::Direct as i32,
+            member_ids: vec![b.id],
+            ..Default::default()
+        }
+    )?
+    .conversation_id;
+    let m1 = call!(a.client, SendMessage, send(dm, "p1", "one"))?;
+    let m2 = call!(a.client, SendMessage, send(dm, "p2", "two"))?;
+    // Both members of a direct conversation may pin.
+    call!(b.client, PinMessage, v1::PinMessage { conversation_id: dm, message_id: m1.message_id })?;
+    call!(a.client, PinMessage, v1::PinMessage { conversation_id: dm, message_id: m2.message_id })?;
+    let pins = call!(b.client, ListPins, v1::ListPins { conversation_id: dm })?;
+    ensure!(
+        pins.messages.iter().map(|m| m.message_id).collect::<Vec<_>>() == vec![m2.message_id, m1.message_id],
+        "{pins:?}"
+    );
+    ensure!(pins.messages.iter().all(|m| m.pinned));
+    let u = call!(b.client, UnpinMessage, v1::UnpinMessage { conversation_id: dm, message_id: m1.message_id })?;
+    let u2 = call!(b.client, UnpinMessage, v1::UnpinMessage { conversation_id: dm, message_id: m1.message_id })?;
+    ensure!(u.seq == u2.seq, "unpinning twice wrote an entry");
+    let pins = call!(a.client, ListPins, v1::ListPins { conversation_id: dm })?;
+    ensure!(pins.messages.len() == 1, "{pins:?}");
+    let x = new_user(s, t, "piX").await?;
+    expect_code(call!(x.client, ListPins, v1::ListPins { conversation_id: dm }), ErrorCode::NotFound)?;
+    expect_code(
+        call!(a.client, PinMessage, v1::PinMessage { conversation_id: dm, message_id: 987_654_321 }),
+        ErrorCode::NotFound,
+    )?;
+    Ok(())
+}
+
+/// §12.8: settings, roles and ownership are log entries; announcement-only holds.
+async fn settings_roles_and_ownership(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let o = new_user(s, t, "stO").await?;
+    let m = new_user(s, t, "stM").await?;
+    let conv = call!(o.client, CreateConversation, group("settings", &[m.id]))?.conversation_id;
+    let c = call!(
+        o.client,
+        UpdateConversation,
+        v1::UpdateConversation {
+            conversation_id: conv,
+            title: Some("Renamed".into()),
+            description: Some("about".into()),
+            photo_ref: Some("media:abc".into()),
+            announcement_only: Some(true),
+        }
+    )?;
+    ensure!(
+        c.title == "Renamed" && c.description == "about" && c.photo_ref == "media:abc" && c.announcement_only,
+        "{c:?}"
+    );
+    expect_code(call!(m.client, SendMessage, send(conv, "st1", "may I?")), ErrorCode::PermissionDenied)?;
+    call!(o.client, SetRole, v1::SetRole { conversation_id: conv, user_id: m.id, role: v1::MemberRole::Admin as i32 })?;
+    call!(m.client, SendMessage, send(conv, "st2", "now I may"))?;
+    expect_code(
+        call!(
+            o.client,
+            SetRole,
+            v1::SetRole { conversation_id: conv, user_id: m.id, role: v1::MemberRole::Owner as i32 }
+        ),
+        ErrorCode::InvalidArgument,
+    )?;
+    call!(o.client, TransferOwnership, v1::TransferOwnership { conversation_id: conv, user_id: m.id })?;
+    let mine = call!(o.client, GetConversation, v1::GetConversation { conversation_id: conv })?;
+    let theirs = call!(m.client, GetConversation, v1::GetConversation { conversation_id: conv })?;
+    ensure!(mine.my_role == v1::MemberRole::Admin as i32 && theirs.my_role == v1::MemberRole::Owner as i32);
+    // The new owner outranks the old one.
+    expect_code(
+        call!(o.client, RemoveMember, v1::RemoveMember { conversation_id: conv, user_id: m.id }),
+        ErrorCode::PermissionDenied,
+    )?;
+    let sync = call!(o.client, Sync, v1::Sync::default())?;
+    let d = sync.conversations.iter().find(|d| d.conversation_id == conv).context("diff")?;
+    let has = |f: fn(&Option<Body>) -> bool| d.events.iter().any(|e| f(&e.body));
+    ensure!(has(|b| matches!(b, Some(Body::Updated(_)))), "no ConversationUpdated entry");
+    ensure!(has(|b| matches!(b, Some(Body::RoleChanged(_)))), "no RoleChanged entry");
+    ensure!(has(|b| matches!(b, Some(Body::OwnershipTransferred(_)))), "no OwnershipTransferred entry");
+    let x = new_user(s, t, "stX").await?;
+    let e = expect_code(
+        call!(x.client, UpdateConversation, v1::UpdateConversation { conversation_id: conv, ..Default::default() }),
+        ErrorCode::NotFound,
+    )?;
+    ensure!(e.message == "no such conversation");
     Ok(())
 }

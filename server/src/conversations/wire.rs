@@ -21,6 +21,12 @@ pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
         edited_at_ms: m.edited_at_ms.unwrap_or(0) as u64,
         deleted: m.deleted,
         client_msg_id: if m.sender_id == viewer { m.client_msg_id.clone() } else { String::new() },
+        reactions: m
+            .reactions
+            .iter()
+            .map(|(emoji, count, me)| v1::ReactionCount { emoji: emoji.clone(), count: *count as u32, me: *me })
+            .collect(),
+        pinned: m.pinned,
     }
 }
 
@@ -39,6 +45,8 @@ pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
         last_message: c.last_message.as_ref().map(|m| message(m, viewer)),
         my_role: c.my_role.unwrap_or(0),
         peer_user_id: c.peer_user_id.unwrap_or(0) as u64,
+        photo_ref: c.photo_ref.clone(),
+        announcement_only: c.announcement_only,
     }
 }
 
@@ -69,6 +77,28 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
         LogBody::Joined(u) => Body::MemberJoined(v1::MemberJoined { user_id: *u as u64 }),
         LogBody::Left(u) => Body::MemberLeft(v1::MemberLeft { user_id: *u as u64 }),
         LogBody::Removed(u) => Body::MemberRemoved(v1::MemberRemoved { user_id: *u as u64 }),
+        LogBody::Updated(st) => Body::Updated(v1::ConversationUpdated {
+            title: st.title.clone(),
+            description: st.description.clone(),
+            photo_ref: st.photo_ref.clone(),
+            announcement_only: st.announcement_only,
+        }),
+        LogBody::RoleChanged { user, role } => {
+            Body::RoleChanged(v1::RoleChanged { user_id: *user as u64, role: *role })
+        }
+        LogBody::OwnershipTransferred { from, to } => {
+            Body::OwnershipTransferred(v1::OwnershipTransferred { from_user_id: *from as u64, to_user_id: *to as u64 })
+        }
+        LogBody::Pinned { message_id } => Body::MessagePinned(v1::MessagePinned { message_id: *message_id as u64 }),
+        LogBody::Unpinned { message_id } => {
+            Body::MessageUnpinned(v1::MessageUnpinned { message_id: *message_id as u64 })
+        }
+        LogBody::ReactionAdded { message_id, emoji } => {
+            Body::ReactionAdded(v1::ReactionAdded { message_id: *message_id as u64, emoji: emoji.clone() })
+        }
+        LogBody::ReactionRemoved { message_id, emoji } => {
+            Body::ReactionRemoved(v1::ReactionRemoved { message_id: *message_id as u64, emoji: emoji.clone() })
+        }
     };
     v1::ConversationEvent {
         conversation_id: e.conversation_id as u64,

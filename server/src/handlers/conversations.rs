@@ -149,3 +149,62 @@ pub(crate) async fn ack(state: &AppState, ctx: &ConnCtx, r: v1::Ack) -> Out {
     state.conversations().ack(&a, r.conversation_id, r.seq).await?;
     Ok(R::Ack(v1::AckResult {}))
 }
+
+/// §12.8
+pub(crate) async fn update(state: &AppState, ctx: &ConnCtx, r: v1::UpdateConversation) -> Out {
+    let a = ctx.require_auth()?;
+    let c = state
+        .conversations()
+        .update(&a, r.conversation_id, r.title, r.description, r.photo_ref, r.announcement_only)
+        .await?;
+    Ok(R::UpdateConversation(wire::conversation(&c, a.user_id)))
+}
+
+/// §12.8
+pub(crate) async fn set_role(state: &AppState, ctx: &ConnCtx, r: v1::SetRole) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().set_role(&a, r.conversation_id, r.user_id, r.role).await?;
+    Ok(R::SetRole(v1::SetRoleResult { seq: seq as u64 }))
+}
+
+/// §12.8
+pub(crate) async fn transfer_ownership(state: &AppState, ctx: &ConnCtx, r: v1::TransferOwnership) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().transfer_ownership(&a, r.conversation_id, r.user_id).await?;
+    Ok(R::TransferOwnership(v1::TransferOwnershipResult { seq: seq as u64 }))
+}
+
+/// §13.6
+pub(crate) async fn pin(state: &AppState, ctx: &ConnCtx, r: v1::PinMessage) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().pin(&a, r.conversation_id, r.message_id, true).await?;
+    Ok(R::PinMessage(v1::PinResult { seq: seq as u64 }))
+}
+
+/// §13.6
+pub(crate) async fn unpin(state: &AppState, ctx: &ConnCtx, r: v1::UnpinMessage) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().pin(&a, r.conversation_id, r.message_id, false).await?;
+    Ok(R::UnpinMessage(v1::PinResult { seq: seq as u64 }))
+}
+
+/// §13.6
+pub(crate) async fn list_pins(state: &AppState, ctx: &ConnCtx, r: v1::ListPins) -> Out {
+    let a = ctx.require_auth()?;
+    let pins = state.conversations().pins(&a, r.conversation_id).await?;
+    Ok(R::ListPins(v1::ListPinsResult { messages: pins.iter().map(|m| wire::message(m, a.user_id)).collect() }))
+}
+
+/// §13.5
+pub(crate) async fn react(state: &AppState, ctx: &ConnCtx, r: v1::React) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().react(&a, r.conversation_id, r.message_id, &r.emoji, true).await?;
+    Ok(R::React(v1::ReactResult { seq: seq as u64 }))
+}
+
+/// §13.5
+pub(crate) async fn unreact(state: &AppState, ctx: &ConnCtx, r: v1::Unreact) -> Out {
+    let a = ctx.require_auth()?;
+    let seq = state.conversations().react(&a, r.conversation_id, r.message_id, &r.emoji, false).await?;
+    Ok(R::Unreact(v1::ReactResult { seq: seq as u64 }))
+}

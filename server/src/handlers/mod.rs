@@ -52,5 +52,13 @@ pub(crate) async fn dispatch(
         Request::GetHistory(r) => conversations::history(state, ctx, r).await,
         Request::Sync(r) => conversations::sync(state, ctx, r).await,
         Request::Ack(r) => conversations::ack(state, ctx, r).await,
+        Request::UpdateConversation(r) => conversations::update(state, ctx, r).await,
+        Request::SetRole(r) => conversations::set_role(state, ctx, r).await,
+        Request::TransferOwnership(r) => conversations::transfer_ownership(state, ctx, r).await,
+        Request::PinMessage(r) => conversations::pin(state, ctx, r).await,
+        Request::UnpinMessage(r) => conversations::unpin(state, ctx, r).await,
+        Request::ListPins(r) => conversations::list_pins(state, ctx, r).await,
+        Request::React(r) => conversations::react(state, ctx, r).await,
+        Request::Unreact(r) => conversations::unreact(state, ctx, r).await,
     }
 }

@@ -44,6 +44,8 @@ macro_rules! impl_conv_store {
                     edited_at_ms: r.try_get(o + 8)?,
                     deleted: deleted_at.is_some(),
                     client_msg_id: r.try_get(o + 10)?,
+                    reactions: Vec::new(),
+                    pinned: false,
                 }))
             }
 
@@ -54,7 +56,7 @@ macro_rules! impl_conv_store {
                     AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL), \
                  (SELECT p.user_id FROM members p WHERE c.kind = 1 AND p.conversation_id = c.id AND p.user_id <> $1 LIMIT 1), \
                  lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.text, lm.reply_to, lm.mentions, lm.created_at_ms, \
-                 lm.edited_at_ms, lm.deleted_at_ms, lm.client_msg_id \
+                 lm.edited_at_ms, lm.deleted_at_ms, lm.client_msg_id, c.photo_ref, c.announcement_only \
                  FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1 \
                  LEFT JOIN messages lm ON lm.id = c.last_message_id";
 
@@ -73,6 +75,8 @@ macro_rules! impl_conv_store {
                     unread_count: r.try_get(10)?,
                     peer_user_id: r.try_get(11)?,
                     last_message: message_at(r, 12)?,
+                    photo_ref: r.try_get(23)?,
+                    announcement_only: r.try_get::<i32, _>(24)? != 0,
                 })
             }
 
@@ -91,16 +95,24 @@ macro_rules! impl_conv_store {
 
             async fn append(tx: &mut Tx, conv: ConvId, actor: UserId, now: i64, body: LogBody) -> Result<LogEvent, sqlx::Error> {
                 let seq = next_seq(tx, conv, now).await?;
-                let (message_id, text, user_ids) = match &body {
-                    LogBody::Created { kind, title } => (None, Some(title.clone()), Some(kind.to_string())),
-                    LogBody::Posted(m) => (Some(m.id), Some(m.text.clone()), Some(join_ids(&m.mentions))),
-                    LogBody::Edited { message_id, text } => (Some(*message_id), Some(text.clone()), None),
-                    LogBody::Deleted { message_id } => (Some(*message_id), None, None),
-                    LogBody::MembersAdded(u) => (None, None, Some(join_ids(u))),
-                    LogBody::Joined(u) | LogBody::Left(u) | LogBody::Removed(u) => (None, None, Some(u.to_string())),
+                let (message_id, text, user_ids, data): (Option<i64>, Option<String>, Option<String>, Option<String>) = match &body {
+                    LogBody::Created { kind, title } => (None, Some(title.clone()), Some(kind.to_string()), None),
+                    LogBody::Posted(m) => (Some(m.id), Some(m.text.clone()), Some(join_ids(&m.mentions)), None),
+                    LogBody::Edited { message_id, text } => (Some(*message_id), Some(text.clone()), None, None),
+                    LogBody::Deleted { message_id } | LogBody::Pinned { message_id } | LogBody::Unpinned { message_id } => {
+                        (Some(*message_id), None, None, None)
+                    }
+                    LogBody::MembersAdded(u) => (None, None, Some(join_ids(u)), None),
+                    LogBody::Joined(u) | LogBody::Left(u) | LogBody::Removed(u) => (None, None, Some(u.to_string()), None),
+                    LogBody::Updated(st) => (None, None, None, serde_json::to_string(st).ok()),
+                    LogBody::RoleChanged { user, role } => (None, None, Some(user.to_string()), Some(role.to_string())),
+                    LogBody::OwnershipTransferred { from, to } => (None, None, Some(join_ids(&[*from, *to])), None),
+                    LogBody::ReactionAdded { message_id, emoji } | LogBody::ReactionRemoved { message_id, emoji } => {
+                        (Some(*message_id), Some(emoji.clone()), None, None)
+                    }
                 };
-                sqlx::query("INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                sqlx::query("INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids, data) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                     .bind(conv)
                     .bind(seq)
                     .bind(body.kind())
@@ -109,6 +121,7 @@ macro_rules! impl_conv_store {
                     .bind(message_id)
                     .bind(text)
                     .bind(user_ids)
+                    .bind(data)
                     .execute(&mut **tx)
                     .await?;
                 let body = match body {
@@ -155,6 +168,34 @@ macro_rules! impl_conv_store {
                     .fetch_optional(&mut **tx)
                     .await?;
                 r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+            }
+
+            async fn announcement_only(tx: &mut Tx, conv: ConvId) -> Result<bool, sqlx::Error> {
+                let r = sqlx::query("SELECT announcement_only FROM conversations WHERE id = $1").bind(conv).fetch_one(&mut **tx).await?;
+                Ok(r.try_get::<i32, _>(0)? != 0)
+            }
+
+            async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
+                let r = sqlx::query("SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2")
+                    .bind(conv)
+                    .bind(user)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                r.map(|r| r.try_get(0)).transpose()
+            }
+
+            async fn set_role(tx: &mut Tx, conv: ConvId, user: UserId, role: i32) -> Result<(), sqlx::Error> {
+                sqlx::query("UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3")
+                    .bind(role)
+                    .bind(conv)
+                    .bind(user)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {
+                sqlx::query("SELECT head_seq FROM conversations WHERE id = $1").bind(conv).fetch_one(&mut **tx).await?.try_get(0)
             }
 
             async fn live_users(tx: &mut Tx, users: &[UserId]) -> Result<bool, sqlx::Error> {
@@ -284,13 +325,25 @@ macro_rules! impl_conv_store {
                             return Ok(Err(OpError::FailedPrecondition("a direct conversation cannot be left")));
                         }
                         let audience = member_ids(tx, *conv).await?;
-                        if role == ROLE_OWNER && k == ConvKind::Group as i32 && audience.len() > 1 {
-                            return Ok(Err(OpError::FailedPrecondition("the owner of a group with members cannot leave it (§12.4)")));
+                        let mut events = Vec::new();
+                        if role == ROLE_OWNER {
+                            // Ownership passes to the highest role, then the longest-standing member.
+                            let next = sqlx::query("SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2 \
+                                                    ORDER BY role, joined_at_ms, user_id LIMIT 1")
+                                .bind(*conv)
+                                .bind(*user)
+                                .fetch_optional(&mut **tx)
+                                .await?;
+                            if let Some(next) = next {
+                                let to: UserId = next.try_get(0)?;
+                                set_role(tx, *conv, to, ROLE_OWNER).await?;
+                                events.push(append(tx, *conv, *user, *now_ms, LogBody::OwnershipTransferred { from: *user, to }).await?);
+                            }
                         }
                         drop_member(tx, *conv, *user).await?;
-                        let ev = append(tx, *conv, *user, *now_ms, LogBody::Left(*user)).await?;
+                        events.push(append(tx, *conv, *user, *now_ms, LogBody::Left(*user)).await?);
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Done), events: vec![ev], audience, user_updates: vec![uu] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu] }))
                     }
                     WriteOp::AddMembers { conversation_id: conv, actor, users, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -299,8 +352,8 @@ macro_rules! impl_conv_store {
                         if k != ConvKind::Group as i32 {
                             return Ok(Err(OpError::FailedPrecondition("members are added to groups only; channels are joined")));
                         }
-                        if role != ROLE_OWNER {
-                            return Ok(Err(OpError::PermissionDenied("only the group's owner adds members")));
+                        if !permits(role, Action::AddMembers) {
+                            return Ok(Err(OpError::PermissionDenied("only owners and admins add members")));
                         }
                         let mut users = users.clone();
                         users.sort_unstable();
@@ -330,28 +383,31 @@ macro_rules! impl_conv_store {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
                             return Ok(Err(OpError::NotFound("no such conversation")));
                         };
-                        if k != ConvKind::Group as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("members are removed from groups only")));
+                        if k == ConvKind::Direct as i32 {
+                            return Ok(Err(OpError::FailedPrecondition("members are removed from groups and channels only")));
                         }
-                        if role != ROLE_OWNER {
-                            return Ok(Err(OpError::PermissionDenied("only the group's owner removes members")));
+                        if !permits(role, Action::RemoveMembers) {
+                            return Ok(Err(OpError::PermissionDenied("only owners and admins remove members")));
                         }
                         if user == actor {
                             return Ok(Err(OpError::FailedPrecondition("use LeaveConversation to leave")));
                         }
-                        let audience = member_ids(tx, *conv).await?;
-                        if !audience.contains(user) {
+                        let Some(target_role) = role_of(tx, *conv, *user).await? else {
                             return Ok(Err(OpError::NotFound("not a member")));
+                        };
+                        if target_role <= role {
+                            return Ok(Err(OpError::PermissionDenied("only members of a lower role can be removed")));
                         }
+                        let audience = member_ids(tx, *conv).await?;
                         drop_member(tx, *conv, *user).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Removed(*user)).await?;
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu] }))
                     }
                     WriteOp::Send { conversation_id: conv, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => {
-                        if !matches!(kind_and_role(tx, *conv, *sender).await?, Some((_, Some(_)))) {
+                        let Some((_, Some(role))) = kind_and_role(tx, *conv, *sender).await? else {
                             return Ok(Err(OpError::NotFound("no such conversation")));
-                        }
+                        };
                         let dup = sqlx::query("SELECT id, seq, created_at_ms, conversation_id FROM messages WHERE session_id = $1 AND client_msg_id = $2")
                             .bind(session_id)
                             .bind(client_msg_id)
@@ -365,6 +421,9 @@ macro_rules! impl_conv_store {
                                 result: Some(OpResult::Sent { message_id: d.try_get(0)?, seq: d.try_get(1)?, created_at_ms: d.try_get(2)?, duplicate: true }),
                                 ..Default::default()
                             }));
+                        }
+                        if announcement_only(tx, *conv).await? && !permits(role, Action::PostInAnnouncementOnly) {
+                            return Ok(Err(OpError::PermissionDenied("only owners and admins post in this conversation")));
                         }
                         if let Some(parent) = reply_to {
                             let p = sqlx::query("SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2")
@@ -405,6 +464,8 @@ macro_rules! impl_conv_store {
                             edited_at_ms: None,
                             deleted: false,
                             client_msg_id: client_msg_id.clone(),
+                            reactions: Vec::new(),
+                            pinned: false,
                         };
                         sqlx::query("INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) \
                                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -428,7 +489,7 @@ macro_rules! impl_conv_store {
                         }))
                     }
                     WriteOp::Edit { conversation_id: conv, actor, message_id, text, now_ms } => {
-                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id).await? {
+                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, false).await? {
                             return Ok(Err(e));
                         }
                         sqlx::query("UPDATE messages SET text = $1, edited_at_ms = $2 WHERE id = $3")
@@ -442,7 +503,7 @@ macro_rules! impl_conv_store {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
                     }
                     WriteOp::Delete { conversation_id: conv, actor, message_id, now_ms } => {
-                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id).await? {
+                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, true).await? {
                             return Ok(Err(e));
                         }
                         sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
@@ -460,13 +521,160 @@ macro_rules! impl_conv_store {
                         let audience = member_ids(tx, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
                     }
+                    WriteOp::Update { conversation_id: conv, actor, title, description, photo_ref, announcement_only: ann, now_ms } => {
+                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
+                            return Ok(Err(OpError::NotFound("no such conversation")));
+                        };
+                        if k == ConvKind::Direct as i32 {
+                            return Ok(Err(OpError::FailedPrecondition("direct conversations have no settings")));
+                        }
+                        if !permits(role, Action::EditInfo) {
+                            return Ok(Err(OpError::PermissionDenied("only owners and admins change the settings")));
+                        }
+                        let cur = sqlx::query("SELECT title, description, photo_ref, announcement_only FROM conversations WHERE id = $1")
+                            .bind(*conv)
+                            .fetch_one(&mut **tx)
+                            .await?;
+                        let st = Settings {
+                            title: title.clone().unwrap_or(cur.try_get(0)?),
+                            description: description.clone().unwrap_or(cur.try_get(1)?),
+                            photo_ref: photo_ref.clone().unwrap_or(cur.try_get(2)?),
+                            announcement_only: ann.unwrap_or(cur.try_get::<i32, _>(3)? != 0),
+                        };
+                        sqlx::query("UPDATE conversations SET title = $1, title_key = $2, description = $3, photo_ref = $4, announcement_only = $5 WHERE id = $6")
+                            .bind(&st.title)
+                            .bind(st.title.to_lowercase())
+                            .bind(&st.description)
+                            .bind(&st.photo_ref)
+                            .bind(i32::from(st.announcement_only))
+                            .bind(*conv)
+                            .execute(&mut **tx)
+                            .await?;
+                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::Updated(st)).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, user_updates: vec![] }))
+                    }
+                    WriteOp::SetRole { conversation_id: conv, actor, user, role: new_role, now_ms } => {
+                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
+                            return Ok(Err(OpError::NotFound("no such conversation")));
+                        };
+                        if k == ConvKind::Direct as i32 {
+                            return Ok(Err(OpError::FailedPrecondition("direct conversations have no roles")));
+                        }
+                        if !permits(role, Action::ChangeRoles) {
+                            return Ok(Err(OpError::PermissionDenied("only owners and admins change roles")));
+                        }
+                        let Some(target_role) = role_of(tx, *conv, *user).await? else {
+                            return Ok(Err(OpError::NotFound("not a member")));
+                        };
+                        // Only on members below oneself, and only to roles below one's own.
+                        if target_role <= role || *new_role <= role {
+                            return Ok(Err(OpError::PermissionDenied("roles are set on, and to, lower roles only")));
+                        }
+                        if target_role == *new_role {
+                            return Ok(Ok(Applied { result: Some(OpResult::Seq(head(tx, *conv).await?)), ..Default::default() }));
+                        }
+                        set_role(tx, *conv, *user, *new_role).await?;
+                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::RoleChanged { user: *user, role: *new_role }).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                    }
+                    WriteOp::TransferOwnership { conversation_id: conv, actor, user, now_ms } => {
+                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
+                            return Ok(Err(OpError::NotFound("no such conversation")));
+                        };
+                        if k == ConvKind::Direct as i32 {
+                            return Ok(Err(OpError::FailedPrecondition("direct conversations have no owner")));
+                        }
+                        if !permits(role, Action::TransferOwnership) {
+                            return Ok(Err(OpError::PermissionDenied("only the owner transfers ownership")));
+                        }
+                        if user == actor {
+                            return Ok(Err(OpError::Invalid("transfer_ownership.user_id", "already the owner")));
+                        }
+                        if role_of(tx, *conv, *user).await?.is_none() {
+                            return Ok(Err(OpError::NotFound("not a member")));
+                        }
+                        set_role(tx, *conv, *user, ROLE_OWNER).await?;
+                        set_role(tx, *conv, *actor, ROLE_ADMIN).await?;
+                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::OwnershipTransferred { from: *actor, to: *user }).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                    }
+                    WriteOp::Pin { conversation_id: conv, actor, message_id, pin, now_ms } => {
+                        let (kind, role) = match member_message(tx, *conv, *actor, *message_id).await? {
+                            Ok(x) => x,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        if kind != ConvKind::Direct as i32 && !permits(role, Action::Pin) {
+                            return Ok(Err(OpError::PermissionDenied("only moderators and above pin")));
+                        }
+                        let changed = if *pin {
+                            sqlx::query("INSERT INTO pins (conversation_id, message_id, pinned_by, pinned_at_ms) VALUES ($1, $2, $3, $4) \
+                                         ON CONFLICT (conversation_id, message_id) DO NOTHING")
+                                .bind(*conv)
+                                .bind(*message_id)
+                                .bind(*actor)
+                                .bind(*now_ms)
+                                .execute(&mut **tx)
+                                .await?
+                        } else {
+                            sqlx::query("DELETE FROM pins WHERE conversation_id = $1 AND message_id = $2")
+                                .bind(*conv)
+                                .bind(*message_id)
+                                .execute(&mut **tx)
+                                .await?
+                        };
+                        if changed.rows_affected() == 0 {
+                            return Ok(Ok(Applied { result: Some(OpResult::Seq(head(tx, *conv).await?)), ..Default::default() }));
+                        }
+                        let body = if *pin { LogBody::Pinned { message_id: *message_id } } else { LogBody::Unpinned { message_id: *message_id } };
+                        let ev = append(tx, *conv, *actor, *now_ms, body).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                    }
+                    WriteOp::React { conversation_id: conv, actor, message_id, emoji, add, now_ms } => {
+                        if let Err(e) = member_message(tx, *conv, *actor, *message_id).await? {
+                            return Ok(Err(e));
+                        }
+                        let changed = if *add {
+                            sqlx::query("INSERT INTO reactions (message_id, user_id, emoji, created_at_ms) VALUES ($1, $2, $3, $4) \
+                                         ON CONFLICT (message_id, user_id, emoji) DO NOTHING")
+                                .bind(*message_id)
+                                .bind(*actor)
+                                .bind(emoji)
+                                .bind(*now_ms)
+                                .execute(&mut **tx)
+                                .await?
+                        } else {
+                            sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
+                                .bind(*message_id)
+                                .bind(*actor)
+                                .bind(emoji)
+                                .execute(&mut **tx)
+                                .await?
+                        };
+                        if changed.rows_affected() == 0 {
+                            return Ok(Ok(Applied { result: Some(OpResult::Seq(head(tx, *conv).await?)), ..Default::default() }));
+                        }
+                        let body = if *add {
+                            LogBody::ReactionAdded { message_id: *message_id, emoji: emoji.clone() }
+                        } else {
+                            LogBody::ReactionRemoved { message_id: *message_id, emoji: emoji.clone() }
+                        };
+                        let ev = append(tx, *conv, *actor, *now_ms, body).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                    }
                 }
             }
 
-            async fn own_live_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64) -> Result<Result<(), OpError>, sqlx::Error> {
-                if !matches!(kind_and_role(tx, conv, actor).await?, Some((_, Some(_)))) {
+            /// A live message of `conv` that `actor` may change: their own, or (when `moderate`)
+            /// anyone's for moderators and above outside direct conversations.
+            async fn own_live_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, moderate: bool) -> Result<Result<(), OpError>, sqlx::Error> {
+                let Some((kind, Some(role))) = kind_and_role(tx, conv, actor).await? else {
                     return Ok(Err(OpError::NotFound("no such conversation")));
-                }
+                };
                 let r = sqlx::query("SELECT sender_id, deleted_at_ms FROM messages WHERE id = $1 AND conversation_id = $2")
                     .bind(message_id)
                     .bind(conv)
@@ -477,10 +685,65 @@ macro_rules! impl_conv_store {
                 if deleted.is_some() {
                     return Ok(Err(OpError::NotFound("no such message")));
                 }
-                if r.try_get::<i64, _>(0)? != actor {
+                let moderator = moderate && kind != ConvKind::Direct as i32 && permits(role, Action::DeleteOthersMessages);
+                if r.try_get::<i64, _>(0)? != actor && !moderator {
                     return Ok(Err(OpError::PermissionDenied("only the sender changes a message")));
                 }
                 Ok(Ok(()))
+            }
+
+            /// A live message of `conv` (any sender); `actor` must be a member.
+            async fn member_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64) -> Result<Result<(i32, i32), OpError>, sqlx::Error> {
+                let Some((kind, Some(role))) = kind_and_role(tx, conv, actor).await? else {
+                    return Ok(Err(OpError::NotFound("no such conversation")));
+                };
+                let r = sqlx::query("SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms IS NULL")
+                    .bind(message_id)
+                    .bind(conv)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if r.is_none() {
+                    return Ok(Err(OpError::NotFound("no such message")));
+                }
+                Ok(Ok((kind, role)))
+            }
+
+            /// Fills reactions (with the viewer's own) and pin flags of a page of messages.
+            async fn decorate(pool: &sqlx::Pool<Db>, conv: ConvId, viewer: UserId, msgs: &mut [MessageRec]) -> Result<(), sqlx::Error> {
+                let (Some(lo), Some(hi)) = (msgs.iter().map(|m| m.seq).min(), msgs.iter().map(|m| m.seq).max()) else {
+                    return Ok(());
+                };
+                let rows = sqlx::query("SELECT r.message_id, r.emoji, COUNT(*), SUM(CASE WHEN r.user_id = $1 THEN 1 ELSE 0 END) \
+                                        FROM reactions r JOIN messages m ON m.id = r.message_id \
+                                        WHERE m.conversation_id = $2 AND m.seq BETWEEN $3 AND $4 \
+                                        GROUP BY r.message_id, r.emoji ORDER BY r.message_id, MIN(r.created_at_ms), r.emoji")
+                    .bind(viewer)
+                    .bind(conv)
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_all(pool)
+                    .await?;
+                for r in &rows {
+                    let id: i64 = r.try_get(0)?;
+                    if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
+                        let me: i64 = r.try_get(3)?;
+                        m.reactions.push((r.try_get(1)?, r.try_get(2)?, me > 0));
+                    }
+                }
+                let pins = sqlx::query("SELECT p.message_id FROM pins p JOIN messages m ON m.id = p.message_id \
+                                        WHERE p.conversation_id = $1 AND m.seq BETWEEN $2 AND $3")
+                    .bind(conv)
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_all(pool)
+                    .await?;
+                for p in &pins {
+                    let id: i64 = p.try_get(0)?;
+                    if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
+                        m.pinned = true;
+                    }
+                }
+                Ok(())
             }
 
             fn event_from(r: &Row, conv: ConvId) -> Result<LogEvent, sqlx::Error> {
@@ -510,6 +773,8 @@ macro_rules! impl_conv_store {
                             edited_at_ms: None,
                             deleted: deleted_at.is_some(),
                             client_msg_id: r.try_get::<Option<String>, _>(9)?.unwrap_or_default(),
+                            reactions: Vec::new(),
+                            pinned: false,
                         })
                     }
                     3 => LogBody::Edited { message_id: message_id.unwrap_or(0), text: text.unwrap_or_default() },
@@ -517,7 +782,32 @@ macro_rules! impl_conv_store {
                     5 => LogBody::MembersAdded(ids(user_ids)),
                     6 => LogBody::Joined(ids(user_ids).first().copied().unwrap_or(0)),
                     7 => LogBody::Left(ids(user_ids).first().copied().unwrap_or(0)),
-                    _ => LogBody::Removed(ids(user_ids).first().copied().unwrap_or(0)),
+                    8 => LogBody::Removed(ids(user_ids).first().copied().unwrap_or(0)),
+                    9 => {
+                        let data: Option<String> = r.try_get(10)?;
+                        let st = data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Settings {
+                            title: String::new(),
+                            description: String::new(),
+                            photo_ref: String::new(),
+                            announcement_only: false,
+                        });
+                        LogBody::Updated(st)
+                    }
+                    10 => {
+                        let data: Option<String> = r.try_get(10)?;
+                        LogBody::RoleChanged {
+                            user: ids(user_ids).first().copied().unwrap_or(0),
+                            role: data.and_then(|d| d.parse().ok()).unwrap_or(0),
+                        }
+                    }
+                    11 => {
+                        let v = ids(user_ids);
+                        LogBody::OwnershipTransferred { from: v.first().copied().unwrap_or(0), to: v.get(1).copied().unwrap_or(0) }
+                    }
+                    12 => LogBody::Pinned { message_id: message_id.unwrap_or(0) },
+                    13 => LogBody::Unpinned { message_id: message_id.unwrap_or(0) },
+                    14 => LogBody::ReactionAdded { message_id: message_id.unwrap_or(0), emoji: text.unwrap_or_default() },
+                    _ => LogBody::ReactionRemoved { message_id: message_id.unwrap_or(0), emoji: text.unwrap_or_default() },
                 };
                 Ok(LogEvent { conversation_id: conv, seq, actor_id: actor, at_ms: at, body })
             }
@@ -617,7 +907,7 @@ macro_rules! impl_conv_store {
                     .await
                 }
 
-                async fn history(&self, conv: ConvId, before: Option<i64>, after: Option<i64>, limit: u32) -> Result<Vec<MessageRec>, StoreError> {
+                async fn history(&self, conv: ConvId, viewer: UserId, before: Option<i64>, after: Option<i64>, limit: u32) -> Result<Vec<MessageRec>, StoreError> {
                     timed(&self.metrics, "history", async {
                         let rows = match after {
                             Some(a) => sqlx::query(q(format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")))
@@ -639,7 +929,26 @@ macro_rules! impl_conv_store {
                                 rows
                             }
                         };
-                        Ok(rows.iter().filter_map(|r| message_at(r, 0).transpose()).collect::<Result<_, _>>()?)
+                        let mut msgs: Vec<MessageRec> = rows.iter().filter_map(|r| message_at(r, 0).transpose()).collect::<Result<_, _>>()?;
+                        decorate(&self.pool, conv, viewer, &mut msgs).await?;
+                        Ok(msgs)
+                    })
+                    .await
+                }
+
+                async fn pins(&self, conv: ConvId, viewer: UserId) -> Result<Vec<MessageRec>, StoreError> {
+                    timed(&self.metrics, "pins", async {
+                        let cols = MSG_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
+                        let rows = sqlx::query(q(format!(
+                            "SELECT {cols} FROM pins p JOIN messages m ON m.id = p.message_id WHERE p.conversation_id = $1 \
+                             ORDER BY p.pinned_at_ms DESC, m.seq DESC LIMIT 100"
+                        )))
+                        .bind(conv)
+                        .fetch_all(&self.pool)
+                        .await?;
+                        let mut msgs: Vec<MessageRec> = rows.iter().filter_map(|r| message_at(r, 0).transpose()).collect::<Result<_, _>>()?;
+                        decorate(&self.pool, conv, viewer, &mut msgs).await?;
+                        Ok(msgs)
                     })
                     .await
                 }
@@ -647,7 +956,7 @@ macro_rules! impl_conv_store {
                 async fn events_after(&self, conv: ConvId, after: i64, limit: u32) -> Result<Vec<LogEvent>, StoreError> {
                     timed(&self.metrics, "events_after", async {
                         let rows = sqlx::query("SELECT e.seq, e.kind, e.actor_id, e.at_ms, e.message_id, e.text, e.user_ids, \
-                                                m.deleted_at_ms, m.reply_to, m.client_msg_id \
+                                                m.deleted_at_ms, m.reply_to, m.client_msg_id, e.data \
                                                 FROM conversation_events e LEFT JOIN messages m ON e.kind = 2 AND m.id = e.message_id \
                                                 WHERE e.conversation_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3")
                             .bind(conv)

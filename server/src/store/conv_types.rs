@@ -23,9 +23,48 @@ impl ConvKind {
     }
 }
 
-/// Member roles (same numbers as the wire enum).
+/// Member roles (same numbers as the wire enum); a lower number outranks a higher one.
 pub const ROLE_OWNER: i32 = 1;
+pub const ROLE_ADMIN: i32 = 2;
+pub const ROLE_MODERATOR: i32 = 3;
 pub const ROLE_MEMBER: i32 = 4;
+
+/// What a member may try to do in a group or channel (docs/protocol.md §12.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    AddMembers,
+    RemoveMembers,
+    ChangeRoles,
+    TransferOwnership,
+    EditInfo,
+    Pin,
+    DeleteOthersMessages,
+    PostInAnnouncementOnly,
+}
+
+impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::AddMembers,
+        Action::RemoveMembers,
+        Action::ChangeRoles,
+        Action::TransferOwnership,
+        Action::EditInfo,
+        Action::Pin,
+        Action::DeleteOthersMessages,
+        Action::PostInAnnouncementOnly,
+    ];
+}
+
+/// The permission matrix: whether `role` may do `action` (docs/protocol.md §12.8).
+pub fn permits(role: i32, action: Action) -> bool {
+    let lowest = match action {
+        Action::TransferOwnership => ROLE_OWNER,
+        Action::AddMembers | Action::RemoveMembers | Action::ChangeRoles | Action::EditInfo => ROLE_ADMIN,
+        Action::PostInAnnouncementOnly => ROLE_ADMIN,
+        Action::Pin | Action::DeleteOthersMessages => ROLE_MODERATOR,
+    };
+    (ROLE_OWNER..=lowest).contains(&role)
+}
 
 /// A message's current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +80,18 @@ pub struct MessageRec {
     pub edited_at_ms: Option<i64>,
     pub deleted: bool,
     pub client_msg_id: String,
+    /// (emoji, count, whether the viewer reacted); filled by history only.
+    pub reactions: Vec<(String, i64, bool)>,
+    pub pinned: bool,
+}
+
+/// Conversation settings after an update.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    pub title: String,
+    pub description: String,
+    pub photo_ref: String,
+    pub announcement_only: bool,
 }
 
 /// What an entry of a conversation's log says.
@@ -54,6 +105,13 @@ pub enum LogBody {
     Joined(UserId),
     Left(UserId),
     Removed(UserId),
+    Updated(Settings),
+    RoleChanged { user: UserId, role: i32 },
+    OwnershipTransferred { from: UserId, to: UserId },
+    Pinned { message_id: i64 },
+    Unpinned { message_id: i64 },
+    ReactionAdded { message_id: i64, emoji: String },
+    ReactionRemoved { message_id: i64, emoji: String },
 }
 
 impl LogBody {
@@ -68,6 +126,13 @@ impl LogBody {
             Self::Joined(_) => 6,
             Self::Left(_) => 7,
             Self::Removed(_) => 8,
+            Self::Updated(_) => 9,
+            Self::RoleChanged { .. } => 10,
+            Self::OwnershipTransferred { .. } => 11,
+            Self::Pinned { .. } => 12,
+            Self::Unpinned { .. } => 13,
+            Self::ReactionAdded { .. } => 14,
+            Self::ReactionRemoved { .. } => 15,
         }
     }
 }
@@ -110,6 +175,8 @@ pub struct ConvView {
     pub unread_count: i64,
     pub peer_user_id: Option<UserId>,
     pub last_message: Option<MessageRec>,
+    pub photo_ref: String,
+    pub announcement_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +240,43 @@ pub enum WriteOp {
         conversation_id: ConvId,
         actor: UserId,
         message_id: i64,
+        now_ms: i64,
+    },
+    Update {
+        conversation_id: ConvId,
+        actor: UserId,
+        title: Option<String>,
+        description: Option<String>,
+        photo_ref: Option<String>,
+        announcement_only: Option<bool>,
+        now_ms: i64,
+    },
+    SetRole {
+        conversation_id: ConvId,
+        actor: UserId,
+        user: UserId,
+        role: i32,
+        now_ms: i64,
+    },
+    TransferOwnership {
+        conversation_id: ConvId,
+        actor: UserId,
+        user: UserId,
+        now_ms: i64,
+    },
+    Pin {
+        conversation_id: ConvId,
+        actor: UserId,
+        message_id: i64,
+        pin: bool,
+        now_ms: i64,
+    },
+    React {
+        conversation_id: ConvId,
+        actor: UserId,
+        message_id: i64,
+        emoji: String,
+        add: bool,
         now_ms: i64,
     },
 }

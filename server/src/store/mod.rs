@@ -89,10 +89,13 @@ pub trait ConvStore: Send + Sync {
     async fn history(
         &self,
         conv: ConvId,
+        viewer: UserId,
         before: Option<i64>,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<MessageRec>, StoreError>;
+    /// Pinned messages (at most 100), most recently pinned first, decorated for `viewer`.
+    async fn pins(&self, conv: ConvId, viewer: UserId) -> Result<Vec<MessageRec>, StoreError>;
     /// Log entries with seq above `after`, ascending.
     async fn events_after(&self, conv: ConvId, after: i64, limit: u32) -> Result<Vec<LogEvent>, StoreError>;
     /// User log entries above `after`, and the log's head.
