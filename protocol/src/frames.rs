@@ -96,6 +96,23 @@ impl client_frame::Request {
             Self::ListPins(_) => "list_pins",
             Self::React(_) => "react",
             Self::Unreact(_) => "unreact",
+            Self::MarkRead(_) => "mark_read",
+            Self::GetReceipts(_) => "get_receipts",
+            Self::SetTyping(_) => "set_typing",
+            Self::SetPresence(_) => "set_presence",
+            Self::GetPrivacy(_) => "get_privacy",
+            Self::SetPrivacy(_) => "set_privacy",
+            Self::GetUser(_) => "get_user",
+            Self::GetUsers(_) => "get_users",
+            Self::SearchUsers(_) => "search_users",
+            Self::AddContact(_) => "add_contact",
+            Self::RemoveContact(_) => "remove_contact",
+            Self::ListContacts(_) => "list_contacts",
+            Self::Block(_) => "block",
+            Self::Unblock(_) => "unblock",
+            Self::ListBlocked(_) => "list_blocked",
+            Self::ListNotifications(_) => "list_notifications",
+            Self::MarkNotificationsRead(_) => "mark_notifications_read",
         }
     }
 }

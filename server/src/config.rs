@@ -92,6 +92,9 @@ pub struct Limits {
     pub quic_receive_window_bytes: u32,
     /// Longest message text, in bytes.
     pub max_message_text_bytes: u32,
+    /// A typing indicator lasts this long without a refresh.
+    #[serde(with = "humantime_serde")]
+    pub typing_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -108,6 +111,7 @@ impl Default for Limits {
             ws_read_buffer_bytes: 4096,
             quic_receive_window_bytes: 4 * 1024 * 1024,
             max_message_text_bytes: 16 * 1024,
+            typing_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -410,6 +414,9 @@ pub struct ConfigArgs {
     /// Longest message text, bytes [default: 16384].
     #[arg(long, env = "CONFAB_MAX_MESSAGE_TEXT_BYTES", value_name = "BYTES")]
     pub max_message_text_bytes: Option<u32>,
+    /// Typing indicators expire after this without a refresh [default: 5s].
+    #[arg(long, env = "CONFAB_TYPING_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub typing_ttl: Option<Duration>,
     /// Database connection pool size [default: 16].
     #[arg(long, env = "CONFAB_STORE_POOL_SIZE", value_name = "N")]
     pub store_pool_size: Option<u32>,
@@ -532,6 +539,7 @@ impl Config {
         set(&mut l.ws_read_buffer_bytes, &a.ws_read_buffer_bytes);
         set(&mut l.quic_receive_window_bytes, &a.quic_receive_window_bytes);
         set(&mut l.max_message_text_bytes, &a.max_message_text_bytes);
+        set(&mut l.typing_ttl, &a.typing_ttl);
         set(&mut self.store.pool_size, &a.store_pool_size);
         set(&mut self.store.acquire_timeout, &a.store_acquire_timeout);
         set(&mut self.store.statement_timeout, &a.store_statement_timeout);
@@ -597,6 +605,9 @@ impl Config {
         }
         if l.max_message_text_bytes == 0 || l.max_message_text_bytes > l.max_frame_bytes / 2 {
             return bad("max_message_text_bytes must be positive and at most half of max_frame_bytes".into());
+        }
+        if l.typing_ttl < Duration::from_millis(100) || l.typing_ttl > Duration::from_secs(60) {
+            return bad("typing_ttl must be within 100ms..60s".into());
         }
         if l.quic_receive_window_bytes < l.max_frame_bytes {
             return bad("quic_receive_window_bytes must be at least max_frame_bytes".into());

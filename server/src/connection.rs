@@ -172,6 +172,15 @@ impl Outbox {
         }
     }
 
+    /// Queues a frame that may be lost (typing): dropped, without closing anything, when the queue
+    /// is more than half full, so it never displaces what matters.
+    pub fn push_droppable(&self, frame: Bytes) -> bool {
+        if self.tx.capacity() < self.tx.max_capacity() / 2 {
+            return false;
+        }
+        self.tx.try_send(Outbound::Frame(frame)).is_ok()
+    }
+
     fn aborted(&self) -> Option<Close> {
         *self.abort.borrow()
     }

@@ -16,6 +16,22 @@ use bytes::Bytes;
 struct Maps {
     sessions: HashMap<String, HashMap<u64, Outbox>>,
     users: HashMap<UserId, HashMap<u64, Outbox>>,
+    /// Each authenticated connection's (device's) presence state.
+    presence: HashMap<UserId, HashMap<u64, i32>>,
+}
+
+/// Presence states (same numbers as the wire enum).
+pub const ONLINE: i32 = 1;
+pub const AWAY: i32 = 2;
+pub const OFFLINE: i32 = 3;
+
+/// A user's presence over their devices: online if any device is, away if all are, else offline.
+fn aggregate(devices: Option<&HashMap<u64, i32>>) -> i32 {
+    match devices {
+        Some(d) if d.values().any(|s| *s == ONLINE) => ONLINE,
+        Some(d) if !d.is_empty() => AWAY,
+        _ => OFFLINE,
+    }
 }
 
 /// Authenticated connections, by session and by user, keyed by connection number.
@@ -29,15 +45,44 @@ impl Hub {
         self.maps.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers connection `key` as authenticated for `session` of `user`.
-    pub(crate) fn attach(&self, session: &str, user: UserId, key: u64, outbox: Outbox) {
+    /// Registers connection `key` as authenticated for `session` of `user` (online). Returns the
+    /// user's new presence when it changed.
+    pub(crate) fn attach(&self, session: &str, user: UserId, key: u64, outbox: Outbox) -> Option<i32> {
         let mut m = self.lock();
         m.sessions.entry(session.to_string()).or_default().insert(key, outbox.clone());
         m.users.entry(user).or_default().insert(key, outbox);
+        let before = aggregate(m.presence.get(&user));
+        m.presence.entry(user).or_default().insert(key, ONLINE);
+        let after = aggregate(m.presence.get(&user));
+        (before != after).then_some(after)
     }
 
-    pub(crate) fn detach(&self, session: &str, user: UserId, key: u64) {
+    /// Sets one device's presence (ONLINE or AWAY); returns the user's new presence when it changed.
+    pub(crate) fn set_presence(&self, user: UserId, key: u64, state: i32) -> Option<i32> {
         let mut m = self.lock();
+        let before = aggregate(m.presence.get(&user));
+        let devices = m.presence.get_mut(&user)?;
+        devices.get_mut(&key).map(|s| *s = state)?;
+        let after = aggregate(m.presence.get(&user));
+        (before != after).then_some(after)
+    }
+
+    /// A user's presence on this node.
+    pub fn presence(&self, user: UserId) -> i32 {
+        aggregate(self.lock().presence.get(&user))
+    }
+
+    /// Unregisters a connection; returns the user's new presence when it changed.
+    pub(crate) fn detach(&self, session: &str, user: UserId, key: u64) -> Option<i32> {
+        let mut m = self.lock();
+        let before = aggregate(m.presence.get(&user));
+        if let Some(devices) = m.presence.get_mut(&user) {
+            devices.remove(&key);
+            if devices.is_empty() {
+                m.presence.remove(&user);
+            }
+        }
+        let after = aggregate(m.presence.get(&user));
         if let Some(conns) = m.sessions.get_mut(session) {
             conns.remove(&key);
             if conns.is_empty() {
@@ -50,6 +95,24 @@ impl Hub {
                 m.users.remove(&user);
             }
         }
+        (before != after).then_some(after)
+    }
+
+    /// Like [`deliver`](Self::deliver) for frames that may be lost (typing), skipping connection
+    /// `except` and never closing a connection whose queue is filling.
+    pub(crate) fn deliver_droppable(&self, users: &[UserId], frame: &Bytes, except: u64) -> usize {
+        let m = self.lock();
+        let mut n = 0;
+        for u in users {
+            if let Some(conns) = m.users.get(u) {
+                for (key, outbox) in conns {
+                    if *key != except {
+                        n += usize::from(outbox.push_droppable(frame.clone()));
+                    }
+                }
+            }
+        }
+        n
     }
 
     /// Queues one encoded frame to every connection of these users, without waiting: a full queue

@@ -12,6 +12,7 @@ mod handlers;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod social;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -96,7 +97,8 @@ impl Server {
         )
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
-        Ok(Self { state: AppState::new(config, store, metrics, hub, auth, conversations), cert })
+        let social = social::Social::new(store.clone(), hub.clone(), config.limits.typing_ttl);
+        Ok(Self { state: AppState::new(config, store, metrics, hub, auth, conversations, social), cert })
     }
 
     /// The QUIC certificate clients can pin.

@@ -15,6 +15,7 @@ use crate::conversations::Conversations;
 use crate::hub::Hub;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
+use crate::social::Social;
 use crate::store::Store;
 
 #[derive(Debug)]
@@ -25,6 +26,7 @@ struct Inner {
     hub: Arc<Hub>,
     auth: AuthService,
     conversations: Conversations,
+    social: Social,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -45,6 +47,7 @@ impl AppState {
         hub: Arc<Hub>,
         auth: AuthService,
         conversations: Conversations,
+        social: Social,
     ) -> Self {
         let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
         let mut r = [0u8; 4];
@@ -61,6 +64,7 @@ impl AppState {
             hub,
             auth,
             conversations,
+            social,
             limiter,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -109,6 +113,11 @@ impl AppState {
     /// The conversations service.
     pub fn conversations(&self) -> &Conversations {
         &self.0.conversations
+    }
+
+    /// The social service.
+    pub fn social(&self) -> &Social {
+        &self.0.social
     }
 
     /// A new connection number and id, unique per server process.

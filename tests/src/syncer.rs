@@ -26,6 +26,8 @@ pub struct ConvState {
     pub member: bool,
     /// The highest seq applied; every seq up to it was applied exactly once, in order.
     pub cursor: u64,
+    /// The user's read watermark, as synced from any of their devices.
+    pub read: u64,
     pub messages: BTreeMap<u64, Msg>,
 }
 
@@ -177,6 +179,11 @@ impl Device {
             Some(user_update::Body::RemovedFromConversation(r)) => {
                 if let Some(c) = self.convs.get_mut(&r.conversation_id) {
                     c.member = false;
+                }
+            }
+            Some(user_update::Body::ReadMarker(r)) => {
+                if let Some(c) = self.convs.get_mut(&r.conversation_id) {
+                    c.read = c.read.max(r.seq);
                 }
             }
             None => bail!("user update without body"),

@@ -212,17 +212,28 @@ impl AuthService {
 
     /// Marks the connection authenticated and attaches it to its session in the hub.
     fn bind(&self, ctx: &ConnCtx, auth: ConnAuth) {
-        if let Some(old) = ctx.set_auth(Some(auth.clone())) {
-            self.0.hub.detach(&old.session_id, old.user_id, ctx.key);
+        if let Some(old) = ctx.set_auth(Some(auth.clone()))
+            && let Some(state) = self.0.hub.detach(&old.session_id, old.user_id, ctx.key)
+        {
+            self.presence_changed(old.user_id, state);
         }
-        self.0.hub.attach(&auth.session_id, auth.user_id, ctx.key, ctx.outbox.clone());
+        if let Some(state) = self.0.hub.attach(&auth.session_id, auth.user_id, ctx.key, ctx.outbox.clone()) {
+            self.presence_changed(auth.user_id, state);
+        }
     }
 
     /// Forgets the connection's authentication and detaches it from the hub.
     pub(crate) fn unbind(&self, ctx: &ConnCtx) {
-        if let Some(old) = ctx.set_auth(None) {
-            self.0.hub.detach(&old.session_id, old.user_id, ctx.key);
+        if let Some(old) = ctx.set_auth(None)
+            && let Some(state) = self.0.hub.detach(&old.session_id, old.user_id, ctx.key)
+        {
+            self.presence_changed(old.user_id, state);
         }
+    }
+
+    /// Tells who may see it that a user's presence changed (in the background).
+    pub(crate) fn presence_changed(&self, user: UserId, state: i32) {
+        tokio::spawn(crate::social::announce_presence(self.0.store.clone(), self.0.hub.clone(), user, state));
     }
 
     /// Ends sessions in the hub: their live connections get SessionRevoked and are closed.

@@ -547,17 +547,62 @@ impl Conversations {
         Self::seq_of(self.0.writer.submit(op).await?)
     }
 
-    /// §14.4: this device applied the conversation up to `seq`.
+    /// §14.4: this device applied the conversation up to `seq`; may move the delivered watermark.
     pub async fn ack(&self, auth: &ConnAuth, conv: u64, seq: u64) -> Result<(), ServerError> {
-        let conv = id("ack.conversation_id", conv)?;
-        let view = self.visible(auth.user_id, conv).await?;
-        if view.my_role.is_none() {
-            return Err(not_found());
-        }
-        if seq > view.head_seq as u64 {
-            return Err(ServerError::invalid("ack.seq", "beyond the conversation's head"));
-        }
-        self.store().ack(&auth.session_id, conv, seq as i64).await?;
+        let op = WriteOp::Ack {
+            conversation_id: id("ack.conversation_id", conv)?,
+            user: auth.user_id,
+            session_id: auth.session_id.clone(),
+            seq: seq.min(i64::MAX as u64) as i64,
+        };
+        self.0.writer.submit(op).await?;
         Ok(())
+    }
+
+    /// §15.1: moves the caller's read watermark forward; returns it.
+    pub async fn mark_read(&self, auth: &ConnAuth, conv: u64, seq: u64) -> Result<i64, ServerError> {
+        let op = WriteOp::MarkRead {
+            conversation_id: id("mark_read.conversation_id", conv)?,
+            user: auth.user_id,
+            seq: seq.min(i64::MAX as u64) as i64,
+            now_ms: now_ms(),
+        };
+        Self::seq_of(self.0.writer.submit(op).await?)
+    }
+
+    /// §15.2: each other member's state for one of the caller's messages.
+    pub async fn receipts(
+        &self,
+        auth: &ConnAuth,
+        conv: u64,
+        message_id: u64,
+    ) -> Result<Vec<(UserId, i32)>, ServerError> {
+        let conv = id("get_receipts.conversation_id", conv)?;
+        self.require_member(auth.user_id, conv).await?;
+        let m = self
+            .store()
+            .message(conv, id("get_receipts.message_id", message_id)?)
+            .await?
+            .ok_or_else(|| ServerError::NotFound("no such message".into()))?;
+        if m.sender_id != auth.user_id {
+            return Err(ServerError::PermissionDenied("receipts are shown to the sender only".into()));
+        }
+        Ok(self
+            .store()
+            .watermarks(conv)
+            .await?
+            .into_iter()
+            .filter(|w| w.user_id != auth.user_id)
+            .map(|w| {
+                let state = if w.shares_read && w.read_seq >= m.seq {
+                    3
+                } else if w.delivered_seq.max(w.read_seq) >= m.seq {
+                    2
+                } else {
+                    1
+                };
+                (w.user_id, state)
+            })
+            .collect())
     }
 }

@@ -5,7 +5,10 @@ use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
-use crate::store::{ConvView, LogBody, LogEvent, MemberRec, MessageRec, UserId, UserUpdateRec};
+use crate::store::{
+    ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, UPDATE_ADDED, UPDATE_READ, UserId,
+    UserUpdateRec,
+};
 
 /// A message; `client_msg_id` is shown only to the sender.
 pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
@@ -111,15 +114,46 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
 
 pub fn user_update(u: &UserUpdateRec) -> v1::UserUpdate {
     let conversation_id = u.conversation_id as u64;
-    v1::UserUpdate {
-        user_seq: u.user_seq as u64,
-        at_ms: u.at_ms as u64,
-        body: Some(if u.added {
-            user_update::Body::AddedToConversation(v1::AddedToConversation { conversation_id })
-        } else {
-            user_update::Body::RemovedFromConversation(v1::RemovedFromConversation { conversation_id })
-        }),
+    let body = match u.kind {
+        UPDATE_ADDED => user_update::Body::AddedToConversation(v1::AddedToConversation { conversation_id }),
+        UPDATE_READ => {
+            user_update::Body::ReadMarker(v1::ReadMarker { conversation_id, seq: u.seq.unwrap_or(0) as u64 })
+        }
+        _ => user_update::Body::RemovedFromConversation(v1::RemovedFromConversation { conversation_id }),
+    };
+    v1::UserUpdate { user_seq: u.user_seq as u64, at_ms: u.at_ms as u64, body: Some(body) }
+}
+
+pub fn receipt(r: &ReceiptRec) -> v1::ReceiptUpdated {
+    v1::ReceiptUpdated {
+        conversation_id: r.conversation_id as u64,
+        user_id: r.user_id as u64,
+        delivered_seq: r.delivered_seq as u64,
+        read_seq: r.read_seq as u64,
     }
+}
+
+pub fn notification(n: &NotificationRec) -> v1::Notification {
+    v1::Notification {
+        notification_id: n.id as u64,
+        kind: n.kind,
+        conversation_id: n.conversation_id as u64,
+        message_id: n.message_id.unwrap_or(0) as u64,
+        actor_id: n.actor_id as u64,
+        created_at_ms: n.created_at_ms as u64,
+        read: n.read,
+        role: n.role.unwrap_or(0),
+    }
+}
+
+/// The encoded live frame of a receipt change.
+pub fn receipt_frame_bytes(r: &ReceiptRec) -> Bytes {
+    encode_server(&event_frame(event::Event::ReceiptUpdated(receipt(r))))
+}
+
+/// The encoded live frame of a new notification.
+pub fn notification_frame_bytes(n: &NotificationRec) -> Bytes {
+    encode_server(&event_frame(event::Event::Notification(notification(n))))
 }
 
 /// The encoded live frame of a log entry.

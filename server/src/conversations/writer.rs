@@ -107,4 +107,10 @@ fn deliver(hub: &Hub, applied: &Applied) {
     for u in &applied.user_updates {
         hub.deliver(&[u.user_id], &wire::user_update_frame_bytes(u));
     }
+    for r in &applied.receipts {
+        hub.deliver(&applied.audience, &wire::receipt_frame_bytes(r));
+    }
+    for n in &applied.notifications {
+        hub.deliver(&[n.user_id], &wire::notification_frame_bytes(n));
+    }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub(crate) mod session;
+pub(crate) mod social;
 
 use confab_protocol::v1::client_frame::Request;
 use confab_protocol::v1::response;
@@ -60,5 +61,22 @@ pub(crate) async fn dispatch(
         Request::ListPins(r) => conversations::list_pins(state, ctx, r).await,
         Request::React(r) => conversations::react(state, ctx, r).await,
         Request::Unreact(r) => conversations::unreact(state, ctx, r).await,
+        Request::MarkRead(r) => social::mark_read(state, ctx, r).await,
+        Request::GetReceipts(r) => social::get_receipts(state, ctx, r).await,
+        Request::SetTyping(r) => social::set_typing(state, ctx, r).await,
+        Request::SetPresence(r) => social::set_presence(state, ctx, r).await,
+        Request::GetPrivacy(_) => social::get_privacy(state, ctx).await,
+        Request::SetPrivacy(r) => social::set_privacy(state, ctx, r).await,
+        Request::GetUser(r) => social::get_user(state, ctx, r).await,
+        Request::GetUsers(r) => social::get_users(state, ctx, r).await,
+        Request::SearchUsers(r) => social::search_users(state, ctx, r).await,
+        Request::AddContact(r) => social::add_contact(state, ctx, r).await,
+        Request::RemoveContact(r) => social::remove_contact(state, ctx, r).await,
+        Request::ListContacts(_) => social::list_contacts(state, ctx).await,
+        Request::Block(r) => social::block(state, ctx, r).await,
+        Request::Unblock(r) => social::unblock(state, ctx, r).await,
+        Request::ListBlocked(_) => social::list_blocked(state, ctx).await,
+        Request::ListNotifications(r) => social::list_notifications(state, ctx, r).await,
+        Request::MarkNotificationsRead(r) => social::mark_notifications_read(state, ctx, r).await,
     }
 }

@@ -135,20 +135,25 @@ macro_rules! impl_conv_store {
             }
 
             async fn user_update(tx: &mut Tx, user: UserId, added: bool, conv: ConvId, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
+                user_entry(tx, user, if added { UPDATE_ADDED } else { UPDATE_REMOVED }, conv, None, now).await
+            }
+
+            async fn user_entry(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, seq: Option<i64>, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
                 let r = sqlx::query("UPDATE users SET update_seq = update_seq + 1 WHERE id = $1 RETURNING update_seq")
                     .bind(user)
                     .fetch_one(&mut **tx)
                     .await?;
                 let user_seq: i64 = r.try_get(0)?;
-                sqlx::query("INSERT INTO user_updates (user_id, user_seq, kind, conversation_id, at_ms) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query("INSERT INTO user_updates (user_id, user_seq, kind, conversation_id, at_ms, seq) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(user)
                     .bind(user_seq)
-                    .bind(if added { 1 } else { 2 })
+                    .bind(kind)
                     .bind(conv)
                     .bind(now)
+                    .bind(seq)
                     .execute(&mut **tx)
                     .await?;
-                Ok(UserUpdateRec { user_id: user, user_seq, at_ms: now, added, conversation_id: conv })
+                Ok(UserUpdateRec { user_id: user, user_seq, at_ms: now, kind, conversation_id: conv, seq })
             }
 
             async fn member_ids(tx: &mut Tx, conv: ConvId) -> Result<Vec<UserId>, sqlx::Error> {
@@ -192,6 +197,40 @@ macro_rules! impl_conv_store {
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            async fn notify(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<i32>, now: i64) -> Result<NotificationRec, sqlx::Error> {
+                let r = sqlx::query("INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id")
+                    .bind(user)
+                    .bind(kind)
+                    .bind(conv)
+                    .bind(message_id)
+                    .bind(actor)
+                    .bind(role)
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                Ok(NotificationRec { id: r.try_get(0)?, user_id: user, kind, conversation_id: conv, message_id, actor_id: actor, role, created_at_ms: now, read: false })
+            }
+
+            async fn blocked(tx: &mut Tx, by: UserId, who: UserId) -> Result<bool, sqlx::Error> {
+                let r = sqlx::query("SELECT 1 FROM blocks WHERE user_id = $1 AND blocked_id = $2").bind(by).bind(who).fetch_optional(&mut **tx).await?;
+                Ok(r.is_some())
+            }
+
+            /// The member's watermarks as others see them (read hidden when not shared).
+            async fn receipt_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<ReceiptRec, sqlx::Error> {
+                let r = sqlx::query("SELECT m.delivered_seq, m.read_seq, u.read_receipts FROM members m JOIN users u ON u.id = m.user_id \
+                                     WHERE m.conversation_id = $1 AND m.user_id = $2")
+                    .bind(conv)
+                    .bind(user)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let shares: i32 = r.try_get(2)?;
+                let read: i64 = r.try_get(1)?;
+                Ok(ReceiptRec { conversation_id: conv, user_id: user, delivered_seq: r.try_get::<i64, _>(0)?.max(read), read_seq: if shares != 0 { read } else { 0 } })
             }
 
             async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {
@@ -251,6 +290,9 @@ macro_rules! impl_conv_store {
                 let direct_key = match kind {
                     ConvKind::Direct => {
                         let [peer] = others[..] else { return Ok(Err(OpError::Invalid("create_conversation.member_ids", "a direct conversation has exactly one other member"))) };
+                        if blocked(tx, peer, creator).await? {
+                            return Ok(Err(OpError::NotFound("no such user")));
+                        }
                         let key = format!("{}:{}", creator.min(peer), creator.max(peer));
                         let existing = sqlx::query("SELECT id FROM conversations WHERE direct_key = $1")
                             .bind(&key)
@@ -294,7 +336,13 @@ macro_rules! impl_conv_store {
                 for u in &audience {
                     user_updates.push(user_update(tx, *u, true, conv, now).await?);
                 }
-                Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates }))
+                let mut notifications = Vec::new();
+                if kind == ConvKind::Group {
+                    for u in &others {
+                        notifications.push(notify(tx, *u, NOTIFY_ADDED, conv, None, creator, None, now).await?);
+                    }
+                }
+                Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates, notifications, ..Default::default() }))
             }
 
             async fn apply_one(tx: &mut Tx, op: &WriteOp) -> OpOut {
@@ -312,7 +360,7 @@ macro_rules! impl_conv_store {
                                 let ev = append(tx, *conv, *user, *now_ms, LogBody::Joined(*user)).await?;
                                 let uu = user_update(tx, *user, true, *conv, *now_ms).await?;
                                 let audience = member_ids(tx, *conv).await?;
-                                Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, user_updates: vec![uu] }))
+                                Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
                             }
                             _ => Ok(Err(OpError::NotFound("no such channel"))),
                         }
@@ -343,7 +391,7 @@ macro_rules! impl_conv_store {
                         drop_member(tx, *conv, *user).await?;
                         events.push(append(tx, *conv, *user, *now_ms, LogBody::Left(*user)).await?);
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu], ..Default::default() }))
                     }
                     WriteOp::AddMembers { conversation_id: conv, actor, users, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -372,12 +420,14 @@ macro_rules! impl_conv_store {
                         }
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::MembersAdded(new.clone())).await?;
                         let mut user_updates = Vec::new();
+                        let mut notifications = Vec::new();
                         for u in &new {
                             user_updates.push(user_update(tx, *u, true, *conv, *now_ms).await?);
+                            notifications.push(notify(tx, *u, NOTIFY_ADDED, *conv, None, *actor, None, *now_ms).await?);
                         }
                         let mut audience = current;
                         audience.extend(new);
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates, notifications, ..Default::default() }))
                     }
                     WriteOp::RemoveMember { conversation_id: conv, actor, user, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -402,10 +452,10 @@ macro_rules! impl_conv_store {
                         drop_member(tx, *conv, *user).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Removed(*user)).await?;
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
                     }
                     WriteOp::Send { conversation_id: conv, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => {
-                        let Some((_, Some(role))) = kind_and_role(tx, *conv, *sender).await? else {
+                        let Some((kind, Some(role))) = kind_and_role(tx, *conv, *sender).await? else {
                             return Ok(Err(OpError::NotFound("no such conversation")));
                         };
                         let dup = sqlx::query("SELECT id, seq, created_at_ms, conversation_id FROM messages WHERE session_id = $1 AND client_msg_id = $2")
@@ -421,6 +471,14 @@ macro_rules! impl_conv_store {
                                 result: Some(OpResult::Sent { message_id: d.try_get(0)?, seq: d.try_get(1)?, created_at_ms: d.try_get(2)?, duplicate: true }),
                                 ..Default::default()
                             }));
+                        }
+                        if kind == ConvKind::Direct as i32 {
+                            let peer = member_ids(tx, *conv).await?.into_iter().find(|u| u != sender);
+                            if let Some(peer) = peer
+                                && blocked(tx, peer, *sender).await?
+                            {
+                                return Ok(Err(OpError::PermissionDenied("you cannot send to this conversation")));
+                            }
                         }
                         if announcement_only(tx, *conv).await? && !permits(role, Action::PostInAnnouncementOnly) {
                             return Ok(Err(OpError::PermissionDenied("only owners and admins post in this conversation")));
@@ -481,11 +539,16 @@ macro_rules! impl_conv_store {
                             .await?;
                         let ev = LogEvent { conversation_id: *conv, seq, actor_id: *sender, at_ms: *now_ms, body: LogBody::Posted(m) };
                         let audience = member_ids(tx, *conv).await?;
+                        let mut notifications = Vec::new();
+                        for u in mentions.iter().filter(|u| *u != sender && audience.contains(u)) {
+                            notifications.push(notify(tx, *u, NOTIFY_MENTIONED, *conv, Some(message_id), *sender, None, *now_ms).await?);
+                        }
                         Ok(Ok(Applied {
                             result: Some(OpResult::Sent { message_id, seq, created_at_ms: *now_ms, duplicate: false }),
                             events: vec![ev],
                             audience,
-                            user_updates: vec![],
+                            notifications,
+                            ..Default::default()
                         }))
                     }
                     WriteOp::Edit { conversation_id: conv, actor, message_id, text, now_ms } => {
@@ -500,7 +563,7 @@ macro_rules! impl_conv_store {
                             .await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Edited { message_id: *message_id, text: text.clone() }).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::Delete { conversation_id: conv, actor, message_id, now_ms } => {
                         if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, true).await? {
@@ -519,7 +582,58 @@ macro_rules! impl_conv_store {
                             .await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Deleted { message_id: *message_id }).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
+                    }
+                    WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms } => {
+                        if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {
+                            return Ok(Err(OpError::NotFound("no such conversation")));
+                        }
+                        if *seq > head(tx, *conv).await? {
+                            return Ok(Err(OpError::Invalid("mark_read.seq", "beyond the conversation's head")));
+                        }
+                        let moved = sqlx::query("UPDATE members SET read_seq = $1, delivered_seq = CASE WHEN delivered_seq < $1 THEN $1 ELSE delivered_seq END \
+                                                 WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1")
+                            .bind(*seq)
+                            .bind(*conv)
+                            .bind(*user)
+                            .execute(&mut **tx)
+                            .await?;
+                        let now_read = receipt_of(tx, *conv, *user).await?;
+                        if moved.rows_affected() == 0 {
+                            let r = sqlx::query("SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2").bind(*conv).bind(*user).fetch_one(&mut **tx).await?;
+                            return Ok(Ok(Applied { result: Some(OpResult::Seq(r.try_get(0)?)), ..Default::default() }));
+                        }
+                        let uu = user_entry(tx, *user, UPDATE_READ, *conv, Some(*seq), *now_ms).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(*seq)), audience, user_updates: vec![uu], receipts: vec![now_read], ..Default::default() }))
+                    }
+                    WriteOp::Ack { conversation_id: conv, user, session_id, seq } => {
+                        if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {
+                            return Ok(Err(OpError::NotFound("no such conversation")));
+                        }
+                        if *seq > head(tx, *conv).await? {
+                            return Ok(Err(OpError::Invalid("ack.seq", "beyond the conversation's head")));
+                        }
+                        sqlx::query("INSERT INTO device_acks (session_id, conversation_id, acked_seq) VALUES ($1, $2, $3) \
+                                     ON CONFLICT (session_id, conversation_id) DO UPDATE SET acked_seq = excluded.acked_seq \
+                                     WHERE device_acks.acked_seq < excluded.acked_seq")
+                            .bind(session_id)
+                            .bind(*conv)
+                            .bind(*seq)
+                            .execute(&mut **tx)
+                            .await?;
+                        let moved = sqlx::query("UPDATE members SET delivered_seq = $1 WHERE conversation_id = $2 AND user_id = $3 AND delivered_seq < $1")
+                            .bind(*seq)
+                            .bind(*conv)
+                            .bind(*user)
+                            .execute(&mut **tx)
+                            .await?;
+                        if moved.rows_affected() == 0 {
+                            return Ok(Ok(Applied { result: Some(OpResult::Done), ..Default::default() }));
+                        }
+                        let r = receipt_of(tx, *conv, *user).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Done), audience, receipts: vec![r], ..Default::default() }))
                     }
                     WriteOp::Update { conversation_id: conv, actor, title, description, photo_ref, announcement_only: ann, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -552,7 +666,7 @@ macro_rules! impl_conv_store {
                             .await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Updated(st)).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, user_updates: vec![] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::SetRole { conversation_id: conv, actor, user, role: new_role, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -577,7 +691,8 @@ macro_rules! impl_conv_store {
                         set_role(tx, *conv, *user, *new_role).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::RoleChanged { user: *user, role: *new_role }).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                        let n = notify(tx, *user, NOTIFY_ROLE_CHANGED, *conv, None, *actor, Some(*new_role), *now_ms).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications: vec![n], ..Default::default() }))
                     }
                     WriteOp::TransferOwnership { conversation_id: conv, actor, user, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -599,7 +714,7 @@ macro_rules! impl_conv_store {
                         set_role(tx, *conv, *actor, ROLE_ADMIN).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::OwnershipTransferred { from: *actor, to: *user }).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::Pin { conversation_id: conv, actor, message_id, pin, now_ms } => {
                         let (kind, role) = match member_message(tx, *conv, *actor, *message_id).await? {
@@ -631,7 +746,7 @@ macro_rules! impl_conv_store {
                         let body = if *pin { LogBody::Pinned { message_id: *message_id } } else { LogBody::Unpinned { message_id: *message_id } };
                         let ev = append(tx, *conv, *actor, *now_ms, body).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::React { conversation_id: conv, actor, message_id, emoji, add, now_ms } => {
                         if let Err(e) = member_message(tx, *conv, *actor, *message_id).await? {
@@ -664,7 +779,7 @@ macro_rules! impl_conv_store {
                         };
                         let ev = append(tx, *conv, *actor, *now_ms, body).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![] }))
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                 }
             }
@@ -973,7 +1088,7 @@ macro_rules! impl_conv_store {
                     timed(&self.metrics, "user_updates_after", async {
                         let head = sqlx::query("SELECT update_seq FROM users WHERE id = $1").bind(user).fetch_one(&self.pool).await?;
                         let head: i64 = head.try_get(0)?;
-                        let rows = sqlx::query("SELECT user_seq, kind, conversation_id, at_ms FROM user_updates WHERE user_id = $1 AND user_seq > $2 \
+                        let rows = sqlx::query("SELECT user_seq, kind, conversation_id, at_ms, seq FROM user_updates WHERE user_id = $1 AND user_seq > $2 \
                                                 ORDER BY user_seq LIMIT $3")
                             .bind(user)
                             .bind(after)
@@ -986,15 +1101,47 @@ macro_rules! impl_conv_store {
                                 Ok::<_, sqlx::Error>(UserUpdateRec {
                                     user_id: user,
                                     user_seq: r.try_get(0)?,
-                                    added: r.try_get::<i32, _>(1)? == 1,
+                                    kind: r.try_get(1)?,
                                     conversation_id: r.try_get(2)?,
                                     at_ms: r.try_get(3)?,
+                                    seq: r.try_get(4)?,
                                 })
                             })
                             .collect::<Result<_, _>>()?;
                         Ok((updates, head))
                     })
                     .await
+                }
+
+                async fn watermarks(&self, conv: ConvId) -> Result<Vec<MemberWatermarks>, StoreError> {
+                    timed(&self.metrics, "watermarks", async {
+                        let rows = sqlx::query("SELECT m.user_id, m.delivered_seq, m.read_seq, u.read_receipts FROM members m JOIN users u ON u.id = m.user_id \
+                                                WHERE m.conversation_id = $1 ORDER BY m.user_id")
+                            .bind(conv)
+                            .fetch_all(&self.pool)
+                            .await?;
+                        Ok(rows
+                            .iter()
+                            .map(|r| {
+                                Ok::<_, sqlx::Error>(MemberWatermarks {
+                                    user_id: r.try_get(0)?,
+                                    delivered_seq: r.try_get(1)?,
+                                    read_seq: r.try_get(2)?,
+                                    shares_read: r.try_get::<i32, _>(3)? != 0,
+                                })
+                            })
+                            .collect::<Result<_, _>>()?)
+                    })
+                    .await
+                }
+
+                async fn message(&self, conv: ConvId, message_id: i64) -> Result<Option<MessageRec>, StoreError> {
+                    let r = sqlx::query(q(format!("SELECT {MSG_COLS} FROM messages WHERE id = $1 AND conversation_id = $2")))
+                        .bind(message_id)
+                        .bind(conv)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(r.as_ref().map(|r| message_at(r, 0)).transpose()?.flatten())
                 }
 
                 async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError> {

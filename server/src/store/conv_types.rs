@@ -147,15 +147,59 @@ pub struct LogEvent {
     pub body: LogBody,
 }
 
+/// Kinds of user log entries.
+pub const UPDATE_ADDED: i32 = 1;
+pub const UPDATE_REMOVED: i32 = 2;
+pub const UPDATE_READ: i32 = 3;
+
 /// One entry of a user's own log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserUpdateRec {
     pub user_id: UserId,
     pub user_seq: i64,
     pub at_ms: i64,
-    /// True: added to the conversation; false: removed from it.
-    pub added: bool,
+    /// UPDATE_ADDED, UPDATE_REMOVED or UPDATE_READ.
+    pub kind: i32,
     pub conversation_id: ConvId,
+    /// UPDATE_READ: the new read watermark.
+    pub seq: Option<i64>,
+}
+
+/// A member's receipt watermarks after a change; `read_seq` is 0 when they hide read receipts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptRec {
+    pub conversation_id: ConvId,
+    pub user_id: UserId,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+}
+
+/// Notification kinds (same numbers as the wire enum).
+pub const NOTIFY_MENTIONED: i32 = 1;
+pub const NOTIFY_ADDED: i32 = 2;
+pub const NOTIFY_ROLE_CHANGED: i32 = 3;
+
+/// An entry of a user's notifications inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationRec {
+    pub id: i64,
+    pub user_id: UserId,
+    pub kind: i32,
+    pub conversation_id: ConvId,
+    pub message_id: Option<i64>,
+    pub actor_id: UserId,
+    pub role: Option<i32>,
+    pub created_at_ms: i64,
+    pub read: bool,
+}
+
+/// A member's receipt state, for GetReceipts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberWatermarks {
+    pub user_id: UserId,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+    pub shares_read: bool,
 }
 
 /// A conversation as one user sees it.
@@ -279,6 +323,18 @@ pub enum WriteOp {
         add: bool,
         now_ms: i64,
     },
+    MarkRead {
+        conversation_id: ConvId,
+        user: UserId,
+        seq: i64,
+        now_ms: i64,
+    },
+    Ack {
+        conversation_id: ConvId,
+        user: UserId,
+        session_id: String,
+        seq: i64,
+    },
 }
 
 /// What an applied op returns to its caller.
@@ -298,6 +354,10 @@ pub struct Applied {
     /// Who receives `events` live: the conversation's members (and a leaver).
     pub audience: Vec<UserId>,
     pub user_updates: Vec<UserUpdateRec>,
+    /// Receipt watermark changes, delivered to `audience`.
+    pub receipts: Vec<ReceiptRec>,
+    /// New inbox entries, each delivered to its user.
+    pub notifications: Vec<NotificationRec>,
 }
 
 /// Why one op of a batch was refused (the rest of the batch is unaffected).

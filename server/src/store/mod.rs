@@ -105,6 +105,9 @@ pub trait ConvStore: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<(Vec<UserUpdateRec>, i64), StoreError>;
+    /// Every member's receipt watermarks.
+    async fn watermarks(&self, conv: ConvId) -> Result<Vec<MemberWatermarks>, StoreError>;
+    async fn message(&self, conv: ConvId, message_id: i64) -> Result<Option<MessageRec>, StoreError>;
     /// (conversation, head seq) of every conversation the user is a member of.
     async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError>;
     /// Records that a device applied the conversation up to `seq` (only moves forward).
@@ -174,6 +177,46 @@ pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
     ) -> Result<RotateOutcome, StoreError>;
     /// Stores a one-time code, replacing the previous one for the same kind and destination.
     async fn put_code(&self, code: NewCode) -> Result<(), StoreError>;
+    // ---- social (docs/protocol.md §15-§19) ----
+
+    async fn set_privacy(
+        &self,
+        user: UserId,
+        read_receipts: Option<bool>,
+        show_last_seen: Option<bool>,
+    ) -> Result<(), StoreError>;
+    async fn set_last_seen(&self, user: UserId, now_ms: i64) -> Result<(), StoreError>;
+    /// Live users among `ids`, in id order.
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError>;
+    /// Live users whose username or display name starts with `prefix` (case-folded), by username
+    /// after `after`, leaving out users who blocked `viewer`.
+    async fn search_users(
+        &self,
+        viewer: UserId,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+    /// Adds a contact; false when the user does not exist (or is deleted).
+    async fn add_contact(&self, user: UserId, contact: UserId, now_ms: i64) -> Result<bool, StoreError>;
+    async fn remove_contact(&self, user: UserId, contact: UserId) -> Result<(), StoreError>;
+    async fn contacts(&self, user: UserId) -> Result<Vec<User>, StoreError>;
+    async fn block(&self, user: UserId, other: UserId, now_ms: i64) -> Result<bool, StoreError>;
+    async fn unblock(&self, user: UserId, other: UserId) -> Result<(), StoreError>;
+    async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError>;
+    /// Who may see `user`'s presence: co-members and users in `user`'s contacts, minus those
+    /// `user` blocked.
+    async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+    async fn notifications(
+        &self,
+        user: UserId,
+        before: i64,
+        limit: u32,
+        unread_only: bool,
+    ) -> Result<(Vec<NotificationRec>, i64), StoreError>;
+    /// Marks entries up to `up_to` read; returns the unread count left.
+    async fn mark_notifications_read(&self, user: UserId, up_to: i64) -> Result<i64, StoreError>;
+
     /// Tries a code: counts the try, and consumes the code when it is right.
     async fn check_code(
         &self,

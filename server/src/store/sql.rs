@@ -21,10 +21,11 @@ macro_rules! impl_store {
     ($store:ty, $backend:expr, $begin:literal) => {
         use sqlx::Row as _;
         use $crate::store::types::*;
+        use $crate::store::conv_types::NotificationRec;
         use $crate::store::{Instance, Store, StoreError, sql::conflict, timed};
 
         const USER_COLUMNS: &str = "id, username, display_name, email, phone, status_text, created_at_ms, \
-                                    password_hash IS NOT NULL, deleted_at_ms IS NOT NULL";
+                                    password_hash IS NOT NULL, deleted_at_ms IS NOT NULL, read_receipts, show_last_seen, last_seen_at_ms";
         const SESSION_COLUMNS: &str =
             "id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms, revoked_at_ms IS NOT NULL";
 
@@ -39,6 +40,9 @@ macro_rules! impl_store {
                 created_at_ms: r.try_get(6)?,
                 has_password: r.try_get(7)?,
                 deleted: r.try_get(8)?,
+                read_receipts: r.try_get::<i32, _>(9)? != 0,
+                show_last_seen: r.try_get::<i32, _>(10)? != 0,
+                last_seen_at_ms: r.try_get(11)?,
             })
         }
 
@@ -144,7 +148,7 @@ macro_rules! impl_store {
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await?;
-                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(9)? })).transpose()?)
+                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(12)? })).transpose()?)
                 })
                 .await
             }
@@ -157,7 +161,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
-                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(9)? })).transpose()?)
+                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(12)? })).transpose()?)
                 })
                 .await
             }
@@ -405,6 +409,193 @@ macro_rules! impl_store {
                     Ok(RotateOutcome::Rotated(session))
                 })
                 .await
+            }
+
+            async fn set_privacy(&self, user: UserId, read_receipts: Option<bool>, show_last_seen: Option<bool>) -> Result<(), StoreError> {
+                timed(&self.metrics, "set_privacy", async {
+                    sqlx::query("UPDATE users SET read_receipts = COALESCE($1, read_receipts), show_last_seen = COALESCE($2, show_last_seen) WHERE id = $3")
+                        .bind(read_receipts.map(i32::from))
+                        .bind(show_last_seen.map(i32::from))
+                        .bind(user)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                })
+                .await
+            }
+
+            async fn set_last_seen(&self, user: UserId, now_ms: i64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE users SET last_seen_at_ms = $1 WHERE id = $2").bind(now_ms).bind(user).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+                timed(&self.metrics, "users", async {
+                    let mut out = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        let row = sqlx::query(sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+                            .bind(*id)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        if let Some(r) = row {
+                            out.push(user_from(&r)?);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+
+            async fn search_users(&self, viewer: UserId, prefix: &str, after: &str, limit: u32) -> Result<Vec<User>, StoreError> {
+                timed(&self.metrics, "search_users", async {
+                    let escaped: String = prefix
+                        .chars()
+                        .flat_map(|c| match c {
+                            '%' | '_' | '\\' => vec!['\\', c],
+                            c => vec![c],
+                        })
+                        .collect();
+                    let cols = USER_COLUMNS.replace("id, username", "u.id, u.username");
+                    let rows = sqlx::query(sql(format!(
+                        "SELECT {cols} FROM users u WHERE u.deleted_at_ms IS NULL AND u.username_key > $1 \
+                         AND (u.username_key LIKE $2 ESCAPE '\\' OR LOWER(u.display_name) LIKE $2 ESCAPE '\\') \
+                         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.id AND b.blocked_id = $3) \
+                         ORDER BY u.username_key LIMIT $4"
+                    )))
+                    .bind(after)
+                    .bind(format!("{escaped}%"))
+                    .bind(viewer)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+                })
+                .await
+            }
+
+            async fn add_contact(&self, user: UserId, contact: UserId, now_ms: i64) -> Result<bool, StoreError> {
+                let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND deleted_at_ms IS NULL").bind(contact).fetch_optional(&self.pool).await?;
+                if exists.is_none() {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO contacts (user_id, contact_id, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (user_id, contact_id) DO NOTHING")
+                    .bind(user)
+                    .bind(contact)
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(true)
+            }
+
+            async fn remove_contact(&self, user: UserId, contact: UserId) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM contacts WHERE user_id = $1 AND contact_id = $2").bind(user).bind(contact).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn contacts(&self, user: UserId) -> Result<Vec<User>, StoreError> {
+                let cols = USER_COLUMNS.replace("id, username", "u.id, u.username");
+                let rows = sqlx::query(sql(format!(
+                    "SELECT {cols} FROM contacts c JOIN users u ON u.id = c.contact_id WHERE c.user_id = $1 ORDER BY u.username_key"
+                )))
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn block(&self, user: UserId, other: UserId, now_ms: i64) -> Result<bool, StoreError> {
+                let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(other).fetch_optional(&self.pool).await?;
+                if exists.is_none() {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO blocks (user_id, blocked_id, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT (user_id, blocked_id) DO NOTHING")
+                    .bind(user)
+                    .bind(other)
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(true)
+            }
+
+            async fn unblock(&self, user: UserId, other: UserId) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM blocks WHERE user_id = $1 AND blocked_id = $2").bind(user).bind(other).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError> {
+                let cols = USER_COLUMNS.replace("id, username", "u.id, u.username");
+                let rows = sqlx::query(sql(format!(
+                    "SELECT {cols} FROM blocks b JOIN users u ON u.id = b.blocked_id WHERE b.user_id = $1 ORDER BY u.username_key"
+                )))
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+                timed(&self.metrics, "presence_audience", async {
+                    let rows = sqlx::query(
+                        "SELECT DISTINCT m2.user_id FROM members m1 JOIN members m2 ON m2.conversation_id = m1.conversation_id \
+                         WHERE m1.user_id = $1 AND m2.user_id <> $1 \
+                         UNION SELECT contact_id FROM contacts WHERE user_id = $1",
+                    )
+                    .bind(user)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let blocked = sqlx::query("SELECT blocked_id FROM blocks WHERE user_id = $1").bind(user).fetch_all(&self.pool).await?;
+                    let blocked: Vec<i64> = blocked.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+                    let mut out: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+                    out.retain(|u| !blocked.contains(u));
+                    out.sort_unstable();
+                    out.dedup();
+                    Ok(out)
+                })
+                .await
+            }
+
+            async fn notifications(&self, user: UserId, before: i64, limit: u32, unread_only: bool) -> Result<(Vec<NotificationRec>, i64), StoreError> {
+                timed(&self.metrics, "notifications", async {
+                    let rows = sqlx::query(
+                        "SELECT id, kind, conversation_id, message_id, actor_id, role, created_at_ms, read_flag FROM notifications \
+                         WHERE user_id = $1 AND id < $2 AND ($3 = 0 OR read_flag = 0) ORDER BY id DESC LIMIT $4",
+                    )
+                    .bind(user)
+                    .bind(before)
+                    .bind(i32::from(unread_only))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let list = rows
+                        .iter()
+                        .map(|r| {
+                            Ok::<_, sqlx::Error>(NotificationRec {
+                                id: r.try_get(0)?,
+                                user_id: user,
+                                kind: r.try_get(1)?,
+                                conversation_id: r.try_get(2)?,
+                                message_id: r.try_get(3)?,
+                                actor_id: r.try_get(4)?,
+                                role: r.try_get(5)?,
+                                created_at_ms: r.try_get(6)?,
+                                read: r.try_get::<i32, _>(7)? != 0,
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                    let unread = sqlx::query("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_flag = 0").bind(user).fetch_one(&self.pool).await?;
+                    Ok((list, unread.try_get(0)?))
+                })
+                .await
+            }
+
+            async fn mark_notifications_read(&self, user: UserId, up_to: i64) -> Result<i64, StoreError> {
+                sqlx::query("UPDATE notifications SET read_flag = 1 WHERE user_id = $1 AND id <= $2 AND read_flag = 0")
+                    .bind(user)
+                    .bind(up_to)
+                    .execute(&self.pool)
+                    .await?;
+                let unread = sqlx::query("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_flag = 0").bind(user).fetch_one(&self.pool).await?;
+                Ok(unread.try_get(0)?)
             }
 
             async fn put_code(&self, c: NewCode) -> Result<(), StoreError> {

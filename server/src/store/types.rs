@@ -15,6 +15,9 @@ pub struct User {
     pub created_at_ms: i64,
     pub has_password: bool,
     pub deleted: bool,
+    pub read_receipts: bool,
+    pub show_last_seen: bool,
+    pub last_seen_at_ms: Option<i64>,
 }
 
 /// A user with the hash to check a password against.

@@ -1,0 +1,34 @@
+-- Receipts (delivered/read watermarks), privacy, last seen, contacts, blocks, notifications.
+ALTER TABLE members ADD COLUMN delivered_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE user_updates ADD COLUMN seq BIGINT;
+ALTER TABLE users ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN show_last_seen INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN last_seen_at_ms BIGINT;
+
+CREATE TABLE contacts (
+    user_id BIGINT NOT NULL REFERENCES users (id),
+    contact_id BIGINT NOT NULL REFERENCES users (id),
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (user_id, contact_id)
+);
+CREATE INDEX contacts_reverse ON contacts (contact_id);
+
+CREATE TABLE blocks (
+    user_id BIGINT NOT NULL REFERENCES users (id),
+    blocked_id BIGINT NOT NULL REFERENCES users (id),
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (user_id, blocked_id)
+);
+
+CREATE TABLE notifications (
+    id BIGSERIAL PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (id),
+    kind INTEGER NOT NULL,
+    conversation_id BIGINT NOT NULL,
+    message_id BIGINT,
+    actor_id BIGINT NOT NULL,
+    role INTEGER,
+    created_at_ms BIGINT NOT NULL,
+    read_flag INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX notifications_user ON notifications (user_id, id);

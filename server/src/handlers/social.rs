@@ -1,0 +1,152 @@
+//! Receipts, typing, presence, privacy, profiles, contacts, blocking and notifications
+//! (docs/protocol.md §15-§19): wire requests to the services and back.
+
+use confab_protocol::v1::{self, response::Result as R};
+
+use crate::connection::ConnCtx;
+use crate::conversations::wire;
+use crate::error::ServerError;
+use crate::social::Profile;
+use crate::state::AppState;
+
+type Out = Result<R, ServerError>;
+
+fn profile(p: &Profile) -> v1::UserProfile {
+    let u = &p.user;
+    v1::UserProfile {
+        user_id: u.id as u64,
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        status_text: u.status_text.clone(),
+        avatar_ref: String::new(),
+        presence: p.presence.unwrap_or(0),
+        last_seen_ms: p.last_seen_ms.max(0) as u64,
+        deleted: u.deleted,
+    }
+}
+
+fn privacy((read_receipts, show_last_seen): (bool, bool)) -> v1::PrivacySettings {
+    v1::PrivacySettings { read_receipts, show_last_seen }
+}
+
+/// §15.1
+pub(crate) async fn mark_read(state: &AppState, ctx: &ConnCtx, r: v1::MarkRead) -> Out {
+    let a = ctx.require_auth()?;
+    let read_seq = state.conversations().mark_read(&a, r.conversation_id, r.seq).await?;
+    Ok(R::MarkRead(v1::MarkReadResult { read_seq: read_seq as u64 }))
+}
+
+/// §15.2
+pub(crate) async fn get_receipts(state: &AppState, ctx: &ConnCtx, r: v1::GetReceipts) -> Out {
+    let a = ctx.require_auth()?;
+    let list = state.conversations().receipts(&a, r.conversation_id, r.message_id).await?;
+    Ok(R::GetReceipts(v1::GetReceiptsResult {
+        receipts: list.into_iter().map(|(u, s)| v1::MemberReceipt { user_id: u as u64, state: s }).collect(),
+    }))
+}
+
+/// §15.4
+pub(crate) async fn get_privacy(state: &AppState, ctx: &ConnCtx) -> Out {
+    let a = ctx.require_auth()?;
+    Ok(R::GetPrivacy(privacy(state.social().privacy(&a).await?)))
+}
+
+/// §15.4
+pub(crate) async fn set_privacy(state: &AppState, ctx: &ConnCtx, r: v1::SetPrivacy) -> Out {
+    let a = ctx.require_auth()?;
+    Ok(R::SetPrivacy(privacy(state.social().set_privacy(&a, r.read_receipts, r.show_last_seen).await?)))
+}
+
+/// §16
+pub(crate) async fn set_typing(state: &AppState, ctx: &ConnCtx, r: v1::SetTyping) -> Out {
+    let a = ctx.require_auth()?;
+    state.social().set_typing(ctx, &a, r.conversation_id, r.typing).await?;
+    Ok(R::SetTyping(v1::SetTypingResult {}))
+}
+
+/// §17
+pub(crate) async fn set_presence(state: &AppState, ctx: &ConnCtx, r: v1::SetPresence) -> Out {
+    let a = ctx.require_auth()?;
+    state.social().set_presence(ctx, &a, r.state)?;
+    Ok(R::SetPresence(v1::SetPresenceResult {}))
+}
+
+/// §18
+pub(crate) async fn get_user(state: &AppState, ctx: &ConnCtx, r: v1::GetUser) -> Out {
+    let a = ctx.require_auth()?;
+    let list = state.social().users(&a, &[r.user_id]).await?;
+    let p = list.first().ok_or_else(|| ServerError::NotFound("no such user".into()))?;
+    Ok(R::GetUser(profile(p)))
+}
+
+/// §18
+pub(crate) async fn get_users(state: &AppState, ctx: &ConnCtx, r: v1::GetUsers) -> Out {
+    let a = ctx.require_auth()?;
+    let list = state.social().users(&a, &r.user_ids).await?;
+    Ok(R::GetUsers(v1::GetUsersResult { users: list.iter().map(profile).collect() }))
+}
+
+/// §18
+pub(crate) async fn search_users(state: &AppState, ctx: &ConnCtx, r: v1::SearchUsers) -> Out {
+    let a = ctx.require_auth()?;
+    let (list, next) = state.social().search(&a, &r.query, &r.page_token, r.limit).await?;
+    Ok(R::SearchUsers(v1::SearchUsersResult { users: list.iter().map(profile).collect(), next_page_token: next }))
+}
+
+/// §18
+pub(crate) async fn add_contact(state: &AppState, ctx: &ConnCtx, r: v1::AddContact) -> Out {
+    let a = ctx.require_auth()?;
+    state.social().add_contact(&a, r.user_id).await?;
+    Ok(R::AddContact(v1::Done {}))
+}
+
+/// §18
+pub(crate) async fn remove_contact(state: &AppState, ctx: &ConnCtx, r: v1::RemoveContact) -> Out {
+    let a = ctx.require_auth()?;
+    state.social().remove_contact(&a, r.user_id).await?;
+    Ok(R::RemoveContact(v1::Done {}))
+}
+
+/// §18
+pub(crate) async fn list_contacts(state: &AppState, ctx: &ConnCtx) -> Out {
+    let a = ctx.require_auth()?;
+    Ok(R::ListContacts(v1::ContactsResult { users: state.social().contacts(&a).await?.iter().map(profile).collect() }))
+}
+
+/// §18
+pub(crate) async fn block(state: &AppState, ctx: &ConnCtx, r: v1::Block) -> Out {
+    let a = ctx.require_auth()?;
+    state.social().block(&a, r.user_id).await?;
+    Ok(R::Block(v1::Done {}))
+}
+
+/// §18
+pub(crate) async fn unblock(state: &AppState, ctx: &ConnCtx, r: v1::Unblock) -> Out {
+    let a = ctx.require_auth()?;
+    state.social().unblock(&a, r.user_id).await?;
+    Ok(R::Unblock(v1::Done {}))
+}
+
+/// §18
+pub(crate) async fn list_blocked(state: &AppState, ctx: &ConnCtx) -> Out {
+    let a = ctx.require_auth()?;
+    Ok(R::ListBlocked(v1::ContactsResult { users: state.social().blocked(&a).await?.iter().map(profile).collect() }))
+}
+
+/// §19
+pub(crate) async fn list_notifications(state: &AppState, ctx: &ConnCtx, r: v1::ListNotifications) -> Out {
+    let a = ctx.require_auth()?;
+    let (list, has_more, unread) = state.social().notifications(&a, r.before_id, r.limit, r.unread_only).await?;
+    Ok(R::ListNotifications(v1::ListNotificationsResult {
+        notifications: list.iter().map(wire::notification).collect(),
+        has_more,
+        unread_count: unread as u32,
+    }))
+}
+
+/// §19
+pub(crate) async fn mark_notifications_read(state: &AppState, ctx: &ConnCtx, r: v1::MarkNotificationsRead) -> Out {
+    let a = ctx.require_auth()?;
+    let unread = state.social().mark_notifications_read(&a, r.up_to_id).await?;
+    Ok(R::MarkNotificationsRead(v1::MarkNotificationsReadResult { unread_count: unread as u32 }))
+}

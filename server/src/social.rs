@@ -1,0 +1,311 @@
+//! Typing, presence, privacy, profiles, contacts, blocking and the notifications inbox
+//! (docs/protocol.md §15.4, §16-§19). Typing and presence are ephemeral and live in memory (the
+//! hub); the rest is in the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use confab_protocol::frames::{encode_server, event_frame};
+use confab_protocol::v1::{self, event};
+
+use crate::auth::ConnAuth;
+use crate::auth::ratelimit::Limiter;
+use crate::config::RateLimit;
+use crate::connection::ConnCtx;
+use crate::error::ServerError;
+use crate::hub::{self, Hub};
+use crate::store::{ConvId, NotificationRec, Store, User, UserId};
+
+fn now_ms() -> i64 {
+    confab_protocol::frames::now_ms() as i64
+}
+
+fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
+    i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| ServerError::invalid(field, "required"))
+}
+
+fn presence_frame(user: UserId, state: i32, last_seen_ms: i64) -> Bytes {
+    encode_server(&event_frame(event::Event::PresenceChanged(v1::PresenceChanged {
+        user_id: user as u64,
+        state,
+        last_seen_ms: last_seen_ms.max(0) as u64,
+    })))
+}
+
+/// Tells everyone allowed to see it that `user` is now `state` (§17). Going offline records last
+/// seen; it is shown only when the user allows it.
+pub async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserId, state: i32) {
+    let now = now_ms();
+    if state == hub::OFFLINE
+        && let Err(e) = store.set_last_seen(user, now).await
+    {
+        tracing::warn!(error = %e, "recording last seen");
+    }
+    let shows = match store.users(&[user]).await {
+        Ok(u) => u.first().is_some_and(|u| u.show_last_seen),
+        Err(_) => false,
+    };
+    match store.presence_audience(user).await {
+        Ok(audience) => {
+            hub.deliver(&audience, &presence_frame(user, state, if shows && state == hub::OFFLINE { now } else { 0 }));
+        }
+        Err(e) => tracing::warn!(error = %e, "presence audience"),
+    }
+}
+
+/// Typing state per (conversation, user): a generation number, so an expiry timer only fires if
+/// no refresh came after it.
+#[derive(Debug, Default)]
+struct Typing {
+    generations: Mutex<HashMap<(ConvId, UserId), u64>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    typing: Typing,
+    typing_limit: Limiter,
+    typing_ttl: Duration,
+}
+
+/// Cheap-clone handle to the social service.
+#[derive(Clone, Debug)]
+pub struct Social(Arc<Inner>);
+
+/// A user's profile as a viewer may see it.
+#[derive(Debug)]
+pub struct Profile {
+    pub user: User,
+    /// None when the viewer may not see presence.
+    pub presence: Option<i32>,
+    pub last_seen_ms: i64,
+}
+
+impl Social {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, typing_ttl: Duration) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            hub,
+            typing: Typing::default(),
+            typing_limit: Limiter::new(RateLimit::new(5, Duration::from_secs(1))),
+            typing_ttl,
+        }))
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    fn typing_frame(&self, conv: ConvId, user: UserId, typing: bool) -> Bytes {
+        encode_server(&event_frame(event::Event::TypingChanged(v1::TypingChanged {
+            conversation_id: conv as u64,
+            user_id: user as u64,
+            typing,
+            expires_in_ms: if typing { self.0.typing_ttl.as_millis() as u32 } else { 0 },
+        })))
+    }
+
+    /// §16: tells the conversation's connected members (not this connection); droppable.
+    pub async fn set_typing(&self, ctx: &ConnCtx, auth: &ConnAuth, conv: u64, typing: bool) -> Result<(), ServerError> {
+        let conv = id("set_typing.conversation_id", conv)?;
+        if !self.store().is_member(conv, auth.user_id).await? {
+            return Err(ServerError::NotFound("no such conversation".into()));
+        }
+        if typing {
+            self.0.typing_limit.take(&format!("{}:{conv}", auth.user_id)).map_err(ServerError::RateLimited)?;
+        }
+        let members: Vec<UserId> =
+            self.store().members(conv, 0, 100_000).await?.into_iter().map(|m| m.user_id).collect();
+        self.0.hub.deliver_droppable(&members, &self.typing_frame(conv, auth.user_id, typing), ctx.key);
+        let key = (conv, auth.user_id);
+        let generation = {
+            let mut g = self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if typing {
+                let n = g.entry(key).or_insert(0);
+                *n += 1;
+                Some(*n)
+            } else {
+                g.remove(&key);
+                None
+            }
+        };
+        if let Some(generation) = generation {
+            let this = self.clone();
+            let except = ctx.key;
+            tokio::spawn(async move {
+                tokio::time::sleep(this.0.typing_ttl).await;
+                let expired = {
+                    let mut g = this.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if g.get(&key) == Some(&generation) {
+                        g.remove(&key);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if expired {
+                    this.0.hub.deliver_droppable(&members, &this.typing_frame(conv, key.1, false), except);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// §17: this device's state (ONLINE or AWAY).
+    pub fn set_presence(&self, ctx: &ConnCtx, auth: &ConnAuth, state: i32) -> Result<(), ServerError> {
+        if state != hub::ONLINE && state != hub::AWAY {
+            return Err(ServerError::invalid("set_presence.state", "ONLINE or AWAY"));
+        }
+        if let Some(new) = self.0.hub.set_presence(auth.user_id, ctx.key, state) {
+            tokio::spawn(announce_presence(self.0.store.clone(), self.0.hub.clone(), auth.user_id, new));
+        }
+        Ok(())
+    }
+
+    /// §15.4
+    pub async fn privacy(&self, auth: &ConnAuth) -> Result<(bool, bool), ServerError> {
+        let u = self.store().users(&[auth.user_id]).await?;
+        let u = u.first().ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
+        Ok((u.read_receipts, u.show_last_seen))
+    }
+
+    /// §15.4
+    pub async fn set_privacy(
+        &self,
+        auth: &ConnAuth,
+        read: Option<bool>,
+        last_seen: Option<bool>,
+    ) -> Result<(bool, bool), ServerError> {
+        self.store().set_privacy(auth.user_id, read, last_seen).await?;
+        self.privacy(auth).await
+    }
+
+    async fn profile(&self, viewer: UserId, user: User) -> Result<Profile, ServerError> {
+        let visible = viewer == user.id || self.store().presence_audience(user.id).await?.contains(&viewer);
+        let presence = visible.then(|| self.0.hub.presence(user.id));
+        let last_seen_ms = if visible && user.show_last_seen && presence == Some(hub::OFFLINE) {
+            user.last_seen_at_ms.unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(Profile { user, presence, last_seen_ms })
+    }
+
+    /// §18: profiles, with presence where allowed. Unknown ids are left out.
+    pub async fn users(&self, auth: &ConnAuth, ids: &[u64]) -> Result<Vec<Profile>, ServerError> {
+        if ids.len() > 100 {
+            return Err(ServerError::invalid("get_users.user_ids", "at most 100"));
+        }
+        let ids: Vec<i64> = ids.iter().filter_map(|u| i64::try_from(*u).ok()).collect();
+        let mut out = Vec::new();
+        for u in self.store().users(&ids).await? {
+            out.push(self.profile(auth.user_id, u).await?);
+        }
+        Ok(out)
+    }
+
+    /// §18: prefix search; the page token is the last username.
+    pub async fn search(
+        &self,
+        auth: &ConnAuth,
+        query: &str,
+        token: &str,
+        limit: u32,
+    ) -> Result<(Vec<Profile>, String), ServerError> {
+        let q = query.trim().to_lowercase();
+        if q.is_empty() || q.chars().count() > 64 {
+            return Err(ServerError::invalid("search_users.query", "1 to 64 characters"));
+        }
+        let limit = match limit {
+            0 => 20,
+            n => n.min(100),
+        };
+        let mut users = self.store().search_users(auth.user_id, &q, token, limit + 1).await?;
+        let more = users.len() > limit as usize;
+        users.truncate(limit as usize);
+        let next =
+            if more { users.last().map(|u| u.username.to_lowercase()).unwrap_or_default() } else { String::new() };
+        let mut out = Vec::new();
+        for u in users {
+            out.push(self.profile(auth.user_id, u).await?);
+        }
+        Ok((out, next))
+    }
+
+    /// §18
+    pub async fn add_contact(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+        let user = id("add_contact.user_id", user)?;
+        if user == auth.user_id {
+            return Err(ServerError::invalid("add_contact.user_id", "not yourself"));
+        }
+        if !self.store().add_contact(auth.user_id, user, now_ms()).await? {
+            return Err(ServerError::NotFound("no such user".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn remove_contact(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+        Ok(self.store().remove_contact(auth.user_id, id("remove_contact.user_id", user)?).await?)
+    }
+
+    pub async fn contacts(&self, auth: &ConnAuth) -> Result<Vec<Profile>, ServerError> {
+        let mut out = Vec::new();
+        for u in self.store().contacts(auth.user_id).await? {
+            out.push(self.profile(auth.user_id, u).await?);
+        }
+        Ok(out)
+    }
+
+    /// §18: blocking.
+    pub async fn block(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+        let user = id("block.user_id", user)?;
+        if user == auth.user_id {
+            return Err(ServerError::invalid("block.user_id", "not yourself"));
+        }
+        if !self.store().block(auth.user_id, user, now_ms()).await? {
+            return Err(ServerError::NotFound("no such user".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn unblock(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+        Ok(self.store().unblock(auth.user_id, id("unblock.user_id", user)?).await?)
+    }
+
+    pub async fn blocked(&self, auth: &ConnAuth) -> Result<Vec<Profile>, ServerError> {
+        Ok(self
+            .store()
+            .blocked_users(auth.user_id)
+            .await?
+            .into_iter()
+            .map(|user| Profile { user, presence: None, last_seen_ms: 0 })
+            .collect())
+    }
+
+    /// §19
+    pub async fn notifications(
+        &self,
+        auth: &ConnAuth,
+        before: u64,
+        limit: u32,
+        unread_only: bool,
+    ) -> Result<(Vec<NotificationRec>, bool, i64), ServerError> {
+        let limit = match limit {
+            0 => 50,
+            n => n.min(200),
+        };
+        let before = if before == 0 { i64::MAX } else { before.min(i64::MAX as u64) as i64 };
+        let (mut list, unread) = self.store().notifications(auth.user_id, before, limit + 1, unread_only).await?;
+        let more = list.len() > limit as usize;
+        list.truncate(limit as usize);
+        Ok((list, more, unread))
+    }
+
+    /// §19
+    pub async fn mark_notifications_read(&self, auth: &ConnAuth, up_to: u64) -> Result<i64, ServerError> {
+        Ok(self.store().mark_notifications_read(auth.user_id, up_to.min(i64::MAX as u64) as i64).await?)
+    }
+}
