@@ -455,7 +455,7 @@ macro_rules! impl_store {
                             c => vec![c],
                         })
                         .collect();
-                    let cols = USER_COLUMNS.replace("id, username", "u.id, u.username");
+                    let cols = USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ");
                     let rows = sqlx::query(sql(format!(
                         "SELECT {cols} FROM users u WHERE u.deleted_at_ms IS NULL AND u.username_key > $1 \
                          AND (u.username_key LIKE $2 ESCAPE '\\' OR LOWER(u.display_name) LIKE $2 ESCAPE '\\') \
@@ -493,7 +493,7 @@ macro_rules! impl_store {
             }
 
             async fn contacts(&self, user: UserId) -> Result<Vec<User>, StoreError> {
-                let cols = USER_COLUMNS.replace("id, username", "u.id, u.username");
+                let cols = USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ");
                 let rows = sqlx::query(sql(format!(
                     "SELECT {cols} FROM contacts c JOIN users u ON u.id = c.contact_id WHERE c.user_id = $1 ORDER BY u.username_key"
                 )))
@@ -523,7 +523,7 @@ macro_rules! impl_store {
             }
 
             async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError> {
-                let cols = USER_COLUMNS.replace("id, username", "u.id, u.username");
+                let cols = USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ");
                 let rows = sqlx::query(sql(format!(
                     "SELECT {cols} FROM blocks b JOIN users u ON u.id = b.blocked_id WHERE b.user_id = $1 ORDER BY u.username_key"
                 )))
