@@ -120,7 +120,7 @@ async fn collect<T>(events: &mut Events, wait: Duration, pick: impl Fn(&event::E
 
 fn receipts_of(e: &event::Event) -> Option<v1::ReceiptUpdated> {
     match e {
-        event::Event::ReceiptUpdated(r) => Some(r.clone()),
+        event::Event::ReceiptUpdated(r) => Some(*r),
         _ => None,
     }
 }
@@ -211,7 +211,7 @@ async fn read_markers_sync_across_devices(s: &TestServer, t: Transport) -> anyho
     call!(a.client, MarkRead, v1::MarkRead { conversation_id: conv, seq: m.seq })?;
     let marker = next_matching(&mut a2.events, Duration::from_secs(5), |e| match e {
         event::Event::UserUpdate(u) => match &u.body {
-            Some(user_update::Body::ReadMarker(r)) => Some(r.clone()),
+            Some(user_update::Body::ReadMarker(r)) => Some(*r),
             _ => None,
         },
         _ => None,
@@ -254,7 +254,7 @@ async fn typing_is_relayed_and_expires(s: &TestServer, t: Transport) -> anyhow::
     let typing = |on| v1::SetTyping { conversation_id: conv, typing: on };
     call!(a.client, SetTyping, typing(true))?;
     let pick = |e: &event::Event| match e {
-        event::Event::TypingChanged(x) => Some(x.clone()),
+        event::Event::TypingChanged(x) => Some(*x),
         _ => None,
     };
     let on = next_matching(&mut b.events, Duration::from_secs(5), pick).await?;
@@ -286,7 +286,7 @@ async fn typing_is_relayed_and_expires(s: &TestServer, t: Transport) -> anyhow::
 
 fn presence_of(e: &event::Event, user: u64) -> Option<v1::PresenceChanged> {
     match e {
-        event::Event::PresenceChanged(p) if p.user_id == user => Some(p.clone()),
+        event::Event::PresenceChanged(p) if p.user_id == user => Some(*p),
         _ => None,
     }
 }
@@ -420,7 +420,7 @@ async fn notifications_inbox(s: &TestServer, t: Transport) -> anyhow::Result<()>
     let a = new_user(s, t, "nA").await?;
     let mut b = new_user(s, t, "nB").await?;
     let pick = |e: &event::Event| match e {
-        event::Event::Notification(n) => Some(n.clone()),
+        event::Event::Notification(n) => Some(*n),
         _ => None,
     };
     let conv = call!(a.client, CreateConversation, group("notify", &[]))?.conversation_id;
