@@ -9,7 +9,7 @@ use crate::error::ServerError;
 use crate::state::AppState;
 
 /// Capabilities this server announces in Welcome (§4.3).
-pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away", "accounts"];
+pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away", "accounts", "conversations", "social"];
 
 const MAX_NAME_BYTES: usize = 64;
 const MAX_CAPABILITIES: usize = 32;
