@@ -132,10 +132,12 @@ async fn receipts_in_a_group_of_ten(s: &TestServer, t: Transport) -> anyhow::Res
     for i in 0..9 {
         members.push(new_user(s, t, &format!("rc{i}_")).await?);
     }
+    // Every member has a second device; the sender has one too.
     let mut second: Vec<User> = Vec::new();
-    for m in members.iter().take(3) {
+    for m in &members {
         second.push(second_device(s, t, m).await?);
     }
+    let mut sender2 = second_device(s, t, &sender).await?;
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let conv = call!(sender.client, CreateConversation, group("ten", &ids))?.conversation_id;
     let mut last = 0;
@@ -148,10 +150,11 @@ async fn receipts_in_a_group_of_ten(s: &TestServer, t: Transport) -> anyhow::Res
         last = r.seq;
     }
     let _ = collect(&mut sender.events, Duration::from_millis(100), receipts_of).await;
-    // Members 0-5 acknowledge everything on one device (delivered); 0-2 read everything; 3 reads
-    // only the first message. Member 8 does nothing.
-    for m in members.iter().take(6) {
-        call!(m.client, Ack, v1::Ack { conversation_id: conv, seq: last })?;
+    // Members 0-5 acknowledge everything on one of their devices (0-2 on the first, 3-5 on the
+    // second); 0-2 read everything; 3 reads only the first message. Members 6-8 do nothing.
+    for (i, m) in members.iter().enumerate().take(6) {
+        let device = if i < 3 { &m.client } else { &second[i].client };
+        call!(device, Ack, v1::Ack { conversation_id: conv, seq: last })?;
     }
     for m in members.iter().take(3) {
         call!(m.client, MarkRead, v1::MarkRead { conversation_id: conv, seq: last })?;
@@ -161,6 +164,8 @@ async fn receipts_in_a_group_of_ten(s: &TestServer, t: Transport) -> anyhow::Res
     call!(second[0].client, Ack, v1::Ack { conversation_id: conv, seq: last })?;
     let updates = collect(&mut sender.events, Duration::from_millis(400), receipts_of).await;
     ensure!(updates.len() == 6 + 3 + 1, "{} receipt events for 10 watermark moves: {updates:?}", updates.len());
+    let on_second = collect(&mut sender2.events, Duration::from_millis(100), receipts_of).await;
+    ensure!(on_second.len() == updates.len(), "the sender's other device got {} receipt events", on_second.len());
     let r = call!(
         sender.client,
         GetReceipts,
