@@ -2,7 +2,9 @@
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
 pub mod conv_sql;
+pub mod conv_tx_sql;
 pub mod conv_types;
+pub mod conv_write_sql;
 mod postgres;
 mod sql;
 mod sqlite;

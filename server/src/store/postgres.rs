@@ -50,3 +50,4 @@ impl HasDb for PgStore {
 impl_store!(PgStore, Backend::Postgres, "BEGIN");
 
 super::conv_sql::impl_conv_store!(PgStore, "BEGIN");
+super::conv_write_sql::impl_conv_writes!(PgStore, "BEGIN");

@@ -51,3 +51,4 @@ impl HasDb for SqliteStore {
 impl_store!(SqliteStore, Backend::Sqlite, "BEGIN IMMEDIATE");
 
 super::conv_sql::impl_conv_store!(SqliteStore, "BEGIN IMMEDIATE");
+super::conv_write_sql::impl_conv_writes!(SqliteStore, "BEGIN IMMEDIATE");

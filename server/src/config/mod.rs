@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod args;
+pub use args::ConfigArgs;
+
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -343,151 +346,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
-}
-
-/// Command-line flags. Each also reads a `CONFAB_*` environment variable; a flag wins over
-/// its variable, and both win over the file.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct ConfigArgs {
-    /// TOML configuration file (see docs/operations.md).
-    #[arg(long, env = "CONFAB_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// WebSocket + HTTP listen address [default: 127.0.0.1:7600].
-    #[arg(long, env = "CONFAB_WS_LISTEN", value_name = "ADDR")]
-    pub ws_listen: Option<SocketAddr>,
-    /// QUIC (UDP) listen address [default: 127.0.0.1:7601].
-    #[arg(long, env = "CONFAB_QUIC_LISTEN", value_name = "ADDR")]
-    pub quic_listen: Option<SocketAddr>,
-    /// Data directory: embedded database, generated certificate [default: ./confab-data].
-    #[arg(long, env = "CONFAB_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (postgres://…); without it the embedded SQLite store is used.
-    #[arg(long, env = "CONFAB_DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    pub database_url: Option<DatabaseUrl>,
-    /// Log output format [default: text].
-    #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, RUST_LOG syntax; RUST_LOG wins when set [default: info].
-    #[arg(long, env = "CONFAB_LOG_FILTER", value_name = "FILTER")]
-    pub log_filter: Option<String>,
-    /// PEM certificate chain for QUIC (with --tls-key); default: self-signed, generated into the data dir.
-    #[arg(long, env = "CONFAB_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long, env = "CONFAB_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Extra host names for the generated certificate (comma-separated).
-    #[arg(long, env = "CONFAB_TLS_HOSTNAMES", value_name = "NAMES", value_delimiter = ',')]
-    pub tls_hostnames: Option<Vec<String>>,
-    /// Largest client frame accepted, bytes [default: 1048576].
-    #[arg(long, env = "CONFAB_MAX_FRAME_BYTES", value_name = "BYTES")]
-    pub max_frame_bytes: Option<u32>,
-    /// Unanswered requests read per connection before reading pauses [default: 32].
-    #[arg(long, env = "CONFAB_MAX_REQUESTS_IN_FLIGHT", value_name = "N")]
-    pub max_requests_in_flight: Option<u32>,
-    /// Heartbeat interval announced to clients [default: 15s].
-    #[arg(long, env = "CONFAB_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
-    pub heartbeat_interval: Option<Duration>,
-    /// Close connections silent this long [default: 45s].
-    #[arg(long, env = "CONFAB_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub idle_timeout: Option<Duration>,
-    /// Deadline for TLS + upgrade + Hello [default: 10s].
-    #[arg(long, env = "CONFAB_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub handshake_timeout: Option<Duration>,
-    /// Connections allowed in total [default: 100000].
-    #[arg(long, env = "CONFAB_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<u32>,
-    /// Connections allowed per client IP address [default: 1000].
-    #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_IP", value_name = "N")]
-    pub max_connections_per_ip: Option<u32>,
-    /// Outbound frames queued per connection before it is closed as slow [default: 1024].
-    #[arg(long, env = "CONFAB_OUTBOUND_QUEUE_FRAMES", value_name = "N")]
-    pub outbound_queue_frames: Option<u32>,
-    /// WebSocket read buffer per connection, bytes [default: 4096].
-    #[arg(long, env = "CONFAB_WS_READ_BUFFER_BYTES", value_name = "BYTES")]
-    pub ws_read_buffer_bytes: Option<u32>,
-    /// QUIC receive window per connection, bytes [default: 4194304].
-    #[arg(long, env = "CONFAB_QUIC_RECEIVE_WINDOW_BYTES", value_name = "BYTES")]
-    pub quic_receive_window_bytes: Option<u32>,
-    /// Longest message text, bytes [default: 16384].
-    #[arg(long, env = "CONFAB_MAX_MESSAGE_TEXT_BYTES", value_name = "BYTES")]
-    pub max_message_text_bytes: Option<u32>,
-    /// Typing indicators expire after this without a refresh [default: 5s].
-    #[arg(long, env = "CONFAB_TYPING_TTL", value_name = "DURATION", value_parser = parse_duration)]
-    pub typing_ttl: Option<Duration>,
-    /// Database connection pool size [default: 16].
-    #[arg(long, env = "CONFAB_STORE_POOL_SIZE", value_name = "N")]
-    pub store_pool_size: Option<u32>,
-    /// Wait at most this long for a pooled database connection [default: 3s].
-    #[arg(long, env = "CONFAB_STORE_ACQUIRE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub store_acquire_timeout: Option<Duration>,
-    /// Abort database statements running longer than this [default: 5s].
-    #[arg(long, env = "CONFAB_STORE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub store_statement_timeout: Option<Duration>,
-    /// Ed25519 PKCS#8 PEM key signing access tokens [default: generated into the data dir].
-    #[arg(long, env = "CONFAB_AUTH_SIGNING_KEY", value_name = "FILE")]
-    pub auth_signing_key: Option<PathBuf>,
-    /// Secret keying one-time code hashes [default: generated into the data dir].
-    #[arg(long, env = "CONFAB_AUTH_SECRET", value_name = "FILE")]
-    pub auth_secret: Option<PathBuf>,
-    /// Token issuer (iss) [default: confab].
-    #[arg(long, env = "CONFAB_AUTH_ISSUER", value_name = "NAME")]
-    pub auth_issuer: Option<String>,
-    /// Token audience (aud) [default: confab].
-    #[arg(long, env = "CONFAB_AUTH_AUDIENCE", value_name = "NAME")]
-    pub auth_audience: Option<String>,
-    /// Access token lifetime [default: 15m].
-    #[arg(long, env = "CONFAB_ACCESS_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
-    pub access_token_ttl: Option<Duration>,
-    /// Refresh token lifetime [default: 30days].
-    #[arg(long, env = "CONFAB_REFRESH_TOKEN_TTL", value_name = "DURATION", value_parser = parse_duration)]
-    pub refresh_token_ttl: Option<Duration>,
-    /// Clock skew tolerated on token times [default: 30s].
-    #[arg(long, env = "CONFAB_AUTH_LEEWAY", value_name = "DURATION", value_parser = parse_duration)]
-    pub auth_leeway: Option<Duration>,
-    /// Password hashes computed concurrently [default: 2].
-    #[arg(long, env = "CONFAB_HASH_CONCURRENCY", value_name = "N")]
-    pub hash_concurrency: Option<u32>,
-    /// One-time code lifetime [default: 10m].
-    #[arg(long, env = "CONFAB_CODE_TTL", value_name = "DURATION", value_parser = parse_duration)]
-    pub code_ttl: Option<Duration>,
-    /// Tries allowed per one-time code [default: 5].
-    #[arg(long, env = "CONFAB_CODE_MAX_ATTEMPTS", value_name = "N")]
-    pub code_max_attempts: Option<u32>,
-    /// Where one-time codes go: log (development) or webhook [default: log].
-    #[arg(long, env = "CONFAB_CODE_SENDER", value_enum)]
-    pub code_sender: Option<CodeSenderKind>,
-    /// URL receiving one JSON POST per code (with --code-sender webhook).
-    #[arg(long, env = "CONFAB_WEBHOOK_URL", value_name = "URL")]
-    pub webhook_url: Option<String>,
-    /// Secret signing webhook bodies (X-Confab-Signature).
-    #[arg(long, env = "CONFAB_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<Secret>,
-    /// Login attempts per account, BURST/PER [default: 5/1m].
-    #[arg(long, env = "CONFAB_RATE_LOGIN_PER_ACCOUNT", value_name = "RATE")]
-    pub rate_login_per_account: Option<RateLimit>,
-    /// Login attempts per client IP [default: 30/2s].
-    #[arg(long, env = "CONFAB_RATE_LOGIN_PER_IP", value_name = "RATE")]
-    pub rate_login_per_ip: Option<RateLimit>,
-    /// Code requests per phone number or account [default: 3/2m].
-    #[arg(long, env = "CONFAB_RATE_CODE_REQUEST_PER_DESTINATION", value_name = "RATE")]
-    pub rate_code_request_per_destination: Option<RateLimit>,
-    /// Code requests per client IP [default: 10/30s].
-    #[arg(long, env = "CONFAB_RATE_CODE_REQUEST_PER_IP", value_name = "RATE")]
-    pub rate_code_request_per_ip: Option<RateLimit>,
-    /// Code verifications per client IP [default: 20/5s].
-    #[arg(long, env = "CONFAB_RATE_CODE_VERIFY_PER_IP", value_name = "RATE")]
-    pub rate_code_verify_per_ip: Option<RateLimit>,
-    /// Registrations per client IP [default: 20/3s].
-    #[arg(long, env = "CONFAB_RATE_REGISTER_PER_IP", value_name = "RATE")]
-    pub rate_register_per_ip: Option<RateLimit>,
-    /// Drain time on shutdown before connections are closed [default: 10s].
-    #[arg(long, env = "CONFAB_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
-    pub shutdown_timeout: Option<Duration>,
-}
-
 impl Config {
     /// Defaults, then the file named by `args.config`, then env and flags (already merged by clap).
     pub fn load(args: &ConfigArgs) -> Result<Self, ConfigError> {
@@ -495,7 +353,7 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
-        config.apply(args);
+        args.apply_to(&mut config);
         config.validate()?;
         Ok(config)
     }
@@ -504,75 +362,6 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
-    }
-
-    fn apply(&mut self, a: &ConfigArgs) {
-        fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
-            if let Some(v) = v {
-                *slot = v.clone();
-            }
-        }
-        set(&mut self.ws_listen, &a.ws_listen);
-        set(&mut self.quic_listen, &a.quic_listen);
-        set(&mut self.data_dir, &a.data_dir);
-        if a.database_url.is_some() {
-            self.database_url = a.database_url.clone();
-        }
-        set(&mut self.log_format, &a.log_format);
-        set(&mut self.log_filter, &a.log_filter);
-        if a.tls_cert.is_some() {
-            self.tls.cert_path = a.tls_cert.clone();
-        }
-        if a.tls_key.is_some() {
-            self.tls.key_path = a.tls_key.clone();
-        }
-        set(&mut self.tls.hostnames, &a.tls_hostnames);
-        let l = &mut self.limits;
-        set(&mut l.max_frame_bytes, &a.max_frame_bytes);
-        set(&mut l.max_requests_in_flight, &a.max_requests_in_flight);
-        set(&mut l.heartbeat_interval, &a.heartbeat_interval);
-        set(&mut l.idle_timeout, &a.idle_timeout);
-        set(&mut l.handshake_timeout, &a.handshake_timeout);
-        set(&mut l.max_connections, &a.max_connections);
-        set(&mut l.max_connections_per_ip, &a.max_connections_per_ip);
-        set(&mut l.outbound_queue_frames, &a.outbound_queue_frames);
-        set(&mut l.ws_read_buffer_bytes, &a.ws_read_buffer_bytes);
-        set(&mut l.quic_receive_window_bytes, &a.quic_receive_window_bytes);
-        set(&mut l.max_message_text_bytes, &a.max_message_text_bytes);
-        set(&mut l.typing_ttl, &a.typing_ttl);
-        set(&mut self.store.pool_size, &a.store_pool_size);
-        set(&mut self.store.acquire_timeout, &a.store_acquire_timeout);
-        set(&mut self.store.statement_timeout, &a.store_statement_timeout);
-        set(&mut self.shutdown_timeout, &a.shutdown_timeout);
-        let au = &mut self.auth;
-        if a.auth_signing_key.is_some() {
-            au.signing_key_path = a.auth_signing_key.clone();
-        }
-        if a.auth_secret.is_some() {
-            au.secret_path = a.auth_secret.clone();
-        }
-        set(&mut au.issuer, &a.auth_issuer);
-        set(&mut au.audience, &a.auth_audience);
-        set(&mut au.access_token_ttl, &a.access_token_ttl);
-        set(&mut au.refresh_token_ttl, &a.refresh_token_ttl);
-        set(&mut au.leeway, &a.auth_leeway);
-        set(&mut au.hash_concurrency, &a.hash_concurrency);
-        set(&mut au.code_ttl, &a.code_ttl);
-        set(&mut au.code_max_attempts, &a.code_max_attempts);
-        set(&mut au.code_sender, &a.code_sender);
-        if a.webhook_url.is_some() {
-            au.webhook_url = a.webhook_url.clone();
-        }
-        if a.webhook_secret.is_some() {
-            au.webhook_secret = a.webhook_secret.clone();
-        }
-        let r = &mut au.rate_limits;
-        set(&mut r.login_per_account, &a.rate_login_per_account);
-        set(&mut r.login_per_ip, &a.rate_login_per_ip);
-        set(&mut r.code_request_per_destination, &a.rate_code_request_per_destination);
-        set(&mut r.code_request_per_ip, &a.rate_code_request_per_ip);
-        set(&mut r.code_verify_per_ip, &a.rate_code_verify_per_ip);
-        set(&mut r.register_per_ip, &a.rate_register_per_ip);
     }
 
     /// Checks ranges and relations between settings.

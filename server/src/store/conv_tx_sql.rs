@@ -1,0 +1,204 @@
+//! Transaction helpers of the write path (`conv_tx_helpers!`), expanded inside each backend's
+//! `conv_write` module: sequence numbers, log and user-log appends, membership, roles, blocks,
+//! receipts and notifications, one statement each.
+
+macro_rules! conv_tx_helpers {
+    () => {
+            async fn next_seq(tx: &mut Tx, conv: ConvId, now: i64) -> Result<i64, sqlx::Error> {
+                let r = sqlx::query("UPDATE conversations SET head_seq = head_seq + 1, last_activity_ms = $1 WHERE id = $2 RETURNING head_seq")
+                    .bind(now)
+                    .bind(conv)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                r.try_get(0)
+            }
+
+            async fn append(tx: &mut Tx, conv: ConvId, actor: UserId, now: i64, body: LogBody) -> Result<LogEvent, sqlx::Error> {
+                let seq = next_seq(tx, conv, now).await?;
+                let (message_id, text, user_ids, data): (Option<i64>, Option<String>, Option<String>, Option<String>) = match &body {
+                    LogBody::Created { kind, title } => (None, Some(title.clone()), Some(kind.to_string()), None),
+                    LogBody::Posted(m) => (Some(m.id), Some(m.text.clone()), Some(join_ids(&m.mentions)), None),
+                    LogBody::Edited { message_id, text } => (Some(*message_id), Some(text.clone()), None, None),
+                    LogBody::Deleted { message_id } | LogBody::Pinned { message_id } | LogBody::Unpinned { message_id } => {
+                        (Some(*message_id), None, None, None)
+                    }
+                    LogBody::MembersAdded(u) => (None, None, Some(join_ids(u)), None),
+                    LogBody::Joined(u) | LogBody::Left(u) | LogBody::Removed(u) => (None, None, Some(u.to_string()), None),
+                    LogBody::Updated(st) => (None, None, None, serde_json::to_string(st).ok()),
+                    LogBody::RoleChanged { user, role } => (None, None, Some(user.to_string()), Some(role.to_string())),
+                    LogBody::OwnershipTransferred { from, to } => (None, None, Some(join_ids(&[*from, *to])), None),
+                    LogBody::ReactionAdded { message_id, emoji } | LogBody::ReactionRemoved { message_id, emoji } => {
+                        (Some(*message_id), Some(emoji.clone()), None, None)
+                    }
+                };
+                sqlx::query("INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids, data) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(conv)
+                    .bind(seq)
+                    .bind(body.kind())
+                    .bind(actor)
+                    .bind(now)
+                    .bind(message_id)
+                    .bind(text)
+                    .bind(user_ids)
+                    .bind(data)
+                    .execute(&mut **tx)
+                    .await?;
+                let body = match body {
+                    LogBody::Posted(mut m) => {
+                        m.seq = seq;
+                        LogBody::Posted(m)
+                    }
+                    b => b,
+                };
+                Ok(LogEvent { conversation_id: conv, seq, actor_id: actor, at_ms: now, body })
+            }
+
+            async fn user_update(tx: &mut Tx, user: UserId, added: bool, conv: ConvId, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
+                user_entry(tx, user, if added { UPDATE_ADDED } else { UPDATE_REMOVED }, conv, None, now).await
+            }
+
+            async fn user_entry(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, seq: Option<i64>, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
+                let r = sqlx::query("UPDATE users SET update_seq = update_seq + 1 WHERE id = $1 RETURNING update_seq")
+                    .bind(user)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let user_seq: i64 = r.try_get(0)?;
+                sqlx::query("INSERT INTO user_updates (user_id, user_seq, kind, conversation_id, at_ms, seq) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(user)
+                    .bind(user_seq)
+                    .bind(kind)
+                    .bind(conv)
+                    .bind(now)
+                    .bind(seq)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(UserUpdateRec { user_id: user, user_seq, at_ms: now, kind, conversation_id: conv, seq })
+            }
+
+            async fn member_ids(tx: &mut Tx, conv: ConvId) -> Result<Vec<UserId>, sqlx::Error> {
+                let rows = sqlx::query("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id")
+                    .bind(conv)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter().map(|r| r.try_get(0)).collect()
+            }
+
+            /// (kind, role of `user` if a member) of a conversation.
+            async fn kind_and_role(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<(i32, Option<i32>)>, sqlx::Error> {
+                let r = sqlx::query("SELECT c.kind, m.role FROM conversations c LEFT JOIN members m \
+                                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2")
+                    .bind(user)
+                    .bind(conv)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+            }
+
+            async fn announcement_only(tx: &mut Tx, conv: ConvId) -> Result<bool, sqlx::Error> {
+                let r = sqlx::query("SELECT announcement_only FROM conversations WHERE id = $1").bind(conv).fetch_one(&mut **tx).await?;
+                Ok(r.try_get::<i32, _>(0)? != 0)
+            }
+
+            async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
+                let r = sqlx::query("SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2")
+                    .bind(conv)
+                    .bind(user)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                r.map(|r| r.try_get(0)).transpose()
+            }
+
+            async fn set_role(tx: &mut Tx, conv: ConvId, user: UserId, role: i32) -> Result<(), sqlx::Error> {
+                sqlx::query("UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3")
+                    .bind(role)
+                    .bind(conv)
+                    .bind(user)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            async fn notify(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<i32>, now: i64) -> Result<NotificationRec, sqlx::Error> {
+                let r = sqlx::query("INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id")
+                    .bind(user)
+                    .bind(kind)
+                    .bind(conv)
+                    .bind(message_id)
+                    .bind(actor)
+                    .bind(role)
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                Ok(NotificationRec { id: r.try_get(0)?, user_id: user, kind, conversation_id: conv, message_id, actor_id: actor, role, created_at_ms: now, read: false })
+            }
+
+            async fn blocked(tx: &mut Tx, by: UserId, who: UserId) -> Result<bool, sqlx::Error> {
+                let r = sqlx::query("SELECT 1 FROM blocks WHERE user_id = $1 AND blocked_id = $2").bind(by).bind(who).fetch_optional(&mut **tx).await?;
+                Ok(r.is_some())
+            }
+
+            /// The member's watermarks as others see them (read hidden when not shared).
+            async fn receipt_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<ReceiptRec, sqlx::Error> {
+                let r = sqlx::query("SELECT m.delivered_seq, m.read_seq, u.read_receipts FROM members m JOIN users u ON u.id = m.user_id \
+                                     WHERE m.conversation_id = $1 AND m.user_id = $2")
+                    .bind(conv)
+                    .bind(user)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let shares: i32 = r.try_get(2)?;
+                let read: i64 = r.try_get(1)?;
+                Ok(ReceiptRec { conversation_id: conv, user_id: user, delivered_seq: r.try_get::<i64, _>(0)?.max(read), read_seq: if shares != 0 { read } else { 0 } })
+            }
+
+            async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {
+                sqlx::query("SELECT head_seq FROM conversations WHERE id = $1").bind(conv).fetch_one(&mut **tx).await?.try_get(0)
+            }
+
+            async fn live_users(tx: &mut Tx, users: &[UserId]) -> Result<bool, sqlx::Error> {
+                for u in users {
+                    let r = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND deleted_at_ms IS NULL")
+                        .bind(*u)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if r.is_none() {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+
+            async fn add_member(tx: &mut Tx, conv: ConvId, user: UserId, role: i32, now: i64) -> Result<(), sqlx::Error> {
+                sqlx::query("INSERT INTO members (conversation_id, user_id, role, joined_at_ms) VALUES ($1, $2, $3, $4)")
+                    .bind(conv)
+                    .bind(user)
+                    .bind(role)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("UPDATE conversations SET member_count = member_count + 1 WHERE id = $1")
+                    .bind(conv)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn drop_member(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<(), sqlx::Error> {
+                sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
+                    .bind(conv)
+                    .bind(user)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("UPDATE conversations SET member_count = member_count - 1 WHERE id = $1")
+                    .bind(conv)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+    };
+}
+
+pub(super) use conv_tx_helpers;
