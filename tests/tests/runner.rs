@@ -1,0 +1,73 @@
+//! The `confab-conformance` binary against a running server: passes against Confab on both
+//! transports, reports JSON and JUnit, and fails (non-zero, failing cases named) against a peer
+//! that breaks the protocol.
+
+use std::process::Command;
+
+use confab_conformance::harness::{StoreKind, TestServer, Transport};
+
+fn runner() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_confab-conformance"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_against_confab_on_both_transports() {
+    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("server.der");
+    std::fs::write(&cert, s.cert.as_ref()).expect("cert");
+    let junit = dir.path().join("junit.xml");
+    let (ws, quic) = (s.url(Transport::WebSocket), s.url(Transport::Quic));
+    let out = tokio::task::spawn_blocking(move || {
+        let text = runner().args(["--url", &ws, "--junit"]).arg(&junit).output().expect("run");
+        let json = runner().args(["--url", &quic, "--insecure", "--json"]).output().expect("run");
+        let pinned = runner().args(["--url", &quic, "--filter", "§4"]).arg("--cert").arg(&cert).output().expect("run");
+        (text, json, pinned, std::fs::read_to_string(&junit).expect("junit"))
+    })
+    .await
+    .expect("join");
+    let (text, json, pinned, junit) = out;
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&text.stderr));
+    let last = stdout.lines().last().expect("summary");
+    assert!(last.ends_with("passed, 0 failed"), "{stdout}");
+    assert!(stdout.lines().filter(|l| l.starts_with("ok ")).count() >= 15, "{stdout}");
+    assert!(stdout.contains("§4.2"), "cases name their section: {stdout}");
+    assert!(junit.contains("<testsuite name=\"confab-conformance\"") && junit.contains("failures=\"0\""), "{junit}");
+    assert!(json.status.success());
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let summary = lines.last().expect("summary");
+    assert_eq!(summary["failed"], 0, "{lines:?}");
+    assert!(summary["passed"].as_u64().unwrap_or(0) >= 12, "{lines:?}");
+    assert!(lines.iter().take(lines.len() - 1).all(|l| l["section"].as_str().is_some_and(|s| s.starts_with('§'))));
+    let pinned_out = String::from_utf8_lossy(&pinned.stdout);
+    assert!(pinned.status.success(), "{pinned_out}");
+    assert!(pinned_out.lines().all(|l| !l.starts_with("ok ") || l.contains("§4")), "filter: {pinned_out}");
+    s.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_and_names_cases_against_a_broken_peer() {
+    // A "server" that completes the TCP handshake and then hangs up: nothing it does is Confab.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let url = format!("ws://{addr}/v1/ws");
+    let out = tokio::task::spawn_blocking(move || {
+        runner().args(["--url", &url, "--filter", "handshake", "--timeout", "5s"]).output().expect("run")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a broken peer passed: {stdout}");
+    assert!(stdout.contains("FAIL  §4.2     handshake_returns_welcome"), "{stdout}");
+    assert!(
+        stdout.lines().last().is_some_and(|l| l.starts_with("0 passed, ") && !l.ends_with(" 0 failed")),
+        "{stdout}"
+    );
+}
