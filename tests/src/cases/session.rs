@@ -1,194 +1,20 @@
-//! Conformance cases. Each speaks only the wire and cites the docs/protocol.md section it checks;
-//! each runs against any server given its URL and how to trust it.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
+//! Cases for transports, envelopes, handshake, errors, close codes, heartbeat and limits
+//! (docs/protocol.md §2-§8).
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use confab_protocol::client::{
-    Client, ClientError, CloseInfo, ConnectOptions, Inbound, RawConnection, ServerUrl, TransportOptions, Trust,
-};
+use confab_protocol::client::{Client, ClientError};
 use confab_protocol::frames::client_frame;
 use confab_protocol::framing::length_prefix;
-use confab_protocol::v1::{
-    self, ClientFrame, CloseCode, ErrorCode, client_frame::Request, event, response, server_frame,
-};
+use confab_protocol::v1::{self, ClientFrame, CloseCode, ErrorCode, client_frame::Request, response, server_frame};
 use prost::Message as _;
 
-/// Where a case runs.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub url: String,
-    pub trust: Trust,
-}
-
-impl Target {
-    pub fn is_websocket(&self) -> bool {
-        self.url.starts_with("ws")
-    }
-
-    pub fn options(&self) -> ConnectOptions {
-        let mut o = ConnectOptions { client_name: "confab-conformance".into(), ..Default::default() };
-        o.transport = TransportOptions { trust: self.trust.clone(), ..Default::default() };
-        o
-    }
-
-    pub async fn raw(&self) -> anyhow::Result<RawConnection> {
-        Ok(RawConnection::connect(&ServerUrl::parse(&self.url)?, &self.options().transport).await?)
-    }
-
-    pub async fn client(&self) -> anyhow::Result<(Client, confab_protocol::client::Events)> {
-        Ok(Client::connect(&self.url, self.options()).await?)
-    }
-}
-
-type CaseFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
-
-/// Transports a case applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applies {
-    Both,
-    WebSocketOnly,
-    QuicOnly,
-}
-
-/// One conformance case.
-#[derive(Clone, Copy, Debug)]
-pub struct Case {
-    pub name: &'static str,
-    /// The docs/protocol.md section it checks, e.g. "§4.2".
-    pub section: &'static str,
-    pub applies: Applies,
-    pub run: fn(Target) -> CaseFuture,
-}
-
-impl Case {
-    pub fn applies_to(&self, target: &Target) -> bool {
-        match self.applies {
-            Applies::Both => true,
-            Applies::WebSocketOnly => target.is_websocket(),
-            Applies::QuicOnly => !target.is_websocket(),
-        }
-    }
-}
-
-macro_rules! case {
-    ($name:ident, $section:literal, $applies:ident) => {
-        Case { name: stringify!($name), section: $section, applies: Applies::$applies, run: |t| Box::pin($name(t)) }
-    };
-}
-
-/// Every case, in protocol.md order.
-pub fn all() -> Vec<Case> {
-    vec![
-        case!(ws_requires_subprotocol, "§2.1", WebSocketOnly),
-        case!(ws_text_message_closes_1003, "§2.1", WebSocketOnly),
-        case!(ws_oversized_message_closes_1009, "§2.1", WebSocketOnly),
-        case!(ws_huge_declared_frame_closes_before_payload, "§2.1", WebSocketOnly),
-        case!(quic_huge_declared_length_closes_before_payload, "§2.2", QuicOnly),
-        case!(quic_malformed_length_prefix_closes_1007, "§2.2", QuicOnly),
-        case!(zero_request_id_is_refused, "§3.2", Both),
-        case!(handshake_returns_welcome, "§4.2", Both),
-        case!(request_before_hello_is_refused, "§4.1", Both),
-        case!(unsupported_major_is_refused_and_closed, "§4.1", Both),
-        case!(minor_version_is_negotiated_down, "§4.2", Both),
-        case!(invalid_hello_field_is_refused, "§4.1", Both),
-        case!(unknown_access_token_is_unauthenticated, "§4.4", Both),
-        case!(second_hello_is_refused, "§4.1", Both),
-        case!(unknown_request_is_unimplemented, "§5.2", Both),
-        case!(undecodable_frame_closes_1007, "§6", Both),
-        case!(ping_echoes_client_time, "§7.1", Both),
-        case!(pipelined_requests_all_answered, "§8", Both),
-    ]
-}
-
-// ---- helpers ------------------------------------------------------------------------------
-
-const WAIT: Duration = Duration::from_secs(10);
-
-pub fn hello(major: u32, minor: u32) -> Request {
-    Request::Hello(v1::Hello {
-        protocol_major: major,
-        protocol_minor: minor,
-        client_name: "confab-conformance".into(),
-        client_version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    })
-}
-
-/// Waits for the response to `request_id`, skipping events.
-pub async fn response_to(raw: &mut RawConnection, request_id: u64) -> anyhow::Result<response::Result> {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let frame = raw.recv_frame().await?;
-            if let Some(server_frame::Frame::Response(r)) = frame.frame {
-                ensure!(r.request_id == request_id, "expected response to {request_id}, got one to {}", r.request_id);
-                return r.result.context("response without result");
-            }
-        }
-    })
-    .await
-    .context("no response in time")?
-}
-
-/// Expects an error response with `code` to `request_id`.
-pub async fn expect_error(raw: &mut RawConnection, request_id: u64, code: ErrorCode) -> anyhow::Result<v1::Error> {
-    match response_to(raw, request_id).await? {
-        response::Result::Error(e) => {
-            ensure!(e.code() == code, "expected {}, got {e}", code.as_str_name());
-            ensure!(!e.message.is_empty(), "error without a message");
-            Ok(e)
-        }
-        other => bail!("expected {} error, got {other:?}", code.as_str_name()),
-    }
-}
-
-/// Reads until the connection closes; returns the frames seen before and the close.
-pub async fn until_closed(raw: &mut RawConnection) -> anyhow::Result<(Vec<v1::ServerFrame>, CloseInfo)> {
-    tokio::time::timeout(WAIT, async {
-        let mut frames = Vec::new();
-        loop {
-            match raw.receiver.recv().await? {
-                Inbound::Frame(b) => frames.push(v1::ServerFrame::decode(b)?),
-                Inbound::Closed(info) => return Ok((frames, info)),
-            }
-        }
-    })
-    .await
-    .context("connection not closed in time")?
-}
-
-pub fn expect_close(info: &CloseInfo, code: CloseCode) -> anyhow::Result<()> {
-    ensure!(info.code == Some(code as u32), "expected close {} ({}), got {info}", code as u32, code.as_str_name());
-    Ok(())
-}
-
-/// The error in a connection-level response (request_id 0) among `frames`.
-fn connection_error(frames: &[v1::ServerFrame]) -> Option<&v1::Error> {
-    frames.iter().find_map(|f| match &f.frame {
-        Some(server_frame::Frame::Response(v1::Response {
-            request_id: 0,
-            result: Some(response::Result::Error(e)),
-        })) => Some(e),
-        _ => None,
-    })
-}
-
-pub async fn handshaken(t: &Target) -> anyhow::Result<RawConnection> {
-    let mut raw = t.raw().await?;
-    raw.send_frame(&client_frame(1, hello(1, 0))).await?;
-    match response_to(&mut raw, 1).await? {
-        response::Result::Welcome(_) => Ok(raw),
-        other => bail!("expected Welcome, got {other:?}"),
-    }
-}
+use super::*;
 
 // ---- §2 transports -------------------------------------------------------------------------
 
 /// §2.1: the upgrade without subprotocol confab.v1 is refused with HTTP 400.
-async fn ws_requires_subprotocol(t: Target) -> anyhow::Result<()> {
+pub(super) async fn ws_requires_subprotocol(t: Target) -> anyhow::Result<()> {
     let err = confab_protocol::client::transport::ws_upgrade_status(&t.url, None).await?;
     ensure!(err == 400, "upgrade without subprotocol answered HTTP {err}, expected 400");
     let ok =
@@ -198,7 +24,7 @@ async fn ws_requires_subprotocol(t: Target) -> anyhow::Result<()> {
 }
 
 /// §2.1: a text message gets an INVALID_ARGUMENT error and close 1003.
-async fn ws_text_message_closes_1003(t: Target) -> anyhow::Result<()> {
+pub(super) async fn ws_text_message_closes_1003(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.sender.send_text("{\"hello\":1}").await?;
     let (frames, info) = until_closed(&mut raw).await?;
@@ -209,7 +35,7 @@ async fn ws_text_message_closes_1003(t: Target) -> anyhow::Result<()> {
 }
 
 /// §2.1, §8: a binary message one byte over max_frame_bytes gets TOO_LARGE and close 1009.
-async fn ws_oversized_message_closes_1009(t: Target) -> anyhow::Result<()> {
+pub(super) async fn ws_oversized_message_closes_1009(t: Target) -> anyhow::Result<()> {
     let (client, _ev) = t.client().await?;
     let max = client.welcome().limits.unwrap_or_default().max_frame_bytes as usize;
     client.close().await;
@@ -223,7 +49,7 @@ async fn ws_oversized_message_closes_1009(t: Target) -> anyhow::Result<()> {
 }
 
 /// §2.1, §8: a frame header declaring 2^40 bytes is refused on the header alone.
-async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> anyhow::Result<()> {
+pub(super) async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> anyhow::Result<()> {
     // FIN + binary, MASK + 127 (64-bit length), 2^40, masking key. No payload follows.
     let mut header = vec![0x82u8, 0xFF];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
@@ -237,7 +63,7 @@ async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> anyhow::Resu
 }
 
 /// §2.2, §8: a length prefix over the limit closes the connection at once, payload never sent.
-async fn quic_huge_declared_length_closes_before_payload(t: Target) -> anyhow::Result<()> {
+pub(super) async fn quic_huge_declared_length_closes_before_payload(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.sender.send_unframed(length_prefix(1 << 31)).await?;
     let (frames, info) = until_closed(&mut raw).await?;
@@ -248,7 +74,7 @@ async fn quic_huge_declared_length_closes_before_payload(t: Target) -> anyhow::R
 }
 
 /// §2.2: a zero length prefix is malformed: close 1007.
-async fn quic_malformed_length_prefix_closes_1007(t: Target) -> anyhow::Result<()> {
+pub(super) async fn quic_malformed_length_prefix_closes_1007(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.sender.send_unframed(Bytes::from_static(&[0x00])).await?;
     let (_, info) = until_closed(&mut raw).await?;
@@ -258,7 +84,7 @@ async fn quic_malformed_length_prefix_closes_1007(t: Target) -> anyhow::Result<(
 // ---- §3 envelopes -------------------------------------------------------------------------
 
 /// §3.2: request_id 0 is refused with INVALID_ARGUMENT naming the field; the connection stays.
-async fn zero_request_id_is_refused(t: Target) -> anyhow::Result<()> {
+pub(super) async fn zero_request_id_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.send_frame(&client_frame(0, Request::Ping(v1::Ping { client_time_ms: 1 }))).await?;
     let e = expect_error(&mut raw, 0, ErrorCode::InvalidArgument).await?;
@@ -271,7 +97,7 @@ async fn zero_request_id_is_refused(t: Target) -> anyhow::Result<()> {
 // ---- §4 handshake -------------------------------------------------------------------------
 
 /// §4.2: Welcome carries version, negotiated protocol, limits and a connection id.
-async fn handshake_returns_welcome(t: Target) -> anyhow::Result<()> {
+pub(super) async fn handshake_returns_welcome(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(1, hello(1, 0))).await?;
     let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else { bail!("expected Welcome") };
@@ -292,7 +118,7 @@ async fn handshake_returns_welcome(t: Target) -> anyhow::Result<()> {
 }
 
 /// §4.1: any request before Hello gets FAILED_PRECONDITION; Hello still works afterwards.
-async fn request_before_hello_is_refused(t: Target) -> anyhow::Result<()> {
+pub(super) async fn request_before_hello_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(7, Request::Ping(v1::Ping { client_time_ms: 1 }))).await?;
     expect_error(&mut raw, 7, ErrorCode::FailedPrecondition).await?;
@@ -302,7 +128,7 @@ async fn request_before_hello_is_refused(t: Target) -> anyhow::Result<()> {
 }
 
 /// §4.1: an unsupported major gets UNSUPPORTED_VERSION, then close 4000.
-async fn unsupported_major_is_refused_and_closed(t: Target) -> anyhow::Result<()> {
+pub(super) async fn unsupported_major_is_refused_and_closed(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(1, hello(2, 0))).await?;
     let (frames, info) = until_closed(&mut raw).await?;
@@ -319,7 +145,7 @@ async fn unsupported_major_is_refused_and_closed(t: Target) -> anyhow::Result<()
 }
 
 /// §4.2, §9: a client speaking a newer minor is answered with the server's minor.
-async fn minor_version_is_negotiated_down(t: Target) -> anyhow::Result<()> {
+pub(super) async fn minor_version_is_negotiated_down(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     raw.send_frame(&client_frame(1, hello(1, 999))).await?;
     let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else { bail!("expected Welcome") };
@@ -329,7 +155,7 @@ async fn minor_version_is_negotiated_down(t: Target) -> anyhow::Result<()> {
 }
 
 /// §4.1: an over-long Hello field is INVALID_ARGUMENT naming it; a correct Hello follows.
-async fn invalid_hello_field_is_refused(t: Target) -> anyhow::Result<()> {
+pub(super) async fn invalid_hello_field_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = t.raw().await?;
     let mut h = v1::Hello { protocol_major: 1, client_name: "x".repeat(65), ..Default::default() };
     raw.send_frame(&client_frame(1, Request::Hello(h.clone()))).await?;
@@ -342,7 +168,7 @@ async fn invalid_hello_field_is_refused(t: Target) -> anyhow::Result<()> {
 }
 
 /// §4.4: a token the server did not issue gets UNAUTHENTICATED.
-async fn unknown_access_token_is_unauthenticated(t: Target) -> anyhow::Result<()> {
+pub(super) async fn unknown_access_token_is_unauthenticated(t: Target) -> anyhow::Result<()> {
     let mut o = t.options();
     o.access_token = Some("not-a-token".into());
     match Client::connect(&t.url, o).await {
@@ -353,7 +179,7 @@ async fn unknown_access_token_is_unauthenticated(t: Target) -> anyhow::Result<()
 }
 
 /// §4.1: Hello after Welcome is FAILED_PRECONDITION.
-async fn second_hello_is_refused(t: Target) -> anyhow::Result<()> {
+pub(super) async fn second_hello_is_refused(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.send_frame(&client_frame(2, hello(1, 0))).await?;
     expect_error(&mut raw, 2, ErrorCode::FailedPrecondition).await?;
@@ -363,7 +189,7 @@ async fn second_hello_is_refused(t: Target) -> anyhow::Result<()> {
 // ---- §5 errors ----------------------------------------------------------------------------
 
 /// §5.2: a request kind the server does not know is answered UNIMPLEMENTED, never silence.
-async fn unknown_request_is_unimplemented(t: Target) -> anyhow::Result<()> {
+pub(super) async fn unknown_request_is_unimplemented(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     // A ClientFrame with request_id 9 and field 999 (a request from the future), length 3 bytes.
     let mut bytes = ClientFrame { request_id: 9, request: None }.encode_to_vec();
@@ -378,7 +204,7 @@ async fn unknown_request_is_unimplemented(t: Target) -> anyhow::Result<()> {
 // ---- §6 close codes -----------------------------------------------------------------------
 
 /// §6: bytes that are not a ClientFrame get INVALID_ARGUMENT (request_id 0) and close 1007.
-async fn undecodable_frame_closes_1007(t: Target) -> anyhow::Result<()> {
+pub(super) async fn undecodable_frame_closes_1007(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.sender.send(Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F])).await?;
     let (frames, info) = until_closed(&mut raw).await?;
@@ -391,7 +217,7 @@ async fn undecodable_frame_closes_1007(t: Target) -> anyhow::Result<()> {
 // ---- §7 heartbeat -------------------------------------------------------------------------
 
 /// §7.1: Pong echoes client_time_ms and carries the server clock.
-async fn ping_echoes_client_time(t: Target) -> anyhow::Result<()> {
+pub(super) async fn ping_echoes_client_time(t: Target) -> anyhow::Result<()> {
     let mut raw = handshaken(&t).await?;
     raw.send_frame(&client_frame(3, Request::Ping(v1::Ping { client_time_ms: 123_456 }))).await?;
     let response::Result::Pong(p) = response_to(&mut raw, 3).await? else { bail!("expected Pong") };
@@ -403,7 +229,7 @@ async fn ping_echoes_client_time(t: Target) -> anyhow::Result<()> {
 // ---- §8 limits ----------------------------------------------------------------------------
 
 /// §8: many more requests than max_requests_in_flight, sent without waiting, are all answered.
-async fn pipelined_requests_all_answered(t: Target) -> anyhow::Result<()> {
+pub(super) async fn pipelined_requests_all_answered(t: Target) -> anyhow::Result<()> {
     let (client, _ev) = t.client().await?;
     let n = client.welcome().limits.unwrap_or_default().max_requests_in_flight as usize * 4;
     let mut set = tokio::task::JoinSet::new();
@@ -419,12 +245,4 @@ async fn pipelined_requests_all_answered(t: Target) -> anyhow::Result<()> {
     ensure!(answered == n, "{answered} of {n} answered");
     client.close().await;
     Ok(())
-}
-
-/// The GoAway event, if `ev` is one.
-pub fn as_go_away(ev: &v1::Event) -> Option<&v1::GoAway> {
-    match &ev.event {
-        Some(event::Event::GoAway(g)) => Some(g),
-        _ => None,
-    }
 }
