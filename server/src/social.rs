@@ -40,6 +40,7 @@ pub async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserI
     let now = now_ms();
     if state == hub::OFFLINE
         && let Err(e) = store.set_last_seen(user, now).await
+        && !e.is_unavailable()
     {
         tracing::warn!(error = %e, "recording last seen");
     }
@@ -51,6 +52,8 @@ pub async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserI
         Ok(audience) => {
             hub.deliver(&audience, &presence_frame(user, state, if shows && state == hub::OFFLINE { now } else { 0 }));
         }
+        // During shutdown the store closes before the last connections finish: nothing to tell.
+        Err(e) if e.is_unavailable() => tracing::debug!(error = %e, "presence audience"),
         Err(e) => tracing::warn!(error = %e, "presence audience"),
     }
 }

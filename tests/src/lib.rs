@@ -8,5 +8,6 @@ pub mod cases;
 pub mod harness;
 pub mod inbox;
 pub mod pg;
+pub mod proxy;
 pub mod syncer;
 pub mod util;

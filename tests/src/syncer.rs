@@ -98,6 +98,11 @@ impl Device {
         }
     }
 
+    /// Where the next connect goes (e.g. through a fault-injecting proxy).
+    pub fn set_url(&mut self, url: &str) {
+        self.url = url.to_string();
+    }
+
     pub fn connected(&self) -> bool {
         self.conn.as_ref().is_some_and(|(c, _)| c.close_info().is_none())
     }
