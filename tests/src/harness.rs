@@ -2,6 +2,7 @@
 //! per test on either store. Listeners are bound before the server runs, so tests never sleep
 //! waiting for readiness.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -225,4 +226,68 @@ impl Drop for TestServer {
             .join();
         }
     }
+}
+
+/// A named integration test that runs against a shared server on one transport.
+pub type TestFn =
+    for<'a> fn(&'a TestServer, Transport) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// Runs every test against one server on `store` and `transport`, then reports all failures at once.
+pub async fn run_named(store: StoreKind, transport: Transport, tests: &[(&str, TestFn)], tweak: fn(&mut Config)) {
+    let server = TestServer::start_with(store, tweak).await.expect("start server");
+    let mut failures = Vec::new();
+    for (name, test) in tests {
+        if let Err(e) = test(&server, transport).await {
+            failures.push(format!("{name}: {e:#}"));
+        }
+    }
+    server.stop().await.expect("stop");
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed on {store:?}/{transport:?}:\n{}",
+        failures.len(),
+        tests.len(),
+        failures.join("\n")
+    );
+}
+
+/// The list of named tests for [`run_named`]: `named_tests![a, b]`.
+#[macro_export]
+macro_rules! named_tests {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), (|s, t| Box::pin($name(s, t))) as $crate::harness::TestFn)),*]
+    };
+}
+
+/// Four `#[tokio::test]`s running `$tests` on WebSocket and QUIC, SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! matrix_tests {
+    ($tests:expr) => {
+        $crate::matrix_tests!($tests, |_| {});
+    };
+    ($tests:expr, $tweak:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn websocket_sqlite() {
+            use $crate::harness::{StoreKind, Transport, run_named};
+            run_named(StoreKind::Sqlite, Transport::WebSocket, $tests, $tweak).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn quic_sqlite() {
+            use $crate::harness::{StoreKind, Transport, run_named};
+            run_named(StoreKind::Sqlite, Transport::Quic, $tests, $tweak).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn websocket_postgres() {
+            use $crate::harness::{StoreKind, Transport, run_named};
+            run_named(StoreKind::Postgres, Transport::WebSocket, $tests, $tweak).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn quic_postgres() {
+            use $crate::harness::{StoreKind, Transport, run_named};
+            run_named(StoreKind::Postgres, Transport::Quic, $tests, $tweak).await;
+        }
+    };
 }

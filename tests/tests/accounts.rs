@@ -1,24 +1,14 @@
 //! Every accounts request (docs/protocol.md §11), on both transports and both stores.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::harness::{TestFn, TestServer, Transport};
 use confab_conformance::util::{PASSWORD, err_code, expect_code, expect_revoked, register, unique, unique_phone};
 use confab_protocol::client::Client;
 use confab_protocol::v1::{self, ErrorCode, client_frame::Request, response::Result as R};
 
-type TestFn = for<'a> fn(&'a TestServer, Transport) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), |s, t| Box::pin($name(s, t)))),*]
-    };
-}
-
-const TESTS: &[(&str, TestFn)] = tests![
+const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     register_signs_in_and_validates,
     login_by_username_or_email,
     phone_code_signs_up_then_in,
@@ -33,43 +23,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     requests_need_authentication,
 ];
 
-async fn run_all(store: StoreKind, transport: Transport) {
-    let server = TestServer::start(store).await.expect("start server");
-    let mut failures = Vec::new();
-    for (name, test) in TESTS {
-        if let Err(e) = test(&server, transport).await {
-            failures.push(format!("{name}: {e:#}"));
-        }
-    }
-    server.stop().await.expect("stop");
-    assert!(
-        failures.is_empty(),
-        "{} of {} failed on {store:?}/{transport:?}:\n{}",
-        failures.len(),
-        TESTS.len(),
-        failures.join("\n")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accounts_websocket_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::WebSocket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accounts_quic_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::Quic).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accounts_websocket_postgres() {
-    run_all(StoreKind::Postgres, Transport::WebSocket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accounts_quic_postgres() {
-    run_all(StoreKind::Postgres, Transport::Quic).await;
-}
+confab_conformance::matrix_tests!(TESTS);
 
 async fn connect(s: &TestServer, t: Transport) -> anyhow::Result<(Client, confab_protocol::client::Events)> {
     s.connect(t).await

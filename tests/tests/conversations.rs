@@ -1,24 +1,13 @@
 //! Conversations and messages (docs/protocol.md §12-§14) on both transports and both stores:
 //! every request, authorization, pagination edges, idempotent retry, live delivery, sync.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use anyhow::{Context, ensure};
 use confab_conformance::call;
-use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::harness::{TestFn, TestServer, Transport};
 use confab_conformance::util::{expect_code, new_user, next_conv_event, second_device};
 use confab_protocol::v1::{self, ErrorCode, conversation_event::Body};
 
-type TestFn = for<'a> fn(&'a TestServer, Transport) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), |s, t| Box::pin($name(s, t)))),*]
-    };
-}
-
-const TESTS: &[(&str, TestFn)] = tests![
+const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     direct_is_unique_per_pair,
     group_membership_is_owner_managed,
     channels_are_joined_left_and_discovered,
@@ -38,43 +27,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     settings_roles_and_ownership,
 ];
 
-async fn run_all(store: StoreKind, transport: Transport) {
-    let server = TestServer::start(store).await.expect("start server");
-    let mut failures = Vec::new();
-    for (name, test) in TESTS {
-        if let Err(e) = test(&server, transport).await {
-            failures.push(format!("{name}: {e:#}"));
-        }
-    }
-    server.stop().await.expect("stop");
-    assert!(
-        failures.is_empty(),
-        "{} of {} failed on {store:?}/{transport:?}:\n{}",
-        failures.len(),
-        TESTS.len(),
-        failures.join("\n")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversations_websocket_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::WebSocket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversations_quic_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::Quic).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversations_websocket_postgres() {
-    run_all(StoreKind::Postgres, Transport::WebSocket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conversations_quic_postgres() {
-    run_all(StoreKind::Postgres, Transport::Quic).await;
-}
+confab_conformance::matrix_tests!(TESTS);
 
 fn group(title: &str, members: &[u64]) -> v1::CreateConversation {
     v1::CreateConversation {

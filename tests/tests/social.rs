@@ -1,26 +1,16 @@
 //! Receipts, typing, presence, profiles, contacts, blocking and notifications
 //! (docs/protocol.md §15-§19), on both transports and both stores.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use confab_conformance::call;
-use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::harness::{TestFn, TestServer, Transport};
 use confab_conformance::util::{User, expect_code, new_user, second_device};
 use confab_protocol::client::Events;
 use confab_protocol::v1::{self, ErrorCode, PresenceState, ReceiptState, event, user_update};
 
-type TestFn = for<'a> fn(&'a TestServer, Transport) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
-
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), |s, t| Box::pin($name(s, t)))),*]
-    };
-}
-
-const TESTS: &[(&str, TestFn)] = tests![
+const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     receipts_in_a_group_of_ten,
     read_markers_sync_across_devices,
     read_receipts_privacy_holds,
@@ -31,44 +21,7 @@ const TESTS: &[(&str, TestFn)] = tests![
     notifications_inbox,
 ];
 
-async fn run_all(store: StoreKind, transport: Transport) {
-    let server =
-        TestServer::start_with(store, |c| c.limits.typing_ttl = Duration::from_millis(400)).await.expect("start");
-    let mut failures = Vec::new();
-    for (name, test) in TESTS {
-        if let Err(e) = test(&server, transport).await {
-            failures.push(format!("{name}: {e:#}"));
-        }
-    }
-    server.stop().await.expect("stop");
-    assert!(
-        failures.is_empty(),
-        "{} of {} failed on {store:?}/{transport:?}:\n{}",
-        failures.len(),
-        TESTS.len(),
-        failures.join("\n")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn social_websocket_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::WebSocket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn social_quic_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::Quic).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn social_websocket_postgres() {
-    run_all(StoreKind::Postgres, Transport::WebSocket).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn social_quic_postgres() {
-    run_all(StoreKind::Postgres, Transport::Quic).await;
-}
+confab_conformance::matrix_tests!(TESTS, |c| c.limits.typing_ttl = Duration::from_millis(400));
 
 fn group(title: &str, members: &[u64]) -> v1::CreateConversation {
     v1::CreateConversation {
