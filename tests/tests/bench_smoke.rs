@@ -1,0 +1,42 @@
+//! `confab-bench` runs its scenarios to completion against a test server and writes its JSON.
+
+use std::process::Command;
+
+use confab_conformance::harness::{StoreKind, TestServer, Transport};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w4_and_w5_complete_and_write_json() {
+    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (w4, w5) = (dir.path().join("w4.json"), dir.path().join("w5.json"));
+    let (ws, quic) = (s.url(Transport::WebSocket), s.url(Transport::Quic));
+    let (w4c, w5c) = (w4.clone(), w5.clone());
+    let outputs = tokio::task::spawn_blocking(move || {
+        let bench = env!("CARGO_BIN_EXE_confab-bench");
+        let a = Command::new(bench)
+            .args(["--url", &ws, "--duration", "1s", "--json"])
+            .arg(&w4c)
+            .args(["w4", "--senders", "3", "--pipeline", "2"])
+            .output()
+            .expect("w4");
+        let b = Command::new(bench)
+            .args(["--url", &quic, "--insecure", "--duration", "1s", "--json"])
+            .arg(&w5c)
+            .args(["w5", "--concurrency", "2"])
+            .output()
+            .expect("w5");
+        (a, b)
+    })
+    .await
+    .expect("join");
+    for o in [&outputs.0, &outputs.1] {
+        assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("[  1s]"), "no progress output");
+    }
+    let w4: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w4).expect("w4 json")).expect("json");
+    assert!(w4["acknowledged"].as_u64().unwrap_or(0) > 0 && w4["errors"] == 0, "{w4}");
+    assert!(w4["ack_ms_p99"].as_f64().unwrap_or(0.0) >= w4["ack_ms_p50"].as_f64().unwrap_or(0.0));
+    let w5: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w5).expect("w5 json")).expect("json");
+    assert!(w5["completed"].as_u64().unwrap_or(0) > 0 && w5["errors"] == 0, "{w5}");
+    s.stop().await.expect("stop");
+}
