@@ -5,7 +5,7 @@ use std::process::Command;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn w4_and_w5_complete_and_write_json() {
+async fn scenarios_complete_and_write_json() {
     let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
     let dir = tempfile::tempdir().expect("tempdir");
     let (w4, w5) = (dir.path().join("w4.json"), dir.path().join("w5.json"));
@@ -38,5 +38,22 @@ async fn w4_and_w5_complete_and_write_json() {
     assert!(w4["ack_ms_p99"].as_f64().unwrap_or(0.0) >= w4["ack_ms_p50"].as_f64().unwrap_or(0.0));
     let w5: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w5).expect("w5 json")).expect("json");
     assert!(w5["completed"].as_u64().unwrap_or(0) > 0 && w5["errors"] == 0, "{w5}");
+    // W1 against the in-process server: the "server process" is this test process.
+    let w1 = dir.path().join("w1.json");
+    let (ws, w1c, pid) = (s.url(Transport::WebSocket), w1.clone(), std::process::id().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+            .args(["--url", &ws, "--duration", "1s", "--json"])
+            .arg(&w1c)
+            .args(["w1", "--connections", "40", "--server-pid", &pid])
+            .output()
+            .expect("w1")
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let w1: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w1).expect("w1 json")).expect("json");
+    assert_eq!(w1["connections"], 40, "{w1}");
+    assert!(w1["server_rss_after_kib"].as_u64().unwrap_or(0) > 0, "{w1}");
     s.stop().await.expect("stop");
 }

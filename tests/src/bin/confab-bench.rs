@@ -1,7 +1,7 @@
 //! `confab-bench`: a load generator on the Confab client library. It sends traffic only to the
 //! address it is given, bounded in time and connections, prints progress each second, and ends
-//! with a table (and, with --json, a JSON file). Scenarios so far: W4 durable sends and W5
-//! connection storm (docs/benchmarks.md).
+//! with a table (and, with --json, a JSON file). Scenarios so far: W1 idle connections, W4 durable
+//! sends and W5 connection storm (docs/benchmarks.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +35,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// W1: N authenticated idle connections; the server's RSS growth per connection.
+    W1 {
+        /// Connections to open and hold.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// The server's process id, to read its resident set size from /proc.
+        #[arg(long)]
+        server_pid: u32,
+    },
     /// W4: concurrent senders, each in its own conversation; acknowledged sends per second.
     W4 {
         /// Concurrent sender connections.
@@ -191,6 +200,56 @@ async fn w4(cli: &Cli, senders: usize, pipeline: usize) -> anyhow::Result<serde_
     }))
 }
 
+/// Resident set size of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<serde_json::Value> {
+    let (_c, auth) = account(cli, "w1").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(server_pid)?;
+    let opened = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let p = progress("connections opened", opened.clone(), stop.clone());
+    let mut held = Vec::with_capacity(connections);
+    let mut o = options(cli);
+    o.access_token = Some(auth.access_token.clone());
+    for chunk in (0..connections).collect::<Vec<_>>().chunks(50) {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in chunk {
+            let (url, o) = (cli.url.clone(), o.clone());
+            set.spawn(async move { Client::connect(&url, o).await });
+        }
+        while let Some(r) = set.join_next().await {
+            held.push(r??);
+            opened.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // Hold them idle for the measured period (the client library keeps them alive with Pings).
+    tokio::time::sleep(cli.duration).await;
+    let after = rss_kib(server_pid)?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = p.await;
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    drop(held);
+    Ok(serde_json::json!({
+        "scenario": "W1",
+        "url": cli.url,
+        "connections": connections,
+        "server_rss_before_kib": before,
+        "server_rss_after_kib": after,
+        "bytes_per_connection": per,
+    }))
+}
+
 async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> {
     let (_c, auth) = account(cli, "w5").await?;
     let done = Arc::new(AtomicU64::new(0));
@@ -255,6 +314,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         match cli.scenario {
+            Scenario::W1 { connections, server_pid } => w1(&cli, connections, server_pid).await,
             Scenario::W4 { senders, pipeline } => w4(&cli, senders, pipeline.max(1)).await,
             Scenario::W5 { concurrency } => w5(&cli, concurrency.max(1)).await,
         }
