@@ -14,17 +14,10 @@ use crate::auth::ConnAuth;
 use crate::auth::ratelimit::Limiter;
 use crate::config::RateLimit;
 use crate::connection::ConnCtx;
+use crate::conversations::id;
 use crate::error::ServerError;
 use crate::hub::{self, Hub};
-use crate::store::{ConvId, NotificationRec, Store, User, UserId};
-
-fn now_ms() -> i64 {
-    confab_protocol::frames::now_ms() as i64
-}
-
-fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
-    i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| ServerError::invalid(field, "required"))
-}
+use crate::store::{ConvId, NotificationRec, Store, User, UserId, now_ms};
 
 fn presence_frame(user: UserId, state: i32, last_seen_ms: i64) -> Bytes {
     encode_server(&event_frame(event::Event::PresenceChanged(v1::PresenceChanged {

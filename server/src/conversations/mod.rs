@@ -13,7 +13,7 @@ use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::store::{
     ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
-    WriteOp,
+    WriteOp, now_ms,
 };
 pub use writer::Writer;
 
@@ -23,10 +23,6 @@ pub const MAX_HISTORY: u32 = 200;
 const MAX_USER_UPDATES: u32 = 500;
 /// Rough byte budget of one Sync answer's events, so it stays far below frame limits.
 const SYNC_BYTES: usize = 512 * 1024;
-
-fn now_ms() -> i64 {
-    confab_protocol::frames::now_ms() as i64
-}
 
 fn not_found() -> ServerError {
     ServerError::NotFound("no such conversation".into())
@@ -96,7 +92,8 @@ pub fn check_emoji(field: &'static str, e: &str) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
+/// A required positive id field.
+pub(crate) fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
     i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| ServerError::invalid(field, "required"))
 }
 

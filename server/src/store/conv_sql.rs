@@ -242,10 +242,7 @@ macro_rules! impl_conv_store {
                 async fn discover(&self, user: UserId, prefix: &str, after: ConvId, limit: u32) -> Result<Vec<ConvView>, StoreError> {
                     timed(&self.metrics, "discover", async {
                         // Prefix match on the case-folded title; LIKE wildcards in the query are escaped.
-                        let escaped: String = prefix.chars().flat_map(|c| match c {
-                            '%' | '_' | '\\' => vec!['\\', c],
-                            c => vec![c],
-                        }).collect();
+                        let escaped = $crate::store::sql::escape_like(prefix);
                         let rows = sqlx::query(q(format!(
                             "{VIEW_SELECT} WHERE c.kind = 3 AND c.title_key LIKE $2 ESCAPE '\\' AND c.id > $3 ORDER BY c.id LIMIT $4"
                         )))
@@ -401,21 +398,6 @@ macro_rules! impl_conv_store {
                             .fetch_all(&self.pool)
                             .await?;
                         Ok(rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, _>>()?)
-                    })
-                    .await
-                }
-
-                async fn ack(&self, session: &str, conv: ConvId, seq: i64) -> Result<(), StoreError> {
-                    timed(&self.metrics, "ack", async {
-                        sqlx::query("INSERT INTO device_acks (session_id, conversation_id, acked_seq) VALUES ($1, $2, $3) \
-                                     ON CONFLICT (session_id, conversation_id) DO UPDATE SET acked_seq = excluded.acked_seq \
-                                     WHERE device_acks.acked_seq < excluded.acked_seq")
-                            .bind(session)
-                            .bind(conv)
-                            .bind(seq)
-                            .execute(&self.pool)
-                            .await?;
-                        Ok(())
                     })
                     .await
                 }

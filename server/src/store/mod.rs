@@ -112,8 +112,7 @@ pub trait ConvStore: Send + Sync {
     async fn message(&self, conv: ConvId, message_id: i64) -> Result<Option<MessageRec>, StoreError>;
     /// (conversation, head seq) of every conversation the user is a member of.
     async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError>;
-    /// Records that a device applied the conversation up to `seq` (only moves forward).
-    async fn ack(&self, session: &str, conv: ConvId, seq: i64) -> Result<(), StoreError>;
+    /// The highest seq a device acknowledged in a conversation (acks are written by `apply`).
     async fn acked(&self, session: &str, conv: ConvId) -> Result<i64, StoreError>;
 }
 

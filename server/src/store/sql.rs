@@ -2,6 +2,18 @@
 //! backend struct with `pool` and `metrics` fields. Placeholders are `$1, $2, …` in ascending
 //! order of first use, which PostgreSQL and SQLite both read positionally.
 
+/// Escapes LIKE wildcards so a user's prefix matches literally (used with `ESCAPE '\'`).
+pub(super) fn escape_like(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Maps a unique violation to the field it concerns.
 pub(super) fn conflict(e: sqlx::Error) -> super::StoreError {
     if let sqlx::Error::Database(db) = &e
@@ -56,6 +68,11 @@ macro_rules! impl_store {
                 last_seen_at_ms: r.try_get(5)?,
                 revoked: r.try_get(6)?,
             })
+        }
+
+        /// USER_COLUMNS qualified with a table alias, for joins.
+        fn user_columns_of(alias: &str) -> String {
+            USER_COLUMNS.split(", ").map(|c| format!("{alias}.{}", c.trim())).collect::<Vec<_>>().join(", ")
         }
 
         fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
@@ -448,14 +465,8 @@ macro_rules! impl_store {
 
             async fn search_users(&self, viewer: UserId, prefix: &str, after: &str, limit: u32) -> Result<Vec<User>, StoreError> {
                 timed(&self.metrics, "search_users", async {
-                    let escaped: String = prefix
-                        .chars()
-                        .flat_map(|c| match c {
-                            '%' | '_' | '\\' => vec!['\\', c],
-                            c => vec![c],
-                        })
-                        .collect();
-                    let cols = USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ");
+                    let escaped = $crate::store::sql::escape_like(prefix);
+                    let cols = user_columns_of("u");
                     let rows = sqlx::query(sql(format!(
                         "SELECT {cols} FROM users u WHERE u.deleted_at_ms IS NULL AND u.username_key > $1 \
                          AND (u.username_key LIKE $2 ESCAPE '\\' OR LOWER(u.display_name) LIKE $2 ESCAPE '\\') \
@@ -493,7 +504,7 @@ macro_rules! impl_store {
             }
 
             async fn contacts(&self, user: UserId) -> Result<Vec<User>, StoreError> {
-                let cols = USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ");
+                let cols = user_columns_of("u");
                 let rows = sqlx::query(sql(format!(
                     "SELECT {cols} FROM contacts c JOIN users u ON u.id = c.contact_id WHERE c.user_id = $1 ORDER BY u.username_key"
                 )))
@@ -523,7 +534,7 @@ macro_rules! impl_store {
             }
 
             async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError> {
-                let cols = USER_COLUMNS.split(", ").map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ");
+                let cols = user_columns_of("u");
                 let rows = sqlx::query(sql(format!(
                     "SELECT {cols} FROM blocks b JOIN users u ON u.id = b.blocked_id WHERE b.user_id = $1 ORDER BY u.username_key"
                 )))
