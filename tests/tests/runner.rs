@@ -1,10 +1,13 @@
 //! The `confab-conformance` binary against a running server: passes against Confab on both
 //! transports, reports JSON and JUnit, and fails (non-zero, failing cases named) against a peer
-//! that breaks the protocol.
+//! that breaks the protocol and against a real server made to break one behaviour.
 
 use std::process::Command;
+use std::sync::Arc;
 
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::proxy::CutProxy;
+use confab_protocol::v1::{self, event, server_frame};
 
 fn runner() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confab-conformance"))
@@ -70,4 +73,35 @@ async fn fails_and_names_cases_against_a_broken_peer() {
         stdout.lines().last().is_some_and(|l| l.starts_with("0 passed, ") && !l.ends_with(" 0 failed")),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_and_names_the_case_against_a_server_that_drops_live_events() {
+    // A real Confab server behind a proxy that swallows every ConversationEvent: the handshake,
+    // requests and Sync all work; only live delivery (§14.5) is broken.
+    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    let drops_live = |f: &v1::ServerFrame| {
+        !matches!(
+            &f.frame,
+            Some(server_frame::Frame::Event(v1::Event { event: Some(event::Event::ConversationEvent(_)) }))
+        )
+    };
+    let proxy = CutProxy::filtering(s.ws_addr, Arc::new(drops_live)).await.expect("proxy");
+    let url = format!("ws://{}/v1/ws", proxy.addr);
+    let out =
+        tokio::task::spawn_blocking(move || runner().args(["--url", &url, "--timeout", "5s"]).output().expect("run"))
+            .await
+            .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a server without live delivery passed: {stdout}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(failed.iter().any(|l| l.contains("§14.5") && l.contains("live_events_carry_gapless_seqs")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("ok ") && l.contains("handshake_returns_welcome")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ok ") && l.contains("sync_returns_missed_entries_in_order")),
+        "{stdout}"
+    );
+    let summary = stdout.lines().last().expect("summary");
+    assert!(summary.ends_with(&format!(" {} failed", failed.len())), "{stdout}");
+    s.stop().await.expect("stop");
 }
