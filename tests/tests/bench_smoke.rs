@@ -57,3 +57,40 @@ async fn scenarios_complete_and_write_json() {
     assert!(w1["server_rss_after_kib"].as_u64().unwrap_or(0) > 0, "{w1}");
     s.stop().await.expect("stop");
 }
+
+/// W2 and W3 on both transports: every expected delivery arrives and each step reports latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_scenarios_deliver_every_message() {
+    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = [
+        ("w2-ws", s.url(Transport::WebSocket), vec!["w2", "--members", "12", "--senders", "3", "--rates", "20,60"]),
+        ("w3-quic", s.url(Transport::Quic), vec!["w3", "--clients", "20", "--group-size", "5", "--rates", "20,60"]),
+    ];
+    for (name, url, args) in runs {
+        let json = dir.path().join(format!("{name}.json"));
+        let j = json.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+                .args(["--url", &url, "--insecure", "--json"])
+                .arg(&j)
+                .args(&args)
+                .args(["--step", "1s"])
+                .output()
+                .expect("run")
+        })
+        .await
+        .expect("join");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+        let steps = v["steps"].as_array().expect("steps");
+        assert_eq!(steps.len(), 2, "{name}: {v}");
+        for st in steps {
+            assert!(st["acked"].as_u64().unwrap_or(0) > 0 && st["failed"] == 0, "{name}: {st}");
+            assert_eq!(st["deliveries"], st["expected_deliveries"], "{name}: every member gets every message: {st}");
+            assert!(st["latency_ms_p99"].as_f64().unwrap_or(-1.0) >= st["latency_ms_p50"].as_f64().unwrap_or(0.0));
+        }
+        assert_eq!(v["connections_closed_by_server"], 0, "{name}: {v}");
+    }
+    s.stop().await.expect("stop");
+}

@@ -1,7 +1,12 @@
 //! `confab-bench`: a load generator on the Confab client library. It sends traffic only to the
 //! address it is given, bounded in time and connections, prints progress each second, and ends
-//! with a table (and, with --json, a JSON file). Scenarios so far: W1 idle connections, W4 durable
-//! sends and W5 connection storm (docs/benchmarks.md).
+//! with a table (and, with --json, a JSON file). Scenarios W1-W5 (docs/benchmarks.md); W2, W3 and
+//! W5 also drive the Socket.IO comparison peer through an adapter (`--url socketio://HOST:PORT`).
+
+mod peer;
+mod rooms;
+mod socketio;
+mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,15 +14,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use confab_protocol::client::{Client, ClientError, ConnectOptions, Trust};
-use confab_protocol::v1::{self, ErrorCode, client_frame::Request, response};
+use confab_protocol::client::{Client, ConnectOptions, Trust};
+use confab_protocol::v1::{self, client_frame::Request, response};
 use tokio::sync::Mutex;
+
+use peer::Peer;
+use stats::{Samples, progress};
 
 /// Load generator for a Confab server.
 #[derive(Debug, Parser)]
 #[command(name = "confab-bench", version, about)]
 struct Cli {
-    /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT.
+    /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT (Confab), socketio://HOST:PORT (the
+    /// Socket.IO comparison peer; W2, W3 and W5 only).
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7600/v1/ws")]
     url: String,
     /// Accept any server certificate (QUIC).
@@ -44,6 +53,37 @@ enum Scenario {
         #[arg(long)]
         server_pid: u32,
     },
+    /// W2: one group of M members; senders post 100-byte messages at a ramped rate; deliveries
+    /// per second and send-to-deliver latency per step.
+    W2 {
+        /// Members of the room (each its own account and connection).
+        #[arg(long, default_value_t = 200)]
+        members: usize,
+        /// Members that send (the rate is spread over them).
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+        /// Messages per second, one ramp step each.
+        #[arg(long, default_value = "10,50,100,200,500,1000", value_parser = rates)]
+        rates: Rates,
+        /// Length of each ramp step.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        step: Duration,
+    },
+    /// W3: N clients in groups of 10, one sender per group; the total rate ramps as in W2.
+    W3 {
+        /// Clients in all (each its own account and connection).
+        #[arg(long, default_value_t = 500)]
+        clients: usize,
+        /// Members per group.
+        #[arg(long, default_value_t = 10)]
+        group_size: usize,
+        /// Messages per second in all groups together, one ramp step each.
+        #[arg(long, default_value = "100,500,1000,2000,4000", value_parser = rates)]
+        rates: Rates,
+        /// Length of each ramp step.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        step: Duration,
+    },
     /// W4: concurrent senders, each in its own conversation; acknowledged sends per second.
     W4 {
         /// Concurrent sender connections.
@@ -53,27 +93,13 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         pipeline: usize,
     },
-    /// W5: connect + authenticate (token in Hello) + Sync, then close, from concurrent loops.
+    /// W5: connect + authenticate + subscribe (Confab: token in Hello, then Sync; Socket.IO: token
+    /// in the handshake, then join a room), then close, from concurrent loops.
     W5 {
         /// Concurrent connecting loops.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
-}
-
-/// Latencies in microseconds, for percentiles.
-#[derive(Default)]
-struct Samples(Vec<u64>);
-
-impl Samples {
-    fn percentile(&mut self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return 0.0;
-        }
-        self.0.sort_unstable();
-        let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
-        self.0[i] as f64 / 1000.0
-    }
 }
 
 fn options(cli: &Cli) -> ConnectOptions {
@@ -86,41 +112,8 @@ fn options(cli: &Cli) -> ConnectOptions {
 /// A signed-in client, registered with a fresh name (RATE_LIMITED answers are waited out).
 async fn account(cli: &Cli, tag: &str) -> anyhow::Result<(Client, v1::AuthResult)> {
     let (c, _events) = Client::connect(&cli.url, options(cli)).await?;
-    let mut r = [0u8; 6];
-    getrandom::fill(&mut r).map_err(|e| anyhow::anyhow!("random: {e}"))?;
-    let name = format!("bench{tag}{}", hex::encode(r));
-    loop {
-        let req = v1::Register {
-            username: name.clone(),
-            password: "bench password".into(),
-            device_name: "bench".into(),
-            ..Default::default()
-        };
-        match c.register(req).await {
-            Ok(a) => return Ok((c, a)),
-            Err(ClientError::Server(e)) if e.code() == ErrorCode::RateLimited => {
-                tokio::time::sleep(Duration::from_millis(e.retry_after_ms.max(1))).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Prints one progress line per second until `stop`.
-fn progress(label: &'static str, count: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last = 0;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.tick().await;
-        let mut second = 0;
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            second += 1;
-            let now = count.load(Ordering::Relaxed);
-            eprintln!("[{second:>3}s] {label}: {} /s (total {now})", now - last);
-            last = now;
-        }
-    })
+    let auth = peer::register(&c, &peer::random_name(tag)).await?;
+    Ok((c, auth))
 }
 
 async fn w4(cli: &Cli, senders: usize, pipeline: usize) -> anyhow::Result<serde_json::Value> {
@@ -182,7 +175,7 @@ async fn w4(cli: &Cli, senders: usize, pipeline: usize) -> anyhow::Result<serde_
         let _ = t.await;
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = p.await;
+    p.abort();
     let secs = started.elapsed().as_secs_f64();
     let mut s = samples.lock().await;
     let total = acked.load(Ordering::Relaxed);
@@ -237,7 +230,7 @@ async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<se
     tokio::time::sleep(cli.duration).await;
     let after = rss_kib(server_pid)?;
     stop.store(true, Ordering::Relaxed);
-    let _ = p.await;
+    p.abort();
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
     drop(held);
     Ok(serde_json::json!({
@@ -251,31 +244,24 @@ async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<se
 }
 
 async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> {
-    let (_c, auth) = account(cli, "w5").await?;
+    let peer = Peer::from_url(&cli.url, cli.insecure);
+    let token = Arc::new(peer.credential().await?);
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Samples::default()));
-    let p = progress("connect+auth+sync", done.clone(), stop.clone());
+    let p = progress("connect+auth+subscribe", done.clone(), stop.clone());
     let started = Instant::now();
     let deadline = started + cli.duration;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let mut o = options(cli);
-        o.access_token = Some(auth.access_token.clone());
-        let (url, done, errors, samples) = (cli.url.clone(), done.clone(), errors.clone(), samples.clone());
+        let (peer, token, done, errors, samples) =
+            (peer.clone(), token.clone(), done.clone(), errors.clone(), samples.clone());
         tasks.push(tokio::spawn(async move {
             let mut local = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let ok = async {
-                    let (c, _e) = Client::connect(&url, o.clone()).await?;
-                    c.request(Request::Sync(v1::Sync::default())).await?;
-                    c.close().await;
-                    Ok::<_, ClientError>(())
-                }
-                .await;
-                match ok {
+                match peer.connect_auth_subscribe(&token).await {
                     Ok(()) => {
                         local.push(t.elapsed().as_micros() as u64);
                         done.fetch_add(1, Ordering::Relaxed);
@@ -292,12 +278,13 @@ async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> 
         let _ = t.await;
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = p.await;
+    p.abort();
     let secs = started.elapsed().as_secs_f64();
     let total = done.load(Ordering::Relaxed);
     let mut s = samples.lock().await;
     Ok(serde_json::json!({
         "scenario": "W5",
+        "peer": peer.name(),
         "url": cli.url,
         "concurrency": concurrency,
         "seconds": secs,
@@ -309,22 +296,88 @@ async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> 
     }))
 }
 
+/// Ramp steps in messages per second, from a comma-separated list ("100,200,500").
+#[derive(Clone, Debug)]
+struct Rates(Vec<u32>);
+
+fn rates(s: &str) -> Result<Rates, String> {
+    let v: Result<Vec<u32>, _> = s.split(',').map(|r| r.trim().parse::<u32>()).collect();
+    match v {
+        Ok(v) if !v.is_empty() && v.iter().all(|&r| r > 0) => Ok(Rates(v)),
+        _ => Err(format!("expected positive rates separated by commas, got {s:?}")),
+    }
+}
+
+/// The result as a table: one row per scalar metric, then the ramp steps (if any) one per row.
+fn print_table(result: &serde_json::Value) {
+    println!("{:<44} value", "metric");
+    let Some(map) = result.as_object() else { return };
+    for (k, v) in map.iter().filter(|(_, v)| !v.is_array() && !v.is_object()) {
+        println!("{k:<44} {v}");
+    }
+    let Some(steps) = map.get("steps").and_then(|s| s.as_array()) else { return };
+    println!();
+    println!(
+        "{:>10} {:>8} {:>10} {:>13} {:>10} {:>9} {:>9}",
+        "msgs/s", "acked", "delivered", "deliveries/s", "ratio", "p50 ms", "p99 ms"
+    );
+    for st in steps {
+        let f = |k: &str| st[k].as_f64().unwrap_or(0.0);
+        println!(
+            "{:>10} {:>8} {:>10} {:>13.0} {:>10.4} {:>9.2} {:>9.2}",
+            st["target_messages_per_second"],
+            st["acked"],
+            st["deliveries"],
+            f("deliveries_per_second"),
+            f("delivered_ratio"),
+            f("latency_ms_p50"),
+            f("latency_ms_p99"),
+        );
+    }
+    if let Some(best) = map.get("best_step_with_p99_le_50ms_and_all_delivered").filter(|b| !b.is_null()) {
+        println!("best step with p99 <= 50 ms and every delivery: {} msgs/s", best["target_messages_per_second"]);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.url.starts_with("socketio://") && matches!(cli.scenario, Scenario::W1 { .. } | Scenario::W4 { .. }) {
+        anyhow::bail!("W1 and W4 measure Confab only; the Socket.IO peer runs W2, W3 and W5");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
-        match cli.scenario {
-            Scenario::W1 { connections, server_pid } => w1(&cli, connections, server_pid).await,
-            Scenario::W4 { senders, pipeline } => w4(&cli, senders, pipeline.max(1)).await,
-            Scenario::W5 { concurrency } => w5(&cli, concurrency.max(1)).await,
+        match &cli.scenario {
+            Scenario::W1 { connections, server_pid } => w1(&cli, *connections, *server_pid).await,
+            Scenario::W4 { senders, pipeline } => w4(&cli, *senders, (*pipeline).max(1)).await,
+            Scenario::W2 { members, senders, rates, step } => {
+                let plan = rooms::Plan {
+                    scenario: "W2",
+                    groups: 1,
+                    members_per_group: (*members).max(2),
+                    senders_per_group: (*senders).clamp(1, (*members).max(2)),
+                    rates: rates.0.clone(),
+                    step: *step,
+                    max_in_flight: 64,
+                };
+                rooms::run(&Peer::from_url(&cli.url, cli.insecure), &plan).await
+            }
+            Scenario::W3 { clients, group_size, rates, step } => {
+                let size = (*group_size).max(2);
+                let plan = rooms::Plan {
+                    scenario: "W3",
+                    groups: (clients / size).max(1),
+                    members_per_group: size,
+                    senders_per_group: 1,
+                    rates: rates.0.clone(),
+                    step: *step,
+                    max_in_flight: 16,
+                };
+                rooms::run(&Peer::from_url(&cli.url, cli.insecure), &plan).await
+            }
+            Scenario::W5 { concurrency } => w5(&cli, (*concurrency).max(1)).await,
         }
     })?;
-    println!("{:<24} value", "metric");
-    if let Some(map) = result.as_object() {
-        for (k, v) in map {
-            println!("{k:<24} {v}");
-        }
-    }
+    print_table(&result);
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -1,0 +1,225 @@
+//! The system under test, seen by the room and storm scenarios: Confab (over WebSocket or QUIC,
+//! through the client library) or the Socket.IO comparison peer (through the adapter). Each offers
+//! the same three things: sign a member in, make a room of members, send a message to a room —
+//! and reports every message delivered to a member to one callback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use confab_protocol::client::{Client, ClientError, ConnectOptions, Trust};
+use confab_protocol::v1::{self, ErrorCode, client_frame::Request, conversation_event::Body, event, response};
+
+use crate::socketio::SioClient;
+
+/// Called with the text of every message delivered to a member.
+pub type OnDelivery = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where the traffic goes.
+#[derive(Clone)]
+pub enum Peer {
+    Confab { url: String, options: ConnectOptions },
+    SocketIo { addr: String },
+}
+
+/// A signed-in member, with its deliveries flowing to the callback.
+pub enum Member {
+    Confab { client: Client, id: u64, _receiver: tokio::task::JoinHandle<()> },
+    SocketIo { client: SioClient, name: String },
+}
+
+/// A room: a Confab group conversation or a Socket.IO room.
+#[derive(Clone, Debug)]
+pub enum Room {
+    Confab(u64),
+    SocketIo(String),
+}
+
+pub fn random_name(tag: &str) -> String {
+    let mut r = [0u8; 6];
+    let _ = getrandom::fill(&mut r);
+    format!("bench{tag}{}", hex::encode(r))
+}
+
+/// Registers `name` on a Confab connection, waiting out RATE_LIMITED answers.
+pub async fn register(client: &Client, name: &str) -> anyhow::Result<v1::AuthResult> {
+    loop {
+        let req = v1::Register {
+            username: name.to_owned(),
+            password: "bench password".into(),
+            device_name: "bench".into(),
+            ..Default::default()
+        };
+        match client.register(req).await {
+            Ok(a) => return Ok(a),
+            Err(ClientError::Server(e)) if e.code() == ErrorCode::RateLimited => {
+                tokio::time::sleep(Duration::from_millis(e.retry_after_ms.max(1))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Peer {
+    /// `ws://…/v1/ws` or `quic://…` for Confab; `socketio://HOST:PORT` for the comparison peer.
+    pub fn from_url(url: &str, insecure: bool) -> Self {
+        if let Some(addr) = url.strip_prefix("socketio://") {
+            return Peer::SocketIo { addr: addr.trim_end_matches('/').to_owned() };
+        }
+        let mut options = ConnectOptions { client_name: "confab-bench".into(), ..Default::default() };
+        options.transport.trust = if insecure { Trust::Insecure } else { Trust::SystemRoots };
+        options.request_timeout = Duration::from_secs(30);
+        Peer::Confab { url: url.to_owned(), options }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Peer::Confab { url, .. } if url.starts_with("quic") => "confab-quic",
+            Peer::Confab { .. } => "confab-ws",
+            Peer::SocketIo { .. } => "socketio",
+        }
+    }
+
+    /// A fresh account (Confab: Register, waiting out RATE_LIMITED; Socket.IO: login), its
+    /// connection, and its deliveries flowing to `on`.
+    pub async fn member(&self, tag: &str, on: OnDelivery) -> anyhow::Result<Member> {
+        let name = random_name(tag);
+        match self {
+            Peer::Confab { url, options } => {
+                let (client, mut events) = Client::connect(url, options.clone()).await?;
+                let id = register(&client, &name).await?.me.context("AuthResult without me")?.user_id;
+                let receiver = tokio::spawn(async move {
+                    while let Some(ev) = events.recv().await {
+                        if let Some(event::Event::ConversationEvent(ce)) = ev.event
+                            && let Some(Body::MessagePosted(m)) = ce.body
+                        {
+                            on(&m.text);
+                        }
+                    }
+                });
+                Ok(Member::Confab { client, id, _receiver: receiver })
+            }
+            Peer::SocketIo { addr } => {
+                let token = crate::socketio::login(addr, &name).await?;
+                let client = SioClient::connect(
+                    addr,
+                    &token,
+                    Box::new(move |ev, arg| {
+                        if ev == "receive_message"
+                            && let Some(t) = arg["text"].as_str()
+                        {
+                            on(t);
+                        }
+                    }),
+                )
+                .await?;
+                Ok(Member::SocketIo { client, name })
+            }
+        }
+    }
+
+    /// A credential for the storm to reuse: a Confab access token or a Socket.IO JWT.
+    pub async fn credential(&self) -> anyhow::Result<String> {
+        let name = random_name("storm");
+        match self {
+            Peer::Confab { url, options } => {
+                let (client, _events) = Client::connect(url, options.clone()).await?;
+                Ok(register(&client, &name).await?.access_token)
+            }
+            Peer::SocketIo { addr } => crate::socketio::login(addr, &name).await,
+        }
+    }
+
+    /// One storm iteration: connect, authenticate with `token` in the handshake, subscribe
+    /// (Confab: one Sync; Socket.IO: join a room), close.
+    pub async fn connect_auth_subscribe(&self, token: &str) -> anyhow::Result<()> {
+        match self {
+            Peer::Confab { url, options } => {
+                let mut o = options.clone();
+                o.access_token = Some(token.to_owned());
+                let (c, _events) = Client::connect(url, o).await?;
+                c.request(Request::Sync(v1::Sync::default())).await?;
+                c.close().await;
+            }
+            Peer::SocketIo { addr } => {
+                let c = SioClient::connect(addr, token, Box::new(|_, _| {})).await?;
+                let ack = c.emit_ack("join_room", "storm".into()).await?;
+                anyhow::ensure!(ack["ok"] == true, "join_room refused: {ack}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a room of `members` (the first one creates it) and waits until all are in it.
+    pub async fn room(&self, members: &[Member]) -> anyhow::Result<Room> {
+        let owner = members.first().context("a room needs a member")?;
+        match owner {
+            Member::Confab { client, .. } => {
+                let ids: Vec<u64> = members[1..]
+                    .iter()
+                    .map(|m| match m {
+                        Member::Confab { id, .. } => Ok(*id),
+                        Member::SocketIo { .. } => bail!("mixed peers"),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let mut chunks = ids.chunks(256);
+                let first = chunks.next().unwrap_or_default().to_vec();
+                let conv = match client
+                    .request(Request::CreateConversation(v1::CreateConversation {
+                        kind: v1::ConversationKind::Group as i32,
+                        title: "bench room".into(),
+                        member_ids: first,
+                        ..Default::default()
+                    }))
+                    .await?
+                {
+                    response::Result::CreateConversation(c) => c.conversation_id,
+                    other => bail!("unexpected {other:?}"),
+                };
+                for chunk in chunks {
+                    let add = v1::AddMembers { conversation_id: conv, user_ids: chunk.to_vec() };
+                    client.request(Request::AddMembers(add)).await?;
+                }
+                Ok(Room::Confab(conv))
+            }
+            Member::SocketIo { name, .. } => {
+                let room = format!("room-{name}");
+                for m in members {
+                    let Member::SocketIo { client, .. } = m else { bail!("mixed peers") };
+                    let ack = client.emit_ack("join_room", room.clone().into()).await?;
+                    anyhow::ensure!(ack["ok"] == true, "join_room refused: {ack}");
+                }
+                Ok(Room::SocketIo(room))
+            }
+        }
+    }
+}
+
+impl Member {
+    /// Sends `text` to `room` and waits for the server's acknowledgement (Confab: after commit).
+    pub async fn send(&self, room: &Room, client_msg_id: String, text: String) -> anyhow::Result<()> {
+        match (self, room) {
+            (Member::Confab { client, .. }, Room::Confab(conv)) => {
+                let req = v1::SendMessage { conversation_id: *conv, client_msg_id, text, ..Default::default() };
+                match client.request(Request::SendMessage(req)).await? {
+                    response::Result::SendMessage(_) => Ok(()),
+                    other => bail!("unexpected {other:?}"),
+                }
+            }
+            (Member::SocketIo { client, .. }, Room::SocketIo(room)) => {
+                let ack = client.emit_ack("send_message", serde_json::json!({ "room": room, "text": text })).await?;
+                anyhow::ensure!(ack.get("id").is_some(), "send refused: {ack}");
+                Ok(())
+            }
+            _ => bail!("mixed peers"),
+        }
+    }
+
+    /// Whether the server still holds the connection open.
+    pub fn is_open(&self) -> bool {
+        match self {
+            Member::Confab { client, .. } => client.close_info().is_none(),
+            Member::SocketIo { client, .. } => client.is_open(),
+        }
+    }
+}
