@@ -1,0 +1,268 @@
+//! The subcommands, for scripts: each connects, does one thing, prints text or `--json`, and
+//! exits non-zero with one line on stderr when it fails.
+
+/// One typed request: `call!(client, GetMe, v1::GetMe {})` is the `Me`, or an error.
+macro_rules! call {
+    ($client:expr, $variant:ident, $req:expr) => {
+        match $client.request(confab_protocol::v1::client_frame::Request::$variant($req)).await? {
+            confab_protocol::v1::response::Result::$variant(r) => r,
+            other => return Err(confab_protocol::client::unexpected(stringify!($variant), &other).into()),
+        }
+    };
+}
+
+mod account;
+mod chat;
+pub mod output;
+mod ping;
+mod resolve;
+mod social;
+mod tail;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{GlobalArgs, Settings};
+
+/// Confab terminal client. Without a subcommand it starts the full-screen client.
+#[derive(Debug, Parser)]
+#[command(name = "confab", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How a password is read.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of standard input (else CONFAB_PASSWORD, else a prompt).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Name of this device in the session list.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect, print the server's Welcome and the round-trip time.
+    Ping {
+        /// Round trips to measure.
+        #[arg(long, short = 'n', default_value_t = 3)]
+        count: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an account and sign in (the profile keeps the tokens).
+    Register {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in with a username or email.
+    Login {
+        identifier: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End this session and forget its tokens.
+    Logout,
+    /// The signed-in account.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The account's signed-in devices.
+    Sessions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Conversations, most recent activity first, with unread counts.
+    Conversations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message; the text is the arguments, or standard input when there are none.
+    Send {
+        /// Conversation: id, title, or @username for a DM.
+        conversation: String,
+        text: Vec<String>,
+        /// Reply to this message id.
+        #[arg(long, value_name = "MESSAGE_ID")]
+        reply_to: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages of a conversation, oldest first.
+    History {
+        conversation: String,
+        /// How many of the latest messages.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: u32,
+        /// Only messages below this seq.
+        #[arg(long)]
+        before: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream new messages and events as they arrive (all conversations, or one).
+    Tail {
+        conversation: Option<String>,
+        /// Mark what arrives as read.
+        #[arg(long)]
+        mark_read: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open (or find) the direct conversation with a user.
+    CreateDm {
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a private group with these members.
+    CreateGroup {
+        name: String,
+        users: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a public channel.
+    CreateChannel {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Public channels whose title starts with QUERY.
+    Channels {
+        #[arg(default_value = "")]
+        query: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join a channel by id or title.
+    Join {
+        channel: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Leave a group or channel.
+    Leave { conversation: String },
+    /// Add users to a group.
+    AddMember { conversation: String, users: Vec<String> },
+    /// Remove a user from a group or channel.
+    RemoveMember { conversation: String, user: String },
+    /// Members of a conversation.
+    Members {
+        conversation: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Edit one of your messages.
+    Edit { conversation: String, message_id: u64, text: Vec<String> },
+    /// Delete one of your messages.
+    Delete { conversation: String, message_id: u64 },
+    /// React to a message (emoji or :shortcode:).
+    React {
+        conversation: String,
+        message_id: u64,
+        emoji: String,
+        /// Remove the reaction instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Pinned messages of a conversation.
+    Pins {
+        conversation: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a conversation read up to SEQ (default: everything).
+    MarkRead { conversation: String, seq: Option<u64> },
+    /// Delivery state of your message for each other member: sent, delivered, read.
+    Receipts {
+        conversation: String,
+        message_id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Users whose username or display name starts with QUERY.
+    SearchUsers {
+        query: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your contacts; `contacts add USER`, `contacts remove USER` change them.
+    Contacts {
+        #[command(subcommand)]
+        action: Option<ContactAction>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a user (they cannot message you; not announced to them).
+    Block {
+        user: String,
+        /// Unblock instead.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Users you blocked.
+    Blocked {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where this profile keeps its files.
+    Paths,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactAction {
+    Add { user: String },
+    Remove { user: String },
+}
+
+/// Runs a subcommand.
+pub async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Ping { count, json } => ping::ping(&settings, count, json).await,
+        Command::Register { username, display_name, email, password, json } => {
+            account::register(&settings, &username, display_name, email, &password, json).await
+        }
+        Command::Login { identifier, password, json } => account::login(&settings, &identifier, &password, json).await,
+        Command::Logout => account::logout(&settings).await,
+        Command::Whoami { json } => account::whoami(&settings, json).await,
+        Command::Sessions { json } => account::sessions(&settings, json).await,
+        Command::Paths => {
+            println!("config      {}", settings.config_file.display());
+            println!("profile     {} ({})", settings.profile, settings.profile_dir.display());
+            println!("credentials {}", settings.creds().path().display());
+            Ok(())
+        }
+        Command::Tail { conversation, mark_read, json } => tail::tail(settings, conversation, mark_read, json).await,
+        other => chat::run(&settings, other).await,
+    }
+}
+
+/// The text of `send`/`edit`: the arguments joined, or standard input when there are none.
+pub fn text_arg(words: Vec<String>) -> anyhow::Result<String> {
+    let text = if words.is_empty() || words == ["-"] {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        words.join(" ")
+    };
+    if text.trim().is_empty() {
+        anyhow::bail!("empty message");
+    }
+    Ok(text)
+}

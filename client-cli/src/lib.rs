@@ -1,0 +1,9 @@
+//! The Confab terminal client as a library: the subcommands, the network actor with its sync
+//! engine, configuration and credentials, and the full-screen client. `src/main.rs` is the
+//! `confab` binary on top.
+
+pub mod cli;
+pub mod config;
+pub mod creds;
+pub mod net;
+pub mod session;

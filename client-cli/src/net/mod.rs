@@ -1,0 +1,204 @@
+//! The network actor: one task owns the connection, reconnects by itself with backoff, keeps the
+//! sync state of §14.6 and an outbox of unacknowledged sends, and reports everything the UI (or
+//! `confab tail`) needs as typed [`Update`]s. Both directions are bounded channels; the UI never
+//! waits on the network, and no lock is held across an await.
+
+mod actor;
+pub use actor::fetch_users;
+pub mod sync;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use confab_protocol::v1::{self, client_frame::Request, response};
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+
+/// Commands queued for the actor before `try_send` reports it busy.
+pub const COMMAND_QUEUE: usize = 64;
+/// Updates queued for the UI before the actor waits for it.
+pub const UPDATE_QUEUE: usize = 512;
+
+/// The connection as the user sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting {
+        attempt: u32,
+    },
+    /// Connected, signed in, caught up.
+    Online,
+    Offline {
+        reason: String,
+        retry_in: Duration,
+    },
+    /// Credentials are missing or the session ended: sign in again.
+    SignedOut(String),
+}
+
+/// What the UI asked for, handed back with the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tag {
+    /// Nothing to show on success (react, mark read…); errors are reported.
+    Quiet,
+    /// A conversation was created or joined: open it.
+    Opened,
+    /// A fresh copy of a conversation (counts).
+    Refresh,
+    Search,
+    Pins(u64),
+    Members(u64),
+    /// Receipts of one message (sender only), to seed watermarks.
+    Receipts {
+        conversation_id: u64,
+        seq: u64,
+    },
+    Users,
+}
+
+/// A message to send, kept until the server acknowledges it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub conversation_id: u64,
+    pub client_msg_id: String,
+    pub text: String,
+    pub reply_to: u64,
+    pub mentions: Vec<u64>,
+}
+
+/// Requests to the actor.
+#[derive(Clone, Debug)]
+pub enum Command {
+    Send(Outgoing),
+    Request {
+        tag: Tag,
+        request: Request,
+    },
+    /// A page of history below `before_seq` (0: the latest page).
+    History {
+        conversation_id: u64,
+        before_seq: u64,
+        limit: u32,
+    },
+    Shutdown,
+}
+
+/// What the account looks like right after (re)bootstrapping.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub me: v1::Me,
+    /// Most recent activity first.
+    pub conversations: Vec<v1::Conversation>,
+    pub users: Vec<v1::UserProfile>,
+    /// Unread mentions per conversation (from the notification inbox).
+    pub mentions: HashMap<u64, u32>,
+}
+
+/// Reports from the actor.
+#[derive(Clone, Debug)]
+pub enum Update {
+    Connection(ConnState),
+    /// Replace all local state with this (first connect, or the server's database changed).
+    Snapshot(Box<Snapshot>),
+    /// The next entry of a conversation's log: exactly once, in seq order.
+    Entry(v1::ConversationEvent),
+    /// The next entry of the user's log, exactly once, in order.
+    UserEntry(v1::UserUpdate),
+    Conversation(v1::Conversation),
+    Users(Vec<v1::UserProfile>),
+    History {
+        conversation_id: u64,
+        before_seq: u64,
+        messages: Vec<v1::Message>,
+        has_more: bool,
+    },
+    Receipt(v1::ReceiptUpdated),
+    Typing(v1::TypingChanged),
+    Presence(v1::PresenceChanged),
+    Notification(v1::Notification),
+    /// The server stored a message from the outbox.
+    Sent {
+        conversation_id: u64,
+        client_msg_id: String,
+        result: v1::SendMessageResult,
+    },
+    /// The server refused a message for good.
+    SendFailed {
+        conversation_id: u64,
+        client_msg_id: String,
+        error: String,
+    },
+    Reply {
+        tag: Tag,
+        result: Result<response::Result, String>,
+    },
+}
+
+/// Options of the actor.
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    /// First reconnect delay; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often cursors are acknowledged and stalled sends retried.
+    pub tick: Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        Self {
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The typed handle to the actor.
+#[derive(Clone, Debug)]
+pub struct NetHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The actor's queue is full; the command was not taken.
+#[derive(Debug, thiserror::Error)]
+#[error("the network task is busy")]
+pub struct Busy;
+
+impl NetHandle {
+    /// Queues a command without waiting.
+    pub fn try_send(&self, c: Command) -> Result<(), Busy> {
+        self.tx.try_send(c).map_err(|_| Busy)
+    }
+
+    /// Queues a command, waiting for room.
+    pub async fn send(&self, c: Command) -> Result<(), Busy> {
+        self.tx.send(c).await.map_err(|_| Busy)
+    }
+}
+
+/// Starts the actor for the profile in `settings`.
+pub fn spawn(settings: Settings, opts: NetOptions) -> (NetHandle, mpsc::Receiver<Update>) {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (up_tx, up_rx) = mpsc::channel(UPDATE_QUEUE);
+    tokio::spawn(actor::run(settings, opts, rx, up_tx));
+    (NetHandle { tx }, up_rx)
+}
+
+/// A fresh idempotency key for SendMessage (§13.2): 128 random bits in hex.
+pub fn new_client_msg_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        let t = crate::session::now_ms().to_le_bytes();
+        b[..8].copy_from_slice(&t);
+        b[8..].copy_from_slice(&(std::process::id() as u64).to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+/// A random fraction in [0, 1) for backoff jitter.
+pub(crate) fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}

@@ -1,0 +1,310 @@
+//! End to end through the subcommands, as scripts use them: two users on a real server register,
+//! open a DM, send (from arguments and from stdin); `tail` of the other side receives the
+//! messages live, `history` shows them, and the receipts move from sent to delivered to read.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use serde_json::Value;
+
+/// One user of the `confab` binary: own XDG directories, so own profile and tokens.
+struct User {
+    home: tempfile::TempDir,
+    server: String,
+}
+
+impl User {
+    fn new(server: &str) -> Self {
+        Self { home: tempfile::tempdir().expect("tempdir"), server: server.to_string() }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_confab"));
+        let h = self.home.path();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", h)
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("CONFAB_SERVER", &self.server)
+            .env("CONFAB_PASSWORD", "correct horse battery");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).stdin(Stdio::null()).output().expect("run confab")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "confab {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    fn json(&self, args: &[&str]) -> Vec<Value> {
+        self.ok(args).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+    }
+
+    fn with_stdin(&self, args: &[&str], input: &str) -> String {
+        let mut child = self.command().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "confab {args:?} failed");
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.home.path().join("data")
+    }
+}
+
+/// A running `confab tail --json`, its lines read on a thread.
+struct Tail {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Tail {
+    fn start(user: &User, args: &[&str]) -> Self {
+        let mut child = user.command().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("tail");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("tail printed {line:?}: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The first line matching `pred` within `timeout`; earlier lines are returned too.
+    fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return (v, seen),
+                Ok(v) => seen.push(v),
+                Err(_) => panic!("tail: nothing matching within {timeout:?}; saw {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn receipt_state(user: &User, conv: &str, message_id: u64) -> String {
+    let r = user.json(&["receipts", conv, &message_id.to_string(), "--json"]);
+    assert_eq!(r.len(), 1, "one other member: {r:?}");
+    assert_eq!(r[0]["username"], "bob");
+    r[0]["state"].as_str().expect("state").to_string()
+}
+
+fn wait_state(user: &User, conv: &str, message_id: u64, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = receipt_state(user, conv, message_id);
+        if s == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "receipt stayed {s}, wanted {want}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_users_through_the_subcommands() {
+    let server = TestServer::start(StoreKind::Sqlite).await.expect("server");
+    let url = server.url(Transport::WebSocket);
+    let alice = User::new(&url);
+    let bob = User::new(&url);
+    let carol = User::new(&url);
+
+    tokio::task::spawn_blocking(move || {
+        // Not signed in: one clear line on stderr, non-zero exit.
+        let out = carol.run(&["whoami"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("confab: not signed in"), "{err}");
+
+        let reg = alice.json(&["register", "alice", "--display-name", "Alice", "--json"]);
+        assert_eq!(reg[0]["username"], "alice");
+        bob.ok(&["register", "bob"]);
+        let creds = alice.data().join("confab/profiles/default/credentials.toml");
+        assert_eq!(mode(&creds), 0o600, "token file is private");
+        let me = alice.json(&["whoami", "--json"]);
+        assert_eq!((me[0]["username"].as_str(), me[0]["display_name"].as_str()), (Some("alice"), Some("Alice")));
+
+        // Registering a taken name fails with the server's reason.
+        let out = carol.run(&["register", "alice"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ALREADY_EXISTS"));
+
+        let dm = alice.json(&["create-dm", "bob", "--json"]);
+        assert_eq!((dm[0]["kind"].as_str(), dm[0]["name"].as_str()), (Some("dm"), Some("@bob")));
+        let conv = dm[0]["conversation_id"].as_u64().expect("id").to_string();
+
+        // Before bob has any device online: the first message stays "sent".
+        let first = alice.json(&["send", "@bob", "first", "message", "--json"]);
+        let first_id = first[0]["message_id"].as_u64().expect("message id");
+        assert_eq!(receipt_state(&alice, &conv, first_id), "sent");
+
+        let tail = Tail::start(&bob, &["tail", "--json"]);
+        tail.wait_for(Duration::from_secs(20), |v| v["type"] == "connection" && v["state"] == "online");
+
+        let sent = alice.json(&["send", &conv, "hello", "bob", "--json"]);
+        let hello_id = sent[0]["message_id"].as_u64().expect("message id");
+        let (got, _) = tail.wait_for(Duration::from_secs(10), |v| v["type"] == "message");
+        assert_eq!(got["message"]["text"], "hello bob");
+        assert_eq!(got["message"]["sender"], "alice");
+        assert_eq!(got["conversation"], "@alice");
+        assert_eq!(got["message"]["message_id"].as_u64(), Some(hello_id));
+
+        // Text from stdin, a multi-line message.
+        alice.with_stdin(&["send", "@bob"], "line one\nline two\n");
+        let (got, _) = tail.wait_for(Duration::from_secs(10), |v| v["type"] == "message");
+        assert_eq!(got["message"]["text"], "line one\nline two");
+
+        // bob's tail acknowledged what it applied: delivered (covering the first message too).
+        wait_state(&alice, &conv, hello_id, "delivered");
+        assert_eq!(receipt_state(&alice, &conv, first_id), "delivered");
+
+        let history = bob.json(&["history", "@alice", "--json"]);
+        let texts: Vec<&str> = history.iter().map(|m| m["text"].as_str().unwrap_or("")).collect();
+        assert_eq!(texts, ["first message", "hello bob", "line one\nline two"]);
+        assert!(history.iter().all(|m| m["sender"] == "alice"));
+        let text_history = bob.ok(&["history", "@alice", "-n", "1"]);
+        assert!(text_history.contains("alice: line one"), "{text_history}");
+
+        let convs = bob.json(&["conversations", "--json"]);
+        assert_eq!(convs.len(), 1);
+        assert_eq!(convs[0]["unread_count"], 3);
+        bob.ok(&["mark-read", "@alice"]);
+        wait_state(&alice, &conv, hello_id, "read");
+        let convs = bob.json(&["conversations", "--json"]);
+        assert_eq!(convs[0]["unread_count"], 0);
+        // alice sees bob's read watermark move in her own tail stream too.
+        let atail = Tail::start(&alice, &["tail", "--json"]);
+        atail.wait_for(Duration::from_secs(20), |v| v["type"] == "connection" && v["state"] == "online");
+        bob.ok(&["react", "@alice", &hello_id.to_string(), "👍"]);
+        let (r, _) = atail.wait_for(Duration::from_secs(10), |v| v["type"] == "reaction_added");
+        assert_eq!((r["emoji"].as_str(), r["actor"].as_str()), (Some("👍"), Some("bob")));
+
+        // Replies from bob arrive in alice's stream; search and sessions work.
+        bob.ok(&["send", "@alice", "hi", "alice"]);
+        let (got, _) = atail.wait_for(Duration::from_secs(10), |v| v["type"] == "message");
+        assert_eq!(
+            (got["message"]["text"].as_str(), got["message"]["sender"].as_str()),
+            (Some("hi alice"), Some("bob"))
+        );
+        let found = alice.json(&["search-users", "bo", "--json"]);
+        assert!(found.iter().any(|u| u["username"] == "bob"));
+        let sessions = alice.json(&["sessions", "--json"]);
+        assert!(sessions.iter().any(|s| s["current"] == true));
+
+        // A group and a channel.
+        let g = alice.json(&["create-group", "team", "bob", "--json"]);
+        assert_eq!((g[0]["kind"].as_str(), g[0]["member_count"].as_u64()), (Some("group"), Some(2)));
+        alice.ok(&["create-channel", "lobby"]);
+        let joined = bob.json(&["join", "lobby", "--json"]);
+        assert_eq!(joined[0]["kind"], "channel");
+        let members = alice.json(&["members", "lobby", "--json"]);
+        assert_eq!(members.len(), 2);
+
+        // Sign out: the tokens are gone and the next command says so.
+        drop(atail);
+        alice.ok(&["logout"]);
+        assert!(!creds.exists());
+        let out = alice.run(&["conversations"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not signed in"));
+    })
+    .await
+    .expect("test body");
+    server.stop().await.expect("stop");
+}
+
+/// Access tokens that expire while commands and a long-running `tail` use them are refreshed
+/// (docs/protocol.md §11.6): the token file is rewritten, parallel processes of one profile do
+/// not trip refresh-token reuse detection, and the tail's requests keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_tokens_are_refreshed() {
+    let server = TestServer::start_with(StoreKind::Sqlite, |c| c.auth.access_token_ttl = Duration::from_secs(10))
+        .await
+        .expect("server");
+    let url = server.url(Transport::WebSocket);
+    let alice = User::new(&url);
+    let bob = User::new(&url);
+    tokio::task::spawn_blocking(move || {
+        alice.ok(&["register", "alice"]);
+        bob.ok(&["register", "bob"]);
+        let conv = bob.json(&["create-dm", "alice", "--json"])[0]["conversation_id"].as_u64().expect("id").to_string();
+        let creds = alice.data().join("confab/profiles/default/credentials.toml");
+        let before = std::fs::read_to_string(&creds).expect("creds");
+        let bob_creds = bob.data().join("confab/profiles/default/credentials.toml");
+        let bob_before = std::fs::read_to_string(&bob_creds).expect("creds");
+        let tail = Tail::start(&bob, &["tail", "--json", "--mark-read"]);
+        let started = Instant::now();
+        tail.wait_for(Duration::from_secs(20), |v| v["type"] == "connection" && v["state"] == "online");
+
+        std::thread::sleep(Duration::from_secs(7));
+        // Three processes at once with a token about to expire: one refreshes, the others
+        // take the stored result (the session would be revoked on a reused refresh token).
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let mut c = alice.command();
+                c.args(["whoami", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+                c.spawn().expect("spawn")
+            })
+            .collect();
+        for h in handles {
+            let out = h.wait_with_output().expect("wait");
+            assert!(out.status.success(), "whoami failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let after = std::fs::read_to_string(&creds).expect("creds");
+        assert_ne!(before, after, "the token file was rewritten");
+        assert_eq!(mode(&creds), 0o600);
+
+        // Past the first token's life, bob's tail still marks read.
+        std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()));
+        let sent = alice.json(&["send", &conv, "after", "expiry", "--json"]);
+        let id = sent[0]["message_id"].as_u64().expect("id");
+        let (got, _) = tail.wait_for(Duration::from_secs(10), |v| v["type"] == "message");
+        assert_eq!(got["message"]["text"], "after expiry");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = alice.json(&["receipts", &conv, &id.to_string(), "--json"]);
+            if r[0]["state"] == "read" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not read: {r:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Nothing but the tail ran as bob: it refreshed on its live connection and stored the tokens.
+        assert_ne!(bob_before, std::fs::read_to_string(&bob_creds).expect("creds"), "the tail refreshed");
+    })
+    .await
+    .expect("test body");
+    server.stop().await.expect("stop");
+}
