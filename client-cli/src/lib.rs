@@ -7,3 +7,5 @@ pub mod config;
 pub mod creds;
 pub mod net;
 pub mod session;
+pub mod store;
+pub mod ui;

@@ -28,6 +28,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.global)?;
     match cli.command {
         Some(command) => cli::run(settings, command).await,
-        None => anyhow::bail!("the full-screen client is not built yet: use a subcommand (see --help)"),
+        None => confab_cli::ui::run(settings).await,
     }
 }

@@ -34,6 +34,34 @@ pub async fn connect_anonymous(settings: &Settings) -> anyhow::Result<(Client, E
     Client::connect(&settings.server, opts).await.with_context(|| format!("connecting to {}", settings.server))
 }
 
+/// Logs in (or registers) on a fresh connection and stores the credentials in the profile.
+pub async fn sign_in(
+    settings: &Settings,
+    username: &str,
+    password: &str,
+    register: bool,
+    display_name: Option<String>,
+    email: Option<String>,
+) -> anyhow::Result<confab_protocol::v1::AuthResult> {
+    let (client, _events) = connect_anonymous(settings).await?;
+    let a = if register {
+        let r = confab_protocol::v1::Register {
+            username: username.to_string(),
+            password: password.to_string(),
+            display_name,
+            email,
+            phone: None,
+            device_name: settings.device_name.clone(),
+        };
+        client.register(r).await.context("register")?
+    } else {
+        client.login(username, password, &settings.device_name).await.context("login")?
+    };
+    client.close().await;
+    settings.creds().save(&Credentials::from_auth(&settings.server, &settings.trust, &a))?;
+    Ok(a)
+}
+
 /// A connection signed in as the profile's account.
 #[derive(Debug)]
 pub struct Connected {

@@ -9,8 +9,7 @@ use serde_json::json;
 use super::PasswordArgs;
 use super::output::datetime;
 use crate::config::Settings;
-use crate::creds::Credentials;
-use crate::session::{self, connect_anonymous};
+use crate::session;
 
 /// The password: `--password-stdin`, else `CONFAB_PASSWORD`, else a prompt on the terminal.
 fn read_password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<String> {
@@ -30,13 +29,15 @@ fn read_password(args: &PasswordArgs, confirm: bool) -> anyhow::Result<String> {
     Ok(p)
 }
 
-fn device(settings: &Settings, args: &PasswordArgs) -> String {
-    args.device.clone().unwrap_or_else(|| settings.device_name.clone())
+fn with_device(settings: &Settings, args: &PasswordArgs) -> Settings {
+    let mut s = settings.clone();
+    if let Some(d) = &args.device {
+        s.device_name = d.clone();
+    }
+    s
 }
 
-fn signed_in(settings: &Settings, a: &v1::AuthResult, verb: &str, json: bool) -> anyhow::Result<()> {
-    let creds = Credentials::from_auth(&settings.server, &settings.trust, a);
-    settings.creds().save(&creds)?;
+fn signed_in(settings: &Settings, a: &v1::AuthResult, verb: &str, json: bool) {
     let me = a.me.clone().unwrap_or_default();
     if json {
         println!(
@@ -47,7 +48,6 @@ fn signed_in(settings: &Settings, a: &v1::AuthResult, verb: &str, json: bool) ->
     } else {
         println!("{verb} {} (user {}) on {} [profile {}]", me.username, me.user_id, settings.server, settings.profile);
     }
-    Ok(())
 }
 
 pub async fn register(
@@ -59,26 +59,16 @@ pub async fn register(
     json: bool,
 ) -> anyhow::Result<()> {
     let password = read_password(args, true)?;
-    let (client, _events) = connect_anonymous(settings).await?;
-    let r = v1::Register {
-        username: username.to_string(),
-        password,
-        display_name,
-        email,
-        phone: None,
-        device_name: device(settings, args),
-    };
-    let a = client.register(r).await.context("register")?;
-    client.close().await;
-    signed_in(settings, &a, "registered", json)
+    let a = session::sign_in(&with_device(settings, args), username, &password, true, display_name, email).await?;
+    signed_in(settings, &a, "registered", json);
+    Ok(())
 }
 
 pub async fn login(settings: &Settings, identifier: &str, args: &PasswordArgs, json: bool) -> anyhow::Result<()> {
     let password = read_password(args, false)?;
-    let (client, _events) = connect_anonymous(settings).await?;
-    let a = client.login(identifier, &password, &device(settings, args)).await.context("login")?;
-    client.close().await;
-    signed_in(settings, &a, "signed in as", json)
+    let a = session::sign_in(&with_device(settings, args), identifier, &password, false, None, None).await?;
+    signed_in(settings, &a, "signed in as", json);
+    Ok(())
 }
 
 pub async fn logout(settings: &Settings) -> anyhow::Result<()> {

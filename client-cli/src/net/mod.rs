@@ -36,24 +36,19 @@ pub enum ConnState {
     SignedOut(String),
 }
 
-/// What the UI asked for, handed back with the answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a request was for, handed back with the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tag {
-    /// Nothing to show on success (react, mark read…); errors are reported.
+    /// Nothing to show on success; errors are reported.
     Quiet,
-    /// A conversation was created or joined: open it.
-    Opened,
-    /// A fresh copy of a conversation (counts).
+    /// Nothing to show at all (typing).
+    Silent,
+    /// A fresh copy of a conversation (counts, title).
     Refresh,
-    Search,
-    Pins(u64),
-    Members(u64),
-    /// Receipts of one message (sender only), to seed watermarks.
-    Receipts {
-        conversation_id: u64,
-        seq: u64,
-    },
+    /// Profiles of users.
     Users,
+    /// The UI's own bookkeeping: it knows what this number stands for.
+    Ui(u64),
 }
 
 /// A message to send, kept until the server acknowledges it.
@@ -67,7 +62,7 @@ pub struct Outgoing {
 }
 
 /// Requests to the actor.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Send(Outgoing),
     Request {

@@ -1,0 +1,541 @@
+//! The TUI's state and how network updates change it. Key handling is in `input.rs`, drawing
+//! in `render/`. The app never touches the network or the terminal: it queues [`Effect`]s that
+//! the run loop carries out, which keeps it testable.
+
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::FixedOffset;
+use confab_protocol::v1::{
+    self, ConversationKind, client_frame::Request, conversation_event::Body, response::Result as R,
+};
+
+use super::composer::Composer;
+use super::keymap::Keymap;
+use crate::config::NotifyConfig;
+use crate::net::{Command, ConnState, Tag, Update};
+use crate::store::{Msg, Store};
+
+/// Something for the run loop to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Net(Command),
+    Bell,
+    Desktop {
+        title: String,
+        body: String,
+    },
+    /// Sign in (or register) and start the network task.
+    Login {
+        username: String,
+        password: String,
+        register: bool,
+    },
+    /// The mute list changed: persist it.
+    SaveMuted,
+}
+
+/// The sign-in form, shown when the profile has no credentials.
+#[derive(Clone, Debug, Default)]
+pub struct LoginForm {
+    pub username: String,
+    pub password: String,
+    /// 0: username, 1: password.
+    pub field: usize,
+    pub register: bool,
+    pub error: Option<String>,
+    pub busy: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Screen {
+    Login(LoginForm),
+    Main,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    List,
+    Messages,
+    Composer,
+}
+
+/// One-line prompts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptKind {
+    NewDm,
+    NewGroup,
+    JoinChannel,
+    SearchUsers,
+    React { conversation_id: u64, message_id: u64 },
+    AddMember { conversation_id: u64 },
+}
+
+impl PromptKind {
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::NewDm => "Direct message to (username)",
+            Self::NewGroup => "New group: NAME USER…",
+            Self::JoinChannel => "Join channel (title, or +TITLE to create)",
+            Self::SearchUsers => "Search users",
+            Self::React { .. } => "React with (emoji or :shortcode:)",
+            Self::AddMember { .. } => "Add member (username)",
+        }
+    }
+}
+
+/// A list in a popup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListItem {
+    pub label: String,
+    /// For search results: the user to open a DM with.
+    pub user: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Overlay {
+    None,
+    Help,
+    Prompt { kind: PromptKind, input: Composer },
+    List { title: String, items: Vec<ListItem>, selected: usize },
+    ConfirmDelete { conversation_id: u64, message_id: u64 },
+}
+
+/// What a `Tag::Ui` request was for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Created or joined: open it.
+    Open,
+    Search,
+    Pins(u64),
+    Members(u64),
+    Receipts {
+        conversation_id: u64,
+        seq: u64,
+    },
+    /// A username looked up for a DM.
+    DmWith(String),
+    /// Usernames looked up one by one for a new group.
+    Group {
+        title: String,
+        remaining: Vec<String>,
+        ids: Vec<u64>,
+    },
+    AddMember {
+        conversation_id: u64,
+        name: String,
+    },
+    Join(String),
+}
+
+/// The whole TUI state.
+#[derive(Debug)]
+pub struct App {
+    pub screen: Screen,
+    pub store: Store,
+    pub conn: ConnState,
+    pub profile: String,
+    pub server: String,
+    pub keymap: Keymap,
+    pub focus: Focus,
+    pub open: Option<u64>,
+    /// The conversation under the list cursor (followed when the list re-sorts).
+    pub list_id: Option<u64>,
+    pub filter: String,
+    pub filtering: bool,
+    /// Selected message (seq); `None` follows the newest.
+    pub selected: Option<u64>,
+    pub composer: Composer,
+    pub overlay: Overlay,
+    pub status: Option<(String, u64)>,
+    pub effects: Vec<Effect>,
+    pub quit: bool,
+    pub now_ms: u64,
+    pub tz: FixedOffset,
+    pub time_format: String,
+    pub history_page: u32,
+    pub muted: BTreeSet<u64>,
+    pub notify: NotifyConfig,
+    /// Height of the message pane at the last draw (for paging).
+    pub view_height: Cell<u16>,
+    pub(crate) requests: HashMap<u64, Purpose>,
+    next_request: u64,
+    users_asked: HashSet<u64>,
+    pub(crate) typing_sent: Option<(u64, u64)>,
+}
+
+impl App {
+    pub fn new(profile: &str, server: &str, keymap: Keymap, signed_in: bool) -> Self {
+        Self {
+            screen: if signed_in { Screen::Main } else { Screen::Login(LoginForm::default()) },
+            store: Store::default(),
+            conn: ConnState::Connecting { attempt: 0 },
+            profile: profile.to_string(),
+            server: server.to_string(),
+            keymap,
+            focus: Focus::List,
+            open: None,
+            list_id: None,
+            filter: String::new(),
+            filtering: false,
+            selected: None,
+            composer: Composer::default(),
+            overlay: Overlay::None,
+            status: None,
+            effects: Vec::new(),
+            quit: false,
+            now_ms: 0,
+            tz: FixedOffset::east_opt(0).expect("utc"),
+            time_format: "%H:%M".into(),
+            history_page: 50,
+            muted: BTreeSet::new(),
+            notify: NotifyConfig::default(),
+            view_height: Cell::new(20),
+            requests: HashMap::new(),
+            next_request: 0,
+            users_asked: HashSet::new(),
+            typing_sent: None,
+        }
+    }
+
+    /// Shows a line in the status bar for a few seconds.
+    pub fn say(&mut self, s: impl Into<String>) {
+        self.status = Some((s.into(), self.now_ms + 6_000));
+    }
+
+    pub(crate) fn net(&mut self, c: Command) {
+        self.effects.push(Effect::Net(c));
+    }
+
+    pub(crate) fn request(&mut self, purpose: Purpose, request: Request) {
+        self.next_request += 1;
+        self.requests.insert(self.next_request, purpose);
+        self.net(Command::Request { tag: Tag::Ui(self.next_request), request });
+    }
+
+    pub(crate) fn quiet(&mut self, request: Request) {
+        self.net(Command::Request { tag: Tag::Quiet, request });
+    }
+
+    /// The conversations in the list, filtered.
+    pub fn visible(&self) -> Vec<u64> {
+        let f = self.filter.to_lowercase();
+        self.store
+            .ordered()
+            .into_iter()
+            .filter(|id| {
+                f.is_empty()
+                    || self.store.convs.get(id).is_some_and(|c| self.store.conv_name(c).to_lowercase().contains(&f))
+            })
+            .collect()
+    }
+
+    /// Index of the list cursor in [`visible`](Self::visible).
+    pub fn list_index(&self) -> usize {
+        let v = self.visible();
+        self.list_id.and_then(|id| v.iter().position(|c| *c == id)).unwrap_or(0)
+    }
+
+    /// Moves the list cursor to an index of the visible list.
+    pub fn select_index(&mut self, i: usize) {
+        self.list_id = self.visible().get(i).copied();
+    }
+
+    /// Opens a conversation: loads its latest page and marks it read.
+    pub fn open_conversation(&mut self, id: u64) {
+        self.open = Some(id);
+        self.selected = None;
+        self.focus = Focus::Messages;
+        self.list_id = Some(id);
+        let page = self.history_page;
+        if let Some(c) = self.store.convs.get_mut(&id)
+            && !c.history_loaded
+            && !c.loading
+        {
+            c.loading = true;
+            self.net(Command::History { conversation_id: id, before_seq: 0, limit: page });
+        }
+        self.mark_read(id);
+    }
+
+    fn mark_read(&mut self, id: u64) {
+        if let Some(seq) = self.store.mark_read_local(id) {
+            self.quiet(Request::MarkRead(v1::MarkRead { conversation_id: id, seq }));
+        }
+    }
+
+    /// Loads the page below the oldest loaded message, once.
+    pub fn load_older(&mut self, id: u64) {
+        let page = self.history_page;
+        if let Some(c) = self.store.convs.get_mut(&id)
+            && c.has_older
+            && !c.loading
+        {
+            c.loading = true;
+            let before_seq = c.oldest_seq().unwrap_or(0);
+            self.net(Command::History { conversation_id: id, before_seq, limit: page });
+        }
+    }
+
+    /// Handles one report of the network task.
+    pub fn on_update(&mut self, u: Update) {
+        match u {
+            Update::Connection(s) => {
+                if let ConnState::SignedOut(reason) = &s {
+                    self.screen = Screen::Login(LoginForm { error: Some(reason.clone()), ..Default::default() });
+                }
+                self.conn = s;
+            }
+            Update::Snapshot(s) => {
+                self.store.reset(&s);
+                self.screen = Screen::Main;
+                if let Some(id) = self.open {
+                    if self.store.convs.contains_key(&id) {
+                        self.open_conversation(id);
+                    } else {
+                        self.open = None;
+                    }
+                }
+            }
+            Update::Entry(e) => self.on_entry(&e),
+            Update::UserEntry(u) => {
+                if let Some(id) = self.store.apply_user_entry(&u) {
+                    self.net(Command::Request {
+                        tag: Tag::Refresh,
+                        request: Request::GetConversation(v1::GetConversation { conversation_id: id }),
+                    });
+                }
+            }
+            Update::Conversation(c) => self.store.merge_conversation(&c),
+            Update::Users(users) => self.store.add_users(&users),
+            Update::History { conversation_id, messages, has_more, .. } => {
+                self.store.merge_history(conversation_id, &messages, has_more);
+                let me = self.store.me.user_id;
+                if let Some(m) = messages.iter().rev().find(|m| m.sender_id == me && !m.deleted) {
+                    let (conversation_id, message_id, seq) = (conversation_id, m.message_id, m.seq);
+                    let req = Request::GetReceipts(v1::GetReceipts { conversation_id, message_id });
+                    self.request(Purpose::Receipts { conversation_id, seq }, req);
+                }
+            }
+            Update::Receipt(r) => self.store.receipt(&r),
+            Update::Typing(t) => self.store.typing(&t, self.now_ms),
+            Update::Presence(p) => self.store.presence_changed(&p),
+            Update::Notification(n) => {
+                if n.kind() == v1::NotificationKind::AddedToConversation {
+                    self.say(format!("{} added you to a conversation", self.store.username(n.actor_id)));
+                }
+            }
+            Update::Sent { conversation_id, client_msg_id, result } => {
+                self.store.sent(conversation_id, &client_msg_id, result.seq);
+            }
+            Update::SendFailed { conversation_id, client_msg_id, error } => {
+                self.store.send_failed(conversation_id, &client_msg_id, &error);
+                self.say(format!("not sent: {error}"));
+            }
+            Update::Reply { tag, result } => self.on_reply(tag, result),
+        }
+    }
+
+    fn on_entry(&mut self, e: &v1::ConversationEvent) {
+        let known = self.store.convs.contains_key(&e.conversation_id);
+        let applied = self.store.apply_entry(e);
+        if !known {
+            self.net(Command::Request {
+                tag: Tag::Refresh,
+                request: Request::GetConversation(v1::GetConversation { conversation_id: e.conversation_id }),
+            });
+        }
+        let viewing = self.open == Some(e.conversation_id) && matches!(self.screen, Screen::Main);
+        if viewing && applied.incoming.is_some() {
+            self.mark_read(e.conversation_id);
+        }
+        // Selection by seq survives; a deleted selected message stays selectable.
+        if let (Some(msg), false) = (&applied.incoming, viewing) {
+            self.alert(e.conversation_id, msg, applied.mentions_me);
+        }
+        if let Some(Body::MessagePosted(_)) = &e.body {
+            self.store.expire(self.now_ms);
+        }
+    }
+
+    /// Bell and desktop notification for a DM or a mention, unless muted.
+    fn alert(&mut self, conversation_id: u64, msg: &Msg, mentions_me: bool) {
+        let Some(conv) = self.store.convs.get(&conversation_id) else { return };
+        let direct = conv.kind == ConversationKind::Direct;
+        if !(direct || mentions_me)
+            || self.muted.contains(&conversation_id)
+            || self.notify.muted.contains(&conversation_id)
+        {
+            return;
+        }
+        if self.notify.bell {
+            self.effects.push(Effect::Bell);
+        }
+        if self.notify.desktop {
+            let title = format!("{} in {}", self.store.username(msg.sender), self.store.conv_name(conv));
+            self.effects.push(Effect::Desktop { title, body: msg.text.chars().take(200).collect() });
+        }
+    }
+
+    fn on_reply(&mut self, tag: Tag, result: Result<R, String>) {
+        let purpose = match tag {
+            Tag::Ui(n) => self.requests.remove(&n),
+            _ => None,
+        };
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                match (tag, purpose) {
+                    (Tag::Silent | Tag::Users, _) => {}
+                    (_, Some(Purpose::Receipts { .. })) => {}
+                    _ => self.say(e),
+                }
+                return;
+            }
+        };
+        match (purpose, r) {
+            (_, R::GetConversation(c)) => self.store.merge_conversation(&c),
+            (_, R::GetUsers(u)) => self.store.add_users(&u.users),
+            (Some(Purpose::Open), R::CreateConversation(c) | R::JoinChannel(c)) => {
+                self.store.merge_conversation(&c);
+                if c.peer_user_id != 0 {
+                    self.ask_users(vec![c.peer_user_id]);
+                }
+                self.overlay = Overlay::None;
+                self.open_conversation(c.conversation_id);
+            }
+            (Some(Purpose::Receipts { conversation_id, seq }), R::GetReceipts(r)) => {
+                self.store.seed_receipts(conversation_id, seq, &r.receipts);
+            }
+            (Some(Purpose::Pins(_)), R::ListPins(r)) => {
+                let items = r
+                    .messages
+                    .iter()
+                    .map(|m| ListItem {
+                        label: format!("{}: {}", self.store.username(m.sender_id), m.text),
+                        user: None,
+                    })
+                    .collect();
+                self.overlay = Overlay::List { title: "Pinned messages".into(), items, selected: 0 };
+            }
+            (Some(Purpose::Members(_)), R::ListMembers(r)) => {
+                self.ask_users(r.members.iter().map(|m| m.user_id).collect());
+                let items = r
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let role = crate::cli::output::role_name(m.role());
+                        let p = crate::cli::output::presence_name(self.store.presence(m.user_id));
+                        ListItem {
+                            label: format!("{:<24} {role:<10} {p}", self.store.username(m.user_id)),
+                            user: Some(m.user_id),
+                        }
+                    })
+                    .collect();
+                self.overlay = Overlay::List { title: "Members (Enter: DM)".into(), items, selected: 0 };
+            }
+            (Some(Purpose::Search), R::SearchUsers(r)) => {
+                self.store.add_users(&r.users);
+                let items: Vec<ListItem> = r
+                    .users
+                    .iter()
+                    .map(|u| ListItem { label: crate::cli::output::user_line(u), user: Some(u.user_id) })
+                    .collect();
+                let title = if items.is_empty() { "No users found" } else { "Users (Enter: DM)" };
+                self.overlay = Overlay::List { title: title.into(), items, selected: 0 };
+            }
+            (Some(p @ (Purpose::DmWith(_) | Purpose::Group { .. } | Purpose::AddMember { .. })), R::SearchUsers(r)) => {
+                self.store.add_users(&r.users);
+                self.lookup_done(p, &r.users);
+            }
+            (Some(Purpose::Join(title)), R::DiscoverChannels(r)) => {
+                match r.conversations.iter().find(|c| c.title.eq_ignore_ascii_case(&title)) {
+                    Some(c) => {
+                        let req = Request::JoinChannel(v1::JoinChannel { conversation_id: c.conversation_id });
+                        self.request(Purpose::Open, req);
+                    }
+                    None => self.say(format!("no channel named {title:?} (J then +{title} creates it)")),
+                }
+            }
+            (_, R::AddMembers(_)) => self.say("member added"),
+            _ => {}
+        }
+    }
+
+    /// A username search answered for a DM, a group or a new member.
+    fn lookup_done(&mut self, p: Purpose, found: &[v1::UserProfile]) {
+        let pick = |name: &str| found.iter().find(|u| u.username.eq_ignore_ascii_case(name)).map(|u| u.user_id);
+        match p {
+            Purpose::DmWith(name) => match pick(&name) {
+                Some(id) => self.create(ConversationKind::Direct, String::new(), vec![id]),
+                None => self.say(format!("no user named {name:?}")),
+            },
+            Purpose::AddMember { conversation_id, name } => match pick(&name) {
+                Some(id) => self.quiet(Request::AddMembers(v1::AddMembers { conversation_id, user_ids: vec![id] })),
+                None => self.say(format!("no user named {name:?}")),
+            },
+            Purpose::Group { title, mut remaining, mut ids } => {
+                let name = remaining.remove(0);
+                match pick(&name) {
+                    Some(id) => ids.push(id),
+                    None => return self.say(format!("no user named {name:?}")),
+                }
+                self.group_step(title, remaining, ids);
+            }
+            _ => {}
+        }
+    }
+
+    /// Looks up the next member of a new group, or creates it when all are known.
+    pub(crate) fn group_step(&mut self, title: String, remaining: Vec<String>, ids: Vec<u64>) {
+        match remaining.first() {
+            Some(next) => {
+                let query = next.clone();
+                self.request(Purpose::Group { title, remaining, ids }, search(&query));
+            }
+            None => self.create(ConversationKind::Group, title, ids),
+        }
+    }
+
+    pub(crate) fn create(&mut self, kind: ConversationKind, title: String, member_ids: Vec<u64>) {
+        let req = v1::CreateConversation { kind: kind as i32, title, description: String::new(), member_ids };
+        self.request(Purpose::Open, Request::CreateConversation(req));
+    }
+
+    fn ask_users(&mut self, ids: Vec<u64>) {
+        let ids: Vec<u64> = ids
+            .into_iter()
+            .filter(|id| *id != 0 && !self.store.users.contains_key(id) && self.users_asked.insert(*id))
+            .collect();
+        for chunk in ids.chunks(100) {
+            self.net(Command::Request {
+                tag: Tag::Users,
+                request: Request::GetUsers(v1::GetUsers { user_ids: chunk.to_vec() }),
+            });
+        }
+    }
+
+    /// After a batch of updates: fetch profiles of users shown but unknown.
+    pub fn after_updates(&mut self) {
+        let unknown = self.store.unknown_users();
+        self.ask_users(unknown);
+    }
+
+    /// Once a second or so: expire typing and status lines.
+    pub fn on_tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.store.expire(now_ms);
+        if self.status.as_ref().is_some_and(|(_, until)| *until <= now_ms) {
+            self.status = None;
+        }
+    }
+}
+
+/// A SearchUsers request for an exact username lookup.
+pub(crate) fn search(name: &str) -> Request {
+    Request::SearchUsers(v1::SearchUsers {
+        query: name.trim_start_matches('@').to_string(),
+        page_token: String::new(),
+        limit: 100,
+    })
+}

@@ -1,0 +1,475 @@
+//! Keys: the sign-in form, prompts and popups, insert mode in the composer, and normal-mode
+//! actions through the keymap.
+
+use confab_protocol::v1::{self, ConversationKind, client_frame::Request};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::{App, Effect, Focus, Overlay, PromptKind, Purpose, Screen, search};
+use super::composer::{Composer, Purpose as Compose};
+use super::keymap::Action;
+use crate::net::{Command, Outgoing, Tag, new_client_msg_id};
+use crate::store::Pending;
+
+/// Send SetTyping(true) again after this long while typing.
+const TYPING_REFRESH_MS: u64 = 3_000;
+
+fn ctrl(k: &KeyEvent, c: char) -> bool {
+    k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char(c)
+}
+
+/// Edits a buffer with the usual keys; false when the key is not an editing key.
+fn edit(buf: &mut Composer, k: &KeyEvent) -> bool {
+    match k.code {
+        _ if ctrl(k, 'w') => buf.delete_word(),
+        _ if ctrl(k, 'u') => buf.delete_line(),
+        _ if ctrl(k, 'a') => buf.home(),
+        _ if ctrl(k, 'e') => buf.end(),
+        KeyCode::Char(c) if !k.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => buf.insert(c),
+        KeyCode::Backspace => buf.backspace(),
+        KeyCode::Delete => buf.delete(),
+        KeyCode::Left => buf.left(),
+        KeyCode::Right => buf.right(),
+        KeyCode::Home => buf.home(),
+        KeyCode::End => buf.end(),
+        _ => return false,
+    }
+    true
+}
+
+impl App {
+    /// Handles one key press.
+    pub fn on_key(&mut self, k: KeyEvent) {
+        if ctrl(&k, 'c') {
+            self.quit = true;
+            return;
+        }
+        if let Screen::Login(_) = self.screen {
+            return self.login_key(&k);
+        }
+        if !matches!(self.overlay, Overlay::None) {
+            return self.overlay_key(&k);
+        }
+        if self.filtering {
+            return self.filter_key(&k);
+        }
+        if self.focus == Focus::Composer {
+            return self.composer_key(&k);
+        }
+        if let Some(a) = self.keymap.action(&k) {
+            self.action(a);
+        }
+    }
+
+    fn login_key(&mut self, k: &KeyEvent) {
+        let Screen::Login(f) = &mut self.screen else { return };
+        if f.busy {
+            return;
+        }
+        match k.code {
+            KeyCode::Esc => self.quit = true,
+            KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => f.field = 1 - f.field,
+            _ if ctrl(k, 'r') => f.register = !f.register,
+            KeyCode::Enter if f.field == 0 => f.field = 1,
+            KeyCode::Enter => {
+                if f.username.is_empty() || f.password.is_empty() {
+                    f.error = Some("enter a username and a password".into());
+                    return;
+                }
+                f.busy = true;
+                f.error = None;
+                let e =
+                    Effect::Login { username: f.username.clone(), password: f.password.clone(), register: f.register };
+                self.effects.push(e);
+            }
+            KeyCode::Backspace => {
+                let field = if f.field == 0 { &mut f.username } else { &mut f.password };
+                field.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => {
+                let field = if f.field == 0 { &mut f.username } else { &mut f.password };
+                field.push(c);
+            }
+            _ => {}
+        }
+    }
+
+    fn filter_key(&mut self, k: &KeyEvent) {
+        match k.code {
+            KeyCode::Esc => {
+                self.filter.clear();
+                self.filtering = false;
+            }
+            KeyCode::Enter => {
+                self.filtering = false;
+                if let Some(id) = self.visible().first().copied() {
+                    self.open_conversation(id);
+                }
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => self.filter.push(c),
+            _ => {}
+        }
+        self.select_index(0);
+    }
+
+    fn overlay_key(&mut self, k: &KeyEvent) {
+        match &mut self.overlay {
+            Overlay::None => {}
+            Overlay::Help => {
+                if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter) {
+                    self.overlay = Overlay::None;
+                }
+            }
+            Overlay::ConfirmDelete { conversation_id, message_id } => {
+                if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                    let req = v1::DeleteMessage { conversation_id: *conversation_id, message_id: *message_id };
+                    self.overlay = Overlay::None;
+                    self.quiet(Request::DeleteMessage(req));
+                } else {
+                    self.overlay = Overlay::None;
+                }
+            }
+            Overlay::List { items, selected, .. } => match k.code {
+                KeyCode::Esc | KeyCode::Char('q') => self.overlay = Overlay::None,
+                KeyCode::Down | KeyCode::Char('j') => *selected = (*selected + 1).min(items.len().saturating_sub(1)),
+                KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+                KeyCode::Enter => {
+                    let user = items.get(*selected).and_then(|i| i.user);
+                    self.overlay = Overlay::None;
+                    if let Some(id) = user.filter(|id| *id != self.store.me.user_id) {
+                        self.create(ConversationKind::Direct, String::new(), vec![id]);
+                    }
+                }
+                _ => {}
+            },
+            Overlay::Prompt { kind, input } => match k.code {
+                KeyCode::Esc => self.overlay = Overlay::None,
+                KeyCode::Enter => {
+                    let (kind, text) = (*kind, input.text().trim().to_string());
+                    self.overlay = Overlay::None;
+                    if !text.is_empty() {
+                        self.submit_prompt(kind, text);
+                    }
+                }
+                _ => {
+                    edit(input, k);
+                }
+            },
+        }
+    }
+
+    fn submit_prompt(&mut self, kind: PromptKind, text: String) {
+        match kind {
+            PromptKind::NewDm => {
+                let name = text.trim_start_matches('@').to_string();
+                self.request(Purpose::DmWith(name.clone()), search(&name));
+            }
+            PromptKind::NewGroup => {
+                let mut words = text.split_whitespace().map(str::to_string);
+                let title = words.next().unwrap_or_default();
+                self.group_step(title, words.collect(), Vec::new());
+            }
+            PromptKind::JoinChannel => match text.strip_prefix('+') {
+                Some(title) => self.create(ConversationKind::Channel, title.trim().to_string(), Vec::new()),
+                None => {
+                    let req = v1::DiscoverChannels { query: text.clone(), after_conversation_id: 0, limit: 100 };
+                    self.request(Purpose::Join(text), Request::DiscoverChannels(req));
+                }
+            },
+            PromptKind::SearchUsers => self.request(Purpose::Search, search(&text)),
+            PromptKind::React { conversation_id, message_id } => {
+                let mine = self
+                    .store
+                    .convs
+                    .get(&conversation_id)
+                    .and_then(|c| c.message_by_id(message_id))
+                    .is_some_and(|m| m.reactions.iter().any(|r| r.emoji == text && r.me));
+                let req = if mine {
+                    Request::Unreact(v1::Unreact { conversation_id, message_id, emoji: text })
+                } else {
+                    Request::React(v1::React { conversation_id, message_id, emoji: text })
+                };
+                self.quiet(req);
+            }
+            PromptKind::AddMember { conversation_id } => {
+                let name = text.trim_start_matches('@').to_string();
+                self.request(Purpose::AddMember { conversation_id, name: name.clone() }, search(&name));
+            }
+        }
+    }
+
+    fn composer_key(&mut self, k: &KeyEvent) {
+        let newline = (k.code == KeyCode::Enter && k.modifiers.contains(KeyModifiers::ALT)) || ctrl(k, 'j');
+        // A terminal sends Esc then a key typed quickly after it as Alt-key: treat it as both.
+        if let KeyCode::Char(c) = k.code
+            && k.modifiers == KeyModifiers::ALT
+        {
+            self.composer_key(&KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+            let plain = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+            if let Some(a) = self.keymap.action(&plain) {
+                self.action(a);
+            }
+            return;
+        }
+        match k.code {
+            KeyCode::Esc => {
+                self.focus = if self.open.is_some() { Focus::Messages } else { Focus::List };
+                if self.composer.purpose != Compose::New {
+                    self.composer.clear();
+                }
+                self.stop_typing();
+            }
+            _ if newline => self.composer.insert('\n'),
+            KeyCode::Enter => self.submit(),
+            _ => {
+                if edit(&mut self.composer, k) {
+                    self.typing();
+                }
+            }
+        }
+    }
+
+    /// Tells the others we type, at most every few seconds.
+    fn typing(&mut self) {
+        let Some(conv) = self.open else { return };
+        if self.composer.is_empty() {
+            return self.stop_typing();
+        }
+        if self.typing_sent.is_some_and(|(c, at)| c == conv && self.now_ms < at + TYPING_REFRESH_MS) {
+            return;
+        }
+        self.typing_sent = Some((conv, self.now_ms));
+        let req = Request::SetTyping(v1::SetTyping { conversation_id: conv, typing: true });
+        self.net(Command::Request { tag: Tag::Silent, request: req });
+    }
+
+    fn stop_typing(&mut self) {
+        if let Some((conv, _)) = self.typing_sent.take() {
+            let req = Request::SetTyping(v1::SetTyping { conversation_id: conv, typing: false });
+            self.net(Command::Request { tag: Tag::Silent, request: req });
+        }
+    }
+
+    /// Enter in the composer: send, reply or save an edit.
+    fn submit(&mut self) {
+        let Some(conv) = self.open else { return };
+        let text = self.composer.text().trim_end().to_string();
+        if text.trim().is_empty() {
+            return;
+        }
+        match self.composer.purpose.clone() {
+            Compose::Edit { message_id } => {
+                let req = v1::EditMessage { conversation_id: conv, message_id, text };
+                self.quiet(Request::EditMessage(req));
+            }
+            purpose => {
+                let reply_to = match purpose {
+                    Compose::Reply { message_id } => message_id,
+                    _ => 0,
+                };
+                let mentions = self.mentions(&text);
+                let client_msg_id = new_client_msg_id();
+                let pending = Pending {
+                    client_msg_id: client_msg_id.clone(),
+                    text: text.clone(),
+                    reply_to,
+                    created_ms: self.now_ms,
+                    seq: None,
+                    failed: None,
+                };
+                self.store.add_pending(conv, pending);
+                self.net(Command::Send(Outgoing { conversation_id: conv, client_msg_id, text, reply_to, mentions }));
+            }
+        }
+        self.composer.clear();
+        self.stop_typing();
+        self.selected = None;
+    }
+
+    /// Users named `@username` in the text, among the users we know.
+    fn mentions(&self, text: &str) -> Vec<u64> {
+        let mut ids: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix('@'))
+            .map(|w| w.trim_end_matches(|c: char| !c.is_alphanumeric() && c != '_'))
+            .filter_map(|name| self.store.users.values().find(|u| u.username.eq_ignore_ascii_case(name)))
+            .map(|u| u.user_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn prompt(&mut self, kind: PromptKind) {
+        self.overlay = Overlay::Prompt { kind, input: Composer::default() };
+    }
+
+    /// The selected message, or the newest when none is selected.
+    fn target(&self) -> Option<(u64, crate::store::Msg)> {
+        let conv = self.store.convs.get(&self.open?)?;
+        let m = match self.selected {
+            Some(seq) => conv.messages.get(&seq),
+            None => conv.messages.values().next_back(),
+        }?;
+        Some((conv.id, m.clone()))
+    }
+
+    /// Seqs of the open conversation's loaded messages.
+    fn seqs(&self) -> Vec<u64> {
+        self.open
+            .and_then(|id| self.store.convs.get(&id))
+            .map(|c| c.messages.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn move_selection(&mut self, delta: i64) {
+        let seqs = self.seqs();
+        if seqs.is_empty() {
+            return;
+        }
+        let cur = match self.selected {
+            Some(s) => seqs.iter().position(|x| *x == s).unwrap_or(seqs.len() - 1) as i64,
+            None if delta < 0 => seqs.len() as i64,
+            None => return,
+        };
+        let next = cur + delta;
+        if next >= seqs.len() as i64 {
+            self.selected = None;
+        } else {
+            let i = next.max(0) as usize;
+            self.selected = Some(seqs[i]);
+            if next <= 0
+                && let Some(id) = self.open
+            {
+                self.load_older(id);
+            }
+        }
+    }
+
+    fn move_list(&mut self, delta: i64) {
+        let n = self.visible().len() as i64;
+        if n > 0 {
+            self.select_index((self.list_index() as i64 + delta).clamp(0, n - 1) as usize);
+        }
+    }
+
+    /// Normal-mode actions.
+    pub fn action(&mut self, a: Action) {
+        let half = i64::from(self.view_height.get() / 4).max(1);
+        let in_messages = self.focus == Focus::Messages && self.open.is_some();
+        match a {
+            Action::Quit => self.quit = true,
+            Action::Help => self.overlay = Overlay::Help,
+            Action::Down if in_messages => self.move_selection(1),
+            Action::Up if in_messages => self.move_selection(-1),
+            Action::PageDown if in_messages => self.move_selection(half),
+            Action::PageUp if in_messages => self.move_selection(-half),
+            Action::Top if in_messages => self.move_selection(-(self.seqs().len() as i64)),
+            Action::Bottom if in_messages => self.selected = None,
+            Action::Down => self.move_list(1),
+            Action::Up => self.move_list(-1),
+            Action::PageDown => self.move_list(half),
+            Action::PageUp => self.move_list(-half),
+            Action::Top => self.select_index(0),
+            Action::Bottom => self.move_list(i64::MAX / 2),
+            Action::Open => match self.focus {
+                Focus::List => {
+                    if let Some(id) = self.visible().get(self.list_index()).copied() {
+                        self.open_conversation(id);
+                    }
+                }
+                _ => self.focus = Focus::Composer,
+            },
+            Action::Back => {
+                self.focus = Focus::List;
+                self.selected = None;
+            }
+            Action::NextPane => {
+                self.focus = match self.focus {
+                    Focus::List if self.open.is_some() => Focus::Messages,
+                    _ => Focus::List,
+                }
+            }
+            Action::Compose if self.open.is_some() => self.focus = Focus::Composer,
+            Action::Compose => self.say("open a conversation first"),
+            Action::Filter => {
+                self.focus = Focus::List;
+                self.filtering = true;
+            }
+            Action::NewDm => self.prompt(PromptKind::NewDm),
+            Action::NewGroup => self.prompt(PromptKind::NewGroup),
+            Action::JoinChannel => self.prompt(PromptKind::JoinChannel),
+            Action::SearchUsers => self.prompt(PromptKind::SearchUsers),
+            Action::Mute => {
+                let Some(id) = self.open.or_else(|| self.visible().get(self.list_index()).copied()) else { return };
+                let muted = if self.muted.remove(&id) {
+                    false
+                } else {
+                    self.muted.insert(id);
+                    true
+                };
+                self.effects.push(Effect::SaveMuted);
+                self.say(if muted { "notifications muted" } else { "notifications on" });
+            }
+            Action::Pins | Action::Members | Action::AddMember => {
+                let Some(id) = self.open else { return self.say("open a conversation first") };
+                match a {
+                    Action::Pins => {
+                        self.request(Purpose::Pins(id), Request::ListPins(v1::ListPins { conversation_id: id }))
+                    }
+                    Action::Members => {
+                        let req = v1::ListMembers { conversation_id: id, after_user_id: 0, limit: 500 };
+                        self.request(Purpose::Members(id), Request::ListMembers(req));
+                    }
+                    _ => self.prompt(PromptKind::AddMember { conversation_id: id }),
+                }
+            }
+            Action::Reply | Action::Edit | Action::Delete | Action::React | Action::Pin => self.message_action(a),
+        }
+    }
+
+    fn message_action(&mut self, a: Action) {
+        let me = self.store.me.user_id;
+        let target = if a == Action::Edit && self.selected.is_none() {
+            // Edit with nothing selected: our latest message.
+            self.open.and_then(|id| {
+                let c = self.store.convs.get(&id)?;
+                c.messages.values().rev().find(|m| m.sender == me && !m.deleted).map(|m| (id, m.clone()))
+            })
+        } else {
+            self.target()
+        };
+        let Some((conv, m)) = target else { return self.say("no message selected") };
+        if m.deleted {
+            return self.say("that message was deleted");
+        }
+        match a {
+            Action::Reply => {
+                self.composer.purpose = Compose::Reply { message_id: m.id };
+                self.focus = Focus::Composer;
+            }
+            Action::Edit if m.sender == me => {
+                self.composer.set(&m.text);
+                self.composer.purpose = Compose::Edit { message_id: m.id };
+                self.focus = Focus::Composer;
+            }
+            Action::Delete if m.sender == me => {
+                self.overlay = Overlay::ConfirmDelete { conversation_id: conv, message_id: m.id };
+            }
+            Action::Edit | Action::Delete => self.say("only your own messages"),
+            Action::React => self.prompt(PromptKind::React { conversation_id: conv, message_id: m.id }),
+            Action::Pin => {
+                let (conversation_id, message_id) = (conv, m.id);
+                let req = if m.pinned {
+                    Request::UnpinMessage(v1::UnpinMessage { conversation_id, message_id })
+                } else {
+                    Request::PinMessage(v1::PinMessage { conversation_id, message_id })
+                };
+                self.quiet(req);
+            }
+            _ => {}
+        }
+    }
+}

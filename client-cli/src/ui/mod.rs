@@ -1,0 +1,163 @@
+//! The full-screen client (ratatui + crossterm): `confab` with no subcommand. The run loop
+//! draws, then waits on the terminal, the network actor and a timer at once; the network runs
+//! in its own task, so the UI never waits on it. The terminal is restored on exit and on panic.
+
+pub mod app;
+pub mod composer;
+mod input;
+pub mod keymap;
+pub mod notify;
+pub mod render;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+use crate::net::{self, Command, NetHandle, NetOptions, Update};
+use crate::session::{self, now_ms};
+use app::{App, Effect, Screen};
+use keymap::Keymap;
+
+type Net = Option<(NetHandle, mpsc::Receiver<Update>)>;
+
+/// The profile's TUI state on disk.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UiState {
+    #[serde(default)]
+    muted: BTreeSet<u64>,
+}
+
+fn state_path(settings: &Settings) -> std::path::PathBuf {
+    settings.profile_dir.join("tui-state.toml")
+}
+
+fn load_state(settings: &Settings) -> UiState {
+    std::fs::read_to_string(state_path(settings)).ok().and_then(|s| toml::from_str(&s).ok()).unwrap_or_default()
+}
+
+fn save_state(settings: &Settings, app: &App) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.profile_dir)?;
+    let s = toml::to_string(&UiState { muted: app.muted.clone() })?;
+    std::fs::write(state_path(settings), s).context("saving the TUI state")
+}
+
+/// Builds the app for a profile (also used by tests to start from the real configuration).
+pub fn new_app(settings: &Settings) -> anyhow::Result<App> {
+    let keymap = Keymap::new(&settings.file.keys)?;
+    let signed_in = settings.credentials()?.is_some();
+    let mut app = App::new(&settings.profile, &settings.server, keymap, signed_in);
+    app.tz = *chrono::Local::now().offset();
+    app.time_format = settings.file.ui.time_format.clone();
+    app.history_page = settings.file.ui.history_page.clamp(10, 200);
+    app.notify = settings.file.notifications.clone();
+    app.muted = load_state(settings).muted;
+    app.now_ms = now_ms();
+    Ok(app)
+}
+
+/// Runs the TUI until the user quits.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut app = new_app(&settings)?;
+    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    let result = event_loop(&mut terminal, &mut app, &settings).await;
+    ratatui::restore();
+    result
+}
+
+async fn next_update(net: &mut Net) -> Option<Update> {
+    match net {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, settings: &Settings) -> anyhow::Result<()> {
+    let mut net: Net = match app.screen {
+        Screen::Main => Some(net::spawn(settings.clone(), NetOptions::default())),
+        Screen::Login(_) => None,
+    };
+    let (login_tx, mut login_rx) = mpsc::channel::<Result<(), String>>(1);
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        app.now_ms = now_ms();
+        terminal.draw(|f| render::draw(f, app))?;
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => app.on_key(k),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("reading the terminal"),
+                None => return Ok(()),
+            },
+            u = next_update(&mut net) => match u {
+                Some(u) => {
+                    app.on_update(u);
+                    // Take whatever else is queued before drawing again.
+                    for _ in 0..256 {
+                        match net.as_mut().map(|(_, rx)| rx.try_recv()) {
+                            Some(Ok(u)) => app.on_update(u),
+                            _ => break,
+                        }
+                    }
+                    app.after_updates();
+                }
+                None => net = None,
+            },
+            Some(r) = login_rx.recv() => match r {
+                Ok(()) => {
+                    if let Some((h, _)) = net.take() {
+                        let _ = h.try_send(Command::Shutdown);
+                    }
+                    let fresh = Settings { ..settings.clone() };
+                    net = Some(net::spawn(fresh, NetOptions::default()));
+                }
+                Err(e) => {
+                    if let Screen::Login(f) = &mut app.screen {
+                        f.busy = false;
+                        f.error = Some(e);
+                    }
+                }
+            },
+            _ = tick.tick() => app.on_tick(now_ms()),
+        }
+        for effect in std::mem::take(&mut app.effects) {
+            match effect {
+                Effect::Net(c) => {
+                    let sent = net.as_ref().map(|(h, _)| h.try_send(c));
+                    if !matches!(sent, Some(Ok(()))) {
+                        app.say("busy: try again");
+                    }
+                }
+                Effect::Bell => notify::bell(),
+                Effect::Desktop { title, body } => notify::desktop(&title, &body),
+                Effect::SaveMuted => {
+                    if let Err(e) = save_state(settings, app) {
+                        app.say(format!("{e:#}"));
+                    }
+                }
+                Effect::Login { username, password, register } => {
+                    let (settings, tx) = (settings.clone(), login_tx.clone());
+                    tokio::spawn(async move {
+                        let r = session::sign_in(&settings, &username, &password, register, None, None).await;
+                        let _ = tx.send(r.map(|_| ()).map_err(|e| format!("{e:#}"))).await;
+                    });
+                }
+            }
+        }
+        if app.quit {
+            if let Some((h, mut rx)) = net.take() {
+                let _ = h.try_send(Command::Shutdown);
+                // Let the actor acknowledge what was shown and close cleanly, briefly.
+                let _ = tokio::time::timeout(Duration::from_millis(800), async { while rx.recv().await.is_some() {} })
+                    .await;
+            }
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The message view: day separators, times, sender names, replies with their quoted parent,
+//! edited/deleted/pinned markers, reactions, receipt ticks, pending sends, the typing line; and
+//! the composer below it.
+
+use chrono::{DateTime, TimeZone};
+use confab_protocol::v1::ConversationKind;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+use super::list::icon;
+use super::text::{truncate, user_color, width, wrap2};
+use crate::store::{Conv, Msg, Tick};
+use crate::ui::app::{App, Focus};
+use crate::ui::composer::Purpose;
+
+/// Columns before a message's text.
+const INDENT: usize = 6;
+
+fn local(app: &App, ms: u64) -> Option<DateTime<chrono::FixedOffset>> {
+    app.tz.timestamp_millis_opt(ms as i64).single()
+}
+
+fn tick_span(t: Tick) -> Span<'static> {
+    match t {
+        Tick::Pending => Span::raw(" …").dim(),
+        Tick::Sent => Span::raw(" ✓").dim(),
+        Tick::Delivered => Span::raw(" ✓✓").dim(),
+        Tick::Read => Span::styled(" ✓✓", Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+    }
+}
+
+/// Rows of one message: (seq it belongs to, line).
+fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<(Option<u64>, Line<'static>)>) {
+    let me = app.store.me.user_id;
+    let seq = Some(m.seq);
+    if m.reply_to != 0 {
+        let quote = match conv.message_by_id(m.reply_to) {
+            Some(p) if p.deleted => format!("↳ {}: [deleted]", app.store.username(p.sender)),
+            Some(p) => format!("↳ {}: {}", app.store.username(p.sender), p.text.replace('\n', " ")),
+            None => "↳ reply to an earlier message".to_string(),
+        };
+        let line = format!("{}{}", " ".repeat(INDENT), truncate(&quote, w.saturating_sub(INDENT)));
+        out.push((
+            seq,
+            Line::from(Span::styled(line, Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC))),
+        ));
+    }
+    let time = local(app, m.created_ms).map(|t| t.format(&app.time_format).to_string()).unwrap_or_default();
+    let name = app.store.username(m.sender);
+    let head_w = INDENT + width(&name) + 2;
+    let body = if m.deleted { "[deleted]".to_string() } else { m.text.clone() };
+    let text_lines = wrap2(&body, w.saturating_sub(head_w).max(4), w.saturating_sub(INDENT).max(8));
+    let text_style =
+        if m.deleted { Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC) } else { Style::new() };
+    let n = text_lines.len();
+    for (i, t) in text_lines.into_iter().enumerate() {
+        let mut spans: Vec<Span<'static>> = if i == 0 {
+            vec![
+                Span::raw(format!("{time:<5} ")).dim(),
+                Span::styled(name.clone(), Style::new().fg(user_color(m.sender)).add_modifier(Modifier::BOLD)),
+                Span::raw(": "),
+            ]
+        } else {
+            vec![Span::raw(" ".repeat(INDENT))]
+        };
+        spans.push(Span::styled(t, text_style));
+        if i + 1 == n {
+            if m.edited && !m.deleted {
+                spans.push(Span::raw(" (edited)").dim());
+            }
+            if m.pinned {
+                spans.push(Span::styled(" (pinned)", Style::new().fg(Color::Yellow)));
+            }
+            if m.sender == me && !m.deleted {
+                spans.push(tick_span(conv.tick(m.seq)));
+            }
+        }
+        out.push((seq, Line::from(spans)));
+    }
+    if !m.reactions.is_empty() {
+        let mut spans = vec![Span::raw(" ".repeat(INDENT))];
+        for r in &m.reactions {
+            let st = if r.me { Style::new().fg(Color::Cyan) } else { Style::new() };
+            spans.push(Span::styled(format!("{} {}", r.emoji, r.count), st));
+            spans.push(Span::raw("  "));
+        }
+        out.push((seq, Line::from(spans)));
+    }
+}
+
+fn day_separator(label: &str, w: usize) -> Line<'static> {
+    let label = format!(" {label} ");
+    let side = w.saturating_sub(width(&label)) / 2;
+    Line::from(format!("{}{}{}", "─".repeat(side), label, "─".repeat(w.saturating_sub(side + width(&label))))).dim()
+}
+
+/// Every row of the conversation, oldest first.
+fn rows(app: &App, conv: &Conv, w: usize) -> Vec<(Option<u64>, Line<'static>)> {
+    let mut out = Vec::new();
+    if conv.loading {
+        out.push((None, Line::from("loading older messages…").dim()));
+    } else if !conv.has_older && conv.history_loaded {
+        out.push((None, day_separator("beginning of the conversation", w)));
+    }
+    let mut day = None;
+    for m in conv.messages.values() {
+        let d = local(app, m.created_ms).map(|t| t.date_naive());
+        if d != day {
+            if let Some(t) = local(app, m.created_ms) {
+                out.push((None, day_separator(&t.format("%A %-d %B %Y").to_string(), w)));
+            }
+            day = d;
+        }
+        message_rows(app, conv, m, w, &mut out);
+    }
+    let me = app.store.me.user_id;
+    for p in &conv.pending {
+        let m = Msg {
+            sender: me,
+            text: p.text.clone(),
+            created_ms: p.created_ms,
+            reply_to: p.reply_to,
+            ..Default::default()
+        };
+        let start = out.len();
+        message_rows(app, conv, &m, w, &mut out);
+        if let Some((_, last)) = out.last_mut() {
+            let t = match &p.failed {
+                Some(e) => Span::styled(format!(" ✗ not sent: {e}"), Style::new().fg(Color::Red)),
+                None => tick_span(Tick::Pending),
+            };
+            // Replace the tick computed for a stored message with the pending state.
+            last.spans.pop();
+            last.spans.push(t);
+        }
+        for (s, _) in &mut out[start..] {
+            *s = None;
+        }
+    }
+    out
+}
+
+fn header(app: &App, conv: &Conv) -> Line<'static> {
+    let mut spans = vec![Span::raw(" "), icon(app, conv.kind, conv.peer), Span::raw(" ")];
+    spans.push(Span::raw(app.store.conv_name(conv)).bold());
+    let info = match conv.kind {
+        ConversationKind::Direct => crate::cli::output::presence_name(app.store.presence(conv.peer)).to_string(),
+        _ => format!("{} members", conv.member_count),
+    };
+    spans.push(Span::raw(format!(" · {info} ")).dim());
+    if app.muted.contains(&conv.id) {
+        spans.push(Span::raw("· muted ").dim());
+    }
+    Line::from(spans)
+}
+
+fn typing_line(app: &App, conv: &Conv) -> Line<'static> {
+    let names: Vec<String> = conv.typing.keys().map(|u| app.store.username(*u)).collect();
+    match names.len() {
+        0 => Line::default(),
+        1 => Line::from(format!("{} is typing…", names[0])).italic().dim(),
+        _ => Line::from(format!("{} are typing…", names.join(", "))).italic().dim(),
+    }
+}
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App) {
+    let Some(conv) = app.open.and_then(|id| app.store.convs.get(&id)) else {
+        let block = Block::bordered().border_style(Style::new().fg(Color::DarkGray));
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let hint = vec![
+            Line::from(""),
+            Line::from("  Select a conversation with j/k and open it with Enter.").dim(),
+            Line::from("  n: new DM · c: new group · J: join a channel · s: search users · ?: help").dim(),
+        ];
+        f.render_widget(Paragraph::new(hint), inner);
+        return;
+    };
+    let (lines, _) = app.composer.lines_and_cursor();
+    let composer_h = (lines.len() as u16 + 2).clamp(3, 8);
+    let [view, comp] = Layout::vertical([Constraint::Min(3), Constraint::Length(composer_h)]).areas(area);
+    let focused = app.focus == Focus::Messages;
+    let border = if focused { Style::new().fg(Color::Cyan) } else { Style::new().fg(Color::DarkGray) };
+    let block = Block::bordered().title(header(app, conv)).border_style(border);
+    let inner = block.inner(view);
+    f.render_widget(block, view);
+    let h = inner.height.saturating_sub(1) as usize;
+    app.view_height.set(inner.height);
+    let w = inner.width as usize;
+    let all = rows(app, conv, w);
+    let total = all.len();
+    let bottom = match app.selected {
+        Some(seq) => {
+            let start = all.iter().position(|(s, _)| *s == Some(seq)).unwrap_or(total);
+            let end = all.iter().rposition(|(s, _)| *s == Some(seq)).map_or(total, |e| e + 1);
+            if total - start <= h { total } else { end.max(h.min(total)) }
+        }
+        None => total,
+    };
+    let top = bottom.saturating_sub(h);
+    let mut shown: Vec<Line> = all[top..bottom]
+        .iter()
+        .map(|(s, l)| {
+            if s.is_some() && *s == app.selected {
+                l.clone().patch_style(Style::new().bg(Color::DarkGray))
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    // Bottom-aligned: pad above when there are few rows.
+    let pad = h.saturating_sub(shown.len());
+    let mut padded = vec![Line::default(); pad];
+    padded.append(&mut shown);
+    padded.push(typing_line(app, conv));
+    f.render_widget(Paragraph::new(padded), inner);
+    draw_composer(f, comp, app);
+}
+
+fn draw_composer(f: &mut Frame, area: Rect, app: &App) {
+    let focused = app.focus == Focus::Composer;
+    let title = match &app.composer.purpose {
+        Purpose::New => " Message ".to_string(),
+        Purpose::Reply { message_id } => {
+            let who = app
+                .open
+                .and_then(|c| app.store.convs.get(&c))
+                .and_then(|c| c.message_by_id(*message_id))
+                .map(|m| app.store.username(m.sender))
+                .unwrap_or_default();
+            format!(" Reply to {who} ")
+        }
+        Purpose::Edit { .. } => " Edit message ".to_string(),
+    };
+    let hint = if focused { " Enter send · Alt-Enter newline · Esc done " } else { " i to write " };
+    let border = if focused { Style::new().fg(Color::Cyan) } else { Style::new().fg(Color::DarkGray) };
+    let block = Block::bordered().title(title).title_bottom(Line::from(hint).right_aligned()).border_style(border);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let (lines, (row, col)) = app.composer.lines_and_cursor();
+    let h = inner.height as usize;
+    let first = (row + 1).saturating_sub(h);
+    let shown: Vec<Line> = lines.iter().skip(first).take(h).map(|l| Line::from(l.clone())).collect();
+    f.render_widget(Paragraph::new(shown), inner);
+    if focused {
+        let before: String = lines.get(row).map(|l| l.chars().take(col).collect()).unwrap_or_default();
+        let x = inner.x + (width(&before) as u16).min(inner.width.saturating_sub(1));
+        let y = inner.y + (row - first) as u16;
+        f.set_cursor_position(Position::new(x, y));
+    }
+}

@@ -1,0 +1,75 @@
+//! Drawing: the conversation list on the left, the conversation on the right, a status bar, and
+//! popups (help, prompts, lists, confirmation); or the sign-in form.
+
+mod list;
+mod messages;
+mod popup;
+pub mod text;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::app::{App, Focus, Overlay, Screen};
+use crate::net::ConnState;
+
+/// Draws the whole screen.
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    if let Screen::Login(form) = &app.screen {
+        popup::login(f, area, app, form);
+        return;
+    }
+    let [main, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
+    let list_w = (main.width / 3).clamp(20, 36);
+    let [left, right] = Layout::horizontal([Constraint::Length(list_w), Constraint::Min(10)]).areas(main);
+    list::draw(f, left, app);
+    messages::draw(f, right, app);
+    status_bar(f, status, app);
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => popup::help(f, area, app),
+        Overlay::Prompt { kind, input } => popup::prompt(f, area, kind.title(), input),
+        Overlay::List { title, items, selected } => popup::list(f, area, title, items, *selected),
+        Overlay::ConfirmDelete { .. } => popup::confirm(f, area, "Delete this message for everyone? y/n"),
+    }
+}
+
+/// The connection state as a coloured span.
+pub fn conn_span(c: &ConnState) -> Span<'static> {
+    match c {
+        ConnState::Online => Span::styled("● online", Style::new().fg(Color::Green)),
+        ConnState::Connecting { attempt: 0 } => Span::styled("◌ connecting…", Style::new().fg(Color::Yellow)),
+        ConnState::Connecting { attempt } => {
+            Span::styled(format!("◌ reconnecting (attempt {})…", attempt + 1), Style::new().fg(Color::Yellow))
+        }
+        ConnState::Offline { reason, retry_in } => Span::styled(
+            format!("○ offline: {} · retry in {:.0} s", text::truncate(reason, 40), retry_in.as_secs_f64().ceil()),
+            Style::new().fg(Color::Red),
+        ),
+        ConnState::SignedOut(_) => Span::styled("○ signed out", Style::new().fg(Color::Red)),
+    }
+}
+
+fn status_bar(f: &mut Frame, area: Rect, app: &App) {
+    let mode = if app.filtering {
+        Span::styled(" FILTER ", Style::new().bg(Color::Yellow).fg(Color::Black))
+    } else if app.focus == Focus::Composer {
+        Span::styled(" INSERT ", Style::new().bg(Color::Green).fg(Color::Black))
+    } else {
+        Span::styled(" NORMAL ", Style::new().bg(Color::Blue).fg(Color::Black))
+    };
+    let who = if app.store.me.username.is_empty() {
+        app.profile.clone()
+    } else {
+        format!("{}@{}", app.store.me.username, app.profile)
+    };
+    let mut spans = vec![mode, Span::raw(format!(" {who} ")), conn_span(&app.conn), Span::raw("  ")];
+    match &app.status {
+        Some((s, _)) => spans.push(Span::raw(s.clone()).italic()),
+        None => spans.push(Span::raw(format!("{} help", app.keymap.keys(super::keymap::Action::Help))).dim()),
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}

@@ -1,0 +1,368 @@
+//! Snapshot tests of the main screens, drawn on ratatui's TestBackend from a model fed with the
+//! same updates the network actor produces. Expected screens are in `tests/snapshots/`; run with
+//! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change, and review the diff.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use confab_cli::net::{ConnState, Snapshot, Tag, Update};
+use confab_cli::ui::app::{App, Effect, Focus};
+use confab_cli::ui::keymap::Keymap;
+use confab_cli::ui::render;
+use confab_protocol::v1::{self, ConversationKind, conversation_event::Body, response::Result as R};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use unicode_width::UnicodeWidthStr;
+
+/// 2026-11-20 09:00 UTC.
+const T0: u64 = 1_795_165_200_000;
+const HOUR: u64 = 3_600_000;
+const ME: u64 = 1;
+const BOB: u64 = 2;
+const CAROL: u64 = 3;
+
+fn user(id: u64, name: &str, presence: v1::PresenceState) -> v1::UserProfile {
+    v1::UserProfile { user_id: id, username: name.into(), presence: presence as i32, ..Default::default() }
+}
+
+fn message(conv: u64, seq: u64, id: u64, sender: u64, text: &str, at: u64) -> v1::Message {
+    v1::Message {
+        message_id: id,
+        conversation_id: conv,
+        seq,
+        sender_id: sender,
+        text: text.into(),
+        created_at_ms: at,
+        ..Default::default()
+    }
+}
+
+fn conversation(
+    id: u64,
+    kind: ConversationKind,
+    title: &str,
+    peer: u64,
+    head: u64,
+    unread: u32,
+    last: v1::Message,
+) -> v1::Conversation {
+    v1::Conversation {
+        conversation_id: id,
+        kind: kind as i32,
+        title: title.into(),
+        peer_user_id: peer,
+        head_seq: head,
+        last_activity_ms: last.created_at_ms,
+        member_count: if kind == ConversationKind::Direct { 2 } else { 3 },
+        my_read_seq: head - u64::from(unread),
+        unread_count: unread,
+        last_message: Some(last),
+        my_role: v1::MemberRole::Member as i32,
+        ..Default::default()
+    }
+}
+
+fn entry(conv: u64, seq: u64, actor: u64, at: u64, body: Body) -> Update {
+    Update::Entry(v1::ConversationEvent { conversation_id: conv, seq, actor_id: actor, at_ms: at, body: Some(body) })
+}
+
+/// An app signed in as alice with a DM with bob (bob online), a group and a channel.
+fn app() -> App {
+    let mut app = App::new("work", "ws://chat.example:7600/v1/ws", Keymap::default(), true);
+    app.now_ms = T0 + 30 * HOUR;
+    app.on_update(Update::Connection(ConnState::Online));
+    let snap = Snapshot {
+        me: v1::Me { user_id: ME, username: "alice".into(), ..Default::default() },
+        conversations: vec![
+            conversation(
+                10,
+                ConversationKind::Direct,
+                "",
+                BOB,
+                7,
+                1,
+                message(10, 7, 107, BOB, "see you tomorrow then", T0 + 26 * HOUR),
+            ),
+            conversation(
+                11,
+                ConversationKind::Group,
+                "release crew",
+                0,
+                20,
+                4,
+                message(11, 20, 120, CAROL, "@alice can you tag 1.2?", T0 + 25 * HOUR),
+            ),
+            conversation(
+                12,
+                ConversationKind::Channel,
+                "lobby",
+                0,
+                5,
+                0,
+                message(12, 5, 130, ME, "welcome all", T0 + 2 * HOUR),
+            ),
+        ],
+        users: vec![user(BOB, "bob", v1::PresenceState::Online), user(CAROL, "carol", v1::PresenceState::Away)],
+        mentions: HashMap::from([(11, 1)]),
+    };
+    app.on_update(Update::Snapshot(Box::new(snap)));
+    app
+}
+
+/// Opens the DM and feeds its history: two days, a reply, an edit, a deletion, reactions.
+fn dm_open() -> App {
+    let mut app = app();
+    app.open_conversation(10);
+    let mut m1 = message(10, 2, 101, BOB, "morning! did the deploy go out?", T0);
+    m1.reactions = vec![v1::ReactionCount { emoji: "👍".into(), count: 2, me: true }];
+    let m2 = message(10, 3, 102, ME, "yes, at 8. all green", T0 + HOUR);
+    let mut m3 = message(10, 4, 103, BOB, "great", T0 + HOUR + 60_000);
+    m3.edited_at_ms = T0 + HOUR + 120_000;
+    let mut m4 = message(10, 5, 104, BOB, "", T0 + HOUR + 180_000);
+    m4.deleted = true;
+    let mut m5 = message(
+        10,
+        6,
+        105,
+        ME,
+        "I will write the notes tomorrow, a long line that has to wrap in the pane",
+        T0 + 25 * HOUR,
+    );
+    m5.reply_to_message_id = 101;
+    let m6 = message(10, 7, 107, BOB, "see you tomorrow then", T0 + 26 * HOUR);
+    app.on_update(Update::History {
+        conversation_id: 10,
+        before_seq: 0,
+        messages: vec![m1, m2, m3, m4, m5, m6],
+        has_more: false,
+    });
+    // Bob read up to seq 3 and has everything delivered: m2 read, m5 delivered.
+    app.on_update(Update::Receipt(v1::ReceiptUpdated {
+        conversation_id: 10,
+        user_id: BOB,
+        delivered_seq: 7,
+        read_seq: 3,
+    }));
+    app.on_update(Update::Typing(v1::TypingChanged {
+        conversation_id: 10,
+        user_id: BOB,
+        typing: true,
+        expires_in_ms: 5000,
+    }));
+    app
+}
+
+fn draw(app: &App, w: u16, h: u16) -> (String, Terminal<TestBackend>) {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    t.draw(|f| render::draw(f, app)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut x = 0;
+        let mut line = String::new();
+        while x < w {
+            let s = buf[(x, y)].symbol();
+            line.push_str(s);
+            x += UnicodeWidthStr::width(s).max(1) as u16;
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    (out, t)
+}
+
+fn check(name: &str, screen: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, screen).expect("write snapshot");
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_SNAPSHOTS=1", path.display()));
+    assert!(want == screen, "{name} differs from {}:\n--- want\n{want}\n--- got\n{screen}", path.display());
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+#[test]
+fn conversation_list() {
+    let (s, _) = draw(&app(), 100, 14);
+    check("list", &s);
+}
+
+#[test]
+fn message_view_with_receipts_replies_and_typing() {
+    let mut app = dm_open();
+    app.on_key(KeyEvent::new(KeyCode::Char('i'), KeyModifiers::NONE));
+    for c in "on my way".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let (s, t) = draw(&app, 100, 30);
+    check("dm", &s);
+    // Read ticks are cyan, delivered ones are not: find the ticks on the rows of m2 and m5.
+    let buf = t.backend().buffer();
+    let tick_color = |needle: &str| {
+        let row = s.lines().position(|l| l.contains(needle)).expect("row");
+        let line = s.lines().nth(row).expect("line");
+        let col = UnicodeWidthStr::width(&line[..line.find('✓').expect("tick")]) as u16;
+        buf[(col, row as u16)].fg
+    };
+    assert_eq!(tick_color("all green"), Color::Cyan, "m2 is read");
+    assert_ne!(tick_color("in the pane"), Color::Cyan, "m5 is only delivered");
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    let (s, _) = draw(&app, 100, 44);
+    check("help", &s);
+}
+
+#[test]
+fn login_screen() {
+    let app = App::new("default", "ws://127.0.0.1:7600/v1/ws", Keymap::default(), false);
+    let (s, _) = draw(&app, 80, 16);
+    check("login", &s);
+}
+
+#[test]
+fn offline_filter_and_prompt() {
+    let mut app = app();
+    app.on_update(Update::Connection(ConnState::Offline {
+        reason: "connection lost".into(),
+        retry_in: Duration::from_secs(4),
+    }));
+    key(&mut app, KeyCode::Char('/'));
+    for c in "re".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let (s, _) = draw(&app, 100, 12);
+    check("offline_filter", &s);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.open, Some(11), "Enter opens the first match");
+    key(&mut app, KeyCode::Char('n'));
+    for c in "carol".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let (s, _) = draw(&app, 100, 12);
+    check("prompt", &s);
+}
+
+#[test]
+fn live_updates_move_counts_and_notify() {
+    let mut app = app();
+    // A message from bob in the DM, not open: unread 1 → 2, a bell, the DM first in the list.
+    app.on_update(entry(
+        10,
+        8,
+        BOB,
+        T0 + 30 * HOUR,
+        Body::MessagePosted(message(10, 8, 108, BOB, "ping", T0 + 30 * HOUR)),
+    ));
+    assert_eq!(app.store.convs[&10].unread, 2);
+    assert!(app.effects.contains(&Effect::Bell));
+    assert_eq!(app.visible()[0], 10);
+    app.effects.clear();
+    // A mention in the group counts apart; a plain group message rings nothing.
+    let mut m = message(11, 21, 121, CAROL, "@alice ping", T0 + 31 * HOUR);
+    m.mention_user_ids = vec![ME];
+    app.on_update(entry(11, 21, CAROL, T0 + 31 * HOUR, Body::MessagePosted(m)));
+    assert_eq!((app.store.convs[&11].unread, app.store.convs[&11].mentions), (5, 2));
+    assert!(app.effects.contains(&Effect::Bell));
+    app.effects.clear();
+    app.on_update(entry(
+        11,
+        22,
+        CAROL,
+        T0 + 31 * HOUR,
+        Body::MessagePosted(message(11, 22, 122, CAROL, "thanks", T0 + 31 * HOUR)),
+    ));
+    assert!(!app.effects.contains(&Effect::Bell));
+    // Muted: no bell even for a DM.
+    app.muted.insert(10);
+    app.on_update(entry(
+        10,
+        9,
+        BOB,
+        T0 + 32 * HOUR,
+        Body::MessagePosted(message(10, 9, 109, BOB, "pong", T0 + 32 * HOUR)),
+    ));
+    assert!(!app.effects.contains(&Effect::Bell));
+    // A fresh copy of the conversation as of seq 8 does not count seq 9 twice.
+    let mut c =
+        conversation(10, ConversationKind::Direct, "", BOB, 8, 2, message(10, 8, 108, BOB, "ping", T0 + 30 * HOUR));
+    c.my_read_seq = 6;
+    app.on_update(Update::Reply { tag: Tag::Refresh, result: Ok(R::GetConversation(c)) });
+    assert_eq!(app.store.convs[&10].unread, 3);
+    // Opening marks it read and tells the server.
+    app.effects.clear();
+    app.open_conversation(10);
+    assert_eq!(app.store.convs[&10].unread, 0);
+    assert!(app.effects.iter().any(|e| matches!(e, Effect::Net(c) if format!("{c:?}").contains("MarkRead"))));
+    assert_eq!(app.focus, Focus::Messages);
+    // Another device of ours read the group: its counts go away.
+    app.on_update(Update::UserEntry(v1::UserUpdate {
+        user_seq: 1,
+        at_ms: 0,
+        body: Some(v1::user_update::Body::ReadMarker(v1::ReadMarker { conversation_id: 11, seq: 22 })),
+    }));
+    assert_eq!((app.store.convs[&11].unread, app.store.convs[&11].mentions), (0, 0));
+}
+
+#[test]
+fn sending_shows_pending_then_the_stored_message_once() {
+    let mut app = dm_open();
+    key(&mut app, KeyCode::Char('i'));
+    for c in "new message".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    key(&mut app, KeyCode::Enter);
+    let send = app.effects.iter().find_map(|e| match e {
+        Effect::Net(confab_cli::net::Command::Send(o)) => Some(o.clone()),
+        _ => None,
+    });
+    let o = send.expect("a send");
+    assert_eq!(o.text, "new message");
+    assert_eq!(app.store.convs[&10].pending.len(), 1);
+    let (s, _) = draw(&app, 100, 30);
+    assert!(s.contains("alice: new message …"), "pending shown:\n{s}");
+    // The entry arrives before the server's answer; then the answer: shown once.
+    app.on_update(entry(
+        10,
+        8,
+        ME,
+        T0 + 30 * HOUR,
+        Body::MessagePosted(message(10, 8, 108, ME, "new message", T0 + 30 * HOUR)),
+    ));
+    app.on_update(Update::Sent {
+        conversation_id: 10,
+        client_msg_id: o.client_msg_id.clone(),
+        result: v1::SendMessageResult { message_id: 108, seq: 8, ..Default::default() },
+    });
+    let (s, _) = draw(&app, 100, 30);
+    // Once in the message view (the list preview aside), and no longer pending.
+    assert_eq!(s.matches(":00 alice: new message").count(), 1, "{s}");
+    assert!(!s.contains("new message …"), "{s}");
+    assert!(app.store.convs[&10].pending.is_empty());
+}
+
+#[test]
+fn editing_and_keys_remapped_from_config() {
+    let mut keys = std::collections::BTreeMap::new();
+    keys.insert("down".to_string(), vec!["Ctrl-n".to_string()]);
+    let mut app = dm_open();
+    app.keymap = Keymap::new(&keys).expect("keys");
+    app.focus = Focus::List;
+    app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+    assert_eq!(app.list_index(), 1);
+    // `e` in the message view edits our latest message.
+    app.focus = Focus::Messages;
+    key(&mut app, KeyCode::Char('e'));
+    assert_eq!(app.focus, Focus::Composer);
+    assert!(app.composer.text().starts_with("I will write the notes"));
+}
