@@ -474,7 +474,10 @@ macro_rules! impl_conv_writes {
                             return Ok(Err(OpError::PermissionDenied("only moderators and above pin")));
                         }
                         let changed = if *pin {
-                            sqlx::query("INSERT INTO pins (conversation_id, message_id, pinned_by, pinned_at_ms) VALUES ($1, $2, $3, $4) \
+                            // pinned_at_ms only orders ListPins (most recently pinned first): keep it strictly
+                            // increasing per conversation so pins within one millisecond keep their order.
+                            sqlx::query("INSERT INTO pins (conversation_id, message_id, pinned_by, pinned_at_ms) VALUES ($1, $2, $3, \
+                                         (SELECT CASE WHEN MAX(pinned_at_ms) >= $4 THEN MAX(pinned_at_ms) + 1 ELSE $4 END FROM pins WHERE conversation_id = $1)) \
                                          ON CONFLICT (conversation_id, message_id) DO NOTHING")
                                 .bind(*conv)
                                 .bind(*message_id)
