@@ -45,7 +45,7 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), StartError>>>,
     db: Option<TestDatabase>,
     /// Receives the one-time codes the server sends (its webhook sender points here).
-    pub inbox: CodeInbox,
+    pub inbox: Arc<CodeInbox>,
     data_dir: tempfile::TempDir,
 }
 
@@ -55,6 +55,14 @@ pub fn init_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
+}
+
+/// The configuration for conformance runs: the rate limits that cases check (login attempts per
+/// account, code requests per phone number) at their documented defaults; the others stay open.
+pub fn conformance_config(config: &mut Config) {
+    let defaults = RateLimits::default();
+    config.auth.rate_limits.login_per_account = defaults.login_per_account;
+    config.auth.rate_limits.code_request_per_destination = defaults.code_request_per_destination;
 }
 
 impl TestServer {
@@ -73,10 +81,10 @@ impl TestServer {
             ..Config::default()
         };
         config.shutdown_timeout = std::time::Duration::from_secs(5);
-        let inbox = CodeInbox::start().await?;
+        let inbox = Arc::new(CodeInbox::start().await?);
         config.auth.code_sender = CodeSenderKind::Webhook;
         config.auth.webhook_url = Some(inbox.url());
-        config.auth.webhook_secret = Some(Secret::new(inbox.secret.clone()));
+        config.auth.webhook_secret = inbox.secret.clone().map(Secret::new);
         // Tests share one IP and open many accounts: limits stay out of the way unless a test sets them.
         let open = RateLimit::new(100_000, std::time::Duration::from_millis(1));
         config.auth.rate_limits = RateLimits {
@@ -135,7 +143,7 @@ impl TestServer {
 
     /// A conformance target for this server.
     pub fn target(&self, t: Transport) -> crate::cases::Target {
-        crate::cases::Target { url: self.url(t), trust: self.trust() }
+        crate::cases::Target { url: self.url(t), trust: self.trust(), codes: Some(self.inbox.clone()) }
     }
 
     /// Client options that trust this server.

@@ -1,6 +1,6 @@
-//! A loopback webhook receiver standing in for an SMS or mail gateway: the test server's code
-//! sender POSTs one-time codes here, and tests read them back. It can fail on purpose to exercise
-//! the sender's retries.
+//! A webhook receiver standing in for an SMS or mail gateway: a server's code sender POSTs
+//! one-time codes here, and tests (or the conformance runner's `--code-sink`) read them back. It
+//! can fail on purpose to exercise the sender's retries.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -34,7 +34,8 @@ struct Shared {
 #[derive(Debug)]
 pub struct CodeInbox {
     pub addr: SocketAddr,
-    pub secret: String,
+    /// The webhook secret bodies are checked against; without one, any body is accepted.
+    pub secret: Option<String>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -46,10 +47,16 @@ impl Drop for CodeInbox {
 }
 
 impl CodeInbox {
+    /// A receiver on a free loopback port, checking signatures with a fixed test secret.
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::bind("127.0.0.1:0".parse()?, Some("inbox-test-secret".into())).await
+    }
+
+    /// A receiver on `addr` (any path is accepted). With `secret`, a delivery counts as signed
+    /// only when its `X-Confab-Signature` is the HMAC-SHA256 of the body under it.
+    pub async fn bind(addr: SocketAddr, secret: Option<String>) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr()?;
-        let secret = "inbox-test-secret".to_string();
         let shared = Arc::new(Shared::default());
         let (s, key) = (shared.clone(), secret.clone());
         let task = tokio::spawn(async move {
@@ -73,12 +80,14 @@ impl CodeInbox {
                             let status = if failing {
                                 500
                             } else {
-                                let mut mac =
-                                    <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("hmac");
-                                mac.update(&body);
-                                let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                                let signature_ok = key.as_deref().is_none_or(|key| {
+                                    let mut mac =
+                                        <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("hmac");
+                                    mac.update(&body);
+                                    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                                    sig.as_deref() == Some(expected.as_str())
+                                });
                                 let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                                let signature_ok = sig.as_deref() == Some(expected.as_str());
                                 s.messages.lock().expect("inbox").push_back(Delivered { json, signature_ok });
                                 200
                             };

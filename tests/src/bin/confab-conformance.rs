@@ -1,17 +1,27 @@
 //! `confab-conformance`: runs the conformance cases against a running Confab server (any
-//! implementation) and reports each case with the docs/protocol.md section it checks.
+//! implementation) and reports each case with the docs/protocol.md section it checks; with
+//! `--code-sink` it also receives the server's one-time codes, for the cases that need them.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use confab_conformance::cases::{self, Target};
+use confab_conformance::inbox::CodeInbox;
 use confab_protocol::client::Trust;
 
 /// Runs the Confab conformance suite against a server.
+///
+/// Cases that need the one-time codes the server sends (phone sign-in, password reset) run only
+/// with --code-sink: the runner then listens on that address for the server's code webhook
+/// (configure the server with auth.code_sender = "webhook" and auth.webhook_url =
+/// "http://ADDR/codes", reachable from the server). Without it they are reported as `skip` and
+/// counted apart: a skipped case has not passed.
 #[derive(Debug, Parser)]
-#[command(name = "confab-conformance", version, about)]
+#[command(name = "confab-conformance", version, about, long_about)]
 struct Cli {
     /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT.
     #[arg(long)]
@@ -34,12 +44,34 @@ struct Cli {
     /// Time allowed per case.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Receive the server's one-time codes on ADDR (e.g. 0.0.0.0:7680): an HTTP listener for its
+    /// code webhook (auth.webhook_url = "http://ADDR/codes"). Enables the cases that need codes.
+    #[arg(long, value_name = "ADDR")]
+    code_sink: Option<SocketAddr>,
+    /// The server's auth.webhook_secret: code deliveries must carry its signature. Without it the
+    /// sink accepts unsigned deliveries.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "CONFAB_CONFORMANCE_CODE_SINK_SECRET",
+        requires = "code_sink",
+        hide_env_values = true
+    )]
+    code_sink_secret: Option<String>,
+}
+
+/// How one case ended.
+enum Verdict {
+    Passed,
+    Failed(String),
+    /// Not run: the target lacks what the case needs (the runner option that provides it).
+    Skipped(&'static str),
 }
 
 struct Outcome {
     name: &'static str,
     section: &'static str,
-    error: Option<String>,
+    verdict: Verdict,
     took: Duration,
 }
 
@@ -54,52 +86,69 @@ fn main() -> anyhow::Result<()> {
         (None, true) => Trust::Insecure,
         (None, false) => Trust::SystemRoots,
     };
-    let target = Target { url: cli.url.clone(), trust };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let codes = match cli.code_sink {
+        Some(addr) => Some(Arc::new(runtime.block_on(CodeInbox::bind(addr, cli.code_sink_secret.clone()))?)),
+        None => None,
+    };
+    let target = Target { url: cli.url.clone(), trust, codes };
     let selected: Vec<_> = cases::all()
         .into_iter()
         .filter(|c| c.applies_to(&target))
         .filter(|c| cli.filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()) || c.section.contains(f.as_str())))
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut outcomes = Vec::new();
     let mut out = std::io::stdout();
     for case in selected {
         let started = Instant::now();
-        let (timeout, target) = (cli.timeout, target.clone());
-        let result = runtime.block_on(async move { tokio::time::timeout(timeout, (case.run)(target)).await });
-        let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("{e:#}")),
-            Err(_) => Some(format!("timed out after {:?}", cli.timeout)),
+        let verdict = match case.missing(&target) {
+            Some(option) => Verdict::Skipped(option),
+            None => {
+                let (timeout, target) = (cli.timeout, target.clone());
+                match runtime.block_on(async move { tokio::time::timeout(timeout, (case.run)(target)).await }) {
+                    Ok(Ok(())) => Verdict::Passed,
+                    Ok(Err(e)) => Verdict::Failed(format!("{e:#}")),
+                    Err(_) => Verdict::Failed(format!("timed out after {:?}", cli.timeout)),
+                }
+            }
         };
-        let o = Outcome { name: case.name, section: case.section, error, took: started.elapsed() };
+        let o = Outcome { name: case.name, section: case.section, verdict, took: started.elapsed() };
+        let ms = o.took.as_secs_f64() * 1e3;
         if cli.json {
-            let v = serde_json::json!({
-                "case": o.name,
-                "section": o.section,
-                "passed": o.error.is_none(),
-                "error": o.error,
-                "ms": o.took.as_secs_f64() * 1e3,
-            });
+            let (passed, error, needs) = match &o.verdict {
+                Verdict::Passed => (true, None, None),
+                Verdict::Failed(e) => (false, Some(e.as_str()), None),
+                Verdict::Skipped(option) => (false, None, Some(*option)),
+            };
+            let mut v =
+                serde_json::json!({ "case": o.name, "section": o.section, "passed": passed, "error": error, "ms": ms });
+            if let Some(option) = needs {
+                v["skipped"] = true.into();
+                v["needs"] = option.into();
+            }
             writeln!(out, "{v}")?;
         } else {
-            match &o.error {
-                None => writeln!(out, "ok    {:<8} {} ({:.0} ms)", o.section, o.name, o.took.as_secs_f64() * 1e3)?,
-                Some(e) => writeln!(out, "FAIL  {:<8} {}: {e}", o.section, o.name)?,
+            match &o.verdict {
+                Verdict::Passed => writeln!(out, "ok    {:<8} {} ({ms:.0} ms)", o.section, o.name)?,
+                Verdict::Failed(e) => writeln!(out, "FAIL  {:<8} {}: {e}", o.section, o.name)?,
+                Verdict::Skipped(option) => writeln!(out, "skip  {:<8} {}  (needs {option})", o.section, o.name)?,
             }
         }
         outcomes.push(o);
     }
-    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
-    let passed = outcomes.len() - failed;
+    let count = |f: fn(&Verdict) -> bool| outcomes.iter().filter(|o| f(&o.verdict)).count();
+    let passed = count(|r| matches!(r, Verdict::Passed));
+    let failed = count(|r| matches!(r, Verdict::Failed(_)));
+    let skipped = count(|r| matches!(r, Verdict::Skipped(_)));
     if cli.json {
-        writeln!(out, "{}", serde_json::json!({ "passed": passed, "failed": failed }))?;
+        writeln!(out, "{}", serde_json::json!({ "passed": passed, "failed": failed, "skipped": skipped }))?;
     } else {
+        writeln!(out, "{skipped} skipped")?;
         writeln!(out, "{passed} passed, {failed} failed")?;
     }
     if let Some(path) = &cli.junit {
         let mut x = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"confab-conformance\" tests=\"{}\" failures=\"{failed}\">\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"confab-conformance\" tests=\"{}\" failures=\"{failed}\" skipped=\"{skipped}\">\n",
             outcomes.len()
         );
         for o in &outcomes {
@@ -109,8 +158,10 @@ fn main() -> anyhow::Result<()> {
                 xml(o.name),
                 o.took.as_secs_f64()
             ));
-            if let Some(e) = &o.error {
-                x.push_str(&format!("<failure message=\"{}\"/>", xml(e)));
+            match &o.verdict {
+                Verdict::Passed => {}
+                Verdict::Failed(e) => x.push_str(&format!("<failure message=\"{}\"/>", xml(e))),
+                Verdict::Skipped(option) => x.push_str(&format!("<skipped message=\"needs {}\"/>", xml(option))),
             }
             x.push_str("</testcase>\n");
         }

@@ -1,316 +1,291 @@
-//! Cases for accounts, conversations, messages, sync, receipts and typing (docs/protocol.md
-//! §11-§16), creating their own throwaway accounts. A server's registration rate limit is
-//! respected: a RATE_LIMITED answer is waited out and retried.
-
-use std::time::Duration;
+//! Cases for messages (docs/protocol.md §13 and the text limit of §8): text rules, idempotent
+//! sends, replies and mentions, who sees `client_msg_id`, edits and deletions, history pages,
+//! reactions and pins.
 
 use anyhow::{Context, bail, ensure};
-use confab_protocol::client::{Client, ClientError, Events};
-use confab_protocol::v1::{self, ErrorCode, client_frame::Request, conversation_event::Body, event, response};
+use confab_protocol::v1::{self, ErrorCode, conversation_event::Body};
 
 use super::Target;
+use super::common::*;
 
-/// A throwaway signed-in account.
-struct Account {
-    client: Client,
-    events: Events,
-    id: u64,
-    name: String,
-    auth: v1::AuthResult,
+/// The default `max_message_text_bytes` (§13.1); servers do not announce it.
+const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// The message `id` in `a`'s newest history page.
+async fn message_in(a: &Account, conv: u64, id: u64) -> anyhow::Result<v1::Message> {
+    history(a, conv).await?.into_iter().find(|m| m.message_id == id).context("message not in history")
 }
 
-const PASSWORD: &str = "conformance password";
-
-fn fresh_name(prefix: &str) -> String {
-    let mut r = [0u8; 6];
-    let _ = getrandom::fill(&mut r);
-    format!("{prefix}{}", hex::encode(r))
-}
-
-/// Registers a new account, waiting out RATE_LIMITED answers.
-async fn account(t: &Target, prefix: &str) -> anyhow::Result<Account> {
-    let (client, events) = t.client().await?;
-    let name = fresh_name(prefix);
-    for _ in 0..10 {
-        let r = v1::Register {
-            username: name.clone(),
-            password: PASSWORD.into(),
-            device_name: "conformance".into(),
-            ..Default::default()
-        };
-        match client.register(r).await {
-            Ok(auth) => {
-                let id = auth.me.as_ref().context("AuthResult without me")?.user_id;
-                return Ok(Account { client, events, id, name, auth });
-            }
-            Err(ClientError::Server(e)) if e.code() == ErrorCode::RateLimited => {
-                tokio::time::sleep(Duration::from_millis(e.retry_after_ms.clamp(1, 10_000))).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("registration stayed rate-limited")
-}
-
-async fn req(c: &Client, r: Request) -> Result<response::Result, ClientError> {
-    c.request(r).await
-}
-
-fn code(r: Result<response::Result, ClientError>) -> Option<ErrorCode> {
-    r.err().and_then(|e| e.code())
-}
-
-async fn group(a: &Account, members: &[u64]) -> anyhow::Result<u64> {
-    match req(
-        &a.client,
-        Request::CreateConversation(v1::CreateConversation {
-            kind: v1::ConversationKind::Group as i32,
-            title: "conformance".into(),
-            member_ids: members.to_vec(),
-            ..Default::default()
-        }),
-    )
-    .await?
-    {
-        response::Result::CreateConversation(c) => Ok(c.conversation_id),
-        other => bail!("expected Conversation, got {other:?}"),
-    }
-}
-
-async fn send(a: &Account, conv: u64, id: &str, text: &str) -> anyhow::Result<v1::SendMessageResult> {
-    let r =
-        v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() };
-    match req(&a.client, Request::SendMessage(r)).await? {
-        response::Result::SendMessage(s) => Ok(s),
-        other => bail!("expected SendMessageResult, got {other:?}"),
-    }
-}
-
-async fn next_event(events: &mut Events, pick: impl Fn(&event::Event) -> bool) -> anyhow::Result<event::Event> {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Some(v1::Event { event: Some(e) }) if pick(&e) => return Ok(e),
-                Some(_) => continue,
-                None => bail!("connection closed"),
-            }
-        }
-    })
-    .await
-    .context("expected event did not arrive")?
-}
-
-/// §11.2: Register creates the account and signs the connection in.
-pub(super) async fn register_signs_the_connection_in(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfreg").await?;
-    ensure!(!a.auth.access_token.is_empty() && !a.auth.refresh_token.is_empty() && !a.auth.session_id.is_empty());
-    let me = a.client.me().await?;
-    ensure!(me.user_id == a.id && me.username == a.name, "{me:?}");
-    Ok(())
-}
-
-/// §11.3: a wrong password and an unknown account answer the same UNAUTHENTICATED.
-pub(super) async fn wrong_password_is_unauthenticated(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfpw").await?;
-    let wrong = a.client.login(&a.name, "not the password", "x").await;
-    let unknown = a.client.login(&fresh_name("cfnone"), PASSWORD, "x").await;
-    match (wrong, unknown) {
-        (Err(ClientError::Server(w)), Err(ClientError::Server(u)))
-            if w.code() == ErrorCode::Unauthenticated && u.code() == ErrorCode::Unauthenticated =>
-        {
-            ensure!(w.message == u.message, "the answers differ: {w} / {u}");
-            Ok(())
-        }
-        (w, u) => bail!("expected UNAUTHENTICATED twice, got {w:?} / {u:?}"),
-    }
-}
-
-/// §11.5: an access token authenticates another connection, in Hello and with Authenticate.
-pub(super) async fn token_authenticates_another_connection(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cftok").await?;
-    let (c, _e) = t.client().await?;
-    let info = c.authenticate(&a.auth.access_token).await?;
-    ensure!(info.user_id == a.id && info.session_id == a.auth.session_id, "{info:?}");
-    let mut o = t.options();
-    o.access_token = Some(a.auth.access_token.clone());
-    let (c2, _e2) = Client::connect(&t.url, o).await?;
-    ensure!(c2.welcome().auth.as_ref().is_some_and(|w| w.user_id == a.id), "Welcome.auth missing");
-    ensure!(
-        code(req(&c, Request::Authenticate(v1::Authenticate { access_token: "nope".into() })).await)
-            == Some(ErrorCode::Unauthenticated)
-    );
-    Ok(())
-}
-
-/// §11.6: Refresh rotates; presenting a spent refresh token revokes the session.
-pub(super) async fn refresh_rotates_and_reuse_revokes(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfref").await?;
-    let (c, _e) = t.client().await?;
-    let b = c.refresh(&a.auth.refresh_token).await?;
-    ensure!(b.refresh_token != a.auth.refresh_token && b.session_id == a.auth.session_id);
-    let (d, _e2) = t.client().await?;
-    ensure!(
-        matches!(d.refresh(&a.auth.refresh_token).await, Err(ClientError::Server(e)) if e.code() == ErrorCode::Unauthenticated)
-    );
-    let (f, _e3) = t.client().await?;
-    ensure!(
-        matches!(f.refresh(&b.refresh_token).await, Err(ClientError::Server(e)) if e.code() == ErrorCode::Unauthenticated),
-        "session survived reuse"
-    );
-    Ok(())
-}
-
-/// §11.1: requests other than sign-in need an authenticated connection.
-pub(super) async fn requests_need_authentication(t: Target) -> anyhow::Result<()> {
-    let (c, _e) = t.client().await?;
-    for r in [
-        Request::GetMe(v1::GetMe {}),
-        Request::ListConversations(v1::ListConversations::default()),
-        Request::Sync(v1::Sync::default()),
-        Request::SendMessage(v1::SendMessage {
-            conversation_id: 1,
-            client_msg_id: "x".into(),
-            text: "x".into(),
-            ..Default::default()
-        }),
-    ] {
-        let kind = r.kind();
-        ensure!(code(req(&c, r).await) == Some(ErrorCode::Unauthenticated), "{kind} without authentication");
-    }
-    Ok(())
-}
-
-/// §12.2: one DIRECT conversation per pair, whoever opens it.
-pub(super) async fn direct_conversation_is_unique_per_pair(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfdA").await?;
-    let b = account(&t, "cfdB").await?;
-    let dm = |peer| {
-        Request::CreateConversation(v1::CreateConversation {
-            kind: v1::ConversationKind::Direct as i32,
-            member_ids: vec![peer],
-            ..Default::default()
-        })
-    };
-    let (x, y) = (req(&a.client, dm(b.id)).await?, req(&b.client, dm(a.id)).await?);
-    match (x, y) {
-        (response::Result::CreateConversation(x), response::Result::CreateConversation(y)) => {
-            ensure!(x.conversation_id == y.conversation_id, "two DIRECT conversations for one pair");
-            Ok(())
-        }
-        other => bail!("unexpected {other:?}"),
-    }
-}
-
-/// §12.1: a non-member gets NOT_FOUND, exactly as for a missing conversation.
-pub(super) async fn non_members_get_not_found(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfnmA").await?;
-    let x = account(&t, "cfnmX").await?;
+/// §13.1, §8: text must be non-blank, without NUL, and at most 16 KiB (bytes) by default; the
+/// refusal names the field.
+pub(super) async fn message_text_is_checked(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cftxt").await?;
     let conv = group(&a, &[]).await?;
-    for target in [conv, u64::MAX >> 2] {
-        for r in [
-            Request::GetConversation(v1::GetConversation { conversation_id: target }),
-            Request::GetHistory(v1::GetHistory { conversation_id: target, ..Default::default() }),
-            Request::SendMessage(v1::SendMessage {
-                conversation_id: target,
-                client_msg_id: "nm".into(),
-                text: "x".into(),
-                ..Default::default()
-            }),
-        ] {
-            match req(&x.client, r).await {
-                Err(ClientError::Server(e)) if e.code() == ErrorCode::NotFound => {
-                    ensure!(e.message == "no such conversation", "{e}");
-                }
-                other => bail!("expected NOT_FOUND, got {other:?}"),
+    for (i, text) in ["", " \n\t", "nul\0byte"].into_iter().enumerate() {
+        let e = expect_code(
+            call!(a.client, SendMessage, message(conv, &format!("t{i}"), text)),
+            ErrorCode::InvalidArgument,
+        )?;
+        ensure!(e.field == "send_message.text", "{text:?}: {e:?}");
+    }
+    let half = "é".repeat(MAX_TEXT_BYTES / 2);
+    for (i, text) in ["x".repeat(MAX_TEXT_BYTES + 1), format!("{half}x")].into_iter().enumerate() {
+        match call!(a.client, SendMessage, message(conv, &format!("o{i}"), &text)) {
+            Err(confab_protocol::client::ClientError::Server(e))
+                if matches!(e.code(), ErrorCode::InvalidArgument | ErrorCode::TooLarge) =>
+            {
+                ensure!(e.field == "send_message.text", "{e:?}");
             }
+            other => bail!("{} bytes of text: expected a refusal, got {other:?}", text.len()),
         }
     }
+    let full = send(&a, conv, "full", &"x".repeat(MAX_TEXT_BYTES)).await?;
+    send(&a, conv, "full2", &half).await.context("16 KiB of two-byte characters")?;
+    ensure!(message_in(&a, conv, full.message_id).await?.text.len() == MAX_TEXT_BYTES, "text was cut");
+    let edit =
+        v1::EditMessage { conversation_id: conv, message_id: full.message_id, text: "y".repeat(MAX_TEXT_BYTES + 1) };
+    let e = call!(a.client, EditMessage, edit).err().and_then(|e| match e {
+        confab_protocol::client::ClientError::Server(e) => Some(e),
+        _ => None,
+    });
+    ensure!(e.is_some_and(|e| e.field == "edit_message.text"), "an over-long edit was not refused on its text");
     Ok(())
 }
 
-/// §13.2: a retry with the same client_msg_id returns the original message.
+/// §13.2: a retry with the same client_msg_id returns the original message; the id is 1-64 bytes
+/// and may not be reused for another conversation.
 pub(super) async fn send_is_idempotent(t: Target) -> anyhow::Result<()> {
     let a = account(&t, "cfidem").await?;
     let conv = group(&a, &[]).await?;
     let first = send(&a, conv, "once", "hello").await?;
+    ensure!(!first.duplicate && first.message_id > 0 && first.created_at_ms > 0, "{first:?}");
     let again = send(&a, conv, "once", "hello").await?;
     ensure!(again.duplicate && again.message_id == first.message_id && again.seq == first.seq, "{again:?}");
+    ensure!(get(&a, conv).await?.head_seq == first.seq, "the retry wrote an entry");
+    let other = group(&a, &[]).await?;
+    let e = expect_code(call!(a.client, SendMessage, message(other, "once", "hello")), ErrorCode::InvalidArgument)?;
+    ensure!(e.field == "send_message.client_msg_id", "{e:?}");
+    for id in [String::new(), "i".repeat(65)] {
+        let e = expect_code(call!(a.client, SendMessage, message(conv, &id, "x")), ErrorCode::InvalidArgument)?;
+        ensure!(e.field == "send_message.client_msg_id", "{e:?}");
+    }
     Ok(())
 }
 
-/// §14.5, §14.1: live entries reach every member with consecutive seqs.
-pub(super) async fn live_events_carry_gapless_seqs(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfliveA").await?;
-    let mut b = account(&t, "cfliveB").await?;
+/// §13.2: a reply points at a message of the same conversation; mentions are carried, at most 64.
+pub(super) async fn replies_and_mentions_are_checked(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfrep").await?;
+    let b = account(&t, "cfrepB").await?;
     let conv = group(&a, &[b.id]).await?;
-    let s1 = send(&a, conv, "l1", "one").await?;
-    let s2 = send(&a, conv, "l2", "two").await?;
-    ensure!(s2.seq == s1.seq + 1, "seqs {} then {}", s1.seq, s2.seq);
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let ev =
-            next_event(&mut b.events, |e| matches!(e, event::Event::ConversationEvent(c) if c.conversation_id == conv))
-                .await?;
-        if let event::Event::ConversationEvent(v1::ConversationEvent {
-            seq, body: Some(Body::MessagePosted(m)), ..
-        }) = ev
-        {
-            seen.push((seq, m.text));
+    let other = group(&a, &[]).await?;
+    let parent = send(&a, conv, "p", "parent").await?;
+    let elsewhere = send(&a, other, "e", "elsewhere").await?;
+    let reply = v1::SendMessage {
+        reply_to_message_id: parent.message_id,
+        mention_user_ids: vec![b.id],
+        ..message(conv, "r", "reply")
+    };
+    let r = call!(a.client, SendMessage, reply)?;
+    let m = message_in(&b, conv, r.message_id).await?;
+    ensure!(m.reply_to_message_id == parent.message_id && m.mention_user_ids == vec![b.id], "{m:?}");
+    let bad = v1::SendMessage { reply_to_message_id: elsewhere.message_id, ..message(conv, "r2", "reply") };
+    let e = expect_code(call!(a.client, SendMessage, bad), ErrorCode::InvalidArgument)?;
+    ensure!(e.field == "send_message.reply_to_message_id", "{e:?}");
+    let many = v1::SendMessage { mention_user_ids: (1..=65).collect(), ..message(conv, "r3", "everyone") };
+    expect_code(call!(a.client, SendMessage, many), ErrorCode::InvalidArgument)?;
+    Ok(())
+}
+
+/// §13.1, §14.5: the author's other devices get the live MessagePosted too, with an empty
+/// client_msg_id (one shared encoding); history and Sync show the id to the sender's account
+/// only.
+pub(super) async fn client_msg_id_is_shown_to_the_sender_only(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfcid").await?;
+    let mut a2 = second_device(&t, &a, "other").await?;
+    let mut b = account(&t, "cfcidB").await?;
+    let conv = group(&a, &[b.id]).await?;
+    let sent = send(&a, conv, "my-id", "hello").await?;
+    for events in [&mut a2.events, &mut b.events] {
+        let e = entry(events, conv, |x| matches!(x, Body::MessagePosted(_))).await?;
+        match e.body {
+            Some(Body::MessagePosted(m)) => {
+                ensure!(m.message_id == sent.message_id && m.client_msg_id.is_empty() && e.seq == sent.seq, "{m:?}");
+            }
+            other => bail!("{other:?}"),
         }
     }
-    ensure!(seen == vec![(s1.seq, "one".to_string()), (s2.seq, "two".to_string())], "{seen:?}");
+    ensure!(message_in(&a2, conv, sent.message_id).await?.client_msg_id == "my-id", "hidden from the sender");
+    ensure!(message_in(&b, conv, sent.message_id).await?.client_msg_id.is_empty(), "shown to another member");
+    let posted = log_of(&a, conv).await?.into_iter().find_map(|e| match e.body {
+        Some(Body::MessagePosted(m)) if m.message_id == sent.message_id => Some(m),
+        _ => None,
+    });
+    ensure!(posted.is_some_and(|m| m.client_msg_id == "my-id"), "Sync hides the id from the sender");
     Ok(())
 }
 
-/// §14.3: Sync returns the user log and the missed entries, contiguous and in order.
-pub(super) async fn sync_returns_missed_entries_in_order(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfsyA").await?;
-    let b = account(&t, "cfsyB").await?;
+/// §13.3: the sender edits and deletes (PERMISSION_DENIED for others); each is a log entry
+/// pointing at its target; a deleted message keeps its id and seq but loses its text, in history
+/// and in the earlier entries; editing or deleting it again is NOT_FOUND.
+pub(super) async fn edit_and_delete_are_log_entries(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfedA").await?;
+    let mut b = account(&t, "cfedB").await?;
     let conv = group(&a, &[b.id]).await?;
-    let last = send(&a, conv, "y2", "x").await?;
-    let r = match req(&b.client, Request::Sync(v1::Sync::default())).await? {
-        response::Result::Sync(r) => r,
-        other => bail!("unexpected {other:?}"),
+    let m = send(&a, conv, "ed1", "first").await?;
+    let edit = |c: &Account, text: &str| {
+        let r = v1::EditMessage { conversation_id: conv, message_id: m.message_id, text: text.into() };
+        let c = c.client.clone();
+        async move { call!(c, EditMessage, r) }
     };
-    ensure!(!r.resync_required && r.epoch != 0);
-    ensure!(
-        r.user_updates.iter().any(
-            |u| matches!(&u.body, Some(v1::user_update::Body::AddedToConversation(x)) if x.conversation_id == conv)
-        )
-    );
-    let d = r.conversations.iter().find(|d| d.conversation_id == conv).context("no diff for the conversation")?;
-    let seqs: Vec<u64> = d.events.iter().map(|e| e.seq).collect();
-    ensure!(seqs == (1..=last.seq).collect::<Vec<_>>(), "{seqs:?}");
-    Ok(())
-}
-
-/// §15.1, §15.3: MarkRead moves a watermark the sender sees as ReceiptUpdated.
-pub(super) async fn read_marker_is_a_receipt_watermark(t: Target) -> anyhow::Result<()> {
-    let mut a = account(&t, "cfrcA").await?;
-    let b = account(&t, "cfrcB").await?;
-    let conv = group(&a, &[b.id]).await?;
-    let m = send(&a, conv, "r1", "read me").await?;
-    match req(&b.client, Request::MarkRead(v1::MarkRead { conversation_id: conv, seq: m.seq })).await? {
-        response::Result::MarkRead(r) => ensure!(r.read_seq == m.seq, "{r:?}"),
-        other => bail!("unexpected {other:?}"),
+    let delete = |c: &Account| {
+        let r = v1::DeleteMessage { conversation_id: conv, message_id: m.message_id };
+        let c = c.client.clone();
+        async move { call!(c, DeleteMessage, r) }
+    };
+    let edited = edit(&a, "second").await?;
+    let e = entry(&mut b.events, conv, |x| matches!(x, Body::MessageEdited(_))).await?;
+    ensure!(e.seq == edited.seq && e.actor_id == a.id, "{e:?}");
+    ensure!(matches!(&e.body, Some(Body::MessageEdited(x)) if x.message_id == m.message_id && x.text == "second"));
+    let now = message_in(&b, conv, m.message_id).await?;
+    ensure!(now.text == "second" && now.edited_at_ms > 0 && now.seq == m.seq && !now.deleted, "{now:?}");
+    expect_code(edit(&b, "not mine").await, ErrorCode::PermissionDenied)?;
+    expect_code(delete(&b).await, ErrorCode::PermissionDenied)?;
+    let deleted = delete(&a).await?;
+    let e = entry(&mut b.events, conv, |x| matches!(x, Body::MessageDeleted(_))).await?;
+    ensure!(e.seq == deleted.seq && matches!(&e.body, Some(Body::MessageDeleted(x)) if x.message_id == m.message_id));
+    let gone = message_in(&b, conv, m.message_id).await?;
+    ensure!(gone.deleted && gone.text.is_empty() && gone.seq == m.seq, "{gone:?}");
+    for e in log_of(&b, conv).await? {
+        match e.body {
+            Some(Body::MessagePosted(p)) if p.message_id == m.message_id => ensure!(p.text.is_empty(), "{p:?}"),
+            Some(Body::MessageEdited(x)) if x.message_id == m.message_id => ensure!(x.text.is_empty(), "{x:?}"),
+            _ => {}
+        }
     }
-    let e = next_event(
-        &mut a.events,
-        |e| matches!(e, event::Event::ReceiptUpdated(r) if r.user_id == b.id && r.read_seq >= m.seq),
-    )
-    .await?;
-    ensure!(matches!(e, event::Event::ReceiptUpdated(r) if r.conversation_id == conv));
+    expect_code(edit(&a, "again").await, ErrorCode::NotFound)?;
+    expect_code(delete(&a).await, ErrorCode::NotFound)?;
     Ok(())
 }
 
-/// §16: typing reaches the other members.
-pub(super) async fn typing_reaches_members(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cftyA").await?;
-    let mut b = account(&t, "cftyB").await?;
+/// §13.4: pages of messages in ascending seq, before or after a cursor, with has_more; both
+/// cursors at once are INVALID_ARGUMENT.
+pub(super) async fn history_pages_both_ways(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfhist").await?;
+    let conv = group(&a, &[]).await?;
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        seqs.push(send(&a, conv, &format!("h{i}"), &format!("message {i}")).await?.seq);
+    }
+    let page = |before_seq: u64, after_seq: u64, limit: u32| {
+        let r = v1::GetHistory { conversation_id: conv, before_seq, after_seq, limit };
+        let c = a.client.clone();
+        async move {
+            let h = call!(c, GetHistory, r)?;
+            Ok::<_, anyhow::Error>((h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), h.has_more))
+        }
+    };
+    ensure!(page(0, 0, 2).await? == (seqs[3..].to_vec(), true), "latest page");
+    ensure!(page(seqs[3], 0, 2).await? == (seqs[1..3].to_vec(), true), "before");
+    ensure!(page(seqs[1], 0, 2).await? == (seqs[..1].to_vec(), false), "oldest");
+    ensure!(page(0, seqs[0], 2).await? == (seqs[1..3].to_vec(), true), "after");
+    ensure!(page(0, seqs[2], 2).await? == (seqs[3..].to_vec(), false), "newest after");
+    ensure!(page(0, 0, 0).await? == (seqs.clone(), false), "the default limit");
+    let both = v1::GetHistory { conversation_id: conv, before_seq: seqs[4], after_seq: seqs[0], limit: 2 };
+    expect_code(call!(a.client, GetHistory, both), ErrorCode::InvalidArgument)?;
+    Ok(())
+}
+
+/// §13.5: one reaction per (user, message, emoji); repeats and absent removals write nothing;
+/// history counts per emoji with `me`; emoji are one grapheme cluster or a :shortcode:.
+pub(super) async fn reactions_are_counted_per_emoji(t: Target) -> anyhow::Result<()> {
+    let mut a = account(&t, "cfreA").await?;
+    let b = account(&t, "cfreB").await?;
+    let x = account(&t, "cfreX").await?;
     let conv = group(&a, &[b.id]).await?;
-    req(&a.client, Request::SetTyping(v1::SetTyping { conversation_id: conv, typing: true })).await?;
-    let e =
-        next_event(&mut b.events, |e| matches!(e, event::Event::TypingChanged(x) if x.conversation_id == conv)).await?;
-    ensure!(matches!(e, event::Event::TypingChanged(x) if x.typing && x.user_id == a.id && x.expires_in_ms > 0));
+    let m = send(&a, conv, "re1", "react to me").await?;
+    let react = |u: &Account, emoji: &str, add: bool| {
+        let (c, id) = (u.client.clone(), m.message_id);
+        let emoji = emoji.to_string();
+        async move {
+            let r = if add {
+                call!(c, React, v1::React { conversation_id: conv, message_id: id, emoji })
+            } else {
+                call!(c, Unreact, v1::Unreact { conversation_id: conv, message_id: id, emoji })
+            };
+            r.map(|r| r.seq)
+        }
+    };
+    let first = react(&b, "👍", true).await?;
+    let e = entry(&mut a.events, conv, |x| matches!(x, Body::ReactionAdded(_))).await?;
+    ensure!(e.seq == first && e.actor_id == b.id, "{e:?}");
+    ensure!(matches!(&e.body, Some(Body::ReactionAdded(r)) if r.message_id == m.message_id && r.emoji == "👍"));
+    ensure!(react(&b, "👍", true).await? == first, "a repeated reaction wrote an entry");
+    for emoji in ["👍", ":tada:", "👨‍👩‍👧", "❤️"] {
+        react(&a, emoji, true).await.with_context(|| format!("{emoji:?}"))?;
+    }
+    let counts = |m: v1::Message| m.reactions.into_iter().map(|r| (r.emoji, r.count, r.me)).collect::<Vec<_>>();
+    let mine = counts(message_in(&a, conv, m.message_id).await?);
+    let theirs = counts(message_in(&b, conv, m.message_id).await?);
+    ensure!(
+        mine.len() == 4 && mine.contains(&("👍".into(), 2, true)) && mine.contains(&(":tada:".into(), 1, true)),
+        "{mine:?}"
+    );
+    ensure!(theirs.contains(&("👍".into(), 2, true)) && theirs.contains(&(":tada:".into(), 1, false)), "{theirs:?}");
+    for bad in ["", "ab", "7", " ", "👍👍", ":Tada:", "::", &format!(":{}:", "a".repeat(33))] {
+        let e = expect_code(react(&b, bad, true).await, ErrorCode::InvalidArgument)?;
+        ensure!(e.field == "react.emoji", "{bad:?}: {e:?}");
+    }
+    let head = get(&a, conv).await?.head_seq;
+    ensure!(react(&b, ":tada:", false).await? == head, "removing an absent reaction wrote an entry");
+    let removed = react(&b, "👍", false).await?;
+    let e = entry(&mut a.events, conv, |x| matches!(x, Body::ReactionRemoved(_))).await?;
+    ensure!(e.seq == removed && e.actor_id == b.id && removed == head + 1, "{e:?}");
+    expect_code(react(&x, "👍", true).await, ErrorCode::NotFound)?;
+    Ok(())
+}
+
+/// §13.6: pins are log entries (repeating writes nothing); ListPins shows them most recently
+/// pinned first, members only; history marks them.
+pub(super) async fn pins_are_listed_most_recent_first(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfpinA").await?;
+    let mut b = account(&t, "cfpinB").await?;
+    let x = account(&t, "cfpinX").await?;
+    let conv = group(&a, &[b.id]).await?;
+    let older = send(&a, conv, "p1", "older").await?;
+    let newer = send(&a, conv, "p2", "newer").await?;
+    let pin = |id: u64, on: bool| {
+        let c = a.client.clone();
+        async move {
+            let r = if on {
+                call!(c, PinMessage, v1::PinMessage { conversation_id: conv, message_id: id })
+            } else {
+                call!(c, UnpinMessage, v1::UnpinMessage { conversation_id: conv, message_id: id })
+            };
+            r.map(|r| r.seq)
+        }
+    };
+    let pins = |u: &Account| {
+        let c = u.client.clone();
+        async move { call!(c, ListPins, v1::ListPins { conversation_id: conv }) }
+    };
+    let first = pin(newer.message_id, true).await?;
+    let e = entry(&mut b.events, conv, |x| matches!(x, Body::MessagePinned(_))).await?;
+    ensure!(e.seq == first && matches!(&e.body, Some(Body::MessagePinned(p)) if p.message_id == newer.message_id));
+    let second = pin(older.message_id, true).await?;
+    ensure!(pin(older.message_id, true).await? == second, "pinning again wrote an entry");
+    let listed: Vec<_> = pins(&b).await?.messages.into_iter().map(|m| (m.message_id, m.pinned)).collect();
+    ensure!(
+        listed == vec![(older.message_id, true), (newer.message_id, true)],
+        "not most recently pinned first: {listed:?}"
+    );
+    ensure!(message_in(&b, conv, newer.message_id).await?.pinned, "history does not mark the pin");
+    let unpinned = pin(newer.message_id, false).await?;
+    let e = entry(&mut b.events, conv, |x| matches!(x, Body::MessageUnpinned(_))).await?;
+    ensure!(e.seq == unpinned && matches!(&e.body, Some(Body::MessageUnpinned(p)) if p.message_id == newer.message_id));
+    ensure!(pin(newer.message_id, false).await? == unpinned, "unpinning again wrote an entry");
+    let listed: Vec<u64> = pins(&b).await?.messages.iter().map(|m| m.message_id).collect();
+    ensure!(listed == vec![older.message_id], "{listed:?}");
+    ensure!(!message_in(&b, conv, newer.message_id).await?.pinned);
+    expect_code(pins(&x).await, ErrorCode::NotFound)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -13,11 +14,16 @@ use confab_protocol::frames::client_frame;
 use confab_protocol::v1::{self, CloseCode, ErrorCode, client_frame::Request, event, response, server_frame};
 use prost::Message as _;
 
+use crate::inbox::CodeInbox;
+
 /// Where a case runs.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub url: String,
     pub trust: Trust,
+    /// Receives the one-time codes the server sends (its webhook points here). Cases that need
+    /// codes (phone sign-in, password reset) cannot run without it.
+    pub codes: Option<Arc<CodeInbox>>,
 }
 
 impl Target {
@@ -50,6 +56,14 @@ pub enum Applies {
     QuicOnly,
 }
 
+/// What a case needs from its target beyond a server URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    /// The one-time codes the server sends: [`Target::codes`].
+    Codes,
+}
+
 /// One conformance case.
 #[derive(Clone, Copy, Debug)]
 pub struct Case {
@@ -57,6 +71,7 @@ pub struct Case {
     /// The docs/protocol.md section it checks, e.g. "§4.2".
     pub section: &'static str,
     pub applies: Applies,
+    pub needs: Needs,
     pub run: fn(Target) -> CaseFuture,
 }
 
@@ -68,23 +83,44 @@ impl Case {
             Applies::QuicOnly => !target.is_websocket(),
         }
     }
+
+    /// What `target` lacks for this case, named by the runner option that provides it
+    /// (e.g. "--code-sink"); None when the case can run.
+    pub fn missing(&self, target: &Target) -> Option<&'static str> {
+        match self.needs {
+            Needs::Codes if target.codes.is_none() => Some("--code-sink"),
+            _ => None,
+        }
+    }
 }
 
 macro_rules! case {
     ($module:ident :: $name:ident, $section:literal, $applies:ident) => {
+        case!($module::$name, $section, $applies, Nothing)
+    };
+    ($module:ident :: $name:ident, $section:literal, $applies:ident, $needs:ident) => {
         Case {
             name: stringify!($name),
             section: $section,
             applies: Applies::$applies,
+            needs: Needs::$needs,
             run: |t| Box::pin($module::$name(t)),
         }
     };
 }
 
+mod accounts;
+mod codes;
+mod common;
+mod conversations;
 mod messaging;
+mod receipts;
+mod roles;
 mod session;
+mod social;
+mod sync;
 
-/// Every case, in protocol.md order.
+/// Every case, in protocol.md section order.
 pub fn all() -> Vec<Case> {
     vec![
         case!(session::ws_requires_subprotocol, "§2.1", WebSocketOnly),
@@ -94,29 +130,76 @@ pub fn all() -> Vec<Case> {
         case!(session::quic_huge_declared_length_closes_before_payload, "§2.2", QuicOnly),
         case!(session::quic_malformed_length_prefix_closes_1007, "§2.2", QuicOnly),
         case!(session::zero_request_id_is_refused, "§3.2", Both),
-        case!(session::handshake_returns_welcome, "§4.2", Both),
         case!(session::request_before_hello_is_refused, "§4.1", Both),
         case!(session::unsupported_major_is_refused_and_closed, "§4.1", Both),
-        case!(session::minor_version_is_negotiated_down, "§4.2", Both),
         case!(session::invalid_hello_field_is_refused, "§4.1", Both),
-        case!(session::unknown_access_token_is_unauthenticated, "§4.4", Both),
         case!(session::second_hello_is_refused, "§4.1", Both),
+        case!(session::handshake_returns_welcome, "§4.2", Both),
+        case!(session::minor_version_is_negotiated_down, "§4.2", Both),
+        case!(session::unknown_access_token_is_unauthenticated, "§4.4", Both),
         case!(session::unknown_request_is_unimplemented, "§5.2", Both),
         case!(session::undecodable_frame_closes_1007, "§6", Both),
         case!(session::ping_echoes_client_time, "§7.1", Both),
         case!(session::pipelined_requests_all_answered, "§8", Both),
-        case!(messaging::register_signs_the_connection_in, "§11.2", Both),
-        case!(messaging::wrong_password_is_unauthenticated, "§11.3", Both),
-        case!(messaging::token_authenticates_another_connection, "§11.5", Both),
-        case!(messaging::refresh_rotates_and_reuse_revokes, "§11.6", Both),
-        case!(messaging::requests_need_authentication, "§11.1", Both),
-        case!(messaging::direct_conversation_is_unique_per_pair, "§12.2", Both),
-        case!(messaging::non_members_get_not_found, "§12.1", Both),
+        case!(session::in_flight_limit_is_back_pressure, "§8", Both),
+        case!(accounts::requests_need_authentication, "§11.1", Both),
+        case!(accounts::register_signs_the_connection_in, "§11.2", Both),
+        case!(accounts::register_checks_fields_and_uniqueness, "§11.2", Both),
+        case!(accounts::wrong_password_is_unauthenticated, "§11.3", Both),
+        case!(accounts::login_by_username_or_email, "§11.3", Both),
+        case!(accounts::login_attempts_are_rate_limited, "§11.3", Both),
+        case!(codes::phone_sign_in_creates_then_signs_in, "§11.4", Both, Codes),
+        case!(codes::phone_code_tries_are_limited, "§11.4", Both, Codes),
+        case!(codes::code_requests_answer_alike_and_are_limited, "§11.4", Both),
+        case!(accounts::token_authenticates_another_connection, "§11.5", Both),
+        case!(accounts::refresh_rotates_and_reuse_revokes, "§11.6", Both),
+        case!(accounts::logout_ends_the_session, "§11.7", Both),
+        case!(accounts::sessions_are_listed_and_revoked, "§11.7", Both),
+        case!(accounts::change_password_ends_other_sessions, "§11.8", Both),
+        case!(codes::password_reset_by_code, "§11.9", Both, Codes),
+        case!(accounts::profile_is_read_and_updated, "§11.10", Both),
+        case!(accounts::delete_account_removes_personal_data, "§11.11", Both),
+        case!(conversations::non_members_get_not_found, "§12.1", Both),
+        case!(conversations::get_conversation_shows_the_callers_view, "§12.1", Both),
+        case!(conversations::direct_conversation_is_unique_per_pair, "§12.2", Both),
+        case!(conversations::create_checks_fields_and_starts_the_log, "§12.2", Both),
+        case!(conversations::list_conversations_pages_by_activity, "§12.3", Both),
+        case!(conversations::channels_are_joined_and_left, "§12.4", Both),
+        case!(conversations::owner_leaving_passes_ownership, "§12.4", Both),
+        case!(conversations::members_are_added_and_removed, "§12.5", Both),
+        case!(conversations::list_members_pages, "§12.6", Both),
+        case!(conversations::discover_channels_by_title_prefix, "§12.7", Both),
+        case!(roles::settings_roles_and_ownership, "§12.8", Both),
+        case!(roles::member_is_denied_by_the_matrix, "§12.8", Both),
+        case!(roles::higher_roles_act_as_the_matrix_allows, "§12.8", Both),
+        case!(roles::direct_conversations_have_no_roles, "§12.8", Both),
+        case!(messaging::message_text_is_checked, "§13.1", Both),
+        case!(messaging::client_msg_id_is_shown_to_the_sender_only, "§13.1", Both),
         case!(messaging::send_is_idempotent, "§13.2", Both),
-        case!(messaging::live_events_carry_gapless_seqs, "§14.5", Both),
-        case!(messaging::sync_returns_missed_entries_in_order, "§14.3", Both),
-        case!(messaging::read_marker_is_a_receipt_watermark, "§15.3", Both),
-        case!(messaging::typing_reaches_members, "§16", Both),
+        case!(messaging::replies_and_mentions_are_checked, "§13.2", Both),
+        case!(messaging::edit_and_delete_are_log_entries, "§13.3", Both),
+        case!(messaging::history_pages_both_ways, "§13.4", Both),
+        case!(messaging::reactions_are_counted_per_emoji, "§13.5", Both),
+        case!(messaging::pins_are_listed_most_recent_first, "§13.6", Both),
+        case!(sync::user_log_is_gapless, "§14.2", Both),
+        case!(sync::sync_returns_missed_entries_in_order, "§14.3", Both),
+        case!(sync::sync_pages_with_has_more, "§14.3", Both),
+        case!(sync::another_epoch_requires_resync, "§14.3", Both),
+        case!(sync::sync_ignores_foreign_cursors, "§14.3", Both),
+        case!(sync::ack_moves_the_delivered_watermark, "§14.4", Both),
+        case!(sync::live_events_carry_gapless_seqs, "§14.5", Both),
+        case!(receipts::read_watermark_only_moves_forward, "§15.1", Both),
+        case!(receipts::receipts_show_each_members_state, "§15.2", Both),
+        case!(receipts::read_marker_is_a_receipt_watermark, "§15.3", Both),
+        case!(receipts::read_receipts_can_be_hidden, "§15.4", Both),
+        case!(receipts::typing_reaches_members, "§16", Both),
+        case!(receipts::typing_stops_lapses_and_is_limited, "§16", Both),
+        case!(social::presence_follows_devices, "§17", Both),
+        case!(social::hidden_last_seen_stays_hidden, "§17", Both),
+        case!(social::contacts_see_presence, "§17", Both),
+        case!(social::profiles_and_search, "§18", Both),
+        case!(social::blocking_prevents_what_it_promises, "§18", Both),
+        case!(social::notifications_inbox, "§19", Both),
     ]
 }
 

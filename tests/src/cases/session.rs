@@ -246,3 +246,32 @@ pub(super) async fn pipelined_requests_all_answered(t: Target) -> anyhow::Result
     client.close().await;
     Ok(())
 }
+
+/// §3.2, §8: three times max_requests_in_flight requests, written without reading, are each
+/// answered exactly once under their own id (back-pressure, never an error).
+pub(super) async fn in_flight_limit_is_back_pressure(t: Target) -> anyhow::Result<()> {
+    let mut raw = t.raw().await?;
+    raw.send_frame(&client_frame(1, hello(1, 0))).await?;
+    let response::Result::Welcome(w) = response_to(&mut raw, 1).await? else { bail!("expected Welcome") };
+    let n = u64::from(w.limits.unwrap_or_default().max_requests_in_flight) * 3;
+    for id in 2..n + 2 {
+        raw.send_frame(&client_frame(id, Request::Ping(v1::Ping { client_time_ms: id * 7 }))).await?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    tokio::time::timeout(WAIT, async {
+        while (seen.len() as u64) < n {
+            let Some(server_frame::Frame::Response(r)) = raw.recv_frame().await?.frame else { continue };
+            match r.result {
+                Some(response::Result::Pong(p)) => {
+                    ensure!(p.client_time_ms == r.request_id * 7, "response {} carries another Pong", r.request_id);
+                    ensure!(seen.insert(r.request_id), "request {} answered twice", r.request_id);
+                }
+                other => bail!("request {} answered {other:?}", r.request_id),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .with_context(|| format!("{} of {n} requests answered in time", seen.len()))??;
+    Ok(())
+}
