@@ -1,11 +1,12 @@
 //! The `confab-conformance` binary against a running server: passes against Confab on both
-//! transports, reports JSON and JUnit, and fails (non-zero, failing cases named) against a peer
-//! that breaks the protocol and against a real server made to break one behaviour.
+//! transports, reports JSON and JUnit, runs the cases needing one-time codes with --code-sink
+//! (and skips them without), and fails (non-zero, failing cases named) against a peer that
+//! breaks the protocol and against a real server made to break one behaviour.
 
 use std::process::Command;
 use std::sync::Arc;
 
-use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::harness::{StoreKind, TestServer, Transport, conformance_config};
 use confab_conformance::proxy::CutProxy;
 use confab_protocol::v1::{self, event, server_frame};
 
@@ -15,7 +16,7 @@ fn runner() -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_against_confab_on_both_transports() {
-    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    let s = TestServer::start_with(StoreKind::Sqlite, conformance_config).await.expect("start");
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = dir.path().join("server.der");
     std::fs::write(&cert, s.cert.as_ref()).expect("cert");
@@ -73,6 +74,65 @@ async fn fails_and_names_cases_against_a_broken_peer() {
         stdout.lines().last().is_some_and(|l| l.starts_with("0 passed, ") && !l.ends_with(" 0 failed")),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_sink_runs_the_cases_that_need_codes() {
+    // The server's code webhook points at the address the runner's --code-sink will listen on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let sink = format!("127.0.0.1:{port}");
+    let hook = format!("http://{sink}/codes");
+    let s = TestServer::start_with(StoreKind::Sqlite, move |c| {
+        conformance_config(c);
+        c.auth.webhook_url = Some(hook);
+        c.auth.webhook_secret = Some(confab_server::config::Secret::new("sink secret"));
+    })
+    .await
+    .expect("start");
+    let ws = s.url(Transport::WebSocket);
+    let out = tokio::task::spawn_blocking(move || {
+        let with = runner()
+            .args(["--url", &ws, "--filter", "§11", "--code-sink", &sink])
+            .env("CONFAB_CONFORMANCE_CODE_SINK_SECRET", "sink secret")
+            .output()
+            .expect("run");
+        let without = runner().args(["--url", &ws, "--filter", "§11.4"]).output().expect("run");
+        let json = runner().args(["--url", &ws, "--filter", "phone_code", "--json"]).output().expect("run");
+        (with, without, json)
+    })
+    .await
+    .expect("join");
+    let (with, without, json) = out;
+    let stdout = String::from_utf8_lossy(&with.stdout);
+    assert!(with.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&with.stderr));
+    for case in ["phone_sign_in_creates_then_signs_in", "phone_code_tries_are_limited", "password_reset_by_code"] {
+        assert!(stdout.lines().any(|l| l.starts_with("ok    §11.") && l.contains(case)), "{case}: {stdout}");
+    }
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[lines.len() - 2], "0 skipped", "{stdout}");
+    assert!(lines[lines.len() - 1].ends_with(" passed, 0 failed"), "{stdout}");
+    // Without a sink the same cases are skipped, named with what they need, and not passed.
+    let stdout = String::from_utf8_lossy(&without.stdout);
+    assert!(without.status.success(), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l == "skip  §11.4    phone_sign_in_creates_then_signs_in  (needs --code-sink)"),
+        "{stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[lines.len() - 2..], ["2 skipped", "1 passed, 0 failed"], "{stdout}");
+    let objects: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert!(json.status.success(), "{objects:?}");
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(
+        (&objects[0]["skipped"], &objects[0]["needs"], &objects[0]["passed"]),
+        (&true.into(), &"--code-sink".into(), &false.into())
+    );
+    assert_eq!(
+        (&objects[1]["passed"], &objects[1]["failed"], &objects[1]["skipped"]),
+        (&0.into(), &0.into(), &1.into())
+    );
+    s.stop().await.expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,9 @@ use confab_protocol::client::Trust;
 /// (configure the server with auth.code_sender = "webhook" and auth.webhook_url =
 /// "http://ADDR/codes", reachable from the server). Without it they are reported as `skip` and
 /// counted apart: a skipped case has not passed.
+///
+/// Cases sign up throwaway accounts; the rate-limit cases assume the default limits. See
+/// "Running the conformance suite" in docs/operations.md.
 #[derive(Debug, Parser)]
 #[command(name = "confab-conformance", version, about, long_about)]
 struct Cli {
