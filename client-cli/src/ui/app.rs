@@ -399,7 +399,9 @@ impl App {
             (Some(Purpose::Open), R::CreateConversation(c) | R::JoinChannel(c)) => {
                 self.store.merge_conversation(&c);
                 if c.peer_user_id != 0 {
-                    self.ask_users(vec![c.peer_user_id]);
+                    // Presence became visible with the conversation: fetch the profile again.
+                    let req = Request::GetUsers(v1::GetUsers { user_ids: vec![c.peer_user_id] });
+                    self.net(Command::Request { tag: Tag::Users, request: req });
                 }
                 self.overlay = Overlay::None;
                 self.open_conversation(c.conversation_id);
