@@ -221,3 +221,31 @@ fn default_device_name() -> String {
 fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_example_parses() {
+        let text = r#"
+default_profile = "work"
+[profiles.work]
+server = "wss://chat.example.com/v1/ws"
+[ui]
+time_format = "%H:%M"
+[notifications]
+bell = true
+desktop = false
+[keys]
+down = ["j", "Down", "Ctrl-n"]
+"#;
+        let f: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(f.profiles["work"].server.as_deref(), Some("wss://chat.example.com/v1/ws"));
+        assert!(f.notifications.bell && !f.notifications.desktop);
+        assert_eq!(f.ui.history_page, 50, "defaults fill what the file leaves out");
+        crate::ui::keymap::Keymap::new(&f.keys).unwrap();
+        assert!(toml::from_str::<FileConfig>("colour = 1").is_err(), "unknown keys are refused");
+        assert!(validate_profile("../x").is_err() && validate_profile("work-2").is_ok());
+    }
+}
