@@ -381,6 +381,8 @@ impl Store {
                 None
             }
             None => None,
+            #[allow(unreachable_patterns)]
+            Some(_) => None,
         }
     }
 

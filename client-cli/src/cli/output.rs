@@ -46,6 +46,8 @@ pub fn kind_name(k: v1::ConversationKind) -> &'static str {
         v1::ConversationKind::Group => "group",
         v1::ConversationKind::Channel => "channel",
         v1::ConversationKind::Unspecified => "?",
+        #[allow(unreachable_patterns)]
+        _ => "?",
     }
 }
 
@@ -56,6 +58,8 @@ pub fn role_name(r: v1::MemberRole) -> &'static str {
         v1::MemberRole::Moderator => "moderator",
         v1::MemberRole::Member => "member",
         v1::MemberRole::Unspecified => "",
+        #[allow(unreachable_patterns)]
+        _ => "",
     }
 }
 
@@ -65,6 +69,8 @@ pub fn presence_name(p: v1::PresenceState) -> &'static str {
         v1::PresenceState::Away => "away",
         v1::PresenceState::Offline => "offline",
         v1::PresenceState::Unspecified => "unknown",
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
     }
 }
 
@@ -74,6 +80,8 @@ pub fn receipt_name(s: v1::ReceiptState) -> &'static str {
         v1::ReceiptState::Delivered => "delivered",
         v1::ReceiptState::Read => "read",
         v1::ReceiptState::Unspecified => "unknown",
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
     }
 }
 
@@ -264,6 +272,8 @@ pub fn entry_line(e: &v1::ConversationEvent, names: &Names) -> String {
             format!("[{conv}] {} transferred ownership to {}", names.user(x.from_user_id), names.user(x.to_user_id))
         }
         None => format!("[{conv}] (unknown entry {})", e.seq),
+        #[allow(unreachable_patterns)]
+        Some(_) => format!("[{conv}] (entry {})", e.seq),
     }
 }
 
@@ -280,5 +290,7 @@ pub fn user_entry_json(u: &v1::UserUpdate) -> Value {
             json!({"type": "read_marker", "user_seq": u.user_seq, "conversation_id": r.conversation_id, "seq": r.seq})
         }
         None => json!({"type": "unknown", "user_seq": u.user_seq}),
+        #[allow(unreachable_patterns)]
+        Some(_) => json!({"type": "unknown", "user_seq": u.user_seq}),
     }
 }

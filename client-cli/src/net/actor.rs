@@ -348,6 +348,9 @@ impl Actor {
                     retry_after: Some(after),
                 }));
             }
+            // Events this client does not use (newer protocol minors add more, §3.3).
+            #[allow(unreachable_patterns)]
+            _ => return Ok(None),
         };
         if !self.emit(u).await {
             return Ok(Some(Exit::Shutdown));
