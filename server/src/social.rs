@@ -52,10 +52,12 @@ pub async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserI
 }
 
 /// Typing state per (conversation, user): a generation number, so an expiry timer only fires if
-/// no refresh came after it.
+/// no refresh came after it. Generations are unique across stops, so the timer of an indicator
+/// that was stopped never ends a later one early.
 #[derive(Debug, Default)]
 struct Typing {
     generations: Mutex<HashMap<(ConvId, UserId), u64>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -120,9 +122,9 @@ impl Social {
         let generation = {
             let mut g = self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if typing {
-                let n = g.entry(key).or_insert(0);
-                *n += 1;
-                Some(*n)
+                let n = self.0.typing.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                g.insert(key, n);
+                Some(n)
             } else {
                 g.remove(&key);
                 None

@@ -1,7 +1,7 @@
 //! Cases for receipts and typing (docs/protocol.md §15, §16): read watermarks, per-member receipt
 //! states, ReceiptUpdated, the read-receipts privacy setting, and typing indicators.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use confab_protocol::v1::{self, ErrorCode, ReceiptState, event, user_update};
@@ -129,8 +129,9 @@ async fn typing(u: &mut Account, conv: u64) -> anyhow::Result<v1::TypingChanged>
     .await
 }
 
-/// §16: typing stops explicitly or lapses after expires_in_ms without a refresh; turning it on
-/// is rate-limited (5 per second); non-members get NOT_FOUND.
+/// §16: typing stops explicitly or lapses after expires_in_ms without a refresh (the time of a
+/// stopped indicator does not shorten the next one); turning it on is rate-limited (5 per
+/// second); non-members get NOT_FOUND.
 pub(super) async fn typing_stops_lapses_and_is_limited(t: Target) -> anyhow::Result<()> {
     let a = account(&t, "cftsA").await?;
     let mut b = account(&t, "cftsB").await?;
@@ -139,17 +140,21 @@ pub(super) async fn typing_stops_lapses_and_is_limited(t: Target) -> anyhow::Res
     let set =
         async |u: &Account, on: bool| call!(u.client, SetTyping, v1::SetTyping { conversation_id: conv, typing: on });
     set(&a, true).await?;
-    ensure!(typing(&mut b, conv).await?.typing);
+    let first = typing(&mut b, conv).await?;
+    ensure!(first.typing && first.expires_in_ms > 0, "{first:?}");
     set(&a, false).await?;
     let off = typing(&mut b, conv).await?;
     ensure!(!off.typing && off.user_id == a.id, "{off:?}");
+    // Part of the scenario, not a wait for the server: start again half-way through the stopped
+    // indicator's time, which must not end the new one.
+    tokio::time::sleep(Duration::from_millis(u64::from(first.expires_in_ms / 2))).await;
     set(&a, true).await?;
     let on = typing(&mut b, conv).await?;
     let since = Instant::now();
     let lapsed = typing(&mut b, conv).await.context("typing did not lapse")?;
-    ensure!(!lapsed.typing && lapsed.user_id == a.id, "{lapsed:?}");
-    let half = u128::from(on.expires_in_ms / 2);
-    ensure!(since.elapsed().as_millis() >= half, "lapsed after {:?} of {} ms", since.elapsed(), on.expires_in_ms);
+    ensure!(on.typing && !lapsed.typing && lapsed.user_id == a.id, "{lapsed:?}");
+    let min = u128::from(on.expires_in_ms) * 3 / 4;
+    ensure!(since.elapsed().as_millis() >= min, "lapsed after {:?} of {} ms", since.elapsed(), on.expires_in_ms);
     let mut limited = None;
     for _ in 0..10 {
         if let Err(e) = set(&a, true).await {
