@@ -23,7 +23,8 @@ enum Exit {
     SignedOut(String),
 }
 
-/// An outbox entry: sent again with the same id until the server answers.
+/// An outbox entry: sent again with the same id until the server answers. Entries go one at a
+/// time, in order.
 #[derive(Debug)]
 struct Pending {
     msg: Outgoing,
@@ -204,6 +205,7 @@ impl Actor {
                 Some(done) = sends.join_next() => {
                     if let Ok((key, result)) = done {
                         self.on_sent(key, result).await;
+                        self.flush_outbox(&client, &mut sends);
                     }
                 }
                 _ = tick.tick() => {
@@ -229,7 +231,11 @@ impl Actor {
         client: &Client,
         sends: &mut JoinSet<(u64, Result<v1::SendMessageResult, ClientError>)>,
     ) {
-        for (key, p) in self.outbox.iter_mut().filter(|(_, p)| !p.in_flight) {
+        // One at a time, oldest first: messages are stored in the order they were written.
+        if self.outbox.values().any(|p| p.in_flight) {
+            return;
+        }
+        if let Some((key, p)) = self.outbox.iter_mut().next() {
             p.in_flight = true;
             let key = *key;
             let m = &p.msg;

@@ -1,0 +1,136 @@
+//! The network actor under a connection that keeps breaking (a proxy cuts every connection after
+//! a few server frames): it reconnects by itself, catches up with Sync, and reports every log
+//! entry exactly once and in order (docs/protocol.md §14.6); messages sent through its outbox
+//! are stored exactly once although their answers are lost and they are sent again (§13.2).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use confab_cli::config::{FileConfig, Settings, TrustSetting};
+use confab_cli::creds::Credentials;
+use confab_cli::net::{self, Command, ConnState, NetOptions, Outgoing, Update, new_client_msg_id};
+use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::proxy::CutProxy;
+use confab_conformance::util::{register, unique};
+use confab_protocol::v1::{self, client_frame::Request, conversation_event::Body, response::Result as R};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actor_converges_through_cut_connections_and_sends_once() {
+    let server = TestServer::start(StoreKind::Sqlite).await.expect("server");
+    let (alice, _ea) = server.connect(Transport::WebSocket).await.expect("alice");
+    alice.register(register(&unique("alice"))).await.expect("register alice");
+    let (bob, _eb) = server.connect(Transport::WebSocket).await.expect("bob");
+    let bob_auth = bob.register(register(&unique("bob"))).await.expect("register bob");
+    let bob_id = bob_auth.me.as_ref().expect("me").user_id;
+    let req = v1::CreateConversation {
+        kind: v1::ConversationKind::Direct as i32,
+        member_ids: vec![bob_id],
+        ..Default::default()
+    };
+    let R::CreateConversation(conv) = alice.request(Request::CreateConversation(req)).await.expect("dm") else {
+        panic!("not a conversation")
+    };
+    let conv = conv.conversation_id;
+
+    // Bob's actor talks through a proxy that closes every connection after 14 server frames.
+    let proxy = CutProxy::start(server.ws_addr, Some(14)).await.expect("proxy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = Settings {
+        profile: "test".into(),
+        server: format!("ws://{}/v1/ws", proxy.addr),
+        trust: TrustSetting::System,
+        device_name: "resync test".into(),
+        server_explicit: true,
+        config_file: dir.path().join("config.toml"),
+        profile_dir: dir.path().join("profile"),
+        file: FileConfig::default(),
+    };
+    settings.creds().save(&Credentials::from_auth(&settings.server, &settings.trust, &bob_auth)).expect("creds");
+    let opts = NetOptions {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        tick: Duration::from_millis(100),
+    };
+    let (handle, mut updates) = net::spawn(settings, opts);
+    // Entries after the first snapshot are what the actor reports (earlier ones are history).
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), updates.recv()).await.expect("snapshot").expect("alive") {
+            Update::Snapshot(s) => {
+                assert!(s.conversations.iter().any(|c| c.conversation_id == conv));
+                break;
+            }
+            Update::Connection(ConnState::SignedOut(r)) => panic!("signed out: {r}"),
+            _ => {}
+        }
+    }
+    let mut connects = 1;
+
+    for i in 0..10 {
+        let o = Outgoing {
+            conversation_id: conv,
+            client_msg_id: new_client_msg_id(),
+            text: format!("b{i}"),
+            reply_to: 0,
+            mentions: Vec::new(),
+        };
+        handle.send(Command::Send(o)).await.expect("queue");
+    }
+    for i in 0..30 {
+        let m = v1::SendMessage {
+            conversation_id: conv,
+            client_msg_id: format!("a{i}"),
+            text: format!("a{i}"),
+            ..Default::default()
+        };
+        alice.request(Request::SendMessage(m)).await.expect("alice sends");
+    }
+
+    let mut entries: Vec<(u64, String)> = Vec::new();
+    let mut sent = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while entries.len() < 40 || sent < 10 {
+        let u = tokio::time::timeout_at(deadline, updates.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out with {} entries, {sent} sent: {entries:?}", entries.len()))
+            .expect("actor alive");
+        match u {
+            Update::Entry(e) if e.conversation_id == conv => {
+                if let Some(Body::MessagePosted(m)) = &e.body {
+                    entries.push((e.seq, m.text.clone()));
+                }
+            }
+            Update::Sent { .. } => sent += 1,
+            Update::SendFailed { error, .. } => panic!("send refused: {error}"),
+            Update::Connection(ConnState::Connecting { .. }) => connects += 1,
+            Update::Connection(ConnState::SignedOut(r)) => panic!("signed out: {r}"),
+            _ => {}
+        }
+    }
+    handle.send(Command::Shutdown).await.expect("shutdown");
+    assert!(connects >= 3, "the proxy cut the connection repeatedly ({connects} connects)");
+    // In order, no gaps, nothing twice.
+    for w in entries.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1, "entries in seq order without gaps: {entries:?}");
+    }
+    let mut count: BTreeMap<&str, u32> = BTreeMap::new();
+    for (_, t) in &entries {
+        *count.entry(t.as_str()).or_default() += 1;
+    }
+    assert_eq!(count.len(), 40, "{count:?}");
+    assert!(count.values().all(|n| *n == 1), "{count:?}");
+
+    // Bob's messages were stored in the order he wrote them.
+    let b: Vec<&str> = entries.iter().filter(|(_, t)| t.starts_with('b')).map(|(_, t)| t.as_str()).collect();
+    assert_eq!(b, ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"]);
+    // The server stored each of bob's messages once.
+    let h = v1::GetHistory { conversation_id: conv, before_seq: 0, after_seq: 0, limit: 200 };
+    let R::GetHistory(h) = alice.request(Request::GetHistory(h)).await.expect("history") else { panic!("history") };
+    let bobs: Vec<&str> = h.messages.iter().filter(|m| m.sender_id == bob_id).map(|m| m.text.as_str()).collect();
+    assert_eq!(bobs.len(), 10, "{bobs:?}");
+    let mut sorted = bobs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 10, "no duplicates: {bobs:?}");
+    drop(proxy);
+    server.stop().await.expect("stop");
+}
