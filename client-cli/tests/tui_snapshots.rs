@@ -366,3 +366,39 @@ fn editing_and_keys_remapped_from_config() {
     assert_eq!(app.focus, Focus::Composer);
     assert!(app.composer.text().starts_with("I will write the notes"));
 }
+
+#[test]
+fn members_popup_lists_and_removes() {
+    let mut app = app();
+    app.open_conversation(11);
+    app.effects.clear();
+    key(&mut app, KeyCode::Char('m'));
+    let tag = app
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Net(confab_cli::net::Command::Request {
+                tag,
+                request: v1::client_frame::Request::ListMembers(_),
+            }) => Some(*tag),
+            _ => None,
+        })
+        .expect("ListMembers asked");
+    let members = vec![
+        v1::Member { user_id: ME, role: v1::MemberRole::Owner as i32, joined_at_ms: 0 },
+        v1::Member { user_id: BOB, role: v1::MemberRole::Member as i32, joined_at_ms: 0 },
+        v1::Member { user_id: CAROL, role: v1::MemberRole::Member as i32, joined_at_ms: 0 },
+    ];
+    app.on_update(Update::Reply {
+        tag,
+        result: Ok(R::ListMembers(v1::ListMembersResult { members, has_more: false })),
+    });
+    let (s, _) = draw(&app, 100, 14);
+    check("members", &s);
+    app.effects.clear();
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('x'));
+    assert!(app.effects.iter().any(|e| matches!(e,
+        Effect::Net(confab_cli::net::Command::Request { request: v1::client_frame::Request::RemoveMember(r), .. })
+            if r.user_id == BOB && r.conversation_id == 11)));
+}

@@ -96,9 +96,21 @@ pub struct ListItem {
 pub enum Overlay {
     None,
     Help,
-    Prompt { kind: PromptKind, input: Composer },
-    List { title: String, items: Vec<ListItem>, selected: usize },
-    ConfirmDelete { conversation_id: u64, message_id: u64 },
+    Prompt {
+        kind: PromptKind,
+        input: Composer,
+    },
+    /// `members` is the conversation whose members are listed (`x` removes one).
+    List {
+        title: String,
+        items: Vec<ListItem>,
+        selected: usize,
+        members: Option<u64>,
+    },
+    ConfirmDelete {
+        conversation_id: u64,
+        message_id: u64,
+    },
 }
 
 /// What a `Tag::Ui` request was for.
@@ -418,23 +430,28 @@ impl App {
                         user: None,
                     })
                     .collect();
-                self.overlay = Overlay::List { title: "Pinned messages".into(), items, selected: 0 };
+                self.overlay = Overlay::List { title: "Pinned messages".into(), items, selected: 0, members: None };
             }
-            (Some(Purpose::Members(_)), R::ListMembers(r)) => {
+            (Some(Purpose::Members(conversation_id)), R::ListMembers(r)) => {
                 self.ask_users(r.members.iter().map(|m| m.user_id).collect());
                 let items = r
                     .members
                     .iter()
                     .map(|m| {
                         let role = crate::cli::output::role_name(m.role());
-                        let p = crate::cli::output::presence_name(self.store.presence(m.user_id));
+                        let p = if m.user_id == self.store.me.user_id {
+                            "(you)"
+                        } else {
+                            crate::cli::output::presence_name(self.store.presence(m.user_id))
+                        };
                         ListItem {
                             label: format!("{:<24} {role:<10} {p}", self.store.username(m.user_id)),
                             user: Some(m.user_id),
                         }
                     })
                     .collect();
-                self.overlay = Overlay::List { title: "Members (Enter: DM)".into(), items, selected: 0 };
+                let title = "Members (Enter: DM, x: remove)".into();
+                self.overlay = Overlay::List { title, items, selected: 0, members: Some(conversation_id) };
             }
             (Some(Purpose::Search), R::SearchUsers(r)) => {
                 self.store.add_users(&r.users);
@@ -444,7 +461,7 @@ impl App {
                     .map(|u| ListItem { label: crate::cli::output::user_line(u), user: Some(u.user_id) })
                     .collect();
                 let title = if items.is_empty() { "No users found" } else { "Users (Enter: DM)" };
-                self.overlay = Overlay::List { title: title.into(), items, selected: 0 };
+                self.overlay = Overlay::List { title: title.into(), items, selected: 0, members: None };
             }
             (Some(p @ (Purpose::DmWith(_) | Purpose::Group { .. } | Purpose::AddMember { .. })), R::SearchUsers(r)) => {
                 self.store.add_users(&r.users);

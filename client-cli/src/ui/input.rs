@@ -131,8 +131,16 @@ impl App {
                     self.overlay = Overlay::None;
                 }
             }
-            Overlay::List { items, selected, .. } => match k.code {
+            Overlay::List { items, selected, members, .. } => match k.code {
                 KeyCode::Esc | KeyCode::Char('q') => self.overlay = Overlay::None,
+                KeyCode::Char('x') if members.is_some() => {
+                    let (conversation_id, user) =
+                        (members.unwrap_or_default(), items.get(*selected).and_then(|i| i.user));
+                    self.overlay = Overlay::None;
+                    if let Some(user_id) = user {
+                        self.quiet(Request::RemoveMember(v1::RemoveMember { conversation_id, user_id }));
+                    }
+                }
                 KeyCode::Down | KeyCode::Char('j') => *selected = (*selected + 1).min(items.len().saturating_sub(1)),
                 KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
                 KeyCode::Enter => {

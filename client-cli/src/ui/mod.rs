@@ -65,6 +65,13 @@ pub fn new_app(settings: &Settings) -> anyhow::Result<App> {
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut app = new_app(&settings)?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    // ratatui's hook restores the terminal; a panic in any task (the network's too) then ends
+    // the process instead of leaving the UI running on a restored terminal.
+    let restore_and_report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_and_report(info);
+        std::process::exit(101);
+    }));
     let result = event_loop(&mut terminal, &mut app, &settings).await;
     ratatui::restore();
     result
@@ -85,6 +92,9 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
     let (login_tx, mut login_rx) = mpsc::channel::<Result<(), String>>(1);
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     loop {
         app.now_ms = now_ms();
         terminal.draw(|f| render::draw(f, app))?;
@@ -125,6 +135,9 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
                 }
             },
             _ = tick.tick() => app.on_tick(now_ms()),
+            // Terminated or the SSH session dropped: quit cleanly (the terminal is restored).
+            _ = term.recv() => app.quit = true,
+            _ = hangup.recv() => app.quit = true,
         }
         for effect in std::mem::take(&mut app.effects) {
             match effect {

@@ -32,7 +32,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         Overlay::None => {}
         Overlay::Help => popup::help(f, area, app),
         Overlay::Prompt { kind, input } => popup::prompt(f, area, kind.title(), input),
-        Overlay::List { title, items, selected } => popup::list(f, area, title, items, *selected),
+        Overlay::List { title, items, selected, .. } => popup::list(f, area, title, items, *selected),
         Overlay::ConfirmDelete { .. } => popup::confirm(f, area, "Delete this message for everyone? y/n"),
     }
 }
