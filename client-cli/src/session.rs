@@ -94,7 +94,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Connected> {
 /// process of the profile may have refreshed first: then its stored token is used instead.
 pub async fn refresh(settings: &Settings, client: &Client, creds: &mut Credentials) -> anyhow::Result<()> {
     let store = settings.creds();
-    let _lock = store.lock()?;
+    // A file lock between processes of the profile, held for the refresh round trip (the
+    // protocol requires refreshes to be serialised); waiting for it does not block the runtime.
+    let locker = store.clone();
+    let _lock = tokio::task::spawn_blocking(move || locker.lock()).await.context("locking the credentials")??;
     if let Some(disk) = store.load()?.filter(|d| d.session_id == creds.session_id) {
         if disk.refresh_token != creds.refresh_token && disk.access_valid(now_ms(), 5_000) {
             match client.authenticate(disk.access_token.expose()).await {
