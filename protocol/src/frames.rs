@@ -113,6 +113,19 @@ impl client_frame::Request {
             Self::ListBlocked(_) => "list_blocked",
             Self::ListNotifications(_) => "list_notifications",
             Self::MarkNotificationsRead(_) => "mark_notifications_read",
+            Self::StartCall(_) => "start_call",
+            Self::RingCall(_) => "ring_call",
+            Self::AcceptCall(_) => "accept_call",
+            Self::RejectCall(_) => "reject_call",
+            Self::HangupCall(_) => "hangup_call",
+            Self::CallSignal(_) => "call_signal",
+            Self::GetIceServers(_) => "get_ice_servers",
+            Self::JoinCall(_) => "join_call",
+            Self::Publish(_) => "publish",
+            Self::SubscriberAnswer(_) => "subscriber_answer",
+            Self::Trickle(_) => "trickle",
+            Self::SetMute(_) => "set_mute",
+            Self::LeaveCall(_) => "leave_call",
         }
     }
 }

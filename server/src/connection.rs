@@ -235,7 +235,11 @@ async fn run(
         }
         Err(close) => close,
     };
+    let session = ctx.auth().map(|a| a.session_id);
     state.auth().unbind(&ctx);
+    if let Some(session) = session {
+        state.calls().connection_closed(&session);
+    }
     drop(ctx);
     let close = outbox.aborted().unwrap_or(close);
     state.metrics().closed(close_label(close.code));

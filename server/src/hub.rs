@@ -130,6 +130,27 @@ impl Hub {
         n
     }
 
+    /// Queues one encoded frame to every connection of one session (one device).
+    pub(crate) fn deliver_session(&self, session: &str, frame: &Bytes) -> usize {
+        let m = self.lock();
+        m.sessions.get(session).map_or(0, |conns| conns.values().map(|o| usize::from(o.push(frame.clone()))).sum())
+    }
+
+    /// Like [`deliver`](Self::deliver), skipping the connections of session `except`.
+    pub(crate) fn deliver_except_session(&self, users: &[UserId], except: &str, frame: &Bytes) -> usize {
+        let m = self.lock();
+        let skip = m.sessions.get(except);
+        let mut n = 0;
+        for u in users {
+            for (key, outbox) in m.users.get(u).into_iter().flatten() {
+                if !skip.is_some_and(|s| s.contains_key(key)) {
+                    n += usize::from(outbox.push(frame.clone()));
+                }
+            }
+        }
+        n
+    }
+
     /// Tells every live connection of `session` it was revoked (one encoded event shared by all),
     /// then closes them with SESSION_REVOKED. Returns how many were closed.
     pub(crate) fn revoke(&self, session: &str, reason: RevokeReason) -> usize {

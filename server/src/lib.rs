@@ -4,6 +4,7 @@
 //! (`connection`) → handlers (`handlers`) → services → store (`store`).
 
 pub mod auth;
+pub mod calls;
 pub mod config;
 mod connection;
 pub mod conversations;
@@ -98,7 +99,11 @@ impl Server {
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), config.limits.typing_ttl);
-        Ok(Self { state: AppState::new(config, store, metrics, hub, auth, conversations, social), cert })
+        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), conversations.clone());
+        Ok(Self {
+            state: AppState::new(config, store, metrics, hub, state::Services { auth, conversations, social, calls }),
+            cert,
+        })
     }
 
     /// The QUIC certificate clients can pin.

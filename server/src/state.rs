@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthService;
+use crate::calls::Calls;
 use crate::config::Config;
 use crate::conversations::Conversations;
 use crate::hub::Hub;
@@ -27,6 +28,7 @@ struct Inner {
     auth: AuthService,
     conversations: Conversations,
     social: Social,
+    calls: Calls,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -35,20 +37,22 @@ struct Inner {
     go_away: Bytes,
 }
 
+/// The services handlers call, built before the state.
+#[derive(Debug)]
+pub struct Services {
+    pub auth: AuthService,
+    pub conversations: Conversations,
+    pub social: Social,
+    pub calls: Calls,
+}
+
 /// Everything handlers and transports share.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        metrics: Metrics,
-        hub: Arc<Hub>,
-        auth: AuthService,
-        conversations: Conversations,
-        social: Social,
-    ) -> Self {
+    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Metrics, hub: Arc<Hub>, services: Services) -> Self {
+        let Services { auth, conversations, social, calls } = services;
         let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
         let mut r = [0u8; 4];
         let _ = getrandom::fill(&mut r);
@@ -65,6 +69,7 @@ impl AppState {
             auth,
             conversations,
             social,
+            calls,
             limiter,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -113,6 +118,11 @@ impl AppState {
     /// The conversations service.
     pub fn conversations(&self) -> &Conversations {
         &self.0.conversations
+    }
+
+    /// The calls service.
+    pub fn calls(&self) -> &Calls {
+        &self.0.calls
     }
 
     /// The social service.

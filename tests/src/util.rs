@@ -129,3 +129,26 @@ pub async fn next_conv_event(events: &mut Events) -> anyhow::Result<v1::Conversa
     .await
     .context("no conversation event within 5 s")?
 }
+
+/// The next event for which `pick` returns something, within `wait`, skipping others.
+pub async fn next_matching<T>(
+    events: &mut Events,
+    wait: Duration,
+    pick: impl Fn(&event::Event) -> Option<T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(wait, async {
+        loop {
+            match events.recv().await {
+                Some(v1::Event { event: Some(e) }) => {
+                    if let Some(x) = pick(&e) {
+                        return Ok(x);
+                    }
+                }
+                Some(_) => continue,
+                None => bail!("connection closed"),
+            }
+        }
+    })
+    .await
+    .context("expected event did not come")?
+}

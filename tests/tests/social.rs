@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{TestFn, TestServer, Transport};
-use confab_conformance::util::{User, expect_code, new_user, second_device};
+use confab_conformance::util::{User, expect_code, new_user, next_matching, second_device};
 use confab_protocol::client::Events;
 use confab_protocol::v1::{self, ErrorCode, PresenceState, ReceiptState, event, user_update};
 
@@ -34,29 +34,6 @@ fn group(title: &str, members: &[u64]) -> v1::CreateConversation {
 
 fn send(conv: u64, id: &str, text: &str) -> v1::SendMessage {
     v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() }
-}
-
-/// The next event matching `pick` within `wait`, skipping others.
-async fn next_matching<T>(
-    events: &mut Events,
-    wait: Duration,
-    pick: impl Fn(&event::Event) -> Option<T>,
-) -> anyhow::Result<T> {
-    tokio::time::timeout(wait, async {
-        loop {
-            match events.recv().await {
-                Some(v1::Event { event: Some(e) }) => {
-                    if let Some(x) = pick(&e) {
-                        return Ok(x);
-                    }
-                }
-                Some(_) => continue,
-                None => bail!("connection closed"),
-            }
-        }
-    })
-    .await
-    .context("expected event did not come")?
 }
 
 /// Drains events for `wait`, collecting the matching ones.

@@ -1,7 +1,7 @@
 //! Command-line flags of `confab-server`, each with its `CONFAB_*` environment variable, and how
 //! they override the file configuration.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -129,6 +129,48 @@ pub struct ConfigArgs {
     /// Secret signing webhook bodies (X-Confab-Signature).
     #[arg(long, env = "CONFAB_WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub webhook_secret: Option<Secret>,
+    /// An unanswered call rings this long, then ends as missed [default: 45s].
+    #[arg(long, env = "CONFAB_RING_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub ring_timeout: Option<Duration>,
+    /// A call party may stay disconnected this long before the call ends [default: 20s].
+    #[arg(long, env = "CONFAB_CALL_RECONNECT_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    pub call_reconnect_grace: Option<Duration>,
+    /// Larger conversations use group calls instead of ringing [default: 16].
+    #[arg(long, env = "CONFAB_MAX_RING_MEMBERS", value_name = "N")]
+    pub max_ring_members: Option<u32>,
+    /// STUN server URLs for clients, comma-separated.
+    #[arg(long, env = "CONFAB_STUN_URLS", value_name = "URLS", value_delimiter = ',')]
+    pub stun_urls: Option<Vec<String>>,
+    /// TURN server URLs for clients, comma-separated (needs --turn-secret).
+    #[arg(long, env = "CONFAB_TURN_URLS", value_name = "URLS", value_delimiter = ',')]
+    pub turn_urls: Option<Vec<String>>,
+    /// The TURN server's shared secret (coturn static-auth-secret).
+    #[arg(long, env = "CONFAB_TURN_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub turn_secret: Option<Secret>,
+    /// Lifetime of TURN credentials [default: 1h].
+    #[arg(long, env = "CONFAB_TURN_CREDENTIAL_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub turn_credential_ttl: Option<Duration>,
+    /// Address the SFU's UDP media sockets bind to [default: 127.0.0.1].
+    #[arg(long, env = "CONFAB_MEDIA_BIND", value_name = "IP")]
+    pub media_bind: Option<IpAddr>,
+    /// Public address announced in ICE candidates behind 1:1 NAT.
+    #[arg(long, env = "CONFAB_MEDIA_PUBLIC_IP", value_name = "IP")]
+    pub media_public_ip: Option<IpAddr>,
+    /// Lowest UDP port of the SFU [default: 50000].
+    #[arg(long, env = "CONFAB_UDP_PORT_MIN", value_name = "PORT")]
+    pub udp_port_min: Option<u16>,
+    /// Highest UDP port of the SFU [default: 50199].
+    #[arg(long, env = "CONFAB_UDP_PORT_MAX", value_name = "PORT")]
+    pub udp_port_max: Option<u16>,
+    /// An empty group call room closes after this [default: 60s].
+    #[arg(long, env = "CONFAB_ROOM_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub room_ttl: Option<Duration>,
+    /// Publishers at once per group call [default: 16].
+    #[arg(long, env = "CONFAB_MAX_PUBLISHERS", value_name = "N")]
+    pub max_publishers: Option<u32>,
+    /// Participants per group call [default: 64].
+    #[arg(long, env = "CONFAB_MAX_PARTICIPANTS", value_name = "N")]
+    pub max_participants: Option<u32>,
     /// Login attempts per account, BURST/PER [default: 5/1m].
     #[arg(long, env = "CONFAB_RATE_LOGIN_PER_ACCOUNT", value_name = "RATE")]
     pub rate_login_per_account: Option<RateLimit>,
@@ -222,5 +264,24 @@ impl ConfigArgs {
         set(&mut r.code_request_per_ip, &a.rate_code_request_per_ip);
         set(&mut r.code_verify_per_ip, &a.rate_code_verify_per_ip);
         set(&mut r.register_per_ip, &a.rate_register_per_ip);
+        let k = &mut c.calls;
+        set(&mut k.ring_timeout, &a.ring_timeout);
+        set(&mut k.reconnect_grace, &a.call_reconnect_grace);
+        set(&mut k.max_ring_members, &a.max_ring_members);
+        set(&mut k.stun_urls, &a.stun_urls);
+        set(&mut k.turn_urls, &a.turn_urls);
+        if a.turn_secret.is_some() {
+            k.turn_secret = a.turn_secret.clone();
+        }
+        set(&mut k.turn_credential_ttl, &a.turn_credential_ttl);
+        set(&mut k.media_bind, &a.media_bind);
+        if a.media_public_ip.is_some() {
+            k.media_public_ip = a.media_public_ip;
+        }
+        set(&mut k.udp_port_min, &a.udp_port_min);
+        set(&mut k.udp_port_max, &a.udp_port_max);
+        set(&mut k.room_ttl, &a.room_ttl);
+        set(&mut k.max_publishers, &a.max_publishers);
+        set(&mut k.max_participants, &a.max_participants);
     }
 }

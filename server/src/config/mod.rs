@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod args;
+mod calls;
 pub use args::ConfigArgs;
+pub use calls::CallsConfig;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -29,6 +31,7 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub calls: CallsConfig,
     /// How long shutdown waits for connections to drain before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -47,6 +50,7 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
+            calls: CallsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -366,6 +370,7 @@ impl Config {
 
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.calls.validate()?;
         let l = &self.limits;
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(1024..=64 * 1024 * 1024).contains(&l.max_frame_bytes) {

@@ -12,8 +12,8 @@ use crate::auth::ConnAuth;
 use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::store::{
-    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
-    WriteOp, now_ms,
+    Applied, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId,
+    UserUpdateRec, WriteOp, now_ms,
 };
 pub use writer::Writer;
 
@@ -565,6 +565,11 @@ impl Conversations {
             now_ms: now_ms(),
         };
         Self::seq_of(self.0.writer.submit(op).await?)
+    }
+
+    /// Applies a write from another service through the same ordered writer (a call's log entry).
+    pub(crate) async fn submit(&self, op: WriteOp) -> Result<Applied, ServerError> {
+        self.0.writer.submit(op).await
     }
 
     /// §15.2: each other member's state for one of the caller's messages.

@@ -102,6 +102,14 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
         LogBody::ReactionRemoved { message_id, emoji } => {
             Body::ReactionRemoved(v1::ReactionRemoved { message_id: *message_id as u64, emoji: emoji.clone() })
         }
+        LogBody::CallEnded(c) => Body::CallEnded(v1::CallSummary {
+            call_id: c.call_id.clone(),
+            media: c.media,
+            caller_id: e.actor_id as u64,
+            outcome: c.outcome,
+            duration_ms: c.duration_ms.max(0) as u64,
+            answered_by: c.answered_by as u64,
+        }),
     };
     v1::ConversationEvent {
         conversation_id: e.conversation_id as u64,

@@ -1,6 +1,7 @@
 //! Request dispatch: one exhaustive match on the request oneof, one module per message family.
 
 pub(crate) mod auth;
+pub(crate) mod calls;
 pub(crate) mod conversations;
 pub(crate) mod session;
 pub(crate) mod social;
@@ -78,5 +79,18 @@ pub(crate) async fn dispatch(
         Request::ListBlocked(_) => social::list_blocked(state, ctx).await,
         Request::ListNotifications(r) => social::list_notifications(state, ctx, r).await,
         Request::MarkNotificationsRead(r) => social::mark_notifications_read(state, ctx, r).await,
+        Request::GetIceServers(_) => calls::get_ice_servers(state, ctx),
+        Request::StartCall(r) => calls::start(state, ctx, r).await,
+        Request::RingCall(r) => calls::ring(state, ctx, r),
+        Request::AcceptCall(r) => calls::accept(state, ctx, r),
+        Request::RejectCall(r) => calls::reject(state, ctx, r),
+        Request::HangupCall(r) => calls::hangup(state, ctx, r),
+        Request::CallSignal(r) => calls::signal(state, ctx, r),
+        Request::JoinCall(r) => calls::join(state, ctx, r).await,
+        Request::Publish(r) => calls::publish(state, ctx, r).await,
+        Request::SubscriberAnswer(r) => calls::subscriber_answer(state, ctx, r).await,
+        Request::Trickle(r) => calls::trickle(state, ctx, r).await,
+        Request::SetMute(r) => calls::set_mute(state, ctx, r).await,
+        Request::LeaveCall(r) => calls::leave(state, ctx, r).await,
     }
 }

@@ -181,6 +181,16 @@ macro_rules! impl_conv_store {
                     12 => LogBody::Pinned { message_id: message_id.unwrap_or(0) },
                     13 => LogBody::Unpinned { message_id: message_id.unwrap_or(0) },
                     14 => LogBody::ReactionAdded { message_id: message_id.unwrap_or(0), emoji: text.unwrap_or_default() },
+                    16 => {
+                        let data: Option<String> = r.try_get(10)?;
+                        LogBody::CallEnded(data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(CallRecord {
+                            call_id: text.unwrap_or_default(),
+                            media: 0,
+                            outcome: 0,
+                            duration_ms: 0,
+                            answered_by: 0,
+                        }))
+                    }
                     _ => LogBody::ReactionRemoved { message_id: message_id.unwrap_or(0), emoji: text.unwrap_or_default() },
                 };
                 Ok(LogEvent { conversation_id: conv, seq, actor_id: actor, at_ms: at, body })

@@ -30,6 +30,7 @@ macro_rules! conv_tx_helpers {
                     LogBody::ReactionAdded { message_id, emoji } | LogBody::ReactionRemoved { message_id, emoji } => {
                         (Some(*message_id), Some(emoji.clone()), None, None)
                     }
+                    LogBody::CallEnded(c) => (None, Some(c.call_id.clone()), None, serde_json::to_string(c).ok()),
                 };
                 sqlx::query("INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids, data) \
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")

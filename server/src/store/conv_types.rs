@@ -97,21 +97,58 @@ pub struct Settings {
 /// What an entry of a conversation's log says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogBody {
-    Created { kind: i32, title: String },
+    Created {
+        kind: i32,
+        title: String,
+    },
     Posted(MessageRec),
-    Edited { message_id: i64, text: String },
-    Deleted { message_id: i64 },
+    Edited {
+        message_id: i64,
+        text: String,
+    },
+    Deleted {
+        message_id: i64,
+    },
     MembersAdded(Vec<UserId>),
     Joined(UserId),
     Left(UserId),
     Removed(UserId),
     Updated(Settings),
-    RoleChanged { user: UserId, role: i32 },
-    OwnershipTransferred { from: UserId, to: UserId },
-    Pinned { message_id: i64 },
-    Unpinned { message_id: i64 },
-    ReactionAdded { message_id: i64, emoji: String },
-    ReactionRemoved { message_id: i64, emoji: String },
+    RoleChanged {
+        user: UserId,
+        role: i32,
+    },
+    OwnershipTransferred {
+        from: UserId,
+        to: UserId,
+    },
+    Pinned {
+        message_id: i64,
+    },
+    Unpinned {
+        message_id: i64,
+    },
+    ReactionAdded {
+        message_id: i64,
+        emoji: String,
+    },
+    ReactionRemoved {
+        message_id: i64,
+        emoji: String,
+    },
+    /// A peer-to-peer call ended (§20.2.7); the entry's actor is the caller.
+    CallEnded(CallRecord),
+}
+
+/// What the log keeps of a finished call.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub media: i32,
+    pub outcome: i32,
+    pub duration_ms: i64,
+    /// Who answered (0: nobody).
+    pub answered_by: UserId,
 }
 
 impl LogBody {
@@ -133,6 +170,7 @@ impl LogBody {
             Self::Unpinned { .. } => 13,
             Self::ReactionAdded { .. } => 14,
             Self::ReactionRemoved { .. } => 15,
+            Self::CallEnded(_) => 16,
         }
     }
 }
@@ -178,6 +216,7 @@ pub struct ReceiptRec {
 pub const NOTIFY_MENTIONED: i32 = 1;
 pub const NOTIFY_ADDED: i32 = 2;
 pub const NOTIFY_ROLE_CHANGED: i32 = 3;
+pub const NOTIFY_MISSED_CALL: i32 = 4;
 
 /// An entry of a user's notifications inbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,6 +373,14 @@ pub enum WriteOp {
         user: UserId,
         session_id: String,
         seq: i64,
+    },
+    /// A call ended: a log entry by the caller, and a missed-call notification for `missed_by`.
+    CallEnded {
+        conversation_id: ConvId,
+        caller: UserId,
+        record: CallRecord,
+        missed_by: Vec<UserId>,
+        now_ms: i64,
     },
 }
 

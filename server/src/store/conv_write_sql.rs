@@ -203,6 +203,18 @@ macro_rules! impl_conv_writes {
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
                     }
+                    WriteOp::CallEnded { conversation_id: conv, caller, record, missed_by, now_ms } => {
+                        if !matches!(kind_and_role(tx, *conv, *caller).await?, Some((_, Some(_)))) {
+                            return Ok(Err(OpError::NotFound("no such conversation")));
+                        }
+                        let ev = append(tx, *conv, *caller, *now_ms, LogBody::CallEnded(record.clone())).await?;
+                        let audience = member_ids(tx, *conv).await?;
+                        let mut notifications = Vec::new();
+                        for u in missed_by.iter().filter(|u| audience.contains(u)) {
+                            notifications.push(notify(tx, *u, NOTIFY_MISSED_CALL, *conv, None, *caller, None, *now_ms).await?);
+                        }
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications, ..Default::default() }))
+                    }
                     WriteOp::Send { conversation_id: conv, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => {
                         let Some((kind, Some(role))) = kind_and_role(tx, *conv, *sender).await? else {
                             return Ok(Err(OpError::NotFound("no such conversation")));

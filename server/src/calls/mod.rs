@@ -1,0 +1,214 @@
+//! Calls (docs/protocol.md §20): the service behind the call handlers. Peer-to-peer calls are a
+//! state machine in memory ([`p2p::Registry`]) with a ringing timer per call and a reconnect
+//! grace per party; their end goes into the conversation log through the ordered writer. The
+//! registry sits behind this service so a bus can later route calls between nodes.
+
+pub mod ice;
+pub mod p2p;
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use confab_protocol::frames::{encode_server, event_frame};
+use confab_protocol::v1::{self, CallMedia, HangupReason, call_signal, event};
+
+use crate::auth::ConnAuth;
+use crate::config::CallsConfig;
+use crate::conversations::{Conversations, id};
+use crate::error::ServerError;
+use crate::hub::Hub;
+use crate::store::{ConvKind, Store, WriteOp, now_ms};
+use p2p::{Effects, Party, Registry, To};
+
+/// Longest SDP accepted in a signal (bytes).
+const MAX_SDP_BYTES: usize = 64 * 1024;
+/// Longest ICE candidate line accepted (bytes).
+const MAX_CANDIDATE_BYTES: usize = 2048;
+
+struct Inner {
+    config: CallsConfig,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    conversations: Conversations,
+    registry: Mutex<Registry>,
+}
+
+/// The calls service: a cheap-clone handle.
+#[derive(Clone)]
+pub struct Calls(Arc<Inner>);
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls").finish_non_exhaustive()
+    }
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut r = [0u8; 12];
+    getrandom::fill(&mut r).expect("system randomness");
+    format!("{prefix}{}", hex::encode(r))
+}
+
+impl Calls {
+    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, conversations: Conversations) -> Self {
+        Self(Arc::new(Inner { config, store, hub, conversations, registry: Mutex::new(Registry::default()) }))
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.0.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// §20.1
+    pub fn ice_servers(&self, auth: &ConnAuth) -> (Vec<v1::IceServer>, u64) {
+        ice::ice_servers(&self.0.config, auth.user_id, now_ms())
+    }
+
+    /// Sends the events of a transition and records an ended call (in the background: the log
+    /// write must not hold up the request that ended the call).
+    fn apply(&self, fx: Effects) {
+        for (to, ev) in fx.events {
+            let frame: Bytes = encode_server(&event_frame(ev));
+            match to {
+                To::Users(users) => self.0.hub.deliver(&users, &frame),
+                To::Session(s) => self.0.hub.deliver_session(&s, &frame),
+                To::UsersExcept(users, s) => self.0.hub.deliver_except_session(&users, &s, &frame),
+            };
+        }
+        if let Some(ended) = fx.ended {
+            let conversations = self.0.conversations.clone();
+            tokio::spawn(async move {
+                let op = WriteOp::CallEnded {
+                    conversation_id: ended.conversation,
+                    caller: ended.caller,
+                    record: ended.record,
+                    missed_by: ended.missed_by,
+                    now_ms: now_ms(),
+                };
+                if let Err(e) = conversations.submit(op).await {
+                    tracing::warn!(error = %e, "recording the end of a call");
+                }
+            });
+        }
+    }
+
+    /// §20.2.1: rings every device of the conversation's other members.
+    pub async fn start(&self, auth: &ConnAuth, conv: u64, media: i32) -> Result<v1::StartCallResult, ServerError> {
+        let conv = id("start_call.conversation_id", conv)?;
+        if !matches!(CallMedia::try_from(media), Ok(CallMedia::Audio | CallMedia::Video)) {
+            return Err(ServerError::invalid("start_call.media", "AUDIO or VIDEO"));
+        }
+        let not_found = || ServerError::NotFound("no such conversation".into());
+        let view = self.0.store.conversation(auth.user_id, conv).await?.ok_or_else(not_found)?;
+        if view.my_role.is_none() {
+            return Err(not_found());
+        }
+        let limit = self.0.config.max_ring_members;
+        let members = self.0.store.members(conv, 0, limit + 1).await?;
+        if members.len() > limit as usize {
+            return Err(ServerError::FailedPrecondition(format!(
+                "conversations of more than {limit} members have group calls (JoinCall), not ringing"
+            )));
+        }
+        let mut callees = Vec::new();
+        for m in members.iter().filter(|m| m.user_id != auth.user_id) {
+            let blocked = self.0.store.blocked_users(m.user_id).await?.iter().any(|u| u.id == auth.user_id);
+            if blocked && view.kind == ConvKind::Direct as i32 {
+                return Err(ServerError::PermissionDenied("you cannot call this user".into()));
+            }
+            if !blocked {
+                callees.push(m.user_id);
+            }
+        }
+        if callees.is_empty() {
+            return Err(ServerError::FailedPrecondition("nobody else to call in this conversation".into()));
+        }
+        let call_id = random_id("call-");
+        let caller = Party { user: auth.user_id, session: auth.session_id.clone(), party_id: random_id("party-") };
+        let party_id = caller.party_id.clone();
+        let deadline = now_ms() + self.0.config.ring_timeout.as_millis() as i64;
+        let fx = self.registry().start(&call_id, conv, media, caller, callees, deadline)?;
+        self.apply(fx);
+        let this = self.clone();
+        let (id2, ttl) = (call_id.clone(), self.0.config.ring_timeout);
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let fx = this.registry().expire(&id2, now_ms());
+            this.apply(fx);
+        });
+        let (ice_servers, _) = self.ice_servers(auth);
+        Ok(v1::StartCallResult { call_id, party_id, ring_deadline_ms: deadline.max(0) as u64, ice_servers })
+    }
+
+    /// §20.2.2
+    pub fn ring(&self, auth: &ConnAuth, call_id: &str) -> Result<(), ServerError> {
+        let fx = self.registry().ring(call_id, auth.user_id)?;
+        self.apply(fx);
+        Ok(())
+    }
+
+    /// §20.2.3
+    pub fn accept(&self, auth: &ConnAuth, call_id: &str) -> Result<v1::AcceptCallResult, ServerError> {
+        let me = Party { user: auth.user_id, session: auth.session_id.clone(), party_id: random_id("party-") };
+        let party_id = me.party_id.clone();
+        let (peer_party_id, fx) = self.registry().accept(call_id, me, now_ms())?;
+        self.apply(fx);
+        let (ice_servers, _) = self.ice_servers(auth);
+        Ok(v1::AcceptCallResult { party_id, peer_party_id, ice_servers })
+    }
+
+    /// §20.2.4
+    pub fn reject(&self, auth: &ConnAuth, call_id: &str, reason: i32) -> Result<(), ServerError> {
+        let reason = HangupReason::try_from(reason).unwrap_or(HangupReason::Unspecified);
+        let fx = self.registry().reject(call_id, auth.user_id, reason, now_ms())?;
+        self.apply(fx);
+        Ok(())
+    }
+
+    /// §20.2.5
+    pub fn hangup(&self, auth: &ConnAuth, call_id: &str, reason: i32) -> Result<(), ServerError> {
+        let reason = HangupReason::try_from(reason)
+            .map_err(|_| ServerError::invalid("hangup_call.reason", "not a HangupReason"))?;
+        let fx = self.registry().hangup(call_id, auth.user_id, &auth.session_id, reason, now_ms())?;
+        self.apply(fx);
+        Ok(())
+    }
+
+    /// §20.2.6: relays an offer, answer or candidate to the other party's device.
+    pub fn signal(&self, auth: &ConnAuth, mut s: v1::CallSignal) -> Result<(), ServerError> {
+        match &s.signal {
+            None => return Err(ServerError::invalid("call_signal.signal", "an offer, answer or candidate")),
+            Some(call_signal::Signal::SdpOffer(sdp) | call_signal::Signal::SdpAnswer(sdp)) => {
+                if sdp.is_empty() || sdp.len() > MAX_SDP_BYTES {
+                    return Err(ServerError::invalid("call_signal.sdp", format!("1..={MAX_SDP_BYTES} bytes")));
+                }
+            }
+            Some(call_signal::Signal::IceCandidate(c)) => {
+                if c.candidate.len() > MAX_CANDIDATE_BYTES || c.sdp_mid.len() > 64 {
+                    return Err(ServerError::invalid("call_signal.ice_candidate", "too long"));
+                }
+            }
+        }
+        let (from, to_session) = self.registry().signal(&s.call_id, auth.user_id, &auth.session_id)?;
+        s.from_party_id = from;
+        let frame = encode_server(&event_frame(event::Event::CallSignal(s)));
+        self.0.hub.deliver_session(&to_session, &frame);
+        Ok(())
+    }
+
+    /// A connection of `session` closed: if it was the session's last and the session takes
+    /// part in a call, the call ends unless the device is back within the grace period.
+    pub fn connection_closed(&self, session: &str) {
+        if self.0.hub.connections(session) > 0 || !self.registry().in_call(session) {
+            return;
+        }
+        let this = self.clone();
+        let session = session.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.0.config.reconnect_grace).await;
+            if this.0.hub.connections(&session) == 0 {
+                let fx = this.registry().session_lost(&session, now_ms());
+                this.apply(fx);
+            }
+        });
+    }
+}
