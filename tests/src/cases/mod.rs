@@ -110,6 +110,7 @@ macro_rules! case {
 }
 
 mod accounts;
+mod calls;
 mod codes;
 mod common;
 mod conversations;
@@ -200,6 +201,11 @@ pub fn all() -> Vec<Case> {
         case!(social::profiles_and_search, "§18", Both),
         case!(social::blocking_prevents_what_it_promises, "§18", Both),
         case!(social::notifications_inbox, "§19", Both),
+        case!(calls::ice_servers_are_listed, "§20.1", Both),
+        case!(calls::strangers_cannot_call, "§20.2.1", Both),
+        case!(calls::first_accept_wins, "§20.2.3", Both),
+        case!(calls::reject_and_cancel_end_the_call, "§20.2.4", Both),
+        case!(calls::signals_flow_between_the_parties_only, "§20.2.6", Both),
     ]
 }
 
