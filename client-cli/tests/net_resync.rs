@@ -14,6 +14,28 @@ use confab_conformance::proxy::CutProxy;
 use confab_conformance::util::{register, unique};
 use confab_protocol::v1::{self, client_frame::Request, conversation_event::Body, response::Result as R};
 
+fn fast() -> NetOptions {
+    NetOptions {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        tick: Duration::from_millis(100),
+        persist_outbox: false,
+    }
+}
+
+fn settings(server: &str, dir: &std::path::Path) -> Settings {
+    Settings {
+        profile: "test".into(),
+        server: server.to_string(),
+        trust: TrustSetting::System,
+        device_name: "resync test".into(),
+        server_explicit: true,
+        config_file: dir.join("config.toml"),
+        profile_dir: dir.join("profile"),
+        file: FileConfig::default(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actor_converges_through_cut_connections_and_sends_once() {
     let server = TestServer::start(StoreKind::Sqlite).await.expect("server");
@@ -35,23 +57,9 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
     // Bob's actor talks through a proxy that closes every connection after 14 server frames.
     let proxy = CutProxy::start(server.ws_addr, Some(14)).await.expect("proxy");
     let dir = tempfile::tempdir().expect("tempdir");
-    let settings = Settings {
-        profile: "test".into(),
-        server: format!("ws://{}/v1/ws", proxy.addr),
-        trust: TrustSetting::System,
-        device_name: "resync test".into(),
-        server_explicit: true,
-        config_file: dir.path().join("config.toml"),
-        profile_dir: dir.path().join("profile"),
-        file: FileConfig::default(),
-    };
+    let settings = settings(&format!("ws://{}/v1/ws", proxy.addr), dir.path());
     settings.creds().save(&Credentials::from_auth(&settings.server, &settings.trust, &bob_auth)).expect("creds");
-    let opts = NetOptions {
-        min_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(200),
-        tick: Duration::from_millis(100),
-    };
-    let (handle, mut updates) = net::spawn(settings, opts);
+    let (handle, mut updates) = net::spawn(settings, fast());
     // Entries after the first snapshot are what the actor reports (earlier ones are history).
     loop {
         match tokio::time::timeout(Duration::from_secs(30), updates.recv()).await.expect("snapshot").expect("alive") {
@@ -132,5 +140,72 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
     sorted.dedup();
     assert_eq!(sorted.len(), 10, "no duplicates: {bobs:?}");
     drop(proxy);
+    server.stop().await.expect("stop");
+}
+
+/// A message written while the server cannot be reached, then the program quits: it is kept in
+/// the profile's outbox and sent by the next run (docs/protocol.md §14.6 step 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_messages_survive_a_restart() {
+    let server = TestServer::start(StoreKind::Sqlite).await.expect("server");
+    let (alice, _ea) = server.connect(Transport::WebSocket).await.expect("alice");
+    alice.register(register(&unique("alice"))).await.expect("register alice");
+    let (bob, _eb) = server.connect(Transport::WebSocket).await.expect("bob");
+    let bob_auth = bob.register(register(&unique("bob"))).await.expect("register bob");
+    let bob_id = bob_auth.me.as_ref().expect("me").user_id;
+    let req = v1::CreateConversation {
+        kind: v1::ConversationKind::Direct as i32,
+        member_ids: vec![bob_id],
+        ..Default::default()
+    };
+    let R::CreateConversation(conv) = alice.request(Request::CreateConversation(req)).await.expect("dm") else {
+        panic!("not a conversation")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // First run: nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let offline = settings(&format!("ws://{closed}/v1/ws"), dir.path());
+    offline.creds().save(&Credentials::from_auth(&offline.server, &offline.trust, &bob_auth)).expect("creds");
+    let (handle, mut updates) = net::spawn(offline, NetOptions { persist_outbox: true, ..fast() });
+    let o = Outgoing {
+        conversation_id: conv.conversation_id,
+        client_msg_id: new_client_msg_id(),
+        text: "written offline".into(),
+        reply_to: 0,
+        mentions: Vec::new(),
+    };
+    handle.send(Command::Send(o.clone())).await.expect("queue");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), updates.recv()).await.expect("update").expect("alive") {
+            Update::Connection(ConnState::Offline { .. }) => break,
+            Update::Sent { .. } => panic!("nothing listens there"),
+            _ => {}
+        }
+    }
+    handle.send(Command::Shutdown).await.expect("shutdown");
+    while updates.recv().await.is_some() {}
+    let saved = std::fs::read_to_string(dir.path().join("profile/outbox.json")).expect("outbox kept");
+    assert!(saved.contains("written offline"), "{saved}");
+
+    // Second run, online: the message goes out once and the outbox empties.
+    let online = settings(&server.url(Transport::WebSocket), dir.path());
+    online.creds().save(&Credentials::from_auth(&online.server, &online.trust, &bob_auth)).expect("creds");
+    let (handle, mut updates) = net::spawn(online, NetOptions { persist_outbox: true, ..fast() });
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), updates.recv()).await.expect("update").expect("alive") {
+            Update::Sent { client_msg_id, .. } => {
+                assert_eq!(client_msg_id, o.client_msg_id);
+                break;
+            }
+            Update::Connection(ConnState::SignedOut(r)) => panic!("signed out: {r}"),
+            _ => {}
+        }
+    }
+    handle.send(Command::Shutdown).await.expect("shutdown");
+    let saved = std::fs::read_to_string(dir.path().join("profile/outbox.json")).expect("outbox");
+    assert_eq!(saved.trim(), "[]");
+    let h = v1::GetHistory { conversation_id: conv.conversation_id, before_seq: 0, after_seq: 0, limit: 50 };
+    let R::GetHistory(h) = alice.request(Request::GetHistory(h)).await.expect("history") else { panic!("history") };
+    assert_eq!(h.messages.iter().filter(|m| m.text == "written offline").count(), 1);
     server.stop().await.expect("stop");
 }

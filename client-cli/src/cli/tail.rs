@@ -35,7 +35,7 @@ pub async fn tail(settings: Settings, conversation: Option<String>, mark_read: b
         None => None,
     };
     c.client.close().await;
-    let (net, mut updates) = net::spawn(settings, NetOptions::default());
+    let (net, mut updates) = net::spawn(settings, NetOptions { persist_outbox: false, ..Default::default() });
     let mut t = Tail {
         names: Names::default(),
         filter,

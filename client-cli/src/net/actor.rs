@@ -59,7 +59,21 @@ pub(super) async fn run(
         outbox: BTreeMap::new(),
         next_outbox: 0,
     };
+    if a.opts.persist_outbox {
+        for m in load_outbox(&a.settings) {
+            a.queue(m);
+        }
+    }
     a.main().await;
+}
+
+fn outbox_path(settings: &Settings) -> std::path::PathBuf {
+    settings.profile_dir.join("outbox.json")
+}
+
+/// Messages left unsent by an earlier run.
+fn load_outbox(settings: &Settings) -> Vec<Outgoing> {
+    std::fs::read_to_string(outbox_path(settings)).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
 }
 
 /// Whether a failed send may succeed when sent again.
@@ -153,6 +167,25 @@ impl Actor {
     fn queue(&mut self, msg: Outgoing) {
         self.next_outbox += 1;
         self.outbox.insert(self.next_outbox, Pending { msg, in_flight: false });
+        self.save_outbox();
+    }
+
+    /// Writes the outbox (through a temporary file and a rename) when it is persisted.
+    fn save_outbox(&self) {
+        if !self.opts.persist_outbox {
+            return;
+        }
+        let msgs: Vec<&Outgoing> = self.outbox.values().map(|p| &p.msg).collect();
+        let path = outbox_path(&self.settings);
+        let tmp = path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.settings.profile_dir)?;
+            std::fs::write(&tmp, serde_json::to_vec(&msgs)?)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!("saving the outbox: {e}");
+        }
     }
 
     async fn online(&mut self, client: Client, mut events: Events, mut creds: Credentials) -> Exit {
@@ -263,12 +296,14 @@ impl Actor {
         match result {
             Ok(result) => {
                 let p = self.outbox.remove(&key).expect("present");
+                self.save_outbox();
                 let (conversation_id, client_msg_id) = (p.msg.conversation_id, p.msg.client_msg_id);
                 self.emit(Update::Sent { conversation_id, client_msg_id, result }).await;
             }
             Err(e) if transient(&e) => p.in_flight = false,
             Err(e) => {
                 let p = self.outbox.remove(&key).expect("present");
+                self.save_outbox();
                 let (conversation_id, client_msg_id) = (p.msg.conversation_id, p.msg.client_msg_id);
                 self.emit(Update::SendFailed { conversation_id, client_msg_id, error: describe(&e) }).await;
             }

@@ -52,7 +52,7 @@ pub enum Tag {
 }
 
 /// A message to send, kept until the server acknowledges it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outgoing {
     pub conversation_id: u64,
     pub client_msg_id: String,
@@ -137,6 +137,9 @@ pub struct NetOptions {
     pub max_backoff: Duration,
     /// How often cursors are acknowledged and stalled sends retried.
     pub tick: Duration,
+    /// Keep unsent messages in the profile's `outbox.json`, so they are sent after a restart
+    /// too (the TUI does; `tail`, which sends nothing, does not).
+    pub persist_outbox: bool,
 }
 
 impl Default for NetOptions {
@@ -145,6 +148,7 @@ impl Default for NetOptions {
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             tick: Duration::from_secs(1),
+            persist_outbox: true,
         }
     }
 }
