@@ -402,3 +402,22 @@ fn members_popup_lists_and_removes() {
         Effect::Net(confab_cli::net::Command::Request { request: v1::client_frame::Request::RemoveMember(r), .. })
             if r.user_id == BOB && r.conversation_id == 11)));
 }
+
+#[test]
+fn searching_loaded_messages() {
+    let mut app = dm_open();
+    app.focus = Focus::Messages;
+    key(&mut app, KeyCode::Char('/'));
+    for c in "DEPLOY".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected, Some(2), "the newest message containing 'deploy'");
+    let (s, _) = draw(&app, 100, 30);
+    assert!(s.contains("morning! did the deploy go out?"));
+    // The same search again looks further up: nothing older is left.
+    key(&mut app, KeyCode::Char('/'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected, Some(2));
+    assert_eq!(app.status.as_ref().map(|(s, _)| s.as_str()), Some("no match"));
+}

@@ -99,8 +99,6 @@ pub enum Update {
     Entry(v1::ConversationEvent),
     /// The next entry of the user's log, exactly once, in order.
     UserEntry(v1::UserUpdate),
-    Conversation(v1::Conversation),
-    Users(Vec<v1::UserProfile>),
     History {
         conversation_id: u64,
         before_seq: u64,

@@ -67,8 +67,15 @@ pub enum PromptKind {
     NewGroup,
     JoinChannel,
     SearchUsers,
-    React { conversation_id: u64, message_id: u64 },
-    AddMember { conversation_id: u64 },
+    /// Text in the loaded messages of the open conversation, newest first.
+    SearchMessages,
+    React {
+        conversation_id: u64,
+        message_id: u64,
+    },
+    AddMember {
+        conversation_id: u64,
+    },
 }
 
 impl PromptKind {
@@ -78,6 +85,7 @@ impl PromptKind {
             Self::NewGroup => "New group: NAME USER…",
             Self::JoinChannel => "Join channel (title, or +TITLE to create)",
             Self::SearchUsers => "Search users",
+            Self::SearchMessages => "Search messages (again: older matches)",
             Self::React { .. } => "React with (emoji or :shortcode:)",
             Self::AddMember { .. } => "Add member (username)",
         }
@@ -174,6 +182,8 @@ pub struct App {
     next_request: u64,
     users_asked: HashSet<u64>,
     pub(crate) typing_sent: Option<(u64, u64)>,
+    /// The last message search, offered again by the next one.
+    pub(crate) last_search: String,
 }
 
 impl App {
@@ -207,6 +217,7 @@ impl App {
             next_request: 0,
             users_asked: HashSet::new(),
             typing_sent: None,
+            last_search: String::new(),
         }
     }
 
@@ -318,8 +329,6 @@ impl App {
                     });
                 }
             }
-            Update::Conversation(c) => self.store.merge_conversation(&c),
-            Update::Users(users) => self.store.add_users(&users),
             Update::History { conversation_id, messages, has_more, .. } => {
                 self.store.merge_history(conversation_id, &messages, has_more);
                 let me = self.store.me.user_id;
@@ -398,7 +407,8 @@ impl App {
             Ok(r) => r,
             Err(e) => {
                 match (tag, purpose) {
-                    (Tag::Silent | Tag::Users, _) => {}
+                    // Background refreshes: the next one will do.
+                    (Tag::Silent | Tag::Users | Tag::Refresh, _) => {}
                     (_, Some(Purpose::Receipts { .. })) => {}
                     _ => self.say(e),
                 }

@@ -187,6 +187,7 @@ impl App {
                 }
             },
             PromptKind::SearchUsers => self.request(Purpose::Search, search(&text)),
+            PromptKind::SearchMessages => self.search_messages(text),
             PromptKind::React { conversation_id, message_id } => {
                 let mine = self
                     .store
@@ -205,6 +206,27 @@ impl App {
                 let name = text.trim_start_matches('@').to_string();
                 self.request(Purpose::AddMember { conversation_id, name: name.clone() }, search(&name));
             }
+        }
+    }
+
+    /// Selects the newest loaded message matching `text` (case-insensitive) above the selection;
+    /// searching the same text again finds older matches.
+    fn search_messages(&mut self, text: String) {
+        let Some(conv) = self.open.and_then(|id| self.store.convs.get(&id)) else { return };
+        let needle = text.to_lowercase();
+        let below = if text == self.last_search { self.selected.unwrap_or(u64::MAX) } else { u64::MAX };
+        let found = conv
+            .messages
+            .range(..below)
+            .rev()
+            .find(|(_, m)| !m.deleted && m.text.to_lowercase().contains(&needle))
+            .map(|(seq, _)| *seq);
+        let older = conv.has_older;
+        self.last_search = text;
+        match found {
+            Some(seq) => self.selected = Some(seq),
+            None if older => self.say("no more matches in what is loaded: scroll up (k, g) to load older messages"),
+            None => self.say("no match"),
         }
     }
 
@@ -402,6 +424,11 @@ impl App {
             }
             Action::Compose if self.open.is_some() => self.focus = Focus::Composer,
             Action::Compose => self.say("open a conversation first"),
+            Action::Filter if in_messages => {
+                let mut input = Composer::default();
+                input.set(&self.last_search);
+                self.overlay = Overlay::Prompt { kind: PromptKind::SearchMessages, input };
+            }
             Action::Filter => {
                 self.focus = Focus::List;
                 self.filtering = true;

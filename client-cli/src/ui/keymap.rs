@@ -44,7 +44,7 @@ actions! {
     Back "back" ["h", "Left", "Esc"] "back to the conversation list",
     NextPane "next_pane" ["Tab"] "switch between list and messages",
     Compose "compose" ["i", "a"] "write a message (insert mode)",
-    Filter "filter" ["/"] "filter conversations by name",
+    Filter "filter" ["/"] "filter conversations by name; in messages: search them",
     NewDm "new_dm" ["n"] "new direct conversation",
     NewGroup "new_group" ["c"] "create a group: NAME USER…",
     JoinChannel "join_channel" ["J"] "join a channel (or create it with +NAME)",
