@@ -61,6 +61,7 @@ pub(crate) async fn hello(state: &AppState, ctx: &ConnCtx, hello: &Hello) -> Res
             max_requests_in_flight: l.max_requests_in_flight,
             heartbeat_interval_ms: l.heartbeat_interval.as_millis() as u32,
             idle_timeout_ms: l.idle_timeout.as_millis() as u32,
+            max_message_text_bytes: l.max_message_text_bytes,
         }),
         connection_id: ctx.id.clone(),
         server_time_ms: now_ms(),
