@@ -269,6 +269,8 @@ impl Store {
             Some(Body::MessagePosted(m)) => {
                 let msg = Msg::from(m);
                 conv.pending.retain(|p| p.seq != Some(msg.seq));
+                // Whoever posted is done typing.
+                conv.typing.remove(&msg.sender);
                 conv.last_activity_ms = conv.last_activity_ms.max(m.created_at_ms.max(e.at_ms));
                 conv.last = Some(msg.clone());
                 if msg.sender != me && msg.seq > conv.read_seq {

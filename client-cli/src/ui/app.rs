@@ -6,9 +6,7 @@ use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::FixedOffset;
-use confab_protocol::v1::{
-    self, ConversationKind, client_frame::Request, conversation_event::Body, response::Result as R,
-};
+use confab_protocol::v1::{self, ConversationKind, client_frame::Request, response::Result as R};
 
 use super::composer::Composer;
 use super::keymap::Keymap;
@@ -370,12 +368,8 @@ impl App {
         if viewing && applied.incoming.is_some() {
             self.mark_read(e.conversation_id);
         }
-        // Selection by seq survives; a deleted selected message stays selectable.
         if let (Some(msg), false) = (&applied.incoming, viewing) {
             self.alert(e.conversation_id, msg, applied.mentions_me);
-        }
-        if let Some(Body::MessagePosted(_)) = &e.body {
-            self.store.expire(self.now_ms);
         }
     }
 
