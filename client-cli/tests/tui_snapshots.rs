@@ -256,7 +256,11 @@ fn offline_filter_and_prompt() {
 #[test]
 fn live_updates_move_counts_and_notify() {
     let mut app = app();
-    // A message from bob in the DM, not open: unread 1 → 2, a bell, the DM first in the list.
+    // A message from bob in the DM, not open: unread 1 → 2, a bell, the DM first in the list,
+    // and bob no longer shown typing.
+    let typing = v1::TypingChanged { conversation_id: 10, user_id: BOB, typing: true, expires_in_ms: 5000 };
+    app.on_update(Update::Typing(typing));
+    assert!(app.store.convs[&10].typing.contains_key(&BOB));
     app.on_update(entry(
         10,
         8,
@@ -265,6 +269,7 @@ fn live_updates_move_counts_and_notify() {
         Body::MessagePosted(message(10, 8, 108, BOB, "ping", T0 + 30 * HOUR)),
     ));
     assert_eq!(app.store.convs[&10].unread, 2);
+    assert!(app.store.convs[&10].typing.is_empty());
     assert!(app.effects.contains(&Effect::Bell));
     assert_eq!(app.visible()[0], 10);
     app.effects.clear();
