@@ -10,16 +10,15 @@ mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use confab_protocol::client::{Client, ConnectOptions, Trust};
 use confab_protocol::v1::{self, client_frame::Request, response};
-use tokio::sync::Mutex;
 
 use peer::Peer;
-use stats::{Samples, progress};
+use stats::{closed_loops, progress};
 
 /// Load generator for a Confab server.
 #[derive(Debug, Parser)]
@@ -134,62 +133,36 @@ async fn w4(cli: &Cli, senders: usize, pipeline: usize) -> anyhow::Result<serde_
         };
         clients.push((c, conv));
     }
-    let acked = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Samples::default()));
-    let p = progress("acknowledged sends", acked.clone(), stop.clone());
-    let started = Instant::now();
-    let deadline = started + cli.duration;
-    let mut tasks = Vec::new();
+    let mut lanes = Vec::new();
     for (i, (c, conv)) in clients.into_iter().enumerate() {
         for lane in 0..pipeline {
-            let (c, acked, errors, samples) = (c.clone(), acked.clone(), errors.clone(), samples.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut local = Vec::new();
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    n += 1;
-                    let t = Instant::now();
+            let c = c.clone();
+            lanes.push(move |n: u64| {
+                let c = c.clone();
+                async move {
                     let req = v1::SendMessage {
                         conversation_id: conv,
                         client_msg_id: format!("{i}-{lane}-{n}"),
                         text: "x".repeat(100),
                         ..Default::default()
                     };
-                    match c.request(Request::SendMessage(req)).await {
-                        Ok(_) => {
-                            local.push(t.elapsed().as_micros() as u64);
-                            acked.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    c.request(Request::SendMessage(req)).await.is_ok()
                 }
-                samples.lock().await.0.extend(local);
-            }));
+            });
         }
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    p.abort();
-    let secs = started.elapsed().as_secs_f64();
-    let mut s = samples.lock().await;
-    let total = acked.load(Ordering::Relaxed);
+    let r = closed_loops("acknowledged sends", lanes, cli.duration).await;
     Ok(serde_json::json!({
         "scenario": "W4",
         "url": cli.url,
         "senders": senders,
         "pipeline": pipeline,
-        "seconds": secs,
-        "acknowledged": total,
-        "errors": errors.load(Ordering::Relaxed),
-        "sends_per_second": total as f64 / secs,
-        "ack_ms_p50": s.percentile(0.50),
-        "ack_ms_p99": s.percentile(0.99),
+        "seconds": r.seconds,
+        "acknowledged": r.done,
+        "errors": r.errors,
+        "sends_per_second": r.done as f64 / r.seconds,
+        "ack_ms_p50": r.p50_ms,
+        "ack_ms_p99": r.p99_ms,
     }))
 }
 
@@ -246,53 +219,27 @@ async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<se
 async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> {
     let peer = Peer::from_url(&cli.url, cli.insecure);
     let token = Arc::new(peer.credential().await?);
-    let done = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Samples::default()));
-    let p = progress("connect+auth+subscribe", done.clone(), stop.clone());
-    let started = Instant::now();
-    let deadline = started + cli.duration;
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (peer, token, done, errors, samples) =
-            (peer.clone(), token.clone(), done.clone(), errors.clone(), samples.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut local = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match peer.connect_auth_subscribe(&token).await {
-                    Ok(()) => {
-                        local.push(t.elapsed().as_micros() as u64);
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+    let lanes: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (peer, token) = (peer.clone(), token.clone());
+            move |_: u64| {
+                let (peer, token) = (peer.clone(), token.clone());
+                async move { peer.connect_auth_subscribe(&token).await.is_ok() }
             }
-            samples.lock().await.0.extend(local);
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    p.abort();
-    let secs = started.elapsed().as_secs_f64();
-    let total = done.load(Ordering::Relaxed);
-    let mut s = samples.lock().await;
+        })
+        .collect();
+    let r = closed_loops("connect+auth+subscribe", lanes, cli.duration).await;
     Ok(serde_json::json!({
         "scenario": "W5",
         "peer": peer.name(),
         "url": cli.url,
         "concurrency": concurrency,
-        "seconds": secs,
-        "completed": total,
-        "errors": errors.load(Ordering::Relaxed),
-        "per_second": total as f64 / secs,
-        "ms_p50": s.percentile(0.50),
-        "ms_p99": s.percentile(0.99),
+        "seconds": r.seconds,
+        "completed": r.done,
+        "errors": r.errors,
+        "per_second": r.done as f64 / r.seconds,
+        "ms_p50": r.p50_ms,
+        "ms_p99": r.p99_ms,
     }))
 }
 

@@ -39,6 +39,64 @@ pub fn progress(label: &'static str, count: Arc<AtomicU64>, stop: Arc<AtomicBool
     })
 }
 
+/// What closed loops achieved: completions, failures, elapsed seconds and latency percentiles.
+pub struct LoopStats {
+    pub done: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Runs each lane as a closed loop (one operation at a time, the next as soon as the previous
+/// ends) for `duration`, printing progress each second; `lane(n)` makes operation n.
+pub async fn closed_loops<F, Fut>(label: &'static str, lanes: Vec<F>, duration: Duration) -> LoopStats
+where
+    F: FnMut(u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let p = progress(label, done.clone(), stop.clone());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(lanes.len());
+    for mut lane in lanes {
+        let (done, errors) = (done.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                if lane(n).await {
+                    local.push(t.elapsed().as_micros() as u64);
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            local
+        }));
+    }
+    let mut samples = Samples::default();
+    for t in tasks {
+        if let Ok(local) = t.await {
+            samples.0.extend(local);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    p.abort();
+    LoopStats {
+        done: done.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        p50_ms: samples.percentile(0.50),
+        p99_ms: samples.percentile(0.99),
+    }
+}
+
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
