@@ -146,6 +146,7 @@ impl Server {
         let _ = http.await;
         let _ = quic.await;
         state.tasks().close();
+        state.calls().sfu().shutdown();
         let timeout = state.config().shutdown_timeout;
         if tokio::time::timeout(timeout, state.tasks().wait()).await.is_err() {
             tracing::warn!(remaining = state.tasks().len(), "drain timed out; closing remaining connections");

@@ -11,3 +11,4 @@ pub mod pg;
 pub mod proxy;
 pub mod syncer;
 pub mod util;
+pub mod webrtc_peer;

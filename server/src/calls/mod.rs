@@ -1,10 +1,12 @@
 //! Calls (docs/protocol.md §20): the service behind the call handlers. Peer-to-peer calls are a
 //! state machine in memory ([`p2p::Registry`]) with a ringing timer per call and a reconnect
 //! grace per party; their end goes into the conversation log through the ordered writer. The
-//! registry sits behind this service so a bus can later route calls between nodes.
+//! registry sits behind this service so a bus can later route calls between nodes. Group calls
+//! (§20.3) go through the integrated SFU ([`sfu::Sfu`]).
 
 pub mod ice;
 pub mod p2p;
+pub mod sfu;
 
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +33,7 @@ struct Inner {
     hub: Arc<Hub>,
     conversations: Conversations,
     registry: Mutex<Registry>,
+    sfu: sfu::Sfu,
 }
 
 /// The calls service: a cheap-clone handle.
@@ -51,7 +54,13 @@ fn random_id(prefix: &str) -> String {
 
 impl Calls {
     pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, conversations: Conversations) -> Self {
-        Self(Arc::new(Inner { config, store, hub, conversations, registry: Mutex::new(Registry::default()) }))
+        let sfu = sfu::Sfu::new(config.clone(), store.clone(), hub.clone());
+        Self(Arc::new(Inner { config, store, hub, conversations, registry: Mutex::new(Registry::default()), sfu }))
+    }
+
+    /// The group-call SFU (§20.3).
+    pub fn sfu(&self) -> &sfu::Sfu {
+        &self.0.sfu
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -196,9 +205,15 @@ impl Calls {
     }
 
     /// A connection of `session` closed: if it was the session's last and the session takes
-    /// part in a call, the call ends unless the device is back within the grace period.
+    /// part in a call, the call ends (a peer-to-peer call) or the device leaves (a group call,
+    /// §20.3.7) unless the device is back within the grace period.
     pub fn connection_closed(&self, session: &str) {
-        if self.0.hub.connections(session) > 0 || !self.registry().in_call(session) {
+        if self.0.hub.connections(session) > 0 {
+            return;
+        }
+        let p2p = self.registry().in_call(session);
+        let group = self.0.sfu.in_call(session);
+        if !p2p && !group {
             return;
         }
         let this = self.clone();
@@ -206,8 +221,13 @@ impl Calls {
         tokio::spawn(async move {
             tokio::time::sleep(this.0.config.reconnect_grace).await;
             if this.0.hub.connections(&session) == 0 {
-                let fx = this.registry().session_lost(&session, now_ms());
-                this.apply(fx);
+                if p2p {
+                    let fx = this.registry().session_lost(&session, now_ms());
+                    this.apply(fx);
+                }
+                if group {
+                    this.0.sfu.session_lost(&session);
+                }
             }
         });
     }

@@ -50,43 +50,42 @@ pub(crate) fn signal(state: &AppState, ctx: &ConnCtx, r: v1::CallSignal) -> Out 
     Ok(R::CallSignal(v1::CallSignalResult {}))
 }
 
-/// Group calls (§20.3) until the SFU is wired in: refused as unimplemented, as §5.2 says.
-fn sfu_pending() -> Out {
-    Err(ServerError::Unimplemented("group calls are not available on this server yet".into()))
-}
-
 /// §20.3.2
-pub(crate) async fn join(_state: &AppState, ctx: &ConnCtx, _r: v1::JoinCall) -> Out {
-    ctx.require_auth()?;
-    sfu_pending()
+pub(crate) async fn join(state: &AppState, ctx: &ConnCtx, r: v1::JoinCall) -> Out {
+    let auth = ctx.require_auth()?;
+    Ok(R::JoinCall(state.calls().sfu().join(&auth, r.conversation_id).await?))
 }
 
 /// §20.3.3
-pub(crate) async fn publish(_state: &AppState, ctx: &ConnCtx, _r: v1::Publish) -> Out {
-    ctx.require_auth()?;
-    sfu_pending()
+pub(crate) async fn publish(state: &AppState, ctx: &ConnCtx, r: v1::Publish) -> Out {
+    let auth = ctx.require_auth()?;
+    Ok(R::Publish(state.calls().sfu().publish(&auth, r).await?))
 }
 
 /// §20.3.4
-pub(crate) async fn subscriber_answer(_state: &AppState, ctx: &ConnCtx, _r: v1::SubscriberAnswer) -> Out {
-    ctx.require_auth()?;
-    sfu_pending()
+pub(crate) async fn subscriber_answer(state: &AppState, ctx: &ConnCtx, r: v1::SubscriberAnswer) -> Out {
+    let auth = ctx.require_auth()?;
+    state.calls().sfu().subscriber_answer(&auth, r).await?;
+    Ok(R::SubscriberAnswer(v1::SubscriberAnswerResult {}))
 }
 
 /// §20.3.5
-pub(crate) async fn trickle(_state: &AppState, ctx: &ConnCtx, _r: v1::Trickle) -> Out {
-    ctx.require_auth()?;
-    sfu_pending()
+pub(crate) async fn trickle(state: &AppState, ctx: &ConnCtx, r: v1::Trickle) -> Out {
+    let auth = ctx.require_auth()?;
+    state.calls().sfu().trickle(&auth, r).await?;
+    Ok(R::Trickle(v1::TrickleResult {}))
 }
 
 /// §20.3.6
-pub(crate) async fn set_mute(_state: &AppState, ctx: &ConnCtx, _r: v1::SetMute) -> Out {
-    ctx.require_auth()?;
-    sfu_pending()
+pub(crate) async fn set_mute(state: &AppState, ctx: &ConnCtx, r: v1::SetMute) -> Out {
+    let auth = ctx.require_auth()?;
+    state.calls().sfu().set_mute(&auth, r).await?;
+    Ok(R::SetMute(v1::SetMuteResult {}))
 }
 
 /// §20.3.7
-pub(crate) async fn leave(_state: &AppState, ctx: &ConnCtx, _r: v1::LeaveCall) -> Out {
-    ctx.require_auth()?;
-    sfu_pending()
+pub(crate) async fn leave(state: &AppState, ctx: &ConnCtx, r: v1::LeaveCall) -> Out {
+    let auth = ctx.require_auth()?;
+    state.calls().sfu().leave(&auth, r.conversation_id).await?;
+    Ok(R::LeaveCall(v1::LeaveCallResult {}))
 }

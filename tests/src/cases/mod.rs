@@ -114,6 +114,7 @@ mod calls;
 mod codes;
 mod common;
 mod conversations;
+mod group_calls;
 mod messaging;
 mod receipts;
 mod roles;
@@ -206,6 +207,10 @@ pub fn all() -> Vec<Case> {
         case!(calls::first_accept_wins, "§20.2.3", Both),
         case!(calls::reject_and_cancel_end_the_call, "§20.2.4", Both),
         case!(calls::signals_flow_between_the_parties_only, "§20.2.6", Both),
+        case!(group_calls::only_members_join_a_group_call, "§20.3.2", Both),
+        case!(group_calls::publish_refuses_a_malformed_offer, "§20.3.3", Both),
+        case!(group_calls::leaving_is_announced, "§20.3.7", Both),
+        case!(group_calls::members_hear_the_participant_count, "§20.3.2", Both),
     ]
 }
 

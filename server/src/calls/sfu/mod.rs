@@ -1,0 +1,281 @@
+//! The integrated SFU (docs/protocol.md §20.3): group-call rooms by conversation. Each room is an
+//! actor ([`room`]) owning its participants, peer connections and forwarding; this service checks
+//! membership, finds or starts the room and talks to it through its cheap-clone handle.
+
+pub mod engine;
+mod forward;
+mod leg;
+mod room;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use confab_protocol::frames::{encode_server, event_frame};
+use confab_protocol::v1::{self, PeerRole, event};
+use tokio::sync::watch;
+use webrtc::peer_connection::RTCIceCandidateInit;
+
+use crate::auth::ConnAuth;
+use crate::config::CallsConfig;
+use crate::conversations::id;
+use crate::error::ServerError;
+use crate::hub::Hub;
+use crate::store::{ConvId, Store, now_ms};
+use engine::Engine;
+use room::{Cmd, Gone, RoomHandle};
+
+/// Longest SDP accepted (bytes).
+const MAX_SDP_BYTES: usize = 64 * 1024;
+/// Longest ICE candidate line accepted (bytes).
+const MAX_CANDIDATE_BYTES: usize = 2048;
+
+pub(crate) struct Inner {
+    config: CallsConfig,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    engine: Engine,
+    rooms: Mutex<HashMap<ConvId, RoomHandle>>,
+    /// The group call each session (device) is in.
+    sessions: Mutex<HashMap<String, ConvId>>,
+}
+
+impl Inner {
+    fn rooms(&self) -> MutexGuard<'_, HashMap<ConvId, RoomHandle>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, ConvId>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The SFU service: a cheap-clone handle.
+#[derive(Clone)]
+pub struct Sfu(Arc<Inner>);
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu").field("rooms", &self.0.rooms().len()).finish_non_exhaustive()
+    }
+}
+
+fn not_in_call() -> ServerError {
+    ServerError::FailedPrecondition("this device is not in the conversation's group call (JoinCall first)".into())
+}
+
+fn check_sdp(field: &'static str, sdp: &str) -> Result<(), ServerError> {
+    if sdp.is_empty() || sdp.len() > MAX_SDP_BYTES {
+        return Err(ServerError::invalid(field, format!("1..={MAX_SDP_BYTES} bytes of SDP")));
+    }
+    Ok(())
+}
+
+impl Sfu {
+    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+        let engine = Engine::new(config.media_bind, config.media_public_ip, config.udp_port_min, config.udp_port_max);
+        Self(Arc::new(Inner {
+            config,
+            store,
+            hub,
+            engine,
+            rooms: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Whether `session` takes part in a group call.
+    pub fn in_call(&self, session: &str) -> bool {
+        self.0.sessions().contains_key(session)
+    }
+
+    /// The room of `conv`, started if there is none.
+    fn room(&self, conv: ConvId) -> RoomHandle {
+        let mut rooms = self.0.rooms();
+        if let Some(h) = rooms.get(&conv).filter(|h| !h.is_closed()) {
+            return h.clone();
+        }
+        let h = room::spawn(self.0.clone(), conv);
+        rooms.insert(conv, h.clone());
+        h
+    }
+
+    /// The room `session` is in for `conv`.
+    fn my_room(&self, session: &str, conv: ConvId) -> Result<RoomHandle, ServerError> {
+        if self.0.sessions().get(session) != Some(&conv) {
+            return Err(not_in_call());
+        }
+        self.0.rooms().get(&conv).cloned().ok_or_else(not_in_call)
+    }
+
+    /// §20.3.2
+    pub async fn join(&self, auth: &ConnAuth, conv: u64) -> Result<v1::JoinCallResult, ServerError> {
+        let conv = id("join_call.conversation_id", conv)?;
+        let not_found = || ServerError::NotFound("no such conversation".into());
+        let view = self.0.store.conversation(auth.user_id, conv).await?.ok_or_else(not_found)?;
+        if view.my_role.is_none() {
+            return Err(not_found());
+        }
+        {
+            let mut sessions = self.0.sessions();
+            if sessions.contains_key(&auth.session_id) {
+                return Err(ServerError::FailedPrecondition("this device is already in a group call".into()));
+            }
+            sessions.insert(auth.session_id.clone(), conv);
+        }
+        // A room that closes (TTL) between lookup and join answers Gone: take a fresh one.
+        let mut result = Err(Gone);
+        for _ in 0..3 {
+            let (user, session) = (auth.user_id as u64, auth.session_id.clone());
+            result = self.room(conv).ask(|reply| Cmd::Join { user, session, reply }).await;
+            if result.is_ok() {
+                break;
+            }
+        }
+        let joined = result.unwrap_or_else(|_| Err(ServerError::Unavailable("the call room is restarting".into())));
+        match joined {
+            Ok((participant_id, participants)) => {
+                let (ice_servers, _) = super::ice::ice_servers(&self.0.config, auth.user_id, now_ms());
+                Ok(v1::JoinCallResult { participant_id, participants, ice_servers })
+            }
+            Err(e) => {
+                self.0.sessions().remove(&auth.session_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// §20.3.3
+    pub async fn publish(&self, auth: &ConnAuth, r: v1::Publish) -> Result<v1::PublishResult, ServerError> {
+        let conv = id("publish.conversation_id", r.conversation_id)?;
+        check_sdp("publish.sdp_offer", &r.sdp_offer)?;
+        let session = auth.session_id.clone();
+        let sdp = r.sdp_offer;
+        let sdp_answer = self.my_room(&session, conv)?.ask(|reply| Cmd::Publish { session, sdp, reply }).await??;
+        Ok(v1::PublishResult { sdp_answer })
+    }
+
+    /// §20.3.4
+    pub async fn subscriber_answer(&self, auth: &ConnAuth, r: v1::SubscriberAnswer) -> Result<(), ServerError> {
+        let conv = id("subscriber_answer.conversation_id", r.conversation_id)?;
+        check_sdp("subscriber_answer.sdp_answer", &r.sdp_answer)?;
+        let session = auth.session_id.clone();
+        let sdp = r.sdp_answer;
+        self.my_room(&session, conv)?.ask(|reply| Cmd::Answer { session, sdp, reply }).await?
+    }
+
+    /// §20.3.5
+    pub async fn trickle(&self, auth: &ConnAuth, r: v1::Trickle) -> Result<(), ServerError> {
+        let conv = id("trickle.conversation_id", r.conversation_id)?;
+        let role = match PeerRole::try_from(r.role) {
+            Ok(role @ (PeerRole::Publisher | PeerRole::Subscriber)) => role,
+            _ => return Err(ServerError::invalid("trickle.role", "PUBLISHER or SUBSCRIBER")),
+        };
+        let c = r.candidate.unwrap_or_default();
+        if c.candidate.len() > MAX_CANDIDATE_BYTES || c.sdp_mid.len() > 64 {
+            return Err(ServerError::invalid("trickle.candidate", "too long"));
+        }
+        let room = self.my_room(&auth.session_id, conv)?;
+        if c.candidate.is_empty() {
+            return Ok(()); // end of candidates: nothing to do on this stack
+        }
+        let candidate = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: Some(c.sdp_mid),
+            sdp_mline_index: Some(u16::try_from(c.sdp_m_line_index).unwrap_or(0)),
+            ..Default::default()
+        };
+        let session = auth.session_id.clone();
+        room.ask(|reply| Cmd::Trickle { session, role, candidate, reply }).await?
+    }
+
+    /// §20.3.6
+    pub async fn set_mute(&self, auth: &ConnAuth, r: v1::SetMute) -> Result<(), ServerError> {
+        let conv = id("set_mute.conversation_id", r.conversation_id)?;
+        if r.track_id.is_empty() {
+            return Err(ServerError::invalid("set_mute.track_id", "required"));
+        }
+        let (session, track_id, muted) = (auth.session_id.clone(), r.track_id, r.muted);
+        self.my_room(&session, conv)?.ask(|reply| Cmd::Mute { session, track_id, muted, reply }).await?
+    }
+
+    /// §20.3.7
+    pub async fn leave(&self, auth: &ConnAuth, conv: u64) -> Result<(), ServerError> {
+        let conv = id("leave_call.conversation_id", conv)?;
+        let room = self.my_room(&auth.session_id, conv)?;
+        self.0.sessions().remove(&auth.session_id);
+        let session = auth.session_id.clone();
+        room.ask(|reply| Cmd::Leave { session, reply: Some(reply) }).await?
+    }
+
+    /// §20.3.7: the device stayed away longer than the reconnect grace.
+    pub fn session_lost(&self, session: &str) {
+        let Some(conv) = self.0.sessions().remove(session) else { return };
+        let room = self.0.rooms().get(&conv).cloned();
+        if let Some(room) = room {
+            room.tell(Cmd::Leave { session: session.to_string(), reply: None });
+        }
+    }
+
+    /// Server shutdown: every room closes its connections.
+    pub fn shutdown(&self) {
+        let rooms: Vec<RoomHandle> = self.0.rooms().drain().map(|(_, h)| h).collect();
+        self.0.sessions().clear();
+        for room in rooms {
+            room.tell(Cmd::Shutdown);
+        }
+    }
+}
+
+/// GroupCallState to every member of the conversation, latest count first (changes coalesce).
+pub(super) async fn announce_state(sfu: Arc<Inner>, conv: ConvId, mut count: watch::Receiver<u32>) {
+    while count.changed().await.is_ok() {
+        let participants = *count.borrow_and_update();
+        let mut members = Vec::new();
+        let mut after = 0;
+        loop {
+            match sfu.store.members(conv, after, 1000).await {
+                Ok(page) if !page.is_empty() => {
+                    after = page.last().map_or(after, |m| m.user_id);
+                    members.extend(page.iter().map(|m| m.user_id));
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing members for GroupCallState");
+                    break;
+                }
+            }
+        }
+        let ev = event::Event::GroupCallState(v1::GroupCallState { conversation_id: conv as u64, participants });
+        sfu.hub.deliver(&members, &encode_server(&event_frame(ev)));
+    }
+}
+
+pub(super) fn random_id(prefix: &str) -> String {
+    let mut r = [0u8; 9];
+    getrandom::fill(&mut r).expect("system randomness");
+    format!("{prefix}{}", hex::encode(r))
+}
+
+/// Track ids a (publisher) offer still sends: `a=msid` of m-sections that are not recvonly,
+/// inactive or rejected.
+pub(super) fn offered_tracks(sdp: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let rejected = section.split_whitespace().nth(1) == Some("0");
+        let lines = || section.lines().map(str::trim);
+        if rejected || lines().any(|l| l == "a=recvonly" || l == "a=inactive") {
+            continue;
+        }
+        for l in lines() {
+            if let Some(track) = l.strip_prefix("a=msid:").and_then(|m| m.split_whitespace().nth(1)) {
+                out.insert(track.to_string());
+            }
+        }
+    }
+    out
+}
+
+impl From<Gone> for ServerError {
+    fn from(_: Gone) -> Self {
+        not_in_call()
+    }
+}
