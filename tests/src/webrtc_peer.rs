@@ -27,6 +27,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription,
 };
+use webrtc::rtp_transceiver::RtpSender;
 
 use crate::call;
 
@@ -131,6 +132,8 @@ pub struct GroupPeer {
     pub offers: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     tracks: StdMutex<Vec<Arc<TrackLocalStaticRTP>>>,
+    /// The publisher connection's senders: audio, video.
+    senders: StdMutex<Vec<Arc<dyn RtpSender>>>,
 }
 
 impl std::fmt::Debug for GroupPeer {
@@ -236,6 +239,7 @@ impl GroupPeer {
             offers,
             stop: Arc::new(AtomicBool::new(false)),
             tracks: StdMutex::new(Vec::new()),
+            senders: StdMutex::new(Vec::new()),
         };
         Ok((peer, joined))
     }
@@ -268,8 +272,9 @@ impl GroupPeer {
         let base = 0x0100_0000 * u32::from(self.tag);
         let audio = local_track(&stream, &format!("{}-audio", self.tag), RtpCodecKind::Audio, base + 1);
         let video = local_track(&stream, &format!("{}-video", self.tag), RtpCodecKind::Video, base + 2);
-        pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
-        pc.add_track(video.clone() as Arc<dyn TrackLocal>).await?;
+        let a = pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
+        let v = pc.add_track(video.clone() as Arc<dyn TrackLocal>).await?;
+        self.senders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend([a, v]);
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
         *self.publisher.lock().await = Some(Leg { pc: pc.clone(), has_remote: false, queued: Vec::new() });
@@ -320,6 +325,22 @@ impl GroupPeer {
                 let _ = video.write_rtp(v).await;
             }
         });
+        Ok(())
+    }
+
+    /// Stops publishing the video track: removes it and re-offers with `Publish` (§20.3.3).
+    pub async fn unpublish_video(&self) -> anyhow::Result<()> {
+        let sender = self.senders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(1).cloned();
+        let guard = self.publisher.lock().await;
+        let (Some(sender), Some(leg)) = (sender, guard.as_ref()) else { bail!("not publishing") };
+        let pc = leg.pc.clone();
+        drop(guard);
+        pc.remove_track(&sender).await?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer.clone()).await?;
+        let r =
+            call!(self.client, Publish, v1::Publish { conversation_id: self.conversation_id, sdp_offer: offer.sdp })?;
+        pc.set_remote_description(RTCSessionDescription::answer(r.sdp_answer)?).await?;
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! loopback ([`GroupPeer`]): media from a publisher reaches every subscriber intact and in order,
 //! a late subscriber makes the server ask the publisher for a keyframe, a leaving publisher's
 //! tracks go from every subscriber, non-members cannot join, a malformed SDP is refused without
-//! harming the room, mute and publisher limits.
+//! harming the room, mute and publisher limits, and a device gone longer than the reconnect grace
+//! leaves.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use confab_conformance::call;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
-use confab_conformance::util::{User, expect_code, new_user};
+use confab_conformance::util::{User, expect_code, new_user, next_matching};
 use confab_conformance::webrtc_peer::{GroupPeer, Received};
 use confab_protocol::v1::{self, ErrorCode, event};
 
@@ -144,20 +145,43 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
         ErrorCode::NotFound,
     )?;
 
+    // A re-offers without its video: only that track is unpublished; audio keeps flowing.
+    pa.unpublish_video().await?;
+    let gone = pb
+        .next_event(WAIT, |e| match e {
+            event::Event::TrackUnpublished(u) => Some(u.clone()),
+            _ => None,
+        })
+        .await?;
+    ensure!(gone.track_id == format!("{}:1-video", pa.participant_id), "{gone:?}");
+    let audio_id = format!("{}:1-audio", pa.participant_id);
+    let audio_now = pb.received().get(&audio_id).map_or(0, |r| r.packets);
+    pb.wait_received(WAIT, "A's audio after the video went", |got| {
+        got.get(&audio_id).is_some_and(|r| r.packets > audio_now + 10)
+    })
+    .await?;
+    for sub in [&pc, &pd] {
+        sub.next_event(WAIT, |e| match e {
+            event::Event::TrackUnpublished(u) if u.track_id == gone.track_id => Some(()),
+            _ => None,
+        })
+        .await?;
+    }
+
     // (3) A leaves: its tracks are unpublished everywhere, a new offer follows, packets stop.
     let offers_before: Vec<u32> =
         [&pb, &pc, &pd].iter().map(|p| p.offers.load(std::sync::atomic::Ordering::Relaxed)).collect();
     call!(pa.client(), LeaveCall, v1::LeaveCall { conversation_id: conv })?;
     pa.close().await;
     for sub in [&pb, &pc, &pd] {
-        for _ in 0..2 {
+        {
             let gone = sub
                 .next_event(WAIT, |e| match e {
                     event::Event::TrackUnpublished(u) => Some(u.clone()),
                     _ => None,
                 })
                 .await?;
-            ensure!(gone.participant_id == pa.participant_id, "{gone:?}");
+            ensure!(gone.participant_id == pa.participant_id && gone.track_id == audio_id, "{gone:?}");
         }
         let left = sub
             .next_event(WAIT, |e| match e {
@@ -241,5 +265,36 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
         call!(p.client(), LeaveCall, v1::LeaveCall { conversation_id: conv })?;
         p.close().await;
     }
+    s.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_gone_longer_than_the_grace_leaves() -> anyhow::Result<()> {
+    let s = server(4).await?;
+    let t = Transport::WebSocket;
+    let mut a = new_user(&s, t, "sfuA").await?;
+    let b = new_user(&s, t, "sfuB").await?;
+    let conv = group(&a, &[&b]).await?;
+    call!(a.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    let joined = call!(b.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    b.client.close().await;
+    // reconnect_grace is 300 ms here.
+    let left = next_matching(&mut a.events, WAIT, |e| match e {
+        event::Event::ParticipantLeft(l) => Some(l.clone()),
+        _ => None,
+    })
+    .await?;
+    ensure!(left.participant_id == joined.participant_id && left.user_id == b.id, "{left:?}");
+    next_matching(&mut a.events, WAIT, |e| match e {
+        event::Event::GroupCallState(g) if g.participants == 1 => Some(()),
+        _ => None,
+    })
+    .await?;
+    call!(a.client, LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+    next_matching(&mut a.events, WAIT, |e| match e {
+        event::Event::GroupCallState(g) if g.participants == 0 => Some(()),
+        _ => None,
+    })
+    .await?;
     s.stop().await
 }

@@ -5,6 +5,7 @@
 pub mod engine;
 mod forward;
 mod leg;
+mod negotiate;
 mod room;
 
 use std::collections::{HashMap, HashSet};
@@ -277,5 +278,23 @@ pub(super) fn offered_tracks(sdp: &str) -> HashSet<String> {
 impl From<Gone> for ServerError {
     fn from(_: Gone) -> Self {
         not_in_call()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offered_tracks;
+
+    #[test]
+    fn offered_tracks_skip_sections_that_no_longer_send() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=msid:s mic\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=msid:s cam\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=msid:s old\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\na=msid:s screen\r\n";
+        let mut got: Vec<String> = offered_tracks(sdp).into_iter().collect();
+        got.sort();
+        assert_eq!(got, ["mic", "screen"]);
+        assert!(offered_tracks("junk").is_empty());
     }
 }

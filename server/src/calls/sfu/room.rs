@@ -10,20 +10,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, PeerRole, TrackKind, event};
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use webrtc::media_stream::MediaStreamTrack;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::RTCIceCandidateInit;
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::engine::{PT_OPUS, PT_VP8, opus_codec, vp8_codec};
-use super::forward::{Counters, Out, Relay, Source, relay_feedback};
-use super::leg::{Leg, LegOwner, OnTrack};
-use super::{Inner, announce_state, not_in_call, offered_tracks, random_id};
+use super::forward::{Counters, Relay, Source};
+use super::leg::{Leg, LegOwner};
+use super::{Inner, announce_state, not_in_call, random_id};
 use crate::error::ServerError;
 use crate::store::{ConvId, now_ms};
 
@@ -111,25 +107,25 @@ impl RoomHandle {
 }
 
 /// What a subscriber connection carries of one relay.
-struct SubOut {
-    relay: Arc<Relay>,
-    sender: Arc<dyn RtpSender>,
-    active: Arc<AtomicBool>,
+pub(super) struct SubOut {
+    pub(super) relay: Arc<Relay>,
+    pub(super) sender: Arc<dyn RtpSender>,
+    pub(super) active: Arc<AtomicBool>,
 }
 
-struct Participant {
-    id: String,
-    user: u64,
-    session: String,
-    publisher: Option<Leg>,
-    subscriber: Leg,
+pub(super) struct Participant {
+    pub(super) id: String,
+    pub(super) user: u64,
+    pub(super) session: String,
+    pub(super) publisher: Option<Leg>,
+    pub(super) subscriber: Leg,
     /// This participant's published tracks.
-    relays: Vec<Arc<Relay>>,
+    pub(super) relays: Vec<Arc<Relay>>,
     /// Others' tracks on this participant's subscriber connection, by relay id.
-    outs: HashMap<String, SubOut>,
+    pub(super) outs: HashMap<String, SubOut>,
     /// A SubscriberOffer is outstanding; `dirty`: tracks changed since it was made.
-    offering: Option<Vec<String>>,
-    dirty: bool,
+    pub(super) offering: Option<Vec<String>>,
+    pub(super) dirty: bool,
 }
 
 impl Participant {
@@ -142,7 +138,7 @@ impl Participant {
     }
 }
 
-fn wire_track(r: &Relay) -> v1::Track {
+pub(super) fn wire_track(r: &Relay) -> v1::Track {
     let kind = if r.kind == RtpCodecKind::Audio { TrackKind::Audio } else { TrackKind::Video };
     v1::Track {
         track_id: r.id.clone(),
@@ -153,18 +149,18 @@ fn wire_track(r: &Relay) -> v1::Track {
     }
 }
 
-struct Room {
-    sfu: Arc<Inner>,
-    conv: ConvId,
+pub(super) struct Room {
+    pub(super) sfu: Arc<Inner>,
+    pub(super) conv: ConvId,
     /// `conv` as the wire has it.
-    wire: u64,
-    handle: RoomHandle,
-    participants: Vec<Participant>,
-    counters: Arc<Counters>,
-    next_ssrc: AtomicU32,
-    speakers: Vec<String>,
-    count: watch::Sender<u32>,
-    empty_since: Option<Instant>,
+    pub(super) wire: u64,
+    pub(super) handle: RoomHandle,
+    pub(super) participants: Vec<Participant>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) next_ssrc: AtomicU32,
+    pub(super) speakers: Vec<String>,
+    pub(super) count: watch::Sender<u32>,
+    pub(super) empty_since: Option<Instant>,
 }
 
 static ROOM_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -269,12 +265,12 @@ impl Room {
         self.participants.iter().position(|p| p.session == session)
     }
 
-    fn me(&self, session: &str) -> Result<usize, ServerError> {
+    pub(super) fn me(&self, session: &str) -> Result<usize, ServerError> {
         self.index(session).ok_or_else(not_in_call)
     }
 
     /// Sends an event to every participant's device except `except`.
-    fn broadcast(&self, except: Option<&str>, ev: event::Event) {
+    pub(super) fn broadcast(&self, except: Option<&str>, ev: event::Event) {
         let frame: Bytes = encode_server(&event_frame(ev));
         for p in self.participants.iter().filter(|p| Some(p.id.as_str()) != except) {
             self.sfu.hub.deliver_session(&p.session, &frame);
@@ -327,187 +323,6 @@ impl Room {
         }
         self.count_changed();
         Ok((id, others))
-    }
-
-    /// Adds `relay` to participant `i`'s subscriber connection (negotiated later).
-    async fn attach(&mut self, i: usize, relay: Arc<Relay>) {
-        let p = &mut self.participants[i];
-        if p.outs.contains_key(&relay.id) {
-            return;
-        }
-        let (codec, payload_type) =
-            if relay.kind == RtpCodecKind::Audio { (opus_codec(), PT_OPUS) } else { (vp8_codec(), PT_VP8) };
-        let ssrc = self.next_ssrc.fetch_add(1, Ordering::Relaxed);
-        let encoding = RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-            codec,
-            ..Default::default()
-        };
-        // Stream id = the publisher's participant id; track id = the room-wide track id.
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            relay.participant_id.clone(),
-            relay.id.clone(),
-            relay.id.clone(),
-            relay.kind,
-            vec![encoding],
-        )));
-        let sender = match p.subscriber.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, track = %relay.id, "adding a track to a subscriber connection");
-                return;
-            }
-        };
-        let active = Arc::new(AtomicBool::new(false));
-        relay.attach(Out {
-            participant: p.id.clone(),
-            track: track.clone(),
-            ssrc,
-            payload_type,
-            sender: sender.clone(),
-            active: active.clone(),
-            state: p.subscriber.state.clone(),
-        });
-        tokio::spawn(relay_feedback(track, relay.clone()));
-        p.outs.insert(relay.id.clone(), SubOut { relay, sender, active });
-    }
-
-    /// Sends participant `i` a SubscriberOffer, or marks that one is due after the outstanding one.
-    async fn negotiate(&mut self, i: usize) {
-        let conv = self.wire;
-        let p = &mut self.participants[i];
-        if p.offering.is_some() {
-            p.dirty = true;
-            return;
-        }
-        if p.outs.is_empty() && p.subscriber.pc.local_description().await.is_none() {
-            return; // nothing to carry yet
-        }
-        p.dirty = false;
-        let offer = match p.subscriber.pc.create_offer(None).await {
-            Ok(o) => o,
-            Err(e) => return tracing::warn!(error = %e, "creating a subscriber offer"),
-        };
-        if let Err(e) = p.subscriber.pc.set_local_description(offer.clone()).await {
-            return tracing::warn!(error = %e, "applying a subscriber offer");
-        }
-        p.offering = Some(p.outs.keys().cloned().collect());
-        let ev = event::Event::SubscriberOffer(v1::SubscriberOffer { conversation_id: conv, sdp_offer: offer.sdp });
-        self.sfu.hub.deliver_session(&p.session, &encode_server(&event_frame(ev)));
-    }
-
-    /// §20.3.3
-    async fn publish(&mut self, session: &str, sdp: String) -> Result<String, ServerError> {
-        let i = self.me(session)?;
-        let invalid = |m: String| ServerError::invalid("publish.sdp_offer", m);
-        let offer =
-            RTCSessionDescription::offer(sdp.clone()).map_err(|e| invalid(format!("not a usable SDP offer: {e}")))?;
-        if !sdp.contains("\nm=audio") && !sdp.contains("\nm=video") {
-            return Err(invalid("the offer has no audio or video".into()));
-        }
-        if self.participants[i].publisher.is_none() {
-            let max = self.sfu.config.max_publishers as usize;
-            if self.participants.iter().filter(|p| p.publisher.is_some()).count() >= max {
-                return Err(ServerError::FailedPrecondition(format!("{max} participants already publish")));
-            }
-            let handle = self.handle.clone();
-            let participant = self.participants[i].id.clone();
-            let on_track: OnTrack =
-                Box::new(move |track| handle.tell(Cmd::Track { participant: participant.clone(), track }));
-            let owner = LegOwner { hub: &self.sfu.hub, session, conversation_id: self.wire };
-            let leg = Leg::open(&self.sfu.engine, owner, PeerRole::Publisher, Some(on_track)).await.map_err(|e| {
-                tracing::warn!(error = %e, "no media socket for a publisher connection");
-                ServerError::Unavailable("no media port free".into())
-            })?;
-            let answered = negotiate_publisher(&leg, offer).await;
-            if answered.is_err() {
-                leg.close();
-            } else {
-                self.participants[i].publisher = Some(leg);
-            }
-            let answer = answered.map_err(invalid)?;
-            if let Some(leg) = self.participants[i].publisher.as_mut() {
-                leg.remote_applied().await;
-            }
-            return Ok(answer);
-        }
-        let leg = self.participants[i].publisher.as_ref().ok_or_else(not_in_call)?;
-        let answer = match negotiate_publisher(leg, offer).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                // A failed set_remote_description is not atomic: undo a half-applied offer.
-                if leg.pc.pending_remote_description().await.is_some()
-                    && let Ok(rollback) = RTCSessionDescription::rollback(None)
-                {
-                    let _ = leg.pc.set_remote_description(rollback).await;
-                }
-                return Err(invalid(e));
-            }
-        };
-        // Tracks the new offer no longer sends are unpublished.
-        let still = offered_tracks(&sdp);
-        let gone: Vec<Arc<Relay>> =
-            self.participants[i].relays.iter().filter(|r| !still.contains(&r.client_track_id)).cloned().collect();
-        self.participants[i].relays.retain(|r| still.contains(&r.client_track_id));
-        self.unpublish(&gone).await;
-        Ok(answer)
-    }
-
-    /// Removes relays from every subscriber connection, announces it and renegotiates.
-    async fn unpublish(&mut self, gone: &[Arc<Relay>]) {
-        if gone.is_empty() {
-            return;
-        }
-        for r in gone {
-            r.detach_all();
-            let ev = v1::TrackUnpublished {
-                conversation_id: self.wire,
-                track_id: r.id.clone(),
-                participant_id: r.participant_id.clone(),
-            };
-            self.broadcast(Some(&r.participant_id), event::Event::TrackUnpublished(ev));
-        }
-        for i in 0..self.participants.len() {
-            let p = &mut self.participants[i];
-            let mut changed = false;
-            for r in gone {
-                if let Some(out) = p.outs.remove(&r.id) {
-                    changed = true;
-                    if let Err(e) = p.subscriber.pc.remove_track(&out.sender).await {
-                        tracing::debug!(error = %e, "removing a track from a subscriber connection");
-                    }
-                }
-            }
-            if changed {
-                self.negotiate(i).await;
-            }
-        }
-    }
-
-    /// §20.3.4
-    async fn answer(&mut self, session: &str, sdp: String) -> Result<(), ServerError> {
-        let i = self.me(session)?;
-        let invalid = |m: String| ServerError::invalid("subscriber_answer.sdp_answer", m);
-        let p = &mut self.participants[i];
-        let Some(offered) = p.offering.clone() else {
-            return Err(ServerError::FailedPrecondition("no SubscriberOffer is waiting for an answer".into()));
-        };
-        let answer =
-            RTCSessionDescription::answer(sdp).map_err(|e| invalid(format!("not a usable SDP answer: {e}")))?;
-        p.subscriber.pc.set_remote_description(answer).await.map_err(|e| invalid(e.to_string()))?;
-        p.offering = None;
-        p.subscriber.remote_applied().await;
-        for id in offered {
-            if let Some(out) = p.outs.get(&id)
-                && !out.active.swap(true, Ordering::AcqRel)
-            {
-                out.relay.request_keyframe(); // a subscriber starts receiving this track
-            }
-        }
-        if p.dirty {
-            self.negotiate(i).await;
-        }
-        Ok(())
     }
 
     /// §20.3.5
@@ -622,12 +437,4 @@ impl Room {
         self.speakers = order;
         self.broadcast(None, event::Event::ActiveSpeakers(v1::ActiveSpeakers { conversation_id: self.wire, speakers }));
     }
-}
-
-/// Applies a publisher offer and answers it (trickle: the answer goes back at once).
-async fn negotiate_publisher(leg: &Leg, offer: RTCSessionDescription) -> Result<String, String> {
-    leg.pc.set_remote_description(offer).await.map_err(|e| e.to_string())?;
-    let answer = leg.pc.create_answer(None).await.map_err(|e| e.to_string())?;
-    leg.pc.set_local_description(answer.clone()).await.map_err(|e| e.to_string())?;
-    Ok(answer.sdp)
 }
