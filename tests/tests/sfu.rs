@@ -17,9 +17,10 @@ use confab_protocol::v1::{self, ErrorCode, event};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn server(max_publishers: u32) -> anyhow::Result<TestServer> {
+async fn server(max_publishers: u32, max_participants: u32) -> anyhow::Result<TestServer> {
     TestServer::start_with(StoreKind::Sqlite, |c| {
         c.calls.max_publishers = max_publishers;
+        c.calls.max_participants = max_participants;
         c.calls.reconnect_grace = Duration::from_millis(300);
         c.calls.room_ttl = Duration::from_secs(2);
         // A range of its own per test server would be nicer; the SFU skips ports in use.
@@ -67,7 +68,7 @@ async fn track_published(p: &GroupPeer) -> anyhow::Result<v1::Track> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_tracks() -> anyhow::Result<()> {
-    let s = server(4).await?;
+    let s = server(4, 8).await?;
     let t = Transport::WebSocket;
     let a = new_user(&s, t, "sfuA").await?;
     let b = new_user(&s, t, "sfuB").await?;
@@ -119,8 +120,11 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
 
     // (2) A late subscriber makes the server ask A for a keyframe.
     let plis_before = pa.pli_count();
+    let late = std::time::Instant::now();
     let (pd, joined) = peer(d, conv, 4).await?;
     ensure!(joined.participants.iter().any(|p| p.participant_id == pa.participant_id && p.tracks.len() == 2));
+    pd.wait_received(WAIT, "A's first packets at the late subscriber", |got| flowing(got, &pa, 1)).await?;
+    println!("late join to first packets: {:?}", late.elapsed());
     pd.wait_received(WAIT, "A's tracks at the late subscriber", |got| flowing(got, &pa, 25)).await?;
     let deadline = std::time::Instant::now() + WAIT;
     while pa.pli_count() <= plis_before {
@@ -216,7 +220,7 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
-    let s = server(1).await?;
+    let s = server(1, 8).await?;
     let t = Transport::WebSocket;
     let a = new_user(&s, t, "sfuA").await?;
     let b = new_user(&s, t, "sfuB").await?;
@@ -269,14 +273,17 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_gone_longer_than_the_grace_leaves() -> anyhow::Result<()> {
-    let s = server(4).await?;
+async fn a_full_room_refuses_and_a_device_gone_past_the_grace_leaves() -> anyhow::Result<()> {
+    let s = server(2, 2).await?;
     let t = Transport::WebSocket;
     let mut a = new_user(&s, t, "sfuA").await?;
     let b = new_user(&s, t, "sfuB").await?;
-    let conv = group(&a, &[&b]).await?;
+    let c = new_user(&s, t, "sfuC").await?;
+    let conv = group(&a, &[&b, &c]).await?;
     call!(a.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
     let joined = call!(b.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    // max_participants = 2: the room is full.
+    expect_code(call!(c.client, JoinCall, v1::JoinCall { conversation_id: conv }), ErrorCode::FailedPrecondition)?;
     b.client.close().await;
     // reconnect_grace is 300 ms here.
     let left = next_matching(&mut a.events, WAIT, |e| match e {
