@@ -212,7 +212,11 @@ impl Room {
         // Commands still queued are dropped: their senders see Gone.
         rx.close();
         for p in std::mem::take(&mut self.participants) {
-            self.sfu.sessions().remove(&p.session);
+            let mut sessions = self.sfu.sessions();
+            if sessions.get(&p.session) == Some(&self.conv) {
+                sessions.remove(&p.session);
+            }
+            drop(sessions);
             for r in &p.relays {
                 r.detach_all();
             }
@@ -358,8 +362,8 @@ impl Room {
     /// §20.3.7
     async fn leave(&mut self, session: &str) -> Result<(), ServerError> {
         let i = self.me(session)?;
+        // The service already took the session out of its map (it may be joining elsewhere now).
         let p = self.participants.remove(i);
-        self.sfu.sessions().remove(session);
         for out in p.outs.values() {
             out.relay.detach(&p.id);
         }
