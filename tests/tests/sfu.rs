@@ -225,7 +225,8 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
     let a = new_user(&s, t, "sfuA").await?;
     let b = new_user(&s, t, "sfuB").await?;
     let outsider = new_user(&s, t, "sfuX").await?;
-    let conv = group(&a, &[&b]).await?;
+    let mut c = new_user(&s, t, "sfuC").await?;
+    let conv = group(&a, &[&b, &c]).await?;
 
     // (4) Not a member: NOT_FOUND, as for a missing conversation.
     expect_code(call!(outsider.client, JoinCall, v1::JoinCall { conversation_id: conv }), ErrorCode::NotFound)?;
@@ -253,6 +254,24 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
     ensure!(!e.message.is_empty());
     pa.publish().await?;
     pb.wait_received(WAIT, "A's tracks after the refused offers", |got| flowing(got, &pa, 25)).await?;
+    assert_clean("B", &pb.received())?;
+
+    // A malformed answer to a real SubscriberOffer: INVALID_ARGUMENT, and the offer stays open.
+    call!(c.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    let offer = next_matching(&mut c.events, WAIT, |e| match e {
+        event::Event::SubscriberOffer(o) => Some(o.sdp_offer.clone()),
+        _ => None,
+    })
+    .await?;
+    ensure!(offer.contains("m=audio") && offer.contains("m=video"), "{offer}");
+    let half = offer.replace("a=ice-ufrag", "a=x-ufrag").replace("a=fingerprint", "a=x-fingerprint");
+    for bad in ["junk", "v=0\r\n", half.as_str()] {
+        let answer = v1::SubscriberAnswer { conversation_id: conv, sdp_answer: bad.into() };
+        let e = expect_code(call!(c.client, SubscriberAnswer, answer), ErrorCode::InvalidArgument)?;
+        ensure!(e.field == "subscriber_answer.sdp_answer", "{e:?}");
+    }
+    call!(c.client, LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+    pb.wait_received(WAIT, "A's tracks after the refused answers", |got| flowing(got, &pa, 75)).await?;
     assert_clean("B", &pb.received())?;
 
     // max_publishers = 1: B may not publish too.
