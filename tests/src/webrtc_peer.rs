@@ -2,7 +2,7 @@
 //! as the server's SFU and signalling only through the Confab client library: JoinCall, Publish,
 //! SubscriberAnswer and Trickle out; SubscriberOffer and ServerTrickle handled as they come. It
 //! publishes synthetic RTP (Opus PT 111, VP8 PT 96) whose payload starts with a u32 sequence
-//! marker, and checks what it receives for order, gaps and integrity.
+//! marker and its send time, and checks what it receives for order, gaps, integrity and latency.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -31,35 +31,69 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::call;
 
-/// Synthetic payload sizes.
+/// Synthetic payload sizes at the default rate.
 pub const AUDIO_LEN: usize = 160;
 pub const VIDEO_LEN: usize = 1000;
+/// Bytes before the pattern: marker, tag, video flag, send time, length.
+const HEADER_LEN: usize = 16;
 
-/// `[marker u32 BE][tag][video?][pattern…]`.
-pub fn payload(marker: u32, tag: u8, video: bool) -> Bytes {
-    let len = if video { VIDEO_LEN } else { AUDIO_LEN };
+/// Nanoseconds on this process's clock (publishers and subscribers of one process share it).
+pub fn clock_ns() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// `[marker u32][tag][video?][sent ns u64][len u16][pattern…]`, `len` bytes in all (at least 16).
+pub fn payload(marker: u32, tag: u8, video: bool, len: usize) -> Bytes {
+    let len = len.max(HEADER_LEN);
     let mut b = BytesMut::with_capacity(len);
     b.put_u32(marker);
     b.put_u8(tag);
     b.put_u8(u8::from(video));
-    for i in 6..len {
+    b.put_u64(clock_ns());
+    b.put_u16(len as u16);
+    for i in HEADER_LEN..len {
         b.put_u8((marker as u8).wrapping_add(i as u8));
     }
     b.freeze()
 }
 
-/// `(marker, tag, video)` of an intact payload.
-pub fn check(p: &[u8]) -> Option<(u32, u8, bool)> {
-    if p.len() < 6 {
+/// What an intact payload carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marked {
+    pub marker: u32,
+    pub tag: u8,
+    pub video: bool,
+    pub sent_ns: u64,
+}
+
+/// The marks of an intact payload (every byte where [`payload`] put it).
+pub fn check(p: &[u8]) -> Option<Marked> {
+    if p.len() < HEADER_LEN {
         return None;
     }
-    let marker = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-    let (tag, video) = (p[4], p[5] == 1);
-    if p.len() != if video { VIDEO_LEN } else { AUDIO_LEN } {
+    let marker = u32::from_be_bytes(p[0..4].try_into().ok()?);
+    let sent_ns = u64::from_be_bytes(p[6..14].try_into().ok()?);
+    let len = u16::from_be_bytes(p[14..16].try_into().ok()?);
+    if p.len() != usize::from(len) || p[5] > 1 {
         return None;
     }
-    let intact = p.iter().enumerate().skip(6).all(|(i, &x)| x == (marker as u8).wrapping_add(i as u8));
-    intact.then_some((marker, tag, video))
+    let intact = p.iter().enumerate().skip(HEADER_LEN).all(|(i, &x)| x == (marker as u8).wrapping_add(i as u8));
+    intact.then_some(Marked { marker, tag: p[4], video: p[5] == 1, sent_ns })
+}
+
+/// How fast [`GroupPeer::publish_at`] sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    /// Video packets per second and their payload size (audio: 50/s of 160 bytes).
+    pub video_pps: u32,
+    pub video_len: usize,
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Self { video_pps: 50, video_len: VIDEO_LEN }
+    }
 }
 
 /// What arrived on one received track.
@@ -76,6 +110,16 @@ pub struct Received {
     pub corrupt: u64,
     /// Audio packets that carried the audio-level extension.
     pub with_level: u64,
+    /// Send-to-receive time of every packet, microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl Received {
+    /// Packets missing between the first and the last marker seen, as a share of those expected.
+    pub fn loss(&self) -> f64 {
+        let expected = u64::from(self.last_marker.saturating_sub(self.first_marker)) + 1;
+        if self.packets == 0 { 1.0 } else { expected.saturating_sub(self.packets) as f64 / expected as f64 }
+    }
 }
 
 type Stats = Arc<StdMutex<HashMap<String, Received>>>;
@@ -265,6 +309,11 @@ impl GroupPeer {
     /// Publishes an audio and a video track (`{tag}-audio`, `{tag}-video`) and starts sending
     /// 50 packets/s on each.
     pub async fn publish(&self) -> anyhow::Result<()> {
+        self.publish_at(Rate::default()).await
+    }
+
+    /// Publishes an audio track (50 packets/s) and a video track at `rate`.
+    pub async fn publish_at(&self, rate: Rate) -> anyhow::Result<()> {
         let (cand_tx, cand_rx) = mpsc::channel(64);
         let pc =
             self.engine.build(Arc::new(Handler { cands: cand_tx, tracks: None })).await.map_err(anyhow::Error::msg)?;
@@ -297,6 +346,14 @@ impl GroupPeer {
                 }
             }
         });
+        let header = move |pt, ssrc, ts, seq: u32| rtp::header::Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: seq as u16,
+            timestamp: ts,
+            ssrc,
+            ..Default::default()
+        };
         let (stop, tag) = (self.stop.clone(), self.tag);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -304,23 +361,26 @@ impl GroupPeer {
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 marker += 1;
-                let header = |pt, ssrc, ts| rtp::header::Header {
-                    version: 2,
-                    payload_type: pt,
-                    sequence_number: marker as u16,
-                    timestamp: ts,
-                    ssrc,
-                    ..Default::default()
-                };
                 let a = rtp::Packet {
-                    header: header(PT_OPUS, base + 1, marker.wrapping_mul(960)),
-                    payload: payload(marker, tag, false),
+                    header: header(PT_OPUS, base + 1, marker.wrapping_mul(960), marker),
+                    payload: payload(marker, tag, false, AUDIO_LEN),
                 };
                 let level = AudioLevelExtension { level: 20 + (marker % 40) as u8, voice: true };
                 let _ = audio.write_rtp_with_extensions(a, &[HeaderExtension::AudioLevel(level)]).await;
+            }
+        });
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let period = Duration::from_secs_f64(1.0 / f64::from(rate.video_pps.max(1)));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut marker: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                marker += 1;
                 let v = rtp::Packet {
-                    header: header(PT_VP8, base + 2, marker.wrapping_mul(1800)),
-                    payload: payload(marker, tag, true),
+                    header: header(PT_VP8, base + 2, marker.wrapping_mul(90_000 / rate.video_pps.max(1)), marker),
+                    payload: payload(marker, tag, true, rate.video_len),
                 };
                 let _ = video.write_rtp(v).await;
             }
@@ -437,10 +497,11 @@ async fn read_track(track: Arc<dyn TrackRemote>, stats: Stats) {
         let TrackRemoteEvent::OnRtpPacket(pkt) = ev else { continue };
         let mut g = lock();
         let Some(st) = g.get_mut(&id) else { return };
-        let Some((marker, tag, is_video)) = check(&pkt.payload) else {
+        let Some(Marked { marker, tag, video: is_video, sent_ns }) = check(&pkt.payload) else {
             st.corrupt += 1;
             continue;
         };
+        st.latencies_us.push((clock_ns().saturating_sub(sent_ns) / 1000).min(u64::from(u32::MAX)) as u32);
         if st.packets == 0 {
             st.first_marker = marker;
             st.tag = tag;

@@ -5,6 +5,7 @@
 
 mod peer;
 mod rooms;
+mod sfu;
 mod socketio;
 mod stats;
 
@@ -91,6 +92,19 @@ enum Scenario {
         /// Requests each sender keeps in flight.
         #[arg(long, default_value_t = 1)]
         pipeline: usize,
+    },
+    /// SFU: one publisher (audio + video at --video-kbps) to N subscribers through the server's
+    /// SFU; loss, send-to-receive latency, server CPU.
+    Sfu {
+        /// Subscribers (each its own account, connection and WebRTC peer in this process).
+        #[arg(long, default_value_t = 25)]
+        subscribers: usize,
+        /// Video bitrate of the publisher.
+        #[arg(long, default_value_t = 2500)]
+        video_kbps: u32,
+        /// The server's process id, to read its CPU time from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// W5: connect + authenticate + subscribe (Confab: token in Hello, then Sync; Socket.IO: token
     /// in the handshake, then join a room), then close, from concurrent loops.
@@ -288,8 +302,10 @@ fn print_table(result: &serde_json::Value) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.url.starts_with("socketio://") && matches!(cli.scenario, Scenario::W1 { .. } | Scenario::W4 { .. }) {
-        anyhow::bail!("W1 and W4 measure Confab only; the Socket.IO peer runs W2, W3 and W5");
+    if cli.url.starts_with("socketio://")
+        && matches!(cli.scenario, Scenario::W1 { .. } | Scenario::W4 { .. } | Scenario::Sfu { .. })
+    {
+        anyhow::bail!("W1, W4 and SFU measure Confab only; the Socket.IO peer runs W2, W3 and W5");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -322,6 +338,17 @@ fn main() -> anyhow::Result<()> {
                 rooms::run(&Peer::from_url(&cli.url, cli.insecure), &plan).await
             }
             Scenario::W5 { concurrency } => w5(&cli, (*concurrency).max(1)).await,
+            Scenario::Sfu { subscribers, video_kbps, server_pid } => {
+                sfu::run(
+                    &cli.url,
+                    &options(&cli),
+                    (*subscribers).max(1),
+                    (*video_kbps).max(1),
+                    cli.duration,
+                    *server_pid,
+                )
+                .await
+            }
         }
     })?;
     print_table(&result);
