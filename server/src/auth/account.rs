@@ -1,0 +1,137 @@
+//! Changing an account after sign-in (docs/protocol.md §11.8-§11.11): password change and reset,
+//! profile, deletion.
+
+use super::*;
+
+impl AuthService {
+    /// §11.8 ChangePassword: every other session is revoked.
+    pub async fn change_password(&self, ctx: &ConnCtx, current: &str, new: &str) -> Result<u32, ServerError> {
+        let auth = ctx.require_auth()?;
+        validate::password("change_password.new_password", new)?;
+        let account_key = format!("user:{}", auth.user_id);
+        limited(self.0.limits.login_account.take(&account_key))?;
+        let creds = self
+            .store()
+            .credentials(auth.user_id)
+            .await?
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
+        if !self.0.passwords.verify(current, creds.password_hash.as_deref()).await? {
+            return Err(ServerError::PermissionDenied("the current password is wrong".into()));
+        }
+        self.0.limits.login_account.refund(&account_key);
+        let hash = self.0.passwords.hash(new).await?;
+        let revoked = self
+            .store()
+            .set_password(auth.user_id, &hash, Some(&auth.session_id), RevokeReason::PasswordChanged, now_ms() as i64)
+            .await?;
+        self.revoke_live(&revoked, RevokeReason::PasswordChanged);
+        Ok(revoked.len() as u32)
+    }
+
+    /// §11.9 RequestPasswordReset: the same answer whether or not the account exists.
+    pub async fn request_password_reset(&self, ctx: &ConnCtx, identifier: &str) -> Result<u64, ServerError> {
+        if identifier.is_empty() || identifier.len() > 254 {
+            return Err(ServerError::invalid("request_password_reset.identifier", "a username, email or phone number"));
+        }
+        limited(self.0.limits.code_request_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_request_destination.take(&format!("reset:{}", identifier.to_lowercase())))?;
+        if let Some(user) = self.find_account(identifier).await? {
+            let destination = format!("user:{}", user.id);
+            let target = match (&user.email, &user.phone) {
+                (Some(e), _) => Some(("email", e.clone())),
+                (None, Some(p)) => Some(("sms", p.clone())),
+                _ => None,
+            };
+            if let Some((channel, to)) = target {
+                self.send_code(CodeKind::PasswordReset, &destination, Some(user.id), "password_reset", channel, &to)
+                    .await?;
+            }
+        }
+        Ok(self.0.cfg.code_ttl.as_millis() as u64)
+    }
+
+    async fn find_account(&self, identifier: &str) -> Result<Option<User>, ServerError> {
+        if identifier.starts_with('+') {
+            return Ok(self.store().user_by_phone(identifier).await?);
+        }
+        Ok(self.store().credentials_by_login(&identifier.to_lowercase()).await?.map(|c| c.user))
+    }
+
+    /// §11.9 ResetPassword: every session is revoked.
+    pub async fn reset_password(
+        &self,
+        ctx: &ConnCtx,
+        identifier: &str,
+        code: &str,
+        new: &str,
+    ) -> Result<(), ServerError> {
+        validate::code("reset_password.code", code)?;
+        validate::password("reset_password.new_password", new)?;
+        limited(self.0.limits.code_verify_ip.take(&ctx.peer.ip().to_string()))?;
+        let Some(user) = self.find_account(identifier).await? else { return Err(bad_code()) };
+        let destination = format!("user:{}", user.id);
+        let hash = self.0.codes.hash(CodeKind::PasswordReset, &destination, code);
+        let check = self
+            .store()
+            .check_code(CodeKind::PasswordReset, &destination, &hash, now_ms() as i64, self.0.cfg.code_max_attempts)
+            .await?;
+        if !matches!(check, CodeCheck::Valid { .. }) {
+            return Err(bad_code());
+        }
+        let password_hash = self.0.passwords.hash(new).await?;
+        let revoked = self
+            .store()
+            .set_password(user.id, &password_hash, None, RevokeReason::PasswordReset, now_ms() as i64)
+            .await?;
+        self.revoke_live(&revoked, RevokeReason::PasswordReset);
+        Ok(())
+    }
+
+    /// §11.10 GetMe.
+    pub async fn me(&self, ctx: &ConnCtx) -> Result<User, ServerError> {
+        let auth = ctx.require_auth()?;
+        self.store()
+            .user(auth.user_id)
+            .await?
+            .filter(|u| !u.deleted)
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))
+    }
+
+    /// §11.10 UpdateProfile.
+    pub async fn update_profile(&self, ctx: &ConnCtx, update: ProfileUpdate) -> Result<User, ServerError> {
+        let auth = ctx.require_auth()?;
+        if let Some(d) = &update.display_name {
+            validate::text("update_profile.display_name", d, 64)?;
+        }
+        if let Some(s) = &update.status_text {
+            validate::text("update_profile.status_text", s, 140)?;
+        }
+        self.store()
+            .update_profile(auth.user_id, update)
+            .await?
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))
+    }
+
+    /// §11.11 DeleteAccount: personal data removed, every session revoked (this connection is
+    /// closed after the response).
+    pub async fn delete_account(&self, ctx: &ConnCtx, password: &str) -> Result<(), ServerError> {
+        let auth = ctx.require_auth()?;
+        let creds = self
+            .store()
+            .credentials(auth.user_id)
+            .await?
+            .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
+        if creds.password_hash.is_some() {
+            let account_key = format!("user:{}", auth.user_id);
+            limited(self.0.limits.login_account.take(&account_key))?;
+            if !self.0.passwords.verify(password, creds.password_hash.as_deref()).await? {
+                return Err(ServerError::PermissionDenied("the password is wrong".into()));
+            }
+        }
+        self.unbind(ctx);
+        let revoked = self.store().delete_user(auth.user_id, now_ms() as i64).await?;
+        self.revoke_live(&revoked, RevokeReason::AccountDeleted);
+        ctx.close_after_response(&auth.session_id, RevokeReason::AccountDeleted);
+        Ok(())
+    }
+}
