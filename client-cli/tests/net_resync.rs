@@ -9,9 +9,10 @@ use std::time::Duration;
 use confab_cli::config::{FileConfig, Settings, TrustSetting};
 use confab_cli::creds::Credentials;
 use confab_cli::net::{self, Command, ConnState, NetOptions, Outgoing, Update, new_client_msg_id};
+use confab_conformance::call;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
 use confab_conformance::proxy::CutProxy;
-use confab_conformance::util::{register, unique};
+use confab_conformance::util::{User, direct, new_user};
 use confab_protocol::v1::{self, client_frame::Request, conversation_event::Body, response::Result as R};
 
 fn fast() -> NetOptions {
@@ -36,29 +37,24 @@ fn settings(server: &str, dir: &std::path::Path) -> Settings {
     }
 }
 
+/// Alice and Bob, signed in over WebSocket, and their direct conversation.
+async fn alice_and_bob(server: &TestServer) -> (User, User, u64) {
+    let alice = new_user(server, Transport::WebSocket, "alice").await.expect("alice");
+    let bob = new_user(server, Transport::WebSocket, "bob").await.expect("bob");
+    let conv = call!(alice.client, CreateConversation, direct(bob.id)).expect("dm").conversation_id;
+    (alice, bob, conv)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actor_converges_through_cut_connections_and_sends_once() {
     let server = TestServer::start(StoreKind::Sqlite).await.expect("server");
-    let (alice, _ea) = server.connect(Transport::WebSocket).await.expect("alice");
-    alice.register(register(&unique("alice"))).await.expect("register alice");
-    let (bob, _eb) = server.connect(Transport::WebSocket).await.expect("bob");
-    let bob_auth = bob.register(register(&unique("bob"))).await.expect("register bob");
-    let bob_id = bob_auth.me.as_ref().expect("me").user_id;
-    let req = v1::CreateConversation {
-        kind: v1::ConversationKind::Direct as i32,
-        member_ids: vec![bob_id],
-        ..Default::default()
-    };
-    let R::CreateConversation(conv) = alice.request(Request::CreateConversation(req)).await.expect("dm") else {
-        panic!("not a conversation")
-    };
-    let conv = conv.conversation_id;
+    let (alice, bob, conv) = alice_and_bob(&server).await;
 
     // Bob's actor talks through a proxy that closes every connection after 14 server frames.
     let proxy = CutProxy::start(server.ws_addr, Some(14)).await.expect("proxy");
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = settings(&format!("ws://{}/v1/ws", proxy.addr), dir.path());
-    settings.creds().save(&Credentials::from_auth(&settings.server, &settings.trust, &bob_auth)).expect("creds");
+    settings.creds().save(&Credentials::from_auth(&settings.server, &settings.trust, &bob.auth)).expect("creds");
     let (handle, mut updates) = net::spawn(settings, fast());
     // Entries after the first snapshot are what the actor reports (earlier ones are history).
     loop {
@@ -90,7 +86,7 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
             text: format!("a{i}"),
             ..Default::default()
         };
-        alice.request(Request::SendMessage(m)).await.expect("alice sends");
+        alice.client.request(Request::SendMessage(m)).await.expect("alice sends");
     }
 
     let mut entries: Vec<(u64, String)> = Vec::new();
@@ -132,8 +128,10 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
     assert_eq!(b, ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"]);
     // The server stored each of bob's messages once.
     let h = v1::GetHistory { conversation_id: conv, before_seq: 0, after_seq: 0, limit: 200 };
-    let R::GetHistory(h) = alice.request(Request::GetHistory(h)).await.expect("history") else { panic!("history") };
-    let bobs: Vec<&str> = h.messages.iter().filter(|m| m.sender_id == bob_id).map(|m| m.text.as_str()).collect();
+    let R::GetHistory(h) = alice.client.request(Request::GetHistory(h)).await.expect("history") else {
+        panic!("history")
+    };
+    let bobs: Vec<&str> = h.messages.iter().filter(|m| m.sender_id == bob.id).map(|m| m.text.as_str()).collect();
     assert_eq!(bobs.len(), 10, "{bobs:?}");
     let mut sorted = bobs.clone();
     sorted.sort_unstable();
@@ -148,27 +146,15 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsent_messages_survive_a_restart() {
     let server = TestServer::start(StoreKind::Sqlite).await.expect("server");
-    let (alice, _ea) = server.connect(Transport::WebSocket).await.expect("alice");
-    alice.register(register(&unique("alice"))).await.expect("register alice");
-    let (bob, _eb) = server.connect(Transport::WebSocket).await.expect("bob");
-    let bob_auth = bob.register(register(&unique("bob"))).await.expect("register bob");
-    let bob_id = bob_auth.me.as_ref().expect("me").user_id;
-    let req = v1::CreateConversation {
-        kind: v1::ConversationKind::Direct as i32,
-        member_ids: vec![bob_id],
-        ..Default::default()
-    };
-    let R::CreateConversation(conv) = alice.request(Request::CreateConversation(req)).await.expect("dm") else {
-        panic!("not a conversation")
-    };
+    let (alice, bob, conv) = alice_and_bob(&server).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // First run: nothing listens on this port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
     let offline = settings(&format!("ws://{closed}/v1/ws"), dir.path());
-    offline.creds().save(&Credentials::from_auth(&offline.server, &offline.trust, &bob_auth)).expect("creds");
+    offline.creds().save(&Credentials::from_auth(&offline.server, &offline.trust, &bob.auth)).expect("creds");
     let (handle, mut updates) = net::spawn(offline, NetOptions { persist_outbox: true, ..fast() });
     let o = Outgoing {
-        conversation_id: conv.conversation_id,
+        conversation_id: conv,
         client_msg_id: new_client_msg_id(),
         text: "written offline".into(),
         reply_to: 0,
@@ -189,7 +175,7 @@ async fn unsent_messages_survive_a_restart() {
 
     // Second run, online: the message goes out once and the outbox empties.
     let online = settings(&server.url(Transport::WebSocket), dir.path());
-    online.creds().save(&Credentials::from_auth(&online.server, &online.trust, &bob_auth)).expect("creds");
+    online.creds().save(&Credentials::from_auth(&online.server, &online.trust, &bob.auth)).expect("creds");
     let (handle, mut updates) = net::spawn(online, NetOptions { persist_outbox: true, ..fast() });
     loop {
         match tokio::time::timeout(Duration::from_secs(20), updates.recv()).await.expect("update").expect("alive") {
@@ -204,8 +190,10 @@ async fn unsent_messages_survive_a_restart() {
     handle.send(Command::Shutdown).await.expect("shutdown");
     let saved = std::fs::read_to_string(dir.path().join("profile/outbox.json")).expect("outbox");
     assert_eq!(saved.trim(), "[]");
-    let h = v1::GetHistory { conversation_id: conv.conversation_id, before_seq: 0, after_seq: 0, limit: 50 };
-    let R::GetHistory(h) = alice.request(Request::GetHistory(h)).await.expect("history") else { panic!("history") };
+    let h = v1::GetHistory { conversation_id: conv, before_seq: 0, after_seq: 0, limit: 50 };
+    let R::GetHistory(h) = alice.client.request(Request::GetHistory(h)).await.expect("history") else {
+        panic!("history")
+    };
     assert_eq!(h.messages.iter().filter(|m| m.text == "written offline").count(), 1);
     server.stop().await.expect("stop");
 }

@@ -152,3 +152,23 @@ pub async fn next_matching<T>(
     .await
     .context("expected event did not come")?
 }
+
+/// A CreateConversation for a group titled `title` with `members` (besides the creator).
+pub fn group(title: &str, members: &[u64]) -> v1::CreateConversation {
+    v1::CreateConversation {
+        kind: v1::ConversationKind::Group as i32,
+        title: title.into(),
+        member_ids: members.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A CreateConversation for the direct conversation with `peer`.
+pub fn direct(peer: u64) -> v1::CreateConversation {
+    v1::CreateConversation { kind: v1::ConversationKind::Direct as i32, member_ids: vec![peer], ..Default::default() }
+}
+
+/// A SendMessage of `text` with the client id `id`.
+pub fn send(conv: u64, id: &str, text: &str) -> v1::SendMessage {
+    v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{TestFn, TestServer, Transport};
-use confab_conformance::util::{User, expect_code, new_user, next_matching, second_device};
+use confab_conformance::util::{User, expect_code, group, new_user, next_matching, second_device};
 use confab_protocol::v1::{self, CallMedia, CallOutcome, ErrorCode, HangupReason, call_signal, event};
 use confab_server::config::Secret;
 
@@ -34,12 +34,7 @@ confab_conformance::matrix_tests!(TESTS, |c| {
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn direct(a: &User, b: &User) -> anyhow::Result<u64> {
-    let c = v1::CreateConversation {
-        kind: v1::ConversationKind::Direct as i32,
-        member_ids: vec![b.id],
-        ..Default::default()
-    };
-    Ok(call!(a.client, CreateConversation, c)?.conversation_id)
+    Ok(call!(a.client, CreateConversation, confab_conformance::util::direct(b.id))?.conversation_id)
 }
 
 async fn start(a: &User, conv: u64) -> anyhow::Result<v1::StartCallResult> {
@@ -299,13 +294,7 @@ async fn group_rings_every_member_and_refuses_big_rooms(s: &TestServer, t: Trans
     let mut a = new_user(s, t, "callA").await?;
     let mut b = new_user(s, t, "callB").await?;
     let mut c = new_user(s, t, "callC").await?;
-    let group = |members: Vec<u64>| v1::CreateConversation {
-        kind: v1::ConversationKind::Group as i32,
-        title: "call group".into(),
-        member_ids: members,
-        ..Default::default()
-    };
-    let conv = call!(a.client, CreateConversation, group(vec![b.id, c.id]))?.conversation_id;
+    let conv = call!(a.client, CreateConversation, group("call group", &[b.id, c.id]))?.conversation_id;
     let started = start(&a, conv).await?;
     invite(&mut b).await?;
     invite(&mut c).await?;
@@ -325,7 +314,7 @@ async fn group_rings_every_member_and_refuses_big_rooms(s: &TestServer, t: Trans
     for _ in 0..3 {
         ids.push(new_user(s, t, "callX").await?.id);
     }
-    let big = call!(a.client, CreateConversation, group(ids))?.conversation_id;
+    let big = call!(a.client, CreateConversation, group("call group", &ids))?.conversation_id;
     let refused = call!(a.client, StartCall, v1::StartCall { conversation_id: big, media: CallMedia::Audio as i32 });
     expect_code(refused, ErrorCode::FailedPrecondition)?;
     expect_code(

@@ -4,7 +4,7 @@
 use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{TestFn, TestServer, Transport};
-use confab_conformance::util::{expect_code, new_user, next_conv_event, second_device};
+use confab_conformance::util::{expect_code, group, new_user, next_conv_event, second_device, send};
 use confab_protocol::v1::{self, ErrorCode, conversation_event::Body};
 
 const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
@@ -28,19 +28,6 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
 ];
 
 confab_conformance::matrix_tests!(TESTS);
-
-fn group(title: &str, members: &[u64]) -> v1::CreateConversation {
-    v1::CreateConversation {
-        kind: v1::ConversationKind::Group as i32,
-        title: title.into(),
-        member_ids: members.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn send(conv: u64, id: &str, text: &str) -> v1::SendMessage {
-    v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() }
-}
 
 /// §12.2: DIRECT has exactly two users, one conversation per pair, whoever creates it.
 async fn direct_is_unique_per_pair(s: &TestServer, t: Transport) -> anyhow::Result<()> {

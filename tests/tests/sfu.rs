@@ -31,13 +31,8 @@ async fn server(max_publishers: u32, max_participants: u32) -> anyhow::Result<Te
 }
 
 async fn group(owner: &User, members: &[&User]) -> anyhow::Result<u64> {
-    let c = v1::CreateConversation {
-        kind: v1::ConversationKind::Group as i32,
-        title: "sfu".into(),
-        member_ids: members.iter().map(|u| u.id).collect(),
-        ..Default::default()
-    };
-    Ok(call!(owner.client, CreateConversation, c)?.conversation_id)
+    let ids: Vec<u64> = members.iter().map(|u| u.id).collect();
+    Ok(call!(owner.client, CreateConversation, confab_conformance::util::group("sfu", &ids))?.conversation_id)
 }
 
 async fn peer(u: User, conv: u64, tag: u8) -> anyhow::Result<(GroupPeer, v1::JoinCallResult)> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{TestFn, TestServer, Transport};
-use confab_conformance::util::{User, expect_code, new_user, next_matching, second_device};
+use confab_conformance::util::{User, expect_code, group, new_user, next_matching, second_device, send};
 use confab_protocol::client::Events;
 use confab_protocol::v1::{self, ErrorCode, PresenceState, ReceiptState, event, user_update};
 
@@ -22,19 +22,6 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
 ];
 
 confab_conformance::matrix_tests!(TESTS, |c| c.limits.typing_ttl = Duration::from_millis(400));
-
-fn group(title: &str, members: &[u64]) -> v1::CreateConversation {
-    v1::CreateConversation {
-        kind: v1::ConversationKind::Group as i32,
-        title: title.into(),
-        member_ids: members.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn send(conv: u64, id: &str, text: &str) -> v1::SendMessage {
-    v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() }
-}
 
 /// Drains events for `wait`, collecting the matching ones.
 async fn collect<T>(events: &mut Events, wait: Duration, pick: impl Fn(&event::Event) -> Option<T>) -> Vec<T> {

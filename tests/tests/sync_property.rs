@@ -10,7 +10,7 @@ use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
 use confab_conformance::syncer::{ConvState, Device};
-use confab_conformance::util::{PASSWORD, new_user};
+use confab_conformance::util::{PASSWORD, direct, group, new_user, send};
 use confab_protocol::v1;
 use confab_server::conversations::wire;
 
@@ -36,32 +36,19 @@ struct Sent {
     deleted: bool,
 }
 
+/// One of `user`'s messages that is not deleted, at random.
+fn pick_live(sent: &[Sent], user: u64, rng: &mut Rng) -> Option<usize> {
+    let mine: Vec<usize> = (0..sent.len()).filter(|k| sent[*k].sender == user && !sent[*k].deleted).collect();
+    (!mine.is_empty()).then(|| mine[rng.below(mine.len())])
+}
+
 async fn scenario(s: &TestServer, t: Transport, seed: u64, steps: usize) -> anyhow::Result<String> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let a = new_user(s, t, "pA").await?;
     let b = new_user(s, t, "pB").await?;
     let c = new_user(s, t, "pC").await?;
-    let group = call!(
-        a.client,
-        CreateConversation,
-        v1::CreateConversation {
-            kind: v1::ConversationKind::Group as i32,
-            title: "prop".into(),
-            member_ids: vec![b.id, c.id],
-            ..Default::default()
-        }
-    )?
-    .conversation_id;
-    let dm = call!(
-        a.client,
-        CreateConversation,
-        v1::CreateConversation {
-            kind: v1::ConversationKind::Direct as i32,
-            member_ids: vec![b.id],
-            ..Default::default()
-        }
-    )?
-    .conversation_id;
+    let group = call!(a.client, CreateConversation, group("prop", &[b.id, c.id]))?.conversation_id;
+    let dm = call!(a.client, CreateConversation, direct(b.id))?.conversation_id;
     // Devices: A has two, B and C one each. A's second device has its own session.
     let (a2c, _) = s.connect(t).await?;
     let a2 = a2c.login(&a.name, PASSWORD, "A phone").await?;
@@ -98,22 +85,15 @@ async fn scenario(s: &TestServer, t: Transport, seed: u64, steps: usize) -> anyh
                 let r = call!(
                     devices[i].client()?,
                     SendMessage,
-                    v1::SendMessage {
-                        conversation_id: conv,
-                        client_msg_id: format!("s{seed}-{n}"),
-                        text: format!("message {n} from device{i}"),
-                        ..Default::default()
-                    }
+                    send(conv, &format!("s{seed}-{n}"), &format!("message {n} from device{i}"))
                 )?;
                 sent.push(Sent { conv, message_id: r.message_id, sender: user, deleted: false });
             }
             45..=56 => {
-                let mine: Vec<usize> =
-                    (0..sent.len()).filter(|k| sent[*k].sender == user && !sent[*k].deleted).collect();
-                if mine.is_empty() || (user == c.id && !c_in_group) {
+                if user == c.id && !c_in_group {
                     continue;
                 }
-                let k = mine[rng.below(mine.len())];
+                let Some(k) = pick_live(&sent, user, &mut rng) else { continue };
                 call!(
                     devices[i].client()?,
                     EditMessage,
@@ -125,12 +105,10 @@ async fn scenario(s: &TestServer, t: Transport, seed: u64, steps: usize) -> anyh
                 )?;
             }
             57..=63 => {
-                let mine: Vec<usize> =
-                    (0..sent.len()).filter(|k| sent[*k].sender == user && !sent[*k].deleted).collect();
-                if mine.is_empty() || (user == c.id && !c_in_group) {
+                if user == c.id && !c_in_group {
                     continue;
                 }
-                let k = mine[rng.below(mine.len())];
+                let Some(k) = pick_live(&sent, user, &mut rng) else { continue };
                 call!(
                     devices[i].client()?,
                     DeleteMessage,

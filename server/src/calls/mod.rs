@@ -16,7 +16,7 @@ use confab_protocol::v1::{self, CallMedia, HangupReason, call_signal, event};
 
 use crate::auth::ConnAuth;
 use crate::config::CallsConfig;
-use crate::conversations::{Conversations, id};
+use crate::conversations::{Conversations, id, member_view};
 use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::store::{ConvKind, Store, WriteOp, now_ms};
@@ -46,7 +46,8 @@ impl std::fmt::Debug for Calls {
     }
 }
 
-fn random_id(prefix: &str) -> String {
+/// An opaque random id (calls, parties, participants).
+pub(crate) fn random_id(prefix: &str) -> String {
     let mut r = [0u8; 12];
     getrandom::fill(&mut r).expect("system randomness");
     format!("{prefix}{}", hex::encode(r))
@@ -106,11 +107,7 @@ impl Calls {
         if !matches!(CallMedia::try_from(media), Ok(CallMedia::Audio | CallMedia::Video)) {
             return Err(ServerError::invalid("start_call.media", "AUDIO or VIDEO"));
         }
-        let not_found = || ServerError::NotFound("no such conversation".into());
-        let view = self.0.store.conversation(auth.user_id, conv).await?.ok_or_else(not_found)?;
-        if view.my_role.is_none() {
-            return Err(not_found());
-        }
+        let view = member_view(self.0.store.as_ref(), auth.user_id, conv).await?;
         let limit = self.0.config.max_ring_members;
         let members = self.0.store.members(conv, 0, limit + 1).await?;
         if members.len() > limit as usize {
@@ -118,15 +115,13 @@ impl Calls {
                 "conversations of more than {limit} members have group calls (JoinCall), not ringing"
             )));
         }
-        let mut callees = Vec::new();
-        for m in members.iter().filter(|m| m.user_id != auth.user_id) {
-            let blocked = self.0.store.blocked_users(m.user_id).await?.iter().any(|u| u.id == auth.user_id);
-            if blocked && view.kind == ConvKind::Direct as i32 {
-                return Err(ServerError::PermissionDenied("you cannot call this user".into()));
-            }
-            if !blocked {
-                callees.push(m.user_id);
-            }
+        // Members who blocked the caller are not rung; in a direct conversation the block refuses
+        // the call, as it refuses messages (§18).
+        let blockers = self.0.store.blockers(auth.user_id).await?;
+        let others = members.iter().map(|m| m.user_id).filter(|u| *u != auth.user_id);
+        let (blocked, callees): (Vec<_>, Vec<_>) = others.partition(|u| blockers.contains(u));
+        if !blocked.is_empty() && view.kind == ConvKind::Direct as i32 {
+            return Err(ServerError::PermissionDenied("you cannot call this user".into()));
         }
         if callees.is_empty() {
             return Err(ServerError::FailedPrecondition("nobody else to call in this conversation".into()));

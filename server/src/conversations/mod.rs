@@ -29,6 +29,15 @@ fn not_found() -> ServerError {
     ServerError::NotFound("no such conversation".into())
 }
 
+/// The conversation as `user` sees it, if `user` is a member; for anyone else the same NOT_FOUND
+/// as for a missing id (§12.1). For services that act in a conversation (calls).
+pub(crate) async fn member_view(store: &dyn Store, user: UserId, conv: ConvId) -> Result<ConvView, ServerError> {
+    match store.conversation(user, conv).await? {
+        Some(v) if v.my_role.is_some() => Ok(v),
+        _ => Err(not_found()),
+    }
+}
+
 /// One conversation's part of a Sync answer.
 #[derive(Debug)]
 pub struct Diff {

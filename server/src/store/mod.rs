@@ -205,6 +205,8 @@ pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
     async fn block(&self, user: UserId, other: UserId, now_ms: i64) -> Result<bool, StoreError>;
     async fn unblock(&self, user: UserId, other: UserId) -> Result<(), StoreError>;
     async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError>;
+    /// The users who blocked `user`.
+    async fn blockers(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
     /// Who may see `user`'s presence: co-members and users in `user`'s contacts, minus those
     /// `user` blocked.
     async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;

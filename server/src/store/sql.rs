@@ -544,6 +544,11 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
             }
 
+            async fn blockers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+                let rows = sqlx::query("SELECT user_id FROM blocks WHERE blocked_id = $1").bind(user).fetch_all(&self.pool).await?;
+                Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+            }
+
             async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
                 timed(&self.metrics, "presence_audience", async {
                     let rows = sqlx::query(

@@ -18,7 +18,7 @@ use webrtc::peer_connection::RTCIceCandidateInit;
 
 use crate::auth::ConnAuth;
 use crate::config::CallsConfig;
-use crate::conversations::id;
+use crate::conversations::{id, member_view};
 use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::store::{ConvId, Store, now_ms};
@@ -110,11 +110,7 @@ impl Sfu {
     /// §20.3.2
     pub async fn join(&self, auth: &ConnAuth, conv: u64) -> Result<v1::JoinCallResult, ServerError> {
         let conv = id("join_call.conversation_id", conv)?;
-        let not_found = || ServerError::NotFound("no such conversation".into());
-        let view = self.0.store.conversation(auth.user_id, conv).await?.ok_or_else(not_found)?;
-        if view.my_role.is_none() {
-            return Err(not_found());
-        }
+        member_view(self.0.store.as_ref(), auth.user_id, conv).await?;
         {
             let mut sessions = self.0.sessions();
             if sessions.contains_key(&auth.session_id) {
@@ -248,12 +244,6 @@ pub(super) async fn announce_state(sfu: Arc<Inner>, conv: ConvId, mut count: wat
         let ev = event::Event::GroupCallState(v1::GroupCallState { conversation_id: conv as u64, participants });
         sfu.hub.deliver(&members, &encode_server(&event_frame(ev)));
     }
-}
-
-pub(super) fn random_id(prefix: &str) -> String {
-    let mut r = [0u8; 9];
-    getrandom::fill(&mut r).expect("system randomness");
-    format!("{prefix}{}", hex::encode(r))
 }
 
 /// Track ids a (publisher) offer still sends: `a=msid` of m-sections that are not recvonly,

@@ -19,7 +19,8 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::forward::{Counters, Relay, Source};
 use super::leg::{Leg, LegOwner};
-use super::{Inner, announce_state, not_in_call, random_id};
+use super::{Inner, announce_state, not_in_call};
+use crate::calls::random_id;
 use crate::error::ServerError;
 use crate::store::{ConvId, now_ms};
 

@@ -60,6 +60,25 @@ pub async fn register(client: &Client, name: &str) -> anyhow::Result<v1::AuthRes
     }
 }
 
+/// Creates a group of `members` (any number: the first 256 at creation, the rest by AddMembers).
+pub async fn create_group(client: &Client, title: &str, members: &[u64]) -> anyhow::Result<u64> {
+    let mut chunks = members.chunks(256);
+    let create = v1::CreateConversation {
+        kind: v1::ConversationKind::Group as i32,
+        title: title.into(),
+        member_ids: chunks.next().unwrap_or_default().to_vec(),
+        ..Default::default()
+    };
+    let conv = match client.request(Request::CreateConversation(create)).await? {
+        response::Result::CreateConversation(c) => c.conversation_id,
+        other => bail!("unexpected {other:?}"),
+    };
+    for chunk in chunks {
+        client.request(Request::AddMembers(v1::AddMembers { conversation_id: conv, user_ids: chunk.to_vec() })).await?;
+    }
+    Ok(conv)
+}
+
 impl Peer {
     /// `ws://…/v1/ws` or `quic://…` for Confab; `socketio://HOST:PORT` for the comparison peer.
     pub fn from_url(url: &str, insecure: bool) -> Self {
@@ -162,24 +181,7 @@ impl Peer {
                         Member::SocketIo { .. } => bail!("mixed peers"),
                     })
                     .collect::<anyhow::Result<_>>()?;
-                let mut chunks = ids.chunks(256);
-                let first = chunks.next().unwrap_or_default().to_vec();
-                let conv = match client
-                    .request(Request::CreateConversation(v1::CreateConversation {
-                        kind: v1::ConversationKind::Group as i32,
-                        title: "bench room".into(),
-                        member_ids: first,
-                        ..Default::default()
-                    }))
-                    .await?
-                {
-                    response::Result::CreateConversation(c) => c.conversation_id,
-                    other => bail!("unexpected {other:?}"),
-                };
-                for chunk in chunks {
-                    let add = v1::AddMembers { conversation_id: conv, user_ids: chunk.to_vec() };
-                    client.request(Request::AddMembers(add)).await?;
-                }
+                let conv = create_group(client, "bench room", &ids).await?;
                 Ok(Room::Confab(conv))
             }
             Member::SocketIo { name, .. } => {

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use confab_conformance::webrtc_peer::{GroupPeer, Rate};
 use confab_protocol::client::Client;
-use confab_protocol::v1::{self, client_frame::Request, response};
 use serde_json::json;
 
-use crate::peer::{random_name, register};
+use crate::peer::{create_group, random_name, register};
 use crate::stats::Samples;
 
 /// Payload bytes of one video packet (about an MTU's worth after headers).
@@ -52,20 +51,7 @@ pub async fn run(
         subs.push(signed_in(url, options, &format!("sfusub{i}")).await?);
     }
     let ids: Vec<u64> = subs.iter().map(|s| s.2).collect();
-    let mut chunks = ids.chunks(256);
-    let create = v1::CreateConversation {
-        kind: v1::ConversationKind::Group as i32,
-        title: "sfu bench".into(),
-        member_ids: chunks.next().unwrap_or_default().to_vec(),
-        ..Default::default()
-    };
-    let conv = match pc.request(Request::CreateConversation(create)).await? {
-        response::Result::CreateConversation(c) => c.conversation_id,
-        other => bail!("unexpected {other:?}"),
-    };
-    for chunk in chunks {
-        pc.request(Request::AddMembers(v1::AddMembers { conversation_id: conv, user_ids: chunk.to_vec() })).await?;
-    }
+    let conv = create_group(&pc, "sfu bench", &ids).await?;
     let joined = Instant::now();
     let mut peers = Vec::with_capacity(subscribers);
     for (i, (c, e, _)) in subs.into_iter().enumerate() {
