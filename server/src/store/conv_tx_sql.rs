@@ -96,11 +96,6 @@ macro_rules! conv_tx_helpers {
                 r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
             }
 
-            async fn announcement_only(tx: &mut Tx, conv: ConvId) -> Result<bool, sqlx::Error> {
-                let r = sqlx::query("SELECT announcement_only FROM conversations WHERE id = $1").bind(conv).fetch_one(&mut **tx).await?;
-                Ok(r.try_get::<i32, _>(0)? != 0)
-            }
-
             async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
                 let r = sqlx::query("SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2")
                     .bind(conv)

@@ -66,6 +66,9 @@ pub fn permits(role: i32, action: Action) -> bool {
     (ROLE_OWNER..=lowest).contains(&role)
 }
 
+/// The log kind of a posted message (`LogBody::Posted`).
+pub const LOG_POSTED: i32 = 2;
+
 /// A message's current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageRec {
@@ -156,7 +159,7 @@ impl LogBody {
     pub fn kind(&self) -> i32 {
         match self {
             Self::Created { .. } => 1,
-            Self::Posted(_) => 2,
+            Self::Posted(_) => LOG_POSTED,
             Self::Edited { .. } => 3,
             Self::Deleted { .. } => 4,
             Self::MembersAdded(_) => 5,

@@ -10,6 +10,7 @@ macro_rules! impl_conv_writes {
             use $crate::store::conv_sql::join_ids;
             use $crate::store::conv_types::*;
             use $crate::store::types::UserId;
+            use std::collections::HashMap;
 
             type Db = <$store as $crate::store::sql::HasDb>::Db;
             type Tx = sqlx::Transaction<'static, Db>;
@@ -18,14 +19,24 @@ macro_rules! impl_conv_writes {
             pub(super) async fn apply(pool: &sqlx::Pool<Db>, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
                 let mut tx = pool.begin_with($begin).await?;
                 let mut out = Vec::with_capacity(ops.len());
-                for op in ops {
-                    out.push(apply_one(&mut tx, op).await?);
+                let mut rest = ops;
+                while let Some(op) = rest.first() {
+                    // Consecutive sends go together through the set-based path.
+                    let run: Vec<SendRef<'_>> = rest.iter().map_while(SendRef::of).collect();
+                    if run.is_empty() {
+                        out.push(apply_one(&mut tx, op).await?);
+                        rest = &rest[1..];
+                    } else {
+                        out.extend(send_run(&mut tx, &run).await?);
+                        rest = &rest[run.len()..];
+                    }
                 }
                 tx.commit().await?;
                 Ok(out)
             }
 
             $crate::store::conv_tx_sql::conv_tx_helpers!();
+            $crate::store::conv_send_sql::conv_send_run!();
 
             type OpOut = Result<Result<Applied, OpError>, sqlx::Error>;
 
@@ -215,102 +226,9 @@ macro_rules! impl_conv_writes {
                         }
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications, ..Default::default() }))
                     }
-                    WriteOp::Send { conversation_id: conv, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => {
-                        let Some((kind, Some(role))) = kind_and_role(tx, *conv, *sender).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        let dup = sqlx::query("SELECT id, seq, created_at_ms, conversation_id FROM messages WHERE session_id = $1 AND client_msg_id = $2")
-                            .bind(session_id)
-                            .bind(client_msg_id)
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                        if let Some(d) = dup {
-                            if d.try_get::<i64, _>(3)? != *conv {
-                                return Ok(Err(OpError::Invalid("send_message.client_msg_id", "already used for another conversation")));
-                            }
-                            return Ok(Ok(Applied {
-                                result: Some(OpResult::Sent { message_id: d.try_get(0)?, seq: d.try_get(1)?, created_at_ms: d.try_get(2)?, duplicate: true }),
-                                ..Default::default()
-                            }));
-                        }
-                        if kind == ConvKind::Direct as i32 {
-                            let peer = member_ids(tx, *conv).await?.into_iter().find(|u| u != sender);
-                            if let Some(peer) = peer
-                                && blocked(tx, peer, *sender).await?
-                            {
-                                return Ok(Err(OpError::PermissionDenied("you cannot send to this conversation")));
-                            }
-                        }
-                        if announcement_only(tx, *conv).await? && !permits(role, Action::PostInAnnouncementOnly) {
-                            return Ok(Err(OpError::PermissionDenied("only owners and admins post in this conversation")));
-                        }
-                        if let Some(parent) = reply_to {
-                            let p = sqlx::query("SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2")
-                                .bind(*parent)
-                                .bind(*conv)
-                                .fetch_optional(&mut **tx)
-                                .await?;
-                            if p.is_none() {
-                                return Ok(Err(OpError::Invalid("send_message.reply_to_message_id", "no such message in this conversation")));
-                            }
-                        }
-                        // The seq is taken first so the message row carries it.
-                        let seq = next_seq(tx, *conv, *now_ms).await?;
-                        let r = sqlx::query("INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) \
-                                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
-                            .bind(*conv)
-                            .bind(seq)
-                            .bind(*sender)
-                            .bind(session_id)
-                            .bind(client_msg_id)
-                            .bind(text)
-                            .bind(*reply_to)
-                            .bind(join_ids(mentions))
-                            .bind(*now_ms)
-                            .fetch_one(&mut **tx)
-                            .await?;
-                        let message_id: i64 = r.try_get(0)?;
-                        sqlx::query("UPDATE conversations SET last_message_id = $1 WHERE id = $2").bind(message_id).bind(*conv).execute(&mut **tx).await?;
-                        let m = MessageRec {
-                            id: message_id,
-                            conversation_id: *conv,
-                            seq,
-                            sender_id: *sender,
-                            text: text.clone(),
-                            reply_to: *reply_to,
-                            mentions: mentions.clone(),
-                            created_at_ms: *now_ms,
-                            edited_at_ms: None,
-                            deleted: false,
-                            client_msg_id: client_msg_id.clone(),
-                            reactions: Vec::new(),
-                            pinned: false,
-                        };
-                        sqlx::query("INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-                            .bind(*conv)
-                            .bind(seq)
-                            .bind(LogBody::Posted(m.clone()).kind())
-                            .bind(*sender)
-                            .bind(*now_ms)
-                            .bind(message_id)
-                            .bind(text)
-                            .bind(join_ids(mentions))
-                            .execute(&mut **tx)
-                            .await?;
-                        let ev = LogEvent { conversation_id: *conv, seq, actor_id: *sender, at_ms: *now_ms, body: LogBody::Posted(m) };
-                        let audience = member_ids(tx, *conv).await?;
-                        let mut notifications = Vec::new();
-                        for u in mentions.iter().filter(|u| *u != sender && audience.contains(u)) {
-                            notifications.push(notify(tx, *u, NOTIFY_MENTIONED, *conv, Some(message_id), *sender, None, *now_ms).await?);
-                        }
-                        Ok(Ok(Applied {
-                            result: Some(OpResult::Sent { message_id, seq, created_at_ms: *now_ms, duplicate: false }),
-                            events: vec![ev],
-                            audience,
-                            notifications,
-                            ..Default::default()
-                        }))
+                    WriteOp::Send { .. } => {
+                        let run: Vec<SendRef<'_>> = SendRef::of(op).into_iter().collect();
+                        Ok(send_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
                     }
                     WriteOp::Edit { conversation_id: conv, actor, message_id, text, now_ms } => {
                         if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, false).await? {

@@ -1,0 +1,311 @@
+//! The set-based send path (`conv_send_run!`), expanded inside each backend's `conv_write` module:
+//! a run of consecutive SendMessage writes of one batch is checked and written with a fixed number
+//! of statements (about seven), whatever its length, instead of about nine statements per message.
+//! The outcome is the one the sends would have had one after another: sends change none of each
+//! other's preconditions except the idempotency keys (tracked here) and the sequence numbers
+//! (taken per conversation with one atomic `head_seq + n`).
+
+macro_rules! conv_send_run {
+    () => {
+            /// One SendMessage of a run, borrowed from its op.
+            struct SendRef<'a> {
+                conv: ConvId,
+                sender: UserId,
+                session_id: &'a str,
+                client_msg_id: &'a str,
+                text: &'a str,
+                reply_to: Option<i64>,
+                mentions: &'a [UserId],
+                now: i64,
+            }
+
+            impl<'a> SendRef<'a> {
+                fn of(op: &'a WriteOp) -> Option<Self> {
+                    match op {
+                        WriteOp::Send { conversation_id, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => Some(Self {
+                            conv: *conversation_id,
+                            sender: *sender,
+                            session_id,
+                            client_msg_id,
+                            text,
+                            reply_to: *reply_to,
+                            mentions,
+                            now: *now_ms,
+                        }),
+                        _ => None,
+                    }
+                }
+            }
+
+            /// What the checks decided for one send of the run.
+            enum Fate {
+                Refused(OpError),
+                /// The key was used by an earlier, committed send.
+                Stored(Applied),
+                /// The key was used by an earlier send of this run (its index).
+                SameAs(usize),
+                /// A new message: its rank among the run's new messages of its conversation.
+                New(i64),
+            }
+
+            /// (kind, announcement_only, blocked by the peer of a DIRECT) per (conversation, member).
+            async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, i32, i32)>, sqlx::Error> {
+                let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
+                pairs.sort_unstable();
+                pairs.dedup();
+                let mut q = sqlx::QueryBuilder::<Db>::new("WITH k(cid, uid) AS (");
+                q.push_values(&pairs, |mut b, (c, u)| {
+                    b.push_bind(*c).push_bind(*u);
+                });
+                q.push(format!(
+                    ") SELECT k.cid, k.uid, c.kind, c.announcement_only, m.role, \
+                     CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN blocks b ON b.user_id = p.user_id AND b.blocked_id = k.uid \
+                     WHERE p.conversation_id = k.cid AND p.user_id <> k.uid) THEN 1 ELSE 0 END \
+                     FROM k JOIN conversations c ON c.id = k.cid JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid",
+                    direct = ConvKind::Direct as i32
+                ));
+                let mut out = HashMap::with_capacity(pairs.len());
+                for r in q.build().fetch_all(&mut **tx).await? {
+                    let kind: i32 = r.try_get(2)?;
+                    let announcement_only: i32 = r.try_get(3)?;
+                    let role: i32 = r.try_get(4)?;
+                    let blocked: i32 = r.try_get(5)?;
+                    let post = if announcement_only != 0 && !permits(role, Action::PostInAnnouncementOnly) { 0 } else { 1 };
+                    out.insert((r.try_get(0)?, r.try_get(1)?), (kind, post, blocked));
+                }
+                Ok(out)
+            }
+
+            /// Messages already stored under the run's idempotency keys.
+            async fn send_stored_keys(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(String, String), (i64, i64, i64, ConvId)>, sqlx::Error> {
+                let mut q = sqlx::QueryBuilder::<Db>::new("WITH k(s, c) AS (");
+                q.push_values(run, |mut b, s| {
+                    b.push_bind(s.session_id.to_string()).push_bind(s.client_msg_id.to_string());
+                });
+                q.push(") SELECT m.session_id, m.client_msg_id, m.id, m.seq, m.created_at_ms, m.conversation_id FROM messages m \
+                        JOIN k ON m.session_id = k.s AND m.client_msg_id = k.c");
+                let mut out = HashMap::new();
+                for r in q.build().fetch_all(&mut **tx).await? {
+                    out.insert((r.try_get(0)?, r.try_get(1)?), (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?));
+                }
+                Ok(out)
+            }
+
+            /// The conversation of each existing message the run replies to.
+            async fn send_parents(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<i64, ConvId>, sqlx::Error> {
+                let mut ids: Vec<i64> = run.iter().filter_map(|s| s.reply_to).collect();
+                if ids.is_empty() {
+                    return Ok(HashMap::new());
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT id, conversation_id FROM messages WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in &ids {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+            }
+
+            /// Members of each conversation, in user order.
+            async fn send_audiences(tx: &mut Tx, convs: &[ConvId]) -> Result<HashMap<ConvId, Vec<UserId>>, sqlx::Error> {
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT conversation_id, user_id FROM members WHERE conversation_id IN (");
+                let mut list = q.separated(", ");
+                for c in convs {
+                    list.push_bind(*c);
+                }
+                q.push(") ORDER BY conversation_id, user_id");
+                let mut out: HashMap<ConvId, Vec<UserId>> = HashMap::with_capacity(convs.len());
+                for r in q.build().fetch_all(&mut **tx).await? {
+                    out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+                }
+                Ok(out)
+            }
+
+            /// Applies a run of sends (§13.1): one result per send, in order.
+            async fn send_run(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
+                let checks = send_checks(tx, run).await?;
+                let stored = send_stored_keys(tx, run).await?;
+                let parents = send_parents(tx, run).await?;
+
+                // Decide, in order, as if the sends ran one after another.
+                let mut fates = Vec::with_capacity(run.len());
+                let mut taken: HashMap<(&str, &str), usize> = HashMap::new();
+                // Per conversation: new messages and the time of the last one.
+                let mut counts: HashMap<ConvId, (i64, i64)> = HashMap::new();
+                for (i, s) in run.iter().enumerate() {
+                    let fate = 'fate: {
+                        let Some(&(kind, post, blocked)) = checks.get(&(s.conv, s.sender)) else {
+                            break 'fate Fate::Refused(OpError::NotFound("no such conversation"));
+                        };
+                        if let Some(&(message_id, seq, created_at_ms, conv)) = stored.get(&(s.session_id.to_string(), s.client_msg_id.to_string())) {
+                            if conv != s.conv {
+                                break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
+                            }
+                            break 'fate Fate::Stored(Applied {
+                                result: Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate: true }),
+                                ..Default::default()
+                            });
+                        }
+                        if let Some(&first) = taken.get(&(s.session_id, s.client_msg_id)) {
+                            if run[first].conv != s.conv {
+                                break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
+                            }
+                            break 'fate Fate::SameAs(first);
+                        }
+                        if kind == ConvKind::Direct as i32 && blocked != 0 {
+                            break 'fate Fate::Refused(OpError::PermissionDenied("you cannot send to this conversation"));
+                        }
+                        if post == 0 {
+                            break 'fate Fate::Refused(OpError::PermissionDenied("only owners and admins post in this conversation"));
+                        }
+                        if let Some(parent) = s.reply_to
+                            && parents.get(&parent) != Some(&s.conv)
+                        {
+                            break 'fate Fate::Refused(OpError::Invalid("send_message.reply_to_message_id", "no such message in this conversation"));
+                        }
+                        taken.insert((s.session_id, s.client_msg_id), i);
+                        let entry = counts.entry(s.conv).or_insert((0, s.now));
+                        entry.0 += 1;
+                        entry.1 = entry.1.max(s.now);
+                        Fate::New(entry.0)
+                    };
+                    fates.push(fate);
+                }
+
+                let mut first_seq: HashMap<ConvId, i64> = HashMap::with_capacity(counts.len());
+                let mut ids: HashMap<(ConvId, i64), i64> = HashMap::new();
+                let mut audiences: HashMap<ConvId, Vec<UserId>> = HashMap::new();
+                if !counts.is_empty() {
+                    // Conversations in id order, so concurrent writers lock their rows alike.
+                    let mut convs: Vec<(ConvId, i64, i64)> = counts.iter().map(|(c, (n, at))| (*c, *n, *at)).collect();
+                    convs.sort_unstable();
+
+                    // Sequence numbers: one atomic step of each conversation's head.
+                    let mut q = sqlx::QueryBuilder::<Db>::new("WITH v(cid, n, at_ms) AS (");
+                    q.push_values(&convs, |mut b, (c, n, at)| {
+                        b.push_bind(*c).push_bind(*n).push_bind(*at);
+                    });
+                    q.push(") UPDATE conversations SET head_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
+                            WHERE conversations.id = v.cid RETURNING id, head_seq");
+                    for r in q.build().fetch_all(&mut **tx).await? {
+                        let conv: ConvId = r.try_get(0)?;
+                        let head: i64 = r.try_get(1)?;
+                        first_seq.insert(conv, head - counts.get(&conv).map_or(0, |e| e.0) + 1);
+                    }
+                    if first_seq.len() != convs.len() {
+                        return Err(sqlx::Error::Protocol("a conversation vanished during a send batch".into()));
+                    }
+
+                    // The messages, then the log entries that carry them.
+                    let fresh: Vec<(&SendRef<'_>, i64)> = run
+                        .iter()
+                        .zip(&fates)
+                        .filter_map(|(s, f)| match f {
+                            Fate::New(rank) => Some((s, first_seq[&s.conv] + rank - 1)),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) ",
+                    );
+                    q.push_values(&fresh, |mut b, (s, seq)| {
+                        b.push_bind(s.conv)
+                            .push_bind(*seq)
+                            .push_bind(s.sender)
+                            .push_bind(s.session_id.to_string())
+                            .push_bind(s.client_msg_id.to_string())
+                            .push_bind(s.text.to_string())
+                            .push_bind(s.reply_to)
+                            .push_bind(join_ids(s.mentions))
+                            .push_bind(s.now);
+                    });
+                    q.push(" RETURNING id, conversation_id, seq");
+                    for r in q.build().fetch_all(&mut **tx).await? {
+                        ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
+                    }
+                    if ids.len() != fresh.len() {
+                        return Err(sqlx::Error::Protocol("a sent message got no id".into()));
+                    }
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) ",
+                    );
+                    q.push_values(&fresh, |mut b, (s, seq)| {
+                        b.push_bind(s.conv)
+                            .push_bind(*seq)
+                            .push_bind(LOG_POSTED)
+                            .push_bind(s.sender)
+                            .push_bind(s.now)
+                            .push_bind(ids[&(s.conv, *seq)])
+                            .push_bind(s.text.to_string())
+                            .push_bind(join_ids(s.mentions));
+                    });
+                    q.build().execute(&mut **tx).await?;
+
+                    // Each conversation's last message is its new head.
+                    let mut q = sqlx::QueryBuilder::<Db>::new("WITH v(cid, mid) AS (");
+                    q.push_values(&convs, |mut b, (c, n, _)| {
+                        b.push_bind(*c).push_bind(ids[&(*c, first_seq[c] + n - 1)]);
+                    });
+                    q.push(") UPDATE conversations SET last_message_id = v.mid FROM v WHERE conversations.id = v.cid");
+                    q.build().execute(&mut **tx).await?;
+
+                    let list: Vec<ConvId> = convs.iter().map(|e| e.0).collect();
+                    audiences = send_audiences(tx, &list).await?;
+                }
+
+                // The results, in order; mentions of members become inbox entries.
+                let mut out: Vec<Result<Applied, OpError>> = Vec::with_capacity(run.len());
+                for (s, fate) in run.iter().zip(fates) {
+                    let applied = match fate {
+                        Fate::Refused(e) => Err(e),
+                        Fate::Stored(a) => Ok(a),
+                        Fate::SameAs(first) => match &out[first] {
+                            Ok(Applied { result: Some(OpResult::Sent { message_id, seq, created_at_ms, .. }), .. }) => Ok(Applied {
+                                result: Some(OpResult::Sent { message_id: *message_id, seq: *seq, created_at_ms: *created_at_ms, duplicate: true }),
+                                ..Default::default()
+                            }),
+                            _ => return Err(sqlx::Error::Protocol("a taken idempotency key has no message".into())),
+                        },
+                        Fate::New(rank) => {
+                            let seq = first_seq[&s.conv] + rank - 1;
+                            let message_id = ids[&(s.conv, seq)];
+                            let audience = audiences.get(&s.conv).cloned().unwrap_or_default();
+                            let mut notifications = Vec::new();
+                            for u in s.mentions.iter().filter(|u| **u != s.sender && audience.contains(u)) {
+                                notifications.push(notify(tx, *u, NOTIFY_MENTIONED, s.conv, Some(message_id), s.sender, None, s.now).await?);
+                            }
+                            let m = MessageRec {
+                                id: message_id,
+                                conversation_id: s.conv,
+                                seq,
+                                sender_id: s.sender,
+                                text: s.text.to_string(),
+                                reply_to: s.reply_to,
+                                mentions: s.mentions.to_vec(),
+                                created_at_ms: s.now,
+                                edited_at_ms: None,
+                                deleted: false,
+                                client_msg_id: s.client_msg_id.to_string(),
+                                reactions: Vec::new(),
+                                pinned: false,
+                            };
+                            let ev = LogEvent { conversation_id: s.conv, seq, actor_id: s.sender, at_ms: s.now, body: LogBody::Posted(m) };
+                            Ok(Applied {
+                                result: Some(OpResult::Sent { message_id, seq, created_at_ms: s.now, duplicate: false }),
+                                events: vec![ev],
+                                audience,
+                                notifications,
+                                ..Default::default()
+                            })
+                        }
+                    };
+                    out.push(applied);
+                }
+                Ok(out)
+            }
+    };
+}
+
+pub(super) use conv_send_run;
