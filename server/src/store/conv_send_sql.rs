@@ -3,7 +3,9 @@
 //! of statements (about seven), whatever its length, instead of about nine statements per message.
 //! The outcome is the one the sends would have had one after another: sends change none of each
 //! other's preconditions except the idempotency keys (tracked here) and the sequence numbers
-//! (taken per conversation with one atomic `head_seq + n`).
+//! (taken per conversation with one atomic `head_seq + n`). One difference is unobservable: a reply
+//! to a message of the same run is refused as a reply to a missing message, but no client can know
+//! a message's id before the commit that ends the run.
 
 macro_rules! conv_send_run {
     () => {
@@ -48,7 +50,8 @@ macro_rules! conv_send_run {
                 New(i64),
             }
 
-            /// (kind, announcement_only, blocked by the peer of a DIRECT) per (conversation, member).
+            /// Per (conversation, sender) that is a membership: (kind, 1 if the sender may post under
+            /// announcement-only, 1 if a DIRECT conversation's peer blocked the sender).
             async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, i32, i32)>, sqlx::Error> {
                 let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
                 pairs.sort_unstable();
