@@ -50,9 +50,9 @@ macro_rules! conv_send_run {
                 New(i64),
             }
 
-            /// Per (conversation, sender) that is a membership: (kind, 1 if the sender may post under
-            /// announcement-only, 1 if a DIRECT conversation's peer blocked the sender).
-            async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, i32, i32)>, sqlx::Error> {
+            /// Per (conversation, sender) that is a membership: (kind, whether the sender may post
+            /// under announcement-only, whether a DIRECT conversation's peer blocked the sender).
+            async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, bool, bool)>, sqlx::Error> {
                 let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
                 pairs.sort_unstable();
                 pairs.dedup();
@@ -73,25 +73,27 @@ macro_rules! conv_send_run {
                     let announcement_only: i32 = r.try_get(3)?;
                     let role: i32 = r.try_get(4)?;
                     let blocked: i32 = r.try_get(5)?;
-                    let post = if announcement_only != 0 && !permits(role, Action::PostInAnnouncementOnly) { 0 } else { 1 };
-                    out.insert((r.try_get(0)?, r.try_get(1)?), (kind, post, blocked));
+                    let may_post = announcement_only == 0 || permits(role, Action::PostInAnnouncementOnly);
+                    out.insert((r.try_get(0)?, r.try_get(1)?), (kind, may_post, blocked != 0));
                 }
                 Ok(out)
             }
 
-            /// Messages already stored under the run's idempotency keys.
-            async fn send_stored_keys(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(String, String), (i64, i64, i64, ConvId)>, sqlx::Error> {
+            /// Messages already stored under the run's idempotency keys:
+            /// (session, client_msg_id, message id, seq, created_at_ms, conversation).
+            async fn send_stored_keys(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<(String, String, i64, i64, i64, ConvId)>, sqlx::Error> {
                 let mut q = sqlx::QueryBuilder::<Db>::new("WITH k(s, c) AS (");
                 q.push_values(run, |mut b, s| {
                     b.push_bind(s.session_id.to_string()).push_bind(s.client_msg_id.to_string());
                 });
                 q.push(") SELECT m.session_id, m.client_msg_id, m.id, m.seq, m.created_at_ms, m.conversation_id FROM messages m \
                         JOIN k ON m.session_id = k.s AND m.client_msg_id = k.c");
-                let mut out = HashMap::new();
-                for r in q.build().fetch_all(&mut **tx).await? {
-                    out.insert((r.try_get(0)?, r.try_get(1)?), (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?));
-                }
-                Ok(out)
+                q.build()
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
+                    .collect()
             }
 
             /// The conversation of each existing message the run replies to.
@@ -129,7 +131,9 @@ macro_rules! conv_send_run {
             /// Applies a run of sends (§13.1): one result per send, in order.
             async fn send_run(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
                 let checks = send_checks(tx, run).await?;
-                let stored = send_stored_keys(tx, run).await?;
+                let stored_rows = send_stored_keys(tx, run).await?;
+                let stored: HashMap<(&str, &str), (i64, i64, i64, ConvId)> =
+                    stored_rows.iter().map(|(s, c, id, seq, at, conv)| ((s.as_str(), c.as_str()), (*id, *seq, *at, *conv))).collect();
                 let parents = send_parents(tx, run).await?;
 
                 // Decide, in order, as if the sends ran one after another.
@@ -139,10 +143,10 @@ macro_rules! conv_send_run {
                 let mut counts: HashMap<ConvId, (i64, i64)> = HashMap::new();
                 for (i, s) in run.iter().enumerate() {
                     let fate = 'fate: {
-                        let Some(&(kind, post, blocked)) = checks.get(&(s.conv, s.sender)) else {
+                        let Some(&(kind, may_post, blocked)) = checks.get(&(s.conv, s.sender)) else {
                             break 'fate Fate::Refused(OpError::NotFound("no such conversation"));
                         };
-                        if let Some(&(message_id, seq, created_at_ms, conv)) = stored.get(&(s.session_id.to_string(), s.client_msg_id.to_string())) {
+                        if let Some(&(message_id, seq, created_at_ms, conv)) = stored.get(&(s.session_id, s.client_msg_id)) {
                             if conv != s.conv {
                                 break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
                             }
@@ -157,10 +161,10 @@ macro_rules! conv_send_run {
                             }
                             break 'fate Fate::SameAs(first);
                         }
-                        if kind == ConvKind::Direct as i32 && blocked != 0 {
+                        if kind == ConvKind::Direct as i32 && blocked {
                             break 'fate Fate::Refused(OpError::PermissionDenied("you cannot send to this conversation"));
                         }
-                        if post == 0 {
+                        if !may_post {
                             break 'fate Fate::Refused(OpError::PermissionDenied("only owners and admins post in this conversation"));
                         }
                         if let Some(parent) = s.reply_to
