@@ -4,9 +4,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use confab_protocol::CloseCode;
 use confab_protocol::frames::{encode_server, response_frame};
 use confab_protocol::v1::{ClientFrame, client_frame::Request, response};
@@ -17,14 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::auth::ConnAuth;
 use crate::error::ServerError;
 use crate::handlers;
 use crate::limits::Permit;
 use crate::metrics::TransportMetrics;
+use crate::session::{Close, Outbound, Outbox, Session, Transport};
 use crate::state::AppState;
-use crate::store::RevokeReason;
-use crate::transport::{FrameReader, FrameWriter, ReadError, Transport};
+use crate::transport::{FrameReader, FrameWriter, ReadError};
 
 /// What the transport knows about a new connection.
 #[derive(Debug)]
@@ -34,84 +32,6 @@ pub(crate) struct ConnInfo {
     /// Hello must arrive before this instant.
     pub deadline: Instant,
     pub _permit: Permit,
-}
-
-/// Per-connection state handlers may read and change.
-#[derive(Debug)]
-pub struct ConnCtx {
-    pub id: String,
-    /// Numeric id, unique per process (hub key).
-    pub key: u64,
-    pub transport: Transport,
-    pub peer: SocketAddr,
-    pub(crate) outbox: Outbox,
-    client_name: Mutex<String>,
-    auth: Mutex<Option<ConnAuth>>,
-    close_after: Mutex<Option<Close>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl ConnCtx {
-    /// The client software named in Hello.
-    pub fn client_name(&self) -> String {
-        lock(&self.client_name).clone()
-    }
-
-    pub(crate) fn set_client_name(&self, name: &str) {
-        *lock(&self.client_name) = name.to_string();
-    }
-
-    /// The connection's authentication, if any (expired or not).
-    pub fn auth(&self) -> Option<ConnAuth> {
-        lock(&self.auth).clone()
-    }
-
-    /// The authentication of a request: UNAUTHENTICATED without one or once the token expired.
-    pub fn require_auth(&self) -> Result<ConnAuth, ServerError> {
-        match self.auth() {
-            None => Err(ServerError::Unauthenticated("authenticate first (§11.5)".into())),
-            Some(a) if a.expires_at_ms <= confab_protocol::frames::now_ms() => {
-                Err(ServerError::Unauthenticated("access token expired: Refresh, then Authenticate".into()))
-            }
-            Some(a) => Ok(a),
-        }
-    }
-
-    /// Replaces the authentication; returns the previous one.
-    pub(crate) fn set_auth(&self, auth: Option<ConnAuth>) -> Option<ConnAuth> {
-        std::mem::replace(&mut *lock(&self.auth), auth)
-    }
-
-    /// After the current response, tell the client its session ended and close the connection.
-    pub(crate) fn close_after_response(&self, session_id: &str, reason: RevokeReason) {
-        self.outbox.push(encode_server(&confab_protocol::frames::event_frame(
-            confab_protocol::v1::event::Event::SessionRevoked(confab_protocol::v1::SessionRevoked {
-                session_id: session_id.to_string(),
-                reason: reason as i32,
-            }),
-        )));
-        *lock(&self.close_after) = Some(Close::new(CloseCode::SessionRevoked, "session revoked"));
-    }
-
-    fn take_close_after(&self) -> Option<Close> {
-        lock(&self.close_after).take()
-    }
-}
-
-/// Why and how a connection ends.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Close {
-    code: CloseCode,
-    reason: &'static str,
-}
-
-impl Close {
-    pub(crate) const fn new(code: CloseCode, reason: &'static str) -> Self {
-        Self { code, reason }
-    }
 }
 
 /// Metric label for a close code.
@@ -135,65 +55,9 @@ fn close_label(code: CloseCode) -> &'static str {
     }
 }
 
-enum Outbound {
-    Frame(Bytes),
-    Close(Close),
-}
-
-/// The sending side of a connection: a bounded queue to its writer task, an abort signal that
-/// bypasses the queue, and a kick asking the connection loop to close after what is queued.
-#[derive(Clone)]
-pub(crate) struct Outbox {
-    tx: mpsc::Sender<Outbound>,
-    abort: Arc<watch::Sender<Option<Close>>>,
-    kick: Arc<watch::Sender<Option<Close>>>,
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("queued", &(self.tx.max_capacity() - self.tx.capacity())).finish()
-    }
-}
-
-impl Outbox {
-    /// Queues an encoded frame without waiting. A full queue means the client is not reading:
-    /// the connection is closed as a slow consumer and `false` returned.
-    pub fn push(&self, frame: Bytes) -> bool {
-        match self.tx.try_send(Outbound::Frame(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.abort.send_if_modified(|slot| {
-                    slot.get_or_insert(Close::new(CloseCode::SlowConsumer, "outbound queue full; reconnect and sync"));
-                    true
-                });
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Queues a frame that may be lost (typing): dropped, without closing anything, when the queue
-    /// is more than half full, so it never displaces what matters.
-    pub fn push_droppable(&self, frame: Bytes) -> bool {
-        if self.tx.capacity() < self.tx.max_capacity() / 2 {
-            return false;
-        }
-        self.tx.try_send(Outbound::Frame(frame)).is_ok()
-    }
-
-    fn aborted(&self) -> Option<Close> {
-        *self.abort.borrow()
-    }
-
-    /// Asks the connection to close with `close` once the frames queued so far are sent.
-    pub fn kick(&self, close: Close) {
-        self.kick.send_replace(Some(close));
-    }
-}
-
 /// Serves one connection to its end.
 pub(crate) async fn serve(state: AppState, reader: FrameReader, writer: FrameWriter, info: ConnInfo) {
-    let tm = state.metrics().transport(info.transport).clone();
+    let tm = state.metrics().transport(info.transport.as_str()).clone();
     tm.accepted.inc();
     tm.connections.inc();
     let (key, id) = state.next_connection_id();
@@ -212,21 +76,10 @@ async fn run(
     tm: TransportMetrics,
 ) {
     let limits = state.config().limits.clone();
-    let (tx, rx) = mpsc::channel(limits.outbound_queue_frames as usize);
-    let (abort_tx, abort_rx) = watch::channel(None);
-    let (kick_tx, kick_rx) = watch::channel(None);
-    let outbox = Outbox { tx, abort: Arc::new(abort_tx), kick: Arc::new(kick_tx) };
-    let writer_task = tokio::spawn(write_loop(writer, rx, abort_rx.clone(), tm.clone()));
-    let ctx = Arc::new(ConnCtx {
-        id,
-        key,
-        transport: info.transport,
-        peer: info.peer,
-        outbox: outbox.clone(),
-        client_name: Mutex::new(String::new()),
-        auth: Mutex::new(None),
-        close_after: Mutex::new(None),
-    });
+    let (outbox, ends) = Outbox::new(limits.outbound_queue_frames as usize);
+    let writer_task = tokio::spawn(write_loop(writer, ends.rx, ends.abort.clone(), tm.clone()));
+    let ctx = Arc::new(Session::new(id, key, info.transport, info.peer, outbox.clone()));
+    let (abort_rx, kick_rx) = (ends.abort, ends.kick);
 
     let close = match handshake(&state, &mut reader, &outbox, &info, &ctx, &tm).await {
         Ok(()) => {
@@ -235,19 +88,14 @@ async fn run(
         }
         Err(close) => close,
     };
-    let session = ctx.auth().map(|a| a.session_id);
-    state.auth().unbind(&ctx);
-    if let Some(session) = session {
-        state.calls().connection_closed(&session);
-    }
+    // Detaching publishes SessionDetached: calls and presence follow from there.
+    handlers::session::unbind(&state, &ctx);
     drop(ctx);
     let close = outbox.aborted().unwrap_or(close);
     state.metrics().closed(close_label(close.code));
     tracing::debug!(code = close.code as i32, reason = close.reason, "closing");
     // The close goes behind whatever is queued; if the queue is stuck, abort instead.
-    if outbox.tx.try_send(Outbound::Close(close)).is_err() {
-        outbox.abort.send_replace(Some(close));
-    }
+    outbox.finish(close);
     drop(outbox);
     if let Ok(writer) = writer_task.await {
         crate::transport::linger(reader, writer).await;
@@ -318,7 +166,7 @@ async fn handshake(
     reader: &mut FrameReader,
     outbox: &Outbox,
     info: &ConnInfo,
-    ctx: &ConnCtx,
+    ctx: &Session,
     tm: &TransportMetrics,
 ) -> Result<(), Close> {
     loop {
@@ -370,7 +218,7 @@ async fn serve_requests(
     outbox: &Outbox,
     mut abort: watch::Receiver<Option<Close>>,
     mut kick: watch::Receiver<Option<Close>>,
-    ctx: Arc<ConnCtx>,
+    ctx: Arc<Session>,
     tm: &TransportMetrics,
 ) -> Close {
     let limits = &state.config().limits;
@@ -397,9 +245,6 @@ async fn serve_requests(
             Some((request_id, kind, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 state.metrics().request(kind, started.elapsed());
                 respond(state, outbox, request_id, result);
-                if let Some(close) = ctx.take_close_after() {
-                    return close;
-                }
                 if let Some(close) = ctx.take_close_after() {
                     return close;
                 }

@@ -1,5 +1,6 @@
-//! Live connections by session: where session revocation reaches the sockets it must close.
-//! This is the in-process end of fan-out; a bus can later carry the same calls between nodes.
+//! Live connections by session and by user on this node: where fan-out, presence and session
+//! revocation reach sockets. It knows connections only through their [`Outbox`]; which frames to
+//! send is decided by the bus subscribers above it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,7 +9,7 @@ use confab_protocol::CloseCode;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, event};
 
-use crate::connection::{Close, Outbox};
+use crate::session::{Close, Outbox};
 use crate::store::{RevokeReason, UserId};
 use bytes::Bytes;
 
@@ -17,21 +18,49 @@ struct Maps {
     sessions: HashMap<String, HashMap<u64, Outbox>>,
     users: HashMap<UserId, HashMap<u64, Outbox>>,
     /// Each authenticated connection's (device's) presence state.
-    presence: HashMap<UserId, HashMap<u64, i32>>,
+    presence: HashMap<UserId, HashMap<u64, Presence>>,
 }
 
-/// Presence states (same numbers as the wire enum).
-pub const ONLINE: i32 = 1;
-pub const AWAY: i32 = 2;
-pub const OFFLINE: i32 = 3;
+/// A user's or a device's presence (§17; same numbers as the wire enum `PresenceState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Presence {
+    Online = 1,
+    Away = 2,
+    Offline = 3,
+}
+
+impl Presence {
+    /// The wire value.
+    pub fn wire(self) -> i32 {
+        self as i32
+    }
+
+    /// A state a device may set itself to (ONLINE or AWAY); `None` for anything else.
+    pub fn settable(v: i32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Online),
+            2 => Some(Self::Away),
+            _ => None,
+        }
+    }
+}
 
 /// A user's presence over their devices: online if any device is, away if all are, else offline.
-fn aggregate(devices: Option<&HashMap<u64, i32>>) -> i32 {
+fn aggregate(devices: Option<&HashMap<u64, Presence>>) -> Presence {
     match devices {
-        Some(d) if d.values().any(|s| *s == ONLINE) => ONLINE,
-        Some(d) if !d.is_empty() => AWAY,
-        _ => OFFLINE,
+        Some(d) if d.values().any(|s| *s == Presence::Online) => Presence::Online,
+        Some(d) if !d.is_empty() => Presence::Away,
+        _ => Presence::Offline,
     }
+}
+
+/// What detaching a connection changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detached {
+    /// The user's new presence, when it changed.
+    pub presence: Option<Presence>,
+    /// Connections the session still has on this node.
+    pub remaining: usize,
 }
 
 /// Authenticated connections, by session and by user, keyed by connection number.
@@ -47,18 +76,18 @@ impl Hub {
 
     /// Registers connection `key` as authenticated for `session` of `user` (online). Returns the
     /// user's new presence when it changed.
-    pub(crate) fn attach(&self, session: &str, user: UserId, key: u64, outbox: Outbox) -> Option<i32> {
+    pub fn attach(&self, session: &str, user: UserId, key: u64, outbox: Outbox) -> Option<Presence> {
         let mut m = self.lock();
         m.sessions.entry(session.to_string()).or_default().insert(key, outbox.clone());
         m.users.entry(user).or_default().insert(key, outbox);
         let before = aggregate(m.presence.get(&user));
-        m.presence.entry(user).or_default().insert(key, ONLINE);
+        m.presence.entry(user).or_default().insert(key, Presence::Online);
         let after = aggregate(m.presence.get(&user));
         (before != after).then_some(after)
     }
 
     /// Sets one device's presence (ONLINE or AWAY); returns the user's new presence when it changed.
-    pub(crate) fn set_presence(&self, user: UserId, key: u64, state: i32) -> Option<i32> {
+    pub fn set_presence(&self, user: UserId, key: u64, state: Presence) -> Option<Presence> {
         let mut m = self.lock();
         let before = aggregate(m.presence.get(&user));
         let devices = m.presence.get_mut(&user)?;
@@ -68,12 +97,13 @@ impl Hub {
     }
 
     /// A user's presence on this node.
-    pub fn presence(&self, user: UserId) -> i32 {
+    pub fn presence(&self, user: UserId) -> Presence {
         aggregate(self.lock().presence.get(&user))
     }
 
-    /// Unregisters a connection; returns the user's new presence when it changed.
-    pub(crate) fn detach(&self, session: &str, user: UserId, key: u64) -> Option<i32> {
+    /// Unregisters a connection: the user's new presence when it changed, and how many
+    /// connections the session keeps.
+    pub fn detach(&self, session: &str, user: UserId, key: u64) -> Detached {
         let mut m = self.lock();
         let before = aggregate(m.presence.get(&user));
         if let Some(devices) = m.presence.get_mut(&user) {
@@ -83,8 +113,10 @@ impl Hub {
             }
         }
         let after = aggregate(m.presence.get(&user));
+        let mut remaining = 0;
         if let Some(conns) = m.sessions.get_mut(session) {
             conns.remove(&key);
+            remaining = conns.len();
             if conns.is_empty() {
                 m.sessions.remove(session);
             }
@@ -95,12 +127,12 @@ impl Hub {
                 m.users.remove(&user);
             }
         }
-        (before != after).then_some(after)
+        Detached { presence: (before != after).then_some(after), remaining }
     }
 
     /// Like [`deliver`](Self::deliver) for frames that may be lost (typing), skipping connection
     /// `except` and never closing a connection whose queue is filling.
-    pub(crate) fn deliver_droppable(&self, users: &[UserId], frame: &Bytes, except: u64) -> usize {
+    pub fn deliver_droppable(&self, users: &[UserId], frame: &Bytes, except: u64) -> usize {
         let m = self.lock();
         let mut n = 0;
         for u in users {
@@ -117,7 +149,7 @@ impl Hub {
 
     /// Queues one encoded frame to every connection of these users, without waiting: a full queue
     /// closes that connection as a slow consumer (it resyncs). Returns the deliveries made.
-    pub(crate) fn deliver(&self, users: &[UserId], frame: &Bytes) -> usize {
+    pub fn deliver(&self, users: &[UserId], frame: &Bytes) -> usize {
         let m = self.lock();
         let mut n = 0;
         for u in users {
@@ -131,13 +163,13 @@ impl Hub {
     }
 
     /// Queues one encoded frame to every connection of one session (one device).
-    pub(crate) fn deliver_session(&self, session: &str, frame: &Bytes) -> usize {
+    pub fn deliver_session(&self, session: &str, frame: &Bytes) -> usize {
         let m = self.lock();
         m.sessions.get(session).map_or(0, |conns| conns.values().map(|o| usize::from(o.push(frame.clone()))).sum())
     }
 
     /// Like [`deliver`](Self::deliver), skipping the connections of session `except`.
-    pub(crate) fn deliver_except_session(&self, users: &[UserId], except: &str, frame: &Bytes) -> usize {
+    pub fn deliver_except_session(&self, users: &[UserId], except: &str, frame: &Bytes) -> usize {
         let m = self.lock();
         let skip = m.sessions.get(except);
         let mut n = 0;
@@ -153,7 +185,7 @@ impl Hub {
 
     /// Tells every live connection of `session` it was revoked (one encoded event shared by all),
     /// then closes them with SESSION_REVOKED. Returns how many were closed.
-    pub(crate) fn revoke(&self, session: &str, reason: RevokeReason) -> usize {
+    pub fn revoke(&self, session: &str, reason: RevokeReason) -> usize {
         let Some(conns) = self.lock().sessions.remove(session) else { return 0 };
         let bytes = encode_server(&event_frame(event::Event::SessionRevoked(v1::SessionRevoked {
             session_id: session.to_string(),

@@ -1,23 +1,34 @@
 //! Confab server library. The binary is a thin wrapper: parse config, bind, call [`run`].
 //!
 //! Data path: bytes (`transport`) → frames (`confab_protocol::framing`) → envelopes
-//! (`connection`) → handlers (`handlers`) → services → store (`store`).
+//! (`connection`) → dispatch and handlers (`handlers`) → services (`auth`, `conversations`,
+//! `social`, `calls`) → the batched writer (`writer`) → store (`store`); committed changes come
+//! back as domain events on the bus (`bus`), whose subscribers (`fanout`, presence, calls) reach
+//! connections through the hub (`hub`) and the session layer (`session`). The layers, and the
+//! check that keeps imports pointing down, are in docs/architecture.md.
 
+pub mod access;
 pub mod auth;
+pub mod bus;
 pub mod calls;
 pub mod config;
 mod connection;
 pub mod conversations;
 pub mod error;
+pub mod fanout;
 mod handlers;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod ratelimit;
+pub mod session;
 pub mod social;
 pub mod state;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod wire;
+pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,8 +37,8 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 
 pub use config::Config;
-pub use connection::ConnCtx;
 use metrics::Metrics;
+pub use session::Session;
 use state::AppState;
 
 /// Errors that stop the server from starting or running.
@@ -90,20 +101,25 @@ impl Server {
         let store = store::open(&config, metrics.clone()).await?;
         let cert = tls::load_or_generate(&config)?;
         let hub = Arc::new(hub::Hub::default());
-        let auth = auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), hub.clone()).await?;
+        let bus: Arc<dyn bus::Bus> = Arc::new(bus::LocalBus::default());
+        let writer = writer::Writer::start(store.clone(), bus.clone());
+        let auth = auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), bus.clone()).await?;
         let conversations = conversations::Conversations::new(
             store.clone(),
-            hub.clone(),
+            writer.clone(),
             config.limits.max_message_text_bytes as usize,
         )
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
-        let social = social::Social::new(store.clone(), hub.clone(), config.limits.typing_ttl);
-        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), conversations.clone());
-        Ok(Self {
-            state: AppState::new(config, store, metrics, hub, state::Services { auth, conversations, social, calls }),
-            cert,
-        })
+        let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
+        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), writer);
+        // Subscribers, in the order each event reaches them: live delivery first, then the
+        // features that follow from it.
+        bus.subscribe(Arc::new(fanout::Fanout::new(hub.clone())));
+        bus.subscribe(Arc::new(social.clone()));
+        bus.subscribe(Arc::new(calls.clone()));
+        let services = state::Services { auth, conversations, social, calls };
+        Ok(Self { state: AppState::new(config, store, metrics, hub, bus, services), cert })
     }
 
     /// The QUIC certificate clients can pin.

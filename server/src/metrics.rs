@@ -112,11 +112,10 @@ impl Metrics {
         Self(Arc::new(Inner { registry, requests, errors, closes, store, ws, quic }))
     }
 
-    pub fn transport(&self, transport: crate::transport::Transport) -> &TransportMetrics {
-        match transport {
-            crate::transport::Transport::WebSocket => &self.0.ws,
-            crate::transport::Transport::Quic => &self.0.quic,
-        }
+    /// The counters of one transport, by its label (`"websocket"` or `"quic"`; anything else
+    /// counts as QUIC, the only other transport).
+    pub fn transport(&self, label: &str) -> &TransportMetrics {
+        if label == "websocket" { &self.0.ws } else { &self.0.quic }
     }
 
     pub fn request(&self, kind: &'static str, took: Duration) {

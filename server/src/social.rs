@@ -10,28 +10,28 @@ use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, event};
 
-use crate::auth::ConnAuth;
-use crate::auth::ratelimit::Limiter;
+use crate::access::id;
+use crate::bus::{Bus, DomainEvent, Subscriber};
 use crate::config::RateLimit;
-use crate::connection::ConnCtx;
-use crate::conversations::id;
 use crate::error::ServerError;
-use crate::hub::{self, Hub};
+use crate::hub::{Hub, Presence};
+use crate::ratelimit::Limiter;
+use crate::session::Caller;
 use crate::store::{ConvId, NotificationRec, Store, User, UserId, now_ms};
 
-fn presence_frame(user: UserId, state: i32, last_seen_ms: i64) -> Bytes {
+fn presence_frame(user: UserId, state: Presence, last_seen_ms: i64) -> Bytes {
     encode_server(&event_frame(event::Event::PresenceChanged(v1::PresenceChanged {
         user_id: user as u64,
-        state,
+        state: state.wire(),
         last_seen_ms: last_seen_ms.max(0) as u64,
     })))
 }
 
 /// Tells everyone allowed to see it that `user` is now `state` (§17). Going offline records last
 /// seen; it is shown only when the user allows it.
-pub async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserId, state: i32) {
+async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserId, state: Presence) {
     let now = now_ms();
-    if state == hub::OFFLINE
+    if state == Presence::Offline
         && let Err(e) = store.set_last_seen(user, now).await
         && !e.is_unavailable()
     {
@@ -43,7 +43,10 @@ pub async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserI
     };
     match store.presence_audience(user).await {
         Ok(audience) => {
-            hub.deliver(&audience, &presence_frame(user, state, if shows && state == hub::OFFLINE { now } else { 0 }));
+            hub.deliver(
+                &audience,
+                &presence_frame(user, state, if shows && state == Presence::Offline { now } else { 0 }),
+            );
         }
         // During shutdown the store closes before the last connections finish: nothing to tell.
         Err(e) if e.is_unavailable() => tracing::debug!(error = %e, "presence audience"),
@@ -64,6 +67,7 @@ struct Typing {
 struct Inner {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    bus: Arc<dyn Bus>,
     typing: Typing,
     typing_limit: Limiter,
     typing_ttl: Duration,
@@ -78,15 +82,16 @@ pub struct Social(Arc<Inner>);
 pub struct Profile {
     pub user: User,
     /// None when the viewer may not see presence.
-    pub presence: Option<i32>,
+    pub presence: Option<Presence>,
     pub last_seen_ms: i64,
 }
 
 impl Social {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, typing_ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<dyn Bus>, typing_ttl: Duration) -> Self {
         Self(Arc::new(Inner {
             store,
             hub,
+            bus,
             typing: Typing::default(),
             typing_limit: Limiter::new(RateLimit::new(5, Duration::from_secs(1))),
             typing_ttl,
@@ -107,7 +112,7 @@ impl Social {
     }
 
     /// §16: tells the conversation's connected members (not this connection); droppable.
-    pub async fn set_typing(&self, ctx: &ConnCtx, auth: &ConnAuth, conv: u64, typing: bool) -> Result<(), ServerError> {
+    pub async fn set_typing(&self, auth: &Caller, device: u64, conv: u64, typing: bool) -> Result<(), ServerError> {
         let conv = id("set_typing.conversation_id", conv)?;
         if !self.store().is_member(conv, auth.user_id).await? {
             return Err(ServerError::NotFound("no such conversation".into()));
@@ -117,7 +122,7 @@ impl Social {
         }
         let members: Vec<UserId> =
             self.store().members(conv, 0, 100_000).await?.into_iter().map(|m| m.user_id).collect();
-        self.0.hub.deliver_droppable(&members, &self.typing_frame(conv, auth.user_id, typing), ctx.key);
+        self.0.hub.deliver_droppable(&members, &self.typing_frame(conv, auth.user_id, typing), device);
         let key = (conv, auth.user_id);
         let generation = {
             let mut g = self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -132,7 +137,7 @@ impl Social {
         };
         if let Some(generation) = generation {
             let this = self.clone();
-            let except = ctx.key;
+            let except = device;
             tokio::spawn(async move {
                 tokio::time::sleep(this.0.typing_ttl).await;
                 let expired = {
@@ -153,18 +158,22 @@ impl Social {
     }
 
     /// §17: this device's state (ONLINE or AWAY).
-    pub fn set_presence(&self, ctx: &ConnCtx, auth: &ConnAuth, state: i32) -> Result<(), ServerError> {
-        if state != hub::ONLINE && state != hub::AWAY {
-            return Err(ServerError::invalid("set_presence.state", "ONLINE or AWAY"));
-        }
-        if let Some(new) = self.0.hub.set_presence(auth.user_id, ctx.key, state) {
-            tokio::spawn(announce_presence(self.0.store.clone(), self.0.hub.clone(), auth.user_id, new));
+    pub fn set_presence(&self, auth: &Caller, device: u64, state: i32) -> Result<(), ServerError> {
+        let state =
+            Presence::settable(state).ok_or_else(|| ServerError::invalid("set_presence.state", "ONLINE or AWAY"))?;
+        if let Some(new) = self.0.hub.set_presence(auth.user_id, device, state) {
+            self.announce(auth.user_id, new);
         }
         Ok(())
     }
 
+    /// Tells who may see it that a user's presence changed (in the background).
+    fn announce(&self, user: UserId, state: Presence) {
+        tokio::spawn(announce_presence(self.0.store.clone(), self.0.hub.clone(), user, state));
+    }
+
     /// §15.4
-    pub async fn privacy(&self, auth: &ConnAuth) -> Result<(bool, bool), ServerError> {
+    pub async fn privacy(&self, auth: &Caller) -> Result<(bool, bool), ServerError> {
         let u = self.store().users(&[auth.user_id]).await?;
         let u = u.first().ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
         Ok((u.read_receipts, u.show_last_seen))
@@ -173,7 +182,7 @@ impl Social {
     /// §15.4
     pub async fn set_privacy(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         read: Option<bool>,
         last_seen: Option<bool>,
     ) -> Result<(bool, bool), ServerError> {
@@ -184,7 +193,7 @@ impl Social {
     async fn profile(&self, viewer: UserId, user: User) -> Result<Profile, ServerError> {
         let visible = viewer == user.id || self.store().presence_audience(user.id).await?.contains(&viewer);
         let presence = visible.then(|| self.0.hub.presence(user.id));
-        let last_seen_ms = if visible && user.show_last_seen && presence == Some(hub::OFFLINE) {
+        let last_seen_ms = if visible && user.show_last_seen && presence == Some(Presence::Offline) {
             user.last_seen_at_ms.unwrap_or(0)
         } else {
             0
@@ -193,7 +202,7 @@ impl Social {
     }
 
     /// §18: profiles, with presence where allowed. Unknown ids are left out.
-    pub async fn users(&self, auth: &ConnAuth, ids: &[u64]) -> Result<Vec<Profile>, ServerError> {
+    pub async fn users(&self, auth: &Caller, ids: &[u64]) -> Result<Vec<Profile>, ServerError> {
         if ids.len() > 100 {
             return Err(ServerError::invalid("get_users.user_ids", "at most 100"));
         }
@@ -208,7 +217,7 @@ impl Social {
     /// §18: prefix search; the page token is the last username.
     pub async fn search(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         query: &str,
         token: &str,
         limit: u32,
@@ -234,7 +243,7 @@ impl Social {
     }
 
     /// §18
-    pub async fn add_contact(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+    pub async fn add_contact(&self, auth: &Caller, user: u64) -> Result<(), ServerError> {
         let user = id("add_contact.user_id", user)?;
         if user == auth.user_id {
             return Err(ServerError::invalid("add_contact.user_id", "not yourself"));
@@ -245,11 +254,11 @@ impl Social {
         Ok(())
     }
 
-    pub async fn remove_contact(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+    pub async fn remove_contact(&self, auth: &Caller, user: u64) -> Result<(), ServerError> {
         Ok(self.store().remove_contact(auth.user_id, id("remove_contact.user_id", user)?).await?)
     }
 
-    pub async fn contacts(&self, auth: &ConnAuth) -> Result<Vec<Profile>, ServerError> {
+    pub async fn contacts(&self, auth: &Caller) -> Result<Vec<Profile>, ServerError> {
         let mut out = Vec::new();
         for u in self.store().contacts(auth.user_id).await? {
             out.push(self.profile(auth.user_id, u).await?);
@@ -258,7 +267,7 @@ impl Social {
     }
 
     /// §18: blocking.
-    pub async fn block(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+    pub async fn block(&self, auth: &Caller, user: u64) -> Result<(), ServerError> {
         let user = id("block.user_id", user)?;
         if user == auth.user_id {
             return Err(ServerError::invalid("block.user_id", "not yourself"));
@@ -266,14 +275,15 @@ impl Social {
         if !self.store().block(auth.user_id, user, now_ms()).await? {
             return Err(ServerError::NotFound("no such user".into()));
         }
+        self.0.bus.publish(DomainEvent::UserBlocked { blocker: auth.user_id, blocked: user });
         Ok(())
     }
 
-    pub async fn unblock(&self, auth: &ConnAuth, user: u64) -> Result<(), ServerError> {
+    pub async fn unblock(&self, auth: &Caller, user: u64) -> Result<(), ServerError> {
         Ok(self.store().unblock(auth.user_id, id("unblock.user_id", user)?).await?)
     }
 
-    pub async fn blocked(&self, auth: &ConnAuth) -> Result<Vec<Profile>, ServerError> {
+    pub async fn blocked(&self, auth: &Caller) -> Result<Vec<Profile>, ServerError> {
         Ok(self
             .store()
             .blocked_users(auth.user_id)
@@ -286,7 +296,7 @@ impl Social {
     /// §19
     pub async fn notifications(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         before: u64,
         limit: u32,
         unread_only: bool,
@@ -303,7 +313,63 @@ impl Social {
     }
 
     /// §19
-    pub async fn mark_notifications_read(&self, auth: &ConnAuth, up_to: u64) -> Result<i64, ServerError> {
+    pub async fn mark_notifications_read(&self, auth: &Caller, up_to: u64) -> Result<i64, ServerError> {
         Ok(self.store().mark_notifications_read(auth.user_id, up_to.min(i64::MAX as u64) as i64).await?)
+    }
+}
+
+impl Social {
+    /// Whoever left a conversation stops typing in it at once: the others see it end.
+    fn member_gone(&self, conv: ConvId, user: UserId) {
+        let was_typing = {
+            let mut g = self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            g.remove(&(conv, user)).is_some()
+        };
+        if !was_typing {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Ok(members) = this.store().members(conv, 0, 100_000).await {
+                let members: Vec<UserId> = members.into_iter().map(|m| m.user_id).collect();
+                this.0.hub.deliver_droppable(&members, &this.typing_frame(conv, user, false), 0);
+            }
+        });
+    }
+
+    /// A blocked user stops seeing the blocker's presence (§18): unless they still may see it,
+    /// their devices are told the blocker is offline, with no last-seen time.
+    fn user_blocked(&self, blocker: UserId, blocked: UserId) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Ok(audience) = this.store().presence_audience(blocker).await
+                && !audience.contains(&blocked)
+            {
+                this.0.hub.deliver(&[blocked], &presence_frame(blocker, Presence::Offline, 0));
+            }
+        });
+    }
+}
+
+/// Presence and typing follow sessions, membership and blocks.
+impl Subscriber for Social {
+    fn name(&self) -> &'static str {
+        "social"
+    }
+
+    fn handle(&self, event: &DomainEvent) {
+        match event {
+            DomainEvent::PresenceChanged { user, state } => self.announce(*user, *state),
+            DomainEvent::UserBlocked { blocker, blocked } => self.user_blocked(*blocker, *blocked),
+            DomainEvent::Committed(_) => {
+                for (conv, user) in event.members_gone() {
+                    self.member_gone(conv, user);
+                }
+            }
+            DomainEvent::AccountDeleted { .. }
+            | DomainEvent::SessionsRevoked { .. }
+            | DomainEvent::SessionAttached { .. }
+            | DomainEvent::SessionDetached { .. } => {}
+        }
     }
 }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::AuthService;
+use crate::bus::Bus;
 use crate::calls::Calls;
 use crate::config::Config;
 use crate::conversations::Conversations;
@@ -25,6 +26,7 @@ struct Inner {
     store: Arc<dyn Store>,
     metrics: Metrics,
     hub: Arc<Hub>,
+    bus: Arc<dyn Bus>,
     auth: AuthService,
     conversations: Conversations,
     social: Social,
@@ -51,7 +53,14 @@ pub struct Services {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Metrics, hub: Arc<Hub>, services: Services) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+        hub: Arc<Hub>,
+        bus: Arc<dyn Bus>,
+        services: Services,
+    ) -> Self {
         let Services { auth, conversations, social, calls } = services;
         let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
         let mut r = [0u8; 4];
@@ -66,6 +75,7 @@ impl AppState {
             store,
             metrics,
             hub,
+            bus,
             auth,
             conversations,
             social,
@@ -108,6 +118,11 @@ impl AppState {
     /// Live connections by session.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.0.hub
+    }
+
+    /// The domain-event bus.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.0.bus
     }
 
     /// The accounts service.

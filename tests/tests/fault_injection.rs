@@ -10,7 +10,7 @@ use confab_conformance::proxy::CutProxy;
 use confab_conformance::syncer::{ConvState, Device};
 use confab_conformance::util::new_user;
 use confab_protocol::v1;
-use confab_server::conversations::wire;
+use confab_server::wire;
 
 async fn cut_everywhere(store: StoreKind) -> anyhow::Result<()> {
     let s = TestServer::start(store).await?;

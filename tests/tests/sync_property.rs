@@ -12,7 +12,7 @@ use confab_conformance::harness::{StoreKind, TestServer, Transport};
 use confab_conformance::syncer::{ConvState, Device};
 use confab_conformance::util::{PASSWORD, direct, group, new_user, send};
 use confab_protocol::v1;
-use confab_server::conversations::wire;
+use confab_server::wire;
 
 /// xorshift64*: small, deterministic, good enough to shuffle a scenario.
 struct Rng(u64);

@@ -5,8 +5,7 @@ use super::*;
 
 impl AuthService {
     /// §11.8 ChangePassword: every other session is revoked.
-    pub async fn change_password(&self, ctx: &ConnCtx, current: &str, new: &str) -> Result<u32, ServerError> {
-        let auth = ctx.require_auth()?;
+    pub async fn change_password(&self, auth: &Caller, current: &str, new: &str) -> Result<u32, ServerError> {
         validate::password("change_password.new_password", new)?;
         let account_key = format!("user:{}", auth.user_id);
         limited(self.0.limits.login_account.take(&account_key))?;
@@ -29,11 +28,11 @@ impl AuthService {
     }
 
     /// §11.9 RequestPasswordReset: the same answer whether or not the account exists.
-    pub async fn request_password_reset(&self, ctx: &ConnCtx, identifier: &str) -> Result<u64, ServerError> {
+    pub async fn request_password_reset(&self, conn: &Session, identifier: &str) -> Result<u64, ServerError> {
         if identifier.is_empty() || identifier.len() > 254 {
             return Err(ServerError::invalid("request_password_reset.identifier", "a username, email or phone number"));
         }
-        limited(self.0.limits.code_request_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_request_ip.take(&conn.peer.ip().to_string()))?;
         limited(self.0.limits.code_request_destination.take(&format!("reset:{}", identifier.to_lowercase())))?;
         if let Some(user) = self.find_account(identifier).await? {
             let destination = format!("user:{}", user.id);
@@ -60,14 +59,14 @@ impl AuthService {
     /// §11.9 ResetPassword: every session is revoked.
     pub async fn reset_password(
         &self,
-        ctx: &ConnCtx,
+        conn: &Session,
         identifier: &str,
         code: &str,
         new: &str,
     ) -> Result<(), ServerError> {
         validate::code("reset_password.code", code)?;
         validate::password("reset_password.new_password", new)?;
-        limited(self.0.limits.code_verify_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_verify_ip.take(&conn.peer.ip().to_string()))?;
         let Some(user) = self.find_account(identifier).await? else { return Err(bad_code()) };
         let destination = format!("user:{}", user.id);
         let hash = self.0.codes.hash(CodeKind::PasswordReset, &destination, code);
@@ -88,8 +87,7 @@ impl AuthService {
     }
 
     /// §11.10 GetMe.
-    pub async fn me(&self, ctx: &ConnCtx) -> Result<User, ServerError> {
-        let auth = ctx.require_auth()?;
+    pub async fn me(&self, auth: &Caller) -> Result<User, ServerError> {
         self.store()
             .user(auth.user_id)
             .await?
@@ -98,8 +96,7 @@ impl AuthService {
     }
 
     /// §11.10 UpdateProfile.
-    pub async fn update_profile(&self, ctx: &ConnCtx, update: ProfileUpdate) -> Result<User, ServerError> {
-        let auth = ctx.require_auth()?;
+    pub async fn update_profile(&self, auth: &Caller, update: ProfileUpdate) -> Result<User, ServerError> {
         if let Some(d) = &update.display_name {
             validate::text("update_profile.display_name", d, 64)?;
         }
@@ -112,10 +109,13 @@ impl AuthService {
             .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))
     }
 
-    /// §11.11 DeleteAccount: personal data removed, every session revoked (this connection is
-    /// closed after the response).
-    pub async fn delete_account(&self, ctx: &ConnCtx, password: &str) -> Result<(), ServerError> {
-        let auth = ctx.require_auth()?;
+    /// §11.11 DeleteAccount, first half: the caller proves it is them (the password, when the
+    /// account has one; rate limited per account).
+    ///
+    /// # Errors
+    /// `PERMISSION_DENIED` for a wrong password, `RESOURCE_EXHAUSTED` past the rate limit,
+    /// `UNAUTHENTICATED` when the account is already gone.
+    pub async fn confirm_deletion(&self, auth: &Caller, password: &str) -> Result<(), ServerError> {
         let creds = self
             .store()
             .credentials(auth.user_id)
@@ -128,10 +128,18 @@ impl AuthService {
                 return Err(ServerError::PermissionDenied("the password is wrong".into()));
             }
         }
-        self.unbind(ctx);
+        Ok(())
+    }
+
+    /// §11.11 DeleteAccount, second half: personal data removed, every session revoked, then
+    /// [`DomainEvent::AccountDeleted`] published. The edge unbinds the calling connection first
+    /// and closes it after the response.
+    pub async fn delete_account(&self, auth: &Caller) -> Result<(), ServerError> {
         let revoked = self.store().delete_user(auth.user_id, now_ms() as i64).await?;
+        // The deletion first (calls end as the user's, not as lost connections), then the
+        // revocation that closes the connections.
+        self.0.bus.publish(DomainEvent::AccountDeleted { user: auth.user_id });
         self.revoke_live(&revoked, RevokeReason::AccountDeleted);
-        ctx.close_after_response(&auth.session_id, RevokeReason::AccountDeleted);
         Ok(())
     }
 }

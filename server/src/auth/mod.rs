@@ -5,7 +5,6 @@
 mod account;
 pub mod codes;
 pub mod password;
-pub mod ratelimit;
 pub mod sender;
 pub mod tokens;
 pub mod validate;
@@ -13,17 +12,17 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bus::{Bus, DomainEvent};
 use crate::config::{AuthConfig, CodeSenderKind};
-use crate::connection::ConnCtx;
 use crate::error::ServerError;
-use crate::hub::Hub;
+use crate::ratelimit::Limiter;
+use crate::session::{Caller, Session};
 use crate::store::{
     CodeCheck, CodeKind, NewCode, NewSession, NewUser, ProfileUpdate, RevokeReason, RotateOutcome, SessionRecord,
     Store, StoreError, User, UserId,
 };
 use codes::CodeHasher;
 use password::Passwords;
-use ratelimit::Limiter;
 use sender::{CodeMessage, Delivery};
 use tokens::Tokens;
 
@@ -52,17 +51,11 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
     Ok(b)
 }
 
-/// The authentication of one connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnAuth {
-    pub user_id: UserId,
-    pub session_id: String,
-    pub expires_at_ms: u64,
-}
-
 /// Credentials issued to a device.
 #[derive(Debug)]
 pub struct Issued {
+    /// Who the connection is now: the edge binds it to the hub.
+    pub caller: Caller,
     pub user: User,
     pub session_id: String,
     pub access_token: String,
@@ -85,7 +78,7 @@ struct Limits {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
+    bus: Arc<dyn Bus>,
     tokens: Tokens,
     passwords: Passwords,
     codes: CodeHasher,
@@ -128,7 +121,7 @@ impl AuthService {
         cfg: &AuthConfig,
         data_dir: &std::path::Path,
         store: Arc<dyn Store>,
-        hub: Arc<Hub>,
+        bus: Arc<dyn Bus>,
     ) -> Result<Self, AuthError> {
         let key_path = cfg.signing_key_path.clone().unwrap_or_else(|| data_dir.join("jwt-ed25519.pem"));
         let key = tokens::load_or_generate_key(&key_path)?;
@@ -158,7 +151,7 @@ impl AuthService {
         };
         Ok(Self(Arc::new(Inner {
             store,
-            hub,
+            bus,
             tokens,
             passwords: Passwords::new(cfg.hash_concurrency).await?,
             codes,
@@ -172,10 +165,10 @@ impl AuthService {
         self.0.store.as_ref()
     }
 
-    /// Creates a session for `user` on this connection and authenticates the connection with it.
+    /// Creates a session for `user` on this connection; the caller binds the connection to it.
     async fn open_session(
         &self,
-        ctx: &ConnCtx,
+        conn: &Session,
         user: User,
         device_name: &str,
         created: bool,
@@ -189,18 +182,15 @@ impl AuthService {
                 id: session_id.clone(),
                 user_id: user.id,
                 device_name: device_name.to_string(),
-                client_name: ctx.client_name(),
+                client_name: conn.client_name(),
                 now_ms: now as i64,
                 refresh_hash,
                 refresh_expires_at_ms: refresh_expires_at_ms as i64,
             })
             .await?;
         let (access_token, access_expires_at_ms) = self.0.tokens.issue(user.id, &session_id, now)?;
-        self.bind(
-            ctx,
-            ConnAuth { user_id: user.id, session_id: session_id.clone(), expires_at_ms: access_expires_at_ms },
-        );
         Ok(Issued {
+            caller: Caller { user_id: user.id, session_id: session_id.clone(), expires_at_ms: access_expires_at_ms },
             user,
             session_id,
             access_token,
@@ -211,36 +201,11 @@ impl AuthService {
         })
     }
 
-    /// Marks the connection authenticated and attaches it to its session in the hub.
-    fn bind(&self, ctx: &ConnCtx, auth: ConnAuth) {
-        if let Some(old) = ctx.set_auth(Some(auth.clone()))
-            && let Some(state) = self.0.hub.detach(&old.session_id, old.user_id, ctx.key)
-        {
-            self.presence_changed(old.user_id, state);
-        }
-        if let Some(state) = self.0.hub.attach(&auth.session_id, auth.user_id, ctx.key, ctx.outbox.clone()) {
-            self.presence_changed(auth.user_id, state);
-        }
-    }
-
-    /// Forgets the connection's authentication and detaches it from the hub.
-    pub(crate) fn unbind(&self, ctx: &ConnCtx) {
-        if let Some(old) = ctx.set_auth(None)
-            && let Some(state) = self.0.hub.detach(&old.session_id, old.user_id, ctx.key)
-        {
-            self.presence_changed(old.user_id, state);
-        }
-    }
-
-    /// Tells who may see it that a user's presence changed (in the background).
-    pub(crate) fn presence_changed(&self, user: UserId, state: i32) {
-        tokio::spawn(crate::social::announce_presence(self.0.store.clone(), self.0.hub.clone(), user, state));
-    }
-
-    /// Ends sessions in the hub: their live connections get SessionRevoked and are closed.
+    /// Announces revoked sessions: their live connections get SessionRevoked and are closed,
+    /// their calls end (subscribers of the bus).
     fn revoke_live(&self, sessions: &[String], reason: RevokeReason) {
-        for s in sessions {
-            self.0.hub.revoke(s, reason);
+        if !sessions.is_empty() {
+            self.0.bus.publish(DomainEvent::SessionsRevoked { sessions: sessions.to_vec(), reason });
         }
     }
 
@@ -248,7 +213,7 @@ impl AuthService {
     #[allow(clippy::too_many_arguments)]
     pub async fn register(
         &self,
-        ctx: &ConnCtx,
+        conn: &Session,
         username: &str,
         password: &str,
         display_name: Option<&str>,
@@ -266,7 +231,7 @@ impl AuthService {
             validate::phone("register.phone", p)?;
         }
         validate::text("register.device_name", device_name, 64)?;
-        limited(self.0.limits.register_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.register_ip.take(&conn.peer.ip().to_string()))?;
         let hash = self.0.passwords.hash(password).await?;
         let user = self
             .store()
@@ -282,13 +247,13 @@ impl AuthService {
             })
             .await
             .map_err(conflict)?;
-        self.open_session(ctx, user, device_name, true).await
+        self.open_session(conn, user, device_name, true).await
     }
 
     /// §11.3 Login: rate limits first, then one argon2 verification whether or not the account exists.
     pub async fn login(
         &self,
-        ctx: &ConnCtx,
+        conn: &Session,
         identifier: &str,
         password: &str,
         device_name: &str,
@@ -301,7 +266,7 @@ impl AuthService {
         }
         validate::text("login.device_name", device_name, 64)?;
         let account_key = format!("acct:{}", identifier.to_lowercase());
-        let ip_key = ctx.peer.ip().to_string();
+        let ip_key = conn.peer.ip().to_string();
         limited(self.0.limits.login_ip.take(&ip_key))?;
         limited(self.0.limits.login_account.take(&account_key))?;
         let creds = self.store().credentials_by_login(&identifier.to_lowercase()).await?;
@@ -311,16 +276,16 @@ impl AuthService {
             Some(c) if ok => {
                 // A success does not count against the account's budget.
                 self.0.limits.login_account.refund(&account_key);
-                self.open_session(ctx, c.user, device_name, false).await
+                self.open_session(conn, c.user, device_name, false).await
             }
             _ => Err(bad_credentials()),
         }
     }
 
     /// §11.4 RequestCode: the same answer whether or not the number has an account.
-    pub async fn request_code(&self, ctx: &ConnCtx, phone: &str) -> Result<(u64, u32), ServerError> {
+    pub async fn request_code(&self, conn: &Session, phone: &str) -> Result<(u64, u32), ServerError> {
         validate::phone("request_code.phone", phone)?;
-        limited(self.0.limits.code_request_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_request_ip.take(&conn.peer.ip().to_string()))?;
         limited(self.0.limits.code_request_destination.take(&format!("phone:{phone}")))?;
         let user_id = self.store().user_by_phone(phone).await?.map(|u| u.id);
         self.send_code(CodeKind::SignIn, phone, user_id, "sign_in", "sms", phone).await
@@ -355,7 +320,7 @@ impl AuthService {
     /// §11.4 VerifyCode: signs in, or signs up when the number has no account.
     pub async fn verify_code(
         &self,
-        ctx: &ConnCtx,
+        conn: &Session,
         phone: &str,
         code: &str,
         device_name: &str,
@@ -365,7 +330,7 @@ impl AuthService {
         validate::code("verify_code.code", code)?;
         validate::text("verify_code.device_name", device_name, 64)?;
         let username_key = username.map(|u| validate::username("verify_code.username", u)).transpose()?;
-        limited(self.0.limits.code_verify_ip.take(&ctx.peer.ip().to_string()))?;
+        limited(self.0.limits.code_verify_ip.take(&conn.peer.ip().to_string()))?;
         let hash = self.0.codes.hash(CodeKind::SignIn, phone, code);
         let check = self
             .store()
@@ -375,7 +340,7 @@ impl AuthService {
             return Err(bad_code());
         }
         if let Some(user) = self.store().user_by_phone(phone).await? {
-            return self.open_session(ctx, user, device_name, false).await;
+            return self.open_session(conn, user, device_name, false).await;
         }
         let (username, username_key) = match (username, username_key) {
             (Some(u), Some(k)) => (u.to_string(), k),
@@ -399,33 +364,36 @@ impl AuthService {
             })
             .await
             .map_err(conflict)?;
-        self.open_session(ctx, user, device_name, true).await
+        self.open_session(conn, user, device_name, true).await
     }
 
-    /// §11.5 Authenticate (and Hello.access_token): a valid token of a live session.
-    pub async fn authenticate(&self, ctx: &ConnCtx, token: &str) -> Result<ConnAuth, ServerError> {
-        let now = now_ms();
-        let v = self.0.tokens.verify(token, now)?;
-        let auth = ConnAuth { user_id: v.user_id, session_id: v.session_id.clone(), expires_at_ms: v.expires_at_ms };
-        // Attach before checking the store, so a revocation racing this check still reaches us.
-        self.bind(ctx, auth.clone());
-        let live = match self.store().session(&v.session_id).await {
-            Ok(s) => s.filter(|s| !s.revoked && s.user_id == v.user_id),
-            Err(e) => {
-                self.unbind(ctx);
-                return Err(e.into());
-            }
-        };
+    /// §11.5 Authenticate (and Hello.access_token), first half: the token's signature and
+    /// expiry. The edge binds the connection, then calls [`check_live`](Self::check_live), so a
+    /// revocation racing the check still reaches the connection.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` for a bad or expired token.
+    pub fn verify_token(&self, token: &str) -> Result<Caller, ServerError> {
+        let v = self.0.tokens.verify(token, now_ms())?;
+        Ok(Caller { user_id: v.user_id, session_id: v.session_id, expires_at_ms: v.expires_at_ms })
+    }
+
+    /// §11.5 second half: the caller's session is live (not revoked, same user); records its use.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` for a revoked or unknown session; store errors.
+    pub async fn check_live(&self, caller: &Caller) -> Result<(), ServerError> {
+        let live =
+            self.store().session(&caller.session_id).await?.filter(|s| !s.revoked && s.user_id == caller.user_id);
         if live.is_none() {
-            self.unbind(ctx);
             return Err(AuthError::InvalidToken.into());
         }
-        self.store().touch_session(&v.session_id, now as i64).await?;
-        Ok(auth)
+        self.store().touch_session(&caller.session_id, now_ms() as i64).await?;
+        Ok(())
     }
 
     /// §11.6 Refresh: rotates the refresh token; reuse revokes the session.
-    pub async fn refresh(&self, ctx: &ConnCtx, refresh_token: &str) -> Result<Issued, ServerError> {
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Issued, ServerError> {
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Err(ServerError::Unauthenticated("invalid refresh token".into()));
         }
@@ -442,11 +410,12 @@ impl AuthService {
                     .filter(|u| !u.deleted)
                     .ok_or_else(|| ServerError::Unauthenticated("invalid refresh token".into()))?;
                 let (access_token, access_expires_at_ms) = self.0.tokens.issue(user.id, &session.id, now)?;
-                self.bind(
-                    ctx,
-                    ConnAuth { user_id: user.id, session_id: session.id.clone(), expires_at_ms: access_expires_at_ms },
-                );
                 Ok(Issued {
+                    caller: Caller {
+                        user_id: user.id,
+                        session_id: session.id.clone(),
+                        expires_at_ms: access_expires_at_ms,
+                    },
                     user,
                     session_id: session.id,
                     access_token,
@@ -465,24 +434,21 @@ impl AuthService {
         }
     }
 
-    /// §11.7 Logout: ends this connection's session; other connections of it are closed.
-    pub async fn logout(&self, ctx: &ConnCtx) -> Result<(), ServerError> {
-        let auth = ctx.require_auth()?;
-        self.unbind(ctx);
+    /// §11.7 Logout: ends the caller's session; its other connections are closed (the edge
+    /// unbinds the calling connection first, so it is answered rather than closed).
+    pub async fn logout(&self, auth: &Caller) -> Result<(), ServerError> {
         self.store().revoke_session(auth.user_id, &auth.session_id, RevokeReason::LoggedOut, now_ms() as i64).await?;
-        self.revoke_live(&[auth.session_id], RevokeReason::LoggedOut);
+        self.revoke_live(std::slice::from_ref(&auth.session_id), RevokeReason::LoggedOut);
         Ok(())
     }
 
     /// §11.7 ListSessions.
-    pub async fn list_sessions(&self, ctx: &ConnCtx) -> Result<(Vec<SessionRecord>, String), ServerError> {
-        let auth = ctx.require_auth()?;
-        Ok((self.store().list_sessions(auth.user_id).await?, auth.session_id))
+    pub async fn list_sessions(&self, auth: &Caller) -> Result<(Vec<SessionRecord>, String), ServerError> {
+        Ok((self.store().list_sessions(auth.user_id).await?, auth.session_id.clone()))
     }
 
     /// §11.7 RevokeSession: another session of the caller's; NOT_FOUND for anything else.
-    pub async fn revoke_session(&self, ctx: &ConnCtx, session_id: &str) -> Result<(), ServerError> {
-        let auth = ctx.require_auth()?;
+    pub async fn revoke_session(&self, auth: &Caller, session_id: &str) -> Result<(), ServerError> {
         if session_id == auth.session_id {
             return Err(ServerError::FailedPrecondition("use Logout to end this connection's own session".into()));
         }

@@ -14,12 +14,14 @@ use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, CallMedia, HangupReason, call_signal, event};
 
-use crate::auth::ConnAuth;
+use crate::access::{id, member_view};
+use crate::bus::{DomainEvent, Subscriber};
 use crate::config::CallsConfig;
-use crate::conversations::{Conversations, id, member_view};
 use crate::error::ServerError;
 use crate::hub::Hub;
+use crate::session::Caller;
 use crate::store::{ConvKind, Store, WriteOp, now_ms};
+use crate::writer::Writer;
 use p2p::{Effects, Party, Registry, To};
 
 /// Longest SDP accepted in a signal (bytes).
@@ -31,7 +33,7 @@ struct Inner {
     config: CallsConfig,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
-    conversations: Conversations,
+    writer: Writer,
     registry: Mutex<Registry>,
     sfu: sfu::Sfu,
 }
@@ -54,9 +56,9 @@ pub(crate) fn random_id(prefix: &str) -> String {
 }
 
 impl Calls {
-    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, conversations: Conversations) -> Self {
+    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, writer: Writer) -> Self {
         let sfu = sfu::Sfu::new(config.clone(), store.clone(), hub.clone());
-        Self(Arc::new(Inner { config, store, hub, conversations, registry: Mutex::new(Registry::default()), sfu }))
+        Self(Arc::new(Inner { config, store, hub, writer, registry: Mutex::new(Registry::default()), sfu }))
     }
 
     /// The group-call SFU (§20.3).
@@ -69,7 +71,7 @@ impl Calls {
     }
 
     /// §20.1
-    pub fn ice_servers(&self, auth: &ConnAuth) -> (Vec<v1::IceServer>, u64) {
+    pub fn ice_servers(&self, auth: &Caller) -> (Vec<v1::IceServer>, u64) {
         ice::ice_servers(&self.0.config, auth.user_id, now_ms())
     }
 
@@ -85,7 +87,7 @@ impl Calls {
             };
         }
         if let Some(ended) = fx.ended {
-            let conversations = self.0.conversations.clone();
+            let writer = self.0.writer.clone();
             tokio::spawn(async move {
                 let op = WriteOp::CallEnded {
                     conversation_id: ended.conversation,
@@ -94,7 +96,7 @@ impl Calls {
                     missed_by: ended.missed_by,
                     now_ms: now_ms(),
                 };
-                if let Err(e) = conversations.submit(op).await {
+                if let Err(e) = writer.submit(op).await {
                     tracing::warn!(error = %e, "recording the end of a call");
                 }
             });
@@ -102,7 +104,7 @@ impl Calls {
     }
 
     /// §20.2.1: rings every device of the conversation's other members.
-    pub async fn start(&self, auth: &ConnAuth, conv: u64, media: i32) -> Result<v1::StartCallResult, ServerError> {
+    pub async fn start(&self, auth: &Caller, conv: u64, media: i32) -> Result<v1::StartCallResult, ServerError> {
         let conv = id("start_call.conversation_id", conv)?;
         if !matches!(CallMedia::try_from(media), Ok(CallMedia::Audio | CallMedia::Video)) {
             return Err(ServerError::invalid("start_call.media", "AUDIO or VIDEO"));
@@ -144,14 +146,14 @@ impl Calls {
     }
 
     /// §20.2.2
-    pub fn ring(&self, auth: &ConnAuth, call_id: &str) -> Result<(), ServerError> {
+    pub fn ring(&self, auth: &Caller, call_id: &str) -> Result<(), ServerError> {
         let fx = self.registry().ring(call_id, auth.user_id)?;
         self.apply(fx);
         Ok(())
     }
 
     /// §20.2.3
-    pub fn accept(&self, auth: &ConnAuth, call_id: &str) -> Result<v1::AcceptCallResult, ServerError> {
+    pub fn accept(&self, auth: &Caller, call_id: &str) -> Result<v1::AcceptCallResult, ServerError> {
         let me = Party { user: auth.user_id, session: auth.session_id.clone(), party_id: random_id("party-") };
         let party_id = me.party_id.clone();
         let (peer_party_id, fx) = self.registry().accept(call_id, me, now_ms())?;
@@ -161,7 +163,7 @@ impl Calls {
     }
 
     /// §20.2.4
-    pub fn reject(&self, auth: &ConnAuth, call_id: &str, reason: i32) -> Result<(), ServerError> {
+    pub fn reject(&self, auth: &Caller, call_id: &str, reason: i32) -> Result<(), ServerError> {
         let reason = HangupReason::try_from(reason).unwrap_or(HangupReason::Unspecified);
         let fx = self.registry().reject(call_id, auth.user_id, reason, now_ms())?;
         self.apply(fx);
@@ -169,7 +171,7 @@ impl Calls {
     }
 
     /// §20.2.5
-    pub fn hangup(&self, auth: &ConnAuth, call_id: &str, reason: i32) -> Result<(), ServerError> {
+    pub fn hangup(&self, auth: &Caller, call_id: &str, reason: i32) -> Result<(), ServerError> {
         let reason = HangupReason::try_from(reason)
             .map_err(|_| ServerError::invalid("hangup_call.reason", "not a HangupReason"))?;
         let fx = self.registry().hangup(call_id, auth.user_id, &auth.session_id, reason, now_ms())?;
@@ -178,7 +180,7 @@ impl Calls {
     }
 
     /// §20.2.6: relays an offer, answer or candidate to the other party's device.
-    pub fn signal(&self, auth: &ConnAuth, mut s: v1::CallSignal) -> Result<(), ServerError> {
+    pub fn signal(&self, auth: &Caller, mut s: v1::CallSignal) -> Result<(), ServerError> {
         match &s.signal {
             None => return Err(ServerError::invalid("call_signal.signal", "an offer, answer or candidate")),
             Some(call_signal::Signal::SdpOffer(sdp) | call_signal::Signal::SdpAnswer(sdp)) => {
@@ -199,13 +201,10 @@ impl Calls {
         Ok(())
     }
 
-    /// A connection of `session` closed: if it was the session's last and the session takes
-    /// part in a call, the call ends (a peer-to-peer call) or the device leaves (a group call,
-    /// §20.3.7) unless the device is back within the grace period.
-    pub fn connection_closed(&self, session: &str) {
-        if self.0.hub.connections(session) > 0 {
-            return;
-        }
+    /// The last connection of `session` closed: if the session takes part in a call, the call
+    /// ends (a peer-to-peer call) or the device leaves (a group call, §20.3.7) unless the device
+    /// is back within the grace period.
+    fn connection_closed(&self, session: &str) {
         let p2p = self.registry().in_call(session);
         let group = self.0.sfu.in_call(session);
         if !p2p && !group {
@@ -225,5 +224,58 @@ impl Calls {
                 }
             }
         });
+    }
+}
+
+impl Calls {
+    /// Revoked sessions cannot come back: their calls end (CONNECTION_LOST) and their devices
+    /// leave group calls at once, without the reconnect grace.
+    fn sessions_revoked(&self, sessions: &[String]) {
+        for s in sessions {
+            let fx = self.registry().session_lost(s, now_ms());
+            self.apply(fx);
+            self.0.sfu.session_lost(s);
+        }
+    }
+
+    /// Whoever stops being a member stops ringing, ends the call they are a party to, and leaves
+    /// the conversation's group call (docs/protocol.md §21).
+    fn member_gone(&self, conv: crate::store::ConvId, user: crate::store::UserId) {
+        let fx = self.registry().member_gone(conv, user, now_ms());
+        self.apply(fx);
+        self.0.sfu.member_gone(conv, user);
+    }
+
+    /// A deleted account ends every call it is in (§21).
+    fn user_gone(&self, user: crate::store::UserId) {
+        let effects = self.registry().user_gone(user, now_ms());
+        for fx in effects {
+            self.apply(fx);
+        }
+        self.0.sfu.user_gone(user);
+    }
+}
+
+/// Calls follow membership, accounts and sessions.
+impl Subscriber for Calls {
+    fn name(&self) -> &'static str {
+        "calls"
+    }
+
+    fn handle(&self, event: &DomainEvent) {
+        match event {
+            DomainEvent::Committed(_) => {
+                for (conv, user) in event.members_gone() {
+                    self.member_gone(conv, user);
+                }
+            }
+            DomainEvent::AccountDeleted { user } => self.user_gone(*user),
+            DomainEvent::SessionsRevoked { sessions, .. } => self.sessions_revoked(sessions),
+            DomainEvent::SessionDetached { caller, remaining: 0, .. } => self.connection_closed(&caller.session_id),
+            DomainEvent::SessionDetached { .. }
+            | DomainEvent::SessionAttached { .. }
+            | DomainEvent::UserBlocked { .. }
+            | DomainEvent::PresenceChanged { .. } => {}
+        }
     }
 }

@@ -246,6 +246,61 @@ impl Registry {
         }
     }
 
+    /// `user` stopped being a member of `conversation` (left, removed, account deleted): a call
+    /// they started ends for everyone (CANCELLED while ringing, USER_HANGUP once answered), an
+    /// answered call they take part in ends, and a call ringing them stops ringing them
+    /// (CallEnded CANCELLED to their devices; the call ends when nobody is left to answer). They
+    /// never appear in the call's record.
+    pub fn member_gone(&mut self, conversation: ConvId, user: UserId, now_ms: i64) -> Effects {
+        let Some(call_id) = self.by_conversation.get(&conversation).cloned() else { return Effects::default() };
+        let Some(c) = self.calls.get_mut(&call_id) else { return Effects::default() };
+        let party = match &c.phase {
+            Phase::Ringing => c.caller.user == user,
+            Phase::Active { callee, .. } => c.caller.user == user || callee.user == user,
+        };
+        if party {
+            let reason =
+                if matches!(c.phase, Phase::Ringing) { HangupReason::Cancelled } else { HangupReason::UserHangup };
+            return self.end(&call_id, reason, user, now_ms);
+        }
+        if !matches!(c.phase, Phase::Ringing) || !c.callees.contains(&user) {
+            return Effects::default();
+        }
+        c.callees.retain(|u| *u != user);
+        c.rejected.remove(&user);
+        let nobody_left = c.callees.is_empty();
+        let all_declined = !nobody_left && c.callees.iter().all(|u| c.rejected.contains(u));
+        let stop = event::Event::CallEnded(v1::CallEnded {
+            call_id: call_id.clone(),
+            reason: HangupReason::Cancelled as i32,
+            by_user_id: 0,
+        });
+        let mut fx = Effects { events: vec![(To::Users(vec![user]), stop)], ended: None };
+        if nobody_left || all_declined {
+            let reason = if nobody_left { HangupReason::Cancelled } else { HangupReason::Rejected };
+            let ended = self.end(&call_id, reason, 0, now_ms);
+            fx.events.extend(ended.events);
+            fx.ended = ended.ended;
+        }
+        fx
+    }
+
+    /// `user`'s account was deleted: every call they start, take part in or are rung for ends
+    /// for them as in [`member_gone`](Self::member_gone); one `Effects` per call.
+    pub fn user_gone(&mut self, user: UserId, now_ms: i64) -> Vec<Effects> {
+        let convs: Vec<ConvId> = self
+            .calls
+            .values()
+            .filter(|c| {
+                c.caller.user == user
+                    || c.callees.contains(&user)
+                    || matches!(&c.phase, Phase::Active { callee, .. } if callee.user == user)
+            })
+            .map(|c| c.conversation)
+            .collect();
+        convs.into_iter().map(|conv| self.member_gone(conv, user, now_ms)).collect()
+    }
+
     /// Whether `session` takes part in a call.
     pub fn in_call(&self, session: &str) -> bool {
         self.by_session.contains_key(session)
@@ -365,6 +420,62 @@ mod tests {
         let fx = r.hangup("c1", 1, "s1", HangupReason::Unspecified, 5).expect("cancel");
         assert_eq!(fx.ended.expect("ended").record.outcome, CallOutcome::Cancelled as i32);
         r.start("c4", 10, 1, party(1, "s1"), vec![2], 0).expect("free again");
+    }
+
+    #[test]
+    fn a_callee_who_leaves_stops_ringing_and_cannot_answer() {
+        let mut r = Registry::default();
+        ringing(&mut r, vec![2, 3]);
+        let fx = r.member_gone(10, 2, 5);
+        assert!(fx.ended.is_none(), "3 still rings");
+        assert_eq!(fx.events.len(), 1);
+        assert_eq!(fx.events[0].0, To::Users(vec![2]));
+        assert!(matches!(&fx.events[0].1, event::Event::CallEnded(e) if e.reason == HangupReason::Cancelled as i32));
+        assert!(matches!(r.accept("c1", party(2, "s2"), 6), Err(ServerError::NotFound(_))), "no longer rung");
+        let fx = r.member_gone(10, 3, 7);
+        let ended = fx.ended.expect("nobody left to answer");
+        assert_eq!(ended.record.outcome, CallOutcome::Cancelled as i32);
+        assert!(ended.missed_by.is_empty());
+        assert!(!r.in_call("s1"));
+    }
+
+    #[test]
+    fn the_last_undeclined_callee_leaving_ends_the_call_as_rejected() {
+        let mut r = Registry::default();
+        ringing(&mut r, vec![2, 3]);
+        r.reject("c1", 2, HangupReason::Unspecified, 1).expect("reject");
+        let fx = r.member_gone(10, 3, 2);
+        assert_eq!(fx.ended.expect("ended").record.outcome, CallOutcome::Rejected as i32);
+    }
+
+    #[test]
+    fn a_caller_or_party_who_leaves_ends_the_call() {
+        let mut r = Registry::default();
+        ringing(&mut r, vec![2]);
+        let fx = r.member_gone(10, 1, 5);
+        assert_eq!(fx.ended.expect("ended").record.outcome, CallOutcome::Cancelled as i32);
+        assert!(r.accept("c1", party(2, "s2"), 6).is_err());
+
+        ringing(&mut r, vec![2]);
+        r.accept("c1", party(2, "s2"), 10).expect("accept");
+        let fx = r.member_gone(10, 2, 30);
+        let ended = fx.ended.expect("ended");
+        assert_eq!(ended.record.outcome, CallOutcome::Answered as i32);
+        assert!(matches!(&fx.events[0].1, event::Event::CallEnded(e) if e.reason == HangupReason::UserHangup as i32));
+        assert!(!r.in_call("s1") && !r.in_call("s2"));
+        assert!(r.member_gone(10, 2, 31).events.is_empty(), "nothing left to end");
+    }
+
+    #[test]
+    fn a_deleted_account_ends_every_call_it_is_in() {
+        let mut r = Registry::default();
+        r.start("a", 10, 1, party(1, "s1"), vec![2], 0).expect("start");
+        r.start("b", 11, 1, party(3, "s3"), vec![1, 4], 0).expect("start");
+        let fx = r.user_gone(1, 5);
+        assert_eq!(fx.len(), 2);
+        assert!(!r.in_call("s1"));
+        assert!(r.accept("b", party(1, "s1b"), 6).is_err(), "1 no longer rung");
+        r.accept("b", party(4, "s4"), 7).expect("4 still can answer");
     }
 
     #[test]

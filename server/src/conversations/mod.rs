@@ -3,20 +3,19 @@
 //! nothing: every refusal about a conversation they cannot see is the same NOT_FOUND.
 
 mod settings;
-pub mod wire;
-pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::auth::ConnAuth;
+pub(crate) use crate::access::id;
+use crate::access::not_found;
 use crate::error::ServerError;
-use crate::hub::Hub;
+use crate::session::Caller;
 use crate::store::{
-    Applied, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId,
-    UserUpdateRec, WriteOp, now_ms,
+    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
+    WriteOp, now_ms,
 };
-pub use writer::Writer;
+use crate::writer::{Outcome, Writer};
 
 /// Longest history page.
 pub const MAX_HISTORY: u32 = 200;
@@ -24,19 +23,6 @@ pub const MAX_HISTORY: u32 = 200;
 const MAX_USER_UPDATES: u32 = 500;
 /// Rough byte budget of one Sync answer's events, so it stays far below frame limits.
 const SYNC_BYTES: usize = 512 * 1024;
-
-fn not_found() -> ServerError {
-    ServerError::NotFound("no such conversation".into())
-}
-
-/// The conversation as `user` sees it, if `user` is a member; for anyone else the same NOT_FOUND
-/// as for a missing id (§12.1). For services that act in a conversation (calls).
-pub(crate) async fn member_view(store: &dyn Store, user: UserId, conv: ConvId) -> Result<ConvView, ServerError> {
-    match store.conversation(user, conv).await? {
-        Some(v) if v.my_role.is_some() => Ok(v),
-        _ => Err(not_found()),
-    }
-}
 
 /// One conversation's part of a Sync answer.
 #[derive(Debug)]
@@ -102,15 +88,9 @@ pub fn check_emoji(field: &'static str, e: &str) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// A required positive id field.
-pub(crate) fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
-    i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| ServerError::invalid(field, "required"))
-}
-
 impl Conversations {
-    pub async fn new(store: Arc<dyn Store>, hub: Arc<Hub>, max_text_bytes: usize) -> Result<Self, ServerError> {
+    pub async fn new(store: Arc<dyn Store>, writer: Writer, max_text_bytes: usize) -> Result<Self, ServerError> {
         let epoch = store.instance().await?.epoch;
-        let writer = Writer::start(store.clone(), hub);
         Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes })))
     }
 
@@ -133,7 +113,7 @@ impl Conversations {
     /// §12.2
     pub async fn create(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         kind: i32,
         title: &str,
         description: &str,
@@ -175,12 +155,12 @@ impl Conversations {
     }
 
     /// §12.1
-    pub async fn get(&self, auth: &ConnAuth, conv: u64) -> Result<ConvView, ServerError> {
+    pub async fn get(&self, auth: &Caller, conv: u64) -> Result<ConvView, ServerError> {
         self.visible(auth.user_id, id("conversation_id", conv)?).await
     }
 
     /// §12.3: pages by (last activity, id), newest first. The token is "ms:id".
-    pub async fn list(&self, auth: &ConnAuth, token: &str, limit: u32) -> Result<(Vec<ConvView>, String), ServerError> {
+    pub async fn list(&self, auth: &Caller, token: &str, limit: u32) -> Result<(Vec<ConvView>, String), ServerError> {
         let limit = match limit {
             0 => 50,
             n => n.min(100),
@@ -206,20 +186,20 @@ impl Conversations {
     }
 
     /// §12.4
-    pub async fn join(&self, auth: &ConnAuth, conv: u64) -> Result<ConvView, ServerError> {
+    pub async fn join(&self, auth: &Caller, conv: u64) -> Result<ConvView, ServerError> {
         let conv = id("join_channel.conversation_id", conv)?;
         self.0.writer.submit(WriteOp::Join { conversation_id: conv, user: auth.user_id, now_ms: now_ms() }).await?;
         self.visible(auth.user_id, conv).await
     }
 
     /// §12.4
-    pub async fn leave(&self, auth: &ConnAuth, conv: u64) -> Result<(), ServerError> {
+    pub async fn leave(&self, auth: &Caller, conv: u64) -> Result<(), ServerError> {
         let conv = id("leave_conversation.conversation_id", conv)?;
         self.0.writer.submit(WriteOp::Leave { conversation_id: conv, user: auth.user_id, now_ms: now_ms() }).await?;
         Ok(())
     }
 
-    fn seq_of(applied: crate::store::Applied) -> Result<i64, ServerError> {
+    fn seq_of(applied: Outcome) -> Result<i64, ServerError> {
         match applied.result {
             Some(OpResult::Seq(s)) => Ok(s),
             _ => Err(ServerError::Internal("write returned no seq".into())),
@@ -227,7 +207,7 @@ impl Conversations {
     }
 
     /// §12.5
-    pub async fn add_members(&self, auth: &ConnAuth, conv: u64, users: &[u64]) -> Result<i64, ServerError> {
+    pub async fn add_members(&self, auth: &Caller, conv: u64, users: &[u64]) -> Result<i64, ServerError> {
         let conversation_id = id("add_members.conversation_id", conv)?;
         if users.is_empty() || users.len() > 256 {
             return Err(ServerError::invalid("add_members.user_ids", "1 to 256 users"));
@@ -238,7 +218,7 @@ impl Conversations {
     }
 
     /// §12.5
-    pub async fn remove_member(&self, auth: &ConnAuth, conv: u64, user: u64) -> Result<i64, ServerError> {
+    pub async fn remove_member(&self, auth: &Caller, conv: u64, user: u64) -> Result<i64, ServerError> {
         let op = WriteOp::RemoveMember {
             conversation_id: id("remove_member.conversation_id", conv)?,
             actor: auth.user_id,
@@ -251,7 +231,7 @@ impl Conversations {
     /// §12.6
     pub async fn members(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         conv: u64,
         after: u64,
         limit: u32,
@@ -271,7 +251,7 @@ impl Conversations {
     /// §12.7
     pub async fn discover(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         query: &str,
         after: u64,
         limit: u32,
@@ -296,7 +276,7 @@ impl Conversations {
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         conv: u64,
         client_msg_id: &str,
         text: &str,
@@ -335,7 +315,7 @@ impl Conversations {
     }
 
     /// §13.3
-    pub async fn edit(&self, auth: &ConnAuth, conv: u64, message_id: u64, text: &str) -> Result<i64, ServerError> {
+    pub async fn edit(&self, auth: &Caller, conv: u64, message_id: u64, text: &str) -> Result<i64, ServerError> {
         check_text("edit_message.text", text, self.0.max_text_bytes)?;
         let op = WriteOp::Edit {
             conversation_id: id("edit_message.conversation_id", conv)?,
@@ -348,7 +328,7 @@ impl Conversations {
     }
 
     /// §13.3
-    pub async fn delete(&self, auth: &ConnAuth, conv: u64, message_id: u64) -> Result<i64, ServerError> {
+    pub async fn delete(&self, auth: &Caller, conv: u64, message_id: u64) -> Result<i64, ServerError> {
         let op = WriteOp::Delete {
             conversation_id: id("delete_message.conversation_id", conv)?,
             actor: auth.user_id,
@@ -361,7 +341,7 @@ impl Conversations {
     /// §13.4: members only.
     pub async fn history(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         conv: u64,
         before: u64,
         after: u64,
@@ -393,7 +373,7 @@ impl Conversations {
     /// §14.3: everything after the client's cursors, per conversation, bounded.
     pub async fn sync(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         epoch: i64,
         user_seq: u64,
         cursors: &[(u64, u64)],
@@ -450,7 +430,7 @@ impl Conversations {
     }
 
     /// §14.4: this device applied the conversation up to `seq`; may move the delivered watermark.
-    pub async fn ack(&self, auth: &ConnAuth, conv: u64, seq: u64) -> Result<(), ServerError> {
+    pub async fn ack(&self, auth: &Caller, conv: u64, seq: u64) -> Result<(), ServerError> {
         let op = WriteOp::Ack {
             conversation_id: id("ack.conversation_id", conv)?,
             user: auth.user_id,
@@ -462,7 +442,7 @@ impl Conversations {
     }
 
     /// §15.1: moves the caller's read watermark forward; returns it.
-    pub async fn mark_read(&self, auth: &ConnAuth, conv: u64, seq: u64) -> Result<i64, ServerError> {
+    pub async fn mark_read(&self, auth: &Caller, conv: u64, seq: u64) -> Result<i64, ServerError> {
         let op = WriteOp::MarkRead {
             conversation_id: id("mark_read.conversation_id", conv)?,
             user: auth.user_id,
@@ -472,18 +452,8 @@ impl Conversations {
         Self::seq_of(self.0.writer.submit(op).await?)
     }
 
-    /// Applies a write from another service through the same ordered writer (a call's log entry).
-    pub(crate) async fn submit(&self, op: WriteOp) -> Result<Applied, ServerError> {
-        self.0.writer.submit(op).await
-    }
-
     /// §15.2: each other member's state for one of the caller's messages.
-    pub async fn receipts(
-        &self,
-        auth: &ConnAuth,
-        conv: u64,
-        message_id: u64,
-    ) -> Result<Vec<(UserId, i32)>, ServerError> {
+    pub async fn receipts(&self, auth: &Caller, conv: u64, message_id: u64) -> Result<Vec<(UserId, i32)>, ServerError> {
         let conv = id("get_receipts.conversation_id", conv)?;
         self.require_member(auth.user_id, conv).await?;
         let m = self

@@ -2,15 +2,15 @@
 //! §13.6): the requests that change a conversation's state without posting a message.
 
 use super::{Conversations, check_emoji, id};
-use crate::auth::ConnAuth;
 use crate::error::ServerError;
+use crate::session::Caller;
 use crate::store::{ConvView, MessageRec, WriteOp, now_ms};
 
 impl Conversations {
     /// §12.8: settings; owner and admins.
     pub async fn update(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         conv: u64,
         title: Option<String>,
         description: Option<String>,
@@ -44,7 +44,7 @@ impl Conversations {
     }
 
     /// §12.8
-    pub async fn set_role(&self, auth: &ConnAuth, conv: u64, user: u64, role: i32) -> Result<i64, ServerError> {
+    pub async fn set_role(&self, auth: &Caller, conv: u64, user: u64, role: i32) -> Result<i64, ServerError> {
         if !(crate::store::ROLE_ADMIN..=crate::store::ROLE_MEMBER).contains(&role) {
             return Err(ServerError::invalid(
                 "set_role.role",
@@ -62,7 +62,7 @@ impl Conversations {
     }
 
     /// §12.8
-    pub async fn transfer_ownership(&self, auth: &ConnAuth, conv: u64, user: u64) -> Result<i64, ServerError> {
+    pub async fn transfer_ownership(&self, auth: &Caller, conv: u64, user: u64) -> Result<i64, ServerError> {
         let op = WriteOp::TransferOwnership {
             conversation_id: id("transfer_ownership.conversation_id", conv)?,
             actor: auth.user_id,
@@ -73,7 +73,7 @@ impl Conversations {
     }
 
     /// §13.6
-    pub async fn pin(&self, auth: &ConnAuth, conv: u64, message_id: u64, pin: bool) -> Result<i64, ServerError> {
+    pub async fn pin(&self, auth: &Caller, conv: u64, message_id: u64, pin: bool) -> Result<i64, ServerError> {
         let op = WriteOp::Pin {
             conversation_id: id("conversation_id", conv)?,
             actor: auth.user_id,
@@ -85,7 +85,7 @@ impl Conversations {
     }
 
     /// §13.6: members only.
-    pub async fn pins(&self, auth: &ConnAuth, conv: u64) -> Result<Vec<MessageRec>, ServerError> {
+    pub async fn pins(&self, auth: &Caller, conv: u64) -> Result<Vec<MessageRec>, ServerError> {
         let conv = id("list_pins.conversation_id", conv)?;
         self.require_member(auth.user_id, conv).await?;
         Ok(self.store().pins(conv, auth.user_id).await?)
@@ -94,7 +94,7 @@ impl Conversations {
     /// §13.5
     pub async fn react(
         &self,
-        auth: &ConnAuth,
+        auth: &Caller,
         conv: u64,
         message_id: u64,
         emoji: &str,

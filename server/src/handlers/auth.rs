@@ -3,11 +3,16 @@
 
 use confab_protocol::v1::{self, response::Result as R};
 
+use confab_protocol::CloseCode;
+use confab_protocol::frames::{encode_server, event_frame};
+
+use super::session::{bind, unbind};
 use crate::auth::Issued;
-use crate::connection::ConnCtx;
 use crate::error::ServerError;
+use crate::session::Close;
+use crate::session::{Caller, Session};
 use crate::state::AppState;
-use crate::store::{ProfileUpdate, SessionRecord, User};
+use crate::store::{ProfileUpdate, RevokeReason, SessionRecord, User};
 
 type Out = Result<R, ServerError>;
 
@@ -24,7 +29,9 @@ pub(crate) fn me(u: &User) -> v1::Me {
     }
 }
 
-fn auth_result(i: Issued) -> v1::AuthResult {
+/// Binds the connection to the issued session and builds the answer.
+fn auth_result(state: &AppState, session: &Session, i: Issued) -> v1::AuthResult {
+    bind(state, session, i.caller);
     v1::AuthResult {
         me: Some(me(&i.user)),
         session_id: i.session_id,
@@ -48,11 +55,11 @@ fn session(s: SessionRecord, current: &str) -> v1::Session {
 }
 
 /// §11.2
-pub(crate) async fn register(state: &AppState, ctx: &ConnCtx, r: v1::Register) -> Out {
+pub(crate) async fn register(state: &AppState, session: &Session, r: v1::Register) -> Out {
     let i = state
         .auth()
         .register(
-            ctx,
+            session,
             &r.username,
             &r.password,
             r.display_name.as_deref(),
@@ -61,33 +68,49 @@ pub(crate) async fn register(state: &AppState, ctx: &ConnCtx, r: v1::Register) -
             &r.device_name,
         )
         .await?;
-    Ok(R::Register(auth_result(i)))
+    Ok(R::Register(auth_result(state, session, i)))
 }
 
 /// §11.3
-pub(crate) async fn login(state: &AppState, ctx: &ConnCtx, r: v1::Login) -> Out {
-    let i = state.auth().login(ctx, &r.identifier, &r.password, &r.device_name).await?;
-    Ok(R::Login(auth_result(i)))
+pub(crate) async fn login(state: &AppState, session: &Session, r: v1::Login) -> Out {
+    let i = state.auth().login(session, &r.identifier, &r.password, &r.device_name).await?;
+    Ok(R::Login(auth_result(state, session, i)))
 }
 
 /// §11.4
-pub(crate) async fn request_code(state: &AppState, ctx: &ConnCtx, r: v1::RequestCode) -> Out {
+pub(crate) async fn request_code(state: &AppState, session: &Session, r: v1::RequestCode) -> Out {
     if r.purpose() != v1::CodePurpose::SignIn {
         return Err(ServerError::invalid("request_code.purpose", "only CODE_PURPOSE_SIGN_IN is defined"));
     }
-    let (expires_in_ms, max_attempts) = state.auth().request_code(ctx, &r.phone).await?;
+    let (expires_in_ms, max_attempts) = state.auth().request_code(session, &r.phone).await?;
     Ok(R::RequestCode(v1::RequestCodeResult { expires_in_ms, max_attempts }))
 }
 
 /// §11.4
-pub(crate) async fn verify_code(state: &AppState, ctx: &ConnCtx, r: v1::VerifyCode) -> Out {
-    let i = state.auth().verify_code(ctx, &r.phone, &r.code, &r.device_name, r.username.as_deref()).await?;
-    Ok(R::VerifyCode(auth_result(i)))
+pub(crate) async fn verify_code(state: &AppState, session: &Session, r: v1::VerifyCode) -> Out {
+    let i = state.auth().verify_code(session, &r.phone, &r.code, &r.device_name, r.username.as_deref()).await?;
+    Ok(R::VerifyCode(auth_result(state, session, i)))
+}
+
+/// §11.5 (and Hello.access_token, §4.4): binds the connection before checking the session in
+/// the store, so a revocation racing the check still reaches it; unbinds when the check fails.
+pub(crate) async fn authenticate_token(
+    state: &AppState,
+    session: &Session,
+    token: &str,
+) -> Result<Caller, ServerError> {
+    let caller = state.auth().verify_token(token)?;
+    bind(state, session, caller.clone());
+    if let Err(e) = state.auth().check_live(&caller).await {
+        unbind(state, session);
+        return Err(e);
+    }
+    Ok(caller)
 }
 
 /// §11.5
-pub(crate) async fn authenticate(state: &AppState, ctx: &ConnCtx, r: v1::Authenticate) -> Out {
-    let a = state.auth().authenticate(ctx, &r.access_token).await?;
+pub(crate) async fn authenticate(state: &AppState, session: &Session, r: v1::Authenticate) -> Out {
+    let a = authenticate_token(state, session, &r.access_token).await?;
     Ok(R::Authenticate(v1::AuthInfo {
         user_id: a.user_id as u64,
         session_id: a.session_id,
@@ -96,65 +119,74 @@ pub(crate) async fn authenticate(state: &AppState, ctx: &ConnCtx, r: v1::Authent
 }
 
 /// §11.6
-pub(crate) async fn refresh(state: &AppState, ctx: &ConnCtx, r: v1::Refresh) -> Out {
-    let i = state.auth().refresh(ctx, &r.refresh_token).await?;
-    Ok(R::Refresh(auth_result(i)))
+pub(crate) async fn refresh(state: &AppState, session: &Session, r: v1::Refresh) -> Out {
+    let i = state.auth().refresh(&r.refresh_token).await?;
+    Ok(R::Refresh(auth_result(state, session, i)))
 }
 
 /// §11.7
-pub(crate) async fn logout(state: &AppState, ctx: &ConnCtx) -> Out {
-    state.auth().logout(ctx).await?;
+pub(crate) async fn logout(state: &AppState, session: &Session, a: &Caller) -> Out {
+    unbind(state, session);
+    state.auth().logout(a).await?;
     Ok(R::Logout(v1::LogoutResult {}))
 }
 
 /// §11.7
-pub(crate) async fn list_sessions(state: &AppState, ctx: &ConnCtx) -> Out {
-    let (sessions, current) = state.auth().list_sessions(ctx).await?;
+pub(crate) async fn list_sessions(state: &AppState, a: &Caller) -> Out {
+    let (sessions, current) = state.auth().list_sessions(a).await?;
     Ok(R::ListSessions(v1::ListSessionsResult {
         sessions: sessions.into_iter().map(|s| session(s, &current)).collect(),
     }))
 }
 
 /// §11.7
-pub(crate) async fn revoke_session(state: &AppState, ctx: &ConnCtx, r: v1::RevokeSession) -> Out {
-    state.auth().revoke_session(ctx, &r.session_id).await?;
+pub(crate) async fn revoke_session(state: &AppState, a: &Caller, r: v1::RevokeSession) -> Out {
+    state.auth().revoke_session(a, &r.session_id).await?;
     Ok(R::RevokeSession(v1::RevokeSessionResult {}))
 }
 
 /// §11.8
-pub(crate) async fn change_password(state: &AppState, ctx: &ConnCtx, r: v1::ChangePassword) -> Out {
-    let revoked_sessions = state.auth().change_password(ctx, &r.current_password, &r.new_password).await?;
+pub(crate) async fn change_password(state: &AppState, a: &Caller, r: v1::ChangePassword) -> Out {
+    let revoked_sessions = state.auth().change_password(a, &r.current_password, &r.new_password).await?;
     Ok(R::ChangePassword(v1::ChangePasswordResult { revoked_sessions }))
 }
 
 /// §11.9
-pub(crate) async fn request_password_reset(state: &AppState, ctx: &ConnCtx, r: v1::RequestPasswordReset) -> Out {
-    let expires_in_ms = state.auth().request_password_reset(ctx, &r.identifier).await?;
+pub(crate) async fn request_password_reset(state: &AppState, session: &Session, r: v1::RequestPasswordReset) -> Out {
+    let expires_in_ms = state.auth().request_password_reset(session, &r.identifier).await?;
     Ok(R::RequestPasswordReset(v1::RequestPasswordResetResult { expires_in_ms }))
 }
 
 /// §11.9
-pub(crate) async fn reset_password(state: &AppState, ctx: &ConnCtx, r: v1::ResetPassword) -> Out {
-    state.auth().reset_password(ctx, &r.identifier, &r.code, &r.new_password).await?;
+pub(crate) async fn reset_password(state: &AppState, session: &Session, r: v1::ResetPassword) -> Out {
+    state.auth().reset_password(session, &r.identifier, &r.code, &r.new_password).await?;
     Ok(R::ResetPassword(v1::ResetPasswordResult {}))
 }
 
 /// §11.10
-pub(crate) async fn get_me(state: &AppState, ctx: &ConnCtx) -> Out {
-    Ok(R::GetMe(me(&state.auth().me(ctx).await?)))
+pub(crate) async fn get_me(state: &AppState, a: &Caller) -> Out {
+    Ok(R::GetMe(me(&state.auth().me(a).await?)))
 }
 
 /// §11.10
-pub(crate) async fn update_profile(state: &AppState, ctx: &ConnCtx, r: v1::UpdateProfile) -> Out {
+pub(crate) async fn update_profile(state: &AppState, a: &Caller, r: v1::UpdateProfile) -> Out {
     let u = state
         .auth()
-        .update_profile(ctx, ProfileUpdate { display_name: r.display_name, status_text: r.status_text })
+        .update_profile(a, ProfileUpdate { display_name: r.display_name, status_text: r.status_text })
         .await?;
     Ok(R::UpdateProfile(me(&u)))
 }
 
 /// §11.11
-pub(crate) async fn delete_account(state: &AppState, ctx: &ConnCtx, r: v1::DeleteAccount) -> Out {
-    state.auth().delete_account(ctx, &r.password).await?;
+pub(crate) async fn delete_account(state: &AppState, session: &Session, a: &Caller, r: v1::DeleteAccount) -> Out {
+    state.auth().confirm_deletion(a, &r.password).await?;
+    // This connection is answered, told and closed here; the revocation closes the others.
+    unbind(state, session);
+    state.auth().delete_account(a).await?;
+    session.outbox.push(encode_server(&event_frame(v1::event::Event::SessionRevoked(v1::SessionRevoked {
+        session_id: a.session_id.clone(),
+        reason: RevokeReason::AccountDeleted as i32,
+    }))));
+    session.close_after_response(Close::new(CloseCode::SessionRevoked, "session revoked"));
     Ok(R::DeleteAccount(v1::DeleteAccountResult {}))
 }

@@ -3,31 +3,28 @@
 
 use confab_protocol::v1::{self, response::Result as R};
 
-use crate::connection::ConnCtx;
-use crate::conversations::wire;
 use crate::error::ServerError;
+use crate::session::Caller;
 use crate::state::AppState;
+use crate::wire;
 
 type Out = Result<R, ServerError>;
 
 /// §12.2
-pub(crate) async fn create(state: &AppState, ctx: &ConnCtx, r: v1::CreateConversation) -> Out {
-    let a = ctx.require_auth()?;
-    let c = state.conversations().create(&a, r.kind, &r.title, &r.description, &r.member_ids).await?;
+pub(crate) async fn create(state: &AppState, a: &Caller, r: v1::CreateConversation) -> Out {
+    let c = state.conversations().create(a, r.kind, &r.title, &r.description, &r.member_ids).await?;
     Ok(R::CreateConversation(wire::conversation(&c, a.user_id)))
 }
 
 /// §12.1
-pub(crate) async fn get(state: &AppState, ctx: &ConnCtx, r: v1::GetConversation) -> Out {
-    let a = ctx.require_auth()?;
-    let c = state.conversations().get(&a, r.conversation_id).await?;
+pub(crate) async fn get(state: &AppState, a: &Caller, r: v1::GetConversation) -> Out {
+    let c = state.conversations().get(a, r.conversation_id).await?;
     Ok(R::GetConversation(wire::conversation(&c, a.user_id)))
 }
 
 /// §12.3
-pub(crate) async fn list(state: &AppState, ctx: &ConnCtx, r: v1::ListConversations) -> Out {
-    let a = ctx.require_auth()?;
-    let (list, next) = state.conversations().list(&a, &r.page_token, r.limit).await?;
+pub(crate) async fn list(state: &AppState, a: &Caller, r: v1::ListConversations) -> Out {
+    let (list, next) = state.conversations().list(a, &r.page_token, r.limit).await?;
     Ok(R::ListConversations(v1::ListConversationsResult {
         conversations: list.iter().map(|c| wire::conversation(c, a.user_id)).collect(),
         next_page_token: next,
@@ -35,44 +32,38 @@ pub(crate) async fn list(state: &AppState, ctx: &ConnCtx, r: v1::ListConversatio
 }
 
 /// §12.4
-pub(crate) async fn join(state: &AppState, ctx: &ConnCtx, r: v1::JoinChannel) -> Out {
-    let a = ctx.require_auth()?;
-    let c = state.conversations().join(&a, r.conversation_id).await?;
+pub(crate) async fn join(state: &AppState, a: &Caller, r: v1::JoinChannel) -> Out {
+    let c = state.conversations().join(a, r.conversation_id).await?;
     Ok(R::JoinChannel(wire::conversation(&c, a.user_id)))
 }
 
 /// §12.4
-pub(crate) async fn leave(state: &AppState, ctx: &ConnCtx, r: v1::LeaveConversation) -> Out {
-    let a = ctx.require_auth()?;
-    state.conversations().leave(&a, r.conversation_id).await?;
+pub(crate) async fn leave(state: &AppState, a: &Caller, r: v1::LeaveConversation) -> Out {
+    state.conversations().leave(a, r.conversation_id).await?;
     Ok(R::LeaveConversation(v1::LeaveConversationResult {}))
 }
 
 /// §12.5
-pub(crate) async fn add_members(state: &AppState, ctx: &ConnCtx, r: v1::AddMembers) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().add_members(&a, r.conversation_id, &r.user_ids).await?;
+pub(crate) async fn add_members(state: &AppState, a: &Caller, r: v1::AddMembers) -> Out {
+    let seq = state.conversations().add_members(a, r.conversation_id, &r.user_ids).await?;
     Ok(R::AddMembers(v1::AddMembersResult { seq: seq as u64 }))
 }
 
 /// §12.5
-pub(crate) async fn remove_member(state: &AppState, ctx: &ConnCtx, r: v1::RemoveMember) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().remove_member(&a, r.conversation_id, r.user_id).await?;
+pub(crate) async fn remove_member(state: &AppState, a: &Caller, r: v1::RemoveMember) -> Out {
+    let seq = state.conversations().remove_member(a, r.conversation_id, r.user_id).await?;
     Ok(R::RemoveMember(v1::RemoveMemberResult { seq: seq as u64 }))
 }
 
 /// §12.6
-pub(crate) async fn list_members(state: &AppState, ctx: &ConnCtx, r: v1::ListMembers) -> Out {
-    let a = ctx.require_auth()?;
-    let (members, has_more) = state.conversations().members(&a, r.conversation_id, r.after_user_id, r.limit).await?;
+pub(crate) async fn list_members(state: &AppState, a: &Caller, r: v1::ListMembers) -> Out {
+    let (members, has_more) = state.conversations().members(a, r.conversation_id, r.after_user_id, r.limit).await?;
     Ok(R::ListMembers(v1::ListMembersResult { members: members.iter().map(wire::member).collect(), has_more }))
 }
 
 /// §12.7
-pub(crate) async fn discover(state: &AppState, ctx: &ConnCtx, r: v1::DiscoverChannels) -> Out {
-    let a = ctx.require_auth()?;
-    let (list, has_more) = state.conversations().discover(&a, &r.query, r.after_conversation_id, r.limit).await?;
+pub(crate) async fn discover(state: &AppState, a: &Caller, r: v1::DiscoverChannels) -> Out {
+    let (list, has_more) = state.conversations().discover(a, &r.query, r.after_conversation_id, r.limit).await?;
     Ok(R::DiscoverChannels(v1::DiscoverChannelsResult {
         conversations: list.iter().map(|c| wire::conversation(c, a.user_id)).collect(),
         has_more,
@@ -80,11 +71,10 @@ pub(crate) async fn discover(state: &AppState, ctx: &ConnCtx, r: v1::DiscoverCha
 }
 
 /// §13.2
-pub(crate) async fn send(state: &AppState, ctx: &ConnCtx, r: v1::SendMessage) -> Out {
-    let a = ctx.require_auth()?;
+pub(crate) async fn send(state: &AppState, a: &Caller, r: v1::SendMessage) -> Out {
     let (message_id, seq, created_at_ms, duplicate) = state
         .conversations()
-        .send(&a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids)
+        .send(a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids)
         .await?;
     Ok(R::SendMessage(v1::SendMessageResult {
         message_id: message_id as u64,
@@ -95,24 +85,21 @@ pub(crate) async fn send(state: &AppState, ctx: &ConnCtx, r: v1::SendMessage) ->
 }
 
 /// §13.3
-pub(crate) async fn edit(state: &AppState, ctx: &ConnCtx, r: v1::EditMessage) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().edit(&a, r.conversation_id, r.message_id, &r.text).await?;
+pub(crate) async fn edit(state: &AppState, a: &Caller, r: v1::EditMessage) -> Out {
+    let seq = state.conversations().edit(a, r.conversation_id, r.message_id, &r.text).await?;
     Ok(R::EditMessage(v1::EditMessageResult { seq: seq as u64 }))
 }
 
 /// §13.3
-pub(crate) async fn delete(state: &AppState, ctx: &ConnCtx, r: v1::DeleteMessage) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().delete(&a, r.conversation_id, r.message_id).await?;
+pub(crate) async fn delete(state: &AppState, a: &Caller, r: v1::DeleteMessage) -> Out {
+    let seq = state.conversations().delete(a, r.conversation_id, r.message_id).await?;
     Ok(R::DeleteMessage(v1::DeleteMessageResult { seq: seq as u64 }))
 }
 
 /// §13.4
-pub(crate) async fn history(state: &AppState, ctx: &ConnCtx, r: v1::GetHistory) -> Out {
-    let a = ctx.require_auth()?;
+pub(crate) async fn history(state: &AppState, a: &Caller, r: v1::GetHistory) -> Out {
     let (messages, has_more) =
-        state.conversations().history(&a, r.conversation_id, r.before_seq, r.after_seq, r.limit).await?;
+        state.conversations().history(a, r.conversation_id, r.before_seq, r.after_seq, r.limit).await?;
     Ok(R::GetHistory(v1::GetHistoryResult {
         messages: messages.iter().map(|m| wire::message(m, a.user_id)).collect(),
         has_more,
@@ -120,10 +107,9 @@ pub(crate) async fn history(state: &AppState, ctx: &ConnCtx, r: v1::GetHistory) 
 }
 
 /// §14.3
-pub(crate) async fn sync(state: &AppState, ctx: &ConnCtx, r: v1::Sync) -> Out {
-    let a = ctx.require_auth()?;
+pub(crate) async fn sync(state: &AppState, a: &Caller, r: v1::Sync) -> Out {
     let cursors: Vec<(u64, u64)> = r.conversations.iter().map(|c| (c.conversation_id, c.seq)).collect();
-    let out = state.conversations().sync(&a, r.epoch, r.user_seq, &cursors, r.limit_per_conversation).await?;
+    let out = state.conversations().sync(a, r.epoch, r.user_seq, &cursors, r.limit_per_conversation).await?;
     Ok(R::Sync(v1::SyncResult {
         epoch: out.epoch,
         resync_required: out.resync_required,
@@ -144,67 +130,58 @@ pub(crate) async fn sync(state: &AppState, ctx: &ConnCtx, r: v1::Sync) -> Out {
 }
 
 /// §14.4
-pub(crate) async fn ack(state: &AppState, ctx: &ConnCtx, r: v1::Ack) -> Out {
-    let a = ctx.require_auth()?;
-    state.conversations().ack(&a, r.conversation_id, r.seq).await?;
+pub(crate) async fn ack(state: &AppState, a: &Caller, r: v1::Ack) -> Out {
+    state.conversations().ack(a, r.conversation_id, r.seq).await?;
     Ok(R::Ack(v1::AckResult {}))
 }
 
 /// §12.8
-pub(crate) async fn update(state: &AppState, ctx: &ConnCtx, r: v1::UpdateConversation) -> Out {
-    let a = ctx.require_auth()?;
+pub(crate) async fn update(state: &AppState, a: &Caller, r: v1::UpdateConversation) -> Out {
     let c = state
         .conversations()
-        .update(&a, r.conversation_id, r.title, r.description, r.photo_ref, r.announcement_only)
+        .update(a, r.conversation_id, r.title, r.description, r.photo_ref, r.announcement_only)
         .await?;
     Ok(R::UpdateConversation(wire::conversation(&c, a.user_id)))
 }
 
 /// §12.8
-pub(crate) async fn set_role(state: &AppState, ctx: &ConnCtx, r: v1::SetRole) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().set_role(&a, r.conversation_id, r.user_id, r.role).await?;
+pub(crate) async fn set_role(state: &AppState, a: &Caller, r: v1::SetRole) -> Out {
+    let seq = state.conversations().set_role(a, r.conversation_id, r.user_id, r.role).await?;
     Ok(R::SetRole(v1::SetRoleResult { seq: seq as u64 }))
 }
 
 /// §12.8
-pub(crate) async fn transfer_ownership(state: &AppState, ctx: &ConnCtx, r: v1::TransferOwnership) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().transfer_ownership(&a, r.conversation_id, r.user_id).await?;
+pub(crate) async fn transfer_ownership(state: &AppState, a: &Caller, r: v1::TransferOwnership) -> Out {
+    let seq = state.conversations().transfer_ownership(a, r.conversation_id, r.user_id).await?;
     Ok(R::TransferOwnership(v1::TransferOwnershipResult { seq: seq as u64 }))
 }
 
 /// §13.6
-pub(crate) async fn pin(state: &AppState, ctx: &ConnCtx, r: v1::PinMessage) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().pin(&a, r.conversation_id, r.message_id, true).await?;
+pub(crate) async fn pin(state: &AppState, a: &Caller, r: v1::PinMessage) -> Out {
+    let seq = state.conversations().pin(a, r.conversation_id, r.message_id, true).await?;
     Ok(R::PinMessage(v1::PinResult { seq: seq as u64 }))
 }
 
 /// §13.6
-pub(crate) async fn unpin(state: &AppState, ctx: &ConnCtx, r: v1::UnpinMessage) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().pin(&a, r.conversation_id, r.message_id, false).await?;
+pub(crate) async fn unpin(state: &AppState, a: &Caller, r: v1::UnpinMessage) -> Out {
+    let seq = state.conversations().pin(a, r.conversation_id, r.message_id, false).await?;
     Ok(R::UnpinMessage(v1::PinResult { seq: seq as u64 }))
 }
 
 /// §13.6
-pub(crate) async fn list_pins(state: &AppState, ctx: &ConnCtx, r: v1::ListPins) -> Out {
-    let a = ctx.require_auth()?;
-    let pins = state.conversations().pins(&a, r.conversation_id).await?;
+pub(crate) async fn list_pins(state: &AppState, a: &Caller, r: v1::ListPins) -> Out {
+    let pins = state.conversations().pins(a, r.conversation_id).await?;
     Ok(R::ListPins(v1::ListPinsResult { messages: pins.iter().map(|m| wire::message(m, a.user_id)).collect() }))
 }
 
 /// §13.5
-pub(crate) async fn react(state: &AppState, ctx: &ConnCtx, r: v1::React) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().react(&a, r.conversation_id, r.message_id, &r.emoji, true).await?;
+pub(crate) async fn react(state: &AppState, a: &Caller, r: v1::React) -> Out {
+    let seq = state.conversations().react(a, r.conversation_id, r.message_id, &r.emoji, true).await?;
     Ok(R::React(v1::ReactResult { seq: seq as u64 }))
 }
 
 /// §13.5
-pub(crate) async fn unreact(state: &AppState, ctx: &ConnCtx, r: v1::Unreact) -> Out {
-    let a = ctx.require_auth()?;
-    let seq = state.conversations().react(&a, r.conversation_id, r.message_id, &r.emoji, false).await?;
+pub(crate) async fn unreact(state: &AppState, a: &Caller, r: v1::Unreact) -> Out {
+    let seq = state.conversations().react(a, r.conversation_id, r.message_id, &r.emoji, false).await?;
     Ok(R::Unreact(v1::ReactResult { seq: seq as u64 }))
 }

@@ -1,11 +1,14 @@
-//! Handshake and heartbeat: Hello → Welcome (docs/protocol.md §4), Ping → Pong (§7.1).
+//! Handshake and heartbeat: Hello → Welcome (docs/protocol.md §4), Ping → Pong (§7.1); and the
+//! one edge where a connection's session meets the hub: [`bind`] and [`unbind`], which publish
+//! what changed (session attached or detached, presence) on the bus.
 
 use confab_protocol::frames::now_ms;
 use confab_protocol::v1::{AuthInfo, Hello, Limits, Ping, Pong, Welcome};
 use confab_protocol::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
-use crate::connection::ConnCtx;
+use crate::bus::DomainEvent;
 use crate::error::ServerError;
+use crate::session::{Caller, Session};
 use crate::state::AppState;
 
 /// Capabilities this server announces in Welcome (§4.3).
@@ -17,7 +20,7 @@ const MAX_TOKEN_BYTES: usize = 4096;
 
 /// §4.1–§4.4: checks the version and fields of Hello, authenticates a token it carries, and
 /// builds the Welcome.
-pub(crate) async fn hello(state: &AppState, ctx: &ConnCtx, hello: &Hello) -> Result<Welcome, ServerError> {
+pub(crate) async fn hello(state: &AppState, session: &Session, hello: &Hello) -> Result<Welcome, ServerError> {
     if hello.protocol_major != PROTOCOL_MAJOR {
         return Err(ServerError::UnsupportedVersion(format!(
             "this server speaks protocol {PROTOCOL_MAJOR}.x; the client asked for {}.{}",
@@ -36,11 +39,11 @@ pub(crate) async fn hello(state: &AppState, ctx: &ConnCtx, hello: &Hello) -> Res
     if hello.access_token.len() > MAX_TOKEN_BYTES {
         return Err(ServerError::invalid("hello.access_token", "at most 4096 bytes"));
     }
-    ctx.set_client_name(&hello.client_name);
+    session.set_client_name(&hello.client_name);
     let auth = if hello.access_token.is_empty() {
         None
     } else {
-        let a = state.auth().authenticate(ctx, &hello.access_token).await?;
+        let a = super::auth::authenticate_token(state, session, &hello.access_token).await?;
         Some(AuthInfo {
             user_id: a.user_id as u64,
             session_id: a.session_id,
@@ -63,7 +66,7 @@ pub(crate) async fn hello(state: &AppState, ctx: &ConnCtx, hello: &Hello) -> Res
             idle_timeout_ms: l.idle_timeout.as_millis() as u32,
             max_message_text_bytes: l.max_message_text_bytes,
         }),
-        connection_id: ctx.id.clone(),
+        connection_id: session.id.clone(),
         server_time_ms: now_ms(),
         auth,
     })
@@ -72,4 +75,30 @@ pub(crate) async fn hello(state: &AppState, ctx: &ConnCtx, hello: &Hello) -> Res
 /// §7.1: echoes the client's value with the server's clock.
 pub(crate) fn ping(ping: &Ping) -> Pong {
     Pong { client_time_ms: ping.client_time_ms, server_time_ms: now_ms() }
+}
+
+/// Makes `caller` the connection's identity: attached to the hub under its session (replacing
+/// a previous identity), with `SessionAttached` and any presence change published.
+pub(crate) fn bind(state: &AppState, session: &Session, caller: Caller) {
+    unbind(state, session);
+    session.set_caller(Some(caller.clone()));
+    let presence = state.hub().attach(&caller.session_id, caller.user_id, session.key, session.outbox.clone());
+    let user = caller.user_id;
+    state.bus().publish(DomainEvent::SessionAttached { caller, key: session.key });
+    if let Some(state_now) = presence {
+        state.bus().publish(DomainEvent::PresenceChanged { user, state: state_now });
+    }
+}
+
+/// Forgets the connection's identity, if any: detached from the hub, with `SessionDetached` and
+/// any presence change published. Called when the connection closes, on Logout and on
+/// DeleteAccount.
+pub(crate) fn unbind(state: &AppState, session: &Session) {
+    let Some(caller) = session.set_caller(None) else { return };
+    let detached = state.hub().detach(&caller.session_id, caller.user_id, session.key);
+    let user = caller.user_id;
+    state.bus().publish(DomainEvent::SessionDetached { caller, key: session.key, remaining: detached.remaining });
+    if let Some(state_now) = detached.presence {
+        state.bus().publish(DomainEvent::PresenceChanged { user, state: state_now });
+    }
 }

@@ -3,11 +3,12 @@
 
 use confab_protocol::v1::{self, response::Result as R};
 
-use crate::connection::ConnCtx;
-use crate::conversations::wire;
 use crate::error::ServerError;
+use crate::hub::Presence;
+use crate::session::{Caller, Session};
 use crate::social::Profile;
 use crate::state::AppState;
+use crate::wire;
 
 type Out = Result<R, ServerError>;
 
@@ -19,7 +20,7 @@ fn profile(p: &Profile) -> v1::UserProfile {
         display_name: u.display_name.clone(),
         status_text: u.status_text.clone(),
         avatar_ref: String::new(),
-        presence: p.presence.unwrap_or(0),
+        presence: p.presence.map_or(0, Presence::wire),
         last_seen_ms: p.last_seen_ms.max(0) as u64,
         deleted: u.deleted,
     }
@@ -30,113 +31,97 @@ fn privacy((read_receipts, show_last_seen): (bool, bool)) -> v1::PrivacySettings
 }
 
 /// §15.1
-pub(crate) async fn mark_read(state: &AppState, ctx: &ConnCtx, r: v1::MarkRead) -> Out {
-    let a = ctx.require_auth()?;
-    let read_seq = state.conversations().mark_read(&a, r.conversation_id, r.seq).await?;
+pub(crate) async fn mark_read(state: &AppState, a: &Caller, r: v1::MarkRead) -> Out {
+    let read_seq = state.conversations().mark_read(a, r.conversation_id, r.seq).await?;
     Ok(R::MarkRead(v1::MarkReadResult { read_seq: read_seq as u64 }))
 }
 
 /// §15.2
-pub(crate) async fn get_receipts(state: &AppState, ctx: &ConnCtx, r: v1::GetReceipts) -> Out {
-    let a = ctx.require_auth()?;
-    let list = state.conversations().receipts(&a, r.conversation_id, r.message_id).await?;
+pub(crate) async fn get_receipts(state: &AppState, a: &Caller, r: v1::GetReceipts) -> Out {
+    let list = state.conversations().receipts(a, r.conversation_id, r.message_id).await?;
     Ok(R::GetReceipts(v1::GetReceiptsResult {
         receipts: list.into_iter().map(|(u, s)| v1::MemberReceipt { user_id: u as u64, state: s }).collect(),
     }))
 }
 
 /// §15.4
-pub(crate) async fn get_privacy(state: &AppState, ctx: &ConnCtx) -> Out {
-    let a = ctx.require_auth()?;
-    Ok(R::GetPrivacy(privacy(state.social().privacy(&a).await?)))
+pub(crate) async fn get_privacy(state: &AppState, a: &Caller) -> Out {
+    Ok(R::GetPrivacy(privacy(state.social().privacy(a).await?)))
 }
 
 /// §15.4
-pub(crate) async fn set_privacy(state: &AppState, ctx: &ConnCtx, r: v1::SetPrivacy) -> Out {
-    let a = ctx.require_auth()?;
-    Ok(R::SetPrivacy(privacy(state.social().set_privacy(&a, r.read_receipts, r.show_last_seen).await?)))
+pub(crate) async fn set_privacy(state: &AppState, a: &Caller, r: v1::SetPrivacy) -> Out {
+    Ok(R::SetPrivacy(privacy(state.social().set_privacy(a, r.read_receipts, r.show_last_seen).await?)))
 }
 
 /// §16
-pub(crate) async fn set_typing(state: &AppState, ctx: &ConnCtx, r: v1::SetTyping) -> Out {
-    let a = ctx.require_auth()?;
-    state.social().set_typing(ctx, &a, r.conversation_id, r.typing).await?;
+pub(crate) async fn set_typing(state: &AppState, session: &Session, a: &Caller, r: v1::SetTyping) -> Out {
+    state.social().set_typing(a, session.key, r.conversation_id, r.typing).await?;
     Ok(R::SetTyping(v1::SetTypingResult {}))
 }
 
 /// §17
-pub(crate) async fn set_presence(state: &AppState, ctx: &ConnCtx, r: v1::SetPresence) -> Out {
-    let a = ctx.require_auth()?;
-    state.social().set_presence(ctx, &a, r.state)?;
+pub(crate) async fn set_presence(state: &AppState, session: &Session, a: &Caller, r: v1::SetPresence) -> Out {
+    state.social().set_presence(a, session.key, r.state)?;
     Ok(R::SetPresence(v1::SetPresenceResult {}))
 }
 
 /// §18
-pub(crate) async fn get_user(state: &AppState, ctx: &ConnCtx, r: v1::GetUser) -> Out {
-    let a = ctx.require_auth()?;
-    let list = state.social().users(&a, &[r.user_id]).await?;
+pub(crate) async fn get_user(state: &AppState, a: &Caller, r: v1::GetUser) -> Out {
+    let list = state.social().users(a, &[r.user_id]).await?;
     let p = list.first().ok_or_else(|| ServerError::NotFound("no such user".into()))?;
     Ok(R::GetUser(profile(p)))
 }
 
 /// §18
-pub(crate) async fn get_users(state: &AppState, ctx: &ConnCtx, r: v1::GetUsers) -> Out {
-    let a = ctx.require_auth()?;
-    let list = state.social().users(&a, &r.user_ids).await?;
+pub(crate) async fn get_users(state: &AppState, a: &Caller, r: v1::GetUsers) -> Out {
+    let list = state.social().users(a, &r.user_ids).await?;
     Ok(R::GetUsers(v1::GetUsersResult { users: list.iter().map(profile).collect() }))
 }
 
 /// §18
-pub(crate) async fn search_users(state: &AppState, ctx: &ConnCtx, r: v1::SearchUsers) -> Out {
-    let a = ctx.require_auth()?;
-    let (list, next) = state.social().search(&a, &r.query, &r.page_token, r.limit).await?;
+pub(crate) async fn search_users(state: &AppState, a: &Caller, r: v1::SearchUsers) -> Out {
+    let (list, next) = state.social().search(a, &r.query, &r.page_token, r.limit).await?;
     Ok(R::SearchUsers(v1::SearchUsersResult { users: list.iter().map(profile).collect(), next_page_token: next }))
 }
 
 /// §18
-pub(crate) async fn add_contact(state: &AppState, ctx: &ConnCtx, r: v1::AddContact) -> Out {
-    let a = ctx.require_auth()?;
-    state.social().add_contact(&a, r.user_id).await?;
+pub(crate) async fn add_contact(state: &AppState, a: &Caller, r: v1::AddContact) -> Out {
+    state.social().add_contact(a, r.user_id).await?;
     Ok(R::AddContact(v1::Done {}))
 }
 
 /// §18
-pub(crate) async fn remove_contact(state: &AppState, ctx: &ConnCtx, r: v1::RemoveContact) -> Out {
-    let a = ctx.require_auth()?;
-    state.social().remove_contact(&a, r.user_id).await?;
+pub(crate) async fn remove_contact(state: &AppState, a: &Caller, r: v1::RemoveContact) -> Out {
+    state.social().remove_contact(a, r.user_id).await?;
     Ok(R::RemoveContact(v1::Done {}))
 }
 
 /// §18
-pub(crate) async fn list_contacts(state: &AppState, ctx: &ConnCtx) -> Out {
-    let a = ctx.require_auth()?;
-    Ok(R::ListContacts(v1::ContactsResult { users: state.social().contacts(&a).await?.iter().map(profile).collect() }))
+pub(crate) async fn list_contacts(state: &AppState, a: &Caller) -> Out {
+    Ok(R::ListContacts(v1::ContactsResult { users: state.social().contacts(a).await?.iter().map(profile).collect() }))
 }
 
 /// §18
-pub(crate) async fn block(state: &AppState, ctx: &ConnCtx, r: v1::Block) -> Out {
-    let a = ctx.require_auth()?;
-    state.social().block(&a, r.user_id).await?;
+pub(crate) async fn block(state: &AppState, a: &Caller, r: v1::Block) -> Out {
+    state.social().block(a, r.user_id).await?;
     Ok(R::Block(v1::Done {}))
 }
 
 /// §18
-pub(crate) async fn unblock(state: &AppState, ctx: &ConnCtx, r: v1::Unblock) -> Out {
-    let a = ctx.require_auth()?;
-    state.social().unblock(&a, r.user_id).await?;
+pub(crate) async fn unblock(state: &AppState, a: &Caller, r: v1::Unblock) -> Out {
+    state.social().unblock(a, r.user_id).await?;
     Ok(R::Unblock(v1::Done {}))
 }
 
 /// §18
-pub(crate) async fn list_blocked(state: &AppState, ctx: &ConnCtx) -> Out {
-    let a = ctx.require_auth()?;
-    Ok(R::ListBlocked(v1::ContactsResult { users: state.social().blocked(&a).await?.iter().map(profile).collect() }))
+pub(crate) async fn list_blocked(state: &AppState, a: &Caller) -> Out {
+    Ok(R::ListBlocked(v1::ContactsResult { users: state.social().blocked(a).await?.iter().map(profile).collect() }))
 }
 
 /// §19
-pub(crate) async fn list_notifications(state: &AppState, ctx: &ConnCtx, r: v1::ListNotifications) -> Out {
-    let a = ctx.require_auth()?;
-    let (list, has_more, unread) = state.social().notifications(&a, r.before_id, r.limit, r.unread_only).await?;
+pub(crate) async fn list_notifications(state: &AppState, a: &Caller, r: v1::ListNotifications) -> Out {
+    let (list, has_more, unread) = state.social().notifications(a, r.before_id, r.limit, r.unread_only).await?;
     Ok(R::ListNotifications(v1::ListNotificationsResult {
         notifications: list.iter().map(wire::notification).collect(),
         has_more,
@@ -145,8 +130,7 @@ pub(crate) async fn list_notifications(state: &AppState, ctx: &ConnCtx, r: v1::L
 }
 
 /// §19
-pub(crate) async fn mark_notifications_read(state: &AppState, ctx: &ConnCtx, r: v1::MarkNotificationsRead) -> Out {
-    let a = ctx.require_auth()?;
-    let unread = state.social().mark_notifications_read(&a, r.up_to_id).await?;
+pub(crate) async fn mark_notifications_read(state: &AppState, a: &Caller, r: v1::MarkNotificationsRead) -> Out {
+    let unread = state.social().mark_notifications_read(a, r.up_to_id).await?;
     Ok(R::MarkNotificationsRead(v1::MarkNotificationsReadResult { unread_count: unread as u32 }))
 }

@@ -408,6 +408,10 @@ pub struct Applied {
     pub receipts: Vec<ReceiptRec>,
     /// New inbox entries, each delivered to its user.
     pub notifications: Vec<NotificationRec>,
+    /// Sessions the op revoked (account deletion); their connections are closed.
+    pub revoked_sessions: Vec<String>,
+    /// Changes the op caused in other conversations, each with its own events and audience.
+    pub cascade: Vec<Applied>,
 }
 
 /// Why one op of a batch was refused (the rest of the batch is unaffected).

@@ -215,7 +215,9 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
                     }
                     WriteOp::CallEnded { conversation_id: conv, caller, record, missed_by, now_ms } => {
-                        if !matches!(kind_and_role(tx, *conv, *caller).await?, Some((_, Some(_)))) {
+                        // Membership was checked when the call started; the caller may have left
+                        // since (which is what ended the call), and the record still belongs here.
+                        if kind_and_role(tx, *conv, *caller).await?.is_none() {
                             return Ok(Err(OpError::NotFound("no such conversation")));
                         }
                         let ev = append(tx, *conv, *caller, *now_ms, LogBody::CallEnded(record.clone())).await?;

@@ -17,21 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message, error::CapacityError};
 
 pub(crate) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Which transport a connection uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    WebSocket,
-    Quic,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::Quic => "quic",
-        }
-    }
-}
+pub use crate::session::Transport;
 
 /// Why reading the next frame failed. Each maps to one close code (§6).
 #[derive(Debug)]

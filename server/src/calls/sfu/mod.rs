@@ -16,12 +16,12 @@ use confab_protocol::v1::{self, PeerRole, event};
 use tokio::sync::watch;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
-use crate::auth::ConnAuth;
+use crate::access::{id, member_view};
 use crate::config::CallsConfig;
-use crate::conversations::{id, member_view};
 use crate::error::ServerError;
 use crate::hub::Hub;
-use crate::store::{ConvId, Store, now_ms};
+use crate::session::Caller;
+use crate::store::{ConvId, Store, UserId, now_ms};
 use engine::Engine;
 use room::{Cmd, Gone, RoomHandle};
 
@@ -37,14 +37,15 @@ pub(crate) struct Inner {
     engine: Engine,
     rooms: Mutex<HashMap<ConvId, RoomHandle>>,
     /// The group call each session (device) is in.
-    sessions: Mutex<HashMap<String, ConvId>>,
+    /// Each device in a group call: the call's conversation and the device's user.
+    sessions: Mutex<HashMap<String, (ConvId, UserId)>>,
 }
 
 impl Inner {
     fn rooms(&self) -> MutexGuard<'_, HashMap<ConvId, RoomHandle>> {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    fn sessions(&self) -> MutexGuard<'_, HashMap<String, ConvId>> {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, (ConvId, UserId)>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -101,14 +102,14 @@ impl Sfu {
 
     /// The room `session` is in for `conv`.
     fn my_room(&self, session: &str, conv: ConvId) -> Result<RoomHandle, ServerError> {
-        if self.0.sessions().get(session) != Some(&conv) {
+        if self.0.sessions().get(session).map(|s| s.0) != Some(conv) {
             return Err(not_in_call());
         }
         self.0.rooms().get(&conv).cloned().ok_or_else(not_in_call)
     }
 
     /// §20.3.2
-    pub async fn join(&self, auth: &ConnAuth, conv: u64) -> Result<v1::JoinCallResult, ServerError> {
+    pub async fn join(&self, auth: &Caller, conv: u64) -> Result<v1::JoinCallResult, ServerError> {
         let conv = id("join_call.conversation_id", conv)?;
         member_view(self.0.store.as_ref(), auth.user_id, conv).await?;
         {
@@ -116,7 +117,7 @@ impl Sfu {
             if sessions.contains_key(&auth.session_id) {
                 return Err(ServerError::FailedPrecondition("this device is already in a group call".into()));
             }
-            sessions.insert(auth.session_id.clone(), conv);
+            sessions.insert(auth.session_id.clone(), (conv, auth.user_id));
         }
         // A room that closes (TTL) between lookup and join answers Gone: take a fresh one.
         let mut result = Err(Gone);
@@ -141,7 +142,7 @@ impl Sfu {
     }
 
     /// §20.3.3
-    pub async fn publish(&self, auth: &ConnAuth, r: v1::Publish) -> Result<v1::PublishResult, ServerError> {
+    pub async fn publish(&self, auth: &Caller, r: v1::Publish) -> Result<v1::PublishResult, ServerError> {
         let conv = id("publish.conversation_id", r.conversation_id)?;
         check_sdp("publish.sdp_offer", &r.sdp_offer)?;
         let session = auth.session_id.clone();
@@ -151,7 +152,7 @@ impl Sfu {
     }
 
     /// §20.3.4
-    pub async fn subscriber_answer(&self, auth: &ConnAuth, r: v1::SubscriberAnswer) -> Result<(), ServerError> {
+    pub async fn subscriber_answer(&self, auth: &Caller, r: v1::SubscriberAnswer) -> Result<(), ServerError> {
         let conv = id("subscriber_answer.conversation_id", r.conversation_id)?;
         check_sdp("subscriber_answer.sdp_answer", &r.sdp_answer)?;
         let session = auth.session_id.clone();
@@ -160,7 +161,7 @@ impl Sfu {
     }
 
     /// §20.3.5
-    pub async fn trickle(&self, auth: &ConnAuth, r: v1::Trickle) -> Result<(), ServerError> {
+    pub async fn trickle(&self, auth: &Caller, r: v1::Trickle) -> Result<(), ServerError> {
         let conv = id("trickle.conversation_id", r.conversation_id)?;
         let role = match PeerRole::try_from(r.role) {
             Ok(role @ (PeerRole::Publisher | PeerRole::Subscriber)) => role,
@@ -185,7 +186,7 @@ impl Sfu {
     }
 
     /// §20.3.6
-    pub async fn set_mute(&self, auth: &ConnAuth, r: v1::SetMute) -> Result<(), ServerError> {
+    pub async fn set_mute(&self, auth: &Caller, r: v1::SetMute) -> Result<(), ServerError> {
         let conv = id("set_mute.conversation_id", r.conversation_id)?;
         if r.track_id.is_empty() {
             return Err(ServerError::invalid("set_mute.track_id", "required"));
@@ -195,7 +196,7 @@ impl Sfu {
     }
 
     /// §20.3.7
-    pub async fn leave(&self, auth: &ConnAuth, conv: u64) -> Result<(), ServerError> {
+    pub async fn leave(&self, auth: &Caller, conv: u64) -> Result<(), ServerError> {
         let conv = id("leave_call.conversation_id", conv)?;
         let room = self.my_room(&auth.session_id, conv)?;
         self.0.sessions().remove(&auth.session_id);
@@ -205,10 +206,29 @@ impl Sfu {
 
     /// §20.3.7: the device stayed away longer than the reconnect grace.
     pub fn session_lost(&self, session: &str) {
-        let Some(conv) = self.0.sessions().remove(session) else { return };
+        let Some((conv, _)) = self.0.sessions().remove(session) else { return };
         let room = self.0.rooms().get(&conv).cloned();
         if let Some(room) = room {
             room.tell(Cmd::Leave { session: session.to_string(), reply: None });
+        }
+    }
+
+    /// `user` stopped being a member of `conv`: each of their devices leaves its group call at
+    /// once (the others get ParticipantLeft, §20.3.7).
+    pub fn member_gone(&self, conv: ConvId, user: UserId) {
+        let seats: Vec<String> =
+            self.0.sessions().iter().filter(|(_, s)| **s == (conv, user)).map(|(k, _)| k.clone()).collect();
+        for session in seats {
+            self.session_lost(&session);
+        }
+    }
+
+    /// `user`'s account was deleted: every device of theirs leaves its group call.
+    pub fn user_gone(&self, user: UserId) {
+        let seats: Vec<String> =
+            self.0.sessions().iter().filter(|(_, s)| s.1 == user).map(|(k, _)| k.clone()).collect();
+        for session in seats {
+            self.session_lost(&session);
         }
     }
 

@@ -214,7 +214,7 @@ impl Room {
         rx.close();
         for p in std::mem::take(&mut self.participants) {
             let mut sessions = self.sfu.sessions();
-            if sessions.get(&p.session) == Some(&self.conv) {
+            if sessions.get(&p.session).map(|s| s.0) == Some(self.conv) {
                 sessions.remove(&p.session);
             }
             drop(sessions);

@@ -1,16 +1,16 @@
-//! The batched writer (an actor): every durable change to conversations goes through one queue;
-//! the writer takes whatever is queued (up to a batch), applies it in one transaction (group
-//! commit), then answers each caller and delivers the resulting events live in commit order.
+//! The batched writer (an actor): every durable change to conversations (and the account
+//! deletion that leaves them) goes through one queue; the writer takes whatever is queued (up to
+//! a batch), applies it in one transaction (group commit), publishes each write's
+//! [`DomainEvent::Committed`] on the bus in commit order, then answers each caller.
 //! A lone write does not wait: the batch is whatever arrived while the previous commit ran.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::wire;
+use crate::bus::{Bus, DomainEvent};
 use crate::error::ServerError;
-use crate::hub::Hub;
-use crate::store::{Applied, OpError, Store, WriteOp};
+use crate::store::{OpError, OpResult, Store, WriteOp};
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 512;
@@ -19,7 +19,13 @@ const QUEUE: usize = 8192;
 
 struct Job {
     op: WriteOp,
-    reply: oneshot::Sender<Result<Applied, ServerError>>,
+    reply: oneshot::Sender<Result<Outcome, ServerError>>,
+}
+
+/// What a committed write answers its caller; everything else it changed went to the bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub result: Option<OpResult>,
 }
 
 /// Handle to the writer task.
@@ -41,14 +47,20 @@ impl From<OpError> for ServerError {
 
 impl Writer {
     /// Starts the writer task; it ends when every handle is dropped.
-    pub fn start(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+    pub fn start(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, hub));
+        tokio::spawn(run(rx, store, bus));
         Self { tx }
     }
 
-    /// Applies one write; returns after its transaction committed.
-    pub async fn submit(&self, op: WriteOp) -> Result<Applied, ServerError> {
+    /// Applies one write; returns after its transaction committed and its domain event was
+    /// published.
+    ///
+    /// # Errors
+    /// The op's own refusal (`NOT_FOUND`, `PERMISSION_DENIED`, `FAILED_PRECONDITION`,
+    /// `INVALID_ARGUMENT`), `UNAVAILABLE` when the store is down or the server stopping, and
+    /// `INTERNAL` when the batch failed otherwise.
+    pub async fn submit(&self, op: WriteOp) -> Result<Outcome, ServerError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job { op, reply })
@@ -58,7 +70,7 @@ impl Writer {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
+async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bus>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         jobs.push(first);
@@ -74,8 +86,9 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) 
                 for (job, result) in jobs.drain(..).zip(results) {
                     match result {
                         Ok(applied) => {
-                            deliver(&hub, &applied);
-                            let _ = job.reply.send(Ok(applied));
+                            let outcome = Outcome { result: applied.result.clone() };
+                            bus.publish(DomainEvent::Committed(Arc::new(applied)));
+                            let _ = job.reply.send(Ok(outcome));
                         }
                         Err(e) => {
                             let _ = job.reply.send(Err(e.into()));
@@ -96,21 +109,5 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) 
                 }
             }
         }
-    }
-}
-
-/// Live delivery in commit order: each event encoded once, shared by every member's connections.
-fn deliver(hub: &Hub, applied: &Applied) {
-    for e in &applied.events {
-        hub.deliver(&applied.audience, &wire::event_frame_bytes(e));
-    }
-    for u in &applied.user_updates {
-        hub.deliver(&[u.user_id], &wire::user_update_frame_bytes(u));
-    }
-    for r in &applied.receipts {
-        hub.deliver(&applied.audience, &wire::receipt_frame_bytes(r));
-    }
-    for n in &applied.notifications {
-        hub.deliver(&[n.user_id], &wire::notification_frame_bytes(n));
     }
 }
