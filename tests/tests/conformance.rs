@@ -42,3 +42,23 @@ async fn websocket_postgres() {
 async fn quic_postgres() {
     run_all(StoreKind::Postgres, Transport::Quic).await;
 }
+
+/// Every case cites a section that docs/protocol.md has (a numbered heading such as
+/// `### 20.3 Group calls` or `## 21. Lifecycle consequences`).
+#[test]
+fn every_case_cites_an_existing_section() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).expect("protocol.md");
+    let sections: std::collections::HashSet<String> = doc
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.trim_start_matches('#').split_whitespace().next())
+        .map(|n| format!("§{}", n.trim_end_matches('.')))
+        .collect();
+    let unknown: Vec<String> = cases::all()
+        .iter()
+        .filter(|c| !sections.contains(c.section))
+        .map(|c| format!("{} cites {}", c.name, c.section))
+        .collect();
+    assert!(unknown.is_empty(), "cases citing no section of docs/protocol.md:\n{}", unknown.join("\n"));
+}

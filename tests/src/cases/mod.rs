@@ -110,6 +110,7 @@ macro_rules! case {
 }
 
 mod accounts;
+mod call_lifecycle;
 mod calls;
 mod codes;
 mod common;
@@ -211,6 +212,9 @@ pub fn all() -> Vec<Case> {
         case!(group_calls::publish_refuses_a_malformed_offer, "§20.3.3", Both),
         case!(group_calls::leaving_is_announced, "§20.3.7", Both),
         case!(group_calls::members_hear_the_participant_count, "§20.3.2", Both),
+        case!(call_lifecycle::a_removed_callee_stops_ringing, "§21", Both),
+        case!(call_lifecycle::a_caller_who_leaves_ends_the_ringing, "§21", Both),
+        case!(call_lifecycle::a_removed_member_leaves_the_group_call, "§21", Both),
     ]
 }
 
