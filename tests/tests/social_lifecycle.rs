@@ -32,7 +32,7 @@ async fn typing(u: &mut User, conv: u64, who: u64, on: bool) -> anyhow::Result<(
 
 async fn presence(u: &mut User, who: u64, state: PresenceState) -> anyhow::Result<v1::PresenceChanged> {
     next_matching(&mut u.events, WAIT, |e| match e {
-        event::Event::PresenceChanged(p) if p.user_id == who && p.state == state as i32 => Some(p.clone()),
+        event::Event::PresenceChanged(p) if p.user_id == who && p.state == state as i32 => Some(*p),
         _ => None,
     })
     .await
