@@ -51,14 +51,23 @@ impl DomainEvent {
 
     /// The members who stopped being members through this event: `(conversation, user)` for
     /// every `Left` and `Removed` entry.
+    /// Allocates nothing when there are none (the common case: a post).
     pub fn members_gone(&self) -> Vec<(i64, UserId)> {
-        self.log_entries()
-            .into_iter()
-            .filter_map(|e| match e.body {
-                LogBody::Left(u) | LogBody::Removed(u) => Some((e.conversation_id, u)),
-                _ => None,
-            })
-            .collect()
+        fn walk(a: &Applied, out: &mut Vec<(i64, UserId)>) {
+            for e in &a.events {
+                if let LogBody::Left(u) | LogBody::Removed(u) = e.body {
+                    out.push((e.conversation_id, u));
+                }
+            }
+            for c in &a.cascade {
+                walk(c, out);
+            }
+        }
+        let mut out = Vec::new();
+        if let Self::Committed(a) = self {
+            walk(a, &mut out);
+        }
+        out
     }
 }
 

@@ -78,8 +78,16 @@ pub(crate) fn ping(ping: &Ping) -> Pong {
 }
 
 /// Makes `caller` the connection's identity: attached to the hub under its session (replacing
-/// a previous identity), with `SessionAttached` and any presence change published.
+/// a previous identity), with `SessionAttached` and any presence change published. The same
+/// session again (Refresh, a new access token) only updates the expiry: nothing flaps.
 pub(crate) fn bind(state: &AppState, session: &Session, caller: Caller) {
+    if let Some(current) = session.caller()
+        && current.session_id == caller.session_id
+        && current.user_id == caller.user_id
+    {
+        session.set_caller(Some(caller));
+        return;
+    }
     unbind(state, session);
     session.set_caller(Some(caller.clone()));
     let presence = state.hub().attach(&caller.session_id, caller.user_id, session.key, session.outbox.clone());
