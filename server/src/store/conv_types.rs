@@ -68,6 +68,8 @@ pub fn permits(role: i32, action: Action) -> bool {
 
 /// The log kind of a posted message (`LogBody::Posted`).
 pub const LOG_POSTED: i32 = 2;
+/// The log kind of an edit (`LogBody::Edited`).
+pub const LOG_EDITED: i32 = 3;
 
 /// A message's current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +162,7 @@ impl LogBody {
         match self {
             Self::Created { .. } => 1,
             Self::Posted(_) => LOG_POSTED,
-            Self::Edited { .. } => 3,
+            Self::Edited { .. } => LOG_EDITED,
             Self::Deleted { .. } => 4,
             Self::MembersAdded(_) => 5,
             Self::Joined(_) => 6,

@@ -37,6 +37,7 @@ macro_rules! impl_conv_writes {
 
             $crate::store::conv_tx_sql::conv_tx_helpers!();
             $crate::store::conv_send_sql::conv_send_run!();
+            $crate::store::conv_life_sql::conv_lifecycle_ops!();
 
             type OpOut = Result<Result<Applied, OpError>, sqlx::Error>;
 
@@ -245,23 +246,7 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::Delete { conversation_id: conv, actor, message_id, now_ms } => {
-                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, true).await? {
-                            return Ok(Err(e));
-                        }
-                        sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
-                            .bind(*now_ms)
-                            .bind(*message_id)
-                            .execute(&mut **tx)
-                            .await?;
-                        // The log keeps the entries; their text goes with the message.
-                        sqlx::query("UPDATE conversation_events SET text = '' WHERE conversation_id = $1 AND message_id = $2")
-                            .bind(*conv)
-                            .bind(*message_id)
-                            .execute(&mut **tx)
-                            .await?;
-                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::Deleted { message_id: *message_id }).await?;
-                        let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
+                        delete_message(tx, *conv, *actor, *message_id, *now_ms).await
                     }
                     WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms } => {
                         if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {

@@ -1,6 +1,7 @@
 //! Storage behind one trait object, with a PostgreSQL and an embedded SQLite implementation.
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
+pub mod conv_life_sql;
 pub mod conv_send_sql;
 pub mod conv_sql;
 pub mod conv_tx_sql;

@@ -1,0 +1,51 @@
+//! Lifecycle consequences on the write path (`conv_lifecycle_ops!`, docs/protocol.md §21),
+//! expanded inside each backend's `conv_write` module: what deleting a message, leaving, joining an
+//! ownerless channel, reading and deleting an account do to pins, reactions, notifications,
+//! ownership and membership, each inside the batch's transaction.
+
+macro_rules! conv_lifecycle_ops {
+    () => {
+            /// §13.3, §21: the message loses its text, reactions and mention notifications, and
+            /// leaves the pin list (`MessageUnpinned` by the deleter after `MessageDeleted`).
+            async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, now: i64) -> OpOut {
+                if let Err(e) = own_live_message(tx, conv, actor, message_id, true).await? {
+                    return Ok(Err(e));
+                }
+                sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(message_id)
+                    .execute(&mut **tx)
+                    .await?;
+                // The log keeps the entries; their text goes with the message (reaction entries keep
+                // their emoji: a client replaying them drops them at `MessageDeleted`).
+                sqlx::query("UPDATE conversation_events SET text = '' WHERE conversation_id = $1 AND message_id = $2 AND kind IN ($3, $4)")
+                    .bind(conv)
+                    .bind(message_id)
+                    .bind(LOG_POSTED)
+                    .bind(LOG_EDITED)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM reactions WHERE message_id = $1").bind(message_id).execute(&mut **tx).await?;
+                sqlx::query("DELETE FROM notifications WHERE message_id = $1 AND kind = $2")
+                    .bind(message_id)
+                    .bind(NOTIFY_MENTIONED)
+                    .execute(&mut **tx)
+                    .await?;
+                let deleted = append(tx, conv, actor, now, LogBody::Deleted { message_id }).await?;
+                let seq = deleted.seq;
+                let mut events = vec![deleted];
+                let unpinned = sqlx::query("DELETE FROM pins WHERE conversation_id = $1 AND message_id = $2")
+                    .bind(conv)
+                    .bind(message_id)
+                    .execute(&mut **tx)
+                    .await?;
+                if unpinned.rows_affected() > 0 {
+                    events.push(append(tx, conv, actor, now, LogBody::Unpinned { message_id }).await?);
+                }
+                let audience = member_ids(tx, conv).await?;
+                Ok(Ok(Applied { result: Some(OpResult::Seq(seq)), events, audience, ..Default::default() }))
+            }
+    };
+}
+
+pub(super) use conv_lifecycle_ops;
