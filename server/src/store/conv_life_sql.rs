@@ -5,6 +5,19 @@
 
 macro_rules! conv_lifecycle_ops {
     () => {
+            /// §19, §21: reading a conversation up to `seq` reads the mentions of the messages up to it.
+            async fn read_mentions(tx: &mut Tx, user: UserId, conv: ConvId, seq: i64) -> Result<(), sqlx::Error> {
+                sqlx::query("UPDATE notifications SET read_flag = 1 WHERE user_id = $1 AND conversation_id = $2 AND kind = $3 \
+                             AND read_flag = 0 AND message_id IN (SELECT id FROM messages WHERE conversation_id = $2 AND seq <= $4)")
+                    .bind(user)
+                    .bind(conv)
+                    .bind(NOTIFY_MENTIONED)
+                    .bind(seq)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             /// §13.3, §21: the message loses its text, reactions and mention notifications, and
             /// leaves the pin list (`MessageUnpinned` by the deleter after `MessageDeleted`).
             async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, now: i64) -> OpOut {

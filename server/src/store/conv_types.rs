@@ -261,6 +261,9 @@ pub struct ConvView {
     pub my_role: Option<i32>,
     pub my_read_seq: i64,
     pub unread_count: i64,
+    /// Unread messages (as `unread_count`) that mention the viewer, from senders they have not
+    /// blocked (§12.1).
+    pub unread_mention_count: i64,
     pub peer_user_id: Option<UserId>,
     pub last_message: Option<MessageRec>,
     pub photo_ref: String,

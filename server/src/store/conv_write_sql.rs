@@ -267,6 +267,7 @@ macro_rules! impl_conv_writes {
                             let r = sqlx::query("SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2").bind(*conv).bind(*user).fetch_one(&mut **tx).await?;
                             return Ok(Ok(Applied { result: Some(OpResult::Seq(r.try_get(0)?)), ..Default::default() }));
                         }
+                        read_mentions(tx, *user, *conv, *seq).await?;
                         let uu = user_entry(tx, *user, UPDATE_READ, *conv, Some(*seq), *now_ms).await?;
                         let audience = member_ids(tx, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(*seq)), audience, user_updates: vec![uu], receipts: vec![now_read], ..Default::default() }))
