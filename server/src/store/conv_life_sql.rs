@@ -18,6 +18,22 @@ macro_rules! conv_lifecycle_ops {
                 Ok(())
             }
 
+            /// Whether any of `users` blocked `who` (one statement for the whole list).
+            async fn blocked_by_any(tx: &mut Tx, users: &[UserId], who: UserId) -> Result<bool, sqlx::Error> {
+                if users.is_empty() {
+                    return Ok(false);
+                }
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT 1 FROM blocks WHERE blocked_id = ");
+                q.push_bind(who);
+                q.push(" AND user_id IN (");
+                let mut list = q.separated(", ");
+                for u in users {
+                    list.push_bind(*u);
+                }
+                q.push(") LIMIT 1");
+                Ok(q.build().fetch_optional(&mut **tx).await?.is_some())
+            }
+
             /// §13.3, §21: the message loses its text, reactions and mention notifications, and
             /// leaves the pin list (`MessageUnpinned` by the deleter after `MessageDeleted`).
             async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, now: i64) -> OpOut {

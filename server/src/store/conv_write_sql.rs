@@ -10,7 +10,7 @@ macro_rules! impl_conv_writes {
             use $crate::store::conv_sql::join_ids;
             use $crate::store::conv_types::*;
             use $crate::store::types::UserId;
-            use std::collections::HashMap;
+            use std::collections::{HashMap, HashSet};
 
             type Db = <$store as $crate::store::sql::HasDb>::Db;
             type Tx = sqlx::Transaction<'static, Db>;
@@ -46,6 +46,10 @@ macro_rules! impl_conv_writes {
                 others.sort_unstable();
                 others.dedup();
                 if !live_users(tx, &others).await? {
+                    return Ok(Err(OpError::NotFound("no such user")));
+                }
+                // §18: a user who blocked the creator is not added, and looks like no user at all.
+                if kind == ConvKind::Group && blocked_by_any(tx, &others, creator).await? {
                     return Ok(Err(OpError::NotFound("no such user")));
                 }
                 let direct_key = match kind {
@@ -168,6 +172,9 @@ macro_rules! impl_conv_writes {
                         users.sort_unstable();
                         users.dedup();
                         if !live_users(tx, &users).await? {
+                            return Ok(Err(OpError::NotFound("no such user")));
+                        }
+                        if blocked_by_any(tx, &users, *actor).await? {
                             return Ok(Err(OpError::NotFound("no such user")));
                         }
                         let current = member_ids(tx, *conv).await?;
