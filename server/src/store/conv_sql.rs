@@ -47,8 +47,9 @@ macro_rules! impl_conv_store {
                 }))
             }
 
-            /// Columns of a conversation seen by user $1, with its last message. Mentions are matched
-            /// in the comma-separated `mentions` column of unread messages.
+            /// Columns of a conversation seen by user $1, with its last message. Counts and the last
+            /// message are a member's only: a channel seen from outside shows no content (§12.1).
+            /// Mentions are matched in the comma-separated `mentions` column of unread messages.
             const VIEW_SELECT: &str = "SELECT c.id, c.kind, c.title, c.description, c.created_at_ms, c.head_seq, \
                  c.last_activity_ms, c.member_count, m.role, COALESCE(m.read_seq, 0), \
                  (SELECT COUNT(*) FROM messages x WHERE m.role IS NOT NULL AND x.conversation_id = c.id \
@@ -61,7 +62,7 @@ macro_rules! impl_conv_store {
                     AND (',' || x.mentions || ',') LIKE ('%,' || CAST($1 AS TEXT) || ',%') \
                     AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = x.sender_id)) \
                  FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1 \
-                 LEFT JOIN messages lm ON lm.id = c.last_message_id";
+                 LEFT JOIN messages lm ON lm.id = c.last_message_id AND m.role IS NOT NULL";
 
             fn view(r: &Row) -> Result<ConvView, sqlx::Error> {
                 Ok(ConvView {
