@@ -5,6 +5,16 @@
 
 macro_rules! conv_lifecycle_ops {
     () => {
+            /// §21: a member who can no longer open `conv` has nothing unread left from it.
+            async fn retire_notifications(tx: &mut Tx, user: UserId, conv: ConvId) -> Result<(), sqlx::Error> {
+                sqlx::query("UPDATE notifications SET read_flag = 1 WHERE user_id = $1 AND conversation_id = $2 AND read_flag = 0")
+                    .bind(user)
+                    .bind(conv)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
             /// §19, §21: reading a conversation up to `seq` reads the mentions of the messages up to it.
             async fn read_mentions(tx: &mut Tx, user: UserId, conv: ConvId, seq: i64) -> Result<(), sqlx::Error> {
                 sqlx::query("UPDATE notifications SET read_flag = 1 WHERE user_id = $1 AND conversation_id = $2 AND kind = $3 \
@@ -32,6 +42,59 @@ macro_rules! conv_lifecycle_ops {
                 }
                 q.push(") LIMIT 1");
                 Ok(q.build().fetch_optional(&mut **tx).await?.is_some())
+            }
+
+            /// §12.4: `user` (of `role`) leaves a group or channel. An owner first passes ownership to
+            /// the remaining live member with the highest role, then the longest-standing one.
+            async fn leave(tx: &mut Tx, conv: ConvId, user: UserId, role: i32, now: i64) -> Result<Applied, sqlx::Error> {
+                let audience = member_ids(tx, conv).await?;
+                let mut events = Vec::new();
+                if role == ROLE_OWNER {
+                    let next = sqlx::query("SELECT m.user_id FROM members m JOIN users u ON u.id = m.user_id \
+                                            WHERE m.conversation_id = $1 AND m.user_id <> $2 AND u.deleted_at_ms IS NULL \
+                                            ORDER BY m.role, m.joined_at_ms, m.user_id LIMIT 1")
+                        .bind(conv)
+                        .bind(user)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if let Some(next) = next {
+                        let to: UserId = next.try_get(0)?;
+                        set_role(tx, conv, to, ROLE_OWNER).await?;
+                        events.push(append(tx, conv, user, now, LogBody::OwnershipTransferred { from: user, to }).await?);
+                    }
+                }
+                drop_member(tx, conv, user).await?;
+                events.push(append(tx, conv, user, now, LogBody::Left(user)).await?);
+                let uu = user_update(tx, user, false, conv, now).await?;
+                retire_notifications(tx, user, conv).await?;
+                Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu], ..Default::default() })
+            }
+
+            /// §12.4: joins a channel; joining one without an owner makes the joiner its OWNER
+            /// (`MemberJoined`, then `RoleChanged` to OWNER by the joiner).
+            async fn join_channel(tx: &mut Tx, conv: ConvId, user: UserId, now: i64) -> OpOut {
+                match kind_and_role(tx, conv, user).await? {
+                    Some((k, Some(_))) if k == ConvKind::Channel as i32 => {
+                        Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), ..Default::default() }))
+                    }
+                    Some((k, None)) if k == ConvKind::Channel as i32 => {
+                        let owned = sqlx::query("SELECT 1 FROM members WHERE conversation_id = $1 AND role = $2 LIMIT 1")
+                            .bind(conv)
+                            .bind(ROLE_OWNER)
+                            .fetch_optional(&mut **tx)
+                            .await?
+                            .is_some();
+                        add_member(tx, conv, user, if owned { ROLE_MEMBER } else { ROLE_OWNER }, now).await?;
+                        let mut events = vec![append(tx, conv, user, now, LogBody::Joined(user)).await?];
+                        if !owned {
+                            events.push(append(tx, conv, user, now, LogBody::RoleChanged { user, role: ROLE_OWNER }).await?);
+                        }
+                        let uu = user_update(tx, user, true, conv, now).await?;
+                        let audience = member_ids(tx, conv).await?;
+                        Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates: vec![uu], ..Default::default() }))
+                    }
+                    _ => Ok(Err(OpError::NotFound("no such channel"))),
+                }
             }
 
             /// §13.3, §21: the message loses its text, reactions and mention notifications, and

@@ -115,21 +115,7 @@ macro_rules! impl_conv_writes {
                     WriteOp::Create { kind, title, description, creator, members, now_ms } => {
                         create(tx, *kind, title, description, *creator, members, *now_ms).await
                     }
-                    WriteOp::Join { conversation_id: conv, user, now_ms } => {
-                        match kind_and_role(tx, *conv, *user).await? {
-                            Some((k, Some(_))) if k == ConvKind::Channel as i32 => {
-                                Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), ..Default::default() }))
-                            }
-                            Some((k, None)) if k == ConvKind::Channel as i32 => {
-                                add_member(tx, *conv, *user, ROLE_MEMBER, *now_ms).await?;
-                                let ev = append(tx, *conv, *user, *now_ms, LogBody::Joined(*user)).await?;
-                                let uu = user_update(tx, *user, true, *conv, *now_ms).await?;
-                                let audience = member_ids(tx, *conv).await?;
-                                Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
-                            }
-                            _ => Ok(Err(OpError::NotFound("no such channel"))),
-                        }
-                    }
+                    WriteOp::Join { conversation_id: conv, user, now_ms } => join_channel(tx, *conv, *user, *now_ms).await,
                     WriteOp::Leave { conversation_id: conv, user, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *user).await? else {
                             return Ok(Err(OpError::NotFound("no such conversation")));
@@ -137,26 +123,7 @@ macro_rules! impl_conv_writes {
                         if k == ConvKind::Direct as i32 {
                             return Ok(Err(OpError::FailedPrecondition("a direct conversation cannot be left")));
                         }
-                        let audience = member_ids(tx, *conv).await?;
-                        let mut events = Vec::new();
-                        if role == ROLE_OWNER {
-                            // Ownership passes to the highest role, then the longest-standing member.
-                            let next = sqlx::query("SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2 \
-                                                    ORDER BY role, joined_at_ms, user_id LIMIT 1")
-                                .bind(*conv)
-                                .bind(*user)
-                                .fetch_optional(&mut **tx)
-                                .await?;
-                            if let Some(next) = next {
-                                let to: UserId = next.try_get(0)?;
-                                set_role(tx, *conv, to, ROLE_OWNER).await?;
-                                events.push(append(tx, *conv, *user, *now_ms, LogBody::OwnershipTransferred { from: *user, to }).await?);
-                            }
-                        }
-                        drop_member(tx, *conv, *user).await?;
-                        events.push(append(tx, *conv, *user, *now_ms, LogBody::Left(*user)).await?);
-                        let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu], ..Default::default() }))
+                        Ok(Ok(leave(tx, *conv, *user, role, *now_ms).await?))
                     }
                     WriteOp::AddMembers { conversation_id: conv, actor, users, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -220,6 +187,7 @@ macro_rules! impl_conv_writes {
                         drop_member(tx, *conv, *user).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Removed(*user)).await?;
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
+                        retire_notifications(tx, *user, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
                     }
                     WriteOp::CallEnded { conversation_id: conv, caller, record, missed_by, now_ms } => {
