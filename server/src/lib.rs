@@ -90,14 +90,13 @@ impl Server {
         let store = store::open(&config, metrics.clone()).await?;
         let cert = tls::load_or_generate(&config)?;
         let hub = Arc::new(hub::Hub::default());
-        let auth = auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), hub.clone()).await?;
-        let conversations = conversations::Conversations::new(
-            store.clone(),
-            hub.clone(),
-            config.limits.max_message_text_bytes as usize,
-        )
-        .await
-        .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
+        let writer = conversations::Writer::start(store.clone(), hub.clone());
+        let auth =
+            auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), hub.clone(), writer.clone()).await?;
+        let conversations =
+            conversations::Conversations::new(store.clone(), writer, config.limits.max_message_text_bytes as usize)
+                .await
+                .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), config.limits.typing_ttl);
         let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), conversations.clone());
         Ok(Self {

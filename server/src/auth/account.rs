@@ -113,7 +113,8 @@ impl AuthService {
     }
 
     /// §11.11 DeleteAccount: personal data removed, every session revoked (this connection is
-    /// closed after the response).
+    /// closed after the response), every group and channel left (§21), through the ordered writer
+    /// so the conversations' members see it in commit order.
     pub async fn delete_account(&self, ctx: &ConnCtx, password: &str) -> Result<(), ServerError> {
         let auth = ctx.require_auth()?;
         let creds = self
@@ -129,8 +130,9 @@ impl AuthService {
             }
         }
         self.unbind(ctx);
-        let revoked = self.store().delete_user(auth.user_id, now_ms() as i64).await?;
-        self.revoke_live(&revoked, RevokeReason::AccountDeleted);
+        let op = crate::store::WriteOp::DeleteAccount { user: auth.user_id, now_ms: now_ms() as i64 };
+        let applied = self.0.writer.submit(op).await?;
+        self.revoke_live(&applied.revoked_sessions, RevokeReason::AccountDeleted);
         ctx.close_after_response(&auth.session_id, RevokeReason::AccountDeleted);
         Ok(())
     }

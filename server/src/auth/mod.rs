@@ -86,6 +86,8 @@ struct Limits {
 struct Inner {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    /// The ordered conversation writer: account deletion leaves conversations through it.
+    writer: crate::conversations::Writer,
     tokens: Tokens,
     passwords: Passwords,
     codes: CodeHasher,
@@ -129,6 +131,7 @@ impl AuthService {
         data_dir: &std::path::Path,
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
+        writer: crate::conversations::Writer,
     ) -> Result<Self, AuthError> {
         let key_path = cfg.signing_key_path.clone().unwrap_or_else(|| data_dir.join("jwt-ed25519.pem"));
         let key = tokens::load_or_generate_key(&key_path)?;
@@ -159,6 +162,7 @@ impl AuthService {
         Ok(Self(Arc::new(Inner {
             store,
             hub,
+            writer,
             tokens,
             passwords: Passwords::new(cfg.hash_concurrency).await?,
             codes,

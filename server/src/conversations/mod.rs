@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use crate::auth::ConnAuth;
 use crate::error::ServerError;
-use crate::hub::Hub;
 use crate::store::{
     Applied, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId,
     UserUpdateRec, WriteOp, now_ms,
@@ -108,9 +107,10 @@ pub(crate) fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
 }
 
 impl Conversations {
-    pub async fn new(store: Arc<dyn Store>, hub: Arc<Hub>, max_text_bytes: usize) -> Result<Self, ServerError> {
+    /// The service over `store`, writing through `writer` (started first: other services, such as
+    /// account deletion, write through the same ordered writer).
+    pub async fn new(store: Arc<dyn Store>, writer: Writer, max_text_bytes: usize) -> Result<Self, ServerError> {
         let epoch = store.instance().await?.epoch;
-        let writer = Writer::start(store.clone(), hub);
         Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes })))
     }
 

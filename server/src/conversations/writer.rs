@@ -113,4 +113,7 @@ fn deliver(hub: &Hub, applied: &Applied) {
     for n in &applied.notifications {
         hub.deliver(&[n.user_id], &wire::notification_frame_bytes(n));
     }
+    for c in &applied.cascade {
+        deliver(hub, c);
+    }
 }

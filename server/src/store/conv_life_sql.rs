@@ -137,6 +137,55 @@ macro_rules! conv_lifecycle_ops {
                 let audience = member_ids(tx, conv).await?;
                 Ok(Ok(Applied { result: Some(OpResult::Seq(seq)), events, audience, ..Default::default() }))
             }
+
+            /// §11.11, §21: the tombstone, every session revoked, codes and refresh tokens dropped,
+            /// the inbox emptied, and every group and channel left (DIRECT conversations are kept, so
+            /// the peer still sees the deleted user). Each conversation left is one `cascade` entry.
+            async fn delete_account(tx: &mut Tx, user: UserId, now: i64) -> OpOut {
+                let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
+                if exists.is_none() {
+                    return Ok(Err(OpError::NotFound("no such user")));
+                }
+                sqlx::query(
+                    "UPDATE users SET username = $1, username_key = $1, display_name = '', email = NULL, email_key = NULL, \
+                     phone = NULL, password_hash = NULL, status_text = '', deleted_at_ms = $2 \
+                     WHERE id = $3 AND deleted_at_ms IS NULL",
+                )
+                .bind(format!("deleted-{user}"))
+                .bind(now)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+                let rows = sqlx::query("UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
+                                        WHERE user_id = $3 AND revoked_at_ms IS NULL RETURNING id")
+                    .bind(now)
+                    .bind($crate::store::types::RevokeReason::AccountDeleted as i32)
+                    .bind(user)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let revoked_sessions = rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
+                sqlx::query("UPDATE sessions SET device_name = '', client_name = '' WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM auth_codes WHERE user_id = $1").bind(user).execute(&mut **tx).await?;
+                sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
+                    .bind(user)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM notifications WHERE user_id = $1").bind(user).execute(&mut **tx).await?;
+                let memberships = sqlx::query("SELECT m.conversation_id, m.role FROM members m JOIN conversations c ON c.id = m.conversation_id \
+                                               WHERE m.user_id = $1 AND c.kind <> $2 ORDER BY m.conversation_id")
+                    .bind(user)
+                    .bind(ConvKind::Direct as i32)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let mut cascade = Vec::with_capacity(memberships.len());
+                for r in &memberships {
+                    cascade.push(leave(tx, r.try_get(0)?, user, r.try_get(1)?, now).await?);
+                }
+                Ok(Ok(Applied { result: Some(OpResult::Done), revoked_sessions, cascade, ..Default::default() }))
+            }
     };
 }
 

@@ -390,6 +390,12 @@ pub enum WriteOp {
         missed_by: Vec<UserId>,
         now_ms: i64,
     },
+    /// Account deletion (§11.11, §21): the tombstone, revoked sessions, and every group and
+    /// channel left as LeaveConversation leaves it. Applying it again changes nothing more.
+    DeleteAccount {
+        user: UserId,
+        now_ms: i64,
+    },
 }
 
 /// What an applied op returns to its caller.
@@ -413,6 +419,11 @@ pub struct Applied {
     pub receipts: Vec<ReceiptRec>,
     /// New inbox entries, each delivered to its user.
     pub notifications: Vec<NotificationRec>,
+    /// Sessions the op revoked (account deletion), for the caller to end live.
+    pub revoked_sessions: Vec<String>,
+    /// Changes in other conversations caused by this op (the groups and channels an account
+    /// deletion leaves), each with its own events, audience and user-log entries.
+    pub cascade: Vec<Applied>,
 }
 
 /// Why one op of a batch was refused (the rest of the batch is unaffected).

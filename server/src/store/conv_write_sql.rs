@@ -223,6 +223,7 @@ macro_rules! impl_conv_writes {
                     WriteOp::Delete { conversation_id: conv, actor, message_id, now_ms } => {
                         delete_message(tx, *conv, *actor, *message_id, *now_ms).await
                     }
+                    WriteOp::DeleteAccount { user, now_ms } => delete_account(tx, *user, *now_ms).await,
                     WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms } => {
                         if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {
                             return Ok(Err(OpError::NotFound("no such conversation")));
