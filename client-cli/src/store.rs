@@ -103,6 +103,7 @@ impl Conv {
         conv.head_seq = c.head_seq;
         conv.read_seq = c.my_read_seq;
         conv.unread = c.unread_count;
+        conv.mentions = c.unread_mention_count;
         conv.last_activity_ms = c.last_activity_ms;
         conv.last = c.last_message.as_ref().map(Msg::from);
         conv
@@ -178,16 +179,7 @@ impl Store {
         self.me = s.me.clone();
         self.users.clear();
         self.add_users(&s.users);
-        self.convs = s
-            .conversations
-            .iter()
-            .map(|c| {
-                let mut conv = Conv::from_proto(c);
-                conv.mentions =
-                    if c.unread_count > 0 { s.mentions.get(&c.conversation_id).copied().unwrap_or(0) } else { 0 };
-                (c.conversation_id, conv)
-            })
-            .collect();
+        self.convs = s.conversations.iter().map(|c| (c.conversation_id, Conv::from_proto(c))).collect();
     }
 
     pub fn add_users(&mut self, users: &[v1::UserProfile]) {
@@ -234,12 +226,12 @@ impl Store {
         conv.member = true;
         let newer: Vec<&Msg> = conv.messages.range(c.head_seq + 1..).map(|(_, m)| m).collect();
         let read = conv.read_seq.max(c.my_read_seq);
-        let extra = newer.iter().filter(|m| m.sender != me && !m.deleted && m.seq > read).count() as u32;
+        let extra: Vec<&&Msg> = newer.iter().filter(|m| m.sender != me && !m.deleted && m.seq > read).collect();
+        let extra_mentions = extra.iter().filter(|m| m.mentions.contains(&me)).count() as u32;
         conv.read_seq = read;
-        conv.unread = if read >= conv.head_seq.max(c.head_seq) { 0 } else { c.unread_count + extra };
-        if conv.unread == 0 {
-            conv.mentions = 0;
-        }
+        conv.unread = if read >= conv.head_seq.max(c.head_seq) { 0 } else { c.unread_count + extra.len() as u32 };
+        // The server counts mentions after the read marker (§12.1); ours above its head come on top.
+        conv.mentions = if conv.unread == 0 { 0 } else { c.unread_mention_count + extra_mentions };
         if c.head_seq >= conv.head_seq {
             conv.head_seq = c.head_seq;
             conv.last_activity_ms = conv.last_activity_ms.max(c.last_activity_ms);
@@ -304,10 +296,16 @@ impl Store {
                 match conv.message_mut(x.message_id) {
                     Some(m) => {
                         let was_unread = m.sender != me && m.seq > read && !m.deleted;
+                        let mentioned = m.mentions.contains(&me);
                         m.text.clear();
                         m.deleted = true;
+                        // A deleted message shows no reactions (§21).
+                        m.reactions.clear();
                         if was_unread {
                             conv.unread = conv.unread.saturating_sub(1);
+                            if mentioned {
+                                conv.mentions = conv.mentions.saturating_sub(1);
+                            }
                         }
                     }
                     None => {

@@ -2,7 +2,6 @@
 //! same updates the network actor produces. Expected screens are in `tests/snapshots/`; run with
 //! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change, and review the diff.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use confab_cli::net::{ConnState, Snapshot, Tag, Update};
@@ -85,15 +84,18 @@ fn app() -> App {
                 1,
                 message(10, 7, 107, BOB, "see you tomorrow then", T0 + 26 * HOUR),
             ),
-            conversation(
-                11,
-                ConversationKind::Group,
-                "release crew",
-                0,
-                20,
-                4,
-                message(11, 20, 120, CAROL, "@alice can you tag 1.2?", T0 + 25 * HOUR),
-            ),
+            v1::Conversation {
+                unread_mention_count: 1,
+                ..conversation(
+                    11,
+                    ConversationKind::Group,
+                    "release crew",
+                    0,
+                    20,
+                    4,
+                    message(11, 20, 120, CAROL, "@alice can you tag 1.2?", T0 + 25 * HOUR),
+                )
+            },
             conversation(
                 12,
                 ConversationKind::Channel,
@@ -105,7 +107,6 @@ fn app() -> App {
             ),
         ],
         users: vec![user(BOB, "bob", v1::PresenceState::Online), user(CAROL, "carol", v1::PresenceState::Away)],
-        mentions: HashMap::from([(11, 1)]),
     };
     app.on_update(Update::Snapshot(Box::new(snap)));
     app

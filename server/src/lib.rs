@@ -103,7 +103,8 @@ impl Server {
         let hub = Arc::new(hub::Hub::default());
         let bus: Arc<dyn bus::Bus> = Arc::new(bus::LocalBus::default());
         let writer = writer::Writer::start(store.clone(), bus.clone());
-        let auth = auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), bus.clone()).await?;
+        let auth =
+            auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), bus.clone(), writer.clone()).await?;
         let conversations = conversations::Conversations::new(
             store.clone(),
             writer.clone(),

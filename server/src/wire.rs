@@ -45,6 +45,7 @@ pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
         member_count: c.member_count as u32,
         my_read_seq: c.my_read_seq as u64,
         unread_count: c.unread_count as u32,
+        unread_mention_count: c.unread_mention_count as u32,
         last_message: c.last_message.as_ref().map(|m| message(m, viewer)),
         my_role: c.my_role.unwrap_or(0),
         peer_user_id: c.peer_user_id.unwrap_or(0) as u64,

@@ -26,6 +26,8 @@ struct Job {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub result: Option<OpResult>,
+    /// Sessions the write revoked (account deletion), for the caller to announce.
+    pub revoked_sessions: Vec<String>,
 }
 
 /// Handle to the writer task.
@@ -86,7 +88,10 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bu
                 for (job, result) in jobs.drain(..).zip(results) {
                     match result {
                         Ok(applied) => {
-                            let outcome = Outcome { result: applied.result.clone() };
+                            let outcome = Outcome {
+                                result: applied.result.clone(),
+                                revoked_sessions: applied.revoked_sessions.clone(),
+                            };
                             bus.publish(DomainEvent::Committed(Arc::new(applied)));
                             let _ = job.reply.send(Ok(outcome));
                         }

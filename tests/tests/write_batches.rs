@@ -129,7 +129,7 @@ fn script(w: &World) -> Vec<WriteOp> {
         send(w.announce, b, "sb", "k6", "not allowed"), // 7 announcement-only: denied
         send(w.announce, a, "sa", "k7", "owner posts"), // 8 new
         with(send(w.other, c, "sc", "k8", "wrong parent"), Some(w.parent), &[]), // 9 parent elsewhere: invalid
-        with(send(w.group, a, "sa", "k9", "@ben @dee"), None, &[b, d]), // 10 new, mentions ben only
+        with(send(w.group, a, "sa", "k9", "@all"), None, &[b, c, d]), // 10 new: notifies cyd (ben blocks ana)
         send(999_999, a, "sa", "k10", "nowhere"),    // 11 no such conversation
         WriteOp::Edit {
             conversation_id: w.group,
@@ -192,7 +192,7 @@ async fn batch_equals_one_at_a_time(batched: Arc<dyn Store>, single: Arc<dyn Sto
     assert!(!sent(&r[8]).2);
     assert!(matches!(r[9], Err(OpError::Invalid("send_message.reply_to_message_id", _))), "{:?}", r[9]);
     let mentioned = r[10].as_ref().expect("mention send");
-    assert_eq!(mentioned.notifications.iter().map(|n| n.user_id).collect::<Vec<_>>(), vec![wb.users[1]]);
+    assert_eq!(mentioned.notifications.iter().map(|n| n.user_id).collect::<Vec<_>>(), vec![wb.users[2]]);
     assert_eq!(r[11].as_ref().err(), Some(&OpError::NotFound("no such conversation")));
     assert_eq!(sent(&r[13]), (m0, s0, true));
     assert_eq!(sent(&r[15]), (sent(&r[14]).0, sent(&r[14]).1, true));

@@ -165,10 +165,9 @@ async fn dispatch(client: &Client, command: Command) -> anyhow::Result<()> {
 
 async fn conversations(client: &Client, json: bool) -> anyhow::Result<()> {
     let (convs, names) = resolve::conversations_with_names(client).await?;
-    let mentions = unread_mentions(client).await;
     for c in &convs {
-        let m = mentions.iter().filter(|n| n.conversation_id == c.conversation_id).count() as u32;
-        let m = if c.unread_count == 0 { 0 } else { m };
+        // The server counts mentions after our read marker (§12.1).
+        let m = c.unread_mention_count;
         if json {
             println!("{}", conversation_json(c, &names, m));
         } else {
@@ -176,17 +175,6 @@ async fn conversations(client: &Client, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Unread MENTIONED notifications (first page; best effort).
-async fn unread_mentions(client: &Client) -> Vec<v1::Notification> {
-    let req = v1::ListNotifications { before_id: 0, limit: 100, unread_only: true };
-    match client.request(v1::client_frame::Request::ListNotifications(req)).await {
-        Ok(v1::response::Result::ListNotifications(r)) => {
-            r.notifications.into_iter().filter(|n| n.kind() == v1::NotificationKind::Mentioned).collect()
-        }
-        _ => Vec::new(),
-    }
 }
 
 async fn print_created(client: &Client, c: &v1::Conversation, json: bool) -> anyhow::Result<()> {

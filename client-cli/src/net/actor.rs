@@ -1,7 +1,7 @@
 //! The actor's loop: connect (signed in), bootstrap, catch up with Sync, then apply live events
 //! and serve commands until the connection ends; then back off and start again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -464,9 +464,8 @@ impl Actor {
             }
         }
         let users = fetch_users(client, ids.into_iter().collect()).await?;
-        let mentions = unread_mentions(client).await.unwrap_or_default();
         self.bootstrapped = true;
-        let snap = Snapshot { me, conversations, users, mentions };
+        let snap = Snapshot { me, conversations, users };
         self.emit(Update::Snapshot(Box::new(snap))).await;
         Ok(())
     }
@@ -487,27 +486,4 @@ pub async fn fetch_users(client: &Client, ids: Vec<u64>) -> anyhow::Result<Vec<v
         }
     }
     Ok(users)
-}
-
-/// Unread MENTIONED notifications per conversation (at most a few pages).
-async fn unread_mentions(client: &Client) -> anyhow::Result<HashMap<u64, u32>> {
-    let mut out = HashMap::new();
-    let mut before_id = 0;
-    for _ in 0..5 {
-        let req = v1::ListNotifications { before_id, limit: 100, unread_only: true };
-        let r = match client.request(Request::ListNotifications(req)).await? {
-            R::ListNotifications(r) => r,
-            other => return Err(unexpected("ListNotificationsResult", &other).into()),
-        };
-        for n in &r.notifications {
-            if n.kind() == v1::NotificationKind::Mentioned {
-                *out.entry(n.conversation_id).or_insert(0) += 1;
-            }
-        }
-        match r.notifications.last() {
-            Some(last) if r.has_more => before_id = last.notification_id,
-            _ => break,
-        }
-    }
-    Ok(out)
 }

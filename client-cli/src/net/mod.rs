@@ -7,7 +7,6 @@ mod actor;
 pub use actor::fetch_users;
 pub mod sync;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use confab_protocol::v1::{self, client_frame::Request, response};
@@ -85,8 +84,6 @@ pub struct Snapshot {
     /// Most recent activity first.
     pub conversations: Vec<v1::Conversation>,
     pub users: Vec<v1::UserProfile>,
-    /// Unread mentions per conversation (from the notification inbox).
-    pub mentions: HashMap<u64, u32>,
 }
 
 /// Reports from the actor.

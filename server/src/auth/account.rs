@@ -131,15 +131,17 @@ impl AuthService {
         Ok(())
     }
 
-    /// §11.11 DeleteAccount, second half: personal data removed, every session revoked, then
-    /// [`DomainEvent::AccountDeleted`] published. The edge unbinds the calling connection first
-    /// and closes it after the response.
+    /// §11.11 DeleteAccount, second half: through the batched writer (so members see it in
+    /// commit order), personal data removed, every session revoked, every group and channel left
+    /// (§21); then [`DomainEvent::AccountDeleted`] and the revocation published. The edge unbinds
+    /// the calling connection first and closes it after the response.
     pub async fn delete_account(&self, auth: &Caller) -> Result<(), ServerError> {
-        let revoked = self.store().delete_user(auth.user_id, now_ms() as i64).await?;
+        let op = crate::store::WriteOp::DeleteAccount { user: auth.user_id, now_ms: now_ms() as i64 };
+        let outcome = self.0.writer.submit(op).await?;
         // The deletion first (calls end as the user's, not as lost connections), then the
         // revocation that closes the connections.
         self.0.bus.publish(DomainEvent::AccountDeleted { user: auth.user_id });
-        self.revoke_live(&revoked, RevokeReason::AccountDeleted);
+        self.revoke_live(&outcome.revoked_sessions, RevokeReason::AccountDeleted);
         Ok(())
     }
 }

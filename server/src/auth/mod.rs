@@ -21,6 +21,7 @@ use crate::store::{
     CodeCheck, CodeKind, NewCode, NewSession, NewUser, ProfileUpdate, RevokeReason, RotateOutcome, SessionRecord,
     Store, StoreError, User, UserId,
 };
+use crate::writer::Writer;
 use codes::CodeHasher;
 use password::Passwords;
 use sender::{CodeMessage, Delivery};
@@ -79,6 +80,8 @@ struct Limits {
 struct Inner {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
+    /// The batched writer: account deletion leaves conversations through it.
+    writer: Writer,
     tokens: Tokens,
     passwords: Passwords,
     codes: CodeHasher,
@@ -122,6 +125,7 @@ impl AuthService {
         data_dir: &std::path::Path,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
+        writer: Writer,
     ) -> Result<Self, AuthError> {
         let key_path = cfg.signing_key_path.clone().unwrap_or_else(|| data_dir.join("jwt-ed25519.pem"));
         let key = tokens::load_or_generate_key(&key_path)?;
@@ -152,6 +156,7 @@ impl AuthService {
         Ok(Self(Arc::new(Inner {
             store,
             bus,
+            writer,
             tokens,
             passwords: Passwords::new(cfg.hash_concurrency).await?,
             codes,

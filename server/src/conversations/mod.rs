@@ -89,6 +89,8 @@ pub fn check_emoji(field: &'static str, e: &str) -> Result<(), ServerError> {
 }
 
 impl Conversations {
+    /// The service over `store`, writing through `writer` (the batched writer every service
+    /// shares).
     pub async fn new(store: Arc<dyn Store>, writer: Writer, max_text_bytes: usize) -> Result<Self, ServerError> {
         let epoch = store.instance().await?.epoch;
         Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes })))

@@ -47,16 +47,22 @@ macro_rules! impl_conv_store {
                 }))
             }
 
-            /// Columns of a conversation seen by user $1, with its last message.
+            /// Columns of a conversation seen by user $1, with its last message. Counts and the last
+            /// message are a member's only: a channel seen from outside shows no content (§12.1).
+            /// Mentions are matched in the comma-separated `mentions` column of unread messages.
             const VIEW_SELECT: &str = "SELECT c.id, c.kind, c.title, c.description, c.created_at_ms, c.head_seq, \
                  c.last_activity_ms, c.member_count, m.role, COALESCE(m.read_seq, 0), \
                  (SELECT COUNT(*) FROM messages x WHERE m.role IS NOT NULL AND x.conversation_id = c.id \
                     AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL), \
                  (SELECT p.user_id FROM members p WHERE c.kind = 1 AND p.conversation_id = c.id AND p.user_id <> $1 LIMIT 1), \
                  lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.text, lm.reply_to, lm.mentions, lm.created_at_ms, \
-                 lm.edited_at_ms, lm.deleted_at_ms, lm.client_msg_id, c.photo_ref, c.announcement_only \
+                 lm.edited_at_ms, lm.deleted_at_ms, lm.client_msg_id, c.photo_ref, c.announcement_only, \
+                 (SELECT COUNT(*) FROM messages x WHERE m.role IS NOT NULL AND x.conversation_id = c.id \
+                    AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL \
+                    AND (',' || x.mentions || ',') LIKE ('%,' || CAST($1 AS TEXT) || ',%') \
+                    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = x.sender_id)) \
                  FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1 \
-                 LEFT JOIN messages lm ON lm.id = c.last_message_id";
+                 LEFT JOIN messages lm ON lm.id = c.last_message_id AND m.role IS NOT NULL";
 
             fn view(r: &Row) -> Result<ConvView, sqlx::Error> {
                 Ok(ConvView {
@@ -71,6 +77,7 @@ macro_rules! impl_conv_store {
                     my_role: r.try_get(8)?,
                     my_read_seq: r.try_get(9)?,
                     unread_count: r.try_get(10)?,
+                    unread_mention_count: r.try_get(25)?,
                     peer_user_id: r.try_get(11)?,
                     last_message: message_at(r, 12)?,
                     photo_ref: r.try_get(23)?,

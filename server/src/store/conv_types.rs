@@ -68,6 +68,8 @@ pub fn permits(role: i32, action: Action) -> bool {
 
 /// The log kind of a posted message (`LogBody::Posted`).
 pub const LOG_POSTED: i32 = 2;
+/// The log kind of an edit (`LogBody::Edited`).
+pub const LOG_EDITED: i32 = 3;
 
 /// A message's current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +162,7 @@ impl LogBody {
         match self {
             Self::Created { .. } => 1,
             Self::Posted(_) => LOG_POSTED,
-            Self::Edited { .. } => 3,
+            Self::Edited { .. } => LOG_EDITED,
             Self::Deleted { .. } => 4,
             Self::MembersAdded(_) => 5,
             Self::Joined(_) => 6,
@@ -259,6 +261,9 @@ pub struct ConvView {
     pub my_role: Option<i32>,
     pub my_read_seq: i64,
     pub unread_count: i64,
+    /// Unread messages (as `unread_count`) that mention the viewer, from senders they have not
+    /// blocked (§12.1).
+    pub unread_mention_count: i64,
     pub peer_user_id: Option<UserId>,
     pub last_message: Option<MessageRec>,
     pub photo_ref: String,
@@ -385,6 +390,12 @@ pub enum WriteOp {
         missed_by: Vec<UserId>,
         now_ms: i64,
     },
+    /// Account deletion (§11.11, §21): the tombstone, revoked sessions, and every group and
+    /// channel left as LeaveConversation leaves it. Applying it again changes nothing more.
+    DeleteAccount {
+        user: UserId,
+        now_ms: i64,
+    },
 }
 
 /// What an applied op returns to its caller.
@@ -408,9 +419,10 @@ pub struct Applied {
     pub receipts: Vec<ReceiptRec>,
     /// New inbox entries, each delivered to its user.
     pub notifications: Vec<NotificationRec>,
-    /// Sessions the op revoked (account deletion); their connections are closed.
+    /// Sessions the op revoked (account deletion), for the caller to end live.
     pub revoked_sessions: Vec<String>,
-    /// Changes the op caused in other conversations, each with its own events and audience.
+    /// Changes in other conversations caused by this op (the groups and channels an account
+    /// deletion leaves), each with its own events, audience and user-log entries.
     pub cascade: Vec<Applied>,
 }
 

@@ -10,7 +10,7 @@ macro_rules! impl_conv_writes {
             use $crate::store::conv_sql::join_ids;
             use $crate::store::conv_types::*;
             use $crate::store::types::UserId;
-            use std::collections::HashMap;
+            use std::collections::{HashMap, HashSet};
 
             type Db = <$store as $crate::store::sql::HasDb>::Db;
             type Tx = sqlx::Transaction<'static, Db>;
@@ -37,6 +37,7 @@ macro_rules! impl_conv_writes {
 
             $crate::store::conv_tx_sql::conv_tx_helpers!();
             $crate::store::conv_send_sql::conv_send_run!();
+            $crate::store::conv_life_sql::conv_lifecycle_ops!();
 
             type OpOut = Result<Result<Applied, OpError>, sqlx::Error>;
 
@@ -45,6 +46,10 @@ macro_rules! impl_conv_writes {
                 others.sort_unstable();
                 others.dedup();
                 if !live_users(tx, &others).await? {
+                    return Ok(Err(OpError::NotFound("no such user")));
+                }
+                // §18: a user who blocked the creator is not added, and looks like no user at all.
+                if kind == ConvKind::Group && blocked_by_any(tx, &others, creator).await? {
                     return Ok(Err(OpError::NotFound("no such user")));
                 }
                 let direct_key = match kind {
@@ -110,21 +115,7 @@ macro_rules! impl_conv_writes {
                     WriteOp::Create { kind, title, description, creator, members, now_ms } => {
                         create(tx, *kind, title, description, *creator, members, *now_ms).await
                     }
-                    WriteOp::Join { conversation_id: conv, user, now_ms } => {
-                        match kind_and_role(tx, *conv, *user).await? {
-                            Some((k, Some(_))) if k == ConvKind::Channel as i32 => {
-                                Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), ..Default::default() }))
-                            }
-                            Some((k, None)) if k == ConvKind::Channel as i32 => {
-                                add_member(tx, *conv, *user, ROLE_MEMBER, *now_ms).await?;
-                                let ev = append(tx, *conv, *user, *now_ms, LogBody::Joined(*user)).await?;
-                                let uu = user_update(tx, *user, true, *conv, *now_ms).await?;
-                                let audience = member_ids(tx, *conv).await?;
-                                Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
-                            }
-                            _ => Ok(Err(OpError::NotFound("no such channel"))),
-                        }
-                    }
+                    WriteOp::Join { conversation_id: conv, user, now_ms } => join_channel(tx, *conv, *user, *now_ms).await,
                     WriteOp::Leave { conversation_id: conv, user, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *user).await? else {
                             return Ok(Err(OpError::NotFound("no such conversation")));
@@ -132,26 +123,7 @@ macro_rules! impl_conv_writes {
                         if k == ConvKind::Direct as i32 {
                             return Ok(Err(OpError::FailedPrecondition("a direct conversation cannot be left")));
                         }
-                        let audience = member_ids(tx, *conv).await?;
-                        let mut events = Vec::new();
-                        if role == ROLE_OWNER {
-                            // Ownership passes to the highest role, then the longest-standing member.
-                            let next = sqlx::query("SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2 \
-                                                    ORDER BY role, joined_at_ms, user_id LIMIT 1")
-                                .bind(*conv)
-                                .bind(*user)
-                                .fetch_optional(&mut **tx)
-                                .await?;
-                            if let Some(next) = next {
-                                let to: UserId = next.try_get(0)?;
-                                set_role(tx, *conv, to, ROLE_OWNER).await?;
-                                events.push(append(tx, *conv, *user, *now_ms, LogBody::OwnershipTransferred { from: *user, to }).await?);
-                            }
-                        }
-                        drop_member(tx, *conv, *user).await?;
-                        events.push(append(tx, *conv, *user, *now_ms, LogBody::Left(*user)).await?);
-                        let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu], ..Default::default() }))
+                        Ok(Ok(leave(tx, *conv, *user, role, *now_ms).await?))
                     }
                     WriteOp::AddMembers { conversation_id: conv, actor, users, now_ms } => {
                         let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
@@ -167,6 +139,9 @@ macro_rules! impl_conv_writes {
                         users.sort_unstable();
                         users.dedup();
                         if !live_users(tx, &users).await? {
+                            return Ok(Err(OpError::NotFound("no such user")));
+                        }
+                        if blocked_by_any(tx, &users, *actor).await? {
                             return Ok(Err(OpError::NotFound("no such user")));
                         }
                         let current = member_ids(tx, *conv).await?;
@@ -212,6 +187,7 @@ macro_rules! impl_conv_writes {
                         drop_member(tx, *conv, *user).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Removed(*user)).await?;
                         let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
+                        retire_notifications(tx, *user, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
                     }
                     WriteOp::CallEnded { conversation_id: conv, caller, record, missed_by, now_ms } => {
@@ -247,24 +223,9 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::Delete { conversation_id: conv, actor, message_id, now_ms } => {
-                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, true).await? {
-                            return Ok(Err(e));
-                        }
-                        sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
-                            .bind(*now_ms)
-                            .bind(*message_id)
-                            .execute(&mut **tx)
-                            .await?;
-                        // The log keeps the entries; their text goes with the message.
-                        sqlx::query("UPDATE conversation_events SET text = '' WHERE conversation_id = $1 AND message_id = $2")
-                            .bind(*conv)
-                            .bind(*message_id)
-                            .execute(&mut **tx)
-                            .await?;
-                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::Deleted { message_id: *message_id }).await?;
-                        let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
+                        delete_message(tx, *conv, *actor, *message_id, *now_ms).await
                     }
+                    WriteOp::DeleteAccount { user, now_ms } => delete_account(tx, *user, *now_ms).await,
                     WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms } => {
                         if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {
                             return Ok(Err(OpError::NotFound("no such conversation")));
@@ -284,6 +245,7 @@ macro_rules! impl_conv_writes {
                             let r = sqlx::query("SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2").bind(*conv).bind(*user).fetch_one(&mut **tx).await?;
                             return Ok(Ok(Applied { result: Some(OpResult::Seq(r.try_get(0)?)), ..Default::default() }));
                         }
+                        read_mentions(tx, *user, *conv, *seq).await?;
                         let uu = user_entry(tx, *user, UPDATE_READ, *conv, Some(*seq), *now_ms).await?;
                         let audience = member_ids(tx, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(*seq)), audience, user_updates: vec![uu], receipts: vec![now_read], ..Default::default() }))

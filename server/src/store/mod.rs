@@ -1,6 +1,7 @@
 //! Storage behind one trait object, with a PostgreSQL and an embedded SQLite implementation.
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
+pub mod conv_life_sql;
 pub mod conv_send_sql;
 pub mod conv_sql;
 pub mod conv_tx_sql;
@@ -152,9 +153,6 @@ pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
         reason: RevokeReason,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
-    /// Removes personal data, revokes every session; returns the revoked ids. Past content stays,
-    /// attributed to the deleted user.
-    async fn delete_user(&self, id: UserId, now_ms: i64) -> Result<Vec<String>, StoreError>;
     /// Creates a session with its first refresh token.
     async fn create_session(&self, session: NewSession) -> Result<SessionRecord, StoreError>;
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;

@@ -244,40 +244,6 @@ macro_rules! impl_store {
                 .await
             }
 
-            async fn delete_user(&self, id: UserId, now_ms: i64) -> Result<Vec<String>, StoreError> {
-                timed(&self.metrics, "delete_user", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
-                    let tomb = format!("deleted-{id}");
-                    sqlx::query(
-                        "UPDATE users SET username = $1, username_key = $1, display_name = '', email = NULL, email_key = NULL, \
-                         phone = NULL, password_hash = NULL, status_text = '', deleted_at_ms = $2 \
-                         WHERE id = $3 AND deleted_at_ms IS NULL",
-                    )
-                    .bind(&tomb)
-                    .bind(now_ms)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    let rows = sqlx::query(
-                        "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2, device_name = '', client_name = '' \
-                         WHERE user_id = $3 AND revoked_at_ms IS NULL RETURNING id",
-                    )
-                    .bind(now_ms)
-                    .bind(RevokeReason::AccountDeleted as i32)
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM auth_codes WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
-                    sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
-                })
-                .await
-            }
-
             async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
                 timed(&self.metrics, "create_session", async {
                     let mut tx = self.pool.begin_with($begin).await?;

@@ -116,6 +116,7 @@ mod codes;
 mod common;
 mod conversations;
 mod group_calls;
+mod lifecycle;
 mod messaging;
 mod receipts;
 mod roles;
@@ -215,6 +216,13 @@ pub fn all() -> Vec<Case> {
         case!(call_lifecycle::a_removed_callee_stops_ringing, "§21", Both),
         case!(call_lifecycle::a_caller_who_leaves_ends_the_ringing, "§21", Both),
         case!(call_lifecycle::a_removed_member_leaves_the_group_call, "§21", Both),
+        case!(lifecycle::deleting_a_message_clears_pin_reactions_and_mentions, "§21/§13.3", Both),
+        case!(lifecycle::mention_counts_start_at_the_read_marker, "§21/§12.1", Both),
+        case!(lifecycle::blocked_users_cannot_add_or_notify_the_blocker, "§21/§18", Both),
+        case!(lifecycle::channels_show_outsiders_no_content, "§21/§12.7", Both),
+        case!(lifecycle::account_deletion_leaves_groups_and_channels, "§21/§11.11", Both),
+        case!(lifecycle::an_ownerless_channel_is_owned_by_its_next_joiner, "§21/§12.4", Both),
+        case!(lifecycle::leaving_reads_the_conversations_notifications, "§21/§19", Both),
     ]
 }
 
