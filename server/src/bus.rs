@@ -19,7 +19,9 @@ pub enum DomainEvent {
     /// caused in other conversations (`Applied::cascade`). One event per write, in commit order.
     Committed(Arc<Applied>),
     /// An account was deleted (§11.11); published after the deletion's `Committed`.
-    AccountDeleted { user: UserId },
+    /// `audience` is who could see the user's presence just before (§17): the deletion took the
+    /// user out of the groups that made many of them co-members.
+    AccountDeleted { user: UserId, audience: Vec<UserId> },
     /// `blocker` blocked `blocked` (§18).
     UserBlocked { blocker: UserId, blocked: UserId },
     /// Sessions ended by revocation (§11.7); their connections must close.
@@ -132,7 +134,7 @@ mod tests {
             self.0
         }
         fn handle(&self, event: &DomainEvent) {
-            if let DomainEvent::AccountDeleted { user } = event {
+            if let DomainEvent::AccountDeleted { user, .. } = event {
                 self.1.lock().unwrap().push(format!("{}:{user}", self.0));
             }
         }
@@ -145,7 +147,7 @@ mod tests {
         bus.subscribe(Arc::new(Recorder("a", log.clone())));
         bus.subscribe(Arc::new(Recorder("b", log.clone())));
         for user in 1..=3 {
-            bus.publish(DomainEvent::AccountDeleted { user });
+            bus.publish(DomainEvent::AccountDeleted { user, audience: Vec::new() });
         }
         assert_eq!(*log.lock().unwrap(), ["a:1", "b:1", "a:2", "b:2", "a:3", "b:3"]);
     }

@@ -38,7 +38,7 @@ async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserId, s
         tracing::warn!(error = %e, "recording last seen");
     }
     let shows = match store.users(&[user]).await {
-        Ok(u) => u.first().is_some_and(|u| u.show_last_seen),
+        Ok(u) => u.first().is_some_and(|u| u.show_last_seen && !u.deleted),
         Err(_) => false,
     };
     match store.presence_audience(user).await {
@@ -193,7 +193,7 @@ impl Social {
     async fn profile(&self, viewer: UserId, user: User) -> Result<Profile, ServerError> {
         let visible = viewer == user.id || self.store().presence_audience(user.id).await?.contains(&viewer);
         let presence = visible.then(|| self.0.hub.presence(user.id));
-        let last_seen_ms = if visible && user.show_last_seen && presence == Some(Presence::Offline) {
+        let last_seen_ms = if visible && user.show_last_seen && !user.deleted && presence == Some(Presence::Offline) {
             user.last_seen_at_ms.unwrap_or(0)
         } else {
             0
@@ -366,8 +366,11 @@ impl Subscriber for Social {
                     self.member_gone(conv, user);
                 }
             }
-            DomainEvent::AccountDeleted { .. }
-            | DomainEvent::SessionsRevoked { .. }
+            // Everyone who saw the user sees them go offline, with no last-seen time.
+            DomainEvent::AccountDeleted { user, audience } => {
+                self.0.hub.deliver(audience, &presence_frame(*user, Presence::Offline, 0));
+            }
+            DomainEvent::SessionsRevoked { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::SessionDetached { .. } => {}
         }

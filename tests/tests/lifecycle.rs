@@ -23,6 +23,7 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     owner_deleting_account_passes_ownership,
     joining_an_ownerless_channel_makes_an_owner,
     removed_member_notifications_are_read,
+    a_deleted_peer_cannot_be_written_to,
 ];
 
 confab_conformance::matrix_tests!(TESTS);
@@ -434,5 +435,19 @@ async fn removed_member_notifications_are_read(s: &TestServer, t: Transport) -> 
     call!(b.client, LeaveConversation, v1::LeaveConversation { conversation_id: g2 })?;
     let n = inbox(&b).await?;
     ensure!(n.unread_count == 0 && n.notifications.iter().all(|x| x.read), "{n:?}");
+    Ok(())
+}
+
+/// §21 account deleted × DIRECT conversations (§13.2): the conversation stays, with its history,
+/// but nobody can write to a deleted account (the same refusal as a block).
+async fn a_deleted_peer_cannot_be_written_to(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let a = new_user(s, t, "lcA").await?;
+    let b = new_user(s, t, "lcB").await?;
+    let conv = call!(a.client, CreateConversation, confab_conformance::util::direct(b.id))?.conversation_id;
+    call!(a.client, SendMessage, send(conv, "before", "hello"))?;
+    call!(b.client, DeleteAccount, v1::DeleteAccount { password: PASSWORD.into() })?;
+    expect_code(call!(a.client, SendMessage, send(conv, "after", "still there?")), ErrorCode::PermissionDenied)?;
+    let h = history(&a, conv).await?;
+    ensure!(h.len() == 1 && h[0].text == "hello", "{h:?}");
     Ok(())
 }

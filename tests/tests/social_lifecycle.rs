@@ -15,6 +15,7 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     a_member_who_leaves_stops_typing_at_once,
     a_blocked_user_sees_the_blocker_offline,
     revoking_a_session_drops_its_device_from_presence,
+    a_deleted_account_goes_offline_for_its_group,
 ];
 
 // Far longer than any wait below: a test that passes shows the consequence, not the expiry.
@@ -88,5 +89,19 @@ async fn revoking_a_session_drops_its_device_from_presence(s: &TestServer, t: Tr
     ensure!(p.presence == PresenceState::Online as i32, "online through the second device: {p:?}");
     call!(b.client, RevokeSession, v1::RevokeSession { session_id: b2.auth.session_id.clone() })?;
     presence(&mut a, b.id, PresenceState::Away).await?;
+    Ok(())
+}
+
+/// §21 account deleted × presence (§17): the members of a group the user was in see them go
+/// offline (no last-seen time), though leaving the group made them strangers.
+async fn a_deleted_account_goes_offline_for_its_group(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let a = new_user(s, t, "prA").await?;
+    let mut b = new_user(s, t, "prB").await?;
+    call!(a.client, CreateConversation, group("seen", &[b.id]))?;
+    let p = call!(b.client, GetUser, v1::GetUser { user_id: a.id })?;
+    ensure!(p.presence == PresenceState::Online as i32, "{p:?}");
+    call!(a.client, DeleteAccount, v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() })?;
+    let off = presence(&mut b, a.id, PresenceState::Offline).await?;
+    ensure!(off.last_seen_ms == 0, "{off:?}");
     Ok(())
 }

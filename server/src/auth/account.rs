@@ -136,11 +136,13 @@ impl AuthService {
     /// (§21); then [`DomainEvent::AccountDeleted`] and the revocation published. The edge unbinds
     /// the calling connection first and closes it after the response.
     pub async fn delete_account(&self, auth: &Caller) -> Result<(), ServerError> {
+        // Who sees the user now, before leaving the groups makes them strangers.
+        let audience = self.store().presence_audience(auth.user_id).await?;
         let op = crate::store::WriteOp::DeleteAccount { user: auth.user_id, now_ms: now_ms() as i64 };
         let outcome = self.0.writer.submit(op).await?;
         // The deletion first (calls end as the user's, not as lost connections), then the
         // revocation that closes the connections.
-        self.0.bus.publish(DomainEvent::AccountDeleted { user: auth.user_id });
+        self.0.bus.publish(DomainEvent::AccountDeleted { user: auth.user_id, audience });
         self.revoke_live(&outcome.revoked_sessions, RevokeReason::AccountDeleted);
         Ok(())
     }

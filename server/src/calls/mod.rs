@@ -269,7 +269,7 @@ impl Subscriber for Calls {
                     self.member_gone(conv, user);
                 }
             }
-            DomainEvent::AccountDeleted { user } => self.user_gone(*user),
+            DomainEvent::AccountDeleted { user, .. } => self.user_gone(*user),
             DomainEvent::SessionsRevoked { sessions, .. } => self.sessions_revoked(sessions),
             DomainEvent::SessionDetached { caller, remaining: 0, .. } => self.connection_closed(&caller.session_id),
             DomainEvent::SessionDetached { .. }

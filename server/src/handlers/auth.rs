@@ -6,7 +6,7 @@ use confab_protocol::v1::{self, response::Result as R};
 use confab_protocol::CloseCode;
 use confab_protocol::frames::{encode_server, event_frame};
 
-use super::session::{bind, unbind};
+use super::session::{bind, unbind, unbind_for_deletion};
 use crate::auth::Issued;
 use crate::error::ServerError;
 use crate::session::Close;
@@ -181,7 +181,7 @@ pub(crate) async fn update_profile(state: &AppState, a: &Caller, r: v1::UpdatePr
 pub(crate) async fn delete_account(state: &AppState, session: &Session, a: &Caller, r: v1::DeleteAccount) -> Out {
     state.auth().confirm_deletion(a, &r.password).await?;
     // This connection is answered, told and closed here; the revocation closes the others.
-    unbind(state, session);
+    unbind_for_deletion(state, session);
     state.auth().delete_account(a).await?;
     session.outbox.push(encode_server(&event_frame(v1::event::Event::SessionRevoked(v1::SessionRevoked {
         session_id: a.session_id.clone(),

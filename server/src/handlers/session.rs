@@ -99,14 +99,23 @@ pub(crate) fn bind(state: &AppState, session: &Session, caller: Caller) {
 }
 
 /// Forgets the connection's identity, if any: detached from the hub, with `SessionDetached` and
-/// any presence change published. Called when the connection closes, on Logout and on
-/// DeleteAccount.
+/// any presence change published. Called when the connection closes and on Logout.
 pub(crate) fn unbind(state: &AppState, session: &Session) {
+    detach(state, session, true);
+}
+
+/// Like [`unbind`] for DeleteAccount, without announcing presence: the deletion announces the
+/// user offline to everyone who saw them before it (`AccountDeleted`).
+pub(crate) fn unbind_for_deletion(state: &AppState, session: &Session) {
+    detach(state, session, false);
+}
+
+fn detach(state: &AppState, session: &Session, announce: bool) {
     let Some(caller) = session.set_caller(None) else { return };
     let detached = state.hub().detach(&caller.session_id, caller.user_id, session.key);
     let user = caller.user_id;
     state.bus().publish(DomainEvent::SessionDetached { caller, key: session.key, remaining: detached.remaining });
-    if let Some(state_now) = detached.presence {
+    if let Some(state_now) = detached.presence.filter(|_| announce) {
         state.bus().publish(DomainEvent::PresenceChanged { user, state: state_now });
     }
 }

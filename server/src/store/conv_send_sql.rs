@@ -52,7 +52,8 @@ macro_rules! conv_send_run {
             }
 
             /// Per (conversation, sender) that is a membership: (kind, whether the sender may post
-            /// under announcement-only, whether a DIRECT conversation's peer blocked the sender).
+            /// under announcement-only, whether a DIRECT conversation's peer blocked the sender or deleted
+            /// their account).
             async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, bool, bool)>, sqlx::Error> {
                 let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
                 pairs.sort_unstable();
@@ -63,8 +64,10 @@ macro_rules! conv_send_run {
                 });
                 q.push(format!(
                     ") SELECT k.cid, k.uid, c.kind, c.announcement_only, m.role, \
-                     CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN blocks b ON b.user_id = p.user_id AND b.blocked_id = k.uid \
-                     WHERE p.conversation_id = k.cid AND p.user_id <> k.uid) THEN 1 ELSE 0 END \
+                     CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN users pu ON pu.id = p.user_id \
+                     LEFT JOIN blocks b ON b.user_id = p.user_id AND b.blocked_id = k.uid \
+                     WHERE p.conversation_id = k.cid AND p.user_id <> k.uid \
+                     AND (b.user_id IS NOT NULL OR pu.deleted_at_ms IS NOT NULL)) THEN 1 ELSE 0 END \
                      FROM k JOIN conversations c ON c.id = k.cid JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid",
                     direct = ConvKind::Direct as i32
                 ));
