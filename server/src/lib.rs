@@ -113,12 +113,13 @@ impl Server {
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
-        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), writer);
+        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), writer.clone());
         // Subscribers, in the order each event reaches them: live delivery first, then the
         // features that follow from it.
         bus.subscribe(Arc::new(fanout::Fanout::new(hub.clone())));
         bus.subscribe(Arc::new(social.clone()));
         bus.subscribe(Arc::new(calls.clone()));
+        mend_deleted_accounts(store.as_ref(), &writer).await?;
         let services = state::Services { auth, conversations, social, calls };
         Ok(Self { state: AppState::new(config, store, metrics, hub, bus, services), cert })
     }
@@ -174,6 +175,22 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Accounts deleted before deletion left their groups (data from earlier versions) stay members,
+/// owners among them: each leaves its groups and channels now, through the same write as a
+/// deletion (docs/protocol.md §21; applying it again changes nothing else).
+async fn mend_deleted_accounts(store: &dyn store::Store, writer: &writer::Writer) -> Result<(), StartError> {
+    let failed =
+        |e: error::ServerError| StartError::Io("mending deleted accounts", std::io::Error::other(e.to_string()));
+    let users = store.deleted_members().await?;
+    if !users.is_empty() {
+        tracing::info!(accounts = users.len(), "deleted accounts still in groups or channels: leaving them");
+    }
+    for user in users {
+        writer.submit(store::WriteOp::DeleteAccount { user, now_ms: store::now_ms() }).await.map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// Builds and runs a server: the whole life of `confab-server`.

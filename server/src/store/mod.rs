@@ -206,6 +206,9 @@ pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
     async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError>;
     /// The users who blocked `user`.
     async fn blockers(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// Deleted accounts still members of a GROUP or CHANNEL: data from before account deletion
+    /// left them (docs/protocol.md §21), to be mended at start.
+    async fn deleted_members(&self) -> Result<Vec<UserId>, StoreError>;
     /// Who may see `user`'s presence: co-members and users in `user`'s contacts, minus those
     /// `user` blocked.
     async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;

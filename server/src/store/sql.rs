@@ -515,6 +515,18 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
             }
 
+            async fn deleted_members(&self) -> Result<Vec<UserId>, StoreError> {
+                let rows = sqlx::query(sql(format!(
+                    "SELECT DISTINCT m.user_id FROM members m JOIN users u ON u.id = m.user_id \
+                     JOIN conversations c ON c.id = m.conversation_id \
+                     WHERE u.deleted_at_ms IS NOT NULL AND c.kind <> {} ORDER BY m.user_id",
+                    $crate::store::ConvKind::Direct as i32
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+            }
+
             async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
                 timed(&self.metrics, "presence_audience", async {
                     let rows = sqlx::query(

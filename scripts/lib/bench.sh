@@ -1,0 +1,40 @@
+# Shared by scripts/bench and scripts/bench-ab: start and stop a confab-server on free loopback
+# ports, and run one confab-bench scenario. Needs BIN (the directory of the binaries, or set
+# CONFAB_SERVER to a server binary), OUT, and the PIDS array; source scripts/lib/pg.sh first.
+
+wait_http() { # URL: waits up to 60 s for a 200
+  for _ in $(seq 600); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "no answer from $1"; exit 1
+}
+
+SERVER_PID=""
+# start_confab NAME [--database-url URL]: a fresh server on free ports; sets WS, QUIC, SERVER_PID.
+start_confab() {
+  stop_confab
+  local name="$1"; shift
+  local http quic data
+  http=$(free_port) quic=$(free_port) data=$(mktemp -d /tmp/confab-bench.XXXXXX)
+  "${CONFAB_SERVER:-$BIN/confab-server}" --data-dir "$data" --ws-listen "127.0.0.1:$http" --quic-listen "127.0.0.1:$quic" \
+    --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
+    --udp-port-min 52000 --udp-port-max 52999 --max-participants 500 "$@" \
+    >"$OUT/server-$name.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_http "http://127.0.0.1:$http/healthz"
+  WS="ws://127.0.0.1:$http/v1/ws" QUIC="quic://127.0.0.1:$quic"
+}
+stop_confab() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  SERVER_PID=""
+}
+
+# run NAME ARGS...: one confab-bench run, its table on stdout, its JSON in OUT/NAME.json.
+run() {
+  local name="$1"; shift
+  log "$name"
+  "$BIN/confab-bench" --json "$OUT/$name.json" "$@" | tee "$OUT/$name.txt"
+}
+
