@@ -36,39 +36,29 @@ pub enum DomainEvent {
 }
 
 impl DomainEvent {
-    /// Every conversation log entry this event carries, cascades included, in commit order.
-    pub fn log_entries(&self) -> Vec<&LogEvent> {
-        fn walk<'a>(a: &'a Applied, out: &mut Vec<&'a LogEvent>) {
-            out.extend(a.events.iter());
+    /// Calls `f` for every conversation log entry this event carries, cascades included, in
+    /// commit order.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&LogEvent)) {
+        fn walk(a: &Applied, f: &mut impl FnMut(&LogEvent)) {
+            a.events.iter().for_each(&mut *f);
             for c in &a.cascade {
-                walk(c, out);
+                walk(c, f);
             }
         }
-        let mut out = Vec::new();
         if let Self::Committed(a) = self {
-            walk(a, &mut out);
+            walk(a, &mut f);
         }
-        out
     }
 
     /// The members who stopped being members through this event: `(conversation, user)` for
-    /// every `Left` and `Removed` entry.
-    /// Allocates nothing when there are none (the common case: a post).
+    /// every `Left` and `Removed` entry. Allocates nothing when there are none (a post).
     pub fn members_gone(&self) -> Vec<(i64, UserId)> {
-        fn walk(a: &Applied, out: &mut Vec<(i64, UserId)>) {
-            for e in &a.events {
-                if let LogBody::Left(u) | LogBody::Removed(u) = e.body {
-                    out.push((e.conversation_id, u));
-                }
-            }
-            for c in &a.cascade {
-                walk(c, out);
-            }
-        }
         let mut out = Vec::new();
-        if let Self::Committed(a) = self {
-            walk(a, &mut out);
-        }
+        self.for_each_entry(|e| {
+            if let LogBody::Left(u) | LogBody::Removed(u) = e.body {
+                out.push((e.conversation_id, u));
+            }
+        });
         out
     }
 }

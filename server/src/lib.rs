@@ -20,6 +20,7 @@ mod handlers;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod page;
 pub mod ratelimit;
 pub mod session;
 pub mod social;

@@ -15,6 +15,7 @@ use crate::bus::{Bus, DomainEvent, Subscriber};
 use crate::config::RateLimit;
 use crate::error::ServerError;
 use crate::hub::{Hub, Presence};
+use crate::page::{Slice, page_limit};
 use crate::ratelimit::Limiter;
 use crate::session::Caller;
 use crate::store::{ConvId, NotificationRec, Store, User, UserId, now_ms};
@@ -76,6 +77,20 @@ struct Inner {
 /// Cheap-clone handle to the social service.
 #[derive(Clone, Debug)]
 pub struct Social(Arc<Inner>);
+
+/// A user's privacy settings (§15.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Privacy {
+    pub read_receipts: bool,
+    pub show_last_seen: bool,
+}
+
+/// A page of the notifications inbox, and how many of the whole inbox are unread (§19).
+#[derive(Debug)]
+pub struct Inbox {
+    pub page: Slice<NotificationRec>,
+    pub unread_count: i64,
+}
 
 /// A user's profile as a viewer may see it.
 #[derive(Debug)]
@@ -173,10 +188,10 @@ impl Social {
     }
 
     /// §15.4
-    pub async fn privacy(&self, auth: &Caller) -> Result<(bool, bool), ServerError> {
+    pub async fn privacy(&self, auth: &Caller) -> Result<Privacy, ServerError> {
         let u = self.store().users(&[auth.user_id]).await?;
         let u = u.first().ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
-        Ok((u.read_receipts, u.show_last_seen))
+        Ok(Privacy { read_receipts: u.read_receipts, show_last_seen: u.show_last_seen })
     }
 
     /// §15.4
@@ -185,7 +200,7 @@ impl Social {
         auth: &Caller,
         read: Option<bool>,
         last_seen: Option<bool>,
-    ) -> Result<(bool, bool), ServerError> {
+    ) -> Result<Privacy, ServerError> {
         self.store().set_privacy(auth.user_id, read, last_seen).await?;
         self.privacy(auth).await
     }
@@ -300,16 +315,11 @@ impl Social {
         before: u64,
         limit: u32,
         unread_only: bool,
-    ) -> Result<(Vec<NotificationRec>, bool, i64), ServerError> {
-        let limit = match limit {
-            0 => 50,
-            n => n.min(200),
-        };
+    ) -> Result<Inbox, ServerError> {
+        let limit = page_limit(limit, 50, 200);
         let before = if before == 0 { i64::MAX } else { before.min(i64::MAX as u64) as i64 };
-        let (mut list, unread) = self.store().notifications(auth.user_id, before, limit + 1, unread_only).await?;
-        let more = list.len() > limit as usize;
-        list.truncate(limit as usize);
-        Ok((list, more, unread))
+        let (list, unread_count) = self.store().notifications(auth.user_id, before, limit + 1, unread_only).await?;
+        Ok(Inbox { page: Slice::cut(list, limit), unread_count })
     }
 
     /// §19

@@ -10,6 +10,16 @@ use crate::store::{
     UserUpdateRec,
 };
 
+/// The answer to SendMessage (§13.2).
+pub fn sent(s: &crate::page::Sent) -> v1::SendMessageResult {
+    v1::SendMessageResult {
+        message_id: s.message_id as u64,
+        seq: s.seq as u64,
+        created_at_ms: s.created_at_ms.max(0) as u64,
+        duplicate: s.duplicate,
+    }
+}
+
 /// A message; `client_msg_id` is shown only to the sender.
 pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
     v1::Message {

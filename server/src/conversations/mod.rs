@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub(crate) use crate::access::id;
 use crate::access::not_found;
 use crate::error::ServerError;
+use crate::page::{Sent, Slice, page_limit};
 use crate::session::Caller;
 use crate::store::{
     ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
@@ -163,10 +164,7 @@ impl Conversations {
 
     /// §12.3: pages by (last activity, id), newest first. The token is "ms:id".
     pub async fn list(&self, auth: &Caller, token: &str, limit: u32) -> Result<(Vec<ConvView>, String), ServerError> {
-        let limit = match limit {
-            0 => 50,
-            n => n.min(100),
-        };
+        let limit = page_limit(limit, 50, 100);
         let before =
             if token.is_empty() {
                 None
@@ -237,17 +235,11 @@ impl Conversations {
         conv: u64,
         after: u64,
         limit: u32,
-    ) -> Result<(Vec<MemberRec>, bool), ServerError> {
+    ) -> Result<Slice<MemberRec>, ServerError> {
         let conv = id("list_members.conversation_id", conv)?;
         self.visible(auth.user_id, conv).await?;
-        let limit = match limit {
-            0 => 100,
-            n => n.min(500),
-        };
-        let mut list = self.store().members(conv, after.min(i64::MAX as u64) as i64, limit + 1).await?;
-        let more = list.len() > limit as usize;
-        list.truncate(limit as usize);
-        Ok((list, more))
+        let limit = page_limit(limit, 100, 500);
+        Ok(Slice::cut(self.store().members(conv, after.min(i64::MAX as u64) as i64, limit + 1).await?, limit))
     }
 
     /// §12.7
@@ -257,21 +249,16 @@ impl Conversations {
         query: &str,
         after: u64,
         limit: u32,
-    ) -> Result<(Vec<ConvView>, bool), ServerError> {
+    ) -> Result<Slice<ConvView>, ServerError> {
         if query.chars().count() > 128 {
             return Err(ServerError::invalid("discover_channels.query", "at most 128 characters"));
         }
-        let limit = match limit {
-            0 => 50,
-            n => n.min(100),
-        };
-        let mut list = self
+        let limit = page_limit(limit, 50, 100);
+        let list = self
             .store()
             .discover(auth.user_id, &query.to_lowercase(), after.min(i64::MAX as u64) as i64, limit + 1)
             .await?;
-        let more = list.len() > limit as usize;
-        list.truncate(limit as usize);
-        Ok((list, more))
+        Ok(Slice::cut(list, limit))
     }
 
     /// §13.2: idempotent per (session, client_msg_id); acknowledged after commit.
@@ -284,7 +271,7 @@ impl Conversations {
         text: &str,
         reply_to: u64,
         mentions: &[u64],
-    ) -> Result<(i64, i64, i64, bool), ServerError> {
+    ) -> Result<Sent, ServerError> {
         let conversation_id = id("send_message.conversation_id", conv)?;
         if client_msg_id.is_empty() || client_msg_id.len() > 64 {
             return Err(ServerError::invalid("send_message.client_msg_id", "1 to 64 bytes"));
@@ -310,7 +297,7 @@ impl Conversations {
         };
         match self.0.writer.submit(op).await?.result {
             Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate }) => {
-                Ok((message_id, seq, created_at_ms, duplicate))
+                Ok(Sent { message_id, seq, created_at_ms, duplicate })
             }
             _ => Err(ServerError::Internal("send returned no message".into())),
         }
@@ -348,7 +335,7 @@ impl Conversations {
         before: u64,
         after: u64,
         limit: u32,
-    ) -> Result<(Vec<MessageRec>, bool), ServerError> {
+    ) -> Result<Slice<MessageRec>, ServerError> {
         let conv = id("get_history.conversation_id", conv)?;
         if before != 0 && after != 0 {
             return Err(ServerError::invalid("get_history.after_seq", "give before_seq or after_seq, not both"));
@@ -361,15 +348,12 @@ impl Conversations {
         let before = (before != 0).then_some(before.min(i64::MAX as u64) as i64);
         let after = (after != 0).then_some(after.min(i64::MAX as u64) as i64);
         let mut page = self.store().history(conv, auth.user_id, before, after, limit + 1).await?;
-        let more = page.len() > limit as usize;
-        if more {
-            if after.is_some() {
-                page.truncate(limit as usize);
-            } else {
-                page.remove(0);
-            }
+        // Oldest first: going back in time, the extra row is the oldest.
+        if after.is_none() && page.len() > limit as usize {
+            page.remove(0);
+            return Ok(Slice { items: page, has_more: true });
         }
-        Ok((page, more))
+        Ok(Slice::cut(page, limit))
     }
 
     /// §14.3: everything after the client's cursors, per conversation, bounded.
@@ -384,10 +368,7 @@ impl Conversations {
         if cursors.len() > 10_000 {
             return Err(ServerError::invalid("sync.conversations", "at most 10000 cursors"));
         }
-        let limit = match limit {
-            0 => 100,
-            n => n.min(1000),
-        };
+        let limit = page_limit(limit, 100, 1000);
         let mut out = SyncOut { epoch: self.0.epoch, ..Default::default() };
         if epoch != 0 && epoch != self.0.epoch {
             out.resync_required = true;

@@ -57,31 +57,29 @@ pub(crate) async fn remove_member(state: &AppState, a: &Caller, r: v1::RemoveMem
 
 /// §12.6
 pub(crate) async fn list_members(state: &AppState, a: &Caller, r: v1::ListMembers) -> Out {
-    let (members, has_more) = state.conversations().members(a, r.conversation_id, r.after_user_id, r.limit).await?;
-    Ok(R::ListMembers(v1::ListMembersResult { members: members.iter().map(wire::member).collect(), has_more }))
+    let page = state.conversations().members(a, r.conversation_id, r.after_user_id, r.limit).await?;
+    Ok(R::ListMembers(v1::ListMembersResult {
+        members: page.items.iter().map(wire::member).collect(),
+        has_more: page.has_more,
+    }))
 }
 
 /// §12.7
 pub(crate) async fn discover(state: &AppState, a: &Caller, r: v1::DiscoverChannels) -> Out {
-    let (list, has_more) = state.conversations().discover(a, &r.query, r.after_conversation_id, r.limit).await?;
+    let page = state.conversations().discover(a, &r.query, r.after_conversation_id, r.limit).await?;
     Ok(R::DiscoverChannels(v1::DiscoverChannelsResult {
-        conversations: list.iter().map(|c| wire::conversation(c, a.user_id)).collect(),
-        has_more,
+        conversations: page.items.iter().map(|c| wire::conversation(c, a.user_id)).collect(),
+        has_more: page.has_more,
     }))
 }
 
 /// §13.2
 pub(crate) async fn send(state: &AppState, a: &Caller, r: v1::SendMessage) -> Out {
-    let (message_id, seq, created_at_ms, duplicate) = state
+    let sent = state
         .conversations()
         .send(a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids)
         .await?;
-    Ok(R::SendMessage(v1::SendMessageResult {
-        message_id: message_id as u64,
-        seq: seq as u64,
-        created_at_ms: created_at_ms as u64,
-        duplicate,
-    }))
+    Ok(R::SendMessage(wire::sent(&sent)))
 }
 
 /// §13.3
@@ -98,11 +96,10 @@ pub(crate) async fn delete(state: &AppState, a: &Caller, r: v1::DeleteMessage) -
 
 /// §13.4
 pub(crate) async fn history(state: &AppState, a: &Caller, r: v1::GetHistory) -> Out {
-    let (messages, has_more) =
-        state.conversations().history(a, r.conversation_id, r.before_seq, r.after_seq, r.limit).await?;
+    let page = state.conversations().history(a, r.conversation_id, r.before_seq, r.after_seq, r.limit).await?;
     Ok(R::GetHistory(v1::GetHistoryResult {
-        messages: messages.iter().map(|m| wire::message(m, a.user_id)).collect(),
-        has_more,
+        messages: page.items.iter().map(|m| wire::message(m, a.user_id)).collect(),
+        has_more: page.has_more,
     }))
 }
 

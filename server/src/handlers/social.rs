@@ -6,7 +6,7 @@ use confab_protocol::v1::{self, response::Result as R};
 use crate::error::ServerError;
 use crate::hub::Presence;
 use crate::session::{Caller, Session};
-use crate::social::Profile;
+use crate::social::{Privacy, Profile};
 use crate::state::AppState;
 use crate::wire;
 
@@ -26,8 +26,8 @@ fn profile(p: &Profile) -> v1::UserProfile {
     }
 }
 
-fn privacy((read_receipts, show_last_seen): (bool, bool)) -> v1::PrivacySettings {
-    v1::PrivacySettings { read_receipts, show_last_seen }
+fn privacy(p: Privacy) -> v1::PrivacySettings {
+    v1::PrivacySettings { read_receipts: p.read_receipts, show_last_seen: p.show_last_seen }
 }
 
 /// §15.1
@@ -121,11 +121,11 @@ pub(crate) async fn list_blocked(state: &AppState, a: &Caller) -> Out {
 
 /// §19
 pub(crate) async fn list_notifications(state: &AppState, a: &Caller, r: v1::ListNotifications) -> Out {
-    let (list, has_more, unread) = state.social().notifications(a, r.before_id, r.limit, r.unread_only).await?;
+    let inbox = state.social().notifications(a, r.before_id, r.limit, r.unread_only).await?;
     Ok(R::ListNotifications(v1::ListNotificationsResult {
-        notifications: list.iter().map(wire::notification).collect(),
-        has_more,
-        unread_count: unread as u32,
+        notifications: inbox.page.items.iter().map(wire::notification).collect(),
+        has_more: inbox.page.has_more,
+        unread_count: inbox.unread_count.clamp(0, i64::from(u32::MAX)) as u32,
     }))
 }
 
