@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::error::ServerError;
 use crate::hub::Presence;
 use crate::session::Caller;
 use crate::store::{Applied, LogBody, LogEvent, RevokeReason, UserId};
@@ -60,6 +61,22 @@ impl DomainEvent {
             }
         });
         out
+    }
+}
+
+/// Runs a durable change and the events it publishes to the end, even when the request that
+/// started it is dropped (its client went away mid-request): a committed change is always
+/// announced. Panics in `work` propagate.
+///
+/// # Errors
+/// `work`'s own error; `UNAVAILABLE` when the runtime is shutting down.
+pub async fn to_completion<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ServerError>> + Send + 'static,
+) -> Result<T, ServerError> {
+    match tokio::spawn(work).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ServerError::Unavailable("the server is shutting down".into())),
     }
 }
 

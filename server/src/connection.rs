@@ -9,8 +9,8 @@ use std::sync::Arc;
 use confab_protocol::CloseCode;
 use confab_protocol::frames::{encode_server, response_frame};
 use confab_protocol::v1::{ClientFrame, client_frame::Request, response};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -234,7 +234,14 @@ async fn serve_requests(
             biased;
             Ok(()) = abort.changed() => return Close::new(CloseCode::SlowConsumer, "outbound queue full"),
             Ok(()) = kick.changed() => {
-                if let Some(close) = *kick.borrow() {
+                let close = *kick.borrow();
+                if let Some(close) = close {
+                    // Requests that already finished (a committed send) are answered before
+                    // the close, so a client never retries what was done.
+                    while let Some(Some((request_id, kind, started, result))) = in_flight.next().now_or_never() {
+                        state.metrics().request(kind, started.elapsed());
+                        respond(state, outbox, request_id, result);
+                    }
                     return close;
                 }
             }

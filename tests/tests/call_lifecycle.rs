@@ -18,6 +18,8 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     an_answered_call_ends_when_a_party_is_removed,
     a_removed_member_leaves_the_group_call,
     a_revoked_session_leaves_the_group_call_at_once,
+    a_block_stops_the_blockers_ringing,
+    a_deleted_peer_cannot_be_called,
 ];
 
 confab_conformance::matrix_tests!(TESTS, |c| {
@@ -202,5 +204,35 @@ async fn a_revoked_session_leaves_the_group_call_at_once(s: &TestServer, t: Tran
     call!(b.client, RevokeSession, revoke)?;
     ensure!(left(&mut a, conv).await? == b.id, "the revoked device left");
     participants(&mut a, conv, 1).await?;
+    Ok(())
+}
+
+/// §21 user blocked × ringing calls: a call the blocked user placed stops ringing the blocker at
+/// once (CallEnded CANCELLED); the blocker cannot answer it; it rings on for the others.
+async fn a_block_stops_the_blockers_ringing(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let a = new_user(s, t, "clA").await?;
+    let mut b = new_user(s, t, "clB").await?;
+    let mut c = new_user(s, t, "clC").await?;
+    let conv = call!(a.client, CreateConversation, group("ring", &[b.id, c.id]))?.conversation_id;
+    let started = start(&a, conv).await?;
+    invite(&mut b, &started.call_id).await?;
+    invite(&mut c, &started.call_id).await?;
+    call!(b.client, Block, v1::Block { user_id: a.id })?;
+    let e = ended(&mut b, &started.call_id).await?;
+    ensure!(e.reason == HangupReason::Cancelled as i32, "{e:?}");
+    expect_code(call!(b.client, AcceptCall, v1::AcceptCall { call_id: started.call_id.clone() }), ErrorCode::NotFound)?;
+    call!(c.client, AcceptCall, v1::AcceptCall { call_id: started.call_id.clone() })?;
+    Ok(())
+}
+
+/// §21 account deleted × DIRECT conversations: a deleted account cannot be called, as it cannot
+/// be written to (PERMISSION_DENIED).
+async fn a_deleted_peer_cannot_be_called(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let a = new_user(s, t, "clA").await?;
+    let b = new_user(s, t, "clB").await?;
+    let conv = call!(a.client, CreateConversation, confab_conformance::util::direct(b.id))?.conversation_id;
+    call!(b.client, DeleteAccount, v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() })?;
+    let r = call!(a.client, StartCall, v1::StartCall { conversation_id: conv, media: CallMedia::Audio as i32 });
+    expect_code(r, ErrorCode::PermissionDenied)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     a_blocked_user_sees_the_blocker_offline,
     revoking_a_session_drops_its_device_from_presence,
     a_deleted_account_goes_offline_for_its_group,
+    presence_settles_on_the_last_state,
 ];
 
 // Far longer than any wait below: a test that passes shows the consequence, not the expiry.
@@ -103,5 +104,32 @@ async fn a_deleted_account_goes_offline_for_its_group(s: &TestServer, t: Transpo
     call!(a.client, DeleteAccount, v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() })?;
     let off = presence(&mut b, a.id, PresenceState::Offline).await?;
     ensure!(off.last_seen_ms == 0, "{off:?}");
+    Ok(())
+}
+
+/// §17: announcements of one user keep their order: after a burst of AWAY/ONLINE changes, the
+/// last `PresenceChanged` an observer gets is the user's final state.
+async fn presence_settles_on_the_last_state(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let mut a = new_user(s, t, "prA").await?;
+    let b = new_user(s, t, "prB").await?;
+    call!(a.client, CreateConversation, group("seen", &[b.id]))?;
+    for i in 0..20 {
+        let state = if i % 2 == 0 { PresenceState::Away } else { PresenceState::Online };
+        call!(b.client, SetPresence, v1::SetPresence { state: state as i32 })?;
+    }
+    call!(b.client, SetPresence, v1::SetPresence { state: PresenceState::Away as i32 })?;
+    // The final state arrives; whatever else arrives after it must be the same state.
+    presence(&mut a, b.id, PresenceState::Away).await?;
+    let mut last = PresenceState::Away as i32;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(500), a.events.recv()).await {
+        if let Some(event::Event::PresenceChanged(p)) = ev.event
+            && p.user_id == b.id
+        {
+            last = p.state;
+        }
+    }
+    ensure!(last == PresenceState::Away as i32, "settled on {last}, expected AWAY");
+    let p = call!(a.client, GetUser, v1::GetUser { user_id: b.id })?;
+    ensure!(p.presence == PresenceState::Away as i32, "{p:?}");
     Ok(())
 }

@@ -19,12 +19,22 @@ impl AuthService {
         }
         self.0.limits.login_account.refund(&account_key);
         let hash = self.0.passwords.hash(new).await?;
-        let revoked = self
-            .store()
-            .set_password(auth.user_id, &hash, Some(&auth.session_id), RevokeReason::PasswordChanged, now_ms() as i64)
-            .await?;
-        self.revoke_live(&revoked, RevokeReason::PasswordChanged);
-        Ok(revoked.len() as u32)
+        let (this, auth) = (self.clone(), auth.clone());
+        to_completion(async move {
+            let revoked = this
+                .store()
+                .set_password(
+                    auth.user_id,
+                    &hash,
+                    Some(&auth.session_id),
+                    RevokeReason::PasswordChanged,
+                    now_ms() as i64,
+                )
+                .await?;
+            this.revoke_live(&revoked, RevokeReason::PasswordChanged);
+            Ok(revoked.len() as u32)
+        })
+        .await
     }
 
     /// §11.9 RequestPasswordReset: the same answer whether or not the account exists.
@@ -78,12 +88,16 @@ impl AuthService {
             return Err(bad_code());
         }
         let password_hash = self.0.passwords.hash(new).await?;
-        let revoked = self
-            .store()
-            .set_password(user.id, &password_hash, None, RevokeReason::PasswordReset, now_ms() as i64)
-            .await?;
-        self.revoke_live(&revoked, RevokeReason::PasswordReset);
-        Ok(())
+        let this = self.clone();
+        to_completion(async move {
+            let revoked = this
+                .store()
+                .set_password(user.id, &password_hash, None, RevokeReason::PasswordReset, now_ms() as i64)
+                .await?;
+            this.revoke_live(&revoked, RevokeReason::PasswordReset);
+            Ok(())
+        })
+        .await
     }
 
     /// §11.10 GetMe.
@@ -136,14 +150,19 @@ impl AuthService {
     /// (§21); then [`DomainEvent::AccountDeleted`] and the revocation published. The edge unbinds
     /// the calling connection first and closes it after the response.
     pub async fn delete_account(&self, auth: &Caller) -> Result<(), ServerError> {
-        // Who sees the user now, before leaving the groups makes them strangers.
-        let audience = self.store().presence_audience(auth.user_id).await?;
-        let op = crate::store::WriteOp::DeleteAccount { user: auth.user_id, now_ms: now_ms() as i64 };
-        let outcome = self.0.writer.submit(op).await?;
-        // The deletion first (calls end as the user's, not as lost connections), then the
-        // revocation that closes the connections.
-        self.0.bus.publish(DomainEvent::AccountDeleted { user: auth.user_id, audience });
-        self.revoke_live(&outcome.revoked_sessions, RevokeReason::AccountDeleted);
-        Ok(())
+        let (this, user) = (self.clone(), auth.user_id);
+        // To the end even if the client goes away: a deletion is always announced.
+        to_completion(async move {
+            // Who sees the user now, before leaving the groups makes them strangers.
+            let audience = this.store().presence_audience(user).await?;
+            let op = crate::store::WriteOp::DeleteAccount { user, now_ms: now_ms() as i64 };
+            let outcome = this.0.writer.submit(op).await?;
+            // The deletion first (calls end as the user's, not as lost connections), then the
+            // revocation that closes the connections.
+            this.0.bus.publish(DomainEvent::AccountDeleted { user, audience });
+            this.revoke_live(&outcome.revoked_sessions, RevokeReason::AccountDeleted);
+            Ok(())
+        })
+        .await
     }
 }

@@ -12,7 +12,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::{Bus, DomainEvent};
+use crate::bus::{Bus, DomainEvent, to_completion};
 use crate::config::{AuthConfig, CodeSenderKind};
 use crate::error::ServerError;
 use crate::ratelimit::Limiter;
@@ -406,7 +406,20 @@ impl AuthService {
         let old_hash = tokens::hash_refresh_token(refresh_token);
         let (new_token, new_hash) = tokens::new_refresh_token()?;
         let refresh_expires_at_ms = now + self.0.cfg.refresh_token_ttl.as_millis() as u64;
-        match self.store().rotate_refresh(&old_hash, &new_hash, now as i64, refresh_expires_at_ms as i64).await? {
+        // A reused token revokes its session: the revocation is announced even if this request
+        // is dropped.
+        let this = self.clone();
+        let rotated = to_completion(async move {
+            let outcome =
+                this.store().rotate_refresh(&old_hash, &new_hash, now as i64, refresh_expires_at_ms as i64).await?;
+            if let RotateOutcome::Reused { session_id, user_id } = &outcome {
+                tracing::warn!(user_id, session = %session_id, "refresh token reused: session revoked");
+                this.revoke_live(std::slice::from_ref(session_id), RevokeReason::RefreshReused);
+            }
+            Ok(outcome)
+        })
+        .await?;
+        match rotated {
             RotateOutcome::Rotated(session) => {
                 let user = self
                     .store()
@@ -430,9 +443,7 @@ impl AuthService {
                     created: false,
                 })
             }
-            RotateOutcome::Reused { session_id, user_id } => {
-                tracing::warn!(user_id, session = %session_id, "refresh token reused: session revoked");
-                self.revoke_live(&[session_id], RevokeReason::RefreshReused);
+            RotateOutcome::Reused { .. } => {
                 Err(ServerError::Unauthenticated("refresh token already used; the session is revoked".into()))
             }
             RotateOutcome::Invalid => Err(ServerError::Unauthenticated("invalid refresh token".into())),
@@ -442,9 +453,15 @@ impl AuthService {
     /// §11.7 Logout: ends the caller's session; its other connections are closed (the edge
     /// unbinds the calling connection first, so it is answered rather than closed).
     pub async fn logout(&self, auth: &Caller) -> Result<(), ServerError> {
-        self.store().revoke_session(auth.user_id, &auth.session_id, RevokeReason::LoggedOut, now_ms() as i64).await?;
-        self.revoke_live(std::slice::from_ref(&auth.session_id), RevokeReason::LoggedOut);
-        Ok(())
+        let (this, auth) = (self.clone(), auth.clone());
+        to_completion(async move {
+            this.store()
+                .revoke_session(auth.user_id, &auth.session_id, RevokeReason::LoggedOut, now_ms() as i64)
+                .await?;
+            this.revoke_live(std::slice::from_ref(&auth.session_id), RevokeReason::LoggedOut);
+            Ok(())
+        })
+        .await
     }
 
     /// §11.7 ListSessions.
@@ -457,12 +474,17 @@ impl AuthService {
         if session_id == auth.session_id {
             return Err(ServerError::FailedPrecondition("use Logout to end this connection's own session".into()));
         }
-        if session_id.len() > 64
-            || !self.store().revoke_session(auth.user_id, session_id, RevokeReason::Revoked, now_ms() as i64).await?
-        {
+        if session_id.len() > 64 {
             return Err(ServerError::NotFound("no such session".into()));
         }
-        self.revoke_live(&[session_id.to_string()], RevokeReason::Revoked);
-        Ok(())
+        let (this, user, session_id) = (self.clone(), auth.user_id, session_id.to_string());
+        to_completion(async move {
+            if !this.store().revoke_session(user, &session_id, RevokeReason::Revoked, now_ms() as i64).await? {
+                return Err(ServerError::NotFound("no such session".into()));
+            }
+            this.revoke_live(&[session_id], RevokeReason::Revoked);
+            Ok(())
+        })
+        .await
     }
 }

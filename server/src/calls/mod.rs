@@ -122,7 +122,12 @@ impl Calls {
         let blockers = self.0.store.blockers(auth.user_id).await?;
         let others = members.iter().map(|m| m.user_id).filter(|u| *u != auth.user_id);
         let (blocked, callees): (Vec<_>, Vec<_>) = others.partition(|u| blockers.contains(u));
-        if !blocked.is_empty() && view.kind == ConvKind::Direct as i32 {
+        // Nor can a deleted account be called (§21), as it cannot be written to.
+        let peer_deleted = match view.peer_user_id.filter(|_| view.kind == ConvKind::Direct as i32) {
+            Some(peer) => self.0.store.users(&[peer]).await?.first().is_none_or(|u| u.deleted),
+            None => false,
+        };
+        if (!blocked.is_empty() && view.kind == ConvKind::Direct as i32) || peer_deleted {
             return Err(ServerError::PermissionDenied("you cannot call this user".into()));
         }
         if callees.is_empty() {
@@ -132,8 +137,15 @@ impl Calls {
         let caller = Party { user: auth.user_id, session: auth.session_id.clone(), party_id: random_id("party-") };
         let party_id = caller.party_id.clone();
         let deadline = now_ms() + self.0.config.ring_timeout.as_millis() as i64;
+        let rung = callees.clone();
         let fx = self.registry().start(&call_id, conv, media, caller, callees, deadline)?;
         self.apply(fx);
+        // A removal that committed while the call was set up found no call to end: look again,
+        // now that the call is registered (any later removal reaches it through the bus).
+        let members: Vec<_> = self.0.store.members(conv, 0, limit + 1).await?.into_iter().map(|m| m.user_id).collect();
+        for gone in rung.iter().chain([&auth.user_id]).filter(|u| !members.contains(u)) {
+            self.member_gone(conv, *gone);
+        }
         let this = self.clone();
         let (id2, ttl) = (call_id.clone(), self.0.config.ring_timeout);
         tokio::spawn(async move {
@@ -272,9 +284,14 @@ impl Subscriber for Calls {
             DomainEvent::AccountDeleted { user, .. } => self.user_gone(*user),
             DomainEvent::SessionsRevoked { sessions, .. } => self.sessions_revoked(sessions),
             DomainEvent::SessionDetached { caller, remaining: 0, .. } => self.connection_closed(&caller.session_id),
+            DomainEvent::UserBlocked { blocker, blocked } => {
+                let effects = self.registry().blocked(*blocker, *blocked, now_ms());
+                for fx in effects {
+                    self.apply(fx);
+                }
+            }
             DomainEvent::SessionDetached { .. }
             | DomainEvent::SessionAttached { .. }
-            | DomainEvent::UserBlocked { .. }
             | DomainEvent::PresenceChanged { .. } => {}
         }
     }

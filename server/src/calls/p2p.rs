@@ -263,9 +263,17 @@ impl Registry {
                 if matches!(c.phase, Phase::Ringing) { HangupReason::Cancelled } else { HangupReason::UserHangup };
             return self.end(&call_id, reason, user, now_ms);
         }
+        self.stop_ringing(&call_id, user, now_ms)
+    }
+
+    /// A ringing call stops ringing `user` (CallEnded CANCELLED to their devices); the call ends
+    /// when nobody is left to answer. No-op unless the call rings `user`.
+    fn stop_ringing(&mut self, call_id: &str, user: UserId, now_ms: i64) -> Effects {
+        let Some(c) = self.calls.get_mut(call_id) else { return Effects::default() };
         if !matches!(c.phase, Phase::Ringing) || !c.callees.contains(&user) {
             return Effects::default();
         }
+        let call_id = call_id.to_string();
         c.callees.retain(|u| *u != user);
         c.rejected.remove(&user);
         let nobody_left = c.callees.is_empty();
@@ -283,6 +291,17 @@ impl Registry {
             fx.ended = ended.ended;
         }
         fx
+    }
+
+    /// `blocker` blocked `blocked` (§18, §21): calls `blocked` placed stop ringing `blocker`.
+    pub fn blocked(&mut self, blocker: UserId, blocked: UserId, now_ms: i64) -> Vec<Effects> {
+        let ids: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.caller.user == blocked && c.callees.contains(&blocker))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.into_iter().map(|id| self.stop_ringing(&id, blocker, now_ms)).collect()
     }
 
     /// `user`'s account was deleted: every call they start, take part in or are rung for ends
@@ -464,6 +483,18 @@ mod tests {
         assert!(matches!(&fx.events[0].1, event::Event::CallEnded(e) if e.reason == HangupReason::UserHangup as i32));
         assert!(!r.in_call("s1") && !r.in_call("s2"));
         assert!(r.member_gone(10, 2, 31).events.is_empty(), "nothing left to end");
+    }
+
+    #[test]
+    fn a_block_stops_the_blockers_ringing() {
+        let mut r = Registry::default();
+        ringing(&mut r, vec![2, 3]);
+        let fx = r.blocked(2, 1, 5);
+        assert_eq!(fx.len(), 1);
+        assert_eq!(fx[0].events[0].0, To::Users(vec![2]));
+        assert!(r.accept("c1", party(2, "s2"), 6).is_err(), "the blocker is no longer rung");
+        assert!(r.blocked(3, 9, 7).is_empty(), "not a call of the blocked user");
+        r.accept("c1", party(3, "s3"), 8).expect("3 still can answer");
     }
 
     #[test]

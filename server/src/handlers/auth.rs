@@ -6,7 +6,7 @@ use confab_protocol::v1::{self, response::Result as R};
 use confab_protocol::CloseCode;
 use confab_protocol::frames::{encode_server, event_frame};
 
-use super::session::{bind, unbind, unbind_for_deletion};
+use super::session::{announce_presence, bind, bind_quietly, unbind, unbind_quietly};
 use crate::auth::Issued;
 use crate::error::ServerError;
 use crate::session::Close;
@@ -100,11 +100,14 @@ pub(crate) async fn authenticate_token(
     token: &str,
 ) -> Result<Caller, ServerError> {
     let caller = state.auth().verify_token(token)?;
-    bind(state, session, caller.clone());
+    // Attached first, so a revocation racing the check reaches this connection; announced only
+    // once the session proved live.
+    bind_quietly(state, session, caller.clone());
     if let Err(e) = state.auth().check_live(&caller).await {
-        unbind(state, session);
+        unbind_quietly(state, session);
         return Err(e);
     }
+    announce_presence(state, caller.user_id);
     Ok(caller)
 }
 
@@ -181,8 +184,12 @@ pub(crate) async fn update_profile(state: &AppState, a: &Caller, r: v1::UpdatePr
 pub(crate) async fn delete_account(state: &AppState, session: &Session, a: &Caller, r: v1::DeleteAccount) -> Out {
     state.auth().confirm_deletion(a, &r.password).await?;
     // This connection is answered, told and closed here; the revocation closes the others.
-    unbind_for_deletion(state, session);
-    state.auth().delete_account(a).await?;
+    unbind_quietly(state, session);
+    if let Err(e) = state.auth().delete_account(a).await {
+        // Nothing was deleted: the connection stays signed in.
+        bind(state, session, a.clone());
+        return Err(e);
+    }
     session.outbox.push(encode_server(&event_frame(v1::event::Event::SessionRevoked(v1::SessionRevoked {
         session_id: a.session_id.clone(),
         reason: RevokeReason::AccountDeleted as i32,

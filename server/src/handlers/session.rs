@@ -81,6 +81,21 @@ pub(crate) fn ping(ping: &Ping) -> Pong {
 /// a previous identity), with `SessionAttached` and any presence change published. The same
 /// session again (Refresh, a new access token) only updates the expiry: nothing flaps.
 pub(crate) fn bind(state: &AppState, session: &Session, caller: Caller) {
+    attach(state, session, caller, true);
+}
+
+/// Like [`bind`], publishing no presence change: for a caller whose session is still being
+/// checked (§11.5), announced with [`announce_presence`] once it passed.
+pub(crate) fn bind_quietly(state: &AppState, session: &Session, caller: Caller) {
+    attach(state, session, caller, false);
+}
+
+/// Publishes that `user`'s presence may have changed (the announcer reads the hub's state).
+pub(crate) fn announce_presence(state: &AppState, user: crate::store::UserId) {
+    state.bus().publish(DomainEvent::PresenceChanged { user, state: state.hub().presence(user) });
+}
+
+fn attach(state: &AppState, session: &Session, caller: Caller, announce: bool) {
     if let Some(current) = session.caller()
         && current.session_id == caller.session_id
         && current.user_id == caller.user_id
@@ -93,7 +108,7 @@ pub(crate) fn bind(state: &AppState, session: &Session, caller: Caller) {
     let presence = state.hub().attach(&caller.session_id, caller.user_id, session.key, session.outbox.clone());
     let user = caller.user_id;
     state.bus().publish(DomainEvent::SessionAttached { caller, key: session.key });
-    if let Some(state_now) = presence {
+    if let Some(state_now) = presence.filter(|_| announce) {
         state.bus().publish(DomainEvent::PresenceChanged { user, state: state_now });
     }
 }
@@ -104,9 +119,10 @@ pub(crate) fn unbind(state: &AppState, session: &Session) {
     detach(state, session, true);
 }
 
-/// Like [`unbind`] for DeleteAccount, without announcing presence: the deletion announces the
-/// user offline to everyone who saw them before it (`AccountDeleted`).
-pub(crate) fn unbind_for_deletion(state: &AppState, session: &Session) {
+/// Like [`unbind`], without announcing presence: for DeleteAccount (the deletion announces the
+/// user offline to everyone who saw them before it, `AccountDeleted`) and for a session that
+/// failed its check (§11.5), which was never announced.
+pub(crate) fn unbind_quietly(state: &AppState, session: &Session) {
     detach(state, session, false);
 }
 

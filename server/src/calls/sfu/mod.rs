@@ -131,6 +131,12 @@ impl Sfu {
         let joined = result.unwrap_or_else(|_| Err(ServerError::Unavailable("the call room is restarting".into())));
         match joined {
             Ok((participant_id, participants)) => {
+                // A removal that committed during the join found no seat to free: look again now
+                // that the seat exists (any later removal reaches it through the bus).
+                if let Err(e) = member_view(self.0.store.as_ref(), auth.user_id, conv).await {
+                    self.member_gone(conv, auth.user_id);
+                    return Err(e);
+                }
                 let (ice_servers, _) = super::ice::ice_servers(&self.0.config, auth.user_id, now_ms());
                 Ok(v1::JoinCallResult { participant_id, participants, ice_servers })
             }

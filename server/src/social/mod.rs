@@ -10,8 +10,10 @@ use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, event};
 
+mod presence;
+
 use crate::access::id;
-use crate::bus::{Bus, DomainEvent, Subscriber};
+use crate::bus::{Bus, DomainEvent, Subscriber, to_completion};
 use crate::config::RateLimit;
 use crate::error::ServerError;
 use crate::hub::{Hub, Presence};
@@ -19,41 +21,7 @@ use crate::page::{Slice, page_limit};
 use crate::ratelimit::Limiter;
 use crate::session::Caller;
 use crate::store::{ConvId, NotificationRec, Store, User, UserId, now_ms};
-
-fn presence_frame(user: UserId, state: Presence, last_seen_ms: i64) -> Bytes {
-    encode_server(&event_frame(event::Event::PresenceChanged(v1::PresenceChanged {
-        user_id: user as u64,
-        state: state.wire(),
-        last_seen_ms: last_seen_ms.max(0) as u64,
-    })))
-}
-
-/// Tells everyone allowed to see it that `user` is now `state` (§17). Going offline records last
-/// seen; it is shown only when the user allows it.
-async fn announce_presence(store: Arc<dyn Store>, hub: Arc<Hub>, user: UserId, state: Presence) {
-    let now = now_ms();
-    if state == Presence::Offline
-        && let Err(e) = store.set_last_seen(user, now).await
-        && !e.is_unavailable()
-    {
-        tracing::warn!(error = %e, "recording last seen");
-    }
-    let shows = match store.users(&[user]).await {
-        Ok(u) => u.first().is_some_and(|u| u.show_last_seen && !u.deleted),
-        Err(_) => false,
-    };
-    match store.presence_audience(user).await {
-        Ok(audience) => {
-            hub.deliver(
-                &audience,
-                &presence_frame(user, state, if shows && state == Presence::Offline { now } else { 0 }),
-            );
-        }
-        // During shutdown the store closes before the last connections finish: nothing to tell.
-        Err(e) if e.is_unavailable() => tracing::debug!(error = %e, "presence audience"),
-        Err(e) => tracing::warn!(error = %e, "presence audience"),
-    }
-}
+use presence::Announcer;
 
 /// Typing state per (conversation, user): a generation number, so an expiry timer only fires if
 /// no refresh came after it. Generations are unique across stops, so the timer of an indicator
@@ -69,6 +37,7 @@ struct Inner {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     bus: Arc<dyn Bus>,
+    announcer: Announcer,
     typing: Typing,
     typing_limit: Limiter,
     typing_ttl: Duration,
@@ -104,6 +73,7 @@ pub struct Profile {
 impl Social {
     pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<dyn Bus>, typing_ttl: Duration) -> Self {
         Self(Arc::new(Inner {
+            announcer: Announcer::start(store.clone(), hub.clone()),
             store,
             hub,
             bus,
@@ -177,14 +147,9 @@ impl Social {
         let state =
             Presence::settable(state).ok_or_else(|| ServerError::invalid("set_presence.state", "ONLINE or AWAY"))?;
         if let Some(new) = self.0.hub.set_presence(auth.user_id, device, state) {
-            self.announce(auth.user_id, new);
+            self.0.bus.publish(DomainEvent::PresenceChanged { user: auth.user_id, state: new });
         }
         Ok(())
-    }
-
-    /// Tells who may see it that a user's presence changed (in the background).
-    fn announce(&self, user: UserId, state: Presence) {
-        tokio::spawn(announce_presence(self.0.store.clone(), self.0.hub.clone(), user, state));
     }
 
     /// §15.4
@@ -287,11 +252,15 @@ impl Social {
         if user == auth.user_id {
             return Err(ServerError::invalid("block.user_id", "not yourself"));
         }
-        if !self.store().block(auth.user_id, user, now_ms()).await? {
-            return Err(ServerError::NotFound("no such user".into()));
-        }
-        self.0.bus.publish(DomainEvent::UserBlocked { blocker: auth.user_id, blocked: user });
-        Ok(())
+        let (this, blocker) = (self.clone(), auth.user_id);
+        to_completion(async move {
+            if !this.store().block(blocker, user, now_ms()).await? {
+                return Err(ServerError::NotFound("no such user".into()));
+            }
+            this.0.bus.publish(DomainEvent::UserBlocked { blocker, blocked: user });
+            Ok(())
+        })
+        .await
     }
 
     pub async fn unblock(&self, auth: &Caller, user: u64) -> Result<(), ServerError> {
@@ -346,19 +315,6 @@ impl Social {
             }
         });
     }
-
-    /// A blocked user stops seeing the blocker's presence (§18): unless they still may see it,
-    /// their devices are told the blocker is offline, with no last-seen time.
-    fn user_blocked(&self, blocker: UserId, blocked: UserId) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            if let Ok(audience) = this.store().presence_audience(blocker).await
-                && !audience.contains(&blocked)
-            {
-                this.0.hub.deliver(&[blocked], &presence_frame(blocker, Presence::Offline, 0));
-            }
-        });
-    }
 }
 
 /// Presence and typing follow sessions, membership and blocks.
@@ -369,17 +325,17 @@ impl Subscriber for Social {
 
     fn handle(&self, event: &DomainEvent) {
         match event {
-            DomainEvent::PresenceChanged { user, state } => self.announce(*user, *state),
-            DomainEvent::UserBlocked { blocker, blocked } => self.user_blocked(*blocker, *blocked),
+            // Announced in order per user, with the state and audience of when it is sent.
+            DomainEvent::PresenceChanged { user, .. } => self.0.announcer.changed(*user),
+            // A blocked user stops seeing the blocker's presence (§18): told offline, no last seen.
+            DomainEvent::UserBlocked { blocker, blocked } => self.0.announcer.blocked(*blocker, *blocked),
             DomainEvent::Committed(_) => {
                 for (conv, user) in event.members_gone() {
                     self.member_gone(conv, user);
                 }
             }
             // Everyone who saw the user sees them go offline, with no last-seen time.
-            DomainEvent::AccountDeleted { user, audience } => {
-                self.0.hub.deliver(audience, &presence_frame(*user, Presence::Offline, 0));
-            }
+            DomainEvent::AccountDeleted { user, audience } => self.0.announcer.deleted(*user, audience.clone()),
             DomainEvent::SessionsRevoked { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::SessionDetached { .. } => {}
