@@ -6,7 +6,8 @@
 //! other's preconditions except the idempotency keys (tracked here) and the sequence numbers
 //! (taken per conversation with one atomic `head_seq + n`). One difference is unobservable: a reply
 //! to a message of the same run is refused as a reply to a missing message, but no client can know
-//! a message's id before the commit that ends the run.
+//! a message's id before the commit that ends the run. The decision per send is `rules::send`,
+//! over the facts these few statements read.
 
 macro_rules! conv_send_run {
     () => {
@@ -51,10 +52,10 @@ macro_rules! conv_send_run {
                 New(i64),
             }
 
-            /// Per (conversation, sender) that is a membership: (kind, whether the sender may post
-            /// under announcement-only, whether a DIRECT conversation's peer blocked the sender or deleted
+            /// Per (conversation, sender) that is a membership: the sender's standing (kind, role,
+            /// announcement-only, whether a DIRECT conversation's peer blocked the sender or deleted
             /// their account).
-            async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, bool, bool)>, sqlx::Error> {
+            async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), rules::Poster>, sqlx::Error> {
                 let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
                 pairs.sort_unstable();
                 pairs.dedup();
@@ -77,8 +78,8 @@ macro_rules! conv_send_run {
                     let announcement_only: i32 = r.try_get(3)?;
                     let role: i32 = r.try_get(4)?;
                     let blocked: i32 = r.try_get(5)?;
-                    let may_post = announcement_only == 0 || permits(role, Action::PostInAnnouncementOnly);
-                    out.insert((r.try_get(0)?, r.try_get(1)?), (kind, may_post, blocked != 0));
+                    let poster = rules::Poster { kind, role, announcement_only: announcement_only != 0, peer_blocked: blocked != 0 };
+                    out.insert((r.try_get(0)?, r.try_get(1)?), poster);
                 }
                 Ok(out)
             }
@@ -172,41 +173,34 @@ macro_rules! conv_send_run {
                 // Per conversation: new messages and the time of the last one.
                 let mut counts: HashMap<ConvId, (i64, i64)> = HashMap::new();
                 for (i, s) in run.iter().enumerate() {
-                    let fate = 'fate: {
-                        let Some(&(kind, may_post, blocked)) = checks.get(&(s.conv, s.sender)) else {
-                            break 'fate Fate::Refused(OpError::NotFound("no such conversation"));
-                        };
-                        if let Some(&(message_id, seq, created_at_ms, conv)) = stored.get(&(s.session_id, s.client_msg_id)) {
-                            if conv != s.conv {
-                                break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
-                            }
-                            break 'fate Fate::Stored(Applied {
-                                result: Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate: true }),
-                                ..Default::default()
-                            });
+                    let key = (s.session_id, s.client_msg_id);
+                    // An earlier use of the key: committed before, or earlier in this run.
+                    let earlier_stored = stored.get(&key).copied();
+                    let earlier_taken = taken.get(&key).copied();
+                    let facts = rules::SendFacts {
+                        conv: s.conv,
+                        poster: checks.get(&(s.conv, s.sender)).copied(),
+                        key_used_in: earlier_stored.map(|e| e.3).or(earlier_taken.map(|first| run[first].conv)),
+                        reply_to: s.reply_to,
+                        parent_conv: s.reply_to.and_then(|p| parents.get(&p).copied()),
+                    };
+                    let fate = match (rules::send(&facts), earlier_stored, earlier_taken) {
+                        (Err(e), _, _) => Fate::Refused(e),
+                        (Ok(rules::SendVerdict::Duplicate), Some((message_id, seq, created_at_ms, _)), _) => Fate::Stored(Applied {
+                            result: Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate: true }),
+                            ..Default::default()
+                        }),
+                        (Ok(rules::SendVerdict::Duplicate), None, Some(first)) => Fate::SameAs(first),
+                        (Ok(rules::SendVerdict::Duplicate), None, None) => {
+                            return Err(sqlx::Error::Protocol("a duplicate send has no earlier use of its key".into()));
                         }
-                        if let Some(&first) = taken.get(&(s.session_id, s.client_msg_id)) {
-                            if run[first].conv != s.conv {
-                                break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
-                            }
-                            break 'fate Fate::SameAs(first);
+                        (Ok(rules::SendVerdict::Post), _, _) => {
+                            taken.insert(key, i);
+                            let entry = counts.entry(s.conv).or_insert((0, s.now));
+                            entry.0 += 1;
+                            entry.1 = entry.1.max(s.now);
+                            Fate::New(entry.0)
                         }
-                        if kind == ConvKind::Direct as i32 && blocked {
-                            break 'fate Fate::Refused(OpError::PermissionDenied("you cannot send to this conversation"));
-                        }
-                        if !may_post {
-                            break 'fate Fate::Refused(OpError::PermissionDenied("only owners and admins post in this conversation"));
-                        }
-                        if let Some(parent) = s.reply_to
-                            && parents.get(&parent) != Some(&s.conv)
-                        {
-                            break 'fate Fate::Refused(OpError::Invalid("send_message.reply_to_message_id", "no such message in this conversation"));
-                        }
-                        taken.insert((s.session_id, s.client_msg_id), i);
-                        let entry = counts.entry(s.conv).or_insert((0, s.now));
-                        entry.0 += 1;
-                        entry.1 = entry.1.max(s.now);
-                        Fate::New(entry.0)
                     };
                     fates.push(fate);
                 }
@@ -312,7 +306,7 @@ macro_rules! conv_send_run {
                             let message_id = ids[&(s.conv, seq)];
                             let audience = audiences.get(&s.conv).cloned().unwrap_or_default();
                             let mut notifications = Vec::new();
-                            let notified = |u: &&UserId| **u != s.sender && audience.contains(u) && !mention_blocks.contains(&(**u, s.sender));
+                            let notified = |u: &&UserId| rules::mention_notifies(**u, s.sender, audience.contains(u), mention_blocks.contains(&(**u, s.sender)));
                             for u in s.mentions.iter().filter(notified) {
                                 notifications.push(notify(tx, *u, NOTIFY_MENTIONED, s.conv, Some(message_id), s.sender, None, s.now).await?);
                             }

@@ -1,6 +1,6 @@
 //! Transaction helpers of the write path (`conv_tx_helpers!`), expanded inside each backend's
-//! `conv_write` module: sequence numbers, log and user-log appends, membership, roles, blocks,
-//! receipts and notifications, one statement each.
+//! `conv_write` module: the facts the rules read (`conv_facts`), sequence numbers, log and
+//! user-log appends, membership, roles, receipts and notifications, one statement each.
 
 macro_rules! conv_tx_helpers {
     () => {
@@ -85,15 +85,15 @@ macro_rules! conv_tx_helpers {
                 rows.iter().map(|r| r.try_get(0)).collect()
             }
 
-            /// (kind, role of `user` if a member) of a conversation.
-            async fn kind_and_role(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<(i32, Option<i32>)>, sqlx::Error> {
-                let r = sqlx::query("SELECT c.kind, m.role FROM conversations c LEFT JOIN members m \
+            /// The conversation as `user` stands in it (kind, role if a member, head), for the rules.
+            async fn conv_facts(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<ConvFacts>, sqlx::Error> {
+                let r = sqlx::query("SELECT c.kind, m.role, c.head_seq FROM conversations c LEFT JOIN members m \
                                      ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2")
                     .bind(user)
                     .bind(conv)
                     .fetch_optional(&mut **tx)
                     .await?;
-                r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+                r.map(|r| Ok(ConvFacts { kind: r.try_get(0)?, role: r.try_get(1)?, head_seq: r.try_get(2)? })).transpose()
             }
 
             async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
@@ -129,11 +129,6 @@ macro_rules! conv_tx_helpers {
                     .fetch_one(&mut **tx)
                     .await?;
                 Ok(NotificationRec { id: r.try_get(0)?, user_id: user, kind, conversation_id: conv, message_id, actor_id: actor, role, created_at_ms: now, read: false })
-            }
-
-            async fn blocked(tx: &mut Tx, by: UserId, who: UserId) -> Result<bool, sqlx::Error> {
-                let r = sqlx::query("SELECT 1 FROM blocks WHERE user_id = $1 AND blocked_id = $2").bind(by).bind(who).fetch_optional(&mut **tx).await?;
-                Ok(r.is_some())
             }
 
             /// The member's watermarks as others see them (read hidden when not shared).
