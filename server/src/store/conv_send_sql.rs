@@ -64,41 +64,31 @@ macro_rules! conv_send_run {
                     b.push_bind(*c).push_bind(*u);
                 });
                 q.push(format!(
-                    ") SELECT k.cid, k.uid, c.kind, c.announcement_only, m.role, \
+                    ") SELECT k.cid AS cid, k.uid AS uid, c.kind AS kind, c.announcement_only AS announcement_only, m.role AS role, \
                      CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN users pu ON pu.id = p.user_id \
                      LEFT JOIN blocks b ON b.user_id = p.user_id AND b.blocked_id = k.uid \
                      WHERE p.conversation_id = k.cid AND p.user_id <> k.uid \
-                     AND (b.user_id IS NOT NULL OR pu.deleted_at_ms IS NOT NULL)) THEN 1 ELSE 0 END \
+                     AND (b.user_id IS NOT NULL OR pu.deleted_at_ms IS NOT NULL)) THEN 1 ELSE 0 END AS peer_blocked \
                      FROM k JOIN conversations c ON c.id = k.cid JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid",
                     direct = ConvKind::Direct as i32
                 ));
                 let mut out = HashMap::with_capacity(pairs.len());
-                for r in q.build().fetch_all(&mut **tx).await? {
-                    let kind: i32 = r.try_get(2)?;
-                    let announcement_only: i32 = r.try_get(3)?;
-                    let role: i32 = r.try_get(4)?;
-                    let blocked: i32 = r.try_get(5)?;
-                    let poster = rules::Poster { kind, role, announcement_only: announcement_only != 0, peer_blocked: blocked != 0 };
-                    out.insert((r.try_get(0)?, r.try_get(1)?), poster);
+                for r in q.build_query_as::<$crate::store::rows::PosterRow>().fetch_all(&mut **tx).await? {
+                    out.insert((r.cid, r.uid), r.poster());
                 }
                 Ok(out)
             }
 
-            /// Messages already stored under the run's idempotency keys:
-            /// (session, client_msg_id, message id, seq, created_at_ms, conversation).
-            async fn send_stored_keys(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<(String, String, i64, i64, i64, ConvId)>, sqlx::Error> {
+            /// Messages already stored under the run's idempotency keys.
+            async fn send_stored_keys(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<$crate::store::rows::StoredKeyRow>, sqlx::Error> {
                 let mut q = sqlx::QueryBuilder::<Db>::new("WITH k(s, c) AS (");
                 q.push_values(run, |mut b, s| {
                     b.push_bind(s.session_id.to_string()).push_bind(s.client_msg_id.to_string());
                 });
-                q.push(") SELECT m.session_id, m.client_msg_id, m.id, m.seq, m.created_at_ms, m.conversation_id FROM messages m \
+                q.push(") SELECT m.session_id AS session_id, m.client_msg_id AS client_msg_id, m.id AS id, m.seq AS seq, \
+                        m.created_at_ms AS created_at_ms, m.conversation_id AS conversation_id FROM messages m \
                         JOIN k ON m.session_id = k.s AND m.client_msg_id = k.c");
-                q.build()
-                    .fetch_all(&mut **tx)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
-                    .collect()
+                q.build_query_as().fetch_all(&mut **tx).await
             }
 
             /// The conversation of each existing message the run replies to.
@@ -164,7 +154,7 @@ macro_rules! conv_send_run {
                 let checks = send_checks(tx, run).await?;
                 let stored_rows = send_stored_keys(tx, run).await?;
                 let stored: HashMap<(&str, &str), (i64, i64, i64, ConvId)> =
-                    stored_rows.iter().map(|(s, c, id, seq, at, conv)| ((s.as_str(), c.as_str()), (*id, *seq, *at, *conv))).collect();
+                    stored_rows.iter().map(|r| ((r.session_id.as_str(), r.client_msg_id.as_str()), (r.id, r.seq, r.created_at_ms, r.conversation_id))).collect();
                 let parents = send_parents(tx, run).await?;
 
                 // Decide, in order, as if the sends ran one after another.

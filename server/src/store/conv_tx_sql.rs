@@ -87,13 +87,15 @@ macro_rules! conv_tx_helpers {
 
             /// The conversation as `user` stands in it (kind, role if a member, head), for the rules.
             async fn conv_facts(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<ConvFacts>, sqlx::Error> {
-                let r = sqlx::query("SELECT c.kind, m.role, c.head_seq FROM conversations c LEFT JOIN members m \
-                                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2")
-                    .bind(user)
-                    .bind(conv)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                r.map(|r| Ok(ConvFacts { kind: r.try_get(0)?, role: r.try_get(1)?, head_seq: r.try_get(2)? })).transpose()
+                let r = sqlx::query_as::<_, $crate::store::rows::ConvFactsRow>(
+                    "SELECT c.kind AS kind, m.role AS role, c.head_seq AS head_seq FROM conversations c LEFT JOIN members m \
+                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2",
+                )
+                .bind(user)
+                .bind(conv)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(r.map(ConvFacts::from))
             }
 
             async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
@@ -133,15 +135,15 @@ macro_rules! conv_tx_helpers {
 
             /// The member's watermarks as others see them (read hidden when not shared).
             async fn receipt_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<ReceiptRec, sqlx::Error> {
-                let r = sqlx::query("SELECT m.delivered_seq, m.read_seq, u.read_receipts FROM members m JOIN users u ON u.id = m.user_id \
-                                     WHERE m.conversation_id = $1 AND m.user_id = $2")
-                    .bind(conv)
-                    .bind(user)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                let shares: i32 = r.try_get(2)?;
-                let read: i64 = r.try_get(1)?;
-                Ok(ReceiptRec { conversation_id: conv, user_id: user, delivered_seq: r.try_get::<i64, _>(0)?.max(read), read_seq: if shares != 0 { read } else { 0 } })
+                let r = sqlx::query_as::<_, $crate::store::rows::WatermarkRow>(
+                    "SELECT m.user_id AS user_id, m.delivered_seq AS delivered_seq, m.read_seq AS read_seq, u.read_receipts AS read_receipts \
+                     FROM members m JOIN users u ON u.id = m.user_id WHERE m.conversation_id = $1 AND m.user_id = $2",
+                )
+                .bind(conv)
+                .bind(user)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(r.receipt(conv))
             }
 
             async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {

@@ -352,17 +352,14 @@ macro_rules! impl_conv_writes {
 
             /// The message `message_id` of `conv` as `actor` sees it (`None`: not in `conv`).
             async fn message_facts(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64) -> Result<Option<MessageFacts>, sqlx::Error> {
-                let r = sqlx::query("SELECT sender_id, deleted_at_ms FROM messages WHERE id = $1 AND conversation_id = $2")
-                    .bind(message_id)
-                    .bind(conv)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                r.map(|r| {
-                    let sender: UserId = r.try_get(0)?;
-                    let deleted: Option<i64> = r.try_get(1)?;
-                    Ok(MessageFacts { own: sender == actor, deleted: deleted.is_some() })
-                })
-                .transpose()
+                let r = sqlx::query_as::<_, $crate::store::rows::MessageFactsRow>(
+                    "SELECT sender_id, deleted_at_ms FROM messages WHERE id = $1 AND conversation_id = $2",
+                )
+                .bind(message_id)
+                .bind(conv)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(r.map(|r| r.facts(actor)))
             }
         }
     };
