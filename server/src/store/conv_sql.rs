@@ -12,7 +12,7 @@ pub(super) fn join_ids(v: &[i64]) -> String {
 }
 
 macro_rules! impl_conv_store {
-    ($store:ty, $begin:literal) => {
+    ($store:ty) => {
         mod conv_impl {
             use super::*;
             use $crate::store::rows::{EventRow, MSG_COLS, MemberRow, MessageRow, ReactionRow, UserUpdateRow, ViewRow, WatermarkRow};

@@ -117,20 +117,10 @@ macro_rules! conv_tx_helpers {
                 Ok(())
             }
 
+            /// A new inbox entry (the SQL is `SendSql::notify`, written once).
             #[allow(clippy::too_many_arguments)]
             async fn notify(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<i32>, now: i64) -> Result<NotificationRec, sqlx::Error> {
-                let r = sqlx::query("INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id")
-                    .bind(user)
-                    .bind(kind)
-                    .bind(conv)
-                    .bind(message_id)
-                    .bind(actor)
-                    .bind(role)
-                    .bind(now)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                Ok(NotificationRec { id: r.try_get(0)?, user_id: user, kind, conversation_id: conv, message_id, actor_id: actor, role, created_at_ms: now, read: false })
+                $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, now).await
             }
 
             /// The member's watermarks as others see them (read hidden when not shared).

@@ -16,22 +16,22 @@ macro_rules! allowed {
 pub(super) use allowed;
 
 macro_rules! impl_conv_writes {
-    ($store:ty, $begin:literal) => {
+    ($store:ty) => {
         mod conv_write {
             use super::*;
             use $crate::store::conv_sql::join_ids;
+            use $crate::store::conv_send_sql::{SendRef, SendSql};
             use $crate::store::conv_types::*;
             use $crate::store::conv_write_sql::allowed;
             use $crate::store::rules::{self, ConvFacts, Effect, MessageFacts};
             use $crate::store::types::UserId;
-            use std::collections::{HashMap, HashSet};
 
             type Db = <$store as $crate::store::sql::HasDb>::Db;
             type Tx = sqlx::Transaction<'static, Db>;
 
             /// Applies `ops` in one transaction; one result per op.
             pub(super) async fn apply(pool: &sqlx::Pool<Db>, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
-                let mut tx = pool.begin_with($begin).await?;
+                let mut tx = pool.begin_with(<Db as $crate::store::sql::SqlBackend>::BEGIN).await?;
                 let mut out = Vec::with_capacity(ops.len());
                 let mut rest = ops;
                 while let Some(op) = rest.first() {
@@ -41,7 +41,7 @@ macro_rules! impl_conv_writes {
                         out.push(apply_one(&mut tx, op).await?);
                         rest = &rest[1..];
                     } else {
-                        out.extend(send_run(&mut tx, &run).await?);
+                        out.extend(SendSql::send_run(&mut tx, &run).await?);
                         rest = &rest[run.len()..];
                     }
                 }
@@ -50,7 +50,6 @@ macro_rules! impl_conv_writes {
             }
 
             $crate::store::conv_tx_sql::conv_tx_helpers!();
-            $crate::store::conv_send_sql::conv_send_run!();
             $crate::store::conv_life_sql::conv_lifecycle_ops!();
 
             type OpOut = Result<Result<Applied, OpError>, sqlx::Error>;
@@ -177,7 +176,7 @@ macro_rules! impl_conv_writes {
                     }
                     WriteOp::Send { .. } => {
                         let run: Vec<SendRef<'_>> = SendRef::of(op).into_iter().collect();
-                        Ok(send_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
+                        Ok(SendSql::send_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
                     }
                     WriteOp::Edit { conversation_id: conv, actor, message_id, text, now_ms } => {
                         let facts = conv_facts(tx, *conv, *actor).await?;

@@ -30,14 +30,15 @@ pub(super) fn conflict(e: sqlx::Error) -> super::StoreError {
 }
 
 macro_rules! impl_store {
-    ($store:ty, $backend:expr, $begin:literal) => {
+    ($store:ty, $backend:expr) => {
         use sqlx::Row as _;
         use $crate::store::types::*;
         use $crate::store::conv_types::NotificationRec;
         use $crate::store::rows::{
             CredentialsRow, NotificationRow, SESSION_COLUMNS, SessionRow, USER_COLUMNS, UserRow, user_columns_of,
         };
-        use $crate::store::{Instance, Store, StoreError, sql::conflict, timed};
+        use $crate::store::sql::{SqlBackend, conflict};
+        use $crate::store::{Instance, Store, StoreError, timed};
 
         fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
             sqlx::AssertSqlSafe(s)
@@ -185,7 +186,7 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> Result<Vec<String>, StoreError> {
                 timed(&self.metrics, "set_password", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(&mut *tx).await?;
                     let rows = sqlx::query(
                         "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
@@ -210,7 +211,7 @@ macro_rules! impl_store {
 
             async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
                 timed(&self.metrics, "create_session", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     let row = sqlx::query_as::<_, SessionRow>(sql(format!(
                         "INSERT INTO sessions (id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {SESSION_COLUMNS}"
@@ -290,7 +291,7 @@ macro_rules! impl_store {
 
             async fn rotate_refresh(&self, old_hash: &[u8], new_hash: &[u8], now_ms: i64, new_expires_at_ms: i64) -> Result<RotateOutcome, StoreError> {
                 timed(&self.metrics, "rotate_refresh", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     // Spend the token if it is current. Row locks (PostgreSQL) and the write lock
                     // (SQLite) make two racing refreshes see each other: one spends, one reuses.
                     let spent = sqlx::query(
@@ -550,7 +551,7 @@ macro_rules! impl_store {
 
             async fn check_code(&self, kind: CodeKind, destination: &str, code_hash: &[u8], now_ms: i64, max_attempts: u32) -> Result<CodeCheck, StoreError> {
                 timed(&self.metrics, "check_code", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     // Count the try first, so a code can never be tried more than max_attempts times.
                     let row = sqlx::query(
                         "UPDATE auth_codes SET attempts = attempts + 1 \
@@ -591,5 +592,20 @@ pub(super) use impl_store;
 
 /// Implemented by each backend store to name its sqlx database.
 pub(super) trait HasDb {
-    type Db: sqlx::Database;
+    type Db: SqlBackend;
+}
+
+/// A database the shared SQL runs on.
+pub(super) trait SqlBackend: sqlx::Database {
+    /// The statement a write transaction begins with: SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so two writers never deadlock on upgrading a read lock.
+    const BEGIN: &'static str;
+}
+
+impl SqlBackend for sqlx::Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+}
+
+impl SqlBackend for sqlx::Postgres {
+    const BEGIN: &'static str = "BEGIN";
 }
