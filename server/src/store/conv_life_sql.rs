@@ -49,7 +49,7 @@ macro_rules! conv_lifecycle_ops {
             async fn leave(tx: &mut Tx, conv: ConvId, user: UserId, role: i32, now: i64) -> Result<Applied, sqlx::Error> {
                 let audience = member_ids(tx, conv).await?;
                 let mut events = Vec::new();
-                if role == ROLE_OWNER {
+                if rules::passes_ownership(role) {
                     let next = sqlx::query("SELECT m.user_id FROM members m JOIN users u ON u.id = m.user_id \
                                             WHERE m.conversation_id = $1 AND m.user_id <> $2 AND u.deleted_at_ms IS NULL \
                                             ORDER BY m.role, m.joined_at_ms, m.user_id LIMIT 1")
@@ -73,36 +73,31 @@ macro_rules! conv_lifecycle_ops {
             /// §12.4: joins a channel; joining one without an owner makes the joiner its OWNER
             /// (`MemberJoined`, then `RoleChanged` to OWNER by the joiner).
             async fn join_channel(tx: &mut Tx, conv: ConvId, user: UserId, now: i64) -> OpOut {
-                match kind_and_role(tx, conv, user).await? {
-                    Some((k, Some(_))) if k == ConvKind::Channel as i32 => {
-                        Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), ..Default::default() }))
-                    }
-                    Some((k, None)) if k == ConvKind::Channel as i32 => {
-                        let owned = sqlx::query("SELECT 1 FROM members WHERE conversation_id = $1 AND role = $2 LIMIT 1")
-                            .bind(conv)
-                            .bind(ROLE_OWNER)
-                            .fetch_optional(&mut **tx)
-                            .await?
-                            .is_some();
-                        add_member(tx, conv, user, if owned { ROLE_MEMBER } else { ROLE_OWNER }, now).await?;
-                        let mut events = vec![append(tx, conv, user, now, LogBody::Joined(user)).await?];
-                        if !owned {
-                            events.push(append(tx, conv, user, now, LogBody::RoleChanged { user, role: ROLE_OWNER }).await?);
-                        }
-                        let uu = user_update(tx, user, true, conv, now).await?;
-                        let audience = member_ids(tx, conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates: vec![uu], ..Default::default() }))
-                    }
-                    _ => Ok(Err(OpError::NotFound("no such channel"))),
+                if allowed!(rules::join(conv_facts(tx, conv, user).await?)) == Effect::Unchanged {
+                    return Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), ..Default::default() }));
                 }
+                let owned = sqlx::query("SELECT 1 FROM members WHERE conversation_id = $1 AND role = $2 LIMIT 1")
+                    .bind(conv)
+                    .bind(ROLE_OWNER)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .is_some();
+                let role = rules::joiner_role(owned);
+                add_member(tx, conv, user, role, now).await?;
+                let mut events = vec![append(tx, conv, user, now, LogBody::Joined(user)).await?];
+                if !owned {
+                    events.push(append(tx, conv, user, now, LogBody::RoleChanged { user, role }).await?);
+                }
+                let uu = user_update(tx, user, true, conv, now).await?;
+                let audience = member_ids(tx, conv).await?;
+                Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates: vec![uu], ..Default::default() }))
             }
 
             /// §13.3, §21: the message loses its text, reactions and mention notifications, and
             /// leaves the pin list (`MessageUnpinned` by the deleter after `MessageDeleted`).
             async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, now: i64) -> OpOut {
-                if let Err(e) = own_live_message(tx, conv, actor, message_id, true).await? {
-                    return Ok(Err(e));
-                }
+                let facts = conv_facts(tx, conv, actor).await?;
+                allowed!(rules::delete(facts, message_facts(tx, conv, actor, message_id).await?));
                 sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
                     .bind(now)
                     .bind(message_id)
@@ -143,9 +138,7 @@ macro_rules! conv_lifecycle_ops {
             /// the peer still sees the deleted user). Each conversation left is one `cascade` entry.
             async fn delete_account(tx: &mut Tx, user: UserId, now: i64) -> OpOut {
                 let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
-                if exists.is_none() {
-                    return Ok(Err(OpError::NotFound("no such user")));
-                }
+                allowed!(rules::delete_account(exists.is_some()));
                 sqlx::query(
                     "UPDATE users SET username = $1, username_key = $1, display_name = '', email = NULL, email_key = NULL, \
                      phone = NULL, password_hash = NULL, status_text = '', deleted_at_ms = $2 \

@@ -1,351 +1,453 @@
-//! The set-based send path (`conv_send_run!`), expanded inside each backend's `conv_write` module:
-//! a run of consecutive SendMessage writes of one batch is checked and written with a fixed number
+//! The set-based send path, written once as generic functions over sqlx (`SendSql<DB>`, for any
+//! `SqlBackend`; see docs/architecture.md on the bounds): a run of consecutive SendMessage writes of one batch is checked and written with a fixed number
 //! of statements (about seven, one more when the run mentions anyone), whatever its length, instead
 //! of about nine statements per message.
 //! The outcome is the one the sends would have had one after another: sends change none of each
 //! other's preconditions except the idempotency keys (tracked here) and the sequence numbers
 //! (taken per conversation with one atomic `head_seq + n`). One difference is unobservable: a reply
 //! to a message of the same run is refused as a reply to a missing message, but no client can know
-//! a message's id before the commit that ends the run.
+//! a message's id before the commit that ends the run. The decision per send is `rules::send`,
+//! over the facts these few statements read.
 
-macro_rules! conv_send_run {
-    () => {
-            /// One SendMessage of a run, borrowed from its op.
-            struct SendRef<'a> {
-                conv: ConvId,
-                sender: UserId,
-                session_id: &'a str,
-                client_msg_id: &'a str,
-                text: &'a str,
-                reply_to: Option<i64>,
-                mentions: &'a [UserId],
-                now: i64,
-            }
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
 
-            impl<'a> SendRef<'a> {
-                fn of(op: &'a WriteOp) -> Option<Self> {
-                    match op {
-                        WriteOp::Send { conversation_id, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => Some(Self {
-                            conv: *conversation_id,
-                            sender: *sender,
-                            session_id,
-                            client_msg_id,
-                            text,
-                            reply_to: *reply_to,
-                            mentions,
-                            now: *now_ms,
-                        }),
-                        _ => None,
-                    }
-                }
-            }
+use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Row as _, Type};
 
-            /// What the checks decided for one send of the run.
-            enum Fate {
-                Refused(OpError),
-                /// The key was used by an earlier, committed send.
-                Stored(Applied),
-                /// The key was used by an earlier send of this run (its index).
-                SameAs(usize),
-                /// A new message: its rank among the run's new messages of its conversation.
-                New(i64),
-            }
+use super::conv_sql::join_ids;
+use super::conv_types::{
+    Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageRec, NOTIFY_MENTIONED, NotificationRec, OpError,
+    OpResult, WriteOp,
+};
+use super::rows::{PosterRow, StoredKeyRow};
+use super::rules;
+use super::sql::SqlBackend;
+use super::types::UserId;
 
-            /// Per (conversation, sender) that is a membership: (kind, whether the sender may post
-            /// under announcement-only, whether a DIRECT conversation's peer blocked the sender or deleted
-            /// their account).
-            async fn send_checks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<(ConvId, UserId), (i32, bool, bool)>, sqlx::Error> {
-                let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
-                pairs.sort_unstable();
-                pairs.dedup();
-                let mut q = sqlx::QueryBuilder::<Db>::new("WITH k(cid, uid) AS (");
-                q.push_values(&pairs, |mut b, (c, u)| {
-                    b.push_bind(*c).push_bind(*u);
-                });
-                q.push(format!(
-                    ") SELECT k.cid, k.uid, c.kind, c.announcement_only, m.role, \
-                     CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN users pu ON pu.id = p.user_id \
-                     LEFT JOIN blocks b ON b.user_id = p.user_id AND b.blocked_id = k.uid \
-                     WHERE p.conversation_id = k.cid AND p.user_id <> k.uid \
-                     AND (b.user_id IS NOT NULL OR pu.deleted_at_ms IS NOT NULL)) THEN 1 ELSE 0 END \
-                     FROM k JOIN conversations c ON c.id = k.cid JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid",
-                    direct = ConvKind::Direct as i32
-                ));
-                let mut out = HashMap::with_capacity(pairs.len());
-                for r in q.build().fetch_all(&mut **tx).await? {
-                    let kind: i32 = r.try_get(2)?;
-                    let announcement_only: i32 = r.try_get(3)?;
-                    let role: i32 = r.try_get(4)?;
-                    let blocked: i32 = r.try_get(5)?;
-                    let may_post = announcement_only == 0 || permits(role, Action::PostInAnnouncementOnly);
-                    out.insert((r.try_get(0)?, r.try_get(1)?), (kind, may_post, blocked != 0));
-                }
-                Ok(out)
-            }
+type Tx<'c, DB> = sqlx::Transaction<'c, DB>;
 
-            /// Messages already stored under the run's idempotency keys:
-            /// (session, client_msg_id, message id, seq, created_at_ms, conversation).
-            async fn send_stored_keys(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<(String, String, i64, i64, i64, ConvId)>, sqlx::Error> {
-                let mut q = sqlx::QueryBuilder::<Db>::new("WITH k(s, c) AS (");
-                q.push_values(run, |mut b, s| {
-                    b.push_bind(s.session_id.to_string()).push_bind(s.client_msg_id.to_string());
-                });
-                q.push(") SELECT m.session_id, m.client_msg_id, m.id, m.seq, m.created_at_ms, m.conversation_id FROM messages m \
-                        JOIN k ON m.session_id = k.s AND m.client_msg_id = k.c");
-                q.build()
-                    .fetch_all(&mut **tx)
-                    .await?
-                    .iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
-                    .collect()
-            }
-
-            /// The conversation of each existing message the run replies to.
-            async fn send_parents(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashMap<i64, ConvId>, sqlx::Error> {
-                let mut ids: Vec<i64> = run.iter().filter_map(|s| s.reply_to).collect();
-                if ids.is_empty() {
-                    return Ok(HashMap::new());
-                }
-                ids.sort_unstable();
-                ids.dedup();
-                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT id, conversation_id FROM messages WHERE id IN (");
-                let mut list = q.separated(", ");
-                for id in &ids {
-                    list.push_bind(*id);
-                }
-                q.push(")");
-                q.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-            }
-
-            /// Members of each conversation, in user order.
-            async fn send_audiences(tx: &mut Tx, convs: &[ConvId]) -> Result<HashMap<ConvId, Vec<UserId>>, sqlx::Error> {
-                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT conversation_id, user_id FROM members WHERE conversation_id IN (");
-                let mut list = q.separated(", ");
-                for c in convs {
-                    list.push_bind(*c);
-                }
-                q.push(") ORDER BY conversation_id, user_id");
-                let mut out: HashMap<ConvId, Vec<UserId>> = HashMap::with_capacity(convs.len());
-                for r in q.build().fetch_all(&mut **tx).await? {
-                    out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
-                }
-                Ok(out)
-            }
-
-            /// (mentioned user, sender) pairs of the run where the mentioned user blocked the sender:
-            /// those mentions notify nobody (§18, §21). One statement; none when nothing is mentioned.
-            async fn send_mention_blocks(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<HashSet<(UserId, UserId)>, sqlx::Error> {
-                let mut mentioned: Vec<UserId> = run.iter().flat_map(|s| s.mentions.iter().copied()).collect();
-                if mentioned.is_empty() {
-                    return Ok(HashSet::new());
-                }
-                mentioned.sort_unstable();
-                mentioned.dedup();
-                let mut senders: Vec<UserId> = run.iter().filter(|s| !s.mentions.is_empty()).map(|s| s.sender).collect();
-                senders.sort_unstable();
-                senders.dedup();
-                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT user_id, blocked_id FROM blocks WHERE user_id IN (");
-                let mut list = q.separated(", ");
-                for u in &mentioned {
-                    list.push_bind(*u);
-                }
-                q.push(") AND blocked_id IN (");
-                let mut list = q.separated(", ");
-                for u in &senders {
-                    list.push_bind(*u);
-                }
-                q.push(")");
-                q.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-            }
-
-            /// Applies a run of sends (§13.1): one result per send, in order.
-            async fn send_run(tx: &mut Tx, run: &[SendRef<'_>]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
-                let checks = send_checks(tx, run).await?;
-                let stored_rows = send_stored_keys(tx, run).await?;
-                let stored: HashMap<(&str, &str), (i64, i64, i64, ConvId)> =
-                    stored_rows.iter().map(|(s, c, id, seq, at, conv)| ((s.as_str(), c.as_str()), (*id, *seq, *at, *conv))).collect();
-                let parents = send_parents(tx, run).await?;
-
-                // Decide, in order, as if the sends ran one after another.
-                let mut fates = Vec::with_capacity(run.len());
-                let mut taken: HashMap<(&str, &str), usize> = HashMap::new();
-                // Per conversation: new messages and the time of the last one.
-                let mut counts: HashMap<ConvId, (i64, i64)> = HashMap::new();
-                for (i, s) in run.iter().enumerate() {
-                    let fate = 'fate: {
-                        let Some(&(kind, may_post, blocked)) = checks.get(&(s.conv, s.sender)) else {
-                            break 'fate Fate::Refused(OpError::NotFound("no such conversation"));
-                        };
-                        if let Some(&(message_id, seq, created_at_ms, conv)) = stored.get(&(s.session_id, s.client_msg_id)) {
-                            if conv != s.conv {
-                                break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
-                            }
-                            break 'fate Fate::Stored(Applied {
-                                result: Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate: true }),
-                                ..Default::default()
-                            });
-                        }
-                        if let Some(&first) = taken.get(&(s.session_id, s.client_msg_id)) {
-                            if run[first].conv != s.conv {
-                                break 'fate Fate::Refused(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
-                            }
-                            break 'fate Fate::SameAs(first);
-                        }
-                        if kind == ConvKind::Direct as i32 && blocked {
-                            break 'fate Fate::Refused(OpError::PermissionDenied("you cannot send to this conversation"));
-                        }
-                        if !may_post {
-                            break 'fate Fate::Refused(OpError::PermissionDenied("only owners and admins post in this conversation"));
-                        }
-                        if let Some(parent) = s.reply_to
-                            && parents.get(&parent) != Some(&s.conv)
-                        {
-                            break 'fate Fate::Refused(OpError::Invalid("send_message.reply_to_message_id", "no such message in this conversation"));
-                        }
-                        taken.insert((s.session_id, s.client_msg_id), i);
-                        let entry = counts.entry(s.conv).or_insert((0, s.now));
-                        entry.0 += 1;
-                        entry.1 = entry.1.max(s.now);
-                        Fate::New(entry.0)
-                    };
-                    fates.push(fate);
-                }
-
-                let mut first_seq: HashMap<ConvId, i64> = HashMap::with_capacity(counts.len());
-                let mut ids: HashMap<(ConvId, i64), i64> = HashMap::new();
-                let mut audiences: HashMap<ConvId, Vec<UserId>> = HashMap::new();
-                let mut mention_blocks: HashSet<(UserId, UserId)> = HashSet::new();
-                if !counts.is_empty() {
-                    // Conversations in id order, so concurrent writers lock their rows alike.
-                    let mut convs: Vec<(ConvId, i64, i64)> = counts.iter().map(|(c, (n, at))| (*c, *n, *at)).collect();
-                    convs.sort_unstable();
-
-                    // Sequence numbers: one atomic step of each conversation's head.
-                    let mut q = sqlx::QueryBuilder::<Db>::new("WITH v(cid, n, at_ms) AS (");
-                    q.push_values(&convs, |mut b, (c, n, at)| {
-                        b.push_bind(*c).push_bind(*n).push_bind(*at);
-                    });
-                    q.push(") UPDATE conversations SET head_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
-                            WHERE conversations.id = v.cid RETURNING id, head_seq");
-                    for r in q.build().fetch_all(&mut **tx).await? {
-                        let conv: ConvId = r.try_get(0)?;
-                        let head: i64 = r.try_get(1)?;
-                        first_seq.insert(conv, head - counts.get(&conv).map_or(0, |e| e.0) + 1);
-                    }
-                    if first_seq.len() != convs.len() {
-                        return Err(sqlx::Error::Protocol("a conversation vanished during a send batch".into()));
-                    }
-
-                    // The messages, then the log entries that carry them.
-                    let fresh: Vec<(&SendRef<'_>, i64)> = run
-                        .iter()
-                        .zip(&fates)
-                        .filter_map(|(s, f)| match f {
-                            Fate::New(rank) => Some((s, first_seq[&s.conv] + rank - 1)),
-                            _ => None,
-                        })
-                        .collect();
-                    let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) ",
-                    );
-                    q.push_values(&fresh, |mut b, (s, seq)| {
-                        b.push_bind(s.conv)
-                            .push_bind(*seq)
-                            .push_bind(s.sender)
-                            .push_bind(s.session_id.to_string())
-                            .push_bind(s.client_msg_id.to_string())
-                            .push_bind(s.text.to_string())
-                            .push_bind(s.reply_to)
-                            .push_bind(join_ids(s.mentions))
-                            .push_bind(s.now);
-                    });
-                    q.push(" RETURNING id, conversation_id, seq");
-                    for r in q.build().fetch_all(&mut **tx).await? {
-                        ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
-                    }
-                    if ids.len() != fresh.len() {
-                        return Err(sqlx::Error::Protocol("a sent message got no id".into()));
-                    }
-                    let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) ",
-                    );
-                    q.push_values(&fresh, |mut b, (s, seq)| {
-                        b.push_bind(s.conv)
-                            .push_bind(*seq)
-                            .push_bind(LOG_POSTED)
-                            .push_bind(s.sender)
-                            .push_bind(s.now)
-                            .push_bind(ids[&(s.conv, *seq)])
-                            .push_bind(s.text.to_string())
-                            .push_bind(join_ids(s.mentions));
-                    });
-                    q.build().execute(&mut **tx).await?;
-
-                    // Each conversation's last message is its new head.
-                    let mut q = sqlx::QueryBuilder::<Db>::new("WITH v(cid, mid) AS (");
-                    q.push_values(&convs, |mut b, (c, n, _)| {
-                        b.push_bind(*c).push_bind(ids[&(*c, first_seq[c] + n - 1)]);
-                    });
-                    q.push(") UPDATE conversations SET last_message_id = v.mid FROM v WHERE conversations.id = v.cid");
-                    q.build().execute(&mut **tx).await?;
-
-                    let list: Vec<ConvId> = convs.iter().map(|e| e.0).collect();
-                    audiences = send_audiences(tx, &list).await?;
-                    mention_blocks = send_mention_blocks(tx, run).await?;
-                }
-
-                // The results, in order; mentions of members become inbox entries.
-                let mut out: Vec<Result<Applied, OpError>> = Vec::with_capacity(run.len());
-                for (s, fate) in run.iter().zip(fates) {
-                    let applied = match fate {
-                        Fate::Refused(e) => Err(e),
-                        Fate::Stored(a) => Ok(a),
-                        Fate::SameAs(first) => match &out[first] {
-                            Ok(Applied { result: Some(OpResult::Sent { message_id, seq, created_at_ms, .. }), .. }) => Ok(Applied {
-                                result: Some(OpResult::Sent { message_id: *message_id, seq: *seq, created_at_ms: *created_at_ms, duplicate: true }),
-                                ..Default::default()
-                            }),
-                            _ => return Err(sqlx::Error::Protocol("a taken idempotency key has no message".into())),
-                        },
-                        Fate::New(rank) => {
-                            let seq = first_seq[&s.conv] + rank - 1;
-                            let message_id = ids[&(s.conv, seq)];
-                            let audience = audiences.get(&s.conv).cloned().unwrap_or_default();
-                            let mut notifications = Vec::new();
-                            let notified = |u: &&UserId| **u != s.sender && audience.contains(u) && !mention_blocks.contains(&(**u, s.sender));
-                            for u in s.mentions.iter().filter(notified) {
-                                notifications.push(notify(tx, *u, NOTIFY_MENTIONED, s.conv, Some(message_id), s.sender, None, s.now).await?);
-                            }
-                            let m = MessageRec {
-                                id: message_id,
-                                conversation_id: s.conv,
-                                seq,
-                                sender_id: s.sender,
-                                text: s.text.to_string(),
-                                reply_to: s.reply_to,
-                                mentions: s.mentions.to_vec(),
-                                created_at_ms: s.now,
-                                edited_at_ms: None,
-                                deleted: false,
-                                client_msg_id: s.client_msg_id.to_string(),
-                                reactions: Vec::new(),
-                                pinned: false,
-                            };
-                            let ev = LogEvent { conversation_id: s.conv, seq, actor_id: s.sender, at_ms: s.now, body: LogBody::Posted(m) };
-                            Ok(Applied {
-                                result: Some(OpResult::Sent { message_id, seq, created_at_ms: s.now, duplicate: false }),
-                                events: vec![ev],
-                                audience,
-                                notifications,
-                                ..Default::default()
-                            })
-                        }
-                    };
-                    out.push(applied);
-                }
-                Ok(out)
-            }
-    };
+/// One SendMessage of a run, borrowed from its op.
+pub(super) struct SendRef<'a> {
+    conv: ConvId,
+    sender: UserId,
+    session_id: &'a str,
+    client_msg_id: &'a str,
+    text: &'a str,
+    reply_to: Option<i64>,
+    mentions: &'a [UserId],
+    now: i64,
 }
 
-pub(super) use conv_send_run;
+impl<'a> SendRef<'a> {
+    /// The send `op` is, if it is one.
+    pub(super) fn of(op: &'a WriteOp) -> Option<Self> {
+        match op {
+            WriteOp::Send { conversation_id, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => {
+                Some(Self {
+                    conv: *conversation_id,
+                    sender: *sender,
+                    session_id,
+                    client_msg_id,
+                    text,
+                    reply_to: *reply_to,
+                    mentions,
+                    now: *now_ms,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What the checks decided for one send of the run.
+enum Fate {
+    Refused(OpError),
+    /// The key was used by an earlier, committed send.
+    Stored(Applied),
+    /// The key was used by an earlier send of this run (its index).
+    SameAs(usize),
+    /// A new message: its rank among the run's new messages of its conversation.
+    New(i64),
+}
+
+/// The send path's SQL for backend `DB`. The `where` clause is the whole of what the SQL needs
+/// from sqlx (an executor for a connection, and the types it binds and reads); it is written once,
+/// on this block, because Rust does not carry where-clauses of a trait (`SqlBackend`) into the
+/// functions bounded by it.
+pub(super) struct SendSql<DB>(PhantomData<DB>);
+
+impl<DB: SqlBackend> SendSql<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> PosterRow: FromRow<'r, DB::Row>,
+    for<'r> StoredKeyRow: FromRow<'r, DB::Row>,
+{
+    /// Per (conversation, sender) that is a membership: the sender's standing (kind, role,
+    /// announcement-only, whether a DIRECT conversation's peer blocked the sender or deleted
+    /// their account).
+    async fn send_checks(
+        tx: &mut Tx<'_, DB>,
+        run: &[SendRef<'_>],
+    ) -> Result<HashMap<(ConvId, UserId), rules::Poster>, sqlx::Error> {
+        let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(cid, uid) AS (");
+        q.push_values(&pairs, |mut b, (c, u)| {
+            b.push_bind(*c).push_bind(*u);
+        });
+        q.push(format!(
+            ") SELECT k.cid AS cid, k.uid AS uid, c.kind AS kind, c.announcement_only AS announcement_only, m.role AS role, \
+             CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN users pu ON pu.id = p.user_id \
+             LEFT JOIN blocks b ON b.user_id = p.user_id AND b.blocked_id = k.uid \
+             WHERE p.conversation_id = k.cid AND p.user_id <> k.uid \
+             AND (b.user_id IS NOT NULL OR pu.deleted_at_ms IS NOT NULL)) THEN 1 ELSE 0 END AS peer_blocked \
+             FROM k JOIN conversations c ON c.id = k.cid JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid",
+            direct = ConvKind::Direct as i32
+        ));
+        let mut out = HashMap::with_capacity(pairs.len());
+        for r in q.build_query_as::<PosterRow>().fetch_all(&mut **tx).await? {
+            out.insert((r.cid, r.uid), r.poster());
+        }
+        Ok(out)
+    }
+
+    /// Messages already stored under the run's idempotency keys.
+    async fn send_stored_keys(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<Vec<StoredKeyRow>, sqlx::Error> {
+        let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(s, c) AS (");
+        q.push_values(run, |mut b, s| {
+            b.push_bind(s.session_id.to_string()).push_bind(s.client_msg_id.to_string());
+        });
+        q.push(
+            ") SELECT m.session_id AS session_id, m.client_msg_id AS client_msg_id, m.id AS id, m.seq AS seq, \
+                m.created_at_ms AS created_at_ms, m.conversation_id AS conversation_id FROM messages m \
+                JOIN k ON m.session_id = k.s AND m.client_msg_id = k.c",
+        );
+        q.build_query_as().fetch_all(&mut **tx).await
+    }
+
+    /// The conversation of each existing message the run replies to.
+    async fn send_parents(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<HashMap<i64, ConvId>, sqlx::Error> {
+        let mut ids: Vec<i64> = run.iter().filter_map(|s| s.reply_to).collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut q = sqlx::QueryBuilder::<DB>::new("SELECT id, conversation_id FROM messages WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in &ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Members of each conversation, in user order.
+    async fn send_audiences(
+        tx: &mut Tx<'_, DB>,
+        convs: &[ConvId],
+    ) -> Result<HashMap<ConvId, Vec<UserId>>, sqlx::Error> {
+        let mut q =
+            sqlx::QueryBuilder::<DB>::new("SELECT conversation_id, user_id FROM members WHERE conversation_id IN (");
+        let mut list = q.separated(", ");
+        for c in convs {
+            list.push_bind(*c);
+        }
+        q.push(") ORDER BY conversation_id, user_id");
+        let mut out: HashMap<ConvId, Vec<UserId>> = HashMap::with_capacity(convs.len());
+        for r in q.build().fetch_all(&mut **tx).await? {
+            out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+        }
+        Ok(out)
+    }
+
+    /// (mentioned user, sender) pairs of the run where the mentioned user blocked the sender:
+    /// those mentions notify nobody (§18, §21). One statement; none when nothing is mentioned.
+    async fn send_mention_blocks(
+        tx: &mut Tx<'_, DB>,
+        run: &[SendRef<'_>],
+    ) -> Result<HashSet<(UserId, UserId)>, sqlx::Error> {
+        let mut mentioned: Vec<UserId> = run.iter().flat_map(|s| s.mentions.iter().copied()).collect();
+        if mentioned.is_empty() {
+            return Ok(HashSet::new());
+        }
+        mentioned.sort_unstable();
+        mentioned.dedup();
+        let mut senders: Vec<UserId> = run.iter().filter(|s| !s.mentions.is_empty()).map(|s| s.sender).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let mut q = sqlx::QueryBuilder::<DB>::new("SELECT user_id, blocked_id FROM blocks WHERE user_id IN (");
+        let mut list = q.separated(", ");
+        for u in &mentioned {
+            list.push_bind(*u);
+        }
+        q.push(") AND blocked_id IN (");
+        let mut list = q.separated(", ");
+        for u in &senders {
+            list.push_bind(*u);
+        }
+        q.push(")");
+        q.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Applies a run of sends (§13.1): one result per send, in order.
+    pub(super) async fn send_run(
+        tx: &mut Tx<'_, DB>,
+        run: &[SendRef<'_>],
+    ) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
+        let checks = Self::send_checks(tx, run).await?;
+        let stored_rows = Self::send_stored_keys(tx, run).await?;
+        let stored: HashMap<(&str, &str), (i64, i64, i64, ConvId)> = stored_rows
+            .iter()
+            .map(|r| {
+                ((r.session_id.as_str(), r.client_msg_id.as_str()), (r.id, r.seq, r.created_at_ms, r.conversation_id))
+            })
+            .collect();
+        let parents = Self::send_parents(tx, run).await?;
+
+        // Decide, in order, as if the sends ran one after another.
+        let mut fates = Vec::with_capacity(run.len());
+        let mut taken: HashMap<(&str, &str), usize> = HashMap::new();
+        // Per conversation: new messages and the time of the last one.
+        let mut counts: HashMap<ConvId, (i64, i64)> = HashMap::new();
+        for (i, s) in run.iter().enumerate() {
+            let key = (s.session_id, s.client_msg_id);
+            // An earlier use of the key: committed before, or earlier in this run.
+            let earlier_stored = stored.get(&key).copied();
+            let earlier_taken = taken.get(&key).copied();
+            let facts = rules::SendFacts {
+                conv: s.conv,
+                poster: checks.get(&(s.conv, s.sender)).copied(),
+                key_used_in: earlier_stored.map(|e| e.3).or(earlier_taken.map(|first| run[first].conv)),
+                reply_to: s.reply_to,
+                parent_conv: s.reply_to.and_then(|p| parents.get(&p).copied()),
+            };
+            let fate = match (rules::send(&facts), earlier_stored, earlier_taken) {
+                (Err(e), _, _) => Fate::Refused(e),
+                (Ok(rules::SendVerdict::Duplicate), Some((message_id, seq, created_at_ms, _)), _) => {
+                    Fate::Stored(Applied {
+                        result: Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate: true }),
+                        ..Default::default()
+                    })
+                }
+                (Ok(rules::SendVerdict::Duplicate), None, Some(first)) => Fate::SameAs(first),
+                (Ok(rules::SendVerdict::Duplicate), None, None) => {
+                    return Err(sqlx::Error::Protocol("a duplicate send has no earlier use of its key".into()));
+                }
+                (Ok(rules::SendVerdict::Post), _, _) => {
+                    taken.insert(key, i);
+                    let entry = counts.entry(s.conv).or_insert((0, s.now));
+                    entry.0 += 1;
+                    entry.1 = entry.1.max(s.now);
+                    Fate::New(entry.0)
+                }
+            };
+            fates.push(fate);
+        }
+
+        let mut first_seq: HashMap<ConvId, i64> = HashMap::with_capacity(counts.len());
+        let mut ids: HashMap<(ConvId, i64), i64> = HashMap::new();
+        let mut audiences: HashMap<ConvId, Vec<UserId>> = HashMap::new();
+        let mut mention_blocks: HashSet<(UserId, UserId)> = HashSet::new();
+        if !counts.is_empty() {
+            // Conversations in id order, so concurrent writers lock their rows alike.
+            let mut convs: Vec<(ConvId, i64, i64)> = counts.iter().map(|(c, (n, at))| (*c, *n, *at)).collect();
+            convs.sort_unstable();
+
+            // Sequence numbers: one atomic step of each conversation's head.
+            let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, n, at_ms) AS (");
+            q.push_values(&convs, |mut b, (c, n, at)| {
+                b.push_bind(*c).push_bind(*n).push_bind(*at);
+            });
+            q.push(
+                ") UPDATE conversations SET head_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
+                    WHERE conversations.id = v.cid RETURNING id, head_seq",
+            );
+            for r in q.build().fetch_all(&mut **tx).await? {
+                let conv: ConvId = r.try_get(0)?;
+                let head: i64 = r.try_get(1)?;
+                first_seq.insert(conv, head - counts.get(&conv).map_or(0, |e| e.0) + 1);
+            }
+            if first_seq.len() != convs.len() {
+                return Err(sqlx::Error::Protocol("a conversation vanished during a send batch".into()));
+            }
+
+            // The messages, then the log entries that carry them.
+            let fresh: Vec<(&SendRef<'_>, i64)> = run
+                .iter()
+                .zip(&fates)
+                .filter_map(|(s, f)| match f {
+                    Fate::New(rank) => Some((s, first_seq[&s.conv] + rank - 1)),
+                    _ => None,
+                })
+                .collect();
+            let mut q = sqlx::QueryBuilder::<DB>::new(
+                "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) ",
+            );
+            q.push_values(&fresh, |mut b, (s, seq)| {
+                b.push_bind(s.conv)
+                    .push_bind(*seq)
+                    .push_bind(s.sender)
+                    .push_bind(s.session_id.to_string())
+                    .push_bind(s.client_msg_id.to_string())
+                    .push_bind(s.text.to_string())
+                    .push_bind(s.reply_to)
+                    .push_bind(join_ids(s.mentions))
+                    .push_bind(s.now);
+            });
+            q.push(" RETURNING id, conversation_id, seq");
+            for r in q.build().fetch_all(&mut **tx).await? {
+                ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
+            }
+            if ids.len() != fresh.len() {
+                return Err(sqlx::Error::Protocol("a sent message got no id".into()));
+            }
+            let mut q = sqlx::QueryBuilder::<DB>::new(
+                "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) ",
+            );
+            q.push_values(&fresh, |mut b, (s, seq)| {
+                b.push_bind(s.conv)
+                    .push_bind(*seq)
+                    .push_bind(LOG_POSTED)
+                    .push_bind(s.sender)
+                    .push_bind(s.now)
+                    .push_bind(ids[&(s.conv, *seq)])
+                    .push_bind(s.text.to_string())
+                    .push_bind(join_ids(s.mentions));
+            });
+            q.build().execute(&mut **tx).await?;
+
+            // Each conversation's last message is its new head.
+            let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, mid) AS (");
+            q.push_values(&convs, |mut b, (c, n, _)| {
+                b.push_bind(*c).push_bind(ids[&(*c, first_seq[c] + n - 1)]);
+            });
+            q.push(") UPDATE conversations SET last_message_id = v.mid FROM v WHERE conversations.id = v.cid");
+            q.build().execute(&mut **tx).await?;
+
+            let list: Vec<ConvId> = convs.iter().map(|e| e.0).collect();
+            audiences = Self::send_audiences(tx, &list).await?;
+            mention_blocks = Self::send_mention_blocks(tx, run).await?;
+        }
+
+        // The results, in order; mentions of members become inbox entries.
+        let mut out: Vec<Result<Applied, OpError>> = Vec::with_capacity(run.len());
+        for (s, fate) in run.iter().zip(fates) {
+            let applied = match fate {
+                Fate::Refused(e) => Err(e),
+                Fate::Stored(a) => Ok(a),
+                Fate::SameAs(first) => match &out[first] {
+                    Ok(Applied { result: Some(OpResult::Sent { message_id, seq, created_at_ms, .. }), .. }) => {
+                        Ok(Applied {
+                            result: Some(OpResult::Sent {
+                                message_id: *message_id,
+                                seq: *seq,
+                                created_at_ms: *created_at_ms,
+                                duplicate: true,
+                            }),
+                            ..Default::default()
+                        })
+                    }
+                    _ => return Err(sqlx::Error::Protocol("a taken idempotency key has no message".into())),
+                },
+                Fate::New(rank) => {
+                    let seq = first_seq[&s.conv] + rank - 1;
+                    let message_id = ids[&(s.conv, seq)];
+                    let audience = audiences.get(&s.conv).cloned().unwrap_or_default();
+                    let mut notifications = Vec::new();
+                    let notified = |u: &&UserId| {
+                        rules::mention_notifies(
+                            **u,
+                            s.sender,
+                            audience.contains(u),
+                            mention_blocks.contains(&(**u, s.sender)),
+                        )
+                    };
+                    for u in s.mentions.iter().filter(notified) {
+                        notifications.push(
+                            Self::notify(tx, *u, NOTIFY_MENTIONED, s.conv, Some(message_id), s.sender, None, s.now)
+                                .await?,
+                        );
+                    }
+                    let m = MessageRec {
+                        id: message_id,
+                        conversation_id: s.conv,
+                        seq,
+                        sender_id: s.sender,
+                        text: s.text.to_string(),
+                        reply_to: s.reply_to,
+                        mentions: s.mentions.to_vec(),
+                        created_at_ms: s.now,
+                        edited_at_ms: None,
+                        deleted: false,
+                        client_msg_id: s.client_msg_id.to_string(),
+                        reactions: Vec::new(),
+                        pinned: false,
+                    };
+                    let ev = LogEvent {
+                        conversation_id: s.conv,
+                        seq,
+                        actor_id: s.sender,
+                        at_ms: s.now,
+                        body: LogBody::Posted(m),
+                    };
+                    Ok(Applied {
+                        result: Some(OpResult::Sent { message_id, seq, created_at_ms: s.now, duplicate: false }),
+                        events: vec![ev],
+                        audience,
+                        notifications,
+                        ..Default::default()
+                    })
+                }
+            };
+            out.push(applied);
+        }
+        Ok(out)
+    }
+
+    /// A new inbox entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn notify(
+        tx: &mut Tx<'_, DB>,
+        user: UserId,
+        kind: i32,
+        conv: ConvId,
+        message_id: Option<i64>,
+        actor: UserId,
+        role: Option<i32>,
+        now: i64,
+    ) -> Result<NotificationRec, sqlx::Error> {
+        let r = sqlx::query(
+            "INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(user)
+        .bind(kind)
+        .bind(conv)
+        .bind(message_id)
+        .bind(actor)
+        .bind(role)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(NotificationRec {
+            id: r.try_get(0)?,
+            user_id: user,
+            kind,
+            conversation_id: conv,
+            message_id,
+            actor_id: actor,
+            role,
+            created_at_ms: now,
+            read: false,
+        })
+    }
+}

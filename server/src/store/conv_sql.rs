@@ -12,78 +12,38 @@ pub(super) fn join_ids(v: &[i64]) -> String {
 }
 
 macro_rules! impl_conv_store {
-    ($store:ty, $begin:literal) => {
+    ($store:ty) => {
         mod conv_impl {
             use super::*;
-            use $crate::store::conv_sql::ids;
+            use $crate::store::rows::{EventRow, MSG_COLS, MemberRow, MessageRow, ReactionRow, UserUpdateRow, ViewRow, WatermarkRow};
             use $crate::store::conv_types::*;
             use $crate::store::{ConvStore, StoreError, timed};
             use $crate::store::types::UserId;
 
             type Db = <$store as $crate::store::sql::HasDb>::Db;
-            type Row = <Db as sqlx::Database>::Row;
-
-            const MSG_COLS: &str = "id, conversation_id, seq, sender_id, text, reply_to, mentions, created_at_ms, \
-                                    edited_at_ms, deleted_at_ms, client_msg_id";
-
-            fn message_at(r: &Row, o: usize) -> Result<Option<MessageRec>, sqlx::Error> {
-                let id: Option<i64> = r.try_get(o)?;
-                let Some(id) = id else { return Ok(None) };
-                let deleted_at: Option<i64> = r.try_get(o + 9)?;
-                Ok(Some(MessageRec {
-                    id,
-                    conversation_id: r.try_get(o + 1)?,
-                    seq: r.try_get(o + 2)?,
-                    sender_id: r.try_get(o + 3)?,
-                    text: r.try_get(o + 4)?,
-                    reply_to: r.try_get(o + 5)?,
-                    mentions: ids(r.try_get(o + 6)?),
-                    created_at_ms: r.try_get(o + 7)?,
-                    edited_at_ms: r.try_get(o + 8)?,
-                    deleted: deleted_at.is_some(),
-                    client_msg_id: r.try_get(o + 10)?,
-                    reactions: Vec::new(),
-                    pinned: false,
-                }))
-            }
 
             /// Columns of a conversation seen by user $1, with its last message. Counts and the last
             /// message are a member's only: a channel seen from outside shows no content (§12.1).
             /// Mentions are matched in the comma-separated `mentions` column of unread messages.
-            const VIEW_SELECT: &str = "SELECT c.id, c.kind, c.title, c.description, c.created_at_ms, c.head_seq, \
-                 c.last_activity_ms, c.member_count, m.role, COALESCE(m.read_seq, 0), \
+            const VIEW_SELECT: &str = "SELECT c.id AS id, c.kind AS kind, c.title AS title, c.description AS description, \
+                 c.created_at_ms AS created_at_ms, c.head_seq AS head_seq, c.last_activity_ms AS last_activity_ms, \
+                 c.member_count AS member_count, m.role AS my_role, COALESCE(m.read_seq, 0) AS my_read_seq, \
                  (SELECT COUNT(*) FROM messages x WHERE m.role IS NOT NULL AND x.conversation_id = c.id \
-                    AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL), \
-                 (SELECT p.user_id FROM members p WHERE c.kind = 1 AND p.conversation_id = c.id AND p.user_id <> $1 LIMIT 1), \
-                 lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.text, lm.reply_to, lm.mentions, lm.created_at_ms, \
-                 lm.edited_at_ms, lm.deleted_at_ms, lm.client_msg_id, c.photo_ref, c.announcement_only, \
+                    AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL) AS unread_count, \
+                 (SELECT p.user_id FROM members p WHERE c.kind = 1 AND p.conversation_id = c.id AND p.user_id <> $1 LIMIT 1) \
+                    AS peer_user_id, \
+                 lm.id AS lm_id, lm.conversation_id AS lm_conversation_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, \
+                 lm.text AS lm_text, lm.reply_to AS lm_reply_to, lm.mentions AS lm_mentions, \
+                 lm.created_at_ms AS lm_created_at_ms, lm.edited_at_ms AS lm_edited_at_ms, \
+                 lm.deleted_at_ms AS lm_deleted_at_ms, lm.client_msg_id AS lm_client_msg_id, \
+                 c.photo_ref AS photo_ref, c.announcement_only AS announcement_only, \
                  (SELECT COUNT(*) FROM messages x WHERE m.role IS NOT NULL AND x.conversation_id = c.id \
                     AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL \
                     AND (',' || x.mentions || ',') LIKE ('%,' || CAST($1 AS TEXT) || ',%') \
                     AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = x.sender_id)) \
+                    AS unread_mention_count \
                  FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1 \
                  LEFT JOIN messages lm ON lm.id = c.last_message_id AND m.role IS NOT NULL";
-
-            fn view(r: &Row) -> Result<ConvView, sqlx::Error> {
-                Ok(ConvView {
-                    id: r.try_get(0)?,
-                    kind: r.try_get::<i32, _>(1)?,
-                    title: r.try_get(2)?,
-                    description: r.try_get(3)?,
-                    created_at_ms: r.try_get(4)?,
-                    head_seq: r.try_get(5)?,
-                    last_activity_ms: r.try_get(6)?,
-                    member_count: r.try_get::<i32, _>(7)? as i64,
-                    my_role: r.try_get(8)?,
-                    my_read_seq: r.try_get(9)?,
-                    unread_count: r.try_get(10)?,
-                    unread_mention_count: r.try_get(25)?,
-                    peer_user_id: r.try_get(11)?,
-                    last_message: message_at(r, 12)?,
-                    photo_ref: r.try_get(23)?,
-                    announcement_only: r.try_get::<i32, _>(24)? != 0,
-                })
-            }
 
             fn q(s: String) -> sqlx::AssertSqlSafe<String> {
                 sqlx::AssertSqlSafe(s)
@@ -94,7 +54,8 @@ macro_rules! impl_conv_store {
                 let (Some(lo), Some(hi)) = (msgs.iter().map(|m| m.seq).min(), msgs.iter().map(|m| m.seq).max()) else {
                     return Ok(());
                 };
-                let rows = sqlx::query("SELECT r.message_id, r.emoji, COUNT(*), SUM(CASE WHEN r.user_id = $1 THEN 1 ELSE 0 END) \
+                let rows = sqlx::query_as::<_, ReactionRow>("SELECT r.message_id AS message_id, r.emoji AS emoji, COUNT(*) AS count, \
+                                        SUM(CASE WHEN r.user_id = $1 THEN 1 ELSE 0 END) AS mine \
                                         FROM reactions r JOIN messages m ON m.id = r.message_id \
                                         WHERE m.conversation_id = $2 AND m.seq BETWEEN $3 AND $4 \
                                         GROUP BY r.message_id, r.emoji ORDER BY r.message_id, MIN(r.created_at_ms), r.emoji")
@@ -104,11 +65,9 @@ macro_rules! impl_conv_store {
                     .bind(hi)
                     .fetch_all(pool)
                     .await?;
-                for r in &rows {
-                    let id: i64 = r.try_get(0)?;
-                    if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
-                        let me: i64 = r.try_get(3)?;
-                        m.reactions.push((r.try_get(1)?, r.try_get(2)?, me > 0));
+                for r in rows {
+                    if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
+                        m.reactions.push((r.emoji, r.count, r.mine > 0));
                     }
                 }
                 let pins = sqlx::query("SELECT p.message_id FROM pins p JOIN messages m ON m.id = p.message_id \
@@ -127,82 +86,6 @@ macro_rules! impl_conv_store {
                 Ok(())
             }
 
-            fn event_from(r: &Row, conv: ConvId) -> Result<LogEvent, sqlx::Error> {
-                let seq: i64 = r.try_get(0)?;
-                let kind: i32 = r.try_get(1)?;
-                let actor: i64 = r.try_get(2)?;
-                let at: i64 = r.try_get(3)?;
-                let message_id: Option<i64> = r.try_get(4)?;
-                let text: Option<String> = r.try_get(5)?;
-                let user_ids: Option<String> = r.try_get(6)?;
-                let body = match kind {
-                    1 => LogBody::Created {
-                        kind: user_ids.and_then(|k| k.parse().ok()).unwrap_or(0),
-                        title: text.unwrap_or_default(),
-                    },
-                    2 => {
-                        let deleted_at: Option<i64> = r.try_get(7)?;
-                        LogBody::Posted(MessageRec {
-                            id: message_id.unwrap_or(0),
-                            conversation_id: conv,
-                            seq,
-                            sender_id: actor,
-                            text: text.unwrap_or_default(),
-                            reply_to: r.try_get(8)?,
-                            mentions: ids(user_ids),
-                            created_at_ms: at,
-                            edited_at_ms: None,
-                            deleted: deleted_at.is_some(),
-                            client_msg_id: r.try_get::<Option<String>, _>(9)?.unwrap_or_default(),
-                            reactions: Vec::new(),
-                            pinned: false,
-                        })
-                    }
-                    3 => LogBody::Edited { message_id: message_id.unwrap_or(0), text: text.unwrap_or_default() },
-                    4 => LogBody::Deleted { message_id: message_id.unwrap_or(0) },
-                    5 => LogBody::MembersAdded(ids(user_ids)),
-                    6 => LogBody::Joined(ids(user_ids).first().copied().unwrap_or(0)),
-                    7 => LogBody::Left(ids(user_ids).first().copied().unwrap_or(0)),
-                    8 => LogBody::Removed(ids(user_ids).first().copied().unwrap_or(0)),
-                    9 => {
-                        let data: Option<String> = r.try_get(10)?;
-                        let st = data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Settings {
-                            title: String::new(),
-                            description: String::new(),
-                            photo_ref: String::new(),
-                            announcement_only: false,
-                        });
-                        LogBody::Updated(st)
-                    }
-                    10 => {
-                        let data: Option<String> = r.try_get(10)?;
-                        LogBody::RoleChanged {
-                            user: ids(user_ids).first().copied().unwrap_or(0),
-                            role: data.and_then(|d| d.parse().ok()).unwrap_or(0),
-                        }
-                    }
-                    11 => {
-                        let v = ids(user_ids);
-                        LogBody::OwnershipTransferred { from: v.first().copied().unwrap_or(0), to: v.get(1).copied().unwrap_or(0) }
-                    }
-                    12 => LogBody::Pinned { message_id: message_id.unwrap_or(0) },
-                    13 => LogBody::Unpinned { message_id: message_id.unwrap_or(0) },
-                    14 => LogBody::ReactionAdded { message_id: message_id.unwrap_or(0), emoji: text.unwrap_or_default() },
-                    16 => {
-                        let data: Option<String> = r.try_get(10)?;
-                        LogBody::CallEnded(data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(CallRecord {
-                            call_id: text.unwrap_or_default(),
-                            media: 0,
-                            outcome: 0,
-                            duration_ms: 0,
-                            answered_by: 0,
-                        }))
-                    }
-                    _ => LogBody::ReactionRemoved { message_id: message_id.unwrap_or(0), emoji: text.unwrap_or_default() },
-                };
-                Ok(LogEvent { conversation_id: conv, seq, actor_id: actor, at_ms: at, body })
-            }
-
             #[async_trait::async_trait]
             impl ConvStore for $store {
                 async fn apply(&self, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, StoreError> {
@@ -211,12 +94,12 @@ macro_rules! impl_conv_store {
 
                 async fn conversation(&self, user: UserId, conv: ConvId) -> Result<Option<ConvView>, StoreError> {
                     timed(&self.metrics, "conversation", async {
-                        let r = sqlx::query(q(format!("{VIEW_SELECT} WHERE c.id = $2")))
+                        let r = sqlx::query_as::<_, ViewRow>(q(format!("{VIEW_SELECT} WHERE c.id = $2")))
                             .bind(user)
                             .bind(conv)
                             .fetch_optional(&self.pool)
                             .await?;
-                        Ok(r.as_ref().map(view).transpose()?)
+                        Ok(r.map(ConvView::from))
                     })
                     .await
                 }
@@ -224,7 +107,7 @@ macro_rules! impl_conv_store {
                 async fn list_conversations(&self, user: UserId, before: Option<(i64, i64)>, limit: u32) -> Result<Vec<ConvView>, StoreError> {
                     timed(&self.metrics, "list_conversations", async {
                         let (ms, id) = before.unwrap_or((i64::MAX, i64::MAX));
-                        let rows = sqlx::query(q(format!(
+                        let rows = sqlx::query_as::<_, ViewRow>(q(format!(
                             "{VIEW_SELECT} WHERE m.role IS NOT NULL AND (c.last_activity_ms < $2 OR (c.last_activity_ms = $2 AND c.id < $3)) \
                              ORDER BY c.last_activity_ms DESC, c.id DESC LIMIT $4"
                         )))
@@ -234,24 +117,21 @@ macro_rules! impl_conv_store {
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
                         .await?;
-                        Ok(rows.iter().map(view).collect::<Result<_, _>>()?)
+                        Ok(rows.into_iter().map(ConvView::from).collect())
                     })
                     .await
                 }
 
                 async fn members(&self, conv: ConvId, after: UserId, limit: u32) -> Result<Vec<MemberRec>, StoreError> {
                     timed(&self.metrics, "members", async {
-                        let rows = sqlx::query("SELECT user_id, role, joined_at_ms FROM members WHERE conversation_id = $1 AND user_id > $2 \
+                        let rows = sqlx::query_as::<_, MemberRow>("SELECT user_id, role, joined_at_ms FROM members WHERE conversation_id = $1 AND user_id > $2 \
                                                 ORDER BY user_id LIMIT $3")
                             .bind(conv)
                             .bind(after)
                             .bind(i64::from(limit))
                             .fetch_all(&self.pool)
                             .await?;
-                        Ok(rows
-                            .iter()
-                            .map(|r| Ok::<_, sqlx::Error>(MemberRec { user_id: r.try_get(0)?, role: r.try_get(1)?, joined_at_ms: r.try_get(2)? }))
-                            .collect::<Result<_, _>>()?)
+                        Ok(rows.into_iter().map(MemberRec::from).collect())
                     })
                     .await
                 }
@@ -260,7 +140,7 @@ macro_rules! impl_conv_store {
                     timed(&self.metrics, "discover", async {
                         // Prefix match on the case-folded title; LIKE wildcards in the query are escaped.
                         let escaped = $crate::store::sql::escape_like(prefix);
-                        let rows = sqlx::query(q(format!(
+                        let rows = sqlx::query_as::<_, ViewRow>(q(format!(
                             "{VIEW_SELECT} WHERE c.kind = 3 AND c.title_key LIKE $2 ESCAPE '\\' AND c.id > $3 ORDER BY c.id LIMIT $4"
                         )))
                         .bind(user)
@@ -269,7 +149,7 @@ macro_rules! impl_conv_store {
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
                         .await?;
-                        Ok(rows.iter().map(view).collect::<Result<_, _>>()?)
+                        Ok(rows.into_iter().map(ConvView::from).collect())
                     })
                     .await
                 }
@@ -289,14 +169,14 @@ macro_rules! impl_conv_store {
                 async fn history(&self, conv: ConvId, viewer: UserId, before: Option<i64>, after: Option<i64>, limit: u32) -> Result<Vec<MessageRec>, StoreError> {
                     timed(&self.metrics, "history", async {
                         let rows = match after {
-                            Some(a) => sqlx::query(q(format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")))
+                            Some(a) => sqlx::query_as::<_, MessageRow>(q(format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")))
                                 .bind(conv)
                                 .bind(a)
                                 .bind(i64::from(limit))
                                 .fetch_all(&self.pool)
                                 .await?,
                             None => {
-                                let mut rows = sqlx::query(q(format!(
+                                let mut rows = sqlx::query_as::<_, MessageRow>(q(format!(
                                     "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
                                 )))
                                 .bind(conv)
@@ -308,7 +188,7 @@ macro_rules! impl_conv_store {
                                 rows
                             }
                         };
-                        let mut msgs: Vec<MessageRec> = rows.iter().filter_map(|r| message_at(r, 0).transpose()).collect::<Result<_, _>>()?;
+                        let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate(&self.pool, conv, viewer, &mut msgs).await?;
                         Ok(msgs)
                     })
@@ -317,15 +197,15 @@ macro_rules! impl_conv_store {
 
                 async fn pins(&self, conv: ConvId, viewer: UserId) -> Result<Vec<MessageRec>, StoreError> {
                     timed(&self.metrics, "pins", async {
-                        let cols = MSG_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
-                        let rows = sqlx::query(q(format!(
+                        let cols = MSG_COLS.split(", ").map(|c| format!("m.{c} AS {c}")).collect::<Vec<_>>().join(", ");
+                        let rows = sqlx::query_as::<_, MessageRow>(q(format!(
                             "SELECT {cols} FROM pins p JOIN messages m ON m.id = p.message_id WHERE p.conversation_id = $1 \
                              ORDER BY p.pinned_at_ms DESC, m.seq DESC LIMIT 100"
                         )))
                         .bind(conv)
                         .fetch_all(&self.pool)
                         .await?;
-                        let mut msgs: Vec<MessageRec> = rows.iter().filter_map(|r| message_at(r, 0).transpose()).collect::<Result<_, _>>()?;
+                        let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate(&self.pool, conv, viewer, &mut msgs).await?;
                         Ok(msgs)
                     })
@@ -334,8 +214,10 @@ macro_rules! impl_conv_store {
 
                 async fn events_after(&self, conv: ConvId, after: i64, limit: u32) -> Result<Vec<LogEvent>, StoreError> {
                     timed(&self.metrics, "events_after", async {
-                        let rows = sqlx::query("SELECT e.seq, e.kind, e.actor_id, e.at_ms, e.message_id, e.text, e.user_ids, \
-                                                m.deleted_at_ms, m.reply_to, m.client_msg_id, e.data \
+                        let rows = sqlx::query_as::<_, EventRow>("SELECT e.conversation_id AS conversation_id, e.seq AS seq, e.kind AS kind, \
+                                                e.actor_id AS actor_id, e.at_ms AS at_ms, e.message_id AS message_id, e.text AS text, \
+                                                e.user_ids AS user_ids, e.data AS data, m.deleted_at_ms AS m_deleted_at_ms, \
+                                                m.reply_to AS m_reply_to, m.client_msg_id AS m_client_msg_id \
                                                 FROM conversation_events e LEFT JOIN messages m ON e.kind = 2 AND m.id = e.message_id \
                                                 WHERE e.conversation_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3")
                             .bind(conv)
@@ -343,7 +225,7 @@ macro_rules! impl_conv_store {
                             .bind(i64::from(limit))
                             .fetch_all(&self.pool)
                             .await?;
-                        Ok(rows.iter().map(|r| event_from(r, conv)).collect::<Result<_, _>>()?)
+                        Ok(rows.into_iter().map(LogEvent::from).collect())
                     })
                     .await
                 }
@@ -352,26 +234,14 @@ macro_rules! impl_conv_store {
                     timed(&self.metrics, "user_updates_after", async {
                         let head = sqlx::query("SELECT update_seq FROM users WHERE id = $1").bind(user).fetch_one(&self.pool).await?;
                         let head: i64 = head.try_get(0)?;
-                        let rows = sqlx::query("SELECT user_seq, kind, conversation_id, at_ms, seq FROM user_updates WHERE user_id = $1 AND user_seq > $2 \
+                        let rows = sqlx::query_as::<_, UserUpdateRow>("SELECT user_id, user_seq, kind, conversation_id, at_ms, seq FROM user_updates WHERE user_id = $1 AND user_seq > $2 \
                                                 ORDER BY user_seq LIMIT $3")
                             .bind(user)
                             .bind(after)
                             .bind(i64::from(limit))
                             .fetch_all(&self.pool)
                             .await?;
-                        let updates = rows
-                            .iter()
-                            .map(|r| {
-                                Ok::<_, sqlx::Error>(UserUpdateRec {
-                                    user_id: user,
-                                    user_seq: r.try_get(0)?,
-                                    kind: r.try_get(1)?,
-                                    conversation_id: r.try_get(2)?,
-                                    at_ms: r.try_get(3)?,
-                                    seq: r.try_get(4)?,
-                                })
-                            })
-                            .collect::<Result<_, _>>()?;
+                        let updates = rows.into_iter().map(UserUpdateRec::from).collect();
                         Ok((updates, head))
                     })
                     .await
@@ -379,33 +249,24 @@ macro_rules! impl_conv_store {
 
                 async fn watermarks(&self, conv: ConvId) -> Result<Vec<MemberWatermarks>, StoreError> {
                     timed(&self.metrics, "watermarks", async {
-                        let rows = sqlx::query("SELECT m.user_id, m.delivered_seq, m.read_seq, u.read_receipts FROM members m JOIN users u ON u.id = m.user_id \
+                        let rows = sqlx::query_as::<_, WatermarkRow>("SELECT m.user_id AS user_id, m.delivered_seq AS delivered_seq, m.read_seq AS read_seq, \
+                                                u.read_receipts AS read_receipts FROM members m JOIN users u ON u.id = m.user_id \
                                                 WHERE m.conversation_id = $1 ORDER BY m.user_id")
                             .bind(conv)
                             .fetch_all(&self.pool)
                             .await?;
-                        Ok(rows
-                            .iter()
-                            .map(|r| {
-                                Ok::<_, sqlx::Error>(MemberWatermarks {
-                                    user_id: r.try_get(0)?,
-                                    delivered_seq: r.try_get(1)?,
-                                    read_seq: r.try_get(2)?,
-                                    shares_read: r.try_get::<i32, _>(3)? != 0,
-                                })
-                            })
-                            .collect::<Result<_, _>>()?)
+                        Ok(rows.into_iter().map(MemberWatermarks::from).collect())
                     })
                     .await
                 }
 
                 async fn message(&self, conv: ConvId, message_id: i64) -> Result<Option<MessageRec>, StoreError> {
-                    let r = sqlx::query(q(format!("SELECT {MSG_COLS} FROM messages WHERE id = $1 AND conversation_id = $2")))
+                    let r = sqlx::query_as::<_, MessageRow>(q(format!("SELECT {MSG_COLS} FROM messages WHERE id = $1 AND conversation_id = $2")))
                         .bind(message_id)
                         .bind(conv)
                         .fetch_optional(&self.pool)
                         .await?;
-                    Ok(r.as_ref().map(|r| message_at(r, 0)).transpose()?.flatten())
+                    Ok(r.map(MessageRec::from))
                 }
 
                 async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError> {

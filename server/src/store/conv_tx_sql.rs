@@ -1,6 +1,6 @@
 //! Transaction helpers of the write path (`conv_tx_helpers!`), expanded inside each backend's
-//! `conv_write` module: sequence numbers, log and user-log appends, membership, roles, blocks,
-//! receipts and notifications, one statement each.
+//! `conv_write` module: the facts the rules read (`conv_facts`), sequence numbers, log and
+//! user-log appends, membership, roles, receipts and notifications, one statement each.
 
 macro_rules! conv_tx_helpers {
     () => {
@@ -85,15 +85,17 @@ macro_rules! conv_tx_helpers {
                 rows.iter().map(|r| r.try_get(0)).collect()
             }
 
-            /// (kind, role of `user` if a member) of a conversation.
-            async fn kind_and_role(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<(i32, Option<i32>)>, sqlx::Error> {
-                let r = sqlx::query("SELECT c.kind, m.role FROM conversations c LEFT JOIN members m \
-                                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2")
-                    .bind(user)
-                    .bind(conv)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+            /// The conversation as `user` stands in it (kind, role if a member, head), for the rules.
+            async fn conv_facts(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<ConvFacts>, sqlx::Error> {
+                let r = sqlx::query_as::<_, $crate::store::rows::ConvFactsRow>(
+                    "SELECT c.kind AS kind, m.role AS role, c.head_seq AS head_seq FROM conversations c LEFT JOIN members m \
+                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2",
+                )
+                .bind(user)
+                .bind(conv)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(r.map(ConvFacts::from))
             }
 
             async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
@@ -115,38 +117,23 @@ macro_rules! conv_tx_helpers {
                 Ok(())
             }
 
+            /// A new inbox entry (the SQL is `SendSql::notify`, written once).
             #[allow(clippy::too_many_arguments)]
             async fn notify(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<i32>, now: i64) -> Result<NotificationRec, sqlx::Error> {
-                let r = sqlx::query("INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id")
-                    .bind(user)
-                    .bind(kind)
-                    .bind(conv)
-                    .bind(message_id)
-                    .bind(actor)
-                    .bind(role)
-                    .bind(now)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                Ok(NotificationRec { id: r.try_get(0)?, user_id: user, kind, conversation_id: conv, message_id, actor_id: actor, role, created_at_ms: now, read: false })
-            }
-
-            async fn blocked(tx: &mut Tx, by: UserId, who: UserId) -> Result<bool, sqlx::Error> {
-                let r = sqlx::query("SELECT 1 FROM blocks WHERE user_id = $1 AND blocked_id = $2").bind(by).bind(who).fetch_optional(&mut **tx).await?;
-                Ok(r.is_some())
+                $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, now).await
             }
 
             /// The member's watermarks as others see them (read hidden when not shared).
             async fn receipt_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<ReceiptRec, sqlx::Error> {
-                let r = sqlx::query("SELECT m.delivered_seq, m.read_seq, u.read_receipts FROM members m JOIN users u ON u.id = m.user_id \
-                                     WHERE m.conversation_id = $1 AND m.user_id = $2")
-                    .bind(conv)
-                    .bind(user)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                let shares: i32 = r.try_get(2)?;
-                let read: i64 = r.try_get(1)?;
-                Ok(ReceiptRec { conversation_id: conv, user_id: user, delivered_seq: r.try_get::<i64, _>(0)?.max(read), read_seq: if shares != 0 { read } else { 0 } })
+                let r = sqlx::query_as::<_, $crate::store::rows::WatermarkRow>(
+                    "SELECT m.user_id AS user_id, m.delivered_seq AS delivered_seq, m.read_seq AS read_seq, u.read_receipts AS read_receipts \
+                     FROM members m JOIN users u ON u.id = m.user_id WHERE m.conversation_id = $1 AND m.user_id = $2",
+                )
+                .bind(conv)
+                .bind(user)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(r.receipt(conv))
             }
 
             async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {

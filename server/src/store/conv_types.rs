@@ -29,43 +29,6 @@ pub const ROLE_ADMIN: i32 = 2;
 pub const ROLE_MODERATOR: i32 = 3;
 pub const ROLE_MEMBER: i32 = 4;
 
-/// What a member may try to do in a group or channel (docs/protocol.md §12.8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    AddMembers,
-    RemoveMembers,
-    ChangeRoles,
-    TransferOwnership,
-    EditInfo,
-    Pin,
-    DeleteOthersMessages,
-    PostInAnnouncementOnly,
-}
-
-impl Action {
-    pub const ALL: [Action; 8] = [
-        Action::AddMembers,
-        Action::RemoveMembers,
-        Action::ChangeRoles,
-        Action::TransferOwnership,
-        Action::EditInfo,
-        Action::Pin,
-        Action::DeleteOthersMessages,
-        Action::PostInAnnouncementOnly,
-    ];
-}
-
-/// The permission matrix: whether `role` may do `action` (docs/protocol.md §12.8).
-pub fn permits(role: i32, action: Action) -> bool {
-    let lowest = match action {
-        Action::TransferOwnership => ROLE_OWNER,
-        Action::AddMembers | Action::RemoveMembers | Action::ChangeRoles | Action::EditInfo => ROLE_ADMIN,
-        Action::PostInAnnouncementOnly => ROLE_ADMIN,
-        Action::Pin | Action::DeleteOthersMessages => ROLE_MODERATOR,
-    };
-    (ROLE_OWNER..=lowest).contains(&role)
-}
-
 /// The log kind of a posted message (`LogBody::Posted`).
 pub const LOG_POSTED: i32 = 2;
 /// The log kind of an edit (`LogBody::Edited`).

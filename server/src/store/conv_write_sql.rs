@@ -1,23 +1,37 @@
 //! SQL writing conversations, messages and the logs, shared by both backends
 //! (`impl_conv_writes!`). `apply` runs a whole batch of writes in one transaction (group commit);
-//! each op checks its preconditions before writing, so a refused op leaves no trace and does not
-//! spoil the batch.
+//! each op reads the facts its rule needs (`store/rules`), asks the rule, and writes only when the
+//! rule allows it, so a refused op leaves no trace and does not spoil the batch.
+
+/// Asks a rule: its value when the op is allowed; otherwise the op's result is the refusal.
+macro_rules! allowed {
+    ($rule:expr) => {
+        match $rule {
+            Ok(value) => value,
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    };
+}
+
+pub(super) use allowed;
 
 macro_rules! impl_conv_writes {
-    ($store:ty, $begin:literal) => {
+    ($store:ty) => {
         mod conv_write {
             use super::*;
             use $crate::store::conv_sql::join_ids;
+            use $crate::store::conv_send_sql::{SendRef, SendSql};
             use $crate::store::conv_types::*;
+            use $crate::store::conv_write_sql::allowed;
+            use $crate::store::rules::{self, ConvFacts, Effect, MessageFacts};
             use $crate::store::types::UserId;
-            use std::collections::{HashMap, HashSet};
 
             type Db = <$store as $crate::store::sql::HasDb>::Db;
             type Tx = sqlx::Transaction<'static, Db>;
 
             /// Applies `ops` in one transaction; one result per op.
             pub(super) async fn apply(pool: &sqlx::Pool<Db>, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
-                let mut tx = pool.begin_with($begin).await?;
+                let mut tx = pool.begin_with(<Db as $crate::store::sql::SqlBackend>::BEGIN).await?;
                 let mut out = Vec::with_capacity(ops.len());
                 let mut rest = ops;
                 while let Some(op) = rest.first() {
@@ -27,7 +41,7 @@ macro_rules! impl_conv_writes {
                         out.push(apply_one(&mut tx, op).await?);
                         rest = &rest[1..];
                     } else {
-                        out.extend(send_run(&mut tx, &run).await?);
+                        out.extend(SendSql::send_run(&mut tx, &run).await?);
                         rest = &rest[run.len()..];
                     }
                 }
@@ -36,7 +50,6 @@ macro_rules! impl_conv_writes {
             }
 
             $crate::store::conv_tx_sql::conv_tx_helpers!();
-            $crate::store::conv_send_sql::conv_send_run!();
             $crate::store::conv_life_sql::conv_lifecycle_ops!();
 
             type OpOut = Result<Result<Applied, OpError>, sqlx::Error>;
@@ -45,19 +58,11 @@ macro_rules! impl_conv_writes {
                 let mut others: Vec<UserId> = members.iter().copied().filter(|u| *u != creator).collect();
                 others.sort_unstable();
                 others.dedup();
-                if !live_users(tx, &others).await? {
-                    return Ok(Err(OpError::NotFound("no such user")));
-                }
-                // §18: a user who blocked the creator is not added, and looks like no user at all.
-                if kind == ConvKind::Group && blocked_by_any(tx, &others, creator).await? {
-                    return Ok(Err(OpError::NotFound("no such user")));
-                }
-                let direct_key = match kind {
-                    ConvKind::Direct => {
-                        let [peer] = others[..] else { return Ok(Err(OpError::Invalid("create_conversation.member_ids", "a direct conversation has exactly one other member"))) };
-                        if blocked(tx, peer, creator).await? {
-                            return Ok(Err(OpError::NotFound("no such user")));
-                        }
+                let all_live = live_users(tx, &others).await?;
+                let blocked = blocked_by_any(tx, &others, creator).await?;
+                allowed!(rules::create(kind, others.len(), all_live, blocked));
+                let direct_key = match (kind, &others[..]) {
+                    (ConvKind::Direct, &[peer]) => {
                         let key = format!("{}:{}", creator.min(peer), creator.max(peer));
                         let existing = sqlx::query("SELECT id FROM conversations WHERE direct_key = $1")
                             .bind(&key)
@@ -68,12 +73,11 @@ macro_rules! impl_conv_writes {
                         }
                         Some(key)
                     }
-                    ConvKind::Group => None,
-                    ConvKind::Channel => {
-                        others.clear();
-                        None
-                    }
+                    _ => None,
                 };
+                if !rules::starts_with_members(kind) {
+                    others.clear();
+                }
                 let r = sqlx::query("INSERT INTO conversations (kind, title, title_key, description, direct_key, created_by, created_at_ms, last_activity_ms) \
                                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id")
                     .bind(kind as i32)
@@ -86,8 +90,7 @@ macro_rules! impl_conv_writes {
                     .fetch_one(&mut **tx)
                     .await?;
                 let conv: ConvId = r.try_get(0)?;
-                let creator_role = if kind == ConvKind::Direct { ROLE_MEMBER } else { ROLE_OWNER };
-                add_member(tx, conv, creator, creator_role, now).await?;
+                add_member(tx, conv, creator, rules::creator_role(kind), now).await?;
                 for u in &others {
                     add_member(tx, conv, *u, ROLE_MEMBER, now).await?;
                 }
@@ -102,7 +105,7 @@ macro_rules! impl_conv_writes {
                     user_updates.push(user_update(tx, *u, true, conv, now).await?);
                 }
                 let mut notifications = Vec::new();
-                if kind == ConvKind::Group {
+                if rules::notifies_added_at_creation(kind) {
                     for u in &others {
                         notifications.push(notify(tx, *u, NOTIFY_ADDED, conv, None, creator, None, now).await?);
                     }
@@ -117,33 +120,17 @@ macro_rules! impl_conv_writes {
                     }
                     WriteOp::Join { conversation_id: conv, user, now_ms } => join_channel(tx, *conv, *user, *now_ms).await,
                     WriteOp::Leave { conversation_id: conv, user, now_ms } => {
-                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *user).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        if k == ConvKind::Direct as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("a direct conversation cannot be left")));
-                        }
+                        let role = allowed!(rules::leave(conv_facts(tx, *conv, *user).await?));
                         Ok(Ok(leave(tx, *conv, *user, role, *now_ms).await?))
                     }
                     WriteOp::AddMembers { conversation_id: conv, actor, users, now_ms } => {
-                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        if k != ConvKind::Group as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("members are added to groups only; channels are joined")));
-                        }
-                        if !permits(role, Action::AddMembers) {
-                            return Ok(Err(OpError::PermissionDenied("only owners and admins add members")));
-                        }
+                        let facts = conv_facts(tx, *conv, *actor).await?;
                         let mut users = users.clone();
                         users.sort_unstable();
                         users.dedup();
-                        if !live_users(tx, &users).await? {
-                            return Ok(Err(OpError::NotFound("no such user")));
-                        }
-                        if blocked_by_any(tx, &users, *actor).await? {
-                            return Ok(Err(OpError::NotFound("no such user")));
-                        }
+                        let all_live = live_users(tx, &users).await?;
+                        let blocked = blocked_by_any(tx, &users, *actor).await?;
+                        allowed!(rules::add_members(facts, all_live, blocked));
                         let current = member_ids(tx, *conv).await?;
                         let new: Vec<UserId> = users.into_iter().filter(|u| !current.contains(u)).collect();
                         if new.is_empty() {
@@ -165,24 +152,9 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates, notifications, ..Default::default() }))
                     }
                     WriteOp::RemoveMember { conversation_id: conv, actor, user, now_ms } => {
-                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        if k == ConvKind::Direct as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("members are removed from groups and channels only")));
-                        }
-                        if !permits(role, Action::RemoveMembers) {
-                            return Ok(Err(OpError::PermissionDenied("only owners and admins remove members")));
-                        }
-                        if user == actor {
-                            return Ok(Err(OpError::FailedPrecondition("use LeaveConversation to leave")));
-                        }
-                        let Some(target_role) = role_of(tx, *conv, *user).await? else {
-                            return Ok(Err(OpError::NotFound("not a member")));
-                        };
-                        if target_role <= role {
-                            return Ok(Err(OpError::PermissionDenied("only members of a lower role can be removed")));
-                        }
+                        let facts = conv_facts(tx, *conv, *actor).await?;
+                        let target = role_of(tx, *conv, *user).await?;
+                        allowed!(rules::remove_member(facts, user == actor, target));
                         let audience = member_ids(tx, *conv).await?;
                         drop_member(tx, *conv, *user).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::Removed(*user)).await?;
@@ -193,9 +165,7 @@ macro_rules! impl_conv_writes {
                     WriteOp::CallEnded { conversation_id: conv, caller, record, missed_by, now_ms } => {
                         // Membership was checked when the call started; the caller may have left
                         // since (which is what ended the call), and the record still belongs here.
-                        if kind_and_role(tx, *conv, *caller).await?.is_none() {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        }
+                        allowed!(rules::call_ended(conv_facts(tx, *conv, *caller).await?));
                         let ev = append(tx, *conv, *caller, *now_ms, LogBody::CallEnded(record.clone())).await?;
                         let audience = member_ids(tx, *conv).await?;
                         let mut notifications = Vec::new();
@@ -206,12 +176,11 @@ macro_rules! impl_conv_writes {
                     }
                     WriteOp::Send { .. } => {
                         let run: Vec<SendRef<'_>> = SendRef::of(op).into_iter().collect();
-                        Ok(send_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
+                        Ok(SendSql::send_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
                     }
                     WriteOp::Edit { conversation_id: conv, actor, message_id, text, now_ms } => {
-                        if let Err(e) = own_live_message(tx, *conv, *actor, *message_id, false).await? {
-                            return Ok(Err(e));
-                        }
+                        let facts = conv_facts(tx, *conv, *actor).await?;
+                        allowed!(rules::edit(facts, message_facts(tx, *conv, *actor, *message_id).await?));
                         sqlx::query("UPDATE messages SET text = $1, edited_at_ms = $2 WHERE id = $3")
                             .bind(text)
                             .bind(*now_ms)
@@ -227,12 +196,7 @@ macro_rules! impl_conv_writes {
                     }
                     WriteOp::DeleteAccount { user, now_ms } => delete_account(tx, *user, *now_ms).await,
                     WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms } => {
-                        if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        }
-                        if *seq > head(tx, *conv).await? {
-                            return Ok(Err(OpError::Invalid("mark_read.seq", "beyond the conversation's head")));
-                        }
+                        allowed!(rules::watermark(conv_facts(tx, *conv, *user).await?, "mark_read.seq", *seq));
                         let moved = sqlx::query("UPDATE members SET read_seq = $1, delivered_seq = CASE WHEN delivered_seq < $1 THEN $1 ELSE delivered_seq END \
                                                  WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1")
                             .bind(*seq)
@@ -251,12 +215,7 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(*seq)), audience, user_updates: vec![uu], receipts: vec![now_read], ..Default::default() }))
                     }
                     WriteOp::Ack { conversation_id: conv, user, session_id, seq } => {
-                        if !matches!(kind_and_role(tx, *conv, *user).await?, Some((_, Some(_)))) {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        }
-                        if *seq > head(tx, *conv).await? {
-                            return Ok(Err(OpError::Invalid("ack.seq", "beyond the conversation's head")));
-                        }
+                        allowed!(rules::watermark(conv_facts(tx, *conv, *user).await?, "ack.seq", *seq));
                         sqlx::query("INSERT INTO device_acks (session_id, conversation_id, acked_seq) VALUES ($1, $2, $3) \
                                      ON CONFLICT (session_id, conversation_id) DO UPDATE SET acked_seq = excluded.acked_seq \
                                      WHERE device_acks.acked_seq < excluded.acked_seq")
@@ -279,15 +238,7 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Done), audience, receipts: vec![r], ..Default::default() }))
                     }
                     WriteOp::Update { conversation_id: conv, actor, title, description, photo_ref, announcement_only: ann, now_ms } => {
-                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        if k == ConvKind::Direct as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("direct conversations have no settings")));
-                        }
-                        if !permits(role, Action::EditInfo) {
-                            return Ok(Err(OpError::PermissionDenied("only owners and admins change the settings")));
-                        }
+                        allowed!(rules::update_settings(conv_facts(tx, *conv, *actor).await?));
                         let cur = sqlx::query("SELECT title, description, photo_ref, announcement_only FROM conversations WHERE id = $1")
                             .bind(*conv)
                             .fetch_one(&mut **tx)
@@ -312,23 +263,9 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Conversation(*conv)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::SetRole { conversation_id: conv, actor, user, role: new_role, now_ms } => {
-                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        if k == ConvKind::Direct as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("direct conversations have no roles")));
-                        }
-                        if !permits(role, Action::ChangeRoles) {
-                            return Ok(Err(OpError::PermissionDenied("only owners and admins change roles")));
-                        }
-                        let Some(target_role) = role_of(tx, *conv, *user).await? else {
-                            return Ok(Err(OpError::NotFound("not a member")));
-                        };
-                        // Only on members below oneself, and only to roles below one's own.
-                        if target_role <= role || *new_role <= role {
-                            return Ok(Err(OpError::PermissionDenied("roles are set on, and to, lower roles only")));
-                        }
-                        if target_role == *new_role {
+                        let facts = conv_facts(tx, *conv, *actor).await?;
+                        let target = role_of(tx, *conv, *user).await?;
+                        if allowed!(rules::set_role(facts, target, *new_role)) == Effect::Unchanged {
                             return Ok(Ok(Applied { result: Some(OpResult::Seq(head(tx, *conv).await?)), ..Default::default() }));
                         }
                         set_role(tx, *conv, *user, *new_role).await?;
@@ -338,35 +275,18 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications: vec![n], ..Default::default() }))
                     }
                     WriteOp::TransferOwnership { conversation_id: conv, actor, user, now_ms } => {
-                        let Some((k, Some(role))) = kind_and_role(tx, *conv, *actor).await? else {
-                            return Ok(Err(OpError::NotFound("no such conversation")));
-                        };
-                        if k == ConvKind::Direct as i32 {
-                            return Ok(Err(OpError::FailedPrecondition("direct conversations have no owner")));
-                        }
-                        if !permits(role, Action::TransferOwnership) {
-                            return Ok(Err(OpError::PermissionDenied("only the owner transfers ownership")));
-                        }
-                        if user == actor {
-                            return Ok(Err(OpError::Invalid("transfer_ownership.user_id", "already the owner")));
-                        }
-                        if role_of(tx, *conv, *user).await?.is_none() {
-                            return Ok(Err(OpError::NotFound("not a member")));
-                        }
+                        let facts = conv_facts(tx, *conv, *actor).await?;
+                        let target = role_of(tx, *conv, *user).await?;
+                        allowed!(rules::transfer_ownership(facts, user == actor, target.is_some()));
                         set_role(tx, *conv, *user, ROLE_OWNER).await?;
-                        set_role(tx, *conv, *actor, ROLE_ADMIN).await?;
+                        set_role(tx, *conv, *actor, rules::FORMER_OWNER_ROLE).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::OwnershipTransferred { from: *actor, to: *user }).await?;
                         let audience = member_ids(tx, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::Pin { conversation_id: conv, actor, message_id, pin, now_ms } => {
-                        let (kind, role) = match member_message(tx, *conv, *actor, *message_id).await? {
-                            Ok(x) => x,
-                            Err(e) => return Ok(Err(e)),
-                        };
-                        if kind != ConvKind::Direct as i32 && !permits(role, Action::Pin) {
-                            return Ok(Err(OpError::PermissionDenied("only moderators and above pin")));
-                        }
+                        let facts = conv_facts(tx, *conv, *actor).await?;
+                        allowed!(rules::pin(facts, message_facts(tx, *conv, *actor, *message_id).await?));
                         let changed = if *pin {
                             // pinned_at_ms only orders ListPins (most recently pinned first): keep it strictly
                             // increasing per conversation so pins within one millisecond keep their order.
@@ -395,9 +315,8 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                     WriteOp::React { conversation_id: conv, actor, message_id, emoji, add, now_ms } => {
-                        if let Err(e) = member_message(tx, *conv, *actor, *message_id).await? {
-                            return Ok(Err(e));
-                        }
+                        let facts = conv_facts(tx, *conv, *actor).await?;
+                        allowed!(rules::react(facts, message_facts(tx, *conv, *actor, *message_id).await?));
                         let changed = if *add {
                             sqlx::query("INSERT INTO reactions (message_id, user_id, emoji, created_at_ms) VALUES ($1, $2, $3, $4) \
                                          ON CONFLICT (message_id, user_id, emoji) DO NOTHING")
@@ -430,45 +349,17 @@ macro_rules! impl_conv_writes {
                 }
             }
 
-            /// A live message of `conv` that `actor` may change: their own, or (when `moderate`)
-            /// anyone's for moderators and above outside direct conversations.
-            async fn own_live_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, moderate: bool) -> Result<Result<(), OpError>, sqlx::Error> {
-                let Some((kind, Some(role))) = kind_and_role(tx, conv, actor).await? else {
-                    return Ok(Err(OpError::NotFound("no such conversation")));
-                };
-                let r = sqlx::query("SELECT sender_id, deleted_at_ms FROM messages WHERE id = $1 AND conversation_id = $2")
-                    .bind(message_id)
-                    .bind(conv)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let Some(r) = r else { return Ok(Err(OpError::NotFound("no such message"))) };
-                let deleted: Option<i64> = r.try_get(1)?;
-                if deleted.is_some() {
-                    return Ok(Err(OpError::NotFound("no such message")));
-                }
-                let moderator = moderate && kind != ConvKind::Direct as i32 && permits(role, Action::DeleteOthersMessages);
-                if r.try_get::<i64, _>(0)? != actor && !moderator {
-                    return Ok(Err(OpError::PermissionDenied("only the sender changes a message")));
-                }
-                Ok(Ok(()))
+            /// The message `message_id` of `conv` as `actor` sees it (`None`: not in `conv`).
+            async fn message_facts(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64) -> Result<Option<MessageFacts>, sqlx::Error> {
+                let r = sqlx::query_as::<_, $crate::store::rows::MessageFactsRow>(
+                    "SELECT sender_id, deleted_at_ms FROM messages WHERE id = $1 AND conversation_id = $2",
+                )
+                .bind(message_id)
+                .bind(conv)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(r.map(|r| r.facts(actor)))
             }
-
-            /// A live message of `conv` (any sender); `actor` must be a member.
-            async fn member_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64) -> Result<Result<(i32, i32), OpError>, sqlx::Error> {
-                let Some((kind, Some(role))) = kind_and_role(tx, conv, actor).await? else {
-                    return Ok(Err(OpError::NotFound("no such conversation")));
-                };
-                let r = sqlx::query("SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2 AND deleted_at_ms IS NULL")
-                    .bind(message_id)
-                    .bind(conv)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if r.is_none() {
-                    return Ok(Err(OpError::NotFound("no such message")));
-                }
-                Ok(Ok((kind, role)))
-            }
-
         }
     };
 }

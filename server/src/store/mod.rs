@@ -8,6 +8,8 @@ pub mod conv_tx_sql;
 pub mod conv_types;
 pub mod conv_write_sql;
 mod postgres;
+mod rows;
+pub mod rules;
 mod sql;
 mod sqlite;
 pub mod types;

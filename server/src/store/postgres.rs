@@ -47,7 +47,7 @@ impl HasDb for PgStore {
     type Db = sqlx::Postgres;
 }
 
-impl_store!(PgStore, Backend::Postgres, "BEGIN");
+impl_store!(PgStore, Backend::Postgres);
 
-super::conv_sql::impl_conv_store!(PgStore, "BEGIN");
-super::conv_write_sql::impl_conv_writes!(PgStore, "BEGIN");
+super::conv_sql::impl_conv_store!(PgStore);
+super::conv_write_sql::impl_conv_writes!(PgStore);

@@ -30,50 +30,15 @@ pub(super) fn conflict(e: sqlx::Error) -> super::StoreError {
 }
 
 macro_rules! impl_store {
-    ($store:ty, $backend:expr, $begin:literal) => {
+    ($store:ty, $backend:expr) => {
         use sqlx::Row as _;
         use $crate::store::types::*;
         use $crate::store::conv_types::NotificationRec;
-        use $crate::store::{Instance, Store, StoreError, sql::conflict, timed};
-
-        const USER_COLUMNS: &str = "id, username, display_name, email, phone, status_text, created_at_ms, \
-                                    password_hash IS NOT NULL, deleted_at_ms IS NOT NULL, read_receipts, show_last_seen, last_seen_at_ms";
-        const SESSION_COLUMNS: &str =
-            "id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms, revoked_at_ms IS NOT NULL";
-
-        fn user_from(r: &<$crate::store::sql::DbOf<$store> as sqlx::Database>::Row) -> Result<User, sqlx::Error> {
-            Ok(User {
-                id: r.try_get(0)?,
-                username: r.try_get(1)?,
-                display_name: r.try_get(2)?,
-                email: r.try_get(3)?,
-                phone: r.try_get(4)?,
-                status_text: r.try_get(5)?,
-                created_at_ms: r.try_get(6)?,
-                has_password: r.try_get(7)?,
-                deleted: r.try_get(8)?,
-                read_receipts: r.try_get::<i32, _>(9)? != 0,
-                show_last_seen: r.try_get::<i32, _>(10)? != 0,
-                last_seen_at_ms: r.try_get(11)?,
-            })
-        }
-
-        fn session_from(r: &<$crate::store::sql::DbOf<$store> as sqlx::Database>::Row) -> Result<SessionRecord, sqlx::Error> {
-            Ok(SessionRecord {
-                id: r.try_get(0)?,
-                user_id: r.try_get(1)?,
-                device_name: r.try_get(2)?,
-                client_name: r.try_get(3)?,
-                created_at_ms: r.try_get(4)?,
-                last_seen_at_ms: r.try_get(5)?,
-                revoked: r.try_get(6)?,
-            })
-        }
-
-        /// USER_COLUMNS qualified with a table alias, for joins.
-        fn user_columns_of(alias: &str) -> String {
-            USER_COLUMNS.split(", ").map(|c| format!("{alias}.{}", c.trim())).collect::<Vec<_>>().join(", ")
-        }
+        use $crate::store::rows::{
+            CredentialsRow, NotificationRow, SESSION_COLUMNS, SessionRow, USER_COLUMNS, UserRow, user_columns_of,
+        };
+        use $crate::store::sql::{SqlBackend, conflict};
+        use $crate::store::{Instance, Store, StoreError, timed};
 
         fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
             sqlx::AssertSqlSafe(s)
@@ -125,7 +90,7 @@ macro_rules! impl_store {
 
             async fn create_user(&self, u: NewUser) -> Result<User, StoreError> {
                 timed(&self.metrics, "create_user", async {
-                    let row = sqlx::query(sql(format!(
+                    let row = sqlx::query_as::<_, UserRow>(sql(format!(
                         "INSERT INTO users (username, username_key, display_name, email, email_key, phone, password_hash, created_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {USER_COLUMNS}"
                     )))
@@ -140,65 +105,65 @@ macro_rules! impl_store {
                     .fetch_one(&self.pool)
                     .await
                     .map_err(conflict)?;
-                    Ok(user_from(&row)?)
+                    Ok(row.into())
                 })
                 .await
             }
 
             async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
                 timed(&self.metrics, "user", async {
-                    let row = sqlx::query(sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+                    let row = sqlx::query_as::<_, UserRow>(sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
-                    Ok(row.as_ref().map(user_from).transpose()?)
+                    Ok(row.map(User::from))
                 })
                 .await
             }
 
             async fn credentials_by_login(&self, key: &str) -> Result<Option<Credentials>, StoreError> {
                 timed(&self.metrics, "credentials_by_login", async {
-                    let row = sqlx::query(sql(format!(
+                    let row = sqlx::query_as::<_, CredentialsRow>(sql(format!(
                         "SELECT {USER_COLUMNS}, password_hash FROM users \
                          WHERE (username_key = $1 OR email_key = $1) AND deleted_at_ms IS NULL"
                     )))
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await?;
-                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(12)? })).transpose()?)
+                    Ok(row.map(|r| Credentials { user: r.user.into(), password_hash: r.password_hash }))
                 })
                 .await
             }
 
             async fn credentials(&self, id: UserId) -> Result<Option<Credentials>, StoreError> {
                 timed(&self.metrics, "credentials", async {
-                    let row = sqlx::query(sql(format!(
+                    let row = sqlx::query_as::<_, CredentialsRow>(sql(format!(
                         "SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1 AND deleted_at_ms IS NULL"
                     )))
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
-                    Ok(row.map(|r| Ok::<_, sqlx::Error>(Credentials { user: user_from(&r)?, password_hash: r.try_get(12)? })).transpose()?)
+                    Ok(row.map(|r| Credentials { user: r.user.into(), password_hash: r.password_hash }))
                 })
                 .await
             }
 
             async fn user_by_phone(&self, phone: &str) -> Result<Option<User>, StoreError> {
                 timed(&self.metrics, "user_by_phone", async {
-                    let row = sqlx::query(sql(format!(
+                    let row = sqlx::query_as::<_, UserRow>(sql(format!(
                         "SELECT {USER_COLUMNS} FROM users WHERE phone = $1 AND deleted_at_ms IS NULL"
                     )))
                     .bind(phone)
                     .fetch_optional(&self.pool)
                     .await?;
-                    Ok(row.as_ref().map(user_from).transpose()?)
+                    Ok(row.map(User::from))
                 })
                 .await
             }
 
             async fn update_profile(&self, id: UserId, p: ProfileUpdate) -> Result<Option<User>, StoreError> {
                 timed(&self.metrics, "update_profile", async {
-                    let row = sqlx::query(sql(format!(
+                    let row = sqlx::query_as::<_, UserRow>(sql(format!(
                         "UPDATE users SET display_name = COALESCE($1, display_name), status_text = COALESCE($2, status_text) \
                          WHERE id = $3 AND deleted_at_ms IS NULL RETURNING {USER_COLUMNS}"
                     )))
@@ -207,7 +172,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
-                    Ok(row.as_ref().map(user_from).transpose()?)
+                    Ok(row.map(User::from))
                 })
                 .await
             }
@@ -221,7 +186,7 @@ macro_rules! impl_store {
                 now_ms: i64,
             ) -> Result<Vec<String>, StoreError> {
                 timed(&self.metrics, "set_password", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(&mut *tx).await?;
                     let rows = sqlx::query(
                         "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
@@ -246,8 +211,8 @@ macro_rules! impl_store {
 
             async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
                 timed(&self.metrics, "create_session", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
-                    let row = sqlx::query(sql(format!(
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
+                    let row = sqlx::query_as::<_, SessionRow>(sql(format!(
                         "INSERT INTO sessions (id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {SESSION_COLUMNS}"
                     )))
@@ -266,18 +231,18 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
-                    Ok(session_from(&row)?)
+                    Ok(row.into())
                 })
                 .await
             }
 
             async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
                 timed(&self.metrics, "session", async {
-                    let row = sqlx::query(sql(format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1")))
+                    let row = sqlx::query_as::<_, SessionRow>(sql(format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1")))
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;
-                    Ok(row.as_ref().map(session_from).transpose()?)
+                    Ok(row.map(SessionRecord::from))
                 })
                 .await
             }
@@ -296,14 +261,14 @@ macro_rules! impl_store {
 
             async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
                 timed(&self.metrics, "list_sessions", async {
-                    let rows = sqlx::query(sql(format!(
+                    let rows = sqlx::query_as::<_, SessionRow>(sql(format!(
                         "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL \
                          ORDER BY last_seen_at_ms DESC, id"
                     )))
                     .bind(user)
                     .fetch_all(&self.pool)
                     .await?;
-                    Ok(rows.iter().map(session_from).collect::<Result<_, _>>()?)
+                    Ok(rows.into_iter().map(SessionRecord::from).collect())
                 })
                 .await
             }
@@ -326,7 +291,7 @@ macro_rules! impl_store {
 
             async fn rotate_refresh(&self, old_hash: &[u8], new_hash: &[u8], now_ms: i64, new_expires_at_ms: i64) -> Result<RotateOutcome, StoreError> {
                 timed(&self.metrics, "rotate_refresh", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     // Spend the token if it is current. Row locks (PostgreSQL) and the write lock
                     // (SQLite) make two racing refreshes see each other: one spends, one reuses.
                     let spent = sqlx::query(
@@ -367,7 +332,7 @@ macro_rules! impl_store {
                     };
                     let session_id: String = spent.try_get(0)?;
                     let expires_at_ms: i64 = spent.try_get(1)?;
-                    let session = sqlx::query(sql(format!(
+                    let session = sqlx::query_as::<_, SessionRow>(sql(format!(
                         "UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL RETURNING {SESSION_COLUMNS}"
                     )))
                     .bind(now_ms)
@@ -375,7 +340,7 @@ macro_rules! impl_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let session = match session {
-                        Some(row) if expires_at_ms > now_ms => session_from(&row)?,
+                        Some(row) if expires_at_ms > now_ms => SessionRecord::from(row),
                         _ => {
                             tx.commit().await?;
                             return Ok(RotateOutcome::Invalid);
@@ -416,13 +381,11 @@ macro_rules! impl_store {
                 timed(&self.metrics, "users", async {
                     let mut out = Vec::with_capacity(ids.len());
                     for id in ids {
-                        let row = sqlx::query(sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+                        let row = sqlx::query_as::<_, UserRow>(sql(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
                             .bind(*id)
                             .fetch_optional(&self.pool)
                             .await?;
-                        if let Some(r) = row {
-                            out.push(user_from(&r)?);
-                        }
+                        out.extend(row.map(User::from));
                     }
                     Ok(out)
                 })
@@ -433,7 +396,7 @@ macro_rules! impl_store {
                 timed(&self.metrics, "search_users", async {
                     let escaped = $crate::store::sql::escape_like(prefix);
                     let cols = user_columns_of("u");
-                    let rows = sqlx::query(sql(format!(
+                    let rows = sqlx::query_as::<_, UserRow>(sql(format!(
                         "SELECT {cols} FROM users u WHERE u.deleted_at_ms IS NULL AND u.username_key > $1 \
                          AND (u.username_key LIKE $2 ESCAPE '\\' OR LOWER(u.display_name) LIKE $2 ESCAPE '\\') \
                          AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.id AND b.blocked_id = $3) \
@@ -445,7 +408,7 @@ macro_rules! impl_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?;
-                    Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+                    Ok(rows.into_iter().map(User::from).collect())
                 })
                 .await
             }
@@ -471,13 +434,13 @@ macro_rules! impl_store {
 
             async fn contacts(&self, user: UserId) -> Result<Vec<User>, StoreError> {
                 let cols = user_columns_of("u");
-                let rows = sqlx::query(sql(format!(
+                let rows = sqlx::query_as::<_, UserRow>(sql(format!(
                     "SELECT {cols} FROM contacts c JOIN users u ON u.id = c.contact_id WHERE c.user_id = $1 ORDER BY u.username_key"
                 )))
                 .bind(user)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+                Ok(rows.into_iter().map(User::from).collect())
             }
 
             async fn block(&self, user: UserId, other: UserId, now_ms: i64) -> Result<bool, StoreError> {
@@ -501,13 +464,13 @@ macro_rules! impl_store {
 
             async fn blocked_users(&self, user: UserId) -> Result<Vec<User>, StoreError> {
                 let cols = user_columns_of("u");
-                let rows = sqlx::query(sql(format!(
+                let rows = sqlx::query_as::<_, UserRow>(sql(format!(
                     "SELECT {cols} FROM blocks b JOIN users u ON u.id = b.blocked_id WHERE b.user_id = $1 ORDER BY u.username_key"
                 )))
                 .bind(user)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.iter().map(user_from).collect::<Result<_, _>>()?)
+                Ok(rows.into_iter().map(User::from).collect())
             }
 
             async fn blockers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
@@ -550,8 +513,8 @@ macro_rules! impl_store {
 
             async fn notifications(&self, user: UserId, before: i64, limit: u32, unread_only: bool) -> Result<(Vec<NotificationRec>, i64), StoreError> {
                 timed(&self.metrics, "notifications", async {
-                    let rows = sqlx::query(
-                        "SELECT id, kind, conversation_id, message_id, actor_id, role, created_at_ms, read_flag FROM notifications \
+                    let rows = sqlx::query_as::<_, NotificationRow>(
+                        "SELECT id, user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms, read_flag FROM notifications \
                          WHERE user_id = $1 AND id < $2 AND ($3 = 0 OR read_flag = 0) ORDER BY id DESC LIMIT $4",
                     )
                     .bind(user)
@@ -560,22 +523,7 @@ macro_rules! impl_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?;
-                    let list = rows
-                        .iter()
-                        .map(|r| {
-                            Ok::<_, sqlx::Error>(NotificationRec {
-                                id: r.try_get(0)?,
-                                user_id: user,
-                                kind: r.try_get(1)?,
-                                conversation_id: r.try_get(2)?,
-                                message_id: r.try_get(3)?,
-                                actor_id: r.try_get(4)?,
-                                role: r.try_get(5)?,
-                                created_at_ms: r.try_get(6)?,
-                                read: r.try_get::<i32, _>(7)? != 0,
-                            })
-                        })
-                        .collect::<Result<_, _>>()?;
+                    let list = rows.into_iter().map(NotificationRec::from).collect();
                     let unread = sqlx::query("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_flag = 0").bind(user).fetch_one(&self.pool).await?;
                     Ok((list, unread.try_get(0)?))
                 })
@@ -615,7 +563,7 @@ macro_rules! impl_store {
 
             async fn check_code(&self, kind: CodeKind, destination: &str, code_hash: &[u8], now_ms: i64, max_attempts: u32) -> Result<CodeCheck, StoreError> {
                 timed(&self.metrics, "check_code", async {
-                    let mut tx = self.pool.begin_with($begin).await?;
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     // Count the try first, so a code can never be tried more than max_attempts times.
                     let row = sqlx::query(
                         "UPDATE auth_codes SET attempts = attempts + 1 \
@@ -654,10 +602,22 @@ macro_rules! impl_store {
 
 pub(super) use impl_store;
 
-/// The sqlx database of a backend store (lets the shared row mappers name the row type).
-pub(super) type DbOf<S> = <S as HasDb>::Db;
-
 /// Implemented by each backend store to name its sqlx database.
 pub(super) trait HasDb {
-    type Db: sqlx::Database;
+    type Db: SqlBackend;
+}
+
+/// A database the shared SQL runs on.
+pub(super) trait SqlBackend: sqlx::Database {
+    /// The statement a write transaction begins with: SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so two writers never deadlock on upgrading a read lock.
+    const BEGIN: &'static str;
+}
+
+impl SqlBackend for sqlx::Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+}
+
+impl SqlBackend for sqlx::Postgres {
+    const BEGIN: &'static str = "BEGIN";
 }

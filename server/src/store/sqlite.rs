@@ -47,8 +47,9 @@ impl HasDb for SqliteStore {
     type Db = sqlx::Sqlite;
 }
 
-// Write transactions take the write lock up front, so two writers never deadlock on upgrade.
-impl_store!(SqliteStore, Backend::Sqlite, "BEGIN IMMEDIATE");
+// Write transactions begin `IMMEDIATE` (`SqlBackend::BEGIN`): they take the write lock up front,
+// so two writers never deadlock on upgrade.
+impl_store!(SqliteStore, Backend::Sqlite);
 
-super::conv_sql::impl_conv_store!(SqliteStore, "BEGIN IMMEDIATE");
-super::conv_write_sql::impl_conv_writes!(SqliteStore, "BEGIN IMMEDIATE");
+super::conv_sql::impl_conv_store!(SqliteStore);
+super::conv_write_sql::impl_conv_writes!(SqliteStore);
