@@ -105,9 +105,9 @@ impl Social {
         if typing {
             self.0.typing_limit.take(&format!("{}:{conv}", auth.user_id)).map_err(ServerError::RateLimited)?;
         }
-        let members: Vec<UserId> =
-            self.store().members(conv, 0, 100_000).await?.into_iter().map(|m| m.user_id).collect();
-        self.0.hub.deliver_droppable(&members, &self.typing_frame(conv, auth.user_id, typing), device);
+        // The indicator is registered before the member list is read: a removal committed
+        // before the read shows in the list (and the indicator is withdrawn here), one committed
+        // after it finds the indicator and ends it (`member_gone`).
         let key = (conv, auth.user_id);
         let generation = {
             let mut g = self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -120,6 +120,15 @@ impl Social {
                 None
             }
         };
+        let members: Vec<UserId> = match self.store().members(conv, 0, 100_000).await {
+            Ok(m) if m.iter().any(|m| m.user_id == auth.user_id) => m.into_iter().map(|m| m.user_id).collect(),
+            read => {
+                self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+                read?;
+                return Err(ServerError::NotFound("no such conversation".into()));
+            }
+        };
+        self.0.hub.deliver_droppable(&members, &self.typing_frame(conv, auth.user_id, typing), device);
         if let Some(generation) = generation {
             let this = self.clone();
             let except = device;
