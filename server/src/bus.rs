@@ -6,9 +6,10 @@
 use std::sync::{Arc, RwLock};
 
 use crate::error::ServerError;
-use crate::hub::Presence;
+use crate::hub::{Audience, Presence};
 use crate::session::Caller;
 use crate::store::{Applied, LogBody, LogEvent, RevokeReason, UserId};
+use confab_protocol::v1;
 
 /// Something that happened, after it was made durable (or, for sessions and presence, after the
 /// hub changed).
@@ -34,6 +35,9 @@ pub enum DomainEvent {
     SessionDetached { caller: Caller, key: u64, remaining: usize },
     /// A user's presence over their devices on this node changed (§17).
     PresenceChanged { user: UserId, state: Presence },
+    /// A call's state changed (§20.2): invites, ringing, accepted, answered elsewhere, ended,
+    /// and the signals relayed between its two parties, each with who it goes to.
+    CallEvents { events: Vec<(Audience, v1::event::Event)> },
 }
 
 impl DomainEvent {

@@ -1,8 +1,10 @@
 //! Live delivery, a bus subscriber: each committed change's frames encoded once and queued to
-//! every connection of its audience on this node (§14.5), in commit order; revoked sessions'
-//! connections told and closed (§11.7).
+//! every connection of its audience on this node (§14.5), in commit order; call events to their
+//! audience (§20.2); revoked sessions' connections told and closed (§11.7).
 
 use std::sync::Arc;
+
+use confab_protocol::frames::{encode_server, event_frame};
 
 use crate::bus::{DomainEvent, Subscriber};
 use crate::hub::Hub;
@@ -53,6 +55,11 @@ impl Subscriber for Fanout {
             DomainEvent::SessionsRevoked { sessions, reason } => {
                 for s in sessions {
                     self.hub.revoke(s, *reason);
+                }
+            }
+            DomainEvent::CallEvents { events } => {
+                for (to, event) in events {
+                    self.hub.deliver_to(to, &encode_server(&event_frame(event.clone())));
                 }
             }
             DomainEvent::AccountDeleted { .. }

@@ -54,6 +54,17 @@ fn aggregate(devices: Option<&HashMap<u64, Presence>>) -> Presence {
     }
 }
 
+/// Who a frame goes to on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every connection of these users.
+    Users(Vec<UserId>),
+    /// Every connection of one session (one device).
+    Session(String),
+    /// Every connection of these users except those of one session.
+    UsersExcept(Vec<UserId>, String),
+}
+
 /// What detaching a connection changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Detached {
@@ -166,6 +177,15 @@ impl Hub {
     pub fn deliver_session(&self, session: &str, frame: &Bytes) -> usize {
         let m = self.lock();
         m.sessions.get(session).map_or(0, |conns| conns.values().map(|o| usize::from(o.push(frame.clone()))).sum())
+    }
+
+    /// Queues one encoded frame to an [`Audience`]; returns the deliveries made.
+    pub fn deliver_to(&self, to: &Audience, frame: &Bytes) -> usize {
+        match to {
+            Audience::Users(users) => self.deliver(users, frame),
+            Audience::Session(s) => self.deliver_session(s, frame),
+            Audience::UsersExcept(users, s) => self.deliver_except_session(users, s, frame),
+        }
     }
 
     /// Like [`deliver`](Self::deliver), skipping the connections of session `except`.

@@ -114,7 +114,7 @@ impl Server {
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
-        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), writer.clone());
+        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone());
         // Subscribers, in the order each event reaches them: live delivery first, then the
         // features that follow from it.
         bus.subscribe(Arc::new(fanout::Fanout::new(hub.clone())));

@@ -10,19 +10,17 @@ pub mod sfu;
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, CallMedia, HangupReason, call_signal, event};
 
 use crate::access::{id, member_view};
-use crate::bus::{DomainEvent, Subscriber};
+use crate::bus::{Bus, DomainEvent, Subscriber};
 use crate::config::CallsConfig;
 use crate::error::ServerError;
-use crate::hub::Hub;
+use crate::hub::{Audience, Hub};
 use crate::session::Caller;
 use crate::store::{ConvKind, Store, WriteOp, now_ms};
 use crate::writer::Writer;
-use p2p::{Effects, Party, Registry, To};
+use p2p::{Effects, Party, Registry};
 
 /// Longest SDP accepted in a signal (bytes).
 const MAX_SDP_BYTES: usize = 64 * 1024;
@@ -33,6 +31,7 @@ struct Inner {
     config: CallsConfig,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    bus: Arc<dyn Bus>,
     writer: Writer,
     registry: Mutex<Registry>,
     sfu: sfu::Sfu,
@@ -56,9 +55,9 @@ pub(crate) fn random_id(prefix: &str) -> String {
 }
 
 impl Calls {
-    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, writer: Writer) -> Self {
+    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<dyn Bus>, writer: Writer) -> Self {
         let sfu = sfu::Sfu::new(config.clone(), store.clone(), hub.clone());
-        Self(Arc::new(Inner { config, store, hub, writer, registry: Mutex::new(Registry::default()), sfu }))
+        Self(Arc::new(Inner { config, store, hub, bus, writer, registry: Mutex::new(Registry::default()), sfu }))
     }
 
     /// The group-call SFU (§20.3).
@@ -75,16 +74,11 @@ impl Calls {
         ice::ice_servers(&self.0.config, auth.user_id, now_ms())
     }
 
-    /// Sends the events of a transition and records an ended call (in the background: the log
-    /// write must not hold up the request that ended the call).
+    /// Publishes the events of a transition (`CallEvents`, delivered by fan-out) and records an
+    /// ended call (in the background: the log write must not hold up the request that ended it).
     fn apply(&self, fx: Effects) {
-        for (to, ev) in fx.events {
-            let frame: Bytes = encode_server(&event_frame(ev));
-            match to {
-                To::Users(users) => self.0.hub.deliver(&users, &frame),
-                To::Session(s) => self.0.hub.deliver_session(&s, &frame),
-                To::UsersExcept(users, s) => self.0.hub.deliver_except_session(&users, &s, &frame),
-            };
+        if !fx.events.is_empty() {
+            self.0.bus.publish(DomainEvent::CallEvents { events: fx.events });
         }
         if let Some(ended) = fx.ended {
             let writer = self.0.writer.clone();
@@ -208,8 +202,8 @@ impl Calls {
         }
         let (from, to_session) = self.registry().signal(&s.call_id, auth.user_id, &auth.session_id)?;
         s.from_party_id = from;
-        let frame = encode_server(&event_frame(event::Event::CallSignal(s)));
-        self.0.hub.deliver_session(&to_session, &frame);
+        let events = vec![(Audience::Session(to_session), event::Event::CallSignal(s))];
+        self.0.bus.publish(DomainEvent::CallEvents { events });
         Ok(())
     }
 
@@ -292,7 +286,8 @@ impl Subscriber for Calls {
             }
             DomainEvent::SessionDetached { .. }
             | DomainEvent::SessionAttached { .. }
-            | DomainEvent::PresenceChanged { .. } => {}
+            | DomainEvent::PresenceChanged { .. }
+            | DomainEvent::CallEvents { .. } => {}
         }
     }
 }

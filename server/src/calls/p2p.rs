@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use confab_protocol::v1::{self, CallOutcome, HangupReason, event};
 
 use crate::error::ServerError;
+use crate::hub::Audience;
 use crate::store::{CallRecord, ConvId, UserId};
 
 /// One device taking part: its user, its session, and the opaque id others address it by.
@@ -33,17 +34,6 @@ struct Call {
     phase: Phase,
 }
 
-/// Who an event goes to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum To {
-    /// Every connection of these users.
-    Users(Vec<UserId>),
-    /// Every connection of one session (one device).
-    Session(String),
-    /// Every connection of these users except those of one session.
-    UsersExcept(Vec<UserId>, String),
-}
-
 /// A call that ended: what the conversation log keeps, and who missed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ended {
@@ -56,7 +46,7 @@ pub struct Ended {
 /// What a transition asks the service to do.
 #[derive(Debug, Default)]
 pub struct Effects {
-    pub events: Vec<(To, event::Event)>,
+    pub events: Vec<(Audience, event::Event)>,
     pub ended: Option<Ended>,
 }
 
@@ -103,7 +93,7 @@ impl Registry {
         });
         self.by_conversation.insert(conversation, call_id.to_string());
         self.by_session.insert(caller.session.clone(), call_id.to_string());
-        let to = To::Users(callees.clone());
+        let to = Audience::Users(callees.clone());
         let call = Call { conversation, media, caller, callees, rejected: HashSet::new(), phase: Phase::Ringing };
         self.calls.insert(call_id.to_string(), call);
         Ok(Effects { events: vec![(to, invite)], ended: None })
@@ -123,7 +113,7 @@ impl Registry {
             return Err(ServerError::FailedPrecondition("the call is not ringing for you".into()));
         }
         let ev = event::Event::CallRinging(v1::CallRinging { call_id: call_id.to_string(), user_id: user as u64 });
-        Ok(Effects { events: vec![(To::Session(c.caller.session.clone()), ev)], ended: None })
+        Ok(Effects { events: vec![(Audience::Session(c.caller.session.clone()), ev)], ended: None })
     }
 
     /// §20.2.3: the first accept wins; returns the caller's party id.
@@ -152,8 +142,8 @@ impl Registry {
         });
         let elsewhere = event::Event::CallAnsweredElsewhere(v1::CallAnsweredElsewhere { call_id: call_id.to_string() });
         let events = vec![
-            (To::Session(c.caller.session.clone()), accepted),
-            (To::UsersExcept(c.callees.clone(), callee.session.clone()), elsewhere),
+            (Audience::Session(c.caller.session.clone()), accepted),
+            (Audience::UsersExcept(c.callees.clone(), callee.session.clone()), elsewhere),
         ];
         let caller_party = c.caller.party_id.clone();
         self.by_session.insert(callee.session.clone(), call_id.to_string());
@@ -185,7 +175,7 @@ impl Registry {
             reason: reason as i32,
             by_user_id: user as u64,
         });
-        Ok(Effects { events: vec![(To::Users(vec![user]), ended)], ended: None })
+        Ok(Effects { events: vec![(Audience::Users(vec![user]), ended)], ended: None })
     }
 
     /// §20.2.5: the caller cancels a ringing call, or a party ends an accepted one.
@@ -283,7 +273,7 @@ impl Registry {
             reason: HangupReason::Cancelled as i32,
             by_user_id: 0,
         });
-        let mut fx = Effects { events: vec![(To::Users(vec![user]), stop)], ended: None };
+        let mut fx = Effects { events: vec![(Audience::Users(vec![user]), stop)], ended: None };
         if nobody_left || all_declined {
             let reason = if nobody_left { HangupReason::Cancelled } else { HangupReason::Rejected };
             let ended = self.end(&call_id, reason, 0, now_ms);
@@ -354,7 +344,7 @@ impl Registry {
             by_user_id: by as u64,
         });
         Effects {
-            events: vec![(To::Users(everyone), ev)],
+            events: vec![(Audience::Users(everyone), ev)],
             ended: Some(Ended {
                 conversation: c.conversation,
                 caller: c.caller.user,
@@ -389,8 +379,8 @@ mod tests {
         ringing(&mut r, vec![2]);
         let (caller_party, fx) = r.accept("c1", party(2, "s2a"), 1000).expect("accept");
         assert_eq!(caller_party, "p-s1");
-        assert_eq!(fx.events[0].0, To::Session("s1".into()));
-        assert_eq!(fx.events[1].0, To::UsersExcept(vec![2], "s2a".into()));
+        assert_eq!(fx.events[0].0, Audience::Session("s1".into()));
+        assert_eq!(fx.events[1].0, Audience::UsersExcept(vec![2], "s2a".into()));
         let again = r.accept("c1", party(2, "s2b"), 1001).expect_err("second accept");
         assert!(matches!(again, ServerError::FailedPrecondition(_)));
         assert_eq!(r.signal("c1", 2, "s2a").expect("party"), ("p-s2a".into(), "s1".into()));
@@ -448,7 +438,7 @@ mod tests {
         let fx = r.member_gone(10, 2, 5);
         assert!(fx.ended.is_none(), "3 still rings");
         assert_eq!(fx.events.len(), 1);
-        assert_eq!(fx.events[0].0, To::Users(vec![2]));
+        assert_eq!(fx.events[0].0, Audience::Users(vec![2]));
         assert!(matches!(&fx.events[0].1, event::Event::CallEnded(e) if e.reason == HangupReason::Cancelled as i32));
         assert!(matches!(r.accept("c1", party(2, "s2"), 6), Err(ServerError::NotFound(_))), "no longer rung");
         let fx = r.member_gone(10, 3, 7);
@@ -491,7 +481,7 @@ mod tests {
         ringing(&mut r, vec![2, 3]);
         let fx = r.blocked(2, 1, 5);
         assert_eq!(fx.len(), 1);
-        assert_eq!(fx[0].events[0].0, To::Users(vec![2]));
+        assert_eq!(fx[0].events[0].0, Audience::Users(vec![2]));
         assert!(r.accept("c1", party(2, "s2"), 6).is_err(), "the blocker is no longer rung");
         assert!(r.blocked(3, 9, 7).is_empty(), "not a call of the blocked user");
         r.accept("c1", party(3, "s3"), 8).expect("3 still can answer");

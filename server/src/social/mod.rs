@@ -347,7 +347,8 @@ impl Subscriber for Social {
             DomainEvent::AccountDeleted { user, audience } => self.0.announcer.deleted(*user, audience.clone()),
             DomainEvent::SessionsRevoked { .. }
             | DomainEvent::SessionAttached { .. }
-            | DomainEvent::SessionDetached { .. } => {}
+            | DomainEvent::SessionDetached { .. }
+            | DomainEvent::CallEvents { .. } => {}
         }
     }
 }
