@@ -6,9 +6,19 @@ use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
 use crate::store::{
-    ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, UPDATE_ADDED, UPDATE_READ, UserId,
-    UserUpdateRec,
+    ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, Role, UpdateKind,
+    UserId, UserUpdateRec,
 };
+
+/// A requested conversation kind (`ConversationKind`); `None` for UNSPECIFIED or unknown.
+pub fn conv_kind(kind: i32) -> Option<ConvKind> {
+    ConvKind::try_from(kind).ok()
+}
+
+/// A requested role (`MemberRole`); `None` for UNSPECIFIED or unknown.
+pub fn role(role: i32) -> Option<Role> {
+    Role::try_from(role).ok()
+}
 
 /// The answer to SendMessage (§13.2).
 pub fn sent(s: &crate::page::Sent) -> v1::SendMessageResult {
@@ -46,7 +56,7 @@ pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
 pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
     v1::Conversation {
         conversation_id: c.id as u64,
-        kind: c.kind,
+        kind: c.kind.into(),
         title: c.title.clone(),
         description: c.description.clone(),
         created_at_ms: c.created_at_ms as u64,
@@ -57,7 +67,7 @@ pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
         unread_count: c.unread_count as u32,
         unread_mention_count: c.unread_mention_count as u32,
         last_message: c.last_message.as_ref().map(|m| message(m, viewer)),
-        my_role: c.my_role.unwrap_or(0),
+        my_role: c.my_role.map_or(0, i32::from),
         peer_user_id: c.peer_user_id.unwrap_or(0) as u64,
         photo_ref: c.photo_ref.clone(),
         announcement_only: c.announcement_only,
@@ -65,7 +75,7 @@ pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
 }
 
 pub fn member(m: &MemberRec) -> v1::Member {
-    v1::Member { user_id: m.user_id as u64, role: m.role, joined_at_ms: m.joined_at_ms as u64 }
+    v1::Member { user_id: m.user_id as u64, role: m.role.into(), joined_at_ms: m.joined_at_ms as u64 }
 }
 
 /// A log entry. Live delivery shares one encoding among all members, so the sender's
@@ -74,7 +84,7 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
     let ids = |v: &[UserId]| v.iter().map(|u| *u as u64).collect();
     let body = match &e.body {
         LogBody::Created { kind, title } => {
-            Body::Created(v1::ConversationCreated { kind: *kind, title: title.clone() })
+            Body::Created(v1::ConversationCreated { kind: (*kind).into(), title: title.clone() })
         }
         LogBody::Posted(m) => {
             let mut msg = message(m, viewer.unwrap_or(0));
@@ -98,7 +108,7 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
             announcement_only: st.announcement_only,
         }),
         LogBody::RoleChanged { user, role } => {
-            Body::RoleChanged(v1::RoleChanged { user_id: *user as u64, role: *role })
+            Body::RoleChanged(v1::RoleChanged { user_id: *user as u64, role: (*role).into() })
         }
         LogBody::OwnershipTransferred { from, to } => {
             Body::OwnershipTransferred(v1::OwnershipTransferred { from_user_id: *from as u64, to_user_id: *to as u64 })
@@ -134,11 +144,13 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
 pub fn user_update(u: &UserUpdateRec) -> v1::UserUpdate {
     let conversation_id = u.conversation_id as u64;
     let body = match u.kind {
-        UPDATE_ADDED => user_update::Body::AddedToConversation(v1::AddedToConversation { conversation_id }),
-        UPDATE_READ => {
+        UpdateKind::Added => user_update::Body::AddedToConversation(v1::AddedToConversation { conversation_id }),
+        UpdateKind::Read => {
             user_update::Body::ReadMarker(v1::ReadMarker { conversation_id, seq: u.seq.unwrap_or(0) as u64 })
         }
-        _ => user_update::Body::RemovedFromConversation(v1::RemovedFromConversation { conversation_id }),
+        UpdateKind::Removed => {
+            user_update::Body::RemovedFromConversation(v1::RemovedFromConversation { conversation_id })
+        }
     };
     v1::UserUpdate { user_seq: u.user_seq as u64, at_ms: u.at_ms as u64, body: Some(body) }
 }
@@ -155,13 +167,13 @@ pub fn receipt(r: &ReceiptRec) -> v1::ReceiptUpdated {
 pub fn notification(n: &NotificationRec) -> v1::Notification {
     v1::Notification {
         notification_id: n.id as u64,
-        kind: n.kind,
+        kind: n.kind.into(),
         conversation_id: n.conversation_id as u64,
         message_id: n.message_id.unwrap_or(0) as u64,
         actor_id: n.actor_id as u64,
         created_at_ms: n.created_at_ms as u64,
         read: n.read,
-        role: n.role.unwrap_or(0),
+        role: n.role.map_or(0, i32::from),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use confab_conformance::pg::TestDatabase;
 use confab_server::config::DatabaseUrl;
-use confab_server::store::{ConvKind, NewUser, OpResult, WriteOp};
+use confab_server::store::{ConvKind, NewUser, OpResult, Role, WriteOp};
 use confab_server::{Config, Server};
 
 fn user(name: &str) -> NewUser {
@@ -45,7 +45,7 @@ async fn mended(config: Config, mark_deleted: impl AsyncFnOnce(i64)) {
     let store = server.store();
     let members = store.members(conv, 0, 10).await.expect("members");
     assert_eq!(members.len(), 1, "{members:?}");
-    assert_eq!((members[0].user_id, members[0].role), (b.id, 1), "B is the owner: {members:?}");
+    assert_eq!((members[0].user_id, members[0].role), (b.id, Role::Owner), "B is the owner: {members:?}");
     assert!(store.deleted_members().await.expect("deleted members").is_empty());
     store.close().await;
 }

@@ -117,11 +117,11 @@ impl Calls {
         let others = members.iter().map(|m| m.user_id).filter(|u| *u != auth.user_id);
         let (blocked, callees): (Vec<_>, Vec<_>) = others.partition(|u| blockers.contains(u));
         // Nor can a deleted account be called (§21), as it cannot be written to.
-        let peer_deleted = match view.peer_user_id.filter(|_| view.kind == ConvKind::Direct as i32) {
+        let peer_deleted = match view.peer_user_id.filter(|_| view.kind == ConvKind::Direct) {
             Some(peer) => self.0.store.users(&[peer]).await?.first().is_none_or(|u| u.deleted),
             None => false,
         };
-        if (!blocked.is_empty() && view.kind == ConvKind::Direct as i32) || peer_deleted {
+        if (!blocked.is_empty() && view.kind == ConvKind::Direct) || peer_deleted {
             return Err(ServerError::PermissionDenied("you cannot call this user".into()));
         }
         if callees.is_empty() {

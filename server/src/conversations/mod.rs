@@ -104,7 +104,7 @@ impl Conversations {
     /// A conversation the user may see: a member, or anyone for a channel.
     async fn visible(&self, user: UserId, conv: ConvId) -> Result<ConvView, ServerError> {
         match self.store().conversation(user, conv).await? {
-            Some(c) if c.my_role.is_some() || c.kind == ConvKind::Channel as i32 => Ok(c),
+            Some(c) if c.my_role.is_some() || c.kind == ConvKind::Channel => Ok(c),
             _ => Err(not_found()),
         }
     }
@@ -117,13 +117,12 @@ impl Conversations {
     pub async fn create(
         &self,
         auth: &Caller,
-        kind: i32,
+        kind: Option<ConvKind>,
         title: &str,
         description: &str,
         member_ids: &[u64],
     ) -> Result<ConvView, ServerError> {
-        let kind =
-            ConvKind::from_i32(kind).ok_or_else(|| ServerError::invalid("create_conversation.kind", "required"))?;
+        let kind = kind.ok_or_else(|| ServerError::invalid("create_conversation.kind", "required"))?;
         if kind != ConvKind::Direct {
             let n = title.chars().count();
             if !(1..=128).contains(&n) || title.chars().any(char::is_control) {

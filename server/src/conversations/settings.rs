@@ -4,7 +4,7 @@
 use super::{Conversations, check_emoji, id};
 use crate::error::ServerError;
 use crate::session::Caller;
-use crate::store::{ConvView, MessageRec, WriteOp, now_ms};
+use crate::store::{ConvView, MessageRec, Role, WriteOp, now_ms};
 
 impl Conversations {
     /// §12.8: settings; owner and admins.
@@ -44,13 +44,13 @@ impl Conversations {
     }
 
     /// §12.8
-    pub async fn set_role(&self, auth: &Caller, conv: u64, user: u64, role: i32) -> Result<i64, ServerError> {
-        if !(crate::store::ROLE_ADMIN..=crate::store::ROLE_MEMBER).contains(&role) {
+    pub async fn set_role(&self, auth: &Caller, conv: u64, user: u64, role: Option<Role>) -> Result<i64, ServerError> {
+        let Some(role @ (Role::Admin | Role::Moderator | Role::Member)) = role else {
             return Err(ServerError::invalid(
                 "set_role.role",
                 "ADMIN, MODERATOR or MEMBER (ownership: TransferOwnership)",
             ));
-        }
+        };
         let op = WriteOp::SetRole {
             conversation_id: id("set_role.conversation_id", conv)?,
             actor: auth.user_id,

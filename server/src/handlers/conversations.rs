@@ -12,7 +12,7 @@ type Out = Result<R, ServerError>;
 
 /// §12.2
 pub(crate) async fn create(state: &AppState, a: &Caller, r: v1::CreateConversation) -> Out {
-    let c = state.conversations().create(a, r.kind, &r.title, &r.description, &r.member_ids).await?;
+    let c = state.conversations().create(a, wire::conv_kind(r.kind), &r.title, &r.description, &r.member_ids).await?;
     Ok(R::CreateConversation(wire::conversation(&c, a.user_id)))
 }
 
@@ -143,7 +143,7 @@ pub(crate) async fn update(state: &AppState, a: &Caller, r: v1::UpdateConversati
 
 /// §12.8
 pub(crate) async fn set_role(state: &AppState, a: &Caller, r: v1::SetRole) -> Out {
-    let seq = state.conversations().set_role(a, r.conversation_id, r.user_id, r.role).await?;
+    let seq = state.conversations().set_role(a, r.conversation_id, r.user_id, wire::role(r.role)).await?;
     Ok(R::SetRole(v1::SetRoleResult { seq: seq as u64 }))
 }
 

@@ -21,7 +21,7 @@ macro_rules! conv_lifecycle_ops {
                              AND read_flag = 0 AND message_id IN (SELECT id FROM messages WHERE conversation_id = $2 AND seq <= $4)")
                     .bind(user)
                     .bind(conv)
-                    .bind(NOTIFY_MENTIONED)
+                    .bind(i32::from(NotificationKind::Mentioned))
                     .bind(seq)
                     .execute(&mut **tx)
                     .await?;
@@ -46,7 +46,7 @@ macro_rules! conv_lifecycle_ops {
 
             /// §12.4: `user` (of `role`) leaves a group or channel. An owner first passes ownership to
             /// the remaining live member with the highest role, then the longest-standing one.
-            async fn leave(tx: &mut Tx, conv: ConvId, user: UserId, role: i32, now: i64) -> Result<Applied, sqlx::Error> {
+            async fn leave(tx: &mut Tx, conv: ConvId, user: UserId, role: Role, now: i64) -> Result<Applied, sqlx::Error> {
                 let audience = member_ids(tx, conv).await?;
                 let mut events = Vec::new();
                 if rules::passes_ownership(role) {
@@ -59,7 +59,7 @@ macro_rules! conv_lifecycle_ops {
                         .await?;
                     if let Some(next) = next {
                         let to: UserId = next.try_get(0)?;
-                        set_role(tx, conv, to, ROLE_OWNER).await?;
+                        set_role(tx, conv, to, Role::Owner).await?;
                         events.push(append(tx, conv, user, now, LogBody::OwnershipTransferred { from: user, to }).await?);
                     }
                 }
@@ -78,7 +78,7 @@ macro_rules! conv_lifecycle_ops {
                 }
                 let owned = sqlx::query("SELECT 1 FROM members WHERE conversation_id = $1 AND role = $2 LIMIT 1")
                     .bind(conv)
-                    .bind(ROLE_OWNER)
+                    .bind(i32::from(Role::Owner))
                     .fetch_optional(&mut **tx)
                     .await?
                     .is_some();
@@ -115,7 +115,7 @@ macro_rules! conv_lifecycle_ops {
                 sqlx::query("DELETE FROM reactions WHERE message_id = $1").bind(message_id).execute(&mut **tx).await?;
                 sqlx::query("DELETE FROM notifications WHERE message_id = $1 AND kind = $2")
                     .bind(message_id)
-                    .bind(NOTIFY_MENTIONED)
+                    .bind(i32::from(NotificationKind::Mentioned))
                     .execute(&mut **tx)
                     .await?;
                 let deleted = append(tx, conv, actor, now, LogBody::Deleted { message_id }).await?;
@@ -170,7 +170,7 @@ macro_rules! conv_lifecycle_ops {
                 let memberships = sqlx::query("SELECT m.conversation_id, m.role FROM members m JOIN conversations c ON c.id = m.conversation_id \
                                                WHERE m.user_id = $1 AND c.kind <> $2 ORDER BY m.conversation_id")
                     .bind(user)
-                    .bind(ConvKind::Direct as i32)
+                    .bind(i32::from(ConvKind::Direct))
                     .fetch_all(&mut **tx)
                     .await?;
                 let mut cascade = Vec::with_capacity(memberships.len());

@@ -16,8 +16,8 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Row as
 
 use super::conv_sql::join_ids;
 use super::conv_types::{
-    Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageRec, NOTIFY_MENTIONED, NotificationRec, OpError,
-    OpResult, WriteOp,
+    Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageRec, NotificationKind, NotificationRec, OpError,
+    OpResult, Role, WriteOp,
 };
 use super::rows::{PosterRow, StoredKeyRow};
 use super::rules;
@@ -110,7 +110,7 @@ where
              WHERE p.conversation_id = k.cid AND p.user_id <> k.uid \
              AND (b.user_id IS NOT NULL OR pu.deleted_at_ms IS NOT NULL)) THEN 1 ELSE 0 END AS peer_blocked \
              FROM k JOIN conversations c ON c.id = k.cid JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid",
-            direct = ConvKind::Direct as i32
+            direct = i32::from(ConvKind::Direct)
         ));
         let mut out = HashMap::with_capacity(pairs.len());
         for r in q.build_query_as::<PosterRow>().fetch_all(&mut **tx).await? {
@@ -373,8 +373,17 @@ where
                     };
                     for u in s.mentions.iter().filter(notified) {
                         notifications.push(
-                            Self::notify(tx, *u, NOTIFY_MENTIONED, s.conv, Some(message_id), s.sender, None, s.now)
-                                .await?,
+                            Self::notify(
+                                tx,
+                                *u,
+                                NotificationKind::Mentioned,
+                                s.conv,
+                                Some(message_id),
+                                s.sender,
+                                None,
+                                s.now,
+                            )
+                            .await?,
                         );
                     }
                     let m = MessageRec {
@@ -418,11 +427,11 @@ where
     pub(super) async fn notify(
         tx: &mut Tx<'_, DB>,
         user: UserId,
-        kind: i32,
+        kind: NotificationKind,
         conv: ConvId,
         message_id: Option<i64>,
         actor: UserId,
-        role: Option<i32>,
+        role: Option<Role>,
         now: i64,
     ) -> Result<NotificationRec, sqlx::Error> {
         let r = sqlx::query(
@@ -430,11 +439,11 @@ where
                              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(user)
-        .bind(kind)
+        .bind(i32::from(kind))
         .bind(conv)
         .bind(message_id)
         .bind(actor)
-        .bind(role)
+        .bind(role.map(i32::from))
         .bind(now)
         .fetch_one(&mut **tx)
         .await?;

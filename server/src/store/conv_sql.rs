@@ -225,7 +225,7 @@ macro_rules! impl_conv_store {
                             .bind(i64::from(limit))
                             .fetch_all(&self.pool)
                             .await?;
-                        Ok(rows.into_iter().map(LogEvent::from).collect())
+                        Ok(rows.into_iter().map(LogEvent::try_from).collect::<Result<_, _>>()?)
                     })
                     .await
                 }

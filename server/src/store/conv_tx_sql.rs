@@ -16,7 +16,7 @@ macro_rules! conv_tx_helpers {
             async fn append(tx: &mut Tx, conv: ConvId, actor: UserId, now: i64, body: LogBody) -> Result<LogEvent, sqlx::Error> {
                 let seq = next_seq(tx, conv, now).await?;
                 let (message_id, text, user_ids, data): (Option<i64>, Option<String>, Option<String>, Option<String>) = match &body {
-                    LogBody::Created { kind, title } => (None, Some(title.clone()), Some(kind.to_string()), None),
+                    LogBody::Created { kind, title } => (None, Some(title.clone()), Some(i32::from(*kind).to_string()), None),
                     LogBody::Posted(m) => (Some(m.id), Some(m.text.clone()), Some(join_ids(&m.mentions)), None),
                     LogBody::Edited { message_id, text } => (Some(*message_id), Some(text.clone()), None, None),
                     LogBody::Deleted { message_id } | LogBody::Pinned { message_id } | LogBody::Unpinned { message_id } => {
@@ -25,7 +25,7 @@ macro_rules! conv_tx_helpers {
                     LogBody::MembersAdded(u) => (None, None, Some(join_ids(u)), None),
                     LogBody::Joined(u) | LogBody::Left(u) | LogBody::Removed(u) => (None, None, Some(u.to_string()), None),
                     LogBody::Updated(st) => (None, None, None, serde_json::to_string(st).ok()),
-                    LogBody::RoleChanged { user, role } => (None, None, Some(user.to_string()), Some(role.to_string())),
+                    LogBody::RoleChanged { user, role } => (None, None, Some(user.to_string()), Some(i32::from(*role).to_string())),
                     LogBody::OwnershipTransferred { from, to } => (None, None, Some(join_ids(&[*from, *to])), None),
                     LogBody::ReactionAdded { message_id, emoji } | LogBody::ReactionRemoved { message_id, emoji } => {
                         (Some(*message_id), Some(emoji.clone()), None, None)
@@ -56,10 +56,10 @@ macro_rules! conv_tx_helpers {
             }
 
             async fn user_update(tx: &mut Tx, user: UserId, added: bool, conv: ConvId, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
-                user_entry(tx, user, if added { UPDATE_ADDED } else { UPDATE_REMOVED }, conv, None, now).await
+                user_entry(tx, user, if added { UpdateKind::Added } else { UpdateKind::Removed }, conv, None, now).await
             }
 
-            async fn user_entry(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, seq: Option<i64>, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
+            async fn user_entry(tx: &mut Tx, user: UserId, kind: UpdateKind, conv: ConvId, seq: Option<i64>, now: i64) -> Result<UserUpdateRec, sqlx::Error> {
                 let r = sqlx::query("UPDATE users SET update_seq = update_seq + 1 WHERE id = $1 RETURNING update_seq")
                     .bind(user)
                     .fetch_one(&mut **tx)
@@ -68,7 +68,7 @@ macro_rules! conv_tx_helpers {
                 sqlx::query("INSERT INTO user_updates (user_id, user_seq, kind, conversation_id, at_ms, seq) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(user)
                     .bind(user_seq)
-                    .bind(kind)
+                    .bind(i32::from(kind))
                     .bind(conv)
                     .bind(now)
                     .bind(seq)
@@ -98,7 +98,7 @@ macro_rules! conv_tx_helpers {
                 Ok(r.map(ConvFacts::from))
             }
 
-            async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<i32>, sqlx::Error> {
+            async fn role_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<Role>, sqlx::Error> {
                 let r = sqlx::query("SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2")
                     .bind(conv)
                     .bind(user)
@@ -107,9 +107,9 @@ macro_rules! conv_tx_helpers {
                 r.map(|r| r.try_get(0)).transpose()
             }
 
-            async fn set_role(tx: &mut Tx, conv: ConvId, user: UserId, role: i32) -> Result<(), sqlx::Error> {
+            async fn set_role(tx: &mut Tx, conv: ConvId, user: UserId, role: Role) -> Result<(), sqlx::Error> {
                 sqlx::query("UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3")
-                    .bind(role)
+                    .bind(i32::from(role))
                     .bind(conv)
                     .bind(user)
                     .execute(&mut **tx)
@@ -119,7 +119,7 @@ macro_rules! conv_tx_helpers {
 
             /// A new inbox entry (the SQL is `SendSql::notify`, written once).
             #[allow(clippy::too_many_arguments)]
-            async fn notify(tx: &mut Tx, user: UserId, kind: i32, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<i32>, now: i64) -> Result<NotificationRec, sqlx::Error> {
+            async fn notify(tx: &mut Tx, user: UserId, kind: NotificationKind, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<Role>, now: i64) -> Result<NotificationRec, sqlx::Error> {
                 $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, now).await
             }
 
@@ -153,11 +153,11 @@ macro_rules! conv_tx_helpers {
                 Ok(true)
             }
 
-            async fn add_member(tx: &mut Tx, conv: ConvId, user: UserId, role: i32, now: i64) -> Result<(), sqlx::Error> {
+            async fn add_member(tx: &mut Tx, conv: ConvId, user: UserId, role: Role, now: i64) -> Result<(), sqlx::Error> {
                 sqlx::query("INSERT INTO members (conversation_id, user_id, role, joined_at_ms) VALUES ($1, $2, $3, $4)")
                     .bind(conv)
                     .bind(user)
-                    .bind(role)
+                    .bind(i32::from(role))
                     .bind(now)
                     .execute(&mut **tx)
                     .await?;

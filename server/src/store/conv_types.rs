@@ -4,30 +4,75 @@ use super::types::UserId;
 
 pub type ConvId = i64;
 
+/// A stored or wire number that names no value of a domain enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value}")]
+pub struct UnknownValue {
+    /// The enum the number was read as.
+    pub what: &'static str,
+    /// The number.
+    pub value: i32,
+}
+
+/// An enum stored (and sent) as its fixed `i32` discriminants: `From<Self> for i32` and
+/// `TryFrom<i32>` over the variants listed.
+macro_rules! numbered {
+    ($name:ident, $what:literal, [$($variant:ident),* $(,)?]) => {
+        impl From<$name> for i32 {
+            fn from(v: $name) -> i32 {
+                v as i32
+            }
+        }
+
+        impl TryFrom<i32> for $name {
+            type Error = UnknownValue;
+
+            fn try_from(value: i32) -> Result<Self, UnknownValue> {
+                match value {
+                    $(n if n == Self::$variant as i32 => Ok(Self::$variant),)*
+                    _ => Err(UnknownValue { what: $what, value }),
+                }
+            }
+        }
+    };
+}
+
 /// Conversation kinds (same numbers as the wire enum).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKind {
     Direct = 1,
     Group = 2,
     Channel = 3,
 }
 
-impl ConvKind {
-    pub fn from_i32(v: i32) -> Option<Self> {
-        match v {
-            1 => Some(Self::Direct),
-            2 => Some(Self::Group),
-            3 => Some(Self::Channel),
-            _ => None,
-        }
-    }
+numbered!(ConvKind, "conversation kind", [Direct, Group, Channel]);
+
+/// A member's role (same numbers as the wire `MemberRole`); a lower number outranks a higher
+/// one. It deliberately has no `Ord`: ask `outranks` or `at_least`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Owner = 1,
+    Admin = 2,
+    Moderator = 3,
+    Member = 4,
 }
 
-/// Member roles (same numbers as the wire enum); a lower number outranks a higher one.
-pub const ROLE_OWNER: i32 = 1;
-pub const ROLE_ADMIN: i32 = 2;
-pub const ROLE_MODERATOR: i32 = 3;
-pub const ROLE_MEMBER: i32 = 4;
+numbered!(Role, "role", [Owner, Admin, Moderator, Member]);
+
+impl Role {
+    /// Every role, highest first.
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Moderator, Role::Member];
+
+    /// Whether this role is strictly above `other`.
+    pub fn outranks(self, other: Role) -> bool {
+        (self as i32) < (other as i32)
+    }
+
+    /// Whether this role is `lowest` or above it.
+    pub fn at_least(self, lowest: Role) -> bool {
+        (self as i32) <= (lowest as i32)
+    }
+}
 
 /// The log kind of a posted message (`LogBody::Posted`).
 pub const LOG_POSTED: i32 = 2;
@@ -66,7 +111,7 @@ pub struct Settings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogBody {
     Created {
-        kind: i32,
+        kind: ConvKind,
         title: String,
     },
     Posted(MessageRec),
@@ -84,7 +129,7 @@ pub enum LogBody {
     Updated(Settings),
     RoleChanged {
         user: UserId,
-        role: i32,
+        role: Role,
     },
     OwnershipTransferred {
         from: UserId,
@@ -153,10 +198,18 @@ pub struct LogEvent {
     pub body: LogBody,
 }
 
-/// Kinds of user log entries.
-pub const UPDATE_ADDED: i32 = 1;
-pub const UPDATE_REMOVED: i32 = 2;
-pub const UPDATE_READ: i32 = 3;
+/// Kinds of user log entries (stored numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateKind {
+    /// Added to a conversation (created with, added, joined).
+    Added = 1,
+    /// No longer in a conversation (left, removed).
+    Removed = 2,
+    /// The user's read marker moved.
+    Read = 3,
+}
+
+numbered!(UpdateKind, "user update kind", [Added, Removed, Read]);
 
 /// One entry of a user's own log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,10 +217,10 @@ pub struct UserUpdateRec {
     pub user_id: UserId,
     pub user_seq: i64,
     pub at_ms: i64,
-    /// UPDATE_ADDED, UPDATE_REMOVED or UPDATE_READ.
-    pub kind: i32,
+    /// What happened.
+    pub kind: UpdateKind,
     pub conversation_id: ConvId,
-    /// UPDATE_READ: the new read watermark.
+    /// `UpdateKind::Read`: the new read watermark.
     pub seq: Option<i64>,
 }
 
@@ -181,21 +234,27 @@ pub struct ReceiptRec {
 }
 
 /// Notification kinds (same numbers as the wire enum).
-pub const NOTIFY_MENTIONED: i32 = 1;
-pub const NOTIFY_ADDED: i32 = 2;
-pub const NOTIFY_ROLE_CHANGED: i32 = 3;
-pub const NOTIFY_MISSED_CALL: i32 = 4;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotificationKind {
+    Mentioned = 1,
+    AddedToConversation = 2,
+    RoleChanged = 3,
+    MissedCall = 4,
+}
+
+numbered!(NotificationKind, "notification kind", [Mentioned, AddedToConversation, RoleChanged, MissedCall]);
 
 /// An entry of a user's notifications inbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotificationRec {
     pub id: i64,
     pub user_id: UserId,
-    pub kind: i32,
+    pub kind: NotificationKind,
     pub conversation_id: ConvId,
     pub message_id: Option<i64>,
     pub actor_id: UserId,
-    pub role: Option<i32>,
+    /// `RoleChanged`: the new role.
+    pub role: Option<Role>,
     pub created_at_ms: i64,
     pub read: bool,
 }
@@ -213,7 +272,7 @@ pub struct MemberWatermarks {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvView {
     pub id: ConvId,
-    pub kind: i32,
+    pub kind: ConvKind,
     pub title: String,
     pub description: String,
     pub created_at_ms: i64,
@@ -221,7 +280,7 @@ pub struct ConvView {
     pub last_activity_ms: i64,
     pub member_count: i64,
     /// None when the user is not a member (a channel seen from outside).
-    pub my_role: Option<i32>,
+    pub my_role: Option<Role>,
     pub my_read_seq: i64,
     pub unread_count: i64,
     /// Unread messages (as `unread_count`) that mention the viewer, from senders they have not
@@ -236,7 +295,7 @@ pub struct ConvView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberRec {
     pub user_id: UserId,
-    pub role: i32,
+    pub role: Role,
     pub joined_at_ms: i64,
 }
 
@@ -309,7 +368,7 @@ pub enum WriteOp {
         conversation_id: ConvId,
         actor: UserId,
         user: UserId,
-        role: i32,
+        role: Role,
         now_ms: i64,
     },
     TransferOwnership {

@@ -92,9 +92,9 @@ macro_rules! impl_conv_writes {
                 let conv: ConvId = r.try_get(0)?;
                 add_member(tx, conv, creator, rules::creator_role(kind), now).await?;
                 for u in &others {
-                    add_member(tx, conv, *u, ROLE_MEMBER, now).await?;
+                    add_member(tx, conv, *u, Role::Member, now).await?;
                 }
-                let mut events = vec![append(tx, conv, creator, now, LogBody::Created { kind: kind as i32, title: title.to_string() }).await?];
+                let mut events = vec![append(tx, conv, creator, now, LogBody::Created { kind, title: title.to_string() }).await?];
                 if !others.is_empty() {
                     events.push(append(tx, conv, creator, now, LogBody::MembersAdded(others.clone())).await?);
                 }
@@ -107,7 +107,7 @@ macro_rules! impl_conv_writes {
                 let mut notifications = Vec::new();
                 if rules::notifies_added_at_creation(kind) {
                     for u in &others {
-                        notifications.push(notify(tx, *u, NOTIFY_ADDED, conv, None, creator, None, now).await?);
+                        notifications.push(notify(tx, *u, NotificationKind::AddedToConversation, conv, None, creator, None, now).await?);
                     }
                 }
                 Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates, notifications, ..Default::default() }))
@@ -138,14 +138,14 @@ macro_rules! impl_conv_writes {
                             return Ok(Ok(Applied { result: Some(OpResult::Seq(r.try_get(0)?)), ..Default::default() }));
                         }
                         for u in &new {
-                            add_member(tx, *conv, *u, ROLE_MEMBER, *now_ms).await?;
+                            add_member(tx, *conv, *u, Role::Member, *now_ms).await?;
                         }
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::MembersAdded(new.clone())).await?;
                         let mut user_updates = Vec::new();
                         let mut notifications = Vec::new();
                         for u in &new {
                             user_updates.push(user_update(tx, *u, true, *conv, *now_ms).await?);
-                            notifications.push(notify(tx, *u, NOTIFY_ADDED, *conv, None, *actor, None, *now_ms).await?);
+                            notifications.push(notify(tx, *u, NotificationKind::AddedToConversation, *conv, None, *actor, None, *now_ms).await?);
                         }
                         let mut audience = current;
                         audience.extend(new);
@@ -170,7 +170,7 @@ macro_rules! impl_conv_writes {
                         let audience = member_ids(tx, *conv).await?;
                         let mut notifications = Vec::new();
                         for u in missed_by.iter().filter(|u| audience.contains(u)) {
-                            notifications.push(notify(tx, *u, NOTIFY_MISSED_CALL, *conv, None, *caller, None, *now_ms).await?);
+                            notifications.push(notify(tx, *u, NotificationKind::MissedCall, *conv, None, *caller, None, *now_ms).await?);
                         }
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications, ..Default::default() }))
                     }
@@ -210,7 +210,7 @@ macro_rules! impl_conv_writes {
                             return Ok(Ok(Applied { result: Some(OpResult::Seq(r.try_get(0)?)), ..Default::default() }));
                         }
                         read_mentions(tx, *user, *conv, *seq).await?;
-                        let uu = user_entry(tx, *user, UPDATE_READ, *conv, Some(*seq), *now_ms).await?;
+                        let uu = user_entry(tx, *user, UpdateKind::Read, *conv, Some(*seq), *now_ms).await?;
                         let audience = member_ids(tx, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(*seq)), audience, user_updates: vec![uu], receipts: vec![now_read], ..Default::default() }))
                     }
@@ -271,14 +271,14 @@ macro_rules! impl_conv_writes {
                         set_role(tx, *conv, *user, *new_role).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::RoleChanged { user: *user, role: *new_role }).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        let n = notify(tx, *user, NOTIFY_ROLE_CHANGED, *conv, None, *actor, Some(*new_role), *now_ms).await?;
+                        let n = notify(tx, *user, NotificationKind::RoleChanged, *conv, None, *actor, Some(*new_role), *now_ms).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications: vec![n], ..Default::default() }))
                     }
                     WriteOp::TransferOwnership { conversation_id: conv, actor, user, now_ms } => {
                         let facts = conv_facts(tx, *conv, *actor).await?;
                         let target = role_of(tx, *conv, *user).await?;
                         allowed!(rules::transfer_ownership(facts, user == actor, target.is_some()));
-                        set_role(tx, *conv, *user, ROLE_OWNER).await?;
+                        set_role(tx, *conv, *user, Role::Owner).await?;
                         set_role(tx, *conv, *actor, rules::FORMER_OWNER_ROLE).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::OwnershipTransferred { from: *actor, to: *user }).await?;
                         let audience = member_ids(tx, *conv).await?;

@@ -3,14 +3,53 @@
 //! nothing of sqlx, and these structs never leave the store. One definition serves both backends
 //! (the derived `FromRow` is generic over the row type). Columns keep their stored types here
 //! (`i32` flags, `Option<i64>` deletion times); the `From` impls turn them into domain values.
+//! The domain enums stored as numbers (`ConvKind`, `Role`, `NotificationKind`, `UpdateKind`) are
+//! read as columns directly: an unknown number fails the read (`sqlx::Error::ColumnDecode`, a
+//! store error), never a panic. They are written as `i32::from(..)` binds.
 
 use super::conv_sql::ids;
 use super::conv_types::{
-    CallRecord, ConvId, ConvView, LogBody, LogEvent, MemberRec, MemberWatermarks, MessageRec, NotificationRec,
-    ReceiptRec, Settings, UserUpdateRec,
+    CallRecord, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MemberWatermarks, MessageRec,
+    NotificationKind, NotificationRec, ReceiptRec, Role, Settings, UnknownValue, UpdateKind, UserUpdateRec,
 };
 use super::rules::{ConvFacts, MessageFacts, Poster};
 use super::types::{SessionRecord, User, UserId};
+
+/// Reads a domain enum from its stored `i32`, on any backend that reads `i32`.
+macro_rules! stored_as_i32 {
+    ($($name:ty),*) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            i32: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <i32 as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <i32 as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            i32: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(Self::try_from(<i32 as sqlx::Decode<'r, DB>>::decode(value)?)?)
+            }
+        }
+    )*};
+}
+
+stored_as_i32!(ConvKind, Role, NotificationKind, UpdateKind);
+
+/// A number kept as text in a log entry's `column` (`LogBody::Created`'s kind, `RoleChanged`'s
+/// role), read as `T`.
+fn stored_number<T: TryFrom<i32, Error = UnknownValue>>(text: Option<&str>, column: &str) -> Result<T, sqlx::Error> {
+    let n: i32 = text.and_then(|t| t.parse().ok()).unwrap_or(0);
+    T::try_from(n).map_err(|e| sqlx::Error::ColumnDecode { index: column.to_string(), source: Box::new(e) })
+}
 
 /// The columns of [`UserRow`]; `user_columns_of` qualifies them for joins.
 pub(super) const USER_COLUMNS: &str = "id, username, display_name, email, phone, status_text, created_at_ms, \
@@ -145,14 +184,14 @@ impl From<MessageRow> for MessageRec {
 #[derive(sqlx::FromRow)]
 pub(super) struct ViewRow {
     id: ConvId,
-    kind: i32,
+    kind: ConvKind,
     title: String,
     description: String,
     created_at_ms: i64,
     head_seq: i64,
     last_activity_ms: i64,
     member_count: i32,
-    my_role: Option<i32>,
+    my_role: Option<Role>,
     my_read_seq: i64,
     unread_count: i64,
     unread_mention_count: i64,
@@ -214,7 +253,7 @@ impl From<ViewRow> for ConvView {
 #[derive(sqlx::FromRow)]
 pub(super) struct MemberRow {
     user_id: UserId,
-    role: i32,
+    role: Role,
     joined_at_ms: i64,
 }
 
@@ -229,11 +268,11 @@ impl From<MemberRow> for MemberRec {
 pub(super) struct NotificationRow {
     id: i64,
     user_id: UserId,
-    kind: i32,
+    kind: NotificationKind,
     conversation_id: ConvId,
     message_id: Option<i64>,
     actor_id: UserId,
-    role: Option<i32>,
+    role: Option<Role>,
     created_at_ms: i64,
     read_flag: i32,
 }
@@ -259,7 +298,7 @@ impl From<NotificationRow> for NotificationRec {
 pub(super) struct UserUpdateRow {
     user_id: UserId,
     user_seq: i64,
-    kind: i32,
+    kind: UpdateKind,
     conversation_id: ConvId,
     at_ms: i64,
     seq: Option<i64>,
@@ -328,15 +367,15 @@ pub(super) struct EventRow {
     m_client_msg_id: Option<String>,
 }
 
-impl From<EventRow> for LogEvent {
-    fn from(r: EventRow) -> Self {
+impl TryFrom<EventRow> for LogEvent {
+    type Error = sqlx::Error;
+
+    fn try_from(r: EventRow) -> Result<Self, sqlx::Error> {
         let message_id = r.message_id.unwrap_or(0);
         let text = r.text.unwrap_or_default();
         let first_user = || ids(r.user_ids.clone()).first().copied().unwrap_or(0);
         let body = match r.kind {
-            1 => {
-                LogBody::Created { kind: r.user_ids.as_deref().and_then(|k| k.parse().ok()).unwrap_or(0), title: text }
-            }
+            1 => LogBody::Created { kind: stored_number(r.user_ids.as_deref(), "user_ids")?, title: text },
             2 => LogBody::Posted(MessageRec {
                 id: message_id,
                 conversation_id: r.conversation_id,
@@ -364,7 +403,7 @@ impl From<EventRow> for LogEvent {
                 photo_ref: String::new(),
                 announcement_only: false,
             })),
-            10 => LogBody::RoleChanged { user: first_user(), role: r.data.and_then(|d| d.parse().ok()).unwrap_or(0) },
+            10 => LogBody::RoleChanged { user: first_user(), role: stored_number(r.data.as_deref(), "data")? },
             11 => {
                 let v = ids(r.user_ids);
                 LogBody::OwnershipTransferred {
@@ -384,15 +423,15 @@ impl From<EventRow> for LogEvent {
             })),
             _ => LogBody::ReactionRemoved { message_id, emoji: text },
         };
-        LogEvent { conversation_id: r.conversation_id, seq: r.seq, actor_id: r.actor_id, at_ms: r.at_ms, body }
+        Ok(LogEvent { conversation_id: r.conversation_id, seq: r.seq, actor_id: r.actor_id, at_ms: r.at_ms, body })
     }
 }
 
 /// A conversation as one user stands in it, for the rules (`conv_facts`).
 #[derive(sqlx::FromRow)]
 pub(super) struct ConvFactsRow {
-    kind: i32,
-    role: Option<i32>,
+    kind: ConvKind,
+    role: Option<Role>,
     head_seq: i64,
 }
 
@@ -408,9 +447,9 @@ impl From<ConvFactsRow> for ConvFacts {
 pub(super) struct PosterRow {
     pub(super) cid: ConvId,
     pub(super) uid: UserId,
-    kind: i32,
+    kind: ConvKind,
     announcement_only: i32,
-    role: i32,
+    role: Role,
     peer_blocked: i32,
 }
 
@@ -458,4 +497,38 @@ pub(super) struct ReactionRow {
     pub(super) emoji: String,
     pub(super) count: i64,
     pub(super) mine: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConvFactsRow, EventRow, LogEvent, MemberRow, Role};
+
+    async fn db() -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect("sqlite::memory:").await.expect("in-memory sqlite")
+    }
+
+    /// A stored number that names no role or kind fails the read as a decode error (a store
+    /// error), and a known one reads as its enum.
+    #[tokio::test]
+    async fn unknown_stored_numbers_are_errors() {
+        let pool = db().await;
+        let ok: MemberRow =
+            sqlx::query_as("SELECT 7 AS user_id, 3 AS role, 0 AS joined_at_ms").fetch_one(&pool).await.unwrap();
+        assert_eq!(ok.role, Role::Moderator);
+        let bad =
+            sqlx::query_as::<_, MemberRow>("SELECT 7 AS user_id, 9 AS role, 0 AS joined_at_ms").fetch_one(&pool).await;
+        assert!(matches!(bad, Err(sqlx::Error::ColumnDecode { .. })), "{:?}", bad.err());
+        let bad =
+            sqlx::query_as::<_, ConvFactsRow>("SELECT 0 AS kind, NULL AS role, 1 AS head_seq").fetch_one(&pool).await;
+        assert!(matches!(bad, Err(sqlx::Error::ColumnDecode { .. })), "{:?}", bad.err());
+        let row: EventRow = sqlx::query_as(
+            "SELECT 1 AS conversation_id, 2 AS seq, 10 AS kind, 3 AS actor_id, 0 AS at_ms, NULL AS message_id, \
+             NULL AS text, '4' AS user_ids, '5' AS data, NULL AS m_deleted_at_ms, NULL AS m_reply_to, \
+             NULL AS m_client_msg_id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(matches!(LogEvent::try_from(row), Err(sqlx::Error::ColumnDecode { .. })));
+    }
 }

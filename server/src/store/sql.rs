@@ -483,7 +483,7 @@ macro_rules! impl_store {
                     "SELECT DISTINCT m.user_id FROM members m JOIN users u ON u.id = m.user_id \
                      JOIN conversations c ON c.id = m.conversation_id \
                      WHERE u.deleted_at_ms IS NOT NULL AND c.kind <> {} ORDER BY m.user_id",
-                    $crate::store::ConvKind::Direct as i32
+                    i32::from($crate::store::ConvKind::Direct)
                 )))
                 .fetch_all(&self.pool)
                 .await?;

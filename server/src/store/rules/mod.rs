@@ -4,7 +4,7 @@
 //! the rule allows it; every refusal (its code and message) is decided here. Unit tests:
 //! `store/rules/tests.rs`; the §12.8 matrix is also checked end to end by tests/tests/permissions.rs.
 
-use super::conv_types::{ConvId, ConvKind, OpError, ROLE_ADMIN, ROLE_MEMBER, ROLE_MODERATOR, ROLE_OWNER};
+use super::conv_types::{ConvId, ConvKind, OpError, Role};
 use super::types::UserId;
 
 /// What a member may try to do in a group or channel (docs/protocol.md §12.8).
@@ -35,24 +35,24 @@ impl Action {
 }
 
 /// The permission matrix: whether `role` may do `action` (docs/protocol.md §12.8).
-pub fn permits(role: i32, action: Action) -> bool {
+pub fn permits(role: Role, action: Action) -> bool {
     let lowest = match action {
-        Action::TransferOwnership => ROLE_OWNER,
-        Action::AddMembers | Action::RemoveMembers | Action::ChangeRoles | Action::EditInfo => ROLE_ADMIN,
-        Action::PostInAnnouncementOnly => ROLE_ADMIN,
-        Action::Pin | Action::DeleteOthersMessages => ROLE_MODERATOR,
+        Action::TransferOwnership => Role::Owner,
+        Action::AddMembers | Action::RemoveMembers | Action::ChangeRoles | Action::EditInfo => Role::Admin,
+        Action::PostInAnnouncementOnly => Role::Admin,
+        Action::Pin | Action::DeleteOthersMessages => Role::Moderator,
     };
-    (ROLE_OWNER..=lowest).contains(&role)
+    role.at_least(lowest)
 }
 
 /// A conversation as one user stands in it; the rules take `Option<ConvFacts>`, `None` meaning
 /// there is no such conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvFacts {
-    /// The stored kind (`ConvKind` numbers).
-    pub kind: i32,
+    /// The conversation's kind.
+    pub kind: ConvKind,
     /// The user's role, `None` when they are not a member.
-    pub role: Option<i32>,
+    pub role: Option<Role>,
     /// The conversation's head seq.
     pub head_seq: i64,
 }
@@ -75,12 +75,8 @@ pub enum Effect {
     Unchanged,
 }
 
-fn is(kind: i32, k: ConvKind) -> bool {
-    kind == k as i32
-}
-
 /// The acting user's (kind, role), or the `NOT_FOUND` every non-member gets.
-fn member(conv: Option<ConvFacts>) -> Result<(i32, i32), OpError> {
+fn member(conv: Option<ConvFacts>) -> Result<(ConvKind, Role), OpError> {
     match conv {
         Some(ConvFacts { kind, role: Some(role), .. }) => Ok((kind, role)),
         _ => Err(OpError::NotFound("no such conversation")),
@@ -112,8 +108,8 @@ pub fn starts_with_members(kind: ConvKind) -> bool {
 }
 
 /// The creator's role: OWNER of a group or channel, a plain MEMBER of a direct conversation.
-pub fn creator_role(kind: ConvKind) -> i32 {
-    if kind == ConvKind::Direct { ROLE_MEMBER } else { ROLE_OWNER }
+pub fn creator_role(kind: ConvKind) -> Role {
+    if kind == ConvKind::Direct { Role::Member } else { Role::Owner }
 }
 
 /// §19: whether creating a conversation tells the members added (groups only).
@@ -124,7 +120,7 @@ pub fn notifies_added_at_creation(kind: ConvKind) -> bool {
 /// §12.4: joining a channel; joining one already joined changes nothing.
 pub fn join(conv: Option<ConvFacts>) -> Result<Effect, OpError> {
     match conv {
-        Some(ConvFacts { kind, role, .. }) if is(kind, ConvKind::Channel) => {
+        Some(ConvFacts { kind: ConvKind::Channel, role, .. }) => {
             Ok(if role.is_some() { Effect::Unchanged } else { Effect::Change })
         }
         _ => Err(OpError::NotFound("no such channel")),
@@ -132,14 +128,14 @@ pub fn join(conv: Option<ConvFacts>) -> Result<Effect, OpError> {
 }
 
 /// §12.4, §21: the joiner's role; whoever joins a channel without an owner becomes its OWNER.
-pub fn joiner_role(has_owner: bool) -> i32 {
-    if has_owner { ROLE_MEMBER } else { ROLE_OWNER }
+pub fn joiner_role(has_owner: bool) -> Role {
+    if has_owner { Role::Member } else { Role::Owner }
 }
 
 /// §12.4: leaving a group or channel; the leaver's role when allowed.
-pub fn leave(conv: Option<ConvFacts>) -> Result<i32, OpError> {
+pub fn leave(conv: Option<ConvFacts>) -> Result<Role, OpError> {
     let (kind, role) = member(conv)?;
-    if is(kind, ConvKind::Direct) {
+    if kind == ConvKind::Direct {
         return Err(OpError::FailedPrecondition("a direct conversation cannot be left"));
     }
     Ok(role)
@@ -147,15 +143,15 @@ pub fn leave(conv: Option<ConvFacts>) -> Result<i32, OpError> {
 
 /// §12.4, §21: whether a leaver of `role` first passes ownership on (to the remaining live member
 /// with the highest role, then the longest-standing one: a query of the store).
-pub fn passes_ownership(role: i32) -> bool {
-    role == ROLE_OWNER
+pub fn passes_ownership(role: Role) -> bool {
+    role == Role::Owner
 }
 
 /// §12.5, §18: adding members. `all_live`: every user named is a live account;
 /// `blocked_by_any`: one of them blocked the actor, which looks like no such user.
 pub fn add_members(conv: Option<ConvFacts>, all_live: bool, blocked_by_any: bool) -> Result<(), OpError> {
     let (kind, role) = member(conv)?;
-    if !is(kind, ConvKind::Group) {
+    if kind != ConvKind::Group {
         return Err(OpError::FailedPrecondition("members are added to groups only; channels are joined"));
     }
     if !permits(role, Action::AddMembers) {
@@ -169,9 +165,9 @@ pub fn add_members(conv: Option<ConvFacts>, all_live: bool, blocked_by_any: bool
 
 /// §12.5, §12.8: removing a member of role `target` (`None`: not a member); only members of a
 /// lower role than the actor's can be removed, and nobody removes themselves.
-pub fn remove_member(conv: Option<ConvFacts>, actor_is_target: bool, target: Option<i32>) -> Result<(), OpError> {
+pub fn remove_member(conv: Option<ConvFacts>, actor_is_target: bool, target: Option<Role>) -> Result<(), OpError> {
     let (kind, role) = member(conv)?;
-    if is(kind, ConvKind::Direct) {
+    if kind == ConvKind::Direct {
         return Err(OpError::FailedPrecondition("members are removed from groups and channels only"));
     }
     if !permits(role, Action::RemoveMembers) {
@@ -181,7 +177,7 @@ pub fn remove_member(conv: Option<ConvFacts>, actor_is_target: bool, target: Opt
         return Err(OpError::FailedPrecondition("use LeaveConversation to leave"));
     }
     let Some(target) = target else { return Err(OpError::NotFound("not a member")) };
-    if target <= role {
+    if !role.outranks(target) {
         return Err(OpError::PermissionDenied("only members of a lower role can be removed"));
     }
     Ok(())
@@ -190,7 +186,7 @@ pub fn remove_member(conv: Option<ConvFacts>, actor_is_target: bool, target: Opt
 /// §12.8: changing the settings (title, description, photo, announcement-only).
 pub fn update_settings(conv: Option<ConvFacts>) -> Result<(), OpError> {
     let (kind, role) = member(conv)?;
-    if is(kind, ConvKind::Direct) {
+    if kind == ConvKind::Direct {
         return Err(OpError::FailedPrecondition("direct conversations have no settings"));
     }
     if !permits(role, Action::EditInfo) {
@@ -201,23 +197,23 @@ pub fn update_settings(conv: Option<ConvFacts>) -> Result<(), OpError> {
 
 /// §12.8: setting the role of a member of role `target` (`None`: not a member) to `new_role`:
 /// only on members below oneself, and only to roles below one's own.
-pub fn set_role(conv: Option<ConvFacts>, target: Option<i32>, new_role: i32) -> Result<Effect, OpError> {
+pub fn set_role(conv: Option<ConvFacts>, target: Option<Role>, new_role: Role) -> Result<Effect, OpError> {
     let (kind, role) = member(conv)?;
-    if is(kind, ConvKind::Direct) {
+    if kind == ConvKind::Direct {
         return Err(OpError::FailedPrecondition("direct conversations have no roles"));
     }
     if !permits(role, Action::ChangeRoles) {
         return Err(OpError::PermissionDenied("only owners and admins change roles"));
     }
     let Some(target) = target else { return Err(OpError::NotFound("not a member")) };
-    if target <= role || new_role <= role {
+    if !role.outranks(target) || !role.outranks(new_role) {
         return Err(OpError::PermissionDenied("roles are set on, and to, lower roles only"));
     }
     Ok(if target == new_role { Effect::Unchanged } else { Effect::Change })
 }
 
 /// The role a former owner keeps after transferring ownership.
-pub const FORMER_OWNER_ROLE: i32 = ROLE_ADMIN;
+pub const FORMER_OWNER_ROLE: Role = Role::Admin;
 
 /// §12.8: transferring ownership to another member (`target_is_member`).
 pub fn transfer_ownership(
@@ -226,7 +222,7 @@ pub fn transfer_ownership(
     target_is_member: bool,
 ) -> Result<(), OpError> {
     let (kind, role) = member(conv)?;
-    if is(kind, ConvKind::Direct) {
+    if kind == ConvKind::Direct {
         return Err(OpError::FailedPrecondition("direct conversations have no owner"));
     }
     if !permits(role, Action::TransferOwnership) {
@@ -246,7 +242,7 @@ pub fn transfer_ownership(
 fn change_message(conv: Option<ConvFacts>, message: Option<MessageFacts>, moderate: bool) -> Result<(), OpError> {
     let (kind, role) = member(conv)?;
     let Some(message) = message.filter(|m| !m.deleted) else { return Err(OpError::NotFound("no such message")) };
-    let moderator = moderate && !is(kind, ConvKind::Direct) && permits(role, Action::DeleteOthersMessages);
+    let moderator = moderate && kind != ConvKind::Direct && permits(role, Action::DeleteOthersMessages);
     if !message.own && !moderator {
         return Err(OpError::PermissionDenied("only the sender changes a message"));
     }
@@ -268,7 +264,7 @@ pub fn delete(conv: Option<ConvFacts>, message: Option<MessageFacts>) -> Result<
 /// moderators and above elsewhere.
 pub fn pin(conv: Option<ConvFacts>, message: Option<MessageFacts>) -> Result<(), OpError> {
     let (kind, role) = react(conv, message)?;
-    if !is(kind, ConvKind::Direct) && !permits(role, Action::Pin) {
+    if kind != ConvKind::Direct && !permits(role, Action::Pin) {
         return Err(OpError::PermissionDenied("only moderators and above pin"));
     }
     Ok(())
@@ -276,7 +272,7 @@ pub fn pin(conv: Option<ConvFacts>, message: Option<MessageFacts>) -> Result<(),
 
 /// §13.5: reacting to a live message (anyone's) of a conversation one is a member of; the
 /// actor's (kind, role).
-pub fn react(conv: Option<ConvFacts>, message: Option<MessageFacts>) -> Result<(i32, i32), OpError> {
+pub fn react(conv: Option<ConvFacts>, message: Option<MessageFacts>) -> Result<(ConvKind, Role), OpError> {
     let member = member(conv)?;
     if message.is_none_or(|m| m.deleted) {
         return Err(OpError::NotFound("no such message"));
@@ -311,10 +307,10 @@ pub fn delete_account(exists: bool) -> Result<(), OpError> {
 /// A sender as the store found them in the conversation of a send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Poster {
-    /// The conversation's stored kind.
-    pub kind: i32,
+    /// The conversation's kind.
+    pub kind: ConvKind,
     /// The sender's role.
-    pub role: i32,
+    pub role: Role,
     /// The conversation is announcement-only.
     pub announcement_only: bool,
     /// A DIRECT conversation's peer blocked the sender or deleted their account.
@@ -358,7 +354,7 @@ pub fn send(f: &SendFacts) -> Result<SendVerdict, OpError> {
         }
         return Ok(SendVerdict::Duplicate);
     }
-    if is(p.kind, ConvKind::Direct) && p.peer_blocked {
+    if p.kind == ConvKind::Direct && p.peer_blocked {
         return Err(OpError::PermissionDenied("you cannot send to this conversation"));
     }
     if p.announcement_only && !permits(p.role, Action::PostInAnnouncementOnly) {

@@ -3,20 +3,20 @@
 use super::*;
 use crate::store::conv_types::ConvKind::{Channel, Direct, Group};
 
-const DIRECT: i32 = Direct as i32;
-const GROUP: i32 = Group as i32;
-const CHANNEL: i32 = Channel as i32;
-const OWNER: i32 = ROLE_OWNER;
-const ADMIN: i32 = ROLE_ADMIN;
-const MODERATOR: i32 = ROLE_MODERATOR;
-const MEMBER: i32 = ROLE_MEMBER;
+const DIRECT: ConvKind = Direct;
+const GROUP: ConvKind = Group;
+const CHANNEL: ConvKind = Channel;
+const OWNER: Role = Role::Owner;
+const ADMIN: Role = Role::Admin;
+const MODERATOR: Role = Role::Moderator;
+const MEMBER: Role = Role::Member;
 
 /// A conversation of `kind` where the actor has `role` (`None`: not a member), head at 10.
-fn conv(kind: i32, role: Option<i32>) -> Option<ConvFacts> {
+fn conv(kind: ConvKind, role: Option<Role>) -> Option<ConvFacts> {
     Some(ConvFacts { kind, role, head_seq: 10 })
 }
 
-fn m(kind: i32, role: i32) -> Option<ConvFacts> {
+fn m(kind: ConvKind, role: Role) -> Option<ConvFacts> {
     conv(kind, Some(role))
 }
 
@@ -43,10 +43,12 @@ fn the_permission_matrix() {
     };
     for a in Action::ALL {
         for role in [OWNER, ADMIN, MODERATOR, MEMBER] {
-            assert_eq!(permits(role, a), role <= lowest(a), "{a:?} by role {role}");
+            assert_eq!(permits(role, a), i32::from(role) <= i32::from(lowest(a)), "{a:?} by role {role:?}");
         }
-        assert!(!permits(0, a) && !permits(5, a), "{a:?} by an unknown role");
     }
+    // An unknown number is no role at all (the store refuses to read one).
+    assert!(Role::try_from(0).is_err() && Role::try_from(5).is_err(), "an unknown role");
+    assert_eq!(Role::ALL.map(i32::from), [1, 2, 3, 4], "the wire's MemberRole numbers");
 }
 
 #[test]
@@ -215,7 +217,7 @@ fn set_role() {
         (None, None, ADMIN, Err(OpError::NotFound("no such conversation"))),
     ];
     for (c, target, new_role, want) in cases {
-        assert_eq!(super::set_role(c, target, new_role), want, "{c:?} {target:?} {new_role}");
+        assert_eq!(super::set_role(c, target, new_role), want, "{c:?} {target:?} {new_role:?}");
     }
 }
 
