@@ -1,14 +1,30 @@
-//! Domain → wire conversions for conversations, messages and log entries (used by handlers and
-//! by live delivery, which encodes each event once).
+//! Domain → wire conversions, in one module: accounts and sessions, conversations, messages, log
+//! entries, receipts and notifications (used by handlers and by live delivery, which encodes each
+//! event once), and the wire numbers of the domain enums. The services' own result types are
+//! converted by the child `results`, one layer up. Calls and the SFU still build their `v1`
+//! events themselves.
+
+pub mod results;
 
 use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
+use crate::session::Caller;
 use crate::store::{
-    ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, Role, UpdateKind,
-    UserId, UserUpdateRec,
+    ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, RevokeReason, Role,
+    SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
 };
+
+/// A sequence number (a log position or a read marker) as the wire carries it.
+pub fn seq(seq: i64) -> u64 {
+    seq as u64
+}
+
+/// A count as the wire carries it, clamped to `u32`.
+pub fn count(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
 
 /// A requested conversation kind (`ConversationKind`); `None` for UNSPECIFIED or unknown.
 pub fn conv_kind(kind: i32) -> Option<ConvKind> {
@@ -195,4 +211,52 @@ pub fn event_frame_bytes(e: &LogEvent) -> Bytes {
 /// The encoded live frame of a user log entry.
 pub fn user_update_frame_bytes(u: &UserUpdateRec) -> Bytes {
     encode_server(&event_frame(event::Event::UserUpdate(user_update(u))))
+}
+
+/// The signed-in user's own account (§11.10).
+pub fn me(u: &User) -> v1::Me {
+    v1::Me {
+        user_id: u.id as u64,
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        email: u.email.clone().unwrap_or_default(),
+        phone: u.phone.clone().unwrap_or_default(),
+        status_text: u.status_text.clone(),
+        created_at_ms: u.created_at_ms as u64,
+        has_password: u.has_password,
+    }
+}
+
+/// Who an access token signs in (§11.5, and `Welcome.auth`, §4.4).
+pub fn auth_info(a: &Caller) -> v1::AuthInfo {
+    v1::AuthInfo {
+        user_id: a.user_id as u64,
+        session_id: a.session_id.clone(),
+        access_token_expires_at_ms: a.expires_at_ms,
+    }
+}
+
+/// One of the user's sessions; `current` is the asking connection's session id (§11.7).
+pub fn session(s: SessionRecord, current: &str) -> v1::Session {
+    v1::Session {
+        current: s.id == current,
+        session_id: s.id,
+        device_name: s.device_name,
+        client_name: s.client_name,
+        created_at_ms: s.created_at_ms as u64,
+        last_seen_at_ms: s.last_seen_at_ms as u64,
+    }
+}
+
+/// A member's receipt state for one message (§15.2).
+pub fn member_receipt(user: UserId, state: i32) -> v1::MemberReceipt {
+    v1::MemberReceipt { user_id: user as u64, state }
+}
+
+/// The encoded live frame telling a connection its session ended (§11.7).
+pub fn session_revoked_frame_bytes(session_id: &str, reason: RevokeReason) -> Bytes {
+    encode_server(&event_frame(event::Event::SessionRevoked(v1::SessionRevoked {
+        session_id: session_id.to_string(),
+        reason: reason as i32,
+    })))
 }
