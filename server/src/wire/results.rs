@@ -28,7 +28,7 @@ pub fn auth_result(i: Issued) -> v1::AuthResult {
 pub fn profile(p: &Profile) -> v1::UserProfile {
     let u = &p.user;
     v1::UserProfile {
-        user_id: u.id as u64,
+        user_id: super::user(u.id),
         username: u.username.clone(),
         display_name: u.display_name.clone(),
         status_text: u.status_text.clone(),
@@ -56,7 +56,7 @@ pub fn sync(out: &SyncOut, viewer: UserId) -> v1::SyncResult {
             .diffs
             .iter()
             .map(|d| v1::ConversationDiff {
-                conversation_id: d.conversation_id as u64,
+                conversation_id: super::conv(d.conversation_id),
                 head_seq: d.head_seq as u64,
                 events: d.events.iter().map(|e| super::event(e, Some(viewer))).collect(),
                 has_more: d.has_more,
