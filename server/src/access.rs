@@ -14,8 +14,8 @@ pub fn not_found() -> ServerError {
 ///
 /// # Errors
 /// `INVALID_ARGUMENT` for 0 or a value above `i64::MAX`.
-pub fn id(field: &'static str, v: u64) -> Result<i64, ServerError> {
-    i64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| ServerError::invalid(field, "required"))
+pub fn id<T: From<i64>>(field: &'static str, v: u64) -> Result<T, ServerError> {
+    i64::try_from(v).ok().filter(|v| *v > 0).map(T::from).ok_or_else(|| ServerError::invalid(field, "required"))
 }
 
 /// The conversation as `user` sees it, if `user` is a member.

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use crate::error::ServerError;
 use crate::hub::{Audience, Presence};
 use crate::session::Caller;
-use crate::store::{Applied, LogBody, LogEvent, RevokeReason, UserId};
+use crate::store::{Applied, ConvId, LogBody, LogEvent, RevokeReason, UserId};
 use confab_protocol::v1;
 
 /// Something that happened, after it was made durable (or, for sessions and presence, after the
@@ -57,7 +57,7 @@ impl DomainEvent {
 
     /// The members who stopped being members through this event: `(conversation, user)` for
     /// every `Left` and `Removed` entry. Allocates nothing when there are none (a post).
-    pub fn members_gone(&self) -> Vec<(i64, UserId)> {
+    pub fn members_gone(&self) -> Vec<(ConvId, UserId)> {
         let mut out = Vec::new();
         self.for_each_entry(|e| {
             if let LogBody::Left(u) | LogBody::Removed(u) = e.body {
@@ -158,20 +158,20 @@ mod tests {
         bus.subscribe(Arc::new(Recorder("a", log.clone())));
         bus.subscribe(Arc::new(Recorder("b", log.clone())));
         for user in 1..=3 {
-            bus.publish(DomainEvent::AccountDeleted { user, audience: Vec::new() });
+            bus.publish(DomainEvent::AccountDeleted { user: UserId(user), audience: Vec::new() });
         }
         assert_eq!(*log.lock().unwrap(), ["a:1", "b:1", "a:2", "b:2", "a:3", "b:3"]);
     }
 
     #[test]
     fn members_gone_walks_cascades() {
-        let entry = |conv, body| LogEvent { conversation_id: conv, seq: 1, actor_id: 9, at_ms: 0, body };
+        let entry = |conv, body| LogEvent { conversation_id: conv, seq: 1, actor_id: UserId(9), at_ms: 0, body };
         let applied = Applied {
-            events: vec![entry(1, LogBody::Removed(5))],
-            cascade: vec![Applied { events: vec![entry(2, LogBody::Left(9))], ..Default::default() }],
+            events: vec![entry(ConvId(1), LogBody::Removed(UserId(5)))],
+            cascade: vec![Applied { events: vec![entry(ConvId(2), LogBody::Left(UserId(9)))], ..Default::default() }],
             ..Default::default()
         };
         let e = DomainEvent::Committed(Arc::new(applied));
-        assert_eq!(e.members_gone(), [(1, 5), (2, 9)]);
+        assert_eq!(e.members_gone(), [(ConvId(1), UserId(5)), (ConvId(2), UserId(9))]);
     }
 }

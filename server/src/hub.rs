@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use confab_protocol::CloseCode;
-use confab_protocol::frames::{encode_server, event_frame};
-use confab_protocol::v1::{self, event};
 
 use crate::session::{Close, Outbox};
 use crate::store::{RevokeReason, UserId};
@@ -207,10 +205,7 @@ impl Hub {
     /// then closes them with SESSION_REVOKED. Returns how many were closed.
     pub fn revoke(&self, session: &str, reason: RevokeReason) -> usize {
         let Some(conns) = self.lock().sessions.remove(session) else { return 0 };
-        let bytes = encode_server(&event_frame(event::Event::SessionRevoked(v1::SessionRevoked {
-            session_id: session.to_string(),
-            reason: reason as i32,
-        })));
+        let bytes = crate::wire::session_revoked_frame_bytes(session, reason);
         for outbox in conns.values() {
             outbox.push(bytes.clone());
             outbox.kick(Close::new(CloseCode::SessionRevoked, "session revoked"));

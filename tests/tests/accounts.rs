@@ -305,7 +305,11 @@ async fn delete_account_removes_personal_data(s: &TestServer, t: Transport) -> a
     expect_revoked(&mut e2).await?;
     let (c3, _e3) = connect(s, t).await?;
     expect_code(c3.login(&name, PASSWORD, "x").await, ErrorCode::Unauthenticated)?;
-    let user = s.store().user(user_id as i64).await?.context("the account row stays for past messages")?;
+    let user = s
+        .store()
+        .user(confab_server::store::UserId(user_id as i64))
+        .await?
+        .context("the account row stays for past messages")?;
     ensure!(user.deleted && user.email.is_none() && user.display_name.is_empty() && !user.has_password, "{user:?}");
     ensure!(user.username == format!("deleted-{user_id}"), "{user:?}");
     // The username is free again.

@@ -441,7 +441,7 @@ async fn ack_moves_forward(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let m = call!(a.client, SendMessage, send(conv, "k1", "x"))?;
     call!(a.client, Ack, v1::Ack { conversation_id: conv, seq: m.seq })?;
     call!(a.client, Ack, v1::Ack { conversation_id: conv, seq: 1 })?;
-    let acked = s.store().acked(&a.auth.session_id, conv as i64).await?;
+    let acked = s.store().acked(&a.auth.session_id, confab_server::store::ConvId(conv as i64)).await?;
     ensure!(acked == m.seq as i64, "ack moved backwards to {acked}");
     expect_code(call!(a.client, Ack, v1::Ack { conversation_id: conv, seq: m.seq + 5 }), ErrorCode::InvalidArgument)?;
     Ok(())

@@ -80,7 +80,7 @@ async fn cut_everywhere(store: StoreKind) -> anyhow::Result<()> {
         device.connect().await?;
         device.drain(Duration::from_millis(100)).await?;
         let mut truth = ConvState::default();
-        for e in s.store().events_after(conv as i64, 0, 100_000).await? {
+        for e in s.store().events_after(confab_server::store::ConvId(conv as i64), 0, 100_000).await? {
             truth.apply(&wire::event(&e, None))?;
         }
         let mine = device.convs.get(&conv).cloned().unwrap_or_default();

@@ -375,7 +375,8 @@ async fn owner_deleting_account_passes_ownership(s: &TestServer, t: Transport) -
     let direct = get(&b, dm).await?;
     ensure!(direct.member_count == 2 && direct.peer_user_id == a.id, "{direct:?}");
     ensure!(call!(b.client, GetUser, v1::GetUser { user_id: a.id })?.deleted);
-    let (left_inbox, unread) = s.store().notifications(a.id as i64, i64::MAX, 100, false).await?;
+    let (left_inbox, unread) =
+        s.store().notifications(confab_server::store::UserId(a.id as i64), i64::MAX, 100, false).await?;
     ensure!(left_inbox.is_empty() && unread == 0, "the deleted user's inbox stays: {left_inbox:?}");
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use confab_conformance::pg::TestDatabase;
 use confab_server::config::DatabaseUrl;
-use confab_server::store::{ConvKind, NewUser, OpResult, Role, WriteOp};
+use confab_server::store::{ConvKind, NewUser, OpResult, Role, UserId, WriteOp};
 use confab_server::{Config, Server};
 
 fn user(name: &str) -> NewUser {
@@ -22,7 +22,7 @@ fn user(name: &str) -> NewUser {
 
 /// Builds a group of A (owner) and B, marks A deleted the way older versions left it (tombstone
 /// only), restarts, and checks B owns the group alone.
-async fn mended(config: Config, mark_deleted: impl AsyncFnOnce(i64)) {
+async fn mended(config: Config, mark_deleted: impl AsyncFnOnce(UserId)) {
     let server = Server::build(config.clone()).await.expect("first start");
     let store = server.store();
     let a = store.create_user(user("mend_a")).await.expect("a");
@@ -43,7 +43,7 @@ async fn mended(config: Config, mark_deleted: impl AsyncFnOnce(i64)) {
 
     let server = Server::build(config).await.expect("second start");
     let store = server.store();
-    let members = store.members(conv, 0, 10).await.expect("members");
+    let members = store.members(conv, UserId(0), 10).await.expect("members");
     assert_eq!(members.len(), 1, "{members:?}");
     assert_eq!((members[0].user_id, members[0].role), (b.id, Role::Owner), "B is the owner: {members:?}");
     assert!(store.deleted_members().await.expect("deleted members").is_empty());

@@ -147,9 +147,9 @@ async fn scenario(s: &TestServer, t: Transport, seed: u64, steps: usize) -> anyh
     // Compare with the store.
     let mut summary = Vec::new();
     for (i, d) in devices.iter().enumerate() {
-        let mut heads = s.store().heads(users[i] as i64).await?;
+        let mut heads = s.store().heads(confab_server::store::UserId(users[i] as i64)).await?;
         heads.sort_unstable();
-        let expected_convs: Vec<u64> = heads.iter().map(|(c, _)| *c as u64).collect();
+        let expected_convs: Vec<u64> = heads.iter().map(|(c, _)| wire::conv(*c)).collect();
         let got_convs = d.member_conversations();
         ensure!(
             got_convs == expected_convs,
@@ -162,7 +162,7 @@ async fn scenario(s: &TestServer, t: Transport, seed: u64, steps: usize) -> anyh
                 truth.apply(&wire::event(&e, None))?;
             }
             ensure!(truth.cursor == head as u64, "store head {head} but log ends at {}", truth.cursor);
-            let mine = &d.convs[&(conv as u64)];
+            let mine = &d.convs[&wire::conv(conv)];
             ensure!(
                 mine.cursor == truth.cursor,
                 "seed {seed} {}: conversation {conv} at {} of {}",

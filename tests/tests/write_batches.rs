@@ -83,7 +83,7 @@ struct World {
 
 /// The same users, conversations, block and first message in a fresh store.
 async fn world(s: &Arc<dyn Store>) -> World {
-    let mut users = [0; 4];
+    let mut users = [UserId::default(); 4];
     for (i, name) in ["ana", "ben", "cyd", "dee"].iter().enumerate() {
         users[i] = s.create_user(user(name)).await.expect("user").id;
     }
@@ -130,7 +130,7 @@ fn script(w: &World) -> Vec<WriteOp> {
         send(w.announce, a, "sa", "k7", "owner posts"), // 8 new
         with(send(w.other, c, "sc", "k8", "wrong parent"), Some(w.parent), &[]), // 9 parent elsewhere: invalid
         with(send(w.group, a, "sa", "k9", "@all"), None, &[b, c, d]), // 10 new: notifies cyd (ben blocks ana)
-        send(999_999, a, "sa", "k10", "nowhere"),    // 11 no such conversation
+        send(ConvId(999_999), a, "sa", "k10", "nowhere"), // 11 no such conversation
         WriteOp::Edit {
             conversation_id: w.group,
             actor: a,

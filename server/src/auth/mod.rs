@@ -413,7 +413,7 @@ impl AuthService {
             let outcome =
                 this.store().rotate_refresh(&old_hash, &new_hash, now as i64, refresh_expires_at_ms as i64).await?;
             if let RotateOutcome::Reused { session_id, user_id } = &outcome {
-                tracing::warn!(user_id, session = %session_id, "refresh token reused: session revoked");
+                tracing::warn!(user_id = %user_id, session = %session_id, "refresh token reused: session revoked");
                 this.revoke_live(std::slice::from_ref(session_id), RevokeReason::RefreshReused);
             }
             Ok(outcome)

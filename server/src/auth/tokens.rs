@@ -124,7 +124,7 @@ impl Tokens {
         if c.iat > now_ms / 1000 + self.leeway.as_secs() {
             return Err(AuthError::InvalidToken);
         }
-        let user_id = c.sub.parse::<UserId>().map_err(|_| AuthError::InvalidToken)?;
+        let user_id = c.sub.parse::<i64>().map(UserId).map_err(|_| AuthError::InvalidToken)?;
         if c.sid.is_empty() {
             return Err(AuthError::InvalidToken);
         }

@@ -41,7 +41,7 @@ mod tests {
     fn turn_credentials_match_coturn() {
         // coturn computes base64(HMAC-SHA1(static-auth-secret, "expiry:user")); checked against
         // `printf %s '1700000000:42' | openssl dgst -sha1 -hmac north -binary | base64`.
-        let (u, p) = turn_credential("north", 42, 1_700_000_000);
+        let (u, p) = turn_credential("north", UserId(42), 1_700_000_000);
         assert_eq!(u, "1700000000:42");
         assert_eq!(p, "DWX3FI7DiPIpadEYQAZsnZBAagI=");
     }
@@ -54,12 +54,12 @@ mod tests {
             turn_secret: Some(Secret::new("s3cret")),
             ..CallsConfig::default()
         };
-        let (servers, expires) = ice_servers(&config, 7, 1_000_000);
+        let (servers, expires) = ice_servers(&config, UserId(7), 1_000_000);
         assert_eq!(servers.len(), 2);
         assert!(servers[0].username.is_empty() && servers[0].credential.is_empty());
         assert_eq!(servers[1].username, format!("{}:7", 1000 + 3600));
         assert_eq!(expires, (1000 + 3600) * 1000);
-        let (none, _) = ice_servers(&CallsConfig::default(), 7, 0);
+        let (none, _) = ice_servers(&CallsConfig::default(), UserId(7), 0);
         assert!(none.is_empty());
     }
 }

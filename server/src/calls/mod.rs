@@ -18,7 +18,7 @@ use crate::config::CallsConfig;
 use crate::error::ServerError;
 use crate::hub::{Audience, Hub};
 use crate::session::Caller;
-use crate::store::{ConvKind, Store, WriteOp, now_ms};
+use crate::store::{ConvKind, Store, UserId, WriteOp, now_ms};
 use crate::writer::Writer;
 use p2p::{Effects, Party, Registry};
 
@@ -105,7 +105,7 @@ impl Calls {
         }
         let view = member_view(self.0.store.as_ref(), auth.user_id, conv).await?;
         let limit = self.0.config.max_ring_members;
-        let members = self.0.store.members(conv, 0, limit + 1).await?;
+        let members = self.0.store.members(conv, UserId::default(), limit + 1).await?;
         if members.len() > limit as usize {
             return Err(ServerError::FailedPrecondition(format!(
                 "conversations of more than {limit} members have group calls (JoinCall), not ringing"
@@ -136,7 +136,8 @@ impl Calls {
         self.apply(fx);
         // A removal that committed while the call was set up found no call to end: look again,
         // now that the call is registered (any later removal reaches it through the bus).
-        let members: Vec<_> = self.0.store.members(conv, 0, limit + 1).await?.into_iter().map(|m| m.user_id).collect();
+        let members: Vec<_> =
+            self.0.store.members(conv, UserId::default(), limit + 1).await?.into_iter().map(|m| m.user_id).collect();
         for gone in rung.iter().chain([&auth.user_id]).filter(|u| !members.contains(u)) {
             self.member_gone(conv, *gone);
         }

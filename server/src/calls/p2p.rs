@@ -86,8 +86,8 @@ impl Registry {
         }
         let invite = event::Event::CallInvite(v1::CallInvite {
             call_id: call_id.to_string(),
-            conversation_id: conversation as u64,
-            caller_id: caller.user as u64,
+            conversation_id: crate::wire::conv(conversation),
+            caller_id: crate::wire::user(caller.user),
             media,
             ring_deadline_ms: ring_deadline_ms.max(0) as u64,
         });
@@ -112,7 +112,10 @@ impl Registry {
         if !c.callees.contains(&user) || !matches!(c.phase, Phase::Ringing) {
             return Err(ServerError::FailedPrecondition("the call is not ringing for you".into()));
         }
-        let ev = event::Event::CallRinging(v1::CallRinging { call_id: call_id.to_string(), user_id: user as u64 });
+        let ev = event::Event::CallRinging(v1::CallRinging {
+            call_id: call_id.to_string(),
+            user_id: crate::wire::user(user),
+        });
         Ok(Effects { events: vec![(Audience::Session(c.caller.session.clone()), ev)], ended: None })
     }
 
@@ -137,7 +140,7 @@ impl Registry {
         let c = self.calls.get_mut(call_id).ok_or_else(not_found)?;
         let accepted = event::Event::CallAccepted(v1::CallAccepted {
             call_id: call_id.to_string(),
-            user_id: callee.user as u64,
+            user_id: crate::wire::user(callee.user),
             party_id: callee.party_id.clone(),
         });
         let elsewhere = event::Event::CallAnsweredElsewhere(v1::CallAnsweredElsewhere { call_id: call_id.to_string() });
@@ -173,7 +176,7 @@ impl Registry {
         let ended = event::Event::CallEnded(v1::CallEnded {
             call_id: call_id.to_string(),
             reason: reason as i32,
-            by_user_id: user as u64,
+            by_user_id: crate::wire::user(user),
         });
         Ok(Effects { events: vec![(Audience::Users(vec![user]), ended)], ended: None })
     }
@@ -223,7 +226,9 @@ impl Registry {
     /// The ringing lifetime ran out: a missed call (no-op once answered or ended).
     pub fn expire(&mut self, call_id: &str, now_ms: i64) -> Effects {
         match self.calls.get(call_id) {
-            Some(c) if matches!(c.phase, Phase::Ringing) => self.end(call_id, HangupReason::InviteTimeout, 0, now_ms),
+            Some(c) if matches!(c.phase, Phase::Ringing) => {
+                self.end(call_id, HangupReason::InviteTimeout, UserId::default(), now_ms)
+            }
             _ => Effects::default(),
         }
     }
@@ -231,7 +236,7 @@ impl Registry {
     /// A session lost its last connection for longer than the grace period.
     pub fn session_lost(&mut self, session: &str, now_ms: i64) -> Effects {
         match self.by_session.get(session).cloned() {
-            Some(id) => self.end(&id, HangupReason::ConnectionLost, 0, now_ms),
+            Some(id) => self.end(&id, HangupReason::ConnectionLost, UserId::default(), now_ms),
             None => Effects::default(),
         }
     }
@@ -276,7 +281,7 @@ impl Registry {
         let mut fx = Effects { events: vec![(Audience::Users(vec![user]), stop)], ended: None };
         if nobody_left || all_declined {
             let reason = if nobody_left { HangupReason::Cancelled } else { HangupReason::Rejected };
-            let ended = self.end(&call_id, reason, 0, now_ms);
+            let ended = self.end(&call_id, reason, UserId::default(), now_ms);
             fx.events.extend(ended.events);
             fx.ended = ended.ended;
         }
@@ -326,9 +331,9 @@ impl Registry {
                 (CallOutcome::Answered, (now_ms - answered_at_ms).max(0), callee.user)
             }
             Phase::Ringing => match reason {
-                HangupReason::InviteTimeout => (CallOutcome::Missed, 0, 0),
-                HangupReason::Rejected | HangupReason::Busy => (CallOutcome::Rejected, 0, 0),
-                _ => (CallOutcome::Cancelled, 0, 0),
+                HangupReason::InviteTimeout => (CallOutcome::Missed, 0, UserId::default()),
+                HangupReason::Rejected | HangupReason::Busy => (CallOutcome::Rejected, 0, UserId::default()),
+                _ => (CallOutcome::Cancelled, 0, UserId::default()),
             },
         };
         let missed_by = if outcome == CallOutcome::Missed {
@@ -341,7 +346,7 @@ impl Registry {
         let ev = event::Event::CallEnded(v1::CallEnded {
             call_id: call_id.to_string(),
             reason: reason as i32,
-            by_user_id: by as u64,
+            by_user_id: crate::wire::user(by),
         });
         Effects {
             events: vec![(Audience::Users(everyone), ev)],
@@ -370,48 +375,48 @@ mod tests {
     }
 
     fn ringing(r: &mut Registry, callees: Vec<UserId>) {
-        r.start("c1", 10, 1, party(1, "s1"), callees, 45_000).expect("start");
+        r.start("c1", ConvId(10), 1, party(UserId(1), "s1"), callees, 45_000).expect("start");
     }
 
     #[test]
     fn first_accept_wins_and_others_stop_ringing() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2]);
-        let (caller_party, fx) = r.accept("c1", party(2, "s2a"), 1000).expect("accept");
+        ringing(&mut r, vec![UserId(2)]);
+        let (caller_party, fx) = r.accept("c1", party(UserId(2), "s2a"), 1000).expect("accept");
         assert_eq!(caller_party, "p-s1");
         assert_eq!(fx.events[0].0, Audience::Session("s1".into()));
-        assert_eq!(fx.events[1].0, Audience::UsersExcept(vec![2], "s2a".into()));
-        let again = r.accept("c1", party(2, "s2b"), 1001).expect_err("second accept");
+        assert_eq!(fx.events[1].0, Audience::UsersExcept(vec![UserId(2)], "s2a".into()));
+        let again = r.accept("c1", party(UserId(2), "s2b"), 1001).expect_err("second accept");
         assert!(matches!(again, ServerError::FailedPrecondition(_)));
-        assert_eq!(r.signal("c1", 2, "s2a").expect("party"), ("p-s2a".into(), "s1".into()));
-        assert!(matches!(r.signal("c1", 2, "s2b"), Err(ServerError::PermissionDenied(_))));
-        assert!(matches!(r.signal("c1", 3, "s3"), Err(ServerError::NotFound(_))));
-        let fx = r.hangup("c1", 1, "s1", HangupReason::Unspecified, 4000).expect("hangup");
+        assert_eq!(r.signal("c1", UserId(2), "s2a").expect("party"), ("p-s2a".into(), "s1".into()));
+        assert!(matches!(r.signal("c1", UserId(2), "s2b"), Err(ServerError::PermissionDenied(_))));
+        assert!(matches!(r.signal("c1", UserId(3), "s3"), Err(ServerError::NotFound(_))));
+        let fx = r.hangup("c1", UserId(1), "s1", HangupReason::Unspecified, 4000).expect("hangup");
         let ended = fx.ended.expect("ended");
         assert_eq!(ended.record.outcome, CallOutcome::Answered as i32);
         assert_eq!(ended.record.duration_ms, 3000);
-        assert_eq!(ended.record.answered_by, 2);
+        assert_eq!(ended.record.answered_by, UserId(2));
         assert!(!r.in_call("s1") && !r.in_call("s2a"));
     }
 
     #[test]
     fn timeout_is_missed_for_those_who_did_not_decline() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2, 3]);
-        let fx = r.reject("c1", 2, HangupReason::Unspecified, 10).expect("reject");
+        ringing(&mut r, vec![UserId(2), UserId(3)]);
+        let fx = r.reject("c1", UserId(2), HangupReason::Unspecified, 10).expect("reject");
         assert!(fx.ended.is_none(), "3 still rings");
         let fx = r.expire("c1", 45_000);
         let ended = fx.ended.expect("ended");
         assert_eq!(ended.record.outcome, CallOutcome::Missed as i32);
-        assert_eq!(ended.missed_by, vec![3]);
+        assert_eq!(ended.missed_by, vec![UserId(3)]);
         assert!(r.expire("c1", 45_001).ended.is_none(), "expiry is a no-op once ended");
     }
 
     #[test]
     fn everyone_declining_ends_the_call() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2]);
-        let fx = r.reject("c1", 2, HangupReason::Busy, 10).expect("reject");
+        ringing(&mut r, vec![UserId(2)]);
+        let fx = r.reject("c1", UserId(2), HangupReason::Busy, 10).expect("reject");
         let ended = fx.ended.expect("ended");
         assert_eq!(ended.record.outcome, CallOutcome::Rejected as i32);
         match &fx.events[0].1 {
@@ -423,25 +428,28 @@ mod tests {
     #[test]
     fn one_call_per_device_and_per_conversation() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2]);
-        assert!(r.start("c2", 11, 1, party(1, "s1"), vec![3], 0).is_err(), "caller device busy");
-        assert!(r.start("c3", 10, 1, party(4, "s4"), vec![1], 0).is_err(), "conversation busy");
-        let fx = r.hangup("c1", 1, "s1", HangupReason::Unspecified, 5).expect("cancel");
+        ringing(&mut r, vec![UserId(2)]);
+        assert!(
+            r.start("c2", ConvId(11), 1, party(UserId(1), "s1"), vec![UserId(3)], 0).is_err(),
+            "caller device busy"
+        );
+        assert!(r.start("c3", ConvId(10), 1, party(UserId(4), "s4"), vec![UserId(1)], 0).is_err(), "conversation busy");
+        let fx = r.hangup("c1", UserId(1), "s1", HangupReason::Unspecified, 5).expect("cancel");
         assert_eq!(fx.ended.expect("ended").record.outcome, CallOutcome::Cancelled as i32);
-        r.start("c4", 10, 1, party(1, "s1"), vec![2], 0).expect("free again");
+        r.start("c4", ConvId(10), 1, party(UserId(1), "s1"), vec![UserId(2)], 0).expect("free again");
     }
 
     #[test]
     fn a_callee_who_leaves_stops_ringing_and_cannot_answer() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2, 3]);
-        let fx = r.member_gone(10, 2, 5);
+        ringing(&mut r, vec![UserId(2), UserId(3)]);
+        let fx = r.member_gone(ConvId(10), UserId(2), 5);
         assert!(fx.ended.is_none(), "3 still rings");
         assert_eq!(fx.events.len(), 1);
-        assert_eq!(fx.events[0].0, Audience::Users(vec![2]));
+        assert_eq!(fx.events[0].0, Audience::Users(vec![UserId(2)]));
         assert!(matches!(&fx.events[0].1, event::Event::CallEnded(e) if e.reason == HangupReason::Cancelled as i32));
-        assert!(matches!(r.accept("c1", party(2, "s2"), 6), Err(ServerError::NotFound(_))), "no longer rung");
-        let fx = r.member_gone(10, 3, 7);
+        assert!(matches!(r.accept("c1", party(UserId(2), "s2"), 6), Err(ServerError::NotFound(_))), "no longer rung");
+        let fx = r.member_gone(ConvId(10), UserId(3), 7);
         let ended = fx.ended.expect("nobody left to answer");
         assert_eq!(ended.record.outcome, CallOutcome::Cancelled as i32);
         assert!(ended.missed_by.is_empty());
@@ -451,59 +459,59 @@ mod tests {
     #[test]
     fn the_last_undeclined_callee_leaving_ends_the_call_as_rejected() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2, 3]);
-        r.reject("c1", 2, HangupReason::Unspecified, 1).expect("reject");
-        let fx = r.member_gone(10, 3, 2);
+        ringing(&mut r, vec![UserId(2), UserId(3)]);
+        r.reject("c1", UserId(2), HangupReason::Unspecified, 1).expect("reject");
+        let fx = r.member_gone(ConvId(10), UserId(3), 2);
         assert_eq!(fx.ended.expect("ended").record.outcome, CallOutcome::Rejected as i32);
     }
 
     #[test]
     fn a_caller_or_party_who_leaves_ends_the_call() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2]);
-        let fx = r.member_gone(10, 1, 5);
+        ringing(&mut r, vec![UserId(2)]);
+        let fx = r.member_gone(ConvId(10), UserId(1), 5);
         assert_eq!(fx.ended.expect("ended").record.outcome, CallOutcome::Cancelled as i32);
-        assert!(r.accept("c1", party(2, "s2"), 6).is_err());
+        assert!(r.accept("c1", party(UserId(2), "s2"), 6).is_err());
 
-        ringing(&mut r, vec![2]);
-        r.accept("c1", party(2, "s2"), 10).expect("accept");
-        let fx = r.member_gone(10, 2, 30);
+        ringing(&mut r, vec![UserId(2)]);
+        r.accept("c1", party(UserId(2), "s2"), 10).expect("accept");
+        let fx = r.member_gone(ConvId(10), UserId(2), 30);
         let ended = fx.ended.expect("ended");
         assert_eq!(ended.record.outcome, CallOutcome::Answered as i32);
         assert!(matches!(&fx.events[0].1, event::Event::CallEnded(e) if e.reason == HangupReason::UserHangup as i32));
         assert!(!r.in_call("s1") && !r.in_call("s2"));
-        assert!(r.member_gone(10, 2, 31).events.is_empty(), "nothing left to end");
+        assert!(r.member_gone(ConvId(10), UserId(2), 31).events.is_empty(), "nothing left to end");
     }
 
     #[test]
     fn a_block_stops_the_blockers_ringing() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2, 3]);
-        let fx = r.blocked(2, 1, 5);
+        ringing(&mut r, vec![UserId(2), UserId(3)]);
+        let fx = r.blocked(UserId(2), UserId(1), 5);
         assert_eq!(fx.len(), 1);
-        assert_eq!(fx[0].events[0].0, Audience::Users(vec![2]));
-        assert!(r.accept("c1", party(2, "s2"), 6).is_err(), "the blocker is no longer rung");
-        assert!(r.blocked(3, 9, 7).is_empty(), "not a call of the blocked user");
-        r.accept("c1", party(3, "s3"), 8).expect("3 still can answer");
+        assert_eq!(fx[0].events[0].0, Audience::Users(vec![UserId(2)]));
+        assert!(r.accept("c1", party(UserId(2), "s2"), 6).is_err(), "the blocker is no longer rung");
+        assert!(r.blocked(UserId(3), UserId(9), 7).is_empty(), "not a call of the blocked user");
+        r.accept("c1", party(UserId(3), "s3"), 8).expect("3 still can answer");
     }
 
     #[test]
     fn a_deleted_account_ends_every_call_it_is_in() {
         let mut r = Registry::default();
-        r.start("a", 10, 1, party(1, "s1"), vec![2], 0).expect("start");
-        r.start("b", 11, 1, party(3, "s3"), vec![1, 4], 0).expect("start");
-        let fx = r.user_gone(1, 5);
+        r.start("a", ConvId(10), 1, party(UserId(1), "s1"), vec![UserId(2)], 0).expect("start");
+        r.start("b", ConvId(11), 1, party(UserId(3), "s3"), vec![UserId(1), UserId(4)], 0).expect("start");
+        let fx = r.user_gone(UserId(1), 5);
         assert_eq!(fx.len(), 2);
         assert!(!r.in_call("s1"));
-        assert!(r.accept("b", party(1, "s1b"), 6).is_err(), "1 no longer rung");
-        r.accept("b", party(4, "s4"), 7).expect("4 still can answer");
+        assert!(r.accept("b", party(UserId(1), "s1b"), 6).is_err(), "1 no longer rung");
+        r.accept("b", party(UserId(4), "s4"), 7).expect("4 still can answer");
     }
 
     #[test]
     fn losing_a_party_ends_the_call() {
         let mut r = Registry::default();
-        ringing(&mut r, vec![2]);
-        r.accept("c1", party(2, "s2"), 0).expect("accept");
+        ringing(&mut r, vec![UserId(2)]);
+        r.accept("c1", party(UserId(2), "s2"), 0).expect("accept");
         let fx = r.session_lost("s2", 100);
         match &fx.events[0].1 {
             event::Event::CallEnded(e) => assert_eq!(e.reason, HangupReason::ConnectionLost as i32),

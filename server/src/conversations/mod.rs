@@ -238,7 +238,7 @@ impl Conversations {
         let conv = id("list_members.conversation_id", conv)?;
         self.visible(auth.user_id, conv).await?;
         let limit = page_limit(limit, 100, 500);
-        Ok(Slice::cut(self.store().members(conv, after.min(i64::MAX as u64) as i64, limit + 1).await?, limit))
+        Ok(Slice::cut(self.store().members(conv, UserId(after.min(i64::MAX as u64) as i64), limit + 1).await?, limit))
     }
 
     /// §12.7
@@ -255,7 +255,7 @@ impl Conversations {
         let limit = page_limit(limit, 50, 100);
         let list = self
             .store()
-            .discover(auth.user_id, &query.to_lowercase(), after.min(i64::MAX as u64) as i64, limit + 1)
+            .discover(auth.user_id, &query.to_lowercase(), ConvId(after.min(i64::MAX as u64) as i64), limit + 1)
             .await?;
         Ok(Slice::cut(list, limit))
     }
@@ -378,8 +378,8 @@ impl Conversations {
         out.user_seq = head;
         out.has_more_updates = updates.last().is_some_and(|u| u.user_seq < head);
         out.user_updates = updates;
-        let cursors: HashMap<i64, i64> =
-            cursors.iter().map(|(c, s)| (*c as i64, (*s).min(i64::MAX as u64) as i64)).collect();
+        let cursors: HashMap<ConvId, i64> =
+            cursors.iter().map(|(c, s)| (ConvId(*c as i64), (*s).min(i64::MAX as u64) as i64)).collect();
         let mut budget = SYNC_BYTES;
         let mut heads = self.store().heads(auth.user_id).await?;
         heads.sort_unstable();

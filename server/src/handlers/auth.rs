@@ -1,10 +1,8 @@
 //! Accounts, sessions and tokens (docs/protocol.md §11): wire requests to the accounts service
 //! and its results back to wire messages.
 
-use confab_protocol::v1::{self, response::Result as R};
-
 use confab_protocol::CloseCode;
-use confab_protocol::frames::{encode_server, event_frame};
+use confab_protocol::v1::{self, response::Result as R};
 
 use super::session::{announce_presence, bind, bind_quietly, unbind, unbind_quietly};
 use crate::auth::Issued;
@@ -12,46 +10,15 @@ use crate::error::ServerError;
 use crate::session::Close;
 use crate::session::{Caller, Session};
 use crate::state::AppState;
-use crate::store::{ProfileUpdate, RevokeReason, SessionRecord, User};
+use crate::store::{ProfileUpdate, RevokeReason};
+use crate::wire;
 
 type Out = Result<R, ServerError>;
 
-pub(crate) fn me(u: &User) -> v1::Me {
-    v1::Me {
-        user_id: u.id as u64,
-        username: u.username.clone(),
-        display_name: u.display_name.clone(),
-        email: u.email.clone().unwrap_or_default(),
-        phone: u.phone.clone().unwrap_or_default(),
-        status_text: u.status_text.clone(),
-        created_at_ms: u.created_at_ms as u64,
-        has_password: u.has_password,
-    }
-}
-
 /// Binds the connection to the issued session and builds the answer.
 fn auth_result(state: &AppState, session: &Session, i: Issued) -> v1::AuthResult {
-    bind(state, session, i.caller);
-    v1::AuthResult {
-        me: Some(me(&i.user)),
-        session_id: i.session_id,
-        access_token: i.access_token,
-        access_token_expires_at_ms: i.access_expires_at_ms,
-        refresh_token: i.refresh_token,
-        refresh_token_expires_at_ms: i.refresh_expires_at_ms,
-        created: i.created,
-    }
-}
-
-fn session(s: SessionRecord, current: &str) -> v1::Session {
-    v1::Session {
-        current: s.id == current,
-        session_id: s.id,
-        device_name: s.device_name,
-        client_name: s.client_name,
-        created_at_ms: s.created_at_ms as u64,
-        last_seen_at_ms: s.last_seen_at_ms as u64,
-    }
+    bind(state, session, i.caller.clone());
+    wire::results::auth_result(i)
 }
 
 /// §11.2
@@ -114,11 +81,7 @@ pub(crate) async fn authenticate_token(
 /// §11.5
 pub(crate) async fn authenticate(state: &AppState, session: &Session, r: v1::Authenticate) -> Out {
     let a = authenticate_token(state, session, &r.access_token).await?;
-    Ok(R::Authenticate(v1::AuthInfo {
-        user_id: a.user_id as u64,
-        session_id: a.session_id,
-        access_token_expires_at_ms: a.expires_at_ms,
-    }))
+    Ok(R::Authenticate(wire::auth_info(&a)))
 }
 
 /// §11.6
@@ -138,7 +101,7 @@ pub(crate) async fn logout(state: &AppState, session: &Session, a: &Caller) -> O
 pub(crate) async fn list_sessions(state: &AppState, a: &Caller) -> Out {
     let (sessions, current) = state.auth().list_sessions(a).await?;
     Ok(R::ListSessions(v1::ListSessionsResult {
-        sessions: sessions.into_iter().map(|s| session(s, &current)).collect(),
+        sessions: sessions.into_iter().map(|s| wire::session(s, &current)).collect(),
     }))
 }
 
@@ -168,7 +131,7 @@ pub(crate) async fn reset_password(state: &AppState, session: &Session, r: v1::R
 
 /// §11.10
 pub(crate) async fn get_me(state: &AppState, a: &Caller) -> Out {
-    Ok(R::GetMe(me(&state.auth().me(a).await?)))
+    Ok(R::GetMe(wire::me(&state.auth().me(a).await?)))
 }
 
 /// §11.10
@@ -177,7 +140,7 @@ pub(crate) async fn update_profile(state: &AppState, a: &Caller, r: v1::UpdatePr
         .auth()
         .update_profile(a, ProfileUpdate { display_name: r.display_name, status_text: r.status_text })
         .await?;
-    Ok(R::UpdateProfile(me(&u)))
+    Ok(R::UpdateProfile(wire::me(&u)))
 }
 
 /// §11.11
@@ -190,10 +153,7 @@ pub(crate) async fn delete_account(state: &AppState, session: &Session, a: &Call
         bind(state, session, a.clone());
         return Err(e);
     }
-    session.outbox.push(encode_server(&event_frame(v1::event::Event::SessionRevoked(v1::SessionRevoked {
-        session_id: a.session_id.clone(),
-        reason: RevokeReason::AccountDeleted as i32,
-    }))));
+    session.outbox.push(wire::session_revoked_frame_bytes(&a.session_id, RevokeReason::AccountDeleted));
     session.close_after_response(Close::new(CloseCode::SessionRevoked, "session revoked"));
     Ok(R::DeleteAccount(v1::DeleteAccountResult {}))
 }

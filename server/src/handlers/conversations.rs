@@ -46,13 +46,13 @@ pub(crate) async fn leave(state: &AppState, a: &Caller, r: v1::LeaveConversation
 /// §12.5
 pub(crate) async fn add_members(state: &AppState, a: &Caller, r: v1::AddMembers) -> Out {
     let seq = state.conversations().add_members(a, r.conversation_id, &r.user_ids).await?;
-    Ok(R::AddMembers(v1::AddMembersResult { seq: seq as u64 }))
+    Ok(R::AddMembers(v1::AddMembersResult { seq: wire::seq(seq) }))
 }
 
 /// §12.5
 pub(crate) async fn remove_member(state: &AppState, a: &Caller, r: v1::RemoveMember) -> Out {
     let seq = state.conversations().remove_member(a, r.conversation_id, r.user_id).await?;
-    Ok(R::RemoveMember(v1::RemoveMemberResult { seq: seq as u64 }))
+    Ok(R::RemoveMember(v1::RemoveMemberResult { seq: wire::seq(seq) }))
 }
 
 /// §12.6
@@ -85,13 +85,13 @@ pub(crate) async fn send(state: &AppState, a: &Caller, r: v1::SendMessage) -> Ou
 /// §13.3
 pub(crate) async fn edit(state: &AppState, a: &Caller, r: v1::EditMessage) -> Out {
     let seq = state.conversations().edit(a, r.conversation_id, r.message_id, &r.text).await?;
-    Ok(R::EditMessage(v1::EditMessageResult { seq: seq as u64 }))
+    Ok(R::EditMessage(v1::EditMessageResult { seq: wire::seq(seq) }))
 }
 
 /// §13.3
 pub(crate) async fn delete(state: &AppState, a: &Caller, r: v1::DeleteMessage) -> Out {
     let seq = state.conversations().delete(a, r.conversation_id, r.message_id).await?;
-    Ok(R::DeleteMessage(v1::DeleteMessageResult { seq: seq as u64 }))
+    Ok(R::DeleteMessage(v1::DeleteMessageResult { seq: wire::seq(seq) }))
 }
 
 /// §13.4
@@ -107,23 +107,7 @@ pub(crate) async fn history(state: &AppState, a: &Caller, r: v1::GetHistory) -> 
 pub(crate) async fn sync(state: &AppState, a: &Caller, r: v1::Sync) -> Out {
     let cursors: Vec<(u64, u64)> = r.conversations.iter().map(|c| (c.conversation_id, c.seq)).collect();
     let out = state.conversations().sync(a, r.epoch, r.user_seq, &cursors, r.limit_per_conversation).await?;
-    Ok(R::Sync(v1::SyncResult {
-        epoch: out.epoch,
-        resync_required: out.resync_required,
-        user_seq: out.user_seq as u64,
-        user_updates: out.user_updates.iter().map(wire::user_update).collect(),
-        has_more_updates: out.has_more_updates,
-        conversations: out
-            .diffs
-            .iter()
-            .map(|d| v1::ConversationDiff {
-                conversation_id: d.conversation_id as u64,
-                head_seq: d.head_seq as u64,
-                events: d.events.iter().map(|e| wire::event(e, Some(a.user_id))).collect(),
-                has_more: d.has_more,
-            })
-            .collect(),
-    }))
+    Ok(R::Sync(wire::results::sync(&out, a.user_id)))
 }
 
 /// §14.4
@@ -144,25 +128,25 @@ pub(crate) async fn update(state: &AppState, a: &Caller, r: v1::UpdateConversati
 /// §12.8
 pub(crate) async fn set_role(state: &AppState, a: &Caller, r: v1::SetRole) -> Out {
     let seq = state.conversations().set_role(a, r.conversation_id, r.user_id, wire::role(r.role)).await?;
-    Ok(R::SetRole(v1::SetRoleResult { seq: seq as u64 }))
+    Ok(R::SetRole(v1::SetRoleResult { seq: wire::seq(seq) }))
 }
 
 /// §12.8
 pub(crate) async fn transfer_ownership(state: &AppState, a: &Caller, r: v1::TransferOwnership) -> Out {
     let seq = state.conversations().transfer_ownership(a, r.conversation_id, r.user_id).await?;
-    Ok(R::TransferOwnership(v1::TransferOwnershipResult { seq: seq as u64 }))
+    Ok(R::TransferOwnership(v1::TransferOwnershipResult { seq: wire::seq(seq) }))
 }
 
 /// §13.6
 pub(crate) async fn pin(state: &AppState, a: &Caller, r: v1::PinMessage) -> Out {
     let seq = state.conversations().pin(a, r.conversation_id, r.message_id, true).await?;
-    Ok(R::PinMessage(v1::PinResult { seq: seq as u64 }))
+    Ok(R::PinMessage(v1::PinResult { seq: wire::seq(seq) }))
 }
 
 /// §13.6
 pub(crate) async fn unpin(state: &AppState, a: &Caller, r: v1::UnpinMessage) -> Out {
     let seq = state.conversations().pin(a, r.conversation_id, r.message_id, false).await?;
-    Ok(R::UnpinMessage(v1::PinResult { seq: seq as u64 }))
+    Ok(R::UnpinMessage(v1::PinResult { seq: wire::seq(seq) }))
 }
 
 /// §13.6
@@ -174,11 +158,11 @@ pub(crate) async fn list_pins(state: &AppState, a: &Caller, r: v1::ListPins) -> 
 /// §13.5
 pub(crate) async fn react(state: &AppState, a: &Caller, r: v1::React) -> Out {
     let seq = state.conversations().react(a, r.conversation_id, r.message_id, &r.emoji, true).await?;
-    Ok(R::React(v1::ReactResult { seq: seq as u64 }))
+    Ok(R::React(v1::ReactResult { seq: wire::seq(seq) }))
 }
 
 /// §13.5
 pub(crate) async fn unreact(state: &AppState, a: &Caller, r: v1::Unreact) -> Out {
     let seq = state.conversations().react(a, r.conversation_id, r.message_id, &r.emoji, false).await?;
-    Ok(R::Unreact(v1::ReactResult { seq: seq as u64 }))
+    Ok(R::Unreact(v1::ReactResult { seq: wire::seq(seq) }))
 }

@@ -3,7 +3,7 @@
 //! what changed (session attached or detached, presence) on the bus.
 
 use confab_protocol::frames::now_ms;
-use confab_protocol::v1::{AuthInfo, Hello, Limits, Ping, Pong, Welcome};
+use confab_protocol::v1::{Hello, Limits, Ping, Pong, Welcome};
 use confab_protocol::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
 
 use crate::bus::DomainEvent;
@@ -44,11 +44,7 @@ pub(crate) async fn hello(state: &AppState, session: &Session, hello: &Hello) ->
         None
     } else {
         let a = super::auth::authenticate_token(state, session, &hello.access_token).await?;
-        Some(AuthInfo {
-            user_id: a.user_id as u64,
-            session_id: a.session_id,
-            access_token_expires_at_ms: a.expires_at_ms,
-        })
+        Some(crate::wire::auth_info(&a))
     };
     let l = &state.config().limits;
     // The lower of the two minors (§9). With PROTOCOL_MINOR at 0 this is always 0 today.

@@ -4,43 +4,25 @@
 use confab_protocol::v1::{self, response::Result as R};
 
 use crate::error::ServerError;
-use crate::hub::Presence;
 use crate::session::{Caller, Session};
-use crate::social::{Privacy, Profile};
 use crate::state::AppState;
 use crate::wire;
 
 type Out = Result<R, ServerError>;
 
-fn profile(p: &Profile) -> v1::UserProfile {
-    let u = &p.user;
-    v1::UserProfile {
-        user_id: u.id as u64,
-        username: u.username.clone(),
-        display_name: u.display_name.clone(),
-        status_text: u.status_text.clone(),
-        avatar_ref: String::new(),
-        presence: p.presence.map_or(0, Presence::wire),
-        last_seen_ms: p.last_seen_ms.max(0) as u64,
-        deleted: u.deleted,
-    }
-}
-
-fn privacy(p: Privacy) -> v1::PrivacySettings {
-    v1::PrivacySettings { read_receipts: p.read_receipts, show_last_seen: p.show_last_seen }
-}
+use wire::results::{privacy, profile};
 
 /// §15.1
 pub(crate) async fn mark_read(state: &AppState, a: &Caller, r: v1::MarkRead) -> Out {
     let read_seq = state.conversations().mark_read(a, r.conversation_id, r.seq).await?;
-    Ok(R::MarkRead(v1::MarkReadResult { read_seq: read_seq as u64 }))
+    Ok(R::MarkRead(v1::MarkReadResult { read_seq: wire::seq(read_seq) }))
 }
 
 /// §15.2
 pub(crate) async fn get_receipts(state: &AppState, a: &Caller, r: v1::GetReceipts) -> Out {
     let list = state.conversations().receipts(a, r.conversation_id, r.message_id).await?;
     Ok(R::GetReceipts(v1::GetReceiptsResult {
-        receipts: list.into_iter().map(|(u, s)| v1::MemberReceipt { user_id: u as u64, state: s }).collect(),
+        receipts: list.into_iter().map(|(u, s)| wire::member_receipt(u, s)).collect(),
     }))
 }
 
@@ -125,12 +107,12 @@ pub(crate) async fn list_notifications(state: &AppState, a: &Caller, r: v1::List
     Ok(R::ListNotifications(v1::ListNotificationsResult {
         notifications: inbox.page.items.iter().map(wire::notification).collect(),
         has_more: inbox.page.has_more,
-        unread_count: inbox.unread_count.clamp(0, i64::from(u32::MAX)) as u32,
+        unread_count: wire::count(inbox.unread_count),
     }))
 }
 
 /// §19
 pub(crate) async fn mark_notifications_read(state: &AppState, a: &Caller, r: v1::MarkNotificationsRead) -> Out {
     let unread = state.social().mark_notifications_read(a, r.up_to_id).await?;
-    Ok(R::MarkNotificationsRead(v1::MarkNotificationsReadResult { unread_count: unread as u32 }))
+    Ok(R::MarkNotificationsRead(v1::MarkNotificationsReadResult { unread_count: wire::count(unread) }))
 }

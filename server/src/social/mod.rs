@@ -89,8 +89,8 @@ impl Social {
 
     fn typing_frame(&self, conv: ConvId, user: UserId, typing: bool) -> Bytes {
         encode_server(&event_frame(event::Event::TypingChanged(v1::TypingChanged {
-            conversation_id: conv as u64,
-            user_id: user as u64,
+            conversation_id: crate::wire::conv(conv),
+            user_id: crate::wire::user(user),
             typing,
             expires_in_ms: if typing { self.0.typing_ttl.as_millis() as u32 } else { 0 },
         })))
@@ -120,7 +120,7 @@ impl Social {
                 None
             }
         };
-        let members: Vec<UserId> = match self.store().members(conv, 0, 100_000).await {
+        let members: Vec<UserId> = match self.store().members(conv, UserId::default(), 100_000).await {
             Ok(m) if m.iter().any(|m| m.user_id == auth.user_id) => m.into_iter().map(|m| m.user_id).collect(),
             read => {
                 self.0.typing.generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
@@ -195,7 +195,7 @@ impl Social {
         if ids.len() > 100 {
             return Err(ServerError::invalid("get_users.user_ids", "at most 100"));
         }
-        let ids: Vec<i64> = ids.iter().filter_map(|u| i64::try_from(*u).ok()).collect();
+        let ids: Vec<UserId> = ids.iter().filter_map(|u| i64::try_from(*u).ok()).map(UserId).collect();
         let mut out = Vec::new();
         for u in self.store().users(&ids).await? {
             out.push(self.profile(auth.user_id, u).await?);
@@ -318,7 +318,7 @@ impl Social {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            if let Ok(members) = this.store().members(conv, 0, 100_000).await {
+            if let Ok(members) = this.store().members(conv, UserId::default(), 100_000).await {
                 let members: Vec<UserId> = members.into_iter().map(|m| m.user_id).collect();
                 this.0.hub.deliver_droppable(&members, &this.typing_frame(conv, user, false), 0);
             }

@@ -21,7 +21,7 @@ const SHARDS: usize = 4;
 /// The `PresenceChanged` event, encoded once.
 pub(super) fn presence_frame(user: UserId, state: Presence, last_seen_ms: i64) -> Bytes {
     encode_server(&event_frame(event::Event::PresenceChanged(v1::PresenceChanged {
-        user_id: user as u64,
+        user_id: crate::wire::user(user),
         state: state.wire(),
         last_seen_ms: last_seen_ms.max(0) as u64,
     })))
@@ -79,7 +79,7 @@ impl Announcer {
     }
 
     fn push(&self, job: Job) {
-        let shard = &self.shards[job.user().unsigned_abs() as usize % SHARDS];
+        let shard = &self.shards[job.user().0.unsigned_abs() as usize % SHARDS];
         {
             let mut q = shard.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if let Job::Announce(u) = job

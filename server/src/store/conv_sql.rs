@@ -1,14 +1,16 @@
 //! SQL reading conversations, messages and the logs, shared by both backends (`impl_conv_store!`).
 //! Writes are in `conv_write_sql.rs`.
 
-/// Parses a comma-separated id list.
-pub(super) fn ids(s: Option<String>) -> Vec<i64> {
-    s.unwrap_or_default().split(',').filter_map(|x| x.parse().ok()).collect()
+use super::types::UserId;
+
+/// Parses a comma-separated user id list.
+pub(super) fn ids(s: Option<String>) -> Vec<UserId> {
+    s.unwrap_or_default().split(',').filter_map(|x| x.parse().ok()).map(UserId).collect()
 }
 
-/// Formats an id list for storage.
-pub(super) fn join_ids(v: &[i64]) -> String {
-    v.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+/// Formats a user id list for storage.
+pub(super) fn join_ids(v: &[UserId]) -> String {
+    v.iter().map(UserId::to_string).collect::<Vec<_>>().join(",")
 }
 
 macro_rules! impl_conv_store {

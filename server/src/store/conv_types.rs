@@ -2,7 +2,25 @@
 
 use super::types::UserId;
 
-pub type ConvId = i64;
+/// A conversation's id: the `conversations.id` column, and the wire's `conversation_id`s.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize,
+)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct ConvId(pub i64);
+
+impl From<i64> for ConvId {
+    fn from(id: i64) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for ConvId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A stored or wire number that names no value of a domain enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -373,7 +373,7 @@ impl TryFrom<EventRow> for LogEvent {
     fn try_from(r: EventRow) -> Result<Self, sqlx::Error> {
         let message_id = r.message_id.unwrap_or(0);
         let text = r.text.unwrap_or_default();
-        let first_user = || ids(r.user_ids.clone()).first().copied().unwrap_or(0);
+        let first_user = || ids(r.user_ids.clone()).first().copied().unwrap_or_default();
         let body = match r.kind {
             1 => LogBody::Created { kind: stored_number(r.user_ids.as_deref(), "user_ids")?, title: text },
             2 => LogBody::Posted(MessageRec {
@@ -407,8 +407,8 @@ impl TryFrom<EventRow> for LogEvent {
             11 => {
                 let v = ids(r.user_ids);
                 LogBody::OwnershipTransferred {
-                    from: v.first().copied().unwrap_or(0),
-                    to: v.get(1).copied().unwrap_or(0),
+                    from: v.first().copied().unwrap_or_default(),
+                    to: v.get(1).copied().unwrap_or_default(),
                 }
             }
             12 => LogBody::Pinned { message_id },
@@ -419,7 +419,7 @@ impl TryFrom<EventRow> for LogEvent {
                 media: 0,
                 outcome: 0,
                 duration_ms: 0,
-                answered_by: 0,
+                answered_by: UserId::default(),
             })),
             _ => LogBody::ReactionRemoved { message_id, emoji: text },
         };

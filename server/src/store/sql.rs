@@ -501,8 +501,8 @@ macro_rules! impl_store {
                     .fetch_all(&self.pool)
                     .await?;
                     let blocked = sqlx::query("SELECT blocked_id FROM blocks WHERE user_id = $1").bind(user).fetch_all(&self.pool).await?;
-                    let blocked: Vec<i64> = blocked.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-                    let mut out: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+                    let blocked: Vec<UserId> = blocked.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+                    let mut out: Vec<UserId> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
                     out.retain(|u| !blocked.contains(u));
                     out.sort_unstable();
                     out.dedup();

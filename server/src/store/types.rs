@@ -1,7 +1,24 @@
 //! Domain types the store returns. Wire types never come out of the store.
 
-/// A user's id.
-pub type UserId = i64;
+/// A user's id: the `users.id` column, and the wire's `user_id`s (`wire` converts).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize,
+)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl From<i64> for UserId {
+    fn from(id: i64) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// An account, as the store knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -122,7 +122,7 @@ impl Sfu {
         // A room that closes (TTL) between lookup and join answers Gone: take a fresh one.
         let mut result = Err(Gone);
         for _ in 0..3 {
-            let (user, session) = (auth.user_id as u64, auth.session_id.clone());
+            let (user, session) = (crate::wire::user(auth.user_id), auth.session_id.clone());
             result = self.room(conv).ask(|reply| Cmd::Join { user, session, reply }).await;
             if result.is_ok() {
                 break;
@@ -253,7 +253,7 @@ pub(super) async fn announce_state(sfu: Arc<Inner>, conv: ConvId, mut count: wat
     while count.changed().await.is_ok() {
         let participants = *count.borrow_and_update();
         let mut members = Vec::new();
-        let mut after = 0;
+        let mut after = UserId::default();
         loop {
             match sfu.store.members(conv, after, 1000).await {
                 Ok(page) if !page.is_empty() => {
@@ -267,7 +267,8 @@ pub(super) async fn announce_state(sfu: Arc<Inner>, conv: ConvId, mut count: wat
                 }
             }
         }
-        let ev = event::Event::GroupCallState(v1::GroupCallState { conversation_id: conv as u64, participants });
+        let ev =
+            event::Event::GroupCallState(v1::GroupCallState { conversation_id: crate::wire::conv(conv), participants });
         sfu.hub.deliver(&members, &encode_server(&event_frame(ev)));
     }
 }

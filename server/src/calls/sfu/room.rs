@@ -176,7 +176,7 @@ pub(super) fn spawn(sfu: Arc<Inner>, conv: ConvId) -> RoomHandle {
     let room = Room {
         sfu,
         conv,
-        wire: conv as u64,
+        wire: crate::wire::conv(conv),
         handle: handle.clone(),
         participants: Vec::new(),
         counters: Arc::new(Counters::default()),
@@ -228,7 +228,7 @@ impl Room {
         }
         self.count.send_if_modified(|c| std::mem::replace(c, 0) != 0);
         tracing::debug!(
-            conversation = self.conv,
+            conversation = %self.conv,
             forwarded = self.counters.rtp_out.load(Ordering::Relaxed),
             "room closed"
         );

@@ -318,21 +318,26 @@ fn watermarks_and_records() {
 fn send() {
     let poster =
         |kind, role, announcement_only, peer_blocked| Some(Poster { kind, role, announcement_only, peer_blocked });
-    let f =
-        |poster, key_used_in, reply_to, parent_conv| SendFacts { conv: 7, poster, key_used_in, reply_to, parent_conv };
+    let f = |poster, key_used_in, reply_to, parent_conv| SendFacts {
+        conv: ConvId(7),
+        poster,
+        key_used_in,
+        reply_to,
+        parent_conv,
+    };
     let other_conv = Err(OpError::Invalid("send_message.client_msg_id", "already used for another conversation"));
     let no_parent = Err(OpError::Invalid("send_message.reply_to_message_id", "no such message in this conversation"));
     let blocked = Err(OpError::PermissionDenied("you cannot send to this conversation"));
     let announcers = Err(OpError::PermissionDenied("only owners and admins post in this conversation"));
     let cases = [
         (f(poster(GROUP, MEMBER, false, false), None, None, None), Ok(SendVerdict::Post)),
-        (f(poster(DIRECT, MEMBER, false, false), None, Some(3), Some(7)), Ok(SendVerdict::Post)),
+        (f(poster(DIRECT, MEMBER, false, false), None, Some(3), Some(ConvId(7))), Ok(SendVerdict::Post)),
         (f(None, None, None, None), Err(OpError::NotFound("no such conversation"))),
-        (f(None, Some(7), None, None), Err(OpError::NotFound("no such conversation"))),
-        (f(poster(GROUP, MEMBER, false, false), Some(7), None, None), Ok(SendVerdict::Duplicate)),
+        (f(None, Some(ConvId(7)), None, None), Err(OpError::NotFound("no such conversation"))),
+        (f(poster(GROUP, MEMBER, false, false), Some(ConvId(7)), None, None), Ok(SendVerdict::Duplicate)),
         // A retry answers the first send even where a new send would now be refused.
-        (f(poster(DIRECT, MEMBER, true, true), Some(7), Some(3), None), Ok(SendVerdict::Duplicate)),
-        (f(poster(GROUP, MEMBER, false, false), Some(8), None, None), other_conv),
+        (f(poster(DIRECT, MEMBER, true, true), Some(ConvId(7)), Some(3), None), Ok(SendVerdict::Duplicate)),
+        (f(poster(GROUP, MEMBER, false, false), Some(ConvId(8)), None, None), other_conv),
         (f(poster(DIRECT, MEMBER, false, true), None, None, None), blocked.clone()),
         (f(poster(DIRECT, MEMBER, true, true), None, None, None), blocked),
         // Only a DIRECT peer's block refuses a send.
@@ -342,7 +347,7 @@ fn send() {
         (f(poster(CHANNEL, ADMIN, true, false), None, None, None), Ok(SendVerdict::Post)),
         (f(poster(GROUP, OWNER, true, false), None, None, None), Ok(SendVerdict::Post)),
         (f(poster(GROUP, MEMBER, false, false), None, Some(3), None), no_parent.clone()),
-        (f(poster(GROUP, MEMBER, false, false), None, Some(3), Some(8)), no_parent),
+        (f(poster(GROUP, MEMBER, false, false), None, Some(3), Some(ConvId(8))), no_parent),
     ];
     for (facts, want) in cases {
         assert_eq!(super::send(&facts), want, "{facts:?}");
@@ -354,6 +359,6 @@ fn mentions() {
     // (mentioned, is member, blocked the sender) → notified; the sender is user 1.
     let cases = [(2, true, false, true), (2, false, false, false), (2, true, true, false), (1, true, false, false)];
     for (user, member, blocked, want) in cases {
-        assert_eq!(mention_notifies(user, 1, member, blocked), want, "{user} {member} {blocked}");
+        assert_eq!(mention_notifies(UserId(user), UserId(1), member, blocked), want, "{user} {member} {blocked}");
     }
 }

@@ -1,14 +1,40 @@
-//! Domain → wire conversions for conversations, messages and log entries (used by handlers and
-//! by live delivery, which encodes each event once).
+//! Domain → wire conversions, in one module: accounts and sessions, conversations, messages, log
+//! entries, receipts and notifications (used by handlers and by live delivery, which encodes each
+//! event once), and the wire numbers of the domain enums. The services' own result types are
+//! converted by the child `results`, one layer up. Calls and the SFU still build their `v1`
+//! events themselves.
+
+pub mod results;
 
 use bytes::Bytes;
 use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
+use crate::session::Caller;
 use crate::store::{
-    ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, Role, UpdateKind,
-    UserId, UserUpdateRec,
+    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, RevokeReason,
+    Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
 };
+
+/// A user id as the wire carries it.
+pub fn user(id: UserId) -> u64 {
+    id.0 as u64
+}
+
+/// A conversation id as the wire carries it.
+pub fn conv(id: ConvId) -> u64 {
+    id.0 as u64
+}
+
+/// A sequence number (a log position or a read marker) as the wire carries it.
+pub fn seq(seq: i64) -> u64 {
+    seq as u64
+}
+
+/// A count as the wire carries it, clamped to `u32`.
+pub fn count(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
 
 /// A requested conversation kind (`ConversationKind`); `None` for UNSPECIFIED or unknown.
 pub fn conv_kind(kind: i32) -> Option<ConvKind> {
@@ -34,12 +60,12 @@ pub fn sent(s: &crate::page::Sent) -> v1::SendMessageResult {
 pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
     v1::Message {
         message_id: m.id as u64,
-        conversation_id: m.conversation_id as u64,
+        conversation_id: conv(m.conversation_id),
         seq: m.seq as u64,
-        sender_id: m.sender_id as u64,
+        sender_id: user(m.sender_id),
         text: m.text.clone(),
         reply_to_message_id: m.reply_to.unwrap_or(0) as u64,
-        mention_user_ids: m.mentions.iter().map(|u| *u as u64).collect(),
+        mention_user_ids: m.mentions.iter().map(|u| user(*u)).collect(),
         created_at_ms: m.created_at_ms as u64,
         edited_at_ms: m.edited_at_ms.unwrap_or(0) as u64,
         deleted: m.deleted,
@@ -55,7 +81,7 @@ pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
 
 pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
     v1::Conversation {
-        conversation_id: c.id as u64,
+        conversation_id: conv(c.id),
         kind: c.kind.into(),
         title: c.title.clone(),
         description: c.description.clone(),
@@ -68,26 +94,26 @@ pub fn conversation(c: &ConvView, viewer: UserId) -> v1::Conversation {
         unread_mention_count: c.unread_mention_count as u32,
         last_message: c.last_message.as_ref().map(|m| message(m, viewer)),
         my_role: c.my_role.map_or(0, i32::from),
-        peer_user_id: c.peer_user_id.unwrap_or(0) as u64,
+        peer_user_id: user(c.peer_user_id.unwrap_or_default()),
         photo_ref: c.photo_ref.clone(),
         announcement_only: c.announcement_only,
     }
 }
 
 pub fn member(m: &MemberRec) -> v1::Member {
-    v1::Member { user_id: m.user_id as u64, role: m.role.into(), joined_at_ms: m.joined_at_ms as u64 }
+    v1::Member { user_id: user(m.user_id), role: m.role.into(), joined_at_ms: m.joined_at_ms as u64 }
 }
 
 /// A log entry. Live delivery shares one encoding among all members, so the sender's
 /// `client_msg_id` is carried only when `viewer` is given and is the sender.
 pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
-    let ids = |v: &[UserId]| v.iter().map(|u| *u as u64).collect();
+    let ids = |v: &[UserId]| v.iter().map(|u| user(*u)).collect();
     let body = match &e.body {
         LogBody::Created { kind, title } => {
             Body::Created(v1::ConversationCreated { kind: (*kind).into(), title: title.clone() })
         }
         LogBody::Posted(m) => {
-            let mut msg = message(m, viewer.unwrap_or(0));
+            let mut msg = message(m, viewer.unwrap_or_default());
             if viewer.is_none() {
                 msg.client_msg_id.clear();
             }
@@ -98,20 +124,20 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
         }
         LogBody::Deleted { message_id } => Body::MessageDeleted(v1::MessageDeleted { message_id: *message_id as u64 }),
         LogBody::MembersAdded(u) => Body::MembersAdded(v1::MembersAdded { user_ids: ids(u) }),
-        LogBody::Joined(u) => Body::MemberJoined(v1::MemberJoined { user_id: *u as u64 }),
-        LogBody::Left(u) => Body::MemberLeft(v1::MemberLeft { user_id: *u as u64 }),
-        LogBody::Removed(u) => Body::MemberRemoved(v1::MemberRemoved { user_id: *u as u64 }),
+        LogBody::Joined(u) => Body::MemberJoined(v1::MemberJoined { user_id: user(*u) }),
+        LogBody::Left(u) => Body::MemberLeft(v1::MemberLeft { user_id: user(*u) }),
+        LogBody::Removed(u) => Body::MemberRemoved(v1::MemberRemoved { user_id: user(*u) }),
         LogBody::Updated(st) => Body::Updated(v1::ConversationUpdated {
             title: st.title.clone(),
             description: st.description.clone(),
             photo_ref: st.photo_ref.clone(),
             announcement_only: st.announcement_only,
         }),
-        LogBody::RoleChanged { user, role } => {
-            Body::RoleChanged(v1::RoleChanged { user_id: *user as u64, role: (*role).into() })
+        LogBody::RoleChanged { user: who, role } => {
+            Body::RoleChanged(v1::RoleChanged { user_id: user(*who), role: (*role).into() })
         }
         LogBody::OwnershipTransferred { from, to } => {
-            Body::OwnershipTransferred(v1::OwnershipTransferred { from_user_id: *from as u64, to_user_id: *to as u64 })
+            Body::OwnershipTransferred(v1::OwnershipTransferred { from_user_id: user(*from), to_user_id: user(*to) })
         }
         LogBody::Pinned { message_id } => Body::MessagePinned(v1::MessagePinned { message_id: *message_id as u64 }),
         LogBody::Unpinned { message_id } => {
@@ -126,23 +152,23 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
         LogBody::CallEnded(c) => Body::CallEnded(v1::CallSummary {
             call_id: c.call_id.clone(),
             media: c.media,
-            caller_id: e.actor_id as u64,
+            caller_id: user(e.actor_id),
             outcome: c.outcome,
             duration_ms: c.duration_ms.max(0) as u64,
-            answered_by: c.answered_by as u64,
+            answered_by: user(c.answered_by),
         }),
     };
     v1::ConversationEvent {
-        conversation_id: e.conversation_id as u64,
+        conversation_id: conv(e.conversation_id),
         seq: e.seq as u64,
-        actor_id: e.actor_id as u64,
+        actor_id: user(e.actor_id),
         at_ms: e.at_ms as u64,
         body: Some(body),
     }
 }
 
 pub fn user_update(u: &UserUpdateRec) -> v1::UserUpdate {
-    let conversation_id = u.conversation_id as u64;
+    let conversation_id = conv(u.conversation_id);
     let body = match u.kind {
         UpdateKind::Added => user_update::Body::AddedToConversation(v1::AddedToConversation { conversation_id }),
         UpdateKind::Read => {
@@ -157,8 +183,8 @@ pub fn user_update(u: &UserUpdateRec) -> v1::UserUpdate {
 
 pub fn receipt(r: &ReceiptRec) -> v1::ReceiptUpdated {
     v1::ReceiptUpdated {
-        conversation_id: r.conversation_id as u64,
-        user_id: r.user_id as u64,
+        conversation_id: conv(r.conversation_id),
+        user_id: user(r.user_id),
         delivered_seq: r.delivered_seq as u64,
         read_seq: r.read_seq as u64,
     }
@@ -168,9 +194,9 @@ pub fn notification(n: &NotificationRec) -> v1::Notification {
     v1::Notification {
         notification_id: n.id as u64,
         kind: n.kind.into(),
-        conversation_id: n.conversation_id as u64,
+        conversation_id: conv(n.conversation_id),
         message_id: n.message_id.unwrap_or(0) as u64,
-        actor_id: n.actor_id as u64,
+        actor_id: user(n.actor_id),
         created_at_ms: n.created_at_ms as u64,
         read: n.read,
         role: n.role.map_or(0, i32::from),
@@ -195,4 +221,52 @@ pub fn event_frame_bytes(e: &LogEvent) -> Bytes {
 /// The encoded live frame of a user log entry.
 pub fn user_update_frame_bytes(u: &UserUpdateRec) -> Bytes {
     encode_server(&event_frame(event::Event::UserUpdate(user_update(u))))
+}
+
+/// The signed-in user's own account (§11.10).
+pub fn me(u: &User) -> v1::Me {
+    v1::Me {
+        user_id: user(u.id),
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        email: u.email.clone().unwrap_or_default(),
+        phone: u.phone.clone().unwrap_or_default(),
+        status_text: u.status_text.clone(),
+        created_at_ms: u.created_at_ms as u64,
+        has_password: u.has_password,
+    }
+}
+
+/// Who an access token signs in (§11.5, and `Welcome.auth`, §4.4).
+pub fn auth_info(a: &Caller) -> v1::AuthInfo {
+    v1::AuthInfo {
+        user_id: user(a.user_id),
+        session_id: a.session_id.clone(),
+        access_token_expires_at_ms: a.expires_at_ms,
+    }
+}
+
+/// One of the user's sessions; `current` is the asking connection's session id (§11.7).
+pub fn session(s: SessionRecord, current: &str) -> v1::Session {
+    v1::Session {
+        current: s.id == current,
+        session_id: s.id,
+        device_name: s.device_name,
+        client_name: s.client_name,
+        created_at_ms: s.created_at_ms as u64,
+        last_seen_at_ms: s.last_seen_at_ms as u64,
+    }
+}
+
+/// A member's receipt state for one message (§15.2).
+pub fn member_receipt(member: UserId, state: i32) -> v1::MemberReceipt {
+    v1::MemberReceipt { user_id: user(member), state }
+}
+
+/// The encoded live frame telling a connection its session ended (§11.7).
+pub fn session_revoked_frame_bytes(session_id: &str, reason: RevokeReason) -> Bytes {
+    encode_server(&event_frame(event::Event::SessionRevoked(v1::SessionRevoked {
+        session_id: session_id.to_string(),
+        reason: reason as i32,
+    })))
 }
