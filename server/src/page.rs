@@ -1,6 +1,8 @@
 //! Named results the services return instead of tuples: a slice of a list with whether more
 //! follows, the one rule for page sizes, and a sent message.
 
+use crate::store::MessageId;
+
 /// A page size as requested: 0 means `default`, anything above `max` is `max`.
 pub fn page_limit(requested: u32, default: u32, max: u32) -> u32 {
     match requested {
@@ -29,7 +31,7 @@ impl<T> Slice<T> {
 /// the log (milliseconds since the Unix epoch); `duplicate` when the idempotency key was known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sent {
-    pub message_id: i64,
+    pub message_id: MessageId,
     pub seq: i64,
     pub created_at_ms: i64,
     pub duplicate: bool,
