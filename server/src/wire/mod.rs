@@ -264,8 +264,8 @@ pub fn session(s: SessionRecord, current: &str) -> v1::Session {
 }
 
 /// A member's receipt state for one message (§15.2).
-pub fn member_receipt(member: UserId, state: i32) -> v1::MemberReceipt {
-    v1::MemberReceipt { user_id: user(member), state }
+pub fn member_receipt(r: &crate::page::Receipt) -> v1::MemberReceipt {
+    v1::MemberReceipt { user_id: user(r.user_id), state: r.state as i32 }
 }
 
 /// The encoded live frame telling a connection its session ended (§11.7).
