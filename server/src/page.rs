@@ -1,6 +1,8 @@
 //! Named results the services return instead of tuples: a slice of a list with whether more
 //! follows, the one rule for page sizes, and a sent message.
 
+use crate::store::{MessageId, UserId};
+
 /// A page size as requested: 0 means `default`, anything above `max` is `max`.
 pub fn page_limit(requested: u32, default: u32, max: u32) -> u32 {
     match requested {
@@ -29,7 +31,7 @@ impl<T> Slice<T> {
 /// the log (milliseconds since the Unix epoch); `duplicate` when the idempotency key was known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sent {
-    pub message_id: i64,
+    pub message_id: MessageId,
     pub seq: i64,
     pub created_at_ms: i64,
     pub duplicate: bool,
@@ -47,4 +49,22 @@ mod tests {
         assert_eq!(Slice::cut(vec![1, 2, 3], 2), Slice { items: vec![1, 2], has_more: true });
         assert_eq!(Slice::cut(vec![1, 2], 2), Slice { items: vec![1, 2], has_more: false });
     }
+}
+
+/// How far a member got with a message (§15.2; same numbers as the wire's `ReceiptState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReceiptState {
+    /// Neither delivered to nor read by the member yet.
+    Sent = 1,
+    /// Delivered to one of the member's devices.
+    Delivered = 2,
+    /// Read (shown only when the member shares read receipts).
+    Read = 3,
+}
+
+/// One member's receipt for a message (GetReceipts, §15.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub user_id: UserId,
+    pub state: ReceiptState,
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use confab_conformance::pg::TestDatabase;
 use confab_server::config::StoreConfig;
-use confab_server::store::{self, Applied, ConvId, ConvKind, NewUser, OpError, OpResult, Store, UserId, WriteOp};
+use confab_server::store::{
+    self, Applied, ConvId, ConvKind, MessageId, NewUser, OpError, OpResult, Store, UserId, WriteOp,
+};
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -36,7 +38,7 @@ fn send(conv: ConvId, sender: UserId, session: &str, key: &str, text: &str) -> W
     }
 }
 
-fn with(op: WriteOp, reply: Option<i64>, mention: &[UserId]) -> WriteOp {
+fn with(op: WriteOp, reply: Option<MessageId>, mention: &[UserId]) -> WriteOp {
     match op {
         WriteOp::Send { conversation_id, sender, session_id, client_msg_id, text, now_ms, .. } => WriteOp::Send {
             conversation_id,
@@ -63,7 +65,7 @@ fn conv_of(r: &Result<Applied, OpError>) -> ConvId {
     }
 }
 
-fn sent(r: &Result<Applied, OpError>) -> (i64, i64, bool) {
+fn sent(r: &Result<Applied, OpError>) -> (MessageId, i64, bool) {
     match r {
         Ok(Applied { result: Some(OpResult::Sent { message_id, seq, duplicate, .. }), .. }) => {
             (*message_id, *seq, *duplicate)
@@ -78,7 +80,7 @@ struct World {
     direct: ConvId,
     other: ConvId,
     announce: ConvId,
-    parent: i64,
+    parent: MessageId,
 }
 
 /// The same users, conversations, block and first message in a fresh store.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub(crate) use crate::access::id;
 use crate::access::not_found;
 use crate::error::ServerError;
-use crate::page::{Sent, Slice, page_limit};
+use crate::page::{Receipt, ReceiptState, Sent, Slice, page_limit};
 use crate::session::Caller;
 use crate::store::{
     ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
@@ -435,7 +435,7 @@ impl Conversations {
     }
 
     /// §15.2: each other member's state for one of the caller's messages.
-    pub async fn receipts(&self, auth: &Caller, conv: u64, message_id: u64) -> Result<Vec<(UserId, i32)>, ServerError> {
+    pub async fn receipts(&self, auth: &Caller, conv: u64, message_id: u64) -> Result<Vec<Receipt>, ServerError> {
         let conv = id("get_receipts.conversation_id", conv)?;
         self.require_member(auth.user_id, conv).await?;
         let m = self
@@ -454,13 +454,13 @@ impl Conversations {
             .filter(|w| w.user_id != auth.user_id)
             .map(|w| {
                 let state = if w.shares_read && w.read_seq >= m.seq {
-                    3
+                    ReceiptState::Read
                 } else if w.delivered_seq.max(w.read_seq) >= m.seq {
-                    2
+                    ReceiptState::Delivered
                 } else {
-                    1
+                    ReceiptState::Sent
                 };
-                (w.user_id, state)
+                Receipt { user_id: w.user_id, state }
             })
             .collect())
     }

@@ -21,9 +21,7 @@ pub(crate) async fn mark_read(state: &AppState, a: &Caller, r: v1::MarkRead) -> 
 /// §15.2
 pub(crate) async fn get_receipts(state: &AppState, a: &Caller, r: v1::GetReceipts) -> Out {
     let list = state.conversations().receipts(a, r.conversation_id, r.message_id).await?;
-    Ok(R::GetReceipts(v1::GetReceiptsResult {
-        receipts: list.into_iter().map(|(u, s)| wire::member_receipt(u, s)).collect(),
-    }))
+    Ok(R::GetReceipts(v1::GetReceiptsResult { receipts: list.iter().map(wire::member_receipt).collect() }))
 }
 
 /// §15.4

@@ -95,7 +95,7 @@ macro_rules! conv_lifecycle_ops {
 
             /// §13.3, §21: the message loses its text, reactions and mention notifications, and
             /// leaves the pin list (`MessageUnpinned` by the deleter after `MessageDeleted`).
-            async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64, now: i64) -> OpOut {
+            async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: MessageId, now: i64) -> OpOut {
                 let facts = conv_facts(tx, conv, actor).await?;
                 allowed!(rules::delete(facts, message_facts(tx, conv, actor, message_id).await?));
                 sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")

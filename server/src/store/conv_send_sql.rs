@@ -16,8 +16,8 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Row as
 
 use super::conv_sql::join_ids;
 use super::conv_types::{
-    Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageRec, NotificationKind, NotificationRec, OpError,
-    OpResult, Role, WriteOp,
+    Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageId, MessageRec, NotificationKind, NotificationRec,
+    OpError, OpResult, Role, WriteOp,
 };
 use super::rows::{PosterRow, StoredKeyRow};
 use super::rules;
@@ -33,7 +33,7 @@ pub(super) struct SendRef<'a> {
     session_id: &'a str,
     client_msg_id: &'a str,
     text: &'a str,
-    reply_to: Option<i64>,
+    reply_to: Option<MessageId>,
     mentions: &'a [UserId],
     now: i64,
 }
@@ -86,6 +86,7 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<MessageId>: Encode<'q, DB>,
     for<'r> PosterRow: FromRow<'r, DB::Row>,
     for<'r> StoredKeyRow: FromRow<'r, DB::Row>,
 {
@@ -134,8 +135,8 @@ where
     }
 
     /// The conversation of each existing message the run replies to.
-    async fn send_parents(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<HashMap<i64, ConvId>, sqlx::Error> {
-        let mut ids: Vec<i64> = run.iter().filter_map(|s| s.reply_to).collect();
+    async fn send_parents(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<HashMap<MessageId, ConvId>, sqlx::Error> {
+        let mut ids: Vec<MessageId> = run.iter().filter_map(|s| s.reply_to).collect();
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -205,7 +206,7 @@ where
     ) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
         let checks = Self::send_checks(tx, run).await?;
         let stored_rows = Self::send_stored_keys(tx, run).await?;
-        let stored: HashMap<(&str, &str), (i64, i64, i64, ConvId)> = stored_rows
+        let stored: HashMap<(&str, &str), (MessageId, i64, i64, ConvId)> = stored_rows
             .iter()
             .map(|r| {
                 ((r.session_id.as_str(), r.client_msg_id.as_str()), (r.id, r.seq, r.created_at_ms, r.conversation_id))
@@ -254,7 +255,7 @@ where
         }
 
         let mut first_seq: HashMap<ConvId, i64> = HashMap::with_capacity(counts.len());
-        let mut ids: HashMap<(ConvId, i64), i64> = HashMap::new();
+        let mut ids: HashMap<(ConvId, i64), MessageId> = HashMap::new();
         let mut audiences: HashMap<ConvId, Vec<UserId>> = HashMap::new();
         let mut mention_blocks: HashSet<(UserId, UserId)> = HashSet::new();
         if !counts.is_empty() {
@@ -429,7 +430,7 @@ where
         user: UserId,
         kind: NotificationKind,
         conv: ConvId,
-        message_id: Option<i64>,
+        message_id: Option<MessageId>,
         actor: UserId,
         role: Option<Role>,
         now: i64,

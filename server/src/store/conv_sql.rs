@@ -80,7 +80,7 @@ macro_rules! impl_conv_store {
                     .fetch_all(pool)
                     .await?;
                 for p in &pins {
-                    let id: i64 = p.try_get(0)?;
+                    let id: MessageId = p.try_get(0)?;
                     if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
                         m.pinned = true;
                     }
@@ -262,7 +262,7 @@ macro_rules! impl_conv_store {
                     .await
                 }
 
-                async fn message(&self, conv: ConvId, message_id: i64) -> Result<Option<MessageRec>, StoreError> {
+                async fn message(&self, conv: ConvId, message_id: MessageId) -> Result<Option<MessageRec>, StoreError> {
                     let r = sqlx::query_as::<_, MessageRow>(q(format!("SELECT {MSG_COLS} FROM messages WHERE id = $1 AND conversation_id = $2")))
                         .bind(message_id)
                         .bind(conv)

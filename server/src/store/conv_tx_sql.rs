@@ -15,7 +15,7 @@ macro_rules! conv_tx_helpers {
 
             async fn append(tx: &mut Tx, conv: ConvId, actor: UserId, now: i64, body: LogBody) -> Result<LogEvent, sqlx::Error> {
                 let seq = next_seq(tx, conv, now).await?;
-                let (message_id, text, user_ids, data): (Option<i64>, Option<String>, Option<String>, Option<String>) = match &body {
+                let (message_id, text, user_ids, data): (Option<MessageId>, Option<String>, Option<String>, Option<String>) = match &body {
                     LogBody::Created { kind, title } => (None, Some(title.clone()), Some(i32::from(*kind).to_string()), None),
                     LogBody::Posted(m) => (Some(m.id), Some(m.text.clone()), Some(join_ids(&m.mentions)), None),
                     LogBody::Edited { message_id, text } => (Some(*message_id), Some(text.clone()), None, None),
@@ -119,7 +119,7 @@ macro_rules! conv_tx_helpers {
 
             /// A new inbox entry (the SQL is `SendSql::notify`, written once).
             #[allow(clippy::too_many_arguments)]
-            async fn notify(tx: &mut Tx, user: UserId, kind: NotificationKind, conv: ConvId, message_id: Option<i64>, actor: UserId, role: Option<Role>, now: i64) -> Result<NotificationRec, sqlx::Error> {
+            async fn notify(tx: &mut Tx, user: UserId, kind: NotificationKind, conv: ConvId, message_id: Option<MessageId>, actor: UserId, role: Option<Role>, now: i64) -> Result<NotificationRec, sqlx::Error> {
                 $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, now).await
             }
 

@@ -22,6 +22,26 @@ impl std::fmt::Display for ConvId {
     }
 }
 
+/// A message's id: the `messages.id` column, and the wire's `message_id`s.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize,
+)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct MessageId(pub i64);
+
+impl From<i64> for MessageId {
+    fn from(id: i64) -> Self {
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A stored or wire number that names no value of a domain enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {value}")]
@@ -100,12 +120,12 @@ pub const LOG_EDITED: i32 = 3;
 /// A message's current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageRec {
-    pub id: i64,
+    pub id: MessageId,
     pub conversation_id: ConvId,
     pub seq: i64,
     pub sender_id: UserId,
     pub text: String,
-    pub reply_to: Option<i64>,
+    pub reply_to: Option<MessageId>,
     pub mentions: Vec<UserId>,
     pub created_at_ms: i64,
     pub edited_at_ms: Option<i64>,
@@ -134,11 +154,11 @@ pub enum LogBody {
     },
     Posted(MessageRec),
     Edited {
-        message_id: i64,
+        message_id: MessageId,
         text: String,
     },
     Deleted {
-        message_id: i64,
+        message_id: MessageId,
     },
     MembersAdded(Vec<UserId>),
     Joined(UserId),
@@ -154,17 +174,17 @@ pub enum LogBody {
         to: UserId,
     },
     Pinned {
-        message_id: i64,
+        message_id: MessageId,
     },
     Unpinned {
-        message_id: i64,
+        message_id: MessageId,
     },
     ReactionAdded {
-        message_id: i64,
+        message_id: MessageId,
         emoji: String,
     },
     ReactionRemoved {
-        message_id: i64,
+        message_id: MessageId,
         emoji: String,
     },
     /// A peer-to-peer call ended (§20.2.7); the entry's actor is the caller.
@@ -269,7 +289,7 @@ pub struct NotificationRec {
     pub user_id: UserId,
     pub kind: NotificationKind,
     pub conversation_id: ConvId,
-    pub message_id: Option<i64>,
+    pub message_id: Option<MessageId>,
     pub actor_id: UserId,
     /// `RoleChanged`: the new role.
     pub role: Option<Role>,
@@ -356,21 +376,21 @@ pub enum WriteOp {
         session_id: String,
         client_msg_id: String,
         text: String,
-        reply_to: Option<i64>,
+        reply_to: Option<MessageId>,
         mentions: Vec<UserId>,
         now_ms: i64,
     },
     Edit {
         conversation_id: ConvId,
         actor: UserId,
-        message_id: i64,
+        message_id: MessageId,
         text: String,
         now_ms: i64,
     },
     Delete {
         conversation_id: ConvId,
         actor: UserId,
-        message_id: i64,
+        message_id: MessageId,
         now_ms: i64,
     },
     Update {
@@ -398,14 +418,14 @@ pub enum WriteOp {
     Pin {
         conversation_id: ConvId,
         actor: UserId,
-        message_id: i64,
+        message_id: MessageId,
         pin: bool,
         now_ms: i64,
     },
     React {
         conversation_id: ConvId,
         actor: UserId,
-        message_id: i64,
+        message_id: MessageId,
         emoji: String,
         add: bool,
         now_ms: i64,
@@ -442,7 +462,7 @@ pub enum WriteOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpResult {
     Conversation(ConvId),
-    Sent { message_id: i64, seq: i64, created_at_ms: i64, duplicate: bool },
+    Sent { message_id: MessageId, seq: i64, created_at_ms: i64, duplicate: bool },
     Seq(i64),
     Done,
 }

@@ -350,7 +350,7 @@ macro_rules! impl_conv_writes {
             }
 
             /// The message `message_id` of `conv` as `actor` sees it (`None`: not in `conv`).
-            async fn message_facts(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: i64) -> Result<Option<MessageFacts>, sqlx::Error> {
+            async fn message_facts(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: MessageId) -> Result<Option<MessageFacts>, sqlx::Error> {
                 let r = sqlx::query_as::<_, $crate::store::rows::MessageFactsRow>(
                     "SELECT sender_id, deleted_at_ms FROM messages WHERE id = $1 AND conversation_id = $2",
                 )

@@ -113,7 +113,7 @@ pub trait ConvStore: Send + Sync {
     ) -> Result<(Vec<UserUpdateRec>, i64), StoreError>;
     /// Every member's receipt watermarks.
     async fn watermarks(&self, conv: ConvId) -> Result<Vec<MemberWatermarks>, StoreError>;
-    async fn message(&self, conv: ConvId, message_id: i64) -> Result<Option<MessageRec>, StoreError>;
+    async fn message(&self, conv: ConvId, message_id: MessageId) -> Result<Option<MessageRec>, StoreError>;
     /// (conversation, head seq) of every conversation the user is a member of.
     async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError>;
     /// The highest seq a device acknowledged in a conversation (acks are written by `apply`).

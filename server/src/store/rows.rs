@@ -9,7 +9,7 @@
 
 use super::conv_sql::ids;
 use super::conv_types::{
-    CallRecord, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MemberWatermarks, MessageRec,
+    CallRecord, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MemberWatermarks, MessageId, MessageRec,
     NotificationKind, NotificationRec, ReceiptRec, Role, Settings, UnknownValue, UpdateKind, UserUpdateRec,
 };
 use super::rules::{ConvFacts, MessageFacts, Poster};
@@ -146,12 +146,12 @@ pub(super) const MSG_COLS: &str = "id, conversation_id, seq, sender_id, text, re
 /// A message row (`MSG_COLS`).
 #[derive(sqlx::FromRow)]
 pub(super) struct MessageRow {
-    id: i64,
+    id: MessageId,
     conversation_id: ConvId,
     seq: i64,
     sender_id: UserId,
     text: String,
-    reply_to: Option<i64>,
+    reply_to: Option<MessageId>,
     mentions: Option<String>,
     created_at_ms: i64,
     edited_at_ms: Option<i64>,
@@ -198,12 +198,12 @@ pub(super) struct ViewRow {
     peer_user_id: Option<UserId>,
     photo_ref: String,
     announcement_only: i32,
-    lm_id: Option<i64>,
+    lm_id: Option<MessageId>,
     lm_conversation_id: Option<ConvId>,
     lm_seq: Option<i64>,
     lm_sender_id: Option<UserId>,
     lm_text: Option<String>,
-    lm_reply_to: Option<i64>,
+    lm_reply_to: Option<MessageId>,
     lm_mentions: Option<String>,
     lm_created_at_ms: Option<i64>,
     lm_edited_at_ms: Option<i64>,
@@ -270,7 +270,7 @@ pub(super) struct NotificationRow {
     user_id: UserId,
     kind: NotificationKind,
     conversation_id: ConvId,
-    message_id: Option<i64>,
+    message_id: Option<MessageId>,
     actor_id: UserId,
     role: Option<Role>,
     created_at_ms: i64,
@@ -358,12 +358,12 @@ pub(super) struct EventRow {
     kind: i32,
     actor_id: UserId,
     at_ms: i64,
-    message_id: Option<i64>,
+    message_id: Option<MessageId>,
     text: Option<String>,
     user_ids: Option<String>,
     data: Option<String>,
     m_deleted_at_ms: Option<i64>,
-    m_reply_to: Option<i64>,
+    m_reply_to: Option<MessageId>,
     m_client_msg_id: Option<String>,
 }
 
@@ -371,7 +371,7 @@ impl TryFrom<EventRow> for LogEvent {
     type Error = sqlx::Error;
 
     fn try_from(r: EventRow) -> Result<Self, sqlx::Error> {
-        let message_id = r.message_id.unwrap_or(0);
+        let message_id = r.message_id.unwrap_or_default();
         let text = r.text.unwrap_or_default();
         let first_user = || ids(r.user_ids.clone()).first().copied().unwrap_or_default();
         let body = match r.kind {
@@ -470,7 +470,7 @@ impl PosterRow {
 pub(super) struct StoredKeyRow {
     pub(super) session_id: String,
     pub(super) client_msg_id: String,
-    pub(super) id: i64,
+    pub(super) id: MessageId,
     pub(super) seq: i64,
     pub(super) created_at_ms: i64,
     pub(super) conversation_id: ConvId,
@@ -493,7 +493,7 @@ impl MessageFactsRow {
 /// One emoji's reactions to a message, with whether the viewer is among them (`decorate`).
 #[derive(sqlx::FromRow)]
 pub(super) struct ReactionRow {
-    pub(super) message_id: i64,
+    pub(super) message_id: MessageId,
     pub(super) emoji: String,
     pub(super) count: i64,
     pub(super) mine: i64,

@@ -12,8 +12,8 @@ use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
 use crate::session::Caller;
 use crate::store::{
-    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, NotificationRec, ReceiptRec, RevokeReason,
-    Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
+    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageId, MessageRec, NotificationRec, ReceiptRec,
+    RevokeReason, Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
 };
 
 /// A user id as the wire carries it.
@@ -23,6 +23,11 @@ pub fn user(id: UserId) -> u64 {
 
 /// A conversation id as the wire carries it.
 pub fn conv(id: ConvId) -> u64 {
+    id.0 as u64
+}
+
+/// A message id as the wire carries it.
+pub fn msg_id(id: MessageId) -> u64 {
     id.0 as u64
 }
 
@@ -49,7 +54,7 @@ pub fn role(role: i32) -> Option<Role> {
 /// The answer to SendMessage (§13.2).
 pub fn sent(s: &crate::page::Sent) -> v1::SendMessageResult {
     v1::SendMessageResult {
-        message_id: s.message_id as u64,
+        message_id: msg_id(s.message_id),
         seq: s.seq as u64,
         created_at_ms: s.created_at_ms.max(0) as u64,
         duplicate: s.duplicate,
@@ -59,12 +64,12 @@ pub fn sent(s: &crate::page::Sent) -> v1::SendMessageResult {
 /// A message; `client_msg_id` is shown only to the sender.
 pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
     v1::Message {
-        message_id: m.id as u64,
+        message_id: msg_id(m.id),
         conversation_id: conv(m.conversation_id),
         seq: m.seq as u64,
         sender_id: user(m.sender_id),
         text: m.text.clone(),
-        reply_to_message_id: m.reply_to.unwrap_or(0) as u64,
+        reply_to_message_id: msg_id(m.reply_to.unwrap_or_default()),
         mention_user_ids: m.mentions.iter().map(|u| user(*u)).collect(),
         created_at_ms: m.created_at_ms as u64,
         edited_at_ms: m.edited_at_ms.unwrap_or(0) as u64,
@@ -120,9 +125,9 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
             Body::MessagePosted(msg)
         }
         LogBody::Edited { message_id, text } => {
-            Body::MessageEdited(v1::MessageEdited { message_id: *message_id as u64, text: text.clone() })
+            Body::MessageEdited(v1::MessageEdited { message_id: msg_id(*message_id), text: text.clone() })
         }
-        LogBody::Deleted { message_id } => Body::MessageDeleted(v1::MessageDeleted { message_id: *message_id as u64 }),
+        LogBody::Deleted { message_id } => Body::MessageDeleted(v1::MessageDeleted { message_id: msg_id(*message_id) }),
         LogBody::MembersAdded(u) => Body::MembersAdded(v1::MembersAdded { user_ids: ids(u) }),
         LogBody::Joined(u) => Body::MemberJoined(v1::MemberJoined { user_id: user(*u) }),
         LogBody::Left(u) => Body::MemberLeft(v1::MemberLeft { user_id: user(*u) }),
@@ -139,15 +144,15 @@ pub fn event(e: &LogEvent, viewer: Option<UserId>) -> v1::ConversationEvent {
         LogBody::OwnershipTransferred { from, to } => {
             Body::OwnershipTransferred(v1::OwnershipTransferred { from_user_id: user(*from), to_user_id: user(*to) })
         }
-        LogBody::Pinned { message_id } => Body::MessagePinned(v1::MessagePinned { message_id: *message_id as u64 }),
+        LogBody::Pinned { message_id } => Body::MessagePinned(v1::MessagePinned { message_id: msg_id(*message_id) }),
         LogBody::Unpinned { message_id } => {
-            Body::MessageUnpinned(v1::MessageUnpinned { message_id: *message_id as u64 })
+            Body::MessageUnpinned(v1::MessageUnpinned { message_id: msg_id(*message_id) })
         }
         LogBody::ReactionAdded { message_id, emoji } => {
-            Body::ReactionAdded(v1::ReactionAdded { message_id: *message_id as u64, emoji: emoji.clone() })
+            Body::ReactionAdded(v1::ReactionAdded { message_id: msg_id(*message_id), emoji: emoji.clone() })
         }
         LogBody::ReactionRemoved { message_id, emoji } => {
-            Body::ReactionRemoved(v1::ReactionRemoved { message_id: *message_id as u64, emoji: emoji.clone() })
+            Body::ReactionRemoved(v1::ReactionRemoved { message_id: msg_id(*message_id), emoji: emoji.clone() })
         }
         LogBody::CallEnded(c) => Body::CallEnded(v1::CallSummary {
             call_id: c.call_id.clone(),
@@ -195,7 +200,7 @@ pub fn notification(n: &NotificationRec) -> v1::Notification {
         notification_id: n.id as u64,
         kind: n.kind.into(),
         conversation_id: conv(n.conversation_id),
-        message_id: n.message_id.unwrap_or(0) as u64,
+        message_id: msg_id(n.message_id.unwrap_or_default()),
         actor_id: user(n.actor_id),
         created_at_ms: n.created_at_ms as u64,
         read: n.read,
@@ -259,8 +264,8 @@ pub fn session(s: SessionRecord, current: &str) -> v1::Session {
 }
 
 /// A member's receipt state for one message (§15.2).
-pub fn member_receipt(member: UserId, state: i32) -> v1::MemberReceipt {
-    v1::MemberReceipt { user_id: user(member), state }
+pub fn member_receipt(r: &crate::page::Receipt) -> v1::MemberReceipt {
+    v1::MemberReceipt { user_id: user(r.user_id), state: r.state as i32 }
 }
 
 /// The encoded live frame telling a connection its session ended (§11.7).

@@ -4,7 +4,7 @@
 //! the rule allows it; every refusal (its code and message) is decided here. Unit tests:
 //! `store/rules/tests.rs`; the §12.8 matrix is also checked end to end by tests/tests/permissions.rs.
 
-use super::conv_types::{ConvId, ConvKind, OpError, Role};
+use super::conv_types::{ConvId, ConvKind, MessageId, OpError, Role};
 use super::types::UserId;
 
 /// What a member may try to do in a group or channel (docs/protocol.md §12.8).
@@ -328,7 +328,7 @@ pub struct SendFacts {
     /// earlier in the same batch.
     pub key_used_in: Option<ConvId>,
     /// The message replied to.
-    pub reply_to: Option<i64>,
+    pub reply_to: Option<MessageId>,
     /// The conversation of that message, if it exists.
     pub parent_conv: Option<ConvId>,
 }

@@ -331,12 +331,12 @@ fn send() {
     let announcers = Err(OpError::PermissionDenied("only owners and admins post in this conversation"));
     let cases = [
         (f(poster(GROUP, MEMBER, false, false), None, None, None), Ok(SendVerdict::Post)),
-        (f(poster(DIRECT, MEMBER, false, false), None, Some(3), Some(ConvId(7))), Ok(SendVerdict::Post)),
+        (f(poster(DIRECT, MEMBER, false, false), None, Some(MessageId(3)), Some(ConvId(7))), Ok(SendVerdict::Post)),
         (f(None, None, None, None), Err(OpError::NotFound("no such conversation"))),
         (f(None, Some(ConvId(7)), None, None), Err(OpError::NotFound("no such conversation"))),
         (f(poster(GROUP, MEMBER, false, false), Some(ConvId(7)), None, None), Ok(SendVerdict::Duplicate)),
         // A retry answers the first send even where a new send would now be refused.
-        (f(poster(DIRECT, MEMBER, true, true), Some(ConvId(7)), Some(3), None), Ok(SendVerdict::Duplicate)),
+        (f(poster(DIRECT, MEMBER, true, true), Some(ConvId(7)), Some(MessageId(3)), None), Ok(SendVerdict::Duplicate)),
         (f(poster(GROUP, MEMBER, false, false), Some(ConvId(8)), None, None), other_conv),
         (f(poster(DIRECT, MEMBER, false, true), None, None, None), blocked.clone()),
         (f(poster(DIRECT, MEMBER, true, true), None, None, None), blocked),
@@ -346,8 +346,8 @@ fn send() {
         (f(poster(CHANNEL, MODERATOR, true, false), None, None, None), announcers),
         (f(poster(CHANNEL, ADMIN, true, false), None, None, None), Ok(SendVerdict::Post)),
         (f(poster(GROUP, OWNER, true, false), None, None, None), Ok(SendVerdict::Post)),
-        (f(poster(GROUP, MEMBER, false, false), None, Some(3), None), no_parent.clone()),
-        (f(poster(GROUP, MEMBER, false, false), None, Some(3), Some(ConvId(8))), no_parent),
+        (f(poster(GROUP, MEMBER, false, false), None, Some(MessageId(3)), None), no_parent.clone()),
+        (f(poster(GROUP, MEMBER, false, false), None, Some(MessageId(3)), Some(ConvId(8))), no_parent),
     ];
     for (facts, want) in cases {
         assert_eq!(super::send(&facts), want, "{facts:?}");
