@@ -69,7 +69,7 @@ macro_rules! impl_conv_store {
                     .await?;
                 for r in rows {
                     if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
-                        m.reactions.push((r.emoji, r.count, r.mine > 0));
+                        m.reactions.push(ReactionCount { emoji: r.emoji, count: r.count, mine: r.mine > 0 });
                     }
                 }
                 let pins = sqlx::query("SELECT p.message_id FROM pins p JOIN messages m ON m.id = p.message_id \

@@ -131,9 +131,18 @@ pub struct MessageRec {
     pub edited_at_ms: Option<i64>,
     pub deleted: bool,
     pub client_msg_id: String,
-    /// (emoji, count, whether the viewer reacted); filled by history only.
-    pub reactions: Vec<(String, i64, bool)>,
+    /// The reactions per emoji; filled by history only.
+    pub reactions: Vec<ReactionCount>,
     pub pinned: bool,
+}
+
+/// One emoji's reactions to a message, as one viewer sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    /// Whether the viewer is among them.
+    pub mine: bool,
 }
 
 /// Conversation settings after an update.

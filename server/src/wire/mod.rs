@@ -78,7 +78,7 @@ pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
         reactions: m
             .reactions
             .iter()
-            .map(|(emoji, count, me)| v1::ReactionCount { emoji: emoji.clone(), count: *count as u32, me: *me })
+            .map(|r| v1::ReactionCount { emoji: r.emoji.clone(), count: r.count as u32, me: r.mine })
             .collect(),
         pinned: m.pinned,
     }
