@@ -61,6 +61,26 @@ async fn summary(u: &mut User, call_id: &str) -> anyhow::Result<v1::CallSummary>
     .await
 }
 
+/// A group of A, B and C in which A's call rings B and C.
+struct Ringing {
+    a: User,
+    b: User,
+    c: User,
+    conv: u64,
+    started: v1::StartCallResult,
+}
+
+async fn ringing_group(s: &TestServer, t: Transport) -> anyhow::Result<Ringing> {
+    let a = new_user(s, t, "clA").await?;
+    let mut b = new_user(s, t, "clB").await?;
+    let mut c = new_user(s, t, "clC").await?;
+    let conv = call!(a.client, CreateConversation, group("ring", &[b.id, c.id]))?.conversation_id;
+    let started = start(&a, conv).await?;
+    invite(&mut b, &started.call_id).await?;
+    invite(&mut c, &started.call_id).await?;
+    Ok(Ringing { a, b, c, conv, started })
+}
+
 async fn remove(owner: &User, conv: u64, user: u64) -> anyhow::Result<()> {
     call!(owner.client, RemoveMember, v1::RemoveMember { conversation_id: conv, user_id: user })?;
     Ok(())
@@ -70,13 +90,7 @@ async fn remove(owner: &User, conv: u64, user: u64) -> anyhow::Result<()> {
 /// their AcceptCall is NOT_FOUND, the call rings on for the others, and the summary names who
 /// really answered.
 async fn a_removed_callee_stops_ringing_and_cannot_answer(s: &TestServer, t: Transport) -> anyhow::Result<()> {
-    let mut a = new_user(s, t, "clA").await?;
-    let mut b = new_user(s, t, "clB").await?;
-    let mut c = new_user(s, t, "clC").await?;
-    let conv = call!(a.client, CreateConversation, group("ring", &[b.id, c.id]))?.conversation_id;
-    let started = start(&a, conv).await?;
-    invite(&mut b, &started.call_id).await?;
-    invite(&mut c, &started.call_id).await?;
+    let Ringing { mut a, mut b, c, conv, started } = ringing_group(s, t).await?;
     remove(&a, conv, b.id).await?;
     let stop = ended(&mut b, &started.call_id).await?;
     ensure!(stop.reason == HangupReason::Cancelled as i32, "{stop:?}");
@@ -210,13 +224,7 @@ async fn a_revoked_session_leaves_the_group_call_at_once(s: &TestServer, t: Tran
 /// §21 user blocked × ringing calls: a call the blocked user placed stops ringing the blocker at
 /// once (CallEnded CANCELLED); the blocker cannot answer it; it rings on for the others.
 async fn a_block_stops_the_blockers_ringing(s: &TestServer, t: Transport) -> anyhow::Result<()> {
-    let a = new_user(s, t, "clA").await?;
-    let mut b = new_user(s, t, "clB").await?;
-    let mut c = new_user(s, t, "clC").await?;
-    let conv = call!(a.client, CreateConversation, group("ring", &[b.id, c.id]))?.conversation_id;
-    let started = start(&a, conv).await?;
-    invite(&mut b, &started.call_id).await?;
-    invite(&mut c, &started.call_id).await?;
+    let Ringing { a, mut b, c, conv: _, started } = ringing_group(s, t).await?;
     call!(b.client, Block, v1::Block { user_id: a.id })?;
     let e = ended(&mut b, &started.call_id).await?;
     ensure!(e.reason == HangupReason::Cancelled as i32, "{e:?}");

@@ -1,46 +1,16 @@
 //! Domain types of conversations, messages and the two logs.
 
-use super::types::UserId;
+use super::types::{UserId, id_type};
 
-/// A conversation's id: the `conversations.id` column, and the wire's `conversation_id`s.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize,
-)]
-#[sqlx(transparent)]
-#[serde(transparent)]
-pub struct ConvId(pub i64);
+id_type!(
+    /// A conversation's id: the `conversations.id` column, and the wire's `conversation_id`s.
+    ConvId
+);
 
-impl From<i64> for ConvId {
-    fn from(id: i64) -> Self {
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for ConvId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A message's id: the `messages.id` column, and the wire's `message_id`s.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize,
-)]
-#[sqlx(transparent)]
-#[serde(transparent)]
-pub struct MessageId(pub i64);
-
-impl From<i64> for MessageId {
-    fn from(id: i64) -> Self {
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+id_type!(
+    /// A message's id: the `messages.id` column, and the wire's `message_id`s.
+    MessageId
+);
 
 /// A stored or wire number that names no value of a domain enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,24 +1,37 @@
 //! Domain types the store returns. Wire types never come out of the store.
 
-/// A user's id: the `users.id` column, and the wire's `user_id`s (`wire` converts).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize,
-)]
-#[sqlx(transparent)]
-#[serde(transparent)]
-pub struct UserId(pub i64);
+/// An id newtype over an `i64` column: transparent to sqlx and serde, built from the number,
+/// shown as the number. `wire` converts it to and from the wire's `u64`.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[sqlx(transparent)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
 
-impl From<i64> for UserId {
-    fn from(id: i64) -> Self {
-        Self(id)
-    }
-}
+        impl From<i64> for $name {
+            fn from(id: i64) -> Self {
+                Self(id)
+            }
+        }
 
-impl std::fmt::Display for UserId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
+pub(crate) use id_type;
+
+id_type!(
+    /// A user's id: the `users.id` column, and the wire's `user_id`s (`wire` converts).
+    UserId
+);
 
 /// An account, as the store knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
