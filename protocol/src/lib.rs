@@ -12,6 +12,8 @@ pub mod v1 {
 
 pub mod frames;
 pub mod framing;
+pub mod schema;
+pub mod text;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use confab_protocol::CloseCode;
 use confab_protocol::frames::{encode_server, response_frame};
+use confab_protocol::text::{self, FrameTextError};
 use confab_protocol::v1::{ClientFrame, client_frame::Request, response};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -124,14 +126,43 @@ fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
     }
 }
 
-/// Reads one frame and decodes it. `Err` carries the close to perform; the error frame, if
-/// any, is already queued.
+/// Reads frames until one decodes and passes the text rules (§5.4); a frame breaking them is
+/// answered with INVALID_ARGUMENT naming the field, and the connection reads on. `Err` carries
+/// the close to perform; the error frame, if any, is already queued.
 async fn next_frame(
     state: &AppState,
     reader: &mut FrameReader,
     outbox: &Outbox,
     tm: &TransportMetrics,
 ) -> Result<ClientFrame, Close> {
+    loop {
+        let bytes = read_frame(state, reader, outbox, tm).await?;
+        match text::check_client_frame(&bytes) {
+            Ok(()) => {}
+            Err(FrameTextError::Field { request_id, field, fault }) => {
+                respond(state, outbox, request_id, Err(ServerError::invalid(field, fault.to_string())));
+                continue;
+            }
+            Err(FrameTextError::Malformed) => return Err(undecodable(state, outbox)),
+        }
+        return ClientFrame::decode(bytes).map_err(|_| undecodable(state, outbox));
+    }
+}
+
+/// §5.1: a frame that is not a ClientFrame is answered once, without decoder internals, and the
+/// connection is closed.
+fn undecodable(state: &AppState, outbox: &Outbox) -> Close {
+    respond(state, outbox, 0, Err(ServerError::invalid("frame", "not a ClientFrame (§3.1)")));
+    Close::new(CloseCode::InvalidFrame, "undecodable frame")
+}
+
+/// Reads one frame's bytes.
+async fn read_frame(
+    state: &AppState,
+    reader: &mut FrameReader,
+    outbox: &Outbox,
+    tm: &TransportMetrics,
+) -> Result<Bytes, Close> {
     let bytes = match reader.next().await {
         Ok(Some(b)) => b,
         Ok(None) => return Err(Close::new(CloseCode::Normal, "")),
@@ -145,10 +176,7 @@ async fn next_frame(
     };
     tm.frames_in.inc();
     tm.bytes_in.inc_by(bytes.len() as u64);
-    ClientFrame::decode(bytes).map_err(|e| {
-        respond(state, outbox, 0, Err(ServerError::invalid("frame", format!("not a ClientFrame: {e}"))));
-        Close::new(CloseCode::InvalidFrame, "undecodable frame")
-    })
+    Ok(bytes)
 }
 
 /// Queues the response to `request_id`, encoded once.

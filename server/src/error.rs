@@ -2,6 +2,7 @@
 //! Internals (store failures, bugs) are logged here and never reach clients.
 
 use confab_protocol::v1::{self, ErrorCode};
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::store::StoreError;
@@ -17,7 +18,7 @@ pub enum ServerError {
     #[error("not found: {0}")]
     NotFound(String),
     #[error("invalid argument {field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument { field: Cow<'static, str>, message: String },
     #[error("already exists: {0}")]
     AlreadyExists(String),
     #[error("failed precondition: {0}")]
@@ -39,8 +40,9 @@ pub enum ServerError {
 }
 
 impl ServerError {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument { field, message: message.into() }
+    /// INVALID_ARGUMENT naming `field` (a request field path, e.g. `send_message.text`).
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument { field: field.into(), message: message.into() }
     }
 
     /// The wire code of this error.
@@ -75,7 +77,11 @@ impl ServerError {
             | Self::UnsupportedVersion(m)
             | Self::Unimplemented(m)
             | Self::Unavailable(m) => e.message = m.clone(),
-            Self::InvalidArgument { field, message } | Self::TooLarge { field, message } => {
+            Self::InvalidArgument { field, message } => {
+                e.message = message.clone();
+                e.field = field.to_string();
+            }
+            Self::TooLarge { field, message } => {
                 e.message = message.clone();
                 e.field = (*field).to_string();
             }

@@ -51,6 +51,14 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The request field the server's error names (INVALID_ARGUMENT, TOO_LARGE), if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Server(e) if !e.field.is_empty() => Some(&e.field),
+            _ => None,
+        }
+    }
 }
 
 /// Options for [`Client::connect`].

@@ -123,6 +123,7 @@ mod roles;
 mod session;
 mod social;
 mod sync;
+mod text;
 
 /// Every case, in protocol.md section order.
 pub fn all() -> Vec<Case> {
@@ -142,6 +143,9 @@ pub fn all() -> Vec<Case> {
         case!(session::minor_version_is_negotiated_down, "§4.2", Both),
         case!(session::unknown_access_token_is_unauthenticated, "§4.4", Both),
         case!(session::unknown_request_is_unimplemented, "§5.2", Both),
+        case!(text::every_string_field_obeys_the_text_rules, "§5.4", Both),
+        case!(text::hello_strings_are_checked, "§5.4", Both),
+        case!(text::blank_titles_and_messages_are_refused, "§5.4", Both),
         case!(session::undecodable_frame_closes_1007, "§6", Both),
         case!(session::ping_echoes_client_time, "§7.1", Both),
         case!(session::pipelined_requests_all_answered, "§8", Both),
