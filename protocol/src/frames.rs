@@ -130,6 +130,11 @@ impl client_frame::Request {
     }
 }
 
+/// A fresh idempotency key for SendMessage (§13.2): a random (version 4) UUID, hyphenated.
+pub fn new_client_msg_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
 /// Milliseconds since the Unix epoch, for the *_time_ms fields.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

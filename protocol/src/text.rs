@@ -90,6 +90,15 @@ pub fn check(text: &str, rule: TextRule) -> Result<(), TextFault> {
     if visible { Ok(()) } else { Err(TextFault::Blank) }
 }
 
+/// The search key of a name or title (§18, §12.7): NFC, then Unicode full case folding (Unicode
+/// §3.13, CaseFolding.txt), so "Élodie", "élodie" and "ÉLODIE" (precomposed or not), "STRASSE"
+/// and "straße", "ΣΊΣΥΦΟΣ" and "σίσυφος" have one key. Both stores compare these keys, written
+/// by the server, never their own case rules. Accents are kept: "elodie" does not find "Élodie".
+pub fn fold(s: &str) -> String {
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(s);
+    icu_casemap::CaseMapperBorrowed::new().fold_string(&nfc).into_owned()
+}
+
 /// General category Cf (format) characters outside Default_Ignorable that render as nothing on
 /// their own: the Arabic and Syriac prepended marks.
 fn is_format(c: char) -> bool {
@@ -253,6 +262,22 @@ mod tests {
         assert_eq!(check("\n\t \n", text), Err(TextFault::Blank));
         assert_eq!(check("x\u{200b}", line), Ok(()));
         assert_eq!(check(&"x".repeat(17), text), Err(TextFault::TooLong(16)));
+    }
+
+    #[test]
+    fn folding_is_unicode_case_folding_after_nfc() {
+        for (a, b) in [
+            ("Élodie M", "élodie m"),
+            ("ÉLODIE", "élodie"),
+            ("E\u{301}lodie", "élodie"),
+            ("ÄNNE", "änne"),
+            ("ΣΊΣΥΦΟΣ", "σίσυφος"),
+            ("ОЛЕГ", "олег"),
+            ("STRASSE", "straße"),
+        ] {
+            assert_eq!(fold(a), fold(b), "{a} / {b}");
+        }
+        assert_ne!(fold("elodie"), fold("Élodie"), "accents are kept");
     }
 
     #[test]

@@ -121,6 +121,10 @@ impl Server {
         bus.subscribe(Arc::new(social.clone()));
         bus.subscribe(Arc::new(calls.clone()));
         mend_deleted_accounts(store.as_ref(), &writer).await?;
+        let refolded = store.refold_keys().await?;
+        if refolded > 0 {
+            tracing::info!(rows = refolded, "wrote search keys of names and titles from before migration 0008");
+        }
         let services = state::Services { auth, conversations, social, calls };
         Ok(Self { state: AppState::new(config, store, metrics, hub, bus, services), cert })
     }

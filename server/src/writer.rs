@@ -82,37 +82,51 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bu
                 Err(_) => break,
             }
         }
-        let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
-        match store.apply(&ops).await {
-            Ok(results) => {
-                for (job, result) in jobs.drain(..).zip(results) {
-                    match result {
-                        Ok(applied) => {
-                            let outcome = Outcome {
-                                result: applied.result.clone(),
-                                revoked_sessions: applied.revoked_sessions.clone(),
-                            };
-                            bus.publish(DomainEvent::Committed(Arc::new(applied)));
-                            let _ = job.reply.send(Ok(outcome));
-                        }
-                        Err(e) => {
-                            let _ = job.reply.send(Err(e.into()));
-                        }
+        apply(store.as_ref(), bus.as_ref(), std::mem::take(&mut jobs)).await;
+    }
+}
+
+/// Applies `jobs` in one transaction and answers them. A batch that fails for any reason but an
+/// unavailable store is split in two and each half applied alone (in order), so a write that
+/// fails fails alone and every other write of its batch commits: one bad write costs its batch
+/// about log2(n) extra transactions, never another caller's write.
+async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>) {
+    let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
+    match store.apply(&ops).await {
+        Ok(results) => {
+            for (job, result) in jobs.into_iter().zip(results) {
+                match result {
+                    Ok(applied) => {
+                        let outcome = Outcome {
+                            result: applied.result.clone(),
+                            revoked_sessions: applied.revoked_sessions.clone(),
+                        };
+                        bus.publish(DomainEvent::Committed(Arc::new(applied)));
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e.into()));
                     }
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, batch = jobs.len(), "write batch failed");
-                let unavailable = e.is_unavailable();
-                for job in jobs.drain(..) {
-                    let err = if unavailable {
-                        ServerError::Unavailable("the store is unavailable; retry".into())
-                    } else {
-                        ServerError::Internal("write batch failed".into())
-                    };
-                    let _ = job.reply.send(Err(err));
-                }
+        }
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, batch = jobs.len(), "write batch failed: store unavailable");
+            for job in jobs {
+                let _ = job.reply.send(Err(ServerError::Unavailable("the store is unavailable; retry".into())));
             }
+        }
+        Err(e) if jobs.len() == 1 => {
+            tracing::error!(error = %e, "write failed alone; refused as INTERNAL");
+            for job in jobs {
+                let _ = job.reply.send(Err(ServerError::Internal("write failed".into())));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, batch = jobs.len(), "write batch failed; applying its halves apart");
+            let second = jobs.split_off(jobs.len() / 2);
+            Box::pin(apply(store, bus, jobs)).await;
+            Box::pin(apply(store, bus, second)).await;
         }
     }
 }

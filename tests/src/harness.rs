@@ -128,6 +128,24 @@ impl TestServer {
         })
     }
 
+    /// Runs `sql` (one statement) directly on the server's database, beside the server: for tests
+    /// that must make the database itself refuse something (e.g. a trigger), whatever the store.
+    pub async fn execute_sql(&self, sql: &str) -> anyhow::Result<()> {
+        use sqlx::Connection as _;
+        match &self.db {
+            Some(db) => {
+                let mut c = sqlx::PgConnection::connect(&db.url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await?;
+            }
+            None => {
+                let url = format!("sqlite://{}", self.data_dir.path().join("confab.db").display());
+                let mut c = sqlx::SqliteConnection::connect(&url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The server's URL for a transport.
     pub fn url(&self, t: Transport) -> String {
         match t {

@@ -168,7 +168,13 @@ pub fn direct(peer: u64) -> v1::CreateConversation {
     v1::CreateConversation { kind: v1::ConversationKind::Direct as i32, member_ids: vec![peer], ..Default::default() }
 }
 
-/// A SendMessage of `text` with the client id `id`.
+/// The idempotency key (§13.2) a test names `label`: a UUID derived from the label (version 5),
+/// so the same label is the same key and tests can read as "m1", "m2".
+pub fn msg_key(label: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, label.as_bytes()).hyphenated().to_string()
+}
+
+/// A SendMessage of `text` with the client id labelled `id` ([`msg_key`]).
 pub fn send(conv: u64, id: &str, text: &str) -> v1::SendMessage {
-    v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() }
+    v1::SendMessage { conversation_id: conv, client_msg_id: msg_key(id), text: text.into(), ..Default::default() }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{TestFn, TestServer, Transport};
-use confab_conformance::util::{expect_code, group, new_user, next_conv_event, second_device, send};
+use confab_conformance::util::{expect_code, group, msg_key, new_user, next_conv_event, second_device, send};
 use confab_protocol::v1::{self, ErrorCode, conversation_event::Body};
 
 const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
@@ -182,7 +182,7 @@ async fn send_edit_delete_and_history(s: &TestServer, t: Transport) -> anyhow::R
         "{first:?}"
     );
     ensure!(second.deleted && second.text.is_empty() && second.reply_to_message_id == m1.message_id, "{second:?}");
-    ensure!(second.client_msg_id == "m2", "the sender sees its own client_msg_id");
+    ensure!(second.client_msg_id == msg_key("m2"), "the sender sees its own client_msg_id");
     let bad_reply = v1::SendMessage { reply_to_message_id: 987_654_321, ..send(conv, "m3", "x") };
     let err = expect_code(call!(a.client, SendMessage, bad_reply), ErrorCode::InvalidArgument)?;
     ensure!(err.field == "send_message.reply_to_message_id", "{err}");
@@ -456,8 +456,8 @@ async fn invalid_content_is_refused(s: &TestServer, t: Transport) -> anyhow::Res
         (send(conv, "v2", "   "), "send_message.text"),
         (send(conv, "v3", &"x".repeat(16 * 1024 + 1)), "send_message.text"),
         (send(conv, "v4", "nul\0byte"), "send_message.text"),
-        (send(conv, "", "no id"), "send_message.client_msg_id"),
-        (send(conv, &"k".repeat(65), "long id"), "send_message.client_msg_id"),
+        (v1::SendMessage { client_msg_id: String::new(), ..send(conv, "", "no id") }, "send_message.client_msg_id"),
+        (v1::SendMessage { client_msg_id: "k".repeat(36), ..send(conv, "", "no uuid") }, "send_message.client_msg_id"),
     ] {
         let e = expect_code(call!(a.client, SendMessage, msg), ErrorCode::InvalidArgument)?;
         ensure!(e.field == field, "{e}");

@@ -13,7 +13,7 @@ use confab_conformance::call;
 use confab_conformance::harness::init_logging;
 use confab_conformance::pg::TestDatabase;
 use confab_conformance::syncer::Device;
-use confab_conformance::util::{register, unique};
+use confab_conformance::util::{msg_key, register, unique};
 use confab_protocol::client::{Client, ConnectOptions, Trust};
 use confab_protocol::v1;
 
@@ -96,7 +96,7 @@ async fn crash_and_recover(db: Option<&str>) -> anyhow::Result<()> {
                 attempted.lock().expect("lock").insert(id.clone());
                 let req = v1::SendMessage {
                     conversation_id: conv,
-                    client_msg_id: id.clone(),
+                    client_msg_id: msg_key(&id),
                     text: format!("crash {id}"),
                     ..Default::default()
                 };
@@ -139,7 +139,7 @@ async fn crash_and_recover(db: Option<&str>) -> anyhow::Result<()> {
             SendMessage,
             v1::SendMessage {
                 conversation_id: conv,
-                client_msg_id: id.clone(),
+                client_msg_id: msg_key(id),
                 text: format!("crash {id}"),
                 ..Default::default()
             }
@@ -152,7 +152,7 @@ async fn crash_and_recover(db: Option<&str>) -> anyhow::Result<()> {
             SendMessage,
             v1::SendMessage {
                 conversation_id: conv,
-                client_msg_id: id.clone(),
+                client_msg_id: msg_key(id),
                 text: "again".into(),
                 ..Default::default()
             }

@@ -8,7 +8,7 @@ use confab_conformance::call;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
 use confab_conformance::proxy::CutProxy;
 use confab_conformance::syncer::{ConvState, Device};
-use confab_conformance::util::new_user;
+use confab_conformance::util::{msg_key, new_user};
 use confab_protocol::v1;
 use confab_server::wire;
 
@@ -41,7 +41,7 @@ async fn cut_everywhere(store: StoreKind) -> anyhow::Result<()> {
                 SendMessage,
                 v1::SendMessage {
                     conversation_id: conv,
-                    client_msg_id: format!("before-{n}"),
+                    client_msg_id: msg_key(&format!("before-{n}")),
                     text: format!("missed {n}"),
                     ..Default::default()
                 }
@@ -58,7 +58,7 @@ async fn cut_everywhere(store: StoreKind) -> anyhow::Result<()> {
                 SendMessage,
                 v1::SendMessage {
                     conversation_id: conv,
-                    client_msg_id: format!("live-{n}"),
+                    client_msg_id: msg_key(&format!("live-{n}")),
                     text: format!("live {n} ({i})"),
                     ..Default::default()
                 }

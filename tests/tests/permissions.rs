@@ -5,7 +5,7 @@
 use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
-use confab_conformance::util::{User, expect_code, new_user};
+use confab_conformance::util::{User, expect_code, msg_key, new_user};
 use confab_protocol::v1::{self, ErrorCode, MemberRole};
 
 #[derive(Clone, Copy, Debug)]
@@ -75,7 +75,7 @@ async fn cell(s: &TestServer, t: Transport, role: MemberRole, act: Act) -> anyho
         SendMessage,
         v1::SendMessage {
             conversation_id: conv,
-            client_msg_id: "target-msg".into(),
+            client_msg_id: msg_key("target-msg"),
             text: "by the target".into(),
             ..Default::default()
         }
@@ -130,7 +130,7 @@ async fn cell(s: &TestServer, t: Transport, role: MemberRole, act: Act) -> anyho
             SendMessage,
             v1::SendMessage {
                 conversation_id: conv,
-                client_msg_id: "announce".into(),
+                client_msg_id: msg_key("announce"),
                 text: "hear ye".into(),
                 ..Default::default()
             }

@@ -179,16 +179,7 @@ pub fn spawn(settings: Settings, opts: NetOptions) -> (NetHandle, mpsc::Receiver
     (NetHandle { tx }, up_rx)
 }
 
-/// A fresh idempotency key for SendMessage (§13.2): 128 random bits in hex.
-pub fn new_client_msg_id() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        let t = crate::session::now_ms().to_le_bytes();
-        b[..8].copy_from_slice(&t);
-        b[8..].copy_from_slice(&(std::process::id() as u64).to_le_bytes());
-    }
-    hex::encode(b)
-}
+pub use confab_protocol::frames::new_client_msg_id;
 
 /// A random fraction in [0, 1) for backoff jitter.
 pub(crate) fn jitter() -> f64 {

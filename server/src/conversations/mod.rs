@@ -71,6 +71,17 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), ServerE
     Ok(())
 }
 
+/// §13.2: a client_msg_id is a UUID (RFC 9562) in its 36-character hyphenated form, not nil or
+/// max; returned lower-cased, so one key has one spelling.
+fn idempotency_key(key: &str) -> Result<String, ServerError> {
+    const FIELD: &str = "send_message.client_msg_id";
+    let uuid = (key.len() == 36).then(|| uuid::Uuid::try_parse(key).ok()).flatten();
+    match uuid {
+        Some(u) if !u.is_nil() && !u.is_max() => Ok(u.hyphenated().to_string()),
+        _ => Err(ServerError::invalid(FIELD, "a random UUID in its 36-character form (RFC 9562), e.g. from UUIDv4")),
+    }
+}
+
 /// §13.5: one grapheme cluster that is not a letter, digit, space or control character, or a
 /// `:shortcode:` of 1-32 characters from `[a-z0-9_+-]`.
 pub fn check_emoji(field: &'static str, e: &str) -> Result<(), ServerError> {
@@ -253,14 +264,13 @@ impl Conversations {
             return Err(ServerError::invalid("discover_channels.query", "at most 128 characters"));
         }
         let limit = page_limit(limit, 50, 100);
-        let list = self
-            .store()
-            .discover(auth.user_id, &query.to_lowercase(), ConvId(after.min(i64::MAX as u64) as i64), limit + 1)
-            .await?;
+        let list =
+            self.store().discover(auth.user_id, query, ConvId(after.min(i64::MAX as u64) as i64), limit + 1).await?;
         Ok(Slice::cut(list, limit))
     }
 
-    /// §13.2: idempotent per (session, client_msg_id); acknowledged after commit.
+    /// §13.2: idempotent per (sender, client_msg_id), whatever the session; acknowledged after
+    /// commit.
     #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
@@ -272,9 +282,7 @@ impl Conversations {
         mentions: &[u64],
     ) -> Result<Sent, ServerError> {
         let conversation_id = id("send_message.conversation_id", conv)?;
-        if client_msg_id.is_empty() || client_msg_id.len() > 64 {
-            return Err(ServerError::invalid("send_message.client_msg_id", "1 to 64 bytes"));
-        }
+        let client_msg_id = idempotency_key(client_msg_id)?;
         check_text("send_message.text", text, self.0.max_text_bytes)?;
         if mentions.len() > 64 {
             return Err(ServerError::invalid("send_message.mention_user_ids", "at most 64 mentions"));
@@ -288,7 +296,7 @@ impl Conversations {
             conversation_id,
             sender: auth.user_id,
             session_id: auth.session_id.clone(),
-            client_msg_id: client_msg_id.to_string(),
+            client_msg_id,
             text: text.to_string(),
             reply_to,
             mentions,

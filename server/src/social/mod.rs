@@ -210,7 +210,7 @@ impl Social {
         token: &str,
         limit: u32,
     ) -> Result<(Vec<Profile>, String), ServerError> {
-        let q = query.trim().to_lowercase();
+        let q = query.trim();
         if q.is_empty() || q.chars().count() > 64 {
             return Err(ServerError::invalid("search_users.query", "1 to 64 characters"));
         }
@@ -218,7 +218,7 @@ impl Social {
             0 => 20,
             n => n.min(100),
         };
-        let mut users = self.store().search_users(auth.user_id, &q, token, limit + 1).await?;
+        let mut users = self.store().search_users(auth.user_id, q, token, limit + 1).await?;
         let more = users.len() > limit as usize;
         users.truncate(limit as usize);
         let next =

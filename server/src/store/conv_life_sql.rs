@@ -140,7 +140,7 @@ macro_rules! conv_lifecycle_ops {
                 let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
                 allowed!(rules::delete_account(exists.is_some()));
                 sqlx::query(
-                    "UPDATE users SET username = $1, username_key = $1, display_name = '', email = NULL, email_key = NULL, \
+                    "UPDATE users SET username = $1, username_key = $1, display_name = '', display_name_key = '', email = NULL, email_key = NULL, \
                      phone = NULL, password_hash = NULL, status_text = '', deleted_at_ms = $2 \
                      WHERE id = $3 AND deleted_at_ms IS NULL",
                 )

@@ -122,14 +122,14 @@ where
 
     /// Messages already stored under the run's idempotency keys.
     async fn send_stored_keys(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<Vec<StoredKeyRow>, sqlx::Error> {
-        let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(s, c) AS (");
+        let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(u, c) AS (");
         q.push_values(run, |mut b, s| {
-            b.push_bind(s.session_id.to_string()).push_bind(s.client_msg_id.to_string());
+            b.push_bind(s.sender).push_bind(s.client_msg_id.to_string());
         });
         q.push(
-            ") SELECT m.session_id AS session_id, m.client_msg_id AS client_msg_id, m.id AS id, m.seq AS seq, \
+            ") SELECT m.sender_id AS sender_id, m.client_msg_id AS client_msg_id, m.id AS id, m.seq AS seq, \
                 m.created_at_ms AS created_at_ms, m.conversation_id AS conversation_id FROM messages m \
-                JOIN k ON m.session_id = k.s AND m.client_msg_id = k.c",
+                JOIN k ON m.sender_id = k.u AND m.client_msg_id = k.c",
         );
         q.build_query_as().fetch_all(&mut **tx).await
     }
@@ -206,21 +206,19 @@ where
     ) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
         let checks = Self::send_checks(tx, run).await?;
         let stored_rows = Self::send_stored_keys(tx, run).await?;
-        let stored: HashMap<(&str, &str), (MessageId, i64, i64, ConvId)> = stored_rows
+        let stored: HashMap<(UserId, &str), (MessageId, i64, i64, ConvId)> = stored_rows
             .iter()
-            .map(|r| {
-                ((r.session_id.as_str(), r.client_msg_id.as_str()), (r.id, r.seq, r.created_at_ms, r.conversation_id))
-            })
+            .map(|r| ((r.sender_id, r.client_msg_id.as_str()), (r.id, r.seq, r.created_at_ms, r.conversation_id)))
             .collect();
         let parents = Self::send_parents(tx, run).await?;
 
         // Decide, in order, as if the sends ran one after another.
         let mut fates = Vec::with_capacity(run.len());
-        let mut taken: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut taken: HashMap<(UserId, &str), usize> = HashMap::new();
         // Per conversation: new messages and the time of the last one.
         let mut counts: HashMap<ConvId, (i64, i64)> = HashMap::new();
         for (i, s) in run.iter().enumerate() {
-            let key = (s.session_id, s.client_msg_id);
+            let key = (s.sender, s.client_msg_id);
             // An earlier use of the key: committed before, or earlier in this run.
             let earlier_stored = stored.get(&key).copied();
             let earlier_taken = taken.get(&key).copied();

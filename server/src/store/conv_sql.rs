@@ -141,7 +141,7 @@ macro_rules! impl_conv_store {
                 async fn discover(&self, user: UserId, prefix: &str, after: ConvId, limit: u32) -> Result<Vec<ConvView>, StoreError> {
                     timed(&self.metrics, "discover", async {
                         // Prefix match on the case-folded title; LIKE wildcards in the query are escaped.
-                        let escaped = $crate::store::sql::escape_like(prefix);
+                        let escaped = $crate::store::sql::escape_like(&confab_protocol::text::fold(prefix));
                         let rows = sqlx::query_as::<_, ViewRow>(q(format!(
                             "{VIEW_SELECT} WHERE c.kind = 3 AND c.title_key LIKE $2 ESCAPE '\\' AND c.id > $3 ORDER BY c.id LIMIT $4"
                         )))

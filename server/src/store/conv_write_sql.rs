@@ -82,7 +82,7 @@ macro_rules! impl_conv_writes {
                                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id")
                     .bind(kind as i32)
                     .bind(title)
-                    .bind(title.to_lowercase())
+                    .bind(confab_protocol::text::fold(title))
                     .bind(description)
                     .bind(&direct_key)
                     .bind(creator)
@@ -251,7 +251,7 @@ macro_rules! impl_conv_writes {
                         };
                         sqlx::query("UPDATE conversations SET title = $1, title_key = $2, description = $3, photo_ref = $4, announcement_only = $5 WHERE id = $6")
                             .bind(&st.title)
-                            .bind(st.title.to_lowercase())
+                            .bind(confab_protocol::text::fold(&st.title))
                             .bind(&st.description)
                             .bind(&st.photo_ref)
                             .bind(i32::from(st.announcement_only))

@@ -211,6 +211,9 @@ pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
     /// Deleted accounts still members of a GROUP or CHANNEL: data from before account deletion
     /// left them (docs/protocol.md §21), to be mended at start.
     async fn deleted_members(&self) -> Result<Vec<UserId>, StoreError>;
+    /// Writes the search keys (`confab_protocol::text::fold`) of display names and titles that
+    /// have none (rows from before migration 0008), a thousand per transaction; returns how many.
+    async fn refold_keys(&self) -> Result<u64, StoreError>;
     /// Who may see `user`'s presence: co-members and users in `user`'s contacts, minus those
     /// `user` blocked.
     async fn presence_audience(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;

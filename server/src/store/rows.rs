@@ -468,7 +468,7 @@ impl PosterRow {
 /// A message already stored under an idempotency key of a run of sends (`send_stored_keys`).
 #[derive(sqlx::FromRow)]
 pub(super) struct StoredKeyRow {
-    pub(super) session_id: String,
+    pub(super) sender_id: UserId,
     pub(super) client_msg_id: String,
     pub(super) id: MessageId,
     pub(super) seq: i64,

@@ -91,8 +91,8 @@ macro_rules! impl_store {
             async fn create_user(&self, u: NewUser) -> Result<User, StoreError> {
                 timed(&self.metrics, "create_user", async {
                     let row = sqlx::query_as::<_, UserRow>(sql(format!(
-                        "INSERT INTO users (username, username_key, display_name, email, email_key, phone, password_hash, created_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {USER_COLUMNS}"
+                        "INSERT INTO users (username, username_key, display_name, email, email_key, phone, password_hash, created_at_ms, display_name_key) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {USER_COLUMNS}"
                     )))
                     .bind(&u.username)
                     .bind(&u.username_key)
@@ -102,6 +102,7 @@ macro_rules! impl_store {
                     .bind(&u.phone)
                     .bind(&u.password_hash)
                     .bind(u.created_at_ms)
+                    .bind(confab_protocol::text::fold(&u.display_name))
                     .fetch_one(&self.pool)
                     .await
                     .map_err(conflict)?;
@@ -164,12 +165,14 @@ macro_rules! impl_store {
             async fn update_profile(&self, id: UserId, p: ProfileUpdate) -> Result<Option<User>, StoreError> {
                 timed(&self.metrics, "update_profile", async {
                     let row = sqlx::query_as::<_, UserRow>(sql(format!(
-                        "UPDATE users SET display_name = COALESCE($1, display_name), status_text = COALESCE($2, status_text) \
+                        "UPDATE users SET display_name = COALESCE($1, display_name), status_text = COALESCE($2, status_text), \
+                         display_name_key = COALESCE($4, display_name_key) \
                          WHERE id = $3 AND deleted_at_ms IS NULL RETURNING {USER_COLUMNS}"
                     )))
                     .bind(&p.display_name)
                     .bind(&p.status_text)
                     .bind(id)
+                    .bind(p.display_name.as_deref().map(confab_protocol::text::fold))
                     .fetch_optional(&self.pool)
                     .await?;
                     Ok(row.map(User::from))
@@ -394,11 +397,11 @@ macro_rules! impl_store {
 
             async fn search_users(&self, viewer: UserId, prefix: &str, after: &str, limit: u32) -> Result<Vec<User>, StoreError> {
                 timed(&self.metrics, "search_users", async {
-                    let escaped = $crate::store::sql::escape_like(prefix);
+                    let escaped = $crate::store::sql::escape_like(&confab_protocol::text::fold(prefix));
                     let cols = user_columns_of("u");
                     let rows = sqlx::query_as::<_, UserRow>(sql(format!(
                         "SELECT {cols} FROM users u WHERE u.deleted_at_ms IS NULL AND u.username_key > $1 \
-                         AND (u.username_key LIKE $2 ESCAPE '\\' OR LOWER(u.display_name) LIKE $2 ESCAPE '\\') \
+                         AND (u.username_key LIKE $2 ESCAPE '\\' OR u.display_name_key LIKE $2 ESCAPE '\\') \
                          AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.id AND b.blocked_id = $3) \
                          ORDER BY u.username_key LIMIT $4"
                     )))
@@ -476,6 +479,35 @@ macro_rules! impl_store {
             async fn blockers(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
                 let rows = sqlx::query("SELECT user_id FROM blocks WHERE blocked_id = $1").bind(user).fetch_all(&self.pool).await?;
                 Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+            }
+
+            async fn refold_keys(&self) -> Result<u64, StoreError> {
+                let mut done = 0u64;
+                for (select, update) in [
+                    (
+                        "SELECT id, display_name FROM users WHERE display_name_key = '' AND display_name <> '' LIMIT 1000",
+                        "UPDATE users SET display_name_key = $1 WHERE id = $2",
+                    ),
+                    (
+                        "SELECT id, title FROM conversations WHERE title_key = '' AND title <> '' LIMIT 1000",
+                        "UPDATE conversations SET title_key = $1 WHERE id = $2",
+                    ),
+                ] {
+                    loop {
+                        let rows = sqlx::query(select).fetch_all(&self.pool).await?;
+                        if rows.is_empty() {
+                            break;
+                        }
+                        let mut tx = self.pool.begin().await?;
+                        for r in &rows {
+                            let (id, name): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+                            sqlx::query(update).bind(confab_protocol::text::fold(&name)).bind(id).execute(&mut *tx).await?;
+                        }
+                        tx.commit().await?;
+                        done += rows.len() as u64;
+                    }
+                }
+                Ok(done)
             }
 
             async fn deleted_members(&self) -> Result<Vec<UserId>, StoreError> {

@@ -125,8 +125,14 @@ pub(super) async fn direct(a: &Account, peer: u64) -> Result<v1::Conversation, C
 }
 
 /// A SendMessage request.
+/// The idempotency key (§13.2) labelled `id` for conversation `conv`: the conversation is part of
+/// it, so cases sharing a pooled account never reuse each other's keys.
+pub(super) fn key(conv: u64, id: &str) -> String {
+    crate::util::msg_key(&format!("{conv}/{id}"))
+}
+
 pub(super) fn message(conv: u64, id: &str, text: &str) -> v1::SendMessage {
-    v1::SendMessage { conversation_id: conv, client_msg_id: id.into(), text: text.into(), ..Default::default() }
+    v1::SendMessage { conversation_id: conv, client_msg_id: key(conv, id), text: text.into(), ..Default::default() }
 }
 
 pub(super) async fn send(a: &Account, conv: u64, id: &str, text: &str) -> anyhow::Result<v1::SendMessageResult> {

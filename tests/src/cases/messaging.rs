@@ -52,8 +52,9 @@ pub(super) async fn message_text_is_checked(t: Target) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// §13.2: a retry with the same client_msg_id returns the original message; the id is 1-64 bytes
-/// and may not be reused for another conversation.
+/// §13.2: a retry with the same client_msg_id returns the original message, from any session of
+/// the sender (an outbox survives a new sign-in) and whatever the UUID's letter case; the id is a
+/// UUID and may not be reused for another conversation.
 pub(super) async fn send_is_idempotent(t: Target) -> anyhow::Result<()> {
     let a = account(&t, "cfidem").await?;
     let conv = group(&a, &[]).await?;
@@ -62,11 +63,27 @@ pub(super) async fn send_is_idempotent(t: Target) -> anyhow::Result<()> {
     let again = send(&a, conv, "once", "hello").await?;
     ensure!(again.duplicate && again.message_id == first.message_id && again.seq == first.seq, "{again:?}");
     ensure!(get(&a, conv).await?.head_seq == first.seq, "the retry wrote an entry");
+    // A retry after signing in again (a new session), spelled in capitals.
+    let relogged = second_device(&t, &a, "after-login").await?;
+    let upper = v1::SendMessage { client_msg_id: key(conv, "once").to_uppercase(), ..message(conv, "", "hello") };
+    let retry = call!(relogged.client, SendMessage, upper)?;
+    ensure!(retry.duplicate && retry.message_id == first.message_id, "a retry from a new session: {retry:?}");
+    ensure!(get(&a, conv).await?.head_seq == first.seq, "the retry from a new session wrote an entry");
     let other = group(&a, &[]).await?;
-    let e = expect_code(call!(a.client, SendMessage, message(other, "once", "hello")), ErrorCode::InvalidArgument)?;
+    let reused = v1::SendMessage { client_msg_id: key(conv, "once"), ..message(other, "", "hello") };
+    let e = expect_code(call!(a.client, SendMessage, reused), ErrorCode::InvalidArgument)?;
     ensure!(e.field == "send_message.client_msg_id", "{e:?}");
-    for id in [String::new(), "i".repeat(65)] {
-        let e = expect_code(call!(a.client, SendMessage, message(conv, &id, "x")), ErrorCode::InvalidArgument)?;
+    let not_uuids = [
+        String::new(),
+        "once".into(),
+        "00000000-0000-0000-0000-000000000000".into(),
+        crate::util::msg_key("x").replace('-', ""),
+        format!("{{{}}}", crate::util::msg_key("x")),
+    ];
+    for id in not_uuids {
+        let bad = v1::SendMessage { client_msg_id: id.clone(), ..message(conv, "", "x") };
+        let e = expect_code(call!(a.client, SendMessage, bad), ErrorCode::InvalidArgument)
+            .with_context(|| format!("client_msg_id {id:?}"))?;
         ensure!(e.field == "send_message.client_msg_id", "{e:?}");
     }
     Ok(())
@@ -114,13 +131,16 @@ pub(super) async fn client_msg_id_is_shown_to_the_sender_only(t: Target) -> anyh
             other => bail!("{other:?}"),
         }
     }
-    ensure!(message_in(&a2, conv, sent.message_id).await?.client_msg_id == "my-id", "hidden from the sender");
+    ensure!(
+        message_in(&a2, conv, sent.message_id).await?.client_msg_id == key(conv, "my-id"),
+        "hidden from the sender"
+    );
     ensure!(message_in(&b, conv, sent.message_id).await?.client_msg_id.is_empty(), "shown to another member");
     let posted = log_of(&a, conv).await?.into_iter().find_map(|e| match e.body {
         Some(Body::MessagePosted(m)) if m.message_id == sent.message_id => Some(m),
         _ => None,
     });
-    ensure!(posted.is_some_and(|m| m.client_msg_id == "my-id"), "Sync hides the id from the sender");
+    ensure!(posted.is_some_and(|m| m.client_msg_id == key(conv, "my-id")), "Sync hides the id from the sender");
     Ok(())
 }
 
@@ -287,5 +307,41 @@ pub(super) async fn pins_are_listed_most_recent_first(t: Target) -> anyhow::Resu
     ensure!(listed == vec![older.message_id], "{listed:?}");
     ensure!(!message_in(&b, conv, newer.message_id).await?.pinned);
     expect_code(pins(&x).await, ErrorCode::NotFound)?;
+    Ok(())
+}
+
+/// §13.2: sends pipelined on one connection (written back to back, before any answer) are stored
+/// in the order they were sent.
+pub(super) async fn pipelined_sends_keep_their_order(t: Target) -> anyhow::Result<()> {
+    use confab_protocol::frames::client_frame;
+    use confab_protocol::v1::{client_frame::Request, response, server_frame};
+    let a = account(&t, "cfpipe").await?;
+    let conv = group(&a, &[]).await?;
+    let mut raw = super::handshaken(&t).await?;
+    let token = a.auth.access_token.clone();
+    raw.send_frame(&client_frame(2, Request::Authenticate(v1::Authenticate { access_token: token }))).await?;
+    ensure!(matches!(super::response_to(&mut raw, 2).await?, response::Result::Authenticate(_)), "Authenticate failed");
+    let n = 40u64;
+    for i in 0..n {
+        let m = message(conv, &format!("pipe-{i}"), &format!("pipelined {i}"));
+        raw.sender.feed(prost::Message::encode_to_vec(&client_frame(100 + i, Request::SendMessage(m))).into()).await?;
+    }
+    raw.sender.flush().await?;
+    let mut seqs = std::collections::BTreeMap::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while (seqs.len() as u64) < n {
+            if let Some(server_frame::Frame::Response(r)) = raw.recv_frame().await?.frame {
+                match r.result {
+                    Some(response::Result::SendMessage(s)) => seqs.insert(r.request_id, s.seq),
+                    other => bail!("request {}: {other:?}", r.request_id),
+                };
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .context("not every pipelined send was answered")??;
+    let in_order: Vec<u64> = seqs.values().copied().collect();
+    ensure!(in_order.windows(2).all(|w| w[0] < w[1]), "seqs by request order: {in_order:?}");
     Ok(())
 }

@@ -6,7 +6,7 @@ use confab_protocol::schema::{CLIENT_FRAME, FieldPath, string_fields};
 
 use bytes::Bytes;
 
-use super::common::{account, req};
+use super::common::{account, call, req};
 use super::*;
 
 /// One request frame carrying `value` at `path` (below ClientFrame), with `request_id`.
@@ -79,12 +79,48 @@ pub(super) async fn blank_titles_and_messages_are_refused(t: Target) -> anyhow::
         Request::SendMessage(v1::SendMessage {
             conversation_id: conv,
             text: "\u{200b}\u{200b}".into(),
-            client_msg_id: "b1".into(),
+            client_msg_id: crate::util::msg_key("b1"),
             ..Default::default()
         }),
     )
     .await;
     let e = r.err().context("a message of U+200B was accepted")?;
     ensure!(e.code() == Some(ErrorCode::InvalidArgument) && e.field() == Some("send_message.text"), "got {e}");
+    Ok(())
+}
+
+/// §18, §12.7: user search and channel discovery fold case by Unicode, identically on every
+/// store: "Élodie", "élodie" and "ÉLODIE" find "Élodie …", and so do Ä, Σ and О in any case.
+pub(super) async fn search_folds_case_beyond_ascii(t: Target) -> anyhow::Result<()> {
+    use super::common::{account_with, fresh_name, registration};
+    let tag: String = fresh_name("").chars().filter(char::is_ascii_digit).chain("0123".chars()).take(6).collect();
+    let display = format!("Élodie Ärger Σοφία Олег {tag}");
+    let r = v1::Register { display_name: Some(display.clone()), ..registration(&fresh_name("fold")) };
+    let found = account_with(&t, r).await?;
+    let a = account(&t, "foldA").await?;
+    let queries = [
+        format!("Élodie Ärger Σοφία Олег {tag}"),
+        format!("élodie ärger σοφία олег {tag}"),
+        format!("ÉLODIE ÄRGER ΣΟΦΊΑ ОЛЕГ {tag}"),
+        format!("E\u{301}LODIE A\u{308}RGER ΣΟΦΊΑ ОЛЕГ {tag}"),
+    ];
+    for query in &queries {
+        let r =
+            call!(a.client, SearchUsers, v1::SearchUsers { query: query.clone(), limit: 100, ..Default::default() })?;
+        ensure!(r.users.iter().any(|u| u.user_id == found.id), "SearchUsers {query:?} did not find {display:?}");
+    }
+    let title = format!("Ärger Σοφία Олег {tag}");
+    let conv = super::common::channel(&a, &title).await?;
+    for query in [title.clone(), title.to_lowercase(), title.to_uppercase()] {
+        let r = call!(
+            a.client,
+            DiscoverChannels,
+            v1::DiscoverChannels { query: query.clone(), limit: 100, ..Default::default() }
+        )?;
+        ensure!(
+            r.conversations.iter().any(|c| c.conversation_id == conv),
+            "DiscoverChannels {query:?} missed {title:?}"
+        );
+    }
     Ok(())
 }

@@ -324,7 +324,7 @@ pub struct SendFacts {
     pub conv: ConvId,
     /// The sender's standing there; `None` when they are not a member (or it does not exist).
     pub poster: Option<Poster>,
-    /// The conversation of an earlier send with the same (session, client_msg_id), stored or
+    /// The conversation of an earlier send with the same (sender, client_msg_id), stored or
     /// earlier in the same batch.
     pub key_used_in: Option<ConvId>,
     /// The message replied to.

@@ -148,15 +148,15 @@ async fn w4(cli: &Cli, senders: usize, pipeline: usize) -> anyhow::Result<serde_
         clients.push((c, conv));
     }
     let mut lanes = Vec::new();
-    for (i, (c, conv)) in clients.into_iter().enumerate() {
-        for lane in 0..pipeline {
+    for (c, conv) in clients {
+        for _ in 0..pipeline {
             let c = c.clone();
-            lanes.push(move |n: u64| {
+            lanes.push(move |_: u64| {
                 let c = c.clone();
                 async move {
                     let req = v1::SendMessage {
                         conversation_id: conv,
-                        client_msg_id: format!("{i}-{lane}-{n}"),
+                        client_msg_id: confab_protocol::frames::new_client_msg_id(),
                         text: "x".repeat(100),
                         ..Default::default()
                     };

@@ -124,7 +124,6 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
                     interval,
                 );
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let mut n = 0u64;
                 loop {
                     tick.tick().await;
                     if Instant::now() >= step_end {
@@ -135,13 +134,14 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
                         st.missed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    n += 1;
                     st.attempted.fetch_add(1, Ordering::Relaxed);
                     in_flight.fetch_add(1, Ordering::Relaxed);
                     let (room, member, shared, in_flight) =
                         (room.clone(), member.clone(), shared.clone(), in_flight.clone());
                     tokio::spawn(async move {
-                        let r = member.send(&room, format!("{k}-{s}-{n}"), stamped_text(100, k as u16)).await;
+                        let r = member
+                            .send(&room, confab_protocol::frames::new_client_msg_id(), stamped_text(100, k as u16))
+                            .await;
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                         let st = &shared.steps[k];
                         match r {
