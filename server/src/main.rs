@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use confab_server::config::{Config, ConfigArgs, LogFormat};
+use confab_server::limits::DescriptorLimit;
 use tracing_subscriber::EnvFilter;
 
 /// The Confab realtime messaging and calling server.
@@ -26,6 +27,12 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&config);
+    // Before any other thread exists: every WebSocket connection holds a descriptor, and the
+    // default soft limit (often 1,024) is far below what the server can serve.
+    match DescriptorLimit::raise_soft_to_hard() {
+        Ok(l) => tracing::info!(soft = ?l.soft, hard = ?l.hard, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit to its hard limit"),
+    }
     tracing::debug!(?config, "configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
