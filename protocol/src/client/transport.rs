@@ -392,7 +392,8 @@ async fn tcp_from(ip: std::net::IpAddr, uri: &tungstenite::http::Uri) -> Result<
     let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() }
         .map_err(|e| ClientError::Transport(format!("tcp socket: {e}")))?;
     socket.bind(SocketAddr::new(ip, 0)).map_err(|e| ClientError::Transport(format!("binding {ip}: {e}")))?;
-    let stream = socket.connect(addr).await.map_err(|e| ClientError::Transport(format!("connecting to {addr}: {e}")))?;
+    let stream =
+        socket.connect(addr).await.map_err(|e| ClientError::Transport(format!("connecting to {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
