@@ -5,6 +5,15 @@ use confab_server::config::{Config, ConfigArgs, LogFormat};
 use confab_server::limits::DescriptorLimit;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator. Each password hash works in a 19 MiB block on a
+/// blocking-pool thread; glibc's malloc, once such a block has been freed, serves the next ones
+/// from per-thread arenas and keeps them, so RSS grew by about one block per thread and never
+/// came down (W6 in docs/benchmarks.md: 18.8 MB to 488 MB after 200 failed logins). mimalloc
+/// gives such large blocks back to the OS when they are freed. The library stays
+/// allocator-neutral: only this binary chooses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Confab realtime messaging and calling server.
 ///
 /// Settings come from built-in defaults, then the --config file, then CONFAB_* environment
