@@ -252,3 +252,21 @@ fn upgrade(
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_resets_on_success() {
+        let mut b = AcceptBackoff::default();
+        let emfile = std::io::Error::from_raw_os_error(24); // EMFILE on Linux and the BSDs
+        let pauses: Vec<_> = (0..9).map(|_| b.failed(&emfile).expect("backs off")).collect();
+        let ms: Vec<_> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.recovered();
+        assert_eq!(b.failed(&emfile), Some(AcceptBackoff::FIRST), "a new episode starts over");
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert_eq!(b.failed(&aborted), None, "one aborted connection is no reason to pause");
+    }
+}
