@@ -33,7 +33,8 @@ pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     /// Hello must arrive before this instant.
     pub deadline: Instant,
-    pub _permit: Permit,
+    /// The admission slot, released when the last holder (the connection) ends.
+    pub _permit: Arc<Permit>,
 }
 
 /// Metric label for a close code.

@@ -160,6 +160,24 @@ impl Server {
             store = ?state.store().backend(),
             "serving"
         );
+        let nofile = limits::DescriptorLimit::current();
+        let (configured, in_force) = (state.config().limits.max_connections, state.limiter().max_total());
+        tracing::info!(
+            max_connections = in_force,
+            configured_max_connections = configured,
+            max_connections_per_ip = state.config().limits.max_connections_per_ip,
+            nofile_soft = ?nofile.soft,
+            nofile_hard = ?nofile.hard,
+            descriptor_reserve = state.config().descriptor_reserve(),
+            "connection admission"
+        );
+        if in_force < configured {
+            tracing::warn!(
+                max_connections = in_force,
+                configured_max_connections = configured,
+                "max_connections lowered to stay below the open-file limit (raise `ulimit -n` / LimitNOFILE)"
+            );
+        }
         let http = tokio::spawn(transport::http::serve(listeners.ws, state.clone()));
         let quic = tokio::spawn(transport::quic::serve(endpoint.clone(), state.clone()));
 

@@ -2,7 +2,17 @@
 
 use clap::Parser;
 use confab_server::config::{Config, ConfigArgs, LogFormat};
+use confab_server::limits::DescriptorLimit;
 use tracing_subscriber::EnvFilter;
+
+/// mimalloc instead of the system allocator. Each password hash works in a 19 MiB block on a
+/// blocking-pool thread; glibc's malloc, once such a block has been freed, serves the next ones
+/// from per-thread arenas and keeps them, so RSS grew by about one block per thread and never
+/// came down (W6 in docs/benchmarks.md: 18.8 MB to 488 MB after 200 failed logins). mimalloc
+/// gives such large blocks back to the OS when they are freed. The library stays
+/// allocator-neutral: only this binary chooses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Confab realtime messaging and calling server.
 ///
@@ -26,6 +36,12 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&config);
+    // Before any other thread exists: every WebSocket connection holds a descriptor, and the
+    // default soft limit (often 1,024) is far below what the server can serve.
+    match DescriptorLimit::raise_soft_to_hard() {
+        Ok(l) => tracing::info!(soft = ?l.soft, hard = ?l.hard, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit to its hard limit"),
+    }
     tracing::debug!(?config, "configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

@@ -15,7 +15,7 @@ use crate::calls::Calls;
 use crate::config::Config;
 use crate::conversations::Conversations;
 use crate::hub::Hub;
-use crate::limits::ConnectionLimiter;
+use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connections};
 use crate::metrics::Metrics;
 use crate::social::Social;
 use crate::store::Store;
@@ -62,7 +62,12 @@ impl AppState {
         services: Services,
     ) -> Self {
         let Services { auth, conversations, social, calls } = services;
-        let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+        let max_total = effective_max_connections(
+            config.limits.max_connections,
+            DescriptorLimit::current(),
+            config.descriptor_reserve(),
+        );
+        let limiter = ConnectionLimiter::new(max_total, config.limits.max_connections_per_ip);
         let mut r = [0u8; 4];
         let _ = getrandom::fill(&mut r);
         let go_away = encode_server(&event_frame(event::Event::GoAway(v1::GoAway {

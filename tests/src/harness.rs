@@ -196,9 +196,27 @@ impl TestServer {
         self.http_request(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")).await
     }
 
+    /// GET `path` from source address `source` (loopback has all of 127.0.0.0/8), for tests
+    /// where 127.0.0.1 is at its connection cap.
+    pub async fn http_get_from(&self, source: std::net::IpAddr, path: &str) -> anyhow::Result<(u16, String)> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        self.http_exchange(Some(source), &request).await
+    }
+
     /// Sends a raw HTTP request and reads the whole response: (status, body).
     pub async fn http_request(&self, request: &str) -> anyhow::Result<(u16, String)> {
-        let mut s = tokio::net::TcpStream::connect(self.ws_addr).await?;
+        self.http_exchange(None, request).await
+    }
+
+    async fn http_exchange(&self, source: Option<std::net::IpAddr>, request: &str) -> anyhow::Result<(u16, String)> {
+        let mut s = match source {
+            None => tokio::net::TcpStream::connect(self.ws_addr).await?,
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(self.ws_addr).await?
+            }
+        };
         s.write_all(request.as_bytes()).await?;
         let mut out = Vec::new();
         s.read_to_end(&mut out).await?;

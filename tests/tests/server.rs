@@ -1,15 +1,19 @@
 //! Server behaviour that needs control over configuration or lifecycle: heartbeat and handshake
 //! deadlines, graceful shutdown, connection limits, slow consumers, health and metrics, TLS trust.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use confab_conformance::cases::{self, as_go_away, expect_close, handshaken, until_closed};
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::util;
 use confab_protocol::client::{Client, ClientError, Trust};
 use confab_protocol::frames::{client_frame, encode_client};
 use confab_protocol::v1::{self, CloseCode, client_frame::Request};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 const BOTH: [Transport; 2] = [Transport::WebSocket, Transport::Quic];
 
@@ -173,29 +177,109 @@ async fn connections_over_the_per_ip_cap_are_refused() {
     let a = server.connect(Transport::WebSocket).await.expect("first");
     let _b = server.connect(Transport::Quic).await.expect("second");
     for t in BOTH {
-        match server.connect(t).await {
-            Err(e) => {
-                let msg = e.to_string();
-                if t == Transport::WebSocket {
-                    assert!(msg.contains("503"), "{t:?}: {msg}");
-                }
-            }
-            Ok(_) => panic!("{t:?}: third connection from one IP admitted"),
-        }
+        // WebSocket: closed at accept, after a best-effort 503; QUIC: refused.
+        assert!(server.connect(t).await.is_err(), "{t:?}: third connection from one IP admitted");
     }
-    let (_, text) = server.http_get("/metrics").await.expect("metrics");
+    // 127.0.0.1 is at its cap, /metrics included: read it from another address.
+    let (_, text) = server.http_get_from(loopback(2), "/metrics").await.expect("metrics");
     assert_eq!(metric(&text, "confab_connections_closed_total{reason=\"too_many_connections_per_ip\"}"), Some(2.0));
     // A slot frees when a connection ends.
     a.0.close().await;
-    let mut admitted = false;
-    for _ in 0..50 {
-        if server.connect(Transport::WebSocket).await.is_ok() {
-            admitted = true;
-            break;
+    assert!(connect_and_sign_in(&server, loopback(1)).await.is_ok(), "slot not released after close");
+}
+
+fn loopback(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// A TCP connection to the WebSocket port from `source` that sends nothing.
+async fn silent(server: &TestServer, source: IpAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(source, 0)).expect("bind");
+    socket.connect(server.ws_addr).await.expect("connect")
+}
+
+/// True when the server closes (or resets) `tcp` within `within`.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = Vec::new();
+    tokio::time::timeout(within, tcp.read_to_end(&mut buf)).await.is_ok()
+}
+
+/// True while the server holds `tcp` open: nothing to read, no end of stream.
+fn still_open(tcp: &TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    matches!(tcp.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// A WebSocket client from `source` registers an account; retried for up to 2 s, since a slot
+/// frees just after its socket closes.
+async fn connect_and_sign_in(server: &TestServer, source: IpAddr) -> anyhow::Result<()> {
+    let mut o = server.options();
+    o.transport.local_ip = Some(source);
+    let mut last = None;
+    for _ in 0..40 {
+        match Client::connect(&server.url(Transport::WebSocket), o.clone()).await {
+            Ok((c, _events)) => {
+                c.register(util::register(&util::unique("adm"))).await?;
+                c.close().await;
+                return Ok(());
+            }
+            Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(admitted, "slot not released after close");
+    Err(last.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("never connected")))
+}
+
+/// Sockets count against the per-address cap from accept, before any HTTP: one address holding
+/// silent connections cannot go past its cap, the extra ones are closed at once, and another
+/// address still connects and signs in.
+#[tokio::test]
+async fn silent_sockets_over_the_per_ip_cap_are_closed_at_accept() {
+    let server =
+        TestServer::start_with(StoreKind::Sqlite, |c| c.limits.max_connections_per_ip = 3).await.expect("start");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(silent(&server, loopback(1)).await);
+    }
+    // The listen queue is first in, first out: these come after the three held ones.
+    for i in 0..5 {
+        let mut extra = silent(&server, loopback(1)).await;
+        assert!(closed_within(&mut extra, Duration::from_secs(3)).await, "extra socket {i} kept open");
+    }
+    assert!(held.iter().all(still_open), "an admitted silent socket was closed before its deadline");
+    // QUIC shares the count: 127.0.0.1 has no room left.
+    assert!(server.connect(Transport::Quic).await.is_err(), "QUIC admitted over the per-IP cap");
+    connect_and_sign_in(&server, loopback(2)).await.expect("another address connects and signs in");
+    let (_, text) = server.http_get_from(loopback(3), "/metrics").await.expect("metrics");
+    assert_eq!(metric(&text, "confab_connections_closed_total{reason=\"too_many_connections_per_ip\"}"), Some(6.0));
+    server.stop().await.expect("stop");
+}
+
+/// The global cap also counts from accept; silent sockets are dropped at the handshake deadline,
+/// which frees their slots.
+#[tokio::test]
+async fn the_global_cap_counts_silent_sockets_until_the_handshake_deadline() {
+    let deadline = Duration::from_secs(2);
+    let server = TestServer::start_with(StoreKind::Sqlite, |c| {
+        c.limits.max_connections = 2;
+        c.limits.handshake_timeout = deadline;
+    })
+    .await
+    .expect("start");
+    let started = std::time::Instant::now();
+    let mut held = vec![silent(&server, loopback(1)).await, silent(&server, loopback(1)).await];
+    let mut other = silent(&server, loopback(2)).await;
+    assert!(closed_within(&mut other, deadline / 2).await, "a socket over the global cap was kept open");
+    assert!(held.iter().all(still_open), "an admitted silent socket was closed before its deadline");
+    for tcp in &mut held {
+        assert!(closed_within(tcp, Duration::from_secs(10)).await, "silent socket kept past the handshake deadline");
+    }
+    assert!(started.elapsed() >= deadline - Duration::from_millis(100), "closed before the deadline");
+    connect_and_sign_in(&server, loopback(2)).await.expect("signs in once the silent sockets are gone");
+    let (_, text) = server.http_get_from(loopback(3), "/metrics").await.expect("metrics");
+    assert_eq!(metric(&text, "confab_connections_closed_total{reason=\"too_many_connections\"}"), Some(1.0));
+    server.stop().await.expect("stop");
 }
 
 #[tokio::test]

@@ -107,6 +107,9 @@ pub struct TransportOptions {
     /// Largest frame accepted from the server.
     pub max_frame_bytes: u32,
     pub connect_timeout: std::time::Duration,
+    /// Source address to connect from (port chosen by the OS); `None` lets the OS pick. Loopback
+    /// has all of 127.0.0.0/8, so tests and benchmarks use it to appear as several clients.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for TransportOptions {
@@ -115,6 +118,7 @@ impl Default for TransportOptions {
             trust: Trust::default(),
             max_frame_bytes: 16 * 1024 * 1024,
             connect_timeout: std::time::Duration::from_secs(10),
+            local_ip: None,
         }
     }
 }
@@ -166,10 +170,17 @@ impl RawConnection {
                 } else {
                     None
                 };
-                let (ws, response) =
-                    tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+                let (ws, response) = match opts.local_ip {
+                    None => tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
                         .await
-                        .map_err(|e| ClientError::Transport(format!("websocket connect: {e}")))?;
+                        .map_err(|e| ClientError::Transport(format!("websocket connect: {e}")))?,
+                    Some(ip) => {
+                        let stream = tcp_from(ip, request.uri()).await?;
+                        tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), connector)
+                            .await
+                            .map_err(|e| ClientError::Transport(format!("websocket connect: {e}")))?
+                    }
+                };
                 let proto = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
                 if proto != Some(WS_SUBPROTOCOL) {
                     return Err(ClientError::Transport(format!(
@@ -181,8 +192,11 @@ impl RawConnection {
             }
             ServerUrl::Quic { host, port } => {
                 let addr = resolve(host, *port).await?;
-                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }
-                    .map_err(|_| ClientError::Config("bad bind address".into()))?;
+                let bind = match opts.local_ip {
+                    Some(ip) => SocketAddr::new(ip, 0),
+                    None if addr.is_ipv6() => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+                    None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                };
                 let mut endpoint =
                     quinn::Endpoint::client(bind).map_err(|e| ClientError::Transport(format!("quic socket: {e}")))?;
                 let tls = tls::client_config(&opts.trust, &[QUIC_ALPN])?;
@@ -367,6 +381,21 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
         .map_err(|e| ClientError::Transport(format!("resolving {host}: {e}")))?
         .next()
         .ok_or_else(|| ClientError::Transport(format!("{host} has no address")))
+}
+
+/// A TCP connection to the host and port of `uri` (default port 80, or 443 for wss) from source
+/// address `ip`, with Nagle off.
+async fn tcp_from(ip: std::net::IpAddr, uri: &tungstenite::http::Uri) -> Result<TcpStream, ClientError> {
+    let host = uri.host().ok_or_else(|| ClientError::Config("URL has no host".into()))?;
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+    let addr = resolve(host.trim_start_matches('[').trim_end_matches(']'), port).await?;
+    let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() }
+        .map_err(|e| ClientError::Transport(format!("tcp socket: {e}")))?;
+    socket.bind(SocketAddr::new(ip, 0)).map_err(|e| ClientError::Transport(format!("binding {ip}: {e}")))?;
+    let stream =
+        socket.connect(addr).await.map_err(|e| ClientError::Transport(format!("connecting to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Opens a TCP connection, completes the WebSocket upgrade, then writes `bytes` raw onto the

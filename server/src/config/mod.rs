@@ -351,6 +351,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Descriptors kept out of the connection cap (see [`crate::limits::effective_max_connections`]):
+    /// 64 for listeners, logs, the certificate and key files and the like, three per store
+    /// connection (SQLite keeps the database, its WAL and its shared-memory file open), and one
+    /// per SFU media port.
+    pub fn descriptor_reserve(&self) -> u64 {
+        let media_ports = u64::from(self.calls.udp_port_max.saturating_sub(self.calls.udp_port_min)) + 1;
+        64 + 3 * u64::from(self.store.pool_size) + media_ports
+    }
+
     /// Defaults, then the file named by `args.config`, then env and flags (already merged by clap).
     pub fn load(args: &ConfigArgs) -> Result<Self, ConfigError> {
         let mut config = match &args.config {

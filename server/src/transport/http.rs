@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -20,24 +21,41 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::{FrameReader, FrameWriter, Transport};
 use crate::connection::{self, ConnInfo};
-use crate::limits::Refused;
+use crate::limits::Permit;
 use crate::state::AppState;
 
-/// Accepts TCP connections until shutdown.
+/// Accepts TCP connections until shutdown. Admission (the global and per-address caps) is
+/// decided here, before a byte is read: a refused socket gets a best-effort 503 and is closed at
+/// once; an admitted one holds its permit until its HTTP connection ends or, once upgraded, until
+/// its WebSocket connection ends. A connection must complete its upgrade (and then send Hello)
+/// within the handshake timeout; one that stays silent is dropped when it expires.
 pub(crate) async fn serve(listener: TcpListener, state: AppState) {
     let shutdown = state.shutdown().clone();
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff.recovered();
+                    x
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let Some(pause) = backoff.failed(&e) else { continue };
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
                 }
             },
             _ = shutdown.cancelled() => break,
+        };
+        let permit = match state.limiter().try_acquire(peer.ip()) {
+            Ok(p) => Arc::new(p),
+            Err(refused) => {
+                state.metrics().closed(refused.metric_label());
+                refuse(&stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
@@ -46,11 +64,12 @@ pub(crate) async fn serve(listener: TcpListener, state: AppState) {
             let shutdown = state.shutdown().clone();
             let handshake_timeout = state.config().limits.handshake_timeout;
             let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(req, state, peer, deadline).await) }
+                let (state, permit) = (state.clone(), permit.clone());
+                async move { Ok::<_, Infallible>(route(req, state, peer, deadline, permit).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                // Runs from the first read, so it also bounds a connection that never sends a byte.
                 .header_read_timeout(handshake_timeout)
                 .max_buf_size(16 * 1024)
                 .serve_connection(TokioIo::new(stream), svc)
@@ -67,6 +86,55 @@ pub(crate) async fn serve(listener: TcpListener, state: AppState) {
     }
 }
 
+/// Answers a refused connection without waiting: a 503 if the socket takes it at once (it
+/// always can on a fresh connection), then the socket is closed when the caller drops it.
+fn refuse(stream: &TcpStream) {
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\ntoo many connections\n";
+    let _ = stream.try_write(ANSWER);
+}
+
+/// Pauses after failed accepts. Running out of descriptors or kernel memory (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM) fails every accept until connections close, so the listener waits 10 ms,
+/// doubling to 1 s, and logs once per episode instead of spinning and logging per error. Errors
+/// about one aborted connection are not the listener's problem: the next accept follows at once.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    pause: Option<Duration>,
+    errors: u64,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// How long to wait before the next accept, or `None` to accept again at once.
+    fn failed(&mut self, e: &std::io::Error) -> Option<Duration> {
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
+        if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock) {
+            return None;
+        }
+        self.errors += 1;
+        let pause = match self.pause {
+            None => {
+                tracing::warn!(error = %e, "accept failing; backing off until it succeeds");
+                Self::FIRST
+            }
+            Some(p) => (p * 2).min(Self::MAX),
+        };
+        self.pause = Some(pause);
+        Some(pause)
+    }
+
+    /// An accept succeeded: ends an episode of failures.
+    fn recovered(&mut self) {
+        if self.pause.take().is_some() {
+            tracing::warn!(failed_accepts = self.errors, "accept succeeds again");
+            self.errors = 0;
+        }
+    }
+}
+
 type Body = Full<Bytes>;
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -76,7 +144,13 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadline: Instant) -> Response<Body> {
+async fn route(
+    req: Request<Incoming>,
+    state: AppState,
+    peer: SocketAddr,
+    deadline: Instant,
+    permit: Arc<Permit>,
+) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => healthz(&state).await,
         (&Method::GET, "/metrics") => {
@@ -87,7 +161,7 @@ async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadli
             );
             r
         }
-        (_, confab_protocol::WS_PATH) => upgrade(req, state, peer, deadline),
+        (_, confab_protocol::WS_PATH) => upgrade(req, state, peer, deadline, permit),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -116,7 +190,13 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadline: Instant) -> Response<Body> {
+fn upgrade(
+    req: Request<Incoming>,
+    state: AppState,
+    peer: SocketAddr,
+    deadline: Instant,
+    permit: Arc<Permit>,
+) -> Response<Body> {
     if req.method() != Method::GET
         || !header_has_token(&req, header::CONNECTION, "upgrade")
         || !header_has_token(&req, header::UPGRADE, "websocket")
@@ -137,18 +217,6 @@ fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadline: 
     if state.shutdown().is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    let permit = match state.limiter().try_acquire(peer.ip()) {
-        Ok(p) => p,
-        Err(refused) => {
-            state.metrics().closed(match refused {
-                Refused::Total => "too_many_connections",
-                Refused::PerIp => "too_many_connections_per_ip",
-            });
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return r;
-        }
-    };
     let accept = derive_accept_key(key.as_bytes());
     let limits = &state.config().limits;
     let max = limits.max_frame_bytes as usize;
@@ -183,4 +251,22 @@ fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr, deadline: 
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_resets_on_success() {
+        let mut b = AcceptBackoff::default();
+        let emfile = std::io::Error::from_raw_os_error(24); // EMFILE on Linux and the BSDs
+        let pauses: Vec<_> = (0..9).map(|_| b.failed(&emfile).expect("backs off")).collect();
+        let ms: Vec<_> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.recovered();
+        assert_eq!(b.failed(&emfile), Some(AcceptBackoff::FIRST), "a new episode starts over");
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert_eq!(b.failed(&aborted), None, "one aborted connection is no reason to pause");
+    }
 }

@@ -1,6 +1,7 @@
 //! The QUIC listener (ALPN confab/1): admission (caps, address validation under load), the
 //! handshake deadline, and the one bidirectional control stream handed to the connection loop (§2.2).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use confab_protocol::CloseCode;
@@ -9,7 +10,6 @@ use tokio::time::Instant;
 
 use super::{FrameReader, FrameWriter, Transport};
 use crate::connection::{self, ConnInfo};
-use crate::limits::Refused;
 use crate::state::AppState;
 
 /// Accepts QUIC connections until shutdown.
@@ -22,12 +22,9 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, state: AppState) {
         };
         let peer = incoming.remote_address();
         let permit = match state.limiter().try_acquire(peer.ip()) {
-            Ok(p) => p,
+            Ok(p) => Arc::new(p),
             Err(refused) => {
-                state.metrics().closed(match refused {
-                    Refused::Total => "too_many_connections",
-                    Refused::PerIp => "too_many_connections_per_ip",
-                });
+                state.metrics().closed(refused.metric_label());
                 incoming.refuse();
                 continue;
             }

@@ -1,8 +1,9 @@
 //! `confab-bench`: a load generator on the Confab client library. It sends traffic only to the
 //! address it is given, bounded in time and connections, prints progress each second, and ends
-//! with a table (and, with --json, a JSON file). Scenarios W1-W5 (docs/benchmarks.md); W2, W3 and
+//! with a table (and, with --json, a JSON file). Scenarios W1-W6 (docs/benchmarks.md); W2, W3 and
 //! W5 also drive the Socket.IO comparison peer through an adapter (`--url socketio://HOST:PORT`).
 
+mod login_storm;
 mod peer;
 mod rooms;
 mod sfu;
@@ -105,6 +106,26 @@ enum Scenario {
         /// The server's process id, to read its CPU time from /proc.
         #[arg(long)]
         server_pid: Option<u32>,
+    },
+    /// W6: failed logins for unknown accounts from concurrent loops (each from its own loopback
+    /// source address); the server's RSS before, at its peak and after. Fails when the RSS after
+    /// exceeds the baseline by more than --max-growth-mib.
+    W6 {
+        /// Failed logins in all.
+        #[arg(long, default_value_t = 200)]
+        logins: u64,
+        /// Loops logging in at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// The server's process id, to read its resident set size from /proc.
+        #[arg(long)]
+        server_pid: u32,
+        /// Allowed RSS growth after the storm, in MiB.
+        #[arg(long, default_value_t = 64)]
+        max_growth_mib: u64,
+        /// Wait after the last login before reading the RSS.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        settle: Duration,
     },
     /// W5: connect + authenticate + subscribe (Confab: token in Hello, then Sync; Socket.IO: token
     /// in the handshake, then join a room), then close, from concurrent loops.
@@ -303,9 +324,12 @@ fn print_table(result: &serde_json::Value) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.url.starts_with("socketio://")
-        && matches!(cli.scenario, Scenario::W1 { .. } | Scenario::W4 { .. } | Scenario::Sfu { .. })
+        && matches!(
+            cli.scenario,
+            Scenario::W1 { .. } | Scenario::W4 { .. } | Scenario::W6 { .. } | Scenario::Sfu { .. }
+        )
     {
-        anyhow::bail!("W1, W4 and SFU measure Confab only; the Socket.IO peer runs W2, W3 and W5");
+        anyhow::bail!("W1, W4, W6 and SFU measure Confab only; the Socket.IO peer runs W2, W3 and W5");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -338,6 +362,16 @@ fn main() -> anyhow::Result<()> {
                 rooms::run(&Peer::from_url(&cli.url, cli.insecure), &plan).await
             }
             Scenario::W5 { concurrency } => w5(&cli, (*concurrency).max(1)).await,
+            Scenario::W6 { logins, concurrency, server_pid, max_growth_mib, settle } => {
+                let plan = login_storm::Plan {
+                    logins: *logins,
+                    concurrency: (*concurrency).max(1),
+                    server_pid: *server_pid,
+                    max_growth_mib: *max_growth_mib,
+                    settle: *settle,
+                };
+                login_storm::run(&cli.url, &options(&cli), &plan).await
+            }
             Scenario::Sfu { subscribers, video_kbps, server_pid } => {
                 sfu::run(
                     &cli.url,
@@ -355,6 +389,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if result["within_bound"] == false {
+        anyhow::bail!("the server's RSS after the run exceeds the bound (see the table above)");
     }
     Ok(())
 }
