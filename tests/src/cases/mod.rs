@@ -118,6 +118,7 @@ mod conversations;
 mod group_calls;
 mod lifecycle;
 mod messaging;
+mod reactions;
 mod receipts;
 mod roles;
 mod session;
@@ -184,6 +185,7 @@ pub fn all() -> Vec<Case> {
         case!(messaging::edit_and_delete_are_log_entries, "§13.3", Both),
         case!(messaging::history_pages_both_ways, "§13.4", Both),
         case!(messaging::reactions_are_counted_per_emoji, "§13.5", Both),
+        case!(reactions::one_emoji_counts_once_whatever_its_spelling, "§13.5", Both),
         case!(messaging::pins_are_listed_most_recent_first, "§13.6", Both),
         case!(sync::user_log_is_gapless, "§14.2", Both),
         case!(sync::sync_returns_missed_entries_in_order, "§14.3", Both),
