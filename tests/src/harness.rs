@@ -161,7 +161,7 @@ impl TestServer {
 
     /// A conformance target for this server.
     pub fn target(&self, t: Transport) -> crate::cases::Target {
-        crate::cases::Target { url: self.url(t), trust: self.trust(), codes: Some(self.inbox.clone()) }
+        crate::cases::Target::new(self.url(t), self.trust(), Some(self.inbox.clone()))
     }
 
     /// Client options that trust this server.

@@ -4,16 +4,30 @@
 use confab_conformance::cases;
 use confab_conformance::harness::{StoreKind, TestServer, Transport, conformance_config};
 
-async fn run_all(store: StoreKind, transport: Transport) {
+/// Runs every case against one server, in list order or reversed: the cases share the run's
+/// pooled accounts, and none may depend on what another left behind. Each case's own
+/// registrations must match what it declares (`cases::pool::SIGN_UPS`), which the runner's
+/// up-front estimate of the registration wait adds up.
+async fn run_all(store: StoreKind, transport: Transport, reversed: bool) {
     let server = TestServer::start_with(store, conformance_config).await.expect("start server");
     let target = server.target(transport);
     let mut failures = Vec::new();
     let mut ran = 0;
-    for case in cases::all().into_iter().filter(|c| c.applies_to(&target)) {
+    let mut selected: Vec<_> = cases::all().into_iter().filter(|c| c.applies_to(&target)).collect();
+    if reversed {
+        selected.reverse();
+    }
+    for case in selected {
         assert_eq!(case.missing(&target), None, "{} would be skipped", case.name);
         ran += 1;
+        let before = target.pool.sign_ups();
         if let Err(e) = (case.run)(target.clone()).await {
             failures.push(format!("{} ({}): {e:#}", case.name, case.section));
+            continue;
+        }
+        let made = target.pool.sign_ups() - before;
+        if made != case.sign_ups() {
+            failures.push(format!("{} made {made} registration requests, declares {}", case.name, case.sign_ups()));
         }
     }
     server.stop().await.expect("stop server");
@@ -25,22 +39,32 @@ async fn run_all(store: StoreKind, transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::WebSocket).await;
+    run_all(StoreKind::Sqlite, Transport::WebSocket, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_sqlite() {
-    run_all(StoreKind::Sqlite, Transport::Quic).await;
+    run_all(StoreKind::Sqlite, Transport::Quic, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_postgres() {
-    run_all(StoreKind::Postgres, Transport::WebSocket).await;
+    run_all(StoreKind::Postgres, Transport::WebSocket, false).await;
 }
 
+/// In reverse order: no case relies on running after another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quic_postgres() {
-    run_all(StoreKind::Postgres, Transport::Quic).await;
+async fn quic_postgres_reversed() {
+    run_all(StoreKind::Postgres, Transport::Quic, true).await;
+}
+
+/// Every declared sign-up count names a case that exists.
+#[test]
+fn declared_sign_ups_name_cases() {
+    let names: std::collections::HashSet<_> = cases::all().iter().map(|c| c.name).collect();
+    for (name, _) in cases::pool::SIGN_UPS {
+        assert!(names.contains(name), "SIGN_UPS names {name}, which is no case");
+    }
 }
 
 /// Every case cites a section that docs/protocol.md has (a numbered heading such as

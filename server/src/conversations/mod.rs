@@ -2,7 +2,10 @@
 //! front of the batched writer (for changes) and the store (for reads). A non-member learns
 //! nothing: every refusal about a conversation they cannot see is the same NOT_FOUND.
 
+mod emoji;
 mod settings;
+
+pub use emoji::canonical_emoji;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,24 +83,6 @@ fn idempotency_key(key: &str) -> Result<String, ServerError> {
         Some(u) if !u.is_nil() && !u.is_max() => Ok(u.hyphenated().to_string()),
         _ => Err(ServerError::invalid(FIELD, "a random UUID in its 36-character form (RFC 9562), e.g. from UUIDv4")),
     }
-}
-
-/// §13.5: one grapheme cluster that is not a letter, digit, space or control character, or a
-/// `:shortcode:` of 1-32 characters from `[a-z0-9_+-]`.
-pub fn check_emoji(field: &'static str, e: &str) -> Result<(), ServerError> {
-    use unicode_segmentation::UnicodeSegmentation;
-    if let Some(code) = e.strip_prefix(':').and_then(|x| x.strip_suffix(':')) {
-        let ok = (1..=32).contains(&code.len())
-            && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'+' | b'-'));
-        return if ok { Ok(()) } else { Err(ServerError::invalid(field, "a shortcode is :[a-z0-9_+-]{1,32}:")) };
-    }
-    let mut clusters = e.graphemes(true);
-    let one = clusters.next().is_some() && clusters.next().is_none();
-    let plain = e.chars().any(|c| c.is_alphanumeric() || c.is_whitespace() || c.is_control());
-    if !one || plain || e.len() > 64 {
-        return Err(ServerError::invalid(field, "one emoji (a single grapheme cluster) or a :shortcode:"));
-    }
-    Ok(())
 }
 
 impl Conversations {

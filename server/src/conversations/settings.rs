@@ -1,7 +1,7 @@
 //! Conversation settings, roles, ownership, pins and reactions (docs/protocol.md §12.8, §13.5,
 //! §13.6): the requests that change a conversation's state without posting a message.
 
-use super::{Conversations, check_emoji, id};
+use super::{Conversations, canonical_emoji, id};
 use crate::error::ServerError;
 use crate::session::Caller;
 use crate::store::{ConvView, MessageRec, Role, WriteOp, now_ms};
@@ -100,7 +100,7 @@ impl Conversations {
         emoji: &str,
         add: bool,
     ) -> Result<i64, ServerError> {
-        check_emoji(if add { "react.emoji" } else { "unreact.emoji" }, emoji)?;
+        let emoji = canonical_emoji(if add { "react.emoji" } else { "unreact.emoji" }, emoji)?;
         let op = WriteOp::React {
             conversation_id: id("conversation_id", conv)?,
             actor: auth.user_id,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use confab_conformance::cases::{self, Target};
+use confab_conformance::cases::{self, POOL_SIZE, Target};
 use confab_conformance::inbox::CodeInbox;
 use confab_protocol::client::Trust;
 
@@ -21,8 +21,10 @@ use confab_protocol::client::Trust;
 /// "http://ADDR/codes", reachable from the server). Without it they are reported as `skip` and
 /// counted apart: a skipped case has not passed.
 ///
-/// Cases sign up throwaway accounts; the rate-limit cases assume the default limits. See
-/// "Running the conformance suite" in docs/operations.md.
+/// Cases share a few throwaway accounts registered at the start, and sign up their own where they
+/// change an account itself; the run prints up front how many, and what the registration limit
+/// will make it wait. The rate-limit cases assume the default limits. See "Running the
+/// conformance suite" in docs/operations.md.
 #[derive(Debug, Parser)]
 #[command(name = "confab-conformance", version, about, long_about)]
 struct Cli {
@@ -78,6 +80,32 @@ struct Outcome {
     took: Duration,
 }
 
+/// The registration budget of the default configuration (docs/protocol.md §11.12): a burst of
+/// 20 per client IP, then one more every 3 s. Servers do not announce their limits.
+const DEFAULT_REGISTER_BURST: u32 = 20;
+const DEFAULT_REGISTER_EVERY: Duration = Duration::from_secs(3);
+
+/// What the run will wait for, printed before it starts: the sign-ups it makes and, at the
+/// default registration limit, the longest it can spend waiting for that budget to refill.
+fn registration_plan(own: u32) -> String {
+    let total = POOL_SIZE as u32 + own;
+    let over = total.saturating_sub(DEFAULT_REGISTER_BURST);
+    let wait = match over {
+        0 => "within its burst: no waiting".to_string(),
+        n => format!(
+            "{n} over its burst: up to ~{} s of waiting, less as the cases run meanwhile",
+            (DEFAULT_REGISTER_EVERY * n).as_secs()
+        ),
+    };
+    format!(
+        "this run signs up {total} accounts from this address: {POOL_SIZE} shared by the cases that need only \
+         signed-in users, {own} by the cases that need their own. Servers do not announce their registration \
+         limit; at the default ({DEFAULT_REGISTER_BURST} at once, then 1 per {} s, protocol.md §11.12) that is \
+         {wait}",
+        DEFAULT_REGISTER_EVERY.as_secs()
+    )
+}
+
 fn xml(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -94,12 +122,28 @@ fn main() -> anyhow::Result<()> {
         Some(addr) => Some(Arc::new(runtime.block_on(CodeInbox::bind(addr, cli.code_sink_secret.clone()))?)),
         None => None,
     };
-    let target = Target { url: cli.url.clone(), trust, codes };
+    let target = Target::new(cli.url.clone(), trust, codes);
     let selected: Vec<_> = cases::all()
         .into_iter()
         .filter(|c| c.applies_to(&target))
         .filter(|c| cli.filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()) || c.section.contains(f.as_str())))
         .collect();
+    let own: u32 = selected.iter().filter(|c| c.missing(&target).is_none()).map(|c| c.sign_ups()).sum();
+    eprintln!("{}", registration_plan(own));
+    let started = Instant::now();
+    let fill = runtime.block_on(async { tokio::time::timeout(cli.timeout, target.pool.fill(&target)).await });
+    match fill.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {:?}", cli.timeout))) {
+        Ok(None) => {
+            eprintln!("registered {POOL_SIZE} shared accounts in {:.1} s", started.elapsed().as_secs_f64())
+        }
+        Ok(Some(wait)) => eprintln!(
+            "registered {POOL_SIZE} shared accounts in {:.1} s; the server already limited registrations from \
+             this address (retry after {:.1} s): a recent run may have used its budget",
+            started.elapsed().as_secs_f64(),
+            wait.as_secs_f64()
+        ),
+        Err(e) => eprintln!("could not register the shared accounts ({e:#}); the cases that need them will fail"),
+    }
     let mut outcomes = Vec::new();
     let mut out = std::io::stdout();
     for case in selected {

@@ -13,7 +13,7 @@ use super::{Target, expect_close, handshaken, response_to, until_closed};
 
 /// §11.2: Register creates the account and signs the connection in.
 pub(super) async fn register_signs_the_connection_in(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfreg").await?;
+    let a = new_account(&t, "cfreg").await?;
     ensure!(!a.auth.access_token.is_empty() && !a.auth.refresh_token.is_empty() && !a.auth.session_id.is_empty());
     ensure!(a.auth.access_token_expires_at_ms > 0 && a.auth.refresh_token_expires_at_ms > 0, "{:?}", a.auth);
     let me = a.client.me().await?;
@@ -61,6 +61,7 @@ pub(super) async fn register_checks_fields_and_uniqueness(t: Target) -> anyhow::
         (v1::Register { email: Some(email.to_uppercase()), ..registration(&fresh_name("cfrv")) }, "email"),
         (v1::Register { phone: Some(phone.clone()), ..registration(&fresh_name("cfrv")) }, "phone"),
     ] {
+        t.pool.count_sign_up();
         let e = expect_code(patiently!(c.register(r.clone()).await), ErrorCode::AlreadyExists)?;
         ensure!(e.message.contains(taken), "the message does not name the {taken}: {e}");
     }
@@ -69,7 +70,7 @@ pub(super) async fn register_checks_fields_and_uniqueness(t: Target) -> anyhow::
 
 /// §11.3: a wrong password and an unknown account answer the same UNAUTHENTICATED.
 pub(super) async fn wrong_password_is_unauthenticated(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfpw").await?;
+    let a = new_account(&t, "cfpw").await?;
     let wrong = patiently!(a.client.login(&a.name, "not the password", "x").await);
     let unknown = patiently!(a.client.login(&fresh_name("cfnone"), PASSWORD, "x").await);
     match (wrong, unknown) {
@@ -110,7 +111,7 @@ pub(super) async fn login_by_username_or_email(t: Target) -> anyhow::Result<()> 
 /// retry_after_ms, even with the right password. (The per-IP limit, which a busy runner may hit
 /// first, is waited out for the first 5.)
 pub(super) async fn login_attempts_are_rate_limited(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfbrute").await?;
+    let a = new_account(&t, "cfbrute").await?;
     let (c, _e) = t.client().await?;
     for i in 0..5 {
         let e = expect_code(patiently!(c.login(&a.name, "wrong password", "x").await), ErrorCode::Unauthenticated);
@@ -143,7 +144,7 @@ pub(super) async fn token_authenticates_another_connection(t: Target) -> anyhow:
 /// §11.6: Refresh rotates; presenting a spent refresh token revokes the session, and its live
 /// connections get SessionRevoked (REFRESH_REUSED) and close 4004.
 pub(super) async fn refresh_rotates_and_reuse_revokes(t: Target) -> anyhow::Result<()> {
-    let mut a = account(&t, "cfref").await?;
+    let mut a = new_account(&t, "cfref").await?;
     let (c, mut c_events) = t.client().await?;
     let b = c.refresh(&a.auth.refresh_token).await?;
     ensure!(b.refresh_token != a.auth.refresh_token && b.session_id == a.auth.session_id);
@@ -178,7 +179,7 @@ pub(super) async fn requests_need_authentication(t: Target) -> anyhow::Result<()
 /// §11.7: Logout ends the session: this connection stays open but unauthenticated, the session's
 /// other connections get SessionRevoked (LOGGED_OUT) and close 4004, its tokens stop working.
 pub(super) async fn logout_ends_the_session(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfout").await?;
+    let a = new_account(&t, "cfout").await?;
     let (other, mut other_events) = t.client().await?;
     other.authenticate(&a.auth.access_token).await?;
     a.client.logout().await?;
@@ -195,7 +196,7 @@ pub(super) async fn logout_ends_the_session(t: Target) -> anyhow::Result<()> {
 /// one; RevokeSession ends another (REVOKED), refuses the own session (FAILED_PRECONDITION) and
 /// answers NOT_FOUND for unknown, ended and foreign sessions.
 pub(super) async fn sessions_are_listed_and_revoked(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfses").await?;
+    let a = new_account(&t, "cfses").await?;
     let mut a2 = second_device(&t, &a, "second device").await?;
     let x = account(&t, "cfsesX").await?;
     let list = a.client.sessions().await?;
@@ -221,7 +222,7 @@ pub(super) async fn sessions_are_listed_and_revoked(t: Target) -> anyhow::Result
 /// §11.8: a wrong current password is PERMISSION_DENIED; a change ends every other session
 /// (PASSWORD_CHANGED) and keeps this one; only the new password signs in.
 pub(super) async fn change_password_ends_other_sessions(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfchpw").await?;
+    let a = new_account(&t, "cfchpw").await?;
     let mut a2 = second_device(&t, &a, "other").await?;
     let change = |current: &str, new: &str| {
         Request::ChangePassword(v1::ChangePassword { current_password: current.into(), new_password: new.into() })

@@ -8,7 +8,7 @@ use confab_protocol::v1::{
 };
 
 use super::Target;
-use super::common::{Account, account, code, direct, entry, next, req, second_device};
+use super::common::{Account, account, code, direct, entry, new_account, next, req, second_device};
 
 async fn start(a: &Account, conv: u64) -> anyhow::Result<v1::StartCallResult> {
     match req(&a.client, Request::StartCall(v1::StartCall { conversation_id: conv, media: CallMedia::Audio as i32 }))
@@ -77,9 +77,9 @@ pub(super) async fn ice_servers_are_listed(t: Target) -> anyhow::Result<()> {
 
 /// §20.2.1: only members may call; a call needs a media; unknown calls are NOT_FOUND.
 pub(super) async fn strangers_cannot_call(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfcallA").await?;
-    let b = account(&t, "cfcallB").await?;
-    let c = account(&t, "cfcallC").await?;
+    let a = new_account(&t, "cfcallA").await?;
+    let b = new_account(&t, "cfcallB").await?;
+    let c = new_account(&t, "cfcallC").await?;
     let conv = direct(&a, b.id).await?.conversation_id;
     let from_c = v1::StartCall { conversation_id: conv, media: CallMedia::Video as i32 };
     ensure!(code(req(&c.client, Request::StartCall(from_c)).await) == Some(ErrorCode::NotFound));
@@ -91,8 +91,8 @@ pub(super) async fn strangers_cannot_call(t: Target) -> anyhow::Result<()> {
 
 /// §20.2.3: every device rings; the first accept wins; the others stop ringing.
 pub(super) async fn first_accept_wins(t: Target) -> anyhow::Result<()> {
-    let mut a = account(&t, "cfcallA").await?;
-    let mut b1 = account(&t, "cfcallB").await?;
+    let mut a = new_account(&t, "cfcallA").await?;
+    let mut b1 = new_account(&t, "cfcallB").await?;
     let mut b2 = second_device(&t, &b1, "second").await?;
     let conv = direct(&a, b1.id).await?.conversation_id;
     let b_id = b1.id;
@@ -133,8 +133,8 @@ pub(super) async fn first_accept_wins(t: Target) -> anyhow::Result<()> {
 
 /// §20.2.4, §20.2.5, §20.2.7: a declined call and a cancelled call end, each with its entry.
 pub(super) async fn reject_and_cancel_end_the_call(t: Target) -> anyhow::Result<()> {
-    let mut a = account(&t, "cfcallA").await?;
-    let mut b = account(&t, "cfcallB").await?;
+    let mut a = new_account(&t, "cfcallA").await?;
+    let mut b = new_account(&t, "cfcallB").await?;
     let conv = direct(&a, b.id).await?.conversation_id;
     let first = start(&a, conv).await?;
     invite(&mut b).await?;
@@ -152,8 +152,8 @@ pub(super) async fn reject_and_cancel_end_the_call(t: Target) -> anyhow::Result<
 
 /// §20.2.6: signals go from one party's device to the other's, and nowhere else.
 pub(super) async fn signals_flow_between_the_parties_only(t: Target) -> anyhow::Result<()> {
-    let mut a = account(&t, "cfcallA").await?;
-    let mut b = account(&t, "cfcallB").await?;
+    let mut a = new_account(&t, "cfcallA").await?;
+    let mut b = new_account(&t, "cfcallB").await?;
     let b2 = second_device(&t, &b, "second").await?;
     let conv = direct(&a, b.id).await?.conversation_id;
     let started = start(&a, conv).await?;

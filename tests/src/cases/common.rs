@@ -1,5 +1,6 @@
-//! Helpers shared by the cases that need accounts: throwaway sign-ups that wait out rate limits,
-//! conversations and messages in one call, waiting for events, and reading one-time codes.
+//! Helpers shared by the cases that need accounts: shared accounts from the run's pool, throwaway
+//! sign-ups that wait out rate limits, conversations and messages in one call, waiting for
+//! events, and reading one-time codes.
 
 use std::time::Duration;
 
@@ -69,8 +70,10 @@ pub(super) fn registration(name: &str) -> v1::Register {
     }
 }
 
-/// Registers `r` on a new connection, waiting out RATE_LIMITED answers.
+/// Registers `r` on a new connection, waiting out RATE_LIMITED answers. Counts against the
+/// case's [`super::pool::SIGN_UPS`].
 pub(super) async fn account_with(t: &Target, r: v1::Register) -> anyhow::Result<Account> {
+    t.pool.count_sign_up();
     let (client, events) = t.client().await?;
     let auth = patiently!(client.register(r.clone()).await)?;
     let me = auth.me.as_ref().context("AuthResult without me")?;
@@ -78,9 +81,18 @@ pub(super) async fn account_with(t: &Target, r: v1::Register) -> anyhow::Result<
     Ok(Account { client, events, id, name, auth })
 }
 
-/// Registers a new account with a fresh name starting with `prefix`.
-pub(super) async fn account(t: &Target, prefix: &str) -> anyhow::Result<Account> {
+/// Registers a new account with a fresh name starting with `prefix`: for cases that change the
+/// account itself (its sessions, password, privacy, blocks, contacts, presence, notifications,
+/// calls) or need one nobody else used. Counts against the case's [`super::pool::SIGN_UPS`].
+pub(super) async fn new_account(t: &Target, prefix: &str) -> anyhow::Result<Account> {
     account_with(t, registration(&fresh_name(prefix))).await
+}
+
+/// Some signed-in user, on a new connection: one of the run's shared accounts
+/// ([`super::pool::AccountPool`]), distinct from the ones the case took before (up to
+/// [`super::pool::POOL_SIZE`]). Other cases used it before: look only at what this case made.
+pub(super) async fn account(t: &Target, _role: &str) -> anyhow::Result<Account> {
+    t.pool.lend(t).await
 }
 
 /// Another device (a new session) of `a`, signed in with the password.

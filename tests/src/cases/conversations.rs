@@ -119,7 +119,7 @@ pub(super) async fn create_checks_fields_and_starts_the_log(t: Target) -> anyhow
 /// message and the unread count; a made-up page token is INVALID_ARGUMENT.
 pub(super) async fn list_conversations_pages_by_activity(t: Target) -> anyhow::Result<()> {
     let a = account(&t, "cflcA").await?;
-    let b = account(&t, "cflcB").await?;
+    let b = new_account(&t, "cflcB").await?;
     let mut convs = Vec::new();
     for _ in 0..3 {
         convs.push(group(&a, &[b.id]).await?);

@@ -15,6 +15,7 @@ use confab_protocol::v1::{self, CloseCode, ErrorCode, client_frame::Request, eve
 use prost::Message as _;
 
 use crate::inbox::CodeInbox;
+pub use pool::{AccountPool, POOL_SIZE};
 
 /// Where a case runs.
 #[derive(Clone, Debug)]
@@ -24,9 +25,16 @@ pub struct Target {
     /// Receives the one-time codes the server sends (its webhook points here). Cases that need
     /// codes (phone sign-in, password reset) cannot run without it.
     pub codes: Option<Arc<CodeInbox>>,
+    /// The run's shared accounts, registered on first use (`Target::new` makes an empty one).
+    pub pool: Arc<AccountPool>,
 }
 
 impl Target {
+    /// A target with an empty account pool of its own.
+    pub fn new(url: String, trust: Trust, codes: Option<Arc<CodeInbox>>) -> Self {
+        Self { url, trust, codes, pool: Arc::default() }
+    }
+
     pub fn is_websocket(&self) -> bool {
         self.url.starts_with("ws")
     }
@@ -84,6 +92,12 @@ impl Case {
         }
     }
 
+    /// The registration requests this case makes itself, beyond the shared accounts it borrows
+    /// ([`pool::SIGN_UPS`]).
+    pub fn sign_ups(&self) -> u32 {
+        pool::sign_ups_of(self.name)
+    }
+
     /// What `target` lacks for this case, named by the runner option that provides it
     /// (e.g. "--code-sink"); None when the case can run.
     pub fn missing(&self, target: &Target) -> Option<&'static str> {
@@ -118,6 +132,8 @@ mod conversations;
 mod group_calls;
 mod lifecycle;
 mod messaging;
+pub mod pool;
+mod reactions;
 mod receipts;
 mod roles;
 mod session;
@@ -189,6 +205,7 @@ pub fn all() -> Vec<Case> {
         case!(messaging::edit_and_delete_are_log_entries, "§13.3", Both),
         case!(messaging::history_pages_both_ways, "§13.4", Both),
         case!(messaging::reactions_are_counted_per_emoji, "§13.5", Both),
+        case!(reactions::one_emoji_counts_once_whatever_its_spelling, "§13.5", Both),
         case!(messaging::pins_are_listed_most_recent_first, "§13.6", Both),
         case!(sync::user_log_is_gapless, "§14.2", Both),
         case!(sync::sync_returns_missed_entries_in_order, "§14.3", Both),

@@ -91,7 +91,7 @@ pub(super) async fn receipts_show_each_members_state(t: Target) -> anyhow::Resul
 /// see read_seq 0 and at most DELIVERED, while the reader's own devices keep the watermark.
 pub(super) async fn read_receipts_can_be_hidden(t: Target) -> anyhow::Result<()> {
     let mut a = account(&t, "cfpvA").await?;
-    let b = account(&t, "cfpvB").await?;
+    let b = new_account(&t, "cfpvB").await?;
     let p = call!(b.client, GetPrivacy, v1::GetPrivacy {})?;
     ensure!(p.read_receipts && p.show_last_seen, "defaults: {p:?}");
     let p = call!(b.client, SetPrivacy, v1::SetPrivacy { read_receipts: Some(false), show_last_seen: None })?;

@@ -27,7 +27,7 @@ fn set_presence(state: P) -> v1::SetPresence {
 /// §17: a user is ONLINE while any device is, AWAY when all connected devices are, OFFLINE with
 /// last_seen_ms when none is connected; members of a shared conversation get PresenceChanged.
 pub(super) async fn presence_follows_devices(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfprA").await?;
+    let a = new_account(&t, "cfprA").await?;
     let mut b = account(&t, "cfprB").await?;
     group(&a, &[b.id]).await?;
     let a2 = second_device(&t, &a, "other").await?;
@@ -51,7 +51,7 @@ pub(super) async fn presence_follows_devices(t: Target) -> anyhow::Result<()> {
 
 /// §15.4, §17: with show_last_seen off, others see last_seen_ms 0, in events and profiles.
 pub(super) async fn hidden_last_seen_stays_hidden(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cflsA").await?;
+    let a = new_account(&t, "cflsA").await?;
     let mut b = account(&t, "cflsB").await?;
     group(&a, &[b.id]).await?;
     let p = call!(a.client, SetPrivacy, v1::SetPrivacy { read_receipts: None, show_last_seen: Some(false) })?;
@@ -67,7 +67,7 @@ pub(super) async fn hidden_last_seen_stays_hidden(t: Target) -> anyhow::Result<(
 /// §17, §18: strangers see no presence; the user's contacts do, and get PresenceChanged;
 /// contacts are added, listed and removed; adding an unknown user is NOT_FOUND.
 pub(super) async fn contacts_see_presence(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfctA").await?;
+    let a = new_account(&t, "cfctA").await?;
     let mut x = account(&t, "cfctX").await?;
     let stranger = profile(&x, a.id).await?;
     ensure!(stranger.presence() == P::Unspecified && stranger.last_seen_ms == 0, "{stranger:?}");
@@ -123,9 +123,9 @@ pub(super) async fn profiles_and_search(t: Target) -> anyhow::Result<()> {
 /// unknown user) or send in one (PERMISSION_DENIED), does not see A's presence and does not find
 /// A; A can still write; unblocking restores it.
 pub(super) async fn blocking_prevents_what_it_promises(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfblA").await?;
+    let a = new_account(&t, "cfblA").await?;
     let b = account(&t, "cfblB").await?;
-    let c = account(&t, "cfblC").await?;
+    let c = new_account(&t, "cfblC").await?;
     let dm = direct(&a, b.id).await?.conversation_id;
     ensure!(profile(&b, a.id).await?.presence() == P::Online);
     call!(a.client, Block, v1::Block { user_id: b.id })?;
@@ -150,8 +150,8 @@ pub(super) async fn blocking_prevents_what_it_promises(t: Target) -> anyhow::Res
 /// §19: MENTIONED (not for mentioning oneself), ADDED_TO_CONVERSATION and ROLE_CHANGED arrive
 /// live and in the inbox, newest first, in pages; MarkNotificationsRead marks up to an id.
 pub(super) async fn notifications_inbox(t: Target) -> anyhow::Result<()> {
-    let a = account(&t, "cfnoA").await?;
-    let mut b = account(&t, "cfnoB").await?;
+    let a = new_account(&t, "cfnoA").await?;
+    let mut b = new_account(&t, "cfnoB").await?;
     let note = |e: event::Event| match e {
         event::Event::Notification(n) => Some(n),
         _ => None,
