@@ -130,7 +130,7 @@ impl TestServer {
 
     /// Runs `sql` (one statement) directly on the server's database, beside the server: for tests
     /// that must make the database itself refuse something (e.g. a trigger), whatever the store.
-    pub async fn execute_sql(&self, sql: &str) -> anyhow::Result<()> {
+    pub async fn execute_sql(&self, sql: &'static str) -> anyhow::Result<()> {
         use sqlx::Connection as _;
         match &self.db {
             Some(db) => {
