@@ -113,6 +113,8 @@ fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
             Some(ServerError::invalid("frame", "text messages are not allowed; send binary frames")),
             Close::new(CloseCode::UnsupportedData, "text message"),
         ),
+        // RFC 6455 §8.1: the connection is failed, no further message; the reason says why.
+        ReadError::InvalidUtf8 => (None, Close::new(CloseCode::InvalidFrame, "invalid UTF-8")),
         ReadError::BadLength => (
             Some(ServerError::invalid("frame", "malformed length prefix")),
             Close::new(CloseCode::InvalidFrame, "malformed length prefix"),
