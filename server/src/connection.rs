@@ -147,10 +147,32 @@ async fn next_frame(
     };
     tm.frames_in.inc();
     tm.bytes_in.inc_by(bytes.len() as u64);
-    ClientFrame::decode(bytes).map_err(|e| {
-        respond(state, outbox, 0, Err(ServerError::invalid("frame", format!("not a ClientFrame: {e}"))));
+    decode_frame(bytes).map_err(|e| {
+        respond(state, outbox, 0, Err(e));
         Close::new(CloseCode::InvalidFrame, "undecodable frame")
     })
+}
+
+/// Decodes one frame's bytes (§3.1). Bytes that are not a `ClientFrame` are `INVALID_ARGUMENT` on
+/// field `frame`; the caller closes with 1007 (§2.1, §5.3).
+pub(crate) fn decode_frame(bytes: bytes::Bytes) -> Result<ClientFrame, ServerError> {
+    ClientFrame::decode(bytes).map_err(|e| ServerError::invalid("frame", format!("not a ClientFrame: {e}")))
+}
+
+/// The envelope checks of a frame after Welcome: `request_id` 0 is refused (§3.2) and a request
+/// the server does not know is `UNIMPLEMENTED` (§3.4, §5.2). `Err` carries the id to answer and
+/// the error; the connection stays open.
+pub(crate) fn admit(frame: ClientFrame) -> Result<(u64, Request), (u64, ServerError)> {
+    if frame.request_id == 0 {
+        return Err((0, ServerError::invalid("request_id", "request_id must be non-zero")));
+    }
+    match frame.request {
+        Some(request) => Ok((frame.request_id, request)),
+        // A request added in a later protocol version, or garbage in an unknown field.
+        None => {
+            Err((frame.request_id, ServerError::Unimplemented("this server does not implement that request".into())))
+        }
+    }
 }
 
 /// Queues the response to `request_id`, encoded once.
@@ -267,19 +289,15 @@ async fn serve_requests(
                     Err(close) => return close,
                 };
                 last_rx = Instant::now();
-                if frame.request_id == 0 {
-                    respond(state, outbox, 0, Err(ServerError::invalid("request_id", "request_id must be non-zero")));
-                    continue;
-                }
-                let Some(request) = frame.request else {
-                    // A request added in a later protocol version, or garbage in an unknown field.
-                    respond(state, outbox, frame.request_id, Err(ServerError::Unimplemented(
-                        "this server does not implement that request".into(),
-                    )));
-                    continue;
+                let (request_id, request) = match admit(frame) {
+                    Ok(admitted) => admitted,
+                    Err((request_id, e)) => {
+                        respond(state, outbox, request_id, Err(e));
+                        continue;
+                    }
                 };
                 let kind = request.kind();
-                let (state, ctx, request_id) = (state.clone(), ctx.clone(), frame.request_id);
+                let (state, ctx) = (state.clone(), ctx.clone());
                 in_flight.push(Box::pin(async move {
                     let started = Instant::now();
                     let result = handlers::dispatch(&state, &ctx, request).await;
