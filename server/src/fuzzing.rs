@@ -4,9 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use confab_protocol::frames::{encode_server, response_frame};
-use confab_protocol::framing::{FrameBuffer, put_length_prefix};
+use confab_protocol::framing::FrameBuffer;
 use confab_protocol::v1::response;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
 
@@ -71,34 +71,41 @@ pub fn sdp(bytes: &[u8]) {
 
 /// QUIC stream framing (§2.2): the varint length prefix and [`FrameBuffer`]. The first byte
 /// picks the frame limit and the read size, the rest is the stream, delivered in reads of that
-/// size as the QUIC reader does. Checks that every frame cut is non-empty, within the limit, and
-/// exactly the bytes after its prefix, and that what is left when the stream ends is an
+/// size as the QUIC reader does. Checks every frame cut against prost's varint decoder (a length
+/// may be encoded in more bytes than needed, as protobuf allows): non-empty, within the limit,
+/// exactly the bytes after its prefix; and that what is left when the stream ends is an
 /// unfinished frame. Stops at the first error, where the connection closes (1009 or 1007).
 pub fn quic_framing(data: &[u8]) {
     let Some((&knob, stream)) = data.split_first() else { return };
     let limit = 1 + u32::from(knob & 0x0f) * 4099;
     let chunk = 1 + usize::from(knob >> 4) * 7;
     let mut buf = FrameBuffer::new(limit);
-    let mut rebuilt = BytesMut::new();
-    let mut fed = 0;
+    let (mut fed, mut at) = (0, 0);
     for piece in stream.chunks(chunk) {
         buf.read_buf().extend_from_slice(piece);
         fed += piece.len();
         loop {
             match buf.decode() {
                 Ok(Some(frame)) => {
+                    let mut rest = &stream[at..fed];
+                    let len =
+                        prost::encoding::decode_varint(&mut rest).expect("a frame was cut without a valid length");
+                    let start = fed - rest.len();
+                    assert_eq!(frame.len() as u64, len, "frame length differs from its prefix");
                     assert!(!frame.is_empty() && frame.len() <= limit as usize, "frame of {} bytes", frame.len());
-                    put_length_prefix(&mut rebuilt, frame.len());
-                    rebuilt.extend_from_slice(&frame);
-                    assert_eq!(&rebuilt[..], &stream[..rebuilt.len()], "frames are not the stream's bytes");
+                    assert_eq!(
+                        &frame[..],
+                        &stream[start..start + frame.len()],
+                        "frame is not the bytes after its prefix"
+                    );
+                    at = start + frame.len();
                 }
                 Ok(None) => break,
                 Err(_) => return,
             }
         }
     }
-    assert!(rebuilt.len() <= fed);
-    assert_eq!(buf.is_empty(), rebuilt.len() == fed, "leftover bytes do not match the frames cut");
+    assert_eq!(buf.is_empty(), at == fed, "leftover bytes do not match the frames cut");
 }
 
 /// A client's byte stream: reads from the fuzz input, discards what the server writes.
