@@ -116,6 +116,8 @@ fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
             Some(ServerError::invalid("frame", "text messages are not allowed; send binary frames")),
             Close::new(CloseCode::UnsupportedData, "text message"),
         ),
+        // RFC 6455 §8.1: the connection is failed, no further message; the reason says why.
+        ReadError::InvalidUtf8 => (None, Close::new(CloseCode::InvalidFrame, "invalid UTF-8")),
         ReadError::BadLength => (
             Some(ServerError::invalid("frame", "malformed length prefix")),
             Close::new(CloseCode::InvalidFrame, "malformed length prefix"),
@@ -127,7 +129,7 @@ fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
     }
 }
 
-/// Reads frames until one decodes and passes the text rules (§5.4); a frame breaking them is
+/// Reads frames until one passes the text rules (§5.4) and decodes; a frame breaking the rules is
 /// answered with INVALID_ARGUMENT naming the field, and the connection reads on. `Err` carries
 /// the close to perform; the error frame, if any, is already queued.
 async fn next_frame(
@@ -137,24 +139,15 @@ async fn next_frame(
     tm: &TransportMetrics,
 ) -> Result<ClientFrame, Close> {
     loop {
-        let bytes = read_frame(state, reader, outbox, tm).await?;
-        match text::check_client_frame(&bytes) {
-            Ok(()) => {}
-            Err(FrameTextError::Field { request_id, field, fault }) => {
-                respond(state, outbox, request_id, Err(ServerError::invalid(field, fault.to_string())));
-                continue;
+        match decode_frame(read_frame(state, reader, outbox, tm).await?) {
+            Ok(frame) => return Ok(frame),
+            Err(Refusal::Text(request_id, e)) => respond(state, outbox, request_id, Err(e)),
+            Err(Refusal::Undecodable(e)) => {
+                respond(state, outbox, 0, Err(e));
+                return Err(Close::new(CloseCode::InvalidFrame, "undecodable frame"));
             }
-            Err(FrameTextError::Malformed) => return Err(undecodable(state, outbox)),
         }
-        return ClientFrame::decode(bytes).map_err(|_| undecodable(state, outbox));
     }
-}
-
-/// §5.1: a frame that is not a ClientFrame is answered once, without decoder internals, and the
-/// connection is closed.
-fn undecodable(state: &AppState, outbox: &Outbox) -> Close {
-    respond(state, outbox, 0, Err(ServerError::invalid("frame", "not a ClientFrame (§3.1)")));
-    Close::new(CloseCode::InvalidFrame, "undecodable frame")
 }
 
 /// Reads one frame's bytes.
@@ -178,6 +171,44 @@ async fn read_frame(
     tm.frames_in.inc();
     tm.bytes_in.inc_by(bytes.len() as u64);
     Ok(bytes)
+}
+
+/// Why a frame's bytes go no further than decoding.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// A string field breaks the text rules (§5.4): answer this request id; the connection reads on.
+    Text(u64, ServerError),
+    /// Not a `ClientFrame` (§3.1): answer with request id 0 and close with 1007 (§5.3).
+    Undecodable(ServerError),
+}
+
+/// Checks one frame's bytes against the text rules (§5.4), then decodes them (§3.1). The error
+/// never quotes the decoder (§5.1).
+pub(crate) fn decode_frame(bytes: Bytes) -> Result<ClientFrame, Refusal> {
+    let undecodable = || Refusal::Undecodable(ServerError::invalid("frame", "not a ClientFrame (§3.1)"));
+    match text::check_client_frame(&bytes) {
+        Ok(()) => ClientFrame::decode(bytes).map_err(|_| undecodable()),
+        Err(FrameTextError::Field { request_id, field, fault }) => {
+            Err(Refusal::Text(request_id, ServerError::invalid(field, fault.to_string())))
+        }
+        Err(FrameTextError::Malformed) => Err(undecodable()),
+    }
+}
+
+/// The envelope checks of a frame after Welcome: `request_id` 0 is refused (§3.2) and a request
+/// the server does not know is `UNIMPLEMENTED` (§3.4, §5.2). `Err` carries the id to answer and
+/// the error; the connection stays open.
+pub(crate) fn admit(frame: ClientFrame) -> Result<(u64, Request), (u64, ServerError)> {
+    if frame.request_id == 0 {
+        return Err((0, ServerError::invalid("request_id", "request_id must be non-zero")));
+    }
+    match frame.request {
+        Some(request) => Ok((frame.request_id, request)),
+        // A request added in a later protocol version, or garbage in an unknown field.
+        None => {
+            Err((frame.request_id, ServerError::Unimplemented("this server does not implement that request".into())))
+        }
+    }
 }
 
 /// Queues the response to `request_id`, encoded once.
@@ -294,19 +325,15 @@ async fn serve_requests(
                     Err(close) => return close,
                 };
                 last_rx = Instant::now();
-                if frame.request_id == 0 {
-                    respond(state, outbox, 0, Err(ServerError::invalid("request_id", "request_id must be non-zero")));
-                    continue;
-                }
-                let Some(request) = frame.request else {
-                    // A request added in a later protocol version, or garbage in an unknown field.
-                    respond(state, outbox, frame.request_id, Err(ServerError::Unimplemented(
-                        "this server does not implement that request".into(),
-                    )));
-                    continue;
+                let (request_id, request) = match admit(frame) {
+                    Ok(admitted) => admitted,
+                    Err((request_id, e)) => {
+                        respond(state, outbox, request_id, Err(e));
+                        continue;
+                    }
                 };
                 let kind = request.kind();
-                let (state, ctx, request_id) = (state.clone(), ctx.clone(), frame.request_id);
+                let (state, ctx) = (state.clone(), ctx.clone());
                 in_flight.push(Box::pin(async move {
                     let started = Instant::now();
                     let result = handlers::dispatch(&state, &ctx, request).await;

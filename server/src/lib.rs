@@ -16,6 +16,8 @@ mod connection;
 pub mod conversations;
 pub mod error;
 pub mod fanout;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 pub mod hub;
 pub mod limits;

@@ -399,9 +399,14 @@ async fn tcp_from(ip: std::net::IpAddr, uri: &tungstenite::http::Uri) -> Result<
 }
 
 /// Opens a TCP connection, completes the WebSocket upgrade, then writes `bytes` raw onto the
-/// socket and reports how the server reacts. For tests of malformed WebSocket framing (e.g. a
-/// header declaring a huge payload that never comes). Plain `ws://` only.
-pub async fn ws_send_raw_after_upgrade(url: &str, bytes: &[u8]) -> Result<Option<CloseInfo>, ClientError> {
+/// socket and reports how the server reacts: the data messages it sent before closing (binary or
+/// text, as bytes) and its close frame (`None` when it dropped the connection without one). For
+/// tests of malformed WebSocket framing (e.g. a header declaring a huge payload that never comes,
+/// or a text frame that is not UTF-8). Plain `ws://` only.
+pub async fn ws_send_raw_after_upgrade(
+    url: &str,
+    bytes: &[u8],
+) -> Result<(Vec<Bytes>, Option<CloseInfo>), ClientError> {
     let mut request = url.into_client_request().map_err(|e| ClientError::Config(e.to_string()))?;
     request.headers_mut().insert("sec-websocket-protocol", tungstenite::http::HeaderValue::from_static(WS_SUBPROTOCOL));
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.map_err(ws_err)?;
@@ -410,16 +415,20 @@ pub async fn ws_send_raw_after_upgrade(url: &str, bytes: &[u8]) -> Result<Option
     };
     tcp.write_all(bytes).await.map_err(|e| ClientError::Transport(e.to_string()))?;
     tcp.flush().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+    let mut messages = Vec::new();
     loop {
         match ws.next().await {
             Some(Ok(Message::Close(f))) => {
-                return Ok(Some(CloseInfo {
+                let close = CloseInfo {
                     code: f.as_ref().map(|f| u16::from(f.code).into()),
                     reason: f.map(|f| f.reason.to_string()).unwrap_or_default(),
-                }));
+                };
+                return Ok((messages, Some(close)));
             }
+            Some(Ok(Message::Binary(b))) => messages.push(b),
+            Some(Ok(Message::Text(t))) => messages.push(Bytes::from(t)),
             Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return Ok(None),
+            Some(Err(_)) | None => return Ok((messages, None)),
         }
     }
 }

@@ -74,8 +74,7 @@ impl AuthService {
         code: &str,
         new: &str,
     ) -> Result<(), ServerError> {
-        validate::code("reset_password.code", code)?;
-        validate::password("reset_password.new_password", new)?;
+        validate::reset_password(code, new)?;
         limited(self.0.limits.code_verify_ip.take(&conn.peer.ip().to_string()))?;
         let Some(user) = self.find_account(identifier).await? else { return Err(bad_code()) };
         let destination = format!("user:{}", user.id);

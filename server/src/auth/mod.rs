@@ -226,16 +226,8 @@ impl AuthService {
         phone: Option<&str>,
         device_name: &str,
     ) -> Result<Issued, ServerError> {
-        let username_key = validate::username("register.username", username)?;
-        validate::password("register.password", password)?;
-        if let Some(d) = display_name {
-            validate::text("register.display_name", d, 64)?;
-        }
-        let email_key = email.map(|e| validate::email("register.email", e)).transpose()?;
-        if let Some(p) = phone {
-            validate::phone("register.phone", p)?;
-        }
-        validate::text("register.device_name", device_name, 64)?;
+        let (username_key, email_key) =
+            validate::register(username, password, display_name, email, phone, device_name)?;
         limited(self.0.limits.register_ip.take(&conn.peer.ip().to_string()))?;
         let hash = self.0.passwords.hash(password).await?;
         let user = self
@@ -263,13 +255,7 @@ impl AuthService {
         password: &str,
         device_name: &str,
     ) -> Result<Issued, ServerError> {
-        if identifier.is_empty() || identifier.len() > 254 {
-            return Err(ServerError::invalid("login.identifier", "a username or email address"));
-        }
-        if password.len() > 512 {
-            return Err(bad_credentials());
-        }
-        validate::text("login.device_name", device_name, 64)?;
+        validate::login(identifier, password, device_name)?;
         let account_key = format!("acct:{}", identifier.to_lowercase());
         let ip_key = conn.peer.ip().to_string();
         limited(self.0.limits.login_ip.take(&ip_key))?;
@@ -331,10 +317,7 @@ impl AuthService {
         device_name: &str,
         username: Option<&str>,
     ) -> Result<Issued, ServerError> {
-        validate::phone("verify_code.phone", phone)?;
-        validate::code("verify_code.code", code)?;
-        validate::text("verify_code.device_name", device_name, 64)?;
-        let username_key = username.map(|u| validate::username("verify_code.username", u)).transpose()?;
+        let username_key = validate::verify_code(phone, code, device_name, username)?;
         limited(self.0.limits.code_verify_ip.take(&conn.peer.ip().to_string()))?;
         let hash = self.0.codes.hash(CodeKind::SignIn, phone, code);
         let check = self

@@ -76,6 +76,61 @@ pub fn code(field: &'static str, s: &str) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The field checks of Register (§11.2), run before any rate limit, hash or store access. Returns
+/// the case-folded username key and email key. Errors: `INVALID_ARGUMENT` naming the field.
+pub fn register(
+    username: &str,
+    password: &str,
+    display_name: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+    device_name: &str,
+) -> Result<(String, Option<String>), ServerError> {
+    let username_key = self::username("register.username", username)?;
+    self::password("register.password", password)?;
+    if let Some(d) = display_name {
+        text("register.display_name", d, 64)?;
+    }
+    let email_key = email.map(|e| self::email("register.email", e)).transpose()?;
+    if let Some(p) = phone {
+        self::phone("register.phone", p)?;
+    }
+    text("register.device_name", device_name, 64)?;
+    Ok((username_key, email_key))
+}
+
+/// The field checks of Login (§11.3) before any rate limit or store access. A password over 512
+/// bytes is refused like a wrong one (`UNAUTHENTICATED`), so its length reveals nothing.
+pub fn login(identifier: &str, password: &str, device_name: &str) -> Result<(), ServerError> {
+    if identifier.is_empty() || identifier.len() > 254 {
+        return Err(ServerError::invalid("login.identifier", "a username or email address"));
+    }
+    if password.len() > 512 {
+        return Err(super::bad_credentials());
+    }
+    text("login.device_name", device_name, 64)
+}
+
+/// The field checks of VerifyCode (§11.4). Returns the case-folded key of the username to sign up
+/// with, when one is given.
+pub fn verify_code(
+    phone: &str,
+    code: &str,
+    device_name: &str,
+    username: Option<&str>,
+) -> Result<Option<String>, ServerError> {
+    self::phone("verify_code.phone", phone)?;
+    self::code("verify_code.code", code)?;
+    text("verify_code.device_name", device_name, 64)?;
+    username.map(|u| self::username("verify_code.username", u)).transpose()
+}
+
+/// The field checks of ResetPassword (§11.9).
+pub fn reset_password(code: &str, new_password: &str) -> Result<(), ServerError> {
+    self::code("reset_password.code", code)?;
+    password("reset_password.new_password", new_password)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,11 +46,17 @@ pub(crate) async fn login(state: &AppState, session: &Session, r: v1::Login) -> 
 
 /// §11.4
 pub(crate) async fn request_code(state: &AppState, session: &Session, r: v1::RequestCode) -> Out {
+    check_code_purpose(&r)?;
+    let (expires_in_ms, max_attempts) = state.auth().request_code(session, &r.phone).await?;
+    Ok(R::RequestCode(v1::RequestCodeResult { expires_in_ms, max_attempts }))
+}
+
+/// §11.4: sign-in is the only purpose defined; anything else is `INVALID_ARGUMENT`.
+pub(crate) fn check_code_purpose(r: &v1::RequestCode) -> Result<(), ServerError> {
     if r.purpose() != v1::CodePurpose::SignIn {
         return Err(ServerError::invalid("request_code.purpose", "only CODE_PURPOSE_SIGN_IN is defined"));
     }
-    let (expires_in_ms, max_attempts) = state.auth().request_code(session, &r.phone).await?;
-    Ok(R::RequestCode(v1::RequestCodeResult { expires_in_ms, max_attempts }))
+    Ok(())
 }
 
 /// §11.4

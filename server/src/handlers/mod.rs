@@ -1,8 +1,8 @@
 //! Request dispatch: one exhaustive match on the request oneof, one module per message family.
 //! The match is the table of which requests are anonymous (§11: the handshake, sign-in and
-//! recovery): every other request is routed through [`authenticated`], which checks the caller
-//! once and hands it to the handler, so a handler that needs a caller cannot be reached without
-//! one.
+//! recovery): [`route`] checks the caller of every other request once, without the store, and
+//! [`authenticated`] hands it to the handler, so a handler that needs a caller cannot be reached
+//! without one.
 
 pub(crate) mod auth;
 pub(crate) mod calls;
@@ -13,96 +13,176 @@ pub(crate) mod social;
 use confab_protocol::v1::{self, client_frame::Request, response};
 
 use crate::error::ServerError;
-use crate::session::Session;
+use crate::session::{Caller, Session};
 use crate::state::AppState;
 
-/// Handles one request after the handshake. Every request kind has an arm; there is no catch-all.
+/// Handles one request after the handshake: [`route`], then the handler.
 pub(crate) async fn dispatch(
     state: &AppState,
     session: &Session,
     request: Request,
 ) -> Result<response::Result, ServerError> {
-    match request {
+    match route(session, request) {
+        Routed::Done(result) => result,
+        Routed::Anonymous(request) => anonymous(state, session, request).await,
+        Routed::Authenticated(caller, request) => authenticated(state, session, &caller, request).await,
+    }
+}
+
+/// Where a request goes, decided without the store: answered at once (Hello again, Ping, or
+/// `UNAUTHENTICATED` for a request that needs a caller the connection does not have), an
+/// anonymous request (§11), or an authenticated one with its caller.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    Done(Result<response::Result, ServerError>),
+    Anonymous(Anonymous),
+    Authenticated(Caller, Authenticated),
+}
+
+/// Routes one request. Every request kind has an arm; there is no catch-all.
+pub(crate) fn route(session: &Session, request: Request) -> Routed {
+    let request = match request {
         Request::Hello(_) => {
-            Err(ServerError::FailedPrecondition("Hello was already accepted on this connection".into()))
+            return Routed::Done(Err(ServerError::FailedPrecondition(
+                "Hello was already accepted on this connection".into(),
+            )));
         }
-        Request::Ping(ping) => Ok(response::Result::Pong(session::ping(&ping))),
-        Request::Register(r) => auth::register(state, session, r).await,
-        Request::Login(r) => auth::login(state, session, r).await,
-        Request::RequestCode(r) => auth::request_code(state, session, r).await,
-        Request::VerifyCode(r) => auth::verify_code(state, session, r).await,
-        Request::Authenticate(r) => auth::authenticate(state, session, r).await,
-        Request::Refresh(r) => auth::refresh(state, session, r).await,
-        Request::RequestPasswordReset(r) => auth::request_password_reset(state, session, r).await,
-        Request::ResetPassword(r) => auth::reset_password(state, session, r).await,
-        Request::Logout(r) => authenticated(state, session, Authenticated::Logout(r)).await,
-        Request::ListSessions(r) => authenticated(state, session, Authenticated::ListSessions(r)).await,
-        Request::RevokeSession(r) => authenticated(state, session, Authenticated::RevokeSession(r)).await,
-        Request::ChangePassword(r) => authenticated(state, session, Authenticated::ChangePassword(r)).await,
-        Request::GetMe(r) => authenticated(state, session, Authenticated::GetMe(r)).await,
-        Request::UpdateProfile(r) => authenticated(state, session, Authenticated::UpdateProfile(r)).await,
-        Request::DeleteAccount(r) => authenticated(state, session, Authenticated::DeleteAccount(r)).await,
-        Request::CreateConversation(r) => authenticated(state, session, Authenticated::CreateConversation(r)).await,
-        Request::GetConversation(r) => authenticated(state, session, Authenticated::GetConversation(r)).await,
-        Request::ListConversations(r) => authenticated(state, session, Authenticated::ListConversations(r)).await,
-        Request::JoinChannel(r) => authenticated(state, session, Authenticated::JoinChannel(r)).await,
-        Request::LeaveConversation(r) => authenticated(state, session, Authenticated::LeaveConversation(r)).await,
-        Request::AddMembers(r) => authenticated(state, session, Authenticated::AddMembers(r)).await,
-        Request::RemoveMember(r) => authenticated(state, session, Authenticated::RemoveMember(r)).await,
-        Request::ListMembers(r) => authenticated(state, session, Authenticated::ListMembers(r)).await,
-        Request::DiscoverChannels(r) => authenticated(state, session, Authenticated::DiscoverChannels(r)).await,
-        Request::SendMessage(r) => authenticated(state, session, Authenticated::SendMessage(r)).await,
-        Request::EditMessage(r) => authenticated(state, session, Authenticated::EditMessage(r)).await,
-        Request::DeleteMessage(r) => authenticated(state, session, Authenticated::DeleteMessage(r)).await,
-        Request::GetHistory(r) => authenticated(state, session, Authenticated::GetHistory(r)).await,
-        Request::Sync(r) => authenticated(state, session, Authenticated::Sync(r)).await,
-        Request::Ack(r) => authenticated(state, session, Authenticated::Ack(r)).await,
-        Request::UpdateConversation(r) => authenticated(state, session, Authenticated::UpdateConversation(r)).await,
-        Request::SetRole(r) => authenticated(state, session, Authenticated::SetRole(r)).await,
-        Request::TransferOwnership(r) => authenticated(state, session, Authenticated::TransferOwnership(r)).await,
-        Request::PinMessage(r) => authenticated(state, session, Authenticated::PinMessage(r)).await,
-        Request::UnpinMessage(r) => authenticated(state, session, Authenticated::UnpinMessage(r)).await,
-        Request::ListPins(r) => authenticated(state, session, Authenticated::ListPins(r)).await,
-        Request::React(r) => authenticated(state, session, Authenticated::React(r)).await,
-        Request::Unreact(r) => authenticated(state, session, Authenticated::Unreact(r)).await,
-        Request::MarkRead(r) => authenticated(state, session, Authenticated::MarkRead(r)).await,
-        Request::GetReceipts(r) => authenticated(state, session, Authenticated::GetReceipts(r)).await,
-        Request::SetTyping(r) => authenticated(state, session, Authenticated::SetTyping(r)).await,
-        Request::SetPresence(r) => authenticated(state, session, Authenticated::SetPresence(r)).await,
-        Request::GetPrivacy(r) => authenticated(state, session, Authenticated::GetPrivacy(r)).await,
-        Request::SetPrivacy(r) => authenticated(state, session, Authenticated::SetPrivacy(r)).await,
-        Request::GetUser(r) => authenticated(state, session, Authenticated::GetUser(r)).await,
-        Request::GetUsers(r) => authenticated(state, session, Authenticated::GetUsers(r)).await,
-        Request::SearchUsers(r) => authenticated(state, session, Authenticated::SearchUsers(r)).await,
-        Request::AddContact(r) => authenticated(state, session, Authenticated::AddContact(r)).await,
-        Request::RemoveContact(r) => authenticated(state, session, Authenticated::RemoveContact(r)).await,
-        Request::ListContacts(r) => authenticated(state, session, Authenticated::ListContacts(r)).await,
-        Request::Block(r) => authenticated(state, session, Authenticated::Block(r)).await,
-        Request::Unblock(r) => authenticated(state, session, Authenticated::Unblock(r)).await,
-        Request::ListBlocked(r) => authenticated(state, session, Authenticated::ListBlocked(r)).await,
-        Request::ListNotifications(r) => authenticated(state, session, Authenticated::ListNotifications(r)).await,
-        Request::MarkNotificationsRead(r) => {
-            authenticated(state, session, Authenticated::MarkNotificationsRead(r)).await
+        Request::Ping(ping) => return Routed::Done(Ok(response::Result::Pong(session::ping(&ping)))),
+        Request::Register(r) => return Routed::Anonymous(Anonymous::Register(r)),
+        Request::Login(r) => return Routed::Anonymous(Anonymous::Login(r)),
+        Request::RequestCode(r) => return Routed::Anonymous(Anonymous::RequestCode(r)),
+        Request::VerifyCode(r) => return Routed::Anonymous(Anonymous::VerifyCode(r)),
+        Request::Authenticate(r) => return Routed::Anonymous(Anonymous::Authenticate(r)),
+        Request::Refresh(r) => return Routed::Anonymous(Anonymous::Refresh(r)),
+        Request::RequestPasswordReset(r) => return Routed::Anonymous(Anonymous::RequestPasswordReset(r)),
+        Request::ResetPassword(r) => return Routed::Anonymous(Anonymous::ResetPassword(r)),
+        Request::Logout(r) => Authenticated::Logout(r),
+        Request::ListSessions(r) => Authenticated::ListSessions(r),
+        Request::RevokeSession(r) => Authenticated::RevokeSession(r),
+        Request::ChangePassword(r) => Authenticated::ChangePassword(r),
+        Request::GetMe(r) => Authenticated::GetMe(r),
+        Request::UpdateProfile(r) => Authenticated::UpdateProfile(r),
+        Request::DeleteAccount(r) => Authenticated::DeleteAccount(r),
+        Request::CreateConversation(r) => Authenticated::CreateConversation(r),
+        Request::GetConversation(r) => Authenticated::GetConversation(r),
+        Request::ListConversations(r) => Authenticated::ListConversations(r),
+        Request::JoinChannel(r) => Authenticated::JoinChannel(r),
+        Request::LeaveConversation(r) => Authenticated::LeaveConversation(r),
+        Request::AddMembers(r) => Authenticated::AddMembers(r),
+        Request::RemoveMember(r) => Authenticated::RemoveMember(r),
+        Request::ListMembers(r) => Authenticated::ListMembers(r),
+        Request::DiscoverChannels(r) => Authenticated::DiscoverChannels(r),
+        Request::SendMessage(r) => Authenticated::SendMessage(r),
+        Request::EditMessage(r) => Authenticated::EditMessage(r),
+        Request::DeleteMessage(r) => Authenticated::DeleteMessage(r),
+        Request::GetHistory(r) => Authenticated::GetHistory(r),
+        Request::Sync(r) => Authenticated::Sync(r),
+        Request::Ack(r) => Authenticated::Ack(r),
+        Request::UpdateConversation(r) => Authenticated::UpdateConversation(r),
+        Request::SetRole(r) => Authenticated::SetRole(r),
+        Request::TransferOwnership(r) => Authenticated::TransferOwnership(r),
+        Request::PinMessage(r) => Authenticated::PinMessage(r),
+        Request::UnpinMessage(r) => Authenticated::UnpinMessage(r),
+        Request::ListPins(r) => Authenticated::ListPins(r),
+        Request::React(r) => Authenticated::React(r),
+        Request::Unreact(r) => Authenticated::Unreact(r),
+        Request::MarkRead(r) => Authenticated::MarkRead(r),
+        Request::GetReceipts(r) => Authenticated::GetReceipts(r),
+        Request::SetTyping(r) => Authenticated::SetTyping(r),
+        Request::SetPresence(r) => Authenticated::SetPresence(r),
+        Request::GetPrivacy(r) => Authenticated::GetPrivacy(r),
+        Request::SetPrivacy(r) => Authenticated::SetPrivacy(r),
+        Request::GetUser(r) => Authenticated::GetUser(r),
+        Request::GetUsers(r) => Authenticated::GetUsers(r),
+        Request::SearchUsers(r) => Authenticated::SearchUsers(r),
+        Request::AddContact(r) => Authenticated::AddContact(r),
+        Request::RemoveContact(r) => Authenticated::RemoveContact(r),
+        Request::ListContacts(r) => Authenticated::ListContacts(r),
+        Request::Block(r) => Authenticated::Block(r),
+        Request::Unblock(r) => Authenticated::Unblock(r),
+        Request::ListBlocked(r) => Authenticated::ListBlocked(r),
+        Request::ListNotifications(r) => Authenticated::ListNotifications(r),
+        Request::MarkNotificationsRead(r) => Authenticated::MarkNotificationsRead(r),
+        Request::GetIceServers(r) => Authenticated::GetIceServers(r),
+        Request::StartCall(r) => Authenticated::StartCall(r),
+        Request::RingCall(r) => Authenticated::RingCall(r),
+        Request::AcceptCall(r) => Authenticated::AcceptCall(r),
+        Request::RejectCall(r) => Authenticated::RejectCall(r),
+        Request::HangupCall(r) => Authenticated::HangupCall(r),
+        Request::CallSignal(r) => Authenticated::CallSignal(r),
+        Request::JoinCall(r) => Authenticated::JoinCall(r),
+        Request::Publish(r) => Authenticated::Publish(r),
+        Request::SubscriberAnswer(r) => Authenticated::SubscriberAnswer(r),
+        Request::Trickle(r) => Authenticated::Trickle(r),
+        Request::SetMute(r) => Authenticated::SetMute(r),
+        Request::LeaveCall(r) => Authenticated::LeaveCall(r),
+    };
+    match session.require_caller() {
+        Ok(caller) => Routed::Authenticated(caller, request),
+        Err(e) => Routed::Done(Err(e)),
+    }
+}
+
+/// The requests served without a caller (§11: sign-in and recovery).
+#[derive(Debug)]
+pub(crate) enum Anonymous {
+    Register(v1::Register),
+    Login(v1::Login),
+    RequestCode(v1::RequestCode),
+    VerifyCode(v1::VerifyCode),
+    Authenticate(v1::Authenticate),
+    Refresh(v1::Refresh),
+    RequestPasswordReset(v1::RequestPasswordReset),
+    ResetPassword(v1::ResetPassword),
+}
+
+impl Anonymous {
+    /// The field checks the accounts service runs before any rate limit, hash or store access
+    /// (`INVALID_ARGUMENT` naming the field). Tokens and identifiers are checked against keys and
+    /// the store, so `Authenticate`, `Refresh` and `RequestPasswordReset` have none here. Used by
+    /// the fuzz target that drives a frame through the connection loop without a store.
+    pub(crate) fn check_fields(&self) -> Result<(), ServerError> {
+        use crate::auth::validate;
+        match self {
+            Self::Register(r) => validate::register(
+                &r.username,
+                &r.password,
+                r.display_name.as_deref(),
+                r.email.as_deref(),
+                r.phone.as_deref(),
+                &r.device_name,
+            )
+            .map(drop),
+            Self::Login(r) => validate::login(&r.identifier, &r.password, &r.device_name),
+            Self::RequestCode(r) => {
+                auth::check_code_purpose(r)?;
+                validate::phone("request_code.phone", &r.phone)
+            }
+            Self::VerifyCode(r) => {
+                validate::verify_code(&r.phone, &r.code, &r.device_name, r.username.as_deref()).map(drop)
+            }
+            Self::ResetPassword(r) => validate::reset_password(&r.code, &r.new_password),
+            Self::Authenticate(_) | Self::Refresh(_) | Self::RequestPasswordReset(_) => Ok(()),
         }
-        Request::GetIceServers(r) => authenticated(state, session, Authenticated::GetIceServers(r)).await,
-        Request::StartCall(r) => authenticated(state, session, Authenticated::StartCall(r)).await,
-        Request::RingCall(r) => authenticated(state, session, Authenticated::RingCall(r)).await,
-        Request::AcceptCall(r) => authenticated(state, session, Authenticated::AcceptCall(r)).await,
-        Request::RejectCall(r) => authenticated(state, session, Authenticated::RejectCall(r)).await,
-        Request::HangupCall(r) => authenticated(state, session, Authenticated::HangupCall(r)).await,
-        Request::CallSignal(r) => authenticated(state, session, Authenticated::CallSignal(r)).await,
-        Request::JoinCall(r) => authenticated(state, session, Authenticated::JoinCall(r)).await,
-        Request::Publish(r) => authenticated(state, session, Authenticated::Publish(r)).await,
-        Request::SubscriberAnswer(r) => authenticated(state, session, Authenticated::SubscriberAnswer(r)).await,
-        Request::Trickle(r) => authenticated(state, session, Authenticated::Trickle(r)).await,
-        Request::SetMute(r) => authenticated(state, session, Authenticated::SetMute(r)).await,
-        Request::LeaveCall(r) => authenticated(state, session, Authenticated::LeaveCall(r)).await,
+    }
+}
+
+async fn anonymous(state: &AppState, session: &Session, request: Anonymous) -> Result<response::Result, ServerError> {
+    match request {
+        Anonymous::Register(r) => auth::register(state, session, r).await,
+        Anonymous::Login(r) => auth::login(state, session, r).await,
+        Anonymous::RequestCode(r) => auth::request_code(state, session, r).await,
+        Anonymous::VerifyCode(r) => auth::verify_code(state, session, r).await,
+        Anonymous::Authenticate(r) => auth::authenticate(state, session, r).await,
+        Anonymous::Refresh(r) => auth::refresh(state, session, r).await,
+        Anonymous::RequestPasswordReset(r) => auth::request_password_reset(state, session, r).await,
+        Anonymous::ResetPassword(r) => auth::reset_password(state, session, r).await,
     }
 }
 
 /// The requests that need an authenticated caller (everything but the anonymous ones above).
 #[derive(Debug)]
-enum Authenticated {
+pub(crate) enum Authenticated {
     Logout(v1::Logout),
     ListSessions(v1::ListSessions),
     RevokeSession(v1::RevokeSession),
@@ -165,14 +245,14 @@ enum Authenticated {
     LeaveCall(v1::LeaveCall),
 }
 
-/// Checks the caller once (`UNAUTHENTICATED` without a live access token, §11.5), then runs the
-/// handler with it.
+/// Runs the handler of a request that needs a caller, with the caller [`route`] checked
+/// (`UNAUTHENTICATED` without a live access token, §11.5).
 async fn authenticated(
     state: &AppState,
     session: &Session,
+    caller: &Caller,
     request: Authenticated,
 ) -> Result<response::Result, ServerError> {
-    let caller = &session.require_caller()?;
     match request {
         Authenticated::Logout(_) => auth::logout(state, session, caller).await,
         Authenticated::ListSessions(_) => auth::list_sessions(state, caller).await,

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::{FrameReader, FrameWriter, Transport};
 use crate::connection::{self, ConnInfo};
@@ -218,14 +218,7 @@ fn upgrade(
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
     let accept = derive_accept_key(key.as_bytes());
-    let limits = &state.config().limits;
-    let max = limits.max_frame_bytes as usize;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(limits.ws_read_buffer_bytes as usize)
-        .write_buffer_size(0)
-        .max_write_buffer_size(max + 64 * 1024)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+    let ws_config = super::ws_config(&state.config().limits);
     let tasks = state.tasks().clone();
     tasks.spawn(async move {
         let upgraded = match tokio::time::timeout_at(deadline, hyper::upgrade::on(req)).await {

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, error::CapacityError};
 
 pub(crate) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -26,6 +26,9 @@ pub(crate) enum ReadError {
     TooLarge,
     /// A WebSocket text message: close 1003.
     Text,
+    /// A text message or close reason that is not UTF-8: the WebSocket connection is failed
+    /// (RFC 6455 §8.1) with close 1007 and no error frame.
+    InvalidUtf8,
     /// A malformed length prefix: close 1007.
     BadLength,
     /// The transport broke or violated its own protocol; no close frame can be sent.
@@ -49,18 +52,9 @@ impl FrameReader {
     pub async fn next(&mut self) -> Result<Option<Bytes>, ReadError> {
         match self {
             Self::WebSocket(stream) => loop {
-                return match stream.next().await {
-                    None | Some(Ok(Message::Close(_))) => Ok(None),
-                    Some(Ok(Message::Binary(b))) => Ok(Some(b)),
-                    Some(Ok(Message::Text(_))) => Err(ReadError::Text),
-                    // Pings are answered by tungstenite; pongs and raw frames carry nothing.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                        Err(ReadError::TooLarge)
-                    }
-                    Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => Ok(None),
-                    Some(Err(e)) => Err(ReadError::Transport(e.to_string())),
-                };
+                if let Some(read) = ws_message(stream.next().await) {
+                    return read;
+                }
             },
             Self::Quic { recv, buf } => loop {
                 match buf.decode() {
@@ -86,6 +80,35 @@ impl FrameReader {
             },
         }
     }
+}
+
+/// What one item of a WebSocket stream means for the connection loop (§2.1): `None` to read on
+/// (pings, answered by tungstenite, and pongs), otherwise what [`FrameReader::next`] returns.
+pub(crate) fn ws_message(
+    item: Option<Result<Message, tungstenite::Error>>,
+) -> Option<Result<Option<Bytes>, ReadError>> {
+    Some(match item {
+        None | Some(Ok(Message::Close(_))) => Ok(None),
+        Some(Ok(Message::Binary(b))) => Ok(Some(b)),
+        Some(Ok(Message::Text(_))) => Err(ReadError::Text),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return None,
+        Some(Err(tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }))) => Err(ReadError::TooLarge),
+        Some(Err(tungstenite::Error::Utf8(_))) => Err(ReadError::InvalidUtf8),
+        Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => Ok(None),
+        Some(Err(e)) => Err(ReadError::Transport(e.to_string())),
+    })
+}
+
+/// The WebSocket settings of every connection (§2.1, §8): messages and frames up to
+/// `max_frame_bytes`, refused on the frame header alone; no write buffering beyond one frame.
+pub(crate) fn ws_config(limits: &crate::config::Limits) -> WebSocketConfig {
+    let max = limits.max_frame_bytes as usize;
+    WebSocketConfig::default()
+        .read_buffer_size(limits.ws_read_buffer_bytes as usize)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max + 64 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
 }
 
 impl FrameWriter {

@@ -148,6 +148,7 @@ pub fn all() -> Vec<Case> {
         case!(session::ws_text_message_closes_1003, "§2.1", WebSocketOnly),
         case!(session::ws_oversized_message_closes_1009, "§2.1", WebSocketOnly),
         case!(session::ws_huge_declared_frame_closes_before_payload, "§2.1", WebSocketOnly),
+        case!(session::ws_text_not_utf8_closes_1007, "§2.1", WebSocketOnly),
         case!(session::quic_huge_declared_length_closes_before_payload, "§2.2", QuicOnly),
         case!(session::quic_malformed_length_prefix_closes_1007, "§2.2", QuicOnly),
         case!(session::zero_request_id_is_refused, "§3.2", Both),

@@ -54,12 +54,25 @@ pub(super) async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> a
     let mut header = vec![0x82u8, 0xFF];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
-    let info =
+    let (_, close) =
         tokio::time::timeout(WAIT, confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.url, &header))
             .await
-            .context("server waited for the payload instead of refusing the header")??
-            .context("server dropped the connection without a close frame")?;
-    expect_close(&info, CloseCode::TooLarge)
+            .context("server waited for the payload instead of refusing the header")??;
+    expect_close(&close.context("server dropped the connection without a close frame")?, CloseCode::TooLarge)
+}
+
+/// §2.1: a text frame whose payload is not UTF-8 (`ff fe`) fails the WebSocket connection as
+/// RFC 6455 §8.1 requires: close 1007 at once, with no message before it.
+pub(super) async fn ws_text_not_utf8_closes_1007(t: Target) -> anyhow::Result<()> {
+    // FIN + text, MASK + length 2, masking key 1 2 3 4, then ff fe masked.
+    let frame = [0x81u8, 0x82, 1, 2, 3, 4, 0xff ^ 1, 0xfe ^ 2];
+    let (messages, close) =
+        tokio::time::timeout(WAIT, confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.url, &frame))
+            .await
+            .context("server did not react to a text frame that is not UTF-8")??;
+    expect_close(&close.context("server dropped the connection without a close frame")?, CloseCode::InvalidFrame)?;
+    ensure!(messages.is_empty(), "the server sent {} message(s) before failing the connection", messages.len());
+    Ok(())
 }
 
 /// §2.2, §8: a length prefix over the limit closes the connection at once, payload never sent.

@@ -292,6 +292,18 @@ pub(super) fn offered_tracks(sdp: &str) -> HashSet<String> {
     out
 }
 
+/// The store-free SDP checks of `Publish` and `SubscriberAnswer`, for the fuzz target `sdp`
+/// (`crate::fuzzing::sdp`).
+pub(crate) fn fuzz_sdp(sdp: &str) {
+    if check_sdp("publish.sdp_offer", sdp).is_err() {
+        return;
+    }
+    if negotiate::parse_offer(sdp).is_ok() {
+        let _ = offered_tracks(sdp);
+    }
+    let _ = negotiate::parse_answer(sdp.to_string());
+}
+
 impl From<Gone> for ServerError {
     fn from(_: Gone) -> Self {
         not_in_call()

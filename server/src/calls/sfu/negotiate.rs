@@ -92,11 +92,7 @@ impl Room {
     pub(super) async fn publish(&mut self, session: &str, sdp: String) -> Result<String, ServerError> {
         let i = self.me(session)?;
         let invalid = |m: String| ServerError::invalid("publish.sdp_offer", m);
-        let offer =
-            RTCSessionDescription::offer(sdp.clone()).map_err(|e| invalid(format!("not a usable SDP offer: {e}")))?;
-        if !sdp.contains("\nm=audio") && !sdp.contains("\nm=video") {
-            return Err(invalid("the offer has no audio or video".into()));
-        }
+        let offer = parse_offer(&sdp)?;
         if self.participants[i].publisher.is_none() {
             let max = self.sfu.config.max_publishers as usize;
             if self.participants.iter().filter(|p| p.publisher.is_some()).count() >= max {
@@ -184,8 +180,7 @@ impl Room {
         let Some(offered) = p.offering.clone() else {
             return Err(ServerError::FailedPrecondition("no SubscriberOffer is waiting for an answer".into()));
         };
-        let answer =
-            RTCSessionDescription::answer(sdp).map_err(|e| invalid(format!("not a usable SDP answer: {e}")))?;
+        let answer = parse_answer(sdp)?;
         p.subscriber.pc.set_remote_description(answer).await.map_err(|e| invalid(e.to_string()))?;
         p.offering = None;
         p.subscriber.remote_applied().await;
@@ -201,6 +196,26 @@ impl Room {
         }
         Ok(())
     }
+}
+
+/// Parses a publisher's SDP offer (§20.3.3) and checks it carries audio or video. Refuses with
+/// `INVALID_ARGUMENT` (`publish.sdp_offer`) an offer the WebRTC stack cannot parse or one without
+/// an audio or video m-section.
+pub(super) fn parse_offer(sdp: &str) -> Result<RTCSessionDescription, ServerError> {
+    let invalid = |m: String| ServerError::invalid("publish.sdp_offer", m);
+    let offer =
+        RTCSessionDescription::offer(sdp.to_string()).map_err(|e| invalid(format!("not a usable SDP offer: {e}")))?;
+    if !sdp.contains("\nm=audio") && !sdp.contains("\nm=video") {
+        return Err(invalid("the offer has no audio or video".into()));
+    }
+    Ok(offer)
+}
+
+/// Parses a subscriber's SDP answer (§20.3.4); `INVALID_ARGUMENT` (`subscriber_answer.sdp_answer`)
+/// when the WebRTC stack cannot parse it.
+pub(super) fn parse_answer(sdp: String) -> Result<RTCSessionDescription, ServerError> {
+    RTCSessionDescription::answer(sdp)
+        .map_err(|e| ServerError::invalid("subscriber_answer.sdp_answer", format!("not a usable SDP answer: {e}")))
 }
 
 /// Applies a publisher offer and answers it (trickle: the answer goes back at once).
