@@ -82,7 +82,7 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
     for i in 0..30 {
         let m = v1::SendMessage {
             conversation_id: conv,
-            client_msg_id: format!("a{i}"),
+            client_msg_id: new_client_msg_id(),
             text: format!("a{i}"),
             ..Default::default()
         };

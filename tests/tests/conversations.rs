@@ -234,10 +234,11 @@ async fn idempotent_send_retry(s: &TestServer, t: Transport) -> anyhow::Result<(
     ensure!(x.message_id == y.message_id && x.duplicate != y.duplicate, "{x:?} {y:?}");
     let h = call!(a.client, GetHistory, v1::GetHistory { conversation_id: conv, ..Default::default() })?;
     ensure!(h.messages.len() == 2, "{h:?}");
-    // The key is per session: another device may reuse it.
+    // The key is the sender's, whatever the session (§13.2): a retry from another device, or
+    // after signing in again, is the same message.
     let other = second_device(s, t, &a).await?;
     let o = call!(other.client, SendMessage, send(conv, "retry-me", "other device"))?;
-    ensure!(!o.duplicate && o.message_id != first.message_id);
+    ensure!(o.duplicate && o.message_id == first.message_id, "{o:?}");
     Ok(())
 }
 

@@ -181,6 +181,7 @@ async fn crash_and_recover(db: Option<&str>) -> anyhow::Result<()> {
     }
     ensure!(ids.values().all(|n| *n == 1), "a client_msg_id stored twice");
     let stored: BTreeSet<String> = ids.keys().cloned().collect();
+    let attempted: BTreeSet<String> = attempted.iter().map(|label| msg_key(label)).collect();
     ensure!(stored == attempted, "stored {} ids, attempted {}", stored.len(), attempted.len());
     let mut bdev = Device::new("B", &server.ws, opts(), &b_auth.access_token);
     bdev.connect().await?;
