@@ -10,18 +10,22 @@ use crate::schema::{CLIENT_FRAME, FieldKind, FieldSchema, MESSAGES, MessageSchem
 /// How one string field is checked (§5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextRule {
-    /// Line breaks (LF, CR) and tabs are allowed (message text, descriptions, SDP).
+    /// Line breaks (LF, CR, U+2028, U+2029) and tabs are allowed (message text, descriptions, SDP).
     pub multiline: bool,
+    /// A secret nobody sees (a password): a blank value is not refused, so an account whose
+    /// password is eight spaces keeps signing in.
+    pub secret: bool,
     /// Longest value in bytes of UTF-8.
     pub max_bytes: usize,
 }
 
-/// The rule of a field named in no override: one line of at most 1024 bytes.
-pub const DEFAULT_RULE: TextRule = TextRule { multiline: false, max_bytes: 1024 };
+/// The rule of a field named in no override: one visible line of at most 1024 bytes.
+pub const DEFAULT_RULE: TextRule = TextRule { multiline: false, secret: false, max_bytes: 1024 };
 
-const MULTILINE_TEXT: TextRule = TextRule { multiline: true, max_bytes: 1024 * 1024 };
-const SDP: TextRule = TextRule { multiline: true, max_bytes: 64 * 1024 };
-const TOKEN: TextRule = TextRule { multiline: false, max_bytes: 4096 };
+const MULTILINE_TEXT: TextRule = TextRule { multiline: true, secret: false, max_bytes: 1024 * 1024 };
+const SDP: TextRule = TextRule { multiline: true, secret: false, max_bytes: 64 * 1024 };
+const TOKEN: TextRule = TextRule { multiline: false, secret: false, max_bytes: 4096 };
+const PASSWORD: TextRule = TextRule { multiline: false, secret: true, max_bytes: 1024 };
 
 /// Fields whose rule differs from [`DEFAULT_RULE`], by full field name. Everything else, including
 /// any field added later, gets the default; a test checks every name here is a string field.
@@ -39,6 +43,12 @@ pub const OVERRIDES: &[(&str, TextRule)] = &[
     ("confab.v1.Hello.access_token", TOKEN),
     ("confab.v1.Authenticate.access_token", TOKEN),
     ("confab.v1.Refresh.refresh_token", TOKEN),
+    ("confab.v1.Register.password", PASSWORD),
+    ("confab.v1.Login.password", PASSWORD),
+    ("confab.v1.ChangePassword.current_password", PASSWORD),
+    ("confab.v1.ChangePassword.new_password", PASSWORD),
+    ("confab.v1.ResetPassword.new_password", PASSWORD),
+    ("confab.v1.DeleteAccount.password", PASSWORD),
 ];
 
 /// Why a string was refused.
@@ -81,14 +91,21 @@ pub fn check(text: &str, rule: TextRule) -> Result<(), TextFault> {
     for c in text.chars() {
         match c {
             '\0' => return Err(TextFault::Nul),
-            '\n' | '\r' | '\t' if rule.multiline => {}
-            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' => return Err(TextFault::Control(c as u32)),
+            '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' if rule.multiline => {}
+            // C0, DEL, C1, and the Unicode line and paragraph separators in one-line fields.
+            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' => {
+                return Err(TextFault::Control(c as u32));
+            }
             _ => {}
         }
-        visible = visible || !(white.contains(c) || ignorable.contains(c) || is_format(c));
+        visible = visible || !(white.contains(c) || ignorable.contains(c) || c == BRAILLE_BLANK);
     }
-    if visible { Ok(()) } else { Err(TextFault::Blank) }
+    if visible || rule.secret { Ok(()) } else { Err(TextFault::Blank) }
 }
+
+/// U+2800 BRAILLE PATTERN BLANK: neither white space nor ignorable, but it draws nothing, and it is
+/// the usual way to make a name look empty.
+const BRAILLE_BLANK: char = '\u{2800}';
 
 /// The search key of a name or title (§18, §12.7): NFC, then Unicode full case folding (Unicode
 /// §3.13, CaseFolding.txt), so "Élodie", "élodie" and "ÉLODIE" (precomposed or not), "STRASSE"
@@ -97,12 +114,6 @@ pub fn check(text: &str, rule: TextRule) -> Result<(), TextFault> {
 pub fn fold(s: &str) -> String {
     let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(s);
     icu_casemap::CaseMapperBorrowed::new().fold_string(&nfc).into_owned()
-}
-
-/// General category Cf (format) characters outside Default_Ignorable that render as nothing on
-/// their own: the Arabic and Syriac prepended marks.
-fn is_format(c: char) -> bool {
-    matches!(c, '\u{600}'..='\u{605}' | '\u{6dd}' | '\u{70f}' | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{110bd}' | '\u{110cd}')
 }
 
 /// The rule of field `field` of message `msg`.
@@ -247,7 +258,7 @@ mod tests {
     #[test]
     fn checks_controls_blanks_and_lengths() {
         let line = DEFAULT_RULE;
-        let text = TextRule { multiline: true, max_bytes: 16 };
+        let text = TextRule { multiline: true, secret: false, max_bytes: 16 };
         assert_eq!(check("", line), Ok(()));
         assert_eq!(check("Élodie 🎉", line), Ok(()));
         assert_eq!(check("a\0b", line), Err(TextFault::Nul));
@@ -256,11 +267,21 @@ mod tests {
         assert_eq!(check("a\nb", line), Err(TextFault::Control(10)));
         assert_eq!(check("a\r\n\tb", text), Ok(()));
         assert_eq!(check("a\u{1b}", text), Err(TextFault::Control(0x1b)));
-        for blank in ["   ", "\u{200b}", "\u{200b}\u{200d}\u{feff}", " \u{3000}\u{2060}", "\u{115f}", "\u{600}"] {
+        for blank in
+            ["   ", "\u{200b}", "\u{200b}\u{200d}\u{feff}", " \u{3000}\u{2060}", "\u{115f}", "\u{2800}\u{3164}"]
+        {
             assert_eq!(check(blank, line), Err(TextFault::Blank), "{blank:?}");
         }
         assert_eq!(check("\n\t \n", text), Err(TextFault::Blank));
         assert_eq!(check("x\u{200b}", line), Ok(()));
+        assert_eq!(check("a\u{2028}b", line), Err(TextFault::Control(0x2028)));
+        assert_eq!(check("a\u{2028}b", text), Ok(()));
+        for emoji in ["👨\u{200d}👩\u{200d}👧", "\u{2764}\u{fe0f}", "1\u{fe0f}\u{20e3}", "👍🏽", "\u{600}1"] {
+            assert_eq!(check(emoji, line), Ok(()), "{emoji:?} is visible");
+        }
+        let password = TextRule { multiline: false, secret: true, max_bytes: 1024 };
+        assert_eq!(check("        ", password), Ok(()), "a password of spaces keeps working");
+        assert_eq!(check("pass\0word", password), Err(TextFault::Nul));
         assert_eq!(check(&"x".repeat(17), text), Err(TextFault::TooLong(16)));
     }
 
@@ -317,6 +338,11 @@ mod tests {
                 [("\0", TextFault::Nul), ("\u{1}", TextFault::Control(1)), ("\u{200b}", TextFault::Blank)]
             {
                 let bytes = p.encode(value.as_bytes());
+                let (m, f) = p.leaf().expect("a path has a leaf");
+                if fault == TextFault::Blank && rule_of(m, f).secret {
+                    assert_eq!(check_client_frame(&bytes), Ok(()), "{}: a secret may be blank", p.name());
+                    continue;
+                }
                 let err = check_client_frame(&bytes).expect_err(&p.name());
                 assert_eq!(err, FrameTextError::Field { request_id: 0, field: p.name(), fault }, "{}", p.name());
             }

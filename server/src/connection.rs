@@ -129,23 +129,24 @@ fn read_failure(e: ReadError) -> (Option<ServerError>, Close) {
     }
 }
 
-/// Reads frames until one passes the text rules (§5.4) and decodes; a frame breaking the rules is
-/// answered with INVALID_ARGUMENT naming the field, and the connection reads on. `Err` carries
-/// the close to perform; the error frame, if any, is already queued.
+/// Reads one frame, checks it against the text rules (§5.4) and decodes it. `Ok(None)`: the frame
+/// broke the rules and was answered with INVALID_ARGUMENT naming the field; the connection reads
+/// on. `Err` carries the close to perform; the error frame, if any, is already queued.
 async fn next_frame(
     state: &AppState,
     reader: &mut FrameReader,
     outbox: &Outbox,
     tm: &TransportMetrics,
-) -> Result<ClientFrame, Close> {
-    loop {
-        match decode_frame(read_frame(state, reader, outbox, tm).await?) {
-            Ok(frame) => return Ok(frame),
-            Err(Refusal::Text(request_id, e)) => respond(state, outbox, request_id, Err(e)),
-            Err(Refusal::Undecodable(e)) => {
-                respond(state, outbox, 0, Err(e));
-                return Err(Close::new(CloseCode::InvalidFrame, "undecodable frame"));
-            }
+) -> Result<Option<ClientFrame>, Close> {
+    match decode_frame(read_frame(state, reader, outbox, tm).await?) {
+        Ok(frame) => Ok(Some(frame)),
+        Err(Refusal::Text(request_id, e)) => {
+            respond(state, outbox, request_id, Err(e));
+            Ok(None)
+        }
+        Err(Refusal::Undecodable(e)) => {
+            respond(state, outbox, 0, Err(e));
+            Err(Close::new(CloseCode::InvalidFrame, "undecodable frame"))
         }
     }
 }
@@ -232,7 +233,9 @@ async fn handshake(
     loop {
         let frame = tokio::select! {
             r = tokio::time::timeout_at(info.deadline, next_frame(state, reader, outbox, tm)) => match r {
-                Ok(frame) => frame?,
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => continue,
+                Ok(Err(close)) => return Err(close),
                 Err(_) => return Err(Close::new(CloseCode::HandshakeTimeout, "no Hello within the handshake deadline")),
             },
             _ = state.shutdown().cancelled() => return Err(Close::new(CloseCode::GoingAway, "server shutting down")),
@@ -320,11 +323,12 @@ async fn serve_requests(
                 last_rx = Instant::now();
             }
             frame = next_frame(state, reader, outbox, tm), if !draining && in_flight.len() < max_in_flight => {
+                last_rx = Instant::now();
                 let frame = match frame {
-                    Ok(f) => f,
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue,
                     Err(close) => return close,
                 };
-                last_rx = Instant::now();
                 let (request_id, request) = match admit(frame) {
                     Ok(admitted) => admitted,
                     Err((request_id, e)) => {

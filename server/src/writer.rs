@@ -60,8 +60,8 @@ impl Writer {
     ///
     /// # Errors
     /// The op's own refusal (`NOT_FOUND`, `PERMISSION_DENIED`, `FAILED_PRECONDITION`,
-    /// `INVALID_ARGUMENT`), `UNAVAILABLE` when the store is down or the server stopping, and
-    /// `INTERNAL` when the batch failed otherwise.
+    /// `INVALID_ARGUMENT`), `INTERNAL` when the database refused this write's own data, and
+    /// `UNAVAILABLE` when the store is down or failing (after one more try) or the server stopping.
     pub async fn submit(&self, op: WriteOp) -> Result<Outcome, ServerError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -86,11 +86,19 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bu
     }
 }
 
-/// Applies `jobs` in one transaction and answers them. A batch that fails for any reason but an
-/// unavailable store is split in two and each half applied alone (in order), so a write that
-/// fails fails alone and every other write of its batch commits: one bad write costs its batch
-/// about log2(n) extra transactions, never another caller's write.
-async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>) {
+/// Applies `jobs` in one transaction and answers them.
+///
+/// When the database refuses the data of some write (`StoreError::is_caused_by_the_data`), the
+/// batch is split in two and each half applied alone, in order, down to the write that fails: it
+/// fails alone (INTERNAL) and every other write of its batch commits, at the cost of about
+/// 2·log2(n) extra transactions. Any other failure is about the database's state, not a write:
+/// the batch is tried once more as a whole, then answered UNAVAILABLE (retry later), so a locked
+/// or failing database never costs more than two attempts per batch.
+async fn apply(store: &dyn Store, bus: &dyn Bus, jobs: Vec<Job>) {
+    apply_inner(store, bus, jobs, true).await;
+}
+
+async fn apply_inner(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: bool) {
     let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
     match store.apply(&ops).await {
         Ok(results) => {
@@ -110,23 +118,27 @@ async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>) {
                 }
             }
         }
-        Err(e) if e.is_unavailable() => {
-            tracing::warn!(error = %e, batch = jobs.len(), "write batch failed: store unavailable");
-            for job in jobs {
-                let _ = job.reply.send(Err(ServerError::Unavailable("the store is unavailable; retry".into())));
-            }
-        }
-        Err(e) if jobs.len() == 1 => {
-            tracing::error!(error = %e, "write failed alone; refused as INTERNAL");
+        Err(e) if e.is_caused_by_the_data() && jobs.len() == 1 => {
+            tracing::error!(error = %e, "write refused by the database; answered INTERNAL");
             for job in jobs {
                 let _ = job.reply.send(Err(ServerError::Internal("write failed".into())));
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, batch = jobs.len(), "write batch failed; applying its halves apart");
+        Err(e) if e.is_caused_by_the_data() => {
+            tracing::warn!(error = %e, batch = jobs.len(), "write batch refused by the database; applying its halves apart");
             let second = jobs.split_off(jobs.len() / 2);
-            Box::pin(apply(store, bus, jobs)).await;
-            Box::pin(apply(store, bus, second)).await;
+            Box::pin(apply_inner(store, bus, jobs, may_retry)).await;
+            Box::pin(apply_inner(store, bus, second, may_retry)).await;
+        }
+        Err(e) if may_retry && !e.is_unavailable() => {
+            tracing::warn!(error = %e, batch = jobs.len(), "write batch failed; trying it once more");
+            Box::pin(apply_inner(store, bus, jobs, false)).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, batch = jobs.len(), "write batch failed: store unavailable");
+            for job in jobs {
+                let _ = job.reply.send(Err(ServerError::Unavailable("the store is unavailable; retry".into())));
+            }
         }
     }
 }

@@ -65,6 +65,22 @@ impl StoreError {
             )
         )
     }
+
+    /// True when the database refused the data itself — a value it cannot hold or a constraint or
+    /// trigger it broke — so the same write would fail again and others without it would not:
+    /// PostgreSQL SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation)
+    /// and P0001 (raised by a trigger); SQLite's CONSTRAINT (triggers' RAISE too), MISMATCH,
+    /// TOOBIG and RANGE primary result codes. Timeouts, locks, serialization failures, a full
+    /// disk or a read-only database are not: they are about the database's state.
+    pub fn is_caused_by_the_data(&self) -> bool {
+        let Self::Database(sqlx::Error::Database(db)) = self else { return false };
+        let Some(code) = db.code() else { return false };
+        if let Ok(extended) = code.parse::<i32>() {
+            // SQLite: the primary result code is the low byte of the extended one.
+            return matches!(extended & 0xff, 18 | 19 | 20 | 25);
+        }
+        code.starts_with("22") || code.starts_with("23") || code == "P0001"
+    }
 }
 
 /// Conversations, messages and the two logs (docs/protocol.md §12-§14).
