@@ -80,3 +80,26 @@ async fn sqlite_poisoned_write_fails_alone() {
 async fn postgres_poisoned_write_fails_alone() {
     a_poisoned_write_fails_alone(StoreKind::Postgres).await.expect("postgres");
 }
+
+/// A failure about the database's state rather than a write's data (here a trigger raising
+/// serialization_failure, SQLSTATE 40001) is not blamed on one write: the batch is tried once
+/// more, then answered UNAVAILABLE (retry later), and the next write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_state_failures_answer_unavailable() {
+    async fn run() -> anyhow::Result<()> {
+        let s = TestServer::start(StoreKind::Postgres).await?;
+        s.execute_sql(
+            "CREATE FUNCTION busy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.text = 'busy' THEN RAISE EXCEPTION 'try again' USING ERRCODE = '40001'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER busy BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION busy()",
+        )
+        .await?;
+        let u = new_user(&s, Transport::WebSocket, "busy").await?;
+        let conv = call!(u.client, CreateConversation, group("busy", &[]))?.conversation_id;
+        let e = call!(u.client, SendMessage, send(conv, "b1", "busy")).expect_err("a failing database");
+        ensure!(e.code() == Some(ErrorCode::Unavailable), "answered {e}");
+        call!(u.client, SendMessage, send(conv, "b2", "fine"))?;
+        s.stop().await
+    }
+    run().await.expect("postgres");
+}
