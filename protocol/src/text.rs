@@ -116,6 +116,15 @@ pub fn fold(s: &str) -> String {
     icu_casemap::CaseMapperBorrowed::new().fold_string(&nfc).into_owned()
 }
 
+/// The rule of every field, by message index in [`MESSAGES`] then field index: the walk reads
+/// it instead of matching names against [`OVERRIDES`] for every string of every frame.
+fn rules() -> &'static [Vec<TextRule>] {
+    static RULES: std::sync::LazyLock<Vec<Vec<TextRule>>> = std::sync::LazyLock::new(|| {
+        MESSAGES.iter().map(|m| m.fields.iter().map(|f| rule_of(m, f)).collect()).collect()
+    });
+    &RULES
+}
+
 /// The rule of field `field` of message `msg`.
 pub fn rule_of(msg: &MessageSchema, field: &FieldSchema) -> TextRule {
     let (pkg_and_msg, name) = (msg.full_name, field.name);
@@ -203,7 +212,7 @@ fn walk(msg: usize, bytes: &[u8], depth: usize) -> Result<Result<(), Fault>, Fra
         let outcome = match f.kind {
             FieldKind::String => match std::str::from_utf8(payload) {
                 Err(_) => Err(Fault { path: Vec::new(), fault: TextFault::NotUtf8 }),
-                Ok(s) => check(s, rule_of(schema, f)).map_err(|fault| Fault { path: Vec::new(), fault }),
+                Ok(s) => check(s, rules()[msg][fi]).map_err(|fault| Fault { path: Vec::new(), fault }),
             },
             FieldKind::Message(inner) => walk(inner, payload, depth + 1)?,
             FieldKind::Bytes | FieldKind::Scalar => Ok(()),

@@ -82,7 +82,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bu
                 Err(_) => break,
             }
         }
-        apply(store.as_ref(), bus.as_ref(), std::mem::take(&mut jobs)).await;
+        apply(store.as_ref(), bus.as_ref(), std::mem::take(&mut jobs), true).await;
     }
 }
 
@@ -93,12 +93,9 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bu
 /// fails alone (INTERNAL) and every other write of its batch commits, at the cost of about
 /// 2·log2(n) extra transactions. Any other failure is about the database's state, not a write:
 /// the batch is tried once more as a whole, then answered UNAVAILABLE (retry later), so a locked
-/// or failing database never costs more than two attempts per batch.
-async fn apply(store: &dyn Store, bus: &dyn Bus, jobs: Vec<Job>) {
-    apply_inner(store, bus, jobs, true).await;
-}
-
-async fn apply_inner(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: bool) {
+/// or failing database never costs more than two attempts per batch (`may_retry` is false on the
+/// second).
+async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: bool) {
     let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
     match store.apply(&ops).await {
         Ok(results) => {
@@ -127,12 +124,12 @@ async fn apply_inner(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_r
         Err(e) if e.is_caused_by_the_data() => {
             tracing::warn!(error = %e, batch = jobs.len(), "write batch refused by the database; applying its halves apart");
             let second = jobs.split_off(jobs.len() / 2);
-            Box::pin(apply_inner(store, bus, jobs, may_retry)).await;
-            Box::pin(apply_inner(store, bus, second, may_retry)).await;
+            Box::pin(apply(store, bus, jobs, may_retry)).await;
+            Box::pin(apply(store, bus, second, may_retry)).await;
         }
         Err(e) if may_retry && !e.is_unavailable() => {
             tracing::warn!(error = %e, batch = jobs.len(), "write batch failed; trying it once more");
-            Box::pin(apply_inner(store, bus, jobs, false)).await;
+            Box::pin(apply(store, bus, jobs, false)).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, batch = jobs.len(), "write batch failed: store unavailable");

@@ -9,7 +9,7 @@ use confab_protocol::v1::{self, ErrorCode, SessionRevokedReason as Reason, clien
 use confab_protocol::v1::{response, server_frame};
 
 use super::common::*;
-use super::{Target, expect_close, handshaken, response_to, until_closed};
+use super::{Target, expect_close, signed_in_raw, until_closed};
 
 /// §11.2: Register creates the account and signs the connection in.
 pub(super) async fn register_signs_the_connection_in(t: Target) -> anyhow::Result<()> {
@@ -291,13 +291,7 @@ pub(super) async fn delete_account_removes_personal_data(t: Target) -> anyhow::R
     let posted = send(&a, conv, "d1", "before deletion").await?;
     let delete = |p: &str| Request::DeleteAccount(v1::DeleteAccount { password: p.into() });
     ensure!(code(req(&a.client, delete("wrong password")).await) == Some(ErrorCode::PermissionDenied));
-    let mut raw = handshaken(&t).await?;
-    raw.send_frame(&client_frame(
-        2,
-        Request::Authenticate(v1::Authenticate { access_token: a.auth.access_token.clone() }),
-    ))
-    .await?;
-    ensure!(matches!(response_to(&mut raw, 2).await?, response::Result::Authenticate(_)));
+    let mut raw = signed_in_raw(&t, &a.auth.access_token).await?;
     raw.send_frame(&client_frame(3, delete(PASSWORD))).await?;
     let (frames, info) = until_closed(&mut raw).await?;
     expect_close(&info, v1::CloseCode::SessionRevoked)?;

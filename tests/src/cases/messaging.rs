@@ -318,10 +318,7 @@ pub(super) async fn pipelined_sends_keep_their_order(t: Target) -> anyhow::Resul
     use confab_protocol::v1::{client_frame::Request, response, server_frame};
     let a = account(&t, "cfpipe").await?;
     let conv = group(&a, &[]).await?;
-    let mut raw = super::handshaken(&t).await?;
-    let token = a.auth.access_token.clone();
-    raw.send_frame(&client_frame(2, Request::Authenticate(v1::Authenticate { access_token: token }))).await?;
-    ensure!(matches!(super::response_to(&mut raw, 2).await?, response::Result::Authenticate(_)), "Authenticate failed");
+    let mut raw = super::signed_in_raw(&t, &a.auth.access_token).await?;
     let n = 40u64;
     for i in 0..n {
         let m = message(conv, &format!("pipe-{i}"), &format!("pipelined {i}"));

@@ -331,6 +331,17 @@ pub async fn handshaken(t: &Target) -> anyhow::Result<RawConnection> {
     }
 }
 
+/// A raw connection after Welcome, signed in with `access_token` by Authenticate (request 2).
+pub async fn signed_in_raw(t: &Target, access_token: &str) -> anyhow::Result<RawConnection> {
+    let mut raw = handshaken(t).await?;
+    let auth = Request::Authenticate(v1::Authenticate { access_token: access_token.into() });
+    raw.send_frame(&client_frame(2, auth)).await?;
+    match response_to(&mut raw, 2).await? {
+        response::Result::Authenticate(_) => Ok(raw),
+        other => bail!("expected Authenticate's result, got {other:?}"),
+    }
+}
+
 /// The GoAway event, if `ev` is one.
 pub fn as_go_away(ev: &v1::Event) -> Option<&v1::GoAway> {
     match &ev.event {

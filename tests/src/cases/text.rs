@@ -23,10 +23,7 @@ fn frame_with(request_id: u64, path: &FieldPath, value: &[u8]) -> Bytes {
 /// the field, and the connection stays usable.
 pub(super) async fn every_string_field_obeys_the_text_rules(t: Target) -> anyhow::Result<()> {
     let a = account(&t, "txt").await?;
-    let mut raw = handshaken(&t).await?;
-    let token = a.auth.access_token.clone();
-    raw.send_frame(&client_frame(2, Request::Authenticate(v1::Authenticate { access_token: token }))).await?;
-    ensure!(matches!(response_to(&mut raw, 2).await?, response::Result::Authenticate(_)), "Authenticate failed");
+    let mut raw = signed_in_raw(&t, &a.auth.access_token).await?;
     let paths = string_fields(CLIENT_FRAME);
     ensure!(paths.len() > 50, "the schema lists only {} string fields", paths.len());
     let mut id = 10;
