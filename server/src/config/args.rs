@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{CodeSenderKind, Config, DatabaseUrl, LogFormat, RateLimit, Secret};
+use super::{CodeSenderKind, Config, DatabaseUrl, LogFormat, NatsUrl, RateLimit, Secret};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
@@ -30,6 +30,12 @@ pub struct ConfigArgs {
     /// PostgreSQL URL (postgres://…); without it the embedded SQLite store is used.
     #[arg(long, env = "CONFAB_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<DatabaseUrl>,
+    /// NATS server linking several nodes (nats://HOST:PORT); needs --database-url [default: none, one node].
+    #[arg(long, env = "CONFAB_NATS_URL", value_name = "URL", hide_env_values = true)]
+    pub nats_url: Option<NatsUrl>,
+    /// This node's name in the cluster, unique [default: a random node-… name].
+    #[arg(long, env = "CONFAB_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
     /// Log output format [default: text].
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -208,6 +214,12 @@ impl ConfigArgs {
         set(&mut c.data_dir, &a.data_dir);
         if a.database_url.is_some() {
             c.database_url = a.database_url.clone();
+        }
+        if a.nats_url.is_some() {
+            c.cluster.nats_url = a.nats_url.clone();
+        }
+        if a.node_id.is_some() {
+            c.cluster.node_id = a.node_id.clone();
         }
         set(&mut c.log_format, &a.log_format);
         set(&mut c.log_filter, &a.log_filter);

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 mod args;
 mod calls;
+mod cluster;
 pub use args::ConfigArgs;
 pub use calls::CallsConfig;
+pub use cluster::{ClusterConfig, NatsUrl, is_token};
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -32,6 +34,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub calls: CallsConfig,
+    /// Several nodes on one PostgreSQL, linked by NATS (docs/operations.md "Several nodes").
+    pub cluster: ClusterConfig,
     /// How long shutdown waits for connections to drain before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -51,6 +55,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             calls: CallsConfig::default(),
+            cluster: ClusterConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -380,6 +385,14 @@ impl Config {
     /// Checks ranges and relations between settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.calls.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.nats_url.is_some() && self.database_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "cluster.nats_url (several nodes) needs database_url (PostgreSQL): the embedded SQLite store \
+                 serves one node only"
+                    .into(),
+            ));
+        }
         let l = &self.limits;
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(1024..=64 * 1024 * 1024).contains(&l.max_frame_bytes) {
@@ -459,6 +472,7 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut c = self.clone();
         c.database_url = c.database_url.map(|u| DatabaseUrl(u.redacted()));
+        c.cluster.nats_url = c.cluster.nats_url.map(|u| NatsUrl::new(u.redacted()));
         c.auth.webhook_secret = c.auth.webhook_secret.map(|_| Secret("REDACTED".into()));
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
