@@ -5,65 +5,154 @@
 
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+
 use crate::error::ServerError;
-use crate::hub::{Audience, Presence};
+use crate::hub::Audience;
 use crate::session::Caller;
-use crate::store::{Applied, ConvId, LogBody, LogEvent, RevokeReason, UserId};
-use confab_protocol::v1;
+use crate::store::{Applied, ConvId, LogBody, RevokeReason, UserId};
+use crate::wire;
+
+/// A committed write as every node delivers it: its live frames encoded once, with where they
+/// go, and the memberships it ended. Built by the writer on the committing node; another node
+/// gets the same from the cluster link (`crate::cluster`) without the typed change.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Live {
+    /// Conversation log entries in seq order, delivered to `audience`.
+    pub entries: Vec<SeqFrame>,
+    /// Who receives `entries` and `receipts` live: the conversation's members (and a leaver).
+    pub audience: Vec<UserId>,
+    /// User log entries, each to its user; `seq` is the user-log seq.
+    pub user_updates: Vec<UserFrame>,
+    /// Receipt watermark changes, to `audience` (watermarks only grow: no seq).
+    pub receipts: Vec<Bytes>,
+    /// New inbox entries, each to its user (`seq` is 0).
+    pub notifications: Vec<UserFrame>,
+    /// `(conversation, user)` for every member who stopped being one (left, removed).
+    pub members_gone: Vec<(ConvId, UserId)>,
+    /// The changes this one caused in other conversations, delivered after it.
+    pub cascade: Vec<Live>,
+}
+
+/// One conversation log entry's frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeqFrame {
+    pub conversation: ConvId,
+    pub seq: i64,
+    pub frame: Bytes,
+}
+
+/// A frame for one user; `seq` orders it in that user's log (0: not in a log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserFrame {
+    pub user: UserId,
+    pub seq: i64,
+    pub frame: Bytes,
+}
+
+impl Live {
+    /// Encodes `applied`'s live frames, each once.
+    pub fn of(applied: &Applied) -> Self {
+        let mut members_gone = Vec::new();
+        for e in &applied.events {
+            if let LogBody::Left(u) | LogBody::Removed(u) = e.body {
+                members_gone.push((e.conversation_id, u));
+            }
+        }
+        Self {
+            entries: applied
+                .events
+                .iter()
+                .map(|e| SeqFrame { conversation: e.conversation_id, seq: e.seq, frame: wire::event_frame_bytes(e) })
+                .collect(),
+            audience: applied.audience.clone(),
+            user_updates: applied
+                .user_updates
+                .iter()
+                .map(|u| UserFrame { user: u.user_id, seq: u.user_seq, frame: wire::user_update_frame_bytes(u) })
+                .collect(),
+            receipts: applied.receipts.iter().map(wire::receipt_frame_bytes).collect(),
+            notifications: applied
+                .notifications
+                .iter()
+                .map(|n| UserFrame { user: n.user_id, seq: 0, frame: wire::notification_frame_bytes(n) })
+                .collect(),
+            members_gone,
+            cascade: applied.cascade.iter().map(Self::of).collect(),
+        }
+    }
+}
+
+/// A committed write: the typed change where it was committed, and its live frames.
+#[derive(Debug)]
+pub struct Commit {
+    /// The change itself; `None` on the other nodes of a cluster. Subscribers that must act once
+    /// per change in the whole cluster (push, search indexing) act where this is present.
+    pub applied: Option<Applied>,
+    pub live: Live,
+}
+
+impl Commit {
+    /// A change committed on this node.
+    pub fn local(applied: Applied) -> Self {
+        let live = Live::of(&applied);
+        Self { applied: Some(applied), live }
+    }
+
+    /// A change committed on another node.
+    pub fn remote(live: Live) -> Self {
+        Self { applied: None, live }
+    }
+}
 
 /// Something that happened, after it was made durable (or, for sessions and presence, after the
-/// hub changed).
+/// hub changed). In a cluster (`crate::cluster`) every event but the session ones also reaches
+/// the other nodes' subscribers, in the order this node published them.
 #[derive(Clone, Debug)]
 pub enum DomainEvent {
-    /// A write of the batched writer committed: its conversation log entries (typed: posted,
-    /// edited, deleted, members added, removed, left, roles and ownership, pins, reactions,
-    /// calls), the user-log entries, receipts, notifications, revoked sessions, and the changes it
-    /// caused in other conversations (`Applied::cascade`). One event per write, in commit order.
-    Committed(Arc<Applied>),
+    /// A write of the batched writer committed: its conversation log entries (posted, edited,
+    /// deleted, members added, removed, left, roles and ownership, pins, reactions, calls), the
+    /// user-log entries, receipts, notifications, and the changes it caused in other
+    /// conversations (cascades). One event per write, in commit order.
+    Committed(Arc<Commit>),
     /// An account was deleted (§11.11); published after the deletion's `Committed`.
     /// `audience` is who could see the user's presence just before (§17): the deletion took the
     /// user out of the groups that made many of them co-members.
     AccountDeleted { user: UserId, audience: Vec<UserId> },
     /// `blocker` blocked `blocked` (§18).
     UserBlocked { blocker: UserId, blocked: UserId },
-    /// Sessions ended by revocation (§11.7); their connections must close.
+    /// Sessions ended by revocation (§11.7); their connections must close, on every node.
     SessionsRevoked { sessions: Vec<String>, reason: RevokeReason },
-    /// A connection (hub key `key`) authenticated as `caller`.
+    /// A connection (hub key `key`) of this node authenticated as `caller`. Not sent to other nodes.
     SessionAttached { caller: Caller, key: u64 },
-    /// A connection of `caller` closed or changed identity; `remaining` is how many connections
-    /// that session still has on this node.
+    /// A connection of `caller` on this node closed or changed identity; `remaining` is how many
+    /// connections that session still has on this node. Not sent to other nodes.
     SessionDetached { caller: Caller, key: u64, remaining: usize },
-    /// A user's presence over their devices on this node changed (§17).
-    PresenceChanged { user: UserId, state: Presence },
-    /// A call's state changed (§20.2): invites, ringing, accepted, answered elsewhere, ended,
-    /// and the signals relayed between its two parties, each with who it goes to.
-    CallEvents { events: Vec<(Audience, v1::event::Event)> },
+    /// A user's presence may have changed (§17): the hub's aggregate over their devices, on this
+    /// node and (in a cluster) the others, is what gets announced.
+    PresenceChanged { user: UserId },
+    /// Encoded frames for connections wherever they are: call state (§20.2), call signals,
+    /// typing (§16). `droppable` frames never close a connection whose queue is full.
+    Frames { frames: Vec<(Audience, Bytes)>, droppable: bool },
+    /// Another node of the cluster stopped (its heartbeat stopped or it said goodbye): its
+    /// devices are gone. Only ever published by the cluster link on this node.
+    NodeDown { node: String },
 }
 
 impl DomainEvent {
-    /// Calls `f` for every conversation log entry this event carries, cascades included, in
-    /// commit order.
-    pub fn for_each_entry(&self, mut f: impl FnMut(&LogEvent)) {
-        fn walk(a: &Applied, f: &mut impl FnMut(&LogEvent)) {
-            a.events.iter().for_each(&mut *f);
-            for c in &a.cascade {
-                walk(c, f);
-            }
-        }
-        if let Self::Committed(a) = self {
-            walk(a, &mut f);
-        }
-    }
-
     /// The members who stopped being members through this event: `(conversation, user)` for
-    /// every `Left` and `Removed` entry. Allocates nothing when there are none (a post).
+    /// every `Left` and `Removed` entry, cascades included. Allocates nothing when there are none.
     pub fn members_gone(&self) -> Vec<(ConvId, UserId)> {
-        let mut out = Vec::new();
-        self.for_each_entry(|e| {
-            if let LogBody::Left(u) | LogBody::Removed(u) = e.body {
-                out.push((e.conversation_id, u));
+        fn walk(l: &Live, out: &mut Vec<(ConvId, UserId)>) {
+            out.extend_from_slice(&l.members_gone);
+            for c in &l.cascade {
+                walk(c, out);
             }
-        });
+        }
+        let mut out = Vec::new();
+        if let Self::Committed(c) = self {
+            walk(&c.live, &mut out);
+        }
         out
     }
 }
@@ -136,6 +225,7 @@ impl Bus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LogEvent;
     use std::sync::Mutex;
 
     struct Recorder(&'static str, Arc<Mutex<Vec<String>>>);
@@ -171,7 +261,7 @@ mod tests {
             cascade: vec![Applied { events: vec![entry(ConvId(2), LogBody::Left(UserId(9)))], ..Default::default() }],
             ..Default::default()
         };
-        let e = DomainEvent::Committed(Arc::new(applied));
+        let e = DomainEvent::Committed(Arc::new(Commit::local(applied)));
         assert_eq!(e.members_gone(), [(ConvId(1), UserId(5)), (ConvId(2), UserId(9))]);
     }
 }

@@ -1,6 +1,7 @@
 //! Live connections by session and by user on this node: where fan-out, presence and session
 //! revocation reach sockets. It knows connections only through their [`Outbox`]; which frames to
-//! send is decided by the bus subscribers above it.
+//! send is decided by the bus subscribers above it. In a cluster it also holds what the other
+//! nodes said about their users' presence, so a user's presence is the same everywhere.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +18,8 @@ struct Maps {
     users: HashMap<UserId, HashMap<u64, Outbox>>,
     /// Each authenticated connection's (device's) presence state.
     presence: HashMap<UserId, HashMap<u64, Presence>>,
+    /// Each user's presence over their devices on other nodes, by node (never `Offline`).
+    remote: HashMap<UserId, HashMap<String, Presence>>,
 }
 
 /// A user's or a device's presence (§17; same numbers as the wire enum `PresenceState`).
@@ -33,6 +36,14 @@ impl Presence {
         self as i32
     }
 
+    /// The state with this wire number.
+    pub fn from_wire(v: i32) -> Option<Self> {
+        match v {
+            3 => Some(Self::Offline),
+            v => Self::settable(v),
+        }
+    }
+
     /// A state a device may set itself to (ONLINE or AWAY); `None` for anything else.
     pub fn settable(v: i32) -> Option<Self> {
         match v {
@@ -45,11 +56,20 @@ impl Presence {
 
 /// A user's presence over their devices: online if any device is, away if all are, else offline.
 fn aggregate(devices: Option<&HashMap<u64, Presence>>) -> Presence {
-    match devices {
-        Some(d) if d.values().any(|s| *s == Presence::Online) => Presence::Online,
-        Some(d) if !d.is_empty() => Presence::Away,
-        _ => Presence::Offline,
+    combine(devices.into_iter().flat_map(HashMap::values).copied())
+}
+
+/// Online if any state is, away if all are, offline when there are none.
+fn combine(states: impl Iterator<Item = Presence>) -> Presence {
+    let mut out = Presence::Offline;
+    for s in states {
+        match s {
+            Presence::Online => return Presence::Online,
+            Presence::Away => out = Presence::Away,
+            Presence::Offline => {}
+        }
     }
+    out
 }
 
 /// Who a frame goes to on this node.
@@ -105,9 +125,56 @@ impl Hub {
         (before != after).then_some(after)
     }
 
-    /// A user's presence on this node.
+    /// A user's presence over all their devices: on this node and, in a cluster, on the others.
     pub fn presence(&self, user: UserId) -> Presence {
+        let m = self.lock();
+        let remote = m.remote.get(&user).into_iter().flat_map(HashMap::values).copied();
+        combine(remote.chain([aggregate(m.presence.get(&user))]))
+    }
+
+    /// A user's presence over their devices on this node only (what this node tells the others).
+    pub fn local_presence(&self, user: UserId) -> Presence {
         aggregate(self.lock().presence.get(&user))
+    }
+
+    /// Every user with a device here and their presence over this node's devices.
+    pub fn local_presence_table(&self) -> Vec<(UserId, Presence)> {
+        let m = self.lock();
+        m.presence.iter().map(|(u, d)| (*u, aggregate(Some(d)))).filter(|(_, p)| *p != Presence::Offline).collect()
+    }
+
+    /// What node `node` says about `user`'s devices there (`Offline`: none). Returns whether the
+    /// user's presence over all nodes changed.
+    pub fn set_remote_presence(&self, node: &str, user: UserId, state: Presence) -> bool {
+        let before = self.presence(user);
+        {
+            let mut m = self.lock();
+            if state == Presence::Offline {
+                if let Some(nodes) = m.remote.get_mut(&user) {
+                    nodes.remove(node);
+                    if nodes.is_empty() {
+                        m.remote.remove(&user);
+                    }
+                }
+            } else {
+                m.remote.entry(user).or_default().insert(node.to_string(), state);
+            }
+        }
+        self.presence(user) != before
+    }
+
+    /// Forgets everything node `node` said (it stopped, or restarted and will say it again);
+    /// returns the users it had devices of.
+    pub fn forget_node(&self, node: &str) -> Vec<UserId> {
+        let mut m = self.lock();
+        let mut users = Vec::new();
+        m.remote.retain(|user, nodes| {
+            if nodes.remove(node).is_some() {
+                users.push(*user);
+            }
+            !nodes.is_empty()
+        });
+        users
     }
 
     /// Unregisters a connection: the user's new presence when it changed, and how many
@@ -139,23 +206,6 @@ impl Hub {
         Detached { presence: (before != after).then_some(after), remaining }
     }
 
-    /// Like [`deliver`](Self::deliver) for frames that may be lost (typing), skipping connection
-    /// `except` and never closing a connection whose queue is filling.
-    pub fn deliver_droppable(&self, users: &[UserId], frame: &Bytes, except: u64) -> usize {
-        let m = self.lock();
-        let mut n = 0;
-        for u in users {
-            if let Some(conns) = m.users.get(u) {
-                for (key, outbox) in conns {
-                    if *key != except {
-                        n += usize::from(outbox.push_droppable(frame.clone()));
-                    }
-                }
-            }
-        }
-        n
-    }
-
     /// Queues one encoded frame to every connection of these users, without waiting: a full queue
     /// closes that connection as a slow consumer (it resyncs). Returns the deliveries made.
     pub fn deliver(&self, users: &[UserId], frame: &Bytes) -> usize {
@@ -177,24 +227,26 @@ impl Hub {
         m.sessions.get(session).map_or(0, |conns| conns.values().map(|o| usize::from(o.push(frame.clone()))).sum())
     }
 
-    /// Queues one encoded frame to an [`Audience`]; returns the deliveries made.
-    pub fn deliver_to(&self, to: &Audience, frame: &Bytes) -> usize {
-        match to {
-            Audience::Users(users) => self.deliver(users, frame),
-            Audience::Session(s) => self.deliver_session(s, frame),
-            Audience::UsersExcept(users, s) => self.deliver_except_session(users, s, frame),
-        }
-    }
-
-    /// Like [`deliver`](Self::deliver), skipping the connections of session `except`.
-    pub fn deliver_except_session(&self, users: &[UserId], except: &str, frame: &Bytes) -> usize {
+    /// Queues one encoded frame to an [`Audience`]; returns the deliveries made. A `droppable`
+    /// frame (typing) is skipped for a connection whose queue is filling instead of closing it.
+    pub fn deliver_to(&self, to: &Audience, frame: &Bytes, droppable: bool) -> usize {
+        let push = |o: &Outbox| if droppable { o.push_droppable(frame.clone()) } else { o.push(frame.clone()) };
         let m = self.lock();
-        let skip = m.sessions.get(except);
+        let users = match to {
+            Audience::Session(s) => {
+                return m.sessions.get(s).map_or(0, |conns| conns.values().map(|o| usize::from(push(o))).sum());
+            }
+            Audience::Users(users) | Audience::UsersExcept(users, _) => users,
+        };
+        let skip = match to {
+            Audience::UsersExcept(_, s) => m.sessions.get(s),
+            _ => None,
+        };
         let mut n = 0;
         for u in users {
             for (key, outbox) in m.users.get(u).into_iter().flatten() {
                 if !skip.is_some_and(|s| s.contains_key(key)) {
-                    n += usize::from(outbox.push(frame.clone()));
+                    n += usize::from(push(outbox));
                 }
             }
         }
@@ -211,6 +263,27 @@ impl Hub {
             outbox.kick(Close::new(CloseCode::SessionRevoked, "session revoked"));
         }
         conns.len()
+    }
+
+    /// Closes every connection of these users (all of this node's connections when `users` is
+    /// `None`) with 4003 SLOW_CONSUMER, after the frames already queued: their clients reconnect
+    /// and resync (§8). For when this node cannot prove it delivered everything live. Returns
+    /// how many were closed.
+    pub fn resync(&self, users: Option<&[UserId]>) -> usize {
+        let close = || Close::new(CloseCode::SlowConsumer, "live delivery interrupted; reconnect and sync");
+        let m = self.lock();
+        let mut n = 0;
+        let mut kick = |conns: &HashMap<u64, Outbox>| {
+            for outbox in conns.values() {
+                outbox.kick(close());
+                n += 1;
+            }
+        };
+        match users {
+            Some(users) => users.iter().filter_map(|u| m.users.get(u)).for_each(&mut kick),
+            None => m.users.values().for_each(&mut kick),
+        }
+        n
     }
 
     /// Connections attached to `session` (for tests and metrics).

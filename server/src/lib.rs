@@ -11,6 +11,7 @@ pub mod access;
 pub mod auth;
 pub mod bus;
 pub mod calls;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod conversations;
@@ -55,6 +56,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
 }
@@ -104,7 +107,14 @@ impl Server {
         let store = store::open(&config, metrics.clone()).await?;
         let cert = tls::load_or_generate(&config)?;
         let hub = Arc::new(hub::Hub::default());
-        let bus: Arc<dyn bus::Bus> = Arc::new(bus::LocalBus::default());
+        let cluster = match &config.cluster.nats_url {
+            Some(_) => Some(cluster::Cluster::connect(&config.cluster, hub.clone(), metrics.cluster().clone()).await?),
+            None => None,
+        };
+        let bus: Arc<dyn bus::Bus> = match &cluster {
+            Some(c) => c.bus(),
+            None => Arc::new(bus::LocalBus::default()),
+        };
         let writer = writer::Writer::start(store.clone(), bus.clone());
         let auth =
             auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), bus.clone(), writer.clone()).await?;
@@ -119,7 +129,11 @@ impl Server {
         let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone());
         // Subscribers, in the order each event reaches them: live delivery first, then the
         // features that follow from it.
-        bus.subscribe(Arc::new(fanout::Fanout::new(hub.clone())));
+        let fanout = match &cluster {
+            Some(_) => fanout::Fanout::clustered(hub.clone(), store.clone(), metrics.cluster().clone()),
+            None => fanout::Fanout::single(hub.clone()),
+        };
+        bus.subscribe(Arc::new(fanout));
         bus.subscribe(Arc::new(social.clone()));
         bus.subscribe(Arc::new(calls.clone()));
         mend_deleted_accounts(store.as_ref(), &writer).await?;
@@ -127,8 +141,12 @@ impl Server {
         if refolded > 0 {
             tracing::info!(rows = refolded, "wrote search keys of names and titles from before migration 0008");
         }
+        if let Some(c) = &cluster {
+            c.start_receiving(metrics.cluster().clone()).await?;
+        }
         let services = state::Services { auth, conversations, social, calls };
-        Ok(Self { state: AppState::new(config, store, metrics, hub, bus, services), cert })
+        let state = AppState::new(config, store, metrics, hub, bus, services, cluster.map(Arc::new));
+        Ok(Self { state, cert })
     }
 
     /// The QUIC certificate clients can pin.
@@ -195,6 +213,9 @@ impl Server {
             tracing::warn!(remaining = state.tasks().len(), "drain timed out; closing remaining connections");
         }
         endpoint.close((confab_protocol::CloseCode::GoingAway as u32).into(), b"server shutting down");
+        if let Some(c) = state.cluster() {
+            c.close().await;
+        }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
         state.store().close().await;
         tracing::info!("stopped");

@@ -52,6 +52,32 @@ pub struct TransportMetrics {
     pub bytes_out: Counter,
 }
 
+/// Counters of the cluster link (docs/operations.md "Several nodes").
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMetrics {
+    /// Events this node published to the other nodes.
+    pub published: Counter,
+    /// Events received from the other nodes.
+    pub received: Counter,
+    /// Events this node could not hand to NATS at once (queue full or link down); the other
+    /// nodes get them by replay.
+    pub publish_queue_full: Counter,
+    /// Log entries dropped because they had been delivered already (by (conversation, seq) or
+    /// (user, seq)), and cluster events received twice.
+    pub duplicates_dropped: Counter,
+    /// Log entries read from the database to fill a gap before delivering what followed.
+    pub gap_filled: Counter,
+    /// Cluster events fetched again from the node that published them after a gap.
+    pub replayed: Counter,
+    /// Times this node could not prove its live delivery complete and closed the affected
+    /// connections (4003) so their clients resync.
+    pub resyncs: Counter,
+    /// 1 while the NATS link is up (always 0 on a single node).
+    pub link_up: Gauge,
+    /// Other nodes heard from within the node timeout.
+    pub peers: Gauge,
+}
+
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
@@ -61,6 +87,7 @@ struct Inner {
     store: Family<OpLabel, Histogram, fn() -> Histogram>,
     ws: TransportMetrics,
     quic: TransportMetrics,
+    cluster: ClusterMetrics,
 }
 
 /// Cheap-clone handle to the server's metrics.
@@ -109,13 +136,41 @@ impl Metrics {
         };
         let ws = resolve("websocket");
         let quic = resolve("quic");
-        Self(Arc::new(Inner { registry, requests, errors, closes, store, ws, quic }))
+        let cluster = ClusterMetrics::default();
+        let c = registry.sub_registry_with_prefix("cluster");
+        c.register("published", "Events published to the other nodes", cluster.published.clone());
+        c.register("received", "Events received from the other nodes", cluster.received.clone());
+        c.register(
+            "publish_queue_full",
+            "Events not handed to NATS at once (the others replay them)",
+            cluster.publish_queue_full.clone(),
+        );
+        c.register(
+            "duplicates_dropped",
+            "Entries and events dropped as already delivered",
+            cluster.duplicates_dropped.clone(),
+        );
+        c.register("gap_filled", "Log entries read from the database to fill a gap", cluster.gap_filled.clone());
+        c.register("replayed", "Events fetched again from their node after a gap", cluster.replayed.clone());
+        c.register(
+            "resyncs",
+            "Times connections were closed (4003) to resync after an unprovable gap",
+            cluster.resyncs.clone(),
+        );
+        c.register("link_up", "1 while the NATS link is up", cluster.link_up.clone());
+        c.register("peers", "Other nodes heard from within the node timeout", cluster.peers.clone());
+        Self(Arc::new(Inner { registry, requests, errors, closes, store, ws, quic, cluster }))
     }
 
     /// The counters of one transport, by its label (`"websocket"` or `"quic"`; anything else
     /// counts as QUIC, the only other transport).
     pub fn transport(&self, label: &str) -> &TransportMetrics {
         if label == "websocket" { &self.0.ws } else { &self.0.quic }
+    }
+
+    /// The cluster link's counters.
+    pub fn cluster(&self) -> &ClusterMetrics {
+        &self.0.cluster
     }
 
     pub fn request(&self, kind: &'static str, took: Duration) {

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::AuthService;
 use crate::bus::Bus;
 use crate::calls::Calls;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::conversations::Conversations;
 use crate::hub::Hub;
@@ -31,6 +32,7 @@ struct Inner {
     conversations: Conversations,
     social: Social,
     calls: Calls,
+    cluster: Option<Arc<Cluster>>,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -60,6 +62,7 @@ impl AppState {
         hub: Arc<Hub>,
         bus: Arc<dyn Bus>,
         services: Services,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         let Services { auth, conversations, social, calls } = services;
         let max_total = effective_max_connections(
@@ -85,6 +88,7 @@ impl AppState {
             conversations,
             social,
             calls,
+            cluster,
             limiter,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -143,6 +147,11 @@ impl AppState {
     /// The calls service.
     pub fn calls(&self) -> &Calls {
         &self.0.calls
+    }
+
+    /// The cluster link, when this node is one of several.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.cluster.as_ref()
     }
 
     /// The social service.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::bus::{Bus, DomainEvent};
+use crate::bus::{Bus, Commit, DomainEvent};
 use crate::error::ServerError;
 use crate::store::{OpError, OpResult, Store, WriteOp};
 
@@ -106,7 +106,7 @@ async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: 
                             result: applied.result.clone(),
                             revoked_sessions: applied.revoked_sessions.clone(),
                         };
-                        bus.publish(DomainEvent::Committed(Arc::new(applied)));
+                        bus.publish(DomainEvent::Committed(Arc::new(Commit::local(applied))));
                         let _ = job.reply.send(Ok(outcome));
                     }
                     Err(e) => {

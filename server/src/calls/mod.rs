@@ -10,6 +10,7 @@ pub mod sfu;
 
 use std::sync::{Arc, Mutex};
 
+use confab_protocol::frames::{encode_server, event_frame};
 use confab_protocol::v1::{self, CallMedia, HangupReason, call_signal, event};
 
 use crate::access::{id, member_view};
@@ -77,9 +78,7 @@ impl Calls {
     /// Publishes the events of a transition (`CallEvents`, delivered by fan-out) and records an
     /// ended call (in the background: the log write must not hold up the request that ended it).
     fn apply(&self, fx: Effects) {
-        if !fx.events.is_empty() {
-            self.0.bus.publish(DomainEvent::CallEvents { events: fx.events });
-        }
+        self.publish_events(fx.events);
         if let Some(ended) = fx.ended {
             let writer = self.0.writer.clone();
             tokio::spawn(async move {
@@ -94,6 +93,14 @@ impl Calls {
                     tracing::warn!(error = %e, "recording the end of a call");
                 }
             });
+        }
+    }
+
+    /// Call events for devices wherever they are connected, each encoded once.
+    fn publish_events(&self, events: Vec<(Audience, event::Event)>) {
+        if !events.is_empty() {
+            let frames = events.into_iter().map(|(to, ev)| (to, encode_server(&event_frame(ev)))).collect();
+            self.0.bus.publish(DomainEvent::Frames { frames, droppable: false });
         }
     }
 
@@ -203,8 +210,7 @@ impl Calls {
         }
         let (from, to_session) = self.registry().signal(&s.call_id, auth.user_id, &auth.session_id)?;
         s.from_party_id = from;
-        let events = vec![(Audience::Session(to_session), event::Event::CallSignal(s))];
-        self.0.bus.publish(DomainEvent::CallEvents { events });
+        self.publish_events(vec![(Audience::Session(to_session), event::Event::CallSignal(s))]);
         Ok(())
     }
 
@@ -288,7 +294,8 @@ impl Subscriber for Calls {
             DomainEvent::SessionDetached { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::PresenceChanged { .. }
-            | DomainEvent::CallEvents { .. } => {}
+            | DomainEvent::NodeDown { .. }
+            | DomainEvent::Frames { .. } => {}
         }
     }
 }

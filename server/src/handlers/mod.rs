@@ -286,7 +286,7 @@ async fn authenticated(
         Authenticated::Unreact(r) => conversations::unreact(state, caller, r).await,
         Authenticated::MarkRead(r) => social::mark_read(state, caller, r).await,
         Authenticated::GetReceipts(r) => social::get_receipts(state, caller, r).await,
-        Authenticated::SetTyping(r) => social::set_typing(state, session, caller, r).await,
+        Authenticated::SetTyping(r) => social::set_typing(state, caller, r).await,
         Authenticated::SetPresence(r) => social::set_presence(state, session, caller, r).await,
         Authenticated::GetPrivacy(_) => social::get_privacy(state, caller).await,
         Authenticated::SetPrivacy(r) => social::set_privacy(state, caller, r).await,

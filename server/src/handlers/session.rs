@@ -88,7 +88,7 @@ pub(crate) fn bind_quietly(state: &AppState, session: &Session, caller: Caller) 
 
 /// Publishes that `user`'s presence may have changed (the announcer reads the hub's state).
 pub(crate) fn announce_presence(state: &AppState, user: crate::store::UserId) {
-    state.bus().publish(DomainEvent::PresenceChanged { user, state: state.hub().presence(user) });
+    state.bus().publish(DomainEvent::PresenceChanged { user });
 }
 
 fn attach(state: &AppState, session: &Session, caller: Caller, announce: bool) {
@@ -104,8 +104,8 @@ fn attach(state: &AppState, session: &Session, caller: Caller, announce: bool) {
     let presence = state.hub().attach(&caller.session_id, caller.user_id, session.key, session.outbox.clone());
     let user = caller.user_id;
     state.bus().publish(DomainEvent::SessionAttached { caller, key: session.key });
-    if let Some(state_now) = presence.filter(|_| announce) {
-        state.bus().publish(DomainEvent::PresenceChanged { user, state: state_now });
+    if presence.is_some() && announce {
+        state.bus().publish(DomainEvent::PresenceChanged { user });
     }
 }
 
@@ -127,7 +127,7 @@ fn detach(state: &AppState, session: &Session, announce: bool) {
     let detached = state.hub().detach(&caller.session_id, caller.user_id, session.key);
     let user = caller.user_id;
     state.bus().publish(DomainEvent::SessionDetached { caller, key: session.key, remaining: detached.remaining });
-    if let Some(state_now) = detached.presence.filter(|_| announce) {
-        state.bus().publish(DomainEvent::PresenceChanged { user, state: state_now });
+    if detached.presence.is_some() && announce {
+        state.bus().publish(DomainEvent::PresenceChanged { user });
     }
 }

@@ -35,8 +35,8 @@ pub(crate) async fn set_privacy(state: &AppState, a: &Caller, r: v1::SetPrivacy)
 }
 
 /// §16
-pub(crate) async fn set_typing(state: &AppState, session: &Session, a: &Caller, r: v1::SetTyping) -> Out {
-    state.social().set_typing(a, session.key, r.conversation_id, r.typing).await?;
+pub(crate) async fn set_typing(state: &AppState, a: &Caller, r: v1::SetTyping) -> Out {
+    state.social().set_typing(a, r.conversation_id, r.typing).await?;
     Ok(R::SetTyping(v1::SetTypingResult {}))
 }
 

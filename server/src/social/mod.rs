@@ -16,7 +16,7 @@ use crate::access::id;
 use crate::bus::{Bus, DomainEvent, Subscriber, to_completion};
 use crate::config::RateLimit;
 use crate::error::ServerError;
-use crate::hub::{Hub, Presence};
+use crate::hub::{Audience, Hub, Presence};
 use crate::page::{Slice, page_limit};
 use crate::ratelimit::Limiter;
 use crate::session::Caller;
@@ -96,8 +96,14 @@ impl Social {
         })))
     }
 
-    /// §16: tells the conversation's connected members (not this connection); droppable.
-    pub async fn set_typing(&self, auth: &Caller, device: u64, conv: u64, typing: bool) -> Result<(), ServerError> {
+    /// Tells `to`, wherever they are connected, that `user` started or stopped typing; droppable.
+    fn typing_to(&self, to: Audience, conv: ConvId, user: UserId, typing: bool) {
+        let frames = vec![(to, self.typing_frame(conv, user, typing))];
+        self.0.bus.publish(DomainEvent::Frames { frames, droppable: true });
+    }
+
+    /// §16: tells the conversation's connected members (not this device); droppable.
+    pub async fn set_typing(&self, auth: &Caller, conv: u64, typing: bool) -> Result<(), ServerError> {
         let conv = id("set_typing.conversation_id", conv)?;
         // Membership is checked once, on the member list read below (a non-member, like a missing
         // conversation, is NOT_FOUND).
@@ -127,10 +133,10 @@ impl Social {
                 return Err(ServerError::NotFound("no such conversation".into()));
             }
         };
-        self.0.hub.deliver_droppable(&members, &self.typing_frame(conv, auth.user_id, typing), device);
+        let except = auth.session_id.clone();
+        self.typing_to(Audience::UsersExcept(members.clone(), except.clone()), conv, auth.user_id, typing);
         if let Some(generation) = generation {
             let this = self.clone();
-            let except = device;
             tokio::spawn(async move {
                 tokio::time::sleep(this.0.typing_ttl).await;
                 let expired = {
@@ -143,7 +149,7 @@ impl Social {
                     }
                 };
                 if expired {
-                    this.0.hub.deliver_droppable(&members, &this.typing_frame(conv, key.1, false), except);
+                    this.typing_to(Audience::UsersExcept(members, except), conv, key.1, false);
                 }
             });
         }
@@ -154,8 +160,8 @@ impl Social {
     pub fn set_presence(&self, auth: &Caller, device: u64, state: i32) -> Result<(), ServerError> {
         let state =
             Presence::settable(state).ok_or_else(|| ServerError::invalid("set_presence.state", "ONLINE or AWAY"))?;
-        if let Some(new) = self.0.hub.set_presence(auth.user_id, device, state) {
-            self.0.bus.publish(DomainEvent::PresenceChanged { user: auth.user_id, state: new });
+        if self.0.hub.set_presence(auth.user_id, device, state).is_some() {
+            self.0.bus.publish(DomainEvent::PresenceChanged { user: auth.user_id });
         }
         Ok(())
     }
@@ -319,7 +325,7 @@ impl Social {
         tokio::spawn(async move {
             if let Ok(members) = this.store().members(conv, UserId::default(), 100_000).await {
                 let members: Vec<UserId> = members.into_iter().map(|m| m.user_id).collect();
-                this.0.hub.deliver_droppable(&members, &this.typing_frame(conv, user, false), 0);
+                this.typing_to(Audience::Users(members), conv, user, false);
             }
         });
     }
@@ -334,7 +340,7 @@ impl Subscriber for Social {
     fn handle(&self, event: &DomainEvent) {
         match event {
             // Announced in order per user, with the state and audience of when it is sent.
-            DomainEvent::PresenceChanged { user, .. } => self.0.announcer.changed(*user),
+            DomainEvent::PresenceChanged { user } => self.0.announcer.changed(*user),
             // A blocked user stops seeing the blocker's presence (§18): told offline, no last seen.
             DomainEvent::UserBlocked { blocker, blocked } => self.0.announcer.blocked(*blocker, *blocked),
             DomainEvent::Committed(_) => {
@@ -344,10 +350,12 @@ impl Subscriber for Social {
             }
             // Everyone who saw the user sees them go offline, with no last-seen time.
             DomainEvent::AccountDeleted { user, audience } => self.0.announcer.deleted(*user, audience.clone()),
+            // The node's devices are gone: the cluster link told the hub; announce who changed.
+            DomainEvent::NodeDown { .. } => {}
             DomainEvent::SessionsRevoked { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::SessionDetached { .. }
-            | DomainEvent::CallEvents { .. } => {}
+            | DomainEvent::Frames { .. } => {}
         }
     }
 }

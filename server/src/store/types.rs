@@ -112,6 +112,21 @@ pub enum RevokeReason {
     AccountDeleted = 6,
 }
 
+impl RevokeReason {
+    /// The reason with this wire number.
+    pub fn from_wire(v: i32) -> Option<Self> {
+        Some(match v {
+            1 => Self::LoggedOut,
+            2 => Self::Revoked,
+            3 => Self::PasswordChanged,
+            4 => Self::PasswordReset,
+            5 => Self::RefreshReused,
+            6 => Self::AccountDeleted,
+            _ => return None,
+        })
+    }
+}
+
 /// The result of presenting a refresh token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RotateOutcome {

@@ -138,7 +138,11 @@ impl AcceptBackoff {
 type Body = Full<Bytes>;
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    text_owned(status, body.to_string())
+}
+
+fn text_owned(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
@@ -167,12 +171,18 @@ async fn route(
 }
 
 /// 200 when the store answers within 2 s and the server is not shutting down; 503 otherwise.
+/// A node of a cluster adds a line on its NATS link (`nats: connected …` or `nats:
+/// disconnected …`); a node cut off from NATS still answers 200: it serves its own connections,
+/// and the other nodes' events reach them when the link is back (docs/operations.md).
 async fn healthz(state: &AppState) -> Response<Body> {
     if state.shutdown().is_cancelled() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
     match tokio::time::timeout(Duration::from_secs(2), state.store().ping()).await {
-        Ok(Ok(())) => text(StatusCode::OK, "ok\n"),
+        Ok(Ok(())) => match state.cluster() {
+            Some(c) => text_owned(StatusCode::OK, format!("ok\n{}\n", c.health().1)),
+            None => text(StatusCode::OK, "ok\n"),
+        },
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: store failed");
             text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")

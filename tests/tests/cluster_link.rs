@@ -1,0 +1,151 @@
+//! The cluster link between nodes (docs/architecture.md "Several nodes"): two nodes on one
+//! PostgreSQL and one real nats-server; what one node commits or announces reaches the other's
+//! connections live.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use confab_conformance::call;
+use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::pg::TestDatabase;
+use confab_conformance::util::{group, next_conv_event, next_matching, register, send, unique};
+use confab_protocol::client::{Client, Events};
+use confab_protocol::v1::{self, PresenceState, event};
+use confab_server::config::{DatabaseUrl, NatsUrl};
+
+struct Nats(Child, String);
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nats_binary() -> String {
+    std::env::var("CONFAB_TEST_NATS_SERVER").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/confab/nats-venv/bin/nats-server")
+    })
+}
+
+async fn start_nats() -> anyhow::Result<Nats> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(nats_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server")?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(Nats(child, format!("nats://127.0.0.1:{port}")));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("nats-server did not listen")
+}
+
+struct Two {
+    nodes: Vec<TestServer>,
+    _nats: Nats,
+    _db: TestDatabase,
+    _keys: tempfile::TempDir,
+}
+
+async fn two_nodes() -> anyhow::Result<Two> {
+    let nats = start_nats().await?;
+    let db = TestDatabase::create().await?;
+    let keys = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let (url, nats_url, keys) = (db.url.clone(), nats.1.clone(), keys.path().to_path_buf());
+        nodes.push(
+            TestServer::start_with(StoreKind::Postgres, move |c| {
+                c.database_url = Some(DatabaseUrl::new(url));
+                c.cluster.nats_url = Some(NatsUrl::new(nats_url));
+                c.cluster.node_id = Some(format!("node-{i}"));
+                c.cluster.heartbeat_interval = Duration::from_millis(200);
+                c.cluster.node_timeout = Duration::from_secs(1);
+                c.auth.signing_key_path = Some(keys.join("jwt.pem"));
+                c.auth.secret_path = Some(keys.join("secret.key"));
+            })
+            .await?,
+        );
+    }
+    Ok(Two { nodes, _nats: nats, _db: db, _keys: keys })
+}
+
+async fn user_on(s: &TestServer, prefix: &str) -> anyhow::Result<(Client, Events, u64, String)> {
+    let (client, events) = s.connect(Transport::WebSocket).await?;
+    let name = unique(prefix);
+    let auth = client.register(register(&name)).await?;
+    Ok((client, events, auth.me.context("me")?.user_id, name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_node_commits_reaches_the_other() -> anyhow::Result<()> {
+    let two = two_nodes().await?;
+    let (a, mut ae, _a_id, _) = user_on(&two.nodes[0], "clA").await?;
+    let (b, mut be, b_id, _) = user_on(&two.nodes[1], "clB").await?;
+    let conv = call!(a, CreateConversation, group("across", &[b_id]))?.conversation_id;
+    let _ = next_conv_event(&mut be).await.context("B sees the group created on node 0")?;
+    for i in 0..20 {
+        let (who, id) = if i % 2 == 0 { (&a, "a") } else { (&b, "b") };
+        call!(who, SendMessage, send(conv, &format!("{id}{i}"), "hello"))?;
+    }
+    // Both devices see every entry once, in seq order, whichever node committed it.
+    for events in [&mut ae, &mut be] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 20 {
+            let e = next_conv_event(events).await?;
+            if e.conversation_id == conv && matches!(e.body, Some(v1::conversation_event::Body::MessagePosted(_))) {
+                seqs.push(e.seq);
+            }
+        }
+        ensure!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order, once each: {seqs:?}");
+    }
+    // Typing on node 1 reaches node 0.
+    call!(b, SetTyping, v1::SetTyping { conversation_id: conv, typing: true })?;
+    next_matching(&mut ae, Duration::from_secs(3), |e| match e {
+        event::Event::TypingChanged(t) if t.user_id == b_id && t.typing => Some(()),
+        _ => None,
+    })
+    .await
+    .context("typing across nodes")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_revocation_cross_nodes() -> anyhow::Result<()> {
+    let two = two_nodes().await?;
+    let (a, mut ae, _a_id, _) = user_on(&two.nodes[0], "prA").await?;
+    let (b, mut be, b_id, b_name) = user_on(&two.nodes[1], "prB").await?;
+    call!(a, CreateConversation, group("presence", &[b_id]))?;
+    // B's presence, held on node 1, shows on node 0.
+    call!(b, SetPresence, v1::SetPresence { state: PresenceState::Away as i32 })?;
+    next_matching(&mut ae, Duration::from_secs(3), |e| match e {
+        event::Event::PresenceChanged(p) if p.user_id == b_id && p.state == PresenceState::Away as i32 => Some(()),
+        _ => None,
+    })
+    .await
+    .context("B away, seen from node 0")?;
+    let users = call!(a, GetUsers, v1::GetUsers { user_ids: vec![b_id] })?;
+    ensure!(users.users[0].presence == PresenceState::Away as i32, "profile presence across nodes: {users:?}");
+    // B signs in on node 0 too, and revokes its node-1 session from there: node 1 closes it.
+    let (b0, _b0e) = two.nodes[0].connect(Transport::WebSocket).await?;
+    b0.login(&b_name, confab_conformance::util::PASSWORD, "second").await?;
+    let sessions = call!(b0, ListSessions, v1::ListSessions {})?;
+    let other = sessions.sessions.iter().find(|s| !s.current).context("node-1 session")?;
+    let started = tokio::time::Instant::now();
+    call!(b0, RevokeSession, v1::RevokeSession { session_id: other.session_id.clone() })?;
+    next_matching(&mut be, Duration::from_secs(1), |e| matches!(e, event::Event::SessionRevoked(_)).then_some(()))
+        .await
+        .context("SessionRevoked on node 1 within 1 s")?;
+    tokio::time::timeout(Duration::from_secs(1), async { while be.recv().await.is_some() {} })
+        .await
+        .context("node 1 closes the revoked connection")?;
+    ensure!(started.elapsed() < Duration::from_secs(1), "closed within 1 s: {:?}", started.elapsed());
+    Ok(())
+}
