@@ -37,6 +37,9 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("internal: {0}")]
     Internal(String),
+    /// An error another node of the cluster answered to a request it served for this one.
+    #[error("answered by another node: {0:?}")]
+    Relayed(v1::Error),
 }
 
 impl ServerError {
@@ -61,6 +64,7 @@ impl ServerError {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
             Self::Store(_) | Self::Internal(_) => ErrorCode::Internal,
+            Self::Relayed(e) => ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal),
         }
     }
 
@@ -98,6 +102,7 @@ impl ServerError {
                 tracing::error!(error = %self, "internal error");
                 e.message = "internal server error".into();
             }
+            Self::Relayed(relayed) => return relayed.clone(),
         }
         e
     }

@@ -126,7 +126,9 @@ impl Server {
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
-        let calls = calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone());
+        let node = cluster.as_ref().map(|c| c.node().to_string());
+        let calls =
+            calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone(), node);
         // Subscribers, in the order each event reaches them: live delivery first, then the
         // features that follow from it.
         let fanout = match &cluster {
@@ -145,7 +147,11 @@ impl Server {
             c.start_receiving(metrics.cluster().clone()).await?;
         }
         let services = state::Services { auth, conversations, social, calls };
-        let state = AppState::new(config, store, metrics, hub, bus, services, cluster.map(Arc::new));
+        let cluster = cluster.map(Arc::new);
+        let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
+        if let Some(c) = &cluster {
+            c.serve(handlers::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
+        }
         Ok(Self { state, cert })
     }
 

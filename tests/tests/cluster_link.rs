@@ -149,3 +149,50 @@ async fn presence_and_revocation_cross_nodes() -> anyhow::Result<()> {
     ensure!(started.elapsed() < Duration::from_secs(1), "closed within 1 s: {:?}", started.elapsed());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_call_spans_nodes() -> anyhow::Result<()> {
+    let two = two_nodes().await?;
+    let (a, mut ae, a_id, _) = user_on(&two.nodes[0], "caA").await?;
+    let (b, mut be, b_id, _) = user_on(&two.nodes[1], "caB").await?;
+    let conv = call!(a, CreateConversation, confab_conformance::util::direct(b_id))?.conversation_id;
+    let started = call!(a, StartCall, v1::StartCall { conversation_id: conv, media: v1::CallMedia::Audio as i32 })?;
+    let call_id = started.call_id.clone();
+    let invite = next_matching(&mut be, Duration::from_secs(3), |e| match e {
+        event::Event::CallInvite(i) => Some(i.clone()),
+        _ => None,
+    })
+    .await
+    .context("the invite reaches node 1")?;
+    ensure!(invite.call_id == call_id && invite.caller_id == a_id);
+    // Everything B does goes to node 0, which holds the call.
+    call!(b, RingCall, v1::RingCall { call_id: call_id.clone() })?;
+    next_matching(&mut ae, Duration::from_secs(3), |e| matches!(e, event::Event::CallRinging(_)).then_some(()))
+        .await
+        .context("ringing, told on node 0")?;
+    let accepted = call!(b, AcceptCall, v1::AcceptCall { call_id: call_id.clone() })?;
+    ensure!(accepted.peer_party_id == started.party_id, "{accepted:?}");
+    next_matching(&mut ae, Duration::from_secs(3), |e| matches!(e, event::Event::CallAccepted(_)).then_some(()))
+        .await?;
+    let offer = |sdp: &str| v1::CallSignal {
+        call_id: call_id.clone(),
+        signal: Some(v1::call_signal::Signal::SdpOffer(sdp.into())),
+        ..Default::default()
+    };
+    call!(b, CallSignal, offer("v=0 from b"))?;
+    call!(a, CallSignal, offer("v=0 from a"))?;
+    for (events, from) in [(&mut ae, &accepted.party_id), (&mut be, &started.party_id)] {
+        let got = next_matching(events, Duration::from_secs(3), |e| match e {
+            event::Event::CallSignal(s) => Some(s.from_party_id.clone()),
+            _ => None,
+        })
+        .await?;
+        ensure!(&got == from, "signal from the other party: {got} vs {from}");
+    }
+    // A second accept, from node 1, is the owner's answer: already answered.
+    let again = b.request(v1::client_frame::Request::AcceptCall(v1::AcceptCall { call_id: call_id.clone() })).await;
+    confab_conformance::util::expect_code(again, v1::ErrorCode::FailedPrecondition)?;
+    call!(b, HangupCall, v1::HangupCall { call_id, reason: 0 })?;
+    next_matching(&mut ae, Duration::from_secs(3), |e| matches!(e, event::Event::CallEnded(_)).then_some(())).await?;
+    Ok(())
+}

@@ -36,6 +36,8 @@ struct Inner {
     writer: Writer,
     registry: Mutex<Registry>,
     sfu: sfu::Sfu,
+    /// This node's name in a cluster: the owner part of the call ids it makes.
+    node: Option<String>,
 }
 
 /// The calls service: a cheap-clone handle.
@@ -56,9 +58,26 @@ pub(crate) fn random_id(prefix: &str) -> String {
 }
 
 impl Calls {
-    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>, bus: Arc<dyn Bus>, writer: Writer) -> Self {
+    /// `node` is this node's name in a cluster (`None` alone): ringing calls live on the node
+    /// that started them, and their ids say which (see [`owner`](Self::owner)).
+    pub fn new(
+        config: CallsConfig,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        bus: Arc<dyn Bus>,
+        writer: Writer,
+        node: Option<String>,
+    ) -> Self {
         let sfu = sfu::Sfu::new(config.clone(), store.clone(), hub.clone());
-        Self(Arc::new(Inner { config, store, hub, bus, writer, registry: Mutex::new(Registry::default()), sfu }))
+        let registry = Mutex::new(Registry::default());
+        Self(Arc::new(Inner { config, store, hub, bus, writer, registry, sfu, node }))
+    }
+
+    /// The other node that owns ringing call `call_id`, if not this one. In a cluster a call id is
+    /// `call-HEX.NODE`; the id is opaque to clients (§20.2).
+    pub fn owner<'a>(&self, call_id: &'a str) -> Option<&'a str> {
+        let (_, node) = call_id.rsplit_once('.')?;
+        (Some(node) != self.0.node.as_deref() && crate::config::is_token(node)).then_some(node)
     }
 
     /// The group-call SFU (§20.3).
@@ -134,7 +153,10 @@ impl Calls {
         if callees.is_empty() {
             return Err(ServerError::FailedPrecondition("nobody else to call in this conversation".into()));
         }
-        let call_id = random_id("call-");
+        let call_id = match &self.0.node {
+            Some(node) => format!("{}.{node}", random_id("call-")),
+            None => random_id("call-"),
+        };
         let caller = Party { user: auth.user_id, session: auth.session_id.clone(), party_id: random_id("party-") };
         let party_id = caller.party_id.clone();
         let deadline = now_ms() + self.0.config.ring_timeout.as_millis() as i64;

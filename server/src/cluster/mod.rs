@@ -10,6 +10,7 @@
 mod codec;
 mod publish;
 mod receive;
+pub mod rpc;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +23,7 @@ use crate::config::ClusterConfig;
 use crate::hub::Hub;
 use crate::metrics::ClusterMetrics;
 use publish::Outbound;
+pub use rpc::{Rpc, RpcError, Service};
 
 /// Why the cluster link could not start.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,7 @@ pub struct Cluster {
     peers: Arc<AtomicU64>,
     shutdown: CancellationToken,
     publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    rpc: Rpc,
 }
 
 /// A node's name when none is configured: `node-` and 8 random hex digits.
@@ -191,7 +194,9 @@ impl Cluster {
             client.subscribe(subjects.replay(&node)).await.map_err(|e| ClusterError::Subscribe(e.to_string()))?;
         tokio::spawn(publish::answer_replays(client.clone(), replies, bus.clone(), incarnation, shutdown.clone()));
         tracing::info!(node = %node, nats = ?config.nats_url, "cluster link started");
+        let rpc = Rpc::new(client.clone(), config.subject_prefix.clone(), node.clone());
         Ok(Self {
+            rpc,
             bus,
             client,
             node,
@@ -212,6 +217,19 @@ impl Cluster {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// A handle for calling services on other nodes.
+    pub fn rpc(&self) -> Rpc {
+        self.rpc.clone()
+    }
+
+    /// Serves `service` to the other nodes until shutdown.
+    pub async fn serve(&self, service: &str, handler: Arc<dyn Service>) -> Result<(), ClusterError> {
+        self.rpc
+            .serve(service, handler, self.shutdown.clone())
+            .await
+            .map_err(|e| ClusterError::Subscribe(e.to_string()))
     }
 
     /// Starts handing the other nodes' events to this node's subscribers.

@@ -1,7 +1,8 @@
 //! Calls (docs/protocol.md §20): wire requests to the calls service and back.
 
-use confab_protocol::v1::{self, response::Result as R};
+use confab_protocol::v1::{self, client_frame::Request, response::Result as R};
 
+use super::forward;
 use crate::error::ServerError;
 use crate::session::Caller;
 use crate::state::AppState;
@@ -19,31 +20,51 @@ pub(crate) async fn start(state: &AppState, a: &Caller, r: v1::StartCall) -> Out
     Ok(R::StartCall(state.calls().start(a, r.conversation_id, r.media).await?))
 }
 
+/// The node that owns call `call_id`, when another one does.
+fn owner(state: &AppState, call_id: &str) -> Option<String> {
+    state.calls().owner(call_id).map(str::to_string)
+}
+
 /// §20.2.2
-pub(crate) fn ring(state: &AppState, a: &Caller, r: v1::RingCall) -> Out {
+pub(crate) async fn ring(state: &AppState, a: &Caller, r: v1::RingCall) -> Out {
+    if let Some(node) = owner(state, &r.call_id) {
+        return forward::to_owner(state, &node, a, Request::RingCall(r)).await;
+    }
     state.calls().ring(a, &r.call_id)?;
     Ok(R::RingCall(v1::RingCallResult {}))
 }
 
 /// §20.2.3
-pub(crate) fn accept(state: &AppState, a: &Caller, r: v1::AcceptCall) -> Out {
+pub(crate) async fn accept(state: &AppState, a: &Caller, r: v1::AcceptCall) -> Out {
+    if let Some(node) = owner(state, &r.call_id) {
+        return forward::to_owner(state, &node, a, Request::AcceptCall(r)).await;
+    }
     Ok(R::AcceptCall(state.calls().accept(a, &r.call_id)?))
 }
 
 /// §20.2.4
-pub(crate) fn reject(state: &AppState, a: &Caller, r: v1::RejectCall) -> Out {
+pub(crate) async fn reject(state: &AppState, a: &Caller, r: v1::RejectCall) -> Out {
+    if let Some(node) = owner(state, &r.call_id) {
+        return forward::to_owner(state, &node, a, Request::RejectCall(r)).await;
+    }
     state.calls().reject(a, &r.call_id, r.reason)?;
     Ok(R::RejectCall(v1::RejectCallResult {}))
 }
 
 /// §20.2.5
-pub(crate) fn hangup(state: &AppState, a: &Caller, r: v1::HangupCall) -> Out {
+pub(crate) async fn hangup(state: &AppState, a: &Caller, r: v1::HangupCall) -> Out {
+    if let Some(node) = owner(state, &r.call_id) {
+        return forward::to_owner(state, &node, a, Request::HangupCall(r)).await;
+    }
     state.calls().hangup(a, &r.call_id, r.reason)?;
     Ok(R::HangupCall(v1::HangupCallResult {}))
 }
 
 /// §20.2.6
-pub(crate) fn signal(state: &AppState, a: &Caller, r: v1::CallSignal) -> Out {
+pub(crate) async fn signal(state: &AppState, a: &Caller, r: v1::CallSignal) -> Out {
+    if let Some(node) = owner(state, &r.call_id) {
+        return forward::to_owner(state, &node, a, Request::CallSignal(r)).await;
+    }
     state.calls().signal(a, r)?;
     Ok(R::CallSignal(v1::CallSignalResult {}))
 }

@@ -7,6 +7,7 @@
 pub(crate) mod auth;
 pub(crate) mod calls;
 pub(crate) mod conversations;
+pub(crate) mod forward;
 pub(crate) mod session;
 pub(crate) mod social;
 
@@ -303,11 +304,11 @@ async fn authenticated(
         Authenticated::MarkNotificationsRead(r) => social::mark_notifications_read(state, caller, r).await,
         Authenticated::GetIceServers(_) => calls::get_ice_servers(state, caller),
         Authenticated::StartCall(r) => calls::start(state, caller, r).await,
-        Authenticated::RingCall(r) => calls::ring(state, caller, r),
-        Authenticated::AcceptCall(r) => calls::accept(state, caller, r),
-        Authenticated::RejectCall(r) => calls::reject(state, caller, r),
-        Authenticated::HangupCall(r) => calls::hangup(state, caller, r),
-        Authenticated::CallSignal(r) => calls::signal(state, caller, r),
+        Authenticated::RingCall(r) => calls::ring(state, caller, r).await,
+        Authenticated::AcceptCall(r) => calls::accept(state, caller, r).await,
+        Authenticated::RejectCall(r) => calls::reject(state, caller, r).await,
+        Authenticated::HangupCall(r) => calls::hangup(state, caller, r).await,
+        Authenticated::CallSignal(r) => calls::signal(state, caller, r).await,
         Authenticated::JoinCall(r) => calls::join(state, caller, r).await,
         Authenticated::Publish(r) => calls::publish(state, caller, r).await,
         Authenticated::SubscriberAnswer(r) => calls::subscriber_answer(state, caller, r).await,
