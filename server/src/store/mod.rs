@@ -10,7 +10,7 @@ pub mod conv_write_sql;
 mod postgres;
 mod rows;
 pub mod rules;
-mod shared_sql;
+pub(crate) mod shared_sql;
 mod sql;
 mod sqlite;
 pub mod types;
