@@ -174,3 +174,43 @@ async fn login_attempts_are_counted_across_nodes() -> anyhow::Result<()> {
     s1.stop().await?;
     db.drop_db().await
 }
+
+/// Rows of `rate_buckets` whose key hash is 32 times `byte`.
+async fn rows_of(conn: &mut sqlx::PgConnection, byte: u8) -> anyhow::Result<i64> {
+    let row = sqlx::query("SELECT COUNT(*) FROM rate_buckets WHERE key_hash = $1")
+        .bind(vec![byte; 32])
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+#[tokio::test]
+async fn a_server_sweeps_full_buckets() -> anyhow::Result<()> {
+    let db = TestDatabase::create().await?;
+    let s = TestServer::start_on(&db.url, |_| {}).await?;
+    // One bucket full since 1970 (a node died before sweeping it), one full only in an hour.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    let in_an_hour = (confab_protocol::frames::now_ms() as i64 + 3_600_000) * 1000;
+    sqlx::query("INSERT INTO rate_buckets (kind, key_hash, tat_us) VALUES ('login_ip', $1, 1), ('login_ip', $2, $3)")
+        .bind(vec![1_u8; 32])
+        .bind(vec![2_u8; 32])
+        .bind(in_an_hour)
+        .execute(&mut conn)
+        .await?;
+    // A node sweeps at its first attempt, then once a minute.
+    let (c, _e) = s.connect(T).await?;
+    expect_code(c.login(&unique("nobody"), "guess", "x").await, ErrorCode::Unauthenticated)?;
+    let mut swept = false;
+    for _ in 0..200 {
+        if rows_of(&mut conn, 1).await? == 0 {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::ensure!(swept, "the full bucket is still there after 5 s");
+    anyhow::ensure!(rows_of(&mut conn, 2).await? == 1, "a bucket not yet full was swept");
+    conn.close().await?;
+    s.stop().await?;
+    db.drop_db().await
+}
