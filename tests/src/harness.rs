@@ -1,6 +1,6 @@
 //! `TestServer`: a real server in-process on port 0 (WebSocket and QUIC), with a fresh database
-//! per test on either store. Listeners are bound before the server runs, so tests never sleep
-//! waiting for readiness.
+//! per test on either store, or several servers on one PostgreSQL database (`start_on`).
+//! Listeners are bound before the server runs, so tests never sleep waiting for readiness.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,7 +43,11 @@ pub struct TestServer {
     store: Arc<dyn Store>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), StartError>>>,
+    /// The database this server created (dropped when it stops); `None` on SQLite or on a
+    /// database shared with other servers ([`TestServer::start_on`]).
     db: Option<TestDatabase>,
+    /// The PostgreSQL database the server runs on, its own or shared.
+    database_url: Option<String>,
     /// Receives the one-time codes the server sends (its webhook sender points here).
     pub inbox: Arc<CodeInbox>,
     data_dir: tempfile::TempDir,
@@ -72,6 +76,21 @@ impl TestServer {
 
     /// Starts a server after `tweak` adjusts its configuration.
     pub async fn start_with(store: StoreKind, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::start_inner(store, None, tweak).await
+    }
+
+    /// Starts a server on the PostgreSQL database at `database_url`, which other servers may share
+    /// (like the nodes of a cluster), after `tweak`. The caller owns the database (e.g. a
+    /// [`TestDatabase`]) and drops it after the servers stop; each server has its own data dir.
+    pub async fn start_on(database_url: &str, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::start_inner(StoreKind::Postgres, Some(database_url), tweak).await
+    }
+
+    async fn start_inner(
+        store: StoreKind,
+        shared_database: Option<&str>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         init_logging();
         let data_dir = tempfile::tempdir()?;
         let mut config = Config {
@@ -95,14 +114,13 @@ impl TestServer {
             code_verify_per_ip: open,
             register_per_ip: open,
         };
-        let db = match store {
-            StoreKind::Sqlite => None,
-            StoreKind::Postgres => {
-                let db = TestDatabase::create().await?;
-                config.database_url = Some(confab_server::config::DatabaseUrl::new(db.url.clone()));
-                Some(db)
-            }
+        let db = match (store, shared_database) {
+            (StoreKind::Sqlite, _) => None,
+            (StoreKind::Postgres, Some(_)) => None,
+            (StoreKind::Postgres, None) => Some(TestDatabase::create().await?),
         };
+        let database_url = shared_database.map(str::to_string).or_else(|| db.as_ref().map(|d| d.url.clone()));
+        config.database_url = database_url.clone().map(confab_server::config::DatabaseUrl::new);
         tweak(&mut config);
         let listeners = Listeners::bind(&config).await?;
         let ws_addr = listeners.ws_addr()?;
@@ -123,6 +141,7 @@ impl TestServer {
             shutdown: Some(tx),
             handle: Some(handle),
             db,
+            database_url,
             inbox,
             data_dir,
         })
@@ -132,9 +151,9 @@ impl TestServer {
     /// that must make the database itself refuse something (e.g. a trigger), whatever the store.
     pub async fn execute_sql(&self, sql: &'static str) -> anyhow::Result<()> {
         use sqlx::Connection as _;
-        match &self.db {
-            Some(db) => {
-                let mut c = sqlx::PgConnection::connect(&db.url).await?;
+        match &self.database_url {
+            Some(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await?;
                 sqlx::raw_sql(sql).execute(&mut c).await?;
             }
             None => {

@@ -8,7 +8,7 @@ impl AuthService {
     pub async fn change_password(&self, auth: &Caller, current: &str, new: &str) -> Result<u32, ServerError> {
         validate::password("change_password.new_password", new)?;
         let account_key = format!("user:{}", auth.user_id);
-        limited(self.0.limits.login_account.take(&account_key))?;
+        self.0.limits.take(Limit::LoginAccount, &account_key).await?;
         let creds = self
             .store()
             .credentials(auth.user_id)
@@ -17,7 +17,7 @@ impl AuthService {
         if !self.0.passwords.verify(current, creds.password_hash.as_deref()).await? {
             return Err(ServerError::PermissionDenied("the current password is wrong".into()));
         }
-        self.0.limits.login_account.refund(&account_key);
+        self.0.limits.refund(Limit::LoginAccount, &account_key).await;
         let hash = self.0.passwords.hash(new).await?;
         let (this, auth) = (self.clone(), auth.clone());
         to_completion(async move {
@@ -42,8 +42,8 @@ impl AuthService {
         if identifier.is_empty() || identifier.len() > 254 {
             return Err(ServerError::invalid("request_password_reset.identifier", "a username, email or phone number"));
         }
-        limited(self.0.limits.code_request_ip.take(&conn.peer.ip().to_string()))?;
-        limited(self.0.limits.code_request_destination.take(&format!("reset:{}", identifier.to_lowercase())))?;
+        self.0.limits.take(Limit::CodeRequestIp, &conn.peer.ip().to_string()).await?;
+        self.0.limits.take(Limit::CodeRequestDestination, &format!("reset:{}", identifier.to_lowercase())).await?;
         if let Some(user) = self.find_account(identifier).await? {
             let destination = format!("user:{}", user.id);
             let target = match (&user.email, &user.phone) {
@@ -75,7 +75,7 @@ impl AuthService {
         new: &str,
     ) -> Result<(), ServerError> {
         validate::reset_password(code, new)?;
-        limited(self.0.limits.code_verify_ip.take(&conn.peer.ip().to_string()))?;
+        self.0.limits.take(Limit::CodeVerifyIp, &conn.peer.ip().to_string()).await?;
         let Some(user) = self.find_account(identifier).await? else { return Err(bad_code()) };
         let destination = format!("user:{}", user.id);
         let hash = self.0.codes.hash(CodeKind::PasswordReset, &destination, code);
@@ -136,7 +136,7 @@ impl AuthService {
             .ok_or_else(|| ServerError::Unauthenticated("account gone".into()))?;
         if creds.password_hash.is_some() {
             let account_key = format!("user:{}", auth.user_id);
-            limited(self.0.limits.login_account.take(&account_key))?;
+            self.0.limits.take(Limit::LoginAccount, &account_key).await?;
             if !self.0.passwords.verify(password, creds.password_hash.as_deref()).await? {
                 return Err(ServerError::PermissionDenied("the password is wrong".into()));
             }

@@ -48,14 +48,23 @@ impl CodeHasher {
     }
 }
 
+/// The 32-byte secret at `path` (hex), or `None` when there is no file.
+pub fn read_secret(path: &Path) -> Result<Option<[u8; 32]>, AuthError> {
+    let err = |e: &dyn std::fmt::Display| AuthError::Setup(format!("{}: {e}", path.display()));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+    let bytes = hex::decode(text.trim()).map_err(|e| err(&e))?;
+    bytes.try_into().map(Some).map_err(|_| err(&"expected 32 bytes of hex"))
+}
+
 /// The 32-byte secret at `path` (hex), generated (mode 0600) when missing.
 pub fn load_or_generate_secret(path: &Path) -> Result<[u8; 32], AuthError> {
-    let err = |e: &dyn std::fmt::Display| AuthError::Setup(format!("{}: {e}", path.display()));
-    if path.exists() {
-        let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
-        let bytes = hex::decode(text.trim()).map_err(|e| err(&e))?;
-        return bytes.try_into().map_err(|_| err(&"expected 32 bytes of hex"));
+    if let Some(key) = read_secret(path)? {
+        return Ok(key);
     }
+    let err = |e: &dyn std::fmt::Display| AuthError::Setup(format!("{}: {e}", path.display()));
     let key = super::random_bytes::<32>()?;
     crate::tls::write_private(path, hex::encode(key).as_bytes()).map_err(|e| err(&e))?;
     Ok(key)

@@ -4,18 +4,18 @@
 
 mod account;
 pub mod codes;
+pub mod keys;
+pub mod limits;
 pub mod password;
 pub mod sender;
 pub mod tokens;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::bus::{Bus, DomainEvent, to_completion};
 use crate::config::{AuthConfig, CodeSenderKind};
 use crate::error::ServerError;
-use crate::ratelimit::Limiter;
 use crate::session::{Caller, Session};
 use crate::store::{
     CodeCheck, CodeKind, NewCode, NewSession, NewUser, ProfileUpdate, RevokeReason, RotateOutcome, SessionRecord,
@@ -23,6 +23,7 @@ use crate::store::{
 };
 use crate::writer::Writer;
 use codes::CodeHasher;
+use limits::{Limit, Limits};
 use password::Passwords;
 use sender::{CodeMessage, Delivery};
 use tokens::Tokens;
@@ -67,16 +68,6 @@ pub struct Issued {
 }
 
 #[derive(Debug)]
-struct Limits {
-    login_account: Limiter,
-    login_ip: Limiter,
-    code_request_destination: Limiter,
-    code_request_ip: Limiter,
-    code_verify_ip: Limiter,
-    register_ip: Limiter,
-}
-
-#[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
@@ -98,10 +89,6 @@ fn now_ms() -> u64 {
     confab_protocol::frames::now_ms()
 }
 
-fn limited(r: Result<(), Duration>) -> Result<(), ServerError> {
-    r.map_err(ServerError::RateLimited)
-}
-
 /// The one answer to every failed sign-in, whatever failed.
 fn bad_credentials() -> ServerError {
     ServerError::Unauthenticated("wrong username, email or password".into())
@@ -119,7 +106,8 @@ fn conflict(e: StoreError) -> ServerError {
 }
 
 impl AuthService {
-    /// Loads (or generates) the signing key and code secret, and starts code delivery.
+    /// Loads (or generates) the signing key and code secret ([`keys::load`]: configured paths,
+    /// else the database on PostgreSQL, else the data dir), and starts code delivery.
     pub async fn new(
         cfg: &AuthConfig,
         data_dir: &std::path::Path,
@@ -127,11 +115,10 @@ impl AuthService {
         bus: Arc<dyn Bus>,
         writer: Writer,
     ) -> Result<Self, AuthError> {
-        let key_path = cfg.signing_key_path.clone().unwrap_or_else(|| data_dir.join("jwt-ed25519.pem"));
-        let key = tokens::load_or_generate_key(&key_path)?;
-        let tokens = Tokens::new(&key, &cfg.issuer, &cfg.audience, cfg.access_token_ttl, cfg.leeway)?;
-        let secret_path = cfg.secret_path.clone().unwrap_or_else(|| data_dir.join("auth-secret.key"));
-        let codes = CodeHasher::new(codes::load_or_generate_secret(&secret_path)?);
+        let keys = keys::load(cfg, data_dir, store.as_ref()).await?;
+        let tokens = Tokens::new(&keys.signing_pem, &cfg.issuer, &cfg.audience, cfg.access_token_ttl, cfg.leeway)?;
+        let codes = CodeHasher::new(keys.code_secret);
+        let limits = Limits::new(store.clone(), &cfg.rate_limits, &keys.code_secret);
         let sender: Arc<dyn sender::Sender> = match cfg.code_sender {
             CodeSenderKind::Log => {
                 tracing::warn!("one-time codes go to the server log (code_sender = \"log\"): for development only");
@@ -143,15 +130,6 @@ impl AuthService {
                 let secret = cfg.webhook_secret.as_ref().map(|s| s.expose().to_string());
                 Arc::new(sender::WebhookSender::new(url, secret).map_err(|e| AuthError::Setup(e.to_string()))?)
             }
-        };
-        let r = &cfg.rate_limits;
-        let limits = Limits {
-            login_account: Limiter::new(r.login_per_account),
-            login_ip: Limiter::new(r.login_per_ip),
-            code_request_destination: Limiter::new(r.code_request_per_destination),
-            code_request_ip: Limiter::new(r.code_request_per_ip),
-            code_verify_ip: Limiter::new(r.code_verify_per_ip),
-            register_ip: Limiter::new(r.register_per_ip),
         };
         Ok(Self(Arc::new(Inner {
             store,
@@ -228,7 +206,7 @@ impl AuthService {
     ) -> Result<Issued, ServerError> {
         let (username_key, email_key) =
             validate::register(username, password, display_name, email, phone, device_name)?;
-        limited(self.0.limits.register_ip.take(&conn.peer.ip().to_string()))?;
+        self.0.limits.take(Limit::RegisterIp, &conn.peer.ip().to_string()).await?;
         let hash = self.0.passwords.hash(password).await?;
         let user = self
             .store()
@@ -258,15 +236,15 @@ impl AuthService {
         validate::login(identifier, password, device_name)?;
         let account_key = format!("acct:{}", identifier.to_lowercase());
         let ip_key = conn.peer.ip().to_string();
-        limited(self.0.limits.login_ip.take(&ip_key))?;
-        limited(self.0.limits.login_account.take(&account_key))?;
+        self.0.limits.take(Limit::LoginIp, &ip_key).await?;
+        self.0.limits.take(Limit::LoginAccount, &account_key).await?;
         let creds = self.store().credentials_by_login(&identifier.to_lowercase()).await?;
         let hash = creds.as_ref().and_then(|c| c.password_hash.as_deref());
         let ok = self.0.passwords.verify(password, hash).await?;
         match creds {
             Some(c) if ok => {
                 // A success does not count against the account's budget.
-                self.0.limits.login_account.refund(&account_key);
+                self.0.limits.refund(Limit::LoginAccount, &account_key).await;
                 self.open_session(conn, c.user, device_name, false).await
             }
             _ => Err(bad_credentials()),
@@ -276,8 +254,8 @@ impl AuthService {
     /// §11.4 RequestCode: the same answer whether or not the number has an account.
     pub async fn request_code(&self, conn: &Session, phone: &str) -> Result<(u64, u32), ServerError> {
         validate::phone("request_code.phone", phone)?;
-        limited(self.0.limits.code_request_ip.take(&conn.peer.ip().to_string()))?;
-        limited(self.0.limits.code_request_destination.take(&format!("phone:{phone}")))?;
+        self.0.limits.take(Limit::CodeRequestIp, &conn.peer.ip().to_string()).await?;
+        self.0.limits.take(Limit::CodeRequestDestination, &format!("phone:{phone}")).await?;
         let user_id = self.store().user_by_phone(phone).await?.map(|u| u.id);
         self.send_code(CodeKind::SignIn, phone, user_id, "sign_in", "sms", phone).await
     }
@@ -318,7 +296,7 @@ impl AuthService {
         username: Option<&str>,
     ) -> Result<Issued, ServerError> {
         let username_key = validate::verify_code(phone, code, device_name, username)?;
-        limited(self.0.limits.code_verify_ip.take(&conn.peer.ip().to_string()))?;
+        self.0.limits.take(Limit::CodeVerifyIp, &conn.peer.ip().to_string()).await?;
         let hash = self.0.codes.hash(CodeKind::SignIn, phone, code);
         let check = self
             .store()

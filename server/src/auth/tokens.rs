@@ -51,13 +51,26 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// A new Ed25519 private key, in PKCS#8 PEM.
+pub fn generate_key() -> Result<String, AuthError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| AuthError::Setup(e.to_string()))?;
+    Ok(key.serialize_pem())
+}
+
+/// The Ed25519 private key (PKCS#8 PEM) at `path`, or `None` when there is no file.
+pub fn read_key(path: &Path) -> Result<Option<String>, AuthError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    std::fs::read_to_string(path).map(Some).map_err(|e| AuthError::Setup(format!("{}: {e}", path.display())))
+}
+
 /// The Ed25519 private key (PKCS#8 PEM) at `path`, generated (mode 0600) when missing.
 pub fn load_or_generate_key(path: &Path) -> Result<String, AuthError> {
-    if path.exists() {
-        return std::fs::read_to_string(path).map_err(|e| AuthError::Setup(format!("{}: {e}", path.display())));
+    if let Some(pem) = read_key(path)? {
+        return Ok(pem);
     }
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| AuthError::Setup(e.to_string()))?;
-    let pem = key.serialize_pem();
+    let pem = generate_key()?;
     crate::tls::write_private(path, pem.as_bytes()).map_err(|e| AuthError::Setup(e.to_string()))?;
     tracing::info!(path = %path.display(), "generated the access token signing key");
     Ok(pem)

@@ -96,10 +96,12 @@ pub struct ConfigArgs {
     /// Abort database statements running longer than this [default: 5s].
     #[arg(long, env = "CONFAB_STORE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub store_statement_timeout: Option<Duration>,
-    /// Ed25519 PKCS#8 PEM key signing access tokens [default: generated into the data dir].
+    /// Ed25519 PKCS#8 PEM key signing access tokens [default: generated into the database with
+    /// PostgreSQL (shared by every node), into the data dir with SQLite].
     #[arg(long, env = "CONFAB_AUTH_SIGNING_KEY", value_name = "FILE")]
     pub auth_signing_key: Option<PathBuf>,
-    /// Secret keying one-time code hashes [default: generated into the data dir].
+    /// Secret keying one-time code hashes [default: generated into the database with PostgreSQL
+    /// (shared by every node), into the data dir with SQLite].
     #[arg(long, env = "CONFAB_AUTH_SECRET", value_name = "FILE")]
     pub auth_secret: Option<PathBuf>,
     /// Token issuer (iss) [default: confab].

@@ -149,9 +149,10 @@ impl Default for StoreConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// PEM (PKCS#8) Ed25519 key signing access tokens; default: generated into the data dir.
+    /// PEM (PKCS#8) Ed25519 key signing access tokens; default: generated into the database
+    /// (`server_secrets`) with PostgreSQL, so every node shares it, into the data dir with SQLite.
     pub signing_key_path: Option<PathBuf>,
-    /// File with the secret keying one-time code hashes; default: generated into the data dir.
+    /// File with the secret keying one-time code hashes; default: like `signing_key_path`.
     pub secret_path: Option<PathBuf>,
     pub issuer: String,
     pub audience: String,

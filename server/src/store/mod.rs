@@ -10,6 +10,7 @@ pub mod conv_write_sql;
 mod postgres;
 mod rows;
 pub mod rules;
+pub(crate) mod shared_sql;
 mod sql;
 mod sqlite;
 pub mod types;
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::ratelimit::Gcra;
 pub use conv_types::*;
 pub use types::*;
 
@@ -136,9 +138,35 @@ pub trait ConvStore: Send + Sync {
     async fn acked(&self, session: &str, conv: ConvId) -> Result<i64, StoreError>;
 }
 
+/// State every node on one database must see the same: the account rate-limit buckets and the
+/// deployment's key material (migration 0009).
+#[async_trait::async_trait]
+pub trait SharedStateStore: Send + Sync {
+    /// Takes one token from `bucket`, whose arithmetic is `gcra`, at `now_us` (Unix µs), in one
+    /// atomic statement: concurrent takers, on this node or any other, never share the last token.
+    /// `Ok(Err(wait))` when the bucket is empty: `wait` is how long until its next token (at least
+    /// 1 ms).
+    async fn take_rate_token(
+        &self,
+        bucket: &RateBucket,
+        gcra: Gcra,
+        now_us: i64,
+    ) -> Result<Result<(), std::time::Duration>, StoreError>;
+    /// Gives one token back to `bucket` (never beyond full; nothing when it has no row).
+    async fn refund_rate_token(&self, bucket: &RateBucket, gcra: Gcra) -> Result<(), StoreError>;
+    /// Deletes the buckets that are full at `now_us` (Unix µs): they carry no information.
+    /// Returns how many rows went.
+    async fn sweep_rate_buckets(&self, now_us: i64) -> Result<u64, StoreError>;
+    /// The server secret stored under `name`, if any.
+    async fn server_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `name` unless a value is there already, and returns the stored one:
+    /// of nodes racing to initialise a secret, the first insert wins and all read the winner.
+    async fn init_server_secret(&self, name: &str, value: &[u8], now_ms: i64) -> Result<Vec<u8>, StoreError>;
+}
+
 /// The storage interface every service uses.
 #[async_trait::async_trait]
-pub trait Store: ConvStore + Send + Sync + std::fmt::Debug {
+pub trait Store: ConvStore + SharedStateStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

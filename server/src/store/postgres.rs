@@ -50,4 +50,5 @@ impl HasDb for PgStore {
 impl_store!(PgStore, Backend::Postgres);
 
 super::conv_sql::impl_conv_store!(PgStore);
+super::shared_sql::impl_shared_state!(PgStore);
 super::conv_write_sql::impl_conv_writes!(PgStore);

@@ -644,12 +644,23 @@ pub(super) trait SqlBackend: sqlx::Database {
     /// The statement a write transaction begins with: SQLite takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so two writers never deadlock on upgrading a read lock.
     const BEGIN: &'static str;
+
+    /// How many rows a statement changed (sqlx has no trait for it).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
 }
 
 impl SqlBackend for sqlx::Sqlite {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 impl SqlBackend for sqlx::Postgres {
     const BEGIN: &'static str = "BEGIN";
+
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
 }

@@ -52,4 +52,5 @@ impl HasDb for SqliteStore {
 impl_store!(SqliteStore, Backend::Sqlite);
 
 super::conv_sql::impl_conv_store!(SqliteStore);
+super::shared_sql::impl_shared_state!(SqliteStore);
 super::conv_write_sql::impl_conv_writes!(SqliteStore);

@@ -166,3 +166,14 @@ pub enum CodeCheck {
     /// No live code: none sent, expired, consumed, or out of tries.
     Invalid,
 }
+
+/// One shared rate-limit bucket (table `rate_buckets`): which limit, and the key it counts for,
+/// hashed by the caller (keys hold IP addresses, account names and phone numbers, which the table
+/// must not).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateBucket {
+    /// The limit's name, e.g. `"login_ip"` (at most 32 bytes).
+    pub kind: &'static str,
+    /// A keyed hash of the key (32 bytes of HMAC-SHA256 in the accounts service).
+    pub key_hash: Vec<u8>,
+}
