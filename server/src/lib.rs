@@ -126,9 +126,13 @@ impl Server {
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
-        let node = cluster.as_ref().map(|c| c.node().to_string());
+        let role = cluster.as_ref().map(|c| calls::sfu::ClusterRole {
+            rpc: c.rpc(),
+            lease_ttl: config.cluster.node_timeout,
+            renew_every: config.cluster.heartbeat_interval,
+        });
         let calls =
-            calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone(), node);
+            calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone(), role);
         // Subscribers, in the order each event reaches them: live delivery first, then the
         // features that follow from it.
         let fanout = match &cluster {
@@ -150,7 +154,7 @@ impl Server {
         let cluster = cluster.map(Arc::new);
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
-            c.serve(handlers::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
+            c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
         }
         Ok(Self { state, cert })
     }

@@ -55,12 +55,16 @@ struct Two {
 }
 
 async fn two_nodes() -> anyhow::Result<Two> {
+    nodes_with(|_, _| {}).await
+}
+
+async fn nodes_with(tweak: impl Fn(usize, &mut confab_server::Config) + Clone + Send + 'static) -> anyhow::Result<Two> {
     let nats = start_nats().await?;
     let db = TestDatabase::create().await?;
     let keys = tempfile::tempdir()?;
     let mut nodes = Vec::new();
     for i in 0..2 {
-        let (url, nats_url, keys) = (db.url.clone(), nats.1.clone(), keys.path().to_path_buf());
+        let (url, nats_url, keys, tweak) = (db.url.clone(), nats.1.clone(), keys.path().to_path_buf(), tweak.clone());
         nodes.push(
             TestServer::start_with(StoreKind::Postgres, move |c| {
                 c.database_url = Some(DatabaseUrl::new(url));
@@ -70,6 +74,7 @@ async fn two_nodes() -> anyhow::Result<Two> {
                 c.cluster.node_timeout = Duration::from_secs(1);
                 c.auth.signing_key_path = Some(keys.join("jwt.pem"));
                 c.auth.secret_path = Some(keys.join("secret.key"));
+                tweak(i, c);
             })
             .await?,
         );
@@ -194,5 +199,52 @@ async fn a_ringing_call_spans_nodes() -> anyhow::Result<()> {
     confab_conformance::util::expect_code(again, v1::ErrorCode::FailedPrecondition)?;
     call!(b, HangupCall, v1::HangupCall { call_id, reason: 0 })?;
     next_matching(&mut ae, Duration::from_secs(3), |e| matches!(e, event::Event::CallEnded(_)).then_some(())).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_call_spans_nodes_and_survives_its_node() -> anyhow::Result<()> {
+    use confab_conformance::webrtc_peer::GroupPeer;
+    let mut two = nodes_with(|i, c| {
+        c.calls.udp_port_min = 51500 + 200 * i as u16;
+        c.calls.udp_port_max = 51699 + 200 * i as u16;
+    })
+    .await?;
+    let (a, ae, a_id, _) = user_on(&two.nodes[0], "gcA").await?;
+    let (b, be, b_id, _) = user_on(&two.nodes[1], "gcB").await?;
+    let (c, mut ce, c_id, _) = user_on(&two.nodes[1], "gcC").await?;
+    let conv = call!(a, CreateConversation, group("sfu across", &[b_id, c_id]))?.conversation_id;
+    let _ = a_id;
+    // A's JoinCall makes node 0 the room's holder; B's, on node 1, is forwarded there.
+    let (pa, _) = GroupPeer::join(a, ae, conv, 1).await?;
+    let (pb, joined) = GroupPeer::join(b, be, conv, 2).await?;
+    ensure!(joined.participants.iter().any(|p| p.participant_id == pa.participant_id), "{joined:?}");
+    pa.publish().await?;
+    pb.publish().await?;
+    let both = |got: &std::collections::HashMap<String, confab_conformance::webrtc_peer::Received>,
+                from: &GroupPeer| {
+        got.values().filter(|r| r.stream_id == from.participant_id && r.packets >= 25).count() == 2
+    };
+    pb.wait_received(Duration::from_secs(15), "A's media at B (node 1)", |g| both(g, &pa)).await?;
+    pa.wait_received(Duration::from_secs(15), "B's media at A (node 0)", |g| both(g, &pb)).await?;
+    // Node 0 stops: the call's participants (and members) on node 1 are told it ended...
+    let node0 = two.nodes.remove(0);
+    node0.stop().await?;
+    pb.next_event(Duration::from_secs(10), |e| match e {
+        event::Event::GroupCallState(g) if g.conversation_id == conv && g.participants == 0 => Some(()),
+        _ => None,
+    })
+    .await
+    .context("B told the call ended")?;
+    next_matching(&mut ce, Duration::from_secs(10), |e| match e {
+        event::Event::GroupCallState(g) if g.conversation_id == conv && g.participants == 0 => Some(()),
+        _ => None,
+    })
+    .await
+    .context("C told the call ended")?;
+    // ...and the next JoinCall starts the room on node 1.
+    let (pc, joined) = GroupPeer::join(c, ce, conv, 3).await?;
+    ensure!(joined.participants.is_empty(), "a fresh room: {joined:?}");
+    pc.close().await;
     Ok(())
 }

@@ -58,17 +58,19 @@ pub(crate) fn random_id(prefix: &str) -> String {
 }
 
 impl Calls {
-    /// `node` is this node's name in a cluster (`None` alone): ringing calls live on the node
-    /// that started them, and their ids say which (see [`owner`](Self::owner)).
+    /// `role` is this node's place in a cluster (`None` alone): ringing calls live on the node
+    /// that started them, and their ids say which (see [`owner`](Self::owner)); group-call rooms
+    /// on the node holding their lease.
     pub fn new(
         config: CallsConfig,
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         bus: Arc<dyn Bus>,
         writer: Writer,
-        node: Option<String>,
+        role: Option<sfu::ClusterRole>,
     ) -> Self {
-        let sfu = sfu::Sfu::new(config.clone(), store.clone(), hub.clone());
+        let node = role.as_ref().map(|r| r.rpc.node().to_string());
+        let sfu = sfu::Sfu::new(config.clone(), store.clone(), bus.clone(), role);
         let registry = Mutex::new(Registry::default());
         Self(Arc::new(Inner { config, store, hub, bus, writer, registry, sfu, node }))
     }
@@ -316,8 +318,9 @@ impl Subscriber for Calls {
             DomainEvent::SessionDetached { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::PresenceChanged { .. }
-            | DomainEvent::NodeDown { .. }
             | DomainEvent::Frames { .. } => {}
+            // Its rooms end; calls it held are gone with it (their devices' rings time out).
+            DomainEvent::NodeDown { node } => self.0.sfu.node_down(node),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `node_timeout` is down (its devices go offline, `DomainEvent::NodeDown`).
 
 mod codec;
+pub mod forward;
 mod publish;
 mod receive;
 pub mod rpc;

@@ -69,36 +69,74 @@ pub(crate) async fn signal(state: &AppState, a: &Caller, r: v1::CallSignal) -> O
     Ok(R::CallSignal(v1::CallSignalResult {}))
 }
 
-/// §20.3.2
+/// §20.3.2: on the node holding the room (forwarded there when another node holds it; taken
+/// over when that node does not answer).
 pub(crate) async fn join(state: &AppState, a: &Caller, r: v1::JoinCall) -> Out {
-    Ok(R::JoinCall(state.calls().sfu().join(a, r.conversation_id).await?))
+    let sfu = state.calls().sfu();
+    let mut holder = sfu.holder(a, r.conversation_id).await?;
+    for _ in 0..2 {
+        let Some(node) = holder else { break };
+        match forward::to_owner(state, &node, a, Request::JoinCall(r)).await {
+            Ok(result) => {
+                sfu.routed(a, r.conversation_id, &node);
+                return Ok(result);
+            }
+            Err(ServerError::Unavailable(_)) => holder = sfu.take_over(r.conversation_id, &node).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    if holder.is_some() {
+        return Err(ServerError::Unavailable("the group call is moving between servers; retry".into()));
+    }
+    Ok(R::JoinCall(sfu.join(a, r.conversation_id).await?))
+}
+
+/// The node holding the room `a`'s device joined through this node, when it is another one.
+fn room_elsewhere(state: &AppState, a: &Caller, conv: u64) -> Option<String> {
+    state.calls().sfu().route(&a.session_id, conv)
 }
 
 /// §20.3.3
 pub(crate) async fn publish(state: &AppState, a: &Caller, r: v1::Publish) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        return forward::to_owner(state, &node, a, Request::Publish(r)).await;
+    }
     Ok(R::Publish(state.calls().sfu().publish(a, r).await?))
 }
 
 /// §20.3.4
 pub(crate) async fn subscriber_answer(state: &AppState, a: &Caller, r: v1::SubscriberAnswer) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        return forward::to_owner(state, &node, a, Request::SubscriberAnswer(r)).await;
+    }
     state.calls().sfu().subscriber_answer(a, r).await?;
     Ok(R::SubscriberAnswer(v1::SubscriberAnswerResult {}))
 }
 
 /// §20.3.5
 pub(crate) async fn trickle(state: &AppState, a: &Caller, r: v1::Trickle) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        return forward::to_owner(state, &node, a, Request::Trickle(r)).await;
+    }
     state.calls().sfu().trickle(a, r).await?;
     Ok(R::Trickle(v1::TrickleResult {}))
 }
 
 /// §20.3.6
 pub(crate) async fn set_mute(state: &AppState, a: &Caller, r: v1::SetMute) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        return forward::to_owner(state, &node, a, Request::SetMute(r)).await;
+    }
     state.calls().sfu().set_mute(a, r).await?;
     Ok(R::SetMute(v1::SetMuteResult {}))
 }
 
 /// §20.3.7
 pub(crate) async fn leave(state: &AppState, a: &Caller, r: v1::LeaveCall) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        state.calls().sfu().unroute(&a.session_id);
+        return forward::to_owner(state, &node, a, Request::LeaveCall(r)).await;
+    }
     state.calls().sfu().leave(a, r.conversation_id).await?;
     Ok(R::LeaveCall(v1::LeaveCallResult {}))
 }

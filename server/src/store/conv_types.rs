@@ -473,3 +473,12 @@ pub enum OpError {
     FailedPrecondition(&'static str),
     Invalid(&'static str, &'static str),
 }
+
+/// Which node holds a conversation's group-call room, until when, under which fencing token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomLease {
+    pub conversation: ConvId,
+    pub node: String,
+    pub fencing: i64,
+    pub expires_at_ms: i64,
+}

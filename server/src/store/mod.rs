@@ -8,6 +8,7 @@ pub mod conv_tx_sql;
 pub mod conv_types;
 pub mod conv_write_sql;
 mod postgres;
+pub(crate) mod rooms_sql;
 mod rows;
 pub mod rules;
 pub(crate) mod shared_sql;
@@ -164,9 +165,43 @@ pub trait SharedStateStore: Send + Sync {
     async fn init_server_secret(&self, name: &str, value: &[u8], now_ms: i64) -> Result<Vec<u8>, StoreError>;
 }
 
+/// Which node holds each conversation's group-call room in a cluster (§20.3; migration 0010).
+/// A lease runs until `expires_at_ms` and is renewed by its holder; `fencing` grows whenever
+/// another node takes a room over, so a holder that lost its lease can neither renew nor release it.
+#[async_trait::async_trait]
+pub trait RoomLeaseStore: Send + Sync {
+    /// The lease of `conv`'s room, if any (expired ones included).
+    async fn room_lease(&self, conv: ConvId) -> Result<Option<RoomLease>, StoreError>;
+    /// Takes `conv`'s room for `node` until `now_ms + ttl_ms` when nobody holds it, its lease
+    /// expired, `node` holds it already (renewed, same fencing), or it is still fenced
+    /// `take_over` (the holder stopped answering: taken over, fencing + 1). Returns the holder
+    /// after the attempt: `node` when it won, the other holder when not.
+    async fn claim_room(
+        &self,
+        conv: ConvId,
+        node: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+        take_over: Option<i64>,
+    ) -> Result<RoomLease, StoreError>;
+    /// Extends the leases `node` holds with these fencing tokens; returns the rooms extended (a
+    /// room missing from it was taken over).
+    async fn renew_rooms(
+        &self,
+        node: &str,
+        held: &[(ConvId, i64)],
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<ConvId>, StoreError>;
+    /// Ends `node`'s lease of `conv` if it still holds it with `fencing`.
+    async fn release_room(&self, conv: ConvId, node: &str, fencing: i64) -> Result<(), StoreError>;
+    /// Ends every lease of `node` (it stopped) and returns them; each to exactly one caller.
+    async fn drop_node_rooms(&self, node: &str) -> Result<Vec<RoomLease>, StoreError>;
+}
+
 /// The storage interface every service uses.
 #[async_trait::async_trait]
-pub trait Store: ConvStore + SharedStateStore + Send + Sync + std::fmt::Debug {
+pub trait Store: ConvStore + SharedStateStore + RoomLeaseStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -51,4 +51,5 @@ impl_store!(PgStore, Backend::Postgres);
 
 super::conv_sql::impl_conv_store!(PgStore);
 super::shared_sql::impl_shared_state!(PgStore);
+super::rooms_sql::impl_room_leases!(PgStore);
 super::conv_write_sql::impl_conv_writes!(PgStore);

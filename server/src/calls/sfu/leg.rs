@@ -15,8 +15,8 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
+use super::Devices;
 use super::engine::Engine;
-use crate::hub::Hub;
 
 /// Client candidates kept while the connection has no remote description.
 const MAX_QUEUED_CANDIDATES: usize = 64;
@@ -24,7 +24,7 @@ const MAX_QUEUED_CANDIDATES: usize = 64;
 pub(super) type OnTrack = Box<dyn Fn(Arc<dyn TrackRemote>) + Send + Sync>;
 
 struct Handler {
-    hub: Arc<Hub>,
+    devices: Devices,
     session: String,
     conversation_id: u64,
     role: PeerRole,
@@ -40,7 +40,7 @@ impl Handler {
             candidate: Some(candidate),
         };
         let frame: Bytes = encode_server(&event_frame(event::Event::ServerTrickle(ev)));
-        self.hub.deliver_session(&self.session, &frame);
+        self.devices.session(&self.session, frame);
     }
 }
 
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Leg {
 
 /// Who a leg belongs to.
 pub(super) struct LegOwner<'a> {
-    pub hub: &'a Arc<Hub>,
+    pub devices: &'a Devices,
     pub session: &'a str,
     pub conversation_id: u64,
 }
@@ -100,7 +100,7 @@ impl Leg {
     ) -> Result<Leg, String> {
         let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
         let handler = Arc::new(Handler {
-            hub: owner.hub.clone(),
+            devices: owner.devices.clone(),
             session: owner.session.to_string(),
             conversation_id: owner.conversation_id,
             role,

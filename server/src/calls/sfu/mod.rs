@@ -1,7 +1,10 @@
 //! The integrated SFU (docs/protocol.md §20.3): group-call rooms by conversation. Each room is an
 //! actor ([`room`]) owning its participants, peer connections and forwarding; this service checks
-//! membership, finds or starts the room and talks to it through its cheap-clone handle.
+//! membership, finds or starts the room and talks to it through its cheap-clone handle. In a
+//! cluster each room lives on the node that holds its lease ([`cluster`]); frames for devices go
+//! through the bus, since a participant may be connected to another node.
 
+mod cluster;
 pub mod engine;
 mod forward;
 mod leg;
@@ -17,11 +20,13 @@ use tokio::sync::watch;
 use webrtc::peer_connection::RTCIceCandidateInit;
 
 use crate::access::{id, member_view};
+use crate::bus::{Bus, DomainEvent};
 use crate::config::CallsConfig;
 use crate::error::ServerError;
-use crate::hub::Hub;
+use crate::hub::Audience;
 use crate::session::Caller;
 use crate::store::{ConvId, Store, UserId, now_ms};
+pub use cluster::ClusterRole;
 use engine::Engine;
 use room::{Cmd, Gone, RoomHandle};
 
@@ -33,12 +38,32 @@ const MAX_CANDIDATE_BYTES: usize = 2048;
 pub(crate) struct Inner {
     config: CallsConfig,
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
+    devices: Devices,
+    /// In a cluster: this node's leases and the devices it routes to rooms held elsewhere.
+    cluster: Option<cluster::SfuCluster>,
     engine: Engine,
     rooms: Mutex<HashMap<ConvId, RoomHandle>>,
     /// The group call each session (device) is in.
     /// Each device in a group call: the call's conversation and the device's user.
     sessions: Mutex<HashMap<String, (ConvId, UserId)>>,
+}
+
+/// Where the SFU's frames for devices go: the bus, so a device connected to another node of a
+/// cluster gets them too.
+#[derive(Clone)]
+pub(crate) struct Devices(Arc<dyn Bus>);
+
+impl Devices {
+    /// Every connection of one device (session), wherever it is connected.
+    pub(crate) fn session(&self, session: &str, frame: bytes::Bytes) {
+        let frames = vec![(Audience::Session(session.to_string()), frame)];
+        self.0.publish(DomainEvent::Frames { frames, droppable: false });
+    }
+
+    /// Every connection of these users.
+    pub(crate) fn users(&self, users: Vec<UserId>, frame: bytes::Bytes) {
+        self.0.publish(DomainEvent::Frames { frames: vec![(Audience::Users(users), frame)], droppable: false });
+    }
 }
 
 impl Inner {
@@ -72,21 +97,27 @@ fn check_sdp(field: &'static str, sdp: &str) -> Result<(), ServerError> {
 }
 
 impl Sfu {
-    pub fn new(config: CallsConfig, store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+    /// `role` is this node's place in a cluster (`None` alone).
+    pub fn new(config: CallsConfig, store: Arc<dyn Store>, bus: Arc<dyn Bus>, role: Option<ClusterRole>) -> Self {
         let engine = Engine::new(config.media_bind, config.media_public_ip, config.udp_port_min, config.udp_port_max);
-        Self(Arc::new(Inner {
+        let sfu = Self(Arc::new(Inner {
             config,
             store,
-            hub,
+            devices: Devices(bus),
+            cluster: role.map(cluster::SfuCluster::new),
             engine,
             rooms: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-        }))
+        }));
+        if sfu.0.cluster.is_some() {
+            tokio::spawn(cluster::renew_leases(Arc::downgrade(&sfu.0)));
+        }
+        sfu
     }
 
     /// Whether `session` takes part in a group call.
     pub fn in_call(&self, session: &str) -> bool {
-        self.0.sessions().contains_key(session)
+        self.0.sessions().contains_key(session) || self.is_routed(session)
     }
 
     /// The room of `conv`, started if there is none.
@@ -210,8 +241,10 @@ impl Sfu {
         room.ask(|reply| Cmd::Leave { session, reply: Some(reply) }).await?
     }
 
-    /// §20.3.7: the device stayed away longer than the reconnect grace.
+    /// §20.3.7: the device stayed away longer than the reconnect grace (or its session was
+    /// revoked): it leaves its group call, here or on the node holding the room.
     pub fn session_lost(&self, session: &str) {
+        self.leave_routed(session);
         let Some((conv, _)) = self.0.sessions().remove(session) else { return };
         let room = self.0.rooms().get(&conv).cloned();
         if let Some(room) = room {
@@ -222,6 +255,7 @@ impl Sfu {
     /// `user` stopped being a member of `conv`: each of their devices leaves its group call at
     /// once (the others get ParticipantLeft, §20.3.7).
     pub fn member_gone(&self, conv: ConvId, user: UserId) {
+        self.forget_routes(|r| r.conversation == conv && r.user == user);
         let seats: Vec<String> =
             self.0.sessions().iter().filter(|(_, s)| **s == (conv, user)).map(|(k, _)| k.clone()).collect();
         for session in seats {
@@ -231,6 +265,7 @@ impl Sfu {
 
     /// `user`'s account was deleted: every device of theirs leaves its group call.
     pub fn user_gone(&self, user: UserId) {
+        self.forget_routes(|r| r.user == user);
         let seats: Vec<String> =
             self.0.sessions().iter().filter(|(_, s)| s.1 == user).map(|(k, _)| k.clone()).collect();
         for session in seats {
@@ -240,6 +275,9 @@ impl Sfu {
 
     /// Server shutdown: every room closes its connections.
     pub fn shutdown(&self) {
+        if let Some(c) = &self.0.cluster {
+            c.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let rooms: Vec<RoomHandle> = self.0.rooms().drain().map(|(_, h)| h).collect();
         self.0.sessions().clear();
         for room in rooms {
@@ -269,7 +307,7 @@ pub(super) async fn announce_state(sfu: Arc<Inner>, conv: ConvId, mut count: wat
         }
         let ev =
             event::Event::GroupCallState(v1::GroupCallState { conversation_id: crate::wire::conv(conv), participants });
-        sfu.hub.deliver(&members, &encode_server(&event_frame(ev)));
+        sfu.devices.users(members, encode_server(&event_frame(ev)));
     }
 }
 

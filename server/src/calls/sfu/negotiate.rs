@@ -85,7 +85,7 @@ impl Room {
         }
         p.offering = Some(p.outs.keys().cloned().collect());
         let ev = event::Event::SubscriberOffer(v1::SubscriberOffer { conversation_id: conv, sdp_offer: offer.sdp });
-        self.sfu.hub.deliver_session(&p.session, &encode_server(&event_frame(ev)));
+        self.sfu.devices.session(&p.session, encode_server(&event_frame(ev)));
     }
 
     /// §20.3.3
@@ -102,7 +102,7 @@ impl Room {
             let participant = self.participants[i].id.clone();
             let on_track: OnTrack =
                 Box::new(move |track| handle.tell(Cmd::Track { participant: participant.clone(), track }));
-            let owner = LegOwner { hub: &self.sfu.hub, session, conversation_id: self.wire };
+            let owner = LegOwner { devices: &self.sfu.devices, session, conversation_id: self.wire };
             let leg = Leg::open(&self.sfu.engine, owner, PeerRole::Publisher, Some(on_track)).await.map_err(|e| {
                 tracing::warn!(error = %e, "no media socket for a publisher connection");
                 ServerError::Unavailable("no media port free".into())

@@ -227,6 +227,7 @@ impl Room {
             }
         }
         self.count.send_if_modified(|c| std::mem::replace(c, 0) != 0);
+        self.sfu.room_ended(self.conv);
         tracing::debug!(
             conversation = %self.conv,
             forwarded = self.counters.rtp_out.load(Ordering::Relaxed),
@@ -278,7 +279,7 @@ impl Room {
     pub(super) fn broadcast(&self, except: Option<&str>, ev: event::Event) {
         let frame: Bytes = encode_server(&event_frame(ev));
         for p in self.participants.iter().filter(|p| Some(p.id.as_str()) != except) {
-            self.sfu.hub.deliver_session(&p.session, &frame);
+            self.sfu.devices.session(&p.session, frame.clone());
         }
     }
 
@@ -297,7 +298,7 @@ impl Room {
         if self.participants.len() >= max {
             return Err(ServerError::FailedPrecondition(format!("the call is full ({max} participants)")));
         }
-        let owner = LegOwner { hub: &self.sfu.hub, session, conversation_id: self.wire };
+        let owner = LegOwner { devices: &self.sfu.devices, session, conversation_id: self.wire };
         let subscriber = Leg::open(&self.sfu.engine, owner, PeerRole::Subscriber, None).await.map_err(|e| {
             tracing::warn!(error = %e, "no media socket for a subscriber connection");
             ServerError::Unavailable("no media port free".into())
