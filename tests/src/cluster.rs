@@ -274,6 +274,11 @@ impl TestCluster {
         self.files.dir.path()
     }
 
+    /// The PEM certificate every node serves over QUIC (for a runner's `--cert`).
+    pub fn cert_path(&self) -> &Path {
+        &self.files.cert
+    }
+
     /// Stops every node gracefully, then drops the database and stops NATS; the first error wins.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let mut first = Ok(());

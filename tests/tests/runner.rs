@@ -185,7 +185,7 @@ async fn repeated_url_spreads_each_cases_connections_over_the_nodes() {
     let node = |i| cluster.node(i).expect("node runs");
     let before = [accepted(node(0)).await, accepted(node(1)).await];
     let (a, b) = (cluster.url(0, Transport::WebSocket), cluster.url(1, Transport::Quic));
-    let cert = cluster.shared_dir().join("quic-cert.pem");
+    let cert = cluster.cert_path().to_path_buf();
     let (ws, quic) = (cluster.urls(Transport::WebSocket), cluster.urls(Transport::Quic));
     let out = tokio::task::spawn_blocking(move || {
         // §4 (session) and §11.5 (a token from one connection signs in another): no live event
