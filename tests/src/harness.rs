@@ -1,6 +1,7 @@
 //! `TestServer`: a real server in-process on port 0 (WebSocket and QUIC), with a fresh database
-//! per test on either store, or several servers on one PostgreSQL database (`start_on`).
-//! Listeners are bound before the server runs, so tests never sleep waiting for readiness.
+//! per test on either store, or one node of a [`crate::cluster::TestCluster`] on the cluster's
+//! database. Listeners are bound before the server runs, so tests never sleep waiting for
+//! readiness.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,11 +44,11 @@ pub struct TestServer {
     store: Arc<dyn Store>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), StartError>>>,
-    /// The database this server created (dropped when it stops); `None` on SQLite or on a
-    /// database shared with other servers ([`TestServer::start_on`]).
+    /// The database this server made for itself, dropped when it stops (None on SQLite and for
+    /// cluster nodes, whose database the cluster owns).
     db: Option<TestDatabase>,
-    /// The PostgreSQL database the server runs on, its own or shared.
-    database_url: Option<String>,
+    /// The PostgreSQL database it runs on, owned or shared.
+    db_url: Option<String>,
     /// Receives the one-time codes the server sends (its webhook sender points here).
     pub inbox: Arc<CodeInbox>,
     data_dir: tempfile::TempDir,
@@ -69,6 +70,14 @@ pub fn conformance_config(config: &mut Config) {
     config.auth.rate_limits.code_request_per_destination = defaults.code_request_per_destination;
 }
 
+/// What the nodes of a [`crate::cluster::TestCluster`] share instead of making their own: the
+/// PostgreSQL database and the inbox their one-time codes go to.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedNode {
+    pub database_url: String,
+    pub inbox: Arc<CodeInbox>,
+}
+
 impl TestServer {
     pub async fn start(store: StoreKind) -> anyhow::Result<Self> {
         Self::start_with(store, |_| {}).await
@@ -79,16 +88,23 @@ impl TestServer {
         Self::start_inner(store, None, tweak).await
     }
 
+    /// Starts one node of a cluster on the cluster's database and code inbox; `tweak` sets the
+    /// rest (its NATS URL, node id, shared keys). Stopping it leaves the database alone.
+    pub(crate) async fn start_node(shared: &SharedNode, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::start_inner(StoreKind::Postgres, Some(shared), tweak).await
+    }
+
     /// Starts a server on the PostgreSQL database at `database_url`, which other servers may share
-    /// (like the nodes of a cluster), after `tweak`. The caller owns the database (e.g. a
-    /// [`TestDatabase`]) and drops it after the servers stop; each server has its own data dir.
+    /// (like the nodes of a cluster, without NATS), after `tweak`, with a code inbox of its own.
+    /// The caller owns the database (e.g. a [`TestDatabase`]) and drops it after the servers stop.
     pub async fn start_on(database_url: &str, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
-        Self::start_inner(StoreKind::Postgres, Some(database_url), tweak).await
+        let shared = SharedNode { database_url: database_url.to_string(), inbox: Arc::new(CodeInbox::start().await?) };
+        Self::start_inner(StoreKind::Postgres, Some(&shared), tweak).await
     }
 
     async fn start_inner(
         store: StoreKind,
-        shared_database: Option<&str>,
+        shared: Option<&SharedNode>,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
         init_logging();
@@ -100,7 +116,10 @@ impl TestServer {
             ..Config::default()
         };
         config.shutdown_timeout = std::time::Duration::from_secs(5);
-        let inbox = Arc::new(CodeInbox::start().await?);
+        let inbox = match shared {
+            Some(n) => n.inbox.clone(),
+            None => Arc::new(CodeInbox::start().await?),
+        };
         config.auth.code_sender = CodeSenderKind::Webhook;
         config.auth.webhook_url = Some(inbox.url());
         config.auth.webhook_secret = inbox.secret.clone().map(Secret::new);
@@ -114,13 +133,18 @@ impl TestServer {
             code_verify_per_ip: open,
             register_per_ip: open,
         };
-        let db = match (store, shared_database) {
-            (StoreKind::Sqlite, _) => None,
-            (StoreKind::Postgres, Some(_)) => None,
-            (StoreKind::Postgres, None) => Some(TestDatabase::create().await?),
+        let (db, db_url) = match (store, shared) {
+            (_, Some(n)) => (None, Some(n.database_url.clone())),
+            (StoreKind::Sqlite, None) => (None, None),
+            (StoreKind::Postgres, None) => {
+                let db = TestDatabase::create().await?;
+                let url = db.url.clone();
+                (Some(db), Some(url))
+            }
         };
-        let database_url = shared_database.map(str::to_string).or_else(|| db.as_ref().map(|d| d.url.clone()));
-        config.database_url = database_url.clone().map(confab_server::config::DatabaseUrl::new);
+        if let Some(url) = &db_url {
+            config.database_url = Some(confab_server::config::DatabaseUrl::new(url.clone()));
+        }
         tweak(&mut config);
         let listeners = Listeners::bind(&config).await?;
         let ws_addr = listeners.ws_addr()?;
@@ -141,7 +165,7 @@ impl TestServer {
             shutdown: Some(tx),
             handle: Some(handle),
             db,
-            database_url,
+            db_url,
             inbox,
             data_dir,
         })
@@ -151,7 +175,7 @@ impl TestServer {
     /// that must make the database itself refuse something (e.g. a trigger), whatever the store.
     pub async fn execute_sql(&self, sql: &'static str) -> anyhow::Result<()> {
         use sqlx::Connection as _;
-        match &self.database_url {
+        match &self.db_url {
             Some(url) => {
                 let mut c = sqlx::PgConnection::connect(url).await?;
                 sqlx::raw_sql(sql).execute(&mut c).await?;
@@ -280,13 +304,8 @@ impl Drop for TestServer {
             h.abort();
         }
         if let Some(db) = self.db.take() {
-            // Best effort when a test failed before stop(): drop the database on a side thread.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    let _ = rt.block_on(db.drop_db());
-                }
-            })
-            .join();
+            // Best effort when a test failed before stop().
+            db.drop_blocking();
         }
     }
 }

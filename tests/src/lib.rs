@@ -2,11 +2,16 @@
 //!
 //! Every case speaks only the wire, through `confab_protocol`'s client library, and names the
 //! docs/protocol.md section it checks, so the same code runs in `cargo test` against
-//! [`harness::TestServer`] and against any running implementation.
+//! [`harness::TestServer`] and against any running implementation. For several nodes on one
+//! database: [`cluster::TestCluster`] (in-process nodes), [`node_process::NodeProcess`] (a node in
+//! its own process, for SIGKILL) and [`nats::NatsServer`] (the real NATS server linking them).
 
 pub mod cases;
+pub mod cluster;
 pub mod harness;
 pub mod inbox;
+pub mod nats;
+pub mod node_process;
 pub mod pg;
 pub mod proxy;
 pub mod syncer;

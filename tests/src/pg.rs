@@ -52,6 +52,17 @@ impl TestDatabase {
         conn.close().await?;
         Ok(())
     }
+
+    /// Drops the database from a side thread with its own runtime, ignoring errors: for `Drop`
+    /// implementations, when a test failed before it could call [`TestDatabase::drop_db`].
+    pub fn drop_blocking(self) {
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(self.drop_db());
+            }
+        })
+        .join();
+    }
 }
 
 fn url_with_db(admin: &str, db: &str) -> anyhow::Result<String> {

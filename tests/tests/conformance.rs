@@ -4,37 +4,20 @@
 use confab_conformance::cases;
 use confab_conformance::harness::{StoreKind, TestServer, Transport, conformance_config};
 
-/// Runs every case against one server, in list order or reversed: the cases share the run's
-/// pooled accounts, and none may depend on what another left behind. Each case's own
-/// registrations must match what it declares (`cases::pool::SIGN_UPS`), which the runner's
-/// up-front estimate of the registration wait adds up.
+/// Runs every case against one server, in list order or reversed ([`cases::run_every_case`]):
+/// none may depend on what another left behind, and each case's own registrations must match
+/// what it declares (`cases::pool::SIGN_UPS`), which the runner's up-front estimate of the
+/// registration wait adds up.
 async fn run_all(store: StoreKind, transport: Transport, reversed: bool) {
     let server = TestServer::start_with(store, conformance_config).await.expect("start server");
-    let target = server.target(transport);
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    let mut selected: Vec<_> = cases::all().into_iter().filter(|c| c.applies_to(&target)).collect();
-    if reversed {
-        selected.reverse();
-    }
-    for case in selected {
-        assert_eq!(case.missing(&target), None, "{} would be skipped", case.name);
-        ran += 1;
-        let before = target.pool.sign_ups();
-        if let Err(e) = (case.run)(target.clone()).await {
-            failures.push(format!("{} ({}): {e:#}", case.name, case.section));
-            continue;
-        }
-        let made = target.pool.sign_ups() - before;
-        if made != case.sign_ups() {
-            failures.push(format!("{} made {made} registration requests, declares {}", case.name, case.sign_ups()));
-        }
-    }
+    let run = cases::run_every_case(&server.target(transport), reversed).await;
     server.stop().await.expect("stop server");
+    assert!(run.skipped.is_empty(), "cases would be skipped: {:?}", run.skipped);
     let with_codes = cases::all().iter().filter(|c| c.needs == cases::Needs::Codes).count();
     assert!(with_codes >= 3, "the cases reading codes are registered ({with_codes})");
+    let ran = run.ran;
     assert!(ran >= 70, "only {ran} cases ran");
-    assert!(failures.is_empty(), "{} of {ran} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(run.failures.is_empty(), "{} of {ran} cases failed:\n{}", run.failures.len(), run.failures.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,13 @@
 //! The `confab-conformance` binary against a running server: passes against Confab on both
 //! transports, reports JSON and JUnit, runs the cases needing one-time codes with --code-sink
 //! (and skips them without), and fails (non-zero, failing cases named) against a peer that
-//! breaks the protocol and against a real server made to break one behaviour.
+//! breaks the protocol and against a real server made to break one behaviour; with --url
+//! repeated, spreads each case's connections over the nodes of a cluster.
 
 use std::process::Command;
 use std::sync::Arc;
 
+use confab_conformance::cluster::TestCluster;
 use confab_conformance::harness::{StoreKind, TestServer, Transport, conformance_config};
 use confab_conformance::proxy::CutProxy;
 use confab_protocol::v1::{self, event, server_frame};
@@ -165,4 +167,53 @@ async fn fails_and_names_the_case_against_a_server_that_drops_live_events() {
     let summary = stdout.lines().last().expect("summary");
     assert!(summary.ends_with(&format!(" {} failed", failed.len())), "{stdout}");
     s.stop().await.expect("stop");
+}
+
+/// Connections a server accepted so far, from its /metrics.
+async fn accepted(s: &TestServer) -> u64 {
+    let (status, body) = s.http_get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with("confab_connections_accepted_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_url_spreads_each_cases_connections_over_the_nodes() {
+    let cluster = TestCluster::start_with(2, conformance_config).await.expect("start cluster");
+    let node = |i| cluster.node(i).expect("node runs");
+    let before = [accepted(node(0)).await, accepted(node(1)).await];
+    let (a, b) = (cluster.url(0, Transport::WebSocket), cluster.url(1, Transport::Quic));
+    let cert = cluster.cert_path().to_path_buf();
+    let (ws, quic) = (cluster.urls(Transport::WebSocket), cluster.urls(Transport::Quic));
+    let out = tokio::task::spawn_blocking(move || {
+        // §4 (session) and §11.5 (a token from one connection signs in another): no live event
+        // has to cross nodes, so they pass on a cluster without its bus too.
+        let ws_run = runner().args(["--url", &ws[0], "--url", &ws[1], "--filter", "§4"]).output().expect("run");
+        let quic_run = runner()
+            .args(["--url", &quic[0], "--url", &quic[1], "--filter", "token_authenticates"])
+            .arg("--cert")
+            .arg(&cert)
+            .output()
+            .expect("run");
+        let mixed = runner().args(["--url", &a, "--url", &b, "--insecure"]).output().expect("run");
+        (ws_run, quic_run, mixed)
+    })
+    .await
+    .expect("join");
+    let (ws_run, quic_run, mixed) = out;
+    for run in [&ws_run, &quic_run] {
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+        assert!(stdout.lines().last().is_some_and(|l| l.ends_with(" passed, 0 failed") && !l.starts_with("0 ")));
+    }
+    let after = [accepted(node(0)).await, accepted(node(1)).await];
+    // The pool alone opens 6 connections in turn: each node took at least 3 of them.
+    for i in 0..2 {
+        assert!(after[i] >= before[i] + 3, "node-{i} accepted {} connections: {before:?} → {after:?}", after[i]);
+    }
+    let stderr = String::from_utf8_lossy(&mixed.stderr);
+    assert!(!mixed.status.success() && stderr.contains("must all be WebSocket"), "mixed transports: {stderr}");
+    cluster.stop().await.expect("stop");
 }

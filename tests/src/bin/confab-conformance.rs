@@ -28,9 +28,12 @@ use confab_protocol::client::Trust;
 #[derive(Debug, Parser)]
 #[command(name = "confab-conformance", version, about, long_about)]
 struct Cli {
-    /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT.
-    #[arg(long)]
-    url: String,
+    /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT. Repeat it to name several nodes of
+    /// one cluster (all of one transport, all accepted by the same --cert or --insecure): each
+    /// case's connections then go to the nodes in turn, round robin, so its clients spread over
+    /// them.
+    #[arg(long = "url", value_name = "URL", required = true)]
+    urls: Vec<String>,
     /// Accept any server certificate (QUIC). For servers with self-signed certificates.
     #[arg(long, conflicts_with = "cert")]
     insecure: bool,
@@ -122,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         Some(addr) => Some(Arc::new(runtime.block_on(CodeInbox::bind(addr, cli.code_sink_secret.clone()))?)),
         None => None,
     };
-    let target = Target::new(cli.url.clone(), trust, codes);
+    let target = Target::over_nodes(cli.urls.clone(), trust, codes)?;
     let selected: Vec<_> = cases::all()
         .into_iter()
         .filter(|c| c.applies_to(&target))

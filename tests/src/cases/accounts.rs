@@ -132,7 +132,7 @@ pub(super) async fn token_authenticates_another_connection(t: Target) -> anyhow:
     ensure!(info.user_id == a.id && info.session_id == a.auth.session_id, "{info:?}");
     let mut o = t.options();
     o.access_token = Some(a.auth.access_token.clone());
-    let (c2, _e2) = confab_protocol::client::Client::connect(&t.url, o).await?;
+    let (c2, _e2) = t.client_with(o).await?;
     ensure!(c2.welcome().auth.as_ref().is_some_and(|w| w.user_id == a.id), "Welcome.auth missing");
     ensure!(
         code(req(&c, Request::Authenticate(v1::Authenticate { access_token: "nope".into() })).await)

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -17,10 +18,14 @@ use prost::Message as _;
 use crate::inbox::CodeInbox;
 pub use pool::{AccountPool, POOL_SIZE};
 
-/// Where a case runs.
+/// Where a case runs: one server, or several nodes of one cluster. Every connection a case opens
+/// (each [`Target::client`], [`Target::raw`], …) goes to the next URL, round robin over a counter
+/// its clones share, so a case's clients spread over the nodes.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub url: String,
+    /// One URL per node, all of one transport; never empty.
+    urls: Arc<[String]>,
+    next: Arc<AtomicUsize>,
     pub trust: Trust,
     /// Receives the one-time codes the server sends (its webhook points here). Cases that need
     /// codes (phone sign-in, password reset) cannot run without it.
@@ -30,13 +35,37 @@ pub struct Target {
 }
 
 impl Target {
-    /// A target with an empty account pool of its own.
+    /// A target on one server, with an empty account pool of its own.
     pub fn new(url: String, trust: Trust, codes: Option<Arc<CodeInbox>>) -> Self {
-        Self { url, trust, codes, pool: Arc::default() }
+        Self { urls: Arc::from([url]), next: Arc::default(), trust, codes, pool: Arc::default() }
+    }
+
+    /// A target over the nodes of one cluster (`urls`, one per node; `trust` must accept every
+    /// node's certificate), with an empty account pool of its own. Errors when `urls` is empty or
+    /// mixes WebSocket and QUIC URLs.
+    pub fn over_nodes(urls: Vec<String>, trust: Trust, codes: Option<Arc<CodeInbox>>) -> anyhow::Result<Self> {
+        let first = urls.first().context("a target needs at least one URL")?;
+        let ws = is_websocket_url(first);
+        ensure!(
+            urls.iter().all(|u| is_websocket_url(u) == ws),
+            "the URLs of one target must all be WebSocket (ws://, wss://) or all QUIC (quic://): {urls:?}"
+        );
+        Ok(Self { urls: urls.into(), next: Arc::default(), trust, codes, pool: Arc::default() })
+    }
+
+    /// Every URL, in the order they are handed out.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The URL for the next connection: the URLs in turn (always the same one for one server).
+    pub fn next_url(&self) -> String {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len();
+        self.urls[i].clone()
     }
 
     pub fn is_websocket(&self) -> bool {
-        self.url.starts_with("ws")
+        is_websocket_url(&self.urls[0])
     }
 
     pub fn options(&self) -> ConnectOptions {
@@ -45,13 +74,27 @@ impl Target {
         o
     }
 
+    /// A raw, un-handshaken connection to the next URL.
     pub async fn raw(&self) -> anyhow::Result<RawConnection> {
-        Ok(RawConnection::connect(&ServerUrl::parse(&self.url)?, &self.options().transport).await?)
+        Ok(RawConnection::connect(&ServerUrl::parse(&self.next_url())?, &self.options().transport).await?)
     }
 
+    /// A client, handshaken, to the next URL.
     pub async fn client(&self) -> anyhow::Result<(Client, confab_protocol::client::Events)> {
-        Ok(Client::connect(&self.url, self.options()).await?)
+        Ok(self.client_with(self.options()).await?)
     }
+
+    /// A client to the next URL with `options` (e.g. an access token in Hello).
+    pub async fn client_with(
+        &self,
+        options: ConnectOptions,
+    ) -> Result<(Client, confab_protocol::client::Events), confab_protocol::client::ClientError> {
+        Client::connect(&self.next_url(), options).await
+    }
+}
+
+fn is_websocket_url(url: &str) -> bool {
+    url.starts_with("ws")
 }
 
 type CaseFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -138,8 +181,11 @@ mod receipts;
 mod roles;
 mod session;
 mod social;
+mod suite;
 mod sync;
 mod text;
+
+pub use suite::{SuiteRun, run_every_case};
 
 /// Every case, in protocol.md section order.
 pub fn all() -> Vec<Case> {

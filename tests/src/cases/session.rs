@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use confab_protocol::client::{Client, ClientError};
+use confab_protocol::client::ClientError;
 use confab_protocol::frames::client_frame;
 use confab_protocol::framing::length_prefix;
 use confab_protocol::v1::{self, ClientFrame, CloseCode, ErrorCode, client_frame::Request, response, server_frame};
@@ -15,10 +15,11 @@ use super::*;
 
 /// §2.1: the upgrade without subprotocol confab.v1 is refused with HTTP 400.
 pub(super) async fn ws_requires_subprotocol(t: Target) -> anyhow::Result<()> {
-    let err = confab_protocol::client::transport::ws_upgrade_status(&t.url, None).await?;
+    let err = confab_protocol::client::transport::ws_upgrade_status(&t.next_url(), None).await?;
     ensure!(err == 400, "upgrade without subprotocol answered HTTP {err}, expected 400");
     let ok =
-        confab_protocol::client::transport::ws_upgrade_status(&t.url, Some(confab_protocol::WS_SUBPROTOCOL)).await?;
+        confab_protocol::client::transport::ws_upgrade_status(&t.next_url(), Some(confab_protocol::WS_SUBPROTOCOL))
+            .await?;
     ensure!(ok == 101, "upgrade with subprotocol answered HTTP {ok}, expected 101");
     Ok(())
 }
@@ -54,10 +55,12 @@ pub(super) async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> a
     let mut header = vec![0x82u8, 0xFF];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
-    let (_, close) =
-        tokio::time::timeout(WAIT, confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.url, &header))
-            .await
-            .context("server waited for the payload instead of refusing the header")??;
+    let (_, close) = tokio::time::timeout(
+        WAIT,
+        confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.next_url(), &header),
+    )
+    .await
+    .context("server waited for the payload instead of refusing the header")??;
     expect_close(&close.context("server dropped the connection without a close frame")?, CloseCode::TooLarge)
 }
 
@@ -66,10 +69,12 @@ pub(super) async fn ws_huge_declared_frame_closes_before_payload(t: Target) -> a
 pub(super) async fn ws_text_not_utf8_closes_1007(t: Target) -> anyhow::Result<()> {
     // FIN + text, MASK + length 2, masking key 1 2 3 4, then ff fe masked.
     let frame = [0x81u8, 0x82, 1, 2, 3, 4, 0xff ^ 1, 0xfe ^ 2];
-    let (messages, close) =
-        tokio::time::timeout(WAIT, confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.url, &frame))
-            .await
-            .context("server did not react to a text frame that is not UTF-8")??;
+    let (messages, close) = tokio::time::timeout(
+        WAIT,
+        confab_protocol::client::transport::ws_send_raw_after_upgrade(&t.next_url(), &frame),
+    )
+    .await
+    .context("server did not react to a text frame that is not UTF-8")??;
     expect_close(&close.context("server dropped the connection without a close frame")?, CloseCode::InvalidFrame)?;
     ensure!(messages.is_empty(), "the server sent {} message(s) before failing the connection", messages.len());
     Ok(())
@@ -184,7 +189,7 @@ pub(super) async fn invalid_hello_field_is_refused(t: Target) -> anyhow::Result<
 pub(super) async fn unknown_access_token_is_unauthenticated(t: Target) -> anyhow::Result<()> {
     let mut o = t.options();
     o.access_token = Some("not-a-token".into());
-    match Client::connect(&t.url, o).await {
+    match t.client_with(o).await {
         Err(ClientError::Server(e)) if e.code() == ErrorCode::Unauthenticated => Ok(()),
         Err(e) => bail!("expected UNAUTHENTICATED, got {e}"),
         Ok(_) => bail!("a made-up token was accepted"),
