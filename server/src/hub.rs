@@ -3,7 +3,7 @@
 //! send is decided by the bus subscribers above it. In a cluster it also holds what the other
 //! nodes said about their users' presence, so a user's presence is the same everywhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use confab_protocol::CloseCode;
@@ -15,11 +15,15 @@ use bytes::Bytes;
 #[derive(Debug, Default)]
 struct Maps {
     sessions: HashMap<String, HashMap<u64, Outbox>>,
+    /// Each session's user.
+    session_users: HashMap<String, UserId>,
     users: HashMap<UserId, HashMap<u64, Outbox>>,
     /// Each authenticated connection's (device's) presence state.
     presence: HashMap<UserId, HashMap<u64, Presence>>,
     /// Each user's presence over their devices on other nodes, by node (never `Offline`).
     remote: HashMap<UserId, HashMap<String, Presence>>,
+    /// Sessions (devices) connected to other nodes, with those nodes and the session's user.
+    remote_sessions: HashMap<String, (UserId, HashSet<String>)>,
 }
 
 /// A user's or a device's presence (§17; same numbers as the wire enum `PresenceState`).
@@ -83,6 +87,15 @@ pub enum Audience {
     UsersExcept(Vec<UserId>, String),
 }
 
+/// What forgetting a node removed.
+#[derive(Debug, Default)]
+pub struct Forgotten {
+    /// Users whose presence it reported.
+    pub users: Vec<UserId>,
+    /// Sessions it had connected, with their users.
+    pub sessions: Vec<(UserId, String)>,
+}
+
 /// What detaching a connection changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Detached {
@@ -108,6 +121,7 @@ impl Hub {
     pub fn attach(&self, session: &str, user: UserId, key: u64, outbox: Outbox) -> Option<Presence> {
         let mut m = self.lock();
         m.sessions.entry(session.to_string()).or_default().insert(key, outbox.clone());
+        m.session_users.insert(session.to_string(), user);
         m.users.entry(user).or_default().insert(key, outbox);
         let before = aggregate(m.presence.get(&user));
         m.presence.entry(user).or_default().insert(key, Presence::Online);
@@ -163,9 +177,36 @@ impl Hub {
         self.presence(user) != before
     }
 
-    /// Forgets everything node `node` said (it stopped, or restarted and will say it again);
-    /// returns the users it had devices of.
-    pub fn forget_node(&self, node: &str) -> Vec<UserId> {
+    /// What node `node` says about `session` (of `user`): connected there or not any more.
+    pub fn set_remote_session(&self, node: &str, user: UserId, session: &str, connected: bool) {
+        let mut m = self.lock();
+        if connected {
+            m.remote_sessions
+                .entry(session.to_string())
+                .or_insert_with(|| (user, HashSet::new()))
+                .1
+                .insert(node.into());
+        } else if let Some((_, nodes)) = m.remote_sessions.get_mut(session) {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                m.remote_sessions.remove(session);
+            }
+        }
+    }
+
+    /// Whether `session` has a connection on this node or (in a cluster) on another.
+    pub fn connected_anywhere(&self, session: &str) -> bool {
+        let m = self.lock();
+        m.sessions.get(session).is_some_and(|c| !c.is_empty()) || m.remote_sessions.contains_key(session)
+    }
+
+    /// Sessions connected to this node, with their users (what a node joining the cluster learns).
+    pub fn local_sessions(&self) -> Vec<(UserId, String)> {
+        self.lock().session_users.iter().map(|(s, u)| (*u, s.clone())).collect()
+    }
+
+    /// Forgets everything node `node` said (it stopped, or restarted and will say it again).
+    pub fn forget_node(&self, node: &str) -> Forgotten {
         let mut m = self.lock();
         let mut users = Vec::new();
         m.remote.retain(|user, nodes| {
@@ -174,7 +215,14 @@ impl Hub {
             }
             !nodes.is_empty()
         });
-        users
+        let mut sessions = Vec::new();
+        m.remote_sessions.retain(|session, (user, nodes)| {
+            if nodes.remove(node) {
+                sessions.push((*user, session.clone()));
+            }
+            !nodes.is_empty()
+        });
+        Forgotten { users, sessions }
     }
 
     /// Unregisters a connection: the user's new presence when it changed, and how many
@@ -195,6 +243,7 @@ impl Hub {
             remaining = conns.len();
             if conns.is_empty() {
                 m.sessions.remove(session);
+                m.session_users.remove(session);
             }
         }
         if let Some(conns) = m.users.get_mut(&user) {
@@ -256,7 +305,12 @@ impl Hub {
     /// Tells every live connection of `session` it was revoked (one encoded event shared by all),
     /// then closes them with SESSION_REVOKED. Returns how many were closed.
     pub fn revoke(&self, session: &str, reason: RevokeReason) -> usize {
-        let Some(conns) = self.lock().sessions.remove(session) else { return 0 };
+        let conns = {
+            let mut m = self.lock();
+            m.session_users.remove(session);
+            m.sessions.remove(session)
+        };
+        let Some(conns) = conns else { return 0 };
         let bytes = crate::wire::session_revoked_frame_bytes(session, reason);
         for outbox in conns.values() {
             outbox.push(bytes.clone());

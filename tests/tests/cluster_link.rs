@@ -2,98 +2,50 @@
 //! PostgreSQL and one real nats-server; what one node commits or announces reaches the other's
 //! connections live.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use confab_conformance::call;
-use confab_conformance::harness::{StoreKind, TestServer, Transport};
-use confab_conformance::pg::TestDatabase;
+use confab_conformance::cluster::TestCluster;
+use confab_conformance::harness::{TestServer, Transport};
 use confab_conformance::util::{group, next_conv_event, next_matching, register, send, unique};
 use confab_protocol::client::{Client, Events};
 use confab_protocol::v1::{self, PresenceState, event};
-use confab_server::config::{DatabaseUrl, NatsUrl};
 
-struct Nats(Child, String);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nats_binary() -> String {
-    std::env::var("CONFAB_TEST_NATS_SERVER").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/confab/nats-venv/bin/nats-server")
+/// Two nodes with a fast heartbeat and a short reconnect grace.
+async fn two_nodes() -> anyhow::Result<TestCluster> {
+    TestCluster::start_with(2, |c| {
+        c.cluster.heartbeat_interval = Duration::from_millis(200);
+        c.cluster.node_timeout = Duration::from_secs(1);
+        c.calls.reconnect_grace = Duration::from_millis(300);
+        c.calls.udp_port_min = 51500;
+        c.calls.udp_port_max = 51899;
     })
+    .await
 }
 
-async fn start_nats() -> anyhow::Result<Nats> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(nats_binary())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nats-server")?;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(Nats(child, format!("nats://127.0.0.1:{port}")));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("nats-server did not listen")
-}
-
-struct Two {
-    nodes: Vec<TestServer>,
-    _nats: Nats,
-    _db: TestDatabase,
-    _keys: tempfile::TempDir,
-}
-
-async fn two_nodes() -> anyhow::Result<Two> {
-    nodes_with(|_, _| {}).await
-}
-
-async fn nodes_with(tweak: impl Fn(usize, &mut confab_server::Config) + Clone + Send + 'static) -> anyhow::Result<Two> {
-    let nats = start_nats().await?;
-    let db = TestDatabase::create().await?;
-    let keys = tempfile::tempdir()?;
-    let mut nodes = Vec::new();
-    for i in 0..2 {
-        let (url, nats_url, keys, tweak) = (db.url.clone(), nats.1.clone(), keys.path().to_path_buf(), tweak.clone());
-        nodes.push(
-            TestServer::start_with(StoreKind::Postgres, move |c| {
-                c.database_url = Some(DatabaseUrl::new(url));
-                c.cluster.nats_url = Some(NatsUrl::new(nats_url));
-                c.cluster.node_id = Some(format!("node-{i}"));
-                c.cluster.heartbeat_interval = Duration::from_millis(200);
-                c.cluster.node_timeout = Duration::from_secs(1);
-                c.auth.signing_key_path = Some(keys.join("jwt.pem"));
-                c.auth.secret_path = Some(keys.join("secret.key"));
-                tweak(i, c);
-            })
-            .await?,
-        );
-    }
-    Ok(Two { nodes, _nats: nats, _db: db, _keys: keys })
+fn node(c: &TestCluster, i: usize) -> anyhow::Result<&TestServer> {
+    c.node(i).with_context(|| format!("node {i} is running"))
 }
 
 async fn user_on(s: &TestServer, prefix: &str) -> anyhow::Result<(Client, Events, u64, String)> {
+    let (client, events, id, name, _) = user_with_token(s, prefix).await?;
+    Ok((client, events, id, name))
+}
+
+/// A new user on `s`, with the access token of its session.
+async fn user_with_token(s: &TestServer, prefix: &str) -> anyhow::Result<(Client, Events, u64, String, String)> {
     let (client, events) = s.connect(Transport::WebSocket).await?;
     let name = unique(prefix);
     let auth = client.register(register(&name)).await?;
-    Ok((client, events, auth.me.context("me")?.user_id, name))
+    Ok((client, events, auth.me.context("me")?.user_id, name, auth.access_token))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_commits_reaches_the_other() -> anyhow::Result<()> {
     let two = two_nodes().await?;
-    let (a, mut ae, _a_id, _) = user_on(&two.nodes[0], "clA").await?;
-    let (b, mut be, b_id, _) = user_on(&two.nodes[1], "clB").await?;
+    let (a, mut ae, _a_id, _) = user_on(node(&two, 0)?, "clA").await?;
+    let (b, mut be, b_id, _) = user_on(node(&two, 1)?, "clB").await?;
     let conv = call!(a, CreateConversation, group("across", &[b_id]))?.conversation_id;
     let _ = next_conv_event(&mut be).await.context("B sees the group created on node 0")?;
     for i in 0..20 {
@@ -125,8 +77,8 @@ async fn what_one_node_commits_reaches_the_other() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_and_revocation_cross_nodes() -> anyhow::Result<()> {
     let two = two_nodes().await?;
-    let (a, mut ae, _a_id, _) = user_on(&two.nodes[0], "prA").await?;
-    let (b, mut be, b_id, b_name) = user_on(&two.nodes[1], "prB").await?;
+    let (a, mut ae, _a_id, _) = user_on(node(&two, 0)?, "prA").await?;
+    let (b, mut be, b_id, b_name) = user_on(node(&two, 1)?, "prB").await?;
     call!(a, CreateConversation, group("presence", &[b_id]))?;
     // B's presence, held on node 1, shows on node 0.
     call!(b, SetPresence, v1::SetPresence { state: PresenceState::Away as i32 })?;
@@ -139,7 +91,7 @@ async fn presence_and_revocation_cross_nodes() -> anyhow::Result<()> {
     let users = call!(a, GetUsers, v1::GetUsers { user_ids: vec![b_id] })?;
     ensure!(users.users[0].presence == PresenceState::Away as i32, "profile presence across nodes: {users:?}");
     // B signs in on node 0 too, and revokes its node-1 session from there: node 1 closes it.
-    let (b0, _b0e) = two.nodes[0].connect(Transport::WebSocket).await?;
+    let (b0, _b0e) = node(&two, 0)?.connect(Transport::WebSocket).await?;
     b0.login(&b_name, confab_conformance::util::PASSWORD, "second").await?;
     let sessions = call!(b0, ListSessions, v1::ListSessions {})?;
     let other = sessions.sessions.iter().find(|s| !s.current).context("node-1 session")?;
@@ -158,8 +110,8 @@ async fn presence_and_revocation_cross_nodes() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ringing_call_spans_nodes() -> anyhow::Result<()> {
     let two = two_nodes().await?;
-    let (a, mut ae, a_id, _) = user_on(&two.nodes[0], "caA").await?;
-    let (b, mut be, b_id, _) = user_on(&two.nodes[1], "caB").await?;
+    let (a, mut ae, a_id, _) = user_on(node(&two, 0)?, "caA").await?;
+    let (b, mut be, b_id, _) = user_on(node(&two, 1)?, "caB").await?;
     let conv = call!(a, CreateConversation, confab_conformance::util::direct(b_id))?.conversation_id;
     let started = call!(a, StartCall, v1::StartCall { conversation_id: conv, media: v1::CallMedia::Audio as i32 })?;
     let call_id = started.call_id.clone();
@@ -205,14 +157,10 @@ async fn a_ringing_call_spans_nodes() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_call_spans_nodes_and_survives_its_node() -> anyhow::Result<()> {
     use confab_conformance::webrtc_peer::GroupPeer;
-    let mut two = nodes_with(|i, c| {
-        c.calls.udp_port_min = 51500 + 200 * i as u16;
-        c.calls.udp_port_max = 51699 + 200 * i as u16;
-    })
-    .await?;
-    let (a, ae, a_id, _) = user_on(&two.nodes[0], "gcA").await?;
-    let (b, be, b_id, _) = user_on(&two.nodes[1], "gcB").await?;
-    let (c, mut ce, c_id, _) = user_on(&two.nodes[1], "gcC").await?;
+    let mut two = two_nodes().await?;
+    let (a, ae, a_id, _) = user_on(node(&two, 0)?, "gcA").await?;
+    let (b, be, b_id, _) = user_on(node(&two, 1)?, "gcB").await?;
+    let (c, mut ce, c_id, _) = user_on(node(&two, 1)?, "gcC").await?;
     let conv = call!(a, CreateConversation, group("sfu across", &[b_id, c_id]))?.conversation_id;
     let _ = a_id;
     // A's JoinCall makes node 0 the room's holder; B's, on node 1, is forwarded there.
@@ -228,8 +176,7 @@ async fn a_group_call_spans_nodes_and_survives_its_node() -> anyhow::Result<()> 
     pb.wait_received(Duration::from_secs(15), "A's media at B (node 1)", |g| both(g, &pa)).await?;
     pa.wait_received(Duration::from_secs(15), "B's media at A (node 0)", |g| both(g, &pb)).await?;
     // Node 0 stops: the call's participants (and members) on node 1 are told it ended...
-    let node0 = two.nodes.remove(0);
-    node0.stop().await?;
+    two.stop_node(0).await?;
     pb.next_event(Duration::from_secs(10), |e| match e {
         event::Event::GroupCallState(g) if g.conversation_id == conv && g.participants == 0 => Some(()),
         _ => None,
@@ -246,5 +193,76 @@ async fn a_group_call_spans_nodes_and_survives_its_node() -> anyhow::Result<()> 
     let (pc, joined) = GroupPeer::join(c, ce, conv, 3).await?;
     ensure!(joined.participants.is_empty(), "a fresh room: {joined:?}");
     pc.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_gone_from_another_node_ends_the_call_after_the_grace() -> anyhow::Result<()> {
+    let two = two_nodes().await?;
+    let (a, mut ae, _a_id, _) = user_on(node(&two, 0)?, "lgA").await?;
+    let (b, mut be, b_id, b_name, token) = user_with_token(node(&two, 1)?, "lgB").await?;
+    let conv = call!(a, CreateConversation, confab_conformance::util::direct(b_id))?.conversation_id;
+    let media = v1::CallMedia::Audio as i32;
+    // First call: B's device drops from node 1 and comes back on node 0 within the grace — the
+    // call (held by node 0) goes on.
+    let started = call!(a, StartCall, v1::StartCall { conversation_id: conv, media })?;
+    next_matching(&mut be, Duration::from_secs(3), |e| matches!(e, event::Event::CallInvite(_)).then_some(())).await?;
+    call!(b, AcceptCall, v1::AcceptCall { call_id: started.call_id.clone() })?;
+    drop((b, be));
+    let (b0, _b0e) = node(&two, 0)?.connect(Transport::WebSocket).await?;
+    call!(b0, Authenticate, v1::Authenticate { access_token: token })?;
+    let ended =
+        next_matching(&mut ae, Duration::from_secs(1), |e| matches!(e, event::Event::CallEnded(_)).then_some(()));
+    ensure!(ended.await.is_err(), "the call ended although B's device came back on another node in time");
+    call!(a, HangupCall, v1::HangupCall { call_id: started.call_id, reason: 0 })?;
+    // Second call: B's device on node 1 drops for good — the call ends CONNECTION_LOST.
+    let (b1, mut b1e) = node(&two, 1)?.connect(Transport::WebSocket).await?;
+    b1.login(&b_name, confab_conformance::util::PASSWORD, "again").await?;
+    drop(b0);
+    let started = call!(a, StartCall, v1::StartCall { conversation_id: conv, media })?;
+    next_matching(&mut b1e, Duration::from_secs(3), |e| matches!(e, event::Event::CallInvite(_)).then_some(())).await?;
+    call!(b1, AcceptCall, v1::AcceptCall { call_id: started.call_id.clone() })?;
+    drop((b1, b1e));
+    let reason = next_matching(&mut ae, Duration::from_secs(5), |e| match e {
+        event::Event::CallEnded(c) if c.call_id == started.call_id => Some(c.reason),
+        _ => None,
+    })
+    .await
+    .context("the call ends after the grace")?;
+    ensure!(reason == v1::HangupReason::ConnectionLost as i32, "reason {reason}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_show_the_link() -> anyhow::Result<()> {
+    let two = two_nodes().await?;
+    let (a, _ae, _, _) = user_on(node(&two, 0)?, "mtA").await?;
+    let (_b, mut be, b_id, _) = user_on(node(&two, 1)?, "mtB").await?;
+    let conv = call!(a, CreateConversation, group("metrics", &[b_id]))?.conversation_id;
+    call!(a, SendMessage, send(conv, "m1", "counted"))?;
+    next_matching(&mut be, Duration::from_secs(3), |e| match e {
+        event::Event::ConversationEvent(c)
+            if matches!(c.body, Some(v1::conversation_event::Body::MessagePosted(_))) =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await?;
+    let (status, body) = node(&two, 1)?.http_get("/healthz").await?;
+    ensure!(status == 200 && body.contains("nats: connected") && body.contains("1 other node"), "{status} {body}");
+    let counter = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (_, m0) = node(&two, 0)?.http_get("/metrics").await?;
+    let (_, m1) = node(&two, 1)?.http_get("/metrics").await?;
+    ensure!(counter(&m0, "confab_cluster_published_total") >= 2.0, "node 0 published: {m0}");
+    ensure!(counter(&m1, "confab_cluster_received_total") >= 2.0, "node 1 received: {m1}");
+    let (up, peers) = (counter(&m1, "confab_cluster_link_up"), counter(&m1, "confab_cluster_peers"));
+    ensure!(up == 1.0 && peers == 1.0, "link_up {up}, peers {peers}: {m1}");
     Ok(())
 }

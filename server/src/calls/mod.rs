@@ -238,9 +238,9 @@ impl Calls {
         Ok(())
     }
 
-    /// The last connection of `session` closed: if the session takes part in a call, the call
-    /// ends (a peer-to-peer call) or the device leaves (a group call, §20.3.7) unless the device
-    /// is back within the grace period.
+    /// The last connection of `session` on some node closed: if the session takes part in a
+    /// call, the call ends (a peer-to-peer call) or the device leaves (a group call, §20.3.7)
+    /// unless the device is connected again, to any node, within the grace period.
     fn connection_closed(&self, session: &str) {
         let p2p = self.registry().in_call(session);
         let group = self.0.sfu.in_call(session);
@@ -251,7 +251,7 @@ impl Calls {
         let session = session.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(this.0.config.reconnect_grace).await;
-            if this.0.hub.connections(&session) == 0 {
+            if !this.0.hub.connected_anywhere(&session) {
                 if p2p {
                     let fx = this.registry().session_lost(&session, now_ms());
                     this.apply(fx);

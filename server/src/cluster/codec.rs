@@ -21,7 +21,7 @@ pub struct Envelope {
     /// The publishing incarnation's event counter, from 1, gapless; 0 for heartbeats.
     #[prost(uint64, tag = "3")]
     pub pub_seq: u64,
-    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18")]
+    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19")]
     pub body: Option<Body>,
 }
 
@@ -48,6 +48,19 @@ pub enum Body {
     /// A node lost track of the others' presence: every node publishes its table again.
     #[prost(message, tag = "18")]
     TableWanted(TableWantedMsg),
+    /// A session (device) got its first connection on the publishing node, or lost its last.
+    #[prost(message, tag = "19")]
+    Session(SessionMsg),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionMsg {
+    #[prost(int64, tag = "1")]
+    pub user: i64,
+    #[prost(string, tag = "2")]
+    pub session: String,
+    #[prost(bool, tag = "3")]
+    pub connected: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -168,6 +181,9 @@ pub struct PresenceTableMsg {
     pub users: Vec<i64>,
     #[prost(int32, repeated, tag = "3")]
     pub states: Vec<i32>,
+    /// Sessions connected to the publishing node (in the first chunk).
+    #[prost(message, repeated, tag = "4")]
+    pub sessions: Vec<SessionMsg>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -277,9 +293,13 @@ pub fn body_of(event: &DomainEvent, local_presence: impl Fn(UserId) -> Presence)
             frames: frames.iter().map(|(to, f)| audience_msg(to, f)).collect(),
             droppable: *droppable,
         }),
-        DomainEvent::SessionAttached { .. } | DomainEvent::SessionDetached { .. } | DomainEvent::NodeDown { .. } => {
-            return None;
+        DomainEvent::SessionAttached { caller, .. } => {
+            Body::Session(SessionMsg { user: caller.user_id.0, session: caller.session_id.clone(), connected: true })
         }
+        DomainEvent::SessionDetached { caller, remaining: 0, .. } => {
+            Body::Session(SessionMsg { user: caller.user_id.0, session: caller.session_id.clone(), connected: false })
+        }
+        DomainEvent::SessionDetached { .. } | DomainEvent::NodeDown { .. } => return None,
     })
 }
 
@@ -290,10 +310,17 @@ pub enum Received {
     Event(DomainEvent),
     /// The publishing node's presence of `user`.
     Presence(UserId, Presence),
-    /// A chunk of the publishing node's presence table.
+    /// A chunk of the publishing node's presence table and connected sessions.
     Table {
         first: bool,
         entries: Vec<(UserId, Presence)>,
+        sessions: Vec<(UserId, String)>,
+    },
+    /// A session got its first connection on the publishing node, or lost its last.
+    Session {
+        user: UserId,
+        session: String,
+        connected: bool,
     },
     TableWanted,
     Heartbeat,
@@ -330,9 +357,13 @@ pub fn received(body: Option<Body>) -> Received {
                 .zip(&t.states)
                 .filter_map(|(u, s)| Some((UserId(*u), Presence::from_wire(*s)?)))
                 .collect();
-            return Received::Table { first: t.first, entries };
+            let sessions = t.sessions.into_iter().map(|s| (UserId(s.user), s.session)).collect();
+            return Received::Table { first: t.first, entries, sessions };
         }
         Body::TableWanted(_) => return Received::TableWanted,
+        Body::Session(s) => {
+            return Received::Session { user: UserId(s.user), session: s.session, connected: s.connected };
+        }
     })
 }
 
@@ -377,9 +408,14 @@ mod tests {
     }
 
     #[test]
-    fn session_events_stay_on_their_node() {
+    fn only_a_sessions_first_and_last_connection_cross() {
         let caller = crate::session::Caller { user_id: UserId(1), session_id: "s".into(), expires_at_ms: 0 };
-        assert!(body_of(&DomainEvent::SessionAttached { caller, key: 1 }, |_| Presence::Online).is_none());
+        assert!(
+            body_of(&DomainEvent::SessionAttached { caller: caller.clone(), key: 1 }, |_| Presence::Online).is_some()
+        );
+        let detached = |remaining| DomainEvent::SessionDetached { caller: caller.clone(), key: 1, remaining };
+        assert!(body_of(&detached(0), |_| Presence::Online).is_some());
+        assert!(body_of(&detached(1), |_| Presence::Online).is_none(), "the session is still connected here");
         assert!(body_of(&DomainEvent::NodeDown { node: "b".into() }, |_| Presence::Online).is_none());
     }
 }

@@ -12,7 +12,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::codec::{Body, Envelope, HeartbeatMsg, PresenceTableMsg, ReplayReply, ReplayRequest};
+use super::codec::{Body, Envelope, HeartbeatMsg, PresenceTableMsg, ReplayReply, ReplayRequest, SessionMsg};
 use super::{ClusterBus, Subjects};
 use crate::metrics::ClusterMetrics;
 
@@ -86,17 +86,27 @@ impl Outbound {
     }
 
     /// This node's presence table, in chunks (the first tells receivers to forget the old one).
-    pub(super) fn send_table(&self, table: Vec<(crate::store::UserId, crate::hub::Presence)>) {
+    pub(super) fn send_table(
+        &self,
+        table: Vec<(crate::store::UserId, crate::hub::Presence)>,
+        sessions: Vec<(crate::store::UserId, String)>,
+    ) {
+        let sessions: Vec<SessionMsg> =
+            sessions.into_iter().map(|(u, session)| SessionMsg { user: u.0, session, connected: true }).collect();
         let mut chunks = table.chunks(TABLE_CHUNK).peekable();
         if chunks.peek().is_none() {
-            self.send(Body::PresenceTable(PresenceTableMsg { first: true, users: vec![], states: vec![] }));
+            self.send(Body::PresenceTable(PresenceTableMsg { first: true, ..Default::default() }));
         }
         for (i, chunk) in chunks.enumerate() {
             self.send(Body::PresenceTable(PresenceTableMsg {
                 first: i == 0,
                 users: chunk.iter().map(|(u, _)| u.0).collect(),
                 states: chunk.iter().map(|(_, p)| p.wire()).collect(),
+                sessions: Vec::new(),
             }));
+        }
+        for chunk in sessions.chunks(TABLE_CHUNK) {
+            self.send(Body::PresenceTable(PresenceTableMsg { sessions: chunk.to_vec(), ..Default::default() }));
         }
     }
 

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{self, Body, Envelope, Received, ReplayReply, ReplayRequest, TableWantedMsg};
 use super::{ClusterBus, LinkState, Subjects};
 use crate::bus::DomainEvent;
+use crate::hub::Forgotten;
 use crate::metrics::ClusterMetrics;
+use crate::session::Caller;
 use crate::store::UserId;
 
 /// Events held behind a gap before giving up on it.
@@ -118,7 +120,7 @@ impl Receiver {
         };
         if fresh {
             // It must learn who is online here.
-            self.s.bus.out.send_table(self.s.bus.hub.local_presence_table());
+            self.s.bus.out.send_table(self.s.bus.hub.local_presence_table(), self.s.bus.hub.local_sessions());
         }
         let node = env.node.clone();
         let Some(peer) = self.peers.get_mut(&node) else { return };
@@ -155,7 +157,7 @@ impl Receiver {
             failures: 0,
         };
         self.peers.insert(env.node.clone(), peer);
-        self.s.peers.store(self.peers.len() as u64, Ordering::Relaxed);
+        self.count_peers();
     }
 
     /// Hands over what became next in line, then asks for a replay if a gap remains.
@@ -252,9 +254,7 @@ impl Receiver {
         self.s.metrics.resyncs.inc();
         let closed = self.s.bus.hub.resync(None);
         tracing::warn!(node, closed, "lost events of another node: connections closed to resync");
-        for user in self.s.bus.hub.forget_node(node) {
-            self.s.bus.deliver_local(DomainEvent::PresenceChanged { user });
-        }
+        self.forgot(self.s.bus.hub.forget_node(node));
         self.s.bus.out.send(Body::TableWanted(TableWantedMsg {}));
         self.drain(node);
     }
@@ -269,19 +269,36 @@ impl Receiver {
                     bus.deliver_local(DomainEvent::PresenceChanged { user });
                 }
             }
-            Received::Table { first, entries } => {
-                let mut changed: Vec<UserId> = if first { bus.hub.forget_node(node) } else { Vec::new() };
-                for (user, state) in entries {
-                    bus.hub.set_remote_presence(node, user, state);
-                    changed.push(user);
+            Received::Table { first, entries, sessions } => {
+                for (user, session) in &sessions {
+                    bus.hub.set_remote_session(node, *user, session, true);
                 }
-                changed.sort_unstable();
-                changed.dedup();
-                for user in changed {
-                    bus.deliver_local(DomainEvent::PresenceChanged { user });
+                if first {
+                    // The table replaces what the node said before; a session it no longer
+                    // reports (they follow in later chunks) waits out the reconnect grace.
+                    let mut gone = bus.hub.forget_node(node);
+                    for (user, state) in entries {
+                        bus.hub.set_remote_presence(node, user, state);
+                        gone.users.push(user);
+                    }
+                    gone.users.sort_unstable();
+                    gone.users.dedup();
+                    self.forgot(gone);
+                } else {
+                    for (user, state) in entries {
+                        if bus.hub.set_remote_presence(node, user, state) {
+                            bus.deliver_local(DomainEvent::PresenceChanged { user });
+                        }
+                    }
                 }
             }
-            Received::TableWanted => bus.out.send_table(bus.hub.local_presence_table()),
+            Received::Session { user, session, connected } => {
+                bus.hub.set_remote_session(node, user, &session, connected);
+                if !connected {
+                    self.session_gone(user, session);
+                }
+            }
+            Received::TableWanted => bus.out.send_table(bus.hub.local_presence_table(), bus.hub.local_sessions()),
             Received::Heartbeat | Received::Unknown => {}
         }
     }
@@ -301,12 +318,33 @@ impl Receiver {
         }
     }
 
+    fn count_peers(&self) {
+        self.s.peers.store(self.peers.len() as u64, Ordering::Relaxed);
+        self.s.metrics.peers.set(self.peers.len() as i64);
+    }
+
     fn node_down(&mut self, node: &str) {
         self.peers.remove(node);
-        self.s.peers.store(self.peers.len() as u64, Ordering::Relaxed);
-        for user in self.s.bus.hub.forget_node(node) {
+        self.count_peers();
+        self.forgot(self.s.bus.hub.forget_node(node));
+        self.s.bus.deliver_local(DomainEvent::NodeDown { node: node.to_string() });
+    }
+
+    /// What another node reported is gone: its users' presence may have changed, and its
+    /// sessions lost their connections there.
+    fn forgot(&self, gone: Forgotten) {
+        for user in gone.users {
             self.s.bus.deliver_local(DomainEvent::PresenceChanged { user });
         }
-        self.s.bus.deliver_local(DomainEvent::NodeDown { node: node.to_string() });
+        for (user, session) in gone.sessions {
+            self.session_gone(user, session);
+        }
+    }
+
+    /// A session lost its last connection on another node (its calls wait out the reconnect
+    /// grace, then end unless it is connected again somewhere).
+    fn session_gone(&self, user: UserId, session: String) {
+        let caller = Caller { user_id: user, session_id: session, expires_at_ms: 0 };
+        self.s.bus.deliver_local(DomainEvent::SessionDetached { caller, key: 0, remaining: 0 });
     }
 }
