@@ -136,7 +136,7 @@ pub enum DomainEvent {
     Frames { frames: Vec<(Audience, Bytes)>, droppable: bool },
     /// Another node of the cluster stopped (its heartbeat stopped or it said goodbye): its
     /// devices are gone. Only ever published by the cluster link on this node.
-    NodeDown { node: String },
+    NodeDown { node: String, incarnation: u64 },
 }
 
 impl DomainEvent {

@@ -255,6 +255,12 @@ impl Hub {
         Detached { presence: (before != after).then_some(after), remaining }
     }
 
+    /// Whether any of these users has a connection on this node.
+    pub fn any_connected(&self, users: &[UserId]) -> bool {
+        let m = self.lock();
+        users.iter().any(|u| m.users.contains_key(u))
+    }
+
     /// Queues one encoded frame to every connection of these users, without waiting: a full queue
     /// closes that connection as a slow consumer (it resyncs). Returns the deliveries made.
     pub fn deliver(&self, users: &[UserId], frame: &Bytes) -> usize {

@@ -128,6 +128,7 @@ impl Server {
         let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
         let role = cluster.as_ref().map(|c| calls::sfu::ClusterRole {
             rpc: c.rpc(),
+            holder: c.holder(),
             lease_ttl: config.cluster.node_timeout,
             renew_every: config.cluster.heartbeat_interval,
         });
@@ -217,6 +218,7 @@ impl Server {
         let _ = http.await;
         let _ = quic.await;
         state.tasks().close();
+        state.calls().sfu().expire_leases().await;
         state.calls().sfu().shutdown();
         let timeout = state.config().shutdown_timeout;
         if tokio::time::timeout(timeout, state.tasks().wait()).await.is_err() {

@@ -320,7 +320,7 @@ impl Subscriber for Calls {
             | DomainEvent::PresenceChanged { .. }
             | DomainEvent::Frames { .. } => {}
             // Its rooms end; calls it held are gone with it (their devices' rings time out).
-            DomainEvent::NodeDown { node } => self.0.sfu.node_down(node),
+            DomainEvent::NodeDown { node, incarnation } => self.0.sfu.node_down(node, *incarnation),
         }
     }
 }

@@ -416,6 +416,6 @@ mod tests {
         let detached = |remaining| DomainEvent::SessionDetached { caller: caller.clone(), key: 1, remaining };
         assert!(body_of(&detached(0), |_| Presence::Online).is_some());
         assert!(body_of(&detached(1), |_| Presence::Online).is_none(), "the session is still connected here");
-        assert!(body_of(&DomainEvent::NodeDown { node: "b".into() }, |_| Presence::Online).is_none());
+        assert!(body_of(&DomainEvent::NodeDown { node: "b".into(), incarnation: 1 }, |_| Presence::Online).is_none());
     }
 }

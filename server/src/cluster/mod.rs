@@ -91,15 +91,18 @@ impl ClusterBus {
     fn deliver_local(&self, event: DomainEvent) {
         self.local.publish(event);
     }
+
+    /// This node's presence table and sessions, read and numbered under one lock.
+    fn send_table(&self) {
+        self.out.send_many(|| publish::Outbound::table(self.hub.local_presence_table(), self.hub.local_sessions()));
+    }
 }
 
 impl Bus for ClusterBus {
     /// Published to the other nodes first (so an event a subscriber publishes in reaction follows
     /// this one there too), then handed to this node's subscribers.
     fn publish(&self, event: DomainEvent) {
-        if let Some(body) = codec::body_of(&event, |u| self.hub.local_presence(u)) {
-            self.out.send(body);
-        }
+        self.out.send_many(|| codec::body_of(&event, |u| self.hub.local_presence(u)).into_iter().collect());
         self.local.publish(event);
     }
 
@@ -121,6 +124,16 @@ pub struct Cluster {
     shutdown: CancellationToken,
     publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     rpc: Rpc,
+}
+
+/// The name of one run of a node in the store's room leases: `NODE@INCARNATION` (hex).
+pub fn holder_name(node: &str, incarnation: u64) -> String {
+    format!("{node}@{incarnation:016x}")
+}
+
+/// The node of a holder name ([`holder_name`]).
+pub fn node_of(holder: &str) -> &str {
+    holder.split_once('@').map_or(holder, |(node, _)| node)
 }
 
 /// A node's name when none is configured: `node-` and 8 random hex digits.
@@ -153,7 +166,7 @@ impl Cluster {
             .max_reconnects(None)
             .subscription_capacity(1 << 16)
             .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(Duration::from_secs(2)))
+            .request_timeout(Some(rpc::TIMEOUT))
             .event_callback(move |ev| {
                 let link = events.clone();
                 async move {
@@ -220,6 +233,11 @@ impl Cluster {
         &self.node
     }
 
+    /// This run of the node (`NODE@INCARNATION`).
+    pub fn holder(&self) -> String {
+        holder_name(&self.node, self.incarnation)
+    }
+
     /// A handle for calling services on other nodes.
     pub fn rpc(&self) -> Rpc {
         self.rpc.clone()
@@ -250,7 +268,9 @@ impl Cluster {
             check_every: self.config.heartbeat_interval,
         });
         tokio::spawn(receiver.run(sub, self.shutdown.clone()));
-        // Whoever is already running sends its presence table when it first hears this node.
+        // The others sent their tables when they first heard this node's heartbeat, maybe before
+        // it listened: ask again, now that it does.
+        self.bus.out.send(codec::Body::TableWanted(codec::TableWantedMsg {}));
         Ok(())
     }
 

@@ -67,7 +67,20 @@ impl Outbound {
     /// Numbers `body`, keeps it for replay and queues it without waiting: when the queue is full
     /// (NATS is down or slow) it is left to the ring, and the others replay it.
     pub(super) fn send(&self, body: Body) {
+        self.send_many(|| vec![body]);
+    }
+
+    /// Like [`send`](Self::send) for the bodies `make` returns, made under the numbering lock:
+    /// a body that reads state (the hub's presence of a user) is numbered in the order the state
+    /// was read, so other nodes never see an older state after a newer one.
+    pub(super) fn send_many(&self, make: impl FnOnce() -> Vec<Body>) {
         let mut s = self.state();
+        for body in make() {
+            self.push(&mut s, body);
+        }
+    }
+
+    fn push(&self, s: &mut Numbering, body: Body) {
         s.assigned += 1;
         let seq = s.assigned;
         let bytes = Bytes::from(self.envelope(seq, body).encode_to_vec());
@@ -85,20 +98,21 @@ impl Outbound {
         }
     }
 
-    /// This node's presence table, in chunks (the first tells receivers to forget the old one).
-    pub(super) fn send_table(
-        &self,
+    /// This node's presence table and connected sessions as bodies, in chunks (the first tells
+    /// receivers to forget what this node said before). For [`send_many`](Self::send_many).
+    pub(super) fn table(
         table: Vec<(crate::store::UserId, crate::hub::Presence)>,
         sessions: Vec<(crate::store::UserId, String)>,
-    ) {
+    ) -> Vec<Body> {
         let sessions: Vec<SessionMsg> =
             sessions.into_iter().map(|(u, session)| SessionMsg { user: u.0, session, connected: true }).collect();
+        let mut out = Vec::new();
         let mut chunks = table.chunks(TABLE_CHUNK).peekable();
         if chunks.peek().is_none() {
-            self.send(Body::PresenceTable(PresenceTableMsg { first: true, ..Default::default() }));
+            out.push(Body::PresenceTable(PresenceTableMsg { first: true, ..Default::default() }));
         }
         for (i, chunk) in chunks.enumerate() {
-            self.send(Body::PresenceTable(PresenceTableMsg {
+            out.push(Body::PresenceTable(PresenceTableMsg {
                 first: i == 0,
                 users: chunk.iter().map(|(u, _)| u.0).collect(),
                 states: chunk.iter().map(|(_, p)| p.wire()).collect(),
@@ -106,8 +120,9 @@ impl Outbound {
             }));
         }
         for chunk in sessions.chunks(TABLE_CHUNK) {
-            self.send(Body::PresenceTable(PresenceTableMsg { sessions: chunk.to_vec(), ..Default::default() }));
+            out.push(Body::PresenceTable(PresenceTableMsg { sessions: chunk.to_vec(), ..Default::default() }));
         }
+        out
     }
 
     fn settle(&self, seq: u64) {
@@ -133,6 +148,10 @@ impl Outbound {
         if req.incarnation != self.incarnation || s.ring.entries.front().is_none_or(|(first, _)| *first > req.from) {
             return ReplayReply { gone: true, envelopes: vec![] };
         }
+        // An event too large for a reply (it was too large to publish too) cannot be replayed.
+        if s.ring.entries.iter().find(|(seq, _)| *seq == req.from).is_some_and(|(_, b)| b.len() > REPLY_BYTES) {
+            return ReplayReply { gone: true, envelopes: vec![] };
+        }
         let mut size = 0;
         let envelopes = s
             .ring
@@ -141,7 +160,7 @@ impl Outbound {
             .skip_while(|(seq, _)| *seq < req.from)
             .take_while(|(seq, b)| {
                 size += b.len();
-                *seq <= req.to && (size <= REPLY_BYTES || *seq == req.from)
+                *seq <= req.to && size <= REPLY_BYTES
             })
             .map(|(_, b)| b.clone())
             .collect();

@@ -26,8 +26,10 @@ use crate::store::UserId;
 
 /// Events held behind a gap before giving up on it.
 const MAX_HELD: usize = 50_000;
-/// Replay attempts that brought nothing before giving up on a gap.
+/// Replay attempts that brought nothing before giving up on a gap (and at least the node timeout).
 const MAX_REPLAY_FAILURES: u32 = 3;
+/// Nodes declared down remembered (by name) in case they are heard again.
+const MAX_TOMBSTONES: usize = 1_000;
 
 /// What one other node (one incarnation of it) has sent us.
 #[derive(Debug)]
@@ -40,7 +42,18 @@ struct Peer {
     held: BTreeMap<u64, Envelope>,
     heard: Instant,
     replaying: bool,
+    /// Replay attempts that brought nothing, since `failing_since`.
     failures: u32,
+    failing_since: Option<Instant>,
+    /// No new replay request before this (after a failed one).
+    retry_at: Option<Instant>,
+}
+
+/// What is remembered of a node declared down, should it turn out alive (same incarnation).
+#[derive(Debug, Clone, Copy)]
+struct Tombstone {
+    incarnation: u64,
+    next: u64,
 }
 
 /// A replay's answer, back in the receiving task.
@@ -65,6 +78,7 @@ pub(super) struct Setup {
 pub(super) struct Receiver {
     s: Setup,
     peers: HashMap<String, Peer>,
+    tombstones: HashMap<String, Tombstone>,
     replayed_tx: mpsc::Sender<Replayed>,
     replayed_rx: mpsc::Receiver<Replayed>,
 }
@@ -72,7 +86,7 @@ pub(super) struct Receiver {
 impl Receiver {
     pub(super) fn new(s: Setup) -> Self {
         let (replayed_tx, replayed_rx) = mpsc::channel(64);
-        Self { s, peers: HashMap::new(), replayed_tx, replayed_rx }
+        Self { s, peers: HashMap::new(), tombstones: HashMap::new(), replayed_tx, replayed_rx }
     }
 
     pub(super) async fn run(mut self, mut sub: async_nats::Subscriber, shutdown: CancellationToken) {
@@ -111,26 +125,37 @@ impl Receiver {
                 self.add_peer(&env, 1, now);
                 true
             }
-            None => {
-                // First heard: what it published before is history this node never had to deliver.
-                let first = hb.as_ref().map_or(env.pub_seq, |h| h.published + 1);
-                self.add_peer(&env, first.max(1), now);
-                true
-            }
+            None => match self.tombstones.remove(&env.node) {
+                // Declared down, yet alive (this node or that one was cut off from NATS): what it
+                // published meanwhile is replayed, and everyone sends their tables again.
+                Some(t) if t.incarnation == env.incarnation => {
+                    tracing::info!(node = %env.node, "cluster node heard again");
+                    self.add_peer(&env, t.next, now);
+                    self.s.bus.out.send(Body::TableWanted(TableWantedMsg {}));
+                    false
+                }
+                _ => {
+                    // First heard: what it published before is history this node never had to
+                    // deliver.
+                    let first = hb.as_ref().map_or(env.pub_seq, |h| h.published + 1);
+                    self.add_peer(&env, first.max(1), now);
+                    true
+                }
+            },
         };
         if fresh {
             // It must learn who is online here.
-            self.s.bus.out.send_table(self.s.bus.hub.local_presence_table(), self.s.bus.hub.local_sessions());
+            self.s.bus.send_table();
         }
         let node = env.node.clone();
         let Some(peer) = self.peers.get_mut(&node) else { return };
         peer.heard = now;
         if let Some(h) = hb {
+            peer.known = peer.known.max(h.published);
             if h.leaving {
                 self.node_down(&node);
                 return;
             }
-            peer.known = peer.known.max(h.published);
         } else if env.pub_seq < peer.next {
             self.s.metrics.duplicates_dropped.inc();
             return;
@@ -155,6 +180,8 @@ impl Receiver {
             heard: now,
             replaying: false,
             failures: 0,
+            failing_since: None,
+            retry_at: None,
         };
         self.peers.insert(env.node.clone(), peer);
         self.count_peers();
@@ -182,7 +209,8 @@ impl Receiver {
             self.give_up(node);
             return;
         }
-        if peer.known >= peer.next && !peer.replaying {
+        let waiting = peer.retry_at.is_some_and(|t| t > Instant::now());
+        if peer.known >= peer.next && !peer.replaying && !waiting {
             let to = peer.held.first_key_value().map_or(peer.known, |(s, _)| s - 1);
             peer.replaying = true;
             let req = ReplayRequest { incarnation: peer.incarnation, from: peer.next, to };
@@ -230,12 +258,19 @@ impl Receiver {
             let held = &self.peers[&node].held;
             held.first_key_value().is_some_and(|(s, _)| *s == before)
         };
+        let (every, timeout) = (self.s.check_every, self.s.node_timeout);
         if let Some(peer) = self.peers.get_mut(&node) {
             if progressed {
                 peer.failures = 0;
+                peer.failing_since = None;
+                peer.retry_at = None;
             } else {
+                // Tried again at the next liveness check, up to the node timeout: a peer briefly
+                // unreachable (its link reconnecting) is not a reason to resync everyone.
                 peer.failures += 1;
-                if peer.failures >= MAX_REPLAY_FAILURES {
+                let since = *peer.failing_since.get_or_insert_with(Instant::now);
+                peer.retry_at = Some(Instant::now() + every);
+                if peer.failures >= MAX_REPLAY_FAILURES && since.elapsed() >= timeout {
                     self.give_up(&node);
                     return;
                 }
@@ -251,6 +286,8 @@ impl Receiver {
         peer.next = peer.held.first_key_value().map_or(peer.known + 1, |(s, _)| *s);
         peer.replaying = false;
         peer.failures = 0;
+        peer.failing_since = None;
+        peer.retry_at = None;
         self.s.metrics.resyncs.inc();
         let closed = self.s.bus.hub.resync(None);
         tracing::warn!(node, closed, "lost events of another node: connections closed to resync");
@@ -298,7 +335,7 @@ impl Receiver {
                     self.session_gone(user, session);
                 }
             }
-            Received::TableWanted => bus.out.send_table(bus.hub.local_presence_table(), bus.hub.local_sessions()),
+            Received::TableWanted => bus.send_table(),
             Received::Heartbeat | Received::Unknown => {}
         }
     }
@@ -307,6 +344,11 @@ impl Receiver {
     /// down meanwhile (then nobody could have been heard).
     fn check_liveness(&mut self) {
         let timeout = self.s.node_timeout;
+        let gapped: Vec<String> =
+            self.peers.iter().filter(|(_, p)| p.known >= p.next).map(|(n, _)| n.clone()).collect();
+        for node in gapped {
+            self.drain(&node);
+        }
         if self.s.link.up_for().is_none_or(|up| up < timeout) {
             return;
         }
@@ -324,10 +366,22 @@ impl Receiver {
     }
 
     fn node_down(&mut self, node: &str) {
-        self.peers.remove(node);
+        // What it published and this node did not get yet: what is held is delivered, what is
+        // missing cannot be asked for any more — this node's clients resync.
+        if let Some(peer) = self.peers.get(node)
+            && (peer.known >= peer.next || !peer.held.is_empty())
+        {
+            self.give_up(node);
+        }
+        let Some(peer) = self.peers.remove(node) else { return };
+        if self.tombstones.len() >= MAX_TOMBSTONES {
+            self.tombstones.clear();
+        }
+        let tombstone = Tombstone { incarnation: peer.incarnation, next: peer.next };
+        self.tombstones.insert(node.to_string(), tombstone);
         self.count_peers();
         self.forgot(self.s.bus.hub.forget_node(node));
-        self.s.bus.deliver_local(DomainEvent::NodeDown { node: node.to_string() });
+        self.s.bus.deliver_local(DomainEvent::NodeDown { node: node.to_string(), incarnation: peer.incarnation });
     }
 
     /// What another node reported is gone: its users' presence may have changed, and its

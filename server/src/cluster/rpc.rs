@@ -12,12 +12,15 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 /// How long a request waits for the owner's answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a request to another node got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    /// Nobody serves it (the node is gone) or it did not answer in time.
+    /// Nobody serves it: the node is not running (NATS answers at once).
+    #[error("node {node} is not running")]
+    NoResponders { node: String },
+    /// It did not answer in time, or the request could not be sent.
     #[error("node {node} did not answer: {reason}")]
     Unreachable { node: String, reason: String },
 }
@@ -52,13 +55,17 @@ impl Rpc {
     /// Sends `request` to `service` on `node` and waits (at most 5 s) for its answer.
     ///
     /// # Errors
-    /// [`RpcError::Unreachable`] when no node serves it or it does not answer in time.
+    /// [`RpcError::NoResponders`] when `node` does not run; [`RpcError::Unreachable`] when it
+    /// does not answer within 5 s or NATS is down.
     pub async fn request(&self, node: &str, service: &str, request: Bytes) -> Result<Bytes, RpcError> {
         let unreachable = |reason: String| RpcError::Unreachable { node: node.to_string(), reason };
-        match tokio::time::timeout(TIMEOUT, self.client.request(self.subject(node, service), request)).await {
-            Ok(Ok(m)) => Ok(m.payload),
-            Ok(Err(e)) => Err(unreachable(e.to_string())),
-            Err(_) => Err(unreachable("timed out".into())),
+        let request = async_nats::Request::new().payload(request).timeout(Some(TIMEOUT));
+        match self.client.send_request(self.subject(node, service), request).await {
+            Ok(m) => Ok(m.payload),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                Err(RpcError::NoResponders { node: node.to_string() })
+            }
+            Err(e) => Err(unreachable(e.to_string())),
         }
     }
 

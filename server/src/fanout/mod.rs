@@ -14,6 +14,11 @@ use crate::metrics::ClusterMetrics;
 use crate::store::Store;
 pub use sequencer::Sequencer;
 
+/// After a node stopped, lanes with an entry this recent are read up to the store's head. The
+/// node was silent for the node timeout before it was declared down; the window covers that and
+/// more (a lane idle longer needs a later entry, or the client's own sync, to show a gap).
+const CATCH_UP_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Delivers committed changes to live connections.
 #[derive(Debug)]
 pub struct Fanout {
@@ -78,12 +83,17 @@ impl Subscriber for Fanout {
                     self.hub.deliver_to(to, frame, *droppable);
                 }
             }
+            // What it committed last may not have reached NATS: read it from the store.
+            DomainEvent::NodeDown { .. } => {
+                if let Some(seq) = &self.sequencer {
+                    seq.catch_up_recent(CATCH_UP_WINDOW);
+                }
+            }
             DomainEvent::AccountDeleted { .. }
             | DomainEvent::UserBlocked { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::SessionDetached { .. }
-            | DomainEvent::PresenceChanged { .. }
-            | DomainEvent::NodeDown { .. } => {}
+            | DomainEvent::PresenceChanged { .. } => {}
         }
     }
 }

@@ -33,8 +33,9 @@ const FILL_BATCH: i64 = 500;
 /// Tries to read a gap before giving up (with [`FILL_RETRY`] between them).
 pub const FILL_ATTEMPTS: u32 = 10;
 const FILL_RETRY: Duration = Duration::from_millis(500);
-/// Lanes tracked before idle ones are forgotten.
+/// Lanes tracked before idle ones are forgotten (looked for at most every [`SWEEP_EVERY`]).
 const TRACKED_MAX: usize = 100_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A lane with no entry for this long may be forgotten.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -60,6 +61,8 @@ struct Track {
     filling: bool,
     held: BTreeMap<i64, Held>,
     touched: Instant,
+    /// The last entry had an audience on this node.
+    local: bool,
 }
 
 /// An entry read from the store to fill a gap.
@@ -72,11 +75,17 @@ struct Found {
 }
 
 #[derive(Debug)]
+struct Lanes {
+    tracks: HashMap<Lane, Track>,
+    swept_at: Instant,
+}
+
+#[derive(Debug)]
 struct Inner {
     hub: Arc<Hub>,
     store: Arc<dyn Store>,
     metrics: ClusterMetrics,
-    lanes: Mutex<HashMap<Lane, Track>>,
+    lanes: Mutex<Lanes>,
 }
 
 /// Cheap-clone handle to a node's sequencer.
@@ -85,10 +94,11 @@ pub struct Sequencer(Arc<Inner>);
 
 impl Sequencer {
     pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, metrics: ClusterMetrics) -> Self {
-        Self(Arc::new(Inner { hub, store, metrics, lanes: Mutex::new(HashMap::new()) }))
+        let lanes = Mutex::new(Lanes { tracks: HashMap::new(), swept_at: Instant::now() });
+        Self(Arc::new(Inner { hub, store, metrics, lanes }))
     }
 
-    fn lanes(&self) -> MutexGuard<'_, HashMap<Lane, Track>> {
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
         self.0.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -106,19 +116,33 @@ impl Sequencer {
         let mut lanes = self.lanes();
         let now = Instant::now();
         let held = || Held { frame: frame.clone(), audience: audience.into() };
-        let Some(t) = lanes.get_mut(&lane) else {
-            if lanes.len() >= TRACKED_MAX {
-                lanes.retain(|_, t| t.filling || now.duration_since(t.touched) < IDLE);
+        // Nobody here to deliver to: only the position is kept (no store read for others' lanes).
+        let nobody = !self.0.hub.any_connected(audience);
+        let Some(t) = lanes.tracks.get_mut(&lane) else {
+            if lanes.tracks.len() >= TRACKED_MAX && now.duration_since(lanes.swept_at) >= SWEEP_EVERY {
+                lanes.swept_at = now;
+                lanes.tracks.retain(|_, t| t.filling || now.duration_since(t.touched) < IDLE);
             }
-            let track = Track { last: seq - 1, filling: true, held: BTreeMap::from([(seq, held())]), touched: now };
-            lanes.insert(lane, track);
+            if nobody {
+                let track = Track { last: seq, filling: false, held: BTreeMap::new(), touched: now, local: false };
+                lanes.tracks.insert(lane, track);
+                return;
+            }
+            let held = BTreeMap::from([(seq, held())]);
+            let track = Track { last: seq - 1, filling: true, held, touched: now, local: true };
+            lanes.tracks.insert(lane, track);
             drop(lanes);
             self.spawn_fill(lane, true);
             return;
         };
         t.touched = now;
+        t.local = !nobody;
         if seq <= t.last || t.held.contains_key(&seq) {
             self.0.metrics.duplicates_dropped.inc();
+            return;
+        }
+        if nobody && !t.filling {
+            t.last = seq;
             return;
         }
         if t.filling || seq != t.last + 1 {
@@ -144,6 +168,7 @@ impl Sequencer {
         let Some((after, upto)) = self.gap(lane, first_sight) else { return };
         let mut found = Vec::new();
         let mut failed = 0;
+        let mut unread = false;
         let mut from = after;
         while from + 1 < upto {
             match self.read(lane, from, (upto - from - 1).min(FILL_BATCH)).await {
@@ -157,6 +182,7 @@ impl Sequencer {
                     failed += 1;
                     if failed >= FILL_ATTEMPTS {
                         tracing::warn!(error = %e, "cannot read a live-delivery gap from the store: clients resync");
+                        unread = true;
                         break;
                     }
                     tokio::time::sleep(FILL_RETRY).await;
@@ -173,16 +199,59 @@ impl Sequencer {
             }
             found.drain(..keep);
         }
-        self.settle(lane, first_sight, upto, found);
+        self.settle(lane, first_sight, upto, found, unread);
     }
 
     /// The range to read: above `last` (or the first-sight window) and below the first held entry.
     fn gap(&self, lane: Lane, first_sight: bool) -> Option<(i64, i64)> {
         let lanes = self.lanes();
-        let t = lanes.get(&lane)?;
+        let t = lanes.tracks.get(&lane)?;
         let upto = *t.held.keys().next()?;
         let after = if first_sight { (upto - 1 - FIRST_SIGHT_MAX).max(0) } else { t.last };
         Some((after, upto))
+    }
+
+    /// Another node stopped: what it committed just before may never have reached NATS. Every
+    /// lane with an entry within `within` is read up to the store's head and what this node
+    /// missed is delivered, so a dead node's last messages still arrive live.
+    pub fn catch_up_recent(&self, within: Duration) {
+        let lanes: Vec<(Lane, i64)> = {
+            let lanes = self.lanes();
+            lanes
+                .tracks
+                .iter()
+                .filter(|(_, t)| t.local && !t.filling && t.touched.elapsed() < within)
+                .map(|(l, t)| (*l, t.last))
+                .collect()
+        };
+        for (lane, after) in lanes {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let found = match this.read(lane, after, FILL_BATCH).await {
+                    Ok(f) => f,
+                    Err(e) => return tracing::warn!(error = %e, "catching up after a node stopped"),
+                };
+                let audience: Vec<UserId> = match lane {
+                    Lane::User(u) => vec![u],
+                    Lane::Conv(conv) => match this.0.store.members(conv, UserId::default(), 100_000).await {
+                        Ok(m) => m.into_iter().map(|m| m.user_id).collect(),
+                        Err(e) => return tracing::warn!(error = %e, "catching up after a node stopped"),
+                    },
+                };
+                let mut lanes = this.lanes();
+                let Some(t) = lanes.tracks.get_mut(&lane) else { return };
+                if t.filling {
+                    return; // a fill runs: it delivers in order itself
+                }
+                for f in found {
+                    if f.seq == t.last + 1 {
+                        t.last = f.seq;
+                        this.0.metrics.gap_filled.inc();
+                        this.0.hub.deliver(&audience, &f.frame);
+                    }
+                }
+            });
+        }
     }
 
     async fn read(&self, lane: Lane, after: i64, limit: i64) -> Result<Vec<Found>, StoreError> {
@@ -223,10 +292,10 @@ impl Sequencer {
 
     /// Delivers what was read, then the held entries, in order; starts another fill at the next
     /// gap, or (the store failed) delivers past the gap and has the audience resync.
-    fn settle(&self, lane: Lane, first_sight: bool, upto: i64, found: Vec<Found>) {
+    fn settle(&self, lane: Lane, first_sight: bool, upto: i64, found: Vec<Found>, unread: bool) {
         let hub = &self.0.hub;
         let mut lanes = self.lanes();
-        let Some(t) = lanes.get_mut(&lane) else { return };
+        let Some(t) = lanes.tracks.get_mut(&lane) else { return };
         if first_sight {
             t.last = found.first().map_or(upto - 1, |f| f.seq - 1);
         }
@@ -249,7 +318,8 @@ impl Sequencer {
             }
         }
         let mut resync: Vec<UserId> = Vec::new();
-        let gave_up = !first_sight && t.last + 1 < upto;
+        // The store could not be read: entries may be missing (below the first one seen, too).
+        let gave_up = unread || (!first_sight && t.last + 1 < upto);
         if gave_up {
             // The store could not fill the gap: deliver past it; the audience resyncs.
             resync.extend(audience.iter());

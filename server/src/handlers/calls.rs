@@ -3,6 +3,7 @@
 use confab_protocol::v1::{self, client_frame::Request, response::Result as R};
 
 use super::forward;
+use crate::cluster::forward::Forwarding;
 use crate::error::ServerError;
 use crate::session::Caller;
 use crate::state::AppState;
@@ -76,13 +77,14 @@ pub(crate) async fn join(state: &AppState, a: &Caller, r: v1::JoinCall) -> Out {
     let mut holder = sfu.holder(a, r.conversation_id).await?;
     for _ in 0..2 {
         let Some(node) = holder else { break };
-        match forward::to_owner(state, &node, a, Request::JoinCall(r)).await {
+        match forward::try_owner(state, &node, a, Request::JoinCall(r)).await {
             Ok(result) => {
                 sfu.routed(a, r.conversation_id, &node);
                 return Ok(result);
             }
-            Err(ServerError::Unavailable(_)) => holder = sfu.take_over(r.conversation_id, &node).await?,
-            Err(e) => return Err(e),
+            // Only a holder that is not running is taken over; a slow one keeps its room.
+            Err(Forwarding::OwnerGone) => holder = sfu.take_over(r.conversation_id, &node).await?,
+            Err(Forwarding::Failed(e)) => return Err(e),
         }
     }
     if holder.is_some() {

@@ -11,7 +11,7 @@ use prost::Message as _;
 
 use super::calls;
 use crate::cluster::Service;
-use crate::cluster::forward::Forwarded;
+use crate::cluster::forward::{Forwarded, Forwarding};
 use crate::error::ServerError;
 use crate::state::AppState;
 
@@ -22,6 +22,19 @@ pub(crate) async fn to_owner(state: &AppState, node: &str, caller: &crate::sessi
     match state.cluster() {
         Some(c) => crate::cluster::forward::to_owner(&c.rpc(), node, caller, request).await,
         None => Err(ServerError::NotFound("no such call".into())),
+    }
+}
+
+/// Like [`to_owner`], telling an owner that is not running apart.
+pub(crate) async fn try_owner(
+    state: &AppState,
+    node: &str,
+    caller: &crate::session::Caller,
+    request: Request,
+) -> Result<response::Result, Forwarding> {
+    match state.cluster() {
+        Some(c) => crate::cluster::forward::try_owner(&c.rpc(), node, caller, request).await,
+        None => Err(Forwarding::OwnerGone),
     }
 }
 

@@ -166,23 +166,25 @@ pub trait SharedStateStore: Send + Sync {
 }
 
 /// Which node holds each conversation's group-call room in a cluster (§20.3; migration 0010).
-/// A lease runs until `expires_at_ms` and is renewed by its holder; `fencing` grows whenever
-/// another node takes a room over, so a holder that lost its lease can neither renew nor release it.
+/// A holder is one run of a node (`NODE@INCARNATION`); a lease runs until `expires_at_ms` and is
+/// renewed by its holder; `fencing` grows whenever the room changes hands (or its holder claims it
+/// afresh), so a holder that lost its lease can neither renew nor release it.
 #[async_trait::async_trait]
 pub trait RoomLeaseStore: Send + Sync {
     /// The lease of `conv`'s room, if any (expired ones included).
     async fn room_lease(&self, conv: ConvId) -> Result<Option<RoomLease>, StoreError>;
-    /// Takes `conv`'s room for `node` until `now_ms + ttl_ms` when nobody holds it, its lease
-    /// expired, `node` holds it already (renewed, same fencing), or it is still fenced
-    /// `take_over` (the holder stopped answering: taken over, fencing + 1). Returns the holder
-    /// after the attempt: `node` when it won, the other holder when not.
+    /// Takes `conv`'s room for `holder` until `now_ms + ttl_ms` when nobody holds it, its lease
+    /// expired, `holder` holds it already (same fencing when `keep`, else fencing + 1), or it is
+    /// still held as `take_over` says (that holder is not running: taken over, fencing + 1).
+    /// Returns the lease after the attempt: `holder`'s when it won, the other holder's when not.
     async fn claim_room(
         &self,
         conv: ConvId,
-        node: &str,
+        holder: &str,
         now_ms: i64,
         ttl_ms: i64,
-        take_over: Option<i64>,
+        take_over: Option<(&str, i64)>,
+        keep: bool,
     ) -> Result<RoomLease, StoreError>;
     /// Extends the leases `node` holds with these fencing tokens; returns the rooms extended (a
     /// room missing from it was taken over).
@@ -195,8 +197,11 @@ pub trait RoomLeaseStore: Send + Sync {
     ) -> Result<Vec<ConvId>, StoreError>;
     /// Ends `node`'s lease of `conv` if it still holds it with `fencing`.
     async fn release_room(&self, conv: ConvId, node: &str, fencing: i64) -> Result<(), StoreError>;
-    /// Ends every lease of `node` (it stopped) and returns them; each to exactly one caller.
-    async fn drop_node_rooms(&self, node: &str) -> Result<Vec<RoomLease>, StoreError>;
+    /// Ends the leases of `holder` (it stopped) that expired before `now_ms` and returns them;
+    /// each to exactly one caller. A holder still renewing (declared down by mistake) keeps its.
+    async fn drop_node_rooms(&self, holder: &str, now_ms: i64) -> Result<Vec<RoomLease>, StoreError>;
+    /// Expires every lease of `holder` at once (it is stopping; the others end its rooms).
+    async fn expire_rooms(&self, holder: &str) -> Result<(), StoreError>;
 }
 
 /// The storage interface every service uses.

@@ -39,30 +39,37 @@ where
         row.as_ref().map(Self::lease).transpose()
     }
 
-    /// One statement: a new lease, a renewal of `node`'s own (same fencing), or a take-over of an
-    /// expired lease or of the one fenced `take_over` (fencing + 1). Then the holder, whoever won.
+    /// One statement: a new lease, a renewal of `holder`'s own (same fencing when `keep`), or a
+    /// take-over of an expired lease or of the one `take_over` names (holder and fencing; fencing
+    /// + 1). Then the holder, whoever won.
     pub(super) async fn claim_room(
         pool: &Pool<DB>,
         conv: ConvId,
-        node: &str,
+        holder: &str,
         now_ms: i64,
         ttl_ms: i64,
-        take_over: i64,
+        take_over: Option<(&str, i64)>,
+        keep: bool,
     ) -> Result<RoomLease, StoreError> {
         let q = format!(
             "INSERT INTO call_rooms ({COLS}) VALUES ($1, $2, 1, $3) \
              ON CONFLICT (conversation_id) DO UPDATE SET node = excluded.node, \
-             fencing = CASE WHEN call_rooms.node = excluded.node THEN call_rooms.fencing ELSE call_rooms.fencing + 1 END, \
+             fencing = CASE WHEN call_rooms.node = excluded.node AND $7 = 1 THEN call_rooms.fencing \
+                       ELSE call_rooms.fencing + 1 END, \
              expires_at_ms = excluded.expires_at_ms \
-             WHERE call_rooms.node = excluded.node OR call_rooms.expires_at_ms < $4 OR call_rooms.fencing = $5 \
+             WHERE call_rooms.node = excluded.node OR call_rooms.expires_at_ms < $4 \
+                OR (call_rooms.node = $5 AND call_rooms.fencing = $6) \
              RETURNING {COLS}"
         );
+        let (gone, fencing) = take_over.unwrap_or(("", -1));
         let row = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(conv.0)
-            .bind(node)
+            .bind(holder)
             .bind(now_ms + ttl_ms)
             .bind(now_ms)
-            .bind(take_over)
+            .bind(gone)
+            .bind(fencing)
+            .bind(i64::from(keep))
             .fetch_optional(pool)
             .await?;
         match row {
@@ -114,12 +121,22 @@ where
         Ok(())
     }
 
-    /// Deletes every lease of `node` and returns them: of nodes doing it at once, each lease goes
-    /// to exactly one.
-    pub(super) async fn drop_node_rooms(pool: &Pool<DB>, node: &str) -> Result<Vec<RoomLease>, StoreError> {
-        let q = format!("DELETE FROM call_rooms WHERE node = $1 RETURNING {COLS}");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).bind(node).fetch_all(pool).await?;
+    /// Deletes the expired leases of `holder` and returns them: of nodes doing it at once, each
+    /// lease goes to exactly one. A live holder's leases (renewed) are never expired.
+    pub(super) async fn drop_node_rooms(
+        pool: &Pool<DB>,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<Vec<RoomLease>, StoreError> {
+        let q = format!("DELETE FROM call_rooms WHERE node = $1 AND expires_at_ms < $2 RETURNING {COLS}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).bind(holder).bind(now_ms).fetch_all(pool).await?;
         rows.iter().map(Self::lease).collect()
+    }
+
+    /// Expires every lease of `holder` now (it is stopping): the others end its rooms.
+    pub(super) async fn expire_rooms(pool: &Pool<DB>, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE call_rooms SET expires_at_ms = 0 WHERE node = $1").bind(holder).execute(pool).await?;
+        Ok(())
     }
 }
 
@@ -138,18 +155,14 @@ macro_rules! impl_room_leases {
             async fn claim_room(
                 &self,
                 conv: $crate::store::ConvId,
-                node: &str,
+                holder: &str,
                 now_ms: i64,
                 ttl_ms: i64,
-                take_over: Option<i64>,
+                take_over: Option<(&str, i64)>,
+                keep: bool,
             ) -> Result<$crate::store::RoomLease, $crate::store::StoreError> {
                 let f = $crate::store::rooms_sql::RoomSql::claim_room(
-                    &self.pool,
-                    conv,
-                    node,
-                    now_ms,
-                    ttl_ms,
-                    take_over.unwrap_or(-1),
+                    &self.pool, conv, holder, now_ms, ttl_ms, take_over, keep,
                 );
                 $crate::store::timed(&self.metrics, "claim_room", f).await
             }
@@ -175,9 +188,14 @@ macro_rules! impl_room_leases {
 
             async fn drop_node_rooms(
                 &self,
-                node: &str,
+                holder: &str,
+                now_ms: i64,
             ) -> Result<Vec<$crate::store::RoomLease>, $crate::store::StoreError> {
-                $crate::store::rooms_sql::RoomSql::drop_node_rooms(&self.pool, node).await
+                $crate::store::rooms_sql::RoomSql::drop_node_rooms(&self.pool, holder, now_ms).await
+            }
+
+            async fn expire_rooms(&self, holder: &str) -> Result<(), $crate::store::StoreError> {
+                $crate::store::rooms_sql::RoomSql::expire_rooms(&self.pool, holder).await
             }
         }
     };

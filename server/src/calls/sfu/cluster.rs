@@ -25,6 +25,9 @@ use crate::store::{ConvId, UserId, now_ms};
 #[derive(Clone, Debug)]
 pub struct ClusterRole {
     pub rpc: Rpc,
+    /// This run of the node (`NODE@INCARNATION`, `crate::cluster::Cluster::holder`): leases are
+    /// held by a run, so a restarted node does not mistake its former run's rooms for its own.
+    pub holder: String,
     /// How long a room lease lasts without renewal.
     pub lease_ttl: Duration,
     /// How often held leases are renewed.
@@ -80,6 +83,10 @@ impl SfuCluster {
         self.role.rpc.node()
     }
 
+    fn holder(&self) -> &str {
+        &self.role.holder
+    }
+
     fn ttl_ms(&self) -> i64 {
         self.role.lease_ttl.as_millis() as i64
     }
@@ -93,21 +100,29 @@ impl Sfu {
         let Some(c) = &self.0.cluster else { return Ok(None) };
         let conv = id("join_call.conversation_id", conv)?;
         member_view(self.0.store.as_ref(), auth.user_id, conv).await?;
-        let lease = self.0.store.claim_room(conv, c.node(), now_ms(), c.ttl_ms(), None).await?;
+        if c.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ServerError::Unavailable("this server is stopping; retry".into()));
+        }
+        let keep = c.held().contains_key(&conv);
+        let mut lease = self.0.store.claim_room(conv, c.holder(), now_ms(), c.ttl_ms(), None, keep).await?;
+        if lease.node != c.holder() && crate::cluster::node_of(&lease.node) == c.node() {
+            // Held by this node's former run (it restarted): not running any more.
+            let gone = Some((lease.node.as_str(), lease.fencing));
+            lease = self.0.store.claim_room(conv, c.holder(), now_ms(), c.ttl_ms(), gone, false).await?;
+        }
         Ok(self.held_or_other(conv, lease))
     }
 
-    /// The holder `node` of `conv`'s room did not answer: takes the room over if `node` still
-    /// holds it. Returns the holder afterwards (`None`: this node).
+    /// The holder `node` of `conv`'s room is not running: takes the room over if a run of `node`
+    /// still holds it. Returns the holder afterwards (`None`: this node).
     pub async fn take_over(&self, conv: u64, node: &str) -> Result<Option<String>, ServerError> {
         let Some(c) = &self.0.cluster else { return Ok(None) };
         let conv = id("join_call.conversation_id", conv)?;
-        let fencing = match self.0.store.room_lease(conv).await? {
-            Some(l) if l.node == node => Some(l.fencing),
-            _ => None,
-        };
-        let lease = self.0.store.claim_room(conv, c.node(), now_ms(), c.ttl_ms(), fencing).await?;
-        if lease.node == c.node() {
+        let lease = self.0.store.room_lease(conv).await?;
+        let gone =
+            lease.as_ref().filter(|l| crate::cluster::node_of(&l.node) == node).map(|l| (l.node.as_str(), l.fencing));
+        let lease = self.0.store.claim_room(conv, c.holder(), now_ms(), c.ttl_ms(), gone, false).await?;
+        if lease.node == c.holder() {
             tracing::warn!(conversation = %conv, from = node, "took over a group-call room whose node did not answer");
         }
         Ok(self.held_or_other(conv, lease))
@@ -115,7 +130,7 @@ impl Sfu {
 
     fn held_or_other(&self, conv: ConvId, lease: crate::store::RoomLease) -> Option<String> {
         let c = self.0.cluster.as_ref()?;
-        if lease.node == c.node() {
+        if lease.node == c.holder() {
             let mut held = c.held();
             let since = held
                 .get(&conv)
@@ -124,7 +139,7 @@ impl Sfu {
             held.insert(conv, Held { fencing: lease.fencing, since });
             None
         } else {
-            Some(lease.node)
+            Some(crate::cluster::node_of(&lease.node).to_string())
         }
     }
 
@@ -172,10 +187,11 @@ impl Sfu {
         });
     }
 
-    /// Another node stopped: its rooms end. This node's devices in them are told at once
-    /// (`GroupCallState` 0); of the nodes doing this at once, the one that removes a room's lease
-    /// tells the conversation's members.
-    pub fn node_down(&self, node: &str) {
+    /// Another node's run `incarnation` stopped: its rooms end. This node's devices in them are
+    /// told at once (`GroupCallState` 0); of the nodes doing this at once, the one that removes a
+    /// room's lease tells the conversation's members. Only expired leases are removed (a node
+    /// declared down by mistake keeps renewing its own), tried again until they expire.
+    pub fn node_down(&self, node: &str, incarnation: u64) {
         let Some(c) = &self.0.cluster else { return };
         let mut gone = Vec::new();
         c.routes().retain(|session, r| {
@@ -191,28 +207,47 @@ impl Sfu {
             });
             self.0.devices.session(&session, encode_server(&event_frame(ev)));
         }
-        let (inner, node) = (self.0.clone(), node.to_string());
+        let (inner, holder, ttl) = (self.0.clone(), crate::cluster::holder_name(node, incarnation), c.role.lease_ttl);
         tokio::spawn(async move {
-            let leases = match inner.store.drop_node_rooms(&node).await {
-                Ok(l) => l,
-                Err(e) => return tracing::warn!(error = %e, node, "ending the rooms of a stopped node"),
-            };
-            for lease in leases {
-                tracing::info!(conversation = %lease.conversation, node, "group call ended: its node stopped");
-                let members = match inner.store.members(lease.conversation, UserId::default(), 100_000).await {
-                    Ok(m) => m.into_iter().map(|m| m.user_id).collect(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing members for GroupCallState");
-                        continue;
-                    }
-                };
-                let ev = event::Event::GroupCallState(v1::GroupCallState {
-                    conversation_id: crate::wire::conv(lease.conversation),
-                    participants: 0,
-                });
-                inner.devices.users(members, encode_server(&event_frame(ev)));
+            for attempt in 0..3 {
+                if attempt > 0 {
+                    tokio::time::sleep(ttl).await;
+                }
+                match inner.store.drop_node_rooms(&holder, now_ms()).await {
+                    Ok(leases) => end_rooms(&inner, &holder, leases).await,
+                    Err(e) => tracing::warn!(error = %e, holder, "ending the rooms of a stopped node"),
+                }
             }
         });
+    }
+
+    /// The server is stopping: its leases expire now (the others end its rooms and tell their
+    /// members) and it takes no new room.
+    pub async fn expire_leases(&self) {
+        let Some(c) = &self.0.cluster else { return };
+        c.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.0.store.expire_rooms(c.holder()).await {
+            tracing::warn!(error = %e, "expiring this node's room leases (they expire by themselves)");
+        }
+    }
+}
+
+/// Tells the members of each room whose lease was removed that its call ended.
+async fn end_rooms(inner: &Inner, holder: &str, leases: Vec<crate::store::RoomLease>) {
+    for lease in leases {
+        tracing::info!(conversation = %lease.conversation, holder, "group call ended: its node stopped");
+        let members = match inner.store.members(lease.conversation, UserId::default(), 100_000).await {
+            Ok(m) => m.into_iter().map(|m| m.user_id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing members for GroupCallState");
+                continue;
+            }
+        };
+        let ev = event::Event::GroupCallState(v1::GroupCallState {
+            conversation_id: crate::wire::conv(lease.conversation),
+            participants: 0,
+        });
+        inner.devices.users(members, encode_server(&event_frame(ev)));
     }
 }
 
@@ -224,9 +259,9 @@ impl Inner {
             return;
         }
         let Some(Held { fencing, .. }) = c.held().remove(&conv) else { return };
-        let (store, node) = (self.store.clone(), c.node().to_string());
+        let (store, holder) = (self.store.clone(), c.holder().to_string());
         tokio::spawn(async move {
-            if let Err(e) = store.release_room(conv, &node, fencing).await {
+            if let Err(e) = store.release_room(conv, &holder, fencing).await {
                 tracing::debug!(error = %e, "releasing a room lease (it expires by itself)");
             }
         });
@@ -264,7 +299,10 @@ pub(super) async fn renew_leases(sfu: Weak<Inner>) {
         if held.is_empty() {
             continue;
         }
-        let renewed = match inner.store.renew_rooms(c.node(), &held, now_ms(), c.ttl_ms()).await {
+        if c.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let renewed = match inner.store.renew_rooms(c.holder(), &held, now_ms(), c.ttl_ms()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "renewing group-call room leases");
