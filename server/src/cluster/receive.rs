@@ -65,6 +65,9 @@ pub(super) struct Setup {
 pub(super) struct Receiver {
     s: Setup,
     peers: HashMap<String, Peer>,
+    /// The incarnation of each node this node declared down for silence: heard again, it was
+    /// alive all along (paused, or cut off from NATS for longer than the node timeout).
+    timed_out: HashMap<String, u64>,
     replayed_tx: mpsc::Sender<Replayed>,
     replayed_rx: mpsc::Receiver<Replayed>,
 }
@@ -72,7 +75,7 @@ pub(super) struct Receiver {
 impl Receiver {
     pub(super) fn new(s: Setup) -> Self {
         let (replayed_tx, replayed_rx) = mpsc::channel(64);
-        Self { s, peers: HashMap::new(), replayed_tx, replayed_rx }
+        Self { s, peers: HashMap::new(), timed_out: HashMap::new(), replayed_tx, replayed_rx }
     }
 
     pub(super) async fn run(mut self, mut sub: async_nats::Subscriber, shutdown: CancellationToken) {
@@ -115,6 +118,13 @@ impl Receiver {
                 // First heard: what it published before is history this node never had to deliver.
                 let first = hb.as_ref().map_or(env.pub_seq, |h| h.published + 1);
                 self.add_peer(&env, first.max(1), now);
+                if self.timed_out.remove(&env.node) == Some(env.incarnation) {
+                    // Declared down for silence but alive all along: this node forgot its devices'
+                    // presence, and that node, which never lost this one, will not send its table
+                    // by itself. Every node sends its table again.
+                    tracing::warn!(node = %env.node, "a node declared down is heard again: presence tables resent");
+                    self.s.bus.out.send(Body::TableWanted(TableWantedMsg {}));
+                }
                 true
             }
         };
@@ -313,6 +323,9 @@ impl Receiver {
         let dead: Vec<String> =
             self.peers.iter().filter(|(_, p)| p.heard.elapsed() > timeout).map(|(n, _)| n.clone()).collect();
         for node in dead {
+            if let Some(p) = self.peers.get(&node) {
+                self.timed_out.insert(node.clone(), p.incarnation);
+            }
             tracing::warn!(node = %node, "cluster node not heard within the node timeout: down");
             self.node_down(&node);
         }
