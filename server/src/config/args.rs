@@ -307,3 +307,33 @@ impl ConfigArgs {
         set(&mut k.max_participants, &a.max_participants);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    #[test]
+    fn cluster_timing_flags() {
+        let cli =
+            Cli::try_parse_from(["confab-server", "--cluster-heartbeat-interval", "200ms", "--node-timeout", "1s"])
+                .expect("flags parse");
+        let mut c = Config::default();
+        cli.args.apply_to(&mut c);
+        assert_eq!(c.cluster.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(c.cluster.node_timeout, Duration::from_secs(1));
+        let mut c = Config::default();
+        Cli::try_parse_from(["confab-server"]).expect("no flags").args.apply_to(&mut c);
+        assert_eq!(
+            (c.cluster.heartbeat_interval, c.cluster.node_timeout),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
+    }
+}
