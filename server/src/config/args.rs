@@ -36,6 +36,12 @@ pub struct ConfigArgs {
     /// This node's name in the cluster, unique [default: a random node-… name].
     #[arg(long, env = "CONFAB_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// How often this node tells the others in the cluster it is alive [default: 1s].
+    #[arg(long, env = "CONFAB_CLUSTER_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub cluster_heartbeat_interval: Option<Duration>,
+    /// A node not heard from this long is dead: its devices go offline, its SFU rooms end [default: 5s].
+    #[arg(long, env = "CONFAB_NODE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub node_timeout: Option<Duration>,
     /// Log output format [default: text].
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -223,6 +229,8 @@ impl ConfigArgs {
         if a.node_id.is_some() {
             c.cluster.node_id = a.node_id.clone();
         }
+        set(&mut c.cluster.heartbeat_interval, &a.cluster_heartbeat_interval);
+        set(&mut c.cluster.node_timeout, &a.node_timeout);
         set(&mut c.log_format, &a.log_format);
         set(&mut c.log_filter, &a.log_filter);
         if a.tls_cert.is_some() {
@@ -297,5 +305,35 @@ impl ConfigArgs {
         set(&mut k.room_ttl, &a.room_ttl);
         set(&mut k.max_publishers, &a.max_publishers);
         set(&mut k.max_participants, &a.max_participants);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    #[test]
+    fn cluster_timing_flags() {
+        let cli =
+            Cli::try_parse_from(["confab-server", "--cluster-heartbeat-interval", "200ms", "--node-timeout", "1s"])
+                .expect("flags parse");
+        let mut c = Config::default();
+        cli.args.apply_to(&mut c);
+        assert_eq!(c.cluster.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(c.cluster.node_timeout, Duration::from_secs(1));
+        let mut c = Config::default();
+        Cli::try_parse_from(["confab-server"]).expect("no flags").args.apply_to(&mut c);
+        assert_eq!(
+            (c.cluster.heartbeat_interval, c.cluster.node_timeout),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
     }
 }
