@@ -197,6 +197,21 @@ impl TestCluster {
     }
 
     async fn run_node(&mut self, i: usize) -> anyhow::Result<()> {
+        // A stopped node's sockets close when its last connection task ends, which may be a
+        // moment after it stopped: its addresses are tried again for up to 5 s.
+        let mut tries = 0;
+        loop {
+            match self.try_run_node(i).await {
+                Err(e) if tries < 100 && format!("{e:#}").contains("Address already in use") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_run_node(&mut self, i: usize) -> anyhow::Result<()> {
         let (id, ws, quic) = (self.nodes[i].id.clone(), self.nodes[i].ws, self.nodes[i].quic);
         let (nats_url, files, tweak) = (self.nats.url(), &self.files, self.tweak.clone());
         let server = TestServer::start_node(&self.shared, |c| {

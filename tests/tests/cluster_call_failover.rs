@@ -36,7 +36,7 @@ async fn user_at(url: &str, cluster: &TestCluster, prefix: &str) -> anyhow::Resu
     Ok((client, events, auth.me.context("me")?.user_id))
 }
 
-/// The node holding `conv`'s room lease in the store, if any.
+/// The node whose run holds `conv`'s room lease (the lease names `NODE@INCARNATION`).
 async fn room_holder(cluster: &TestCluster, conv: u64) -> anyhow::Result<Option<String>> {
     let mut db = sqlx::PgConnection::connect(cluster.database_url()).await?;
     let node: Option<String> = sqlx::query_scalar("SELECT node FROM call_rooms WHERE conversation_id = $1")
@@ -44,7 +44,7 @@ async fn room_holder(cluster: &TestCluster, conv: u64) -> anyhow::Result<Option<
         .fetch_optional(&mut db)
         .await?;
     db.close().await?;
-    Ok(node)
+    Ok(node.map(|n| confab_server::cluster::node_of(&n).to_string()))
 }
 
 /// The GroupCallState telling that `conv`'s call has no participant left.
