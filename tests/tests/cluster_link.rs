@@ -119,6 +119,13 @@ async fn what_one_node_commits_reaches_the_other() -> anyhow::Result<()> {
     })
     .await
     .context("typing across nodes")?;
+    // Each node has heard the other (its events came through): /metrics says so, as /healthz does.
+    for node in &two.nodes {
+        let (_, text) = node.http_get("/metrics").await?;
+        ensure!(text.lines().any(|l| l == "confab_cluster_peers 1"), "one other node heard:\n{text}");
+        let (_, health) = node.http_get("/healthz").await?;
+        ensure!(health.contains("1 other node(s) heard"), "{health}");
+    }
     Ok(())
 }
 

@@ -155,7 +155,7 @@ impl Receiver {
             failures: 0,
         };
         self.peers.insert(env.node.clone(), peer);
-        self.s.peers.store(self.peers.len() as u64, Ordering::Relaxed);
+        self.count_peers();
     }
 
     /// Hands over what became next in line, then asks for a replay if a gap remains.
@@ -301,9 +301,16 @@ impl Receiver {
         }
     }
 
+    /// How many other nodes are heard, for /healthz and the `peers` gauge of /metrics.
+    fn count_peers(&self) {
+        let n = self.peers.len();
+        self.s.peers.store(n as u64, Ordering::Relaxed);
+        self.s.metrics.peers.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     fn node_down(&mut self, node: &str) {
         self.peers.remove(node);
-        self.s.peers.store(self.peers.len() as u64, Ordering::Relaxed);
+        self.count_peers();
         for user in self.s.bus.hub.forget_node(node) {
             self.s.bus.deliver_local(DomainEvent::PresenceChanged { user });
         }
