@@ -158,6 +158,10 @@ async fn room_scenarios_across_two_nodes() {
         assert_eq!(total("resyncs"), 0.0, "{name}: {ramp}");
         assert!(ramp["cpu_seconds"]["nodes"].as_f64().unwrap_or(0.0) > 0.0, "{name}: {ramp}");
         assert!(ramp["cpu_us_per_delivery"].as_f64().unwrap_or(0.0) > 0.0, "{name}: {ramp}");
+        // Every message was a writer transaction's (one or several per transaction).
+        let batches = ramp["store_ops"]["apply_batch"].as_f64().unwrap_or(0.0);
+        assert!(batches > 0.0 && batches <= messages, "{name}: {ramp}");
+        assert!(v["costs_idle"]["seconds"].as_f64().unwrap_or(0.0) > 0.0, "{name}: {v}");
     }
     cluster.stop().await.expect("stop");
 }

@@ -1,7 +1,7 @@
 //! What W2 and W3 cost outside the generator, sampled at every step boundary: the CPU time of
 //! given processes (each with its children, so a PostgreSQL postmaster counts its backends), the
-//! `confab_cluster_*` counters on each node's /metrics, and nats-server's message and byte
-//! counters (its monitoring endpoint's /varz). The generator's own CPU time is always sampled.
+//! `confab_cluster_*` counters and the store operation counts on each node's /metrics, and
+//! nats-server's message and byte counters (its monitoring endpoint's /varz). The generator's own CPU time is always sampled.
 //! A step's cost is the difference of the samples around its sending window.
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +34,7 @@ pub struct Sample {
     at: Instant,
     generator_cpu: f64,
     cpu: Vec<f64>,
-    /// Per metrics URL: counter name → value.
+    /// Per metrics URL: counter name (`cluster.published`, `store.apply_batch`, …) → value.
     counters: Vec<BTreeMap<String, f64>>,
     nats: BTreeMap<String, f64>,
 }
@@ -68,7 +68,7 @@ impl Probes {
         let generator_cpu = tree.cpu_seconds(std::process::id()).context("the generator's own CPU time")?;
         let mut counters = Vec::with_capacity(self.metrics.len());
         for url in &self.metrics {
-            counters.push(cluster_counters(&http_get(url).await?));
+            counters.push(node_counters(&http_get(url).await?));
         }
         let mut nats = BTreeMap::new();
         if let Some(base) = &self.nats_monitor {
@@ -83,7 +83,8 @@ impl Probes {
 
     /// The cost between two samples, against the `deliveries` and acknowledged `messages` it
     /// paid for: CPU seconds per process and in all, microseconds per delivery and per message,
-    /// cluster counters summed over the nodes (and per node), nats-server's traffic.
+    /// cluster counters and store operations (how many of each) summed over the nodes (and per
+    /// node), nats-server's traffic.
     pub fn cost(&self, from: &Sample, to: &Sample, deliveries: u64, messages: u64) -> Value {
         let per = |secs: f64, n: u64| if n == 0 { Value::Null } else { json!(secs * 1e6 / n as f64) };
         let mut cpu = Map::new();
@@ -93,16 +94,25 @@ impl Probes {
             total += d;
             cpu.insert(label.clone(), json!(d));
         }
-        let mut per_node = Vec::new();
-        let mut cluster: BTreeMap<String, f64> = BTreeMap::new();
+        let (mut per_node, mut store_per_node) = (Vec::new(), Vec::new());
+        let (mut cluster, mut store) = (BTreeMap::<String, f64>::new(), BTreeMap::<String, f64>::new());
         for (a, b) in from.counters.iter().zip(&to.counters) {
-            let d: BTreeMap<String, f64> =
-                b.iter().map(|(k, v)| (k.clone(), v - a.get(k).copied().unwrap_or(0.0))).collect();
-            for (k, v) in &d {
-                *cluster.entry(k.clone()).or_default() += v;
+            let (mut node_cluster, mut node_store) = (BTreeMap::new(), BTreeMap::new());
+            for (k, v) in b {
+                let d = v - a.get(k).copied().unwrap_or(0.0);
+                if let Some(name) = k.strip_prefix("cluster.") {
+                    *cluster.entry(name.to_owned()).or_default() += d;
+                    node_cluster.insert(name.to_owned(), d);
+                } else if let Some(op) = k.strip_prefix("store.") {
+                    *store.entry(op.to_owned()).or_default() += d;
+                    node_store.insert(op.to_owned(), d);
+                }
             }
-            per_node.push(json!(d));
+            per_node.push(json!(node_cluster));
+            node_store.retain(|_, d| *d != 0.0);
+            store_per_node.push(json!(node_store));
         }
+        store.retain(|_, d| *d != 0.0);
         let nats: BTreeMap<String, f64> =
             to.nats.iter().map(|(k, v)| (k.clone(), v - from.nats.get(k).copied().unwrap_or(0.0))).collect();
         let nats_bytes = nats.get("in_bytes").copied();
@@ -118,20 +128,29 @@ impl Probes {
             "generator_cpu_seconds": generator,
             "cluster": cluster,
             "cluster_per_node": per_node,
+            "store_ops": store,
+            "store_ops_per_node": store_per_node,
             "nats": nats,
             "nats_bytes_in_per_message": nats_bytes.filter(|_| messages > 0).map(|b| b / messages as f64),
         })
     }
 }
 
-/// The values of the `confab_cluster_*_total` counters in a /metrics page.
-fn cluster_counters(page: &str) -> BTreeMap<String, f64> {
+/// From a node's /metrics page: the `confab_cluster_*_total` counters (as `cluster.NAME`) and
+/// how many store operations of each kind ran (`store.OP`, the count of the store latency
+/// histogram: `apply_batch` is one writer transaction, `events_after` one read of a log).
+fn node_counters(page: &str) -> BTreeMap<String, f64> {
     page.lines()
-        .filter(|l| l.starts_with("confab_cluster_"))
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
-            let name = name.split('{').next()?.strip_suffix("_total")?;
-            Some((name.strip_prefix("confab_cluster_")?.to_owned(), value.parse().ok()?))
+            let value = value.parse().ok()?;
+            if let Some(rest) = name.strip_prefix("confab_cluster_") {
+                let counter = rest.split('{').next()?.strip_suffix("_total")?;
+                return Some((format!("cluster.{counter}"), value));
+            }
+            let labels = name.strip_prefix("confab_store_duration_seconds_count{")?;
+            let op = labels.split(',').find_map(|kv| kv.strip_prefix("op=\""))?.split('"').next()?;
+            Some((format!("store.{op}"), value))
         })
         .collect()
 }
@@ -220,14 +239,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_cluster_counters() {
+    fn reads_node_counters() {
         let page = "# HELP confab_cluster_published Events published\n# TYPE confab_cluster_published counter\n\
                     confab_cluster_published_total 42\nconfab_cluster_link_up 1\n\
-                    confab_cluster_received_total{x=\"y\"} 7\nconfab_requests_total 9\n# EOF\n";
-        let c = cluster_counters(page);
-        assert_eq!(c.get("published"), Some(&42.0));
-        assert_eq!(c.get("received"), Some(&7.0));
-        assert_eq!(c.len(), 2, "{c:?}");
+                    confab_cluster_received_total{x=\"y\"} 7\nconfab_requests_total 9\n\
+                    confab_store_duration_seconds_sum{op=\"apply_batch\"} 0.5\n\
+                    confab_store_duration_seconds_count{op=\"apply_batch\"} 12\n\
+                    confab_store_duration_seconds_bucket{le=\"0.001\",op=\"apply_batch\"} 3\n# EOF\n";
+        let c = node_counters(page);
+        assert_eq!(c.get("cluster.published"), Some(&42.0));
+        assert_eq!(c.get("cluster.received"), Some(&7.0));
+        assert_eq!(c.get("store.apply_batch"), Some(&12.0));
+        assert_eq!(c.len(), 3, "{c:?}");
     }
 
     #[test]

@@ -58,7 +58,8 @@ impl Shared {
 
 /// Runs the plan. Member `i` of group `g` connects to node `(g + i) % nodes`, so a group's members
 /// alternate between nodes and its senders (the first members) too, and group `g`'s first
-/// sender is on node `g % nodes`. `probes` are sampled around every step and the whole ramp.
+/// sender is on node `g % nodes`. `probes` are sampled around every step and the whole ramp, and
+/// around a window of one step's length without traffic before the ramp (`costs_idle`).
 pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<serde_json::Value> {
     let members_total = plan.groups * plan.members_per_group;
     let shared = Arc::new(Shared {
@@ -111,6 +112,15 @@ pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<se
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let p = progress("deliveries", shared.deliveries.clone(), stop.clone());
+    // With probes, what the processes spend without traffic (timers, heartbeats, housekeeping)
+    // over one step's length, so a step's cost can be told from the standing cost.
+    let idle = if probes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        let from = probes.sample().await?;
+        tokio::time::sleep(plan.step).await;
+        probes.cost(&from, &probes.sample().await?, 0, 0)
+    };
     let mut marks = vec![probes.sample().await?];
     let mut completed_steps = 0;
     for (k, &rate) in plan.rates.iter().enumerate() {
@@ -259,6 +269,7 @@ pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<se
         "nodes": nodes,
         "members_per_node": per_node,
         "connections_closed_by_server": closed,
+        "costs_idle": idle,
         "costs_over_ramp": ramp,
         "best_step_with_p99_le_50ms_and_all_delivered": best,
         "steps": steps,
