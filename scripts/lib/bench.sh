@@ -11,7 +11,7 @@ wait_http() { # URL: waits up to 60 s for a 200
   log "no answer from $1"; exit 1
 }
 
-SERVER_PID=""
+SERVER_PID="" SERVER_DATA=""
 # start_confab NAME [--database-url URL]: a fresh server on free ports; sets WS, QUIC, SERVER_PID.
 start_confab() {
   stop_confab
@@ -22,14 +22,15 @@ start_confab() {
     --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
     --udp-port-min 52000 --udp-port-max 52999 --max-participants 500 "$@" \
     >"$OUT/server-$name.log" 2>&1 &
-  SERVER_PID=$!
+  SERVER_PID=$! SERVER_DATA=$data
   PIDS+=("$SERVER_PID")
   wait_http "http://127.0.0.1:$http/healthz"
   WS="ws://127.0.0.1:$http/v1/ws" QUIC="quic://127.0.0.1:$quic"
 }
 stop_confab() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  SERVER_PID=""
+  [ -z "$SERVER_DATA" ] || rm -rf "$SERVER_DATA"
+  SERVER_PID="" SERVER_DATA=""
 }
 
 # run NAME ARGS...: one confab-bench run, its table on stdout, its JSON in OUT/NAME.json.
@@ -43,8 +44,8 @@ run() {
 # Several servers at once (the nodes of a cluster, or one node alone): start_node NAME ARGS...
 # starts one more server on free ports, leaving the others running, with the flags of
 # start_confab, and appends its pid, WebSocket and QUIC URLs and metrics URL to NODE_PIDS,
-# NODE_WS, NODE_QUIC and NODE_METRICS; stop_nodes stops them all.
-NODE_PIDS=() NODE_WS=() NODE_QUIC=() NODE_METRICS=()
+# NODE_WS, NODE_QUIC and NODE_METRICS; stop_nodes stops them all and removes their data dirs.
+NODE_PIDS=() NODE_WS=() NODE_QUIC=() NODE_METRICS=() NODE_DATA=()
 start_node() {
   local name="$1"; shift
   local http quic data udp
@@ -54,7 +55,7 @@ start_node() {
     --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
     --udp-port-min "$udp" --udp-port-max "$((udp + 999))" --max-participants 500 "$@" \
     >"$OUT/server-$name.log" 2>&1 &
-  NODE_PIDS+=($!)
+  NODE_PIDS+=($!) NODE_DATA+=("$data")
   PIDS+=($!)
   wait_http "http://127.0.0.1:$http/healthz"
   NODE_WS+=("ws://127.0.0.1:$http/v1/ws") NODE_QUIC+=("quic://127.0.0.1:$quic")
@@ -64,5 +65,6 @@ stop_nodes() {
   local p
   for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  NODE_PIDS=() NODE_WS=() NODE_QUIC=() NODE_METRICS=()
+  [ ${#NODE_DATA[@]} -eq 0 ] || rm -rf "${NODE_DATA[@]}"
+  NODE_PIDS=() NODE_WS=() NODE_QUIC=() NODE_METRICS=() NODE_DATA=()
 }
