@@ -1,6 +1,7 @@
-# Shared by scripts/bench and scripts/bench-ab: start and stop a confab-server on free loopback
-# ports, and run one confab-bench scenario. Needs BIN (the directory of the binaries, or set
-# CONFAB_SERVER to a server binary), OUT, and the PIDS array; source scripts/lib/pg.sh first.
+# Shared by scripts/bench, scripts/bench-ab and scripts/bench-cluster: start and stop
+# confab-servers on free loopback ports, and run one confab-bench scenario. Needs BIN (the
+# directory of the binaries, or set CONFAB_SERVER to a server binary), OUT, and the PIDS array;
+# source scripts/lib/pg.sh first.
 
 wait_http() { # URL: waits up to 60 s for a 200
   for _ in $(seq 600); do
@@ -10,7 +11,7 @@ wait_http() { # URL: waits up to 60 s for a 200
   log "no answer from $1"; exit 1
 }
 
-SERVER_PID=""
+SERVER_PID="" SERVER_DATA=""
 # start_confab NAME [--database-url URL]: a fresh server on free ports; sets WS, QUIC, SERVER_PID.
 start_confab() {
   stop_confab
@@ -21,14 +22,15 @@ start_confab() {
     --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
     --udp-port-min 52000 --udp-port-max 52999 --max-participants 500 "$@" \
     >"$OUT/server-$name.log" 2>&1 &
-  SERVER_PID=$!
+  SERVER_PID=$! SERVER_DATA=$data
   PIDS+=("$SERVER_PID")
   wait_http "http://127.0.0.1:$http/healthz"
   WS="ws://127.0.0.1:$http/v1/ws" QUIC="quic://127.0.0.1:$quic"
 }
 stop_confab() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  SERVER_PID=""
+  [ -z "$SERVER_DATA" ] || rm -rf "$SERVER_DATA"
+  SERVER_PID="" SERVER_DATA=""
 }
 
 # run NAME ARGS...: one confab-bench run, its table on stdout, its JSON in OUT/NAME.json.
@@ -38,3 +40,31 @@ run() {
   "$BIN/confab-bench" --json "$OUT/$name.json" "$@" | tee "$OUT/$name.txt"
 }
 
+
+# Several servers at once (the nodes of a cluster, or one node alone): start_node NAME ARGS...
+# starts one more server on free ports, leaving the others running, with the flags of
+# start_confab, and appends its pid, WebSocket and QUIC URLs and metrics URL to NODE_PIDS,
+# NODE_WS, NODE_QUIC and NODE_METRICS; stop_nodes stops them all and removes their data dirs.
+NODE_PIDS=() NODE_WS=() NODE_QUIC=() NODE_METRICS=() NODE_DATA=()
+start_node() {
+  local name="$1"; shift
+  local http quic data udp
+  http=$(free_port) quic=$(free_port) data=$(mktemp -d /tmp/confab-bench.XXXXXX)
+  udp=$((53000 + 1000 * ${#NODE_PIDS[@]}))
+  "${CONFAB_SERVER:-$BIN/confab-server}" --data-dir "$data" --ws-listen "127.0.0.1:$http" --quic-listen "127.0.0.1:$quic" \
+    --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
+    --udp-port-min "$udp" --udp-port-max "$((udp + 999))" --max-participants 500 "$@" \
+    >"$OUT/server-$name.log" 2>&1 &
+  NODE_PIDS+=($!) NODE_DATA+=("$data")
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$http/healthz"
+  NODE_WS+=("ws://127.0.0.1:$http/v1/ws") NODE_QUIC+=("quic://127.0.0.1:$quic")
+  NODE_METRICS+=("http://127.0.0.1:$http/metrics")
+}
+stop_nodes() {
+  local p
+  for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ ${#NODE_DATA[@]} -eq 0 ] || rm -rf "${NODE_DATA[@]}"
+  NODE_PIDS=() NODE_WS=() NODE_QUIC=() NODE_METRICS=() NODE_DATA=()
+}

@@ -1,7 +1,9 @@
-//! `confab-bench` runs its scenarios to completion against a test server and writes its JSON.
+//! `confab-bench` runs its scenarios to completion against a test server and writes its JSON,
+//! and its room scenarios spread over the two nodes of a test cluster with their costs sampled.
 
 use std::process::Command;
 
+use confab_conformance::cluster::TestCluster;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,4 +95,73 @@ async fn room_scenarios_deliver_every_message() {
         assert_eq!(v["connections_closed_by_server"], 0, "{name}: {v}");
     }
     s.stop().await.expect("stop");
+}
+
+/// W2 and W3 with members spread over a two-node cluster (real nats-server, PostgreSQL): every
+/// member gets every message, the members alternate between the nodes, every message crosses the
+/// bus (published by its node, received by the other), and the CPU and counters are sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_scenarios_across_two_nodes() {
+    let cluster = TestCluster::start(2).await.expect("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut common: Vec<String> = Vec::new();
+    for i in 0..2 {
+        let node = cluster.node(i).expect("running");
+        common.extend(["--url".into(), cluster.url(i, Transport::WebSocket)]);
+        common.extend(["--metrics".into(), format!("http://{}/metrics", node.ws_addr)]);
+    }
+    // The nodes run in this process: its CPU time is theirs (and the test's).
+    common.extend(["--cpu".into(), format!("nodes={}", std::process::id())]);
+    let runs = [
+        ("w2", 10, vec!["w2", "--members", "10", "--senders", "3", "--rates", "20,60"]),
+        ("w3", 20, vec!["w3", "--clients", "20", "--group-size", "5", "--rates", "20,60"]),
+    ];
+    for (name, members, args) in runs {
+        let json = dir.path().join(format!("{name}.json"));
+        let (j, common) = (json.clone(), common.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+                .args(&common)
+                .arg("--json")
+                .arg(&j)
+                .args(&args)
+                .args(["--step", "1s"])
+                .output()
+                .expect("run")
+        })
+        .await
+        .expect("join");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+        assert_eq!(v["nodes"], 2, "{name}: {v}");
+        assert_eq!(
+            v["members_per_node"],
+            serde_json::json!([members / 2, members / 2]),
+            "{name}: members alternate: {v}"
+        );
+        let steps = v["steps"].as_array().expect("steps");
+        assert_eq!(steps.len(), 2, "{name}: {v}");
+        for st in steps {
+            assert!(st["acked"].as_u64().unwrap_or(0) > 0 && st["failed"] == 0, "{name}: {st}");
+            assert_eq!(st["deliveries"], st["expected_deliveries"], "{name}: every member gets every message: {st}");
+            assert!(st["costs"]["cpu_seconds"]["nodes"].as_f64().is_some(), "{name}: {st}");
+        }
+        assert_eq!(v["connections_closed_by_server"], 0, "{name}: {v}");
+        let ramp = &v["costs_over_ramp"];
+        let messages = ramp["messages"].as_f64().expect("messages");
+        let total = |k: &str| ramp["cluster"][k].as_f64().unwrap_or(0.0);
+        // Each message is published once by the node it was sent to and received by the other.
+        assert!(total("published") >= messages && total("received") >= messages, "{name}: {ramp}");
+        for node in ramp["cluster_per_node"].as_array().expect("per node") {
+            assert!(node["published"].as_f64().unwrap_or(0.0) > 0.0, "{name}: both nodes have senders: {ramp}");
+        }
+        assert_eq!(total("resyncs"), 0.0, "{name}: {ramp}");
+        assert!(ramp["cpu_seconds"]["nodes"].as_f64().unwrap_or(0.0) > 0.0, "{name}: {ramp}");
+        assert!(ramp["cpu_us_per_delivery"].as_f64().unwrap_or(0.0) > 0.0, "{name}: {ramp}");
+        // Every message was a writer transaction's (one or several per transaction).
+        let batches = ramp["store_ops"]["apply_batch"].as_f64().unwrap_or(0.0);
+        assert!(batches > 0.0 && batches <= messages, "{name}: {ramp}");
+        assert!(v["costs_idle"]["seconds"].as_f64().unwrap_or(0.0) > 0.0, "{name}: {v}");
+    }
+    cluster.stop().await.expect("stop");
 }

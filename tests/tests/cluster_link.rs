@@ -71,6 +71,13 @@ async fn what_one_node_commits_reaches_the_other() -> anyhow::Result<()> {
     })
     .await
     .context("typing across nodes")?;
+    // Each node has heard the other (its events came through): /metrics says so, as /healthz does.
+    for i in 0..2 {
+        let (_, text) = node(&two, i)?.http_get("/metrics").await?;
+        ensure!(text.lines().any(|l| l == "confab_cluster_peers 1"), "one other node heard:\n{text}");
+        let (_, health) = node(&two, i)?.http_get("/healthz").await?;
+        ensure!(health.contains("1 other node(s) heard"), "{health}");
+    }
     Ok(())
 }
 

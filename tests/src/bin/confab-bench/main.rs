@@ -2,9 +2,12 @@
 //! address it is given, bounded in time and connections, prints progress each second, and ends
 //! with a table (and, with --json, a JSON file). Scenarios W1-W6 (docs/benchmarks.md); W2, W3 and
 //! W5 also drive the Socket.IO comparison peer through an adapter (`--url socketio://HOST:PORT`).
+//! W2 and W3 also spread their members over the nodes of a cluster (`--url` once per node) and
+//! sample what each step costs outside the generator (`--cpu`, `--metrics`, `--nats-monitor`).
 
 mod login_storm;
 mod peer;
+mod probe;
 mod rooms;
 mod sfu;
 mod socketio;
@@ -27,9 +30,22 @@ use stats::{closed_loops, progress};
 #[command(name = "confab-bench", version, about)]
 struct Cli {
     /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT (Confab), socketio://HOST:PORT (the
-    /// Socket.IO comparison peer; W2, W3 and W5 only).
-    #[arg(long, global = true, default_value = "ws://127.0.0.1:7600/v1/ws")]
-    url: String,
+    /// Socket.IO comparison peer; W2, W3 and W5 only). W2 and W3 take it once per node of a
+    /// cluster (one transport) and spread their members over the nodes, round robin.
+    #[arg(long, global = true, default_value = "ws://127.0.0.1:7600/v1/ws", action = clap::ArgAction::Append)]
+    url: Vec<String>,
+    /// W2/W3: a process whose CPU time (with its children's) is sampled around every step, as
+    /// LABEL=PID (repeatable: each node, nats-server, the PostgreSQL postmaster).
+    #[arg(long, global = true, value_name = "LABEL=PID", value_parser = probe::labelled_pid)]
+    cpu: Vec<(String, u32)>,
+    /// W2/W3: a node's metrics URL (http://HOST:PORT/metrics, repeatable); the confab_cluster_*
+    /// counters are sampled around every step.
+    #[arg(long, global = true, value_name = "URL")]
+    metrics: Vec<String>,
+    /// W2/W3: nats-server's monitoring URL (http://HOST:PORT, its -m port); its message and byte
+    /// counters (/varz) are sampled around every step.
+    #[arg(long, global = true, value_name = "URL")]
+    nats_monitor: Option<String>,
     /// Accept any server certificate (QUIC).
     #[arg(long, global = true)]
     insecure: bool,
@@ -136,6 +152,17 @@ enum Scenario {
     },
 }
 
+impl Cli {
+    /// The (first) server URL: the one every scenario but W2 and W3 uses.
+    fn url(&self) -> &str {
+        &self.url[0]
+    }
+
+    fn probes(&self) -> probe::Probes {
+        probe::Probes { cpu: self.cpu.clone(), metrics: self.metrics.clone(), nats_monitor: self.nats_monitor.clone() }
+    }
+}
+
 fn options(cli: &Cli) -> ConnectOptions {
     let mut o = ConnectOptions { client_name: "confab-bench".into(), ..Default::default() };
     o.transport.trust = if cli.insecure { Trust::Insecure } else { Trust::SystemRoots };
@@ -145,7 +172,7 @@ fn options(cli: &Cli) -> ConnectOptions {
 
 /// A signed-in client, registered with a fresh name (RATE_LIMITED answers are waited out).
 async fn account(cli: &Cli, tag: &str) -> anyhow::Result<(Client, v1::AuthResult)> {
-    let (c, _events) = Client::connect(&cli.url, options(cli)).await?;
+    let (c, _events) = Client::connect(cli.url(), options(cli)).await?;
     let auth = peer::register(&c, &peer::random_name(tag)).await?;
     Ok((c, auth))
 }
@@ -189,7 +216,7 @@ async fn w4(cli: &Cli, senders: usize, pipeline: usize) -> anyhow::Result<serde_
     let r = closed_loops("acknowledged sends", lanes, cli.duration).await;
     Ok(serde_json::json!({
         "scenario": "W4",
-        "url": cli.url,
+        "url": cli.url(),
         "senders": senders,
         "pipeline": pipeline,
         "seconds": r.seconds,
@@ -226,7 +253,7 @@ async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<se
     for chunk in (0..connections).collect::<Vec<_>>().chunks(50) {
         let mut set = tokio::task::JoinSet::new();
         for _ in chunk {
-            let (url, o) = (cli.url.clone(), o.clone());
+            let (url, o) = (cli.url().to_owned(), o.clone());
             set.spawn(async move { Client::connect(&url, o).await });
         }
         while let Some(r) = set.join_next().await {
@@ -243,7 +270,7 @@ async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<se
     drop(held);
     Ok(serde_json::json!({
         "scenario": "W1",
-        "url": cli.url,
+        "url": cli.url(),
         "connections": connections,
         "server_rss_before_kib": before,
         "server_rss_after_kib": after,
@@ -252,7 +279,7 @@ async fn w1(cli: &Cli, connections: usize, server_pid: u32) -> anyhow::Result<se
 }
 
 async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> {
-    let peer = Peer::from_url(&cli.url, cli.insecure);
+    let peer = Peer::from_url(cli.url(), cli.insecure);
     let token = Arc::new(peer.credential().await?);
     let lanes: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -267,7 +294,7 @@ async fn w5(cli: &Cli, concurrency: usize) -> anyhow::Result<serde_json::Value> 
     Ok(serde_json::json!({
         "scenario": "W5",
         "peer": peer.name(),
-        "url": cli.url,
+        "url": cli.url(),
         "concurrency": concurrency,
         "seconds": r.seconds,
         "completed": r.done,
@@ -300,16 +327,18 @@ fn print_table(result: &serde_json::Value) {
     let Some(steps) = map.get("steps").and_then(|s| s.as_array()) else { return };
     println!();
     println!(
-        "{:>10} {:>8} {:>10} {:>13} {:>10} {:>9} {:>9}",
-        "msgs/s", "acked", "delivered", "deliveries/s", "ratio", "p50 ms", "p99 ms"
+        "{:>10} {:>8} {:>10} {:>13} {:>10} {:>9} {:>9} {:>12}",
+        "msgs/s", "acked", "delivered", "deliveries/s", "ratio", "p50 ms", "p99 ms", "cpu us/dlv"
     );
     for st in steps {
         let f = |k: &str| st[k].as_f64().unwrap_or(0.0);
+        let cpu = st["cpu_us_per_delivery"].as_f64().map_or("-".to_owned(), |v| format!("{v:.2}"));
         println!(
-            "{:>10} {:>8} {:>10} {:>13.0} {:>10.4} {:>9.2} {:>9.2}",
-            st["target_messages_per_second"],
-            st["acked"],
-            st["deliveries"],
+            "{:>10} {:>8} {:>10} {:>13.0} {:>10.4} {:>9.2} {:>9.2} {cpu:>12}",
+            // As numbers: a JSON value's Display ignores the column width.
+            st["target_messages_per_second"].as_u64().unwrap_or(0),
+            st["acked"].as_u64().unwrap_or(0),
+            st["deliveries"].as_u64().unwrap_or(0),
             f("deliveries_per_second"),
             f("delivered_ratio"),
             f("latency_ms_p50"),
@@ -319,11 +348,33 @@ fn print_table(result: &serde_json::Value) {
     if let Some(best) = map.get("best_step_with_p99_le_50ms_and_all_delivered").filter(|b| !b.is_null()) {
         println!("best step with p99 <= 50 ms and every delivery: {} msgs/s", best["target_messages_per_second"]);
     }
+    if let Some(c) = map.get("costs_over_ramp") {
+        println!(
+            "over the ramp ({:.1} s, {} deliveries, {} messages): CPU {} s = {} us per delivery; generator {:.2} s",
+            c["seconds"].as_f64().unwrap_or(0.0),
+            c["deliveries"],
+            c["messages"],
+            c["cpu_seconds"],
+            c["cpu_us_per_delivery"],
+            c["generator_cpu_seconds"].as_f64().unwrap_or(0.0),
+        );
+        if c["cluster"].as_object().is_some_and(|m| !m.is_empty())
+            || c["nats"].as_object().is_some_and(|m| !m.is_empty())
+        {
+            println!("  cluster counters {}; nats-server {}", c["cluster"], c["nats"]);
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.url.starts_with("socketio://")
+    if cli.url.len() > 1 && !matches!(cli.scenario, Scenario::W2 { .. } | Scenario::W3 { .. }) {
+        anyhow::bail!("several --url (the nodes of a cluster) are for W2 and W3 only");
+    }
+    if !cli.probes().is_empty() && !matches!(cli.scenario, Scenario::W2 { .. } | Scenario::W3 { .. }) {
+        anyhow::bail!("--cpu, --metrics and --nats-monitor are for W2 and W3 only");
+    }
+    if cli.url().starts_with("socketio://")
         && matches!(
             cli.scenario,
             Scenario::W1 { .. } | Scenario::W4 { .. } | Scenario::W6 { .. } | Scenario::Sfu { .. }
@@ -346,7 +397,7 @@ fn main() -> anyhow::Result<()> {
                     step: *step,
                     max_in_flight: 64,
                 };
-                rooms::run(&Peer::from_url(&cli.url, cli.insecure), &plan).await
+                rooms::run(&Peer::from_urls(&cli.url, cli.insecure)?, &plan, &cli.probes()).await
             }
             Scenario::W3 { clients, group_size, rates, step } => {
                 let size = (*group_size).max(2);
@@ -359,7 +410,7 @@ fn main() -> anyhow::Result<()> {
                     step: *step,
                     max_in_flight: 16,
                 };
-                rooms::run(&Peer::from_url(&cli.url, cli.insecure), &plan).await
+                rooms::run(&Peer::from_urls(&cli.url, cli.insecure)?, &plan, &cli.probes()).await
             }
             Scenario::W5 { concurrency } => w5(&cli, (*concurrency).max(1)).await,
             Scenario::W6 { logins, concurrency, server_pid, max_growth_mib, settle } => {
@@ -370,11 +421,11 @@ fn main() -> anyhow::Result<()> {
                     max_growth_mib: *max_growth_mib,
                     settle: *settle,
                 };
-                login_storm::run(&cli.url, &options(&cli), &plan).await
+                login_storm::run(cli.url(), &options(&cli), &plan).await
             }
             Scenario::Sfu { subscribers, video_kbps, server_pid } => {
                 sfu::run(
-                    &cli.url,
+                    cli.url(),
                     &options(&cli),
                     (*subscribers).max(1),
                     (*video_kbps).max(1),
@@ -385,6 +436,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })?;
+    let mut result = result;
+    if matches!(cli.scenario, Scenario::W2 { .. } | Scenario::W3 { .. })
+        && let Some(m) = result.as_object_mut()
+    {
+        m.insert("urls".into(), serde_json::json!(cli.url));
+    }
     print_table(&result);
     if let Some(path) = &cli.json {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)

@@ -1,7 +1,8 @@
 //! The system under test, seen by the room and storm scenarios: Confab (over WebSocket or QUIC,
 //! through the client library) or the Socket.IO comparison peer (through the adapter). Each offers
 //! the same three things: sign a member in, make a room of members, send a message to a room —
-//! and reports every message delivered to a member to one callback.
+//! and reports every message delivered to a member to one callback. Confab may be several nodes
+//! of one cluster: members are spread over their URLs by a slot number (round robin).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,14 @@ pub type OnDelivery = Arc<dyn Fn(&str) + Send + Sync>;
 /// Where the traffic goes.
 #[derive(Clone)]
 pub enum Peer {
-    Confab { url: String, options: ConnectOptions },
-    SocketIo { addr: String },
+    /// One URL per node; a member's slot picks its node.
+    Confab {
+        urls: Vec<String>,
+        options: ConnectOptions,
+    },
+    SocketIo {
+        addr: String,
+    },
 }
 
 /// A signed-in member, with its deliveries flowing to the callback.
@@ -82,29 +89,51 @@ pub async fn create_group(client: &Client, title: &str, members: &[u64]) -> anyh
 impl Peer {
     /// `ws://…/v1/ws` or `quic://…` for Confab; `socketio://HOST:PORT` for the comparison peer.
     pub fn from_url(url: &str, insecure: bool) -> Self {
-        if let Some(addr) = url.strip_prefix("socketio://") {
-            return Peer::SocketIo { addr: addr.trim_end_matches('/').to_owned() };
+        Self::from_urls(&[url.to_owned()], insecure).expect("one URL")
+    }
+
+    /// As [`Peer::from_url`], with one URL per node of a Confab cluster (the same transport on
+    /// each); the Socket.IO peer takes exactly one.
+    pub fn from_urls(urls: &[String], insecure: bool) -> anyhow::Result<Self> {
+        let first = urls.first().context("no URL")?;
+        if let Some(addr) = first.strip_prefix("socketio://") {
+            anyhow::ensure!(urls.len() == 1, "the Socket.IO peer is one process: give one --url");
+            return Ok(Peer::SocketIo { addr: addr.trim_end_matches('/').to_owned() });
         }
+        let scheme = |u: &str| u.split("://").next().unwrap_or_default().to_owned();
+        anyhow::ensure!(
+            urls.iter().all(|u| scheme(u) == scheme(first)),
+            "several --url must all be of one transport: {urls:?}"
+        );
         let mut options = ConnectOptions { client_name: "confab-bench".into(), ..Default::default() };
         options.transport.trust = if insecure { Trust::Insecure } else { Trust::SystemRoots };
         options.request_timeout = Duration::from_secs(30);
-        Peer::Confab { url: url.to_owned(), options }
+        Ok(Peer::Confab { urls: urls.to_vec(), options })
+    }
+
+    /// How many nodes members are spread over.
+    pub fn nodes(&self) -> usize {
+        match self {
+            Peer::Confab { urls, .. } => urls.len(),
+            Peer::SocketIo { .. } => 1,
+        }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Peer::Confab { url, .. } if url.starts_with("quic") => "confab-quic",
+            Peer::Confab { urls, .. } if urls[0].starts_with("quic") => "confab-quic",
             Peer::Confab { .. } => "confab-ws",
             Peer::SocketIo { .. } => "socketio",
         }
     }
 
     /// A fresh account (Confab: Register, waiting out RATE_LIMITED; Socket.IO: login), its
-    /// connection, and its deliveries flowing to `on`.
-    pub async fn member(&self, tag: &str, on: OnDelivery) -> anyhow::Result<Member> {
+    /// connection (Confab: to node `slot` modulo the nodes), and its deliveries flowing to `on`.
+    pub async fn member(&self, slot: usize, tag: &str, on: OnDelivery) -> anyhow::Result<Member> {
         let name = random_name(tag);
         match self {
-            Peer::Confab { url, options } => {
+            Peer::Confab { urls, options } => {
+                let url = &urls[slot % urls.len()];
                 let (client, mut events) = Client::connect(url, options.clone()).await?;
                 let id = register(&client, &name).await?.me.context("AuthResult without me")?.user_id;
                 let receiver = tokio::spawn(async move {
@@ -141,8 +170,8 @@ impl Peer {
     pub async fn credential(&self) -> anyhow::Result<String> {
         let name = random_name("storm");
         match self {
-            Peer::Confab { url, options } => {
-                let (client, _events) = Client::connect(url, options.clone()).await?;
+            Peer::Confab { urls, options } => {
+                let (client, _events) = Client::connect(&urls[0], options.clone()).await?;
                 Ok(register(&client, &name).await?.access_token)
             }
             Peer::SocketIo { addr } => crate::socketio::login(addr, &name).await,
@@ -153,10 +182,10 @@ impl Peer {
     /// (Confab: one Sync; Socket.IO: join a room), close.
     pub async fn connect_auth_subscribe(&self, token: &str) -> anyhow::Result<()> {
         match self {
-            Peer::Confab { url, options } => {
+            Peer::Confab { urls, options } => {
                 let mut o = options.clone();
                 o.access_token = Some(token.to_owned());
-                let (c, _events) = Client::connect(url, o).await?;
+                let (c, _events) = Client::connect(&urls[0], o).await?;
                 c.request(Request::Sync(v1::Sync::default())).await?;
                 c.close().await;
             }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::peer::{Member, OnDelivery, Peer, Room};
+use crate::probe::Probes;
 use crate::stats::{Samples, now_ns, progress, stamp_of, stamped_text};
 
 /// The shape of a room workload.
@@ -55,7 +56,11 @@ impl Shared {
     }
 }
 
-pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> {
+/// Runs the plan. Member `i` of group `g` connects to node `(g + i) % nodes`, so a group's members
+/// alternate between nodes and its senders (the first members) too, and group `g`'s first
+/// sender is on node `g % nodes`. `probes` are sampled around every step and the whole ramp, and
+/// around a window of one step's length without traffic before the ramp (`costs_idle`).
+pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<serde_json::Value> {
     let members_total = plan.groups * plan.members_per_group;
     let shared = Arc::new(Shared {
         steps: plan.rates.iter().map(|_| Step::default()).collect(),
@@ -79,7 +84,7 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
             let (peer, shared, joined) = (peer.clone(), shared.clone(), joined.clone());
             set.spawn(async move {
                 let on: OnDelivery = Arc::new(move |t: &str| shared.on_delivery(t));
-                let m = peer.member(&format!("g{g}m{i}"), on).await;
+                let m = peer.member(g + i, &format!("g{g}m{i}"), on).await;
                 joined.fetch_add(1, Ordering::Relaxed);
                 m.map(|m| (i, m))
             });
@@ -107,6 +112,16 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let p = progress("deliveries", shared.deliveries.clone(), stop.clone());
+    // With probes, what the processes spend without traffic (timers, heartbeats, housekeeping)
+    // over one step's length, so a step's cost can be told from the standing cost.
+    let idle = if probes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        let from = probes.sample().await?;
+        tokio::time::sleep(plan.step).await;
+        probes.cost(&from, &probes.sample().await?, 0, 0)
+    };
+    let mut marks = vec![probes.sample().await?];
     let mut completed_steps = 0;
     for (k, &rate) in plan.rates.iter().enumerate() {
         let step_end = Instant::now() + plan.step;
@@ -155,6 +170,7 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
         for t in tasks {
             let _ = t.await;
         }
+        marks.push(probes.sample().await?);
         completed_steps = k + 1;
         let st = &shared.steps[k];
         let (attempted, missed) = (st.attempted.load(Ordering::Relaxed), st.missed.load(Ordering::Relaxed));
@@ -183,6 +199,7 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
             last = (now, Instant::now());
         }
     }
+    let end = probes.sample().await?;
     stop.store(true, Ordering::Relaxed);
     p.abort();
     let closed = groups.iter().flat_map(|(_, ms)| ms.iter()).filter(|m| !m.is_open()).count();
@@ -194,6 +211,8 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
         let delivered = st.delivered.load(Ordering::Relaxed);
         let exp = expected(st);
         let (p50, p99) = (s.percentile(0.50), s.percentile(0.99));
+        let acked = st.acked.load(Ordering::Relaxed);
+        let costs = probes.cost(&marks[k], &marks[k + 1], delivered, acked);
         let row = json!({
             "target_messages_per_second": plan.rates[k],
             "sent": st.attempted.load(Ordering::Relaxed),
@@ -206,6 +225,8 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
             "deliveries_per_second": delivered as f64 / step_secs,
             "latency_ms_p50": p50,
             "latency_ms_p99": p99,
+            "cpu_us_per_delivery": costs["cpu_us_per_delivery"],
+            "costs": costs,
         });
         let good = p99 <= 50.0 && exp > 0 && delivered == exp;
         if good
@@ -223,6 +244,20 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
         );
         steps.push(row);
     }
+    let sum = |f: fn(&Step) -> u64| shared.steps.iter().take(completed_steps).map(f).sum::<u64>();
+    let ramp = probes.cost(
+        &marks[0],
+        &end,
+        sum(|st| st.delivered.load(Ordering::Relaxed)),
+        sum(|st| st.acked.load(Ordering::Relaxed)),
+    );
+    let nodes = peer.nodes();
+    let mut per_node = vec![0u64; nodes];
+    for g in 0..plan.groups {
+        for i in 0..plan.members_per_group {
+            per_node[(g + i) % nodes] += 1;
+        }
+    }
     Ok(json!({
         "scenario": plan.scenario,
         "peer": peer.name(),
@@ -231,7 +266,11 @@ pub async fn run(peer: &Peer, plan: &Plan) -> anyhow::Result<serde_json::Value> 
         "senders_per_group": plan.senders_per_group,
         "step_seconds": step_secs,
         "setup_seconds": setup_secs,
+        "nodes": nodes,
+        "members_per_node": per_node,
         "connections_closed_by_server": closed,
+        "costs_idle": idle,
+        "costs_over_ramp": ramp,
         "best_step_with_p99_le_50ms_and_all_delivered": best,
         "steps": steps,
     }))

@@ -10,21 +10,11 @@ use confab_protocol::client::Client;
 use serde_json::json;
 
 use crate::peer::{create_group, random_name, register};
+use crate::probe::cpu_seconds;
 use crate::stats::Samples;
 
 /// Payload bytes of one video packet (about an MTU's worth after headers).
 const VIDEO_LEN: usize = 1100;
-
-/// CPU time (user + system) of a process in seconds, from /proc.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    Ok(ticks / 100.0)
-}
 
 async fn signed_in(
     url: &str,
