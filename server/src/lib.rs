@@ -108,9 +108,31 @@ impl Server {
         let cert = tls::load_or_generate(&config)?;
         let hub = Arc::new(hub::Hub::default());
         let cluster = match &config.cluster.nats_url {
-            Some(_) => Some(cluster::Cluster::connect(&config.cluster, hub.clone(), metrics.cluster().clone()).await?),
+            Some(_) => Some(Arc::new(
+                cluster::Cluster::connect(&config.cluster, hub.clone(), metrics.cluster().clone()).await?,
+            )),
             None => None,
         };
+        match Self::assemble(config, store, metrics, hub, cluster.clone()).await {
+            Ok(state) => Ok(Self { state, cert }),
+            Err(e) => {
+                // A node that did not start must not go on sending heartbeats.
+                if let Some(c) = cluster {
+                    c.close().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The services, the bus's subscribers and the state, on an opened store (and cluster link).
+    async fn assemble(
+        config: Config,
+        store: Arc<dyn store::Store>,
+        metrics: Metrics,
+        hub: Arc<hub::Hub>,
+        cluster: Option<Arc<cluster::Cluster>>,
+    ) -> Result<AppState, StartError> {
         let bus: Arc<dyn bus::Bus> = match &cluster {
             Some(c) => c.bus(),
             None => Arc::new(bus::LocalBus::default()),
@@ -152,12 +174,11 @@ impl Server {
             c.start_receiving(metrics.cluster().clone()).await?;
         }
         let services = state::Services { auth, conversations, social, calls };
-        let cluster = cluster.map(Arc::new);
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
         }
-        Ok(Self { state, cert })
+        Ok(state)
     }
 
     /// The QUIC certificate clients can pin.

@@ -273,3 +273,30 @@ async fn health_and_metrics_show_the_link() -> anyhow::Result<()> {
     ensure!(up == 1.0 && peers == 1.0, "link_up {up}, peers {peers}: {m1}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_fails_to_start_leaves_the_cluster() -> anyhow::Result<()> {
+    let mut two = two_nodes().await?;
+    let nats_url = two.nats().url();
+    let keys = tempfile::tempdir()?;
+    let bad_key = keys.path().join("not-a-key.pem");
+    std::fs::write(&bad_key, "not a key")?;
+    // It connects to NATS (and starts its heartbeat), then fails on its signing key.
+    let failed = TestServer::start_on(two.database_url(), |c| {
+        c.cluster.nats_url = Some(confab_server::config::NatsUrl::new(nats_url));
+        c.cluster.node_id = Some("node-broken".into());
+        c.cluster.heartbeat_interval = Duration::from_millis(200);
+        c.cluster.node_timeout = Duration::from_secs(1);
+        c.auth.signing_key_path = Some(bad_key);
+    })
+    .await;
+    ensure!(failed.is_err(), "a bad signing key stops the start");
+    // Its heartbeats stopped with it: once a node timeout and a few heartbeats have passed (absence
+    // takes a wait to see), the running nodes hear one other node, not two.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, text) = node(&two, 0)?.http_get("/metrics").await?;
+    ensure!(text.lines().any(|l| l == "confab_cluster_peers 1"), "the broken node is still heard:\n{text}");
+    let (_, health) = node(&two, 0)?.http_get("/healthz").await?;
+    ensure!(health.contains("1 other node(s) heard"), "{health}");
+    Ok(())
+}
