@@ -276,12 +276,6 @@ impl Hub {
         n
     }
 
-    /// Queues one encoded frame to every connection of one session (one device).
-    pub fn deliver_session(&self, session: &str, frame: &Bytes) -> usize {
-        let m = self.lock();
-        m.sessions.get(session).map_or(0, |conns| conns.values().map(|o| usize::from(o.push(frame.clone()))).sum())
-    }
-
     /// Queues one encoded frame to an [`Audience`]; returns the deliveries made. A `droppable`
     /// frame (typing) is skipped for a connection whose queue is filling instead of closing it.
     pub fn deliver_to(&self, to: &Audience, frame: &Bytes, droppable: bool) -> usize {
@@ -344,10 +338,5 @@ impl Hub {
             None => m.users.values().for_each(&mut kick),
         }
         n
-    }
-
-    /// Connections attached to `session` (for tests and metrics).
-    pub fn connections(&self, session: &str) -> usize {
-        self.lock().sessions.get(session).map_or(0, HashMap::len)
     }
 }

@@ -14,6 +14,7 @@ pub mod nats;
 pub mod node_process;
 pub mod pg;
 pub mod proxy;
+pub mod scenario;
 pub mod syncer;
 pub mod util;
 pub mod webrtc_peer;

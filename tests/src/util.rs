@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use confab_protocol::client::{ClientError, Events};
+use confab_protocol::client::{Client, ClientError, Events};
 use confab_protocol::v1::{self, CloseCode, ErrorCode, event};
 
 /// The password every test account uses.
@@ -177,4 +177,24 @@ pub fn msg_key(label: &str) -> String {
 /// A SendMessage of `text` with the client id labelled `id` ([`msg_key`]).
 pub fn send(conv: u64, id: &str, text: &str) -> v1::SendMessage {
     v1::SendMessage { conversation_id: conv, client_msg_id: msg_key(id), text: text.into(), ..Default::default() }
+}
+
+/// RequestCode for signing in with `phone` (§11.4), the raw result.
+pub async fn request_code(c: &Client, phone: &str) -> Result<v1::response::Result, ClientError> {
+    c.request(v1::client_frame::Request::RequestCode(v1::RequestCode {
+        phone: phone.into(),
+        purpose: v1::CodePurpose::SignIn as i32,
+    }))
+    .await
+}
+
+/// VerifyCode with `phone` and `code` (§11.4), the raw result.
+pub async fn verify_code(c: &Client, phone: &str, code: &str) -> Result<v1::response::Result, ClientError> {
+    c.request(v1::client_frame::Request::VerifyCode(v1::VerifyCode {
+        phone: phone.into(),
+        code: code.into(),
+        device_name: "x".into(),
+        username: None,
+    }))
+    .await
 }

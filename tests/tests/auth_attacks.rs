@@ -5,9 +5,11 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
-use confab_conformance::util::{PASSWORD, expect_code, expect_revoked, register, unique, unique_phone};
+use confab_conformance::util::{
+    PASSWORD, expect_code, expect_revoked, register, request_code, unique, unique_phone, verify_code,
+};
 use confab_protocol::client::{Client, ClientError};
-use confab_protocol::v1::{self, ErrorCode, client_frame::Request, response::Result as R};
+use confab_protocol::v1::ErrorCode;
 use confab_server::config::RateLimit;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -203,21 +205,6 @@ async fn logins_are_rate_limited_per_ip() {
     s.stop().await.expect("stop");
 }
 
-async fn request_code(c: &Client, phone: &str) -> Result<R, ClientError> {
-    c.request(Request::RequestCode(v1::RequestCode { phone: phone.into(), purpose: v1::CodePurpose::SignIn as i32 }))
-        .await
-}
-
-async fn verify(c: &Client, phone: &str, code: &str) -> Result<R, ClientError> {
-    c.request(Request::VerifyCode(v1::VerifyCode {
-        phone: phone.into(),
-        code: code.into(),
-        device_name: "x".into(),
-        username: None,
-    }))
-    .await
-}
-
 #[tokio::test]
 async fn a_code_tried_a_sixth_time_is_refused_even_when_right() {
     let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
@@ -227,15 +214,16 @@ async fn a_code_tried_a_sixth_time_is_refused_even_when_right() {
     let code = s.inbox.code_for(&phone).await.expect("code");
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        expect_code(verify(&c, &phone, wrong).await, ErrorCode::Unauthenticated).expect("wrong code");
+        expect_code(verify_code(&c, &phone, wrong).await, ErrorCode::Unauthenticated).expect("wrong code");
     }
-    let sixth = expect_code(verify(&c, &phone, &code).await, ErrorCode::Unauthenticated).expect("sixth try");
-    let first = expect_code(verify(&c, &unique_phone(), &code).await, ErrorCode::Unauthenticated).expect("no code");
+    let sixth = expect_code(verify_code(&c, &phone, &code).await, ErrorCode::Unauthenticated).expect("sixth try");
+    let first =
+        expect_code(verify_code(&c, &unique_phone(), &code).await, ErrorCode::Unauthenticated).expect("no code");
     assert_eq!(sixth.message, first.message, "the refusal says nothing about why");
     // A new code works.
     request_code(&c, &phone).await.expect("request again");
     let code = s.inbox.code_for(&phone).await.expect("code");
-    verify(&c, &phone, &code).await.expect("fresh code");
+    verify_code(&c, &phone, &code).await.expect("fresh code");
     s.stop().await.expect("stop");
 }
 
@@ -270,6 +258,6 @@ async fn webhook_delivery_is_retried_after_gateway_failures() {
     assert_eq!(m.json["channel"], "sms");
     assert_eq!(s.inbox.requests() - before, 3, "two failures, then success");
     let code = m.json["code"].as_str().context("code").expect("code");
-    verify(&c, &phone, code).await.expect("the retried code works");
+    verify_code(&c, &phone, code).await.expect("the retried code works");
     s.stop().await.expect("stop");
 }

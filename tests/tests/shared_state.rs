@@ -8,9 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use confab_conformance::harness::{TestServer, Transport};
 use confab_conformance::pg::TestDatabase;
-use confab_conformance::util::{PASSWORD, expect_code, register, unique, unique_phone};
-use confab_protocol::client::{Client, ClientError};
-use confab_protocol::v1::{self, ErrorCode, client_frame::Request, response::Result as R};
+use confab_conformance::util::{PASSWORD, expect_code, register, request_code, unique, unique_phone, verify_code};
+use confab_protocol::v1::ErrorCode;
 use confab_server::Config;
 use confab_server::config::RateLimit;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -29,21 +28,6 @@ fn signed_by(token: &str, pem: &str) -> bool {
 
 fn new_pem() -> String {
     rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key").serialize_pem()
-}
-
-async fn request_code(c: &Client, phone: &str) -> Result<R, ClientError> {
-    c.request(Request::RequestCode(v1::RequestCode { phone: phone.into(), purpose: v1::CodePurpose::SignIn as i32 }))
-        .await
-}
-
-async fn verify_code(c: &Client, phone: &str, code: &str) -> Result<R, ClientError> {
-    c.request(Request::VerifyCode(v1::VerifyCode {
-        phone: phone.into(),
-        code: code.into(),
-        device_name: "x".into(),
-        username: None,
-    }))
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

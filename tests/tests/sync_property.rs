@@ -9,38 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use confab_conformance::call;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::scenario::{Rng, Sent, pick_live};
 use confab_conformance::syncer::{ConvState, Device};
 use confab_conformance::util::{PASSWORD, direct, group, new_user, send};
 use confab_protocol::v1;
 use confab_server::wire;
-
-/// xorshift64*: small, deterministic, good enough to shuffle a scenario.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-struct Sent {
-    conv: u64,
-    message_id: u64,
-    sender: u64,
-    deleted: bool,
-}
-
-/// One of `user`'s messages that is not deleted, at random.
-fn pick_live(sent: &[Sent], user: u64, rng: &mut Rng) -> Option<usize> {
-    let mine: Vec<usize> = (0..sent.len()).filter(|k| sent[*k].sender == user && !sent[*k].deleted).collect();
-    (!mine.is_empty()).then(|| mine[rng.below(mine.len())])
-}
 
 async fn scenario(s: &TestServer, t: Transport, seed: u64, steps: usize) -> anyhow::Result<String> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);

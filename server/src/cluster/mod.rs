@@ -13,7 +13,7 @@ mod publish;
 mod receive;
 pub mod rpc;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,6 @@ pub struct Cluster {
     incarnation: u64,
     config: ClusterConfig,
     link: Arc<LinkState>,
-    peers: Arc<AtomicU64>,
     shutdown: CancellationToken,
     publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     rpc: Rpc,
@@ -217,7 +216,6 @@ impl Cluster {
             incarnation,
             config: config.clone(),
             link,
-            peers: Arc::new(AtomicU64::new(0)),
             shutdown,
             publisher: Mutex::new(Some(publisher)),
         })
@@ -263,7 +261,6 @@ impl Cluster {
             bus: self.bus.clone(),
             metrics,
             link: self.link.clone(),
-            peers: self.peers.clone(),
             node_timeout: self.config.node_timeout,
             check_every: self.config.heartbeat_interval,
         });
@@ -276,7 +273,7 @@ impl Cluster {
 
     /// One line for /healthz: the link's state and how many other nodes are heard.
     pub fn health(&self) -> (bool, String) {
-        let peers = self.peers.load(Ordering::Relaxed);
+        let peers = self.link.metrics.peers.get();
         match self.link.up_for() {
             Some(_) => (true, format!("nats: connected, node {}, {peers} other node(s) heard", self.node)),
             None => (false, format!("nats: disconnected, node {} (events from other nodes wait)", self.node)),

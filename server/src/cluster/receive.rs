@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -70,7 +69,6 @@ pub(super) struct Setup {
     pub bus: Arc<ClusterBus>,
     pub metrics: ClusterMetrics,
     pub link: Arc<LinkState>,
-    pub peers: Arc<AtomicU64>,
     pub node_timeout: Duration,
     pub check_every: Duration,
 }
@@ -361,7 +359,6 @@ impl Receiver {
     }
 
     fn count_peers(&self) {
-        self.s.peers.store(self.peers.len() as u64, Ordering::Relaxed);
         self.s.metrics.peers.set(self.peers.len() as i64);
     }
 

@@ -243,13 +243,7 @@ impl Sequencer {
                 if t.filling {
                     return; // a fill runs: it delivers in order itself
                 }
-                for f in found {
-                    if f.seq == t.last + 1 {
-                        t.last = f.seq;
-                        this.0.metrics.gap_filled.inc();
-                        this.0.hub.deliver(&audience, &f.frame);
-                    }
-                }
+                this.deliver_read(t, found, &audience);
             });
         }
     }
@@ -290,6 +284,28 @@ impl Sequencer {
         }
     }
 
+    /// Delivers the entries read from the store that continue lane `t`, in order, to `audience`
+    /// (and to the member an entry removed or saw leave).
+    fn deliver_read(&self, t: &mut Track, found: Vec<Found>, audience: &[UserId]) {
+        for f in found {
+            if f.seq != t.last + 1 {
+                continue;
+            }
+            t.last = f.seq;
+            self.0.metrics.gap_filled.inc();
+            match f.gone {
+                Some(u) if !audience.contains(&u) => {
+                    let mut with = audience.to_vec();
+                    with.push(u);
+                    self.0.hub.deliver(&with, &f.frame);
+                }
+                _ => {
+                    self.0.hub.deliver(audience, &f.frame);
+                }
+            }
+        }
+    }
+
     /// Delivers what was read, then the held entries, in order; starts another fill at the next
     /// gap, or (the store failed) delivers past the gap and has the audience resync.
     fn settle(&self, lane: Lane, first_sight: bool, upto: i64, found: Vec<Found>, unread: bool) {
@@ -300,23 +316,7 @@ impl Sequencer {
             t.last = found.first().map_or(upto - 1, |f| f.seq - 1);
         }
         let audience = t.held.values().next().map(|h| h.audience.clone()).unwrap_or_else(|| Arc::from([]));
-        for f in found {
-            if f.seq != t.last + 1 {
-                continue;
-            }
-            t.last = f.seq;
-            self.0.metrics.gap_filled.inc();
-            match f.gone {
-                Some(u) if !audience.contains(&u) => {
-                    let mut with: Vec<UserId> = audience.to_vec();
-                    with.push(u);
-                    hub.deliver(&with, &f.frame);
-                }
-                _ => {
-                    hub.deliver(&audience, &f.frame);
-                }
-            }
-        }
+        self.deliver_read(t, found, &audience);
         let mut resync: Vec<UserId> = Vec::new();
         // The store could not be read: entries may be missing (below the first one seen, too).
         let gave_up = unread || (!first_sight && t.last + 1 < upto);
