@@ -126,6 +126,13 @@ impl client_frame::Request {
             Self::Trickle(_) => "trickle",
             Self::SetMute(_) => "set_mute",
             Self::LeaveCall(_) => "leave_call",
+            Self::BeginUpload(_) => "begin_upload",
+            Self::UploadChunk(_) => "upload_chunk",
+            Self::GetUpload(_) => "get_upload",
+            Self::FinishUpload(_) => "finish_upload",
+            Self::CancelUpload(_) => "cancel_upload",
+            Self::GetMedia(_) => "get_media",
+            Self::DownloadMedia(_) => "download_media",
         }
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct ConnInfo {
     pub deadline: Instant,
     /// The admission slot, released when the last holder (the connection) ends.
     pub _permit: Arc<Permit>,
+    /// The QUIC connection (transfer streams, §22.9); `None` over WebSocket.
+    pub quic: Option<quinn::Connection>,
 }
 
 /// Metric label for a close code.
@@ -81,12 +83,18 @@ async fn run(
     let limits = state.config().limits.clone();
     let (outbox, ends) = Outbox::new(limits.outbound_queue_frames as usize);
     let writer_task = tokio::spawn(write_loop(writer, ends.rx, ends.abort.clone(), tm.clone()));
-    let ctx = Arc::new(Session::new(id, key, info.transport, info.peer, outbox.clone()));
+    let max_transfers = state.config().media.max_transfers_per_connection;
+    let ctx = Arc::new(
+        Session::new(id, key, info.transport, info.peer, outbox.clone()).with_quic(info.quic.clone(), max_transfers),
+    );
     let (abort_rx, kick_rx) = (ends.abort, ends.kick);
 
     let close = match handshake(&state, &mut reader, &outbox, &info, &ctx, &tm).await {
         Ok(()) => {
             tracing::debug!("handshake complete");
+            if let Some(conn) = info.quic.clone() {
+                state.tasks().spawn(handlers::media::serve_upload_streams(state.clone(), ctx.clone(), conn));
+            }
             serve_requests(&state, &mut reader, &outbox, abort_rx, kick_rx, ctx.clone(), &tm).await
         }
         Err(close) => close,
@@ -340,7 +348,7 @@ async fn serve_requests(
                 let (state, ctx) = (state.clone(), ctx.clone());
                 in_flight.push(Box::pin(async move {
                     let started = Instant::now();
-                    let result = handlers::dispatch(&state, &ctx, request).await;
+                    let result = handlers::dispatch(&state, &ctx, request_id, request).await;
                     (request_id, kind, started, result)
                 }));
             }

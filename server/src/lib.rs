@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod blobs;
 pub mod bus;
 pub mod calls;
 pub mod cluster;
@@ -22,6 +23,7 @@ pub mod fuzzing;
 mod handlers;
 pub mod hub;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod page;
 pub mod ratelimit;
@@ -58,6 +60,8 @@ pub enum StartError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Blobs(#[from] blobs::BlobError),
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
 }
@@ -165,6 +169,10 @@ impl Server {
         bus.subscribe(Arc::new(fanout));
         bus.subscribe(Arc::new(social.clone()));
         bus.subscribe(Arc::new(calls.clone()));
+        let blob_store = blobs::open(&config.media, &config.data_dir).await?;
+        let mut media_config = config.media.clone();
+        media_config.chunk_bytes = media_config.chunk_size(config.limits.max_frame_bytes);
+        let media = media::Media::new(store.clone(), blob_store, media_config);
         mend_deleted_accounts(store.as_ref(), &writer).await?;
         let refolded = store.refold_keys().await?;
         if refolded > 0 {
@@ -173,7 +181,7 @@ impl Server {
         if let Some(c) = &cluster {
             c.start_receiving(metrics.cluster().clone()).await?;
         }
-        let services = state::Services { auth, conversations, social, calls };
+        let services = state::Services { auth, conversations, social, calls, media };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
@@ -189,6 +197,11 @@ impl Server {
     /// Live connections by session, for tests.
     pub fn hub(&self) -> Arc<hub::Hub> {
         self.state.hub().clone()
+    }
+
+    /// The media service, for tools and tests (a collector pass now: `media().collect_once()`).
+    pub fn media(&self) -> media::Media {
+        self.state.media().clone()
     }
 
     /// The store, for tools and tests.
@@ -230,6 +243,8 @@ impl Server {
                 "max_connections lowered to stay below the open-file limit (raise `ulimit -n` / LimitNOFILE)"
             );
         }
+        let holder = state.cluster().map_or_else(|| "local".to_string(), |c| c.holder());
+        state.tasks().spawn(media::Collector::run(state.media().clone(), holder, state.shutdown().clone()));
         let http = tokio::spawn(transport::http::serve(listeners.ws, state.clone()));
         let quic = tokio::spawn(transport::quic::serve(endpoint.clone(), state.clone()));
 

@@ -159,6 +159,10 @@ pub struct Session {
     client_name: Mutex<String>,
     caller: Mutex<Option<Caller>>,
     close_after: Mutex<Option<Close>>,
+    /// The QUIC connection, for the transfer streams of §22.9; `None` over WebSocket.
+    quic: Option<quinn::Connection>,
+    /// Transfers (QUIC download streams) this connection may run at once.
+    transfers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Session {
@@ -172,7 +176,26 @@ impl Session {
             client_name: Mutex::new(String::new()),
             caller: Mutex::new(None),
             close_after: Mutex::new(None),
+            quic: None,
+            transfers: Arc::new(tokio::sync::Semaphore::new(4)),
         }
+    }
+
+    /// Over QUIC: the connection the transfer streams open on, and how many may run at once.
+    pub fn with_quic(mut self, conn: Option<quinn::Connection>, max_transfers: u32) -> Self {
+        self.quic = conn;
+        self.transfers = Arc::new(tokio::sync::Semaphore::new(max_transfers as usize));
+        self
+    }
+
+    /// The QUIC connection, when the session runs over QUIC.
+    pub fn quic(&self) -> Option<&quinn::Connection> {
+        self.quic.as_ref()
+    }
+
+    /// The permits for concurrent transfer streams.
+    pub fn transfers(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.transfers
     }
 
     /// The client software named in Hello.

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::conversations::Conversations;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connections};
+use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::social::Social;
 use crate::store::Store;
@@ -32,6 +33,7 @@ struct Inner {
     conversations: Conversations,
     social: Social,
     calls: Calls,
+    media: Media,
     cluster: Option<Arc<Cluster>>,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
@@ -48,6 +50,7 @@ pub struct Services {
     pub conversations: Conversations,
     pub social: Social,
     pub calls: Calls,
+    pub media: Media,
 }
 
 /// Everything handlers and transports share.
@@ -64,7 +67,7 @@ impl AppState {
         services: Services,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let Services { auth, conversations, social, calls } = services;
+        let Services { auth, conversations, social, calls, media } = services;
         let max_total = effective_max_connections(
             config.limits.max_connections,
             DescriptorLimit::current(),
@@ -88,6 +91,7 @@ impl AppState {
             conversations,
             social,
             calls,
+            media,
             cluster,
             limiter,
             shutdown: CancellationToken::new(),
@@ -150,6 +154,10 @@ impl AppState {
     }
 
     /// The cluster link, when this node is one of several.
+    pub fn media(&self) -> &Media {
+        &self.0.media
+    }
+
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.0.cluster.as_ref()
     }

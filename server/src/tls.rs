@@ -107,9 +107,15 @@ pub fn quic_server_config(cert: &ServerCert, config: &Config) -> Result<quinn::S
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let l = &config.limits;
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(1u8.into());
+    // The control stream, then one bidirectional stream per upload (§22.9). The connection's
+    // window has room for every stream's at once, so uploads never hold back the control
+    // stream's messages.
+    let transfers = config.media.max_transfers_per_connection;
+    transport.max_concurrent_bidi_streams((1 + transfers).into());
     transport.max_concurrent_uni_streams(0u8.into());
-    transport.receive_window(l.quic_receive_window_bytes.into());
+    transport.receive_window(
+        (u64::from(l.quic_receive_window_bytes) * (1 + u64::from(transfers))).try_into().unwrap_or(quinn::VarInt::MAX),
+    );
     transport.stream_receive_window(l.quic_receive_window_bytes.into());
     transport.send_window(u64::from(l.quic_receive_window_bytes));
     let idle = quinn::IdleTimeout::try_from(l.idle_timeout + l.heartbeat_interval)

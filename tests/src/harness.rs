@@ -51,6 +51,8 @@ pub struct TestServer {
     db_url: Option<String>,
     /// Receives the one-time codes the server sends (its webhook sender points here).
     pub inbox: Arc<CodeInbox>,
+    /// The media service, to run a collector pass now (docs/operations.md "Media").
+    pub media: confab_server::media::Media,
     data_dir: tempfile::TempDir,
 }
 
@@ -152,6 +154,7 @@ impl TestServer {
         let server = Server::build(config).await.context("building server")?;
         let cert = server.certificate();
         let store_handle = server.store();
+        let media = server.media();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(listeners, async move {
             let _ = rx.await;
@@ -167,6 +170,7 @@ impl TestServer {
             db,
             db_url,
             inbox,
+            media,
             data_dir,
         })
     }

@@ -4,16 +4,19 @@
 //! docs/protocol.md section it checks, so the same code runs in `cargo test` against
 //! [`harness::TestServer`] and against any running implementation. For several nodes on one
 //! database: [`cluster::TestCluster`] (in-process nodes), [`node_process::NodeProcess`] (a node in
-//! its own process, for SIGKILL) and [`nats::NatsServer`] (the real NATS server linking them).
+//! its own process, for SIGKILL) and [`nats::NatsServer`] (the real NATS server linking them). For
+//! the S3 blob store: [`s3::S3Server`] (a real S3-compatible server, SeaweedFS).
 
 pub mod cases;
 pub mod cluster;
 pub mod harness;
 pub mod inbox;
+pub mod media;
 pub mod nats;
 pub mod node_process;
 pub mod pg;
 pub mod proxy;
+pub mod s3;
 pub mod scenario;
 pub mod syncer;
 pub mod util;

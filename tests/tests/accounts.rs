@@ -274,7 +274,11 @@ async fn get_me_and_update_profile(s: &TestServer, t: Transport) -> anyhow::Resu
     let (c, _ev) = connect(s, t).await?;
     c.register(register(&unique("prof"))).await?;
     let up = |d: Option<&str>, st: Option<&str>| {
-        Request::UpdateProfile(v1::UpdateProfile { display_name: d.map(Into::into), status_text: st.map(Into::into) })
+        Request::UpdateProfile(v1::UpdateProfile {
+            display_name: d.map(Into::into),
+            status_text: st.map(Into::into),
+            avatar_ref: None,
+        })
     };
     match c.request(up(Some("Zoé"), Some("at lunch"))).await? {
         R::UpdateProfile(m) => ensure!(m.display_name == "Zoé" && m.status_text == "at lunch", "{m:?}"),

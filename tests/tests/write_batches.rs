@@ -34,6 +34,7 @@ fn send(conv: ConvId, sender: UserId, session: &str, key: &str, text: &str) -> W
         text: text.into(),
         reply_to: None,
         mentions: Vec::new(),
+        attachments: Vec::new(),
         now_ms: NOW + 1,
     }
 }
@@ -48,6 +49,7 @@ fn with(op: WriteOp, reply: Option<MessageId>, mention: &[UserId]) -> WriteOp {
             text,
             reply_to: reply,
             mentions: mention.to_vec(),
+            attachments: Vec::new(),
             now_ms,
         },
         other => other,

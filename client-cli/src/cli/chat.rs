@@ -289,6 +289,7 @@ async fn send(settings: &Settings, spec: &str, text: String, reply_to: Option<u6
             text: text.clone(),
             reply_to_message_id: reply_to.unwrap_or(0),
             mention_user_ids: mentions,
+            attachments: Vec::new(),
         };
         match client.request(v1::client_frame::Request::SendMessage(req)).await {
             Ok(v1::response::Result::SendMessage(r)) => {

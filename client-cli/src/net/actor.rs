@@ -278,6 +278,7 @@ impl Actor {
                 text: m.text.clone(),
                 reply_to_message_id: m.reply_to,
                 mention_user_ids: m.mentions.clone(),
+                attachments: Vec::new(),
             };
             let client = client.clone();
             sends.spawn(async move {

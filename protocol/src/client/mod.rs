@@ -6,6 +6,7 @@
 //! (resolves pending requests, forwards events). Reading never waits on writing.
 
 mod accounts;
+pub mod media;
 mod tls;
 pub mod transport;
 
@@ -113,6 +114,9 @@ struct Shared {
     pending: Pending,
     closed: watch::Sender<Option<CloseInfo>>,
     request_timeout: Duration,
+    /// QUIC download streams waiting for their DownloadMedia response's reader, by request id
+    /// (docs/protocol.md §22.9).
+    downloads: Mutex<HashMap<u64, oneshot::Sender<media::IncomingDownload>>>,
 }
 
 enum Outgoing {
@@ -127,6 +131,8 @@ pub struct Client {
     tx: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
     welcome: Arc<Welcome>,
+    /// The QUIC connection (transfer streams); `None` over WebSocket.
+    quic: Option<quinn::Connection>,
 }
 
 impl std::fmt::Debug for Outgoing {
@@ -197,7 +203,15 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             closed: closed_tx,
             request_timeout: opts.request_timeout,
+            downloads: Mutex::new(HashMap::new()),
         });
+        let quic = match &raw.sender {
+            RawSender::Quic { conn, .. } => Some(conn.clone()),
+            RawSender::WebSocket(_) => None,
+        };
+        if let Some(conn) = &quic {
+            tokio::spawn(media::accept_downloads(conn.clone(), shared.clone()));
+        }
         let limits = welcome.limits.unwrap_or_default();
         // Ping at the server's heartbeat interval; give up on a server silent for its idle timeout.
         let heartbeat = Duration::from_millis(u64::from(limits.heartbeat_interval_ms.max(50)));
@@ -206,8 +220,13 @@ impl Client {
         let (ev_tx, ev_rx) = mpsc::channel(opts.event_buffer.max(1));
         tokio::spawn(writer(raw.sender, rx, shared.clone(), heartbeat));
         tokio::spawn(reader(raw.receiver, ev_tx, shared.clone(), idle));
-        let client = Client { tx, shared, welcome: Arc::new(welcome) };
+        let client = Client { tx, shared, welcome: Arc::new(welcome), quic };
         (client, Events { rx: ev_rx, closed: closed_rx })
+    }
+
+    /// The QUIC connection under this client; `None` over WebSocket.
+    pub fn quic(&self) -> Option<&quinn::Connection> {
+        self.quic.as_ref()
     }
 
     /// The server's Welcome.
@@ -217,7 +236,18 @@ impl Client {
 
     /// Sends a request and waits for its result. A server error becomes [`ClientError::Server`].
     pub async fn request(&self, request: Request) -> Result<response::Result, ClientError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_request_id();
+        self.request_as(id, request).await
+    }
+
+    /// A request id for [`request_as`](Self::request_as): for answers that also arrive elsewhere
+    /// under it (a QUIC download stream, §22.9).
+    pub fn next_request_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`request`](Self::request) with an id from [`next_request_id`](Self::next_request_id).
+    pub async fn request_as(&self, id: u64, request: Request) -> Result<response::Result, ClientError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         lock(&self.shared.pending).insert(id, reply_tx);
         let bytes = Bytes::from(client_frame(id, request).encode_to_vec());

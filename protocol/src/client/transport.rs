@@ -205,7 +205,8 @@ impl RawConnection {
                 let mut config = quinn::ClientConfig::new(Arc::new(crypto));
                 let mut transport = quinn::TransportConfig::default();
                 transport.max_concurrent_bidi_streams(0u8.into());
-                transport.max_concurrent_uni_streams(0u8.into());
+                // The server opens one unidirectional stream per streamed download (§22.9).
+                transport.max_concurrent_uni_streams(16u8.into());
                 config.transport_config(Arc::new(transport));
                 endpoint.set_default_client_config(config);
                 let conn = endpoint

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{CodeSenderKind, Config, DatabaseUrl, LogFormat, NatsUrl, RateLimit, Secret};
+use super::{BlobBackend, CodeSenderKind, Config, DatabaseUrl, LogFormat, NatsUrl, RateLimit, Secret};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
@@ -42,6 +42,39 @@ pub struct ConfigArgs {
     /// A node not heard from this long is dead: its devices go offline, its SFU rooms end [default: 5s].
     #[arg(long, env = "CONFAB_NODE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub node_timeout: Option<Duration>,
+    /// Where media bytes live: fs (the data dir) or s3 [default: fs].
+    #[arg(long, env = "CONFAB_MEDIA_STORE", value_enum)]
+    pub media_store: Option<BlobBackend>,
+    /// Directory of the fs media store [default: DATA_DIR/media].
+    #[arg(long, env = "CONFAB_MEDIA_DIR", value_name = "DIR")]
+    pub media_dir: Option<PathBuf>,
+    /// Largest file accepted, bytes [default: 52428800].
+    #[arg(long, env = "CONFAB_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Bytes of media one user may hold [default: 2147483648].
+    #[arg(long, env = "CONFAB_MEDIA_QUOTA_BYTES", value_name = "BYTES")]
+    pub media_quota_bytes: Option<u64>,
+    /// S3 endpoint for --media-store s3 (http(s)://HOST:PORT) [default: AWS].
+    #[arg(long, env = "CONFAB_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 bucket for --media-store s3.
+    #[arg(long, env = "CONFAB_S3_BUCKET", value_name = "NAME")]
+    pub s3_bucket: Option<String>,
+    /// S3 region [default: empty].
+    #[arg(long, env = "CONFAB_S3_REGION", value_name = "NAME")]
+    pub s3_region: Option<String>,
+    /// Key prefix inside the S3 bucket [default: empty].
+    #[arg(long, env = "CONFAB_S3_PREFIX", value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "CONFAB_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable).
+    #[arg(long, env = "CONFAB_S3_SECRET_ACCESS_KEY", value_name = "KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<Secret>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "CONFAB_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
     /// Log output format [default: text].
     #[arg(long, env = "CONFAB_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -231,6 +264,23 @@ impl ConfigArgs {
         }
         set(&mut c.cluster.heartbeat_interval, &a.cluster_heartbeat_interval);
         set(&mut c.cluster.node_timeout, &a.node_timeout);
+        set(&mut c.media.store, &a.media_store);
+        if a.media_dir.is_some() {
+            c.media.dir = a.media_dir.clone();
+        }
+        set(&mut c.media.max_upload_bytes, &a.max_upload_bytes);
+        set(&mut c.media.quota_bytes_per_user, &a.media_quota_bytes);
+        if a.s3_endpoint.is_some() {
+            c.media.s3.endpoint = a.s3_endpoint.clone();
+        }
+        set(&mut c.media.s3.bucket, &a.s3_bucket);
+        set(&mut c.media.s3.region, &a.s3_region);
+        set(&mut c.media.s3.prefix, &a.s3_prefix);
+        set(&mut c.media.s3.access_key_id, &a.s3_access_key_id);
+        if a.s3_secret_access_key.is_some() {
+            c.media.s3.secret_access_key = a.s3_secret_access_key.clone();
+        }
+        set(&mut c.media.s3.allow_http, &a.s3_allow_http);
         set(&mut c.log_format, &a.log_format);
         set(&mut c.log_filter, &a.log_filter);
         if a.tls_cert.is_some() {

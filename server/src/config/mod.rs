@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 mod args;
 mod calls;
 mod cluster;
+mod media;
 pub use args::ConfigArgs;
 pub use calls::CallsConfig;
 pub use cluster::{ClusterConfig, NatsUrl, is_token};
+pub use media::{BlobBackend, MediaConfig, S3Config};
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,6 +38,8 @@ pub struct Config {
     pub calls: CallsConfig,
     /// Several nodes on one PostgreSQL, linked by NATS (docs/operations.md "Several nodes").
     pub cluster: ClusterConfig,
+    /// Uploads, downloads, images and where their bytes live (docs/operations.md "Media").
+    pub media: MediaConfig,
     /// How long shutdown waits for connections to drain before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -56,6 +60,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             calls: CallsConfig::default(),
             cluster: ClusterConfig::default(),
+            media: MediaConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -387,6 +392,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.calls.validate()?;
         self.cluster.validate()?;
+        self.media.validate()?;
+        if self.cluster.nats_url.is_some() && self.media.store == BlobBackend::Fs {
+            return Err(ConfigError::Invalid(
+                "cluster.nats_url (several nodes) needs media.store = \"s3\": files in one node's data dir are not \
+                 seen by the others"
+                    .into(),
+            ));
+        }
         if self.cluster.nats_url.is_some() && self.database_url.is_none() {
             return Err(ConfigError::Invalid(
                 "cluster.nats_url (several nodes) needs database_url (PostgreSQL): the embedded SQLite store \
@@ -475,6 +488,7 @@ impl Config {
         c.database_url = c.database_url.map(|u| DatabaseUrl(u.redacted()));
         c.cluster.nats_url = c.cluster.nats_url.map(|u| NatsUrl::new(u.redacted()));
         c.auth.webhook_secret = c.auth.webhook_secret.map(|_| Secret("REDACTED".into()));
+        c.media.s3.secret_access_key = c.media.s3.secret_access_key.map(|_| Secret("REDACTED".into()));
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }

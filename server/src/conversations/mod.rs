@@ -16,8 +16,8 @@ use crate::error::ServerError;
 use crate::page::{Receipt, ReceiptState, Sent, Slice, page_limit};
 use crate::session::Caller;
 use crate::store::{
-    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId, UserUpdateRec,
-    WriteOp, now_ms,
+    AttachmentRec, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageRec, OpResult, Store, UserId,
+    UserUpdateRec, WriteOp, now_ms,
 };
 use crate::writer::{Outcome, Writer};
 
@@ -265,10 +265,14 @@ impl Conversations {
         text: &str,
         reply_to: u64,
         mentions: &[u64],
+        attachments: Vec<AttachmentRec>,
     ) -> Result<Sent, ServerError> {
         let conversation_id = id("send_message.conversation_id", conv)?;
         let client_msg_id = idempotency_key(client_msg_id)?;
-        check_text("send_message.text", text, self.0.max_text_bytes)?;
+        // A message of attachments only needs no text (§22.8).
+        if attachments.is_empty() || !text.is_empty() {
+            check_text("send_message.text", text, self.0.max_text_bytes)?;
+        }
         if mentions.len() > 64 {
             return Err(ServerError::invalid("send_message.mention_user_ids", "at most 64 mentions"));
         }
@@ -285,6 +289,7 @@ impl Conversations {
             text: text.to_string(),
             reply_to,
             mentions,
+            attachments,
             now_ms: now_ms(),
         };
         match self.0.writer.submit(op).await?.result {

@@ -142,10 +142,11 @@ pub(crate) async fn get_me(state: &AppState, a: &Caller) -> Out {
 
 /// §11.10
 pub(crate) async fn update_profile(state: &AppState, a: &Caller, r: v1::UpdateProfile) -> Out {
-    let u = state
-        .auth()
-        .update_profile(a, ProfileUpdate { display_name: r.display_name, status_text: r.status_text })
-        .await?;
+    if let Some(avatar) = &r.avatar_ref {
+        state.media().own_image(a, avatar, crate::store::MediaPurpose::Avatar, "update_profile.avatar_ref").await?;
+    }
+    let update = ProfileUpdate { display_name: r.display_name, status_text: r.status_text, avatar_ref: r.avatar_ref };
+    let u = state.auth().update_profile(a, update).await?;
     Ok(R::UpdateProfile(wire::me(&u)))
 }
 

@@ -75,9 +75,10 @@ pub(crate) async fn discover(state: &AppState, a: &Caller, r: v1::DiscoverChanne
 
 /// §13.2
 pub(crate) async fn send(state: &AppState, a: &Caller, r: v1::SendMessage) -> Out {
+    let attachments = state.media().attachments(a, &r.attachments).await?;
     let sent = state
         .conversations()
-        .send(a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids)
+        .send(a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids, attachments)
         .await?;
     Ok(R::SendMessage(wire::sent(&sent)))
 }
@@ -118,6 +119,10 @@ pub(crate) async fn ack(state: &AppState, a: &Caller, r: v1::Ack) -> Out {
 
 /// §12.8
 pub(crate) async fn update(state: &AppState, a: &Caller, r: v1::UpdateConversation) -> Out {
+    if let Some(photo) = &r.photo_ref {
+        let purpose = crate::store::MediaPurpose::ConversationPhoto;
+        state.media().own_image(a, photo, purpose, "update_conversation.photo_ref").await?;
+    }
     let c = state
         .conversations()
         .update(a, r.conversation_id, r.title, r.description, r.photo_ref, r.announcement_only)

@@ -8,6 +8,7 @@ pub(crate) mod auth;
 pub(crate) mod calls;
 pub(crate) mod conversations;
 pub(crate) mod forward;
+pub(crate) mod media;
 pub(crate) mod session;
 pub(crate) mod social;
 
@@ -18,15 +19,17 @@ use crate::session::{Caller, Session};
 use crate::state::AppState;
 
 /// Handles one request after the handshake: [`route`], then the handler.
+/// `request_id` is the frame's: answers that come on their own QUIC stream name it (§22.9).
 pub(crate) async fn dispatch(
     state: &AppState,
     session: &Session,
+    request_id: u64,
     request: Request,
 ) -> Result<response::Result, ServerError> {
     match route(session, request) {
         Routed::Done(result) => result,
         Routed::Anonymous(request) => anonymous(state, session, request).await,
-        Routed::Authenticated(caller, request) => authenticated(state, session, &caller, request).await,
+        Routed::Authenticated(caller, request) => authenticated(state, session, &caller, request_id, request).await,
     }
 }
 
@@ -117,6 +120,13 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
         Request::Trickle(r) => Authenticated::Trickle(r),
         Request::SetMute(r) => Authenticated::SetMute(r),
         Request::LeaveCall(r) => Authenticated::LeaveCall(r),
+        Request::BeginUpload(r) => Authenticated::BeginUpload(r),
+        Request::UploadChunk(r) => Authenticated::UploadChunk(r),
+        Request::GetUpload(r) => Authenticated::GetUpload(r),
+        Request::FinishUpload(r) => Authenticated::FinishUpload(r),
+        Request::CancelUpload(r) => Authenticated::CancelUpload(r),
+        Request::GetMedia(r) => Authenticated::GetMedia(r),
+        Request::DownloadMedia(r) => Authenticated::DownloadMedia(r),
     };
     match session.require_caller() {
         Ok(caller) => Routed::Authenticated(caller, request),
@@ -244,6 +254,13 @@ pub(crate) enum Authenticated {
     Trickle(v1::Trickle),
     SetMute(v1::SetMute),
     LeaveCall(v1::LeaveCall),
+    BeginUpload(v1::BeginUpload),
+    UploadChunk(v1::UploadChunk),
+    GetUpload(v1::GetUpload),
+    FinishUpload(v1::FinishUpload),
+    CancelUpload(v1::CancelUpload),
+    GetMedia(v1::GetMedia),
+    DownloadMedia(v1::DownloadMedia),
 }
 
 /// Runs the handler of a request that needs a caller, with the caller [`route`] checked
@@ -252,6 +269,7 @@ async fn authenticated(
     state: &AppState,
     session: &Session,
     caller: &Caller,
+    request_id: u64,
     request: Authenticated,
 ) -> Result<response::Result, ServerError> {
     match request {
@@ -315,5 +333,12 @@ async fn authenticated(
         Authenticated::Trickle(r) => calls::trickle(state, caller, r).await,
         Authenticated::SetMute(r) => calls::set_mute(state, caller, r).await,
         Authenticated::LeaveCall(r) => calls::leave(state, caller, r).await,
+        Authenticated::BeginUpload(r) => media::begin_upload(state, caller, r).await,
+        Authenticated::UploadChunk(r) => media::upload_chunk(state, caller, r).await,
+        Authenticated::GetUpload(r) => media::get_upload(state, caller, r).await,
+        Authenticated::FinishUpload(r) => media::finish_upload(state, caller, r).await,
+        Authenticated::CancelUpload(r) => media::cancel_upload(state, caller, r).await,
+        Authenticated::GetMedia(r) => media::get_media(state, caller, r).await,
+        Authenticated::DownloadMedia(r) => media::download_media(state, session, caller, request_id, r).await,
     }
 }

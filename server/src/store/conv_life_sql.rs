@@ -141,7 +141,7 @@ macro_rules! conv_lifecycle_ops {
                 allowed!(rules::delete_account(exists.is_some()));
                 sqlx::query(
                     "UPDATE users SET username = $1, username_key = $1, display_name = '', display_name_key = '', email = NULL, email_key = NULL, \
-                     phone = NULL, password_hash = NULL, status_text = '', deleted_at_ms = $2 \
+                     phone = NULL, password_hash = NULL, status_text = '', avatar_ref = '', deleted_at_ms = $2 \
                      WHERE id = $3 AND deleted_at_ms IS NULL",
                 )
                 .bind(format!("deleted-{user}"))

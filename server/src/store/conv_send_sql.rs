@@ -19,6 +19,7 @@ use super::conv_types::{
     Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageId, MessageRec, NotificationKind, NotificationRec,
     OpError, OpResult, Role, WriteOp,
 };
+use super::media_types::AttachmentRec;
 use super::rows::{PosterRow, StoredKeyRow};
 use super::rules;
 use super::sql::SqlBackend;
@@ -35,6 +36,7 @@ pub(super) struct SendRef<'a> {
     text: &'a str,
     reply_to: Option<MessageId>,
     mentions: &'a [UserId],
+    attachments: &'a [AttachmentRec],
     now: i64,
 }
 
@@ -42,18 +44,27 @@ impl<'a> SendRef<'a> {
     /// The send `op` is, if it is one.
     pub(super) fn of(op: &'a WriteOp) -> Option<Self> {
         match op {
-            WriteOp::Send { conversation_id, sender, session_id, client_msg_id, text, reply_to, mentions, now_ms } => {
-                Some(Self {
-                    conv: *conversation_id,
-                    sender: *sender,
-                    session_id,
-                    client_msg_id,
-                    text,
-                    reply_to: *reply_to,
-                    mentions,
-                    now: *now_ms,
-                })
-            }
+            WriteOp::Send {
+                conversation_id,
+                sender,
+                session_id,
+                client_msg_id,
+                text,
+                reply_to,
+                mentions,
+                attachments,
+                now_ms,
+            } => Some(Self {
+                conv: *conversation_id,
+                sender: *sender,
+                session_id,
+                client_msg_id,
+                text,
+                reply_to: *reply_to,
+                mentions,
+                attachments,
+                now: *now_ms,
+            }),
             _ => None,
         }
     }
@@ -324,6 +335,29 @@ where
             });
             q.build().execute(&mut **tx).await?;
 
+            // Attachments (§22.8), in the sender's order; the media items' foreign key refuses
+            // one the collector removed meanwhile.
+            let rows: Vec<(MessageId, usize, &AttachmentRec)> = fresh
+                .iter()
+                .flat_map(|(s, seq)| {
+                    let id = ids[&(s.conv, *seq)];
+                    s.attachments.iter().enumerate().map(move |(i, a)| (id, i, a))
+                })
+                .collect();
+            if !rows.is_empty() {
+                let mut q = sqlx::QueryBuilder::<DB>::new(
+                    "INSERT INTO message_attachments (message_id, position, media_id, file_name, duration_ms) ",
+                );
+                q.push_values(&rows, |mut b, (id, i, a)| {
+                    b.push_bind(id.0)
+                        .push_bind(i64::try_from(*i).unwrap_or(i64::MAX))
+                        .push_bind(a.media_id.0.clone())
+                        .push_bind(a.file_name.clone())
+                        .push_bind(i64::from(a.duration_ms));
+                });
+                q.build().execute(&mut **tx).await?;
+            }
+
             // Each conversation's last message is its new head.
             let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, mid) AS (");
             q.push_values(&convs, |mut b, (c, n, _)| {
@@ -399,6 +433,7 @@ where
                         client_msg_id: s.client_msg_id.to_string(),
                         reactions: Vec::new(),
                         pinned: false,
+                        attachments: s.attachments.to_vec(),
                     };
                     let ev = LogEvent {
                         conversation_id: s.conv,

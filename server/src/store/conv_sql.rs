@@ -192,6 +192,7 @@ macro_rules! impl_conv_store {
                         };
                         let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate(&self.pool, conv, viewer, &mut msgs).await?;
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
                         Ok(msgs)
                     })
                     .await
@@ -209,6 +210,7 @@ macro_rules! impl_conv_store {
                         .await?;
                         let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate(&self.pool, conv, viewer, &mut msgs).await?;
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
                         Ok(msgs)
                     })
                     .await
@@ -227,7 +229,13 @@ macro_rules! impl_conv_store {
                             .bind(i64::from(limit))
                             .fetch_all(&self.pool)
                             .await?;
-                        Ok(rows.into_iter().map(LogEvent::try_from).collect::<Result<_, _>>()?)
+                        let mut events: Vec<LogEvent> = rows.into_iter().map(LogEvent::try_from).collect::<Result<_, _>>()?;
+                        let posted = events.iter_mut().filter_map(|e| match &mut e.body {
+                            LogBody::Posted(m) => Some(m),
+                            _ => None,
+                        });
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, posted).await?;
+                        Ok(events)
                     })
                     .await
                 }
@@ -268,7 +276,9 @@ macro_rules! impl_conv_store {
                         .bind(conv)
                         .fetch_optional(&self.pool)
                         .await?;
-                    Ok(r.map(MessageRec::from))
+                    let mut m = r.map(MessageRec::from);
+                    $crate::store::media_sql::MediaSql::attach(&self.pool, m.iter_mut()).await?;
+                    Ok(m)
                 }
 
                 async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError> {

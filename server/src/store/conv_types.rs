@@ -1,5 +1,6 @@
 //! Domain types of conversations, messages and the two logs.
 
+use super::media_types::AttachmentRec;
 use super::types::{UserId, id_type};
 
 id_type!(
@@ -104,6 +105,8 @@ pub struct MessageRec {
     /// The reactions per emoji; filled by history only.
     pub reactions: Vec<ReactionCount>,
     pub pinned: bool,
+    /// Files, images and videos in the sender's order (§22.8); empty once deleted.
+    pub attachments: Vec<AttachmentRec>,
 }
 
 /// One emoji's reactions to a message, as one viewer sees them.
@@ -357,6 +360,8 @@ pub enum WriteOp {
         text: String,
         reply_to: Option<MessageId>,
         mentions: Vec<UserId>,
+        /// Resolved by the media service: each readable by the sender.
+        attachments: Vec<AttachmentRec>,
         now_ms: i64,
     },
     Edit {

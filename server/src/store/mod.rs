@@ -7,6 +7,8 @@ pub mod conv_sql;
 pub mod conv_tx_sql;
 pub mod conv_types;
 pub mod conv_write_sql;
+pub(crate) mod media_sql;
+pub mod media_types;
 mod postgres;
 pub(crate) mod rooms_sql;
 mod rows;
@@ -25,6 +27,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::Gcra;
 pub use conv_types::*;
+pub use media_types::*;
 pub use types::*;
 
 /// Which backend a store runs on.
@@ -205,8 +208,45 @@ pub trait RoomLeaseStore: Send + Sync {
 }
 
 /// The storage interface every service uses.
+/// Media (docs/protocol.md §22, migration 0011): uploads, blobs, media items, who may read
+/// them, and the collector. Bytes live in a `blobs::BlobStore`; this is what the database knows.
 #[async_trait::async_trait]
-pub trait Store: ConvStore + SharedStateStore + RoomLeaseStore + Send + Sync + std::fmt::Debug {
+pub trait MediaStore: Send + Sync {
+    /// Records an upload unless its user is at a limit (pending uploads, quota), checked in the
+    /// same transaction.
+    async fn begin_upload(&self, up: &NewUpload, limits: UploadLimits)
+    -> Result<Result<(), UploadRefusal>, StoreError>;
+    /// The upload, unless unknown or expired at `now_ms`.
+    async fn upload(&self, id: &UploadId, now_ms: i64) -> Result<Option<UploadRec>, StoreError>;
+    /// Deletes `user`'s unfinished upload; true when there was one.
+    async fn cancel_upload(&self, id: &UploadId, user: UserId) -> Result<bool, StoreError>;
+    /// Bytes of `user`'s media items and unexpired unfinished uploads.
+    async fn media_usage(&self, user: UserId, now_ms: i64) -> Result<u64, StoreError>;
+    /// The recorded blob holding bytes with this hash, kept from the collector for now (its
+    /// clock restarts at `now_ms`).
+    async fn reuse_blob(&self, sha256: &[u8; 32], now_ms: i64) -> Result<Option<BlobRef>, StoreError>;
+    /// Records a blob now durable in the blob store; returns the blob recorded for its hash (an
+    /// earlier one when another copy got there first: the caller deletes its own).
+    async fn add_blob(&self, blob: BlobRef, now_ms: i64) -> Result<BlobRef, StoreError>;
+    /// Records a finished upload's media item and thumbnails and marks the upload finished.
+    async fn finish_upload(&self, new: &NewMedia) -> Result<(), StoreError>;
+    async fn media(&self, id: &MediaId) -> Result<Option<MediaRec>, StoreError>;
+    /// Whether `user` may read the media item (§22.10).
+    async fn may_read_media(&self, user: UserId, id: &MediaId) -> Result<bool, StoreError>;
+    /// The attachments of the given messages, by message, in order.
+    async fn attachments(&self, messages: &[MessageId]) -> Result<Vec<(MessageId, AttachmentRec)>, StoreError>;
+    /// Takes or renews a cluster-wide job lease; true when `holder` holds it.
+    async fn claim_job(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// One collector pass over the database (each step at most `limit` rows).
+    async fn collect_media(&self, now_ms: i64, cutoff_ms: i64, limit: u32) -> Result<Collected, StoreError>;
+    /// Of these blob generations, those recorded.
+    async fn known_blobs(&self, generations: &[i64]) -> Result<Vec<i64>, StoreError>;
+    /// Of these upload ids, those recorded.
+    async fn known_uploads(&self, uploads: &[String]) -> Result<Vec<String>, StoreError>;
+}
+
+#[async_trait::async_trait]
+pub trait Store: ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -52,7 +52,7 @@ fn stored_number<T: TryFrom<i32, Error = UnknownValue>>(text: Option<&str>, colu
 }
 
 /// The columns of [`UserRow`]; `user_columns_of` qualifies them for joins.
-pub(super) const USER_COLUMNS: &str = "id, username, display_name, email, phone, status_text, created_at_ms, \
+pub(super) const USER_COLUMNS: &str = "id, username, display_name, email, phone, status_text, avatar_ref, created_at_ms, \
      password_hash IS NOT NULL AS has_password, deleted_at_ms IS NOT NULL AS deleted, read_receipts, show_last_seen, \
      last_seen_at_ms";
 
@@ -74,6 +74,7 @@ pub(super) struct UserRow {
     email: Option<String>,
     phone: Option<String>,
     status_text: String,
+    avatar_ref: String,
     created_at_ms: i64,
     has_password: bool,
     deleted: bool,
@@ -91,6 +92,7 @@ impl From<UserRow> for User {
             email: r.email,
             phone: r.phone,
             status_text: r.status_text,
+            avatar_ref: r.avatar_ref,
             created_at_ms: r.created_at_ms,
             has_password: r.has_password,
             deleted: r.deleted,
@@ -175,6 +177,7 @@ impl From<MessageRow> for MessageRec {
             client_msg_id: r.client_msg_id,
             reactions: Vec::new(),
             pinned: false,
+            attachments: Vec::new(),
         }
     }
 }
@@ -227,6 +230,7 @@ impl From<ViewRow> for ConvView {
             client_msg_id: r.lm_client_msg_id.unwrap_or_default(),
             reactions: Vec::new(),
             pinned: false,
+            attachments: Vec::new(),
         });
         ConvView {
             id: r.id,
@@ -390,6 +394,7 @@ impl TryFrom<EventRow> for LogEvent {
                 client_msg_id: r.m_client_msg_id.unwrap_or_default(),
                 reactions: Vec::new(),
                 pinned: false,
+                attachments: Vec::new(),
             }),
             3 => LogBody::Edited { message_id, text },
             4 => LogBody::Deleted { message_id },

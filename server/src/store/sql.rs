@@ -166,13 +166,14 @@ macro_rules! impl_store {
                 timed(&self.metrics, "update_profile", async {
                     let row = sqlx::query_as::<_, UserRow>(sql(format!(
                         "UPDATE users SET display_name = COALESCE($1, display_name), status_text = COALESCE($2, status_text), \
-                         display_name_key = COALESCE($4, display_name_key) \
+                         display_name_key = COALESCE($4, display_name_key), avatar_ref = COALESCE($5, avatar_ref) \
                          WHERE id = $3 AND deleted_at_ms IS NULL RETURNING {USER_COLUMNS}"
                     )))
                     .bind(&p.display_name)
                     .bind(&p.status_text)
                     .bind(id)
                     .bind(p.display_name.as_deref().map(confab_protocol::text::fold))
+                    .bind(&p.avatar_ref)
                     .fetch_optional(&self.pool)
                     .await?;
                     Ok(row.map(User::from))

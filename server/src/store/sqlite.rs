@@ -54,4 +54,5 @@ impl_store!(SqliteStore, Backend::Sqlite);
 super::conv_sql::impl_conv_store!(SqliteStore);
 super::shared_sql::impl_shared_state!(SqliteStore);
 super::rooms_sql::impl_room_leases!(SqliteStore);
+super::media_sql::impl_media_store!(SqliteStore);
 super::conv_write_sql::impl_conv_writes!(SqliteStore);

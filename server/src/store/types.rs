@@ -42,6 +42,8 @@ pub struct User {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub status_text: String,
+    /// The media id of the avatar (§22.10); empty when none.
+    pub avatar_ref: String,
     pub created_at_ms: i64,
     pub has_password: bool,
     pub deleted: bool,
@@ -75,6 +77,8 @@ pub struct NewUser {
 pub struct ProfileUpdate {
     pub display_name: Option<String>,
     pub status_text: Option<String>,
+    /// A media id the media service checked (the caller's own AVATAR image), or empty to clear.
+    pub avatar_ref: Option<String>,
 }
 
 /// One device's session.

@@ -241,7 +241,7 @@ fn upgrade(
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
         let (sink, stream) = ws.split();
-        let info = ConnInfo { transport: Transport::WebSocket, peer, deadline, _permit: permit };
+        let info = ConnInfo { transport: Transport::WebSocket, peer, deadline, _permit: permit, quic: None };
         connection::serve(state, FrameReader::WebSocket(stream), FrameWriter::WebSocket(sink), info).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));

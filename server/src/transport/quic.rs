@@ -64,7 +64,8 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, state: AppState) {
             };
             let reader = FrameReader::Quic { recv, buf: FrameBuffer::new(state.config().limits.max_frame_bytes) };
             let writer = FrameWriter::Quic { send, conn: conn.clone() };
-            let info = ConnInfo { transport: Transport::Quic, peer, deadline, _permit: permit };
+            let info =
+                ConnInfo { transport: Transport::Quic, peer, deadline, _permit: permit, quic: Some(conn.clone()) };
             connection::serve(state, reader, writer, info).await;
             // Let the close reach the peer before the connection is dropped.
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;

@@ -12,8 +12,8 @@ use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
 use crate::session::Caller;
 use crate::store::{
-    ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageId, MessageRec, NotificationRec, ReceiptRec,
-    RevokeReason, Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
+    AttachmentRec, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageId, MessageRec, NotificationRec,
+    ReceiptRec, RevokeReason, Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
 };
 
 /// A user id as the wire carries it.
@@ -81,6 +81,21 @@ pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
             .map(|r| v1::ReactionCount { emoji: r.emoji.clone(), count: r.count as u32, me: r.mine })
             .collect(),
         pinned: m.pinned,
+        attachments: if m.deleted { Vec::new() } else { m.attachments.iter().map(attachment).collect() },
+    }
+}
+
+/// An attachment as a message carries it (§22.8).
+pub fn attachment(a: &AttachmentRec) -> v1::Attachment {
+    v1::Attachment {
+        media_id: a.media_id.0.clone(),
+        file_name: a.file_name.clone(),
+        mime_type: a.mime_type.clone(),
+        size: a.size,
+        width: a.width,
+        height: a.height,
+        duration_ms: a.duration_ms,
+        thumbnails: a.thumbnails.clone(),
     }
 }
 
@@ -239,6 +254,7 @@ pub fn me(u: &User) -> v1::Me {
         status_text: u.status_text.clone(),
         created_at_ms: u.created_at_ms as u64,
         has_password: u.has_password,
+        avatar_ref: u.avatar_ref.clone(),
     }
 }
 

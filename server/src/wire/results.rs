@@ -32,7 +32,7 @@ pub fn profile(p: &Profile) -> v1::UserProfile {
         username: u.username.clone(),
         display_name: u.display_name.clone(),
         status_text: u.status_text.clone(),
-        avatar_ref: String::new(),
+        avatar_ref: u.avatar_ref.clone(),
         presence: p.presence.map_or(0, Presence::wire),
         last_seen_ms: p.last_seen_ms.max(0) as u64,
         deleted: u.deleted,

@@ -260,7 +260,7 @@ pub(super) async fn profile_is_read_and_updated(t: Target) -> anyhow::Result<()>
     ensure!(me.username == name && me.display_name == "Ada" && me.email == email && me.phone == phone, "{me:?}");
     ensure!(me.has_password && me.created_at_ms > 0 && me.status_text.is_empty(), "{me:?}");
     let update = async |d: Option<String>, s: Option<String>| {
-        call!(a.client, UpdateProfile, v1::UpdateProfile { display_name: d, status_text: s })
+        call!(a.client, UpdateProfile, v1::UpdateProfile { display_name: d, status_text: s, avatar_ref: None })
     };
     let me = update(None, Some("é".repeat(140))).await?;
     ensure!(me.display_name == "Ada" && me.status_text == "é".repeat(140), "{me:?}");

@@ -1,0 +1,241 @@
+//! FinishUpload (§22.5): every chunk held, size and SHA-256 checked, the type sniffed against
+//! the claim, images checked against the limits and processed (EXIF orientation, metadata
+//! stripped, thumbnails) off the runtime, bytes stored once per content, the media item recorded.
+
+use bytes::Bytes;
+use confab_protocol::v1;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::content::{self, MediaKind, SNIFF_BYTES};
+use super::image::{ImageLimits, ProcessedImage};
+use super::{Media, blob_error, info, key_of, upload_key};
+use crate::blobs::{BlobError, UploadKey};
+use crate::error::ServerError;
+use crate::session::Caller;
+use crate::store::{BlobRef, MediaId, MediaPurpose, MediaRec, NewMedia, ThumbnailRec, UploadRec, now_ms};
+
+/// A random generation for a new blob key: positive, so it prints the same everywhere.
+fn generation() -> i64 {
+    let mut r = [0u8; 8];
+    if getrandom::fill(&mut r).is_err() {
+        r = now_ms().to_le_bytes();
+    }
+    i64::from_le_bytes(r) & i64::MAX
+}
+
+impl Media {
+    /// §22.5: FinishUpload. A retry of a finished upload answers with the same media item.
+    pub async fn finish(&self, caller: &Caller, id: &str) -> Result<v1::FinishUploadResult, ServerError> {
+        let up = self.own_upload(caller, id).await?;
+        if let Some(done) = &up.media {
+            let m = self.0.store.media(done).await?.ok_or_else(super::no_media)?;
+            return Ok(v1::FinishUploadResult { media: Some(info(&m)) });
+        }
+        let key = upload_key(&up.id)?;
+        let parts = self.0.blobs.parts(&key).await.map_err(blob_error)?;
+        let chunk = u64::from(up.chunk_size);
+        let count = up.size.div_ceil(chunk);
+        let complete = parts.len() as u64 == count
+            && parts.iter().enumerate().all(|(i, p)| {
+                let start = i as u64 * chunk;
+                u64::from(p.index) == i as u64 && p.len == chunk.min(up.size - start)
+            });
+        if !complete {
+            let held: u64 = parts.iter().map(|p| p.len).sum();
+            return Err(ServerError::FailedPrecondition(format!(
+                "the server holds {held} of {} bytes: send the missing chunks (GetUpload lists what it has)",
+                up.size
+            )));
+        }
+        // Pass 1: hash and sniff, one chunk in memory at a time.
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        for i in 0..count {
+            let data = self.0.blobs.read_part(&key, i as u32).await.map_err(blob_error)?;
+            if head.len() < SNIFF_BYTES {
+                let take = (SNIFF_BYTES - head.len()).min(data.len());
+                head.extend_from_slice(&data[..take]);
+            }
+            hasher.update(&data);
+        }
+        let sha: [u8; 32] = hasher.finalize().into();
+        if let Some(claimed) = up.sha256
+            && claimed != sha
+        {
+            return Err(ServerError::invalid(
+                "begin_upload.sha256",
+                "the bytes received do not have the SHA-256 given at BeginUpload: re-send the chunks, or cancel",
+            ));
+        }
+        let sniffed = match content::check_claim(&up.mime_type, &head) {
+            Ok(s) => s,
+            Err(e) => {
+                self.drop_upload(&up, &key).await;
+                return Err(ServerError::invalid("begin_upload.mime_type", e.to_string()));
+            }
+        };
+        let format = match sniffed.kind {
+            MediaKind::Image(f) => Some(f),
+            _ => None,
+        };
+        if up.purpose != MediaPurpose::Attachment && format.is_none() {
+            self.drop_upload(&up, &key).await;
+            return Err(ServerError::invalid(
+                "begin_upload.purpose",
+                "an avatar or a conversation photo is a JPEG, PNG, WebP or GIF image",
+            ));
+        }
+        let media = match format {
+            Some(format) => {
+                let processed = match self.process_image(&key, &up, format).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.drop_upload(&up, &key).await;
+                        return Err(e);
+                    }
+                };
+                self.store_image(&up, processed).await?
+            }
+            None => {
+                let blob = self.store_parts(&key, count, sha, up.size).await?;
+                MediaRec {
+                    id: MediaId::random(),
+                    uploader: up.user,
+                    purpose: up.purpose,
+                    mime_type: sniffed.mime,
+                    file_name: up.file_name.clone(),
+                    blob,
+                    width: 0,
+                    height: 0,
+                    created_at_ms: now_ms(),
+                    thumbnails: Vec::new(),
+                }
+            }
+        };
+        self.0.store.finish_upload(&NewMedia { upload: up.id.clone(), media: media.clone() }).await?;
+        if let Err(e) = self.0.blobs.delete_upload(&key).await {
+            tracing::warn!(error = %e, "an upload's chunks stay until the collector removes them");
+        }
+        Ok(v1::FinishUploadResult { media: Some(info(&media)) })
+    }
+
+    /// Gives up an upload that can never succeed (wrong type, refused image): its quota and
+    /// chunks are freed at once. Failures are left to the collector.
+    async fn drop_upload(&self, up: &UploadRec, key: &UploadKey) {
+        if let Err(e) = self.0.store.cancel_upload(&up.id, up.user).await {
+            tracing::warn!(error = %e, "a refused upload stays until it expires");
+        }
+        if let Err(e) = self.0.blobs.delete_upload(key).await {
+            tracing::warn!(error = %e, "a refused upload's chunks stay until the collector removes them");
+        }
+    }
+
+    /// The whole image in memory (at most `max_upload_bytes`), then checked and processed on the
+    /// blocking pool, `image_concurrency` at a time.
+    async fn process_image(
+        &self,
+        key: &UploadKey,
+        up: &UploadRec,
+        format: content::ImageFormat,
+    ) -> Result<ProcessedImage, ServerError> {
+        let limits = ImageLimits::from_config(&self.0.config);
+        let count = up.size.div_ceil(u64::from(up.chunk_size));
+        let mut bytes = Vec::with_capacity(usize::try_from(up.size).unwrap_or(0));
+        // The header alone decides whether the image may be decoded: check it on the first chunk
+        // before reading the rest.
+        for i in 0..count {
+            let data = self.0.blobs.read_part(key, i as u32).await.map_err(blob_error)?;
+            bytes.extend_from_slice(&data);
+            if i == 0
+                && let Err(e) = super::image::probe(&bytes, format, &limits)
+                && !matches!(e, content::ContentError::Undecodable(_))
+            {
+                return Err(ServerError::invalid("begin_upload", e.to_string()));
+            }
+        }
+        let _permit = self.0.images.acquire().await.map_err(|_| ServerError::Unavailable("shutting down".into()))?;
+        tokio::task::spawn_blocking(move || super::image::process(&bytes, format, &limits))
+            .await
+            .map_err(|e| ServerError::Internal(format!("image task: {e}")))?
+            .map_err(|e| ServerError::invalid("begin_upload", e.to_string()))
+    }
+
+    /// Stores a processed image and its thumbnails as blobs; the media item to record.
+    async fn store_image(&self, up: &UploadRec, p: ProcessedImage) -> Result<MediaRec, ServerError> {
+        let blob = self.store_bytes(Bytes::from(p.original)).await?;
+        let mut thumbnails = Vec::with_capacity(p.thumbnails.len());
+        for t in p.thumbnails {
+            let b = self.store_bytes(Bytes::from(t.bytes)).await?;
+            thumbnails.push(ThumbnailRec {
+                name: t.name.to_string(),
+                blob: b,
+                mime_type: t.mime,
+                width: t.width,
+                height: t.height,
+            });
+        }
+        Ok(MediaRec {
+            id: MediaId::random(),
+            uploader: up.user,
+            purpose: up.purpose,
+            mime_type: p.mime,
+            file_name: up.file_name.clone(),
+            blob,
+            width: p.width,
+            height: p.height,
+            created_at_ms: now_ms(),
+            thumbnails,
+        })
+    }
+
+    /// Bytes in memory as a blob, stored once per content.
+    async fn store_bytes(&self, data: Bytes) -> Result<BlobRef, ServerError> {
+        let sha: [u8; 32] = Sha256::digest(&data).into();
+        let size = data.len() as u64;
+        self.store_blob(sha, size, move || futures_util::stream::iter([Ok::<_, BlobError>(data.clone())]).boxed()).await
+    }
+
+    /// An upload's chunks, in order, as a blob, stored once per content.
+    async fn store_parts(&self, key: &UploadKey, count: u64, sha: [u8; 32], size: u64) -> Result<BlobRef, ServerError> {
+        let blobs = self.0.blobs.clone();
+        let key = key.clone();
+        self.store_blob(sha, size, move || {
+            let (blobs, key) = (blobs.clone(), key.clone());
+            futures_util::stream::iter(0..count)
+                .then(move |i| {
+                    let (blobs, key) = (blobs.clone(), key.clone());
+                    async move { blobs.read_part(&key, i as u32).await }
+                })
+                .boxed()
+        })
+        .await
+    }
+
+    /// Content addressing: the blob recorded for `sha` when there is one, else the bytes written
+    /// under a new generation and recorded (when another writer recorded the same bytes first,
+    /// its blob wins and this copy is deleted).
+    async fn store_blob(
+        &self,
+        sha: [u8; 32],
+        size: u64,
+        data: impl Fn() -> futures_util::stream::BoxStream<'static, Result<Bytes, BlobError>>,
+    ) -> Result<BlobRef, ServerError> {
+        if let Some(b) = self.0.store.reuse_blob(&sha, now_ms()).await? {
+            return Ok(b);
+        }
+        let mine = BlobRef { generation: generation(), sha256: sha, size };
+        let written = self.0.blobs.put_blob(&key_of(&mine), data()).await.map_err(blob_error)?;
+        if written != size {
+            let _ = self.0.blobs.delete_blob(&key_of(&mine)).await;
+            return Err(ServerError::Internal(format!("stored {written} bytes of {size}")));
+        }
+        let recorded = self.0.store.add_blob(mine, now_ms()).await?;
+        if recorded.generation != mine.generation
+            && let Err(e) = self.0.blobs.delete_blob(&key_of(&mine)).await
+        {
+            tracing::warn!(error = %e, "a duplicate blob stays until the collector removes it");
+        }
+        Ok(recorded)
+    }
+}
