@@ -8,7 +8,7 @@ use std::io::Cursor;
 use anyhow::{Context, ensure};
 use bytes::Bytes;
 use confab_conformance::call;
-use confab_conformance::harness::{TestFn, TestServer, Transport};
+use confab_conformance::harness::{StoreKind, TestFn, TestServer, Transport};
 use confab_conformance::media::{dimensions, has_metadata, jpeg_with_gps, png, png_bomb, random_bytes};
 use confab_conformance::util::{expect_code, group, new_user, second_device, send};
 use confab_protocol::client::media::UploadSpec;
@@ -26,6 +26,7 @@ const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     exif_gps_is_stripped_from_the_image_and_its_thumbnails,
     attachments_are_read_by_members_only,
     avatars_and_conversation_photos,
+    a_deleted_account_loses_its_avatar,
     collector_removes_exactly_the_unreferenced,
 ];
 
@@ -387,6 +388,19 @@ async fn avatars_and_conversation_photos(s: &TestServer, t: Transport) -> anyhow
     Ok(())
 }
 
+/// §21 account deleted × media: the avatar is cleared and no longer readable by others.
+async fn a_deleted_account_loses_its_avatar(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let a = new_user(s, t, "mxA").await?;
+    let b = new_user(s, t, "mxB").await?;
+    let avatar = upload(&a.client, &png(64, 64), &spec("image/png", MediaPurpose::Avatar, "")).await?;
+    call!(a.client, UpdateProfile, v1::UpdateProfile { avatar_ref: Some(avatar.media_id.clone()), ..Default::default() })?;
+    b.client.get_media(&avatar.media_id).await?;
+    call!(a.client, DeleteAccount, v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() })?;
+    ensure!(call!(b.client, GetUser, v1::GetUser { user_id: a.id })?.avatar_ref.is_empty(), "avatar cleared");
+    expect_code(b.client.get_media(&avatar.media_id).await, ErrorCode::NotFound)?;
+    Ok(())
+}
+
 /// docs/operations.md "Media": one pass removes exactly what nothing references — an unattached
 /// upload, the media of a deleted message, a cleared avatar — and keeps an attachment, an avatar,
 /// a photo; blobs shared by a kept item stay.
@@ -448,4 +462,82 @@ async fn collector_removes_exactly_the_unreferenced(s: &TestServer, t: Transport
     ensure!(a.client.get_upload(&pending.upload_id).await?.received.len() == 1);
     ensure!(s.media.collect_once().await?.media == 0, "a second pass finds nothing");
     Ok(())
+}
+
+/// §22.4 after a server restart: chunks acknowledged before the restart are held after it, on
+/// both transports; the rest is sent and the file finishes whole.
+async fn resume_after_restart(kind: StoreKind) -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let db = match kind {
+        StoreKind::Postgres => Some(confab_conformance::pg::TestDatabase::create().await?),
+        StoreKind::Sqlite => None,
+    };
+    let start = || async {
+        let dir = data_dir.path().to_path_buf();
+        match &db {
+            Some(db) => TestServer::start_on(&db.url, |c| { tweak(c); c.data_dir = dir; }).await,
+            None => TestServer::start_with(kind, |c| { tweak(c); c.data_dir = dir; }).await,
+        }
+    };
+    for t in [Transport::WebSocket, Transport::Quic] {
+        let s = start().await?;
+        let a = new_user(&s, t, "mrA").await?;
+        let data = random_bytes(9 * 64 * 1024 + 99);
+        let begun = a.client.begin_upload(data.len() as u64, &spec("application/octet-stream", MediaPurpose::Attachment, "")).await?;
+        for i in [0usize, 3, 4, 9] {
+            let end = ((i + 1) * 64 * 1024).min(data.len());
+            a.client.upload_chunk(&begun.upload_id, (i * 64 * 1024) as u64, Bytes::copy_from_slice(&data[i * 64 * 1024..end])).await?;
+        }
+        let name = a.name.clone();
+        drop(a);
+        s.stop().await?;
+        let s = start().await?;
+        let (client, _events) = s.connect(t).await?;
+        client.login(&name, confab_conformance::util::PASSWORD, "after restart").await?;
+        let state = client.get_upload(&begun.upload_id).await?;
+        let held: u64 = state.received.iter().map(|r| r.end - r.start).sum();
+        ensure!(held == 3 * 64 * 1024 + 99, "{t:?}: held after restart {:?}", state.received);
+        let m = client.resume_upload(&begun.upload_id, &mut Cursor::new(data.clone()), &mut |_| {}).await?;
+        ensure!(download(&client, &m.media_id, "", 0).await? == data, "{t:?}: bytes differ");
+        s.stop().await?;
+    }
+    if let Some(db) = db {
+        db.drop_db().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_uploads_resume_after_a_restart() {
+    resume_after_restart(StoreKind::Sqlite).await.expect("resume after restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_uploads_resume_after_a_restart() {
+    resume_after_restart(StoreKind::Postgres).await.expect("resume after restart");
+}
+
+/// The whole chapter again with the blobs on a real S3-compatible server (SeaweedFS), on both
+/// transports (the S3 store's own contract is tests/tests/blob_store.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_chapter_on_s3_storage() {
+    let s3 = confab_conformance::s3::S3Server::start().await.expect("S3 server");
+    let config = s3.config();
+    let s = TestServer::start_with(StoreKind::Sqlite, |c| {
+        tweak(c);
+        c.media.store = confab_server::config::BlobBackend::S3;
+        c.media.s3 = config;
+    })
+    .await
+    .expect("server on S3");
+    let mut failures = Vec::new();
+    for t in [Transport::WebSocket, Transport::Quic] {
+        for (name, test) in TESTS {
+            if let Err(e) = test(&s, t).await {
+                failures.push(format!("{name} on {t:?}: {e:#}"));
+            }
+        }
+    }
+    s.stop().await.expect("stop");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
