@@ -555,6 +555,13 @@ async fn settings_roles_and_ownership(s: &TestServer, t: Transport) -> anyhow::R
     let o = new_user(s, t, "stO").await?;
     let m = new_user(s, t, "stM").await?;
     let conv = call!(o.client, CreateConversation, group("settings", &[m.id]))?.conversation_id;
+    let spec = confab_protocol::client::media::UploadSpec {
+        mime_type: "image/png".into(),
+        purpose: v1::MediaPurpose::ConversationPhoto,
+        ..Default::default()
+    };
+    let photo =
+        o.client.upload(&mut std::io::Cursor::new(confab_conformance::media::png(8, 8)), &spec, &mut |_| {}).await?;
     let c = call!(
         o.client,
         UpdateConversation,
@@ -562,12 +569,12 @@ async fn settings_roles_and_ownership(s: &TestServer, t: Transport) -> anyhow::R
             conversation_id: conv,
             title: Some("Renamed".into()),
             description: Some("about".into()),
-            photo_ref: Some("media:abc".into()),
+            photo_ref: Some(photo.media_id.clone()),
             announcement_only: Some(true),
         }
     )?;
     ensure!(
-        c.title == "Renamed" && c.description == "about" && c.photo_ref == "media:abc" && c.announcement_only,
+        c.title == "Renamed" && c.description == "about" && c.photo_ref == photo.media_id && c.announcement_only,
         "{c:?}"
     );
     expect_code(call!(m.client, SendMessage, send(conv, "st1", "may I?")), ErrorCode::PermissionDenied)?;

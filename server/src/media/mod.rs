@@ -254,6 +254,9 @@ impl Media {
         if id.is_empty() {
             return Ok(());
         }
+        if id.len() > 256 {
+            return Err(ServerError::invalid(field, "at most 256 bytes"));
+        }
         let m = self.readable(caller.user_id, id).await?;
         if m.uploader != caller.user_id {
             return Err(no_media());

@@ -174,6 +174,7 @@ mod common;
 mod conversations;
 mod group_calls;
 mod lifecycle;
+mod media;
 mod messaging;
 pub mod pool;
 mod reactions;
@@ -293,6 +294,15 @@ pub fn all() -> Vec<Case> {
         case!(lifecycle::account_deletion_leaves_groups_and_channels, "§21/§11.11", Both),
         case!(lifecycle::an_ownerless_channel_is_owned_by_its_next_joiner, "§21/§12.4", Both),
         case!(lifecycle::leaving_reads_the_conversations_notifications, "§21/§19", Both),
+        case!(media::begin_upload_refuses_before_any_byte, "§22.2", Both),
+        case!(media::uploads_resume_on_another_connection, "§22.4", Both),
+        case!(media::finish_checks_hash_type_and_image_size, "§22.5", Both),
+        case!(media::images_lose_their_metadata_and_get_thumbnails, "§22.6", Both),
+        case!(media::downloads_take_byte_ranges, "§22.7", Both),
+        case!(media::attachments_are_read_by_members_only, "§22.8/§22.10", Both),
+        case!(media::quic_transfer_streams, "§22.9", QuicOnly),
+        case!(media::avatars_and_photos_are_read_by_who_sees_them, "§22.10", Both),
+        case!(media::a_deleted_account_loses_its_avatar, "§21/§22.10", Both),
     ]
 }
 

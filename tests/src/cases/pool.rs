@@ -50,6 +50,7 @@ pub const SIGN_UPS: &[(&str, u32)] = &[
     ("blocked_users_cannot_add_or_notify_the_blocker", 1),
     ("account_deletion_leaves_groups_and_channels", 1),
     ("leaving_reads_the_conversations_notifications", 1),
+    ("a_deleted_account_loses_its_avatar", 1),
 ];
 
 /// The registration requests case `name` makes itself ([`SIGN_UPS`]).

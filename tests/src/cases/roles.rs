@@ -26,6 +26,17 @@ fn delete(conv: u64, message_id: u64) -> v1::DeleteMessage {
 
 /// §12.8: UpdateConversation keeps absent fields and logs ConversationUpdated with every setting;
 /// announcement-only stops members posting; SetRole (not to OWNER; the same role writes nothing)
+/// An image `a` uploads for a conversation photo (§22.10); its media id.
+async fn photo(a: &Account) -> anyhow::Result<String> {
+    let spec = confab_protocol::client::media::UploadSpec {
+        mime_type: "image/png".into(),
+        purpose: v1::MediaPurpose::ConversationPhoto,
+        ..Default::default()
+    };
+    let bytes = crate::media::png(32, 32);
+    Ok(a.client.upload(&mut std::io::Cursor::new(bytes), &spec, &mut |_| {}).await?.media_id)
+}
+
 /// and TransferOwnership (the old owner becomes ADMIN) are log entries.
 pub(super) async fn settings_roles_and_ownership(t: Target) -> anyhow::Result<()> {
     let o = account(&t, "cfstO").await?;
@@ -37,21 +48,18 @@ pub(super) async fn settings_roles_and_ownership(t: Target) -> anyhow::Result<()
         v1::UpdateConversation { title: Some("Renamed".into()), description: Some("about".into()), ..update(conv) }
     )?;
     ensure!(c.title == "Renamed" && c.description == "about" && !c.announcement_only, "{c:?}");
+    let photo = photo(&o).await?;
     let c = call!(
         o.client,
         UpdateConversation,
-        v1::UpdateConversation {
-            photo_ref: Some("media:conformance".into()),
-            announcement_only: Some(true),
-            ..update(conv)
-        }
+        v1::UpdateConversation { photo_ref: Some(photo.clone()), announcement_only: Some(true), ..update(conv) }
     )?;
-    ensure!(c.title == "Renamed" && c.photo_ref == "media:conformance" && c.announcement_only, "{c:?}");
+    ensure!(c.title == "Renamed" && c.photo_ref == photo && c.announcement_only, "{c:?}");
     let e = entry(&mut m.events, conv, |b| matches!(b, Body::Updated(u) if u.announcement_only)).await?;
     let want = v1::ConversationUpdated {
         title: "Renamed".into(),
         description: "about".into(),
-        photo_ref: "media:conformance".into(),
+        photo_ref: photo.clone(),
         announcement_only: true,
     };
     ensure!(e.body == Some(Body::Updated(want)) && e.actor_id == o.id, "{e:?}");
