@@ -169,6 +169,12 @@ impl Server {
         bus.subscribe(Arc::new(fanout));
         bus.subscribe(Arc::new(social.clone()));
         bus.subscribe(Arc::new(calls.clone()));
+        if cluster.is_some() && config.media.store == config::BlobBackend::Fs {
+            tracing::warn!(
+                "media.store is fs on a node of a cluster: every node must see the same media directory (a shared \
+                 mount), or use media.store = s3"
+            );
+        }
         let blob_store = blobs::open(&config.media, &config.data_dir).await?;
         let mut media_config = config.media.clone();
         media_config.chunk_bytes = media_config.chunk_size(config.limits.max_frame_bytes);

@@ -393,13 +393,6 @@ impl Config {
         self.calls.validate()?;
         self.cluster.validate()?;
         self.media.validate()?;
-        if self.cluster.nats_url.is_some() && self.media.store == BlobBackend::Fs {
-            return Err(ConfigError::Invalid(
-                "cluster.nats_url (several nodes) needs media.store = \"s3\": files in one node's data dir are not \
-                 seen by the others"
-                    .into(),
-            ));
-        }
         if self.cluster.nats_url.is_some() && self.database_url.is_none() {
             return Err(ConfigError::Invalid(
                 "cluster.nats_url (several nodes) needs database_url (PostgreSQL): the embedded SQLite store \
