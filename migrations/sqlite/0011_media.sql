@@ -50,7 +50,10 @@ CREATE TABLE uploads (
     created_at_ms INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL,
     -- Set by FinishUpload: a retried FinishUpload answers with the same media item.
-    media_id TEXT
+    media_id TEXT,
+    -- While a FinishUpload runs (a lease: a crashed one lapses): no chunk is accepted, no second
+    -- FinishUpload starts.
+    finishing_until_ms INTEGER
 );
 CREATE INDEX uploads_user ON uploads (user_id);
 CREATE INDEX uploads_expiry ON uploads (expires_at_ms);

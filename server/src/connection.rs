@@ -82,7 +82,7 @@ async fn run(
 ) {
     let limits = state.config().limits.clone();
     let (outbox, ends) = Outbox::new(limits.outbound_queue_frames as usize);
-    let writer_task = tokio::spawn(write_loop(writer, ends.rx, ends.abort.clone(), tm.clone()));
+    let writer_task = tokio::spawn(write_loop(writer, ends.rx, ends.abort.clone(), ends.pending.clone(), tm.clone()));
     let max_transfers = state.config().media.max_transfers_per_connection;
     let ctx = Arc::new(
         Session::new(id, key, info.transport, info.peer, outbox.clone()).with_quic(info.quic.clone(), max_transfers),
@@ -367,6 +367,7 @@ async fn write_loop(
     mut w: FrameWriter,
     mut rx: mpsc::Receiver<Outbound>,
     mut abort: watch::Receiver<Option<Close>>,
+    pending: Arc<crate::session::Pending>,
     tm: TransportMetrics,
 ) -> FrameWriter {
     loop {
@@ -401,7 +402,9 @@ async fn write_loop(
                 for b in batch {
                     tm.frames_out.inc();
                     tm.bytes_out.inc_by(b.len() as u64);
+                    let n = b.len();
                     w.feed(b).await?;
+                    pending.wrote(n);
                 }
                 w.flush().await
             };

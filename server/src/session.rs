@@ -70,6 +70,24 @@ pub struct Outbox {
     tx: mpsc::Sender<Outbound>,
     abort: Arc<watch::Sender<Option<Close>>>,
     kick: Arc<watch::Sender<Option<Close>>>,
+    /// Bytes queued and not yet written to the transport, and the signal the writer gives after
+    /// each write: bulk answers (media downloads) wait for room instead of piling up.
+    pending: Arc<Pending>,
+}
+
+/// Bytes an outbox holds, and a wake-up for who waits for them to go.
+#[derive(Debug, Default)]
+pub struct Pending {
+    bytes: std::sync::atomic::AtomicUsize,
+    written: tokio::sync::Notify,
+}
+
+impl Pending {
+    /// The writer wrote `n` bytes of queued frames.
+    pub fn wrote(&self, n: usize) {
+        self.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.written.notify_waiters();
+    }
 }
 
 /// The connection loop's ends of an [`Outbox`].
@@ -81,6 +99,8 @@ pub struct OutboxEnds {
     pub abort: watch::Receiver<Option<Close>>,
     /// Set by [`Outbox::kick`]: close after the queued frames.
     pub kick: watch::Receiver<Option<Close>>,
+    /// The writer reports here what it wrote.
+    pub pending: Arc<Pending>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -95,22 +115,46 @@ impl Outbox {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (abort_tx, abort) = watch::channel(None);
         let (kick_tx, kick) = watch::channel(None);
-        (Self { tx, abort: Arc::new(abort_tx), kick: Arc::new(kick_tx) }, OutboxEnds { rx, abort, kick })
+        let pending = Arc::new(Pending::default());
+        (
+            Self { tx, abort: Arc::new(abort_tx), kick: Arc::new(kick_tx), pending: pending.clone() },
+            OutboxEnds { rx, abort, kick, pending },
+        )
+    }
+
+    /// Waits until fewer than `limit` bytes are queued for this connection: a bulk answer (a
+    /// media chunk) is read only when the client is taking what came before, so a client that
+    /// does not read costs at most `limit` plus one answer per request in flight.
+    pub async fn room_for_bulk(&self, limit: usize) {
+        loop {
+            let written = self.pending.written.notified();
+            if self.pending.bytes.load(std::sync::atomic::Ordering::Relaxed) < limit || self.tx.is_closed() {
+                return;
+            }
+            written.await;
+        }
     }
 
     /// Queues an encoded frame without waiting. A full queue means the client is not reading:
     /// the connection is closed as a slow consumer and `false` returned.
     pub fn push(&self, frame: Bytes) -> bool {
+        let n = frame.len();
+        // Counted before the writer can see it, so its subtraction never comes first.
+        self.pending.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         match self.tx.try_send(Outbound::Frame(frame)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.pending.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
                 self.abort.send_if_modified(|slot| {
                     slot.get_or_insert(Close::new(CloseCode::SlowConsumer, "outbound queue full; reconnect and sync"));
                     true
                 });
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.pending.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
         }
     }
 
@@ -120,7 +164,13 @@ impl Outbox {
         if self.tx.capacity() < self.tx.max_capacity() / 2 {
             return false;
         }
-        self.tx.try_send(Outbound::Frame(frame)).is_ok()
+        let n = frame.len();
+        self.pending.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.tx.try_send(Outbound::Frame(frame)).is_ok();
+        if !sent {
+            self.pending.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        sent
     }
 
     /// The close the outbox forced (a slow consumer), if any.

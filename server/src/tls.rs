@@ -117,7 +117,8 @@ pub fn quic_server_config(cert: &ServerCert, config: &Config) -> Result<quinn::S
         (u64::from(l.quic_receive_window_bytes) * (1 + u64::from(transfers))).try_into().unwrap_or(quinn::VarInt::MAX),
     );
     transport.stream_receive_window(l.quic_receive_window_bytes.into());
-    transport.send_window(u64::from(l.quic_receive_window_bytes));
+    // The same room sending: download streams cannot starve the control stream's answers.
+    transport.send_window(u64::from(l.quic_receive_window_bytes) * (1 + u64::from(transfers)));
     let idle = quinn::IdleTimeout::try_from(l.idle_timeout + l.heartbeat_interval)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));

@@ -223,6 +223,9 @@ impl TestCluster {
             c.auth.secret_path = Some(files.auth_secret.clone());
             c.tls.cert_path = Some(files.cert.clone());
             c.tls.key_path = Some(files.key.clone());
+            // One media directory for every node, as a shared mount would be (docs/operations.md
+            // "Media"): a file uploaded through one node downloads through another.
+            c.media.dir = Some(files.dir.path().join("media"));
             tweak(c);
         })
         .await?;
@@ -252,6 +255,8 @@ impl TestCluster {
             path(&self.files.cert),
             "--tls-key".into(),
             path(&self.files.key),
+            "--media-dir".into(),
+            path(&self.files.dir.path().join("media")),
             "--code-sender".into(),
             "webhook".into(),
             "--webhook-url".into(),

@@ -278,7 +278,7 @@ async fn s3_open_fails_early_naming_the_bucket() {
 }
 
 #[tokio::test]
-async fn the_filesystem_store_clears_tmp_at_open_and_ignores_strangers() {
+async fn the_filesystem_store_clears_stale_tmp_at_open_and_ignores_strangers() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsBlobs::open(dir.path()).await.unwrap();
     let key = key_of(b"real", 1);
@@ -291,6 +291,13 @@ async fn the_filesystem_store_clears_tmp_at_open_and_ignores_strangers() {
     std::fs::write(dir.path().join("tmp").join(stray_key.as_str()), b"half").unwrap();
     std::fs::create_dir(dir.path().join("tmp/junk")).unwrap();
     std::fs::write(dir.path().join("tmp/junk/x"), b"x").unwrap();
+    // Two hours old, past the store's threshold; a fresh file (another node's write in progress
+    // on a shared mount) stays.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for p in [dir.path().join("tmp").join(stray_key.as_str()), dir.path().join("tmp/junk")] {
+        std::fs::File::open(&p).unwrap().set_modified(old).unwrap();
+    }
+    std::fs::write(dir.path().join("tmp/in-progress.tmp"), b"someone else's").unwrap();
     // Strangers: files that are not keys, a key in the wrong shard, a directory that is no shard,
     // an upload directory that is no upload id.
     let shard = dir.path().join("blobs").join(&key.as_str()[..2]);
@@ -305,7 +312,8 @@ async fn the_filesystem_store_clears_tmp_at_open_and_ignores_strangers() {
     std::fs::write(dir.path().join("uploads/u1/0000000001.tmp"), b"?").unwrap();
 
     let store = FsBlobs::open(dir.path()).await.unwrap();
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "tmp/ is emptied at open");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("in-progress.tmp")], "stale leftovers go, a fresh file stays");
     let listed = store.list_blobs(None, 100).await.unwrap();
     assert_eq!(listed.into_iter().map(|b| b.key).collect::<Vec<_>>(), vec![key.clone()]);
     assert!(store.list_blobs(Some(&key), 100).await.unwrap().is_empty());

@@ -296,3 +296,76 @@ async fn the_media_chapter_on_s3_storage() {
     s.stop().await.expect("stop");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A file whose reading fails after `limit` bytes: a client cut off in the middle of a stream.
+struct FailsAfter {
+    inner: Cursor<Vec<u8>>,
+    limit: u64,
+}
+
+impl tokio::io::AsyncRead for FailsAfter {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let left = self.limit.saturating_sub(self.inner.position());
+        if left == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the file went away")));
+        }
+        let take = (buf.remaining() as u64).min(left) as usize;
+        let mut part = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(take));
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut part);
+        let n = part.filled().len();
+        buf.advance(n);
+        r
+    }
+}
+
+impl tokio::io::AsyncSeek for FailsAfter {
+    fn start_seek(mut self: std::pin::Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        std::pin::Pin::new(&mut self.inner).start_seek(position)
+    }
+
+    fn poll_complete(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<u64>> {
+        std::pin::Pin::new(&mut self.inner).poll_complete(cx)
+    }
+}
+
+/// §22.9: a QUIC upload stream cut in the middle of a chunk keeps every whole chunk before the
+/// cut and nothing of the partial one; the upload resumes from there on a new stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_quic_upload_stream_keeps_its_whole_chunks() {
+    let s = TestServer::start_with(StoreKind::Sqlite, tweak).await.expect("server");
+    let a = new_user(&s, Transport::Quic, "mcA").await.expect("user");
+    let chunk = 64 * 1024u64;
+    let data = random_bytes(10 * chunk as usize + 5);
+    let begun = a.client.begin_upload(data.len() as u64, &octets_spec()).await.expect("begin");
+    let state = a.client.get_upload(&begun.upload_id).await.expect("state");
+    let mut cut = FailsAfter { inner: Cursor::new(data.clone()), limit: 3 * chunk + chunk / 2 };
+    let r = a.client.upload_missing(&state, &mut cut, &mut |_| {}).await;
+    assert!(r.is_err(), "the read failure surfaces: {r:?}");
+    // The server stores what the stream brought as it arrives: wait (bounded) for the three whole
+    // chunks, and check it never holds more.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let held = loop {
+        let state = a.client.get_upload(&begun.upload_id).await.expect("state");
+        let held: u64 = state.received.iter().map(|r| r.end - r.start).sum();
+        if held >= 3 * chunk || tokio::time::Instant::now() > deadline {
+            break state.received;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(held, vec![v1::ByteRange { start: 0, end: 3 * chunk }], "whole chunks only");
+    let m =
+        a.client.resume_upload(&begun.upload_id, &mut Cursor::new(data.clone()), &mut |_| {}).await.expect("resume");
+    assert_eq!(download(&a.client, &m.media_id, "", 0).await.expect("download"), data);
+    s.stop().await.expect("stop");
+}
+
+fn octets_spec() -> UploadSpec {
+    spec("application/octet-stream", MediaPurpose::Attachment, "")
+}

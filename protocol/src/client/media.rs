@@ -1,6 +1,6 @@
 //! Media for clients (docs/protocol.md §22): resumable uploads (chunks over WebSocket, one
-//! unidirectional stream per missing range over QUIC), downloads with byte ranges (pipelined
-//! chunks, or one stream over QUIC), and the small requests around them.
+//! bidirectional stream per missing range over QUIC, answered once stored), downloads with byte
+//! ranges (pipelined chunks, or one unidirectional stream over QUIC), and the requests around them.
 
 use std::sync::Arc;
 
@@ -37,6 +37,12 @@ pub struct IncomingDownload {
 /// Reads the stream header of each unidirectional stream the server opens and hands the stream
 /// to the download waiting under its request id. Runs for the connection's life.
 pub(super) async fn accept_downloads(conn: quinn::Connection, shared: Arc<Shared>) {
+    accept_loop(&conn, &shared).await;
+    // The connection is gone: downloads still waiting for their stream fail now.
+    lock(&shared.downloads).clear();
+}
+
+async fn accept_loop(conn: &quinn::Connection, shared: &Arc<Shared>) {
     while let Ok(mut recv) = conn.accept_uni().await {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -327,7 +333,13 @@ impl Client {
                     return Err(e);
                 }
             };
-            let mut incoming = rx.await.map_err(|_| ClientError::Transport("download stream never came".into()))?;
+            let mut incoming = tokio::time::timeout(self.shared.request_timeout, rx)
+                .await
+                .map_err(|_| {
+                    lock(&self.shared.downloads).remove(&id);
+                    ClientError::Timeout
+                })?
+                .map_err(|_| self.closed_error())?;
             let mut written = 0u64;
             while let Some(c) = incoming
                 .recv

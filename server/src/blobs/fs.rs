@@ -29,7 +29,9 @@ pub struct FsBlobs {
 }
 
 impl FsBlobs {
-    /// Opens (creating when missing) the store in `dir` and removes whatever `tmp/` holds.
+    /// Opens (creating when missing) the store in `dir` and removes what `tmp/` holds from over
+    /// [`STALE_TMP`] ago: a crash's leftovers, but not the files other nodes sharing the
+    /// directory (a shared mount) are writing now.
     /// `Setup` errors name the directory that could not be made or cleared.
     pub async fn open(dir: &Path) -> Result<FsBlobs, BlobError> {
         let store = FsBlobs { blobs: dir.join("blobs"), uploads: dir.join("uploads"), tmp: dir.join("tmp") };
@@ -322,9 +324,17 @@ fn sync_dir(dir: &Path) -> Result<(), BlobError> {
 }
 
 /// Removes everything inside `dir`.
+/// Age past which a temporary file is a crash's leftover (a write takes seconds).
+pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
+        let age = entry.metadata()?.modified().ok().and_then(|m| now.duration_since(m).ok());
+        if age.is_some_and(|a| a < STALE_TMP) {
+            continue;
+        }
         if entry.file_type()?.is_dir() {
             std::fs::remove_dir_all(entry.path())?;
         } else {

@@ -112,8 +112,11 @@ impl MediaConfig {
         if !(4096..=64 * 1024 * 1024).contains(&self.chunk_bytes) {
             return bad("media.chunk_bytes must be within 4096..=67108864".into());
         }
-        if self.max_pending_uploads_per_user == 0 || self.max_transfers_per_connection == 0 {
-            return bad("media.max_pending_uploads_per_user and max_transfers_per_connection must be at least 1".into());
+        if self.max_pending_uploads_per_user == 0 || !(1..=64).contains(&self.max_transfers_per_connection) {
+            return bad(
+                "media.max_pending_uploads_per_user must be at least 1, media.max_transfers_per_connection 1..=64"
+                    .into(),
+            );
         }
         if !(1..=64).contains(&self.image_concurrency) {
             return bad("media.image_concurrency must be 1..=64".into());

@@ -12,6 +12,10 @@ use crate::state::AppState;
 
 type Out = Result<R, ServerError>;
 
+/// Bytes queued for a connection above which a download chunk waits before it is read: memory
+/// per connection stays near this plus a chunk per request in flight, whatever the client reads.
+const BULK_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+
 /// §22.2
 pub(crate) async fn begin_upload(state: &AppState, a: &Caller, r: v1::BeginUpload) -> Out {
     Ok(R::BeginUpload(state.media().begin(a, &r).await?))
@@ -55,6 +59,8 @@ pub(crate) async fn download_media(
     if !r.stream {
         let cap = u64::from(media.config().chunk_bytes);
         let t = media.target(a, &r, Some(cap)).await?;
+        // Read the chunk only once the client takes what is queued for it (§22.7).
+        session.outbox.room_for_bulk(BULK_QUEUED_BYTES).await;
         let read = media.read(&t).await?;
         return Ok(R::DownloadMedia(v1::DownloadMediaResult {
             total_size: read.total_size,
@@ -119,7 +125,14 @@ async fn send_download(
     while at < end {
         let n = chunk.min(end - at);
         let part = crate::media::Target { offset: at, length: n, ..t.clone() };
-        let read = media.read(&part).await.map_err(|e| e.to_string())?;
+        let read = match media.read(&part).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A reset, not an end: the client must not take what came for the whole range.
+                let _ = send.reset(1u8.into());
+                return Err(e.to_string());
+            }
+        };
         send.write_chunk(read.data).await.map_err(|e| e.to_string())?;
         at += n;
     }

@@ -14,6 +14,9 @@ use crate::store::now_ms;
 /// The job's name in `job_leases`.
 pub const JOB: &str = "media-collector";
 
+/// One pass in this many also sweeps the blob store for bytes the database does not know.
+const SWEEP_EVERY: u64 = 6;
+
 /// Rows each step of one pass removes at most; a pass that hit it runs again at once.
 const BATCH: u32 = 1000;
 
@@ -43,6 +46,7 @@ impl Collector {
     pub async fn run(media: Media, holder: String, shutdown: CancellationToken) {
         let every = media.0.config.gc_interval;
         let ttl = i64::try_from((every * 3).as_millis()).unwrap_or(i64::MAX);
+        let mut passes: u64 = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -50,7 +54,11 @@ impl Collector {
             }
             match media.0.store.claim_job(JOB, &holder, now_ms(), ttl).await {
                 Ok(true) => loop {
-                    match media.collect_once().await {
+                    // Listing the whole blob store costs (S3 LIST requests, directory walks): the
+                    // sweep for bytes the database does not know runs every SWEEP_EVERY passes.
+                    let sweep = passes.is_multiple_of(SWEEP_EVERY);
+                    passes += 1;
+                    match media.collect(sweep).await {
                         Ok(r) => {
                             if r != Report::default() {
                                 tracing::info!(?r, "media collector pass");
@@ -73,8 +81,15 @@ impl Collector {
 }
 
 impl Media {
-    /// One collector pass now (the loop's work, also for operators' tools and tests).
+    /// One whole collector pass now, the sweep of the blob store included (the loop's work, for
+    /// operators' tools and tests).
     pub async fn collect_once(&self) -> Result<Report, ServerError> {
+        self.collect(true).await
+    }
+
+    /// One collector pass; `sweep` adds the sweep of the blob store for bytes the database does
+    /// not know (every blob listed).
+    pub async fn collect(&self, sweep: bool) -> Result<Report, ServerError> {
         let now = now_ms();
         let grace = i64::try_from(self.0.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.saturating_sub(grace);
@@ -94,6 +109,9 @@ impl Media {
             blobs: gone.blobs.len(),
             ..Default::default()
         };
+        if !sweep {
+            return Ok(report);
+        }
         // Bytes the database does not know, older than the grace period.
         let mut after: Option<BlobKey> = None;
         loop {
@@ -115,8 +133,8 @@ impl Media {
         }
         let held = blobs.uploads().await.map_err(super::blob_error)?;
         let ids: Vec<String> = held.iter().map(|u| u.as_str().to_string()).collect();
-        let known = self.0.store.known_uploads(&ids).await?;
-        for u in held.iter().filter(|u| !known.iter().any(|k| k == u.as_str())) {
+        let known: std::collections::HashSet<String> = self.0.store.known_uploads(&ids).await?.into_iter().collect();
+        for u in held.iter().filter(|u| !known.contains(u.as_str())) {
             blobs.delete_upload(u).await.map_err(super::blob_error)?;
             report.orphan_uploads += 1;
         }

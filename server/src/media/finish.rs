@@ -2,6 +2,8 @@
 //! the claim, images checked against the limits and processed (EXIF orientation, metadata
 //! stripped, thumbnails) off the runtime, bytes stored once per content, the media item recorded.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use confab_protocol::v1;
 use futures_util::StreamExt;
@@ -15,6 +17,9 @@ use crate::error::ServerError;
 use crate::session::Caller;
 use crate::store::{BlobRef, MediaId, MediaPurpose, MediaRec, NewMedia, ThumbnailRec, UploadRec, now_ms};
 
+/// How long a FinishUpload holds its upload: longer than any finish takes (a 50 MiB image).
+const FINISH_LEASE_MS: i64 = 5 * 60 * 1000;
+
 /// A random generation for a new blob key: positive, so it prints the same everywhere.
 fn generation() -> i64 {
     let mut r = [0u8; 8];
@@ -26,12 +31,31 @@ fn generation() -> i64 {
 
 impl Media {
     /// §22.5: FinishUpload. A retry of a finished upload answers with the same media item.
+    /// Only one FinishUpload of an upload runs at a time (a lease in the store); while it runs no
+    /// chunk is accepted, and the bytes copied are hashed again, so what is stored is what was
+    /// checked.
     pub async fn finish(&self, caller: &Caller, id: &str) -> Result<v1::FinishUploadResult, ServerError> {
         let up = self.own_upload(caller, id).await?;
         if let Some(done) = &up.media {
             let m = self.0.store.media(done).await?.ok_or_else(super::no_media)?;
             return Ok(v1::FinishUploadResult { media: Some(info(&m)) });
         }
+        if !self.0.store.claim_finish(&up.id, now_ms(), FINISH_LEASE_MS).await? {
+            return Err(ServerError::FailedPrecondition(
+                "this upload is being finished by another request: ask again shortly".into(),
+            ));
+        }
+        let result = self.finish_claimed(&up).await;
+        if result.is_err()
+            && let Err(e) = self.0.store.release_finish(&up.id).await
+        {
+            tracing::warn!(error = %e, "a failed FinishUpload's lease lapses on its own");
+        }
+        result
+    }
+
+    async fn finish_claimed(&self, up: &UploadRec) -> Result<v1::FinishUploadResult, ServerError> {
+        let up = up.clone();
         let key = upload_key(&up.id)?;
         let parts = self.0.blobs.parts(&key).await.map_err(blob_error)?;
         let chunk = u64::from(up.chunk_size);
@@ -88,12 +112,14 @@ impl Media {
         }
         let media = match format {
             Some(format) => {
-                let processed = match self.process_image(&key, &up, format).await {
+                let processed = match self.process_image(&key, &up, format, sha).await {
                     Ok(p) => p,
-                    Err(e) => {
+                    Err(e @ ServerError::InvalidArgument { .. }) => {
+                        // The image was refused: it can never succeed.
                         self.drop_upload(&up, &key).await;
                         return Err(e);
                     }
+                    Err(e) => return Err(e),
                 };
                 self.store_image(&up, processed).await?
             }
@@ -132,20 +158,25 @@ impl Media {
     }
 
     /// The whole image in memory (at most `max_upload_bytes`), then checked and processed on the
-    /// blocking pool, `image_concurrency` at a time.
+    /// blocking pool, `image_concurrency` at a time (the permit is taken before the bytes are
+    /// read, so at most that many images are in memory). The bytes read must hash to `sha`.
     async fn process_image(
         &self,
         key: &UploadKey,
         up: &UploadRec,
         format: content::ImageFormat,
+        sha: [u8; 32],
     ) -> Result<ProcessedImage, ServerError> {
         let limits = ImageLimits::from_config(&self.0.config);
         let count = up.size.div_ceil(u64::from(up.chunk_size));
+        let _permit = self.0.images.acquire().await.map_err(|_| ServerError::Unavailable("shutting down".into()))?;
+        let mut hasher = Sha256::new();
         let mut bytes = Vec::with_capacity(usize::try_from(up.size).unwrap_or(0));
         // The header alone decides whether the image may be decoded: check it on the first chunk
         // before reading the rest.
         for i in 0..count {
             let data = self.0.blobs.read_part(key, i as u32).await.map_err(blob_error)?;
+            hasher.update(&data);
             bytes.extend_from_slice(&data);
             if i == 0
                 && let Err(e) = super::image::probe(&bytes, format, &limits)
@@ -154,7 +185,9 @@ impl Media {
                 return Err(ServerError::invalid("begin_upload", e.to_string()));
             }
         }
-        let _permit = self.0.images.acquire().await.map_err(|_| ServerError::Unavailable("shutting down".into()))?;
+        if <[u8; 32]>::from(hasher.finalize()) != sha {
+            return Err(changed());
+        }
         tokio::task::spawn_blocking(move || super::image::process(&bytes, format, &limits))
             .await
             .map_err(|e| ServerError::Internal(format!("image task: {e}")))?
@@ -193,23 +226,47 @@ impl Media {
     async fn store_bytes(&self, data: Bytes) -> Result<BlobRef, ServerError> {
         let sha: [u8; 32] = Sha256::digest(&data).into();
         let size = data.len() as u64;
-        self.store_blob(sha, size, move || futures_util::stream::iter([Ok::<_, BlobError>(data.clone())]).boxed()).await
+        let stored = self
+            .store_blob(sha, size, move || futures_util::stream::iter([Ok::<_, BlobError>(data.clone())]).boxed())
+            .await?;
+        Ok(stored.blob)
     }
 
-    /// An upload's chunks, in order, as a blob, stored once per content.
+    /// An upload's chunks, in order, as a blob, stored once per content. The bytes copied are
+    /// hashed as they go: a chunk replaced since the first pass makes them differ from `sha`, and
+    /// the copy is deleted (`changed`), so a blob never holds other bytes than its name says.
     async fn store_parts(&self, key: &UploadKey, count: u64, sha: [u8; 32], size: u64) -> Result<BlobRef, ServerError> {
         let blobs = self.0.blobs.clone();
         let key = key.clone();
-        self.store_blob(sha, size, move || {
-            let (blobs, key) = (blobs.clone(), key.clone());
-            futures_util::stream::iter(0..count)
-                .then(move |i| {
-                    let (blobs, key) = (blobs.clone(), key.clone());
-                    async move { blobs.read_part(&key, i as u32).await }
-                })
-                .boxed()
-        })
-        .await
+        let copied = Arc::new(Mutex::new(Sha256::new()));
+        let hashed = copied.clone();
+        let blob = self
+            .store_blob(sha, size, move || {
+                let (blobs, key, hashed) = (blobs.clone(), key.clone(), hashed.clone());
+                futures_util::stream::iter(0..count)
+                    .then(move |i| {
+                        let (blobs, key, hashed) = (blobs.clone(), key.clone(), hashed.clone());
+                        async move {
+                            let data = blobs.read_part(&key, i as u32).await?;
+                            if let Ok(mut h) = hashed.lock() {
+                                h.update(&data);
+                            }
+                            Ok(data)
+                        }
+                    })
+                    .boxed()
+            })
+            .await?;
+        let wrote = copied.lock().ok().filter(|_| blob.fresh).map(|h| <[u8; 32]>::from(h.clone().finalize()));
+        if let Some(got) = wrote
+            && got != sha
+        {
+            if let Err(e) = self.0.blobs.delete_blob(&key_of(&blob.blob)).await {
+                tracing::warn!(error = %e, "a copy that changed stays until the collector removes it");
+            }
+            return Err(changed());
+        }
+        Ok(blob.blob)
     }
 
     /// Content addressing: the blob recorded for `sha` when there is one, else the bytes written
@@ -220,9 +277,9 @@ impl Media {
         sha: [u8; 32],
         size: u64,
         data: impl Fn() -> futures_util::stream::BoxStream<'static, Result<Bytes, BlobError>>,
-    ) -> Result<BlobRef, ServerError> {
+    ) -> Result<Stored, ServerError> {
         if let Some(b) = self.0.store.reuse_blob(&sha, now_ms()).await? {
-            return Ok(b);
+            return Ok(Stored { blob: b, fresh: false });
         }
         let mine = BlobRef { generation: generation(), sha256: sha, size };
         let written = self.0.blobs.put_blob(&key_of(&mine), data()).await.map_err(blob_error)?;
@@ -231,11 +288,22 @@ impl Media {
             return Err(ServerError::Internal(format!("stored {written} bytes of {size}")));
         }
         let recorded = self.0.store.add_blob(mine, now_ms()).await?;
-        if recorded.generation != mine.generation
-            && let Err(e) = self.0.blobs.delete_blob(&key_of(&mine)).await
-        {
+        let fresh = recorded.generation == mine.generation;
+        if !fresh && let Err(e) = self.0.blobs.delete_blob(&key_of(&mine)).await {
             tracing::warn!(error = %e, "a duplicate blob stays until the collector removes it");
         }
-        Ok(recorded)
+        Ok(Stored { blob: recorded, fresh })
     }
+}
+
+/// A blob [`Media::store_blob`] found or wrote.
+struct Stored {
+    blob: BlobRef,
+    /// Written now (not an earlier copy of the same bytes).
+    fresh: bool,
+}
+
+/// The answer when an upload's chunks changed while FinishUpload ran.
+fn changed() -> ServerError {
+    ServerError::FailedPrecondition("the upload's chunks changed while it was being finished: finish it again".into())
 }

@@ -227,7 +227,11 @@ impl Media {
                     "this media was uploaded as an avatar or a photo, not an attachment",
                 ));
             }
-            let file_name = if a.file_name.is_empty() { m.file_name.clone() } else { upload::file_name(&a.file_name)? };
+            let file_name = if a.file_name.is_empty() {
+                m.file_name.clone()
+            } else {
+                upload::file_name("send_message.attachments.file_name", &a.file_name)?
+            };
             out.push(AttachmentRec {
                 media_id: m.id.clone(),
                 file_name,

@@ -15,12 +15,12 @@ pub const MAX_FILE_NAME_BYTES: usize = 255;
 
 /// A file name as given: no path separators, at most 255 bytes (the text rules of §5.4 already
 /// hold: no control characters, not blank).
-pub(crate) fn file_name(name: &str) -> Result<String, ServerError> {
+pub(crate) fn file_name(field: &'static str, name: &str) -> Result<String, ServerError> {
     if name.len() > MAX_FILE_NAME_BYTES {
-        return Err(ServerError::invalid("file_name", format!("at most {MAX_FILE_NAME_BYTES} bytes")));
+        return Err(ServerError::invalid(field, format!("at most {MAX_FILE_NAME_BYTES} bytes")));
     }
     if name.contains(['/', '\\']) || name == "." || name == ".." {
-        return Err(ServerError::invalid("file_name", "a file name, without a path"));
+        return Err(ServerError::invalid(field, "a file name, without a path"));
     }
     Ok(name.to_string())
 }
@@ -37,6 +37,17 @@ pub(crate) fn ranges(parts: &[PartInfo], chunk: u32) -> Vec<v1::ByteRange> {
         }
     }
     out
+}
+
+/// FAILED_PRECONDITION when `up` takes no more chunks: finished, or being finished.
+fn open_for_chunks(up: &UploadRec) -> Result<(), ServerError> {
+    if up.media.is_some() {
+        return Err(ServerError::FailedPrecondition("this upload is finished".into()));
+    }
+    if up.finishing_until_ms.is_some_and(|t| t > now_ms()) {
+        return Err(ServerError::FailedPrecondition("this upload is being finished: no more chunks".into()));
+    }
+    Ok(())
 }
 
 /// The chunk that starts at `offset` of `up`: its index and exact length, or INVALID_ARGUMENT.
@@ -77,10 +88,7 @@ impl Media {
             _ => return Err(ServerError::invalid("begin_upload.sha256", "a SHA-256 is 32 bytes (or empty)")),
         };
         let purpose = purpose("begin_upload.purpose", r.purpose)?;
-        let file_name = file_name(&r.file_name).map_err(|e| match e {
-            ServerError::InvalidArgument { message, .. } => ServerError::invalid("begin_upload.file_name", message),
-            other => other,
-        })?;
+        let file_name = file_name("begin_upload.file_name", &r.file_name)?;
         let now = now_ms();
         let ttl = i64::try_from(cfg.upload_ttl.as_millis()).unwrap_or(i64::MAX);
         let up = NewUpload {
@@ -116,9 +124,7 @@ impl Media {
     /// §22.3: UploadChunk. Returns the bytes held after it.
     pub async fn chunk(&self, caller: &Caller, r: v1::UploadChunk) -> Result<v1::UploadChunkResult, ServerError> {
         let up = self.own_upload(caller, &r.upload_id).await?;
-        if up.media.is_some() {
-            return Err(ServerError::FailedPrecondition("this upload is finished".into()));
-        }
+        open_for_chunks(&up)?;
         let (index, len) = chunk_at(&up, r.offset, "upload_chunk.offset")?;
         if r.data.len() as u64 != len {
             return Err(ServerError::invalid(
@@ -168,9 +174,7 @@ impl Media {
     /// `offset` (a chunk boundary).
     pub async fn sink(&self, caller: &Caller, h: &v1::UploadStream) -> Result<ChunkSink, ServerError> {
         let up = self.own_upload(caller, &h.upload_id).await?;
-        if up.media.is_some() {
-            return Err(ServerError::FailedPrecondition("this upload is finished".into()));
-        }
+        open_for_chunks(&up)?;
         let (index, _) = chunk_at(&up, h.offset, "upload_stream.offset")?;
         Ok(ChunkSink { media: self.clone(), key: upload_key(&up.id)?, up, index, buf: BytesMut::new() })
     }

@@ -21,7 +21,7 @@ use super::types::UserId;
 pub(super) struct MediaSql<DB>(PhantomData<DB>);
 
 const UPLOAD_COLS: &str = "id, user_id, size, mime_type, sha256, purpose, file_name, chunk_size, created_at_ms, \
-                           expires_at_ms, media_id";
+                           expires_at_ms, media_id, finishing_until_ms";
 const MEDIA_COLS: &str = "m.id, m.uploader_id, m.purpose, m.mime_type, m.file_name, m.blob_id, b.sha256, m.size, \
                           m.width, m.height, m.created_at_ms";
 
@@ -79,6 +79,7 @@ where
             created_at_ms: r.try_get(8)?,
             expires_at_ms: r.try_get(9)?,
             media: media.map(MediaId),
+            finishing_until_ms: r.try_get(11)?,
         })
     }
 
@@ -107,7 +108,7 @@ where
             return Ok(Err(UploadRefusal::OverQuota { used, quota: limits.quota_bytes }));
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO uploads ({UPLOAD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)"
+            "INSERT INTO uploads ({UPLOAD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)"
         )))
         .bind(up.id.0.as_str())
         .bind(up.user.0)
@@ -150,6 +151,35 @@ where
         let q = format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = $1 AND expires_at_ms > $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id.0.as_str()).bind(now_ms).fetch_optional(pool).await?;
         row.as_ref().map(Self::upload_row).transpose()
+    }
+
+    /// Takes the finishing lease of an unfinished upload until `now_ms + ttl_ms`; false when
+    /// another FinishUpload holds it or the upload is finished or gone.
+    pub(super) async fn claim_finish(
+        pool: &Pool<DB>,
+        id: &UploadId,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE uploads SET finishing_until_ms = $1 WHERE id = $2 AND media_id IS NULL \
+             AND (finishing_until_ms IS NULL OR finishing_until_ms < $3)",
+        )
+        .bind(now_ms + ttl_ms)
+        .bind(id.0.as_str())
+        .bind(now_ms)
+        .execute(pool)
+        .await?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    /// Gives the finishing lease back (a FinishUpload that failed; the client may go on).
+    pub(super) async fn release_finish(pool: &Pool<DB>, id: &UploadId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE uploads SET finishing_until_ms = NULL WHERE id = $1")
+            .bind(id.0.as_str())
+            .execute(pool)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn cancel_upload(pool: &Pool<DB>, id: &UploadId, user: UserId) -> Result<bool, StoreError> {
@@ -235,7 +265,7 @@ where
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE uploads SET media_id = $1 WHERE id = $2")
+        sqlx::query("UPDATE uploads SET media_id = $1, finishing_until_ms = NULL WHERE id = $2 AND media_id IS NULL")
             .bind(m.id.0.as_str())
             .bind(new.upload.0.as_str())
             .execute(&mut *tx)
@@ -295,8 +325,9 @@ where
              OR EXISTS (SELECT 1 FROM message_attachments a JOIN messages g ON g.id = a.message_id \
                         JOIN members mb ON mb.conversation_id = g.conversation_id AND mb.user_id = $2 \
                         WHERE a.media_id = m.id AND g.deleted_at_ms IS NULL) \
-             OR EXISTS (SELECT 1 FROM users u WHERE u.avatar_ref = m.id AND u.deleted_at_ms IS NULL) \
-             OR EXISTS (SELECT 1 FROM conversations c WHERE c.photo_ref = m.id AND (c.kind = $3 \
+             OR EXISTS (SELECT 1 FROM users u WHERE u.avatar_ref = m.id AND u.avatar_ref <> '' \
+                        AND u.deleted_at_ms IS NULL) \
+             OR EXISTS (SELECT 1 FROM conversations c WHERE c.photo_ref = m.id AND c.photo_ref <> '' AND (c.kind = $3 \
                         OR EXISTS (SELECT 1 FROM members mc WHERE mc.conversation_id = c.id AND mc.user_id = $2))))",
         )
         .bind(id.0.as_str())
@@ -415,8 +446,9 @@ where
         let media = sqlx::query(
             "DELETE FROM media WHERE id IN (SELECT m.id FROM media m WHERE m.created_at_ms < $1 \
              AND NOT EXISTS (SELECT 1 FROM message_attachments a WHERE a.media_id = m.id) \
-             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_ref = m.id) \
-             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.photo_ref = m.id) LIMIT $2) RETURNING id",
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_ref = m.id AND u.avatar_ref <> '') \
+             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.photo_ref = m.id AND c.photo_ref <> '') LIMIT $2) \
+             AND created_at_ms < $1 RETURNING id",
         )
         .bind(cutoff_ms)
         .bind(limit)
@@ -429,7 +461,7 @@ where
             "DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b WHERE b.created_at_ms < $1 \
              AND NOT EXISTS (SELECT 1 FROM media m WHERE m.blob_id = b.id) \
              AND NOT EXISTS (SELECT 1 FROM media_thumbnails t WHERE t.blob_id = b.id) LIMIT $2) \
-             RETURNING id, sha256, size",
+             AND created_at_ms < $1 RETURNING id, sha256, size",
         )
         .bind(cutoff_ms)
         .bind(limit)
@@ -452,14 +484,18 @@ where
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// Of `uploads`, those recorded in `uploads`.
+    /// Of `uploads`, those recorded in `uploads` (ids checked to be `[0-9a-z_-]` by the caller).
     pub(super) async fn known_uploads(pool: &Pool<DB>, uploads: &[String]) -> Result<Vec<String>, StoreError> {
         let mut known = Vec::new();
-        for id in uploads {
-            let row =
-                sqlx::query("SELECT id FROM uploads WHERE id = $1").bind(id.as_str()).fetch_optional(pool).await?;
-            if row.is_some() {
-                known.push(id.clone());
+        for page in uploads.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<DB>::new("SELECT id FROM uploads WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in page {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            for r in q.build().fetch_all(pool).await? {
+                known.push(r.try_get(0)?);
             }
         }
         Ok(known)
@@ -488,6 +524,19 @@ macro_rules! impl_media_store {
             ) -> Result<Option<$crate::store::UploadRec>, $crate::store::StoreError> {
                 let f = $crate::store::media_sql::MediaSql::upload(&self.pool, id, now_ms);
                 $crate::store::timed(&self.metrics, "upload", f).await
+            }
+
+            async fn claim_finish(
+                &self,
+                id: &$crate::store::UploadId,
+                now_ms: i64,
+                ttl_ms: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                $crate::store::media_sql::MediaSql::claim_finish(&self.pool, id, now_ms, ttl_ms).await
+            }
+
+            async fn release_finish(&self, id: &$crate::store::UploadId) -> Result<(), $crate::store::StoreError> {
+                $crate::store::media_sql::MediaSql::release_finish(&self.pool, id).await
             }
 
             async fn cancel_upload(

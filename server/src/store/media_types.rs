@@ -121,6 +121,8 @@ pub struct UploadRec {
     pub expires_at_ms: i64,
     /// Set once FinishUpload succeeded.
     pub media: Option<MediaId>,
+    /// While a FinishUpload runs: until when its lease holds.
+    pub finishing_until_ms: Option<i64>,
 }
 
 /// A stored copy of some bytes: the key's generation (the `blobs.id` column) and its hash.

@@ -218,6 +218,11 @@ pub trait MediaStore: Send + Sync {
     -> Result<Result<(), UploadRefusal>, StoreError>;
     /// The upload, unless unknown or expired at `now_ms`.
     async fn upload(&self, id: &UploadId, now_ms: i64) -> Result<Option<UploadRec>, StoreError>;
+    /// Takes an unfinished upload's finishing lease until `now_ms + ttl_ms`; false when another
+    /// FinishUpload holds it (or the upload is finished or gone).
+    async fn claim_finish(&self, id: &UploadId, now_ms: i64, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// Gives the finishing lease back.
+    async fn release_finish(&self, id: &UploadId) -> Result<(), StoreError>;
     /// Deletes `user`'s unfinished upload; true when there was one.
     async fn cancel_upload(&self, id: &UploadId, user: UserId) -> Result<bool, StoreError>;
     /// Bytes of `user`'s media items and unexpired unfinished uploads.
