@@ -2,7 +2,12 @@
 //! orientation, a PNG whose header claims 40,000 × 40,000 pixels, and checks that stored images
 //! carry no metadata.
 
+use std::io::Cursor;
+
 use bytes::Bytes;
+use confab_protocol::client::media::UploadSpec;
+use confab_protocol::client::{Client, ClientError};
+use confab_protocol::v1::{self, MediaPurpose};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use img_parts::ImageEXIF;
 use img_parts::jpeg::Jpeg;
@@ -86,4 +91,26 @@ pub fn has_metadata(bytes: &[u8]) -> bool {
 /// Width and height of an encoded image.
 pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
     image::load_from_memory(bytes).map(|i| (i.width(), i.height())).unwrap_or((0, 0))
+}
+
+/// What BeginUpload needs, without a SHA-256.
+pub fn spec(mime: &str, purpose: MediaPurpose, name: &str) -> UploadSpec {
+    UploadSpec { mime_type: mime.into(), purpose, file_name: name.into(), sha256: None }
+}
+
+/// An attachment of bytes whose type is not claimed.
+pub fn octets() -> UploadSpec {
+    spec("application/octet-stream", MediaPurpose::Attachment, "")
+}
+
+/// Uploads `bytes` whole (docs/protocol.md §22.2-§22.5).
+pub async fn upload(c: &Client, bytes: &[u8], spec: &UploadSpec) -> Result<v1::MediaInfo, ClientError> {
+    c.upload(&mut Cursor::new(bytes.to_vec()), spec, &mut |_| {}).await
+}
+
+/// Downloads a media item or thumbnail from `offset` to its end (§22.7).
+pub async fn download(c: &Client, media_id: &str, thumbnail: &str, offset: u64) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    c.download(media_id, thumbnail, offset, &mut out, &mut |_, _| {}).await?;
+    Ok(out)
 }

@@ -8,11 +8,10 @@ use std::io::Cursor;
 use anyhow::{Context, ensure};
 use bytes::Bytes;
 use confab_conformance::harness::{StoreKind, TestFn, TestServer, Transport};
-use confab_conformance::media::{png, random_bytes};
+use confab_conformance::media::{download, octets, png, random_bytes, spec, upload};
 use confab_conformance::util::{expect_code, group, new_user, second_device, send};
 use confab_conformance::{call, cases};
 use confab_protocol::client::media::UploadSpec;
-use confab_protocol::client::{Client, ClientError};
 use confab_protocol::v1::{self, ErrorCode, MediaPurpose};
 use sha2::{Digest, Sha256};
 
@@ -34,19 +33,8 @@ fn tweak(c: &mut confab_server::Config) {
 
 confab_conformance::matrix_tests!(TESTS, tweak);
 
-fn spec(mime: &str, purpose: MediaPurpose, name: &str) -> UploadSpec {
-    UploadSpec { mime_type: mime.into(), purpose, file_name: name.into(), sha256: None }
-}
 
-async fn upload(c: &Client, bytes: &[u8], spec: &UploadSpec) -> Result<v1::MediaInfo, ClientError> {
-    c.upload(&mut Cursor::new(bytes.to_vec()), spec, &mut |_| {}).await
-}
 
-async fn download(c: &Client, media_id: &str, thumbnail: &str, offset: u64) -> Result<Vec<u8>, ClientError> {
-    let mut out = Vec::new();
-    c.download(media_id, thumbnail, offset, &mut out, &mut |_, _| {}).await?;
-    Ok(out)
-}
 
 /// §22.4: chunks sent in a random order and cut at a random boundary; a new connection asks what
 /// the server holds, sends the rest (streams on QUIC), and finishes. A FinishUpload before then is
@@ -343,7 +331,7 @@ async fn a_cut_quic_upload_stream_keeps_its_whole_chunks() {
     let a = new_user(&s, Transport::Quic, "mcA").await.expect("user");
     let chunk = 64 * 1024u64;
     let data = random_bytes(10 * chunk as usize + 5);
-    let begun = a.client.begin_upload(data.len() as u64, &octets_spec()).await.expect("begin");
+    let begun = a.client.begin_upload(data.len() as u64, &octets()).await.expect("begin");
     let state = a.client.get_upload(&begun.upload_id).await.expect("state");
     let mut cut = FailsAfter { inner: Cursor::new(data.clone()), limit: 3 * chunk + chunk / 2 };
     let r = a.client.upload_missing(&state, &mut cut, &mut |_| {}).await;
@@ -366,6 +354,3 @@ async fn a_cut_quic_upload_stream_keeps_its_whole_chunks() {
     s.stop().await.expect("stop");
 }
 
-fn octets_spec() -> UploadSpec {
-    spec("application/octet-stream", MediaPurpose::Attachment, "")
-}

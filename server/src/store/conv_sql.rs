@@ -101,7 +101,9 @@ macro_rules! impl_conv_store {
                             .bind(conv)
                             .fetch_optional(&self.pool)
                             .await?;
-                        Ok(r.map(ConvView::from))
+                        let mut v = r.map(ConvView::from);
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, v.iter_mut().filter_map(|v| v.last_message.as_mut())).await?;
+                        Ok(v)
                     })
                     .await
                 }
@@ -119,7 +121,9 @@ macro_rules! impl_conv_store {
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
                         .await?;
-                        Ok(rows.into_iter().map(ConvView::from).collect())
+                        let mut views: Vec<ConvView> = rows.into_iter().map(ConvView::from).collect();
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, views.iter_mut().filter_map(|v| v.last_message.as_mut())).await?;
+                        Ok(views)
                     })
                     .await
                 }
@@ -151,7 +155,9 @@ macro_rules! impl_conv_store {
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
                         .await?;
-                        Ok(rows.into_iter().map(ConvView::from).collect())
+                        let mut views: Vec<ConvView> = rows.into_iter().map(ConvView::from).collect();
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, views.iter_mut().filter_map(|v| v.last_message.as_mut())).await?;
+                        Ok(views)
                     })
                     .await
                 }

@@ -8,31 +8,16 @@ use std::io::Cursor;
 use anyhow::{Context, ensure};
 use bytes::Bytes;
 use confab_protocol::client::media::UploadSpec;
-use confab_protocol::client::{Client, ClientError};
 use confab_protocol::v1::{self, ErrorCode, MediaPurpose, conversation_event::Body};
 use sha2::{Digest, Sha256};
 
 use super::Target;
 use super::common::*;
-use crate::media::{dimensions, has_metadata, jpeg_with_gps, png, png_bomb, random_bytes};
+use crate::media::{dimensions, download, has_metadata, jpeg_with_gps, octets, png, png_bomb, random_bytes, spec, upload};
 
-fn spec(mime: &str, purpose: MediaPurpose, name: &str) -> UploadSpec {
-    UploadSpec { mime_type: mime.into(), purpose, file_name: name.into(), sha256: None }
-}
 
-fn octets() -> UploadSpec {
-    spec("application/octet-stream", MediaPurpose::Attachment, "")
-}
 
-async fn upload(c: &Client, bytes: &[u8], spec: &UploadSpec) -> Result<v1::MediaInfo, ClientError> {
-    c.upload(&mut Cursor::new(bytes.to_vec()), spec, &mut |_| {}).await
-}
 
-async fn download(c: &Client, media_id: &str, thumbnail: &str, offset: u64) -> Result<Vec<u8>, ClientError> {
-    let mut out = Vec::new();
-    c.download(media_id, thumbnail, offset, &mut out, &mut |_, _| {}).await?;
-    Ok(out)
-}
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -216,8 +201,8 @@ pub(super) async fn images_lose_their_metadata_and_get_thumbnails(t: Target) -> 
     Ok(())
 }
 
-/// §22.8, §22.10: a message of attachments only, filled in by the server in the live event and
-/// history; members read the media, a non-member gets the NOT_FOUND of an unknown id and cannot
+/// §22.8, §22.10: a message of attachments only, filled in by the server in the live event,
+/// history and the conversation's last message; members read the media, a non-member gets the NOT_FOUND of an unknown id and cannot
 /// attach it; at most 10; a removed member, and everyone but the uploader once the message is
 /// deleted, no longer read it.
 pub(super) async fn attachments_are_read_by_members_only(t: Target) -> anyhow::Result<()> {
@@ -239,6 +224,8 @@ pub(super) async fn attachments_are_read_by_members_only(t: Target) -> anyhow::R
     ensure!(att.media_id == m.media_id && att.file_name == "map.png" && att.mime_type == "image/png", "{att:?}");
     ensure!((att.width, att.height) == (300, 200) && att.size == m.size && att.thumbnails == ["crop96"], "{att:?}");
     ensure!(history(&b, conv).await?.iter().any(|x| x.message_id == sent.message_id && x.attachments.len() == 1));
+    let last = get(&b, conv).await?.last_message.context("a last message")?;
+    ensure!(last.attachments.len() == 1 && last.attachments[0].media_id == m.media_id, "{last:?}");
     ensure!(download(&b.client, &m.media_id, "crop96", 0).await?.len() as u64 == m.thumbnails[0].size);
     let unknown = expect_code(c.client.get_media("m00000000000000000000000000000000").await, ErrorCode::NotFound)?;
     let hidden = expect_code(c.client.get_media(&m.media_id).await, ErrorCode::NotFound)?;
