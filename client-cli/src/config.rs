@@ -110,8 +110,9 @@ impl Default for NotifyConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// Where the save key writes attachments [default: the XDG download directory (~/Downloads)
-    /// when it exists, else the current directory]. A leading `~/` is the home directory.
+    /// Where the save key writes attachments [default: the XDG download directory, else
+    /// ~/Downloads, when it exists; else the current directory]. A leading `~/` is the home
+    /// directory.
     pub downloads_dir: Option<PathBuf>,
     /// The program that opens an attachment, with its arguments; the file's path is appended.
     pub opener: String,
@@ -135,6 +136,7 @@ impl MediaConfig {
             Some(d) => expand_home(d),
             None => dirs::download_dir()
                 .filter(|d| d.is_dir())
+                .or_else(|| dirs::home_dir().map(|h| h.join("Downloads")).filter(|d| d.is_dir()))
                 .or_else(|| std::env::current_dir().ok())
                 .unwrap_or_else(|| PathBuf::from(".")),
         }

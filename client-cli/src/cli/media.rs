@@ -118,7 +118,12 @@ fn output_path(info: &v1::MediaInfo, thumbnail: &str, mime: &str, out: Option<&P
     let mut name = safe_file_name(&info.file_name, &info.media_id);
     if !thumbnail.is_empty() {
         let stem = Path::new(&name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let ext = mime_guess::get_mime_extensions_str(mime).and_then(|e| e.first().copied()).unwrap_or("bin");
+        let ext = match mime {
+            // Thumbnails are JPEG or PNG; mime_guess lists `jfif` first for JPEG.
+            "image/jpeg" => "jpg",
+            "image/png" => "png",
+            other => mime_guess::get_mime_extensions_str(other).and_then(|e| e.first().copied()).unwrap_or("bin"),
+        };
         name = safe_file_name(&format!("{stem}.{thumbnail}.{ext}"), &info.media_id);
     }
     match out {

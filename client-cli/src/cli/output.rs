@@ -155,6 +155,8 @@ pub fn message_line(m: &v1::Message, names: &Names) -> String {
         s.push_str(&format!("  [{}]", r.join(", ")));
     }
     if !m.deleted {
+        // A message of attachments only has no text after the name.
+        s.truncate(s.trim_end().len());
         // One line per attachment, with the id `confab download` takes.
         for a in &m.attachments {
             s.push_str(&format!("\n    📎 {}  {}", attachment_summary(a), a.media_id));
