@@ -13,7 +13,7 @@ use confab_cli::net::{Command, Sink, TransferKind, Transferred, Update};
 use confab_cli::ui::app::{App, Effect, Focus, Overlay};
 use confab_cli::ui::media::Previews;
 use confab_protocol::v1;
-use crossterm::event::KeyCode;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use ratatui_image::picker::Picker;
 
@@ -165,11 +165,15 @@ fn the_attach_prompt_completes_paths_and_sends_the_upload() {
 #[test]
 fn save_asks_which_attachment_and_open_hands_the_file_to_the_opener() {
     let mut app = with_attachments();
-    app.downloads_dir = PathBuf::from("/home/alice/Downloads");
+    app.media.downloads_dir = Some(PathBuf::from("/home/alice/Downloads"));
     app.open_dir = PathBuf::from("/tmp/confab-open");
     app.effects.clear();
-    // Two attachments: a list to pick from; the second is saved under its own name.
-    key(&mut app, KeyCode::Char('D'));
+    // Two attachments: a list to pick from; the second is saved under its own name. From the
+    // composer, Esc then `D` typed quickly arrive as Alt-Shift-D: both count.
+    key(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.focus, Focus::Composer);
+    app.on_key(KeyEvent::new(KeyCode::Char('D'), KeyModifiers::ALT | KeyModifiers::SHIFT));
+    assert_eq!(app.focus, Focus::Messages);
     assert!(matches!(app.overlay, Overlay::Attachments { open: false, .. }));
     let (s, _) = draw(&app, 100, 30);
     assert!(s.contains("Save which attachment?") && s.contains("📎 harbour.png (image/png, 2.29 MiB)"), "{s}");

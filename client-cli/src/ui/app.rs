@@ -12,7 +12,7 @@ use confab_protocol::v1::{self, ConversationKind, client_frame::Request};
 use super::composer::Composer;
 use super::keymap::Keymap;
 use super::media::{Previews, TransferView};
-use crate::config::NotifyConfig;
+use crate::config::{MediaConfig, NotifyConfig};
 use crate::net::{Command, ConnState, Tag, Update};
 use crate::store::{Msg, Store};
 
@@ -206,8 +206,9 @@ pub struct App {
     pub previews: Previews,
     /// Relative paths in the attach prompt start here.
     pub cwd: PathBuf,
-    /// Where the save key writes.
-    pub downloads_dir: PathBuf,
+    /// `[media]`: where the save key writes (resolved at each save, so a ~/Downloads made
+    /// meanwhile counts).
+    pub media: MediaConfig,
     /// Where attachments are downloaded to be opened.
     pub open_dir: PathBuf,
 }
@@ -248,7 +249,7 @@ impl App {
             next_transfer: 0,
             previews: Previews::default(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-            downloads_dir: PathBuf::from("."),
+            media: MediaConfig::default(),
             open_dir: std::env::temp_dir().join("confab-open"),
         }
     }

@@ -265,11 +265,12 @@ impl App {
     fn composer_key(&mut self, k: &KeyEvent) {
         let newline = (k.code == KeyCode::Enter && k.modifiers.contains(KeyModifiers::ALT)) || ctrl(k, 'j');
         // A terminal sends Esc then a key typed quickly after it as Alt-key: treat it as both.
+        // (Shift stays: Esc then `D` comes as Alt-Shift-D.)
         if let KeyCode::Char(c) = k.code
-            && k.modifiers == KeyModifiers::ALT
+            && k.modifiers - KeyModifiers::SHIFT == KeyModifiers::ALT
         {
             self.composer_key(&KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
-            let plain = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+            let plain = KeyEvent::new(KeyCode::Char(c), k.modifiers - KeyModifiers::ALT);
             if let Some(a) = self.keymap.action(&plain) {
                 self.action(a);
             }

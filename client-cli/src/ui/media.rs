@@ -218,7 +218,7 @@ impl App {
         let (path, replace, purpose) = if open {
             (self.open_dir.join(&a.media_id).join(&name), true, TransferPurpose::Open)
         } else {
-            (self.downloads_dir.join(&name), false, TransferPurpose::Save)
+            (self.media.downloads().join(&name), false, TransferPurpose::Save)
         };
         let view = TransferView { name, upload: false, done: 0, total: a.size, purpose };
         let kind = TransferKind::Download {

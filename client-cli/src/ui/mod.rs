@@ -63,7 +63,7 @@ pub fn new_app(settings: &Settings) -> anyhow::Result<App> {
     app.muted = load_state(settings).muted;
     app.now_ms = now_ms();
     graphics(&settings.file.media.graphics)?;
-    app.downloads_dir = settings.file.media.downloads();
+    app.media = settings.file.media.clone();
     app.open_dir = settings.file.media.open_dir();
     Ok(app)
 }

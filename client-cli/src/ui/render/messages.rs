@@ -116,7 +116,8 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
             vec![
                 Span::raw(format!("{time:<5} ")).dim(),
                 Span::styled(name.clone(), Style::new().fg(user_color(m.sender)).add_modifier(Modifier::BOLD)),
-                Span::raw(": "),
+                // A message of attachments only: nothing after the name but its marks.
+                Span::raw(if m.text.is_empty() && !m.deleted { ":" } else { ": " }),
             ]
         } else {
             vec![Span::raw(" ".repeat(INDENT))]
