@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use confab_cli::net::{Command, Sink, TransferKind, Transferred, Update};
+use confab_cli::net::{Command, ConnState, Sink, TransferKind, Transferred, Update};
 use confab_cli::ui::app::{App, Effect, Focus, Overlay};
 use confab_cli::ui::media::Previews;
 use confab_protocol::v1;
@@ -91,7 +91,7 @@ fn attachments_show_a_line_each_and_images_a_preview() {
 }
 
 #[test]
-fn a_preview_that_fails_is_not_asked_again() {
+fn a_preview_that_fails_is_not_asked_again_until_back_online() {
     let mut app = with_attachments();
     draw(&app, 100, 30);
     app.effects.clear();
@@ -102,6 +102,11 @@ fn a_preview_that_fails_is_not_asked_again() {
     draw(&app, 100, 30);
     app.request_previews();
     assert!(transfers(&app).is_empty());
+    // Back online after a drop: tried again.
+    app.on_update(Update::Connection(ConnState::Online));
+    draw(&app, 100, 30);
+    app.request_previews();
+    assert_eq!(transfers(&app).len(), 1);
 }
 
 #[test]

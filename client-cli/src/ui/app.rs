@@ -340,6 +340,9 @@ impl App {
                 if let ConnState::SignedOut(reason) = &s {
                     self.screen = Screen::Login(LoginForm { error: Some(reason.clone()), ..Default::default() });
                 }
+                if s == ConnState::Online {
+                    self.previews.retry_failed();
+                }
                 self.conn = s;
             }
             Update::Snapshot(s) => {

@@ -113,6 +113,12 @@ impl Previews {
         self.failed.insert(media_id.to_string());
     }
 
+    /// Back online: previews that failed (a download cut, or not connected) are tried again
+    /// when next drawn.
+    pub fn retry_failed(&mut self) {
+        self.failed.clear();
+    }
+
     /// How many previews are cached.
     pub fn len(&self) -> usize {
         self.ready.len()

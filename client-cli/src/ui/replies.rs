@@ -46,7 +46,7 @@ impl App {
                     .messages
                     .iter()
                     .map(|m| ListItem {
-                        label: format!("{}: {}", self.store.username(m.sender_id), m.text),
+                        label: format!("{}: {}", self.store.username(m.sender_id), crate::cli::output::preview_text(m)),
                         user: None,
                     })
                     .collect();
