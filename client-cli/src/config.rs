@@ -8,6 +8,9 @@
 //! [notifications]
 //! bell = true
 //! desktop = false
+//! [media]
+//! downloads_dir = "~/Downloads"
+//! opener = "xdg-open"
 //! [keys]
 //! down = ["j", "Down"]
 //! ```
@@ -54,6 +57,7 @@ pub struct FileConfig {
     pub profiles: BTreeMap<String, ProfileFile>,
     pub ui: UiConfig,
     pub notifications: NotifyConfig,
+    pub media: MediaConfig,
     /// Normal-mode key bindings: action name → keys (see `?` in the TUI for the names).
     pub keys: BTreeMap<String, Vec<String>>,
 }
@@ -99,6 +103,56 @@ pub struct NotifyConfig {
 impl Default for NotifyConfig {
     fn default() -> Self {
         Self { bell: true, desktop: false, muted: Vec::new() }
+    }
+}
+
+/// `[media]`: attachments in the TUI.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Where the save key writes attachments [default: the XDG download directory, else
+    /// ~/Downloads, when it exists; else the current directory]. A leading `~/` is the home
+    /// directory.
+    pub downloads_dir: Option<PathBuf>,
+    /// The program that opens an attachment, with its arguments; the file's path is appended.
+    pub opener: String,
+    /// Show images inline.
+    pub previews: bool,
+    /// How images are drawn: `auto` (ask the terminal: kitty, sixel, iTerm2, else half-blocks),
+    /// `kitty`, `sixel`, `iterm2` or `halfblocks`.
+    pub graphics: String,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { downloads_dir: None, opener: "xdg-open".into(), previews: true, graphics: "auto".into() }
+    }
+}
+
+impl MediaConfig {
+    /// The directory the save key writes to.
+    pub fn downloads(&self) -> PathBuf {
+        match &self.downloads_dir {
+            Some(d) => expand_home(d),
+            None => dirs::download_dir()
+                .filter(|d| d.is_dir())
+                .or_else(|| dirs::home_dir().map(|h| h.join("Downloads")).filter(|d| d.is_dir()))
+                .or_else(|| std::env::current_dir().ok())
+                .unwrap_or_else(|| PathBuf::from(".")),
+        }
+    }
+
+    /// Where attachments are kept to be opened: the cache directory.
+    pub fn open_dir(&self) -> PathBuf {
+        dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("confab").join("open")
+    }
+}
+
+/// `~/x` → `$HOME/x`; other paths as they are.
+pub fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), dirs::home_dir()) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => p.to_path_buf(),
     }
 }
 
@@ -237,6 +291,9 @@ time_format = "%H:%M"
 [notifications]
 bell = true
 desktop = false
+[media]
+downloads_dir = "~/Downloads"
+opener = "xdg-open"
 [keys]
 down = ["j", "Down", "Ctrl-n"]
 "#;
@@ -244,6 +301,10 @@ down = ["j", "Down", "Ctrl-n"]
         assert_eq!(f.profiles["work"].server.as_deref(), Some("wss://chat.example.com/v1/ws"));
         assert!(f.notifications.bell && !f.notifications.desktop);
         assert_eq!(f.ui.history_page, 50, "defaults fill what the file leaves out");
+        assert!(f.media.previews && f.media.graphics == "auto");
+        if let Some(home) = dirs::home_dir() {
+            assert_eq!(f.media.downloads(), home.join("Downloads"));
+        }
         crate::ui::keymap::Keymap::new(&f.keys).unwrap();
         assert!(toml::from_str::<FileConfig>("colour = 1").is_err(), "unknown keys are refused");
         assert!(validate_profile("../x").is_err() && validate_profile("work-2").is_ok());

@@ -23,6 +23,7 @@ pub struct Msg {
     pub mentions: Vec<u64>,
     pub reactions: Vec<v1::ReactionCount>,
     pub pinned: bool,
+    pub attachments: Vec<v1::Attachment>,
 }
 
 impl From<&v1::Message> for Msg {
@@ -39,6 +40,7 @@ impl From<&v1::Message> for Msg {
             mentions: m.mention_user_ids.clone(),
             reactions: m.reactions.clone(),
             pinned: m.pinned,
+            attachments: m.attachments.clone(),
         }
     }
 }
@@ -50,6 +52,7 @@ pub struct Pending {
     pub text: String,
     pub reply_to: u64,
     pub created_ms: u64,
+    pub attachments: Vec<v1::Attachment>,
     /// Known once the server answered; the entry itself replaces the pending copy.
     pub seq: Option<u64>,
     pub failed: Option<String>,
@@ -299,8 +302,9 @@ impl Store {
                         let mentioned = m.mentions.contains(&me);
                         m.text.clear();
                         m.deleted = true;
-                        // A deleted message shows no reactions (§21).
+                        // A deleted message shows no reactions (§21) and no attachments.
                         m.reactions.clear();
+                        m.attachments.clear();
                         if was_unread {
                             conv.unread = conv.unread.saturating_sub(1);
                             if mentioned {
@@ -315,6 +319,7 @@ impl Store {
                 if let Some(l) = conv.last.as_mut().filter(|l| l.id == x.message_id) {
                     l.text.clear();
                     l.deleted = true;
+                    l.attachments.clear();
                 }
             }
             Some(Body::MembersAdded(x)) => conv.member_count += x.user_ids.len() as u32,

@@ -1,6 +1,8 @@
 //! End to end through the subcommands, as scripts use them: two users on a real server register,
 //! open a DM, send (from arguments and from stdin); `tail` of the other side receives the
 //! messages live, `history` shows them, and the receipts move from sent to delivered to read.
+//! Files go up with `send --file` over WebSocket and come back byte for byte with `download`
+//! over QUIC; `avatar` sets and clears the avatar.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,11 +17,13 @@ use serde_json::Value;
 struct User {
     home: tempfile::TempDir,
     server: String,
+    /// The server certificate to trust (CONFAB_CERT), for QUIC.
+    cert: Option<PathBuf>,
 }
 
 impl User {
     fn new(server: &str) -> Self {
-        Self { home: tempfile::tempdir().expect("tempdir"), server: server.to_string() }
+        Self { home: tempfile::tempdir().expect("tempdir"), server: server.to_string(), cert: None }
     }
 
     fn command(&self) -> Command {
@@ -32,11 +36,30 @@ impl User {
             .env("XDG_DATA_HOME", h.join("data"))
             .env("CONFAB_SERVER", &self.server)
             .env("CONFAB_PASSWORD", "correct horse battery");
+        if let Some(cert) = &self.cert {
+            c.env("CONFAB_CERT", cert);
+        }
         c
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).stdin(Stdio::null()).output().expect("run confab")
+        self.command().args(args).current_dir(self.home.path()).stdin(Stdio::null()).output().expect("run confab")
+    }
+
+    /// A file in this user's home directory (the commands' working directory).
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.home.path().join(name);
+        std::fs::write(&p, bytes).expect("write file");
+        p
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "confab {args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
+        err
     }
 
     /// Runs and expects success; returns stdout.
@@ -303,6 +326,119 @@ async fn expired_tokens_are_refreshed() {
         }
         // Nothing but the tail ran as bob: it refreshed on its live connection and stored the tokens.
         assert_ne!(bob_before, std::fs::read_to_string(&bob_creds).expect("creds"), "the tail refreshed");
+    })
+    .await
+    .expect("test body");
+    server.stop().await.expect("stop");
+}
+
+/// `send --file` with two files (several chunks over WebSocket), then an image alone; `history
+/// --json` and `tail --json` show the attachments; `download` over QUIC brings each back byte for
+/// byte (by its own name, into a directory, to stdout), refuses to overwrite without `--force`,
+/// and fetches a thumbnail; `avatar` sets the avatar GetMe reports, and clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_are_sent_downloaded_and_set_as_avatar() {
+    let server = TestServer::start_with(StoreKind::Sqlite, |c| c.media.chunk_bytes = 64 * 1024).await.expect("server");
+    let alice = User::new(&server.url(Transport::WebSocket));
+    let mut bob = User::new(&server.url(Transport::Quic));
+    bob.cert = Some(bob.file("server-cert.der", &server.cert));
+    tokio::task::spawn_blocking(move || {
+        alice.ok(&["register", "alice"]);
+        bob.ok(&["register", "bob"]);
+        alice.ok(&["create-dm", "bob"]);
+        let tail = Tail::start(&bob, &["tail", "--json"]);
+        tail.wait_for(Duration::from_secs(20), |v| v["type"] == "connection" && v["state"] == "online");
+
+        let data = confab_conformance::media::random_bytes(300_001);
+        let notes = b"meeting notes\nline two\n".to_vec();
+        let photo = confab_conformance::media::png(640, 400);
+        alice.file("data.bin", &data);
+        alice.file("notes.txt", &notes);
+        alice.file("photo.png", &photo);
+        // Eleven files are refused before anything goes up.
+        let many: Vec<&str> = (0..11).flat_map(|_| ["--file", "notes.txt"]).collect();
+        let err = alice.fails(&[&["send", "@bob"][..], &many].concat());
+        assert!(err.contains("at most 10 files"), "{err}");
+
+        let sent = alice.json(&["send", "@bob", "--file", "data.bin", "-f", "notes.txt", "two", "files", "--json"]);
+        assert_eq!(sent[0]["media_ids"].as_array().map(Vec::len), Some(2), "{sent:?}");
+        let (got, _) = tail.wait_for(Duration::from_secs(10), |v| v["type"] == "message");
+        assert_eq!(got["message"]["attachments"][1]["file_name"], "notes.txt");
+        // Files without text.
+        let out = alice.ok(&["send", "@bob", "--file", "photo.png"]);
+        assert!(out.starts_with("sent #") && out.contains("with 1 file"), "{out}");
+
+        let history = bob.json(&["history", "@alice", "--json"]);
+        assert_eq!(history.len(), 2, "{history:#?}");
+        assert_eq!(history[0]["text"], "two files");
+        let a = &history[0]["attachments"];
+        assert_eq!((a[0]["file_name"].as_str(), a[0]["size"].as_u64()), (Some("data.bin"), Some(300_001)));
+        assert_eq!(a[0]["mime_type"], "application/octet-stream");
+        assert_eq!((a[1]["file_name"].as_str(), a[1]["mime_type"].as_str()), (Some("notes.txt"), Some("text/plain")));
+        assert_eq!(a[1]["size"].as_u64(), Some(notes.len() as u64));
+        assert_eq!(history[1]["text"], "");
+        let p = &history[1]["attachments"][0];
+        assert_eq!(
+            (p["mime_type"].as_str(), p["width"].as_u64(), p["height"].as_u64()),
+            (Some("image/png"), Some(640), Some(400))
+        );
+        let thumbs: Vec<&str> =
+            p["thumbnails"].as_array().expect("thumbnails").iter().filter_map(|t| t.as_str()).collect();
+        assert!(thumbs.contains(&"scale320") && thumbs.contains(&"crop96"), "{thumbs:?}");
+        let text = bob.ok(&["history", "@alice"]);
+        assert!(text.contains("📎 notes.txt (text/plain, 23 B)"), "{text}");
+        assert!(text.contains("📎 data.bin (application/octet-stream, 292.97 KiB)"), "{text}");
+
+        // Back byte for byte over QUIC: by the file's own name in the working directory, then
+        // into a directory; the same name again is refused unless --force.
+        let (data_id, notes_id) = (a[0]["media_id"].as_str().expect("id"), a[1]["media_id"].as_str().expect("id"));
+        let out = bob.ok(&["download", data_id]);
+        assert!(out.starts_with("saved data.bin (application/octet-stream"), "{out}");
+        assert_eq!(std::fs::read(bob.home.path().join("data.bin")).expect("read"), data);
+        std::fs::create_dir(bob.home.path().join("inbox")).expect("mkdir");
+        let saved = bob.json(&["download", notes_id, "-o", "inbox", "--json"]);
+        assert_eq!(saved[0]["path"], "inbox/notes.txt");
+        assert_eq!(std::fs::read(bob.home.path().join("inbox/notes.txt")).expect("read"), notes);
+        let err = bob.fails(&["download", data_id]);
+        assert!(err.contains("data.bin exists") && err.contains("--force"), "{err}");
+        bob.ok(&["download", data_id, "--force"]);
+        assert_eq!(std::fs::read(bob.home.path().join("data.bin")).expect("read"), data);
+        let stdout = bob.run(&["download", notes_id, "-o", "-"]);
+        assert!(stdout.status.success());
+        assert_eq!(stdout.stdout, notes, "to standard output");
+        // No temporary file is left behind.
+        let left: Vec<String> = std::fs::read_dir(bob.home.path())
+            .expect("ls")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".confab-download"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        // A thumbnail, under a name that says which.
+        let photo_id = p["media_id"].as_str().expect("id");
+        let t = bob.json(&["download", photo_id, "--thumbnail", "scale320", "--json"]);
+        let path = t[0]["path"].as_str().expect("path");
+        assert!(path.starts_with("photo.scale320."), "{path}");
+        let img = image::load_from_memory(&std::fs::read(bob.home.path().join(path)).expect("read")).expect("decodes");
+        assert_eq!((img.width(), img.height()), (320, 200));
+        let err = bob.fails(&["download", photo_id, "--thumbnail", "huge"]);
+        assert!(err.contains("no thumbnail \"huge\""), "{err}");
+        let err = bob.fails(&["download", "m00000000000000000000000000000000"]);
+        assert!(err.contains("NOT_FOUND"), "{err}");
+
+        // The avatar: set from an image (over QUIC), as GetMe reports it; a text file is refused;
+        // --clear removes it.
+        bob.file("me.png", &confab_conformance::media::png(200, 200));
+        let set = bob.json(&["avatar", "me.png", "--json"]);
+        let avatar = set[0]["avatar_ref"].as_str().expect("avatar_ref").to_string();
+        assert!(avatar.starts_with('m') && avatar.len() == 33, "{avatar}");
+        let me = bob.json(&["whoami", "--json"]);
+        assert_eq!(me[0]["avatar_ref"].as_str(), Some(avatar.as_str()));
+        let err = alice.fails(&["avatar", "notes.txt"]);
+        assert!(err.contains("uploading notes.txt"), "{err}");
+        assert_eq!(bob.ok(&["avatar", "--clear"]).trim(), "avatar removed");
+        let me = bob.json(&["whoami", "--json"]);
+        assert_eq!(me[0]["avatar_ref"], "");
     })
     .await
     .expect("test body");

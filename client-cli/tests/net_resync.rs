@@ -76,6 +76,7 @@ async fn actor_converges_through_cut_connections_and_sends_once() {
             text: format!("b{i}"),
             reply_to: 0,
             mentions: Vec::new(),
+            attachments: Vec::new(),
         };
         handle.send(Command::Send(o)).await.expect("queue");
     }
@@ -159,6 +160,7 @@ async fn unsent_messages_survive_a_restart() {
         text: "written offline".into(),
         reply_to: 0,
         mentions: Vec::new(),
+        attachments: Vec::new(),
     };
     handle.send(Command::Send(o.clone())).await.expect("queue");
     loop {

@@ -100,7 +100,7 @@ pub async fn whoami(settings: &Settings, json: bool) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({"user_id": me.user_id, "username": me.username, "display_name": me.display_name,
-                   "email": me.email, "status_text": me.status_text, "server": settings.server,
+                   "email": me.email, "status_text": me.status_text, "avatar_ref": me.avatar_ref, "server": settings.server,
                    "profile": settings.profile, "session_id": c.creds.session_id})
         );
     } else {

@@ -8,15 +8,15 @@ use confab_protocol::v1::{self, ConversationKind};
 use serde_json::json;
 
 use super::output::{Names, conversation_json, conversation_line, message_json, message_line, receipt_name, role_name};
-use super::{Command, resolve, social, text_arg};
+use super::{Command, media, optional_text, resolve, social, text_arg};
 use crate::config::Settings;
 use crate::net::{fetch_users, new_client_msg_id};
 use crate::session;
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
-    if let Command::Send { conversation, text, reply_to, json } = command {
-        let text = text_arg(text)?;
-        return send(settings, &conversation, text, reply_to, json).await;
+    if let Command::Send { conversation, text, reply_to, files, json } = command {
+        let text = if files.is_empty() { text_arg(text)? } else { optional_text(text, false)? };
+        return send(settings, &conversation, text, reply_to, &files, json).await;
     }
     let c = session::connect(settings).await?;
     let client = &c.client;
@@ -273,13 +273,37 @@ async fn mentions(client: &Client, conversation_id: u64, text: &str) -> anyhow::
     Ok(users.iter().filter(|u| wanted.contains(&u.username.to_lowercase())).map(|u| u.user_id).collect())
 }
 
-/// Sends with one idempotency key, reconnecting and sending again on transient failures.
-async fn send(settings: &Settings, spec: &str, text: String, reply_to: Option<u64>, json: bool) -> anyhow::Result<()> {
+/// Uploads the files, then sends with one idempotency key, reconnecting and sending again on
+/// transient failures.
+async fn send(
+    settings: &Settings,
+    spec: &str,
+    text: String,
+    reply_to: Option<u64>,
+    files: &[std::path::PathBuf],
+    json: bool,
+) -> anyhow::Result<()> {
+    let files = media::inspect_all(files)?;
+    let mut conn = None;
+    if !files.is_empty() {
+        // The conversation is checked before any byte goes up.
+        let c = session::connect(settings).await?;
+        resolve::conversation(&c.client, spec).await?;
+        conn = Some(c);
+    }
+    let mut attachments = Vec::new();
+    for f in &files {
+        let m = media::upload(settings, &mut conn, f, v1::MediaPurpose::Attachment, json).await?;
+        attachments.push(v1::Attachment { media_id: m.media_id, file_name: f.file_name.clone(), ..Default::default() });
+    }
     let client_msg_id = new_client_msg_id();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let c = session::connect(settings).await?;
+        let c = match conn.take() {
+            Some(c) => c,
+            None => session::connect(settings).await?,
+        };
         let client = &c.client;
         let (conv, names) = resolve::conversation(client, spec).await?;
         let mentions = mentions(client, conv.conversation_id, &text).await?;
@@ -289,19 +313,27 @@ async fn send(settings: &Settings, spec: &str, text: String, reply_to: Option<u6
             text: text.clone(),
             reply_to_message_id: reply_to.unwrap_or(0),
             mention_user_ids: mentions,
-            attachments: Vec::new(),
+            attachments: attachments.clone(),
         };
         match client.request(v1::client_frame::Request::SendMessage(req)).await {
             Ok(v1::response::Result::SendMessage(r)) => {
                 client.close().await;
                 if json {
+                    let media: Vec<&str> = attachments.iter().map(|a| a.media_id.as_str()).collect();
                     println!(
                         "{}",
                         json!({"conversation_id": conv.conversation_id, "message_id": r.message_id, "seq": r.seq,
-                               "created_at_ms": r.created_at_ms, "client_msg_id": client_msg_id, "duplicate": r.duplicate})
+                               "created_at_ms": r.created_at_ms, "client_msg_id": client_msg_id, "duplicate": r.duplicate,
+                               "media_ids": media})
                     );
                 } else {
-                    println!("sent #{} to {} (seq {})", r.message_id, names.conversation(conv.conversation_id), r.seq);
+                    let files = match attachments.len() {
+                        0 => String::new(),
+                        1 => " with 1 file".to_string(),
+                        n => format!(" with {n} files"),
+                    };
+                    let to = names.conversation(conv.conversation_id);
+                    println!("sent #{}{files} to {to} (seq {})", r.message_id, r.seq);
                 }
                 return Ok(());
             }

@@ -13,6 +13,7 @@ macro_rules! call {
 
 mod account;
 mod chat;
+pub mod media;
 pub mod output;
 mod ping;
 mod resolve;
@@ -91,7 +92,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a message; the text is the arguments, or standard input when there are none.
+    /// Send a message; the text is the arguments, or standard input when there are none (with
+    /// files the text is optional: `-` reads it from standard input).
     Send {
         /// Conversation: id, title, or @username for a DM.
         conversation: String,
@@ -99,6 +101,33 @@ pub enum Command {
         /// Reply to this message id.
         #[arg(long, value_name = "MESSAGE_ID")]
         reply_to: Option<u64>,
+        /// Attach this file (repeat for several, at most 10); its type is guessed from the extension.
+        #[arg(long = "file", short = 'f', value_name = "PATH")]
+        files: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download an attachment (or one of its thumbnails) by media id.
+    Download {
+        media_id: String,
+        /// Where to write: a file, a directory, or - for standard output [default: the file's
+        /// own name in the current directory].
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
+        /// A thumbnail instead of the original: crop96, scale320 or scale800.
+        #[arg(long, value_name = "NAME")]
+        thumbnail: Option<String>,
+        /// Replace the file when it exists.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set your avatar to an image (JPEG, PNG, WebP or GIF), or remove it with --clear.
+    Avatar {
+        path: Option<std::path::PathBuf>,
+        #[arg(long)]
+        clear: bool,
         #[arg(long)]
         json: bool,
     },
@@ -248,21 +277,30 @@ pub async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tail { conversation, mark_read, json } => tail::tail(settings, conversation, mark_read, json).await,
+        Command::Download { media_id, output, thumbnail, force, json } => {
+            media::download(&settings, &media_id, output, thumbnail, force, json).await
+        }
+        Command::Avatar { path, clear, json } => media::avatar(&settings, path, clear, json).await,
         other => chat::run(&settings, other).await,
     }
 }
 
 /// The text of `send`/`edit`: the arguments joined, or standard input when there are none.
 pub fn text_arg(words: Vec<String>) -> anyhow::Result<String> {
-    let text = if words.is_empty() || words == ["-"] {
+    let text = optional_text(words, true)?;
+    if text.trim().is_empty() {
+        anyhow::bail!("empty message");
+    }
+    Ok(text)
+}
+
+/// The arguments joined; standard input for `-`, and for no arguments when `stdin_if_none`.
+pub fn optional_text(words: Vec<String>, stdin_if_none: bool) -> anyhow::Result<String> {
+    Ok(if (words.is_empty() && stdin_if_none) || words == ["-"] {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
         s.trim_end_matches(['\n', '\r']).to_string()
     } else {
         words.join(" ")
-    };
-    if text.trim().is_empty() {
-        anyhow::bail!("empty message");
-    }
-    Ok(text)
+    })
 }

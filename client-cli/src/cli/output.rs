@@ -6,6 +6,8 @@ use chrono::{Local, TimeZone};
 use confab_protocol::v1::{self, conversation_event::Body, user_update};
 use serde_json::{Value, json};
 
+use crate::media::{attachment_json, attachment_summary};
+
 /// Names of users and conversations, for display.
 #[derive(Debug, Default)]
 pub struct Names {
@@ -131,6 +133,7 @@ pub fn message_json(m: &v1::Message, names: &Names) -> Value {
         "mention_user_ids": m.mention_user_ids,
         "reactions": m.reactions.iter().map(|r| json!({"emoji": r.emoji, "count": r.count, "me": r.me})).collect::<Vec<_>>(),
         "pinned": m.pinned,
+        "attachments": m.attachments.iter().map(attachment_json).collect::<Vec<_>>(),
     })
 }
 
@@ -151,7 +154,27 @@ pub fn message_line(m: &v1::Message, names: &Names) -> String {
         let r: Vec<String> = m.reactions.iter().map(|r| format!("{} {}", r.emoji, r.count)).collect();
         s.push_str(&format!("  [{}]", r.join(", ")));
     }
+    if !m.deleted {
+        // A message of attachments only has no text after the name.
+        s.truncate(s.trim_end().len());
+        // One line per attachment, with the id `confab download` takes.
+        for a in &m.attachments {
+            s.push_str(&format!("\n    📎 {}  {}", attachment_summary(a), a.media_id));
+        }
+    }
     s
+}
+
+/// A message's first line for previews: its text, or its first attachment's name.
+pub fn preview_text(m: &v1::Message) -> String {
+    if m.deleted {
+        return "[deleted]".to_string();
+    }
+    match (m.text.lines().next(), m.attachments.first()) {
+        (Some(t), _) if !t.is_empty() => t.to_string(),
+        (_, Some(a)) => format!("📎 {}", a.file_name),
+        _ => String::new(),
+    }
 }
 
 pub fn conversation_json(c: &v1::Conversation, names: &Names, mentions: u32) -> Value {
@@ -182,8 +205,7 @@ pub fn conversation_line(c: &v1::Conversation, names: &Names, mentions: u32) -> 
         }
     }
     if let Some(m) = &c.last_message {
-        let text = if m.deleted { "[deleted]".to_string() } else { m.text.lines().next().unwrap_or("").to_string() };
-        s.push_str(&format!("  {}: {}", names.user(m.sender_id), text));
+        s.push_str(&format!("  {}: {}", names.user(m.sender_id), preview_text(m)));
     }
     s
 }

@@ -159,6 +159,9 @@ impl Actor {
                         let _ = self.emit(Update::Reply { tag, result: Err("offline: not connected".into()) }).await;
                     }
                     Some(Command::History { .. }) => {}
+                    Some(Command::Transfer(t)) => {
+                        let _ = self.emit(Update::TransferDone { id: t.id, result: Err("offline: not connected".into()) }).await;
+                    }
                 },
             }
         }
@@ -234,6 +237,7 @@ impl Actor {
                     Some(Command::History { conversation_id, before_seq, limit }) => {
                         self.spawn_history(&client, conversation_id, before_seq, limit);
                     }
+                    Some(Command::Transfer(t)) => super::transfer::spawn(&client, &self.up, t),
                 },
                 Some(done) = sends.join_next() => {
                     if let Ok((key, result)) = done {
@@ -278,7 +282,7 @@ impl Actor {
                 text: m.text.clone(),
                 reply_to_message_id: m.reply_to,
                 mention_user_ids: m.mentions.clone(),
-                attachments: Vec::new(),
+                attachments: m.attachments.iter().map(|a| a.to_proto()).collect(),
             };
             let client = client.clone();
             sends.spawn(async move {

@@ -6,6 +6,8 @@
 mod actor;
 pub use actor::fetch_users;
 pub mod sync;
+pub mod transfer;
+pub use transfer::{Sink, Transfer, TransferKind, Transferred};
 
 use std::time::Duration;
 
@@ -58,6 +60,32 @@ pub struct Outgoing {
     pub text: String,
     pub reply_to: u64,
     pub mentions: Vec<u64>,
+    /// Uploaded media to attach (outboxes written before attachments existed have none).
+    #[serde(default)]
+    pub attachments: Vec<OutAttachment>,
+}
+
+/// An attachment of an [`Outgoing`] message: what SendMessage takes, and what the pending
+/// message shows until the server's copy arrives.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutAttachment {
+    pub media_id: String,
+    pub file_name: String,
+    pub mime_type: String,
+    pub size: u64,
+}
+
+impl OutAttachment {
+    /// As SendMessage carries it (the server fills in the rest from the media item).
+    pub fn to_proto(&self) -> v1::Attachment {
+        v1::Attachment {
+            media_id: self.media_id.clone(),
+            file_name: self.file_name.clone(),
+            mime_type: self.mime_type.clone(),
+            size: self.size,
+            ..Default::default()
+        }
+    }
 }
 
 /// Requests to the actor.
@@ -74,6 +102,8 @@ pub enum Command {
         before_seq: u64,
         limit: u32,
     },
+    /// Upload or download media (docs/protocol.md §22).
+    Transfer(Transfer),
     Shutdown,
 }
 
@@ -121,6 +151,16 @@ pub enum Update {
     Reply {
         tag: Tag,
         result: Result<response::Result, String>,
+    },
+    /// Bytes of a transfer so far.
+    Transfer {
+        id: u64,
+        done: u64,
+        total: u64,
+    },
+    TransferDone {
+        id: u64,
+        result: Result<Transferred, String>,
     },
 }
 

@@ -3,14 +3,16 @@
 //! the run loop carries out, which keeps it testable.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
 
 use chrono::FixedOffset;
-use confab_protocol::v1::{self, ConversationKind, client_frame::Request, response::Result as R};
+use confab_protocol::v1::{self, ConversationKind, client_frame::Request};
 
 use super::composer::Composer;
 use super::keymap::Keymap;
-use crate::config::NotifyConfig;
+use super::media::{Previews, TransferView};
+use crate::config::{MediaConfig, NotifyConfig};
 use crate::net::{Command, ConnState, Tag, Update};
 use crate::store::{Msg, Store};
 
@@ -31,6 +33,8 @@ pub enum Effect {
     },
     /// The mute list changed: persist it.
     SaveMuted,
+    /// Open a downloaded attachment with the configured program.
+    Open(PathBuf),
 }
 
 /// The sign-in form, shown when the profile has no credentials.
@@ -74,6 +78,10 @@ pub enum PromptKind {
     AddMember {
         conversation_id: u64,
     },
+    /// A file to upload and send (Tab completes the path).
+    AttachFile {
+        conversation_id: u64,
+    },
 }
 
 impl PromptKind {
@@ -86,6 +94,7 @@ impl PromptKind {
             Self::SearchMessages => "Search messages (again: older matches)",
             Self::React { .. } => "React with (emoji or :shortcode:)",
             Self::AddMember { .. } => "Add member (username)",
+            Self::AttachFile { .. } => "Attach file (path; Tab completes)",
         }
     }
 }
@@ -105,6 +114,8 @@ pub enum Overlay {
     Prompt {
         kind: PromptKind,
         input: Composer,
+        /// What the last Tab matched, when it was more than one.
+        completions: Vec<String>,
     },
     /// `members` is the conversation whose members are listed (`x` removes one).
     List {
@@ -116,6 +127,13 @@ pub enum Overlay {
     ConfirmDelete {
         conversation_id: u64,
         message_id: u64,
+    },
+    /// Which attachment of a message to save (or open).
+    Attachments {
+        conversation_id: u64,
+        message_id: u64,
+        selected: usize,
+        open: bool,
     },
 }
 
@@ -182,6 +200,17 @@ pub struct App {
     pub(crate) typing_sent: Option<(u64, u64)>,
     /// The last message search, offered again by the next one.
     pub(crate) last_search: String,
+    /// Uploads and downloads under way, by the number given to the network task.
+    pub transfers: BTreeMap<u64, TransferView>,
+    pub(crate) next_transfer: u64,
+    pub previews: Previews,
+    /// Relative paths in the attach prompt start here.
+    pub cwd: PathBuf,
+    /// `[media]`: where the save key writes (resolved at each save, so a ~/Downloads made
+    /// meanwhile counts).
+    pub media: MediaConfig,
+    /// Where attachments are downloaded to be opened.
+    pub open_dir: PathBuf,
 }
 
 impl App {
@@ -216,6 +245,12 @@ impl App {
             users_asked: HashSet::new(),
             typing_sent: None,
             last_search: String::new(),
+            transfers: BTreeMap::new(),
+            next_transfer: 0,
+            previews: Previews::default(),
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            media: MediaConfig::default(),
+            open_dir: std::env::temp_dir().join("confab-open"),
         }
     }
 
@@ -305,6 +340,9 @@ impl App {
                 if let ConnState::SignedOut(reason) = &s {
                     self.screen = Screen::Login(LoginForm { error: Some(reason.clone()), ..Default::default() });
                 }
+                if s == ConnState::Online {
+                    self.previews.retry_failed();
+                }
                 self.conn = s;
             }
             Update::Snapshot(s) => {
@@ -352,6 +390,8 @@ impl App {
                 self.say(format!("not sent: {error}"));
             }
             Update::Reply { tag, result } => self.on_reply(tag, result),
+            Update::Transfer { id, done, total } => self.on_transfer(id, done, total),
+            Update::TransferDone { id, result } => self.on_transfer_done(id, result),
         }
     }
 
@@ -392,123 +432,6 @@ impl App {
         }
     }
 
-    fn on_reply(&mut self, tag: Tag, result: Result<R, String>) {
-        let purpose = match tag {
-            Tag::Ui(n) => self.requests.remove(&n),
-            _ => None,
-        };
-        let r = match result {
-            Ok(r) => r,
-            Err(e) => {
-                match (tag, purpose) {
-                    // Background refreshes: the next one will do.
-                    (Tag::Silent | Tag::Users | Tag::Refresh, _) => {}
-                    (_, Some(Purpose::Receipts { .. })) => {}
-                    _ => self.say(e),
-                }
-                return;
-            }
-        };
-        match (purpose, r) {
-            (_, R::GetConversation(c)) => self.store.merge_conversation(&c),
-            (_, R::GetUsers(u)) => self.store.add_users(&u.users),
-            (Some(Purpose::Open), R::CreateConversation(c) | R::JoinChannel(c)) => {
-                self.store.merge_conversation(&c);
-                if c.peer_user_id != 0 {
-                    // Presence became visible with the conversation: fetch the profile again.
-                    let req = Request::GetUsers(v1::GetUsers { user_ids: vec![c.peer_user_id] });
-                    self.net(Command::Request { tag: Tag::Users, request: req });
-                }
-                self.overlay = Overlay::None;
-                self.open_conversation(c.conversation_id);
-            }
-            (Some(Purpose::Receipts { conversation_id, seq }), R::GetReceipts(r)) => {
-                self.store.seed_receipts(conversation_id, seq, &r.receipts);
-            }
-            (Some(Purpose::Pins(_)), R::ListPins(r)) => {
-                let items = r
-                    .messages
-                    .iter()
-                    .map(|m| ListItem {
-                        label: format!("{}: {}", self.store.username(m.sender_id), m.text),
-                        user: None,
-                    })
-                    .collect();
-                self.overlay = Overlay::List { title: "Pinned messages".into(), items, selected: 0, members: None };
-            }
-            (Some(Purpose::Members(conversation_id)), R::ListMembers(r)) => {
-                self.ask_users(r.members.iter().map(|m| m.user_id).collect());
-                let items = r
-                    .members
-                    .iter()
-                    .map(|m| {
-                        let role = crate::cli::output::role_name(m.role());
-                        let p = if m.user_id == self.store.me.user_id {
-                            "(you)"
-                        } else {
-                            crate::cli::output::presence_name(self.store.presence(m.user_id))
-                        };
-                        ListItem {
-                            label: format!("{:<24} {role:<10} {p}", self.store.username(m.user_id)),
-                            user: Some(m.user_id),
-                        }
-                    })
-                    .collect();
-                let title = "Members (Enter: DM, x: remove)".into();
-                self.overlay = Overlay::List { title, items, selected: 0, members: Some(conversation_id) };
-            }
-            (Some(Purpose::Search), R::SearchUsers(r)) => {
-                self.store.add_users(&r.users);
-                let items: Vec<ListItem> = r
-                    .users
-                    .iter()
-                    .map(|u| ListItem { label: crate::cli::output::user_line(u), user: Some(u.user_id) })
-                    .collect();
-                let title = if items.is_empty() { "No users found" } else { "Users (Enter: DM)" };
-                self.overlay = Overlay::List { title: title.into(), items, selected: 0, members: None };
-            }
-            (Some(p @ (Purpose::DmWith(_) | Purpose::Group { .. } | Purpose::AddMember { .. })), R::SearchUsers(r)) => {
-                self.store.add_users(&r.users);
-                self.lookup_done(p, &r.users);
-            }
-            (Some(Purpose::Join(title)), R::DiscoverChannels(r)) => {
-                match r.conversations.iter().find(|c| c.title.eq_ignore_ascii_case(&title)) {
-                    Some(c) => {
-                        let req = Request::JoinChannel(v1::JoinChannel { conversation_id: c.conversation_id });
-                        self.request(Purpose::Open, req);
-                    }
-                    None => self.say(format!("no channel named {title:?} (J then +{title} creates it)")),
-                }
-            }
-            (_, R::AddMembers(_)) => self.say("member added"),
-            _ => {}
-        }
-    }
-
-    /// A username search answered for a DM, a group or a new member.
-    fn lookup_done(&mut self, p: Purpose, found: &[v1::UserProfile]) {
-        let pick = |name: &str| found.iter().find(|u| u.username.eq_ignore_ascii_case(name)).map(|u| u.user_id);
-        match p {
-            Purpose::DmWith(name) => match pick(&name) {
-                Some(id) => self.create(ConversationKind::Direct, String::new(), vec![id]),
-                None => self.say(format!("no user named {name:?}")),
-            },
-            Purpose::AddMember { conversation_id, name } => match pick(&name) {
-                Some(id) => self.quiet(Request::AddMembers(v1::AddMembers { conversation_id, user_ids: vec![id] })),
-                None => self.say(format!("no user named {name:?}")),
-            },
-            Purpose::Group { title, mut remaining, mut ids } => {
-                let name = remaining.remove(0);
-                match pick(&name) {
-                    Some(id) => ids.push(id),
-                    None => return self.say(format!("no user named {name:?}")),
-                }
-                self.group_step(title, remaining, ids);
-            }
-            _ => {}
-        }
-    }
-
     /// Looks up the next member of a new group, or creates it when all are known.
     pub(crate) fn group_step(&mut self, title: String, remaining: Vec<String>, ids: Vec<u64>) {
         match remaining.first() {
@@ -525,7 +448,7 @@ impl App {
         self.request(Purpose::Open, Request::CreateConversation(req));
     }
 
-    fn ask_users(&mut self, ids: Vec<u64>) {
+    pub(crate) fn ask_users(&mut self, ids: Vec<u64>) {
         let ids: Vec<u64> = ids
             .into_iter()
             .filter(|id| *id != 0 && !self.store.users.contains_key(id) && self.users_asked.insert(*id))

@@ -115,6 +115,10 @@ impl App {
     }
 
     fn overlay_key(&mut self, k: &KeyEvent) {
+        if k.code == KeyCode::Tab && matches!(self.overlay, Overlay::Prompt { kind: PromptKind::AttachFile { .. }, .. })
+        {
+            return self.complete_prompt();
+        }
         match &mut self.overlay {
             Overlay::None => {}
             Overlay::Help => {
@@ -152,7 +156,7 @@ impl App {
                 }
                 _ => {}
             },
-            Overlay::Prompt { kind, input } => match k.code {
+            Overlay::Prompt { kind, input, completions } => match k.code {
                 KeyCode::Esc => self.overlay = Overlay::None,
                 KeyCode::Enter => {
                     let (kind, text) = (*kind, input.text().trim().to_string());
@@ -162,9 +166,36 @@ impl App {
                     }
                 }
                 _ => {
-                    edit(input, k);
+                    if edit(input, k) {
+                        completions.clear();
+                    }
                 }
             },
+            Overlay::Attachments { conversation_id, message_id, selected, open } => {
+                let (conv, id, open) = (*conversation_id, *message_id, *open);
+                let attachments = self
+                    .store
+                    .convs
+                    .get(&conv)
+                    .and_then(|c| c.message_by_id(id))
+                    .map(|m| m.attachments.clone())
+                    .unwrap_or_default();
+                match k.code {
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        *selected = (*selected + 1).min(attachments.len().saturating_sub(1));
+                    }
+                    KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+                    KeyCode::Enter => {
+                        let pick = attachments.get(*selected).cloned();
+                        self.overlay = Overlay::None;
+                        if let Some(a) = pick {
+                            self.fetch_attachment(&a, open);
+                        }
+                    }
+                    KeyCode::Esc | KeyCode::Char('q') => self.overlay = Overlay::None,
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -206,6 +237,7 @@ impl App {
                 let name = text.trim_start_matches('@').to_string();
                 self.request(Purpose::AddMember { conversation_id, name: name.clone() }, search(&name));
             }
+            PromptKind::AttachFile { conversation_id } => self.attach(conversation_id, &text),
         }
     }
 
@@ -233,11 +265,12 @@ impl App {
     fn composer_key(&mut self, k: &KeyEvent) {
         let newline = (k.code == KeyCode::Enter && k.modifiers.contains(KeyModifiers::ALT)) || ctrl(k, 'j');
         // A terminal sends Esc then a key typed quickly after it as Alt-key: treat it as both.
+        // (Shift stays: Esc then `D` comes as Alt-Shift-D.)
         if let KeyCode::Char(c) = k.code
-            && k.modifiers == KeyModifiers::ALT
+            && k.modifiers - KeyModifiers::SHIFT == KeyModifiers::ALT
         {
             self.composer_key(&KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
-            let plain = KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+            let plain = KeyEvent::new(KeyCode::Char(c), k.modifiers - KeyModifiers::ALT);
             if let Some(a) = self.keymap.action(&plain) {
                 self.action(a);
             }
@@ -306,11 +339,14 @@ impl App {
                     text: text.clone(),
                     reply_to,
                     created_ms: self.now_ms,
+                    attachments: Vec::new(),
                     seq: None,
                     failed: None,
                 };
                 self.store.add_pending(conv, pending);
-                self.net(Command::Send(Outgoing { conversation_id: conv, client_msg_id, text, reply_to, mentions }));
+                let attachments = Vec::new();
+                let out = Outgoing { conversation_id: conv, client_msg_id, text, reply_to, mentions, attachments };
+                self.net(Command::Send(out));
             }
         }
         self.composer.clear();
@@ -333,11 +369,11 @@ impl App {
     }
 
     fn prompt(&mut self, kind: PromptKind) {
-        self.overlay = Overlay::Prompt { kind, input: Composer::default() };
+        self.overlay = Overlay::Prompt { kind, input: Composer::default(), completions: Vec::new() };
     }
 
     /// The selected message, or the newest when none is selected.
-    fn target(&self) -> Option<(u64, crate::store::Msg)> {
+    pub(crate) fn target(&self) -> Option<(u64, crate::store::Msg)> {
         let conv = self.store.convs.get(&self.open?)?;
         let m = match self.selected {
             Some(seq) => conv.messages.get(&seq),
@@ -427,7 +463,7 @@ impl App {
             Action::Filter if in_messages => {
                 let mut input = Composer::default();
                 input.set(&self.last_search);
-                self.overlay = Overlay::Prompt { kind: PromptKind::SearchMessages, input };
+                self.overlay = Overlay::Prompt { kind: PromptKind::SearchMessages, input, completions: Vec::new() };
             }
             Action::Filter => {
                 self.focus = Focus::List;
@@ -462,6 +498,9 @@ impl App {
                 }
             }
             Action::Reply | Action::Edit | Action::Delete | Action::React | Action::Pin => self.message_action(a),
+            Action::Attach => self.attach_prompt(),
+            Action::Save => self.attachment_key(false),
+            Action::OpenAttachment => self.attachment_key(true),
         }
     }
 

@@ -3,11 +3,14 @@
 //! in its own task, so the UI never waits on it. The terminal is restored on exit and on panic.
 
 pub mod app;
+pub mod complete;
 pub mod composer;
 mod input;
 pub mod keymap;
+pub mod media;
 pub mod notify;
 pub mod render;
+mod replies;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use crate::net::{self, Command, NetHandle, NetOptions, Update};
 use crate::session::{self, now_ms};
 use app::{App, Effect, Screen};
 use keymap::Keymap;
+use ratatui_image::picker::{Picker, ProtocolType};
 
 type Net = Option<(NetHandle, mpsc::Receiver<Update>)>;
 
@@ -58,13 +62,68 @@ pub fn new_app(settings: &Settings) -> anyhow::Result<App> {
     app.notify = settings.file.notifications.clone();
     app.muted = load_state(settings).muted;
     app.now_ms = now_ms();
+    graphics(&settings.file.media.graphics)?;
+    app.media = settings.file.media.clone();
+    app.open_dir = settings.file.media.open_dir();
     Ok(app)
+}
+
+/// The `graphics` setting: `None` asks the terminal, else the protocol named.
+fn graphics(name: &str) -> anyhow::Result<Option<ProtocolType>> {
+    Ok(match name {
+        "auto" => None,
+        "kitty" => Some(ProtocolType::Kitty),
+        "sixel" => Some(ProtocolType::Sixel),
+        "iterm2" => Some(ProtocolType::Iterm2),
+        "halfblocks" => Some(ProtocolType::Halfblocks),
+        other => anyhow::bail!("[media] graphics = {other:?}: use auto, kitty, sixel, iterm2 or halfblocks"),
+    })
+}
+
+/// How images are drawn on this terminal: ratatui-image's picker asks it (kitty, sixel, iTerm2,
+/// else half-blocks) unless the configuration names a protocol. Must run once the terminal is
+/// in raw mode and before its events are read.
+fn picker(settings: &Settings) -> Option<Picker> {
+    let media = &settings.file.media;
+    if !media.previews {
+        return None;
+    }
+    let wanted = graphics(&media.graphics).ok().flatten();
+    if wanted == Some(ProtocolType::Halfblocks) {
+        return Some(Picker::halfblocks());
+    }
+    let mut p = Picker::from_query_stdio().unwrap_or_else(|e| {
+        tracing::debug!("the terminal did not say how to draw images ({e}): half-blocks");
+        Picker::halfblocks()
+    });
+    if let Some(t) = wanted {
+        p.set_protocol_type(t);
+    }
+    Some(p)
+}
+
+/// Starts the configured opener (`xdg-open` by default, arguments allowed) on `path`, detached
+/// from the terminal; a thread reaps it.
+fn open_with(opener: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut words = opener.split_whitespace();
+    let program = words.next().context("[media] opener is empty")?;
+    let mut child = std::process::Command::new(program)
+        .args(words)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 /// Runs the TUI until the user quits.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut app = new_app(&settings)?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    app.previews = media::Previews::new(picker(&settings));
     // ratatui's hook restores the terminal; a panic in any task (the network's too) then ends
     // the process instead of leaving the UI running on a restored terminal.
     let restore_and_report = std::panic::take_hook();
@@ -139,6 +198,7 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
             _ = term.recv() => app.quit = true,
             _ = hangup.recv() => app.quit = true,
         }
+        app.request_previews();
         for effect in std::mem::take(&mut app.effects) {
             match effect {
                 Effect::Net(c) => {
@@ -149,6 +209,11 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
                 }
                 Effect::Bell => notify::bell(),
                 Effect::Desktop { title, body } => notify::desktop(&title, &body),
+                Effect::Open(path) => {
+                    if let Err(e) = open_with(&settings.file.media.opener, &path) {
+                        app.say(format!("{e:#}"));
+                    }
+                }
                 Effect::SaveMuted => {
                     if let Err(e) = save_state(settings, app) {
                         app.say(format!("{e:#}"));

@@ -74,6 +74,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         let mut l1 = Line::from(spans);
         let preview = match &c.last {
             Some(m) if m.deleted => format!("{}: [deleted]", app.store.username(m.sender)),
+            Some(m) if m.text.is_empty() && !m.attachments.is_empty() => {
+                format!("{}: 📎 {}", app.store.username(m.sender), m.attachments[0].file_name)
+            }
             Some(m) => format!("{}: {}", app.store.username(m.sender), m.text.replace('\n', " ")),
             None => String::new(),
         };

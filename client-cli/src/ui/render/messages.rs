@@ -1,6 +1,6 @@
 //! The message view: day separators, times, sender names, replies with their quoted parent,
-//! edited/deleted/pinned markers, reactions, receipt ticks, pending sends, the typing line; and
-//! the composer below it.
+//! edited/deleted/pinned markers, attachments with inline image previews, reactions, receipt
+//! ticks, pending sends, the typing line; and the composer below it.
 
 use chrono::{DateTime, TimeZone};
 use confab_protocol::v1::ConversationKind;
@@ -9,9 +9,11 @@ use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
+use ratatui_image::Image;
 
 use super::list::icon;
 use super::text::{truncate, user_color, width, wrap2};
+use crate::media::{human_size, preview_source};
 use crate::store::{Conv, Msg, Tick};
 use crate::ui::app::{App, Focus};
 use crate::ui::composer::Purpose;
@@ -32,8 +34,63 @@ fn tick_span(t: Tick) -> Span<'static> {
     }
 }
 
-/// Rows of one message: (seq it belongs to, line).
-fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<(Option<u64>, Line<'static>)>) {
+/// One row of the message view.
+struct Row {
+    /// The message it belongs to.
+    seq: Option<u64>,
+    line: Line<'static>,
+    /// An attachment whose preview the row shows or lacks.
+    media: Option<Media>,
+}
+
+#[derive(Clone, Copy)]
+enum Media {
+    /// The attachment's line, with no preview yet: fetch it once on screen.
+    Wanted(usize),
+    /// Row `row` of the preview of attachment `index` (of `height` rows).
+    Preview { index: usize, row: u16, height: u16 },
+}
+
+impl Row {
+    fn new(seq: Option<u64>, line: Line<'static>) -> Self {
+        Self { seq, line, media: None }
+    }
+}
+
+/// `📎 name (type, size)`, then the preview's rows when it is loaded and fits.
+fn attachment_rows(app: &App, m: &Msg, w: usize, out: &mut Vec<Row>) {
+    let seq = Some(m.seq);
+    for (i, a) in m.attachments.iter().enumerate() {
+        let name = if a.file_name.is_empty() { a.media_id.clone() } else { a.file_name.clone() };
+        let detail = format!(" ({}, {})", a.mime_type, human_size(a.size));
+        let room = w.saturating_sub(INDENT + 3);
+        let name = truncate(&name, room.saturating_sub(width(&detail)).max(room.min(12)));
+        let detail = truncate(&detail, room.saturating_sub(width(&name)));
+        let line = Line::from(vec![
+            Span::raw(" ".repeat(INDENT)),
+            Span::raw("📎 "),
+            Span::styled(name, Style::new().fg(Color::Cyan)),
+            Span::raw(detail).dim(),
+        ]);
+        let preview = app.previews.get(&a.media_id).filter(|p| usize::from(p.size().width) + INDENT <= w);
+        match preview {
+            Some(p) => {
+                out.push(Row::new(seq, line));
+                let height = p.size().height;
+                for row in 0..height {
+                    out.push(Row { seq, line: Line::default(), media: Some(Media::Preview { index: i, row, height }) });
+                }
+            }
+            None if app.previews.enabled() && preview_source(a).is_some() => {
+                out.push(Row { seq, line, media: Some(Media::Wanted(i)) });
+            }
+            None => out.push(Row::new(seq, line)),
+        }
+    }
+}
+
+/// Rows of one message.
+fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
     let me = app.store.me.user_id;
     let seq = Some(m.seq);
     if m.reply_to != 0 {
@@ -43,10 +100,8 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<(Option
             None => "↳ reply to an earlier message".to_string(),
         };
         let line = format!("{}{}", " ".repeat(INDENT), truncate(&quote, w.saturating_sub(INDENT)));
-        out.push((
-            seq,
-            Line::from(Span::styled(line, Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC))),
-        ));
+        let style = Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC);
+        out.push(Row::new(seq, Line::from(Span::styled(line, style))));
     }
     let time = local(app, m.created_ms).map(|t| t.format(&app.time_format).to_string()).unwrap_or_default();
     let name = app.store.username(m.sender);
@@ -61,7 +116,8 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<(Option
             vec![
                 Span::raw(format!("{time:<5} ")).dim(),
                 Span::styled(name.clone(), Style::new().fg(user_color(m.sender)).add_modifier(Modifier::BOLD)),
-                Span::raw(": "),
+                // A message of attachments only: nothing after the name but its marks.
+                Span::raw(if m.text.is_empty() && !m.deleted { ":" } else { ": " }),
             ]
         } else {
             vec![Span::raw(" ".repeat(INDENT))]
@@ -78,7 +134,10 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<(Option
                 spans.push(tick_span(conv.tick(m.seq)));
             }
         }
-        out.push((seq, Line::from(spans)));
+        out.push(Row::new(seq, Line::from(spans)));
+    }
+    if !m.deleted {
+        attachment_rows(app, m, w, out);
     }
     if !m.reactions.is_empty() {
         let mut spans = vec![Span::raw(" ".repeat(INDENT))];
@@ -87,7 +146,7 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<(Option
             spans.push(Span::styled(format!("{} {}", r.emoji, r.count), st));
             spans.push(Span::raw("  "));
         }
-        out.push((seq, Line::from(spans)));
+        out.push(Row::new(seq, Line::from(spans)));
     }
 }
 
@@ -98,19 +157,19 @@ fn day_separator(label: &str, w: usize) -> Line<'static> {
 }
 
 /// Every row of the conversation, oldest first.
-fn rows(app: &App, conv: &Conv, w: usize) -> Vec<(Option<u64>, Line<'static>)> {
+fn rows(app: &App, conv: &Conv, w: usize) -> Vec<Row> {
     let mut out = Vec::new();
     if conv.loading {
-        out.push((None, Line::from("loading older messages…").dim()));
+        out.push(Row::new(None, Line::from("loading older messages…").dim()));
     } else if !conv.has_older && conv.history_loaded {
-        out.push((None, day_separator("beginning of the conversation", w)));
+        out.push(Row::new(None, day_separator("beginning of the conversation", w)));
     }
     let mut day = None;
     for m in conv.messages.values() {
         let d = local(app, m.created_ms).map(|t| t.date_naive());
         if d != day {
             if let Some(t) = local(app, m.created_ms) {
-                out.push((None, day_separator(&t.format("%A %-d %B %Y").to_string(), w)));
+                out.push(Row::new(None, day_separator(&t.format("%A %-d %B %Y").to_string(), w)));
             }
             day = d;
         }
@@ -123,21 +182,24 @@ fn rows(app: &App, conv: &Conv, w: usize) -> Vec<(Option<u64>, Line<'static>)> {
             text: p.text.clone(),
             created_ms: p.created_ms,
             reply_to: p.reply_to,
+            attachments: p.attachments.clone(),
             ..Default::default()
         };
         let start = out.len();
         message_rows(app, conv, &m, w, &mut out);
-        if let Some((_, last)) = out.last_mut() {
+        // The text's last row has the tick: replace the one computed for a stored message.
+        let text_row = out[start..].iter().rposition(|r| r.line.spans.last().is_some_and(|s| s.content.contains('✓')));
+        if let Some(i) = text_row {
             let t = match &p.failed {
                 Some(e) => Span::styled(format!(" ✗ not sent: {e}"), Style::new().fg(Color::Red)),
                 None => tick_span(Tick::Pending),
             };
-            // Replace the tick computed for a stored message with the pending state.
-            last.spans.pop();
-            last.spans.push(t);
+            let line = &mut out[start + i].line;
+            line.spans.pop();
+            line.spans.push(t);
         }
-        for (s, _) in &mut out[start..] {
-            *s = None;
+        for r in &mut out[start..] {
+            r.seq = None;
         }
     }
     out
@@ -194,20 +256,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let total = all.len();
     let bottom = match app.selected {
         Some(seq) => {
-            let start = all.iter().position(|(s, _)| *s == Some(seq)).unwrap_or(total);
-            let end = all.iter().rposition(|(s, _)| *s == Some(seq)).map_or(total, |e| e + 1);
+            let start = all.iter().position(|r| r.seq == Some(seq)).unwrap_or(total);
+            let end = all.iter().rposition(|r| r.seq == Some(seq)).map_or(total, |e| e + 1);
             if total - start <= h { total } else { end.max(h.min(total)) }
         }
         None => total,
     };
     let top = bottom.saturating_sub(h);
-    let mut shown: Vec<Line> = all[top..bottom]
+    let window = &all[top..bottom];
+    let mut shown: Vec<Line> = window
         .iter()
-        .map(|(s, l)| {
-            if s.is_some() && *s == app.selected {
-                l.clone().patch_style(Style::new().bg(Color::DarkGray))
+        .map(|r| {
+            if r.seq.is_some() && r.seq == app.selected {
+                r.line.clone().patch_style(Style::new().bg(Color::DarkGray))
             } else {
-                l.clone()
+                r.line.clone()
             }
         })
         .collect();
@@ -217,7 +280,36 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     padded.append(&mut shown);
     padded.push(typing_line(app, conv));
     f.render_widget(Paragraph::new(padded), inner);
+    draw_media(f, inner, app, conv, window, pad);
     draw_composer(f, comp, app);
+}
+
+/// The previews whose rows are all on screen, over their blank rows; and the attachments on
+/// screen without a preview are asked for.
+fn draw_media(f: &mut Frame, inner: Rect, app: &App, conv: &Conv, window: &[Row], pad: usize) {
+    let attachment = |seq: Option<u64>, i: usize| {
+        let m = match seq {
+            Some(s) => conv.messages.get(&s),
+            None => None,
+        }?;
+        m.attachments.get(i)
+    };
+    for (at, r) in window.iter().enumerate() {
+        match r.media {
+            Some(Media::Wanted(i)) => {
+                if let Some(a) = attachment(r.seq, i) {
+                    app.previews.want(a);
+                }
+            }
+            Some(Media::Preview { index, row: 0, height }) if at + usize::from(height) <= window.len() => {
+                let Some(p) = attachment(r.seq, index).and_then(|a| app.previews.get(&a.media_id)) else { continue };
+                let size = p.size();
+                let area = Rect::new(inner.x + INDENT as u16, inner.y + (pad + at) as u16, size.width, size.height);
+                f.render_widget(Image::new(&p.protocol), area.intersection(inner));
+            }
+            _ => {}
+        }
+    }
 }
 
 fn draw_composer(f: &mut Frame, area: Rect, app: &App) {

@@ -12,7 +12,8 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::{App, Focus, Overlay, Screen};
+use super::app::{App, Focus, ListItem, Overlay, Screen};
+use crate::media::attachment_summary;
 use crate::net::ConnState;
 
 /// Draws the whole screen.
@@ -31,8 +32,22 @@ pub fn draw(f: &mut Frame, app: &App) {
     match &app.overlay {
         Overlay::None => {}
         Overlay::Help => popup::help(f, area, app),
-        Overlay::Prompt { kind, input } => popup::prompt(f, area, kind.title(), input),
+        Overlay::Prompt { kind, input, completions } => popup::prompt(f, area, kind.title(), input, completions),
         Overlay::List { title, items, selected, .. } => popup::list(f, area, title, items, *selected),
+        Overlay::Attachments { conversation_id, message_id, selected, open } => {
+            let items: Vec<ListItem> = app
+                .store
+                .convs
+                .get(conversation_id)
+                .and_then(|c| c.message_by_id(*message_id))
+                .map(|m| {
+                    let label = |a| ListItem { label: format!("📎 {}", attachment_summary(a)), user: None };
+                    m.attachments.iter().map(label).collect()
+                })
+                .unwrap_or_default();
+            let title = if *open { "Open which attachment? (Enter)" } else { "Save which attachment? (Enter)" };
+            popup::list(f, area, title, &items, *selected);
+        }
         Overlay::ConfirmDelete { .. } => popup::confirm(f, area, "Delete this message for everyone? y/n"),
     }
 }
@@ -67,6 +82,10 @@ fn status_bar(f: &mut Frame, area: Rect, app: &App) {
         format!("{}@{}", app.store.me.username, app.profile)
     };
     let mut spans = vec![mode, Span::raw(format!(" {who} ")), conn_span(&app.conn), Span::raw("  ")];
+    for t in app.visible_transfers() {
+        spans.push(Span::styled(t.label(), Style::new().fg(Color::Cyan)));
+        spans.push(Span::raw("  "));
+    }
     match &app.status {
         Some((s, _)) => spans.push(Span::raw(s.clone()).italic()),
         None => spans.push(Span::raw(format!("{} help", app.keymap.keys(super::keymap::Action::Help))).dim()),

@@ -31,6 +31,7 @@ const INSERT_KEYS: &[(&str, &str)] = &[
     ("Alt-Enter, Ctrl-j", "new line"),
     ("Esc", "back to normal mode"),
     ("Ctrl-w / Ctrl-u", "delete word / line"),
+    ("Tab", "in the attach prompt: complete the path"),
     ("Ctrl-c", "quit at once"),
 ];
 
@@ -47,19 +48,31 @@ pub fn help(f: &mut Frame, area: Rect, app: &App) {
         ]));
     }
     lines.push(Line::from(""));
-    lines.push(Line::from("Insert mode (composer)").bold());
+    lines.push(Line::from("Insert mode (composer and prompts)").bold());
     for (k, d) in INSERT_KEYS {
         lines.push(Line::from(vec![format!("{k:<18}").bold(), format!("{:<13}", "").into(), (*d).into()]));
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-pub fn prompt(f: &mut Frame, area: Rect, title: &str, input: &Composer) {
+/// Completions listed under a prompt, at most.
+const COMPLETIONS_SHOWN: usize = 8;
+
+pub fn prompt(f: &mut Frame, area: Rect, title: &str, input: &Composer, completions: &[String]) {
     let w = (width(title) as u16 + 8).max(50);
-    let r = centered(area, w, 3);
+    let listed = completions.len().min(COMPLETIONS_SHOWN);
+    let more = completions.len() > COMPLETIONS_SHOWN;
+    let r = centered(area, w, 3 + listed as u16 + u16::from(more));
     let inner = frame(f, r, title);
     let text = input.text();
-    f.render_widget(Paragraph::new(text.clone()), inner);
+    let mut lines = vec![Line::from(text.clone())];
+    for c in &completions[..listed] {
+        lines.push(Line::from(format!("  {}", truncate(c, (inner.width as usize).saturating_sub(2)))).dim());
+    }
+    if more {
+        lines.push(Line::from(format!("  … {} more", completions.len() - listed)).dim());
+    }
+    f.render_widget(Paragraph::new(lines), inner);
     let (_, (_, col)) = input.lines_and_cursor();
     let before: String = text.chars().take(col).collect();
     f.set_cursor_position(Position::new(inner.x + (width(&before) as u16).min(inner.width.saturating_sub(1)), inner.y));
