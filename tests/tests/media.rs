@@ -33,9 +33,6 @@ fn tweak(c: &mut confab_server::Config) {
 
 confab_conformance::matrix_tests!(TESTS, tweak);
 
-
-
-
 /// §22.4: chunks sent in a random order and cut at a random boundary; a new connection asks what
 /// the server holds, sends the rest (streams on QUIC), and finishes. A FinishUpload before then is
 /// FAILED_PRECONDITION; a retried FinishUpload answers the same media.
@@ -353,4 +350,3 @@ async fn a_cut_quic_upload_stream_keeps_its_whole_chunks() {
     assert_eq!(download(&a.client, &m.media_id, "", 0).await.expect("download"), data);
     s.stop().await.expect("stop");
 }
-

@@ -13,11 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::Target;
 use super::common::*;
-use crate::media::{dimensions, download, has_metadata, jpeg_with_gps, octets, png, png_bomb, random_bytes, spec, upload};
-
-
-
-
+use crate::media::{
+    dimensions, download, has_metadata, jpeg_with_gps, octets, png, png_bomb, random_bytes, spec, upload,
+};
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
