@@ -1,5 +1,6 @@
 //! `confab-bench` runs its scenarios to completion against a test server and writes its JSON,
-//! and its room scenarios spread over the two nodes of a test cluster with their costs sampled.
+//! and its room scenarios spread over the two nodes of a test cluster with their costs sampled;
+//! the media scenario moves and verifies its files on both transports.
 
 use std::process::Command;
 
@@ -57,6 +58,65 @@ async fn scenarios_complete_and_write_json() {
     let w1: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w1).expect("w1 json")).expect("json");
     assert_eq!(w1["connections"], 40, "{w1}");
     assert!(w1["server_rss_after_kib"].as_u64().unwrap_or(0) > 0, "{w1}");
+    s.stop().await.expect("stop");
+}
+
+/// The media scenario on both transports: every size goes up and comes back with its SHA-256,
+/// the loopback TCP ceiling is measured, concurrent uploads run while the server's RSS (this
+/// process's: the server runs in it) is sampled, and every message of both latency phases is
+/// acknowledged and delivered, with at least one upload during the loaded one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_scenario_verifies_and_measures() {
+    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid = std::process::id().to_string();
+    for t in [Transport::WebSocket, Transport::Quic] {
+        let json = dir.path().join(format!("media-{t:?}.json"));
+        let (url, j, pid) = (s.url(t), json.clone(), pid.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+                .args(["--url", &url, "--insecure", "--duration", "1s", "--json"])
+                .arg(&j)
+                .args(["media", "--sizes", "512KiB,2MiB", "--concurrent", "2", "--rate", "50", "--server-pid", &pid])
+                .output()
+                .expect("run")
+        })
+        .await
+        .expect("join");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{t:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("download MiB/s") && stdout.contains("during uploads"), "{t:?}: the tables: {stdout}");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+        let rate = |x: &serde_json::Value, k: &str| x[k].as_f64().unwrap_or(0.0);
+        let sizes = v["sizes"].as_array().expect("sizes");
+        assert_eq!(sizes.len(), 2, "{t:?}: {v}");
+        for (row, bytes) in sizes.iter().zip([512 * 1024, 2 * 1024 * 1024]) {
+            assert_eq!(row["bytes"], bytes, "{t:?}: {row}");
+            assert_eq!(row["sha256_verified"], true, "{t:?}: {row}");
+            for k in ["tcp_copy_mib_per_s", "upload_mib_per_s", "download_mib_per_s", "upload_ratio_to_tcp"] {
+                assert!(rate(row, k) > 0.0, "{t:?}: {k}: {row}");
+            }
+            assert!(row["server_rss_peak_during_upload_kib"].as_u64().unwrap_or(0) > 0, "{t:?}: {row}");
+        }
+        let c = &v["concurrent"];
+        assert_eq!((c["uploads"].as_u64(), c["bytes_each"].as_u64()), (Some(2), Some(2 * 1024 * 1024)), "{t:?}: {c}");
+        let kib = |k: &str| c[k].as_u64().unwrap_or(0);
+        assert!(kib("server_rss_before_kib") > 0 && kib("server_rss_after_kib") > 0, "{t:?}: {c}");
+        assert!(
+            kib("server_rss_peak_kib") >= kib("server_rss_before_kib").max(kib("server_rss_after_kib")),
+            "{t:?}: {c}"
+        );
+        for phase in ["baseline", "during_uploads"] {
+            let p = &v["latency"][phase];
+            assert!(p["sent"].as_u64().unwrap_or(0) > 0 && p["failed"] == 0, "{t:?} {phase}: {p}");
+            assert!(
+                p["acked"] == p["sent"] && p["delivered"] == p["sent"],
+                "{t:?} {phase}: every message arrives: {p}"
+            );
+            assert!(rate(p, "delivery_ms_p99") >= rate(p, "delivery_ms_p50") && rate(p, "delivery_ms_p50") > 0.0);
+        }
+        assert!(v["latency"]["during_uploads"]["uploads"].as_u64().unwrap_or(0) >= 1, "{t:?}: {v}");
+    }
     s.stop().await.expect("stop");
 }
 

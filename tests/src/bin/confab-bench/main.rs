@@ -4,8 +4,12 @@
 //! W5 also drive the Socket.IO comparison peer through an adapter (`--url socketio://HOST:PORT`).
 //! W2 and W3 also spread their members over the nodes of a cluster (`--url` once per node) and
 //! sample what each step costs outside the generator (`--cpu`, `--metrics`, `--nats-monitor`).
+//! `media`: upload and download throughput against a loopback TCP copy, concurrent uploads with
+//! the server's RSS, and message latency during an upload on the same connection.
 
 mod login_storm;
+mod media;
+mod media_latency;
 mod peer;
 mod probe;
 mod rooms;
@@ -149,6 +153,25 @@ enum Scenario {
         /// Concurrent connecting loops.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// Media: upload and download throughput for each size over the transport of --url, beside a
+    /// plain loopback TCP copy of the same bytes (the ceiling); --concurrent uploads of the
+    /// largest size with the server's RSS; message latency at --rate while the largest size is
+    /// uploaded back to back (for at least --duration) on the sender's own connection, beside the
+    /// same without uploads. The server's max_upload_bytes must admit the largest size.
+    Media {
+        /// File sizes (bytes, or with KiB, MiB, GiB), comma-separated.
+        #[arg(long, default_value = "10MiB,100MiB", value_parser = media::sizes)]
+        sizes: media::Sizes,
+        /// Uploads of the largest size at once (each its own account and connection); 0 skips.
+        #[arg(long, default_value_t = 4)]
+        concurrent: usize,
+        /// Messages per second in the latency phases; 0 skips them.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// The server's process id, to sample its resident set size from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
 }
 
@@ -324,6 +347,10 @@ fn print_table(result: &serde_json::Value) {
     for (k, v) in map.iter().filter(|(_, v)| !v.is_array() && !v.is_object()) {
         println!("{k:<44} {v}");
     }
+    if map.get("scenario").is_some_and(|s| s == "media") {
+        media::print_tables(result);
+        return;
+    }
     let Some(steps) = map.get("steps").and_then(|s| s.as_array()) else { return };
     println!();
     println!(
@@ -377,10 +404,14 @@ fn main() -> anyhow::Result<()> {
     if cli.url().starts_with("socketio://")
         && matches!(
             cli.scenario,
-            Scenario::W1 { .. } | Scenario::W4 { .. } | Scenario::W6 { .. } | Scenario::Sfu { .. }
+            Scenario::W1 { .. }
+                | Scenario::W4 { .. }
+                | Scenario::W6 { .. }
+                | Scenario::Sfu { .. }
+                | Scenario::Media { .. }
         )
     {
-        anyhow::bail!("W1, W4, W6 and SFU measure Confab only; the Socket.IO peer runs W2, W3 and W5");
+        anyhow::bail!("W1, W4, W6, SFU and media measure Confab only; the Socket.IO peer runs W2, W3 and W5");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -422,6 +453,16 @@ fn main() -> anyhow::Result<()> {
                     settle: *settle,
                 };
                 login_storm::run(cli.url(), &options(&cli), &plan).await
+            }
+            Scenario::Media { sizes, concurrent, rate, server_pid } => {
+                let plan = media::Plan {
+                    sizes: sizes.0.clone(),
+                    concurrent: *concurrent,
+                    rate: *rate,
+                    latency_for: cli.duration,
+                    server_pid: *server_pid,
+                };
+                media::run(cli.url(), &options(&cli), &plan).await
             }
             Scenario::Sfu { subscribers, video_kbps, server_pid } => {
                 sfu::run(

@@ -1,0 +1,261 @@
+//! The media scenario's latency phases: member A (a connection of its own) sends 100-byte stamped messages at a fixed rate
+//! to a group that member B receives, first with nothing else on A's connection (the baseline),
+//! then while A uploads a large file back to back on the same connection (the same `Client`).
+//! Over QUIC the upload has a stream of its own beside the control stream; over WebSocket its
+//! chunks share the one ordered connection with the messages (head-of-line blocking). Each phase
+//! reports send-to-deliver latency at B and A's acknowledgement latency (SendMessageResult).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use confab_protocol::client::{Client, ConnectOptions};
+use confab_protocol::v1::{self, client_frame::Request, conversation_event::Body, event, response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::media::{Moved, connection, timed_upload};
+use crate::peer::{create_group, random_name, register};
+use crate::stats::{Samples, now_ns, stamp_of, stamped_text};
+
+/// Phase tags carried in the messages.
+const BASELINE: u16 = 0;
+const LOADED: u16 = 1;
+
+/// Deliveries at B, by phase tag.
+#[derive(Default)]
+struct Deliveries {
+    count: [AtomicU64; 2],
+    latencies_us: Mutex<[Vec<u64>; 2]>,
+}
+
+impl Deliveries {
+    fn on(&self, text: &str) {
+        let now = now_ns();
+        let Some((sent, tag)) = stamp_of(text) else { return };
+        let Some(count) = self.count.get(usize::from(tag)) else { return };
+        count.fetch_add(1, Ordering::Relaxed);
+        let us = now.saturating_sub(sent) / 1000;
+        self.latencies_us.lock().expect("latencies")[usize::from(tag)].push(us);
+    }
+}
+
+/// What one sending phase did.
+struct Sent {
+    sent: u64,
+    acked: u64,
+    failed: u64,
+    ack_us: Samples,
+    seconds: f64,
+}
+
+/// Sends a stamped message with `tag` to `conv` every 1/`rate` s (each send its own task, so a
+/// slow acknowledgement does not slow the rate) until `until` completes; then waits for every
+/// acknowledgement.
+async fn send_at_rate(
+    client: &Client,
+    conv: u64,
+    rate: u32,
+    tag: u16,
+    until: impl std::future::Future<Output = ()>,
+) -> Sent {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    let mut set = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut sent = 0;
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut until => break,
+            _ = tick.tick() => {
+                sent += 1;
+                let c = client.clone();
+                set.spawn(async move {
+                    let t = Instant::now();
+                    let req = v1::SendMessage {
+                        conversation_id: conv,
+                        client_msg_id: confab_protocol::frames::new_client_msg_id(),
+                        text: stamped_text(100, tag),
+                        ..Default::default()
+                    };
+                    match c.request(Request::SendMessage(req)).await {
+                        Ok(response::Result::SendMessage(_)) => Some(t.elapsed().as_micros() as u64),
+                        _ => None,
+                    }
+                });
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (mut acked, mut failed, mut ack_us) = (0, 0, Samples::default());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Some(us)) => {
+                acked += 1;
+                ack_us.0.push(us);
+            }
+            _ => failed += 1,
+        }
+    }
+    Sent { sent, acked, failed, ack_us, seconds }
+}
+
+/// Waits until B has every acknowledged message of `tag`, or 5 s pass without a new one.
+async fn settle(d: &Deliveries, tag: u16, acked: u64) {
+    let count = &d.count[usize::from(tag)];
+    let mut last = (count.load(Ordering::Relaxed), Instant::now());
+    while last.0 < acked && last.1.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = count.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+}
+
+fn phase_json(s: &mut Sent, d: &Deliveries, tag: u16) -> Value {
+    let mut lat = Samples(std::mem::take(&mut d.latencies_us.lock().expect("latencies")[usize::from(tag)]));
+    json!({
+        "seconds": s.seconds,
+        "sent": s.sent,
+        "acked": s.acked,
+        "failed": s.failed,
+        "delivered": d.count[usize::from(tag)].load(Ordering::Relaxed),
+        "delivery_ms_p50": lat.percentile(0.50),
+        "delivery_ms_p99": lat.percentile(0.99),
+        "delivery_ms_max": lat.percentile(1.0),
+        "ack_ms_p50": s.ack_us.percentile(0.50),
+        "ack_ms_p99": s.ack_us.percentile(0.99),
+    })
+}
+
+/// Runs the baseline for `at_least`, then the loaded phase: `data` uploaded back to back until
+/// at least `at_least` has passed (one upload at least), messages at `rate` throughout. Sender A
+/// is a new connection of the account `auth`; receiver B a new account in a group with it.
+pub async fn run(
+    url: &str,
+    opts: &ConnectOptions,
+    auth: &v1::AuthResult,
+    data: &Bytes,
+    rate: u32,
+    at_least: Duration,
+    moved: &Moved,
+) -> anyhow::Result<Value> {
+    let client = &connection(url, opts, auth).await?;
+    let deliveries = Arc::new(Deliveries::default());
+    let (b, mut events) = Client::connect(url, opts.clone()).await?;
+    let b_id = register(&b, &random_name("medialB")).await?.me.context("AuthResult without me")?.user_id;
+    let d = deliveries.clone();
+    let receiver = tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if let Some(event::Event::ConversationEvent(ce)) = ev.event
+                && let Some(Body::MessagePosted(m)) = ce.body
+            {
+                d.on(&m.text);
+            }
+        }
+    });
+    let conv = create_group(client, "media latency", &[b_id]).await?;
+    let sha: [u8; 32] = Sha256::digest(data).into();
+
+    eprintln!("media latency: {rate} messages/s for {at_least:?} without uploads (baseline)");
+    let mut base = send_at_rate(client, conv, rate, BASELINE, tokio::time::sleep(at_least)).await;
+    settle(&deliveries, BASELINE, base.acked).await;
+
+    eprintln!(
+        "media latency: {rate} messages/s while uploading {} bytes back to back on the same connection",
+        data.len()
+    );
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let uploads = async {
+        let started = Instant::now();
+        let mut each = Vec::new();
+        loop {
+            let r = timed_upload(client, data, sha, moved).await;
+            match r {
+                Ok((_, secs)) => each.push(secs),
+                Err(e) => {
+                    let _ = done_tx.send(());
+                    return Err(e);
+                }
+            }
+            if started.elapsed() >= at_least {
+                break;
+            }
+        }
+        let _ = done_tx.send(());
+        Ok::<_, anyhow::Error>((each, started.elapsed().as_secs_f64()))
+    };
+    let (uploaded, mut loaded) = tokio::join!(
+        uploads,
+        send_at_rate(client, conv, rate, LOADED, async {
+            let _ = done_rx.await;
+        })
+    );
+    let (each, upload_seconds) = uploaded.context("uploads during the loaded phase")?;
+    settle(&deliveries, LOADED, loaded.acked).await;
+    receiver.abort();
+
+    let baseline = phase_json(&mut base, &deliveries, BASELINE);
+    let mut during = phase_json(&mut loaded, &deliveries, LOADED);
+    let bytes = data.len() as u64 * each.len() as u64;
+    if let Some(m) = during.as_object_mut() {
+        m.insert("uploads".into(), json!(each.len()));
+        m.insert("upload_seconds_each".into(), json!(each));
+        m.insert("upload_mib_per_s".into(), json!(bytes as f64 / (1024.0 * 1024.0) / upload_seconds.max(1e-9)));
+    }
+    let ratio = |k: &str| {
+        let b = baseline[k].as_f64().unwrap_or(0.0);
+        if b > 0.0 { json!(during[k].as_f64().unwrap_or(0.0) / b) } else { Value::Null }
+    };
+    let (p50_ratio, p99_ratio) = (ratio("delivery_ms_p50"), ratio("delivery_ms_p99"));
+    Ok(json!({
+        "rate": rate,
+        "upload_bytes": data.len(),
+        "baseline": baseline,
+        "during_uploads": during,
+        "delivery_p50_ratio": p50_ratio,
+        "delivery_p99_ratio": p99_ratio,
+    }))
+}
+
+/// The two phases side by side.
+pub fn print_table(latency: &Value) {
+    if !latency.is_object() {
+        return;
+    }
+    println!(
+        "messages at {}/s from the uploader's connection to another member ({} byte uploads):",
+        latency["rate"], latency["upload_bytes"]
+    );
+    println!(
+        "{:<16} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "phase", "sent", "failed", "delivered", "p50 ms", "p99 ms", "max ms", "ack p50", "ack p99"
+    );
+    for (name, k) in [("baseline", "baseline"), ("during uploads", "during_uploads")] {
+        let p = &latency[k];
+        let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
+        println!(
+            "{name:<16} {:>7} {:>7} {:>10} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            p["sent"].as_u64().unwrap_or(0),
+            p["failed"].as_u64().unwrap_or(0),
+            p["delivered"].as_u64().unwrap_or(0),
+            f("delivery_ms_p50"),
+            f("delivery_ms_p99"),
+            f("delivery_ms_max"),
+            f("ack_ms_p50"),
+            f("ack_ms_p99"),
+        );
+    }
+    let d = &latency["during_uploads"];
+    println!(
+        "during: {} uploads at {:.1} MiB/s; delivery p99 {:.2}x the baseline's",
+        d["uploads"],
+        d["upload_mib_per_s"].as_f64().unwrap_or(0.0),
+        latency["delivery_p99_ratio"].as_f64().unwrap_or(0.0)
+    );
+}
