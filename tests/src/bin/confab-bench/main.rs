@@ -163,7 +163,7 @@ enum Scenario {
         /// File sizes (bytes, or with KiB, MiB, GiB), comma-separated.
         #[arg(long, default_value = "10MiB,100MiB", value_parser = media::sizes)]
         sizes: media::Sizes,
-        /// Uploads of the largest size at once (each its own account and connection); 0 skips.
+        /// Uploads of the largest size at once (each on its own connection of one account); 0 skips.
         #[arg(long, default_value_t = 4)]
         concurrent: usize,
         /// Messages per second in the latency phases; 0 skips them.

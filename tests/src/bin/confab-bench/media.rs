@@ -171,14 +171,16 @@ fn spec(name: &str, sha256: [u8; 32]) -> UploadSpec {
     }
 }
 
+/// A timed upload: the stored media item, the seconds from BeginUpload to FinishUploadResult,
+/// and of those the seconds FinishUpload took (the server reads, hashes and stores the file).
+pub struct Timed {
+    pub media: v1::MediaInfo,
+    pub seconds: f64,
+    pub finish_seconds: f64,
+}
+
 /// One timed upload of `data` (whose SHA-256 is `sha`): BeginUpload, the bytes, FinishUpload.
-/// The stored media item and the seconds it took.
-pub async fn timed_upload(
-    c: &Client,
-    data: &Bytes,
-    sha: [u8; 32],
-    moved: &Moved,
-) -> anyhow::Result<(v1::MediaInfo, f64)> {
+pub async fn timed_upload(c: &Client, data: &Bytes, sha: [u8; 32], moved: &Moved) -> anyhow::Result<Timed> {
     let started = Instant::now();
     let sp = spec("bench.bin", sha);
     let begun = c.begin_upload(data.len() as u64, &sp).await.context("BeginUpload")?;
@@ -193,10 +195,11 @@ pub async fn timed_upload(
     };
     let mut progress = moved.upload_progress();
     c.upload_missing(&state, &mut Cursor::new(data.clone()), &mut progress).await.context("uploading")?;
+    let finishing = Instant::now();
     let m = c.finish_upload(&begun.upload_id).await.context("FinishUpload")?;
-    let secs = started.elapsed().as_secs_f64();
+    let (seconds, finish_seconds) = (started.elapsed().as_secs_f64(), finishing.elapsed().as_secs_f64());
     ensure!(m.size == data.len() as u64 && m.sha256.as_ref() == sha, "the server stored something else: {m:?}");
-    Ok((m, secs))
+    Ok(Timed { media: m, seconds, finish_seconds })
 }
 
 /// Copies `data` over a loopback TCP connection to a listener task in this process that reads
@@ -280,7 +283,7 @@ pub async fn run(url: &str, opts: &ConnectOptions, plan: &Plan) -> anyhow::Resul
             tcp = tcp.min(tcp_copy(&data).await?);
         }
         let watch = plan.server_pid.map(RssWatch::start).transpose()?;
-        let (m, up) = timed_upload(&c, &data, sha, &moved).await?;
+        let Timed { media: m, seconds: up, finish_seconds } = timed_upload(&c, &data, sha, &moved).await?;
         let upload_peak = match watch {
             Some(w) => Some(w.finish().await),
             None => None,
@@ -309,6 +312,8 @@ pub async fn run(url: &str, opts: &ConnectOptions, plan: &Plan) -> anyhow::Resul
             "upload_seconds": up,
             "upload_mib_per_s": up_rate,
             "upload_ratio_to_tcp": up_rate / tcp_rate,
+            "upload_finish_seconds": finish_seconds,
+            "upload_transfer_mib_per_s": mib_per_s(size, up - finish_seconds),
             "download_seconds": down,
             "download_mib_per_s": down_rate,
             "download_ratio_to_tcp": down_rate / tcp_rate,
@@ -367,7 +372,7 @@ async fn concurrent_uploads(
     let mut set = tokio::task::JoinSet::new();
     for (c, data, sha) in files {
         let moved = moved.clone();
-        set.spawn(async move { timed_upload(&c, &data, sha, &moved).await.map(|(_, secs)| secs) });
+        set.spawn(async move { timed_upload(&c, &data, sha, &moved).await.map(|t| t.seconds) });
     }
     let mut each = Vec::with_capacity(n);
     while let Some(r) = set.join_next().await {
@@ -403,17 +408,18 @@ async fn concurrent_uploads(
 pub fn print_tables(result: &Value) {
     println!();
     println!(
-        "{:>10} {:>12} {:>12} {:>8} {:>12} {:>8} {:>10}",
-        "size MiB", "TCP MiB/s", "upload MiB/s", "ratio", "download MiB/s", "ratio", "sha256"
+        "{:>9} {:>10} {:>13} {:>7} {:>9} {:>15} {:>7} {:>7}",
+        "size MiB", "TCP MiB/s", "upload MiB/s", "ratio", "finish s", "download MiB/s", "ratio", "sha256"
     );
     for r in result["sizes"].as_array().into_iter().flatten() {
         let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
         println!(
-            "{:>10.1} {:>12.1} {:>12.1} {:>8.3} {:>12.1} {:>8.3} {:>10}",
+            "{:>9.1} {:>10.1} {:>13.1} {:>7.3} {:>9.3} {:>15.1} {:>7.3} {:>7}",
             f("mib"),
             f("tcp_copy_mib_per_s"),
             f("upload_mib_per_s"),
             f("upload_ratio_to_tcp"),
+            f("upload_finish_seconds"),
             f("download_mib_per_s"),
             f("download_ratio_to_tcp"),
             if r["sha256_verified"] == true { "equal" } else { "-" },

@@ -177,7 +177,7 @@ pub async fn run(
         loop {
             let r = timed_upload(client, data, sha, moved).await;
             match r {
-                Ok((_, secs)) => each.push(secs),
+                Ok(t) => each.push(t.seconds),
                 Err(e) => {
                     let _ = done_tx.send(());
                     return Err(e);
