@@ -1,7 +1,8 @@
-//! The media scenario's latency phases: member A (a connection of its own) sends 100-byte stamped messages at a fixed rate
+//! The media scenario's latency phases: member A sends 100-byte stamped messages at a fixed rate
 //! to a group that member B receives, first with nothing else on A's connection (the baseline),
-//! then while A uploads a large file back to back on the same connection (the same `Client`).
-//! Over QUIC the upload has a stream of its own beside the control stream; over WebSocket its
+//! then while A uploads a large file back to back on the same connection (the same `Client`),
+//! then while another connection of A's account uploads it (the control: the same load on the
+//! server and the machine, without sharing A's connection). Over QUIC the upload has a stream of its own beside the control stream; over WebSocket its
 //! chunks share the one ordered connection with the messages (head-of-line blocking). Each phase
 //! reports send-to-deliver latency at B and A's acknowledgement latency (SendMessageResult).
 
@@ -21,15 +22,17 @@ use crate::media::{Moved, connection, timed_upload};
 use crate::peer::{create_group, random_name, register};
 use crate::stats::{Samples, now_ns, stamp_of, stamped_text};
 
-/// Phase tags carried in the messages.
+/// Phase tags carried in the messages: no uploads, uploads on the sender's connection, uploads
+/// on another connection.
 const BASELINE: u16 = 0;
-const LOADED: u16 = 1;
+const SAME: u16 = 1;
+const OTHER: u16 = 2;
 
 /// Deliveries at B, by phase tag.
 #[derive(Default)]
 struct Deliveries {
-    count: [AtomicU64; 2],
-    latencies_us: Mutex<[Vec<u64>; 2]>,
+    count: [AtomicU64; 3],
+    latencies_us: Mutex<[Vec<u64>; 3]>,
 }
 
 impl Deliveries {
@@ -133,9 +136,61 @@ fn phase_json(s: &mut Sent, d: &Deliveries, tag: u16) -> Value {
     })
 }
 
-/// Runs the baseline for `at_least`, then the loaded phase: `data` uploaded back to back until
-/// at least `at_least` has passed (one upload at least), messages at `rate` throughout. Sender A
-/// is a new connection of the account `auth`; receiver B a new account in a group with it.
+/// What every phase shares: who sends where at which rate, the file and how long to upload it.
+struct Phases<'a> {
+    sender: &'a Client,
+    conv: u64,
+    rate: u32,
+    data: &'a Bytes,
+    sha: [u8; 32],
+    at_least: Duration,
+    moved: &'a Moved,
+    deliveries: &'a Deliveries,
+}
+
+/// Uploads the file on `uploader` back to back until at least `at_least` has passed (one upload
+/// at least) while the sender sends messages tagged `tag`; then waits for them.
+async fn loaded_phase(p: &Phases<'_>, uploader: &Client, tag: u16) -> anyhow::Result<Value> {
+    let Phases { sender, conv, rate, data, sha, at_least, moved, deliveries } = *p;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let uploads = async {
+        let started = Instant::now();
+        let mut each = Vec::new();
+        let result = loop {
+            match timed_upload(uploader, data, sha, moved).await {
+                Ok(t) => each.push(t.seconds),
+                Err(e) => break Err(e),
+            }
+            if started.elapsed() >= at_least {
+                break Ok((each, started.elapsed().as_secs_f64()));
+            }
+        };
+        let _ = done_tx.send(());
+        result
+    };
+    let (uploaded, mut sent) = tokio::join!(
+        uploads,
+        send_at_rate(sender, conv, rate, tag, async {
+            let _ = done_rx.await;
+        })
+    );
+    let (each, upload_seconds) = uploaded.context("uploads during a loaded phase")?;
+    settle(deliveries, tag, sent.acked).await;
+    let mut v = phase_json(&mut sent, deliveries, tag);
+    let bytes = data.len() as u64 * each.len() as u64;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("uploads".into(), json!(each.len()));
+        m.insert("upload_seconds_each".into(), json!(each));
+        m.insert("upload_mib_per_s".into(), json!(bytes as f64 / (1024.0 * 1024.0) / upload_seconds.max(1e-9)));
+    }
+    Ok(v)
+}
+
+/// Runs the three phases: the baseline for `at_least`; then `data` uploaded back to back (for at
+/// least `at_least`) on the sender's own connection; then the same uploads on another connection
+/// of the same account (the control: what a busy server and machine cost without sharing the
+/// connection). Messages at `rate` throughout. Sender A is a new connection of the account
+/// `auth`; receiver B a new account in a group with it.
 pub async fn run(
     url: &str,
     opts: &ConnectOptions,
@@ -146,6 +201,7 @@ pub async fn run(
     moved: &Moved,
 ) -> anyhow::Result<Value> {
     let client = &connection(url, opts, auth).await?;
+    let other = &connection(url, opts, auth).await?;
     let deliveries = Arc::new(Deliveries::default());
     let (b, mut events) = Client::connect(url, opts.clone()).await?;
     let b_id = register(&b, &random_name("medialB")).await?.me.context("AuthResult without me")?.user_id;
@@ -165,65 +221,33 @@ pub async fn run(
     eprintln!("media latency: {rate} messages/s for {at_least:?} without uploads (baseline)");
     let mut base = send_at_rate(client, conv, rate, BASELINE, tokio::time::sleep(at_least)).await;
     settle(&deliveries, BASELINE, base.acked).await;
+    let baseline = phase_json(&mut base, &deliveries, BASELINE);
 
-    eprintln!(
-        "media latency: {rate} messages/s while uploading {} bytes back to back on the same connection",
-        data.len()
-    );
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let uploads = async {
-        let started = Instant::now();
-        let mut each = Vec::new();
-        loop {
-            let r = timed_upload(client, data, sha, moved).await;
-            match r {
-                Ok(t) => each.push(t.seconds),
-                Err(e) => {
-                    let _ = done_tx.send(());
-                    return Err(e);
-                }
-            }
-            if started.elapsed() >= at_least {
-                break;
-            }
-        }
-        let _ = done_tx.send(());
-        Ok::<_, anyhow::Error>((each, started.elapsed().as_secs_f64()))
-    };
-    let (uploaded, mut loaded) = tokio::join!(
-        uploads,
-        send_at_rate(client, conv, rate, LOADED, async {
-            let _ = done_rx.await;
-        })
-    );
-    let (each, upload_seconds) = uploaded.context("uploads during the loaded phase")?;
-    settle(&deliveries, LOADED, loaded.acked).await;
+    let size = data.len();
+    eprintln!("media latency: {rate} messages/s while uploading {size} bytes back to back on the same connection");
+    let phases = Phases { sender: client, conv, rate, data, sha, at_least, moved, deliveries: &deliveries };
+    let during = loaded_phase(&phases, client, SAME).await?;
+    eprintln!("media latency: {rate} messages/s while another connection uploads {size} bytes back to back");
+    let elsewhere = loaded_phase(&phases, other, OTHER).await?;
     receiver.abort();
 
-    let baseline = phase_json(&mut base, &deliveries, BASELINE);
-    let mut during = phase_json(&mut loaded, &deliveries, LOADED);
-    let bytes = data.len() as u64 * each.len() as u64;
-    if let Some(m) = during.as_object_mut() {
-        m.insert("uploads".into(), json!(each.len()));
-        m.insert("upload_seconds_each".into(), json!(each));
-        m.insert("upload_mib_per_s".into(), json!(bytes as f64 / (1024.0 * 1024.0) / upload_seconds.max(1e-9)));
-    }
-    let ratio = |k: &str| {
+    let ratio = |phase: &Value, k: &str| {
         let b = baseline[k].as_f64().unwrap_or(0.0);
-        if b > 0.0 { json!(during[k].as_f64().unwrap_or(0.0) / b) } else { Value::Null }
+        if b > 0.0 { json!(phase[k].as_f64().unwrap_or(0.0) / b) } else { Value::Null }
     };
-    let (p50_ratio, p99_ratio) = (ratio("delivery_ms_p50"), ratio("delivery_ms_p99"));
     Ok(json!({
         "rate": rate,
-        "upload_bytes": data.len(),
+        "upload_bytes": size,
+        "delivery_p50_ratio": ratio(&during, "delivery_ms_p50"),
+        "delivery_p99_ratio": ratio(&during, "delivery_ms_p99"),
+        "elsewhere_delivery_p99_ratio": ratio(&elsewhere, "delivery_ms_p99"),
         "baseline": baseline,
         "during_uploads": during,
-        "delivery_p50_ratio": p50_ratio,
-        "delivery_p99_ratio": p99_ratio,
+        "during_uploads_elsewhere": elsewhere,
     }))
 }
 
-/// The two phases side by side.
+/// The three phases side by side.
 pub fn print_table(latency: &Value) {
     if !latency.is_object() {
         return;
@@ -233,14 +257,19 @@ pub fn print_table(latency: &Value) {
         latency["rate"], latency["upload_bytes"]
     );
     println!(
-        "{:<16} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "{:<20} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "phase", "sent", "failed", "delivered", "p50 ms", "p99 ms", "max ms", "ack p50", "ack p99"
     );
-    for (name, k) in [("baseline", "baseline"), ("during uploads", "during_uploads")] {
+    let phases = [
+        ("baseline", "baseline"),
+        ("uploads, same conn", "during_uploads"),
+        ("uploads, other conn", "during_uploads_elsewhere"),
+    ];
+    for (name, k) in phases {
         let p = &latency[k];
         let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
         println!(
-            "{name:<16} {:>7} {:>7} {:>10} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            "{name:<20} {:>7} {:>7} {:>10} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
             p["sent"].as_u64().unwrap_or(0),
             p["failed"].as_u64().unwrap_or(0),
             p["delivered"].as_u64().unwrap_or(0),
@@ -251,11 +280,16 @@ pub fn print_table(latency: &Value) {
             f("ack_ms_p99"),
         );
     }
-    let d = &latency["during_uploads"];
-    println!(
-        "during: {} uploads at {:.1} MiB/s; delivery p99 {:.2}x the baseline's",
-        d["uploads"],
-        d["upload_mib_per_s"].as_f64().unwrap_or(0.0),
-        latency["delivery_p99_ratio"].as_f64().unwrap_or(0.0)
-    );
+    for (name, k, r) in [
+        ("same connection", "during_uploads", "delivery_p99_ratio"),
+        ("other connection", "during_uploads_elsewhere", "elsewhere_delivery_p99_ratio"),
+    ] {
+        let d = &latency[k];
+        println!(
+            "uploads on the {name}: {} at {:.1} MiB/s; delivery p99 {:.2}x the baseline's",
+            d["uploads"],
+            d["upload_mib_per_s"].as_f64().unwrap_or(0.0),
+            latency[r].as_f64().unwrap_or(0.0)
+        );
+    }
 }
