@@ -30,9 +30,15 @@ fn limits() -> ImageLimits {
     ImageLimits::new(32_000_000, 16_384)
 }
 
-/// Runs `f` under the profiler: its result and the heap's peak during it, in bytes.
+/// Every test holds this for its whole body: the profiler counts every thread's allocations, so
+/// nothing else (another test building its bomb) may allocate while one measures.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` under the profiler: its result and the heap's peak during it, in bytes (the caller
+/// holds [`turn`]).
 fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
     let profiler = dhat::Profiler::builder().testing().build();
     let out = f();
     let peak = dhat::HeapStats::get().max_bytes;
@@ -126,26 +132,31 @@ fn refused(format: ImageFormat, bytes: &[u8]) {
 
 #[test]
 fn a_png_claiming_40000_by_40000_is_refused_without_a_large_allocation() {
+    let _turn = turn();
     refused(ImageFormat::Png, &png_bomb());
 }
 
 #[test]
 fn a_jpeg_claiming_40000_by_40000_is_refused_without_a_large_allocation() {
+    let _turn = turn();
     refused(ImageFormat::Jpeg, &jpeg_bomb());
 }
 
 #[test]
 fn a_webp_claiming_40000_by_40000_is_refused_without_a_large_allocation() {
+    let _turn = turn();
     refused(ImageFormat::WebP, &webp_bomb());
 }
 
 #[test]
 fn a_gif_claiming_40000_by_40000_is_refused_without_a_large_allocation() {
+    let _turn = turn();
     refused(ImageFormat::Gif, &gif_bomb());
 }
 
 #[test]
 fn a_gif_frame_larger_than_its_screen_is_refused_without_a_large_allocation() {
+    let _turn = turn();
     let bomb = gif_frame_bomb();
     assert_eq!(probe(&bomb, ImageFormat::Gif, &limits()).expect("the screen is 1×1"), (1, 1));
     let (result, peak) = peak_heap(|| process(&bomb, ImageFormat::Gif, &limits()).map(|_| ()));
@@ -158,6 +169,7 @@ fn a_gif_frame_larger_than_its_screen_is_refused_without_a_large_allocation() {
 /// peaks above 3 MiB.
 #[test]
 fn the_counter_sees_a_real_decode() {
+    let _turn = turn();
     let png =
         encode(RgbImage::from_fn(1000, 1000, |x, y| image::Rgb([x as u8, y as u8, 7])).into(), image::ImageFormat::Png);
     let (result, peak) = peak_heap(|| process(&png, ImageFormat::Png, &limits()).map(|p| p.thumbnails.len()));
