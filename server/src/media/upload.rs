@@ -134,8 +134,7 @@ impl Media {
         }
         let key = upload_key(&up.id)?;
         self.0.blobs.put_part(&key, index, r.data).await.map_err(super::blob_error)?;
-        let held = self.0.blobs.parts(&key).await.map_err(super::blob_error)?;
-        Ok(v1::UploadChunkResult { received_bytes: held.iter().map(|p| p.len).sum() })
+        Ok(v1::UploadChunkResult { received_bytes: self.held_bytes(&key).await? })
     }
 
     /// §22.4: GetUpload.
@@ -166,7 +165,12 @@ impl Media {
     /// Bytes of the caller's upload `id` the blob store holds.
     pub async fn received(&self, caller: &Caller, id: &str) -> Result<u64, ServerError> {
         let up = self.own_upload(caller, id).await?;
-        let held = self.0.blobs.parts(&upload_key(&up.id)?).await.map_err(super::blob_error)?;
+        self.held_bytes(&upload_key(&up.id)?).await
+    }
+
+    /// Bytes of an upload the blob store holds.
+    async fn held_bytes(&self, key: &crate::blobs::UploadKey) -> Result<u64, ServerError> {
+        let held = self.0.blobs.parts(key).await.map_err(super::blob_error)?;
         Ok(held.iter().map(|p| p.len).sum())
     }
 

@@ -54,6 +54,8 @@ pub enum ConvKind {
     Channel = 3,
 }
 
+pub(super) use numbered;
+
 numbered!(ConvKind, "conversation kind", [Direct, Group, Channel]);
 
 /// A member's role (same numbers as the wire `MemberRole`); a lower number outranks a higher

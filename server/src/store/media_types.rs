@@ -1,6 +1,6 @@
 //! Domain types of media (docs/protocol.md §22): uploads, media items, thumbnails, attachments.
 
-use super::conv_types::UnknownValue;
+use super::conv_types::{UnknownValue, numbered};
 use super::types::UserId;
 
 /// What an upload is for (same numbers as the wire's `MediaPurpose`).
@@ -11,69 +11,49 @@ pub enum MediaPurpose {
     ConversationPhoto = 3,
 }
 
-impl From<MediaPurpose> for i32 {
-    fn from(v: MediaPurpose) -> i32 {
-        v as i32
-    }
-}
+numbered!(MediaPurpose, "media purpose", [Attachment, Avatar, ConversationPhoto]);
 
-impl TryFrom<i32> for MediaPurpose {
-    type Error = UnknownValue;
+/// An opaque random id: a prefix letter and 32 lowercase hex digits (128 random bits), with
+/// `random` and `parse` (an ill-formed one names nothing: NOT_FOUND).
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub String);
 
-    fn try_from(value: i32) -> Result<Self, UnknownValue> {
-        match value {
-            1 => Ok(Self::Attachment),
-            2 => Ok(Self::Avatar),
-            3 => Ok(Self::ConversationPhoto),
-            _ => Err(UnknownValue { what: "media purpose", value }),
+        impl $name {
+            pub fn random() -> Self {
+                let mut r = [0u8; 16];
+                // The OS random source does not fail on the platforms Confab runs on; were it
+                // to, the id would still be unique enough for one process (time-based).
+                if getrandom::fill(&mut r).is_err() {
+                    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    r.copy_from_slice(&t.as_nanos().to_le_bytes());
+                }
+                Self(format!("{}{}", $prefix, hex::encode(r)))
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                let ok = s.len() == 33
+                    && s.starts_with($prefix)
+                    && s[1..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                ok.then(|| Self(s.to_string()))
+            }
         }
-    }
+    };
 }
 
-/// A media item's id: `m` followed by 32 lowercase hex digits (128 random bits). Opaque to
-/// clients; the wire's `media_id`, `avatar_ref` and `photo_ref`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MediaId(pub String);
+hex_id!(
+    /// A media item's id (`m…`): the wire's `media_id`, `avatar_ref` and `photo_ref`.
+    MediaId,
+    'm'
+);
 
-/// An upload's id: `u` followed by 32 lowercase hex digits (128 random bits).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UploadId(pub String);
-
-fn random_hex_id(prefix: char) -> String {
-    let mut r = [0u8; 16];
-    // The OS random source does not fail on the platforms Confab runs on; were it to, the id
-    // would still be unique enough for one process (time-based), never a fixed value.
-    if getrandom::fill(&mut r).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        r.copy_from_slice(&t.as_nanos().to_le_bytes());
-    }
-    format!("{prefix}{}", hex::encode(r))
-}
-
-fn is_hex_id(s: &str, prefix: char) -> bool {
-    s.len() == 33 && s.starts_with(prefix) && s[1..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-impl MediaId {
-    pub fn random() -> Self {
-        Self(random_hex_id('m'))
-    }
-
-    /// A well-formed id, or `None` (an ill-formed one names nothing: NOT_FOUND).
-    pub fn parse(s: &str) -> Option<Self> {
-        is_hex_id(s, 'm').then(|| Self(s.to_string()))
-    }
-}
-
-impl UploadId {
-    pub fn random() -> Self {
-        Self(random_hex_id('u'))
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        is_hex_id(s, 'u').then(|| Self(s.to_string()))
-    }
-}
+hex_id!(
+    /// An upload's id (`u…`).
+    UploadId,
+    'u'
+);
 
 /// An upload to record at BeginUpload.
 #[derive(Clone, Debug)]
