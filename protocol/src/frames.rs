@@ -98,6 +98,7 @@ impl client_frame::Request {
             Self::Unreact(_) => "unreact",
             Self::MarkRead(_) => "mark_read",
             Self::GetReceipts(_) => "get_receipts",
+            Self::SearchMessages(_) => "search_messages",
             Self::SetTyping(_) => "set_typing",
             Self::SetPresence(_) => "set_presence",
             Self::GetPrivacy(_) => "get_privacy",

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod page;
 pub mod ratelimit;
 pub mod session;
+pub mod search;
 pub mod social;
 pub mod state;
 pub mod store;
@@ -187,7 +188,12 @@ impl Server {
         if let Some(c) = &cluster {
             c.start_receiving(metrics.cluster().clone()).await?;
         }
-        let services = state::Services { auth, conversations, social, calls, media };
+        let indexer = config.search.indexing.then(search::Indexer::new);
+        if let Some(i) = &indexer {
+            bus.subscribe(Arc::new(i.clone()));
+        }
+        let search = search::Search::new(store.clone(), indexer, config.search.clone());
+        let services = state::Services { auth, conversations, social, calls, media, search };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
@@ -251,6 +257,7 @@ impl Server {
         }
         let holder = state.cluster().map_or_else(|| "local".to_string(), |c| c.holder());
         state.tasks().spawn(media::Collector::run(state.media().clone(), holder, state.shutdown().clone()));
+        state.tasks().spawn(state.search().clone().run_indexer(state.shutdown().clone()));
         let http = tokio::spawn(transport::http::serve(listeners.ws, state.clone()));
         let quic = tokio::spawn(transport::quic::serve(endpoint.clone(), state.clone()));
 

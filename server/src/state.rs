@@ -18,6 +18,7 @@ use crate::conversations::Conversations;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connections};
 use crate::media::Media;
+use crate::search::Search;
 use crate::metrics::Metrics;
 use crate::social::Social;
 use crate::store::Store;
@@ -34,6 +35,7 @@ struct Inner {
     social: Social,
     calls: Calls,
     media: Media,
+    search: Search,
     cluster: Option<Arc<Cluster>>,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
@@ -51,6 +53,7 @@ pub struct Services {
     pub social: Social,
     pub calls: Calls,
     pub media: Media,
+    pub search: Search,
 }
 
 /// Everything handlers and transports share.
@@ -67,7 +70,7 @@ impl AppState {
         services: Services,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let Services { auth, conversations, social, calls, media } = services;
+        let Services { auth, conversations, social, calls, media, search } = services;
         let max_total = effective_max_connections(
             config.limits.max_connections,
             DescriptorLimit::current(),
@@ -92,6 +95,7 @@ impl AppState {
             social,
             calls,
             media,
+            search,
             cluster,
             limiter,
             shutdown: CancellationToken::new(),
@@ -154,6 +158,10 @@ impl AppState {
     }
 
     /// The cluster link, when this node is one of several.
+    pub fn search(&self) -> &Search {
+        &self.0.search
+    }
+
     pub fn media(&self) -> &Media {
         &self.0.media
     }

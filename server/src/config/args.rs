@@ -42,6 +42,9 @@ pub struct ConfigArgs {
     /// A node not heard from this long is dead: its devices go offline, its SFU rooms end [default: 5s].
     #[arg(long, env = "CONFAB_NODE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub node_timeout: Option<Duration>,
+    /// Whether this node indexes messages for search [default: true].
+    #[arg(long, env = "CONFAB_SEARCH_INDEXING", value_name = "BOOL")]
+    pub search_indexing: Option<bool>,
     /// Where media bytes live: fs (the data dir) or s3 [default: fs].
     #[arg(long, env = "CONFAB_MEDIA_STORE", value_enum)]
     pub media_store: Option<BlobBackend>,
@@ -265,6 +268,7 @@ impl ConfigArgs {
         set(&mut c.cluster.heartbeat_interval, &a.cluster_heartbeat_interval);
         set(&mut c.cluster.node_timeout, &a.node_timeout);
         set(&mut c.media.store, &a.media_store);
+        set(&mut c.search.indexing, &a.search_indexing);
         if a.media_dir.is_some() {
             c.media.dir = a.media_dir.clone();
         }

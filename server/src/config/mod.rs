@@ -11,10 +11,12 @@ mod args;
 mod calls;
 mod cluster;
 mod media;
+mod search;
 pub use args::ConfigArgs;
 pub use calls::CallsConfig;
 pub use cluster::{ClusterConfig, NatsUrl, is_token};
 pub use media::{BlobBackend, MediaConfig, S3Config};
+pub use search::SearchConfig;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +42,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Uploads, downloads, images and where their bytes live (docs/operations.md "Media").
     pub media: MediaConfig,
+    /// Message search: the indexer and how long a search waits for it (docs/operations.md "Search").
+    pub search: SearchConfig,
     /// How long shutdown waits for connections to drain before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -61,6 +65,7 @@ impl Default for Config {
             calls: CallsConfig::default(),
             cluster: ClusterConfig::default(),
             media: MediaConfig::default(),
+            search: SearchConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -393,6 +398,7 @@ impl Config {
         self.calls.validate()?;
         self.cluster.validate()?;
         self.media.validate()?;
+        self.search.validate()?;
         if self.cluster.nats_url.is_some() && self.database_url.is_none() {
             return Err(ConfigError::Invalid(
                 "cluster.nats_url (several nodes) needs database_url (PostgreSQL): the embedded SQLite store \

@@ -9,6 +9,7 @@ pub(crate) mod calls;
 pub(crate) mod conversations;
 pub(crate) mod forward;
 pub(crate) mod media;
+pub(crate) mod search;
 pub(crate) mod session;
 pub(crate) mod social;
 
@@ -92,6 +93,7 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
         Request::Unreact(r) => Authenticated::Unreact(r),
         Request::MarkRead(r) => Authenticated::MarkRead(r),
         Request::GetReceipts(r) => Authenticated::GetReceipts(r),
+        Request::SearchMessages(r) => Authenticated::SearchMessages(r),
         Request::SetTyping(r) => Authenticated::SetTyping(r),
         Request::SetPresence(r) => Authenticated::SetPresence(r),
         Request::GetPrivacy(r) => Authenticated::GetPrivacy(r),
@@ -226,6 +228,7 @@ pub(crate) enum Authenticated {
     Unreact(v1::Unreact),
     MarkRead(v1::MarkRead),
     GetReceipts(v1::GetReceipts),
+    SearchMessages(v1::SearchMessages),
     SetTyping(v1::SetTyping),
     SetPresence(v1::SetPresence),
     GetPrivacy(v1::GetPrivacy),
@@ -305,6 +308,7 @@ async fn authenticated(
         Authenticated::Unreact(r) => conversations::unreact(state, caller, r).await,
         Authenticated::MarkRead(r) => social::mark_read(state, caller, r).await,
         Authenticated::GetReceipts(r) => social::get_receipts(state, caller, r).await,
+        Authenticated::SearchMessages(r) => search::search_messages(state, caller, r).await,
         Authenticated::SetTyping(r) => social::set_typing(state, caller, r).await,
         Authenticated::SetPresence(r) => social::set_presence(state, session, caller, r).await,
         Authenticated::GetPrivacy(_) => social::get_privacy(state, caller).await,

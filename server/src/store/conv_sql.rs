@@ -287,6 +287,26 @@ macro_rules! impl_conv_store {
                     Ok(m)
                 }
 
+                async fn messages(&self, conv: ConvId, viewer: UserId, ids: &[MessageId]) -> Result<Vec<MessageRec>, StoreError> {
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    timed(&self.metrics, "messages", async {
+                        let list = ids.iter().map(|m| m.0.to_string()).collect::<Vec<_>>().join(", ");
+                        let rows = sqlx::query_as::<_, MessageRow>(q(format!(
+                            "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND id IN ({list})"
+                        )))
+                        .bind(conv)
+                        .fetch_all(&self.pool)
+                        .await?;
+                        let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
+                        decorate(&self.pool, conv, viewer, &mut msgs).await?;
+                        $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
+                        Ok(msgs)
+                    })
+                    .await
+                }
+
                 async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError> {
                     timed(&self.metrics, "heads", async {
                         let rows = sqlx::query("SELECT c.id, c.head_seq FROM members m JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = $1")

@@ -165,6 +165,14 @@ macro_rules! conv_tx_helpers {
                     .bind(conv)
                     .execute(&mut **tx)
                     .await?;
+                // The span of history the member may search (§23.1) starts after the head: the
+                // messages that come after this membership began.
+                sqlx::query("INSERT INTO membership_spans (user_id, conversation_id, from_seq) \
+                             SELECT $1, id, head_seq FROM conversations WHERE id = $2 ON CONFLICT DO NOTHING")
+                    .bind(user)
+                    .bind(conv)
+                    .execute(&mut **tx)
+                    .await?;
                 Ok(())
             }
 
@@ -176,6 +184,12 @@ macro_rules! conv_tx_helpers {
                     .await?;
                 sqlx::query("UPDATE conversations SET member_count = member_count - 1 WHERE id = $1")
                     .bind(conv)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("UPDATE membership_spans SET until_seq = (SELECT head_seq FROM conversations WHERE id = $1) \
+                             WHERE conversation_id = $1 AND user_id = $2 AND until_seq IS NULL")
+                    .bind(conv)
+                    .bind(user)
                     .execute(&mut **tx)
                     .await?;
                 Ok(())

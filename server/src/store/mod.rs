@@ -13,6 +13,8 @@ mod postgres;
 pub(crate) mod rooms_sql;
 mod rows;
 pub mod rules;
+pub mod search_sql;
+pub mod search_types;
 pub(crate) mod shared_sql;
 mod sql;
 mod sqlite;
@@ -28,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::Gcra;
 pub use conv_types::*;
 pub use media_types::*;
+pub use search_types::*;
 pub use types::*;
 
 /// Which backend a store runs on.
@@ -136,6 +139,9 @@ pub trait ConvStore: Send + Sync {
     /// Every member's receipt watermarks.
     async fn watermarks(&self, conv: ConvId) -> Result<Vec<MemberWatermarks>, StoreError>;
     async fn message(&self, conv: ConvId, message_id: MessageId) -> Result<Option<MessageRec>, StoreError>;
+    /// These messages of `conv` in their current state, decorated for `viewer` (reactions,
+    /// pins, attachments), in any order; unknown ids are left out.
+    async fn messages(&self, conv: ConvId, viewer: UserId, ids: &[MessageId]) -> Result<Vec<MessageRec>, StoreError>;
     /// (conversation, head seq) of every conversation the user is a member of.
     async fn heads(&self, user: UserId) -> Result<Vec<(ConvId, i64)>, StoreError>;
     /// The highest seq a device acknowledged in a conversation (acks are written by `apply`).
@@ -250,8 +256,26 @@ pub trait MediaStore: Send + Sync {
     async fn known_uploads(&self, uploads: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
+/// Message search (docs/protocol.md §23, migration 0012): who may search what (membership spans,
+/// written by `apply` with the memberships), the search itself, and the indexer's passes.
 #[async_trait::async_trait]
-pub trait Store: ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + Send + Sync + std::fmt::Debug {
+pub trait SearchStore: Send + Sync {
+    /// `user`'s searchable spans (only in `only` when it is not empty), with the index's progress
+    /// in each of their conversations.
+    async fn search_scope(&self, user: UserId, only: &[ConvId]) -> Result<SearchScope, StoreError>;
+    /// The page of hits of `spec`, in its order, with one more when more follow. Documents of
+    /// messages deleted or edited since the indexer read them may still be found: the caller
+    /// checks hits against the messages' current state.
+    async fn search(&self, spec: &SearchSpec) -> Result<Vec<Found>, StoreError>;
+    /// Conversations whose log the index has not read to the head, by id after `after`.
+    async fn search_lagging(&self, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError>;
+    /// One indexer pass over `convs` (each conversation's progress row locked for it); returns
+    /// their progress after it and how many documents it wrote.
+    async fn index_pass(&self, convs: &[ConvId], fold: &FoldFn) -> Result<(Vec<IndexProgress>, u64), StoreError>;
+}
+
+#[async_trait::async_trait]
+pub trait Store: ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + SearchStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

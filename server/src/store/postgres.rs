@@ -54,3 +54,4 @@ super::shared_sql::impl_shared_state!(PgStore);
 super::rooms_sql::impl_room_leases!(PgStore);
 super::conv_write_sql::impl_conv_writes!(PgStore);
 super::media_sql::impl_media_store!(PgStore);
+super::search_sql::impl_search_store!(PgStore);

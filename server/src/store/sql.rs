@@ -645,6 +645,8 @@ pub(super) trait SqlBackend: sqlx::Database {
     /// The statement a write transaction begins with: SQLite takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so two writers never deadlock on upgrading a read lock.
     const BEGIN: &'static str;
+    /// Which backend this is, where their SQL differs (search).
+    const BACKEND: super::Backend;
 
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
@@ -652,6 +654,7 @@ pub(super) trait SqlBackend: sqlx::Database {
 
 impl SqlBackend for sqlx::Sqlite {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const BACKEND: super::Backend = super::Backend::Sqlite;
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
@@ -660,6 +663,7 @@ impl SqlBackend for sqlx::Sqlite {
 
 impl SqlBackend for sqlx::Postgres {
     const BEGIN: &'static str = "BEGIN";
+    const BACKEND: super::Backend = super::Backend::Postgres;
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()

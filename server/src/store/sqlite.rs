@@ -55,4 +55,5 @@ super::conv_sql::impl_conv_store!(SqliteStore);
 super::shared_sql::impl_shared_state!(SqliteStore);
 super::rooms_sql::impl_room_leases!(SqliteStore);
 super::media_sql::impl_media_store!(SqliteStore);
+super::search_sql::impl_search_store!(SqliteStore);
 super::conv_write_sql::impl_conv_writes!(SqliteStore);

@@ -1,0 +1,57 @@
+-- Message search (docs/protocol.md §23): who could see which part of each conversation's history
+-- (membership spans, kept by the write path and built here from the logs), the search documents
+-- (one per live message: its folded words, written by the indexer), and how far the indexer has
+-- read each conversation's log. pg_trgm and btree_gin are trusted extensions (PostgreSQL 13+):
+-- the database's owner may create them.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+
+-- A member sees the messages with from_seq < seq <= until_seq (until_seq NULL: still a member).
+CREATE TABLE membership_spans (
+    user_id BIGINT NOT NULL,
+    conversation_id BIGINT NOT NULL,
+    from_seq BIGINT NOT NULL,
+    until_seq BIGINT,
+    PRIMARY KEY (user_id, conversation_id, from_seq)
+);
+CREATE INDEX membership_spans_open ON membership_spans (conversation_id, user_id) WHERE until_seq IS NULL;
+
+-- Spans of the history so far: each ConversationCreated (its creator), MembersAdded, MemberJoined
+-- opens one, ended by the user's next MemberLeft or MemberRemoved (kinds: store::LogBody::kind).
+INSERT INTO membership_spans (user_id, conversation_id, from_seq, until_seq)
+SELECT user_id, conversation_id, seq, next_seq
+FROM (
+    SELECT user_id, conversation_id, seq, opens,
+           LEAD(seq) OVER (PARTITION BY conversation_id, user_id ORDER BY seq) AS next_seq
+    FROM (
+        SELECT actor_id AS user_id, conversation_id, seq, TRUE AS opens FROM conversation_events WHERE kind = 1
+        UNION ALL
+        SELECT CAST(u AS BIGINT), conversation_id, seq, TRUE
+        FROM conversation_events, unnest(string_to_array(user_ids, ',')) AS u WHERE kind = 5 AND user_ids <> ''
+        UNION ALL
+        SELECT CAST(user_ids AS BIGINT), conversation_id, seq, kind = 6 FROM conversation_events WHERE kind IN (6, 7, 8)
+    ) marks
+) ordered
+WHERE opens
+ON CONFLICT DO NOTHING;
+
+-- One row per live message the indexer has read: `body` is its text folded for search (lower
+-- case, no accents, words separated by single spaces, a space at each end; search::normalize).
+CREATE TABLE search_docs (
+    message_id BIGINT PRIMARY KEY,
+    conversation_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    sender_id BIGINT NOT NULL,
+    sent_at_ms BIGINT NOT NULL,
+    has_attachment BOOLEAN NOT NULL,
+    body TEXT NOT NULL
+);
+-- Substrings (LIKE '%…%') within a set of conversations: the conversation column (btree_gin)
+-- narrows the trigram posting lists inside the index.
+CREATE INDEX search_docs_trgm ON search_docs USING gin (conversation_id, body gin_trgm_ops);
+CREATE INDEX search_docs_conversation ON search_docs (conversation_id, seq);
+
+CREATE TABLE search_progress (
+    conversation_id BIGINT PRIMARY KEY,
+    indexed_seq BIGINT NOT NULL
+);

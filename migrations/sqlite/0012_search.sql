@@ -1,0 +1,59 @@
+-- Message search (docs/protocol.md §23): who could see which part of each conversation's history
+-- (membership spans, kept by the write path and built here from the logs), the search documents
+-- (one per live message: its folded words, written by the indexer) with an FTS5 trigram index,
+-- and how far the indexer has read each conversation's log.
+
+-- A member sees the messages with from_seq < seq <= until_seq (until_seq NULL: still a member).
+CREATE TABLE membership_spans (
+    user_id INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    from_seq INTEGER NOT NULL,
+    until_seq INTEGER,
+    PRIMARY KEY (user_id, conversation_id, from_seq)
+);
+CREATE INDEX membership_spans_open ON membership_spans (conversation_id, user_id) WHERE until_seq IS NULL;
+
+-- Spans of the history so far: each ConversationCreated (its creator), MembersAdded, MemberJoined
+-- opens one, ended by the user's next MemberLeft or MemberRemoved (kinds: store::LogBody::kind).
+INSERT OR IGNORE INTO membership_spans (user_id, conversation_id, from_seq, until_seq)
+SELECT user_id, conversation_id, seq, next_seq
+FROM (
+    SELECT user_id, conversation_id, seq, opens,
+           LEAD(seq) OVER (PARTITION BY conversation_id, user_id ORDER BY seq) AS next_seq
+    FROM (
+        SELECT actor_id AS user_id, conversation_id, seq, 1 AS opens FROM conversation_events WHERE kind = 1
+        UNION ALL
+        SELECT CAST(j.value AS INTEGER), e.conversation_id, e.seq, 1
+        FROM conversation_events e, json_each('[' || e.user_ids || ']') j WHERE e.kind = 5 AND e.user_ids <> ''
+        UNION ALL
+        SELECT CAST(user_ids AS INTEGER), conversation_id, seq, kind = 6 FROM conversation_events WHERE kind IN (6, 7, 8)
+    ) marks
+) ordered
+WHERE opens;
+
+-- One row per live message the indexer has read: `body` is its text folded for search (lower
+-- case, no accents, words separated by single spaces, a space at each end; search::normalize).
+CREATE TABLE search_docs (
+    message_id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    sender_id INTEGER NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    has_attachment INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX search_docs_conversation ON search_docs (conversation_id, seq);
+
+-- Substrings of three characters or more: trigrams of search_docs.body (rowid = message_id),
+-- contentless (the text is in search_docs), case-sensitive (the body is folded already).
+CREATE VIRTUAL TABLE search_trigrams USING fts5 (
+    body,
+    tokenize = 'trigram case_sensitive 1',
+    content = '',
+    contentless_delete = 1
+);
+
+CREATE TABLE search_progress (
+    conversation_id INTEGER PRIMARY KEY,
+    indexed_seq INTEGER NOT NULL
+);

@@ -1,0 +1,515 @@
+//! SQL of message search (`SearchStore`, migration 0012): the caller's searchable spans, the
+//! search itself (a substring match on the folded body: pg_trgm's GIN index on PostgreSQL, the
+//! FTS5 trigram table on SQLite for needles of three characters or more, a scan of the caller's
+//! spans below that), and the indexer's pass over conversation logs. Written once as generic
+//! functions over sqlx (`SearchSql<DB>`); `impl_search_store!` forwards each backend's methods.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
+
+use super::conv_types::{ConvId, MessageId};
+use super::search_types::{
+    AttachmentFilter, FoldFn, Found, IndexProgress, Match, SearchKey, SearchOrder, SearchScope, SearchSpec, Span,
+};
+use super::sql::{SqlBackend, escape_like};
+use super::{Backend, StoreError};
+use super::types::UserId;
+
+/// Log kinds that change what a message's search document holds (`LogBody::kind`): posted,
+/// edited, deleted.
+const MESSAGE_KINDS: &str = "2, 3, 4";
+/// Most log entries of one conversation one indexer pass reads.
+const PASS_ENTRIES: i64 = 2000;
+
+/// The search SQL for backend `DB`.
+pub(super) struct SearchSql<DB>(PhantomData<DB>);
+
+fn ids<T: Copy + Into<i64>>(v: &[T]) -> String {
+    let mut out = String::new();
+    for (i, id) in v.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{}", (*id).into());
+    }
+    out
+}
+
+impl From<ConvId> for i64 {
+    fn from(c: ConvId) -> Self {
+        c.0
+    }
+}
+
+impl From<UserId> for i64 {
+    fn from(u: UserId) -> Self {
+        u.0
+    }
+}
+
+impl From<MessageId> for i64 {
+    fn from(m: MessageId) -> Self {
+        m.0
+    }
+}
+
+/// A statement's text and the strings it binds, in order (`$1`, `$2`, … are numbered as pushed).
+struct Built {
+    sql: String,
+    binds: Vec<String>,
+}
+
+impl Built {
+    fn bind(&mut self, value: String) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
+    /// The SQL condition for `m` on `d.body`.
+    fn condition(&mut self, backend: Backend, m: &Match) -> String {
+        match m {
+            Match::Contains(needle) => match backend {
+                Backend::Postgres => {
+                    let p = self.bind(format!("%{}%", escape_like(needle)));
+                    format!("d.body LIKE {p}")
+                }
+                // The trigram table answers three characters or more; shorter needles are
+                // looked for in the caller's spans only.
+                Backend::Sqlite if needle.chars().count() >= 3 => {
+                    let p = self.bind(format!("\"{}\"", needle.replace('"', "\"\"")));
+                    format!("d.message_id IN (SELECT rowid FROM search_trigrams WHERE search_trigrams MATCH {p})")
+                }
+                Backend::Sqlite => {
+                    let p = self.bind(needle.clone());
+                    format!("instr(d.body, {p}) > 0")
+                }
+            },
+            Match::Not(inner) => format!("NOT ({})", self.condition(backend, inner)),
+            Match::Any(ms) | Match::All(ms) if ms.is_empty() => "1 = 1".to_string(),
+            Match::Any(ms) => {
+                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, m)).collect();
+                format!("({})", parts.join(" OR "))
+            }
+            Match::All(ms) => {
+                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, m)).collect();
+                format!("({})", parts.join(" AND "))
+            }
+        }
+    }
+
+    /// How many of `needles` occur as whole words.
+    fn score(&mut self, backend: Backend, needles: &[String]) -> String {
+        if needles.is_empty() {
+            return "0".to_string();
+        }
+        let parts: Vec<String> = needles
+            .iter()
+            .map(|n| match backend {
+                Backend::Postgres => {
+                    let p = self.bind(format!("% {} %", escape_like(n)));
+                    format!("(CASE WHEN d.body LIKE {p} THEN 1 ELSE 0 END)")
+                }
+                Backend::Sqlite => {
+                    let p = self.bind(format!(" {n} "));
+                    format!("(CASE WHEN instr(d.body, {p}) > 0 THEN 1 ELSE 0 END)")
+                }
+            })
+            .collect();
+        parts.join(" + ")
+    }
+}
+
+/// The statement that finds `spec`'s page (one row more than the limit).
+fn search_statement(backend: Backend, spec: &SearchSpec) -> Built {
+    let mut b = Built { sql: String::new(), binds: Vec::new() };
+    let mut conds = vec![
+        format!("s.user_id = {}", spec.user.0),
+        format!("d.conversation_id IN ({})", ids(&spec.conversations)),
+    ];
+    if !spec.senders.is_empty() {
+        conds.push(format!("d.sender_id IN ({})", ids(&spec.senders)));
+    }
+    if let Some(t) = spec.sent_after_ms {
+        conds.push(format!("d.sent_at_ms >= {t}"));
+    }
+    if let Some(t) = spec.sent_before_ms {
+        conds.push(format!("d.sent_at_ms < {t}"));
+    }
+    match (spec.attachments, backend) {
+        (AttachmentFilter::Either, _) => {}
+        (AttachmentFilter::With, Backend::Postgres) => conds.push("d.has_attachment".into()),
+        (AttachmentFilter::Without, Backend::Postgres) => conds.push("NOT d.has_attachment".into()),
+        (AttachmentFilter::With, Backend::Sqlite) => conds.push("d.has_attachment = 1".into()),
+        (AttachmentFilter::Without, Backend::Sqlite) => conds.push("d.has_attachment = 0".into()),
+    }
+    if let Some(m) = &spec.matching {
+        let c = b.condition(backend, m);
+        conds.push(c);
+    }
+    let score = match spec.order {
+        SearchOrder::Newest => "0".to_string(),
+        SearchOrder::Relevance => b.score(backend, &spec.scored),
+    };
+    let after = spec.after.map_or_else(String::new, |k| {
+        let (t, id) = (k.sent_at_ms, k.message_id.0);
+        let newer = format!("(x.sent_at_ms < {t} OR (x.sent_at_ms = {t} AND x.message_id < {id}))");
+        match spec.order {
+            SearchOrder::Newest => format!("WHERE {newer}"),
+            SearchOrder::Relevance => format!("WHERE (x.score < {s} OR (x.score = {s} AND {newer}))", s = k.score),
+        }
+    });
+    let order = match spec.order {
+        SearchOrder::Newest => "x.sent_at_ms DESC, x.message_id DESC",
+        SearchOrder::Relevance => "x.score DESC, x.sent_at_ms DESC, x.message_id DESC",
+    };
+    b.sql = format!(
+        "SELECT x.message_id, x.conversation_id, x.sent_at_ms, x.score FROM (\
+           SELECT d.message_id AS message_id, d.conversation_id AS conversation_id, d.sent_at_ms AS sent_at_ms, \
+                  {score} AS score \
+           FROM membership_spans s JOIN search_docs d ON d.conversation_id = s.conversation_id \
+                AND d.seq > s.from_seq AND (s.until_seq IS NULL OR d.seq <= s.until_seq) \
+           WHERE {conds}) x {after} ORDER BY {order} LIMIT {limit}",
+        conds = conds.join(" AND "),
+        limit = i64::from(spec.limit) + 1,
+    );
+    b
+}
+
+/// A message as the indexer reads it.
+struct Current {
+    id: i64,
+    conversation: i64,
+    seq: i64,
+    sender: i64,
+    sent_at_ms: i64,
+    text: String,
+    deleted: bool,
+    has_attachment: bool,
+}
+
+impl<DB: SqlBackend> SearchSql<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Decode<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    /// `user`'s spans (in `only` when given) and the index's progress in their conversations.
+    pub(super) async fn scope(pool: &Pool<DB>, user: UserId, only: &[ConvId]) -> Result<SearchScope, StoreError> {
+        let filter = if only.is_empty() { String::new() } else { format!(" AND s.conversation_id IN ({})", ids(only)) };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT s.conversation_id, s.from_seq, s.until_seq, c.head_seq, COALESCE(p.indexed_seq, 0) \
+             FROM membership_spans s JOIN conversations c ON c.id = s.conversation_id \
+             LEFT JOIN search_progress p ON p.conversation_id = s.conversation_id \
+             WHERE s.user_id = $1{filter} ORDER BY s.conversation_id, s.from_seq"
+        )))
+        .bind(user.0)
+        .fetch_all(pool)
+        .await?;
+        let mut scope = SearchScope::default();
+        for r in &rows {
+            let conversation = ConvId(r.try_get(0)?);
+            scope.spans.push(Span { conversation, from_seq: r.try_get(1)?, until_seq: r.try_get(2)? });
+            if scope.progress.last().is_none_or(|p| p.conversation != conversation) {
+                scope.progress.push(IndexProgress { conversation, head_seq: r.try_get(3)?, indexed_seq: r.try_get(4)? });
+            }
+        }
+        Ok(scope)
+    }
+
+    /// The page of hits `spec` asks for, plus one when more follow.
+    pub(super) async fn search(pool: &Pool<DB>, spec: &SearchSpec) -> Result<Vec<Found>, StoreError> {
+        if spec.conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let built = search_statement(DB::BACKEND, spec);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(built.sql));
+        for v in built.binds {
+            q = q.bind(v);
+        }
+        let rows = q.fetch_all(pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Found {
+                    conversation: ConvId(r.try_get(1)?),
+                    key: SearchKey { message_id: MessageId(r.try_get(0)?), sent_at_ms: r.try_get(2)?, score: r.try_get(3)? },
+                })
+            })
+            .collect()
+    }
+
+    /// Conversations whose log the index has not read to the head, lowest id first.
+    pub(super) async fn lagging(pool: &Pool<DB>, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id FROM conversations c LEFT JOIN search_progress p ON p.conversation_id = c.id \
+             WHERE c.id > $1 AND c.head_seq > COALESCE(p.indexed_seq, 0) ORDER BY c.id LIMIT $2",
+        )
+        .bind(after.0)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+        rows.iter().map(|r| Ok(ConvId(r.try_get(0)?))).collect()
+    }
+
+    /// One indexer pass over `convs` in one transaction: their progress rows locked (two nodes
+    /// never index one conversation at once), up to `PASS_ENTRIES` new log entries of each read,
+    /// the messages they touch written in their current state (deleted ones removed), and the
+    /// progress moved on. Returns each conversation's progress after the pass.
+    pub(super) async fn index_pass(
+        pool: &Pool<DB>,
+        convs: &[ConvId],
+        fold: &FoldFn,
+    ) -> Result<(Vec<IndexProgress>, u64), StoreError> {
+        let convs: BTreeSet<ConvId> = convs.iter().copied().collect();
+        let convs: Vec<ConvId> = convs.into_iter().collect();
+        if convs.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let list = ids(&convs);
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let values: Vec<String> = convs.iter().map(|c| format!("({}, 0)", c.0)).collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO search_progress (conversation_id, indexed_seq) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let lock = match DB::BACKEND {
+            Backend::Postgres => " FOR UPDATE OF p",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT p.conversation_id, p.indexed_seq, c.head_seq FROM search_progress p \
+             JOIN conversations c ON c.id = p.conversation_id \
+             WHERE p.conversation_id IN ({list}) ORDER BY p.conversation_id{lock}"
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut progress = Vec::with_capacity(rows.len());
+        let mut touched: BTreeSet<i64> = BTreeSet::new();
+        for r in &rows {
+            let (conversation, indexed_seq, head_seq): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            if indexed_seq >= head_seq {
+                progress.push(IndexProgress { conversation: ConvId(conversation), indexed_seq, head_seq });
+                continue;
+            }
+            let upto = head_seq.min(indexed_seq.saturating_add(PASS_ENTRIES));
+            let events = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT message_id FROM conversation_events WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 \
+                 AND kind IN ({MESSAGE_KINDS}) AND message_id IS NOT NULL"
+            )))
+            .bind(conversation)
+            .bind(indexed_seq)
+            .bind(upto)
+            .fetch_all(&mut *tx)
+            .await?;
+            for e in &events {
+                touched.insert(e.try_get(0)?);
+            }
+            progress.push(IndexProgress { conversation: ConvId(conversation), indexed_seq: upto, head_seq });
+        }
+        let touched: Vec<i64> = touched.into_iter().collect();
+        let mut written = 0u64;
+        for chunk in touched.chunks(500) {
+            let current = Self::current(&mut tx, chunk).await?;
+            written += Self::write_docs(&mut tx, chunk, &current, fold).await?;
+        }
+        for p in &progress {
+            sqlx::query("UPDATE search_progress SET indexed_seq = $1 WHERE conversation_id = $2")
+                .bind(p.indexed_seq)
+                .bind(p.conversation.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((progress, written))
+    }
+
+    async fn current(tx: &mut sqlx::Transaction<'_, DB>, ids_: &[i64]) -> Result<Vec<Current>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.created_at_ms, m.text, m.deleted_at_ms, \
+                    (SELECT COUNT(*) FROM message_attachments a WHERE a.message_id = m.id) \
+             FROM messages m WHERE m.id IN ({})",
+            ids(ids_)
+        )))
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let deleted: Option<i64> = r.try_get(6)?;
+                let attachments: i64 = r.try_get(7)?;
+                Ok(Current {
+                    id: r.try_get(0)?,
+                    conversation: r.try_get(1)?,
+                    seq: r.try_get(2)?,
+                    sender: r.try_get(3)?,
+                    sent_at_ms: r.try_get(4)?,
+                    text: r.try_get(5)?,
+                    deleted: deleted.is_some(),
+                    has_attachment: attachments > 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the documents of `touched` by those of their live messages in `current`.
+    async fn write_docs(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        touched: &[i64],
+        current: &[Current],
+        fold: &FoldFn,
+    ) -> Result<u64, StoreError> {
+        let list = ids(touched);
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_docs WHERE message_id IN ({list})")))
+            .execute(&mut **tx)
+            .await?;
+        if DB::BACKEND == Backend::Sqlite {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_trigrams WHERE rowid IN ({list})")))
+                .execute(&mut **tx)
+                .await?;
+        }
+        let live: Vec<(&Current, String)> =
+            current.iter().filter(|m| !m.deleted).map(|m| (m, fold(&m.text))).collect();
+        let flag = |b: bool| match (DB::BACKEND, b) {
+            (Backend::Postgres, true) => "TRUE",
+            (Backend::Postgres, false) => "FALSE",
+            (Backend::Sqlite, true) => "1",
+            (Backend::Sqlite, false) => "0",
+        };
+        for chunk in live.chunks(100) {
+            let mut values = String::new();
+            for (i, (m, _)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    values.push_str(", ");
+                }
+                let _ = write!(
+                    values,
+                    "({}, {}, {}, {}, {}, {}, ${})",
+                    m.id,
+                    m.conversation,
+                    m.seq,
+                    m.sender,
+                    m.sent_at_ms,
+                    flag(m.has_attachment),
+                    i + 1
+                );
+            }
+            let sql = format!(
+                "INSERT INTO search_docs (message_id, conversation_id, seq, sender_id, sent_at_ms, has_attachment, body) \
+                 VALUES {values}"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (_, body) in chunk {
+                q = q.bind(body.as_str());
+            }
+            q.execute(&mut **tx).await?;
+            if DB::BACKEND == Backend::Sqlite {
+                let values: Vec<String> = chunk.iter().enumerate().map(|(i, (m, _))| format!("({}, ${})", m.id, i + 1)).collect();
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO search_trigrams (rowid, body) VALUES {}",
+                    values.join(", ")
+                )));
+                for (_, body) in chunk {
+                    q = q.bind(body.as_str());
+                }
+                q.execute(&mut **tx).await?;
+            }
+        }
+        Ok(live.len() as u64)
+    }
+}
+
+/// Groups found hits by conversation, keeping each group's ids in hit order.
+pub(crate) fn by_conversation(found: &[Found]) -> BTreeMap<ConvId, Vec<MessageId>> {
+    let mut out: BTreeMap<ConvId, Vec<MessageId>> = BTreeMap::new();
+    for f in found {
+        out.entry(f.conversation).or_default().push(f.key.message_id);
+    }
+    out
+}
+
+macro_rules! impl_search_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::SearchStore for $store {
+            async fn search_scope(
+                &self,
+                user: $crate::store::UserId,
+                only: &[$crate::store::ConvId],
+            ) -> Result<$crate::store::SearchScope, $crate::store::StoreError> {
+                let f = $crate::store::search_sql::SearchSql::scope(&self.pool, user, only);
+                $crate::store::timed(&self.metrics, "search_scope", f).await
+            }
+
+            async fn search(
+                &self,
+                spec: &$crate::store::SearchSpec,
+            ) -> Result<Vec<$crate::store::Found>, $crate::store::StoreError> {
+                let f = $crate::store::search_sql::SearchSql::search(&self.pool, spec);
+                $crate::store::timed(&self.metrics, "search", f).await
+            }
+
+            async fn search_lagging(
+                &self,
+                after: $crate::store::ConvId,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::ConvId>, $crate::store::StoreError> {
+                let f = $crate::store::search_sql::SearchSql::lagging(&self.pool, after, limit);
+                $crate::store::timed(&self.metrics, "search_lagging", f).await
+            }
+
+            async fn index_pass(
+                &self,
+                convs: &[$crate::store::ConvId],
+                fold: &$crate::store::FoldFn,
+            ) -> Result<(Vec<$crate::store::IndexProgress>, u64), $crate::store::StoreError> {
+                let f = $crate::store::search_sql::SearchSql::index_pass(&self.pool, convs, fold);
+                $crate::store::timed(&self.metrics, "index_pass", f).await
+            }
+        }
+    };
+}
+
+pub(super) use impl_search_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(matching: Match) -> SearchSpec {
+        SearchSpec {
+            user: UserId(7),
+            matching: Some(matching),
+            scored: vec!["config".into()],
+            conversations: vec![ConvId(1), ConvId(2)],
+            senders: vec![],
+            sent_after_ms: None,
+            sent_before_ms: None,
+            attachments: AttachmentFilter::Either,
+            order: SearchOrder::Relevance,
+            after: None,
+            limit: 20,
+        }
+    }
+
+    #[test]
+    fn needles_are_bound_never_spliced_and_short_ones_scan_on_sqlite() {
+        let m = Match::All(vec![
+            Match::Contains("50%_off".into()),
+            Match::Not(Box::new(Match::Contains("a\"b".into()))),
+            Match::Any(vec![Match::Contains("中 文".into()), Match::Contains("xy".into())]),
+        ]);
+        let pg = search_statement(Backend::Postgres, &spec(m.clone()));
+        assert_eq!(pg.binds, ["%50\\%\\_off%", "%a\"b%", "%中 文%", "%xy%", "% config %"]);
+        assert!(!pg.sql.contains("off") && !pg.sql.contains('"'));
+        let lite = search_statement(Backend::Sqlite, &spec(m));
+        assert_eq!(lite.binds, ["\"50%_off\"", "\"a\"\"b\"", "\"中 文\"", "xy", " config "]);
+        assert!(lite.sql.contains("instr(d.body, $4)") && lite.sql.contains("MATCH $1"));
+    }
+}

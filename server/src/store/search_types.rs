@@ -1,0 +1,134 @@
+//! Domain types of message search (docs/protocol.md §23): what a search asks the store, what it
+//! finds, the documents the indexer writes and how far it has read each conversation's log.
+
+use super::conv_types::{ConvId, MessageId};
+use super::types::UserId;
+
+/// What a message's folded text (`crate::search::normalize`) must contain. Needles are folded
+/// words separated by single spaces, never empty, without spaces at the ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// The text contains the needle, inside a word or not.
+    Contains(String),
+    Not(Box<Match>),
+    /// At least one of them (`a OR b`).
+    Any(Vec<Match>),
+    /// All of them.
+    All(Vec<Match>),
+}
+
+impl Match {
+    /// Whether `folded` (a folded text, spaces at the ends) matches: the same rule the stores'
+    /// SQL applies, for checking a hit against a message's current text.
+    pub fn matches(&self, folded: &str) -> bool {
+        match self {
+            Self::Contains(n) => folded.contains(n.as_str()),
+            Self::Not(m) => !m.matches(folded),
+            Self::Any(ms) => ms.iter().any(|m| m.matches(folded)),
+            Self::All(ms) => ms.iter().all(|m| m.matches(folded)),
+        }
+    }
+}
+
+/// The order of hits (wire `SearchOrder`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchOrder {
+    /// By `(sent_at_ms, message_id)`, descending.
+    Newest,
+    /// By how many of the query's needles match as whole words, then as `Newest`.
+    Relevance,
+}
+
+/// Whether hits must carry attachments (wire `AttachmentFilter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachmentFilter {
+    Either,
+    With,
+    Without,
+}
+
+/// Where a hit sits in its order; a page starts strictly after one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchKey {
+    /// Whole-word matches (0 in `Newest` order).
+    pub score: i64,
+    pub sent_at_ms: i64,
+    pub message_id: MessageId,
+}
+
+/// One search, checked and folded by the search service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchSpec {
+    pub user: UserId,
+    /// `None`: every message the filters let through.
+    pub matching: Option<Match>,
+    /// Needles counted as whole words for `Relevance`.
+    pub scored: Vec<String>,
+    /// Only these conversations (the caller's, already narrowed to the request's); never empty.
+    pub conversations: Vec<ConvId>,
+    /// Only these senders (empty: anyone).
+    pub senders: Vec<UserId>,
+    /// `sent_at_ms >= after` and `< before`.
+    pub sent_after_ms: Option<i64>,
+    pub sent_before_ms: Option<i64>,
+    pub attachments: AttachmentFilter,
+    pub order: SearchOrder,
+    /// Start strictly after this position.
+    pub after: Option<SearchKey>,
+    pub limit: u32,
+}
+
+/// A message the store found, in the spec's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub conversation: ConvId,
+    pub key: SearchKey,
+}
+
+/// One stretch of a conversation a user may search: messages with `from_seq < seq <= until_seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub conversation: ConvId,
+    pub from_seq: i64,
+    /// `None`: still a member.
+    pub until_seq: Option<i64>,
+}
+
+/// How far the index has read a conversation's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexProgress {
+    pub conversation: ConvId,
+    pub indexed_seq: i64,
+    pub head_seq: i64,
+}
+
+/// A user's searchable spans with the index's progress in their conversations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchScope {
+    pub spans: Vec<Span>,
+    pub progress: Vec<IndexProgress>,
+}
+
+impl SearchScope {
+    /// The conversations whose index stops before the part the user may search ends.
+    pub fn lagging(&self) -> Vec<IndexProgress> {
+        self.progress
+            .iter()
+            .filter(|p| {
+                let end = self
+                    .spans
+                    .iter()
+                    .filter(|s| s.conversation == p.conversation)
+                    .map(|s| s.until_seq.unwrap_or(p.head_seq).min(p.head_seq))
+                    .max()
+                    .unwrap_or(0);
+                p.indexed_seq < end
+            })
+            .copied()
+            .collect()
+    }
+}
+
+/// Folds a message's text for the index (`crate::search::normalize::Folded`), handed to the
+/// store by the search service.
+pub type FoldFn = dyn Fn(&str) -> String + Send + Sync;
