@@ -168,7 +168,7 @@ fn search_statement(backend: Backend, spec: &SearchSpec) -> Built {
     b.sql = format!(
         "SELECT x.message_id, x.conversation_id, x.sent_at_ms, x.score FROM (\
            SELECT d.message_id AS message_id, d.conversation_id AS conversation_id, d.sent_at_ms AS sent_at_ms, \
-                  {score} AS score \
+                  CAST({score} AS BIGINT) AS score \
            FROM membership_spans s JOIN search_docs d ON d.conversation_id = s.conversation_id \
                 AND d.seq > s.from_seq AND (s.until_seq IS NULL OR d.seq <= s.until_seq) \
            WHERE {conds}) x {after} ORDER BY {order} LIMIT {limit}",
