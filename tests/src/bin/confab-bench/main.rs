@@ -6,6 +6,8 @@
 //! sample what each step costs outside the generator (`--cpu`, `--metrics`, `--nats-monitor`).
 //! `media`: upload and download throughput against a loopback TCP copy, concurrent uploads with
 //! the server's RSS, and message latency during an upload on the same connection.
+//! `search`: a generated store seeded over the protocol, the index's catch-up time, and latency
+//! percentiles per query shape for a user in some of its conversations.
 
 mod login_storm;
 mod media;
@@ -13,6 +15,9 @@ mod media_latency;
 mod peer;
 mod probe;
 mod rooms;
+mod search;
+mod search_corpus;
+mod search_measure;
 mod sfu;
 mod socketio;
 mod stats;
@@ -172,6 +177,43 @@ enum Scenario {
         /// The server's process id, to sample its resident set size from /proc.
         #[arg(long)]
         server_pid: Option<u32>,
+    },
+    /// Search: seeds a generated store over the protocol (Zipf-like made-up words, a common word
+    /// in ~7% of messages, a rare word, a phrase, Chinese sentences, identifiers), waits until the
+    /// index caught up, then times each query shape as a user in some of the conversations.
+    /// Defaults: 1,000,000 messages in 1,000 conversations, the probe user in 50; --quick: 20,000
+    /// messages in 100 conversations, the probe in 10.
+    Search {
+        /// Small sizes for a smoke run (any size given explicitly still applies).
+        #[arg(long)]
+        quick: bool,
+        /// Conversations in the store [default: 1000; --quick 100].
+        #[arg(long)]
+        conversations: Option<usize>,
+        /// Messages in all [default: 1000000; --quick 20000].
+        #[arg(long)]
+        messages: Option<u64>,
+        /// Members of each conversation, drawn from the senders (the owner and the probe besides).
+        #[arg(long, default_value_t = 5)]
+        members_per_conversation: usize,
+        /// Sender accounts, each on its own connection while seeding [default: 200; --quick 20].
+        #[arg(long)]
+        senders: Option<usize>,
+        /// Conversations the probe user (who searches) is a member of [default: 50; --quick 10].
+        #[arg(long)]
+        probe_conversations: Option<usize>,
+        /// Sends outstanding over all sender connections while seeding.
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        /// Timed searches of each query shape [default: 200; --quick 20].
+        #[arg(long)]
+        repetitions: Option<usize>,
+        /// The corpus's seed (the same seed, the same messages).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Longest wait for the index to catch up after seeding.
+        #[arg(long, default_value = "30min", value_parser = humantime::parse_duration)]
+        catch_up_limit: Duration,
     },
 }
 
@@ -351,6 +393,10 @@ fn print_table(result: &serde_json::Value) {
         media::print_tables(result);
         return;
     }
+    if map.get("scenario").is_some_and(|s| s == "search") {
+        search_measure::print_tables(result);
+        return;
+    }
     let Some(steps) = map.get("steps").and_then(|s| s.as_array()) else { return };
     println!();
     println!(
@@ -409,9 +455,10 @@ fn main() -> anyhow::Result<()> {
                 | Scenario::W6 { .. }
                 | Scenario::Sfu { .. }
                 | Scenario::Media { .. }
+                | Scenario::Search { .. }
         )
     {
-        anyhow::bail!("W1, W4, W6, SFU and media measure Confab only; the Socket.IO peer runs W2, W3 and W5");
+        anyhow::bail!("W1, W4, W6, SFU, media and search measure Confab only; the Socket.IO peer runs W2, W3 and W5");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -463,6 +510,36 @@ fn main() -> anyhow::Result<()> {
                     server_pid: *server_pid,
                 };
                 media::run(cli.url(), &options(&cli), &plan).await
+            }
+            Scenario::Search {
+                quick,
+                conversations,
+                messages,
+                members_per_conversation,
+                senders,
+                probe_conversations,
+                in_flight,
+                repetitions,
+                seed,
+                catch_up_limit,
+            } => {
+                let pick = |given: Option<usize>, full: usize, small: usize| {
+                    given.unwrap_or(if *quick { small } else { full })
+                };
+                let plan = search::Plan {
+                    shape: search_corpus::Shape {
+                        conversations: pick(*conversations, 1000, 100),
+                        messages: messages.unwrap_or(if *quick { 20_000 } else { 1_000_000 }),
+                        members_per_conversation: *members_per_conversation,
+                        senders: pick(*senders, 200, 20),
+                        probe_conversations: pick(*probe_conversations, 50, 10),
+                        seed: *seed,
+                    },
+                    in_flight: (*in_flight).max(1),
+                    repetitions: pick(*repetitions, 200, 20),
+                    catch_up_limit: *catch_up_limit,
+                };
+                search::run(cli.url(), &options(&cli), &plan).await
             }
             Scenario::Sfu { subscribers, video_kbps, server_pid } => {
                 sfu::run(
