@@ -18,7 +18,12 @@ fn query(q: &str) -> v1::SearchMessages {
 }
 
 /// Starts a server on `dir` (and `db` for PostgreSQL) with indexing on or off.
-async fn start(kind: StoreKind, db: Option<&TestDatabase>, dir: &std::path::Path, indexing: bool) -> anyhow::Result<TestServer> {
+async fn start(
+    kind: StoreKind,
+    db: Option<&TestDatabase>,
+    dir: &std::path::Path,
+    indexing: bool,
+) -> anyhow::Result<TestServer> {
     let dir = dir.to_path_buf();
     let tweak = move |c: &mut confab_server::config::Config| {
         c.data_dir = dir;
@@ -135,17 +140,25 @@ async fn spans_from_the_logs_match_the_kept_ones(kind: StoreKind) -> anyhow::Res
     let b = new_user(&s, t, "bfB").await?;
     let c = new_user(&s, t, "bfC").await?;
     let g = call!(a.client, CreateConversation, group("g", &[b.id, c.id]))?.conversation_id;
-    let ch = call!(a.client, CreateConversation, v1::CreateConversation {
-        kind: v1::ConversationKind::Channel as i32,
-        title: unique("bf"),
-        ..Default::default()
-    })?
+    let ch = call!(
+        a.client,
+        CreateConversation,
+        v1::CreateConversation {
+            kind: v1::ConversationKind::Channel as i32,
+            title: unique("bf"),
+            ..Default::default()
+        }
+    )?
     .conversation_id;
-    let dm = call!(b.client, CreateConversation, v1::CreateConversation {
-        kind: v1::ConversationKind::Direct as i32,
-        member_ids: vec![c.id],
-        ..Default::default()
-    })?
+    let dm = call!(
+        b.client,
+        CreateConversation,
+        v1::CreateConversation {
+            kind: v1::ConversationKind::Direct as i32,
+            member_ids: vec![c.id],
+            ..Default::default()
+        }
+    )?
     .conversation_id;
     let say = |n: u32| format!("m{n}");
     let mut n = 0;
@@ -159,7 +172,11 @@ async fn spans_from_the_logs_match_the_kept_ones(kind: StoreKind) -> anyhow::Res
             1 => drop(call!(b.client, JoinChannel, v1::JoinChannel { conversation_id: ch })?),
             2 => drop(call!(a.client, AddMembers, v1::AddMembers { conversation_id: g, user_ids: vec![b.id] })?),
             3 => drop(call!(c.client, LeaveConversation, v1::LeaveConversation { conversation_id: g })?),
-            4 => drop(call!(b.client, DeleteAccount, v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() })?),
+            4 => drop(call!(
+                b.client,
+                DeleteAccount,
+                v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() }
+            )?),
             _ => {}
         }
     }
