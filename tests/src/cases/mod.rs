@@ -180,6 +180,7 @@ pub mod pool;
 mod reactions;
 mod receipts;
 mod roles;
+mod search;
 mod session;
 mod social;
 mod suite;
@@ -303,6 +304,12 @@ pub fn all() -> Vec<Case> {
         case!(media::quic_transfer_streams, "§22.9", QuicOnly),
         case!(media::avatars_and_photos_are_read_by_who_sees_them, "§22.10", Both),
         case!(media::a_deleted_account_loses_its_avatar, "§21/§22.10", Both),
+        case!(search::search_folds_case_and_accents_and_finds_words_inside_words, "§23.2/§23.5", Both),
+        case!(search::search_syntax_phrases_exclusions_and_or, "§23.2/§23.4", Both),
+        case!(search::search_sees_only_membership_spans, "§23.1", Both),
+        case!(search::search_follows_edits_and_deletions, "§23.1/§21", Both),
+        case!(search::search_filters_orders_and_pages, "§23.3/§23.4", Both),
+        case!(search::search_sees_writes_committed_before_it, "§23.6", Both),
     ]
 }
 

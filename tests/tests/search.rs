@@ -1,0 +1,227 @@
+//! Message search beyond the conformance cases (docs/protocol.md §23): the index catching up
+//! with writes it never saw (a node that does not index, then a restart with indexing on — as a
+//! database from before migration 0012 is indexed), a search on one node of a cluster finding what
+//! another committed, and the membership spans migration 0012 builds from the logs agreeing with
+//! those the write path keeps — on both stores.
+
+use anyhow::{Context, ensure};
+use confab_conformance::call;
+use confab_conformance::cluster::TestCluster;
+use confab_conformance::harness::{StoreKind, TestServer, Transport};
+use confab_conformance::pg::TestDatabase;
+use confab_conformance::util::{group, new_user, register, send, unique};
+use confab_protocol::v1;
+use sqlx::Connection as _;
+
+fn query(q: &str) -> v1::SearchMessages {
+    v1::SearchMessages { query: q.into(), limit: 100, ..Default::default() }
+}
+
+/// Starts a server on `dir` (and `db` for PostgreSQL) with indexing on or off.
+async fn start(
+    kind: StoreKind,
+    db: Option<&TestDatabase>,
+    dir: &std::path::Path,
+    indexing: bool,
+) -> anyhow::Result<TestServer> {
+    let dir = dir.to_path_buf();
+    let tweak = move |c: &mut confab_server::config::Config| {
+        c.data_dir = dir;
+        c.search.indexing = indexing;
+    };
+    match (kind, db) {
+        (StoreKind::Postgres, Some(db)) => TestServer::start_on(&db.url, tweak).await,
+        _ => TestServer::start_with(kind, tweak).await,
+    }
+}
+
+/// §23.6: what a node that does not index committed is reported as lag, not found; the indexer
+/// of the next start reads it from the logs (its start-up sweep, or the search's flush).
+async fn indexing_catches_up_after_a_restart(kind: StoreKind) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = match kind {
+        StoreKind::Postgres => Some(TestDatabase::create().await?),
+        StoreKind::Sqlite => None,
+    };
+    let s = start(kind, db.as_ref(), dir.path(), false).await?;
+    let a = new_user(&s, Transport::WebSocket, "ixA").await?;
+    let conv = call!(a.client, CreateConversation, group("unindexed", &[]))?.conversation_id;
+    let word = unique("ix");
+    for i in 0..30 {
+        call!(a.client, SendMessage, send(conv, &unique("ixm"), &format!("{word} {i}")))?;
+    }
+    let res = call!(a.client, SearchMessages, query(&word))?;
+    ensure!(res.hits.is_empty(), "nothing was indexed: {:?}", res.hits.len());
+    let lag = res.index_lag.first().context("the lag is reported")?;
+    ensure!(lag.conversation_id == conv && lag.indexed_seq < lag.head_seq && lag.head_seq >= 31, "{lag:?}");
+    let name = a.name.clone();
+    drop(a);
+    s.stop().await?;
+
+    let s = start(kind, db.as_ref(), dir.path(), true).await?;
+    let (client, _events) = s.connect(Transport::Quic).await?;
+    client.login(&name, confab_conformance::util::PASSWORD, "after restart").await?;
+    let all = client.search_all(query(&word), 100).await?;
+    ensure!(all.len() == 30, "every message is found after the restart: {}", all.len());
+    let res = call!(client, SearchMessages, query(&word))?;
+    ensure!(res.index_lag.is_empty(), "{:?}", res.index_lag);
+    s.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_indexing_catches_up_after_a_restart() {
+    indexing_catches_up_after_a_restart(StoreKind::Sqlite).await.expect("catch up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_indexing_catches_up_after_a_restart() {
+    indexing_catches_up_after_a_restart(StoreKind::Postgres).await.expect("catch up");
+}
+
+/// §23.6 in a cluster: node-0 does not index; what it commits is found at once on node-1 (whose
+/// search flushes the conversation from the log), and then on node-0 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_on_one_node_finds_what_another_committed() {
+    let cluster = TestCluster::start_with(2, |c| {
+        c.search.indexing = c.cluster.node_id.as_deref() != Some("node-0");
+    })
+    .await
+    .expect("start cluster");
+    let run = async {
+        let (on0, _e0) = cluster.connect(0, Transport::WebSocket).await?;
+        let (on1, _e1) = cluster.connect(1, Transport::Quic).await?;
+        let name = unique("cxA");
+        on0.register(register(&name)).await?;
+        on1.login(&name, confab_conformance::util::PASSWORD, "node 1").await?;
+        let conv = call!(on0, CreateConversation, group("cluster", &[]))?.conversation_id;
+        let word = unique("cx");
+        call!(on0, SendMessage, send(conv, &unique("cxm"), &format!("{word} across nodes")))?;
+        let res = call!(on1, SearchMessages, query(&word))?;
+        ensure!(res.hits.len() == 1 && res.index_lag.is_empty(), "found on the other node: {res:?}");
+        let res = call!(on0, SearchMessages, query(&word))?;
+        ensure!(res.hits.len() == 1 && res.index_lag.is_empty(), "and on the node that does not index: {res:?}");
+        anyhow::Ok(())
+    }
+    .await;
+    cluster.stop().await.expect("stop cluster");
+    run.expect("search across nodes");
+}
+
+/// The first statement of migration 0012 that writes `membership_spans`, writing `target` instead.
+fn backfill_statement(kind: StoreKind, target: &str) -> anyhow::Result<String> {
+    let dir = match kind {
+        StoreKind::Postgres => "postgres",
+        StoreKind::Sqlite => "sqlite",
+    };
+    let path = format!("{}/../migrations/{dir}/0012_search.sql", env!("CARGO_MANIFEST_DIR"));
+    let sql = std::fs::read_to_string(&path)?;
+    let start = sql.find("INSERT").context("the migration inserts spans")?;
+    let end = start + sql[start..].find(';').context("the statement ends")?;
+    Ok(sql[start..end].replacen("membership_spans", target, 1))
+}
+
+/// The (user, message) pairs a span table lets users find.
+const VISIBLE: &str = "SELECT s.user_id, m.id FROM {t} s JOIN messages m ON m.conversation_id = s.conversation_id \
+                       AND m.seq > s.from_seq AND (s.until_seq IS NULL OR m.seq <= s.until_seq)";
+
+/// Migration 0012 builds spans from the logs; the write path keeps them from then on. Both must
+/// let the same users find the same messages, through creations, additions, removals, leaving,
+/// joining, re-adding and account deletion.
+async fn spans_from_the_logs_match_the_kept_ones(kind: StoreKind) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = match kind {
+        StoreKind::Postgres => Some(TestDatabase::create().await?),
+        StoreKind::Sqlite => None,
+    };
+    let s = start(kind, db.as_ref(), dir.path(), true).await?;
+    let t = Transport::WebSocket;
+    let a = new_user(&s, t, "bfA").await?;
+    let b = new_user(&s, t, "bfB").await?;
+    let c = new_user(&s, t, "bfC").await?;
+    let g = call!(a.client, CreateConversation, group("g", &[b.id, c.id]))?.conversation_id;
+    let ch = call!(
+        a.client,
+        CreateConversation,
+        v1::CreateConversation {
+            kind: v1::ConversationKind::Channel as i32,
+            title: unique("bf"),
+            ..Default::default()
+        }
+    )?
+    .conversation_id;
+    let dm = call!(
+        b.client,
+        CreateConversation,
+        v1::CreateConversation {
+            kind: v1::ConversationKind::Direct as i32,
+            member_ids: vec![c.id],
+            ..Default::default()
+        }
+    )?
+    .conversation_id;
+    let say = |n: u32| format!("m{n}");
+    let mut n = 0;
+    for step in 0..6 {
+        for (who, conv) in [(&a, g), (&a, ch), (&b, dm)] {
+            n += 1;
+            let _ = call!(who.client, SendMessage, send(conv, &unique("bfm"), &say(n)));
+        }
+        match step {
+            0 => drop(call!(a.client, RemoveMember, v1::RemoveMember { conversation_id: g, user_id: b.id })?),
+            1 => drop(call!(b.client, JoinChannel, v1::JoinChannel { conversation_id: ch })?),
+            2 => drop(call!(a.client, AddMembers, v1::AddMembers { conversation_id: g, user_ids: vec![b.id] })?),
+            3 => drop(call!(c.client, LeaveConversation, v1::LeaveConversation { conversation_id: g })?),
+            4 => drop(call!(
+                b.client,
+                DeleteAccount,
+                v1::DeleteAccount { password: confab_conformance::util::PASSWORD.into() }
+            )?),
+            _ => {}
+        }
+    }
+    s.stop().await?;
+    let rebuild = backfill_statement(kind, "spans_rebuilt")?;
+    let create = "CREATE TABLE spans_rebuilt (user_id BIGINT NOT NULL, conversation_id BIGINT NOT NULL, \
+                  from_seq BIGINT NOT NULL, until_seq BIGINT, PRIMARY KEY (user_id, conversation_id, from_seq))";
+    let kept = VISIBLE.replace("{t}", "membership_spans");
+    let rebuilt = VISIBLE.replace("{t}", "spans_rebuilt");
+    let counts = [
+        format!("SELECT COUNT(*) FROM ({kept}) x"),
+        format!("SELECT COUNT(*) FROM ({kept} EXCEPT {rebuilt}) x"),
+        format!("SELECT COUNT(*) FROM ({rebuilt} EXCEPT {kept}) x"),
+    ];
+    let mut got = Vec::new();
+    match &db {
+        Some(db) => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(rebuild)).execute(&mut conn).await?;
+            for q in &counts {
+                got.push(sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(q.clone())).fetch_one(&mut conn).await?);
+            }
+        }
+        None => {
+            let url = format!("sqlite://{}", dir.path().join("confab.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut conn).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(rebuild)).execute(&mut conn).await?;
+            for q in &counts {
+                got.push(sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(q.clone())).fetch_one(&mut conn).await?);
+            }
+        }
+    }
+    ensure!(got[0] > 20, "the spans let users find messages: {got:?}");
+    ensure!(got[1] == 0 && got[2] == 0, "kept and rebuilt spans differ: {got:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_spans_from_the_logs_match_the_kept_ones() {
+    spans_from_the_logs_match_the_kept_ones(StoreKind::Sqlite).await.expect("spans");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_spans_from_the_logs_match_the_kept_ones() {
+    spans_from_the_logs_match_the_kept_ones(StoreKind::Postgres).await.expect("spans");
+}
