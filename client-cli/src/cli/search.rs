@@ -36,9 +36,9 @@ pub enum Order {
 #[command(after_help = AFTER_HELP)]
 pub struct SearchArgs {
     /// Words to look for (the arguments are joined): each also matches inside longer words, case
-    /// and accents do not matter; "a phrase" (quote it for the shell), -excluded, a OR b. May be
-    /// empty when a filter is given.
-    #[arg(value_name = "QUERY", allow_hyphen_values = true)]
+    /// and accents do not matter; "a phrase", -excluded, a OR b. Quote the query for the shell,
+    /// or put excluded words after --. May be empty when a filter is given.
+    #[arg(value_name = "QUERY")]
     pub query: Vec<String>,
     /// Only messages from USER: a username, @username, #ID or a numeric id (repeat for several).
     #[arg(long, value_name = "USER")]
@@ -53,10 +53,11 @@ pub struct SearchArgs {
     /// Only messages sent before WHEN (same forms as --after).
     #[arg(long, value_name = "WHEN", value_parser = when_arg)]
     pub before: Option<u64>,
+    /// Which hits come first.
     #[arg(long, value_enum, default_value_t = Order::Newest)]
     pub order: Order,
     /// At most this many hits (the server's pages are followed).
-    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Only messages with attachments.
     #[arg(long, conflicts_with = "without_attachments")]
@@ -79,7 +80,8 @@ server's index has not caught up with a conversation yet, a note on stderr says 
 Examples:
   confab search deploy --from bob --after 3d
   confab search '\"release notes\" -draft' --in lobby --order relevance
-  confab search --in @bob --with-attachments -n 50 --json";
+  confab search deploy --json -- -staging
+  confab search --in @bob --with-attachments --limit 50 --json";
 
 /// Parses a `--after`/`--before` value now, in the local time zone.
 fn when_arg(s: &str) -> Result<u64, String> {
