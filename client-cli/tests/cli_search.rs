@@ -98,6 +98,7 @@ async fn search_through_the_binary() {
         let from_carol = alice.json(&["search", "release", "--from", &carol_id.to_string(), "--json"]);
         assert_eq!(texts(&from_carol), ["the release notes are in the wiki"]);
         assert_eq!(alice.json(&["search", "release", "--in", "launch", "--json"]).len(), 3);
+        assert_eq!(alice.json(&["search", "release", "--in", &g.to_string(), "--json"]).len(), 3);
         let in_dm = alice.json(&["search", "release", "--in", &format!("@{bob_name}"), "--json"]);
         assert_eq!(texts(&in_dm), ["release party at 6?"]);
         let with = alice.json(&["search", "release", "--with-attachments", "--json"]);

@@ -43,7 +43,8 @@ pub struct SearchArgs {
     /// Only messages from USER: a username, @username, #ID or a numeric id (repeat for several).
     #[arg(long, value_name = "USER")]
     pub from: Vec<String>,
-    /// Only in CONV: an id, a title, or @username for a DM (repeat for several).
+    /// Only in CONV: an id (also of a conversation you left), a title, or @username for a DM
+    /// (repeat for several).
     #[arg(long = "in", value_name = "CONV")]
     pub conversations: Vec<String>,
     /// Only messages sent at or after WHEN: 2026-11-30T10:00:00Z (RFC 3339), 2026-11-30 (that
@@ -142,7 +143,12 @@ async fn search(client: &Client, query: String, args: &SearchArgs) -> anyhow::Re
     }
     let mut conversation_ids = Vec::new();
     for spec in &args.conversations {
-        conversation_ids.push(resolve::conversation(client, spec).await?.0.conversation_id);
+        // An id is taken as it is: conversations left since are searched too (§23.1).
+        let id = match spec.trim_start_matches('#').parse::<u64>() {
+            Ok(id) => id,
+            Err(_) => resolve::conversation(client, spec).await?.0.conversation_id,
+        };
+        conversation_ids.push(id);
     }
     let has_attachment = if args.with_attachments {
         v1::AttachmentFilter::With
