@@ -41,6 +41,8 @@ struct Inner {
     /// `None` when this node does not index (`search.indexing = false`).
     indexer: Option<Indexer>,
     config: SearchConfig,
+    /// `config.max_concurrent` turns.
+    turns: tokio::sync::Semaphore,
 }
 
 fn id_list<T>(field: &'static str, ids: &[u64], make: impl Fn(i64) -> T) -> Result<Vec<T>, ServerError> {
@@ -98,7 +100,8 @@ fn lag(p: &IndexProgress) -> v1::IndexLag {
 
 impl Search {
     pub fn new(store: Arc<dyn Store>, indexer: Option<Indexer>, config: SearchConfig) -> Self {
-        Self(Arc::new(Inner { store, indexer, config }))
+        let turns = tokio::sync::Semaphore::new(config.max_concurrent as usize);
+        Self(Arc::new(Inner { store, indexer, config, turns }))
     }
 
     /// The indexer, to subscribe to the bus (`None` when this node does not index).
@@ -156,6 +159,8 @@ impl Search {
             ));
         }
 
+        let _turn =
+            self.0.turns.acquire().await.map_err(|_| ServerError::Unavailable("the server is shutting down".into()))?;
         let store = &self.0.store;
         let scope = store.search_scope(caller.user_id, &only).await?;
         let mut behind = scope.lagging();
