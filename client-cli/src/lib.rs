@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod creds;
+pub mod highlight;
 pub mod media;
 pub mod net;
 pub mod session;

@@ -9,6 +9,9 @@ use confab_protocol::v1::{self, ConversationKind, conversation_event::Body, user
 
 use crate::net::Snapshot;
 
+mod window;
+pub use window::Gap;
+
 /// A message as shown.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Msg {
@@ -89,9 +92,12 @@ pub struct Conv {
     by_id: HashMap<u64, u64>,
     /// Edits and deletions of messages not loaded yet, applied when they load.
     orphans: HashMap<u64, (String, bool)>,
+    /// Older messages exist below the oldest loaded one.
     pub has_older: bool,
     pub history_loaded: bool,
     pub loading: bool,
+    /// Unloaded messages between a page around an old message (a search hit) and the newest.
+    pub gap: Option<Gap>,
     pub pending: Vec<Pending>,
     /// Others typing: user → until (ms).
     pub typing: BTreeMap<u64, u64>,
@@ -389,26 +395,6 @@ impl Store {
             #[allow(unreachable_patterns)]
             Some(_) => None,
         }
-    }
-
-    /// Merges a page of history (messages in their current state): only missing ones are
-    /// inserted, since loaded ones are kept current by the log.
-    pub fn merge_history(&mut self, conversation_id: u64, messages: &[v1::Message], has_more: bool) {
-        let Some(conv) = self.convs.get_mut(&conversation_id) else { return };
-        let before = conv.oldest_seq();
-        for m in messages {
-            if !conv.messages.contains_key(&m.seq) {
-                conv.insert(Msg::from(m));
-            }
-        }
-        // The page reached as far back as anything loaded: it says whether older ones exist.
-        match (messages.first(), before) {
-            (None, _) => conv.has_older = false,
-            (Some(first), Some(b)) if first.seq > b => {}
-            (Some(_), _) => conv.has_older = has_more,
-        }
-        conv.history_loaded = true;
-        conv.loading = false;
     }
 
     /// Marks the conversation read up to its head locally; returns that head.

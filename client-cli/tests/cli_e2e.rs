@@ -4,87 +4,17 @@
 //! Files go up with `send --file` over WebSocket and come back byte for byte with `download`
 //! over QUIC; `avatar` sets and clears the avatar.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod cli_user;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cli_user::User;
 use confab_conformance::harness::{StoreKind, TestServer, Transport};
 use serde_json::Value;
-
-/// One user of the `confab` binary: own XDG directories, so own profile and tokens.
-struct User {
-    home: tempfile::TempDir,
-    server: String,
-    /// The server certificate to trust (CONFAB_CERT), for QUIC.
-    cert: Option<PathBuf>,
-}
-
-impl User {
-    fn new(server: &str) -> Self {
-        Self { home: tempfile::tempdir().expect("tempdir"), server: server.to_string(), cert: None }
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_confab"));
-        let h = self.home.path();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", h)
-            .env("XDG_CONFIG_HOME", h.join("config"))
-            .env("XDG_DATA_HOME", h.join("data"))
-            .env("CONFAB_SERVER", &self.server)
-            .env("CONFAB_PASSWORD", "correct horse battery");
-        if let Some(cert) = &self.cert {
-            c.env("CONFAB_CERT", cert);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).current_dir(self.home.path()).stdin(Stdio::null()).output().expect("run confab")
-    }
-
-    /// A file in this user's home directory (the commands' working directory).
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.home.path().join(name);
-        std::fs::write(&p, bytes).expect("write file");
-        p
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "confab {args:?} succeeded");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(err.lines().count(), 1, "one line on stderr: {err}");
-        err
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "confab {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
-    fn json(&self, args: &[&str]) -> Vec<Value> {
-        self.ok(args).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
-    }
-
-    fn with_stdin(&self, args: &[&str], input: &str) -> String {
-        let mut child = self.command().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "confab {args:?} failed");
-        String::from_utf8(out.stdout).expect("utf-8")
-    }
-
-    fn data(&self) -> PathBuf {
-        self.home.path().join("data")
-    }
-}
 
 /// A running `confab tail --json`, its lines read on a thread.
 struct Tail {

@@ -1,10 +1,9 @@
 -- Message search (docs/protocol.md §23): who could see which part of each conversation's history
 -- (membership spans, kept by the write path and built here from the logs), the search documents
 -- (one per live message: its folded words, written by the indexer), and how far the indexer has
--- read each conversation's log. pg_trgm and btree_gin are trusted extensions (PostgreSQL 13+):
--- the database's owner may create them.
+-- read each conversation's log. pg_trgm is a trusted extension (PostgreSQL 13+): the database's
+-- owner may create it.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE EXTENSION IF NOT EXISTS btree_gin;
 
 -- A member sees the messages with from_seq < seq <= until_seq (until_seq NULL: still a member).
 CREATE TABLE membership_spans (
@@ -46,10 +45,12 @@ CREATE TABLE search_docs (
     has_attachment BOOLEAN NOT NULL,
     body TEXT NOT NULL
 );
--- Substrings (LIKE '%…%') within a set of conversations: the conversation column (btree_gin)
--- narrows the trigram posting lists inside the index.
-CREATE INDEX search_docs_trgm ON search_docs USING gin (conversation_id, body gin_trgm_ops);
+-- Substrings (LIKE '%…%'): trigrams, for rare needles; the caller's conversations, the newest
+-- first (a common word is found walking back in time), and a sender's messages.
+CREATE INDEX search_docs_trgm ON search_docs USING gin (body gin_trgm_ops);
 CREATE INDEX search_docs_conversation ON search_docs (conversation_id, seq);
+CREATE INDEX search_docs_time ON search_docs (sent_at_ms);
+CREATE INDEX search_docs_sender ON search_docs (sender_id, sent_at_ms);
 
 CREATE TABLE search_progress (
     conversation_id BIGINT PRIMARY KEY,

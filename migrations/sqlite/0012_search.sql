@@ -43,6 +43,8 @@ CREATE TABLE search_docs (
     body TEXT NOT NULL
 );
 CREATE INDEX search_docs_conversation ON search_docs (conversation_id, seq);
+CREATE INDEX search_docs_time ON search_docs (sent_at_ms);
+CREATE INDEX search_docs_sender ON search_docs (sender_id, sent_at_ms);
 
 -- Substrings of three characters or more: trigrams of search_docs.body (rowid = message_id),
 -- contentless (the text is in search_docs), case-sensitive (the body is folded already).

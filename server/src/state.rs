@@ -18,8 +18,8 @@ use crate::conversations::Conversations;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connections};
 use crate::media::Media;
-use crate::search::Search;
 use crate::metrics::Metrics;
+use crate::search::Search;
 use crate::social::Social;
 use crate::store::Store;
 

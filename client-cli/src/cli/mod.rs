@@ -17,6 +17,7 @@ pub mod media;
 pub mod output;
 mod ping;
 mod resolve;
+pub mod search;
 mod social;
 mod tail;
 
@@ -224,6 +225,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search messages by words, sender, conversation, date and attachments.
+    Search(search::SearchArgs),
     /// Users whose username or display name starts with QUERY.
     SearchUsers {
         query: String,
@@ -281,6 +284,7 @@ pub async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
             media::download(&settings, &media_id, output, thumbnail, force, json).await
         }
         Command::Avatar { path, clear, json } => media::avatar(&settings, path, clear, json).await,
+        Command::Search(args) => search::run(&settings, args).await,
         other => chat::run(&settings, other).await,
     }
 }

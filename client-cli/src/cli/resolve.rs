@@ -1,5 +1,5 @@
-//! Names on the command line: users by username (or `#ID`), conversations by id, title or
-//! `@username` (the DM with that user), channels by id or title.
+//! Names on the command line: users by username (or `#ID`, or a number no username spells),
+//! conversations by id, title or `@username` (the DM with that user), channels by id or title.
 
 use anyhow::{Context, bail};
 use confab_protocol::client::{Client, unexpected};
@@ -8,13 +8,11 @@ use confab_protocol::v1::{self, client_frame::Request, response::Result as R};
 use super::output::{Names, conversation_name};
 use crate::net::fetch_users;
 
-/// A user by username (exact, case-insensitive) or `#ID`.
+/// A user by username (exact, case-insensitive; `@` before it allowed) or `#ID`; a bare number
+/// is a username when one is spelled so (usernames may be all digits), else an id.
 pub async fn user(client: &Client, spec: &str) -> anyhow::Result<v1::UserProfile> {
     if let Some(id) = spec.strip_prefix('#').and_then(|s| s.parse::<u64>().ok()) {
-        return match client.request(Request::GetUser(v1::GetUser { user_id: id })).await? {
-            R::GetUser(u) => Ok(u),
-            other => Err(unexpected("UserProfile", &other).into()),
-        };
+        return user_by_id(client, id).await;
     }
     let name = spec.strip_prefix('@').unwrap_or(spec);
     let req = v1::SearchUsers { query: name.to_string(), page_token: String::new(), limit: 100 };
@@ -22,7 +20,18 @@ pub async fn user(client: &Client, spec: &str) -> anyhow::Result<v1::UserProfile
         R::SearchUsers(r) => r.users,
         other => return Err(unexpected("SearchUsersResult", &other).into()),
     };
-    found.into_iter().find(|u| u.username.eq_ignore_ascii_case(name)).with_context(|| format!("no user named {name:?}"))
+    match (found.into_iter().find(|u| u.username.eq_ignore_ascii_case(name)), spec.parse::<u64>()) {
+        (Some(u), _) => Ok(u),
+        (None, Ok(id)) => user_by_id(client, id).await,
+        (None, Err(_)) => bail!("no user named {name:?}"),
+    }
+}
+
+async fn user_by_id(client: &Client, user_id: u64) -> anyhow::Result<v1::UserProfile> {
+    match client.request(Request::GetUser(v1::GetUser { user_id })).await? {
+        R::GetUser(u) => Ok(u),
+        other => Err(unexpected("UserProfile", &other).into()),
+    }
 }
 
 /// Every conversation of the account, most recent activity first.

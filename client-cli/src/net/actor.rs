@@ -234,8 +234,8 @@ impl Actor {
                         self.flush_outbox(&client, &mut sends);
                     }
                     Some(Command::Request { tag, request }) => self.spawn_request(&client, tag, request),
-                    Some(Command::History { conversation_id, before_seq, limit }) => {
-                        self.spawn_history(&client, conversation_id, before_seq, limit);
+                    Some(Command::History { conversation_id, before_seq, after_seq, limit }) => {
+                        self.spawn_history(&client, conversation_id, before_seq, after_seq, limit);
                     }
                     Some(Command::Transfer(t)) => super::transfer::spawn(&client, &self.up, t),
                 },
@@ -333,15 +333,19 @@ impl Actor {
         });
     }
 
-    fn spawn_history(&self, client: &Client, conversation_id: u64, before_seq: u64, limit: u32) {
+    fn spawn_history(&self, client: &Client, conversation_id: u64, before_seq: u64, after_seq: u64, limit: u32) {
         let client = client.clone();
         let up = self.up.clone();
         tokio::spawn(async move {
-            let req = v1::GetHistory { conversation_id, before_seq, after_seq: 0, limit };
+            let req = v1::GetHistory { conversation_id, before_seq, after_seq, limit };
             let u = match client.request(Request::GetHistory(req)).await {
-                Ok(R::GetHistory(h)) => {
-                    Update::History { conversation_id, before_seq, messages: h.messages, has_more: h.has_more }
-                }
+                Ok(R::GetHistory(h)) => Update::History {
+                    conversation_id,
+                    before_seq,
+                    after_seq,
+                    messages: h.messages,
+                    has_more: h.has_more,
+                },
                 Ok(other) => Update::Reply { tag: Tag::Quiet, result: Err(unexpected("history", &other).to_string()) },
                 Err(e) => Update::Reply { tag: Tag::Quiet, result: Err(format!("history: {}", describe(&e))) },
             };

@@ -96,10 +96,12 @@ pub enum Command {
         tag: Tag,
         request: Request,
     },
-    /// A page of history below `before_seq` (0: the latest page).
+    /// A page of history: below `before_seq` (0: the latest page), or above `after_seq` when
+    /// that is set.
     History {
         conversation_id: u64,
         before_seq: u64,
+        after_seq: u64,
         limit: u32,
     },
     /// Upload or download media (docs/protocol.md §22).
@@ -126,9 +128,11 @@ pub enum Update {
     Entry(v1::ConversationEvent),
     /// The next entry of the user's log, exactly once, in order.
     UserEntry(v1::UserUpdate),
+    /// A page of history, as asked for.
     History {
         conversation_id: u64,
         before_seq: u64,
+        after_seq: u64,
         messages: Vec<v1::Message>,
         has_more: bool,
     },

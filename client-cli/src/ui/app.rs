@@ -12,6 +12,7 @@ use confab_protocol::v1::{self, ConversationKind, client_frame::Request};
 use super::composer::Composer;
 use super::keymap::Keymap;
 use super::media::{Previews, TransferView};
+use super::search::SearchView;
 use crate::config::{MediaConfig, NotifyConfig};
 use crate::net::{Command, ConnState, Tag, Update};
 use crate::store::{Msg, Store};
@@ -135,6 +136,8 @@ pub enum Overlay {
         selected: usize,
         open: bool,
     },
+    /// Message search across every conversation: the state is [`App::message_search`].
+    MessageSearch,
 }
 
 /// What a `Tag::Ui` request was for.
@@ -162,6 +165,8 @@ pub(crate) enum Purpose {
         name: String,
     },
     Join(String),
+    /// A page of the message search numbered so (answers to older searches are dropped).
+    MessageSearch(u64),
 }
 
 /// The whole TUI state.
@@ -198,8 +203,10 @@ pub struct App {
     next_request: u64,
     users_asked: HashSet<u64>,
     pub(crate) typing_sent: Option<(u64, u64)>,
-    /// The last message search, offered again by the next one.
+    /// The last search in the open conversation's messages, offered (selected) by the next.
     pub(crate) last_search: String,
+    /// The search across conversations: kept while its overlay is closed, shown again by its key.
+    pub message_search: Option<SearchView>,
     /// Uploads and downloads under way, by the number given to the network task.
     pub transfers: BTreeMap<u64, TransferView>,
     pub(crate) next_transfer: u64,
@@ -245,6 +252,7 @@ impl App {
             users_asked: HashSet::new(),
             typing_sent: None,
             last_search: String::new(),
+            message_search: None,
             transfers: BTreeMap::new(),
             next_transfer: 0,
             previews: Previews::default(),
@@ -299,18 +307,23 @@ impl App {
 
     /// Opens a conversation: loads its latest page and marks it read.
     pub fn open_conversation(&mut self, id: u64) {
-        self.open = Some(id);
+        self.show_conversation(id);
         self.selected = None;
-        self.focus = Focus::Messages;
-        self.list_id = Some(id);
         let page = self.history_page;
         if let Some(c) = self.store.convs.get_mut(&id)
-            && !c.history_loaded
+            && (!c.history_loaded || (c.gap.is_some() && !c.newest_loaded()))
             && !c.loading
         {
             c.loading = true;
-            self.net(Command::History { conversation_id: id, before_seq: 0, limit: page });
+            self.net(Command::History { conversation_id: id, before_seq: 0, after_seq: 0, limit: page });
         }
+    }
+
+    /// Shows a conversation in the message pane and marks it read.
+    pub(crate) fn show_conversation(&mut self, id: u64) {
+        self.open = Some(id);
+        self.focus = Focus::Messages;
+        self.list_id = Some(id);
         self.mark_read(id);
     }
 
@@ -329,7 +342,7 @@ impl App {
         {
             c.loading = true;
             let before_seq = c.oldest_seq().unwrap_or(0);
-            self.net(Command::History { conversation_id: id, before_seq, limit: page });
+            self.net(Command::History { conversation_id: id, before_seq, after_seq: 0, limit: page });
         }
     }
 
@@ -365,8 +378,8 @@ impl App {
                     });
                 }
             }
-            Update::History { conversation_id, messages, has_more, .. } => {
-                self.store.merge_history(conversation_id, &messages, has_more);
+            Update::History { conversation_id, before_seq, after_seq, messages, has_more } => {
+                self.store.merge_history(conversation_id, before_seq, after_seq, &messages, has_more);
                 let me = self.store.me.user_id;
                 if let Some(m) = messages.iter().rev().find(|m| m.sender_id == me && !m.deleted) {
                     let (conversation_id, message_id, seq) = (conversation_id, m.message_id, m.seq);

@@ -1,5 +1,6 @@
 //! The composer: a multi-line text buffer with a cursor, and what the text is for (a new
-//! message, a reply, an edit).
+//! message, a reply, an edit). Prompts use it too, and may offer a text selected, which typing
+//! replaces.
 
 /// What Enter does with the text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum Purpose {
 pub struct Composer {
     text: Vec<char>,
     cursor: usize,
+    /// The whole text is selected: typing replaces it, deleting removes it, moving keeps it.
+    selected: bool,
     pub purpose: Purpose,
 }
 
@@ -34,20 +37,46 @@ impl Composer {
     pub fn set(&mut self, text: &str) {
         self.text = text.chars().collect();
         self.cursor = self.text.len();
+        self.selected = false;
+    }
+
+    /// Offers `text` selected (a prompt's last value): kept as it is, or replaced by typing.
+    pub fn set_selected(&mut self, text: &str) {
+        self.set(text);
+        self.selected = !self.text.is_empty();
+    }
+
+    pub fn is_selected(&self) -> bool {
+        self.selected
+    }
+
+    /// Removes the selected text; true when there was some.
+    fn take_selection(&mut self) -> bool {
+        let had = std::mem::take(&mut self.selected);
+        if had {
+            self.text.clear();
+            self.cursor = 0;
+        }
+        had
     }
 
     pub fn clear(&mut self) {
         self.text.clear();
         self.cursor = 0;
+        self.selected = false;
         self.purpose = Purpose::New;
     }
 
     pub fn insert(&mut self, c: char) {
+        self.take_selection();
         self.text.insert(self.cursor, c);
         self.cursor += 1;
     }
 
     pub fn backspace(&mut self) {
+        if self.take_selection() {
+            return;
+        }
         if self.cursor > 0 {
             self.cursor -= 1;
             self.text.remove(self.cursor);
@@ -55,21 +84,27 @@ impl Composer {
     }
 
     pub fn delete(&mut self) {
+        if self.take_selection() {
+            return;
+        }
         if self.cursor < self.text.len() {
             self.text.remove(self.cursor);
         }
     }
 
     pub fn left(&mut self) {
+        self.selected = false;
         self.cursor = self.cursor.saturating_sub(1);
     }
 
     pub fn right(&mut self) {
+        self.selected = false;
         self.cursor = (self.cursor + 1).min(self.text.len());
     }
 
     /// Start of the current line.
     pub fn home(&mut self) {
+        self.selected = false;
         while self.cursor > 0 && self.text[self.cursor - 1] != '\n' {
             self.cursor -= 1;
         }
@@ -77,6 +112,7 @@ impl Composer {
 
     /// End of the current line.
     pub fn end(&mut self) {
+        self.selected = false;
         while self.cursor < self.text.len() && self.text[self.cursor] != '\n' {
             self.cursor += 1;
         }
@@ -131,5 +167,25 @@ mod tests {
         c.end();
         c.delete_line();
         assert_eq!(c.text(), "");
+    }
+
+    #[test]
+    fn selected_text_is_replaced_by_typing() {
+        let mut c = Composer::default();
+        c.set_selected("deploy");
+        assert!(c.is_selected());
+        c.insert('g');
+        assert_eq!((c.text(), c.is_selected()), ("g".to_string(), false));
+        // Deleting removes it all; moving keeps it for editing.
+        c.set_selected("deploy");
+        c.backspace();
+        assert_eq!(c.text(), "");
+        c.set_selected("deploy");
+        c.left();
+        c.insert('X');
+        assert_eq!(c.text(), "deploXy");
+        // Nothing to select: nothing selected.
+        c.set_selected("");
+        assert!(!c.is_selected());
     }
 }

@@ -18,7 +18,7 @@ fn ctrl(k: &KeyEvent, c: char) -> bool {
 }
 
 /// Edits a buffer with the usual keys; false when the key is not an editing key.
-fn edit(buf: &mut Composer, k: &KeyEvent) -> bool {
+pub(super) fn edit(buf: &mut Composer, k: &KeyEvent) -> bool {
     match k.code {
         _ if ctrl(k, 'w') => buf.delete_word(),
         _ if ctrl(k, 'u') => buf.delete_line(),
@@ -119,8 +119,11 @@ impl App {
         {
             return self.complete_prompt();
         }
+        if matches!(self.overlay, Overlay::MessageSearch) {
+            return self.message_search_key(k);
+        }
         match &mut self.overlay {
-            Overlay::None => {}
+            Overlay::None | Overlay::MessageSearch => {}
             Overlay::Help => {
                 if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter) {
                     self.overlay = Overlay::None;
@@ -401,6 +404,10 @@ impl App {
             None => return,
         };
         let next = cur + delta;
+        if let Some(stop) = self.stop_at_gap(&seqs, cur, next) {
+            self.selected = Some(stop);
+            return;
+        }
         if next >= seqs.len() as i64 {
             self.selected = None;
         } else {
@@ -433,7 +440,7 @@ impl App {
             Action::PageDown if in_messages => self.move_selection(half),
             Action::PageUp if in_messages => self.move_selection(-half),
             Action::Top if in_messages => self.move_selection(-(self.seqs().len() as i64)),
-            Action::Bottom if in_messages => self.selected = None,
+            Action::Bottom if in_messages => self.follow_newest(),
             Action::Down => self.move_list(1),
             Action::Up => self.move_list(-1),
             Action::PageDown => self.move_list(half),
@@ -461,8 +468,9 @@ impl App {
             Action::Compose if self.open.is_some() => self.focus = Focus::Composer,
             Action::Compose => self.say("open a conversation first"),
             Action::Filter if in_messages => {
+                // The last search, selected: Enter repeats it (older matches), typing replaces it.
                 let mut input = Composer::default();
-                input.set(&self.last_search);
+                input.set_selected(&self.last_search);
                 self.overlay = Overlay::Prompt { kind: PromptKind::SearchMessages, input, completions: Vec::new() };
             }
             Action::Filter => {
@@ -473,6 +481,7 @@ impl App {
             Action::NewGroup => self.prompt(PromptKind::NewGroup),
             Action::JoinChannel => self.prompt(PromptKind::JoinChannel),
             Action::SearchUsers => self.prompt(PromptKind::SearchUsers),
+            Action::SearchMessages => self.open_message_search(),
             Action::Mute => {
                 let Some(id) = self.open.or_else(|| self.visible().get(self.list_index()).copied()) else { return };
                 let muted = if self.muted.remove(&id) {

@@ -49,6 +49,7 @@ actions! {
     NewGroup "new_group" ["c"] "create a group: NAME USER…",
     JoinChannel "join_channel" ["J"] "join a channel (or create it with +NAME)",
     SearchUsers "search_users" ["s"] "search users (Enter opens a DM)",
+    SearchMessages "search" ["S", "Ctrl-f"] "search messages in all conversations",
     Reply "reply" ["r"] "reply to the selected message",
     Edit "edit" ["e"] "edit the selected message",
     Delete "delete" ["d"] "delete the selected message",

@@ -5,12 +5,14 @@
 pub mod app;
 pub mod complete;
 pub mod composer;
+mod history;
 mod input;
 pub mod keymap;
 pub mod media;
 pub mod notify;
 pub mod render;
 mod replies;
+pub mod search;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Answers to the TUI's own requests: lists for popups (pins, members, search results), the
-//! conversations created or joined, receipts, and the username look-ups behind DMs, groups and
-//! new members.
+//! Answers to the TUI's own requests: lists for popups (pins, members, search results), pages
+//! of the message search, the conversations created or joined, receipts, and the username
+//! look-ups behind DMs, groups and new members.
 
 use confab_protocol::v1::{self, ConversationKind, client_frame::Request, response::Result as R};
 
@@ -20,6 +20,7 @@ impl App {
                     // Background refreshes: the next one will do.
                     (Tag::Silent | Tag::Users | Tag::Refresh, _) => {}
                     (_, Some(Purpose::Receipts { .. })) => {}
+                    (_, Some(Purpose::MessageSearch(run))) => self.message_search_failed(run, e),
                     _ => self.say(e),
                 }
                 return;
@@ -96,6 +97,7 @@ impl App {
                     None => self.say(format!("no channel named {title:?} (J then +{title} creates it)")),
                 }
             }
+            (Some(Purpose::MessageSearch(run)), R::SearchMessages(r)) => self.message_search_page(run, r),
             (_, R::AddMembers(_)) => self.say("member added"),
             _ => {}
         }

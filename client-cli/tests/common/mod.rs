@@ -133,6 +133,7 @@ pub fn dm_open() -> App {
     app.on_update(Update::History {
         conversation_id: 10,
         before_seq: 0,
+        after_seq: 0,
         messages: vec![m1, m2, m3, m4, m5, m6],
         has_more: false,
     });

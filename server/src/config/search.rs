@@ -22,11 +22,19 @@ pub struct SearchConfig {
     /// node that died before indexing them, or of a node not indexing).
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// Searches run at once on this node; more wait for a turn, so searches never take every
+    /// database connection from the writes.
+    pub max_concurrent: u32,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        Self { indexing: true, wait: Duration::from_secs(2), sweep_interval: Duration::from_secs(30) }
+        Self {
+            indexing: true,
+            wait: Duration::from_secs(2),
+            sweep_interval: Duration::from_secs(30),
+            max_concurrent: 4,
+        }
     }
 }
 
@@ -34,6 +42,9 @@ impl SearchConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.wait > Duration::from_secs(30) {
             return Err(ConfigError::Invalid("search.wait must be at most 30s".into()));
+        }
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::Invalid("search.max_concurrent must be at least 1".into()));
         }
         if self.sweep_interval < Duration::from_secs(1) {
             return Err(ConfigError::Invalid("search.sweep_interval must be at least 1s".into()));

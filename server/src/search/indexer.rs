@@ -153,7 +153,12 @@ async fn index(store: &dyn Store, convs: Vec<ConvId>, shutdown: &CancellationTok
 
 /// Every conversation whose log the index has not read to the head, a pass at a time, taking
 /// flushes between passes so a search never waits for a whole sweep.
-async fn sweep(store: &dyn Store, rx: &mut mpsc::Receiver<Cmd>, dirty: &mut BTreeSet<ConvId>, shutdown: &CancellationToken) {
+async fn sweep(
+    store: &dyn Store,
+    rx: &mut mpsc::Receiver<Cmd>,
+    dirty: &mut BTreeSet<ConvId>,
+    shutdown: &CancellationToken,
+) {
     let mut after = ConvId(0);
     let mut total = 0usize;
     loop {

@@ -41,6 +41,8 @@ struct Inner {
     /// `None` when this node does not index (`search.indexing = false`).
     indexer: Option<Indexer>,
     config: SearchConfig,
+    /// `config.max_concurrent` turns.
+    turns: tokio::sync::Semaphore,
 }
 
 fn id_list<T>(field: &'static str, ids: &[u64], make: impl Fn(i64) -> T) -> Result<Vec<T>, ServerError> {
@@ -98,7 +100,8 @@ fn lag(p: &IndexProgress) -> v1::IndexLag {
 
 impl Search {
     pub fn new(store: Arc<dyn Store>, indexer: Option<Indexer>, config: SearchConfig) -> Self {
-        Self(Arc::new(Inner { store, indexer, config }))
+        let turns = tokio::sync::Semaphore::new(config.max_concurrent as usize);
+        Self(Arc::new(Inner { store, indexer, config, turns }))
     }
 
     /// The indexer, to subscribe to the bus (`None` when this node does not index).
@@ -118,7 +121,11 @@ impl Search {
     /// # Errors
     /// `INVALID_ARGUMENT` for a query or filter out of bounds, a query with no word and no
     /// filter, or a cursor of another order; `UNAVAILABLE` when the store is down.
-    pub async fn search(&self, caller: &Caller, r: &v1::SearchMessages) -> Result<v1::SearchMessagesResult, ServerError> {
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        r: &v1::SearchMessages,
+    ) -> Result<v1::SearchMessagesResult, ServerError> {
         let query = Query::parse(&r.query).map_err(|e| ServerError::invalid("search_messages.query", e.to_string()))?;
         let only = id_list("search_messages.conversation_ids", &r.conversation_ids, ConvId)?;
         let senders = id_list("search_messages.sender_ids", &r.sender_ids, UserId)?;
@@ -152,15 +159,17 @@ impl Search {
             ));
         }
 
+        let _turn =
+            self.0.turns.acquire().await.map_err(|_| ServerError::Unavailable("the server is shutting down".into()))?;
         let store = &self.0.store;
         let scope = store.search_scope(caller.user_id, &only).await?;
         let mut behind = scope.lagging();
-        if !behind.is_empty() {
-            if let Some(indexer) = &self.0.indexer {
-                let convs = behind.iter().map(|p| p.conversation).collect();
-                if let Some(done) = indexer.flush(convs, self.0.config.wait).await {
-                    behind.retain(|b| !done.iter().any(|d| d.conversation == b.conversation));
-                }
+        if !behind.is_empty()
+            && let Some(indexer) = &self.0.indexer
+        {
+            let convs = behind.iter().map(|p| p.conversation).collect();
+            if let Some(done) = indexer.flush(convs, self.0.config.wait).await {
+                behind.retain(|b| !done.iter().any(|d| d.conversation == b.conversation));
             }
         }
         let mut conversations: Vec<ConvId> = scope.progress.iter().map(|p| p.conversation).collect();
@@ -208,11 +217,8 @@ impl Search {
             if query.matching.as_ref().is_some_and(|q| !q.matches(&folded.text)) {
                 continue;
             }
-            let highlights = folded
-                .highlights(&query.wanted)
-                .into_iter()
-                .map(|(start, end)| v1::TextRange { start, end })
-                .collect();
+            let highlights =
+                folded.highlights(&query.wanted).into_iter().map(|(start, end)| v1::TextRange { start, end }).collect();
             hits.push(v1::SearchHit { message: Some(crate::wire::message(m, viewer)), highlights });
         }
         Ok(hits)

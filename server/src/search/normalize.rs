@@ -150,10 +150,10 @@ impl Folded {
                 let (from, to) = (offset(at), offset(at + m.len()));
                 let first = self.origin.partition_point(|o| o.0 < from);
                 let last = self.origin.partition_point(|o| o.0 < to);
-                if let (Some(a), Some(b)) = (self.origin.get(first), last.checked_sub(1).and_then(|l| self.origin.get(l))) {
-                    if first < last {
-                        ranges.push((a.1, b.2));
-                    }
+                if first < last
+                    && let (Some(a), Some(b)) = (self.origin.get(first), self.origin.get(last - 1))
+                {
+                    ranges.push((a.1, b.2));
                 }
             }
         }

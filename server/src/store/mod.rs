@@ -275,7 +275,9 @@ pub trait SearchStore: Send + Sync {
 }
 
 #[async_trait::async_trait]
-pub trait Store: ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + SearchStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + SearchStore + Send + Sync + std::fmt::Debug
+{
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -15,14 +15,15 @@ use super::search_types::{
     AttachmentFilter, FoldFn, Found, IndexProgress, Match, SearchKey, SearchOrder, SearchScope, SearchSpec, Span,
 };
 use super::sql::{SqlBackend, escape_like};
-use super::{Backend, StoreError};
 use super::types::UserId;
+use super::{Backend, StoreError};
 
 /// Log kinds that change what a message's search document holds (`LogBody::kind`): posted,
 /// edited, deleted.
 const MESSAGE_KINDS: &str = "2, 3, 4";
-/// Most log entries of one conversation one indexer pass reads.
-const PASS_ENTRIES: i64 = 2000;
+/// Most log entries one indexer pass reads (over all its conversations): a pass's transaction
+/// and memory stay small however far behind the index is.
+const PASS_ENTRIES: i64 = 4000;
 
 /// The search SQL for backend `DB`.
 pub(super) struct SearchSql<DB>(PhantomData<DB>);
@@ -125,10 +126,8 @@ impl Built {
 /// The statement that finds `spec`'s page (one row more than the limit).
 fn search_statement(backend: Backend, spec: &SearchSpec) -> Built {
     let mut b = Built { sql: String::new(), binds: Vec::new() };
-    let mut conds = vec![
-        format!("s.user_id = {}", spec.user.0),
-        format!("d.conversation_id IN ({})", ids(&spec.conversations)),
-    ];
+    let mut conds =
+        vec![format!("s.user_id = {}", spec.user.0), format!("d.conversation_id IN ({})", ids(&spec.conversations))];
     if !spec.senders.is_empty() {
         conds.push(format!("d.sender_id IN ({})", ids(&spec.senders)));
     }
@@ -217,7 +216,11 @@ where
             let conversation = ConvId(r.try_get(0)?);
             scope.spans.push(Span { conversation, from_seq: r.try_get(1)?, until_seq: r.try_get(2)? });
             if scope.progress.last().is_none_or(|p| p.conversation != conversation) {
-                scope.progress.push(IndexProgress { conversation, head_seq: r.try_get(3)?, indexed_seq: r.try_get(4)? });
+                scope.progress.push(IndexProgress {
+                    conversation,
+                    head_seq: r.try_get(3)?,
+                    indexed_seq: r.try_get(4)?,
+                });
             }
         }
         Ok(scope)
@@ -238,7 +241,11 @@ where
             .map(|r| {
                 Ok(Found {
                     conversation: ConvId(r.try_get(1)?),
-                    key: SearchKey { message_id: MessageId(r.try_get(0)?), sent_at_ms: r.try_get(2)?, score: r.try_get(3)? },
+                    key: SearchKey {
+                        message_id: MessageId(r.try_get(0)?),
+                        sent_at_ms: r.try_get(2)?,
+                        score: r.try_get(3)?,
+                    },
                 })
             })
             .collect()
@@ -258,7 +265,7 @@ where
     }
 
     /// One indexer pass over `convs` in one transaction: their progress rows locked (two nodes
-    /// never index one conversation at once), up to `PASS_ENTRIES` new log entries of each read,
+    /// never index one conversation at once), up to `PASS_ENTRIES` new log entries read in all,
     /// the messages they touch written in their current state (deleted ones removed), and the
     /// progress moved on. Returns each conversation's progress after the pass.
     pub(super) async fn index_pass(
@@ -293,13 +300,15 @@ where
         .await?;
         let mut progress = Vec::with_capacity(rows.len());
         let mut touched: BTreeSet<i64> = BTreeSet::new();
+        let mut budget = PASS_ENTRIES;
         for r in &rows {
             let (conversation, indexed_seq, head_seq): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            if indexed_seq >= head_seq {
+            if indexed_seq >= head_seq || budget <= 0 {
                 progress.push(IndexProgress { conversation: ConvId(conversation), indexed_seq, head_seq });
                 continue;
             }
-            let upto = head_seq.min(indexed_seq.saturating_add(PASS_ENTRIES));
+            let upto = head_seq.min(indexed_seq.saturating_add(budget));
+            budget -= upto - indexed_seq;
             let events = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT message_id FROM conversation_events WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 \
                  AND kind IN ({MESSAGE_KINDS}) AND message_id IS NOT NULL"
@@ -374,8 +383,7 @@ where
                 .execute(&mut **tx)
                 .await?;
         }
-        let live: Vec<(&Current, String)> =
-            current.iter().filter(|m| !m.deleted).map(|m| (m, fold(&m.text))).collect();
+        let live: Vec<(&Current, String)> = current.iter().filter(|m| !m.deleted).map(|m| (m, fold(&m.text))).collect();
         let flag = |b: bool| match (DB::BACKEND, b) {
             (Backend::Postgres, true) => "TRUE",
             (Backend::Postgres, false) => "FALSE",
@@ -410,7 +418,8 @@ where
             }
             q.execute(&mut **tx).await?;
             if DB::BACKEND == Backend::Sqlite {
-                let values: Vec<String> = chunk.iter().enumerate().map(|(i, (m, _))| format!("({}, ${})", m.id, i + 1)).collect();
+                let values: Vec<String> =
+                    chunk.iter().enumerate().map(|(i, (m, _))| format!("({}, ${})", m.id, i + 1)).collect();
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO search_trigrams (rowid, body) VALUES {}",
                     values.join(", ")

@@ -36,7 +36,9 @@ fn highlighted(res: &v1::SearchMessagesResult) -> Vec<Vec<String>> {
             let text = h.message.as_ref().map(|m| m.text.as_str()).unwrap_or_default();
             h.highlights
                 .iter()
-                .map(|r| text.get(r.start as usize..r.end as usize).unwrap_or("<not on a character boundary>").to_string())
+                .map(|r| {
+                    text.get(r.start as usize..r.end as usize).unwrap_or("<not on a character boundary>").to_string()
+                })
                 .collect()
         })
         .collect()
@@ -100,9 +102,13 @@ pub(super) async fn search_syntax_phrases_exclusions_and_or(t: Target) -> anyhow
     let many = (0..17).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
     expect_code(call!(a.client, SearchMessages, query(&many, &[conv])), ErrorCode::InvalidArgument)?;
     let r = v1::SearchMessages { limit: 101, ..query("release", &[conv]) };
-    ensure!(expect_code(call!(a.client, SearchMessages, r), ErrorCode::InvalidArgument)?.field == "search_messages.limit");
+    ensure!(
+        expect_code(call!(a.client, SearchMessages, r), ErrorCode::InvalidArgument)?.field == "search_messages.limit"
+    );
     let r = v1::SearchMessages { cursor: "not a cursor".into(), ..query("release", &[conv]) };
-    ensure!(expect_code(call!(a.client, SearchMessages, r), ErrorCode::InvalidArgument)?.field == "search_messages.cursor");
+    ensure!(
+        expect_code(call!(a.client, SearchMessages, r), ErrorCode::InvalidArgument)?.field == "search_messages.cursor"
+    );
     let first = search(&a, v1::SearchMessages { limit: 1, ..query("release", &[conv]) }).await?;
     ensure!(!first.next_cursor.is_empty(), "more hits follow");
     let r = v1::SearchMessages {
@@ -158,7 +164,11 @@ pub(super) async fn search_follows_edits_and_deletions(t: Target) -> anyhow::Res
     let (old, new) = (fresh_name("old"), fresh_name("new"));
     let m = send(&a, conv, "se1", &format!("first {old}")).await?;
     ensure!(texts(&a, query(&old, &[])).await? == [format!("first {old}")]);
-    call!(a.client, EditMessage, v1::EditMessage { conversation_id: conv, message_id: m.message_id, text: format!("second {new}") })?;
+    call!(
+        a.client,
+        EditMessage,
+        v1::EditMessage { conversation_id: conv, message_id: m.message_id, text: format!("second {new}") }
+    )?;
     ensure!(texts(&a, query(&old, &[])).await?.is_empty(), "the old text is found no more");
     let res = search(&a, query(&new, &[])).await?;
     let hit = res.hits.first().and_then(|h| h.message.clone()).context("the new text is found")?;
@@ -182,7 +192,11 @@ pub(super) async fn search_filters_orders_and_pages(t: Target) -> anyhow::Result
     }
     let media = upload(&a.client, b"search me", &octets()).await?;
     let attachment = v1::Attachment { media_id: media.media_id.clone(), ..Default::default() };
-    call!(a.client, SendMessage, v1::SendMessage { attachments: vec![attachment], ..message(conv, "sg5", &format!("{tag} file")) })?;
+    call!(
+        a.client,
+        SendMessage,
+        v1::SendMessage { attachments: vec![attachment], ..message(conv, "sg5", &format!("{tag} file")) }
+    )?;
 
     let from_b = v1::SearchMessages { sender_ids: vec![b.id], ..query(&tag, &[conv]) };
     ensure!(texts(&a, from_b).await? == [format!("{tag} number 3"), format!("{tag} number 1")], "a sender filter");
@@ -221,7 +235,8 @@ pub(super) async fn search_filters_orders_and_pages(t: Target) -> anyhow::Result
     send(&a, conv, "sg7", &format!("inside x{word}y only")).await?;
     let newest = texts(&a, query(&word, &[conv])).await?;
     ensure!(newest[0].starts_with("inside"), "{newest:?}");
-    let relevant = texts(&a, v1::SearchMessages { order: v1::SearchOrder::Relevance as i32, ..query(&word, &[conv]) }).await?;
+    let relevant =
+        texts(&a, v1::SearchMessages { order: v1::SearchOrder::Relevance as i32, ..query(&word, &[conv]) }).await?;
     ensure!(relevant.len() == 2 && relevant[0].ends_with("as a word"), "whole words first: {relevant:?}");
     Ok(())
 }

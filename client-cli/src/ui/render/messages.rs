@@ -1,6 +1,7 @@
 //! The message view: day separators, times, sender names, replies with their quoted parent,
 //! edited/deleted/pinned markers, attachments with inline image previews, reactions, receipt
-//! ticks, pending sends, the typing line; and the composer below it.
+//! ticks, pending sends, the typing line, the unloaded stretch a jump leaves; and the composer
+//! below it.
 
 use chrono::{DateTime, TimeZone};
 use confab_protocol::v1::ConversationKind;
@@ -14,7 +15,7 @@ use ratatui_image::Image;
 use super::list::icon;
 use super::text::{truncate, user_color, width, wrap2};
 use crate::media::{human_size, preview_source};
-use crate::store::{Conv, Msg, Tick};
+use crate::store::{Conv, Gap, Msg, Tick};
 use crate::ui::app::{App, Focus};
 use crate::ui::composer::Purpose;
 
@@ -165,7 +166,17 @@ fn rows(app: &App, conv: &Conv, w: usize) -> Vec<Row> {
         out.push(Row::new(None, day_separator("beginning of the conversation", w)));
     }
     let mut day = None;
+    // After a jump to an old message, the messages up to the newest ones are not all loaded.
+    let mut gap = conv.gap;
+    let gap_row = |g: Gap| {
+        let label = if g.loading { "loading…" } else { "more messages here: move onto them to load" };
+        Row::new(None, day_separator(label, w).italic())
+    };
     for m in conv.messages.values() {
+        if let Some(g) = gap.filter(|g| m.seq >= g.before) {
+            out.push(gap_row(g));
+            gap = None;
+        }
         let d = local(app, m.created_ms).map(|t| t.date_naive());
         if d != day {
             if let Some(t) = local(app, m.created_ms) {
@@ -174,6 +185,9 @@ fn rows(app: &App, conv: &Conv, w: usize) -> Vec<Row> {
             day = d;
         }
         message_rows(app, conv, m, w, &mut out);
+    }
+    if let Some(g) = gap {
+        out.push(gap_row(g));
     }
     let me = app.store.me.user_id;
     for p in &conv.pending {
@@ -257,7 +271,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let bottom = match app.selected {
         Some(seq) => {
             let start = all.iter().position(|r| r.seq == Some(seq)).unwrap_or(total);
-            let end = all.iter().rposition(|r| r.seq == Some(seq)).map_or(total, |e| e + 1);
+            let mut end = all.iter().rposition(|r| r.seq == Some(seq)).map_or(total, |e| e + 1);
+            // A separator right below shows too (a day, or the stretch a jump left unloaded).
+            if all.get(end).is_some_and(|r| r.seq.is_none()) {
+                end += 1;
+            }
             if total - start <= h { total } else { end.max(h.min(total)) }
         }
         None => total,

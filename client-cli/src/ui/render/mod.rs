@@ -1,9 +1,10 @@
 //! Drawing: the conversation list on the left, the conversation on the right, a status bar, and
-//! popups (help, prompts, lists, confirmation); or the sign-in form.
+//! popups (help, prompts, lists, confirmation, message search); or the sign-in form.
 
 mod list;
 mod messages;
 mod popup;
+mod search;
 pub mod text;
 
 use ratatui::Frame;
@@ -49,6 +50,7 @@ pub fn draw(f: &mut Frame, app: &App) {
             popup::list(f, area, title, &items, *selected);
         }
         Overlay::ConfirmDelete { .. } => popup::confirm(f, area, "Delete this message for everyone? y/n"),
+        Overlay::MessageSearch => search::draw(f, area, app),
     }
 }
 

@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
 use ratatui::style::{Color, Style, Stylize};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use super::text::{truncate, width};
@@ -11,7 +11,7 @@ use crate::ui::app::{App, ListItem, LoginForm};
 use crate::ui::composer::Composer;
 use crate::ui::keymap::Action;
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let [v] = Layout::vertical([Constraint::Length(h.min(area.height))]).flex(Flex::Center).areas(area);
     let [r] = Layout::horizontal([Constraint::Length(w.min(area.width))]).flex(Flex::Center).areas(v);
     r
@@ -32,6 +32,7 @@ const INSERT_KEYS: &[(&str, &str)] = &[
     ("Esc", "back to normal mode"),
     ("Ctrl-w / Ctrl-u", "delete word / line"),
     ("Tab", "in the attach prompt: complete the path"),
+    ("Enter, j/k, /", "in message search: search or open, move, edit"),
     ("Ctrl-c", "quit at once"),
 ];
 
@@ -65,7 +66,7 @@ pub fn prompt(f: &mut Frame, area: Rect, title: &str, input: &Composer, completi
     let r = centered(area, w, 3 + listed as u16 + u16::from(more));
     let inner = frame(f, r, title);
     let text = input.text();
-    let mut lines = vec![Line::from(text.clone())];
+    let mut lines = vec![input_line(input, "")];
     for c in &completions[..listed] {
         lines.push(Line::from(format!("  {}", truncate(c, (inner.width as usize).saturating_sub(2)))).dim());
     }
@@ -76,6 +77,13 @@ pub fn prompt(f: &mut Frame, area: Rect, title: &str, input: &Composer, completi
     let (_, (_, col)) = input.lines_and_cursor();
     let before: String = text.chars().take(col).collect();
     f.set_cursor_position(Position::new(inner.x + (width(&before) as u16).min(inner.width.saturating_sub(1)), inner.y));
+}
+
+/// A one-line input after `prefix`; text offered selected (typing replaces it) is drawn so.
+pub fn input_line(input: &Composer, prefix: &str) -> Line<'static> {
+    let text = Span::raw(input.text());
+    let text = if input.is_selected() { text.style(Style::new().bg(Color::DarkGray)) } else { text };
+    Line::from(vec![Span::raw(prefix.to_string()), text])
 }
 
 pub fn list(f: &mut Frame, area: Rect, title: &str, items: &[ListItem], selected: usize) {
