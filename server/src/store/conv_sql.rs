@@ -67,11 +67,6 @@ macro_rules! impl_conv_store {
                     .bind(hi)
                     .fetch_all(pool)
                     .await?;
-                for r in rows {
-                    if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
-                        m.reactions.push(ReactionCount { emoji: r.emoji, count: r.count, mine: r.mine > 0 });
-                    }
-                }
                 let pins = sqlx::query("SELECT p.message_id FROM pins p JOIN messages m ON m.id = p.message_id \
                                         WHERE p.conversation_id = $1 AND m.seq BETWEEN $2 AND $3")
                     .bind(conv)
@@ -79,7 +74,17 @@ macro_rules! impl_conv_store {
                     .bind(hi)
                     .fetch_all(pool)
                     .await?;
-                for p in &pins {
+                apply_decorations(msgs, rows, &pins)
+            }
+
+            /// Puts reaction counts and pin flags read for `msgs` on them.
+            fn apply_decorations(msgs: &mut [MessageRec], reactions: Vec<ReactionRow>, pins: &[<Db as sqlx::Database>::Row]) -> Result<(), sqlx::Error> {
+                for r in reactions {
+                    if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
+                        m.reactions.push(ReactionCount { emoji: r.emoji, count: r.count, mine: r.mine > 0 });
+                    }
+                }
+                for p in pins {
                     let id: MessageId = p.try_get(0)?;
                     if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
                         m.pinned = true;
@@ -103,22 +108,11 @@ macro_rules! impl_conv_store {
                     .bind(viewer)
                     .fetch_all(pool)
                     .await?;
-                for r in rows {
-                    if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
-                        m.reactions.push(ReactionCount { emoji: r.emoji, count: r.count, mine: r.mine > 0 });
-                    }
-                }
                 let pins = sqlx::query(q(format!("SELECT message_id FROM pins WHERE message_id IN ({list})")))
                     .persistent(false)
                     .fetch_all(pool)
                     .await?;
-                for p in &pins {
-                    let id: MessageId = p.try_get(0)?;
-                    if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
-                        m.pinned = true;
-                    }
-                }
-                Ok(())
+                apply_decorations(msgs, rows, &pins)
             }
 
             #[async_trait::async_trait]
