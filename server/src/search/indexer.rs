@@ -32,6 +32,15 @@ enum Cmd {
     Flush(Vec<ConvId>, oneshot::Sender<Vec<IndexProgress>>),
 }
 
+/// When the indexer works (`search.*` settings).
+#[derive(Clone, Copy, Debug)]
+pub struct IndexTiming {
+    /// How long new writes gather before a pass (searches flush what they read at once).
+    pub delay: Duration,
+    /// How often the indexer sweeps for conversations it has not read to the head.
+    pub sweep_interval: Duration,
+}
+
 /// The handle: subscribe it to the bus, ask it to flush.
 #[derive(Clone, Debug)]
 pub struct Indexer(Arc<Inner>);
@@ -69,10 +78,10 @@ impl Indexer {
     }
 
     /// The indexer's loop, until `shutdown` (at once when it already runs elsewhere).
-    pub async fn run(self, store: Arc<dyn Store>, sweep_interval: Duration, shutdown: CancellationToken) {
+    pub async fn run(self, store: Arc<dyn Store>, timing: IndexTiming, shutdown: CancellationToken) {
         let rx = self.0.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(rx) = rx {
-            run(store, rx, self.0.clone(), sweep_interval, shutdown).await;
+            run(store, rx, self.0.clone(), timing, shutdown).await;
         }
     }
 
@@ -228,15 +237,25 @@ async fn run(
     store: Arc<dyn Store>,
     rx: mpsc::Receiver<Cmd>,
     inner: Arc<Inner>,
-    sweep_interval: Duration,
+    timing: IndexTiming,
     shutdown: CancellationToken,
 ) {
     let mut w = Worker { store, rx, dirty: BTreeSet::new(), shutdown };
     // The first tick is at once: the start-up sweep.
-    let mut ticks = tokio::time::interval(sweep_interval);
+    let mut ticks = tokio::time::interval(timing.sweep_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the writes gathered in `dirty` get their pass: one transaction for a second's worth
+    // of commits rather than one per commit (the writer's throughput pays for every commit the
+    // indexer adds to the database's).
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
         let mut sweep_now = false;
+        let wait_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = w.shutdown.cancelled() => return,
             cmd = w.rx.recv() => match cmd {
@@ -245,14 +264,20 @@ async fn run(
             },
             _ = ticks.tick() => sweep_now = true,
             () = inner.wake.notified() => {}
+            () = wait_due => {
+                due = None;
+                let convs: Vec<ConvId> = std::mem::take(&mut w.dirty).into_iter().collect();
+                w.index(convs, true).await;
+            }
         }
         w.serve_queue().await;
         if inner.overflow.swap(false, Ordering::AcqRel) {
             sweep_now = true;
         }
-        if !w.dirty.is_empty() {
-            let convs: Vec<ConvId> = std::mem::take(&mut w.dirty).into_iter().collect();
-            w.index(convs, true).await;
+        if w.dirty.is_empty() {
+            due = None;
+        } else if due.is_none() {
+            due = Some(tokio::time::Instant::now() + timing.delay);
         }
         if sweep_now {
             w.sweep().await;

@@ -117,7 +117,9 @@ impl Search {
     /// Runs the indexer until `shutdown` (returns at once when this node does not index).
     pub async fn run_indexer(self, shutdown: tokio_util::sync::CancellationToken) {
         if let Some(i) = self.0.indexer.clone() {
-            i.run(self.0.store.clone(), self.0.config.sweep_interval, shutdown).await;
+            let timing =
+                indexer::IndexTiming { delay: self.0.config.index_delay, sweep_interval: self.0.config.sweep_interval };
+            i.run(self.0.store.clone(), timing, shutdown).await;
         }
     }
 
