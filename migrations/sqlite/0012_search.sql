@@ -31,6 +31,17 @@ FROM (
 ) ordered
 WHERE opens;
 
+-- The spans agree with `members`, whatever older data holds: an open span only for a member, and
+-- one for every member (from the head on, when the logs gave none).
+UPDATE membership_spans SET until_seq = (SELECT c.head_seq FROM conversations c WHERE c.id = membership_spans.conversation_id)
+WHERE until_seq IS NULL AND NOT EXISTS (
+    SELECT 1 FROM members m WHERE m.conversation_id = membership_spans.conversation_id AND m.user_id = membership_spans.user_id);
+INSERT INTO membership_spans (user_id, conversation_id, from_seq)
+SELECT m.user_id, m.conversation_id, c.head_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM membership_spans s WHERE s.user_id = m.user_id AND s.conversation_id = m.conversation_id AND s.until_seq IS NULL)
+ON CONFLICT DO NOTHING;
+
 -- One row per live message the indexer has read: `body` is its text folded for search (lower
 -- case, no accents, words separated by single spaces, a space at each end; search::normalize).
 CREATE TABLE search_docs (

@@ -157,7 +157,7 @@ impl AppState {
         &self.0.calls
     }
 
-    /// The cluster link, when this node is one of several.
+    /// The search service.
     pub fn search(&self) -> &Search {
         &self.0.search
     }

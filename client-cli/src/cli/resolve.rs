@@ -55,16 +55,22 @@ pub async fn all_conversations(client: &Client) -> anyhow::Result<Vec<v1::Conver
 /// The account's conversations with the names needed to show them.
 pub async fn conversations_with_names(client: &Client) -> anyhow::Result<(Vec<v1::Conversation>, Names)> {
     let convs = all_conversations(client).await?;
-    let mut ids: Vec<u64> = convs.iter().map(|c| c.peer_user_id).filter(|id| *id != 0).collect();
-    ids.extend(convs.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.sender_id)));
+    let senders = convs.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.sender_id)).collect();
+    let names = names_for(client, &convs, senders).await?;
+    Ok((convs, names))
+}
+
+/// Names for `convs` (titles, and DM peers) and for the users `ids`.
+pub async fn names_for(client: &Client, convs: &[v1::Conversation], mut ids: Vec<u64>) -> anyhow::Result<Names> {
+    ids.extend(convs.iter().map(|c| c.peer_user_id).filter(|id| *id != 0));
     ids.sort_unstable();
     ids.dedup();
     let mut names = Names::default();
     names.add_users(&fetch_users(client, ids).await?);
-    for c in &convs {
+    for c in convs {
         names.add_conversation(c);
     }
-    Ok((convs, names))
+    Ok(names)
 }
 
 /// A conversation by id, title, or `@username` for a DM.

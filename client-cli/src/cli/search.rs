@@ -16,7 +16,6 @@ use super::resolve;
 use crate::config::Settings;
 use crate::highlight::{Piece, pieces};
 use crate::media::attachment_summary;
-use crate::net::fetch_users;
 use crate::session;
 
 /// The most hits one SearchMessages page holds (§23.1).
@@ -224,16 +223,8 @@ async fn names_for(
     lag: &BTreeMap<u64, v1::IndexLag>,
 ) -> anyhow::Result<Names> {
     let convs = if hits.is_empty() && lag.is_empty() { Vec::new() } else { resolve::all_conversations(client).await? };
-    let mut ids: Vec<u64> = hits.iter().filter_map(|h| h.message.as_ref().map(|m| m.sender_id)).collect();
-    ids.extend(convs.iter().map(|c| c.peer_user_id).filter(|id| *id != 0));
-    ids.sort_unstable();
-    ids.dedup();
-    let mut names = Names::default();
-    names.add_users(&fetch_users(client, ids).await?);
-    for c in &convs {
-        names.add_conversation(c);
-    }
-    Ok(names)
+    let senders = hits.iter().filter_map(|h| h.message.as_ref().map(|m| m.sender_id)).collect();
+    resolve::names_for(client, &convs, senders).await
 }
 
 /// How matches are shown in text output.

@@ -18,6 +18,10 @@ pub struct SearchConfig {
     /// it, the answer reports the conversations still behind.
     #[serde(with = "humantime_serde")]
     pub wait: Duration,
+    /// How long new writes gather before the indexer's pass: fewer, larger transactions beside
+    /// the writer's. A search never waits for it (it flushes what it reads).
+    #[serde(with = "humantime_serde")]
+    pub index_delay: Duration,
     /// How often the indexer looks for conversations whose log it has not read (commits of a
     /// node that died before indexing them, or of a node not indexing).
     #[serde(with = "humantime_serde")]
@@ -32,6 +36,7 @@ impl Default for SearchConfig {
         Self {
             indexing: true,
             wait: Duration::from_secs(2),
+            index_delay: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(30),
             max_concurrent: 4,
         }
@@ -42,6 +47,9 @@ impl SearchConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.wait > Duration::from_secs(30) {
             return Err(ConfigError::Invalid("search.wait must be at most 30s".into()));
+        }
+        if self.index_delay > Duration::from_secs(60) {
+            return Err(ConfigError::Invalid("search.index_delay must be at most 60s".into()));
         }
         if self.max_concurrent == 0 {
             return Err(ConfigError::Invalid("search.max_concurrent must be at least 1".into()));

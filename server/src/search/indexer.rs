@@ -7,7 +7,7 @@
 //! commits, a database from before migration 0012). A search asks it to flush the conversations
 //! it is about to read, so a search sees every write committed before it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,6 +30,15 @@ enum Cmd {
     Dirty(Vec<ConvId>),
     /// Index these now and answer with their progress.
     Flush(Vec<ConvId>, oneshot::Sender<Vec<IndexProgress>>),
+}
+
+/// When the indexer works (`search.*` settings).
+#[derive(Clone, Copy, Debug)]
+pub struct IndexTiming {
+    /// How long new writes gather before a pass (searches flush what they read at once).
+    pub delay: Duration,
+    /// How often the indexer sweeps for conversations it has not read to the head.
+    pub sweep_interval: Duration,
 }
 
 /// The handle: subscribe it to the bus, ask it to flush.
@@ -69,10 +78,10 @@ impl Indexer {
     }
 
     /// The indexer's loop, until `shutdown` (at once when it already runs elsewhere).
-    pub async fn run(self, store: Arc<dyn Store>, sweep_interval: Duration, shutdown: CancellationToken) {
+    pub async fn run(self, store: Arc<dyn Store>, timing: IndexTiming, shutdown: CancellationToken) {
         let rx = self.0.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(rx) = rx {
-            run(store, rx, self.0.clone(), sweep_interval, shutdown).await;
+            run(store, rx, self.0.clone(), timing, shutdown).await;
         }
     }
 
@@ -120,117 +129,158 @@ impl Subscriber for Indexer {
     }
 }
 
-/// Runs passes over `convs` until each is indexed to the head it had; returns the progress of
-/// each. A failing store is retried after a second, until `shutdown`.
-async fn index(store: &dyn Store, convs: Vec<ConvId>, shutdown: &CancellationToken) -> Vec<IndexProgress> {
-    let mut done = Vec::with_capacity(convs.len());
-    let mut todo = convs;
-    while !todo.is_empty() && !shutdown.is_cancelled() {
-        let chunk: Vec<ConvId> = todo.drain(..todo.len().min(PASS_CONVERSATIONS)).collect();
-        match store.index_pass(&chunk, &fold).await {
-            Ok((progress, written)) => {
-                tracing::debug!(conversations = chunk.len(), written, "search index pass");
-                for p in progress {
-                    if p.indexed_seq < p.head_seq {
-                        todo.push(p.conversation);
-                    } else {
-                        done.push(p);
+/// Store failures in a row after which a round of work is left to the next sweep.
+const MAX_FAILURES: u32 = 3;
+
+/// The indexer's task: its queue, the conversations waiting for a pass, and the store.
+struct Worker {
+    store: Arc<dyn Store>,
+    rx: mpsc::Receiver<Cmd>,
+    dirty: BTreeSet<ConvId>,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    /// Runs passes over `convs` until each has reached the head it had at its first pass (a
+    /// conversation written to faster than it is indexed does not hold the indexer). When
+    /// `serve`, queued flushes are answered between passes, ahead of the rest of this work. After
+    /// `MAX_FAILURES` store failures in a row the rest is left to the next sweep. Returns the
+    /// progress of the conversations done.
+    async fn index(&mut self, convs: Vec<ConvId>, serve: bool) -> Vec<IndexProgress> {
+        let mut targets: HashMap<ConvId, i64> = HashMap::with_capacity(convs.len());
+        let mut done = Vec::with_capacity(convs.len());
+        let mut todo: VecDeque<ConvId> = convs.into();
+        let mut failures = 0u32;
+        while !todo.is_empty() && !self.shutdown.is_cancelled() {
+            let chunk: Vec<ConvId> = todo.drain(..todo.len().min(PASS_CONVERSATIONS)).collect();
+            match self.store.index_pass(&chunk, &fold).await {
+                Ok((progress, written)) => {
+                    failures = 0;
+                    tracing::debug!(conversations = chunk.len(), written, "search index pass");
+                    for p in progress {
+                        let target = *targets.entry(p.conversation).or_insert(p.head_seq);
+                        if p.indexed_seq < target {
+                            todo.push_back(p.conversation);
+                        } else {
+                            done.push(p);
+                        }
+                    }
+                }
+                Err(e) if failures + 1 >= MAX_FAILURES => {
+                    tracing::warn!(error = %e, conversations = todo.len() + chunk.len(), "search index pass failed again; left to the next sweep");
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "search index pass failed; trying again in 1s");
+                    todo.extend(chunk);
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "search index pass failed; trying again in 1s");
-                todo.extend(chunk);
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            if serve {
+                self.serve_queue().await;
+            }
+        }
+        done
+    }
+
+    /// Takes what is queued: flushes are indexed and answered now, dirty conversations kept.
+    async fn serve_queue(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            self.take(cmd).await;
+        }
+    }
+
+    async fn take(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Dirty(convs) => self.dirty.extend(convs),
+            Cmd::Flush(convs, reply) => {
+                for c in &convs {
+                    self.dirty.remove(c);
                 }
+                let progress = Box::pin(self.index(convs, false)).await;
+                let _ = reply.send(progress);
             }
         }
     }
-    done
-}
 
-/// Every conversation whose log the index has not read to the head, a pass at a time, taking
-/// flushes between passes so a search never waits for a whole sweep.
-async fn sweep(
-    store: &dyn Store,
-    rx: &mut mpsc::Receiver<Cmd>,
-    dirty: &mut BTreeSet<ConvId>,
-    shutdown: &CancellationToken,
-) {
-    let mut after = ConvId(0);
-    let mut total = 0usize;
-    loop {
-        let lagging = match store.search_lagging(after, PASS_CONVERSATIONS as u32).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "search index sweep failed; next one at the next interval");
+    /// Every conversation whose log the index has not read to the head, a chunk at a time.
+    async fn sweep(&mut self) {
+        let mut after = ConvId(0);
+        let mut total = 0usize;
+        loop {
+            let lagging = match self.store.search_lagging(after, PASS_CONVERSATIONS as u32).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "search index sweep failed; next one at the next interval");
+                    return;
+                }
+            };
+            let Some(last) = lagging.last().copied() else { break };
+            after = last;
+            total += lagging.len();
+            self.index(lagging, true).await;
+            if self.shutdown.is_cancelled() {
                 return;
             }
-        };
-        let Some(last) = lagging.last().copied() else { break };
-        after = last;
-        total += lagging.len();
-        index(store, lagging, shutdown).await;
-        while let Ok(cmd) = rx.try_recv() {
-            take(cmd, store, dirty, shutdown).await;
         }
-        if shutdown.is_cancelled() {
-            return;
-        }
-    }
-    if total > 0 {
-        tracing::info!(conversations = total, "search index caught up with the logs");
-    }
-}
-
-async fn take(cmd: Cmd, store: &dyn Store, dirty: &mut BTreeSet<ConvId>, shutdown: &CancellationToken) {
-    match cmd {
-        Cmd::Dirty(convs) => dirty.extend(convs),
-        Cmd::Flush(convs, reply) => {
-            for c in &convs {
-                dirty.remove(c);
-            }
-            let _ = reply.send(index(store, convs, shutdown).await);
+        if total > 0 {
+            tracing::info!(conversations = total, "search index caught up with the logs");
         }
     }
 }
 
 async fn run(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Cmd>,
+    rx: mpsc::Receiver<Cmd>,
     inner: Arc<Inner>,
-    sweep_interval: Duration,
+    timing: IndexTiming,
     shutdown: CancellationToken,
 ) {
-    let mut dirty: BTreeSet<ConvId> = BTreeSet::new();
+    let mut w = Worker { store, rx, dirty: BTreeSet::new(), shutdown };
     // The first tick is at once: the start-up sweep.
-    let mut ticks = tokio::time::interval(sweep_interval);
+    let mut ticks = tokio::time::interval(timing.sweep_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the writes gathered in `dirty` get their pass: one transaction for a second's worth
+    // of commits rather than one per commit (the writer's throughput pays for every commit the
+    // indexer adds to the database's).
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
         let mut sweep_now = false;
+        let wait_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = shutdown.cancelled() => return,
-            cmd = rx.recv() => match cmd {
-                Some(cmd) => take(cmd, store.as_ref(), &mut dirty, &shutdown).await,
+            () = w.shutdown.cancelled() => return,
+            cmd = w.rx.recv() => match cmd {
+                Some(cmd) => w.take(cmd).await,
                 None => return,
             },
             _ = ticks.tick() => sweep_now = true,
             () = inner.wake.notified() => {}
+            () = wait_due => {
+                due = None;
+                let convs: Vec<ConvId> = std::mem::take(&mut w.dirty).into_iter().collect();
+                w.index(convs, true).await;
+            }
         }
-        while let Ok(cmd) = rx.try_recv() {
-            take(cmd, store.as_ref(), &mut dirty, &shutdown).await;
-        }
+        w.serve_queue().await;
         if inner.overflow.swap(false, Ordering::AcqRel) {
             sweep_now = true;
         }
-        if !dirty.is_empty() {
-            let convs: Vec<ConvId> = std::mem::take(&mut dirty).into_iter().collect();
-            index(store.as_ref(), convs, &shutdown).await;
+        if w.dirty.is_empty() {
+            due = None;
+        } else if due.is_none() {
+            due = Some(tokio::time::Instant::now() + timing.delay);
         }
         if sweep_now {
-            sweep(store.as_ref(), &mut rx, &mut dirty, &shutdown).await;
+            w.sweep().await;
         }
     }
 }

@@ -30,6 +30,8 @@ pub const MAX_FILTER_IDS: usize = 100;
 /// Most hits a page holds.
 pub const MAX_LIMIT: u32 = 100;
 const DEFAULT_LIMIT: u32 = 20;
+/// Longest cursor the server hands out (`r.` and three 20-digit numbers), checked before parsing.
+const MAX_CURSOR_BYTES: usize = 72;
 
 /// The search service handle.
 #[derive(Clone, Debug)]
@@ -77,7 +79,10 @@ fn parse_cursor(order: SearchOrder, s: &str) -> Result<Option<SearchKey>, Server
         return Ok(None);
     }
     let bad = || ServerError::invalid("search_messages.cursor", "not a cursor of this search's order");
-    let parts: Vec<&str> = s.split('.').collect();
+    if s.len() > MAX_CURSOR_BYTES {
+        return Err(bad());
+    }
+    let parts: Vec<&str> = s.splitn(5, '.').collect();
     let num = |p: &str| p.parse::<i64>().map_err(|_| bad());
     match (order, parts.as_slice()) {
         (SearchOrder::Newest, ["n", t, id]) => {
@@ -112,7 +117,9 @@ impl Search {
     /// Runs the indexer until `shutdown` (returns at once when this node does not index).
     pub async fn run_indexer(self, shutdown: tokio_util::sync::CancellationToken) {
         if let Some(i) = self.0.indexer.clone() {
-            i.run(self.0.store.clone(), self.0.config.sweep_interval, shutdown).await;
+            let timing =
+                indexer::IndexTiming { delay: self.0.config.index_delay, sweep_interval: self.0.config.sweep_interval };
+            i.run(self.0.store.clone(), timing, shutdown).await;
         }
     }
 
@@ -240,7 +247,8 @@ mod tests {
             let other = if order == SearchOrder::Newest { SearchOrder::Relevance } else { SearchOrder::Newest };
             assert!(parse_cursor(other, &text).is_err());
         }
-        for bad in ["x", "n.1", "n.a.b", "r.1.2", "n.1.2.3"] {
+        let long = ".".repeat(100_000);
+        for bad in ["x", "n.1", "n.a.b", "r.1.2", "n.1.2.3", long.as_str()] {
             assert!(parse_cursor(SearchOrder::Newest, bad).is_err(), "{bad}");
         }
     }

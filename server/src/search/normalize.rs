@@ -148,7 +148,8 @@ impl Folded {
         for n in needles.iter().filter(|n| !n.is_empty()) {
             for (at, m) in self.text.match_indices(n.as_str()) {
                 let (from, to) = (offset(at), offset(at + m.len()));
-                let first = self.origin.partition_point(|o| o.0 < from);
+                // The character whose folded form holds `from` (a match may start inside "ﬁ" → "fi").
+                let first = self.origin.partition_point(|o| o.0 <= from).saturating_sub(1);
                 let last = self.origin.partition_point(|o| o.0 < to);
                 if first < last
                     && let (Some(a), Some(b)) = (self.origin.get(first), self.origin.get(last - 1))
@@ -217,6 +218,9 @@ mod tests {
         assert_eq!(shown, ["Élodie", "Config", "中文"]);
         let f = Folded::new("E\u{301}lodie");
         assert_eq!(f.highlights(&[Folded::needle("élodie")]), [(0, 8)]);
+        let f = Folded::new("ﬁle Maße");
+        let shown: Vec<(u32, u32)> = f.highlights(&[Folded::needle("ile"), Folded::needle("se")]);
+        assert_eq!(shown, [(0, 5), (8, 11)], "a match starting inside a folded character takes it whole");
         let f = Folded::new("aaaa");
         assert_eq!(f.highlights(&[Folded::needle("aa"), Folded::needle("a")]), [(0, 4)]);
     }

@@ -67,11 +67,6 @@ macro_rules! impl_conv_store {
                     .bind(hi)
                     .fetch_all(pool)
                     .await?;
-                for r in rows {
-                    if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
-                        m.reactions.push(ReactionCount { emoji: r.emoji, count: r.count, mine: r.mine > 0 });
-                    }
-                }
                 let pins = sqlx::query("SELECT p.message_id FROM pins p JOIN messages m ON m.id = p.message_id \
                                         WHERE p.conversation_id = $1 AND m.seq BETWEEN $2 AND $3")
                     .bind(conv)
@@ -79,13 +74,45 @@ macro_rules! impl_conv_store {
                     .bind(hi)
                     .fetch_all(pool)
                     .await?;
-                for p in &pins {
+                apply_decorations(msgs, rows, &pins)
+            }
+
+            /// Puts reaction counts and pin flags read for `msgs` on them.
+            fn apply_decorations(msgs: &mut [MessageRec], reactions: Vec<ReactionRow>, pins: &[<Db as sqlx::Database>::Row]) -> Result<(), sqlx::Error> {
+                for r in reactions {
+                    if let Some(m) = msgs.iter_mut().find(|m| m.id == r.message_id) {
+                        m.reactions.push(ReactionCount { emoji: r.emoji, count: r.count, mine: r.mine > 0 });
+                    }
+                }
+                for p in pins {
                     let id: MessageId = p.try_get(0)?;
                     if let Some(m) = msgs.iter_mut().find(|m| m.id == id) {
                         m.pinned = true;
                     }
                 }
                 Ok(())
+            }
+
+            /// Fills reactions and pin flags of messages picked anywhere in a conversation
+            /// (search hits), by id: `decorate` reads a contiguous seq range instead.
+            async fn decorate_listed(pool: &sqlx::Pool<Db>, viewer: UserId, msgs: &mut [MessageRec]) -> Result<(), sqlx::Error> {
+                if msgs.is_empty() {
+                    return Ok(());
+                }
+                let list = msgs.iter().map(|m| m.id.0.to_string()).collect::<Vec<_>>().join(", ");
+                let rows = sqlx::query_as::<_, ReactionRow>(q(format!("SELECT r.message_id AS message_id, r.emoji AS emoji, COUNT(*) AS count, \
+                                        SUM(CASE WHEN r.user_id = $1 THEN 1 ELSE 0 END) AS mine \
+                                        FROM reactions r WHERE r.message_id IN ({list}) \
+                                        GROUP BY r.message_id, r.emoji ORDER BY r.message_id, MIN(r.created_at_ms), r.emoji")))
+                    .persistent(false)
+                    .bind(viewer)
+                    .fetch_all(pool)
+                    .await?;
+                let pins = sqlx::query(q(format!("SELECT message_id FROM pins WHERE message_id IN ({list})")))
+                    .persistent(false)
+                    .fetch_all(pool)
+                    .await?;
+                apply_decorations(msgs, rows, &pins)
             }
 
             #[async_trait::async_trait]
@@ -296,11 +323,12 @@ macro_rules! impl_conv_store {
                         let rows = sqlx::query_as::<_, MessageRow>(q(format!(
                             "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND id IN ({list})"
                         )))
+                        .persistent(false)
                         .bind(conv)
                         .fetch_all(&self.pool)
                         .await?;
                         let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
-                        decorate(&self.pool, conv, viewer, &mut msgs).await?;
+                        decorate_listed(&self.pool, viewer, &mut msgs).await?;
                         $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
                         Ok(msgs)
                     })

@@ -189,7 +189,7 @@ struct Current {
     has_attachment: bool,
 }
 
-impl<DB: SqlBackend> SearchSql<DB>
+impl<DB: SqlBackend + sqlx::database::HasStatementCache> SearchSql<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
@@ -208,6 +208,7 @@ where
              LEFT JOIN search_progress p ON p.conversation_id = s.conversation_id \
              WHERE s.user_id = $1{filter} ORDER BY s.conversation_id, s.from_seq"
         )))
+        .persistent(false)
         .bind(user.0)
         .fetch_all(pool)
         .await?;
@@ -232,7 +233,7 @@ where
             return Ok(Vec::new());
         }
         let built = search_statement(DB::BACKEND, spec);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(built.sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(built.sql)).persistent(false);
         for v in built.binds {
             q = q.bind(v);
         }
@@ -285,6 +286,7 @@ where
             "INSERT INTO search_progress (conversation_id, indexed_seq) VALUES {} ON CONFLICT DO NOTHING",
             values.join(", ")
         )))
+        .persistent(false)
         .execute(&mut *tx)
         .await?;
         let lock = match DB::BACKEND {
@@ -296,6 +298,7 @@ where
              JOIN conversations c ON c.id = p.conversation_id \
              WHERE p.conversation_id IN ({list}) ORDER BY p.conversation_id{lock}"
         )))
+        .persistent(false)
         .fetch_all(&mut *tx)
         .await?;
         let mut progress = Vec::with_capacity(rows.len());
@@ -347,6 +350,7 @@ where
              FROM messages m WHERE m.id IN ({})",
             ids(ids_)
         )))
+        .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
         rows.iter()
@@ -376,10 +380,12 @@ where
     ) -> Result<u64, StoreError> {
         let list = ids(touched);
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_docs WHERE message_id IN ({list})")))
+            .persistent(false)
             .execute(&mut **tx)
             .await?;
         if DB::BACKEND == Backend::Sqlite {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_trigrams WHERE rowid IN ({list})")))
+                .persistent(false)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -412,7 +418,7 @@ where
                 "INSERT INTO search_docs (message_id, conversation_id, seq, sender_id, sent_at_ms, has_attachment, body) \
                  VALUES {values}"
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (_, body) in chunk {
                 q = q.bind(body.as_str());
             }
@@ -423,7 +429,8 @@ where
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO search_trigrams (rowid, body) VALUES {}",
                     values.join(", ")
-                )));
+                )))
+                .persistent(false);
                 for (_, body) in chunk {
                     q = q.bind(body.as_str());
                 }

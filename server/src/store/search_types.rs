@@ -110,11 +110,12 @@ pub struct SearchScope {
 }
 
 impl SearchScope {
-    /// The conversations whose index stops before the part the user may search ends.
+    /// The conversations whose index stops before the part the user may search ends, with
+    /// `head_seq` capped at that end: a former member learns nothing of what came after.
     pub fn lagging(&self) -> Vec<IndexProgress> {
         self.progress
             .iter()
-            .filter(|p| {
+            .filter_map(|p| {
                 let end = self
                     .spans
                     .iter()
@@ -122,9 +123,8 @@ impl SearchScope {
                     .map(|s| s.until_seq.unwrap_or(p.head_seq).min(p.head_seq))
                     .max()
                     .unwrap_or(0);
-                p.indexed_seq < end
+                (p.indexed_seq < end).then_some(IndexProgress { head_seq: end, ..*p })
             })
-            .copied()
             .collect()
     }
 }
@@ -132,3 +132,20 @@ impl SearchScope {
 /// Folds a message's text for the index (`crate::search::normalize::Folded`), handed to the
 /// store by the search service.
 pub type FoldFn = dyn Fn(&str) -> String + Send + Sync;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_reported_up_to_the_end_of_the_span() {
+        let c = ConvId(1);
+        let scope = |until, indexed| SearchScope {
+            spans: vec![Span { conversation: c, from_seq: 0, until_seq: until }],
+            progress: vec![IndexProgress { conversation: c, indexed_seq: indexed, head_seq: 10_000 }],
+        };
+        assert_eq!(scope(Some(50), 40).lagging(), [IndexProgress { conversation: c, indexed_seq: 40, head_seq: 50 }]);
+        assert!(scope(Some(50), 50).lagging().is_empty(), "indexed past the departure");
+        assert_eq!(scope(None, 40).lagging()[0].head_seq, 10_000);
+    }
+}
