@@ -232,12 +232,18 @@ async fn room_scenarios_across_two_nodes() {
     cluster.stop().await.expect("stop");
 }
 
-/// The search scenario at a tiny size: the store is seeded, the index catches up for the probe and
-/// for the whole store, and every query shape finds exactly the messages the generator planted
-/// (all pages) and reports its latency percentiles.
+/// The search scenario at a tiny size on both stores: the store is seeded, the index catches up for
+/// the probe and for the whole store, and every query shape finds exactly the messages the
+/// generator planted (all pages) and reports its latency percentiles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_scenario_reports_every_shape() {
-    let s = TestServer::start(StoreKind::Sqlite).await.expect("start");
+    for store in [StoreKind::Sqlite, StoreKind::Postgres] {
+        search_scenario_on(store).await;
+    }
+}
+
+async fn search_scenario_on(store: StoreKind) {
+    let s = TestServer::start(store).await.expect("start");
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("search.json");
     let (url, j) = (s.url(Transport::WebSocket), json.clone());
@@ -253,13 +259,13 @@ async fn search_scenario_reports_every_shape() {
     .await
     .expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("p99 ms") && stdout.contains("index caught up"), "the table: {stdout}");
+    assert!(out.status.success(), "{store:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("p99 ms") && stdout.contains("index caught up"), "{store:?}: the table: {stdout}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
-    assert_eq!((v["messages"].as_u64(), v["conversations"].as_u64()), (Some(1200), Some(12)), "{v}");
-    assert_eq!(v["probe_messages_in_scope"], 400, "the probe is in 4 of 12 conversations: {v}");
+    assert_eq!((v["messages"].as_u64(), v["conversations"].as_u64()), (Some(1200), Some(12)), "{store:?}: {v}");
+    assert_eq!(v["probe_messages_in_scope"], 400, "{store:?}: the probe is in 4 of 12 conversations: {v}");
     for who in ["probe", "store"] {
-        assert!(v["index_catch_up"][who]["seconds_after_seeding"].as_f64().is_some(), "{who}: {v}");
+        assert!(v["index_catch_up"][who]["seconds_after_seeding"].as_f64().is_some(), "{store:?} {who}: {v}");
     }
     let shapes = v["shapes"].as_array().expect("shapes");
     let names: Vec<&str> = shapes.iter().filter_map(|r| r["shape"].as_str()).collect();
@@ -277,14 +283,21 @@ async fn search_scenario_reports_every_shape() {
         ]
     );
     for r in shapes {
-        assert_eq!(r["hits"], r["expected_hits"], "{r}");
-        assert!(r["hits_match"] == true && r["errors"] == 0 && r["searches"] == 3, "{r}");
+        assert_eq!(r["hits"], r["expected_hits"], "{store:?}: {r}");
+        assert!(r["hits_match"] == true && r["errors"] == 0 && r["searches"] == 3, "{store:?}: {r}");
         let ms = |k: &str| r[k].as_f64().unwrap_or(-1.0);
-        assert!(ms("ms_p50") > 0.0 && ms("ms_p99") >= ms("ms_p50") && ms("ms_max") >= ms("ms_p99"), "{r}");
+        assert!(ms("ms_p50") > 0.0 && ms("ms_p99") >= ms("ms_p50") && ms("ms_max") >= ms("ms_p99"), "{store:?}: {r}");
     }
     let hits = |name: &str| shapes.iter().find(|r| r["shape"] == name).and_then(|r| r["expected_hits"].as_u64());
-    assert!(hits("common_word") > Some(0) && hits("date_range") > Some(0) && hits("sender") > Some(0), "{v}");
-    assert_eq!(hits("rare_word"), Some(5), "half the rare word's plantings are in the probe's conversations");
-    assert_eq!(v["all_hits_match"], true, "{v}");
+    assert!(
+        hits("common_word") > Some(0) && hits("date_range") > Some(0) && hits("sender") > Some(0),
+        "{store:?}: {v}"
+    );
+    assert_eq!(
+        hits("rare_word"),
+        Some(5),
+        "{store:?}: half the rare word's plantings are in the probe's conversations"
+    );
+    assert_eq!(v["all_hits_match"], true, "{store:?}: {v}");
     s.stop().await.expect("stop");
 }

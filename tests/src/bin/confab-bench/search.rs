@@ -45,7 +45,7 @@ pub struct Plan {
     pub catch_up_limit: Duration,
 }
 
-/// An account that is offline during seeding: its name and a refresh token to come back with.
+/// An account that is offline during seeding: its user id and a refresh token to come back with.
 pub struct Offline {
     pub user_id: u64,
     refresh_token: String,
