@@ -155,7 +155,7 @@ impl Corpus {
             (1..=shape.conversations).contains(&shape.probe_conversations),
             "--probe-conversations must be 1..=--conversations"
         );
-        let mut r = Rng::new(shape.seed ^ 0x5EED_0F_C0FFEE);
+        let mut r = Rng::new(shape.seed ^ 0x5EED_0FC0_FFEE);
         let mut seen = std::collections::HashSet::new();
         let mut words = Vec::with_capacity(VOCABULARY);
         while words.len() < VOCABULARY {
@@ -195,7 +195,7 @@ impl Corpus {
 
     /// Whether the probe user is a member of conversation `c` (every stride-th, from 0).
     pub fn probe_is_member(&self, c: usize) -> bool {
-        c % self.stride() == 0 && c / self.stride() < self.shape.probe_conversations
+        c.is_multiple_of(self.stride()) && c / self.stride() < self.shape.probe_conversations
     }
 
     /// The messages holding the rare word: spread over the run, every other one in a probe
