@@ -179,8 +179,8 @@ impl Search {
                 behind.retain(|b| !done.iter().any(|d| d.conversation == b.conversation));
             }
         }
-        let mut conversations: Vec<ConvId> = scope.progress.iter().map(|p| p.conversation).collect();
-        conversations.dedup();
+        // One progress entry per conversation (`SearchScope`): the conversations to search.
+        let conversations: Vec<ConvId> = scope.progress.iter().map(|p| p.conversation).collect();
         let spec = SearchSpec {
             user: caller.user_id,
             matching: query.matching.clone(),

@@ -99,7 +99,7 @@ macro_rules! impl_conv_store {
                 if msgs.is_empty() {
                     return Ok(());
                 }
-                let list = msgs.iter().map(|m| m.id.0.to_string()).collect::<Vec<_>>().join(", ");
+                let list = $crate::store::search_sql::ids(&msgs.iter().map(|m| m.id).collect::<Vec<_>>());
                 let rows = sqlx::query_as::<_, ReactionRow>(q(format!("SELECT r.message_id AS message_id, r.emoji AS emoji, COUNT(*) AS count, \
                                         SUM(CASE WHEN r.user_id = $1 THEN 1 ELSE 0 END) AS mine \
                                         FROM reactions r WHERE r.message_id IN ({list}) \
@@ -319,7 +319,7 @@ macro_rules! impl_conv_store {
                         return Ok(Vec::new());
                     }
                     timed(&self.metrics, "messages", async {
-                        let list = ids.iter().map(|m| m.0.to_string()).collect::<Vec<_>>().join(", ");
+                        let list = $crate::store::search_sql::ids(ids);
                         let rows = sqlx::query_as::<_, MessageRow>(q(format!(
                             "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND id IN ({list})"
                         )))

@@ -28,7 +28,8 @@ const PASS_ENTRIES: i64 = 4000;
 /// The search SQL for backend `DB`.
 pub(super) struct SearchSql<DB>(PhantomData<DB>);
 
-fn ids<T: Copy + Into<i64>>(v: &[T]) -> String {
+/// `v` as a comma-separated SQL list of integers (ids are never bound one by one in an `IN`).
+pub(super) fn ids<T: Copy + Into<i64>>(v: &[T]) -> String {
     let mut out = String::new();
     for (i, id) in v.iter().enumerate() {
         if i > 0 {

@@ -211,15 +211,21 @@ async fn send(client: &Client, conversation_id: u64, text: String, i: u64) -> an
         .with_context(|| format!("message {i} failed {SEND_ATTEMPTS} times"))
 }
 
-async fn register_senders(url: &str, opts: &ConnectOptions, n: usize) -> anyhow::Result<(Vec<Client>, Vec<u64>)> {
+/// Runs `make(k)` for k in `0..n`, `SETUP_CONCURRENCY` at a time, with a progress line per
+/// second counting those done; results in order.
+async fn counted<T, F, Fut>(label: &'static str, n: usize, make: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let p = progress("senders registered", done.clone(), stop.clone());
-    let made: Vec<anyhow::Result<(Client, v1::AuthResult)>> = futures_util::stream::iter(0..n)
+    let p = progress(label, done.clone(), stop.clone());
+    let made: Vec<T> = futures_util::stream::iter(0..n)
         .map(|k| {
-            let done = done.clone();
+            let (fut, done) = (make(k), done.clone());
             async move {
-                let r = account(url, opts, &format!("srchs{k}")).await;
+                let r = fut.await;
                 done.fetch_add(1, Ordering::Relaxed);
                 r
             }
@@ -229,6 +235,12 @@ async fn register_senders(url: &str, opts: &ConnectOptions, n: usize) -> anyhow:
         .await;
     stop.store(true, Ordering::Relaxed);
     p.abort();
+    made
+}
+
+async fn register_senders(url: &str, opts: &ConnectOptions, n: usize) -> anyhow::Result<(Vec<Client>, Vec<u64>)> {
+    let made =
+        counted("senders registered", n, |k| async move { account(url, opts, &format!("srchs{k}")).await }).await;
     let mut clients = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     for r in made {
@@ -248,27 +260,15 @@ async fn create_conversations(
     sender_ids: &[u64],
 ) -> anyhow::Result<Vec<u64>> {
     let c = owner.connect(url, opts).await?;
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let p = progress("conversations created", done.clone(), stop.clone());
-    let made: Vec<anyhow::Result<u64>> = futures_util::stream::iter(0..corpus.shape.conversations)
-        .map(|k| {
-            let mut members: Vec<u64> = corpus.members[k].iter().map(|&s| sender_ids[s as usize]).collect();
-            if corpus.probe_is_member(k) {
-                members.push(probe_id);
-            }
-            let (c, done) = (c.clone(), done.clone());
-            async move {
-                let id = create_group(&c, &format!("search bench {k}"), &members).await;
-                done.fetch_add(1, Ordering::Relaxed);
-                id
-            }
-        })
-        .buffered(SETUP_CONCURRENCY)
-        .collect()
-        .await;
-    stop.store(true, Ordering::Relaxed);
-    p.abort();
+    let made = counted("conversations created", corpus.shape.conversations, |k| {
+        let mut members: Vec<u64> = corpus.members[k].iter().map(|&s| sender_ids[s as usize]).collect();
+        if corpus.probe_is_member(k) {
+            members.push(probe_id);
+        }
+        let c = c.clone();
+        async move { create_group(&c, &format!("search bench {k}"), &members).await }
+    })
+    .await;
     c.close().await;
     made.into_iter().collect()
 }
