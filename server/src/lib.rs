@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 mod connection;
 pub mod conversations;
+pub mod crypto;
 pub mod error;
 pub mod fanout;
 #[doc(hidden)]

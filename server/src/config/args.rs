@@ -138,6 +138,16 @@ pub struct ConfigArgs {
     /// Abort database statements running longer than this [default: 5s].
     #[arg(long, env = "CONFAB_STORE_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub store_statement_timeout: Option<Duration>,
+    /// Key-encryption key file (32 random bytes, raw or base64): encrypts message contents and
+    /// files at rest. An encrypted database does not start without it.
+    #[arg(long, env = "CONFAB_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Earlier key-encryption key files, kept until `keys rotate-kek` re-wrapped their data keys.
+    #[arg(long, env = "CONFAB_ENCRYPTION_PREVIOUS_KEY_FILES", value_name = "FILES", value_delimiter = ',')]
+    pub encryption_previous_key_files: Option<Vec<PathBuf>>,
+    /// How long one data key seals a conversation's new contents [default: 30days].
+    #[arg(long, env = "CONFAB_DATA_KEY_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
+    pub data_key_period: Option<Duration>,
     /// Ed25519 PKCS#8 PEM key signing access tokens [default: generated into the database with
     /// PostgreSQL (shared by every node), into the data dir with SQLite].
     #[arg(long, env = "CONFAB_AUTH_SIGNING_KEY", value_name = "FILE")]
@@ -310,6 +320,11 @@ impl ConfigArgs {
         set(&mut c.store.pool_size, &a.store_pool_size);
         set(&mut c.store.acquire_timeout, &a.store_acquire_timeout);
         set(&mut c.store.statement_timeout, &a.store_statement_timeout);
+        if a.encryption_key_file.is_some() {
+            c.store.encryption_key_file = a.encryption_key_file.clone();
+        }
+        set(&mut c.store.encryption_previous_key_files, &a.encryption_previous_key_files);
+        set(&mut c.store.data_key_period, &a.data_key_period);
         set(&mut c.shutdown_timeout, &a.shutdown_timeout);
         let au = &mut c.auth;
         if a.auth_signing_key.is_some() {

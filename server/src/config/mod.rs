@@ -35,6 +35,7 @@ pub struct Config {
     pub log_filter: String,
     pub tls: TlsConfig,
     pub limits: Limits,
+    #[serde(alias = "storage")]
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub calls: CallsConfig,
@@ -138,7 +139,8 @@ impl Default for Limits {
     }
 }
 
-/// Database pool settings.
+/// Database settings: the pool, and encryption at rest (docs/operations.md "Encryption at rest").
+/// The section is `[store]`; `[storage]` is accepted as its other name.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
@@ -147,11 +149,27 @@ pub struct StoreConfig {
     pub acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
+    /// The key-encryption key (32 bytes, raw or base64): set, message contents and files are
+    /// encrypted before they are stored. Once a database is encrypted it cannot start without it.
+    pub encryption_key_file: Option<PathBuf>,
+    /// Earlier key-encryption keys, to unwrap data keys until `keys rotate-kek` has re-wrapped
+    /// them under `encryption_key_file`.
+    pub encryption_previous_key_files: Vec<PathBuf>,
+    /// How long one data key seals new contents of a conversation (and new files).
+    #[serde(with = "humantime_serde")]
+    pub data_key_period: Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { pool_size: 16, acquire_timeout: Duration::from_secs(3), statement_timeout: Duration::from_secs(5) }
+        Self {
+            pool_size: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+            encryption_key_file: None,
+            encryption_previous_key_files: Vec::new(),
+            data_key_period: Duration::from_secs(30 * 86_400),
+        }
     }
 }
 
@@ -399,6 +417,14 @@ impl Config {
         self.cluster.validate()?;
         self.media.validate()?;
         self.search.validate()?;
+        if self.store.data_key_period < Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid("store.data_key_period must be at least 1h".into()));
+        }
+        if self.store.encryption_key_file.is_none() && !self.store.encryption_previous_key_files.is_empty() {
+            return Err(ConfigError::Invalid(
+                "store.encryption_previous_key_files needs store.encryption_key_file (the current key)".into(),
+            ));
+        }
         if self.cluster.nats_url.is_some() && self.database_url.is_none() {
             return Err(ConfigError::Invalid(
                 "cluster.nats_url (several nodes) needs database_url (PostgreSQL): the embedded SQLite store \

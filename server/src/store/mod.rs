@@ -7,6 +7,8 @@ pub mod conv_sql;
 pub mod conv_tx_sql;
 pub mod conv_types;
 pub mod conv_write_sql;
+pub mod keys;
+pub mod keys_sql;
 pub(crate) mod media_sql;
 pub mod media_types;
 mod postgres;
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// A unique field (username, email, phone) is taken.
     #[error("{0} already taken")]
     Conflict(&'static str),
+    /// Encryption at rest: a sealed value that does not open, or a key that cannot be had.
+    #[error("encryption at rest: {0}")]
+    Sealed(#[from] crate::crypto::CryptoError),
 }
 
 impl StoreError {
@@ -256,6 +261,30 @@ pub trait MediaStore: Send + Sync {
     async fn known_uploads(&self, uploads: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
+/// Encryption at rest (docs/operations.md "Encryption at rest", migration 0013): the sealer the
+/// store seals and opens contents with, and the operator's key management.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Seals and opens contents (off when the database is not encrypted).
+    fn sealer(&self) -> &keys::Sealer;
+    /// Keys, generations, the job's progress and what is still in clear.
+    async fn key_status(&self) -> Result<keys_sql::KeyStatus, StoreError>;
+    /// Re-wraps every data key under the current key-encryption key; returns how many.
+    async fn rewrap_keys(&self) -> Result<u64, StoreError>;
+    /// Starts a new data-key generation (new contents are sealed under new keys); returns it.
+    async fn rotate_data_keys(&self, now_ms: i64) -> Result<i64, StoreError>;
+    /// One step of the re-encryption job over `col` (at most `limit` rows).
+    async fn reencrypt_step(
+        &self,
+        col: keys_sql::SealedColumn,
+        limit: u32,
+        now_ms: i64,
+    ) -> Result<keys_sql::JobStep, StoreError>;
+    /// After the job: nothing stored in clear is left in the database's own files that the
+    /// database can clear (SQLite: the WAL).
+    async fn settle_after_reencryption(&self) -> Result<(), StoreError>;
+}
+
 /// Message search (docs/protocol.md §23, migration 0012): who may search what (membership spans,
 /// written by `apply` with the memberships), the search itself, and the indexer's passes.
 #[async_trait::async_trait]
@@ -276,7 +305,7 @@ pub trait SearchStore: Send + Sync {
 
 #[async_trait::async_trait]
 pub trait Store:
-    ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + SearchStore + Send + Sync + std::fmt::Debug
+    ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + SearchStore + KeyStore + Send + Sync + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).

@@ -15,6 +15,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 pub struct PgStore {
     pool: PgPool,
     metrics: Metrics,
+    sealer: super::keys::Sealer,
 }
 
 impl PgStore {
@@ -37,7 +38,9 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let store = Self { pool, metrics };
+        let keys = std::sync::Arc::new(super::keys_sql::SqlKeys::new(pool.clone()));
+        let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms()).await?;
+        let store = Self { pool, metrics, sealer };
         store.init_instance().await?;
         Ok(store)
     }
@@ -55,3 +58,4 @@ super::rooms_sql::impl_room_leases!(PgStore);
 super::conv_write_sql::impl_conv_writes!(PgStore);
 super::media_sql::impl_media_store!(PgStore);
 super::search_sql::impl_search_store!(PgStore);
+super::keys_sql::impl_key_store!(PgStore);

@@ -16,6 +16,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 pub struct SqliteStore {
     pool: SqlitePool,
     metrics: Metrics,
+    sealer: super::keys::Sealer,
 }
 
 impl SqliteStore {
@@ -30,14 +31,19 @@ impl SqliteStore {
             // Durable commits: nothing acknowledged is lost on power failure.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(cfg.statement_timeout);
+            .busy_timeout(cfg.statement_timeout)
+            // With encryption at rest, freed pages are zeroed: a value once stored in clear (before
+            // the job sealed it, or a search document) does not linger in the file.
+            .pragma("secure_delete", if cfg.encryption_key_file.is_some() { "on" } else { "off" });
         let pool = SqlitePoolOptions::new()
             .max_connections(cfg.pool_size)
             .acquire_timeout(cfg.acquire_timeout)
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let store = Self { pool, metrics };
+        let keys = std::sync::Arc::new(super::keys_sql::SqlKeys::new(pool.clone()));
+        let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms()).await?;
+        let store = Self { pool, metrics, sealer };
         store.init_instance().await?;
         Ok(store)
     }
@@ -56,4 +62,5 @@ super::shared_sql::impl_shared_state!(SqliteStore);
 super::rooms_sql::impl_room_leases!(SqliteStore);
 super::media_sql::impl_media_store!(SqliteStore);
 super::search_sql::impl_search_store!(SqliteStore);
+super::keys_sql::impl_key_store!(SqliteStore);
 super::conv_write_sql::impl_conv_writes!(SqliteStore);

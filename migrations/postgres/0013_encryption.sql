@@ -1,0 +1,38 @@
+-- Encryption at rest (docs/operations.md "Encryption at rest"): whether this database is
+-- encrypted and the data-key generation new contents are sealed under, the data keys (each
+-- wrapped by a key-encryption key the operator holds; scope `c<conversation id>`, `media` or
+-- `search`), the progress of the re-encryption job, which data key seals each blob and whether
+-- an upload's chunks are sealed, and the blind search index (a tsvector of keyed-hash tokens).
+CREATE TABLE encryption (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    enabled_at_ms BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
+    rotated_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE data_keys (
+    id BIGSERIAL PRIMARY KEY,
+    scope TEXT NOT NULL,
+    period BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
+    kek_id TEXT NOT NULL,
+    wrapped BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    CONSTRAINT data_keys_slot UNIQUE (scope, period, generation)
+);
+CREATE INDEX data_keys_kek ON data_keys (kek_id);
+
+-- One row per table the job walks: rows with a key below `cursor` are done for `generation`.
+CREATE TABLE encryption_jobs (
+    name TEXT PRIMARY KEY,
+    generation BIGINT NOT NULL,
+    cursor TEXT NOT NULL,
+    rewritten BIGINT NOT NULL,
+    finished_at_ms BIGINT
+);
+
+ALTER TABLE blobs ADD COLUMN key_id BIGINT;
+ALTER TABLE uploads ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE;
+
+ALTER TABLE search_docs ADD COLUMN tokens tsvector;
+CREATE INDEX search_docs_tokens ON search_docs USING gin (tokens) WHERE tokens IS NOT NULL;

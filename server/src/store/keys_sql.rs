@@ -1,0 +1,683 @@
+//! SQL of encryption at rest (migration 0013), shared by both backends: the data-key table the
+//! keyring reads and fills (`SqlKeys`, a [`KeyTable`]), and the operator's side (`KeyStore`):
+//! status, re-wrapping under a new key-encryption key, a new data-key generation, and one step
+//! of the resumable job that seals plaintext rows and re-seals rows under older generations.
+
+use std::marker::PhantomData;
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
+
+use super::keys::{EncryptionState, KeyTable, Scope, Sealer, StoredKey};
+use super::sql::SqlBackend;
+use super::{Backend, ConvId, StoreError};
+use crate::crypto::{self, Place};
+
+/// A table (and column) holding sealed contents, as the re-encryption job walks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SealedColumn {
+    /// `messages.text`.
+    MessageTexts,
+    /// `conversation_events.text` of posted and edited entries.
+    LogTexts,
+    /// `message_attachments.file_name`.
+    AttachmentNames,
+    /// `media.file_name`.
+    MediaNames,
+    /// `uploads.file_name`.
+    UploadNames,
+}
+
+impl SealedColumn {
+    pub const ALL: [SealedColumn; 5] =
+        [Self::MessageTexts, Self::LogTexts, Self::AttachmentNames, Self::MediaNames, Self::UploadNames];
+
+    /// The job's name for it (`encryption_jobs.name`, `keys status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MessageTexts => "message_texts",
+            Self::LogTexts => "log_texts",
+            Self::AttachmentNames => "attachment_names",
+            Self::MediaNames => "media_names",
+            Self::UploadNames => "upload_names",
+        }
+    }
+}
+
+/// Data keys wrapped by one key-encryption key, of one generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCount {
+    pub kek_id: String,
+    pub generation: i64,
+    pub count: i64,
+}
+
+/// Where the re-encryption job stands for one column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobProgress {
+    pub name: String,
+    /// The generation this pass seals under.
+    pub generation: i64,
+    pub cursor: String,
+    pub rewritten: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// What `keys status` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// `None`: the database is not encrypted.
+    pub state: Option<EncryptionState>,
+    pub keys: Vec<KeyCount>,
+    pub jobs: Vec<JobProgress>,
+    /// Non-empty contents still stored in clear, per column name.
+    pub plaintext: Vec<(String, i64)>,
+    /// Rows the job has yet to visit, per column name (an upper bound on what it may rewrite).
+    pub remaining: Vec<(String, i64)>,
+}
+
+/// One step of the re-encryption job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobStep {
+    /// Rows sealed or re-sealed in this step.
+    pub rewritten: u64,
+    /// Rows read.
+    pub visited: u64,
+    /// The column is done for the current generation.
+    pub finished: bool,
+}
+
+/// The key table over one backend's pool.
+pub(super) struct SqlKeys<DB: sqlx::Database>(pub(super) Pool<DB>);
+
+impl<DB: sqlx::Database> std::fmt::Debug for SqlKeys<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlKeys")
+    }
+}
+
+impl<DB: sqlx::Database> SqlKeys<DB> {
+    pub(super) fn new(pool: Pool<DB>) -> Self {
+        Self(pool)
+    }
+}
+
+/// A row the job looks at: where its value sits, and the value.
+struct JobRow {
+    /// The cursor after this row.
+    cursor: String,
+    scope: Scope,
+    at_ms: i64,
+    /// `(conversation or message id, seq or position)` for the place and the update.
+    a: i64,
+    b: i64,
+    /// Media or upload id, or the attachment's media id.
+    name: String,
+    value: String,
+}
+
+impl JobRow {
+    fn place(&self, col: SealedColumn) -> Place<'_> {
+        match col {
+            SealedColumn::MessageTexts => Place::Message { conv: self.a, seq: self.b },
+            SealedColumn::LogTexts => Place::Log { conv: self.a, seq: self.b },
+            SealedColumn::AttachmentNames => Place::Attachment { message: self.a, media: &self.name },
+            SealedColumn::MediaNames => Place::MediaName { media: &self.name },
+            SealedColumn::UploadNames => Place::UploadName { upload: &self.name },
+        }
+    }
+}
+
+fn split_cursor(c: &str) -> (i64, i64) {
+    let mut it = c.split('/').map(|p| p.parse::<i64>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+macro_rules! sql_bounds {
+    ($($item:item)*) => {
+        $(
+        #[async_trait::async_trait]
+        $item
+        )*
+    };
+}
+
+sql_bounds! {
+impl<DB: SqlBackend + sqlx::database::HasStatementCache> KeyTable for SqlKeys<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Decode<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+{
+    async fn state(&self) -> Result<Option<EncryptionState>, StoreError> {
+        let row = sqlx::query("SELECT enabled_at_ms, generation, rotated_at_ms FROM encryption WHERE id = 1")
+            .fetch_optional(&self.0)
+            .await?;
+        row.map(|r| {
+            Ok(EncryptionState { enabled_at_ms: r.try_get(0)?, generation: r.try_get(1)?, rotated_at_ms: r.try_get(2)? })
+        })
+        .transpose()
+    }
+
+    async fn enable(&self, now_ms: i64) -> Result<EncryptionState, StoreError> {
+        let mut tx = self.0.begin_with(DB::BEGIN).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO encryption (id, enabled_at_ms, generation, rotated_at_ms) VALUES (1, $1, 1, $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&inserted) == 1 {
+            // The index held folded plaintext: the indexer rebuilds it blind from the logs.
+            let mut stmts = vec!["DELETE FROM search_docs", "DELETE FROM search_progress"];
+            if DB::BACKEND == Backend::Sqlite {
+                stmts.push("INSERT INTO search_trigrams (search_trigrams) VALUES ('delete-all')");
+                stmts.push("INSERT INTO search_blind (search_blind) VALUES ('delete-all')");
+            }
+            for s in stmts {
+                sqlx::query(s).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        self.state().await?.ok_or_else(|| StoreError::Setup("the encryption row vanished".into()))
+    }
+
+    async fn keys_by_id(&self, ids: &[i64]) -> Result<Vec<StoredKey>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, scope, period, generation, kek_id, wrapped FROM data_keys WHERE id IN ({})",
+            super::search_sql::ids(ids)
+        )))
+        .persistent(false)
+        .fetch_all(&self.0)
+        .await?;
+        rows.iter().map(stored_key::<DB>).collect()
+    }
+
+    async fn key_in_slot(&self, scope: &str, period: i64, generation: i64) -> Result<Option<StoredKey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, scope, period, generation, kek_id, wrapped FROM data_keys \
+             WHERE scope = $1 AND period = $2 AND generation = $3",
+        )
+        .bind(scope)
+        .bind(period)
+        .bind(generation)
+        .fetch_optional(&self.0)
+        .await?;
+        row.as_ref().map(stored_key::<DB>).transpose()
+    }
+
+    async fn insert_key(&self, key: &StoredKey, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO data_keys (scope, period, generation, kek_id, wrapped, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.scope.as_str())
+        .bind(key.period)
+        .bind(key.generation)
+        .bind(key.kek_id.as_str())
+        .bind(key.wrapped.clone())
+        .bind(now_ms)
+        .execute(&self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn kek_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT kek_id, COUNT(*) FROM data_keys GROUP BY kek_id ORDER BY kek_id")
+            .fetch_all(&self.0)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}
+}
+
+fn stored_key<DB: sqlx::Database>(r: &DB::Row) -> Result<StoredKey, StoreError>
+where
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Decode<'q, DB> + Type<DB>,
+    for<'q> String: Decode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
+{
+    Ok(StoredKey {
+        id: r.try_get(0)?,
+        scope: r.try_get(1)?,
+        period: r.try_get(2)?,
+        generation: r.try_get(3)?,
+        kek_id: r.try_get(4)?,
+        wrapped: r.try_get(5)?,
+    })
+}
+
+/// The operator's SQL (`impl_key_store!` forwards to it).
+pub(super) struct KeysSql<DB>(PhantomData<DB>);
+
+impl<DB: SqlBackend + sqlx::database::HasStatementCache> KeysSql<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+{
+    pub(super) async fn status(pool: &Pool<DB>) -> Result<KeyStatus, StoreError> {
+        let state = SqlKeys::new(pool.clone()).state().await?;
+        let keys = sqlx::query(
+            "SELECT kek_id, generation, COUNT(*) FROM data_keys GROUP BY kek_id, generation ORDER BY generation, kek_id",
+        )
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| Ok(KeyCount { kek_id: r.try_get(0)?, generation: r.try_get(1)?, count: r.try_get(2)? }))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let jobs = sqlx::query(
+            "SELECT name, generation, cursor, rewritten, finished_at_ms FROM encryption_jobs ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(JobProgress {
+                name: r.try_get(0)?,
+                generation: r.try_get(1)?,
+                cursor: r.try_get(2)?,
+                rewritten: r.try_get(3)?,
+                finished_at_ms: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let mark = match DB::BACKEND {
+            Backend::Postgres => "chr(1)",
+            Backend::Sqlite => "char(1)",
+        };
+        let mut plaintext = Vec::new();
+        let mut remaining = Vec::new();
+        for col in SealedColumn::ALL {
+            let (table, column, filter) = table_of(col);
+            let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table} WHERE {column} <> '' AND substr({column}, 1, 1) <> {mark}{filter}"
+            )))
+            .persistent(false)
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?;
+            plaintext.push((col.name().to_string(), n));
+            let job = jobs.iter().find(|j| j.name == col.name());
+            let left = match (state, job) {
+                (None, _) => 0,
+                (Some(s), Some(j)) if j.generation == s.generation && j.finished_at_ms.is_some() => 0,
+                (Some(s), Some(j)) if j.generation == s.generation => Self::count_after(pool, col, &j.cursor).await?,
+                _ => Self::count_after(pool, col, "").await?,
+            };
+            remaining.push((col.name().to_string(), left));
+        }
+        Ok(KeyStatus { state, keys, jobs, plaintext, remaining })
+    }
+
+    async fn count_after(pool: &Pool<DB>, col: SealedColumn, cursor: &str) -> Result<i64, StoreError> {
+        let (table, _, filter) = table_of(col);
+        let pk = cursor_columns(col);
+        let (a, b) = split_cursor(cursor);
+        let after = match col {
+            SealedColumn::MediaNames | SealedColumn::UploadNames => format!("{pk} > $1"),
+            SealedColumn::MessageTexts => format!("{pk} > {a}"),
+            _ => {
+                let (x, y) = pk.split_once(", ").unwrap_or((pk, pk));
+                format!("({x} > {a} OR ({x} = {a} AND {y} > {b}))")
+            }
+        };
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {after}{filter}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        if matches!(col, SealedColumn::MediaNames | SealedColumn::UploadNames) {
+            q = q.bind(cursor.to_string());
+        }
+        Ok(q.fetch_one(pool).await?.try_get(0)?)
+    }
+
+    /// Re-wraps every data key not wrapped by the current key-encryption key; returns how many.
+    pub(super) async fn rewrap(pool: &Pool<DB>, sealer: &Sealer) -> Result<u64, StoreError> {
+        let Some(current) = sealer.current_kek_id() else {
+            return Err(StoreError::Setup("encryption at rest is off: there is nothing to re-wrap".into()));
+        };
+        let mut done = 0u64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, scope, period, generation, kek_id, wrapped FROM data_keys WHERE kek_id <> $1 ORDER BY id LIMIT 500",
+            )
+            .bind(current.as_str())
+            .fetch_all(pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let mut tx = pool.begin_with(DB::BEGIN).await?;
+            for r in &rows {
+                let old = stored_key::<DB>(r)?;
+                let wrapped = sealer.rewrap(&old)?;
+                sqlx::query("UPDATE data_keys SET kek_id = $1, wrapped = $2 WHERE id = $3 AND kek_id = $4")
+                    .bind(current.as_str())
+                    .bind(wrapped)
+                    .bind(old.id)
+                    .bind(old.kek_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                done += 1;
+            }
+            tx.commit().await?;
+        }
+    }
+
+    /// Starts a new data-key generation; returns it.
+    pub(super) async fn rotate_data(pool: &Pool<DB>, now_ms: i64) -> Result<i64, StoreError> {
+        let r = sqlx::query(
+            "UPDATE encryption SET generation = generation + 1, rotated_at_ms = $1 WHERE id = 1 RETURNING generation",
+        )
+        .bind(now_ms)
+        .fetch_optional(pool)
+        .await?;
+        match r {
+            Some(r) => Ok(r.try_get(0)?),
+            None => Err(StoreError::Setup("encryption at rest is off: there are no data keys to rotate".into())),
+        }
+    }
+
+    /// One step of the re-encryption job on `col`: up to `limit` rows after the cursor, each
+    /// plaintext or older-generation value sealed again under the current generation (a value
+    /// changed meanwhile by a writer is left to it), and the cursor moved on, in one transaction.
+    pub(super) async fn step(
+        pool: &Pool<DB>,
+        sealer: &Sealer,
+        col: SealedColumn,
+        limit: u32,
+        now_ms: i64,
+    ) -> Result<JobStep, StoreError> {
+        let generation = sealer.generation();
+        if generation == 0 {
+            return Ok(JobStep { finished: true, ..JobStep::default() });
+        }
+        let job = sqlx::query("SELECT generation, cursor, finished_at_ms FROM encryption_jobs WHERE name = $1")
+            .bind(col.name())
+            .fetch_optional(pool)
+            .await?;
+        let cursor = match &job {
+            Some(r) if r.try_get::<i64, _>(0)? == generation => {
+                if r.try_get::<Option<i64>, _>(2)?.is_some() {
+                    return Ok(JobStep { finished: true, ..JobStep::default() });
+                }
+                r.try_get::<String, _>(1)?
+            }
+            _ => String::new(),
+        };
+        let rows = Self::rows_after(pool, col, &cursor, limit).await?;
+        let mut changes: Vec<(usize, String)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if row.value.is_empty() {
+                continue;
+            }
+            let stale = match crypto::from_text(&row.value)? {
+                None => true,
+                Some(bytes) => {
+                    let id = crypto::sealed_key_id(&bytes).ok_or(crypto::CryptoError::Inauthentic)?;
+                    sealer.key_generation(id).await? < generation
+                }
+            };
+            if !stale {
+                continue;
+            }
+            let mut plain = row.value.clone();
+            sealer.open_all(&mut [(row.place(col), &mut plain)]).await?;
+            sealer.prepare([row.scope], row.at_ms).await?;
+            changes.push((i, sealer.seal_text(row.scope, row.at_ms, &row.place(col), &plain)?));
+        }
+        let finished = rows.len() < limit as usize;
+        let next = rows.last().map_or(cursor.clone(), |r| r.cursor.clone());
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let mut rewritten = 0u64;
+        for (i, sealed) in &changes {
+            let row = &rows[*i];
+            let (table, column, _) = table_of(col);
+            let key = cursor_columns(col);
+            let r = match col {
+                SealedColumn::MediaNames | SealedColumn::UploadNames => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3"
+                    )))
+                    .bind(sealed.as_str())
+                    .bind(row.name.as_str())
+                    .bind(row.value.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                }
+                SealedColumn::MessageTexts => {
+                    sqlx::query("UPDATE messages SET text = $1 WHERE id = $2 AND text = $3")
+                        .bind(sealed.as_str())
+                        .bind(row.cursor.parse::<i64>().unwrap_or(0))
+                        .bind(row.value.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                }
+                SealedColumn::LogTexts | SealedColumn::AttachmentNames => {
+                    let (x, y) = key.split_once(", ").unwrap_or((key, key));
+                    let (a, b) = split_cursor(&row.cursor);
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET {column} = $1 WHERE {x} = $2 AND {y} = $3 AND {column} = $4"
+                    )))
+                    .bind(sealed.as_str())
+                    .bind(a)
+                    .bind(b)
+                    .bind(row.value.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            rewritten += DB::rows_affected(&r);
+        }
+        sqlx::query(
+            "INSERT INTO encryption_jobs (name, generation, cursor, rewritten, finished_at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, cursor = excluded.cursor, \
+             rewritten = CASE WHEN encryption_jobs.generation = excluded.generation \
+                              THEN encryption_jobs.rewritten + excluded.rewritten ELSE excluded.rewritten END, \
+             finished_at_ms = excluded.finished_at_ms",
+        )
+        .bind(col.name())
+        .bind(generation)
+        .bind(next.as_str())
+        .bind(i64::try_from(rewritten).unwrap_or(i64::MAX))
+        .bind(finished.then_some(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(JobStep { rewritten, visited: rows.len() as u64, finished })
+    }
+
+    async fn rows_after(
+        pool: &Pool<DB>,
+        col: SealedColumn,
+        cursor: &str,
+        limit: u32,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let (a, b) = split_cursor(cursor);
+        let limit = i64::from(limit);
+        let rows = match col {
+            SealedColumn::MessageTexts => sqlx::query(
+                "SELECT id, conversation_id, seq, created_at_ms, text FROM messages WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(a)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let conv: i64 = r.try_get(1)?;
+                Ok(JobRow {
+                    cursor: r.try_get::<i64, _>(0)?.to_string(),
+                    scope: Scope::Conversation(ConvId(conv)),
+                    at_ms: r.try_get(3)?,
+                    a: conv,
+                    b: r.try_get(2)?,
+                    name: String::new(),
+                    value: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?,
+            SealedColumn::LogTexts => sqlx::query(
+                "SELECT conversation_id, seq, at_ms, text FROM conversation_events \
+                 WHERE kind IN (2, 3) AND (conversation_id > $1 OR (conversation_id = $1 AND seq > $2)) \
+                 ORDER BY conversation_id, seq LIMIT $3",
+            )
+            .bind(a)
+            .bind(b)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let (conv, seq): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+                Ok(JobRow {
+                    cursor: format!("{conv}/{seq}"),
+                    scope: Scope::Conversation(ConvId(conv)),
+                    at_ms: r.try_get(2)?,
+                    a: conv,
+                    b: seq,
+                    name: String::new(),
+                    value: r.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?,
+            SealedColumn::AttachmentNames => sqlx::query(
+                "SELECT a.message_id, a.position, a.media_id, m.conversation_id, m.created_at_ms, a.file_name \
+                 FROM message_attachments a JOIN messages m ON m.id = a.message_id \
+                 WHERE a.message_id > $1 OR (a.message_id = $1 AND a.position > $2) \
+                 ORDER BY a.message_id, a.position LIMIT $3",
+            )
+            .bind(a)
+            .bind(b)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let (message, position): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+                Ok(JobRow {
+                    cursor: format!("{message}/{position}"),
+                    scope: Scope::Conversation(ConvId(r.try_get(3)?)),
+                    at_ms: r.try_get(4)?,
+                    a: message,
+                    b: position,
+                    name: r.try_get(2)?,
+                    value: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?,
+            SealedColumn::MediaNames | SealedColumn::UploadNames => {
+                let (table, _, _) = table_of(col);
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT id, created_at_ms, file_name FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"
+                )))
+                .persistent(false)
+                .bind(cursor.to_string())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    let id: String = r.try_get(0)?;
+                    Ok(JobRow {
+                        cursor: id.clone(),
+                        scope: Scope::Media,
+                        at_ms: r.try_get(1)?,
+                        a: 0,
+                        b: 0,
+                        name: id,
+                        value: r.try_get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// After the job: SQLite folds its write-ahead log into the database and truncates it, so
+    /// no page image of a value stored in clear stays in the WAL file (freed pages are already
+    /// zeroed: `secure_delete` is on with encryption). PostgreSQL keeps dead row versions until
+    /// VACUUM (docs/operations.md says so).
+    pub(super) async fn settle(pool: &Pool<DB>) -> Result<(), StoreError> {
+        if DB::BACKEND == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `(table, column, extra filter)` of a sealed column.
+fn table_of(col: SealedColumn) -> (&'static str, &'static str, &'static str) {
+    match col {
+        SealedColumn::MessageTexts => ("messages", "text", ""),
+        SealedColumn::LogTexts => ("conversation_events", "text", " AND kind IN (2, 3)"),
+        SealedColumn::AttachmentNames => ("message_attachments", "file_name", ""),
+        SealedColumn::MediaNames => ("media", "file_name", ""),
+        SealedColumn::UploadNames => ("uploads", "file_name", ""),
+    }
+}
+
+/// The key columns a cursor walks (`a, b` for two-part cursors).
+fn cursor_columns(col: SealedColumn) -> &'static str {
+    match col {
+        SealedColumn::MessageTexts | SealedColumn::MediaNames | SealedColumn::UploadNames => "id",
+        SealedColumn::LogTexts => "conversation_id, seq",
+        SealedColumn::AttachmentNames => "message_id, position",
+    }
+}
+
+macro_rules! impl_key_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::KeyStore for $store {
+            fn sealer(&self) -> &$crate::store::keys::Sealer {
+                &self.sealer
+            }
+
+            async fn key_status(&self) -> Result<$crate::store::keys_sql::KeyStatus, $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::status(&self.pool).await
+            }
+
+            async fn rewrap_keys(&self) -> Result<u64, $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::rewrap(&self.pool, &self.sealer).await
+            }
+
+            async fn rotate_data_keys(&self, now_ms: i64) -> Result<i64, $crate::store::StoreError> {
+                let g = $crate::store::keys_sql::KeysSql::rotate_data(&self.pool, now_ms).await?;
+                self.sealer.refresh().await?;
+                Ok(g)
+            }
+
+            async fn reencrypt_step(
+                &self,
+                col: $crate::store::keys_sql::SealedColumn,
+                limit: u32,
+                now_ms: i64,
+            ) -> Result<$crate::store::keys_sql::JobStep, $crate::store::StoreError> {
+                let f = $crate::store::keys_sql::KeysSql::step(&self.pool, &self.sealer, col, limit, now_ms);
+                $crate::store::timed(&self.metrics, "reencrypt_step", f).await
+            }
+
+            async fn settle_after_reencryption(&self) -> Result<(), $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::settle(&self.pool).await
+            }
+        }
+    };
+}
+
+pub(super) use impl_key_store;
