@@ -32,6 +32,10 @@ CREATE TABLE encryption_jobs (
 );
 
 ALTER TABLE blobs ADD COLUMN key_id BIGINT;
+-- The generation in the object's name when the re-encryption job wrote a sealed copy under a
+-- new one (NULL: the object is named with `id`).
+ALTER TABLE blobs ADD COLUMN stored_as BIGINT;
+CREATE INDEX blobs_stored_as ON blobs (stored_as) WHERE stored_as IS NOT NULL;
 ALTER TABLE uploads ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE;
 
 ALTER TABLE search_docs ADD COLUMN tokens tsvector;

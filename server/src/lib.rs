@@ -23,6 +23,7 @@ pub mod fanout;
 pub mod fuzzing;
 mod handlers;
 pub mod hub;
+pub mod keys;
 pub mod limits;
 pub mod media;
 pub mod metrics;
@@ -180,6 +181,7 @@ impl Server {
         let blob_store = blobs::open(&config.media, &config.data_dir).await?;
         let mut media_config = config.media.clone();
         media_config.chunk_bytes = media_config.chunk_size(config.limits.max_frame_bytes);
+        let reencryption = keys::Reencryption::new(store.clone(), blob_store.clone());
         let media = media::Media::new(store.clone(), blob_store, media_config);
         mend_deleted_accounts(store.as_ref(), &writer).await?;
         let refolded = store.refold_keys().await?;
@@ -194,7 +196,7 @@ impl Server {
             bus.subscribe(Arc::new(i.clone()));
         }
         let search = search::Search::new(store.clone(), indexer, config.search.clone());
-        let services = state::Services { auth, conversations, social, calls, media, search };
+        let services = state::Services { auth, conversations, social, calls, media, search, reencryption };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
@@ -215,6 +217,11 @@ impl Server {
     /// The media service, for tools and tests (a collector pass now: `media().collect_once()`).
     pub fn media(&self) -> media::Media {
         self.state.media().clone()
+    }
+
+    /// The re-encryption job, for tools and tests (`reencryption().run_once(…)`).
+    pub fn reencryption(&self) -> keys::Reencryption {
+        self.state.reencryption().clone()
     }
 
     /// The store, for tools and tests.
@@ -257,8 +264,16 @@ impl Server {
             );
         }
         let holder = state.cluster().map_or_else(|| "local".to_string(), |c| c.holder());
-        state.tasks().spawn(media::Collector::run(state.media().clone(), holder, state.shutdown().clone()));
+        state.tasks().spawn(media::Collector::run(state.media().clone(), holder.clone(), state.shutdown().clone()));
         state.tasks().spawn(state.search().clone().run_indexer(state.shutdown().clone()));
+        if state.config().store.background_reencryption {
+            state.tasks().spawn(state.reencryption().clone().run(holder.clone(), state.shutdown().clone()));
+        }
+        state.tasks().spawn(keys::Reencryption::refresh_keys(
+            state.store().clone(),
+            std::time::Duration::from_secs(5),
+            state.shutdown().clone(),
+        ));
         let http = tokio::spawn(transport::http::serve(listeners.ws, state.clone()));
         let quic = tokio::spawn(transport::quic::serve(endpoint.clone(), state.clone()));
 

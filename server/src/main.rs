@@ -26,6 +26,39 @@ struct Cli {
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Encryption at rest: keys, rotation, re-encryption (docs/operations.md "Encryption at
+    /// rest"). Give the same configuration as the server (key files included).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysAction {
+    /// Whether the database is encrypted, its data keys by key-encryption key and generation,
+    /// the re-encryption job's progress, and what is still stored in clear.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-wrap every data key under the current key-encryption key (--encryption-key-file),
+    /// unwrapping with the previous ones (--encryption-previous-key-files). No message is
+    /// rewritten; afterwards the previous key files can be retired.
+    RotateKek,
+    /// Start a new data-key generation: contents written from now on are sealed under new
+    /// keys. Run `keys reencrypt` (or let the server's background job run) to re-seal old ones.
+    RotateData,
+    /// Seal everything stored in clear or under an older generation, now, with progress.
+    /// Resumable: stopping it loses nothing.
+    Reencrypt,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +69,10 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&config);
+    if let Some(Command::Keys { action }) = cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return runtime.block_on(keys(&config, action));
+    }
     // Before any other thread exists: every WebSocket connection holds a descriptor, and the
     // default soft limit (often 1,024) is far below what the server can serve.
     match DescriptorLimit::raise_soft_to_hard() {
@@ -49,6 +86,103 @@ fn main() -> anyhow::Result<()> {
         confab_server::run(config, listeners, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// `confab-server keys …`.
+async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
+    use confab_server::store;
+    let st = store::open(config, confab_server::metrics::Metrics::new()).await?;
+    match action {
+        KeysAction::Status { json } => {
+            let s = st.key_status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status_json(&s))?);
+            } else {
+                print_status(&s);
+            }
+        }
+        KeysAction::RotateKek => {
+            let n = st.rewrap_keys().await?;
+            println!(
+                "re-wrapped {n} data keys under key-encryption key {}",
+                st.sealer().current_kek_id().unwrap_or_default()
+            );
+        }
+        KeysAction::RotateData => {
+            let g = st.rotate_data_keys(confab_protocol::frames::now_ms() as i64).await?;
+            println!(
+                "data-key generation {g}: new contents are sealed under new keys (running servers follow within 5 s); \
+                 `keys reencrypt` re-seals the older ones"
+            );
+        }
+        KeysAction::Reencrypt => {
+            let blobs = confab_server::blobs::open(&config.media, &config.data_dir).await?;
+            let job = confab_server::keys::Reencryption::new(st.clone(), blobs);
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let stop = tokio_util::sync::CancellationToken::new();
+            let ctrl_c = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                ctrl_c.cancel();
+            });
+            let done = job
+                .run_once(&stop, |p| {
+                    bar.set_message(format!("{}: {} rows read, {} sealed", p.name, p.visited, p.rewritten));
+                })
+                .await?;
+            bar.finish_and_clear();
+            for p in done {
+                println!(
+                    "{:<18} {:>10} read {:>10} sealed{}",
+                    p.name,
+                    p.visited,
+                    p.rewritten,
+                    if p.finished { "" } else { " (stopped)" }
+                );
+            }
+            if stop.is_cancelled() {
+                println!("interrupted: run it again to resume");
+            }
+        }
+    }
+    st.close().await;
+    Ok(())
+}
+
+fn status_json(s: &confab_server::store::keys_sql::KeyStatus) -> serde_json::Value {
+    serde_json::json!({
+        "encrypted": s.state.is_some(),
+        "enabled_at_ms": s.state.map(|x| x.enabled_at_ms),
+        "generation": s.state.map(|x| x.generation),
+        "rotated_at_ms": s.state.map(|x| x.rotated_at_ms),
+        "data_keys": s.keys.iter().map(|k| serde_json::json!({"kek_id": k.kek_id, "generation": k.generation, "count": k.count})).collect::<Vec<_>>(),
+        "jobs": s.jobs.iter().map(|j| serde_json::json!({"name": j.name, "generation": j.generation, "cursor": j.cursor, "rewritten": j.rewritten, "finished_at_ms": j.finished_at_ms})).collect::<Vec<_>>(),
+        "plaintext": s.plaintext.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
+        "remaining": s.remaining.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn print_status(s: &confab_server::store::keys_sql::KeyStatus) {
+    let Some(state) = s.state else {
+        println!("encryption at rest: off (start the server with --encryption-key-file to turn it on)");
+        return;
+    };
+    println!("encryption at rest: on since {} ms, data-key generation {}", state.enabled_at_ms, state.generation);
+    println!("data keys (key-encryption key, generation, count):");
+    for k in &s.keys {
+        println!("  {}  {:>3}  {}", k.kek_id, k.generation, k.count);
+    }
+    println!("re-encryption job (column, generation, sealed, state):");
+    for j in &s.jobs {
+        let state = if j.finished_at_ms.is_some() { "done".to_string() } else { format!("at {}", j.cursor) };
+        println!("  {:<18} {:>3} {:>10}  {state}", j.name, j.generation, j.rewritten);
+    }
+    println!("stored in clear / left to visit:");
+    for ((name, clear), (_, left)) in s.plaintext.iter().zip(&s.remaining) {
+        println!("  {name:<18} {clear:>10} {left:>10}");
+    }
 }
 
 fn init_logging(config: &Config) {

@@ -16,6 +16,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::conversations::Conversations;
 use crate::hub::Hub;
+use crate::keys::Reencryption;
 use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connections};
 use crate::media::Media;
 use crate::metrics::Metrics;
@@ -36,6 +37,7 @@ struct Inner {
     calls: Calls,
     media: Media,
     search: Search,
+    reencryption: Reencryption,
     cluster: Option<Arc<Cluster>>,
     limiter: ConnectionLimiter,
     shutdown: CancellationToken,
@@ -54,6 +56,7 @@ pub struct Services {
     pub calls: Calls,
     pub media: Media,
     pub search: Search,
+    pub reencryption: Reencryption,
 }
 
 /// Everything handlers and transports share.
@@ -70,7 +73,7 @@ impl AppState {
         services: Services,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let Services { auth, conversations, social, calls, media, search } = services;
+        let Services { auth, conversations, social, calls, media, search, reencryption } = services;
         let max_total = effective_max_connections(
             config.limits.max_connections,
             DescriptorLimit::current(),
@@ -96,6 +99,7 @@ impl AppState {
             calls,
             media,
             search,
+            reencryption,
             cluster,
             limiter,
             shutdown: CancellationToken::new(),
@@ -160,6 +164,11 @@ impl AppState {
     /// The search service.
     pub fn search(&self) -> &Search {
         &self.0.search
+    }
+
+    /// The re-encryption job (encryption at rest).
+    pub fn reencryption(&self) -> &Reencryption {
+        &self.0.reencryption
     }
 
     pub fn media(&self) -> &Media {

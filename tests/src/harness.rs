@@ -53,6 +53,8 @@ pub struct TestServer {
     pub inbox: Arc<CodeInbox>,
     /// The media service, to run a collector pass now (docs/operations.md "Media").
     pub media: confab_server::media::Media,
+    /// The re-encryption job (encryption at rest), to run a pass now.
+    pub reencryption: confab_server::keys::Reencryption,
     data_dir: tempfile::TempDir,
 }
 
@@ -155,6 +157,7 @@ impl TestServer {
         let cert = server.certificate();
         let store_handle = server.store();
         let media = server.media();
+        let reencryption = server.reencryption();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(listeners, async move {
             let _ = rx.await;
@@ -171,6 +174,7 @@ impl TestServer {
             db_url,
             inbox,
             media,
+            reencryption,
             data_dir,
         })
     }

@@ -7,6 +7,7 @@
 
 pub mod fs;
 pub mod s3;
+pub mod sealed;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -99,6 +100,9 @@ pub enum BlobError {
     Remote(String),
     #[error("blob store setup: {0}")]
     Setup(String),
+    /// A sealed object or chunk that does not open (altered, moved, cut short, wrong key).
+    #[error("sealed object: {0}")]
+    Sealed(String),
 }
 
 /// Bytes of uploads and blobs. Every write is durable when it returns (fsynced, or acknowledged

@@ -148,6 +148,9 @@ pub struct ConfigArgs {
     /// How long one data key seals a conversation's new contents [default: 30days].
     #[arg(long, env = "CONFAB_DATA_KEY_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
     pub data_key_period: Option<Duration>,
+    /// Run the re-encryption job in the background [default: true].
+    #[arg(long, env = "CONFAB_BACKGROUND_REENCRYPTION", value_name = "BOOL")]
+    pub background_reencryption: Option<bool>,
     /// Ed25519 PKCS#8 PEM key signing access tokens [default: generated into the database with
     /// PostgreSQL (shared by every node), into the data dir with SQLite].
     #[arg(long, env = "CONFAB_AUTH_SIGNING_KEY", value_name = "FILE")]
@@ -325,6 +328,7 @@ impl ConfigArgs {
         }
         set(&mut c.store.encryption_previous_key_files, &a.encryption_previous_key_files);
         set(&mut c.store.data_key_period, &a.data_key_period);
+        set(&mut c.store.background_reencryption, &a.background_reencryption);
         set(&mut c.shutdown_timeout, &a.shutdown_timeout);
         let au = &mut c.auth;
         if a.auth_signing_key.is_some() {

@@ -158,6 +158,10 @@ pub struct StoreConfig {
     /// How long one data key seals new contents of a conversation (and new files).
     #[serde(with = "humantime_serde")]
     pub data_key_period: Duration,
+    /// Run the re-encryption job in the background (one node at a time): it seals what a
+    /// database held in clear before encryption was turned on, and what older data-key
+    /// generations sealed. Off: only `confab-server keys reencrypt` does.
+    pub background_reencryption: bool,
 }
 
 impl Default for StoreConfig {
@@ -169,6 +173,7 @@ impl Default for StoreConfig {
             encryption_key_file: None,
             encryption_previous_key_files: Vec::new(),
             data_key_period: Duration::from_secs(30 * 86_400),
+            background_reencryption: true,
         }
     }
 }

@@ -22,8 +22,9 @@ pub const KEY_BYTES: usize = 32;
 pub const NONCE_BYTES: usize = 24;
 /// Bytes of the Poly1305 tag.
 pub const TAG_BYTES: usize = 16;
-/// The first character of a sealed text as stored in a text column (message texts refuse it,
-/// §13.2, so a stored text that starts with it is sealed and nothing else).
+/// The first character of a sealed text as stored in a text column. Every string a client sends
+/// refuses it (docs/protocol.md §5.4: no C0 control characters), so a stored text that starts
+/// with it is sealed and nothing else.
 pub const SEALED_MARK: char = '\u{1}';
 /// Version of the sealed formats (texts, wrapped keys, blob segments).
 const FORMAT: u8 = 1;

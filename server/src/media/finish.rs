@@ -57,7 +57,7 @@ impl Media {
     async fn finish_claimed(&self, up: &UploadRec) -> Result<v1::FinishUploadResult, ServerError> {
         let up = up.clone();
         let key = upload_key(&up.id)?;
-        let parts = self.0.blobs.parts(&key).await.map_err(blob_error)?;
+        let parts = self.held_chunks(&up, &key).await?;
         let chunk = u64::from(up.chunk_size);
         let count = up.size.div_ceil(chunk);
         let complete = parts.len() as u64 == count
@@ -76,7 +76,7 @@ impl Media {
         let mut hasher = Sha256::new();
         let mut head = Vec::with_capacity(SNIFF_BYTES);
         for i in 0..count {
-            let data = self.0.blobs.read_part(&key, i as u32).await.map_err(blob_error)?;
+            let data = self.read_chunk(&up, &key, i as u32).await.map_err(blob_error)?;
             if head.len() < SNIFF_BYTES {
                 let take = (SNIFF_BYTES - head.len()).min(data.len());
                 head.extend_from_slice(&data[..take]);
@@ -124,7 +124,7 @@ impl Media {
                 self.store_image(&up, processed).await?
             }
             None => {
-                let blob = self.store_parts(&key, count, sha, up.size).await?;
+                let blob = self.store_parts(&up, &key, count, sha).await?;
                 MediaRec {
                     id: MediaId::random(),
                     uploader: up.user,
@@ -175,7 +175,7 @@ impl Media {
         // The header alone decides whether the image may be decoded: check it on the first chunk
         // before reading the rest.
         for i in 0..count {
-            let data = self.0.blobs.read_part(key, i as u32).await.map_err(blob_error)?;
+            let data = self.read_chunk(up, key, i as u32).await.map_err(blob_error)?;
             hasher.update(&data);
             bytes.extend_from_slice(&data);
             if i == 0
@@ -235,19 +235,26 @@ impl Media {
     /// An upload's chunks, in order, as a blob, stored once per content. The bytes copied are
     /// hashed as they go: a chunk replaced since the first pass makes them differ from `sha`, and
     /// the copy is deleted (`changed`), so a blob never holds other bytes than its name says.
-    async fn store_parts(&self, key: &UploadKey, count: u64, sha: [u8; 32], size: u64) -> Result<BlobRef, ServerError> {
-        let blobs = self.0.blobs.clone();
-        let key = key.clone();
+    async fn store_parts(
+        &self,
+        up: &UploadRec,
+        key: &UploadKey,
+        count: u64,
+        sha: [u8; 32],
+    ) -> Result<BlobRef, ServerError> {
+        let media = self.clone();
+        let (up, key) = (up.clone(), key.clone());
+        let size = up.size;
         let copied = Arc::new(Mutex::new(Sha256::new()));
         let hashed = copied.clone();
         let blob = self
             .store_blob(sha, size, move || {
-                let (blobs, key, hashed) = (blobs.clone(), key.clone(), hashed.clone());
+                let (media, up, key, hashed) = (media.clone(), up.clone(), key.clone(), hashed.clone());
                 futures_util::stream::iter(0..count)
                     .then(move |i| {
-                        let (blobs, key, hashed) = (blobs.clone(), key.clone(), hashed.clone());
+                        let (media, up, key, hashed) = (media.clone(), up.clone(), key.clone(), hashed.clone());
                         async move {
-                            let data = blobs.read_part(&key, i as u32).await?;
+                            let data = media.read_chunk(&up, &key, i as u32).await?;
                             if let Ok(mut h) = hashed.lock() {
                                 h.update(&data);
                             }
@@ -281,8 +288,7 @@ impl Media {
         if let Some(b) = self.0.store.reuse_blob(&sha, now_ms()).await? {
             return Ok(Stored { blob: b, fresh: false });
         }
-        let mine = BlobRef { generation: generation(), sha256: sha, size };
-        let written = self.0.blobs.put_blob(&key_of(&mine), data()).await.map_err(blob_error)?;
+        let (mine, written) = self.put_blob(BlobRef::new(generation(), sha, size, None), data()).await?;
         if written != size {
             let _ = self.0.blobs.delete_blob(&key_of(&mine)).await;
             return Err(ServerError::Internal(format!("stored {written} bytes of {size}")));

@@ -8,6 +8,7 @@ pub mod content;
 mod finish;
 pub mod image;
 mod upload;
+mod vault;
 
 use std::sync::Arc;
 
@@ -71,7 +72,7 @@ pub(crate) fn blob_error(e: BlobError) -> ServerError {
 
 /// The blob key of a stored blob.
 pub(crate) fn key_of(b: &BlobRef) -> BlobKey {
-    BlobKey::new(&b.sha256, b.generation)
+    BlobKey::new(&b.sha256, b.stored_as)
 }
 
 /// The blob store's name for an upload (its id is already `[0-9a-z]`).
@@ -124,7 +125,8 @@ pub struct Read {
 /// What a DownloadMedia resolves to before any byte is read: the blob, the range, the type.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub key: BlobKey,
+    /// The blob (where it is stored, sealed or not).
+    pub blob: BlobRef,
     pub total_size: u64,
     pub mime_type: String,
     pub offset: u64,
@@ -191,7 +193,7 @@ impl Media {
         if let Some(cap) = cap {
             length = length.min(cap);
         }
-        Ok(Target { key: key_of(&blob), total_size: blob.size, mime_type, offset: r.offset, length })
+        Ok(Target { blob, total_size: blob.size, mime_type, offset: r.offset, length })
     }
 
     /// Reads a resolved target (at most one chunk: callers cap the length).
@@ -199,7 +201,7 @@ impl Media {
         let data = if t.length == 0 {
             bytes::Bytes::new()
         } else {
-            self.0.blobs.read_blob(&t.key, t.offset..t.offset + t.length).await.map_err(blob_error)?
+            self.read_blob(&t.blob, t.offset..t.offset + t.length).await?
         };
         Ok(Read { total_size: t.total_size, mime_type: t.mime_type.clone(), offset: t.offset, data })
     }

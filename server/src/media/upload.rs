@@ -133,14 +133,14 @@ impl Media {
             ));
         }
         let key = upload_key(&up.id)?;
-        self.0.blobs.put_part(&key, index, r.data).await.map_err(super::blob_error)?;
-        Ok(v1::UploadChunkResult { received_bytes: self.held_bytes(&key).await? })
+        self.put_chunk(&up, &key, index, r.data).await?;
+        Ok(v1::UploadChunkResult { received_bytes: self.held_bytes(&up).await? })
     }
 
     /// §22.4: GetUpload.
     pub async fn upload_state(&self, caller: &Caller, id: &str) -> Result<v1::UploadState, ServerError> {
         let up = self.own_upload(caller, id).await?;
-        let held = self.0.blobs.parts(&upload_key(&up.id)?).await.map_err(super::blob_error)?;
+        let held = self.held_chunks(&up, &upload_key(&up.id)?).await?;
         Ok(v1::UploadState {
             upload_id: up.id.0.clone(),
             size: up.size,
@@ -165,12 +165,12 @@ impl Media {
     /// Bytes of the caller's upload `id` the blob store holds.
     pub async fn received(&self, caller: &Caller, id: &str) -> Result<u64, ServerError> {
         let up = self.own_upload(caller, id).await?;
-        self.held_bytes(&upload_key(&up.id)?).await
+        self.held_bytes(&up).await
     }
 
     /// Bytes of an upload the blob store holds.
-    async fn held_bytes(&self, key: &crate::blobs::UploadKey) -> Result<u64, ServerError> {
-        let held = self.0.blobs.parts(key).await.map_err(super::blob_error)?;
+    async fn held_bytes(&self, up: &UploadRec) -> Result<u64, ServerError> {
+        let held = self.held_chunks(up, &upload_key(&up.id)?).await?;
         Ok(held.iter().map(|p| p.len).sum())
     }
 
@@ -215,7 +215,7 @@ impl ChunkSink {
             self.buf.extend_from_slice(&data.split_to(take));
             if self.buf.len() as u64 == want {
                 let chunk = std::mem::take(&mut self.buf).freeze();
-                self.media.0.blobs.put_part(&self.key, self.index, chunk).await.map_err(super::blob_error)?;
+                self.media.put_chunk(&self.up, &self.key, self.index, chunk).await?;
                 self.index += 1;
             }
         }

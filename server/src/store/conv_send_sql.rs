@@ -19,11 +19,13 @@ use super::conv_types::{
     Applied, ConvId, ConvKind, LOG_POSTED, LogBody, LogEvent, MessageId, MessageRec, NotificationKind, NotificationRec,
     OpError, OpResult, Role, WriteOp,
 };
+use super::keys::{Scope, Sealer};
 use super::media_types::AttachmentRec;
 use super::rows::{PosterRow, StoredKeyRow};
 use super::rules;
 use super::sql::SqlBackend;
 use super::types::UserId;
+use crate::crypto::Place;
 
 type Tx<'c, DB> = sqlx::Transaction<'c, DB>;
 
@@ -213,6 +215,7 @@ where
     /// Applies a run of sends (§13.1): one result per send, in order.
     pub(super) async fn send_run(
         tx: &mut Tx<'_, DB>,
+        sealer: &Sealer,
         run: &[SendRef<'_>],
     ) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
         let checks = Self::send_checks(tx, run).await?;
@@ -299,16 +302,28 @@ where
                     _ => None,
                 })
                 .collect();
+            // What is stored of each text: sealed for its place when encryption is on.
+            let seal = |s: &SendRef<'_>, place: Place<'_>, text: &str| {
+                sealer
+                    .seal_text(Scope::Conversation(s.conv), s.now, &place, text)
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))
+            };
+            let mut texts = Vec::with_capacity(fresh.len());
+            let mut log_texts = Vec::with_capacity(fresh.len());
+            for (s, seq) in &fresh {
+                texts.push(seal(s, Place::Message { conv: s.conv.0, seq: *seq }, s.text)?);
+                log_texts.push(seal(s, Place::Log { conv: s.conv.0, seq: *seq }, s.text)?);
+            }
             let mut q = sqlx::QueryBuilder::<DB>::new(
                 "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) ",
             );
-            q.push_values(&fresh, |mut b, (s, seq)| {
+            q.push_values(fresh.iter().zip(texts), |mut b, ((s, seq), text)| {
                 b.push_bind(s.conv)
                     .push_bind(*seq)
                     .push_bind(s.sender)
                     .push_bind(s.session_id.to_string())
                     .push_bind(s.client_msg_id.to_string())
-                    .push_bind(s.text.to_string())
+                    .push_bind(text)
                     .push_bind(s.reply_to)
                     .push_bind(join_ids(s.mentions))
                     .push_bind(s.now);
@@ -323,36 +338,38 @@ where
             let mut q = sqlx::QueryBuilder::<DB>::new(
                 "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) ",
             );
-            q.push_values(&fresh, |mut b, (s, seq)| {
+            q.push_values(fresh.iter().zip(log_texts), |mut b, ((s, seq), text)| {
                 b.push_bind(s.conv)
                     .push_bind(*seq)
                     .push_bind(LOG_POSTED)
                     .push_bind(s.sender)
                     .push_bind(s.now)
                     .push_bind(ids[&(s.conv, *seq)])
-                    .push_bind(s.text.to_string())
+                    .push_bind(text)
                     .push_bind(join_ids(s.mentions));
             });
             q.build().execute(&mut **tx).await?;
 
             // Attachments (§22.8), in the sender's order; the media items' foreign key refuses
             // one the collector removed meanwhile.
-            let rows: Vec<(MessageId, usize, &AttachmentRec)> = fresh
-                .iter()
-                .flat_map(|(s, seq)| {
-                    let id = ids[&(s.conv, *seq)];
-                    s.attachments.iter().enumerate().map(move |(i, a)| (id, i, a))
-                })
-                .collect();
+            let mut rows: Vec<(MessageId, usize, &AttachmentRec, String)> = Vec::new();
+            for (s, seq) in &fresh {
+                let id = ids[&(s.conv, *seq)];
+                for (i, a) in s.attachments.iter().enumerate() {
+                    let name =
+                        seal(s, Place::Attachment { message: id.0, media: a.media_id.0.as_str() }, &a.file_name)?;
+                    rows.push((id, i, a, name));
+                }
+            }
             if !rows.is_empty() {
                 let mut q = sqlx::QueryBuilder::<DB>::new(
                     "INSERT INTO message_attachments (message_id, position, media_id, file_name, duration_ms) ",
                 );
-                q.push_values(&rows, |mut b, (id, i, a)| {
+                q.push_values(&rows, |mut b, (id, i, a, name)| {
                     b.push_bind(id.0)
                         .push_bind(i64::try_from(*i).unwrap_or(i64::MAX))
                         .push_bind(a.media_id.0.clone())
-                        .push_bind(a.file_name.clone())
+                        .push_bind(name.clone())
                         .push_bind(i64::from(a.duration_ms));
                 });
                 q.build().execute(&mut **tx).await?;

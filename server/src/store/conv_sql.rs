@@ -118,7 +118,7 @@ macro_rules! impl_conv_store {
             #[async_trait::async_trait]
             impl ConvStore for $store {
                 async fn apply(&self, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, StoreError> {
-                    timed(&self.metrics, "apply_batch", async { Ok(super::conv_write::apply(&self.pool, ops).await?) }).await
+                    timed(&self.metrics, "apply_batch", super::conv_write::apply(&self.pool, &self.sealer, ops)).await
                 }
 
                 async fn conversation(&self, user: UserId, conv: ConvId) -> Result<Option<ConvView>, StoreError> {
@@ -130,6 +130,7 @@ macro_rules! impl_conv_store {
                             .await?;
                         let mut v = r.map(ConvView::from);
                         $crate::store::media_sql::MediaSql::attach(&self.pool, v.iter_mut().filter_map(|v| v.last_message.as_mut())).await?;
+                        self.sealer.open_views(v.iter_mut()).await?;
                         Ok(v)
                     })
                     .await
@@ -150,6 +151,7 @@ macro_rules! impl_conv_store {
                         .await?;
                         let mut views: Vec<ConvView> = rows.into_iter().map(ConvView::from).collect();
                         $crate::store::media_sql::MediaSql::attach(&self.pool, views.iter_mut().filter_map(|v| v.last_message.as_mut())).await?;
+                        self.sealer.open_views(views.iter_mut()).await?;
                         Ok(views)
                     })
                     .await
@@ -184,6 +186,7 @@ macro_rules! impl_conv_store {
                         .await?;
                         let mut views: Vec<ConvView> = rows.into_iter().map(ConvView::from).collect();
                         $crate::store::media_sql::MediaSql::attach(&self.pool, views.iter_mut().filter_map(|v| v.last_message.as_mut())).await?;
+                        self.sealer.open_views(views.iter_mut()).await?;
                         Ok(views)
                     })
                     .await
@@ -226,6 +229,7 @@ macro_rules! impl_conv_store {
                         let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate(&self.pool, conv, viewer, &mut msgs).await?;
                         $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
+                        self.sealer.open_messages(msgs.iter_mut()).await?;
                         Ok(msgs)
                     })
                     .await
@@ -244,6 +248,7 @@ macro_rules! impl_conv_store {
                         let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate(&self.pool, conv, viewer, &mut msgs).await?;
                         $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
+                        self.sealer.open_messages(msgs.iter_mut()).await?;
                         Ok(msgs)
                     })
                     .await
@@ -268,6 +273,7 @@ macro_rules! impl_conv_store {
                             _ => None,
                         });
                         $crate::store::media_sql::MediaSql::attach(&self.pool, posted).await?;
+                        self.sealer.open_events(&mut events).await?;
                         Ok(events)
                     })
                     .await
@@ -311,6 +317,7 @@ macro_rules! impl_conv_store {
                         .await?;
                     let mut m = r.map(MessageRec::from);
                     $crate::store::media_sql::MediaSql::attach(&self.pool, m.iter_mut()).await?;
+                    self.sealer.open_messages(m.iter_mut()).await?;
                     Ok(m)
                 }
 
@@ -330,6 +337,7 @@ macro_rules! impl_conv_store {
                         let mut msgs: Vec<MessageRec> = rows.into_iter().map(MessageRec::from).collect();
                         decorate_listed(&self.pool, viewer, &mut msgs).await?;
                         $crate::store::media_sql::MediaSql::attach(&self.pool, msgs.iter_mut()).await?;
+                        self.sealer.open_messages(msgs.iter_mut()).await?;
                         Ok(msgs)
                     })
                     .await

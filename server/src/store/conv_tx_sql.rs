@@ -14,11 +14,30 @@ macro_rules! conv_tx_helpers {
             }
 
             async fn append(tx: &mut Tx, conv: ConvId, actor: UserId, now: i64, body: LogBody) -> Result<LogEvent, sqlx::Error> {
+                append_with(tx, &$crate::store::keys::Sealer::off(), conv, actor, now, body).await
+            }
+
+            /// Appends a log entry whose text (a posted or edited message's) `sealer` seals; the
+            /// returned entry holds the plaintext.
+            async fn append_with(
+                tx: &mut Tx,
+                sealer: &$crate::store::keys::Sealer,
+                conv: ConvId,
+                actor: UserId,
+                now: i64,
+                body: LogBody,
+            ) -> Result<LogEvent, sqlx::Error> {
                 let seq = next_seq(tx, conv, now).await?;
+                let seal = |text: &str| {
+                    let place = $crate::crypto::Place::Log { conv: conv.0, seq };
+                    sealer
+                        .seal_text($crate::store::keys::Scope::Conversation(conv), now, &place, text)
+                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))
+                };
                 let (message_id, text, user_ids, data): (Option<MessageId>, Option<String>, Option<String>, Option<String>) = match &body {
                     LogBody::Created { kind, title } => (None, Some(title.clone()), Some(i32::from(*kind).to_string()), None),
-                    LogBody::Posted(m) => (Some(m.id), Some(m.text.clone()), Some(join_ids(&m.mentions)), None),
-                    LogBody::Edited { message_id, text } => (Some(*message_id), Some(text.clone()), None, None),
+                    LogBody::Posted(m) => (Some(m.id), Some(seal(&m.text)?), Some(join_ids(&m.mentions)), None),
+                    LogBody::Edited { message_id, text } => (Some(*message_id), Some(seal(text)?), None, None),
                     LogBody::Deleted { message_id } | LogBody::Pinned { message_id } | LogBody::Unpinned { message_id } => {
                         (Some(*message_id), None, None, None)
                     }

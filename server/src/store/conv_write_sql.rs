@@ -30,7 +30,28 @@ macro_rules! impl_conv_writes {
             type Tx = sqlx::Transaction<'static, Db>;
 
             /// Applies `ops` in one transaction; one result per op.
-            pub(super) async fn apply(pool: &sqlx::Pool<Db>, ops: &[WriteOp]) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
+            pub(super) async fn apply(
+                pool: &sqlx::Pool<Db>,
+                sealer: &$crate::store::keys::Sealer,
+                ops: &[WriteOp],
+            ) -> Result<Vec<Result<Applied, OpError>>, StoreError> {
+                // The data keys the batch seals with, at hand before the transaction takes the
+                // write lock (creating one is a write of its own).
+                if sealer.is_on() {
+                    for op in ops {
+                        if let WriteOp::Send { conversation_id: c, now_ms, .. } | WriteOp::Edit { conversation_id: c, now_ms, .. } = op {
+                            sealer.prepare([$crate::store::keys::Scope::Conversation(*c)], *now_ms).await?;
+                        }
+                    }
+                }
+                Ok(apply_tx(pool, sealer, ops).await?)
+            }
+
+            async fn apply_tx(
+                pool: &sqlx::Pool<Db>,
+                sealer: &$crate::store::keys::Sealer,
+                ops: &[WriteOp],
+            ) -> Result<Vec<Result<Applied, OpError>>, sqlx::Error> {
                 let mut tx = pool.begin_with(<Db as $crate::store::sql::SqlBackend>::BEGIN).await?;
                 let mut out = Vec::with_capacity(ops.len());
                 let mut rest = ops;
@@ -38,10 +59,10 @@ macro_rules! impl_conv_writes {
                     // Consecutive sends go together through the set-based path.
                     let run: Vec<SendRef<'_>> = rest.iter().map_while(SendRef::of).collect();
                     if run.is_empty() {
-                        out.push(apply_one(&mut tx, op).await?);
+                        out.push(apply_one(&mut tx, sealer, op).await?);
                         rest = &rest[1..];
                     } else {
-                        out.extend(SendSql::send_run(&mut tx, &run).await?);
+                        out.extend(SendSql::send_run(&mut tx, sealer, &run).await?);
                         rest = &rest[run.len()..];
                     }
                 }
@@ -113,7 +134,7 @@ macro_rules! impl_conv_writes {
                 Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates, notifications, ..Default::default() }))
             }
 
-            async fn apply_one(tx: &mut Tx, op: &WriteOp) -> OpOut {
+            async fn apply_one(tx: &mut Tx, sealer: &$crate::store::keys::Sealer, op: &WriteOp) -> OpOut {
                 match op {
                     WriteOp::Create { kind, title, description, creator, members, now_ms } => {
                         create(tx, *kind, title, description, *creator, members, *now_ms).await
@@ -176,18 +197,27 @@ macro_rules! impl_conv_writes {
                     }
                     WriteOp::Send { .. } => {
                         let run: Vec<SendRef<'_>> = SendRef::of(op).into_iter().collect();
-                        Ok(SendSql::send_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
+                        Ok(SendSql::send_run(tx, sealer, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the send was not applied"))))
                     }
                     WriteOp::Edit { conversation_id: conv, actor, message_id, text, now_ms } => {
                         let facts = conv_facts(tx, *conv, *actor).await?;
                         allowed!(rules::edit(facts, message_facts(tx, *conv, *actor, *message_id).await?));
+                        let stored = if sealer.is_on() {
+                            let seq: i64 = sqlx::query("SELECT seq FROM messages WHERE id = $1").bind(*message_id).fetch_one(&mut **tx).await?.try_get(0)?;
+                            let place = $crate::crypto::Place::Message { conv: conv.0, seq };
+                            sealer
+                                .seal_text($crate::store::keys::Scope::Conversation(*conv), *now_ms, &place, text)
+                                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?
+                        } else {
+                            text.clone()
+                        };
                         sqlx::query("UPDATE messages SET text = $1, edited_at_ms = $2 WHERE id = $3")
-                            .bind(text)
+                            .bind(stored)
                             .bind(*now_ms)
                             .bind(*message_id)
                             .execute(&mut **tx)
                             .await?;
-                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::Edited { message_id: *message_id, text: text.clone() }).await?;
+                        let ev = append_with(tx, sealer, *conv, *actor, *now_ms, LogBody::Edited { message_id: *message_id, text: text.clone() }).await?;
                         let audience = member_ids(tx, *conv).await?;
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }

@@ -75,6 +75,19 @@ pub struct KeyStatus {
     pub remaining: Vec<(String, i64)>,
 }
 
+/// A blob row as the re-encryption job reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobRow {
+    pub id: i64,
+    pub sha256: [u8; 32],
+    /// Plaintext bytes.
+    pub size: u64,
+    /// `None`: stored in clear.
+    pub key_id: Option<i64>,
+    /// The generation in the object's name.
+    pub stored_as: i64,
+}
+
 /// One step of the re-encryption job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobStep {
@@ -609,6 +622,86 @@ where
         Ok(rows)
     }
 
+    /// The job row `name` (for the blob pass, which the keys service drives).
+    pub(super) async fn job(pool: &Pool<DB>, name: &str) -> Result<Option<JobProgress>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, generation, cursor, rewritten, finished_at_ms FROM encryption_jobs WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+        row.map(|r| {
+            Ok(JobProgress {
+                name: r.try_get(0)?,
+                generation: r.try_get(1)?,
+                cursor: r.try_get(2)?,
+                rewritten: r.try_get(3)?,
+                finished_at_ms: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn save_job(pool: &Pool<DB>, j: &JobProgress) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO encryption_jobs (name, generation, cursor, rewritten, finished_at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, cursor = excluded.cursor, \
+             rewritten = excluded.rewritten, finished_at_ms = excluded.finished_at_ms",
+        )
+        .bind(j.name.as_str())
+        .bind(j.generation)
+        .bind(j.cursor.as_str())
+        .bind(j.rewritten)
+        .bind(j.finished_at_ms)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` blobs with ids above `after`, by id.
+    pub(super) async fn blobs_after(pool: &Pool<DB>, after: i64, limit: u32) -> Result<Vec<BlobRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM blobs WHERE id > $1 ORDER BY id LIMIT $2",
+            super::media_sql::BLOB_COLS
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sha: Vec<u8> = r.try_get(1)?;
+                Ok(BlobRow {
+                    id: r.try_get(0)?,
+                    sha256: sha.try_into().map_err(|_| StoreError::Setup("a stored SHA-256 is not 32 bytes".into()))?,
+                    size: u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                    key_id: r.try_get(3)?,
+                    stored_as: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Points blob `id` at its sealed copy named with `to` under data key `key_id`, unless it
+    /// moved meanwhile (no longer named with `from`) or is gone; true when it was moved.
+    pub(super) async fn move_blob(
+        pool: &Pool<DB>,
+        id: i64,
+        from: i64,
+        to: i64,
+        key_id: i64,
+    ) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE blobs SET stored_as = $1, key_id = $2 WHERE id = $3 AND COALESCE(stored_as, id) = $4")
+                .bind(to)
+                .bind(key_id)
+                .bind(id)
+                .bind(from)
+                .execute(pool)
+                .await?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
     /// After the job: SQLite folds its write-ahead log into the database and truncates it, so
     /// no page image of a value stored in clear stays in the WAL file (freed pages are already
     /// zeroed: `secure_delete` is on with encryption). PostgreSQL keeps dead row versions until
@@ -671,6 +764,38 @@ macro_rules! impl_key_store {
             ) -> Result<$crate::store::keys_sql::JobStep, $crate::store::StoreError> {
                 let f = $crate::store::keys_sql::KeysSql::step(&self.pool, &self.sealer, col, limit, now_ms);
                 $crate::store::timed(&self.metrics, "reencrypt_step", f).await
+            }
+
+            async fn job(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::store::keys_sql::JobProgress>, $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::job(&self.pool, name).await
+            }
+
+            async fn save_job(
+                &self,
+                job: &$crate::store::keys_sql::JobProgress,
+            ) -> Result<(), $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::save_job(&self.pool, job).await
+            }
+
+            async fn blobs_after(
+                &self,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::keys_sql::BlobRow>, $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::blobs_after(&self.pool, after, limit).await
+            }
+
+            async fn move_blob(
+                &self,
+                id: i64,
+                from: i64,
+                to: i64,
+                key_id: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::move_blob(&self.pool, id, from, to, key_id).await
             }
 
             async fn settle_after_reencryption(&self) -> Result<(), $crate::store::StoreError> {

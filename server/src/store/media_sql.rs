@@ -21,9 +21,11 @@ use super::types::UserId;
 pub(super) struct MediaSql<DB>(PhantomData<DB>);
 
 const UPLOAD_COLS: &str = "id, user_id, size, mime_type, sha256, purpose, file_name, chunk_size, created_at_ms, \
-                           expires_at_ms, media_id, finishing_until_ms";
+                           expires_at_ms, media_id, finishing_until_ms, sealed";
 const MEDIA_COLS: &str = "m.id, m.uploader_id, m.purpose, m.mime_type, m.file_name, m.blob_id, b.sha256, m.size, \
-                          m.width, m.height, m.created_at_ms";
+                          m.width, m.height, m.created_at_ms, b.key_id, COALESCE(b.stored_as, b.id)";
+/// A blob row as [`blob_ref`] reads it.
+pub(super) const BLOB_COLS: &str = "id, sha256, size, key_id, COALESCE(stored_as, id)";
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -63,6 +65,7 @@ where
     for<'q> Option<&'q [u8]>: Encode<'q, DB>,
     for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
     for<'q> Option<Vec<u8>>: Decode<'q, DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
 {
     fn upload_row(r: &DB::Row) -> Result<UploadRec, StoreError> {
         let sha: Option<Vec<u8>> = r.try_get(4)?;
@@ -80,6 +83,18 @@ where
             expires_at_ms: r.try_get(9)?,
             media: media.map(MediaId),
             finishing_until_ms: r.try_get(11)?,
+            sealed: r.try_get(12)?,
+        })
+    }
+
+    /// A blob from columns `at..at + 5` in [`BLOB_COLS`] order.
+    fn blob_ref(r: &DB::Row, at: usize) -> Result<BlobRef, StoreError> {
+        Ok(BlobRef {
+            generation: r.try_get(at)?,
+            sha256: sha_of(r.try_get(at + 1)?)?,
+            size: u64_of(r.try_get(at + 2)?),
+            key_id: r.try_get(at + 3)?,
+            stored_as: r.try_get(at + 4)?,
         })
     }
 
@@ -89,6 +104,7 @@ where
     pub(super) async fn begin_upload(
         pool: &Pool<DB>,
         up: &NewUpload,
+        sealed: bool,
         limits: UploadLimits,
     ) -> Result<Result<(), UploadRefusal>, StoreError> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
@@ -108,7 +124,7 @@ where
             return Ok(Err(UploadRefusal::OverQuota { used, quota: limits.quota_bytes }));
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO uploads ({UPLOAD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)"
+            "INSERT INTO uploads ({UPLOAD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11)"
         )))
         .bind(up.id.0.as_str())
         .bind(up.user.0)
@@ -120,6 +136,7 @@ where
         .bind(i64::from(up.chunk_size))
         .bind(up.created_at_ms)
         .bind(up.expires_at_ms)
+        .bind(sealed)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -200,27 +217,28 @@ where
         sha256: &[u8; 32],
         now_ms: i64,
     ) -> Result<Option<BlobRef>, StoreError> {
-        let row = sqlx::query("UPDATE blobs SET created_at_ms = $2 WHERE sha256 = $1 RETURNING id, sha256, size")
-            .bind(sha256.as_slice())
-            .bind(now_ms)
-            .fetch_optional(pool)
-            .await?;
-        row.map(|r| {
-            Ok(BlobRef { generation: r.try_get(0)?, sha256: sha_of(r.try_get(1)?)?, size: u64_of(r.try_get(2)?) })
-        })
-        .transpose()
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE blobs SET created_at_ms = $2 WHERE sha256 = $1 RETURNING {BLOB_COLS}"
+        )))
+        .bind(sha256.as_slice())
+        .bind(now_ms)
+        .fetch_optional(pool)
+        .await?;
+        row.map(|r| Self::blob_ref(&r, 0)).transpose()
     }
 
     /// Records `blob` (already durable in the blob store); when another copy of the same bytes
     /// was recorded first, that one, and the caller deletes its own copy.
     pub(super) async fn add_blob(pool: &Pool<DB>, blob: BlobRef, now_ms: i64) -> Result<BlobRef, StoreError> {
         sqlx::query(
-            "INSERT INTO blobs (id, sha256, size, created_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+            "INSERT INTO blobs (id, sha256, size, created_at_ms, key_id) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(blob.generation)
         .bind(blob.sha256.as_slice())
         .bind(i64_of(blob.size))
         .bind(now_ms)
+        .bind(blob.key_id)
         .execute(pool)
         .await?;
         Self::reuse_blob(pool, &blob.sha256, now_ms)
@@ -280,7 +298,8 @@ where
             return Ok(None);
         };
         let thumbs = sqlx::query(
-            "SELECT t.name, t.blob_id, b.sha256, t.size, t.mime_type, t.width, t.height FROM media_thumbnails t \
+            "SELECT t.name, t.blob_id, b.sha256, t.size, t.mime_type, t.width, t.height, b.key_id, \
+             COALESCE(b.stored_as, b.id) FROM media_thumbnails t \
              JOIN blobs b ON b.id = t.blob_id WHERE t.media_id = $1 ORDER BY t.width, t.name",
         )
         .bind(id.0.as_str())
@@ -295,6 +314,8 @@ where
                         generation: t.try_get(1)?,
                         sha256: sha_of(t.try_get(2)?)?,
                         size: u64_of(t.try_get(3)?),
+                        key_id: t.try_get(7)?,
+                        stored_as: t.try_get(8)?,
                     },
                     mime_type: t.try_get(4)?,
                     width: u32_of(t.try_get(5)?),
@@ -308,7 +329,13 @@ where
             purpose: purpose_of(r.try_get(2)?)?,
             mime_type: r.try_get(3)?,
             file_name: r.try_get(4)?,
-            blob: BlobRef { generation: r.try_get(5)?, sha256: sha_of(r.try_get(6)?)?, size: u64_of(r.try_get(7)?) },
+            blob: BlobRef {
+                generation: r.try_get(5)?,
+                sha256: sha_of(r.try_get(6)?)?,
+                size: u64_of(r.try_get(7)?),
+                key_id: r.try_get(11)?,
+                stored_as: r.try_get(12)?,
+            },
             width: u32_of(r.try_get(8)?),
             height: u32_of(r.try_get(9)?),
             created_at_ms: r.try_get(10)?,
@@ -461,14 +488,14 @@ where
             "DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b WHERE b.created_at_ms < $1 \
              AND NOT EXISTS (SELECT 1 FROM media m WHERE m.blob_id = b.id) \
              AND NOT EXISTS (SELECT 1 FROM media_thumbnails t WHERE t.blob_id = b.id) LIMIT $2) \
-             AND created_at_ms < $1 RETURNING id, sha256, size",
+             AND created_at_ms < $1 RETURNING id, sha256, size, key_id, COALESCE(stored_as, id)",
         )
         .bind(cutoff_ms)
         .bind(limit)
         .fetch_all(pool)
         .await?
         .iter()
-        .map(|r| Ok(BlobRef { generation: r.try_get(0)?, sha256: sha_of(r.try_get(1)?)?, size: u64_of(r.try_get(2)?) }))
+        .map(|r| Self::blob_ref(r, 0))
         .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Collected { uploads, media, blobs })
     }
@@ -479,7 +506,7 @@ where
             return Ok(Vec::new());
         }
         let list = generations.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let q = format!("SELECT id FROM blobs WHERE id IN ({list})");
+        let q = format!("SELECT COALESCE(stored_as, id) FROM blobs WHERE id IN ({list}) OR stored_as IN ({list})");
         let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(pool).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -513,7 +540,17 @@ macro_rules! impl_media_store {
                 up: &$crate::store::NewUpload,
                 limits: $crate::store::UploadLimits,
             ) -> Result<Result<(), $crate::store::UploadRefusal>, $crate::store::StoreError> {
-                let f = $crate::store::media_sql::MediaSql::begin_upload(&self.pool, up, limits);
+                let f = async {
+                    // The file name sealed for its place (a media-scope key of the upload's time).
+                    let mut up = up.clone();
+                    if self.sealer.is_on() {
+                        let scope = $crate::store::keys::Scope::Media;
+                        self.sealer.prepare([scope], up.created_at_ms).await?;
+                        let place = $crate::crypto::Place::UploadName { upload: up.id.0.as_str() };
+                        up.file_name = self.sealer.seal_text(scope, up.created_at_ms, &place, &up.file_name)?;
+                    }
+                    $crate::store::media_sql::MediaSql::begin_upload(&self.pool, &up, self.sealer.is_on(), limits).await
+                };
                 $crate::store::timed(&self.metrics, "begin_upload", f).await
             }
 
@@ -522,7 +559,13 @@ macro_rules! impl_media_store {
                 id: &$crate::store::UploadId,
                 now_ms: i64,
             ) -> Result<Option<$crate::store::UploadRec>, $crate::store::StoreError> {
-                let f = $crate::store::media_sql::MediaSql::upload(&self.pool, id, now_ms);
+                let f = async {
+                    let mut up = $crate::store::media_sql::MediaSql::upload(&self.pool, id, now_ms).await?;
+                    if let Some(u) = up.as_mut() {
+                        self.sealer.open_upload(u).await?;
+                    }
+                    Ok(up)
+                };
                 $crate::store::timed(&self.metrics, "upload", f).await
             }
 
@@ -572,7 +615,16 @@ macro_rules! impl_media_store {
             }
 
             async fn finish_upload(&self, new: &$crate::store::NewMedia) -> Result<(), $crate::store::StoreError> {
-                let f = $crate::store::media_sql::MediaSql::finish_upload(&self.pool, new);
+                let f = async {
+                    let mut new = new.clone();
+                    if self.sealer.is_on() {
+                        let (scope, at) = ($crate::store::keys::Scope::Media, new.media.created_at_ms);
+                        self.sealer.prepare([scope], at).await?;
+                        let place = $crate::crypto::Place::MediaName { media: new.media.id.0.as_str() };
+                        new.media.file_name = self.sealer.seal_text(scope, at, &place, &new.media.file_name)?;
+                    }
+                    $crate::store::media_sql::MediaSql::finish_upload(&self.pool, &new).await
+                };
                 $crate::store::timed(&self.metrics, "finish_upload", f).await
             }
 
@@ -580,7 +632,13 @@ macro_rules! impl_media_store {
                 &self,
                 id: &$crate::store::MediaId,
             ) -> Result<Option<$crate::store::MediaRec>, $crate::store::StoreError> {
-                let f = $crate::store::media_sql::MediaSql::media(&self.pool, id);
+                let f = async {
+                    let mut m = $crate::store::media_sql::MediaSql::media(&self.pool, id).await?;
+                    if let Some(m) = m.as_mut() {
+                        self.sealer.open_media(m).await?;
+                    }
+                    Ok(m)
+                };
                 $crate::store::timed(&self.metrics, "media", f).await
             }
 
@@ -597,7 +655,9 @@ macro_rules! impl_media_store {
                 &self,
                 messages: &[$crate::store::MessageId],
             ) -> Result<Vec<($crate::store::MessageId, $crate::store::AttachmentRec)>, $crate::store::StoreError> {
-                $crate::store::media_sql::MediaSql::attachments(&self.pool, messages).await
+                let mut list = $crate::store::media_sql::MediaSql::attachments(&self.pool, messages).await?;
+                self.sealer.open_attachments(&mut list).await?;
+                Ok(list)
             }
 
             async fn claim_job(

@@ -103,14 +103,29 @@ pub struct UploadRec {
     pub media: Option<MediaId>,
     /// While a FinishUpload runs: until when its lease holds.
     pub finishing_until_ms: Option<i64>,
+    /// Its chunks are sealed (begun with encryption at rest on).
+    pub sealed: bool,
 }
 
-/// A stored copy of some bytes: the key's generation (the `blobs.id` column) and its hash.
+/// A stored copy of some bytes: its row (`blobs.id`, the generation its object was first named
+/// with), its hash and plaintext size, and how the object is stored now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobRef {
     pub generation: i64,
     pub sha256: [u8; 32],
     pub size: u64,
+    /// The data key sealing the object (`blobs.key_id`); `None`: stored in clear.
+    pub key_id: Option<i64>,
+    /// The generation in the object's name: `generation`, until the re-encryption job wrote a
+    /// sealed copy under a new name (`blobs.stored_as`).
+    pub stored_as: i64,
+}
+
+impl BlobRef {
+    /// A blob about to be written under a new generation.
+    pub fn new(generation: i64, sha256: [u8; 32], size: u64, key_id: Option<i64>) -> Self {
+        Self { generation, sha256, size, key_id, stored_as: generation }
+    }
 }
 
 /// One thumbnail of a media item.

@@ -280,6 +280,14 @@ pub trait KeyStore: Send + Sync {
         limit: u32,
         now_ms: i64,
     ) -> Result<keys_sql::JobStep, StoreError>;
+    /// The re-encryption job's row `name` (the blob pass keeps its own: `blobs`).
+    async fn job(&self, name: &str) -> Result<Option<keys_sql::JobProgress>, StoreError>;
+    async fn save_job(&self, job: &keys_sql::JobProgress) -> Result<(), StoreError>;
+    /// Up to `limit` blobs with ids above `after`, by id.
+    async fn blobs_after(&self, after: i64, limit: u32) -> Result<Vec<keys_sql::BlobRow>, StoreError>;
+    /// Points blob `id` (named with `from`) at its sealed copy named with `to`; false when it
+    /// moved or went meanwhile.
+    async fn move_blob(&self, id: i64, from: i64, to: i64, key_id: i64) -> Result<bool, StoreError>;
     /// After the job: nothing stored in clear is left in the database's own files that the
     /// database can clear (SQLite: the WAL).
     async fn settle_after_reencryption(&self) -> Result<(), StoreError>;
