@@ -326,7 +326,7 @@ async fn tampering_is_an_error(kind: StoreKind) -> anyhow::Result<()> {
     let b = new_user(&s, Transport::WebSocket, "tamB").await?;
     let c = write_content(&a, &b).await?;
     let history = v1::GetHistory { conversation_id: c.conv, limit: 100, ..Default::default() };
-    call!(b.client, GetHistory, history.clone())?;
+    call!(b.client, GetHistory, history)?;
     let rows = p.texts(&format!("SELECT text FROM messages WHERE conversation_id = {} ORDER BY seq", c.conv)).await?;
     ensure!(rows.len() >= 2 && rows.iter().all(|t| t.starts_with('\u{1}')), "stored sealed: {rows:?}");
     let set = |t: &str, seq_rank: usize| {
@@ -337,16 +337,16 @@ async fn tampering_is_an_error(kind: StoreKind) -> anyhow::Result<()> {
     };
     // Swapped between two rows: neither opens.
     p.sql(&set(&rows[1], 0)).await?;
-    ensure!(err_code(call!(b.client, GetHistory, history.clone()))? == v1::ErrorCode::Internal, "a moved ciphertext");
+    ensure!(err_code(call!(b.client, GetHistory, history))? == v1::ErrorCode::Internal, "a moved ciphertext");
     // One character altered: it does not open either.
     p.sql(&set(&altered(&rows[0]), 0)).await?;
     ensure!(
-        err_code(call!(b.client, GetHistory, history.clone()))? == v1::ErrorCode::Internal,
+        err_code(call!(b.client, GetHistory, history))? == v1::ErrorCode::Internal,
         "an altered ciphertext"
     );
     // Restored: readable again.
     p.sql(&set(&rows[0], 0)).await?;
-    let h = call!(b.client, GetHistory, history.clone())?;
+    let h = call!(b.client, GetHistory, history)?;
     ensure!(h.messages.iter().any(|m| m.text == c.edited), "restored");
     // The same for a log entry and an attachment's name.
     let log = p
@@ -372,7 +372,7 @@ async fn tampering_is_an_error(kind: StoreKind) -> anyhow::Result<()> {
     call!(b.client, Sync, sync)?;
     let names = p.texts("SELECT file_name FROM message_attachments").await?;
     p.sql(&format!("UPDATE message_attachments SET file_name = '{}'", altered(&names[0]))).await?;
-    ensure!(err_code(call!(b.client, GetHistory, history.clone()))? == v1::ErrorCode::Internal, "an altered file name");
+    ensure!(err_code(call!(b.client, GetHistory, history))? == v1::ErrorCode::Internal, "an altered file name");
     p.sql(&format!("UPDATE message_attachments SET file_name = '{}'", names[0])).await?;
     call!(b.client, GetHistory, history)?;
     s.stop().await?;
