@@ -340,10 +340,7 @@ async fn tampering_is_an_error(kind: StoreKind) -> anyhow::Result<()> {
     ensure!(err_code(call!(b.client, GetHistory, history))? == v1::ErrorCode::Internal, "a moved ciphertext");
     // One character altered: it does not open either.
     p.sql(&set(&altered(&rows[0]), 0)).await?;
-    ensure!(
-        err_code(call!(b.client, GetHistory, history))? == v1::ErrorCode::Internal,
-        "an altered ciphertext"
-    );
+    ensure!(err_code(call!(b.client, GetHistory, history))? == v1::ErrorCode::Internal, "an altered ciphertext");
     // Restored: readable again.
     p.sql(&set(&rows[0], 0)).await?;
     let h = call!(b.client, GetHistory, history)?;
@@ -546,4 +543,37 @@ async fn sqlite_turning_it_on_seals_what_is_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_turning_it_on_seals_what_is_there() {
     turning_it_on_seals_what_is_there(StoreKind::Postgres).await.expect("turning it on");
+}
+
+/// The whole conformance suite on a server with encryption at rest on: no feature notices it.
+async fn every_case_with_encryption(kind: StoreKind, transport: Transport) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let key = key_file(dir.path(), "kek", false)?;
+    let server = TestServer::start_with(kind, move |c| {
+        confab_conformance::harness::conformance_config(c);
+        c.store.encryption_key_file = Some(key);
+    })
+    .await?;
+    let run = confab_conformance::cases::run_every_case(&server.target(transport), false).await;
+    server.stop().await?;
+    ensure!(run.skipped.is_empty(), "cases would be skipped: {:?}", run.skipped);
+    ensure!(run.ran >= 70, "only {} cases ran", run.ran);
+    ensure!(
+        run.failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        run.failures.len(),
+        run.ran,
+        run.failures.join("\n")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_every_conformance_case_with_encryption() {
+    every_case_with_encryption(StoreKind::Sqlite, Transport::Quic).await.expect("conformance, encrypted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_every_conformance_case_with_encryption() {
+    every_case_with_encryption(StoreKind::Postgres, Transport::WebSocket).await.expect("conformance, encrypted");
 }
