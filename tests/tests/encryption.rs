@@ -270,17 +270,41 @@ async fn assert_readable(u: &User, c: &Content) -> anyhow::Result<()> {
     let part = download(&u.client, &c.media_id, "", 69_990).await?;
     ensure!(part[..] == c.file[69_990..], "a download from an offset inside a segment");
     let word = &c.canaries[0];
-    let hits =
-        u.client.search_all(v1::SearchMessages { query: word.clone(), limit: 100, ..Default::default() }, 100).await?;
+    let hits = u
+        .client
+        .search_all(
+            v1::SearchMessages {
+                query: word.clone(),
+                limit: 100,
+                conversation_ids: vec![c.conv],
+                ..Default::default()
+            },
+            100,
+        )
+        .await?;
     ensure!(hits.len() == c.texts.len() - 1, "search finds every message but the edited one: {}", hits.len());
     let edit_hits = u
         .client
-        .search_all(v1::SearchMessages { query: c.canaries[1].to_lowercase(), ..Default::default() }, 100)
+        .search_all(
+            v1::SearchMessages {
+                query: c.canaries[1].to_lowercase(),
+                conversation_ids: vec![c.conv],
+                ..Default::default()
+            },
+            100,
+        )
         .await?;
     ensure!(edit_hits.len() == 1, "search finds the edit: {}", edit_hits.len());
     let accent = u
         .client
-        .search_all(v1::SearchMessages { query: "\"NUMBER 3 Élodie\"".into(), ..Default::default() }, 100)
+        .search_all(
+            v1::SearchMessages {
+                query: "\"NUMBER 3 Élodie\"".into(),
+                conversation_ids: vec![c.conv],
+                ..Default::default()
+            },
+            100,
+        )
         .await?;
     ensure!(accent.len() == 1, "folding and phrases still work: {}", accent.len());
     Ok(())

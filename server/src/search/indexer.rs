@@ -153,7 +153,13 @@ impl Worker {
         let mut failures = 0u32;
         while !todo.is_empty() && !self.shutdown.is_cancelled() {
             let chunk: Vec<ConvId> = todo.drain(..todo.len().min(PASS_CONVERSATIONS)).collect();
-            match self.store.index_pass(&chunk, &fold).await {
+            // With encryption at rest the document is the folded text's blind tokens.
+            let blind = self.store.sealer().blind_index().cloned();
+            let document = move |text: &str| match &blind {
+                Some(b) => b.document(&fold(text)),
+                None => fold(text),
+            };
+            match self.store.index_pass(&chunk, &document).await {
                 Ok((progress, written)) => {
                     failures = 0;
                     tracing::debug!(conversations = chunk.len(), written, "search index pass");

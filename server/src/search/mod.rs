@@ -13,12 +13,13 @@ use std::sync::Arc;
 use confab_protocol::v1;
 
 use crate::config::SearchConfig;
+use crate::crypto::blind::BlindIndex;
 use crate::error::ServerError;
 use crate::session::Caller;
 use crate::store::search_sql::by_conversation;
 use crate::store::{
-    AttachmentFilter, ConvId, Found, IndexProgress, MessageId, MessageRec, SearchKey, SearchOrder, SearchSpec, Store,
-    UserId,
+    AttachmentFilter, ConvId, Found, IndexKind, IndexProgress, Match, MessageId, MessageRec, SearchKey, SearchOrder,
+    SearchSpec, Store, UserId,
 };
 
 pub use indexer::Indexer;
@@ -103,6 +104,16 @@ fn lag(p: &IndexProgress) -> v1::IndexLag {
     }
 }
 
+/// `m` with each needle replaced by its blind tokens.
+fn blinded(b: &BlindIndex, m: &Match) -> Match {
+    match m {
+        Match::Contains(n) => Match::Contains(b.needle(n)),
+        Match::Not(inner) => Match::Not(Box::new(blinded(b, inner))),
+        Match::Any(ms) => Match::Any(ms.iter().map(|m| blinded(b, m)).collect()),
+        Match::All(ms) => Match::All(ms.iter().map(|m| blinded(b, m)).collect()),
+    }
+}
+
 impl Search {
     pub fn new(store: Arc<dyn Store>, indexer: Option<Indexer>, config: SearchConfig) -> Self {
         let turns = tokio::sync::Semaphore::new(config.max_concurrent as usize);
@@ -181,10 +192,21 @@ impl Search {
         }
         // One progress entry per conversation (`SearchScope`): the conversations to search.
         let conversations: Vec<ConvId> = scope.progress.iter().map(|p| p.conversation).collect();
+        // With encryption at rest, the index holds tokens: so do the needles. Hits are checked
+        // against the folded plaintext all the same (`hits`).
+        let (index, matching, scored) = match store.sealer().blind_index() {
+            None => (IndexKind::Folded, query.matching.clone(), query.wanted.clone()),
+            Some(b) => (
+                IndexKind::Blind,
+                query.matching.as_ref().map(|m| blinded(b, m)),
+                query.wanted.iter().map(|w| b.whole_word(w)).collect(),
+            ),
+        };
         let spec = SearchSpec {
             user: caller.user_id,
-            matching: query.matching.clone(),
-            scored: query.wanted.clone(),
+            index,
+            matching,
+            scored,
             conversations,
             senders,
             sent_after_ms,

@@ -11,12 +11,15 @@ use std::marker::PhantomData;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
 
 use super::conv_types::{ConvId, MessageId};
+use super::keys::Sealer;
 use super::search_types::{
-    AttachmentFilter, FoldFn, Found, IndexProgress, Match, SearchKey, SearchOrder, SearchScope, SearchSpec, Span,
+    AttachmentFilter, FoldFn, Found, IndexKind, IndexProgress, Match, SearchKey, SearchOrder, SearchScope, SearchSpec,
+    Span,
 };
 use super::sql::{SqlBackend, escape_like};
 use super::types::UserId;
 use super::{Backend, StoreError};
+use crate::crypto::Place;
 
 /// Log kinds that change what a message's search document holds (`LogBody::kind`): posted,
 /// edited, deleted.
@@ -70,9 +73,20 @@ impl Built {
         format!("${}", self.binds.len())
     }
 
-    /// The SQL condition for `m` on `d.body`.
-    fn condition(&mut self, backend: Backend, m: &Match) -> String {
+    /// The SQL condition for `m` on `d.body` (blind: on the token index).
+    fn condition(&mut self, backend: Backend, index: IndexKind, m: &Match) -> String {
         match m {
+            Match::Contains(tokens) if index == IndexKind::Blind => match backend {
+                // A needle's tokens side by side: an FTS5 phrase, a tsquery `<->` chain.
+                Backend::Sqlite => {
+                    let p = self.bind(format!("\"{tokens}\""));
+                    format!("d.message_id IN (SELECT rowid FROM search_blind WHERE search_blind MATCH {p})")
+                }
+                Backend::Postgres => {
+                    let p = self.bind(tokens.clone());
+                    format!("d.tokens @@ phraseto_tsquery('simple', {p})")
+                }
+            },
             Match::Contains(needle) => match backend {
                 Backend::Postgres => {
                     let p = self.bind(format!("%{}%", escape_like(needle)));
@@ -89,34 +103,39 @@ impl Built {
                     format!("instr(d.body, {p}) > 0")
                 }
             },
-            Match::Not(inner) => format!("NOT ({})", self.condition(backend, inner)),
+            Match::Not(inner) => format!("NOT ({})", self.condition(backend, index, inner)),
             Match::Any(ms) | Match::All(ms) if ms.is_empty() => "1 = 1".to_string(),
             Match::Any(ms) => {
-                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, m)).collect();
+                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, index, m)).collect();
                 format!("({})", parts.join(" OR "))
             }
             Match::All(ms) => {
-                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, m)).collect();
+                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, index, m)).collect();
                 format!("({})", parts.join(" AND "))
             }
         }
     }
 
     /// How many of `needles` occur as whole words.
-    fn score(&mut self, backend: Backend, needles: &[String]) -> String {
+    fn score(&mut self, backend: Backend, index: IndexKind, needles: &[String]) -> String {
         if needles.is_empty() {
             return "0".to_string();
         }
         let parts: Vec<String> = needles
             .iter()
-            .map(|n| match backend {
-                Backend::Postgres => {
-                    let p = self.bind(format!("% {} %", escape_like(n)));
-                    format!("(CASE WHEN d.body LIKE {p} THEN 1 ELSE 0 END)")
+            .map(|n| match (backend, index) {
+                (Backend::Postgres, IndexKind::Blind) => {
+                    let p = self.bind(n.clone());
+                    format!("(CASE WHEN d.tokens @@ phraseto_tsquery('simple', {p}) THEN 1 ELSE 0 END)")
                 }
-                Backend::Sqlite => {
+                // SQLite's blind document is in `body` too: the word's tokens, spaces around.
+                (Backend::Sqlite, _) => {
                     let p = self.bind(format!(" {n} "));
                     format!("(CASE WHEN instr(d.body, {p}) > 0 THEN 1 ELSE 0 END)")
+                }
+                (Backend::Postgres, IndexKind::Folded) => {
+                    let p = self.bind(format!("% {} %", escape_like(n)));
+                    format!("(CASE WHEN d.body LIKE {p} THEN 1 ELSE 0 END)")
                 }
             })
             .collect();
@@ -146,12 +165,12 @@ fn search_statement(backend: Backend, spec: &SearchSpec) -> Built {
         (AttachmentFilter::Without, Backend::Sqlite) => conds.push("d.has_attachment = 0".into()),
     }
     if let Some(m) = &spec.matching {
-        let c = b.condition(backend, m);
+        let c = b.condition(backend, spec.index, m);
         conds.push(c);
     }
     let score = match spec.order {
         SearchOrder::Newest => "0".to_string(),
-        SearchOrder::Relevance => b.score(backend, &spec.scored),
+        SearchOrder::Relevance => b.score(backend, spec.index, &spec.scored),
     };
     let after = spec.after.map_or_else(String::new, |k| {
         let (t, id) = (k.sent_at_ms, k.message_id.0);
@@ -272,6 +291,7 @@ where
     /// progress moved on. Returns each conversation's progress after the pass.
     pub(super) async fn index_pass(
         pool: &Pool<DB>,
+        sealer: &Sealer,
         convs: &[ConvId],
         fold: &FoldFn,
     ) -> Result<(Vec<IndexProgress>, u64), StoreError> {
@@ -330,8 +350,14 @@ where
         let touched: Vec<i64> = touched.into_iter().collect();
         let mut written = 0u64;
         for chunk in touched.chunks(500) {
-            let current = Self::current(&mut tx, chunk).await?;
-            written += Self::write_docs(&mut tx, chunk, &current, fold).await?;
+            let mut current = Self::current(&mut tx, chunk).await?;
+            let mut sealed: Vec<(Place<'_>, &mut String)> = current
+                .iter_mut()
+                .map(|m| (Place::Message { conv: m.conversation, seq: m.seq }, &mut m.text))
+                .collect();
+            sealer.open_all(&mut sealed).await?;
+            let blind = sealer.blind_index().is_some();
+            written += Self::write_docs(&mut tx, chunk, &current, fold, blind).await?;
         }
         for p in &progress {
             sqlx::query("UPDATE search_progress SET indexed_seq = $1 WHERE conversation_id = $2")
@@ -372,24 +398,29 @@ where
             .collect()
     }
 
-    /// Replaces the documents of `touched` by those of their live messages in `current`.
+    /// Replaces the documents of `touched` by those of their live messages in `current`. `blind`:
+    /// `fold` makes blind documents (encryption at rest), kept in `search_blind` on SQLite and as
+    /// a tsvector (`tokens`, `body` empty) on PostgreSQL.
     async fn write_docs(
         tx: &mut sqlx::Transaction<'_, DB>,
         touched: &[i64],
         current: &[Current],
         fold: &FoldFn,
+        blind: bool,
     ) -> Result<u64, StoreError> {
         let list = ids(touched);
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_docs WHERE message_id IN ({list})")))
             .persistent(false)
             .execute(&mut **tx)
             .await?;
+        let fts = if blind { "search_blind" } else { "search_trigrams" };
         if DB::BACKEND == Backend::Sqlite {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_trigrams WHERE rowid IN ({list})")))
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {fts} WHERE rowid IN ({list})")))
                 .persistent(false)
                 .execute(&mut **tx)
                 .await?;
         }
+        let pg_blind = blind && DB::BACKEND == Backend::Postgres;
         let live: Vec<(&Current, String)> = current.iter().filter(|m| !m.deleted).map(|m| (m, fold(&m.text))).collect();
         let flag = |b: bool| match (DB::BACKEND, b) {
             (Backend::Postgres, true) => "TRUE",
@@ -403,20 +434,26 @@ where
                 if i > 0 {
                     values.push_str(", ");
                 }
+                // PostgreSQL, blind: the document goes into the tsvector only.
+                let doc = match (DB::BACKEND, pg_blind) {
+                    (Backend::Postgres, true) => format!("'', to_tsvector('simple', ${})", i + 1),
+                    (Backend::Postgres, false) => format!("${}, NULL", i + 1),
+                    (Backend::Sqlite, _) => format!("${}", i + 1),
+                };
                 let _ = write!(
                     values,
-                    "({}, {}, {}, {}, {}, {}, ${})",
+                    "({}, {}, {}, {}, {}, {}, {doc})",
                     m.id,
                     m.conversation,
                     m.seq,
                     m.sender,
                     m.sent_at_ms,
                     flag(m.has_attachment),
-                    i + 1
                 );
             }
+            let tokens = if DB::BACKEND == Backend::Postgres { ", tokens" } else { "" };
             let sql = format!(
-                "INSERT INTO search_docs (message_id, conversation_id, seq, sender_id, sent_at_ms, has_attachment, body) \
+                "INSERT INTO search_docs (message_id, conversation_id, seq, sender_id, sent_at_ms, has_attachment, body{tokens}) \
                  VALUES {values}"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -428,7 +465,7 @@ where
                 let values: Vec<String> =
                     chunk.iter().enumerate().map(|(i, (m, _))| format!("({}, ${})", m.id, i + 1)).collect();
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO search_trigrams (rowid, body) VALUES {}",
+                    "INSERT INTO {fts} (rowid, body) VALUES {}",
                     values.join(", ")
                 )))
                 .persistent(false);
@@ -486,7 +523,7 @@ macro_rules! impl_search_store {
                 convs: &[$crate::store::ConvId],
                 fold: &$crate::store::FoldFn,
             ) -> Result<(Vec<$crate::store::IndexProgress>, u64), $crate::store::StoreError> {
-                let f = $crate::store::search_sql::SearchSql::index_pass(&self.pool, convs, fold);
+                let f = $crate::store::search_sql::SearchSql::index_pass(&self.pool, &self.sealer, convs, fold);
                 $crate::store::timed(&self.metrics, "index_pass", f).await
             }
         }
@@ -502,6 +539,7 @@ mod tests {
     fn spec(matching: Match) -> SearchSpec {
         SearchSpec {
             user: UserId(7),
+            index: IndexKind::Folded,
             matching: Some(matching),
             scored: vec!["config".into()],
             conversations: vec![ConvId(1), ConvId(2)],
@@ -528,5 +566,18 @@ mod tests {
         let lite = search_statement(Backend::Sqlite, &spec(m));
         assert_eq!(lite.binds, ["\"50%_off\"", "\"a\"\"b\"", "\"中 文\"", "xy", " config "]);
         assert!(lite.sql.contains("instr(d.body, $4)") && lite.sql.contains("MATCH $1"));
+    }
+
+    #[test]
+    fn blind_needles_use_the_token_index_bound() {
+        let m =
+            Match::All(vec![Match::Contains("aaaa bbbb".into()), Match::Not(Box::new(Match::Contains("cccc".into())))]);
+        let blind = SearchSpec { index: IndexKind::Blind, scored: vec!["dddd eeee".into()], ..spec(m) };
+        let pg = search_statement(Backend::Postgres, &blind);
+        assert_eq!(pg.binds, ["aaaa bbbb", "cccc", "dddd eeee"]);
+        assert!(pg.sql.contains("d.tokens @@ phraseto_tsquery('simple', $1)") && !pg.sql.contains("LIKE"));
+        let lite = search_statement(Backend::Sqlite, &blind);
+        assert_eq!(lite.binds, ["\"aaaa bbbb\"", "\"cccc\"", " dddd eeee "]);
+        assert!(lite.sql.contains("search_blind MATCH $1") && !lite.sql.contains("search_trigrams"));
     }
 }

@@ -56,13 +56,26 @@ pub struct SearchKey {
     pub message_id: MessageId,
 }
 
+/// What the index's documents hold, and so what a search's needles are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Folded text: needles are folded words.
+    #[default]
+    Folded,
+    /// Blind tokens (encryption at rest, `crypto::blind`): needles are runs of tokens.
+    Blind,
+}
+
 /// One search, checked and folded by the search service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchSpec {
     pub user: UserId,
+    /// What the needles are.
+    pub index: IndexKind,
     /// `None`: every message the filters let through.
     pub matching: Option<Match>,
-    /// Needles counted as whole words for `Relevance`.
+    /// Needles counted as whole words for `Relevance` (blind: the tokens of the word with the
+    /// spaces around it).
     pub scored: Vec<String>,
     /// Only these conversations (the caller's, already narrowed to the request's); never empty.
     pub conversations: Vec<ConvId>,
