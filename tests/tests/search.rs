@@ -279,9 +279,10 @@ const PIECES: &[&str] = &[
     "okay",
 ];
 
-/// The same query gives the same hits on both stores, and the hits the folding rules of §23.2
-/// give (checked with the server's own folding over the texts): random messages and queries,
-/// including needles of one and two characters (scanned) and of three or more (trigram indexes).
+/// The same query gives the same hits on both stores, in clear and with encryption at rest (the
+/// blind index), and the hits the folding rules of §23.2 give (checked with the server's own
+/// folding over the texts): random messages and queries, including needles of one and two
+/// characters (scanned, or single tokens) and of three or more (trigram indexes, token runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_stores_give_the_hits_the_folding_rules_give() {
     let seed =
@@ -305,8 +306,18 @@ async fn both_stores_give_the_hits_the_folding_rules_give() {
         })
         .collect();
     let mut answers = Vec::new();
-    for kind in [StoreKind::Sqlite, StoreKind::Postgres] {
-        let s = TestServer::start(kind).await.expect("start");
+    let keys = tempfile::tempdir().expect("dir");
+    let key = keys.path().join("kek");
+    std::fs::write(&key, [7u8; 32]).expect("key file");
+    let runs = [
+        (StoreKind::Sqlite, false),
+        (StoreKind::Postgres, false),
+        (StoreKind::Sqlite, true),
+        (StoreKind::Postgres, true),
+    ];
+    for (kind, encrypted) in runs {
+        let key = encrypted.then(|| key.clone());
+        let s = TestServer::start_with(kind, |c| c.store.encryption_key_file = key).await.expect("start");
         let a = new_user(&s, Transport::WebSocket, "pxA").await.expect("user");
         let conv = call!(a.client, CreateConversation, group("property", &[])).expect("group").conversation_id;
         let mut ids = Vec::new();
@@ -342,7 +353,8 @@ async fn both_stores_give_the_hits_the_folding_rules_give() {
             .filter(|(_, t)| m.matches(&confab_server::search::normalize::Folded::new(t).text))
             .map(|(i, _)| i)
             .collect();
-        assert_eq!(answers[0][i], expected, "SQLite, query {q:?} (seed {seed})");
-        assert_eq!(answers[1][i], expected, "PostgreSQL, query {q:?} (seed {seed})");
+        for (run, (kind, encrypted)) in runs.iter().enumerate() {
+            assert_eq!(answers[run][i], expected, "{kind:?}, encrypted {encrypted}, query {q:?} (seed {seed})");
+        }
     }
 }
