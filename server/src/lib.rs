@@ -271,7 +271,7 @@ impl Server {
         }
         state.tasks().spawn(keys::Reencryption::refresh_keys(
             state.store().clone(),
-            std::time::Duration::from_secs(5),
+            keys::REFRESH_EVERY,
             state.shutdown().clone(),
         ));
         let http = tokio::spawn(transport::http::serve(listeners.ws, state.clone()));

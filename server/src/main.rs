@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
 /// `confab-server keys …`.
 async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     use confab_server::store;
-    let st = store::open(config, confab_server::metrics::Metrics::new()).await?;
+    let st = store::open_for_tools(config, confab_server::metrics::Metrics::new()).await?;
     match action {
         KeysAction::Status { json } => {
             let s = st.key_status().await?;
@@ -128,7 +128,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
                 ctrl_c.cancel();
             });
             let done = job
-                .run_once(&stop, |p| {
+                .run_once(&stop, Some(&format!("keys-reencrypt-{}", std::process::id())), |p| {
                     bar.set_message(format!("{}: {} rows read, {} sealed", p.name, p.visited, p.rewritten));
                 })
                 .await?;

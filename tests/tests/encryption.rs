@@ -481,7 +481,7 @@ async fn rotation_keeps_everything_readable(kind: StoreKind) -> anyhow::Result<(
         mixed.iter().any(|(_, g)| *g == 1) && mixed.iter().any(|(_, g)| *g == 2),
         "both generations in use: {mixed:?}"
     );
-    let done = s.reencryption.run_once(&CancellationToken::new(), |_| {}).await?;
+    let done = s.reencryption.run_once(&CancellationToken::new(), None, |_| {}).await?;
     ensure!(done.iter().all(|p| p.finished), "the job finished: {done:?}");
     ensure!(done.iter().map(|p| p.rewritten).sum::<u64>() > 0, "it re-sealed something: {done:?}");
     let left = key_generations(&p).await?;
@@ -546,7 +546,7 @@ async fn turning_it_on_seals_what_is_there(kind: StoreKind) -> anyhow::Result<()
     ensure!(h.messages.iter().any(|m| m.text == c.edited), "readable at once");
     let a = login(&s, &a_name).await?;
     call!(a.client, SendMessage, send(c.conv, &unique("on"), "written after turning it on"))?;
-    s.reencryption.run_once(&CancellationToken::new(), |_| {}).await?;
+    s.reencryption.run_once(&CancellationToken::new(), None, |_| {}).await?;
     let status = s.store().key_status().await?;
     ensure!(status.state.is_some(), "on");
     ensure!(status.plaintext.iter().all(|(_, n)| *n == 0), "nothing left in clear: {:?}", status.plaintext);
@@ -600,4 +600,49 @@ async fn sqlite_every_conformance_case_with_encryption() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_every_conformance_case_with_encryption() {
     every_case_with_encryption(StoreKind::Postgres, Transport::WebSocket).await.expect("conformance, encrypted");
+}
+
+/// Two nodes on one PostgreSQL database: when one starts with the key, the other (without it)
+/// refuses writes within seconds, and what it wrote in clear meanwhile is sealed by the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_node_without_the_key_stops_writing_once_another_turns_it_on() {
+    async fn run() -> anyhow::Result<()> {
+        let db = TestDatabase::create().await?;
+        let old = TestServer::start_on(&db.url, |_| {}).await?;
+        let a = new_user(&old, Transport::WebSocket, "nkA").await?;
+        let conv = call!(a.client, CreateConversation, group("two nodes", &[]))?.conversation_id;
+        call!(a.client, SendMessage, send(conv, &unique("nk"), "before"))?;
+        let dir = tempfile::tempdir()?;
+        let key = key_file(dir.path(), "kek", false)?;
+        let new = TestServer::start_on(&db.url, |c| c.store.encryption_key_file = Some(key)).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut written_in_clear = 0;
+        loop {
+            match call!(a.client, SendMessage, send(conv, &unique("nk"), "CanaryWhileTurningOn")) {
+                Ok(_) => written_in_clear += 1,
+                Err(e) => {
+                    // The writer takes it for the store failing: UNAVAILABLE (another node serves).
+                    let code = err_code::<()>(Err(e))?;
+                    ensure!(code == v1::ErrorCode::Unavailable, "refused as unavailable, not {code:?}");
+                    break;
+                }
+            }
+            ensure!(std::time::Instant::now() < deadline, "the node without the key kept writing");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        ensure!(written_in_clear > 0, "it wrote before it knew");
+        let done = new.reencryption.run_once(&CancellationToken::new(), None, |_| {}).await?;
+        ensure!(done.iter().all(|p| p.finished), "{done:?}");
+        let status = new.store().key_status().await?;
+        ensure!(status.plaintext.iter().all(|(_, n)| *n == 0), "nothing left in clear: {:?}", status.plaintext);
+        let b = login(&new, &a.name).await?;
+        let h =
+            call!(b.client, GetHistory, v1::GetHistory { conversation_id: conv, limit: 100, ..Default::default() })?;
+        ensure!(h.messages.len() == 1 + written_in_clear, "every message reads: {}", h.messages.len());
+        drop((a, b));
+        old.stop().await?;
+        new.stop().await?;
+        Ok(())
+    }
+    run().await.expect("two nodes");
 }

@@ -95,9 +95,15 @@ pub async fn read_sealed(
     }
     let count = segments::count(plain);
     let mut out = BytesMut::with_capacity(usize::try_from(range.end - range.start).unwrap_or(0));
-    for index in segments::covering(&range, plain) {
-        let stored = blobs.read_blob(key, segments::stored_range(index, plain)).await?;
-        let seg = segments::open_segment(dk, key.as_str(), index, count, &stored).map_err(inauthentic)?;
+    let covering = segments::covering(&range, plain);
+    // The covering segments in one read (one request to an object store).
+    let first = segments::stored_range(covering.start, plain).start;
+    let stored = blobs.read_blob(key, first..segments::stored_range(covering.end - 1, plain).end).await?;
+    for index in covering {
+        let at = segments::stored_range(index, plain);
+        let bytes = usize::try_from(at.start - first).ok().zip(usize::try_from(at.end - first).ok());
+        let stored = bytes.and_then(|(a, b)| stored.get(a..b)).ok_or(BlobError::Range(at))?;
+        let seg = segments::open_segment(dk, key.as_str(), index, count, stored).map_err(inauthentic)?;
         let seg_start = index * segments::SEGMENT;
         let from = usize::try_from(range.start.saturating_sub(seg_start)).unwrap_or(0).min(seg.len());
         let to = usize::try_from(range.end - seg_start).unwrap_or(usize::MAX).min(seg.len());

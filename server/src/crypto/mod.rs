@@ -168,8 +168,8 @@ pub enum Place<'a> {
     Message { conv: i64, seq: i64 },
     /// `conversation_events.text` of the log entry `seq` (a posted or edited text).
     Log { conv: i64, seq: i64 },
-    /// `message_attachments.file_name` of media `media` on message `message`.
-    Attachment { message: i64, media: &'a str },
+    /// `message_attachments.file_name` of media `media` at `position` on message `message`.
+    Attachment { message: i64, position: i64, media: &'a str },
     /// `media.file_name`.
     MediaName { media: &'a str },
     /// `uploads.file_name`.
@@ -186,7 +186,7 @@ impl Place<'_> {
         let place = match self {
             Self::Message { conv, seq } => format!("message/{conv}/{seq}"),
             Self::Log { conv, seq } => format!("log/{conv}/{seq}"),
-            Self::Attachment { message, media } => format!("attachment/{message}/{media}"),
+            Self::Attachment { message, position, media } => format!("attachment/{message}/{position}/{media}"),
             Self::MediaName { media } => format!("media-name/{media}"),
             Self::UploadName { upload } => format!("upload-name/{upload}"),
             Self::Part { upload, index } => format!("part/{upload}/{index}"),

@@ -28,6 +28,13 @@ const STEP_BLOBS: u32 = 50;
 const COPY_BYTES: u64 = 1024 * 1024;
 /// How often the background job looks for work (a new generation).
 const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How often every node rereads the generation (and a node without the key looks for
+/// encryption turned on elsewhere).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// A pass starts this long after its generation began, when every node seals under it.
+const SETTLE: Duration = Duration::from_secs(10);
+/// The lease's length; renewed at every step.
+const LEASE: Duration = Duration::from_secs(120);
 
 /// Progress of one column (or the blobs) during a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,22 +63,46 @@ impl Reencryption {
     }
 
     /// Runs the job to the end for the current generation, calling `progress` after each step;
-    /// returns what each column and the blobs saw. Nothing to do when encryption is off.
-    /// Stopping it anywhere loses nothing: the next run resumes where the last step left off.
+    /// returns what each column and the blobs saw. Nothing to do when encryption is off. A
+    /// generation's pass starts 10 s after it began (every node seals under it by then).
+    /// `holder`: the job's lease is taken (and renewed at every step) as this holder, so one
+    /// runner at a time works. Stopping it anywhere loses nothing: the next run resumes where
+    /// the last step left off.
     ///
     /// # Errors
-    /// When the store or the blob store fails, or a sealed value does not open (it is left as
-    /// it is and the job stops there, so the operator sees it).
+    /// `FAILED_PRECONDITION` when another holder runs the job; when the store or the blob store
+    /// fails, or a sealed value does not open (the job stops there, so the operator sees it).
     pub async fn run_once(
         &self,
         shutdown: &CancellationToken,
+        holder: Option<&str>,
         mut progress: impl FnMut(&Progress),
     ) -> Result<Vec<Progress>, ServerError> {
         let mut out = Vec::new();
-        if !self.store.sealer().is_on() {
+        let sealer = self.store.sealer();
+        if !sealer.is_on() {
             return Ok(out);
         }
-        self.store.sealer().refresh().await?;
+        sealer.refresh().await?;
+        let wait = sealer.rotated_at_ms() + i64::try_from(SETTLE.as_millis()).unwrap_or(0) - now_ms();
+        if wait > 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(out),
+                _ = tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())) => {}
+            }
+        }
+        let lease = || async {
+            let Some(h) = holder else { return Ok(()) };
+            let ttl = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+            match self.store.claim_job(JOB, h, now_ms(), ttl).await? {
+                true => Ok(()),
+                false => Err(ServerError::FailedPrecondition(
+                    "the re-encryption job is running elsewhere (a node's background job or another command); \
+                     it resumes there"
+                        .into(),
+                )),
+            }
+        };
         let mut any = false;
         for col in SealedColumn::ALL {
             let mut p = Progress { name: col.name(), ..Progress::default() };
@@ -79,6 +110,7 @@ impl Reencryption {
                 if shutdown.is_cancelled() {
                     return Ok(out);
                 }
+                lease().await?;
                 let step = self.store.reencrypt_step(col, STEP_ROWS, now_ms()).await?;
                 p.visited += step.visited;
                 p.rewritten += step.rewritten;
@@ -91,11 +123,14 @@ impl Reencryption {
             }
             out.push(p);
         }
+        lease().await?;
         let blobs = self.blob_pass(shutdown, &mut progress).await?;
         any |= blobs.visited > 0;
         out.push(blobs);
         if any {
-            self.store.settle_after_reencryption().await?;
+            // The first generation's pass is the one that sealed what was stored in clear (a
+            // database encrypted after the fact): SQLite rebuilds its file once then.
+            self.store.settle_after_reencryption(sealer.generation() == 1).await?;
         }
         Ok(out)
     }
@@ -198,7 +233,6 @@ impl Reencryption {
     /// The background job: every 30 s, on one node at a time (a lease in `job_leases`), runs
     /// until nothing is left for the current generation.
     pub async fn run(self, holder: String, shutdown: CancellationToken) {
-        let ttl = i64::try_from((CHECK_EVERY * 4).as_millis()).unwrap_or(i64::MAX);
         let mut first = true;
         loop {
             if !first {
@@ -211,26 +245,16 @@ impl Reencryption {
             if !self.store.sealer().is_on() {
                 return;
             }
-            match self.store.claim_job(JOB, &holder, now_ms(), ttl).await {
-                Ok(true) => {
-                    let r = self
-                        .run_once(&shutdown, |p| {
-                            if p.rewritten > 0 && (p.finished || p.visited % 10_000 < u64::from(STEP_ROWS)) {
-                                tracing::info!(
-                                    column = p.name,
-                                    visited = p.visited,
-                                    sealed = p.rewritten,
-                                    "re-encryption"
-                                );
-                            }
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "re-encryption stopped; it resumes at its next run");
+            let r = self
+                .run_once(&shutdown, Some(&holder), |p| {
+                    if p.rewritten > 0 && (p.finished || p.visited % 10_000 < u64::from(STEP_ROWS)) {
+                        tracing::info!(column = p.name, visited = p.visited, sealed = p.rewritten, "re-encryption");
                     }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "re-encryption could not take its lease"),
+                })
+                .await;
+            match r {
+                Ok(_) | Err(ServerError::FailedPrecondition(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "re-encryption stopped; it resumes at its next run"),
             }
         }
     }
@@ -238,7 +262,7 @@ impl Reencryption {
     /// The data-key generation every few seconds, so `keys rotate-data` on any node takes effect
     /// on this one.
     pub async fn refresh_keys(store: Arc<dyn Store>, every: Duration, shutdown: CancellationToken) {
-        if !store.sealer().is_on() {
+        if !store.sealer().watches() {
             return;
         }
         loop {

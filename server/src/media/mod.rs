@@ -125,6 +125,9 @@ pub struct Read {
 /// What a DownloadMedia resolves to before any byte is read: the blob, the range, the type.
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// The media item and the thumbnail (empty: the original) it reads.
+    pub media_id: MediaId,
+    pub thumbnail: String,
     /// The blob (where it is stored, sealed or not).
     pub blob: BlobRef,
     pub total_size: u64,
@@ -193,7 +196,15 @@ impl Media {
         if let Some(cap) = cap {
             length = length.min(cap);
         }
-        Ok(Target { blob, total_size: blob.size, mime_type, offset: r.offset, length })
+        Ok(Target {
+            media_id: m.id.clone(),
+            thumbnail: r.thumbnail.clone(),
+            blob,
+            total_size: blob.size,
+            mime_type,
+            offset: r.offset,
+            length,
+        })
     }
 
     /// Reads a resolved target (at most one chunk: callers cap the length).
@@ -201,7 +212,28 @@ impl Media {
         let data = if t.length == 0 {
             bytes::Bytes::new()
         } else {
-            self.read_blob(&t.blob, t.offset..t.offset + t.length).await?
+            let range = t.offset..t.offset + t.length;
+            match self.read_blob(&t.blob, range.clone()).await {
+                // The re-encryption job moved the bytes to a sealed copy since the target was
+                // resolved: read where the row points now.
+                Err(e) if e.is_not_found() => match self.0.store.media(&t.media_id).await? {
+                    Some(m) => {
+                        let now = if t.thumbnail.is_empty() {
+                            Some(m.blob)
+                        } else {
+                            m.thumbnails.iter().find(|x| x.name == t.thumbnail).map(|x| x.blob)
+                        };
+                        match now {
+                            Some(b) if b.stored_as != t.blob.stored_as => {
+                                self.read_blob(&b, range).await.map_err(vault::ReadError::into_server)?
+                            }
+                            _ => return Err(e.into_server()),
+                        }
+                    }
+                    None => return Err(no_media()),
+                },
+                r => r.map_err(vault::ReadError::into_server)?,
+            }
         };
         Ok(Read { total_size: t.total_size, mime_type: t.mime_type.clone(), offset: t.offset, data })
     }

@@ -40,7 +40,10 @@ impl Media {
             return Ok(data);
         }
         let key_id = sealed::part_key_id(&data).ok_or_else(|| BlobError::Sealed("a chunk without a key id".into()))?;
-        let dk = self.0.store.sealer().key(key_id).await.map_err(|e| BlobError::Sealed(e.to_string()))?;
+        let dk = self.0.store.sealer().key(key_id).await.map_err(|e| {
+            // The database out of reach is worth a retry; a key that does not unwrap is not.
+            if e.is_unavailable() { BlobError::Remote(e.to_string()) } else { BlobError::Sealed(e.to_string()) }
+        })?;
         sealed::open_part(&dk, key, index, &data)
     }
 
@@ -75,14 +78,35 @@ impl Media {
     }
 
     /// Bytes `range` of blob `blob` in clear.
-    pub(super) async fn read_blob(&self, blob: &BlobRef, range: std::ops::Range<u64>) -> Result<Bytes, ServerError> {
+    pub(super) async fn read_blob(&self, blob: &BlobRef, range: std::ops::Range<u64>) -> Result<Bytes, ReadError> {
         let key = key_of(blob);
         match blob.key_id {
-            None => self.0.blobs.read_blob(&key, range).await.map_err(blob_error),
+            None => self.0.blobs.read_blob(&key, range).await.map_err(ReadError::Blob),
             Some(id) => {
-                let dk = self.0.store.sealer().key(id).await?;
-                sealed::read_sealed(self.0.blobs.as_ref(), &key, &dk, blob.size, range).await.map_err(blob_error)
+                let dk = self.0.store.sealer().key(id).await.map_err(|e| ReadError::Server(e.into()))?;
+                sealed::read_sealed(self.0.blobs.as_ref(), &key, &dk, blob.size, range).await.map_err(ReadError::Blob)
             }
+        }
+    }
+}
+
+/// Why a blob read failed: the blob store (an object gone is worth one more look at the row),
+/// or the keys.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    Blob(BlobError),
+    Server(ServerError),
+}
+
+impl ReadError {
+    pub(super) fn is_not_found(&self) -> bool {
+        matches!(self, Self::Blob(BlobError::NotFound))
+    }
+
+    pub(super) fn into_server(self) -> ServerError {
+        match self {
+            Self::Blob(e) => blob_error(e),
+            Self::Server(e) => e,
         }
     }
 }

@@ -356,8 +356,15 @@ where
             for (s, seq) in &fresh {
                 let id = ids[&(s.conv, *seq)];
                 for (i, a) in s.attachments.iter().enumerate() {
-                    let name =
-                        seal(s, Place::Attachment { message: id.0, media: a.media_id.0.as_str() }, &a.file_name)?;
+                    let name = seal(
+                        s,
+                        Place::Attachment {
+                            message: id.0,
+                            position: i64::try_from(i).unwrap_or(i64::MAX),
+                            media: a.media_id.0.as_str(),
+                        },
+                        &a.file_name,
+                    )?;
                     rows.push((id, i, a, name));
                 }
             }

@@ -35,12 +35,35 @@ macro_rules! impl_conv_writes {
                 sealer: &$crate::store::keys::Sealer,
                 ops: &[WriteOp],
             ) -> Result<Vec<Result<Applied, OpError>>, StoreError> {
+                sealer.check_writable()?;
                 // The data keys the batch seals with, at hand before the transaction takes the
-                // write lock (creating one is a write of its own).
+                // write lock (creating one is a write of its own) — only for conversations the
+                // writer is a member of: anyone else's op is refused by its rule anyway.
                 if sealer.is_on() {
+                    let mut wanted: Vec<(ConvId, UserId, i64)> = Vec::new();
                     for op in ops {
-                        if let WriteOp::Send { conversation_id: c, now_ms, .. } | WriteOp::Edit { conversation_id: c, now_ms, .. } = op {
-                            sealer.prepare([$crate::store::keys::Scope::Conversation(*c)], *now_ms).await?;
+                        if let WriteOp::Send { conversation_id: c, sender: u, now_ms, .. }
+                        | WriteOp::Edit { conversation_id: c, actor: u, now_ms, .. } = op
+                            && !sealer.unprepared([$crate::store::keys::Scope::Conversation(*c)], *now_ms).is_empty()
+                        {
+                            wanted.push((*c, *u, *now_ms));
+                        }
+                    }
+                    if !wanted.is_empty() {
+                        // Integers formatted here, never client text.
+                        let pairs: Vec<String> = wanted.iter().map(|(c, u, _)| format!("({}, {})", c.0, u.0)).collect();
+                        let members: Vec<ConvId> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "SELECT conversation_id FROM members WHERE (conversation_id, user_id) IN (VALUES {})",
+                            pairs.join(", ")
+                        )))
+                        .persistent(false)
+                        .fetch_all(pool)
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get(0))
+                        .collect::<Result<_, _>>()?;
+                        for (c, _, at) in wanted.iter().filter(|(c, _, _)| members.contains(c)) {
+                            sealer.prepare([$crate::store::keys::Scope::Conversation(*c)], *at).await?;
                         }
                     }
                 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::StoreConfig;
@@ -84,6 +84,11 @@ pub trait KeyTable: Send + Sync + fmt::Debug {
     async fn insert_key(&self, key: &StoredKey, now_ms: i64) -> Result<(), StoreError>;
     /// Each key-encryption key id that wraps data keys, with how many.
     async fn kek_usage(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Removes search documents in clear (a node without the key indexed them) and resets the
+    /// progress of their conversations; returns how many were removed.
+    async fn purge_clear_index(&self) -> Result<u64, StoreError>;
+    /// Marks every pass of the re-encryption job unfinished (a node wrote in clear).
+    async fn restart_jobs(&self) -> Result<(), StoreError>;
 }
 
 struct Loaded {
@@ -98,15 +103,27 @@ struct Keyring {
     table: Arc<dyn KeyTable>,
     period_ms: i64,
     generation: AtomicI64,
+    /// When the current generation began (its first pass of the job waits for every node).
+    rotated_at_ms: AtomicI64,
     keys: RwLock<HashMap<i64, Arc<Loaded>>>,
     /// `(scope, period, generation)` → key id.
     slots: RwLock<HashMap<(Scope, i64, i64), i64>>,
     index: BlindIndex,
 }
 
+/// Most data keys kept unwrapped in memory; past it the caches start over (keys reload on use).
+const MAX_CACHED_KEYS: usize = 100_000;
+
+/// A server with encryption off watching for another node turning it on.
+#[derive(Debug)]
+struct Watch {
+    table: Arc<dyn KeyTable>,
+    encrypted: AtomicBool,
+}
+
 /// Seals and opens contents; a cheap clone. Off for a database that is not encrypted.
 #[derive(Clone, Default)]
-pub struct Sealer(Option<Arc<Keyring>>);
+pub struct Sealer(Option<Arc<Keyring>>, Option<Arc<Watch>>);
 
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,22 +146,27 @@ fn unprepared(scope: Scope) -> CryptoError {
 impl Sealer {
     /// A sealer that seals nothing.
     pub fn off() -> Self {
-        Self(None)
+        Self(None, None)
     }
 
     /// Opens the keyring for `table`'s database: off when no key file is configured and the
     /// database was never encrypted; turns encryption on when a key is configured for the first
-    /// time.
+    /// time and `may_enable` (a server start; never a `keys` command).
     ///
     /// # Errors
     /// `Setup` when the database is encrypted and no key is configured (encryption cannot be
     /// turned off), a key file cannot be read, or data keys are wrapped by a key-encryption key
     /// that is not configured.
-    pub async fn open(table: Arc<dyn KeyTable>, cfg: &StoreConfig, now_ms: i64) -> Result<Self, StoreError> {
+    pub async fn open(
+        table: Arc<dyn KeyTable>,
+        cfg: &StoreConfig,
+        now_ms: i64,
+        may_enable: bool,
+    ) -> Result<Self, StoreError> {
         let state = table.state().await?;
         let Some(path) = &cfg.encryption_key_file else {
             return match state {
-                None => Ok(Self::off()),
+                None => Ok(Self(None, Some(Arc::new(Watch { table, encrypted: AtomicBool::new(false) })))),
                 Some(_) => Err(StoreError::Setup(
                     "this database is encrypted at rest: start the server with its key-encryption key \
                      (--encryption-key-file, CONFAB_ENCRYPTION_KEY_FILE or store.encryption_key_file); \
@@ -170,7 +192,18 @@ impl Sealer {
             }
         }
         let state = match state {
-            Some(s) => s,
+            Some(s) => {
+                // What a node without the key wrote to the index meanwhile is rebuilt blind.
+                let purged = table.purge_clear_index().await?;
+                if purged > 0 {
+                    tracing::warn!(
+                        documents = purged,
+                        "search documents in clear removed; the indexer rebuilds them blind"
+                    );
+                }
+                s
+            }
+            None if !may_enable => return Ok(Self::off()),
             None => {
                 let s = table.enable(now_ms).await?;
                 tracing::info!(kek = %keks[0].id, "encryption at rest turned on for this database");
@@ -183,13 +216,14 @@ impl Sealer {
             table,
             period_ms,
             generation: AtomicI64::new(state.generation),
+            rotated_at_ms: AtomicI64::new(state.rotated_at_ms),
             keys: RwLock::default(),
             slots: RwLock::default(),
             index: BlindIndex::new(SecretKey::random()),
         };
         let (_, index_key) = ring.slot_key(Scope::Search, 0, 0, now_ms).await?;
         ring.index = BlindIndex::new(index_key);
-        Ok(Self(Some(Arc::new(ring))))
+        Ok(Self(Some(Arc::new(ring)), None))
     }
 
     /// The id of the key-encryption key that wraps new data keys; `None` when off.
@@ -231,8 +265,54 @@ impl Sealer {
             && let Some(s) = k.table.state().await?
         {
             k.generation.store(s.generation, Ordering::Relaxed);
+            k.rotated_at_ms.store(s.rotated_at_ms, Ordering::Relaxed);
+        }
+        if let Some(w) = &self.1
+            && !w.encrypted.load(Ordering::Relaxed)
+            && w.table.state().await?.is_some()
+        {
+            // Another node turned encryption on: this one refuses to write in clear from now
+            // on, and the job runs again over whatever it wrote.
+            w.encrypted.store(true, Ordering::Relaxed);
+            w.table.restart_jobs().await?;
+            tracing::error!(
+                "another node turned encryption at rest on: this server refuses writes; restart it with the key \
+                 (--encryption-key-file)"
+            );
         }
         Ok(())
+    }
+
+    /// Whether this server may write: not when it runs without the key on a database another
+    /// node has encrypted since it started (its refresh found out).
+    ///
+    /// # Errors
+    /// `Setup`, saying so.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.1 {
+            Some(w) if w.encrypted.load(Ordering::Relaxed) => Err(StoreError::Setup(
+                "the database was encrypted at rest by another node: restart this server with the key".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the refresher has anything to do (encryption on, or off and watching).
+    pub fn watches(&self) -> bool {
+        self.0.is_some() || self.1.is_some()
+    }
+
+    /// When the current generation began (0 when off).
+    pub fn rotated_at_ms(&self) -> i64 {
+        self.0.as_ref().map_or(0, |k| k.rotated_at_ms.load(Ordering::Relaxed))
+    }
+
+    /// Of `scopes`, those whose current data key at `at_ms` is not at hand (empty when off).
+    pub fn unprepared(&self, scopes: impl IntoIterator<Item = Scope>, at_ms: i64) -> Vec<Scope> {
+        let Some(k) = &self.0 else { return Vec::new() };
+        let generation = k.generation.load(Ordering::Relaxed);
+        let slots = k.slots.read().expect("keyring lock");
+        scopes.into_iter().filter(|s| !slots.contains_key(&(*s, k.period(*s, at_ms), generation))).collect()
     }
 
     /// Makes sure the current data keys of `scopes` at `at_ms` are at hand, so the write path
@@ -244,7 +324,7 @@ impl Sealer {
         let Some(k) = &self.0 else { return Ok(()) };
         let generation = k.generation.load(Ordering::Relaxed);
         for scope in scopes {
-            let period = at_ms.div_euclid(k.period_ms);
+            let period = k.period(scope, at_ms);
             if !k.slots.read().expect("keyring lock").contains_key(&(scope, period, generation)) {
                 k.slot_key(scope, period, generation, at_ms).await?;
             }
@@ -259,7 +339,12 @@ impl Sealer {
     pub async fn current_key(&self, scope: Scope, at_ms: i64) -> Result<Option<(i64, SecretKey)>, StoreError> {
         let Some(k) = &self.0 else { return Ok(None) };
         let generation = k.generation.load(Ordering::Relaxed);
-        Ok(Some(k.slot_key(scope, at_ms.div_euclid(k.period_ms), generation, at_ms).await?))
+        let period = k.period(scope, at_ms);
+        let cached = k.slots.read().expect("keyring lock").get(&(scope, period, generation)).copied();
+        if let Some(loaded) = cached.and_then(|id| k.cached(id).map(|l| (id, l))) {
+            return Ok(Some((loaded.0, loaded.1.key.clone())));
+        }
+        Ok(Some(k.slot_key(scope, period, generation, at_ms).await?))
     }
 
     /// Data key `id`, loaded from the database when not cached.
@@ -292,9 +377,21 @@ impl Sealer {
         if text.is_empty() {
             return Ok(String::new());
         }
-        let generation = k.generation.load(Ordering::Relaxed);
-        let slot = (scope, at_ms.div_euclid(k.period_ms), generation);
-        let id = *k.slots.read().expect("keyring lock").get(&slot).ok_or_else(|| unprepared(scope))?;
+        // The current generation's key, or (a rotation landed since `prepare`) the newest one
+        // prepared for this scope and period.
+        let period = k.period(scope, at_ms);
+        let id = {
+            let slots = k.slots.read().expect("keyring lock");
+            let generation = k.generation.load(Ordering::Relaxed);
+            slots.get(&(scope, period, generation)).copied().or_else(|| {
+                slots
+                    .iter()
+                    .filter(|((s, p, _), _)| *s == scope && *p == period)
+                    .max_by_key(|((_, _, g), _)| *g)
+                    .map(|(_, id)| *id)
+            })
+        }
+        .ok_or_else(|| unprepared(scope))?;
         let loaded = k.cached(id).ok_or_else(|| unprepared(scope))?;
         Ok(crypto::to_text(&crypto::seal(id, &loaded.key, place, text.as_bytes())))
     }
@@ -386,10 +483,15 @@ impl Sealer {
         if self.0.is_none() {
             return Ok(());
         }
-        let mut items: Vec<(Place<'_>, &mut String)> = list
-            .iter_mut()
-            .map(|(m, a)| (Place::Attachment { message: m.0, media: a.media_id.0.as_str() }, &mut a.file_name))
-            .collect();
+        // Listed by message, then position: a message's n-th is at position n.
+        let mut position = 0i64;
+        let mut last = None;
+        let mut items: Vec<(Place<'_>, &mut String)> = Vec::with_capacity(list.len());
+        for (m, a) in list.iter_mut() {
+            position = if last == Some(*m) { position + 1 } else { 0 };
+            last = Some(*m);
+            items.push((Place::Attachment { message: m.0, position, media: a.media_id.0.as_str() }, &mut a.file_name));
+        }
         self.open_all(&mut items).await
     }
 
@@ -417,13 +519,27 @@ fn push_message<'a>(items: &mut Vec<(Place<'a>, &'a mut String)>, m: &'a mut Mes
     let place = place.unwrap_or(Place::Message { conv: m.conversation_id.0, seq: m.seq });
     let MessageRec { id, text, attachments, .. } = m;
     items.push((place, text));
-    for a in attachments.iter_mut() {
+    for (position, a) in (0i64..).zip(attachments.iter_mut()) {
         let AttachmentRec { media_id, file_name, .. } = a;
-        items.push((Place::Attachment { message: id.0, media: media_id.0.as_str() }, file_name));
+        items.push((Place::Attachment { message: id.0, position, media: media_id.0.as_str() }, file_name));
     }
 }
 
 impl Keyring {
+    /// The period of `scope` at `at_ms`: periods of different scopes start at different times
+    /// (offset by a hash of the scope), so keys are not all created in the same instant.
+    fn period(&self, scope: Scope, at_ms: i64) -> i64 {
+        let offset = scope
+            .name()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let offset = i64::try_from(offset % u64::try_from(self.period_ms).unwrap_or(1)).unwrap_or(0);
+        match scope {
+            Scope::Search => 0,
+            _ => at_ms.saturating_add(offset).div_euclid(self.period_ms),
+        }
+    }
+
     fn cached(&self, id: i64) -> Option<Arc<Loaded>> {
         self.keys.read().expect("keyring lock").get(&id).cloned()
     }
@@ -435,7 +551,14 @@ impl Keyring {
     }
 
     fn remember(&self, scope: Option<Scope>, s: &StoredKey, key: SecretKey) {
-        self.keys.write().expect("keyring lock").insert(s.id, Arc::new(Loaded { generation: s.generation, key }));
+        let mut keys = self.keys.write().expect("keyring lock");
+        if keys.len() >= MAX_CACHED_KEYS {
+            // Start over rather than grow without bound; the search key stays.
+            keys.retain(|id, _| self.slots.read().expect("keyring lock").get(&(Scope::Search, 0, 0)) == Some(id));
+            self.slots.write().expect("keyring lock").retain(|(scope, _, _), _| *scope == Scope::Search);
+        }
+        keys.insert(s.id, Arc::new(Loaded { generation: s.generation, key }));
+        drop(keys);
         if let Some(scope) = scope {
             self.slots.write().expect("keyring lock").insert((scope, s.period, s.generation), s.id);
         }

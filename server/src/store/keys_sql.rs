@@ -93,6 +93,8 @@ pub struct BlobRow {
 pub struct JobStep {
     /// Rows sealed or re-sealed in this step.
     pub rewritten: u64,
+    /// Of those, rows that were stored in clear.
+    pub from_clear: u64,
     /// Rows read.
     pub visited: u64,
     /// The column is done for the current generation.
@@ -133,7 +135,7 @@ impl JobRow {
         match col {
             SealedColumn::MessageTexts => Place::Message { conv: self.a, seq: self.b },
             SealedColumn::LogTexts => Place::Log { conv: self.a, seq: self.b },
-            SealedColumn::AttachmentNames => Place::Attachment { message: self.a, media: &self.name },
+            SealedColumn::AttachmentNames => Place::Attachment { message: self.a, position: self.b, media: &self.name },
             SealedColumn::MediaNames => Place::MediaName { media: &self.name },
             SealedColumn::UploadNames => Place::UploadName { upload: &self.name },
         }
@@ -243,6 +245,34 @@ where
         Ok(())
     }
 
+    async fn purge_clear_index(&self) -> Result<u64, StoreError> {
+        // Clear documents: PostgreSQL's have no tokens; SQLite's are in the trigram table.
+        let clear = match DB::BACKEND {
+            Backend::Postgres => "SELECT message_id FROM search_docs WHERE tokens IS NULL",
+            Backend::Sqlite => "SELECT rowid FROM search_trigrams",
+        };
+        let mut tx = self.0.begin_with(DB::BEGIN).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM search_progress WHERE conversation_id IN \
+             (SELECT conversation_id FROM search_docs WHERE message_id IN ({clear}))"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let gone = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM search_docs WHERE message_id IN ({clear})")))
+            .execute(&mut *tx)
+            .await?;
+        if DB::BACKEND == Backend::Sqlite {
+            sqlx::query("INSERT INTO search_trigrams (search_trigrams) VALUES ('delete-all')").execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(DB::rows_affected(&gone))
+    }
+
+    async fn restart_jobs(&self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE encryption_jobs SET cursor = '', finished_at_ms = NULL").execute(&self.0).await?;
+        Ok(())
+    }
+
     async fn kek_usage(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT kek_id, COUNT(*) FROM data_keys GROUP BY kek_id ORDER BY kek_id")
             .fetch_all(&self.0)
@@ -346,8 +376,7 @@ where
             SealedColumn::MediaNames | SealedColumn::UploadNames => format!("{pk} > $1"),
             SealedColumn::MessageTexts => format!("{pk} > {a}"),
             _ => {
-                let (x, y) = pk.split_once(", ").unwrap_or((pk, pk));
-                format!("({x} > {a} OR ({x} = {a} AND {y} > {b}))")
+                format!("({pk}) > ({a}, {b})")
             }
         };
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE {after}{filter}");
@@ -434,12 +463,16 @@ where
         };
         let rows = Self::rows_after(pool, col, &cursor, limit).await?;
         let mut changes: Vec<(usize, String)> = Vec::new();
+        let mut from_clear = 0u64;
         for (i, row) in rows.iter().enumerate() {
             if row.value.is_empty() {
                 continue;
             }
             let stale = match crypto::from_text(&row.value)? {
-                None => true,
+                None => {
+                    from_clear += 1;
+                    true
+                }
                 Some(bytes) => {
                     let id = crypto::sealed_key_id(&bytes).ok_or(crypto::CryptoError::Inauthentic)?;
                     sealer.key_generation(id).await? < generation
@@ -511,7 +544,7 @@ where
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(JobStep { rewritten, visited: rows.len() as u64, finished })
+        Ok(JobStep { rewritten, from_clear, visited: rows.len() as u64, finished })
     }
 
     async fn rows_after(
@@ -546,7 +579,7 @@ where
             .collect::<Result<Vec<_>, StoreError>>()?,
             SealedColumn::LogTexts => sqlx::query(
                 "SELECT conversation_id, seq, at_ms, text FROM conversation_events \
-                 WHERE kind IN (2, 3) AND (conversation_id > $1 OR (conversation_id = $1 AND seq > $2)) \
+                 WHERE kind IN (2, 3) AND (conversation_id, seq) > ($1, $2) \
                  ORDER BY conversation_id, seq LIMIT $3",
             )
             .bind(a)
@@ -571,7 +604,7 @@ where
             SealedColumn::AttachmentNames => sqlx::query(
                 "SELECT a.message_id, a.position, a.media_id, m.conversation_id, m.created_at_ms, a.file_name \
                  FROM message_attachments a JOIN messages m ON m.id = a.message_id \
-                 WHERE a.message_id > $1 OR (a.message_id = $1 AND a.position > $2) \
+                 WHERE (a.message_id, a.position) > ($1, $2) \
                  ORDER BY a.message_id, a.position LIMIT $3",
             )
             .bind(a)
@@ -702,14 +735,26 @@ where
         Ok(DB::rows_affected(&r) == 1)
     }
 
-    /// After the job: SQLite folds its write-ahead log into the database and truncates it, so
-    /// no page image of a value stored in clear stays in the WAL file (freed pages are already
-    /// zeroed: `secure_delete` is on with encryption). PostgreSQL keeps dead row versions until
-    /// VACUUM (docs/operations.md says so).
-    pub(super) async fn settle(pool: &Pool<DB>) -> Result<(), StoreError> {
-        if DB::BACKEND == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await?;
+    /// After the job. SQLite: when it sealed values stored in clear (`vacuum`), VACUUM rebuilds
+    /// the file, so no page or free cell from before encryption (before `secure_delete` zeroed
+    /// what is freed) keeps them; then the write-ahead log is folded in and truncated (retried
+    /// while readers hold it), so no page image of them stays in the WAL file. PostgreSQL keeps
+    /// dead row versions until VACUUM reuses their space (docs/operations.md says so).
+    pub(super) async fn settle(pool: &Pool<DB>, vacuum: bool) -> Result<(), StoreError> {
+        if DB::BACKEND != Backend::Sqlite {
+            return Ok(());
         }
+        if vacuum {
+            sqlx::query("VACUUM").execute(pool).await?;
+        }
+        for _ in 0..50 {
+            let busy: i64 = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(pool).await?.try_get(0)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::warn!("the WAL could not be truncated after the re-encryption job (readers kept it busy)");
         Ok(())
     }
 }
@@ -798,8 +843,8 @@ macro_rules! impl_key_store {
                 $crate::store::keys_sql::KeysSql::move_blob(&self.pool, id, from, to, key_id).await
             }
 
-            async fn settle_after_reencryption(&self) -> Result<(), $crate::store::StoreError> {
-                $crate::store::keys_sql::KeysSql::settle(&self.pool).await
+            async fn settle_after_reencryption(&self, vacuum: bool) -> Result<(), $crate::store::StoreError> {
+                $crate::store::keys_sql::KeysSql::settle(&self.pool, vacuum).await
             }
         }
     };

@@ -541,6 +541,7 @@ macro_rules! impl_media_store {
                 limits: $crate::store::UploadLimits,
             ) -> Result<Result<(), $crate::store::UploadRefusal>, $crate::store::StoreError> {
                 let f = async {
+                    self.sealer.check_writable()?;
                     // The file name sealed for its place (a media-scope key of the upload's time).
                     let mut up = up.clone();
                     if self.sealer.is_on() {
@@ -616,6 +617,7 @@ macro_rules! impl_media_store {
 
             async fn finish_upload(&self, new: &$crate::store::NewMedia) -> Result<(), $crate::store::StoreError> {
                 let f = async {
+                    self.sealer.check_writable()?;
                     let mut new = new.clone();
                     if self.sealer.is_on() {
                         let (scope, at) = ($crate::store::keys::Scope::Media, new.media.created_at_ms);

@@ -290,7 +290,8 @@ pub trait KeyStore: Send + Sync {
     async fn move_blob(&self, id: i64, from: i64, to: i64, key_id: i64) -> Result<bool, StoreError>;
     /// After the job: nothing stored in clear is left in the database's own files that the
     /// database can clear (SQLite: the WAL).
-    async fn settle_after_reencryption(&self) -> Result<(), StoreError>;
+    /// `vacuum`: the job sealed values stored in clear, so SQLite also rebuilds its file.
+    async fn settle_after_reencryption(&self, vacuum: bool) -> Result<(), StoreError>;
 }
 
 /// Message search (docs/protocol.md §23, migration 0012): who may search what (membership spans,
@@ -432,23 +433,33 @@ pub trait Store:
 
 /// Opens the configured store and applies pending migrations.
 pub async fn open(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(config, metrics, true).await
+}
+
+/// Opens the configured store for a tool (`confab-server keys …`): like [`open`], except that a
+/// key given for a database in clear does not turn encryption on (only a server start does).
+pub async fn open_for_tools(config: &Config, metrics: Metrics) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(config, metrics, false).await
+}
+
+async fn open_with(config: &Config, metrics: Metrics, may_enable: bool) -> Result<Arc<dyn Store>, StoreError> {
     match &config.database_url {
-        Some(url) => Ok(Arc::new(postgres::PgStore::open(url.expose(), &config.store, metrics).await?)),
+        Some(url) => Ok(Arc::new(postgres::PgStore::open(url.expose(), &config.store, metrics, may_enable).await?)),
         None => {
             let path = config.data_dir.join("confab.db");
-            Ok(Arc::new(sqlite::SqliteStore::open(&path, &config.store, metrics).await?))
+            Ok(Arc::new(sqlite::SqliteStore::open(&path, &config.store, metrics, may_enable).await?))
         }
     }
 }
 
 /// Opens the embedded store at an explicit path (tools and tests).
 pub async fn open_sqlite(path: &Path, config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(sqlite::SqliteStore::open(path, config, Metrics::new()).await?))
+    Ok(Arc::new(sqlite::SqliteStore::open(path, config, Metrics::new(), true).await?))
 }
 
 /// Opens a PostgreSQL store (tools and tests).
 pub async fn open_postgres(url: &str, config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(postgres::PgStore::open(url, config, Metrics::new()).await?))
+    Ok(Arc::new(postgres::PgStore::open(url, config, Metrics::new(), true).await?))
 }
 
 /// Times a store operation into the store latency histogram.

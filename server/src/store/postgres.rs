@@ -19,7 +19,8 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    pub async fn open(url: &str, cfg: &StoreConfig, metrics: Metrics) -> Result<Self, StoreError> {
+    /// `may_enable`: a key configured on a database in clear turns encryption on (a server start).
+    pub async fn open(url: &str, cfg: &StoreConfig, metrics: Metrics, may_enable: bool) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?.application_name("confab-server");
         let statement_ms = cfg.statement_timeout.as_millis();
         let pool = PgPoolOptions::new()
@@ -39,7 +40,7 @@ impl PgStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let keys = std::sync::Arc::new(super::keys_sql::SqlKeys::new(pool.clone()));
-        let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms()).await?;
+        let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms(), may_enable).await?;
         let store = Self { pool, metrics, sealer };
         store.init_instance().await?;
         Ok(store)

@@ -20,7 +20,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(path: &Path, cfg: &StoreConfig, metrics: Metrics) -> Result<Self, StoreError> {
+    /// `may_enable`: a key configured on a database in clear turns encryption on (a server start).
+    pub async fn open(path: &Path, cfg: &StoreConfig, metrics: Metrics, may_enable: bool) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Setup(format!("creating {}: {e}", dir.display())))?;
         }
@@ -42,7 +43,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let keys = std::sync::Arc::new(super::keys_sql::SqlKeys::new(pool.clone()));
-        let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms()).await?;
+        let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms(), may_enable).await?;
         let store = Self { pool, metrics, sealer };
         store.init_instance().await?;
         Ok(store)
