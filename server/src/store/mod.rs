@@ -16,6 +16,7 @@ pub(crate) mod rooms_sql;
 mod rows;
 pub mod rules;
 pub mod search_sql;
+mod search_statement;
 pub mod search_types;
 pub(crate) mod shared_sql;
 mod sql;

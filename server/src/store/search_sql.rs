@@ -1,10 +1,11 @@
 //! SQL of message search (`SearchStore`, migration 0012): the caller's searchable spans, the
-//! search itself (a substring match on the folded body: pg_trgm's GIN index on PostgreSQL, the
-//! FTS5 trigram table on SQLite for needles of three characters or more, a scan of the caller's
-//! spans below that), and the indexer's pass over conversation logs. Written once as generic
-//! functions over sqlx (`SearchSql<DB>`); `impl_search_store!` forwards each backend's methods.
+//! search itself (its statement is built in `search_statement`), and the indexer's pass over
+//! conversation logs, which writes each live message's document: its folded text or, with
+//! encryption at rest, the blind index's tokens of it (`crypto::blind`, migration 0013) from the
+//! opened text. Written once as generic functions over sqlx (`SearchSql<DB>`);
+//! `impl_search_store!` forwards each backend's methods.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::marker::PhantomData;
 
@@ -12,11 +13,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _,
 
 use super::conv_types::{ConvId, MessageId};
 use super::keys::Sealer;
-use super::search_types::{
-    AttachmentFilter, FoldFn, Found, IndexKind, IndexProgress, Match, SearchKey, SearchOrder, SearchScope, SearchSpec,
-    Span,
-};
-use super::sql::{SqlBackend, escape_like};
+use super::search_statement::search_statement;
+use super::search_types::{FoldFn, Found, IndexProgress, SearchKey, SearchScope, SearchSpec, Span};
+use super::sql::SqlBackend;
 use super::types::UserId;
 use super::{Backend, StoreError};
 use crate::crypto::Place;
@@ -27,6 +26,28 @@ const MESSAGE_KINDS: &str = "2, 3, 4";
 /// Most log entries one indexer pass reads (over all its conversations): a pass's transaction
 /// and memory stay small however far behind the index is.
 const PASS_ENTRIES: i64 = 4000;
+
+/// The last word position a PostgreSQL tsvector keeps (later words all get this one).
+const TSVECTOR_LAST_POSITION: usize = 16_383;
+/// Most positions a PostgreSQL tsvector keeps for one lexeme (later ones are dropped).
+const TSVECTOR_LEXEME_POSITIONS: usize = 255;
+
+/// Whether a tsvector of blind document `doc` keeps every token's position, so a run of tokens
+/// side by side is found exactly where the text holds its needle. Past 16,383 tokens, or with a
+/// token more than 255 times (a long message, a repeated pattern), it would not: positions would
+/// be lost (a needle missed) or merged (a needle found where it is not, which `NOT` turns into a
+/// miss). Such a document is kept as text instead (`search_statement`).
+pub(super) fn fits_tsvector(doc: &str) -> bool {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, token) in doc.split_ascii_whitespace().enumerate() {
+        let n = seen.entry(token).or_default();
+        *n += 1;
+        if i >= TSVECTOR_LAST_POSITION || *n > TSVECTOR_LEXEME_POSITIONS {
+            return false;
+        }
+    }
+    true
+}
 
 /// The search SQL for backend `DB`.
 pub(super) struct SearchSql<DB>(PhantomData<DB>);
@@ -59,142 +80,6 @@ impl From<MessageId> for i64 {
     fn from(m: MessageId) -> Self {
         m.0
     }
-}
-
-/// A statement's text and the strings it binds, in order (`$1`, `$2`, … are numbered as pushed).
-struct Built {
-    sql: String,
-    binds: Vec<String>,
-}
-
-impl Built {
-    fn bind(&mut self, value: String) -> String {
-        self.binds.push(value);
-        format!("${}", self.binds.len())
-    }
-
-    /// The SQL condition for `m` on `d.body` (blind: on the token index).
-    fn condition(&mut self, backend: Backend, index: IndexKind, m: &Match) -> String {
-        match m {
-            Match::Contains(tokens) if index == IndexKind::Blind => match backend {
-                // A needle's tokens side by side: an FTS5 phrase, a tsquery `<->` chain.
-                Backend::Sqlite => {
-                    let p = self.bind(format!("\"{tokens}\""));
-                    format!("d.message_id IN (SELECT rowid FROM search_blind WHERE search_blind MATCH {p})")
-                }
-                Backend::Postgres => {
-                    let p = self.bind(tokens.clone());
-                    format!("d.tokens @@ phraseto_tsquery('simple', {p})")
-                }
-            },
-            Match::Contains(needle) => match backend {
-                Backend::Postgres => {
-                    let p = self.bind(format!("%{}%", escape_like(needle)));
-                    format!("d.body LIKE {p}")
-                }
-                // The trigram table answers three characters or more; shorter needles are
-                // looked for in the caller's spans only.
-                Backend::Sqlite if needle.chars().count() >= 3 => {
-                    let p = self.bind(format!("\"{}\"", needle.replace('"', "\"\"")));
-                    format!("d.message_id IN (SELECT rowid FROM search_trigrams WHERE search_trigrams MATCH {p})")
-                }
-                Backend::Sqlite => {
-                    let p = self.bind(needle.clone());
-                    format!("instr(d.body, {p}) > 0")
-                }
-            },
-            Match::Not(inner) => format!("NOT ({})", self.condition(backend, index, inner)),
-            Match::Any(ms) | Match::All(ms) if ms.is_empty() => "1 = 1".to_string(),
-            Match::Any(ms) => {
-                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, index, m)).collect();
-                format!("({})", parts.join(" OR "))
-            }
-            Match::All(ms) => {
-                let parts: Vec<String> = ms.iter().map(|m| self.condition(backend, index, m)).collect();
-                format!("({})", parts.join(" AND "))
-            }
-        }
-    }
-
-    /// How many of `needles` occur as whole words.
-    fn score(&mut self, backend: Backend, index: IndexKind, needles: &[String]) -> String {
-        if needles.is_empty() {
-            return "0".to_string();
-        }
-        let parts: Vec<String> = needles
-            .iter()
-            .map(|n| match (backend, index) {
-                (Backend::Postgres, IndexKind::Blind) => {
-                    let p = self.bind(n.clone());
-                    format!("(CASE WHEN d.tokens @@ phraseto_tsquery('simple', {p}) THEN 1 ELSE 0 END)")
-                }
-                // SQLite's blind document is in `body` too: the word's tokens, spaces around.
-                (Backend::Sqlite, _) => {
-                    let p = self.bind(format!(" {n} "));
-                    format!("(CASE WHEN instr(d.body, {p}) > 0 THEN 1 ELSE 0 END)")
-                }
-                (Backend::Postgres, IndexKind::Folded) => {
-                    let p = self.bind(format!("% {} %", escape_like(n)));
-                    format!("(CASE WHEN d.body LIKE {p} THEN 1 ELSE 0 END)")
-                }
-            })
-            .collect();
-        parts.join(" + ")
-    }
-}
-
-/// The statement that finds `spec`'s page (one row more than the limit).
-fn search_statement(backend: Backend, spec: &SearchSpec) -> Built {
-    let mut b = Built { sql: String::new(), binds: Vec::new() };
-    let mut conds =
-        vec![format!("s.user_id = {}", spec.user.0), format!("d.conversation_id IN ({})", ids(&spec.conversations))];
-    if !spec.senders.is_empty() {
-        conds.push(format!("d.sender_id IN ({})", ids(&spec.senders)));
-    }
-    if let Some(t) = spec.sent_after_ms {
-        conds.push(format!("d.sent_at_ms >= {t}"));
-    }
-    if let Some(t) = spec.sent_before_ms {
-        conds.push(format!("d.sent_at_ms < {t}"));
-    }
-    match (spec.attachments, backend) {
-        (AttachmentFilter::Either, _) => {}
-        (AttachmentFilter::With, Backend::Postgres) => conds.push("d.has_attachment".into()),
-        (AttachmentFilter::Without, Backend::Postgres) => conds.push("NOT d.has_attachment".into()),
-        (AttachmentFilter::With, Backend::Sqlite) => conds.push("d.has_attachment = 1".into()),
-        (AttachmentFilter::Without, Backend::Sqlite) => conds.push("d.has_attachment = 0".into()),
-    }
-    if let Some(m) = &spec.matching {
-        let c = b.condition(backend, spec.index, m);
-        conds.push(c);
-    }
-    let score = match spec.order {
-        SearchOrder::Newest => "0".to_string(),
-        SearchOrder::Relevance => b.score(backend, spec.index, &spec.scored),
-    };
-    let after = spec.after.map_or_else(String::new, |k| {
-        let (t, id) = (k.sent_at_ms, k.message_id.0);
-        let newer = format!("(x.sent_at_ms < {t} OR (x.sent_at_ms = {t} AND x.message_id < {id}))");
-        match spec.order {
-            SearchOrder::Newest => format!("WHERE {newer}"),
-            SearchOrder::Relevance => format!("WHERE (x.score < {s} OR (x.score = {s} AND {newer}))", s = k.score),
-        }
-    });
-    let order = match spec.order {
-        SearchOrder::Newest => "x.sent_at_ms DESC, x.message_id DESC",
-        SearchOrder::Relevance => "x.score DESC, x.sent_at_ms DESC, x.message_id DESC",
-    };
-    b.sql = format!(
-        "SELECT x.message_id, x.conversation_id, x.sent_at_ms, x.score FROM (\
-           SELECT d.message_id AS message_id, d.conversation_id AS conversation_id, d.sent_at_ms AS sent_at_ms, \
-                  CAST({score} AS BIGINT) AS score \
-           FROM membership_spans s JOIN search_docs d ON d.conversation_id = s.conversation_id \
-                AND d.seq > s.from_seq AND (s.until_seq IS NULL OR d.seq <= s.until_seq) \
-           WHERE {conds}) x {after} ORDER BY {order} LIMIT {limit}",
-        conds = conds.join(" AND "),
-        limit = i64::from(spec.limit) + 1,
-    );
-    b
 }
 
 /// A message as the indexer reads it.
@@ -407,8 +292,9 @@ where
     }
 
     /// Replaces the documents of `touched` by those of their live messages in `current`. `blind`:
-    /// `fold` makes blind documents (encryption at rest), kept in `search_blind` on SQLite and as
-    /// a tsvector (`tokens`, `body` empty) on PostgreSQL.
+    /// `fold` makes blind documents (encryption at rest), kept in `search_blind` on SQLite (`body`
+    /// empty), and on PostgreSQL as a tsvector (`tokens`, `body` empty) or, when one would lose
+    /// positions (`fits_tsvector`), as text (`body`, `tokens` empty).
     async fn write_docs(
         tx: &mut sqlx::Transaction<'_, DB>,
         touched: &[i64],
@@ -428,7 +314,7 @@ where
                 .execute(&mut **tx)
                 .await?;
         }
-        let pg_blind = blind && DB::BACKEND == Backend::Postgres;
+        let sqlite_blind = blind && DB::BACKEND == Backend::Sqlite;
         let live: Vec<(&Current, String)> = current.iter().filter(|m| !m.deleted).map(|m| (m, fold(&m.text))).collect();
         let flag = |b: bool| match (DB::BACKEND, b) {
             (Backend::Postgres, true) => "TRUE",
@@ -438,15 +324,20 @@ where
         };
         for chunk in live.chunks(100) {
             let mut values = String::new();
-            for (i, (m, _)) in chunk.iter().enumerate() {
+            for (i, (m, body)) in chunk.iter().enumerate() {
                 if i > 0 {
                     values.push_str(", ");
                 }
-                // PostgreSQL, blind: the document goes into the tsvector only.
-                let doc = match (DB::BACKEND, pg_blind) {
-                    (Backend::Postgres, true) => format!("'', to_tsvector('simple', ${})", i + 1),
+                // Blind: on SQLite the document goes into `search_blind` only; on PostgreSQL into
+                // the tsvector only, or the text only.
+                let doc = match (DB::BACKEND, blind) {
+                    (Backend::Postgres, true) if fits_tsvector(body) => {
+                        format!("'', to_tsvector('simple', ${})", i + 1)
+                    }
+                    (Backend::Postgres, true) => format!("${}, CAST('' AS tsvector)", i + 1),
                     (Backend::Postgres, false) => format!("${}, NULL", i + 1),
-                    (Backend::Sqlite, _) => format!("${}", i + 1),
+                    (Backend::Sqlite, true) => "''".to_string(),
+                    (Backend::Sqlite, false) => format!("${}", i + 1),
                 };
                 let _ = write!(
                     values,
@@ -465,8 +356,10 @@ where
                  VALUES {values}"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for (_, body) in chunk {
-                q = q.bind(body.as_str());
+            if !sqlite_blind {
+                for (_, body) in chunk {
+                    q = q.bind(body.as_str());
+                }
             }
             q.execute(&mut **tx).await?;
             if DB::BACKEND == Backend::Sqlite {
@@ -544,48 +437,13 @@ pub(super) use impl_search_store;
 mod tests {
     use super::*;
 
-    fn spec(matching: Match) -> SearchSpec {
-        SearchSpec {
-            user: UserId(7),
-            index: IndexKind::Folded,
-            matching: Some(matching),
-            scored: vec!["config".into()],
-            conversations: vec![ConvId(1), ConvId(2)],
-            senders: vec![],
-            sent_after_ms: None,
-            sent_before_ms: None,
-            attachments: AttachmentFilter::Either,
-            order: SearchOrder::Relevance,
-            after: None,
-            limit: 20,
-        }
-    }
-
     #[test]
-    fn needles_are_bound_never_spliced_and_short_ones_scan_on_sqlite() {
-        let m = Match::All(vec![
-            Match::Contains("50%_off".into()),
-            Match::Not(Box::new(Match::Contains("a\"b".into()))),
-            Match::Any(vec![Match::Contains("中 文".into()), Match::Contains("xy".into())]),
-        ]);
-        let pg = search_statement(Backend::Postgres, &spec(m.clone()));
-        assert_eq!(pg.binds, ["%50\\%\\_off%", "%a\"b%", "%中 文%", "%xy%", "% config %"]);
-        assert!(!pg.sql.contains("off") && !pg.sql.contains('"'));
-        let lite = search_statement(Backend::Sqlite, &spec(m));
-        assert_eq!(lite.binds, ["\"50%_off\"", "\"a\"\"b\"", "\"中 文\"", "xy", " config "]);
-        assert!(lite.sql.contains("instr(d.body, $4)") && lite.sql.contains("MATCH $1"));
-    }
-
-    #[test]
-    fn blind_needles_use_the_token_index_bound() {
-        let m =
-            Match::All(vec![Match::Contains("aaaa bbbb".into()), Match::Not(Box::new(Match::Contains("cccc".into())))]);
-        let blind = SearchSpec { index: IndexKind::Blind, scored: vec!["dddd eeee".into()], ..spec(m) };
-        let pg = search_statement(Backend::Postgres, &blind);
-        assert_eq!(pg.binds, ["aaaa bbbb", "cccc", "dddd eeee"]);
-        assert!(pg.sql.contains("d.tokens @@ phraseto_tsquery('simple', $1)") && !pg.sql.contains("LIKE"));
-        let lite = search_statement(Backend::Sqlite, &blind);
-        assert_eq!(lite.binds, ["\"aaaa bbbb\"", "\"cccc\"", " dddd eeee "]);
-        assert!(lite.sql.contains("search_blind MATCH $1") && !lite.sql.contains("search_trigrams"));
+    fn a_tsvector_holds_a_document_while_it_keeps_every_position() {
+        let words = |n: usize| (0..n).map(|i| format!("{i:x}")).collect::<Vec<_>>().join(" ");
+        assert!(fits_tsvector(&format!(" {} ", words(TSVECTOR_LAST_POSITION))));
+        assert!(!fits_tsvector(&format!(" {} ", words(TSVECTOR_LAST_POSITION + 1))));
+        assert!(fits_tsvector(&" abc".repeat(TSVECTOR_LEXEME_POSITIONS)));
+        assert!(!fits_tsvector(&" abc".repeat(TSVECTOR_LEXEME_POSITIONS + 1)));
+        assert!(fits_tsvector(" "));
     }
 }
