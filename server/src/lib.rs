@@ -28,6 +28,7 @@ pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod page;
+pub mod push;
 pub mod ratelimit;
 pub mod search;
 pub mod session;

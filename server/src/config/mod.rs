@@ -11,11 +11,13 @@ mod args;
 mod calls;
 mod cluster;
 mod media;
+mod push;
 mod search;
 pub use args::ConfigArgs;
 pub use calls::CallsConfig;
 pub use cluster::{ClusterConfig, NatsUrl, is_token};
 pub use media::{BlobBackend, MediaConfig, S3Config};
+pub use push::{ApnsConfig, ExpoConfig, FcmConfig, PushConfig, WebPushConfig};
 pub use search::SearchConfig;
 
 /// The whole server configuration.
@@ -45,6 +47,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// Message search: the indexer and how long a search waits for it (docs/operations.md "Search").
     pub search: SearchConfig,
+    /// Push notifications to devices that are not connected (docs/operations.md "Push notifications").
+    pub push: PushConfig,
     /// How long shutdown waits for connections to drain before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -67,6 +71,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             media: MediaConfig::default(),
             search: SearchConfig::default(),
+            push: PushConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -422,6 +427,7 @@ impl Config {
         self.cluster.validate()?;
         self.media.validate()?;
         self.search.validate()?;
+        self.push.validate()?;
         if self.store.data_key_period < Duration::from_secs(3600) {
             return Err(ConfigError::Invalid("store.data_key_period must be at least 1h".into()));
         }
