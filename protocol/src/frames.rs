@@ -134,6 +134,13 @@ impl client_frame::Request {
             Self::CancelUpload(_) => "cancel_upload",
             Self::GetMedia(_) => "get_media",
             Self::DownloadMedia(_) => "download_media",
+            Self::RegisterPushTarget(_) => "register_push_target",
+            Self::UnregisterPushTarget(_) => "unregister_push_target",
+            Self::ListPushTargets(_) => "list_push_targets",
+            Self::ListPushDeliveries(_) => "list_push_deliveries",
+            Self::GetPushSettings(_) => "get_push_settings",
+            Self::SetPushSettings(_) => "set_push_settings",
+            Self::SetConversationPushSettings(_) => "set_conversation_push_settings",
         }
     }
 }

@@ -66,6 +66,8 @@ pub enum StartError {
     Cluster(#[from] cluster::ClusterError),
     #[error(transparent)]
     Blobs(#[from] blobs::BlobError),
+    #[error(transparent)]
+    Push(#[from] push::providers::ProviderSetupError),
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
 }
@@ -197,7 +199,10 @@ impl Server {
             bus.subscribe(Arc::new(i.clone()));
         }
         let search = search::Search::new(store.clone(), indexer, config.search.clone());
-        let services = state::Services { auth, conversations, social, calls, media, search, reencryption };
+        let providers = push::providers::Providers::from_config(&config.push)?;
+        let push = push::Push::new(config.push.clone(), providers, store.clone(), hub.clone(), bus.clone(), metrics.clone());
+        bus.subscribe(Arc::new(push.clone()));
+        let services = state::Services { auth, conversations, social, calls, media, search, push, reencryption };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
@@ -223,6 +228,11 @@ impl Server {
     /// The re-encryption job, for tools and tests (`reencryption().run_once(…)`).
     pub fn reencryption(&self) -> keys::Reencryption {
         self.state.reencryption().clone()
+    }
+
+    /// The push service, for tests.
+    pub fn push(&self) -> push::Push {
+        self.state.push().clone()
     }
 
     /// The store, for tools and tests.
@@ -267,6 +277,7 @@ impl Server {
         let holder = state.cluster().map_or_else(|| "local".to_string(), |c| c.holder());
         state.tasks().spawn(media::Collector::run(state.media().clone(), holder.clone(), state.shutdown().clone()));
         state.tasks().spawn(state.search().clone().run_indexer(state.shutdown().clone()));
+        state.tasks().spawn(state.push().clone().run(holder.clone(), state.shutdown().clone()));
         if state.config().store.background_reencryption {
             state.tasks().spawn(state.reencryption().clone().run(holder.clone(), state.shutdown().clone()));
         }

@@ -78,8 +78,22 @@ pub struct ClusterMetrics {
     pub peers: Gauge,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabel {
+    provider: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: &'static str,
+}
+
 #[derive(Debug)]
 struct Inner {
+    pushes: Family<PushLabel, Counter>,
+    push_latency: Family<ProviderLabel, Histogram, fn() -> Histogram>,
+    push_delay: Histogram,
     registry: Registry,
     requests: Family<KindLabel, Histogram, fn() -> Histogram>,
     errors: Family<CodeLabel, Counter>,
@@ -113,6 +127,20 @@ impl Metrics {
         let errors = Family::<CodeLabel, Counter>::default();
         let closes = Family::<ReasonLabel, Counter>::default();
         let store = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let pushes = Family::<PushLabel, Counter>::default();
+        let push_latency = Family::<ProviderLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let push_delay = latency_histogram();
+        registry.register(
+            "pushes",
+            "Push deliveries that reached a final state or were retried, by provider and state (sent, failed, dropped, expired, retried)",
+            pushes.clone(),
+        );
+        registry.register("push_provider_duration_seconds", "Time a push provider took to answer", push_latency.clone());
+        registry.register(
+            "push_delay_seconds",
+            "From a delivery's planning to its provider accepting it (the ack window of connected devices included)",
+            push_delay.clone(),
+        );
         registry.register("connections", "Open connections by transport", connections.clone());
         registry.register("connections_accepted", "Connections accepted by transport", accepted.clone());
         registry.register("frames_in", "Frames received by transport", frames_in.clone());
@@ -159,7 +187,7 @@ impl Metrics {
         );
         c.register("link_up", "1 while the NATS link is up", cluster.link_up.clone());
         c.register("peers", "Other nodes heard from within the node timeout", cluster.peers.clone());
-        Self(Arc::new(Inner { registry, requests, errors, closes, store, ws, quic, cluster }))
+        Self(Arc::new(Inner { pushes, push_latency, push_delay, registry, requests, errors, closes, store, ws, quic, cluster }))
     }
 
     /// The counters of one transport, by its label (`"websocket"` or `"quic"`; anything else
@@ -187,6 +215,21 @@ impl Metrics {
 
     pub fn store_op(&self, op: &'static str, took: Duration) {
         self.0.store.get_or_create(&OpLabel { op }).observe(took.as_secs_f64());
+    }
+
+    /// A push delivery reached `state` (or was retried) at `provider`.
+    pub fn push(&self, provider: &'static str, state: &'static str) {
+        self.0.pushes.get_or_create(&PushLabel { provider, state }).inc();
+    }
+
+    /// A push provider answered in `took`.
+    pub fn push_provider(&self, provider: &'static str, took: Duration) {
+        self.0.push_latency.get_or_create(&ProviderLabel { provider }).observe(took.as_secs_f64());
+    }
+
+    /// A push was accepted by its provider `delay` after it was planned.
+    pub fn push_delay(&self, delay: Duration) {
+        self.0.push_delay.observe(delay.as_secs_f64());
     }
 
     /// Prometheus text exposition.

@@ -20,6 +20,7 @@ use crate::keys::Reencryption;
 use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connections};
 use crate::media::Media;
 use crate::metrics::Metrics;
+use crate::push::Push;
 use crate::search::Search;
 use crate::social::Social;
 use crate::store::Store;
@@ -37,6 +38,7 @@ struct Inner {
     calls: Calls,
     media: Media,
     search: Search,
+    push: Push,
     reencryption: Reencryption,
     cluster: Option<Arc<Cluster>>,
     limiter: ConnectionLimiter,
@@ -56,6 +58,7 @@ pub struct Services {
     pub calls: Calls,
     pub media: Media,
     pub search: Search,
+    pub push: Push,
     pub reencryption: Reencryption,
 }
 
@@ -73,7 +76,7 @@ impl AppState {
         services: Services,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let Services { auth, conversations, social, calls, media, search, reencryption } = services;
+        let Services { auth, conversations, social, calls, media, search, push, reencryption } = services;
         let max_total = effective_max_connections(
             config.limits.max_connections,
             DescriptorLimit::current(),
@@ -99,6 +102,7 @@ impl AppState {
             calls,
             media,
             search,
+            push,
             reencryption,
             cluster,
             limiter,
@@ -159,6 +163,11 @@ impl AppState {
     /// The calls service.
     pub fn calls(&self) -> &Calls {
         &self.0.calls
+    }
+
+    /// The push service (§24).
+    pub fn push(&self) -> &Push {
+        &self.0.push
     }
 
     /// The search service.

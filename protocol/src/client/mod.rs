@@ -7,6 +7,7 @@
 
 mod accounts;
 pub mod media;
+mod push;
 mod search;
 mod tls;
 pub mod transport;

@@ -165,6 +165,14 @@ impl Calls {
         let rung = callees.clone();
         let fx = self.registry().start(&call_id, conv, media, caller, callees, deadline)?;
         self.apply(fx);
+        // Devices without a live connection learn of it by push (§24).
+        self.0.bus.publish(DomainEvent::CallInvited {
+            call_id: call_id.clone(),
+            conversation: conv,
+            caller: auth.user_id,
+            callees: rung.clone(),
+            ring_deadline_ms: deadline,
+        });
         // A removal that committed while the call was set up found no call to end: look again,
         // now that the call is registered (any later removal reaches it through the bus).
         let members: Vec<_> =
@@ -318,6 +326,7 @@ impl Subscriber for Calls {
             DomainEvent::SessionDetached { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::PresenceChanged { .. }
+            | DomainEvent::CallInvited { .. }
             | DomainEvent::Frames { .. } => {}
             // Its rooms end; calls it held are gone with it (their devices' rings time out).
             DomainEvent::NodeDown { node, incarnation } => self.0.sfu.node_down(node, *incarnation),

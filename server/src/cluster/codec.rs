@@ -299,7 +299,9 @@ pub fn body_of(event: &DomainEvent, local_presence: impl Fn(UserId) -> Presence)
         DomainEvent::SessionDetached { caller, remaining: 0, .. } => {
             Body::Session(SessionMsg { user: caller.user_id.0, session: caller.session_id.clone(), connected: false })
         }
-        DomainEvent::SessionDetached { .. } | DomainEvent::NodeDown { .. } => return None,
+        DomainEvent::SessionDetached { .. } | DomainEvent::NodeDown { .. } | DomainEvent::CallInvited { .. } => {
+            return None;
+        }
     })
 }
 

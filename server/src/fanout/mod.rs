@@ -90,6 +90,7 @@ impl Subscriber for Fanout {
                 }
             }
             DomainEvent::AccountDeleted { .. }
+            | DomainEvent::CallInvited { .. }
             | DomainEvent::UserBlocked { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::SessionDetached { .. }

@@ -9,6 +9,7 @@ pub(crate) mod calls;
 pub(crate) mod conversations;
 pub(crate) mod forward;
 pub(crate) mod media;
+pub(crate) mod push;
 pub(crate) mod search;
 pub(crate) mod session;
 pub(crate) mod social;
@@ -129,6 +130,13 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
         Request::CancelUpload(r) => Authenticated::CancelUpload(r),
         Request::GetMedia(r) => Authenticated::GetMedia(r),
         Request::DownloadMedia(r) => Authenticated::DownloadMedia(r),
+        Request::RegisterPushTarget(r) => Authenticated::RegisterPushTarget(r),
+        Request::UnregisterPushTarget(r) => Authenticated::UnregisterPushTarget(r),
+        Request::ListPushTargets(r) => Authenticated::ListPushTargets(r),
+        Request::ListPushDeliveries(r) => Authenticated::ListPushDeliveries(r),
+        Request::GetPushSettings(r) => Authenticated::GetPushSettings(r),
+        Request::SetPushSettings(r) => Authenticated::SetPushSettings(r),
+        Request::SetConversationPushSettings(r) => Authenticated::SetConversationPushSettings(r),
     };
     match session.require_caller() {
         Ok(caller) => Routed::Authenticated(caller, request),
@@ -264,6 +272,13 @@ pub(crate) enum Authenticated {
     CancelUpload(v1::CancelUpload),
     GetMedia(v1::GetMedia),
     DownloadMedia(v1::DownloadMedia),
+    RegisterPushTarget(v1::RegisterPushTarget),
+    UnregisterPushTarget(v1::UnregisterPushTarget),
+    ListPushTargets(v1::ListPushTargets),
+    ListPushDeliveries(v1::ListPushDeliveries),
+    GetPushSettings(v1::GetPushSettings),
+    SetPushSettings(v1::SetPushSettings),
+    SetConversationPushSettings(v1::SetConversationPushSettings),
 }
 
 /// Runs the handler of a request that needs a caller, with the caller [`route`] checked
@@ -344,5 +359,12 @@ async fn authenticated(
         Authenticated::CancelUpload(r) => media::cancel_upload(state, caller, r).await,
         Authenticated::GetMedia(r) => media::get_media(state, caller, r).await,
         Authenticated::DownloadMedia(r) => media::download_media(state, session, caller, request_id, r).await,
+        Authenticated::RegisterPushTarget(r) => push::register_target(state, caller, r).await,
+        Authenticated::UnregisterPushTarget(r) => push::unregister_target(state, caller, r).await,
+        Authenticated::ListPushTargets(r) => push::list_targets(state, caller, r).await,
+        Authenticated::ListPushDeliveries(r) => push::list_deliveries(state, caller, r).await,
+        Authenticated::GetPushSettings(_) => push::get_settings(state, caller).await,
+        Authenticated::SetPushSettings(r) => push::set_settings(state, caller, r).await,
+        Authenticated::SetConversationPushSettings(r) => push::set_conversation_settings(state, caller, r).await,
     }
 }

@@ -355,6 +355,7 @@ impl Subscriber for Social {
             DomainEvent::SessionsRevoked { .. }
             | DomainEvent::SessionAttached { .. }
             | DomainEvent::SessionDetached { .. }
+            | DomainEvent::CallInvited { .. }
             | DomainEvent::Frames { .. } => {}
         }
     }

@@ -15,6 +15,8 @@ mod postgres;
 pub(crate) mod rooms_sql;
 mod rows;
 pub mod rules;
+pub mod push_sql;
+pub mod push_types;
 pub mod search_sql;
 mod search_statement;
 pub mod search_types;
@@ -33,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::Gcra;
 pub use conv_types::*;
 pub use media_types::*;
+pub use push_types::*;
 pub use search_types::*;
 pub use types::*;
 
@@ -313,9 +316,69 @@ pub trait SearchStore: Send + Sync {
     async fn index_pass(&self, convs: &[ConvId], fold: &FoldFn) -> Result<(Vec<IndexProgress>, u64), StoreError>;
 }
 
+/// Push notifications (§24, migration 0014): targets, settings, the planner's passes, the
+/// sender's claims and the ledger.
+#[async_trait::async_trait]
+pub trait PushStore: Send + Sync {
+    /// §24.1: registers (or takes over) a target; `None` when the device holds its maximum.
+    async fn register_push_target(&self, t: &NewTarget) -> Result<Option<TargetRec>, StoreError>;
+    /// Disables targets with `reason` and drops their queued deliveries; returns those disabled
+    /// now. `told`: the device needs no PushTargetInvalidated.
+    async fn disable_push_targets(
+        &self,
+        which: push_sql::TargetSelector<'_>,
+        reason: &str,
+        told: bool,
+        now_ms: i64,
+    ) -> Result<Vec<TargetRec>, StoreError>;
+    /// The user's targets (one session's when given), unregistered ones left out.
+    async fn push_targets(&self, user: UserId, session: Option<&str>) -> Result<Vec<TargetRec>, StoreError>;
+    /// Targets of `session` disabled by their provider and not yet announced; marks them told.
+    async fn take_untold_push_targets(&self, session: &str, now_ms: i64) -> Result<Vec<TargetRec>, StoreError>;
+    async fn push_settings(&self, user: UserId, now_ms: i64) -> Result<PushSettingsRec, StoreError>;
+    async fn set_push_settings(&self, user: UserId, level: Option<PushLevel>, preview: Option<bool>)
+    -> Result<(), StoreError>;
+    /// `false` when `user` is not a member of the conversation.
+    async fn set_conversation_push(&self, user: UserId, setting: ConvPushSetting, remove: bool)
+    -> Result<bool, StoreError>;
+    /// §24.5: newest first, ids below `before` (0: all).
+    async fn push_deliveries(&self, user: UserId, before: i64, limit: u32) -> Result<Vec<DeliveryRec>, StoreError>;
+    /// Conversations whose log the planner has not read to the head.
+    async fn push_lagging(&self, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError>;
+    /// One planner pass (`push_sql::PushSql::plan_pass`).
+    async fn plan_push_pass(&self, convs: &[ConvId], cx: &PlanContext<'_>) -> Result<(Vec<PlanProgress>, u64), StoreError>;
+    /// Ledger rows for a ringing call's callees.
+    async fn plan_call_push(&self, call: &CallInvitePlan) -> Result<u64, StoreError>;
+    /// Claims due deliveries for `holder` with a lease.
+    async fn claim_push_deliveries(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records a claimed delivery's outcome; `false` if the lease was lost.
+    async fn finish_push_delivery(&self, holder: &str, update: &DeliveryUpdate) -> Result<bool, StoreError>;
+    async fn pending_push_receipts(&self, sent_before_ms: i64, limit: u32) -> Result<Vec<PendingReceipt>, StoreError>;
+    async fn settle_push_receipt(&self, id: i64, failed: Option<(i64, &str)>, now_ms: i64) -> Result<(), StoreError>;
+    /// Ledger rows by provider and state (/metrics).
+    async fn push_ledger_counts(&self) -> Result<Vec<(PushProvider, DeliveryState, i64)>, StoreError>;
+    /// When the next queued delivery is due.
+    async fn next_push_due(&self) -> Result<Option<i64>, StoreError>;
+}
+
 #[async_trait::async_trait]
 pub trait Store:
-    ConvStore + SharedStateStore + RoomLeaseStore + MediaStore + SearchStore + KeyStore + Send + Sync + std::fmt::Debug
+    ConvStore
+    + SharedStateStore
+    + RoomLeaseStore
+    + MediaStore
+    + SearchStore
+    + KeyStore
+    + PushStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
     /// A round trip to the database (for /healthz).

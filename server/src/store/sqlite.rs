@@ -63,5 +63,6 @@ super::shared_sql::impl_shared_state!(SqliteStore);
 super::rooms_sql::impl_room_leases!(SqliteStore);
 super::media_sql::impl_media_store!(SqliteStore);
 super::search_sql::impl_search_store!(SqliteStore);
+super::push_sql::impl_push_store!(SqliteStore);
 super::keys_sql::impl_key_store!(SqliteStore);
 super::conv_write_sql::impl_conv_writes!(SqliteStore);

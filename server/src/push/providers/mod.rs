@@ -8,36 +8,8 @@ use std::time::Duration;
 
 use crate::config::PushConfig;
 
-/// Which service carries a target's pushes. Stored by name (`as_str`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// UnifiedPush and generic webhooks: an HTTP POST to the registered endpoint (RFC 8030).
-    WebPush,
-    /// Firebase Cloud Messaging, HTTP v1.
-    Fcm,
-    /// Apple Push Notification service.
-    Apns,
-    /// Expo push service.
-    Expo,
-}
-
-impl ProviderKind {
-    pub const ALL: [Self; 4] = [Self::WebPush, Self::Fcm, Self::Apns, Self::Expo];
-
-    /// The stored and metric label name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebPush => "webpush",
-            Self::Fcm => "fcm",
-            Self::Apns => "apns",
-            Self::Expo => "expo",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+/// Which service carries a target's pushes (the store's type; stored by name).
+pub use crate::store::PushProvider as ProviderKind;
 
 /// Where a push goes: one registered target of one device.
 #[derive(Clone, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 //! the rule allows it; every refusal (its code and message) is decided here. Unit tests:
 //! `store/rules/tests.rs`; the §12.8 matrix is also checked end to end by tests/tests/permissions.rs.
 
+pub mod push;
+
 use super::conv_types::{ConvId, ConvKind, MessageId, OpError, Role};
 use super::types::UserId;
 
