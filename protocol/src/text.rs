@@ -43,6 +43,7 @@ pub const OVERRIDES: &[(&str, TextRule)] = &[
     ("confab.v1.Hello.access_token", TOKEN),
     ("confab.v1.Authenticate.access_token", TOKEN),
     ("confab.v1.Refresh.refresh_token", TOKEN),
+    ("confab.v1.RegisterPushTarget.token", TOKEN),
     ("confab.v1.Register.password", PASSWORD),
     ("confab.v1.Login.password", PASSWORD),
     ("confab.v1.ChangePassword.current_password", PASSWORD),

@@ -200,7 +200,8 @@ impl Server {
         }
         let search = search::Search::new(store.clone(), indexer, config.search.clone());
         let providers = push::providers::Providers::from_config(&config.push)?;
-        let push = push::Push::new(config.push.clone(), providers, store.clone(), hub.clone(), bus.clone(), metrics.clone());
+        let push =
+            push::Push::new(config.push.clone(), providers, store.clone(), hub.clone(), bus.clone(), metrics.clone());
         bus.subscribe(Arc::new(push.clone()));
         let services = state::Services { auth, conversations, social, calls, media, search, push, reencryption };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());

@@ -128,14 +128,19 @@ impl Metrics {
         let closes = Family::<ReasonLabel, Counter>::default();
         let store = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let pushes = Family::<PushLabel, Counter>::default();
-        let push_latency = Family::<ProviderLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let push_latency =
+            Family::<ProviderLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let push_delay = latency_histogram();
         registry.register(
             "pushes",
             "Push deliveries that reached a final state or were retried, by provider and state (sent, failed, dropped, expired, retried)",
             pushes.clone(),
         );
-        registry.register("push_provider_duration_seconds", "Time a push provider took to answer", push_latency.clone());
+        registry.register(
+            "push_provider_duration_seconds",
+            "Time a push provider took to answer",
+            push_latency.clone(),
+        );
         registry.register(
             "push_delay_seconds",
             "From a delivery's planning to its provider accepting it (the ack window of connected devices included)",
@@ -187,7 +192,19 @@ impl Metrics {
         );
         c.register("link_up", "1 while the NATS link is up", cluster.link_up.clone());
         c.register("peers", "Other nodes heard from within the node timeout", cluster.peers.clone());
-        Self(Arc::new(Inner { pushes, push_latency, push_delay, registry, requests, errors, closes, store, ws, quic, cluster }))
+        Self(Arc::new(Inner {
+            pushes,
+            push_latency,
+            push_delay,
+            registry,
+            requests,
+            errors,
+            closes,
+            store,
+            ws,
+            quic,
+            cluster,
+        }))
     }
 
     /// The counters of one transport, by its label (`"websocket"` or `"quic"`; anything else

@@ -165,7 +165,11 @@ impl Push {
     }
 
     /// §24.1
-    pub async fn list_targets(&self, a: &Caller, r: &v1::ListPushTargets) -> Result<v1::ListPushTargetsResult, ServerError> {
+    pub async fn list_targets(
+        &self,
+        a: &Caller,
+        r: &v1::ListPushTargets,
+    ) -> Result<v1::ListPushTargetsResult, ServerError> {
         let session = (!r.all_devices).then_some(a.session_id.as_str());
         let targets = self.0.store.push_targets(a.user_id, session).await?;
         Ok(v1::ListPushTargetsResult {
@@ -201,9 +205,7 @@ impl Push {
     pub async fn set_settings(&self, a: &Caller, r: &v1::SetPushSettings) -> Result<v1::PushSettings, ServerError> {
         let level = match r.level {
             0 => None,
-            v => Some(
-                convert::level(v).ok_or_else(|| ServerError::invalid("set_push_settings.level", "a PushLevel"))?,
-            ),
+            v => Some(convert::level(v).ok_or_else(|| ServerError::invalid("set_push_settings.level", "a PushLevel"))?),
         };
         self.0.store.set_push_settings(a.user_id, level, r.preview).await?;
         self.settings(a).await
@@ -322,7 +324,11 @@ enum Which {
 /// §5.4 text rules for a token or app id: length in bytes, no control characters.
 fn check_text(field: &'static str, v: &str, min: usize, max: usize) -> Result<(), ServerError> {
     if v.len() < min || v.len() > max || v.chars().any(char::is_control) {
-        let what = if min > 0 { format!("1 to {max} bytes, no control characters") } else { format!("at most {max} bytes, no control characters") };
+        let what = if min > 0 {
+            format!("1 to {max} bytes, no control characters")
+        } else {
+            format!("at most {max} bytes, no control characters")
+        };
         return Err(ServerError::invalid(field, what));
     }
     Ok(())

@@ -205,7 +205,11 @@ impl Sender {
             delivery_id: d.id,
             data,
             priority: if call { Priority::High } else { Priority::Normal },
-            collapse_key: if call { format!("call-{}", d.conversation.0) } else { format!("conv-{}", d.conversation.0) },
+            collapse_key: if call {
+                format!("call-{}", d.conversation.0)
+            } else {
+                format!("conv-{}", d.conversation.0)
+            },
             expires_at_ms: d.expires_at_ms,
             preview,
         }
@@ -275,7 +279,8 @@ pub(super) fn backoff(config: &PushConfig, attempts: i64) -> Duration {
     let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
     let base = config.initial_backoff.saturating_mul(1 << doublings).min(config.max_backoff);
     let mut b = [0u8; 2];
-    let jitter = if getrandom::fill(&mut b).is_ok() { f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) } else { 0.5 };
+    let jitter =
+        if getrandom::fill(&mut b).is_ok() { f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) } else { 0.5 };
     base.mul_f64(0.8 + 0.4 * jitter)
 }
 

@@ -12,11 +12,11 @@ pub mod keys_sql;
 pub(crate) mod media_sql;
 pub mod media_types;
 mod postgres;
+pub mod push_sql;
+pub mod push_types;
 pub(crate) mod rooms_sql;
 mod rows;
 pub mod rules;
-pub mod push_sql;
-pub mod push_types;
 pub mod search_sql;
 mod search_statement;
 pub mod search_types;
@@ -336,17 +336,29 @@ pub trait PushStore: Send + Sync {
     /// Targets of `session` disabled by their provider and not yet announced; marks them told.
     async fn take_untold_push_targets(&self, session: &str, now_ms: i64) -> Result<Vec<TargetRec>, StoreError>;
     async fn push_settings(&self, user: UserId, now_ms: i64) -> Result<PushSettingsRec, StoreError>;
-    async fn set_push_settings(&self, user: UserId, level: Option<PushLevel>, preview: Option<bool>)
-    -> Result<(), StoreError>;
+    async fn set_push_settings(
+        &self,
+        user: UserId,
+        level: Option<PushLevel>,
+        preview: Option<bool>,
+    ) -> Result<(), StoreError>;
     /// `false` when `user` is not a member of the conversation.
-    async fn set_conversation_push(&self, user: UserId, setting: ConvPushSetting, remove: bool)
-    -> Result<bool, StoreError>;
+    async fn set_conversation_push(
+        &self,
+        user: UserId,
+        setting: ConvPushSetting,
+        remove: bool,
+    ) -> Result<bool, StoreError>;
     /// §24.5: newest first, ids below `before` (0: all).
     async fn push_deliveries(&self, user: UserId, before: i64, limit: u32) -> Result<Vec<DeliveryRec>, StoreError>;
     /// Conversations whose log the planner has not read to the head.
     async fn push_lagging(&self, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError>;
     /// One planner pass (`push_sql::PushSql::plan_pass`).
-    async fn plan_push_pass(&self, convs: &[ConvId], cx: &PlanContext<'_>) -> Result<(Vec<PlanProgress>, u64), StoreError>;
+    async fn plan_push_pass(
+        &self,
+        convs: &[ConvId],
+        cx: &PlanContext<'_>,
+    ) -> Result<(Vec<PlanProgress>, u64), StoreError>;
     /// Ledger rows for a ringing call's callees.
     async fn plan_call_push(&self, call: &CallInvitePlan) -> Result<u64, StoreError>;
     /// Claims due deliveries for `holder` with a lease.
@@ -361,8 +373,6 @@ pub trait PushStore: Send + Sync {
     async fn finish_push_delivery(&self, holder: &str, update: &DeliveryUpdate) -> Result<bool, StoreError>;
     async fn pending_push_receipts(&self, sent_before_ms: i64, limit: u32) -> Result<Vec<PendingReceipt>, StoreError>;
     async fn settle_push_receipt(&self, id: i64, failed: Option<(i64, &str)>, now_ms: i64) -> Result<(), StoreError>;
-    /// Ledger rows by provider and state (/metrics).
-    async fn push_ledger_counts(&self) -> Result<Vec<(PushProvider, DeliveryState, i64)>, StoreError>;
     /// When the next queued delivery is due.
     async fn next_push_due(&self) -> Result<Option<i64>, StoreError>;
 }

@@ -207,10 +207,15 @@ where
     }
 
     /// The user's targets (of `session` only when given), enabled first, newest first.
-    pub(super) async fn targets(pool: &Pool<DB>, user: UserId, session: Option<&str>) -> Result<Vec<TargetRec>, StoreError> {
+    pub(super) async fn targets(
+        pool: &Pool<DB>,
+        user: UserId,
+        session: Option<&str>,
+    ) -> Result<Vec<TargetRec>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TARGET_COLS} FROM push_targets t WHERE t.user_id = $1 AND ($2 = '' OR t.session_id = $2) \
-             AND t.disabled_reason NOT IN ('{}', '{}') ORDER BY t.disabled_at_ms IS NOT NULL, t.id DESC LIMIT 200",
+             AND t.disabled_reason NOT IN ('{}', '{}') \
+             AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = t.session_id AND x.revoked_at_ms IS NOT NULL) ORDER BY t.disabled_at_ms IS NOT NULL, t.id DESC LIMIT 200",
             super::push_types::UNREGISTERED,
             super::push_types::SESSION_ENDED
         )))
@@ -333,7 +338,12 @@ where
     }
 
     /// §24.5: the user's deliveries with ids below `before` (0: from the newest), newest first.
-    pub(super) async fn deliveries(pool: &Pool<DB>, user: UserId, before: i64, limit: u32) -> Result<Vec<DeliveryRec>, StoreError> {
+    pub(super) async fn deliveries(
+        pool: &Pool<DB>,
+        user: UserId,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRec>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.id, d.target_id, d.session_id, t.provider, d.kind, d.conversation_id, d.seq, d.call_id, d.state, \
                     d.attempts, d.provider_status, d.detail, d.created_at_ms, d.updated_at_ms, d.sent_at_ms, d.due_at_ms \
@@ -522,7 +532,11 @@ where
     }
 
     /// Enabled targets of live sessions whose users were members of the conversation after `from`.
-    async fn candidates(tx: &mut sqlx::Transaction<'_, DB>, conversation: i64, from: i64) -> Result<Vec<Candidate>, StoreError> {
+    async fn candidates(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        conversation: i64,
+        from: i64,
+    ) -> Result<Vec<Candidate>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.id, t.user_id, t.session_id, t.voip, t.created_at_ms, s.from_seq, s.until_seq \
              FROM membership_spans s JOIN push_targets t ON t.user_id = s.user_id \
@@ -814,7 +828,11 @@ where
     }
 
     /// Sent deliveries whose receipt is due (sent at or before `sent_before_ms`).
-    pub(super) async fn pending_receipts(pool: &Pool<DB>, sent_before_ms: i64, limit: u32) -> Result<Vec<PendingReceipt>, StoreError> {
+    pub(super) async fn pending_receipts(
+        pool: &Pool<DB>,
+        sent_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingReceipt>, StoreError> {
         let t = match DB::BACKEND {
             Backend::Postgres => "TRUE",
             Backend::Sqlite => "1",
@@ -867,24 +885,6 @@ where
         .execute(pool)
         .await?;
         Ok(())
-    }
-
-    /// Counts of ledger rows by provider and state, for /metrics.
-    pub(super) async fn ledger_counts(pool: &Pool<DB>) -> Result<Vec<(PushProvider, DeliveryState, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.provider, d.state, COUNT(*) FROM push_deliveries d JOIN push_targets t ON t.id = d.target_id \
-             GROUP BY t.provider, d.state",
-        )
-        .fetch_all(pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let (p, s): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            if let (Some(p), Some(s)) = (PushProvider::parse(&p), DeliveryState::parse(&s)) {
-                out.push((p, s, r.try_get(2)?));
-            }
-        }
-        Ok(out)
     }
 
     /// The earliest time a queued delivery is due (a lease that runs out counts), if any.
@@ -1064,13 +1064,6 @@ macro_rules! impl_push_store {
             ) -> Result<(), $crate::store::StoreError> {
                 let f = $crate::store::push_sql::PushSql::settle_receipt(&self.pool, id, failed, now_ms);
                 $crate::store::timed(&self.metrics, "settle_push_receipt", f).await
-            }
-
-            async fn push_ledger_counts(
-                &self,
-            ) -> Result<Vec<($crate::store::PushProvider, $crate::store::DeliveryState, i64)>, $crate::store::StoreError>
-            {
-                $crate::store::push_sql::PushSql::ledger_counts(&self.pool).await
             }
 
             async fn next_push_due(&self) -> Result<Option<i64>, $crate::store::StoreError> {

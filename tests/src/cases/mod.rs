@@ -177,6 +177,7 @@ mod lifecycle;
 mod media;
 mod messaging;
 pub mod pool;
+mod push;
 mod reactions;
 mod receipts;
 mod roles;
@@ -310,6 +311,10 @@ pub fn all() -> Vec<Case> {
         case!(search::search_follows_edits_and_deletions, "§23.1/§21", Both),
         case!(search::search_filters_orders_and_pages, "§23.3/§23.4", Both),
         case!(search::search_sees_writes_committed_before_it, "§23.6", Both),
+        case!(push::push_targets_are_per_device, "§24.1", Both),
+        case!(push::push_tokens_change_hands_and_leave_with_their_session, "§24.1/§21", Both),
+        case!(push::push_requests_are_bounded, "§24.1/§24.5", Both),
+        case!(push::push_settings_per_account_and_conversation, "§24.3", Both),
     ]
 }
 

@@ -362,3 +362,108 @@ fn mentions() {
         assert_eq!(mention_notifies(UserId(user), UserId(1), member, blocked), want, "{user} {member} {blocked}");
     }
 }
+
+mod push {
+    use crate::store::push_types::{ConvPushSetting, DueDelivery, PushKind, PushLevel, PushProvider, TargetRec};
+    use crate::store::rules::push::{Verdict, effective_level, notifies, verdict};
+    use crate::store::{ConvId, ConvKind, MessageId, UserId};
+
+    const NOW: i64 = 1_000_000;
+
+    fn own(level: PushLevel, until_ms: i64) -> Option<ConvPushSetting> {
+        Some(ConvPushSetting { conversation: ConvId(1), level, until_ms })
+    }
+
+    #[test]
+    fn a_conversation_level_holds_until_it_ends_then_the_account_level_applies() {
+        use PushLevel::*;
+        assert_eq!(effective_level(All, own(Nothing, 0), ConvKind::Group, NOW), Nothing);
+        assert_eq!(effective_level(All, own(Nothing, NOW + 1), ConvKind::Group, NOW), Nothing);
+        assert_eq!(effective_level(Mentions, own(Nothing, NOW), ConvKind::Group, NOW), Mentions);
+        assert_eq!(effective_level(DirectAndMentions, None, ConvKind::Direct, NOW), DirectAndMentions);
+        // Channels notify mentions only unless they have a level of their own.
+        assert_eq!(effective_level(All, None, ConvKind::Channel, NOW), Mentions);
+        assert_eq!(effective_level(All, own(All, 0), ConvKind::Channel, NOW), All);
+        assert_eq!(effective_level(Nothing, None, ConvKind::Channel, NOW), Nothing);
+    }
+
+    #[test]
+    fn each_level_lets_through_what_the_table_says() {
+        use PushKind::*;
+        use PushLevel::*;
+        let kinds = [Message, Mention, CallInvite, AddedToConversation];
+        let table: [(PushLevel, ConvKind, [bool; 4]); 8] = [
+            (All, ConvKind::Group, [true, true, true, true]),
+            (All, ConvKind::Direct, [true, true, true, true]),
+            (DirectAndMentions, ConvKind::Direct, [true, true, true, true]),
+            (DirectAndMentions, ConvKind::Group, [false, true, false, true]),
+            (Mentions, ConvKind::Direct, [false, true, false, true]),
+            (Mentions, ConvKind::Group, [false, true, false, true]),
+            (Nothing, ConvKind::Direct, [false; 4]),
+            (Nothing, ConvKind::Group, [false; 4]),
+        ];
+        for (level, conv, want) in table {
+            for (kind, w) in kinds.iter().zip(want) {
+                assert_eq!(notifies(level, *kind, conv), w, "{level:?} {kind:?} in {conv:?}");
+            }
+        }
+    }
+
+    fn due() -> DueDelivery {
+        DueDelivery {
+            id: 1,
+            user: UserId(2),
+            target: TargetRec {
+                id: 3,
+                user: UserId(2),
+                session: "s".into(),
+                provider: PushProvider::WebPush,
+                token: "t".into(),
+                app_id: String::new(),
+                voip: false,
+                created_at_ms: 0,
+                disabled_at_ms: None,
+                disabled_reason: String::new(),
+            },
+            conversation: ConvId(4),
+            conv_kind: Some(ConvKind::Group),
+            seq: 10,
+            call_id: String::new(),
+            kind: PushKind::Message,
+            sender: UserId(5),
+            message_id: Some(MessageId(6)),
+            attempts: 1,
+            created_at_ms: NOW - 10,
+            expires_at_ms: NOW + 1000,
+            session_ended: false,
+            acked_seq: 9,
+            member: true,
+            message_deleted: false,
+            unread: 1,
+            preview: false,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_sent_unless_something_made_it_pointless_or_late() {
+        assert_eq!(verdict(&due(), NOW), Verdict::Send);
+        let cases: [(fn(&mut DueDelivery), Verdict); 6] = [
+            (|d| d.session_ended = true, Verdict::Drop("the device signed out")),
+            (|d| d.target.disabled_at_ms = Some(1), Verdict::Drop("the target was disabled")),
+            (|d| d.acked_seq = 10, Verdict::Drop("acknowledged by the device")),
+            (|d| d.member = false, Verdict::Drop("no longer a member")),
+            (|d| d.message_deleted = true, Verdict::Drop("the message was deleted")),
+            (|d| d.expires_at_ms = NOW, Verdict::Expire),
+        ];
+        for (change, want) in cases {
+            let mut d = due();
+            change(&mut d);
+            assert_eq!(verdict(&d, NOW), want);
+        }
+        // A call invite is not about a log entry: acks do not drop it.
+        let mut call = due();
+        call.kind = PushKind::CallInvite;
+        call.seq = 0;
+        assert_eq!(verdict(&call, NOW), Verdict::Send);
+    }
+}
