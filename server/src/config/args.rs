@@ -45,6 +45,24 @@ pub struct ConfigArgs {
     /// Whether this node indexes messages for search [default: true].
     #[arg(long, env = "CONFAB_SEARCH_INDEXING", value_name = "BOOL")]
     pub search_indexing: Option<bool>,
+    /// Whether this node plans and sends push notifications [default: true].
+    #[arg(long, env = "CONFAB_PUSH_ENABLED", value_name = "BOOL")]
+    pub push_enabled: Option<bool>,
+    /// FCM: the service account's JSON key file (enables FCM pushes).
+    #[arg(long, env = "CONFAB_PUSH_FCM_SERVICE_ACCOUNT_FILE", value_name = "FILE")]
+    pub push_fcm_service_account_file: Option<PathBuf>,
+    /// APNs: the team's .p8 signing key (enables APNs pushes; needs the key id and team id).
+    #[arg(long, env = "CONFAB_PUSH_APNS_KEY_FILE", value_name = "FILE")]
+    pub push_apns_key_file: Option<PathBuf>,
+    /// APNs: the .p8 key's id.
+    #[arg(long, env = "CONFAB_PUSH_APNS_KEY_ID", value_name = "ID")]
+    pub push_apns_key_id: Option<String>,
+    /// APNs: the team id.
+    #[arg(long, env = "CONFAB_PUSH_APNS_TEAM_ID", value_name = "ID")]
+    pub push_apns_team_id: Option<String>,
+    /// APNs: the app's bundle id (the default apns-topic).
+    #[arg(long, env = "CONFAB_PUSH_APNS_TOPIC", value_name = "BUNDLE_ID")]
+    pub push_apns_topic: Option<String>,
     /// Where media bytes live: fs (the data dir) or s3 [default: fs].
     #[arg(long, env = "CONFAB_MEDIA_STORE", value_enum)]
     pub media_store: Option<BlobBackend>,
@@ -282,6 +300,16 @@ impl ConfigArgs {
         set(&mut c.cluster.node_timeout, &a.node_timeout);
         set(&mut c.media.store, &a.media_store);
         set(&mut c.search.indexing, &a.search_indexing);
+        set(&mut c.push.enabled, &a.push_enabled);
+        if a.push_fcm_service_account_file.is_some() {
+            c.push.fcm.service_account_file = a.push_fcm_service_account_file.clone();
+        }
+        if a.push_apns_key_file.is_some() {
+            c.push.apns.key_file = a.push_apns_key_file.clone();
+        }
+        set(&mut c.push.apns.key_id, &a.push_apns_key_id);
+        set(&mut c.push.apns.team_id, &a.push_apns_team_id);
+        set(&mut c.push.apns.topic, &a.push_apns_topic);
         if a.media_dir.is_some() {
             c.media.dir = a.media_dir.clone();
         }
