@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use crate::config::PushConfig;
 
+pub mod http;
+pub mod webpush;
+
+pub use webpush::WebPush;
+
 /// Which service carries a target's pushes. Stored by name (`as_str`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
