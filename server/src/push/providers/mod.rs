@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use crate::config::PushConfig;
 
+pub mod apns;
 pub mod http;
 pub mod webpush;
 
+pub use apns::Apns;
 pub use webpush::WebPush;
 
 /// Which service carries a target's pushes. Stored by name (`as_str`).
