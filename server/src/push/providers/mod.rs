@@ -9,10 +9,12 @@ use std::time::Duration;
 use crate::config::PushConfig;
 
 pub mod apns;
+pub mod fcm;
 pub mod http;
 pub mod webpush;
 
 pub use apns::Apns;
+pub use fcm::Fcm;
 pub use webpush::WebPush;
 
 /// Which service carries a target's pushes. Stored by name (`as_str`).
