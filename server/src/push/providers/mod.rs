@@ -9,11 +9,13 @@ use std::time::Duration;
 use crate::config::PushConfig;
 
 pub mod apns;
+pub mod expo;
 pub mod fcm;
 pub mod http;
 pub mod webpush;
 
 pub use apns::Apns;
+pub use expo::Expo;
 pub use fcm::Fcm;
 pub use webpush::WebPush;
 
