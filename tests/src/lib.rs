@@ -16,6 +16,7 @@ pub mod nats;
 pub mod node_process;
 pub mod pg;
 pub mod proxy;
+pub mod push_fakes;
 pub mod s3;
 pub mod scenario;
 pub mod syncer;

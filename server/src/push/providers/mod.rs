@@ -8,6 +8,17 @@ use std::time::Duration;
 
 use crate::config::PushConfig;
 
+pub mod apns;
+pub mod expo;
+pub mod fcm;
+pub mod http;
+pub mod webpush;
+
+pub use apns::Apns;
+pub use expo::Expo;
+pub use fcm::Fcm;
+pub use webpush::WebPush;
+
 /// Which service carries a target's pushes (the store's type; stored by name).
 pub use crate::store::PushProvider as ProviderKind;
 
@@ -140,8 +151,21 @@ impl Providers {
     /// # Errors
     /// A key file that cannot be read or parsed.
     pub fn from_config(config: &PushConfig) -> Result<Self, ProviderSetupError> {
-        let _ = config;
-        Ok(Self::default())
+        let timeout = config.request_timeout;
+        let mut providers = Self::default();
+        if config.webpush.enabled {
+            providers = providers.with(Arc::new(WebPush::new(&config.webpush, timeout)?));
+        }
+        if config.fcm.service_account_file.is_some() {
+            providers = providers.with(Arc::new(Fcm::new(&config.fcm, timeout)?));
+        }
+        if config.apns.key_file.is_some() {
+            providers = providers.with(Arc::new(Apns::new(&config.apns, timeout)?));
+        }
+        if config.expo.enabled {
+            providers = providers.with(Arc::new(Expo::new(&config.expo, timeout)?));
+        }
+        Ok(providers)
     }
 
     /// Adds (or replaces) one, for tests and embedders.
