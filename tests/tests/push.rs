@@ -78,7 +78,11 @@ fn target(provider: v1::PushProvider, token: &str) -> v1::RegisterPushTarget {
 
 /// A user whose first device registered `t`, then went offline; the user stays reachable through
 /// the returned second device (connected, never acking).
-async fn offline_with(s: &TestServer, prefix: &str, t: v1::RegisterPushTarget) -> anyhow::Result<(User, v1::PushTarget)> {
+async fn offline_with(
+    s: &TestServer,
+    prefix: &str,
+    t: v1::RegisterPushTarget,
+) -> anyhow::Result<(User, v1::PushTarget)> {
     let phone = new_user(s, WS, prefix).await?;
     let registered = phone.client.register_push_target(t).await?;
     let other = second_device(s, WS, &phone).await?;
@@ -87,11 +91,8 @@ async fn offline_with(s: &TestServer, prefix: &str, t: v1::RegisterPushTarget) -
 }
 
 async fn dm(a: &User, b: u64) -> anyhow::Result<u64> {
-    let r = v1::CreateConversation {
-        kind: v1::ConversationKind::Direct as i32,
-        member_ids: vec![b],
-        ..Default::default()
-    };
+    let r =
+        v1::CreateConversation { kind: v1::ConversationKind::Direct as i32, member_ids: vec![b], ..Default::default() };
     Ok(call!(a.client, CreateConversation, r)?.conversation_id)
 }
 
@@ -108,7 +109,7 @@ async fn group(a: &User, members: &[u64]) -> anyhow::Result<u64> {
 async fn send(a: &User, conv: u64, text: &str, mentions: &[u64]) -> anyhow::Result<u64> {
     let r = v1::SendMessage {
         conversation_id: conv,
-        client_msg_id: confab_conformance::util::unique("m"),
+        client_msg_id: confab_conformance::util::msg_key(text),
         text: text.into(),
         mention_user_ids: mentions.to_vec(),
         ..Default::default()
@@ -149,9 +150,11 @@ fn state(d: &v1::PushDelivery) -> v1::PushDeliveryState {
 async fn offline_is_pushed_connected_is_not(store: StoreKind) -> anyhow::Result<()> {
     let fakes = Fakes::start().await;
     let s = server(store, &fakes).await?;
-    let (mut bob, phone) = offline_with(&s, "pbob", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob-phone"))).await?;
+    let (mut bob, phone) =
+        offline_with(&s, "pbob", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob-phone"))).await?;
     bob.client.register_push_target(target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob-laptop"))).await?;
-    let (alice, _) = offline_with(&s, "palice", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/alice"))).await?;
+    let (alice, _) =
+        offline_with(&s, "palice", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/alice"))).await?;
     let conv = dm(&alice, bob.id).await?;
     let seq = send(&alice, conv, "the secret plans", &[]).await?;
     // The laptop applies and acknowledges what it is shown.
@@ -175,7 +178,11 @@ async fn offline_is_pushed_connected_is_not(store: StoreKind) -> anyhow::Result<
     let laptop = rows.iter().find(|d| d.target_id != phone.target_id).context("no row for the laptop")?;
     ensure!(state(laptop) == v1::PushDeliveryState::Dropped, "{laptop:?}");
     ensure!(laptop.detail.contains("acknowledged"), "{laptop:?}");
-    ensure!(fakes.webpush.received().len() == 1, "pushed: {:?}", fakes.webpush.received().iter().map(|r| &r.path).collect::<Vec<_>>());
+    ensure!(
+        fakes.webpush.received().len() == 1,
+        "pushed: {:?}",
+        fakes.webpush.received().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
     ensure!(alice.client.list_push_deliveries(0, 100).await?.deliveries.is_empty(), "the author was pushed");
     s.stop().await
 }

@@ -307,7 +307,7 @@ where
         remove: bool,
     ) -> Result<bool, StoreError> {
         let member: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2")
+            sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1 AND user_id = $2")
                 .bind(setting.conversation.0)
                 .bind(user.0)
                 .fetch_optional(pool)
@@ -421,7 +421,7 @@ where
             Backend::Sqlite => "",
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT p.conversation_id, p.planned_seq, c.head_seq, c.kind FROM push_progress p \
+            "SELECT p.conversation_id, p.planned_seq, c.head_seq, CAST(c.kind AS BIGINT) FROM push_progress p \
              JOIN conversations c ON c.id = p.conversation_id \
              WHERE p.conversation_id IN ({}) ORDER BY p.conversation_id{lock}",
             ids(&convs)
@@ -468,7 +468,7 @@ where
     ) -> Result<(), StoreError> {
         let oldest = cx.now_ms - cx.max_age_ms;
         let entries = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT seq, kind, actor_id, at_ms, message_id, user_ids FROM conversation_events \
+            "SELECT seq, CAST(kind AS BIGINT), actor_id, at_ms, message_id, user_ids FROM conversation_events \
              WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 AND kind IN ({LOG_POSTED}, {LOG_MEMBERS_ADDED}) \
              AND at_ms >= $4 ORDER BY seq"
         )))
@@ -667,7 +667,7 @@ where
         }
         let users: Vec<i64> = call.callees.iter().map(|u| u.0).collect();
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let kind: Option<i64> = sqlx::query_scalar("SELECT kind FROM conversations WHERE id = $1")
+        let kind: Option<i64> = sqlx::query_scalar("SELECT CAST(kind AS BIGINT) FROM conversations WHERE id = $1")
             .bind(call.conversation.0)
             .fetch_optional(&mut *tx)
             .await?;
@@ -752,7 +752,7 @@ where
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TARGET_COLS}, d.id, d.user_id, d.conversation_id, d.seq, d.call_id, d.kind, d.sender_id, d.message_id, \
                     d.attempts, d.created_at_ms, d.expires_at_ms, x.revoked_at_ms, COALESCE(a.acked_seq, 0), \
-                    mb.read_seq, m.deleted_at_ms, COALESCE(g.preview, {f}), c.kind, \
+                    mb.read_seq, m.deleted_at_ms, COALESCE(g.preview, {f}), CAST(c.kind AS BIGINT), \
                     (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = d.conversation_id AND u.seq > mb.read_seq \
                        AND u.sender_id <> d.user_id AND u.deleted_at_ms IS NULL) \
              FROM push_deliveries d JOIN push_targets t ON t.id = d.target_id \
