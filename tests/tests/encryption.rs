@@ -515,12 +515,12 @@ async fn rotation_keeps_everything_readable(kind: StoreKind) -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_rotation_keeps_everything_readable() {
-    rotation_keeps_everything_readable(StoreKind::Sqlite).await.expect("rotation");
+    Box::pin(rotation_keeps_everything_readable(StoreKind::Sqlite)).await.expect("rotation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_rotation_keeps_everything_readable() {
-    rotation_keeps_everything_readable(StoreKind::Postgres).await.expect("rotation");
+    Box::pin(rotation_keeps_everything_readable(StoreKind::Postgres)).await.expect("rotation");
 }
 
 /// A database written in clear, then started with a key: readable at once, sealed by the job,

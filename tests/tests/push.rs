@@ -310,3 +310,138 @@ both_stores!(
     retries_after_503_and_429,
     token_gone_disables_and_tells_the_device,
 );
+
+const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const APNS_VOIP_TOKEN: &str = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f";
+
+fn apns(token: &str, voip: bool) -> v1::RegisterPushTarget {
+    v1::RegisterPushTarget { voip, ..target(v1::PushProvider::Apns, token) }
+}
+
+/// §24.4 over APNs (HTTP/2): a burst of messages shares the conversation's collapse id, alert
+/// pushes carry no text; a ringing call goes to the device's VoIP target only, as a VoIP push
+/// of priority 10; with the preview setting on, the sender's name and the text are in the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_collapse_call_invites_and_previews() -> anyhow::Result<()> {
+    let fakes = Fakes::start().await;
+    let s = server(StoreKind::Sqlite, &fakes).await?;
+    let phone = new_user(&s, WS, "abob").await?;
+    phone.client.register_push_target(apns(APNS_TOKEN, false)).await?;
+    phone.client.register_push_target(apns(APNS_VOIP_TOKEN, true)).await?;
+    let bob = second_device(&s, WS, &phone).await?;
+    drop(phone);
+    let alice = new_user(&s, WS, "aalice").await?;
+    let conv = dm(&alice, bob.id).await?;
+    for text in ["one secret", "two secrets", "three secrets"] {
+        send(&alice, conv, text, &[]).await?;
+    }
+    let got = fakes.apns.wait_for(3, Duration::from_secs(10)).await;
+    for r in &got {
+        ensure!(r.version == hyper::Version::HTTP_2, "APNs over {:?}", r.version);
+        ensure!(r.path == format!("/3/device/{APNS_TOKEN}"), "{}", r.path);
+        ensure!(r.header("apns-collapse-id") == format!("conv-{conv}"), "{:?}", r.header("apns-collapse-id"));
+        ensure!(r.header("apns-push-type") == "alert" && r.header("apns-topic") == APNS_TOPIC);
+        ensure!(!String::from_utf8_lossy(&r.body).contains("secret"), "text in an alert without preview");
+        let aps = r.json.as_ref().and_then(|j| j.get("aps")).context("no aps")?;
+        ensure!(aps["alert"]["loc-key"] == "CONFAB_NEW_MESSAGE", "{aps}");
+    }
+    call!(alice.client, StartCall, v1::StartCall { conversation_id: conv, media: v1::CallMedia::Audio as i32 })?;
+    let got = fakes.apns.wait_for(4, Duration::from_secs(10)).await;
+    let ring = &got[3];
+    ensure!(ring.path == format!("/3/device/{APNS_VOIP_TOKEN}"), "the call went to {}", ring.path);
+    ensure!(ring.header("apns-push-type") == "voip" && ring.header("apns-priority") == "10");
+    ensure!(ring.header("apns-topic") == format!("{APNS_TOPIC}.voip"));
+    ensure!(field(ring, "kind") == "call_invite" && !field(ring, "call_id").is_empty(), "{:?}", data(ring));
+    bob.client.set_push_settings(v1::SetPushSettings { level: 0, preview: Some(true) }).await?;
+    call!(alice.client, HangupCall, v1::HangupCall { call_id: field(ring, "call_id"), ..Default::default() })?;
+    send(&alice, conv, "now you may read this", &[]).await?;
+    let got = fakes.apns.wait_for(5, Duration::from_secs(10)).await;
+    let alert = &got[4].json.as_ref().context("json")?["aps"]["alert"];
+    ensure!(alert["body"] == "now you may read this" && alert["title"] == alice.name.as_str(), "{alert}");
+    ensure!(got.len() == 5, "the alert target got the call too: {:?}", got.iter().map(|r| &r.path).collect::<Vec<_>>());
+    s.stop().await
+}
+
+/// §24.3: with encryption at rest a push never carries content, whatever the preview setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_servers_never_put_content_in_a_push() -> anyhow::Result<()> {
+    let fakes = Fakes::start().await;
+    let key = fakes.dir.path().join("kek");
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    std::fs::write(&key, k)?;
+    let s = TestServer::start_with(StoreKind::Sqlite, |c| {
+        fakes.configure(c);
+        c.store.encryption_key_file = Some(key.clone());
+    })
+    .await?;
+    let (bob, _) = offline_with(&s, "ebob", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob"))).await?;
+    bob.client.set_push_settings(v1::SetPushSettings { level: 0, preview: Some(true) }).await?;
+    let alice = new_user(&s, WS, "ealice").await?;
+    let conv = dm(&alice, bob.id).await?;
+    send(&alice, conv, "sealed words", &[]).await?;
+    let got = fakes.webpush.wait_for(1, Duration::from_secs(10)).await;
+    let body = String::from_utf8_lossy(&got[0].body);
+    ensure!(!body.contains("sealed") && !body.contains(&alice.name), "content in a push: {body}");
+    ensure!(field(&got[0], "kind") == "message", "{body}");
+    s.stop().await
+}
+
+/// §24.5: Expo accepts with a ticket (SENT); its receipt says DeviceNotRegistered: the row
+/// FAILED and the target disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expo_receipts_disable_gone_tokens() -> anyhow::Result<()> {
+    let fakes = Fakes::start().await;
+    let s = server(StoreKind::Sqlite, &fakes).await?;
+    fakes.expo.set_receipt(
+        "ticket-1",
+        json!({"status": "error", "message": "gone", "details": {"error": "DeviceNotRegistered"}}),
+    );
+    let (bob, registered) =
+        offline_with(&s, "xbob", target(v1::PushProvider::Expo, "ExponentPushToken[abcdefghijklmnop]")).await?;
+    let alice = new_user(&s, WS, "xalice").await?;
+    let conv = dm(&alice, bob.id).await?;
+    send(&alice, conv, "via expo", &[]).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = bob.client.list_push_deliveries(0, 10).await?.deliveries;
+        let targets = bob.client.list_push_targets(true).await?.targets;
+        let disabled = targets.iter().any(|t| t.target_id == registered.target_id && !t.enabled);
+        if rows.len() == 1 && state(&rows[0]) == v1::PushDeliveryState::Failed && disabled {
+            ensure!(rows[0].detail.contains("DeviceNotRegistered"), "{:?}", rows[0]);
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "no receipt settled: {rows:#?} {targets:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asked = fakes.expo.received().iter().filter(|r| r.path.ends_with("getReceipts")).count();
+    ensure!(asked >= 1, "receipts were never asked for");
+    s.stop().await
+}
+
+/// §24.5: two nodes on one database, both sending: each push is sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_send_each_push_once() -> anyhow::Result<()> {
+    let fakes = Fakes::start().await;
+    let db = confab_conformance::pg::TestDatabase::create().await?;
+    let a = TestServer::start_on(&db.url, |c| fakes.configure(c)).await?;
+    let b = TestServer::start_on(&db.url, |c| fakes.configure(c)).await?;
+    let (bob, _) = offline_with(&a, "nbob", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob"))).await?;
+    let alice = new_user(&b, WS, "nalice").await?;
+    let conv = dm(&alice, bob.id).await?;
+    const N: usize = 40;
+    for i in 0..N {
+        send(&alice, conv, &format!("burst {i}"), &[]).await?;
+    }
+    let rows = settled(&bob, N).await?;
+    ensure!(rows.len() == N, "{} rows", rows.len());
+    ensure!(rows.iter().all(|d| state(d) == v1::PushDeliveryState::Sent && d.attempts == 1), "{rows:#?}");
+    let got = fakes.webpush.received();
+    let mut seqs: Vec<String> = got.iter().map(|r| field(r, "seq")).collect();
+    seqs.sort();
+    seqs.dedup();
+    ensure!(got.len() == N && seqs.len() == N, "{} requests for {} entries", got.len(), seqs.len());
+    a.stop().await?;
+    b.stop().await?;
+    Ok(())
+}

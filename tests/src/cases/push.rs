@@ -136,7 +136,7 @@ pub(super) async fn push_requests_are_bounded(t: Target) -> anyhow::Result<()> {
     ensure!(page.deliveries.len() <= 50, "a default page holds {}", page.deliveries.len());
     let mut s = v1::SetPushSettings { level: 99, ..Default::default() };
     field(
-        expect_code(a.client.set_push_settings(s.clone()).await, ErrorCode::InvalidArgument),
+        expect_code(a.client.set_push_settings(s).await, ErrorCode::InvalidArgument),
         "set_push_settings.level",
     )?;
     s.level = 0;
@@ -161,18 +161,18 @@ pub(super) async fn push_settings_per_account_and_conversation(t: Target) -> any
     let later = now_ms() + 3_600_000;
     let own =
         v1::SetConversationPushSettings { conversation_id: conv, level: v1::PushLevel::None as i32, until_ms: later };
-    let stored = a.client.set_conversation_push_settings(own.clone()).await?;
+    let stored = a.client.set_conversation_push_settings(own).await?;
     ensure!(stored.level == v1::PushLevel::None as i32 && stored.until_ms == later, "{stored:?}");
     let s = a.client.push_settings().await?;
     ensure!(
         s.conversations.iter().any(|c| c.conversation_id == conv && c.level == v1::PushLevel::None as i32),
         "{s:?}"
     );
-    let past = v1::SetConversationPushSettings { until_ms: 1, ..own.clone() };
+    let past = v1::SetConversationPushSettings { until_ms: 1, ..own };
     let e = expect_code(a.client.set_conversation_push_settings(past).await, ErrorCode::InvalidArgument)?;
     ensure!(e.field == "set_conversation_push_settings.until_ms", "{e:?}");
-    let outsider = expect_code(b.client.set_conversation_push_settings(own.clone()).await, ErrorCode::NotFound)?;
-    let missing = v1::SetConversationPushSettings { conversation_id: u64::from(u32::MAX) * 1024, ..own.clone() };
+    let outsider = expect_code(b.client.set_conversation_push_settings(own).await, ErrorCode::NotFound)?;
+    let missing = v1::SetConversationPushSettings { conversation_id: u64::from(u32::MAX) * 1024, ..own };
     let nothing = expect_code(b.client.set_conversation_push_settings(missing).await, ErrorCode::NotFound)?;
     ensure!(outsider.message == nothing.message, "a non-member learns more than about a missing conversation");
     let cleared = v1::SetConversationPushSettings { conversation_id: conv, level: 0, until_ms: 0 };

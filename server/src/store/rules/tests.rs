@@ -447,7 +447,8 @@ mod push {
     #[test]
     fn a_delivery_is_sent_unless_something_made_it_pointless_or_late() {
         assert_eq!(verdict(&due(), NOW), Verdict::Send);
-        let cases: [(fn(&mut DueDelivery), Verdict); 6] = [
+        type Change = fn(&mut DueDelivery);
+        let cases: [(Change, Verdict); 6] = [
             (|d| d.session_ended = true, Verdict::Drop("the device signed out")),
             (|d| d.target.disabled_at_ms = Some(1), Verdict::Drop("the target was disabled")),
             (|d| d.acked_seq = 10, Verdict::Drop("acknowledged by the device")),
