@@ -16,6 +16,7 @@ mod chat;
 pub mod media;
 pub mod output;
 mod ping;
+mod push;
 mod resolve;
 pub mod search;
 mod social;
@@ -252,6 +253,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Push notifications: targets, deliveries, settings, muting a conversation.
+    Push {
+        #[command(subcommand)]
+        command: push::PushCommand,
+    },
     /// Where this profile keeps its files.
     Paths,
 }
@@ -285,6 +291,7 @@ pub async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
         }
         Command::Avatar { path, clear, json } => media::avatar(&settings, path, clear, json).await,
         Command::Search(args) => search::run(&settings, args).await,
+        Command::Push { command } => push::run(&settings, command).await,
         other => chat::run(&settings, other).await,
     }
 }

@@ -135,10 +135,7 @@ pub(super) async fn push_requests_are_bounded(t: Target) -> anyhow::Result<()> {
     let page = a.client.list_push_deliveries(0, 0).await?;
     ensure!(page.deliveries.len() <= 50, "a default page holds {}", page.deliveries.len());
     let mut s = v1::SetPushSettings { level: 99, ..Default::default() };
-    field(
-        expect_code(a.client.set_push_settings(s).await, ErrorCode::InvalidArgument),
-        "set_push_settings.level",
-    )?;
+    field(expect_code(a.client.set_push_settings(s).await, ErrorCode::InvalidArgument), "set_push_settings.level")?;
     s.level = 0;
     a.client.set_push_settings(s).await?;
     Ok(())
