@@ -754,7 +754,8 @@ where
                     d.attempts, d.created_at_ms, d.expires_at_ms, x.revoked_at_ms, COALESCE(a.acked_seq, 0), \
                     mb.read_seq, m.deleted_at_ms, COALESCE(g.preview, {f}), CAST(c.kind AS BIGINT), \
                     (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = d.conversation_id AND u.seq > mb.read_seq \
-                       AND u.sender_id <> d.user_id AND u.deleted_at_ms IS NULL) \
+                       AND u.sender_id <> d.user_id AND u.deleted_at_ms IS NULL), \
+                    (SELECT COUNT(*) FROM blocks b WHERE b.user_id = d.user_id AND b.blocked_id = d.sender_id) \
              FROM push_deliveries d JOIN push_targets t ON t.id = d.target_id \
              LEFT JOIN sessions x ON x.id = d.session_id \
              LEFT JOIN device_acks a ON a.session_id = d.session_id AND a.conversation_id = d.conversation_id \
@@ -799,6 +800,7 @@ where
                     preview: r.try_get(25)?,
                     conv_kind: conv_kind.and_then(|k| ConvKind::try_from(k as i32).ok()),
                     unread: r.try_get(27)?,
+                    sender_blocked: r.try_get::<i64, _>(28)? > 0,
                 })
             })
             .collect()

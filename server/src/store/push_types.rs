@@ -211,6 +211,8 @@ pub struct DueDelivery {
     pub member: bool,
     /// The message was deleted since.
     pub message_deleted: bool,
+    /// The user blocked the sender since.
+    pub sender_blocked: bool,
     /// The user's unread messages in the conversation now.
     pub unread: i64,
     /// The user allows previews.

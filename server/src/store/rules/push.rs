@@ -38,8 +38,8 @@ pub enum Verdict {
 }
 
 /// Decides a delivery whose time has come: dropped when the device signed out, the target was
-/// disabled, the device acknowledged the entry (it has it), the user left, or the message was
-/// deleted; expired past its `expires_at_ms`; otherwise sent.
+/// disabled, the device acknowledged the entry (it has it), the user left, the message was
+/// deleted or its sender blocked; expired past its `expires_at_ms`; otherwise sent.
 pub fn verdict(d: &DueDelivery, now_ms: i64) -> Verdict {
     if d.session_ended {
         Verdict::Drop("the device signed out")
@@ -51,6 +51,8 @@ pub fn verdict(d: &DueDelivery, now_ms: i64) -> Verdict {
         Verdict::Drop("no longer a member")
     } else if d.message_deleted {
         Verdict::Drop("the message was deleted")
+    } else if d.sender_blocked {
+        Verdict::Drop("the sender is blocked")
     } else if now_ms >= d.expires_at_ms {
         Verdict::Expire
     } else {

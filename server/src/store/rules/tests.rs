@@ -439,6 +439,7 @@ mod push {
             acked_seq: 9,
             member: true,
             message_deleted: false,
+            sender_blocked: false,
             unread: 1,
             preview: false,
         }
@@ -448,12 +449,13 @@ mod push {
     fn a_delivery_is_sent_unless_something_made_it_pointless_or_late() {
         assert_eq!(verdict(&due(), NOW), Verdict::Send);
         type Change = fn(&mut DueDelivery);
-        let cases: [(Change, Verdict); 6] = [
+        let cases: [(Change, Verdict); 7] = [
             (|d| d.session_ended = true, Verdict::Drop("the device signed out")),
             (|d| d.target.disabled_at_ms = Some(1), Verdict::Drop("the target was disabled")),
             (|d| d.acked_seq = 10, Verdict::Drop("acknowledged by the device")),
             (|d| d.member = false, Verdict::Drop("no longer a member")),
             (|d| d.message_deleted = true, Verdict::Drop("the message was deleted")),
+            (|d| d.sender_blocked = true, Verdict::Drop("the sender is blocked")),
             (|d| d.expires_at_ms = NOW, Verdict::Expire),
         ];
         for (change, want) in cases {
