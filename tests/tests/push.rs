@@ -445,3 +445,39 @@ async fn two_nodes_send_each_push_once() -> anyhow::Result<()> {
     b.stop().await?;
     Ok(())
 }
+
+/// §24.5: a provider that does not answer holds up only its own pushes: another user's push goes
+/// while the first request is still waiting for its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_provider_holds_up_only_its_own_pushes() -> anyhow::Result<()> {
+    let fakes = Fakes::start().await;
+    let s = server(StoreKind::Sqlite, &fakes).await?;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent_url = format!("http://{}/never", silent.local_addr()?);
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+            let _ = accepted_tx.send(()).await;
+        }
+    });
+    let (carol, _) = offline_with(&s, "scarol", target(v1::PushProvider::Webpush, &silent_url)).await?;
+    let (bob, _) = offline_with(&s, "sbob", target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob"))).await?;
+    let alice = new_user(&s, WS, "salice").await?;
+    let to_carol = dm(&alice, carol.id).await?;
+    let to_bob = dm(&alice, bob.id).await?;
+    send(&alice, to_carol, "into the void", &[]).await?;
+    tokio::time::timeout(Duration::from_secs(10), accepted.recv()).await?.context("never connected")?;
+    send(&alice, to_bob, "still delivered", &[]).await?;
+    fakes.webpush.wait_for(1, Duration::from_secs(10)).await;
+    let waiting = carol.client.list_push_deliveries(0, 10).await?.deliveries;
+    ensure!(
+        waiting.len() == 1
+            && state(&waiting[0]) == v1::PushDeliveryState::Queued
+            && waiting[0].attempts == 1
+            && waiting[0].next_attempt_at_ms == waiting[0].created_at_ms,
+        "the silent provider's push is no longer in its first attempt (no retry is scheduled yet): {waiting:#?}"
+    );
+    s.stop().await
+}

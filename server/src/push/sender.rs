@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,8 @@ use super::providers::{Notification, Outcome, Preview, Priority, Providers, Targ
 const PREVIEW_BYTES: usize = 1000;
 /// Longest a sender sleeps without looking at the ledger (other nodes' rows, leases running out).
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long deliveries in flight get to finish when the server stops.
+const DRAIN: Duration = Duration::from_secs(2);
 /// Receipts asked for at once.
 const RECEIPTS_BATCH: u32 = 100;
 
@@ -51,41 +54,56 @@ pub(super) struct Sender {
 }
 
 impl Sender {
+    /// Claims and sends until `shutdown`: up to `push.concurrency` deliveries in flight, a slot
+    /// refilled as soon as one ends (a slow provider holds only its own deliveries up). On
+    /// shutdown, what is in flight gets `DRAIN` to finish; the rest is sent again once its lease
+    /// runs out.
     pub(super) async fn run(self, shutdown: CancellationToken) {
         let receipts_every = self.config.expo.receipt_delay.clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_receipts = Instant::now() + receipts_every;
+        let capacity = self.config.concurrency as usize;
+        let lease = self.config.lease.as_millis() as i64;
+        let mut inflight = FuturesUnordered::new();
         loop {
             if shutdown.is_cancelled() {
+                let _ = tokio::time::timeout(DRAIN, async { while inflight.next().await.is_some() {} }).await;
                 return;
             }
-            let lease = self.config.lease.as_millis() as i64;
-            match self.store.claim_push_deliveries(&self.holder, now_ms(), lease, self.config.concurrency).await {
-                Ok(batch) if !batch.is_empty() => {
-                    let n = self.config.concurrency as usize;
-                    futures_util::stream::iter(batch).for_each_concurrent(n, |d| self.deliver(d)).await;
-                    continue;
+            let room = capacity - inflight.len();
+            let mut claimed_all = false;
+            if room > 0 {
+                match self.store.claim_push_deliveries(&self.holder, now_ms(), lease, room as u32).await {
+                    Ok(batch) => {
+                        claimed_all = batch.len() == room;
+                        inflight.extend(batch.into_iter().map(|d| self.deliver(d)));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming push deliveries"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "claiming push deliveries"),
             }
             if Instant::now() >= next_receipts {
                 self.receipts().await;
                 next_receipts = Instant::now() + receipts_every;
             }
-            let wait = match self.store.next_push_due().await {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_CHECK),
-                Ok(None) => IDLE_CHECK,
-                Err(_) => IDLE_CHECK,
+            // More may be due: claim again as soon as a slot frees.
+            let wait = if claimed_all {
+                Duration::ZERO
+            } else if room == 0 {
+                // Full: a slot freeing is what matters.
+                IDLE_CHECK
+            } else {
+                match self.store.next_push_due().await {
+                    Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_CHECK),
+                    Ok(None) | Err(_) => IDLE_CHECK,
+                }
+                .min(next_receipts.saturating_duration_since(Instant::now()))
+                // Due now but held by another node's lease: do not spin.
+                .max(Duration::from_millis(20))
             };
-            let wait = wait.min(next_receipts.saturating_duration_since(Instant::now()));
-            if wait.is_zero() {
-                // Due now but not claimable (another node holds it): do not spin.
-                tokio::task::yield_now().await;
-            }
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = self.wake.0.notified() => {}
-                () = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
+                () = shutdown.cancelled() => {}
+                Some(()) = inflight.next(), if !inflight.is_empty() => {}
+                () = self.wake.0.notified(), if inflight.len() < capacity => {}
+                () = tokio::time::sleep(wait), if !claimed_all || inflight.is_empty() => {}
             }
         }
     }
