@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::session::Caller;
 use crate::store::push_sql::TargetSelector;
 use crate::store::{
-    CallInvitePlan, ConvId, ConvPushSetting, NewTarget, PushLevel, PushProvider, SESSION_ENDED, Store, TargetRec,
+    CallInvitePlan, ConvPushSetting, NewTarget, PushLevel, PushProvider, SESSION_ENDED, Store, TargetRec,
     UNREGISTERED, now_ms,
 };
 pub use planner::Planner;
@@ -344,9 +344,7 @@ impl Subscriber for Push {
             // Only where the write was committed; the planner's sweep catches up the rest.
             DomainEvent::Committed(c) => {
                 if let Some(applied) = &c.applied {
-                    let mut convs: Vec<ConvId> = Vec::new();
-                    planner::touched(applied, &mut convs);
-                    self.0.planner.dirty(convs);
+                    self.0.planner.dirty(applied.conversations());
                 }
             }
             DomainEvent::CallInvited { call_id, conversation, caller, callees, ring_deadline_ms } => {

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PushConfig;
-use crate::store::{Applied, ConvId, PlanContext, Store, now_ms};
+use crate::store::{ConvId, PlanContext, Store, now_ms};
 
 use super::sender::Wake;
 
@@ -43,18 +43,6 @@ struct Inner {
     rx: std::sync::Mutex<Option<mpsc::Receiver<Vec<ConvId>>>>,
     overflow: AtomicBool,
     wake: Notify,
-}
-
-/// The conversations an applied write added log entries to, cascades included.
-pub(super) fn touched(applied: &Applied, out: &mut Vec<ConvId>) {
-    for e in &applied.events {
-        if !out.contains(&e.conversation_id) {
-            out.push(e.conversation_id);
-        }
-    }
-    for c in &applied.cascade {
-        touched(c, out);
-    }
 }
 
 impl Planner {

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{DomainEvent, Subscriber};
-use crate::store::{Applied, ConvId, IndexProgress, Store};
+use crate::store::{ConvId, IndexProgress, Store};
 
 use super::normalize::Folded;
 
@@ -99,17 +99,6 @@ impl Indexer {
     }
 }
 
-fn touched(applied: &Applied, out: &mut Vec<ConvId>) {
-    for e in &applied.events {
-        if !out.contains(&e.conversation_id) {
-            out.push(e.conversation_id);
-        }
-    }
-    for c in &applied.cascade {
-        touched(c, out);
-    }
-}
-
 impl Subscriber for Indexer {
     fn name(&self) -> &'static str {
         "search-indexer"
@@ -120,8 +109,7 @@ impl Subscriber for Indexer {
         // nodes queue on each other's progress rows.
         let DomainEvent::Committed(c) = event else { return };
         let Some(applied) = &c.applied else { return };
-        let mut convs = Vec::new();
-        touched(applied, &mut convs);
+        let convs = applied.conversations();
         if !convs.is_empty() && self.0.tx.try_send(Cmd::Dirty(convs)).is_err() {
             self.0.overflow.store(true, Ordering::Release);
             self.0.wake.notify_one();

@@ -472,6 +472,26 @@ pub struct Applied {
     pub cascade: Vec<Applied>,
 }
 
+impl Applied {
+    /// The conversations this write added log entries to, cascades included, each once, in the
+    /// order they first appear.
+    pub fn conversations(&self) -> Vec<ConvId> {
+        fn walk(a: &Applied, out: &mut Vec<ConvId>) {
+            for e in &a.events {
+                if !out.contains(&e.conversation_id) {
+                    out.push(e.conversation_id);
+                }
+            }
+            for c in &a.cascade {
+                walk(c, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+}
+
 /// Why one op of a batch was refused (the rest of the batch is unaffected).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpError {

@@ -12,6 +12,7 @@ pub mod keys_sql;
 pub(crate) mod media_sql;
 pub mod media_types;
 mod postgres;
+mod progress_sql;
 pub mod push_sql;
 pub mod push_types;
 pub(crate) mod rooms_sql;

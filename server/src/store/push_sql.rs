@@ -13,6 +13,7 @@ use super::push_types::{
     CallInvitePlan, ConvPushSetting, DeliveryRec, DeliveryState, DeliveryUpdate, DueDelivery, NewTarget,
     PendingReceipt, PlanContext, PlanProgress, PushKind, PushLevel, PushProvider, PushSettingsRec, TargetRec,
 };
+use super::progress_sql::{PUSH, ProgressSql};
 use super::rules::push::{effective_level, notifies};
 use super::search_sql::ids;
 use super::sql::SqlBackend;
@@ -383,15 +384,7 @@ where
 
     /// Conversations whose log the planner has not read to the head, lowest id first.
     pub(super) async fn lagging(pool: &Pool<DB>, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.id FROM conversations c LEFT JOIN push_progress p ON p.conversation_id = c.id \
-             WHERE c.id > $1 AND c.head_seq > COALESCE(p.planned_seq, 0) ORDER BY c.id LIMIT $2",
-        )
-        .bind(after.0)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(|r| Ok(ConvId(r.try_get(0)?))).collect()
+        ProgressSql::<DB>::lagging(pool, PUSH, after, limit).await
     }
 
     /// One planner pass over `convs` in one transaction: progress rows locked (two nodes never
@@ -408,33 +401,13 @@ where
             return Ok((Vec::new(), 0));
         }
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let values: Vec<String> = convs.iter().map(|c| format!("({}, 0)", c.0)).collect();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO push_progress (conversation_id, planned_seq) VALUES {} ON CONFLICT DO NOTHING",
-            values.join(", ")
-        )))
-        .persistent(false)
-        .execute(&mut *tx)
-        .await?;
-        let lock = match DB::BACKEND {
-            Backend::Postgres => " FOR UPDATE OF p",
-            Backend::Sqlite => "",
-        };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT p.conversation_id, p.planned_seq, c.head_seq, CAST(c.kind AS BIGINT) FROM push_progress p \
-             JOIN conversations c ON c.id = p.conversation_id \
-             WHERE p.conversation_id IN ({}) ORDER BY p.conversation_id{lock}",
-            ids(&convs)
-        )))
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = ProgressSql::<DB>::lock(&mut tx, PUSH, &convs).await?;
         let mut progress = Vec::with_capacity(rows.len());
         let mut planned: Vec<Planned> = Vec::new();
         let mut budget = PASS_ENTRIES;
         for r in &rows {
-            let (conversation, from, head): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            let kind = ConvKind::try_from(r.try_get::<i64, _>(3)? as i32).map_err(|e| bad("conversation kind", e))?;
+            let (conversation, from, head) = (r.conversation.0, r.read, r.head);
+            let kind = ConvKind::try_from(r.kind as i32).map_err(|e| bad("conversation kind", e))?;
             if from >= head || budget <= 0 {
                 progress.push(PlanProgress { conversation: ConvId(conversation), planned_seq: from, head_seq: head });
                 continue;
@@ -446,11 +419,7 @@ where
         }
         let written = Self::insert(&mut tx, &planned).await?;
         for p in &progress {
-            sqlx::query("UPDATE push_progress SET planned_seq = $1 WHERE conversation_id = $2")
-                .bind(p.planned_seq)
-                .bind(p.conversation.0)
-                .execute(&mut *tx)
-                .await?;
+            ProgressSql::<DB>::advance(&mut tx, PUSH, p.conversation, p.planned_seq).await?;
         }
         tx.commit().await?;
         Ok((progress, written))

@@ -4,6 +4,26 @@
 use super::conv_types::{ConvId, ConvKind, MessageId, UnknownValue, numbered};
 use super::types::UserId;
 
+/// `ALL`, and the stored (and metric label) name of each variant: `as_str`, `parse`.
+macro_rules! named {
+    ($name:ident, [$($variant:ident => $text:literal),* $(,)?]) => {
+        impl $name {
+            pub const ALL: &[Self] = &[$(Self::$variant),*];
+
+            /// The stored and metric label name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|k| k.as_str() == s)
+            }
+        }
+    };
+}
+
 /// The service that carries a target's pushes (wire `PushProvider`). Stored by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PushProvider {
@@ -19,23 +39,7 @@ pub enum PushProvider {
 
 numbered!(PushProvider, "push provider", [WebPush, Fcm, Apns, Expo]);
 
-impl PushProvider {
-    pub const ALL: [Self; 4] = [Self::WebPush, Self::Fcm, Self::Apns, Self::Expo];
-
-    /// The stored and metric label name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebPush => "webpush",
-            Self::Fcm => "fcm",
-            Self::Apns => "apns",
-            Self::Expo => "expo",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+named!(PushProvider, [WebPush => "webpush", Fcm => "fcm", Apns => "apns", Expo => "expo"]);
 
 /// When a conversation notifies (wire `PushLevel`, §24.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,23 +85,7 @@ pub enum DeliveryState {
 
 numbered!(DeliveryState, "push delivery state", [Queued, Sent, Failed, Dropped, Expired]);
 
-impl DeliveryState {
-    pub const ALL: [Self; 5] = [Self::Queued, Self::Sent, Self::Failed, Self::Dropped, Self::Expired];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-            Self::Dropped => "dropped",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+named!(DeliveryState, [Queued => "queued", Sent => "sent", Failed => "failed", Dropped => "dropped", Expired => "expired"]);
 
 /// The reason stored on a target its owner unregistered (not announced to the device).
 pub const UNREGISTERED: &str = "unregistered";

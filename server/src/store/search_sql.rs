@@ -13,6 +13,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _,
 
 use super::conv_types::{ConvId, MessageId};
 use super::keys::Sealer;
+use super::progress_sql::{ProgressSql, SEARCH};
 use super::search_statement::search_statement;
 use super::search_types::{FoldFn, Found, IndexProgress, SearchKey, SearchScope, SearchSpec, Span};
 use super::sql::SqlBackend;
@@ -159,15 +160,7 @@ where
 
     /// Conversations whose log the index has not read to the head, lowest id first.
     pub(super) async fn lagging(pool: &Pool<DB>, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.id FROM conversations c LEFT JOIN search_progress p ON p.conversation_id = c.id \
-             WHERE c.id > $1 AND c.head_seq > COALESCE(p.indexed_seq, 0) ORDER BY c.id LIMIT $2",
-        )
-        .bind(after.0)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(|r| Ok(ConvId(r.try_get(0)?))).collect()
+        ProgressSql::<DB>::lagging(pool, SEARCH, after, limit).await
     }
 
     /// One indexer pass over `convs` in one transaction: their progress rows locked (two nodes
@@ -185,33 +178,13 @@ where
         if convs.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let list = ids(&convs);
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let values: Vec<String> = convs.iter().map(|c| format!("({}, 0)", c.0)).collect();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO search_progress (conversation_id, indexed_seq) VALUES {} ON CONFLICT DO NOTHING",
-            values.join(", ")
-        )))
-        .persistent(false)
-        .execute(&mut *tx)
-        .await?;
-        let lock = match DB::BACKEND {
-            Backend::Postgres => " FOR UPDATE OF p",
-            Backend::Sqlite => "",
-        };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT p.conversation_id, p.indexed_seq, c.head_seq FROM search_progress p \
-             JOIN conversations c ON c.id = p.conversation_id \
-             WHERE p.conversation_id IN ({list}) ORDER BY p.conversation_id{lock}"
-        )))
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = ProgressSql::<DB>::lock(&mut tx, SEARCH, &convs).await?;
         let mut progress = Vec::with_capacity(rows.len());
         let mut touched: BTreeSet<i64> = BTreeSet::new();
         let mut budget = PASS_ENTRIES;
         for r in &rows {
-            let (conversation, indexed_seq, head_seq): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let (conversation, indexed_seq, head_seq) = (r.conversation.0, r.read, r.head);
             if indexed_seq >= head_seq || budget <= 0 {
                 progress.push(IndexProgress { conversation: ConvId(conversation), indexed_seq, head_seq });
                 continue;
@@ -253,11 +226,7 @@ where
             written += Self::write_docs(&mut tx, chunk, &current, fold, blind).await?;
         }
         for p in &progress {
-            sqlx::query("UPDATE search_progress SET indexed_seq = $1 WHERE conversation_id = $2")
-                .bind(p.indexed_seq)
-                .bind(p.conversation.0)
-                .execute(&mut *tx)
-                .await?;
+            ProgressSql::<DB>::advance(&mut tx, SEARCH, p.conversation, p.indexed_seq).await?;
         }
         tx.commit().await?;
         Ok((progress, written))

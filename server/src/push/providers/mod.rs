@@ -180,6 +180,6 @@ impl Providers {
 
     /// Kinds configured, for ListPushTargets' answer and the logs.
     pub fn kinds(&self) -> Vec<ProviderKind> {
-        ProviderKind::ALL.into_iter().filter(|k| self.get(*k).is_some()).collect()
+        ProviderKind::ALL.iter().copied().filter(|k| self.get(*k).is_some()).collect()
     }
 }
