@@ -13,6 +13,8 @@ pub(crate) mod media_sql;
 pub mod media_types;
 mod postgres;
 mod progress_sql;
+mod push_plan_sql;
+mod push_send_sql;
 pub mod push_sql;
 pub mod push_types;
 pub(crate) mod rooms_sql;
