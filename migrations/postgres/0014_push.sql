@@ -64,6 +64,9 @@ CREATE INDEX push_deliveries_due ON push_deliveries (due_at_ms) WHERE state = 'q
 CREATE INDEX push_deliveries_receipts ON push_deliveries (sent_at_ms) WHERE receipt_pending AND state = 'sent';
 CREATE INDEX push_deliveries_user ON push_deliveries (user_id, id);
 
+-- The planner reads a conversation's members with push targets: spans by conversation.
+CREATE INDEX membership_spans_conversation ON membership_spans (conversation_id, until_seq);
+
 -- How far the planner has read each conversation's log. Conversations that exist now start at
 -- their head: nothing written before push existed is pushed.
 CREATE TABLE push_progress (

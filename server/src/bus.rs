@@ -134,8 +134,8 @@ pub enum DomainEvent {
     /// Encoded frames for connections wherever they are: call state (§20.2), call signals,
     /// typing (§16). `droppable` frames never close a connection whose queue is full.
     Frames { frames: Vec<(Audience, Bytes)>, droppable: bool },
-    /// A call started ringing (§20.2.1): its callees' devices that are not connected are pushed
-    /// (§24). Only on the node that started it.
+    /// A call started ringing (§20.2.1): its callees' devices with push targets are pushed, high
+    /// priority (§24.2). Only on the node that started it.
     CallInvited { call_id: String, conversation: ConvId, caller: UserId, callees: Vec<UserId>, ring_deadline_ms: i64 },
     /// Another node of the cluster stopped (its heartbeat stopped or it said goodbye): its
     /// devices are gone. Only ever published by the cluster link on this node.

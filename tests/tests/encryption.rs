@@ -561,12 +561,12 @@ async fn turning_it_on_seals_what_is_there(kind: StoreKind) -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_turning_it_on_seals_what_is_there() {
-    turning_it_on_seals_what_is_there(StoreKind::Sqlite).await.expect("turning it on");
+    Box::pin(turning_it_on_seals_what_is_there(StoreKind::Sqlite)).await.expect("turning it on");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_turning_it_on_seals_what_is_there() {
-    turning_it_on_seals_what_is_there(StoreKind::Postgres).await.expect("turning it on");
+    Box::pin(turning_it_on_seals_what_is_there(StoreKind::Postgres)).await.expect("turning it on");
 }
 
 /// The whole conformance suite on a server with encryption at rest on: no feature notices it.

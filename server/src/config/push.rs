@@ -42,6 +42,9 @@ pub struct PushConfig {
     /// before planning them, or of a node not pushing).
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// How long ended deliveries stay in the ledger (ListPushDeliveries) before they are deleted.
+    #[serde(with = "humantime_serde")]
+    pub ledger_retention: Duration,
     /// Push targets one device (session) may register.
     pub max_targets_per_device: u32,
     /// Per-request timeout towards a provider.
@@ -65,6 +68,7 @@ impl Default for PushConfig {
             lease: Duration::from_secs(30),
             concurrency: 32,
             sweep_interval: Duration::from_secs(30),
+            ledger_retention: Duration::from_secs(7 * 24 * 3600),
             max_targets_per_device: 4,
             request_timeout: Duration::from_secs(10),
             webpush: WebPushConfig::default(),
@@ -208,6 +212,9 @@ impl PushConfig {
         }
         if self.sweep_interval < Duration::from_secs(1) {
             return bad("push.sweep_interval must be at least 1s");
+        }
+        if self.ledger_retention < Duration::from_secs(3600) {
+            return bad("push.ledger_retention must be at least 1h");
         }
         if !(1..=32).contains(&self.max_targets_per_device) {
             return bad("push.max_targets_per_device must be 1 to 32");

@@ -21,10 +21,9 @@ use crate::error::ServerError;
 use crate::hub::{Audience, Hub};
 use crate::metrics::Metrics;
 use crate::session::Caller;
-use crate::store::push_sql::TargetSelector;
 use crate::store::{
     CallInvitePlan, ConvPushSetting, NewTarget, PushLevel, PushProvider, SESSION_ENDED, Store, TargetRec,
-    UNREGISTERED, now_ms,
+    TargetSelector, now_ms,
 };
 pub use planner::Planner;
 use providers::Providers;
@@ -156,11 +155,9 @@ impl Push {
     pub async fn unregister(&self, a: &Caller, r: &v1::UnregisterPushTarget) -> Result<(), ServerError> {
         let not_found = || ServerError::NotFound("no such push target".into());
         let id = i64::try_from(r.target_id).map_err(|_| not_found())?;
-        let mine = self.0.store.push_targets(a.user_id, None).await?;
-        if !mine.iter().any(|t| t.id == id) {
+        if !self.0.store.unregister_push_target(a.user_id, id, now_ms()).await? {
             return Err(not_found());
         }
-        self.0.store.disable_push_targets(TargetSelector::Ids(&[id]), UNREGISTERED, true, now_ms()).await?;
         Ok(())
     }
 
@@ -347,17 +344,17 @@ impl Subscriber for Push {
                     self.0.planner.dirty(applied.conversations());
                 }
             }
+            // Planned here whether or not this node sends (a node that does sends it). Not from
+            // the log: a call rings for seconds, and one that rang while its node died is gone.
             DomainEvent::CallInvited { call_id, conversation, caller, callees, ring_deadline_ms } => {
-                if self.0.config.enabled {
-                    self.call(CallInvitePlan {
-                        call_id: call_id.clone(),
-                        conversation: *conversation,
-                        caller: *caller,
-                        callees: callees.clone(),
-                        now_ms: now_ms(),
-                        expires_at_ms: *ring_deadline_ms,
-                    });
-                }
+                self.call(CallInvitePlan {
+                    call_id: call_id.clone(),
+                    conversation: *conversation,
+                    caller: *caller,
+                    callees: callees.clone(),
+                    now_ms: now_ms(),
+                    expires_at_ms: *ring_deadline_ms,
+                });
             }
             DomainEvent::SessionAttached { caller, .. } => self.attached(caller.session_id.clone()),
             DomainEvent::SessionsRevoked { sessions, .. } => self.disable(Which::Sessions(sessions.clone())),

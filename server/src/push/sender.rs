@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +24,11 @@ const PREVIEW_BYTES: usize = 1000;
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// How long deliveries in flight get to finish when the server stops.
 const DRAIN: Duration = Duration::from_secs(2);
+/// After this long without a receipt, a sent delivery's receipt is no longer asked for.
+const RECEIPT_GIVE_UP: Duration = Duration::from_secs(24 * 3600);
+/// How often ended deliveries past `push.ledger_retention` are deleted, and how many at a time.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_ROWS: u32 = 10_000;
 /// Receipts asked for at once.
 const RECEIPTS_BATCH: u32 = 100;
 
@@ -59,30 +62,47 @@ impl Sender {
     /// shutdown, what is in flight gets `DRAIN` to finish; the rest is sent again once its lease
     /// runs out.
     pub(super) async fn run(self, shutdown: CancellationToken) {
-        let receipts_every = self.config.expo.receipt_delay.clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let this = Arc::new(self);
+        let receipts_every = this.config.expo.receipt_delay.clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_receipts = Instant::now() + receipts_every;
-        let capacity = self.config.concurrency as usize;
-        let lease = self.config.lease.as_millis() as i64;
-        let mut inflight = FuturesUnordered::new();
+        let capacity = this.config.concurrency as usize;
+        let lease = this.config.lease.as_millis() as i64;
+        let providers = this.providers.kinds();
+        let mut next_prune = Instant::now() + PRUNE_EVERY / 60;
+        // Deliveries run as tasks of their own: they go on while this loop awaits the store.
+        let mut inflight = tokio::task::JoinSet::new();
         loop {
+            while inflight.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
-                let _ = tokio::time::timeout(DRAIN, async { while inflight.next().await.is_some() {} }).await;
+                let _ = tokio::time::timeout(DRAIN, async { while inflight.join_next().await.is_some() {} }).await;
                 return;
             }
             let room = capacity - inflight.len();
             let mut claimed_all = false;
             if room > 0 {
-                match self.store.claim_push_deliveries(&self.holder, now_ms(), lease, room as u32).await {
+                match this.store.claim_push_deliveries(&this.holder, &providers, now_ms(), lease, room as u32).await {
                     Ok(batch) => {
                         claimed_all = batch.len() == room;
-                        inflight.extend(batch.into_iter().map(|d| self.deliver(d)));
+                        for d in batch {
+                            let one = this.clone();
+                            inflight.spawn(async move { one.deliver(d).await });
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming push deliveries"),
                 }
             }
             if Instant::now() >= next_receipts {
-                self.receipts().await;
+                this.receipts().await;
                 next_receipts = Instant::now() + receipts_every;
+            }
+            if Instant::now() >= next_prune {
+                let before = now_ms() - this.config.ledger_retention.as_millis() as i64;
+                match this.store.prune_push_ledger(before, PRUNE_ROWS).await {
+                    Ok(n) if n > 0 => tracing::debug!(rows = n, "push ledger pruned"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning the push ledger"),
+                }
+                next_prune = Instant::now() + PRUNE_EVERY;
             }
             // More may be due: claim again as soon as a slot frees.
             let wait = if claimed_all {
@@ -91,7 +111,7 @@ impl Sender {
                 // Full: a slot freeing is what matters.
                 IDLE_CHECK
             } else {
-                match self.store.next_push_due().await {
+                match this.store.next_push_due().await {
                     Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_CHECK),
                     Ok(None) | Err(_) => IDLE_CHECK,
                 }
@@ -101,11 +121,19 @@ impl Sender {
             };
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                Some(()) = inflight.next(), if !inflight.is_empty() => {}
-                () = self.wake.0.notified(), if inflight.len() < capacity => {}
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                () = this.wake.0.notified(), if inflight.len() < capacity => {}
                 () = tokio::time::sleep(wait), if !claimed_all || inflight.is_empty() => {}
             }
         }
+    }
+
+    /// How long one delivery may take with its provider: well inside its lease, so the lease
+    /// never runs out while it is in flight (a provider may make several requests: FCM's token
+    /// exchange, a retry after 401).
+    fn send_budget(&self) -> Duration {
+        let lease = self.config.lease;
+        lease.saturating_sub((lease / 5).max(Duration::from_secs(1)))
     }
 
     async fn deliver(&self, d: DueDelivery) {
@@ -113,6 +141,7 @@ impl Sender {
         let provider_name = d.target.provider.as_str();
         let update = |state: DeliveryState, status: i64, detail: String| DeliveryUpdate {
             id: d.id,
+            fence: d.fence,
             state,
             provider_status: status,
             detail,
@@ -122,6 +151,7 @@ impl Sender {
             receipt_pending: false,
             now_ms: now,
         };
+        let mut gone = None;
         let u = match verdict(&d, now) {
             Verdict::Drop(reason) => update(DeliveryState::Dropped, 0, reason.to_string()),
             Verdict::Expire => update(DeliveryState::Expired, 0, "not delivered before it expired".into()),
@@ -137,8 +167,14 @@ impl Sender {
                         voip: d.target.voip,
                     };
                     let started = Instant::now();
-                    let outcome = p.send(&target, &n).await;
+                    let budget = self.send_budget();
+                    let outcome = tokio::time::timeout(budget, p.send(&target, &n)).await.unwrap_or_else(|_| {
+                        Outcome::Retry { status: 0, after: None, reason: format!("no answer within {budget:?}") }
+                    });
                     self.metrics.push_provider(provider_name, started.elapsed());
+                    if let Outcome::TokenGone { status, reason } = &outcome {
+                        gone = Some(format!("{status} {reason}"));
+                    }
                     self.outcome(&d, outcome)
                 }
             },
@@ -150,6 +186,10 @@ impl Sender {
             Ok(false) => tracing::warn!(delivery = d.id, "push delivery lease lost before its outcome was recorded"),
             Err(e) => tracing::warn!(error = %e, delivery = d.id, "recording a push delivery"),
         }
+        // After the row is final: disabling the target drops the target's queued rows.
+        if let Some(reason) = gone {
+            (self.invalidated)(d.target.id, reason);
+        }
     }
 
     /// The ledger update for a provider's answer.
@@ -157,6 +197,7 @@ impl Sender {
         let now = now_ms();
         let mut u = DeliveryUpdate {
             id: d.id,
+            fence: d.fence,
             state: DeliveryState::Failed,
             provider_status: 0,
             detail: String::new(),
@@ -189,7 +230,6 @@ impl Sender {
             Outcome::TokenGone { status, reason } => {
                 u.provider_status = i64::from(status);
                 u.detail = format!("the token is gone: {reason}");
-                (self.invalidated)(d.target.id, format!("{status} {reason}"));
             }
             Outcome::Failed { status, reason } => {
                 u.provider_status = i64::from(status);
@@ -254,7 +294,8 @@ impl Sender {
     /// Asks providers that answer later (Expo) for the receipts of what they accepted.
     async fn receipts(&self) {
         let before = now_ms() - self.config.expo.receipt_delay.as_millis() as i64;
-        let pending = match self.store.pending_push_receipts(before, RECEIPTS_BATCH).await {
+        let kinds = self.providers.kinds();
+        let pending = match self.store.pending_push_receipts(&kinds, before, RECEIPTS_BATCH).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "reading pending push receipts");
@@ -269,15 +310,18 @@ impl Sender {
             let Some(p) = self.providers.get(provider) else { continue };
             let refs: Vec<String> = rows.iter().map(|r| r.provider_ref.clone()).collect();
             let answers: BTreeMap<String, Outcome> = p.receipts(&refs).await.into_iter().collect();
+            let give_up = now_ms() - RECEIPT_GIVE_UP.as_millis() as i64;
             for row in rows {
-                let Some(outcome) = answers.get(&row.provider_ref) else { continue };
-                let failed = match outcome {
-                    Outcome::Sent { .. } | Outcome::Retry { .. } => None,
-                    Outcome::TokenGone { status, reason } => {
+                let failed = match answers.get(&row.provider_ref) {
+                    // Not answered (yet): asked again next time, until the provider has
+                    // surely forgotten it (Expo keeps receipts a day); then it stays SENT.
+                    None | Some(Outcome::Retry { .. }) if row.sent_at_ms > give_up => continue,
+                    None | Some(Outcome::Sent { .. } | Outcome::Retry { .. }) => None,
+                    Some(Outcome::TokenGone { status, reason }) => {
                         (self.invalidated)(row.target_id, format!("{status} {reason}"));
                         Some((i64::from(*status), format!("the token is gone: {reason}")))
                     }
-                    Outcome::Failed { status, reason } => Some((i64::from(*status), reason.clone())),
+                    Some(Outcome::Failed { status, reason }) => Some((i64::from(*status), reason.clone())),
                 };
                 if failed.is_some() {
                     self.metrics.push(provider.as_str(), "failed");

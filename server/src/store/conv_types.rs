@@ -89,6 +89,8 @@ impl Role {
 pub const LOG_POSTED: i32 = 2;
 /// The log kind of an edit (`LogBody::Edited`).
 pub const LOG_EDITED: i32 = 3;
+/// The stored kind of a MembersAdded entry.
+pub const LOG_MEMBERS_ADDED: i32 = 5;
 
 /// A message's current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,7 +196,7 @@ impl LogBody {
             Self::Posted(_) => LOG_POSTED,
             Self::Edited { .. } => LOG_EDITED,
             Self::Deleted { .. } => 4,
-            Self::MembersAdded(_) => 5,
+            Self::MembersAdded(_) => LOG_MEMBERS_ADDED,
             Self::Joined(_) => 6,
             Self::Left(_) => 7,
             Self::Removed(_) => 8,

@@ -15,7 +15,7 @@ mod postgres;
 mod progress_sql;
 mod push_plan_sql;
 mod push_send_sql;
-pub mod push_sql;
+mod push_sql;
 pub mod push_types;
 pub(crate) mod rooms_sql;
 mod rows;
@@ -329,15 +329,18 @@ pub trait PushStore: Send + Sync {
     /// now. `told`: the device needs no PushTargetInvalidated.
     async fn disable_push_targets(
         &self,
-        which: push_sql::TargetSelector<'_>,
+        which: TargetSelector<'_>,
         reason: &str,
         told: bool,
         now_ms: i64,
     ) -> Result<Vec<TargetRec>, StoreError>;
+    /// §24.1: `user`'s target `id` unregistered; `false` when it is not theirs.
+    async fn unregister_push_target(&self, user: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError>;
     /// The user's targets (one session's when given), unregistered ones left out.
     async fn push_targets(&self, user: UserId, session: Option<&str>) -> Result<Vec<TargetRec>, StoreError>;
     /// Targets of `session` disabled by their provider and not yet announced; marks them told.
     async fn take_untold_push_targets(&self, session: &str, now_ms: i64) -> Result<Vec<TargetRec>, StoreError>;
+    /// §24.3: the account's settings and the conversation levels that still hold at `now_ms`.
     async fn push_settings(&self, user: UserId, now_ms: i64) -> Result<PushSettingsRec, StoreError>;
     async fn set_push_settings(
         &self,
@@ -368,14 +371,25 @@ pub trait PushStore: Send + Sync {
     async fn claim_push_deliveries(
         &self,
         holder: &str,
+        providers: &[PushProvider],
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
     /// Records a claimed delivery's outcome; `false` if the lease was lost.
     async fn finish_push_delivery(&self, holder: &str, update: &DeliveryUpdate) -> Result<bool, StoreError>;
-    async fn pending_push_receipts(&self, sent_before_ms: i64, limit: u32) -> Result<Vec<PendingReceipt>, StoreError>;
+    /// Sent deliveries of `providers` whose receipt is due (sent at or before `sent_before_ms`).
+    async fn pending_push_receipts(
+        &self,
+        providers: &[PushProvider],
+        sent_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingReceipt>, StoreError>;
+    /// Settles a receipt: the delivery stays SENT, or becomes FAILED with `(status, detail)`.
     async fn settle_push_receipt(&self, id: i64, failed: Option<(i64, &str)>, now_ms: i64) -> Result<(), StoreError>;
+    /// Deletes up to `limit` ledger rows that ended before `before_ms` (and targets disabled
+    /// before it that nothing names); returns the rows deleted.
+    async fn prune_push_ledger(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError>;
     /// When the next queued delivery is due.
     async fn next_push_due(&self) -> Result<Option<i64>, StoreError>;
 }

@@ -43,7 +43,12 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
 {
     /// Conversations whose log `w`'s reader has not read to the head, lowest id first.
-    pub(super) async fn lagging(pool: &Pool<DB>, w: Watermark, after: ConvId, limit: u32) -> Result<Vec<ConvId>, StoreError> {
+    pub(super) async fn lagging(
+        pool: &Pool<DB>,
+        w: Watermark,
+        after: ConvId,
+        limit: u32,
+    ) -> Result<Vec<ConvId>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT c.id FROM conversations c LEFT JOIN {t} p ON p.conversation_id = c.id \
              WHERE c.id > $1 AND c.head_seq > COALESCE(p.{col}, 0) ORDER BY c.id LIMIT $2",

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
 
 use super::StoreError;
-use super::conv_types::{ConvId, ConvKind, LOG_POSTED};
+use super::conv_types::{ConvId, ConvKind, LOG_MEMBERS_ADDED, LOG_POSTED};
 use super::progress_sql::{PUSH, ProgressSql};
 use super::push_sql::{PushSql, bad, level};
 use super::push_types::{CallInvitePlan, ConvPushSetting, PlanContext, PlanProgress, PushKind, PushLevel};
@@ -15,10 +15,10 @@ use super::rules::push::{effective_level, notifies};
 use super::search_sql::ids;
 use super::sql::SqlBackend;
 
-/// Log kind of MembersAdded (`LogBody::kind`).
-const LOG_MEMBERS_ADDED: i32 = 5;
 /// Most log entries one planner pass reads (over all its conversations).
 const PASS_ENTRIES: i64 = 2000;
+/// About the most ledger rows one conversation adds to a pass (entries × its targets).
+const PASS_ROWS: i64 = 20_000;
 /// Ledger rows per INSERT statement.
 const INSERT_ROWS: usize = 400;
 
@@ -99,8 +99,8 @@ where
                 continue;
             }
             let upto = head.min(from.saturating_add(budget));
+            let upto = Self::plan_conversation(&mut tx, conversation, kind, from, upto, cx, &mut planned).await?;
             budget -= upto - from;
-            Self::plan_conversation(&mut tx, conversation, kind, from, upto, cx, &mut planned).await?;
             progress.push(PlanProgress { conversation: ConvId(conversation), planned_seq: upto, head_seq: head });
         }
         let written = Self::insert(&mut tx, &planned).await?;
@@ -111,7 +111,9 @@ where
         Ok((progress, written))
     }
 
-    /// The ledger rows for entries `from < seq <= upto` of one conversation.
+    /// The ledger rows for entries `from < seq <= upto` of one conversation — fewer entries when
+    /// the conversation has many targets, so a pass writes at most about `PASS_ROWS` rows (at
+    /// least one entry goes). Returns the last seq planned.
     async fn plan_conversation(
         tx: &mut sqlx::Transaction<'_, DB>,
         conversation: i64,
@@ -120,7 +122,13 @@ where
         upto: i64,
         cx: &PlanContext<'_>,
         out: &mut Vec<Planned>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
+        let candidates = Self::candidates(tx, conversation, from).await?;
+        if candidates.is_empty() {
+            return Ok(upto);
+        }
+        let per_entry = i64::try_from(candidates.len()).unwrap_or(i64::MAX);
+        let upto = upto.min(from.saturating_add((PASS_ROWS / per_entry).max(1)));
         let oldest = cx.now_ms - cx.max_age_ms;
         let entries = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT seq, CAST(kind AS BIGINT), actor_id, at_ms, message_id, user_ids FROM conversation_events \
@@ -134,20 +142,21 @@ where
         .fetch_all(&mut **tx)
         .await?;
         if entries.is_empty() {
-            return Ok(());
-        }
-        let candidates = Self::candidates(tx, conversation, from).await?;
-        if candidates.is_empty() {
-            return Ok(());
+            return Ok(upto);
         }
         let users: Vec<i64> = candidates.iter().map(|c| c.user).collect::<BTreeSet<_>>().into_iter().collect();
-        let facts = Self::facts(tx, &users, conversation, conv_kind, cx.now_ms).await?;
+        let actors: Vec<i64> =
+            entries.iter().map(|e| e.try_get(2)).collect::<Result<BTreeSet<i64>, _>>()?.into_iter().collect();
+        let facts = Self::facts(tx, &users, &actors, conversation, conv_kind, cx.now_ms).await?;
+        // Whether each device is connected, asked once per pass (the hub takes a lock).
+        let waits: Vec<i64> =
+            candidates.iter().map(|c| if (cx.connected)(&c.session) { cx.ack_wait_ms } else { 0 }).collect();
         for e in &entries {
             let (seq, kind, actor, at_ms): (i64, i64, i64, i64) =
                 (e.try_get(0)?, e.try_get(1)?, e.try_get(2)?, e.try_get(3)?);
             let message_id: Option<i64> = e.try_get(4)?;
             let listed: BTreeSet<i64> = super::conv_sql::ids(e.try_get(5)?).into_iter().map(|u| u.0).collect();
-            for c in &candidates {
+            for (c, wait) in candidates.iter().zip(&waits) {
                 if c.user == actor || c.voip || c.created_at_ms > at_ms || facts.blocked.contains(&(c.user, actor)) {
                     continue;
                 }
@@ -166,7 +175,6 @@ where
                 if !notifies(level, push_kind, conv_kind) {
                     continue;
                 }
-                let wait = if (cx.connected)(&c.session) { cx.ack_wait_ms } else { 0 };
                 out.push(Planned {
                     user: c.user,
                     target: c.target,
@@ -183,7 +191,7 @@ where
                 });
             }
         }
-        Ok(())
+        Ok(upto)
     }
 
     /// Enabled targets of live sessions whose users were members of the conversation after `from`.
@@ -218,10 +226,11 @@ where
             .collect()
     }
 
-    /// Each user's level in the conversation and who blocked whom among them.
+    /// Each user's level in the conversation, and which of `actors` each blocked.
     async fn facts(
         tx: &mut sqlx::Transaction<'_, DB>,
         users: &[i64],
+        actors: &[i64],
         conversation: i64,
         conv_kind: ConvKind,
         now_ms: i64,
@@ -254,7 +263,8 @@ where
             })
             .collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT user_id, blocked_id FROM blocks WHERE user_id IN ({list})"
+            "SELECT user_id, blocked_id FROM blocks WHERE user_id IN ({list}) AND blocked_id IN ({})",
+            ids(actors)
         )))
         .persistent(false)
         .fetch_all(&mut **tx)
@@ -336,7 +346,7 @@ where
         .persistent(false)
         .fetch_all(&mut *tx)
         .await?;
-        let facts = Self::facts(&mut tx, &users, call.conversation.0, conv_kind, call.now_ms).await?;
+        let facts = Self::facts(&mut tx, &users, &[call.caller.0], call.conversation.0, conv_kind, call.now_ms).await?;
         let mut by_session: HashMap<String, Vec<(i64, i64, bool)>> = HashMap::new();
         for r in &rows {
             let (id, user, session, voip): (i64, i64, String, bool) =

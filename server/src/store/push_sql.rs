@@ -11,20 +11,17 @@ use super::StoreError;
 use super::conv_types::ConvId;
 use super::push_types::{
     ConvPushSetting, DeliveryRec, DeliveryState, NewTarget, PushKind, PushLevel, PushProvider, PushSettingsRec,
-    TargetRec,
+    TargetRec, TargetSelector,
 };
 use super::search_sql::ids;
 use super::sql::SqlBackend;
 use super::types::UserId;
-
 
 pub(super) const TARGET_COLS: &str = "t.id, t.user_id, t.session_id, t.provider, t.token, t.app_id, t.voip, t.created_at_ms, \
                            t.disabled_at_ms, t.disabled_reason";
 
 /// The push SQL for backend `DB`.
 pub(super) struct PushSql<DB>(PhantomData<DB>);
-
-
 
 /// A stored value this version does not know.
 pub(super) fn bad(what: &'static str, v: impl std::fmt::Display) -> StoreError {
@@ -68,11 +65,12 @@ where
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let held: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM push_targets WHERE session_id = $1 AND disabled_at_ms IS NULL \
-             AND NOT (provider = $2 AND token = $3)",
+             AND NOT (provider = $2 AND app_id = $3 AND voip = $4)",
         )
         .bind(t.session.as_str())
         .bind(t.provider.as_str())
-        .bind(t.token.as_str())
+        .bind(t.app_id.as_str())
+        .bind(t.voip)
         .fetch_one(&mut *tx)
         .await?;
         if held >= i64::from(t.max_per_device) {
@@ -97,6 +95,22 @@ where
         .bind(t.now_ms)
         .fetch_one(&mut *tx)
         .await?;
+        // A fresh token of this device for the same provider and app replaces the one it had
+        // (tokens change: an app registers at every start), so the device is not pushed twice.
+        let replaced: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM push_targets WHERE session_id = $1 AND provider = $2 AND app_id = $3 AND voip = $4 \
+             AND id <> $5 AND disabled_at_ms IS NULL",
+        )
+        .bind(t.session.as_str())
+        .bind(t.provider.as_str())
+        .bind(t.app_id.as_str())
+        .bind(t.voip)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for old in replaced {
+            Self::disable_one(&mut tx, old, super::push_types::REPLACED, true, t.now_ms).await?;
+        }
         // A token taken over from another device or account: what was queued for the old owner
         // is not for this one.
         sqlx::query(
@@ -117,9 +131,9 @@ where
         Ok(Some(rec))
     }
 
-    /// Disables targets (`ids`, or when empty every enabled target of `sessions`, or of `user`)
-    /// with `reason`, drops their queued deliveries; `told` when the device needs no
-    /// PushTargetInvalidated. Returns the targets disabled now.
+    /// Disables the enabled targets `which` selects with `reason` and drops their queued
+    /// deliveries; `told` when the device needs no PushTargetInvalidated. Returns the targets
+    /// disabled by this call (one disabled meanwhile by another is not).
     pub(super) async fn disable(
         pool: &Pool<DB>,
         which: TargetSelector<'_>,
@@ -127,50 +141,99 @@ where
         told: bool,
         now_ms: i64,
     ) -> Result<Vec<TargetRec>, StoreError> {
-        let filter = match which {
+        let (filter, binds): (String, Vec<String>) = match which {
             TargetSelector::Ids([]) | TargetSelector::Sessions([]) => return Ok(Vec::new()),
-            TargetSelector::Ids(v) => format!("t.id IN ({})", ids(v)),
+            TargetSelector::Ids(v) => (format!("t.id IN ({})", ids(v)), Vec::new()),
             TargetSelector::Sessions(v) => {
-                let quoted: Vec<String> = v.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect();
-                format!("t.session_id IN ({})", quoted.join(", "))
+                let marks: Vec<String> = (1..=v.len()).map(|i| format!("${i}")).collect();
+                (format!("t.session_id IN ({})", marks.join(", ")), v.to_vec())
             }
-            TargetSelector::User(u) => format!("t.user_id = {}", u.0),
+            TargetSelector::User(u) => (format!("t.user_id = {}", u.0), Vec::new()),
         };
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TARGET_COLS} FROM push_targets t WHERE {filter} AND t.disabled_at_ms IS NULL"
         )))
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
+        .persistent(false);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut t = Self::target(r)?;
-            sqlx::query(
-                "UPDATE push_targets SET disabled_at_ms = $2, disabled_reason = $3, updated_at_ms = $2, \
-                 told_at_ms = CASE WHEN $4 THEN $2 ELSE NULL END WHERE id = $1",
-            )
-            .bind(t.id)
-            .bind(now_ms)
-            .bind(reason)
-            .bind(told)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE push_deliveries SET state = 'dropped', detail = $2, updated_at_ms = $3, lease_holder = NULL \
-                 WHERE target_id = $1 AND state = 'queued'",
-            )
-            .bind(t.id)
-            .bind(format!("the target was disabled: {reason}"))
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            t.disabled_at_ms = Some(now_ms);
-            t.disabled_reason = reason.to_string();
-            out.push(t);
+            if Self::disable_one(&mut tx, t.id, reason, told, now_ms).await? {
+                t.disabled_at_ms = Some(now_ms);
+                t.disabled_reason = reason.to_string();
+                out.push(t);
+            }
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Disables one target if it is still enabled, and drops its queued deliveries.
+    async fn disable_one(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        id: i64,
+        reason: &str,
+        told: bool,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE push_targets SET disabled_at_ms = $2, disabled_reason = $3, updated_at_ms = $2, \
+             told_at_ms = CASE WHEN $4 THEN $2 ELSE NULL END WHERE id = $1 AND disabled_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .bind(reason)
+        .bind(told)
+        .execute(&mut **tx)
+        .await?;
+        if DB::rows_affected(&r) == 0 {
+            return Ok(false);
+        }
+        Self::drop_queued(tx, id, &format!("the target was disabled: {reason}"), now_ms).await?;
+        Ok(true)
+    }
+
+    async fn drop_queued(
+        tx: &mut sqlx::Transaction<'_, DB>,
+        target: i64,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE push_deliveries SET state = 'dropped', detail = $2, updated_at_ms = $3, lease_holder = NULL \
+             WHERE target_id = $1 AND state = 'queued'",
+        )
+        .bind(target)
+        .bind(detail)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// §24.1: `user`'s target `id` unregistered (disabled or not). `false` when it is not theirs.
+    pub(super) async fn unregister(pool: &Pool<DB>, user: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let r = sqlx::query(
+            "UPDATE push_targets SET disabled_at_ms = COALESCE(disabled_at_ms, $3), disabled_reason = $4, \
+             told_at_ms = $3, updated_at_ms = $3 WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user.0)
+        .bind(now_ms)
+        .bind(super::push_types::UNREGISTERED)
+        .execute(&mut *tx)
+        .await?;
+        let found = DB::rows_affected(&r) > 0;
+        if found {
+            Self::drop_queued(&mut tx, id, "the target was unregistered", now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     /// The user's targets (of `session` only when given), enabled first, newest first.
@@ -181,10 +244,12 @@ where
     ) -> Result<Vec<TargetRec>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TARGET_COLS} FROM push_targets t WHERE t.user_id = $1 AND ($2 = '' OR t.session_id = $2) \
-             AND t.disabled_reason NOT IN ('{}', '{}') \
-             AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = t.session_id AND x.revoked_at_ms IS NOT NULL) ORDER BY t.disabled_at_ms IS NOT NULL, t.id DESC LIMIT 200",
+             AND t.disabled_reason NOT IN ('{}', '{}', '{}') \
+             AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = t.session_id AND x.revoked_at_ms IS NOT NULL) \
+             ORDER BY t.disabled_at_ms IS NOT NULL, t.id DESC LIMIT 200",
             super::push_types::UNREGISTERED,
-            super::push_types::SESSION_ENDED
+            super::push_types::SESSION_ENDED,
+            super::push_types::REPLACED,
         )))
         .bind(user.0)
         .bind(session.unwrap_or(""))
@@ -193,29 +258,29 @@ where
         rows.iter().map(Self::target).collect()
     }
 
-    /// Targets of `session` disabled by their provider whose device was not told yet; marks them told.
+    /// Targets of `session` disabled by their provider whose device was not told yet; marks them
+    /// told (each is returned to one caller only). Reads before it writes: most devices have
+    /// nothing to be told.
     pub(super) async fn take_untold(pool: &Pool<DB>, session: &str, now_ms: i64) -> Result<Vec<TargetRec>, StoreError> {
-        let mut tx = pool.begin_with(DB::BEGIN).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TARGET_COLS} FROM push_targets t WHERE t.session_id = $1 AND t.disabled_at_ms IS NOT NULL \
              AND t.told_at_ms IS NULL"
         )))
         .bind(session)
-        .fetch_all(&mut *tx)
+        .fetch_all(pool)
         .await?;
-        let out: Vec<TargetRec> = rows.iter().map(Self::target).collect::<Result<_, _>>()?;
-        if !out.is_empty() {
-            let list: Vec<i64> = out.iter().map(|t| t.id).collect();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE push_targets SET told_at_ms = $1 WHERE id IN ({})",
-                ids(&list)
-            )))
-            .bind(now_ms)
-            .persistent(false)
-            .execute(&mut *tx)
-            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let t = Self::target(r)?;
+            let done = sqlx::query("UPDATE push_targets SET told_at_ms = $1 WHERE id = $2 AND told_at_ms IS NULL")
+                .bind(now_ms)
+                .bind(t.id)
+                .execute(pool)
+                .await?;
+            if DB::rows_affected(&done) > 0 {
+                out.push(t);
+            }
         }
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -273,6 +338,17 @@ where
         setting: ConvPushSetting,
         remove: bool,
     ) -> Result<bool, StoreError> {
+        if remove {
+            // A former member may still clear what they set.
+            let r = sqlx::query("DELETE FROM push_settings WHERE user_id = $1 AND conversation_id = $2")
+                .bind(user.0)
+                .bind(setting.conversation.0)
+                .execute(pool)
+                .await?;
+            if DB::rows_affected(&r) > 0 {
+                return Ok(true);
+            }
+        }
         let member: Option<i64> =
             sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1 AND user_id = $2")
                 .bind(setting.conversation.0)
@@ -347,17 +423,7 @@ where
             })
             .collect()
     }
-
 }
-
-/// Which targets [`PushSql::disable`] acts on.
-#[derive(Clone, Copy, Debug)]
-pub enum TargetSelector<'a> {
-    Ids(&'a [i64]),
-    Sessions(&'a [String]),
-    User(UserId),
-}
-
 
 pub(super) fn level(v: i64) -> Result<PushLevel, StoreError> {
     PushLevel::try_from(v as i32).map_err(|e| bad("push level", e))
@@ -381,13 +447,23 @@ macro_rules! impl_push_store {
 
             async fn disable_push_targets(
                 &self,
-                which: $crate::store::push_sql::TargetSelector<'_>,
+                which: $crate::store::TargetSelector<'_>,
                 reason: &str,
                 told: bool,
                 now_ms: i64,
             ) -> Result<Vec<$crate::store::TargetRec>, $crate::store::StoreError> {
                 let f = $crate::store::push_sql::PushSql::disable(&self.pool, which, reason, told, now_ms);
                 $crate::store::timed(&self.metrics, "disable_push_targets", f).await
+            }
+
+            async fn unregister_push_target(
+                &self,
+                user: $crate::store::UserId,
+                id: i64,
+                now_ms: i64,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let f = $crate::store::push_sql::PushSql::unregister(&self.pool, user, id, now_ms);
+                $crate::store::timed(&self.metrics, "unregister_push_target", f).await
             }
 
             async fn push_targets(
@@ -476,11 +552,12 @@ macro_rules! impl_push_store {
             async fn claim_push_deliveries(
                 &self,
                 holder: &str,
+                providers: &[$crate::store::PushProvider],
                 now_ms: i64,
                 lease_ms: i64,
                 limit: u32,
             ) -> Result<Vec<$crate::store::DueDelivery>, $crate::store::StoreError> {
-                let f = $crate::store::push_sql::PushSql::claim(&self.pool, holder, now_ms, lease_ms, limit);
+                let f = $crate::store::push_sql::PushSql::claim(&self.pool, holder, providers, now_ms, lease_ms, limit);
                 $crate::store::timed(&self.metrics, "claim_push_deliveries", f).await
             }
 
@@ -495,10 +572,12 @@ macro_rules! impl_push_store {
 
             async fn pending_push_receipts(
                 &self,
+                providers: &[$crate::store::PushProvider],
                 sent_before_ms: i64,
                 limit: u32,
             ) -> Result<Vec<$crate::store::PendingReceipt>, $crate::store::StoreError> {
-                let f = $crate::store::push_sql::PushSql::pending_receipts(&self.pool, sent_before_ms, limit);
+                let f =
+                    $crate::store::push_sql::PushSql::pending_receipts(&self.pool, providers, sent_before_ms, limit);
                 $crate::store::timed(&self.metrics, "pending_push_receipts", f).await
             }
 
@@ -512,8 +591,14 @@ macro_rules! impl_push_store {
                 $crate::store::timed(&self.metrics, "settle_push_receipt", f).await
             }
 
+            async fn prune_push_ledger(&self, before_ms: i64, limit: u32) -> Result<u64, $crate::store::StoreError> {
+                let f = $crate::store::push_sql::PushSql::prune(&self.pool, before_ms, limit);
+                $crate::store::timed(&self.metrics, "prune_push_ledger", f).await
+            }
+
             async fn next_push_due(&self) -> Result<Option<i64>, $crate::store::StoreError> {
-                $crate::store::push_sql::PushSql::next_due(&self.pool).await
+                let f = $crate::store::push_sql::PushSql::next_due(&self.pool);
+                $crate::store::timed(&self.metrics, "next_push_due", f).await
             }
         }
     };

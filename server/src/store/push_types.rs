@@ -89,6 +89,8 @@ named!(DeliveryState, [Queued => "queued", Sent => "sent", Failed => "failed", D
 
 /// The reason stored on a target its owner unregistered (not announced to the device).
 pub const UNREGISTERED: &str = "unregistered";
+/// The reason stored on a target a newer token of the same device replaced (not announced).
+pub const REPLACED: &str = "replaced by a newer token";
 /// The reason stored on the targets of a session that ended (not announced).
 pub const SESSION_ENDED: &str = "session ended";
 
@@ -179,6 +181,8 @@ pub struct DeliveryRec {
 pub struct DueDelivery {
     pub id: i64,
     pub user: UserId,
+    /// The device it was planned for (the target may have moved since).
+    pub session: String,
     pub target: TargetRec,
     pub conversation: ConvId,
     pub conv_kind: Option<ConvKind>,
@@ -205,12 +209,21 @@ pub struct DueDelivery {
     pub unread: i64,
     /// The user allows previews.
     pub preview: bool,
+    /// The user's account level now.
+    pub account_level: PushLevel,
+    /// The conversation's own level now, if it has one (`rules::push::effective_level` decides
+    /// whether it still holds).
+    pub own_level: Option<ConvPushSetting>,
+    /// The claim's lease end: `finish` records the outcome only while the row still has it.
+    pub fence: i64,
 }
 
 /// What became of a claimed delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryUpdate {
     pub id: i64,
+    /// The claim's fence ([`DueDelivery::fence`]).
+    pub fence: i64,
     pub state: DeliveryState,
     pub provider_status: i64,
     pub detail: String,
@@ -229,6 +242,7 @@ pub struct PendingReceipt {
     pub target_id: i64,
     pub provider: PushProvider,
     pub provider_ref: String,
+    pub sent_at_ms: i64,
 }
 
 /// How far the planner has read one conversation's log.
@@ -266,4 +280,15 @@ impl std::fmt::Debug for PlanContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanContext").field("now_ms", &self.now_ms).finish_non_exhaustive()
     }
+}
+
+/// Which targets `PushStore::disable_push_targets` acts on.
+#[derive(Clone, Copy, Debug)]
+pub enum TargetSelector<'a> {
+    /// These target ids.
+    Ids(&'a [i64]),
+    /// Every target of these sessions (devices).
+    Sessions(&'a [String]),
+    /// Every target of one account.
+    User(UserId),
 }

@@ -39,12 +39,16 @@ pub enum Verdict {
 
 /// Decides a delivery whose time has come: dropped when the device signed out, the target was
 /// disabled, the device acknowledged the entry (it has it), the user left, the message was
-/// deleted or its sender blocked; expired past its `expires_at_ms`; otherwise sent.
+/// deleted or its sender blocked, the target moved to another device, or the settings no longer
+/// let it through; expired past its `expires_at_ms`; otherwise sent.
 pub fn verdict(d: &DueDelivery, now_ms: i64) -> Verdict {
+    let level = d.conv_kind.map(|k| (effective_level(d.account_level, d.own_level, k, now_ms), k));
     if d.session_ended {
         Verdict::Drop("the device signed out")
     } else if d.target.disabled_at_ms.is_some() {
         Verdict::Drop("the target was disabled")
+    } else if d.target.user != d.user || d.target.session != d.session {
+        Verdict::Drop("the token was registered again by another device")
     } else if d.kind != PushKind::CallInvite && d.acked_seq >= d.seq {
         Verdict::Drop("acknowledged by the device")
     } else if !d.member {
@@ -53,6 +57,8 @@ pub fn verdict(d: &DueDelivery, now_ms: i64) -> Verdict {
         Verdict::Drop("the message was deleted")
     } else if d.sender_blocked {
         Verdict::Drop("the sender is blocked")
+    } else if !level.is_some_and(|(l, k)| notifies(l, d.kind, k)) {
+        Verdict::Drop("the settings changed")
     } else if now_ms >= d.expires_at_ms {
         Verdict::Expire
     } else {

@@ -413,6 +413,7 @@ mod push {
         DueDelivery {
             id: 1,
             user: UserId(2),
+            session: "s".into(),
             target: TargetRec {
                 id: 3,
                 user: UserId(2),
@@ -442,14 +443,24 @@ mod push {
             sender_blocked: false,
             unread: 1,
             preview: false,
+            account_level: PushLevel::All,
+            own_level: None,
+            fence: 0,
         }
     }
 
     #[test]
     fn a_delivery_is_sent_unless_something_made_it_pointless_or_late() {
         assert_eq!(verdict(&due(), NOW), Verdict::Send);
+        let mut muted_long_ago = due();
+        muted_long_ago.own_level = own(PushLevel::Nothing, NOW - 1);
+        assert_eq!(verdict(&muted_long_ago, NOW), Verdict::Send, "a mute that ended");
         type Change = fn(&mut DueDelivery);
-        let cases: [(Change, Verdict); 7] = [
+        let cases: [(Change, Verdict); 11] = [
+            (|d| d.target.session = "other".into(), Verdict::Drop("the token was registered again by another device")),
+            (|d| d.target.user = UserId(99), Verdict::Drop("the token was registered again by another device")),
+            (|d| d.account_level = PushLevel::Mentions, Verdict::Drop("the settings changed")),
+            (|d| d.own_level = own(PushLevel::Nothing, 0), Verdict::Drop("the settings changed")),
             (|d| d.session_ended = true, Verdict::Drop("the device signed out")),
             (|d| d.target.disabled_at_ms = Some(1), Verdict::Drop("the target was disabled")),
             (|d| d.acked_seq = 10, Verdict::Drop("acknowledged by the device")),
