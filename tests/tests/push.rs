@@ -270,6 +270,9 @@ async fn token_gone_disables_and_tells_the_device(store: StoreKind) -> anyhow::R
     let listed = client.list_push_targets(false).await?.targets;
     ensure!(listed.iter().any(|t| t.target_id == registered.target_id && !t.enabled), "{listed:?}");
     ensure!(s.store().take_untold_push_targets(&session, 0).await?.is_empty(), "the device would be told twice");
+    // A disabled target can still be unregistered: it leaves the list.
+    client.unregister_push_target(registered.target_id).await?;
+    ensure!(client.list_push_targets(true).await?.targets.is_empty(), "an unregistered target is still listed");
     // A disabled target is never used again.
     send(&alice, conv, "again", &[]).await?;
     let sentinel_user = new_user(&s, WS, "gsentinel").await?;
@@ -479,5 +482,40 @@ async fn a_silent_provider_holds_up_only_its_own_pushes() -> anyhow::Result<()> 
             && waiting[0].next_attempt_at_ms == waiting[0].created_at_ms,
         "the silent provider's push is no longer in its first attempt (no retry is scheduled yet): {waiting:#?}"
     );
+    s.stop().await
+}
+
+/// §24.2, §24.3: a connected device that does not ack has a push waiting for its ack window;
+/// muting the conversation meanwhile drops it (the settings are read again when it is due).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_drops_what_is_waiting() -> anyhow::Result<()> {
+    let fakes = Fakes::start().await;
+    let s = TestServer::start_with(StoreKind::Sqlite, |c| {
+        fakes.configure(c);
+        c.push.ack_wait = Duration::from_secs(5);
+    })
+    .await?;
+    let bob = new_user(&s, WS, "wbob").await?;
+    bob.client.register_push_target(target(v1::PushProvider::Webpush, &fakes.webpush.endpoint("/bob"))).await?;
+    let alice = new_user(&s, WS, "walice").await?;
+    let conv = dm(&alice, bob.id).await?;
+    let seq = send(&alice, conv, "waits for the ack window", &[]).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = bob.client.list_push_deliveries(0, 10).await?.deliveries;
+        if rows.iter().any(|d| d.seq == seq) {
+            let d = &rows[0];
+            ensure!(state(d) == v1::PushDeliveryState::Queued && d.next_attempt_at_ms > d.created_at_ms, "{d:?}");
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "never planned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mute =
+        v1::SetConversationPushSettings { conversation_id: conv, level: v1::PushLevel::None as i32, until_ms: 0 };
+    bob.client.set_conversation_push_settings(mute).await?;
+    let rows = settled(&bob, 1).await?;
+    ensure!(state(&rows[0]) == v1::PushDeliveryState::Dropped && rows[0].detail.contains("settings"), "{rows:#?}");
+    ensure!(fakes.webpush.received().is_empty(), "pushed after muting");
     s.stop().await
 }

@@ -29,7 +29,7 @@ async fn has_webpush(a: &Account) -> anyhow::Result<bool> {
 /// §24.1: a target registered by one device is listed for it with its token, for the account's
 /// other devices with only the token's last 6 characters, not at all for another account (who
 /// cannot unregister it: NOT_FOUND, as for a missing id); registering the same token again keeps
-/// one target; unregistered, it is gone from the lists.
+/// one target, a newer token of the same app replaces the older; unregistered, it is gone.
 pub(super) async fn push_targets_are_per_device(t: Target) -> anyhow::Result<()> {
     let a = account(&t, "ptA").await?;
     let b = account(&t, "ptB").await?;
@@ -43,6 +43,16 @@ pub(super) async fn push_targets_are_per_device(t: Target) -> anyhow::Result<()>
     ensure!(target.token == token && target.enabled && target.session_id == a.auth.session_id, "{target:?}");
     let again = a.client.register_push_target(webpush(&token)).await?;
     ensure!(again.target_id == target.target_id, "registering the same token made a second target");
+    // A newer token of the same device and app replaces the older one.
+    let older = a.client.register_push_target(webpush(&endpoint())).await?;
+    let newer = a.client.register_push_target(webpush(&endpoint())).await?;
+    let listed = a.client.list_push_targets(false).await?.targets;
+    ensure!(
+        listed.iter().any(|x| x.target_id == newer.target_id) && listed.iter().all(|x| x.target_id != older.target_id),
+        "a newer token did not replace the older one: {listed:?}"
+    );
+    a.client.unregister_push_target(newer.target_id).await?;
+    let target = a.client.register_push_target(webpush(&token)).await?;
     let mine = a.client.list_push_targets(false).await?;
     let listed: Vec<_> = mine.targets.iter().filter(|x| x.target_id == target.target_id).collect();
     ensure!(listed.len() == 1 && listed[0].token == token, "this device's list: {:?}", mine.targets);
