@@ -253,3 +253,29 @@ fn searching_loaded_messages() {
     assert_eq!(app.selected, Some(2));
     assert_eq!(app.status.as_ref().map(|(s, _)| s.as_str()), Some("no match"));
 }
+
+/// `M` mutes the open conversation here and for the account's push notifications (§24.3), and
+/// unmutes both.
+#[test]
+fn mute_key_mutes_push_notifications_too() {
+    use confab_cli::net::Command;
+    use confab_protocol::v1::client_frame::Request;
+    let mut app = dm_open();
+    let conv = app.open.expect("a conversation is open");
+    let push_level = |app: &App| {
+        app.effects.iter().find_map(|e| match e {
+            Effect::Net(Command::Request { request: Request::SetConversationPushSettings(r), .. }) => {
+                assert_eq!(r.conversation_id, conv);
+                Some(r.level)
+            }
+            _ => None,
+        })
+    };
+    app.effects.clear();
+    key(&mut app, KeyCode::Char('M'));
+    assert!(app.effects.contains(&Effect::SaveMuted));
+    assert_eq!(push_level(&app), Some(v1::PushLevel::None as i32));
+    app.effects.clear();
+    key(&mut app, KeyCode::Char('M'));
+    assert_eq!(push_level(&app), Some(v1::PushLevel::Unspecified as i32));
+}

@@ -491,6 +491,10 @@ impl App {
                     true
                 };
                 self.effects.push(Effect::SaveMuted);
+                // The same mute for the account's push notifications (§24.3): the phone is quiet too.
+                let level = if muted { v1::PushLevel::None as i32 } else { v1::PushLevel::Unspecified as i32 };
+                let req = v1::SetConversationPushSettings { conversation_id: id, level, until_ms: 0 };
+                self.net(Command::Request { tag: Tag::Quiet, request: Request::SetConversationPushSettings(req) });
                 self.say(if muted { "notifications muted" } else { "notifications on" });
             }
             Action::Pins | Action::Members | Action::AddMember => {
