@@ -1,7 +1,8 @@
 //! `confab-bench` runs its scenarios to completion against a test server and writes its JSON,
 //! and its room scenarios spread over the two nodes of a test cluster with their costs sampled;
 //! the media scenario moves and verifies its files on both transports; the search scenario seeds
-//! its store, waits for the index and reports every query shape with hits matching its ground truth.
+//! its store, waits for the index and reports every query shape with hits matching its ground truth;
+//! the push scenario gets every push to its own WebPush endpoint with the server's figures.
 
 use std::process::Command;
 
@@ -301,5 +302,65 @@ async fn search_scenario_on(store: StoreKind) {
         "{store:?}: half the rare word's plantings are in the probe's conversations"
     );
     assert_eq!(v["all_hits_match"], true, "{store:?}: {v}");
+    s.stop().await.expect("stop");
+}
+
+/// The push scenario, briefly, on both stores: every acknowledged message's push reaches the
+/// bench's WebPush endpoint once, each step reports its latency, and the server's push and store
+/// figures are read from its /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_scenario_delivers_every_push() {
+    for store in [StoreKind::Sqlite, StoreKind::Postgres] {
+        push_scenario_on(store).await;
+    }
+}
+
+async fn push_scenario_on(store: StoreKind) {
+    let s = TestServer::start_with(store, |c| {
+        c.push.webpush.allow_http = true;
+        c.push.webpush.allow_private_addresses = true;
+    })
+    .await
+    .expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("push.json");
+    let (url, j) = (s.url(Transport::WebSocket), json.clone());
+    let metrics = format!("http://{}/metrics", s.ws_addr);
+    let cpu = format!("server={}", std::process::id());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+            .args(["--url", &url, "--metrics", &metrics, "--cpu", &cpu, "--json"])
+            .arg(&j)
+            .args(["push", "--recipients", "6", "--senders", "2", "--rates", "20,40", "--step", "2s"])
+            .args(["--drain-idle", "3s"])
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{store:?}: {stdout}\n{stderr}");
+    assert!(stderr.contains("[  1s] pushes received"), "{store:?}: no progress output: {stderr}");
+    assert!(stdout.contains("pushes/s") && stdout.contains("p99 ms"), "{store:?}: the table: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{store:?}: {v}");
+    for st in steps {
+        let n = |k: &str| st[k].as_u64().unwrap_or(u64::MAX);
+        assert!(n("acked") > 0 && n("failed") == 0, "{store:?}: {st}");
+        assert_eq!(st["pushes"], st["acked"], "{store:?}: every message is pushed: {st}");
+        assert!(n("missing") == 0 && n("duplicates") == 0, "{store:?}: {st}");
+        let ms = |k: &str| st[k].as_f64().unwrap_or(-1.0);
+        assert!(ms("latency_ms_p50") > 0.0 && ms("latency_ms_p99") >= ms("latency_ms_p50"), "{store:?}: {st}");
+        assert!(ms("pushes_per_second") > 0.0, "{store:?}: {st}");
+        let server = &st["server"];
+        assert!(server["push_delay"]["count"].as_f64().unwrap_or(0.0) >= n("pushes") as f64, "{store:?}: {st}");
+        assert!(server["claim_push_deliveries"]["count"].as_f64().unwrap_or(0.0) > 0.0, "{store:?}: {st}");
+        assert!(server["pushes"]["sent"].as_f64().unwrap_or(0.0) >= n("pushes") as f64, "{store:?}: {st}");
+        assert!(st["costs"]["cpu_seconds"]["server"].as_f64().is_some(), "{store:?}: {st}");
+    }
+    assert!(!v["best_step_with_p99_le_500ms_and_none_missing"].is_null(), "{store:?}: {v}");
+    assert_eq!(v["requests_unparsable"], 0, "{store:?}: {v}");
     s.stop().await.expect("stop");
 }

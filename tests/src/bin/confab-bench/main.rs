@@ -8,12 +8,15 @@
 //! the server's RSS, and message latency during an upload on the same connection.
 //! `search`: a generated store seeded over the protocol, the index's catch-up time, and latency
 //! percentiles per query shape for a user in some of its conversations.
+//! `push`: pushes per second sustained to a WebPush endpoint the bench runs itself, and the
+//! latency from a message's commit to the endpoint receiving its push, over a ramp of rates.
 
 mod login_storm;
 mod media;
 mod media_latency;
 mod peer;
 mod probe;
+mod push;
 mod rooms;
 mod search;
 mod search_corpus;
@@ -43,12 +46,13 @@ struct Cli {
     /// cluster (one transport) and spread their members over the nodes, round robin.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7600/v1/ws", action = clap::ArgAction::Append)]
     url: Vec<String>,
-    /// W2/W3: a process whose CPU time (with its children's) is sampled around every step, as
-    /// LABEL=PID (repeatable: each node, nats-server, the PostgreSQL postmaster).
+    /// W2/W3/push: a process whose CPU time (with its children's) is sampled around every step,
+    /// as LABEL=PID (repeatable: each node, nats-server, the PostgreSQL postmaster).
     #[arg(long, global = true, value_name = "LABEL=PID", value_parser = probe::labelled_pid)]
     cpu: Vec<(String, u32)>,
-    /// W2/W3: a node's metrics URL (http://HOST:PORT/metrics, repeatable); the confab_cluster_*
-    /// counters are sampled around every step.
+    /// W2/W3/push: a node's metrics URL (http://HOST:PORT/metrics, repeatable); the
+    /// confab_cluster_* counters and store operations are sampled around every step (push: also
+    /// the push delay, provider and store durations of the first URL's server).
     #[arg(long, global = true, value_name = "URL")]
     metrics: Vec<String>,
     /// W2/W3: nats-server's monitoring URL (http://HOST:PORT, its -m port); its message and byte
@@ -214,6 +218,34 @@ enum Scenario {
         /// Longest wait for the index to catch up after seeding.
         #[arg(long, default_value = "30min", value_parser = humantime::parse_duration)]
         catch_up_limit: Duration,
+    },
+    /// Push: R offline recipients with WebPush targets at an endpoint this process runs, S
+    /// senders in DMs with them sending at a ramped total rate (one push per message); per step
+    /// pushes per second received, commit-to-endpoint latency p50/p99, pushes missing after the
+    /// step's drain. The server must allow http and loopback WebPush endpoints
+    /// ([push.webpush] allow_http, allow_private_addresses).
+    Push {
+        /// Recipient accounts (each one offline device with one WebPush target).
+        #[arg(long, default_value_t = 200)]
+        recipients: usize,
+        /// Sender accounts (each connected, in DMs with its share of the recipients).
+        #[arg(long, default_value_t = 20)]
+        senders: usize,
+        /// Messages (= pushes) per second in all, one ramp step each.
+        #[arg(long, default_value = "100,200,500,1000,2000", value_parser = rates)]
+        rates: Rates,
+        /// Length of each ramp step's sending window.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        step: Duration,
+        /// Sends each sender keeps in flight before it counts ticks as missed.
+        #[arg(long, default_value_t = 16)]
+        max_in_flight: u64,
+        /// A step's drain ends after this long without a push arriving.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        drain_idle: Duration,
+        /// A step's drain ends after this long in any case.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        drain_limit: Duration,
     },
 }
 
@@ -397,6 +429,10 @@ fn print_table(result: &serde_json::Value) {
         search_measure::print_tables(result);
         return;
     }
+    if map.get("scenario").is_some_and(|s| s == "push") {
+        push::print_tables(result);
+        return;
+    }
     let Some(steps) = map.get("steps").and_then(|s| s.as_array()) else { return };
     println!();
     println!(
@@ -445,7 +481,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("several --url (the nodes of a cluster) are for W2 and W3 only");
     }
     if !cli.probes().is_empty() && !matches!(cli.scenario, Scenario::W2 { .. } | Scenario::W3 { .. }) {
-        anyhow::bail!("--cpu, --metrics and --nats-monitor are for W2 and W3 only");
+        let push = matches!(cli.scenario, Scenario::Push { .. });
+        if !push || cli.nats_monitor.is_some() {
+            anyhow::bail!("--cpu and --metrics are for W2, W3 and push only, --nats-monitor for W2 and W3");
+        }
     }
     if cli.url().starts_with("socketio://")
         && matches!(
@@ -456,9 +495,12 @@ fn main() -> anyhow::Result<()> {
                 | Scenario::Sfu { .. }
                 | Scenario::Media { .. }
                 | Scenario::Search { .. }
+                | Scenario::Push { .. }
         )
     {
-        anyhow::bail!("W1, W4, W6, SFU, media and search measure Confab only; the Socket.IO peer runs W2, W3 and W5");
+        anyhow::bail!(
+            "W1, W4, W6, SFU, media, search and push measure Confab only; the Socket.IO peer runs W2, W3 and W5"
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -540,6 +582,18 @@ fn main() -> anyhow::Result<()> {
                     catch_up_limit: *catch_up_limit,
                 };
                 search::run(cli.url(), &options(&cli), &plan).await
+            }
+            Scenario::Push { recipients, senders, rates, step, max_in_flight, drain_idle, drain_limit } => {
+                let plan = push::Plan {
+                    recipients: (*recipients).max(1),
+                    senders: (*senders).clamp(1, (*recipients).max(1)),
+                    rates: rates.0.clone(),
+                    step: *step,
+                    max_in_flight: (*max_in_flight).max(1),
+                    drain_idle: *drain_idle,
+                    drain_limit: *drain_limit,
+                };
+                push::run(cli.url(), &options(&cli), &plan, &cli.probes()).await
             }
             Scenario::Sfu { subscribers, video_kbps, server_pid } => {
                 sfu::run(

@@ -211,7 +211,7 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// The body of a 200 answer to `GET url` (`http://HOST:PORT/PATH`), over HTTP/1.0 so the body
 /// ends with the connection (no chunking).
-async fn http_get(url: &str) -> anyhow::Result<String> {
+pub async fn http_get(url: &str) -> anyhow::Result<String> {
     let rest = url.strip_prefix("http://").with_context(|| format!("{url}: only http:// URLs are read"))?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
     let io = async {
