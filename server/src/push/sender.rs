@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PushConfig;
@@ -31,6 +31,16 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PRUNE_ROWS: u32 = 10_000;
 /// Receipts asked for at once.
 const RECEIPTS_BATCH: u32 = 100;
+
+/// A delivery decided: its ledger update, and the target to disable when the token is gone.
+struct Finished {
+    update: DeliveryUpdate,
+    gone: Option<(i64, String)>,
+}
+
+/// Outcomes waiting for the finisher, and the most it records in one transaction.
+const FINISH_QUEUE: usize = 4096;
+const FINISH_BATCH: usize = 256;
 
 /// Wakes the sender: new rows are due.
 #[derive(Clone, Debug, Default)]
@@ -69,12 +79,17 @@ impl Sender {
         let lease = this.config.lease.as_millis() as i64;
         let providers = this.providers.kinds();
         let mut next_prune = Instant::now() + PRUNE_EVERY / 60;
-        // Deliveries run as tasks of their own: they go on while this loop awaits the store.
+        // Deliveries run as tasks of their own: they go on while this loop awaits the store. Their
+        // outcomes are recorded by one finisher, many to a transaction.
         let mut inflight = tokio::task::JoinSet::new();
+        let (done, outcomes) = mpsc::channel::<Finished>(FINISH_QUEUE);
+        let finisher = tokio::spawn(this.clone().finisher(outcomes));
         loop {
             while inflight.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
                 let _ = tokio::time::timeout(DRAIN, async { while inflight.join_next().await.is_some() {} }).await;
+                drop(done);
+                let _ = tokio::time::timeout(DRAIN, finisher).await;
                 return;
             }
             let room = capacity - inflight.len();
@@ -84,8 +99,11 @@ impl Sender {
                     Ok(batch) => {
                         claimed_all = batch.len() == room;
                         for d in batch {
-                            let one = this.clone();
-                            inflight.spawn(async move { one.deliver(d).await });
+                            let (one, done) = (this.clone(), done.clone());
+                            inflight.spawn(async move {
+                                let finished = one.deliver(d).await;
+                                let _ = done.send(finished).await;
+                            });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming push deliveries"),
@@ -136,7 +154,36 @@ impl Sender {
         lease.saturating_sub((lease / 5).max(Duration::from_secs(1)))
     }
 
-    async fn deliver(&self, d: DueDelivery) {
+    /// Records outcomes as they come, each batch (what is queued, up to `FINISH_BATCH`) in one
+    /// transaction; then tells the targets whose token is gone (after their row is final:
+    /// disabling a target drops its queued rows).
+    async fn finisher(self: Arc<Self>, mut outcomes: mpsc::Receiver<Finished>) {
+        let mut batch = Vec::with_capacity(FINISH_BATCH);
+        while outcomes.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+            let updates: Vec<DeliveryUpdate> = batch.iter().map(|f| f.update.clone()).collect();
+            match self.store.finish_push_deliveries(&self.holder, &updates).await {
+                Ok(recorded) => {
+                    for (f, ok) in batch.iter().zip(recorded) {
+                        if !ok {
+                            tracing::warn!(
+                                delivery = f.update.id,
+                                "push delivery lease lost before its outcome was recorded"
+                            );
+                        }
+                    }
+                }
+                // Left to their leases: the rows are claimed and decided again.
+                Err(e) => tracing::warn!(error = %e, rows = batch.len(), "recording push deliveries"),
+            }
+            for f in batch.drain(..) {
+                if let Some((target, reason)) = f.gone {
+                    (self.invalidated)(target, reason);
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, d: DueDelivery) -> Finished {
         let now = now_ms();
         let provider_name = d.target.provider.as_str();
         let update = |state: DeliveryState, status: i64, detail: String| DeliveryUpdate {
@@ -181,15 +228,7 @@ impl Sender {
         };
         let state = if u.state == DeliveryState::Queued { "retried" } else { u.state.as_str() };
         self.metrics.push(provider_name, state);
-        match self.store.finish_push_delivery(&self.holder, &u).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(delivery = d.id, "push delivery lease lost before its outcome was recorded"),
-            Err(e) => tracing::warn!(error = %e, delivery = d.id, "recording a push delivery"),
-        }
-        // After the row is final: disabling the target drops the target's queued rows.
-        if let Some(reason) = gone {
-            (self.invalidated)(d.target.id, reason);
-        }
+        Finished { update: u, gone: gone.map(|reason| (d.target.id, reason)) }
     }
 
     /// The ledger update for a provider's answer.

@@ -376,8 +376,9 @@ pub trait PushStore: Send + Sync {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records a claimed delivery's outcome; `false` if the lease was lost.
-    async fn finish_push_delivery(&self, holder: &str, update: &DeliveryUpdate) -> Result<bool, StoreError>;
+    /// Records claimed deliveries' outcomes in one transaction; `false` for each whose lease was
+    /// lost.
+    async fn finish_push_deliveries(&self, holder: &str, updates: &[DeliveryUpdate]) -> Result<Vec<bool>, StoreError>;
     /// Sent deliveries of `providers` whose receipt is due (sent at or before `sent_before_ms`).
     async fn pending_push_receipts(
         &self,

@@ -143,29 +143,40 @@ where
         })
     }
 
-    /// Records what became of a claimed delivery, if `holder` still holds it. `false` when the
-    /// lease was lost (another node took the row over).
-    pub(super) async fn finish(pool: &Pool<DB>, holder: &str, u: &DeliveryUpdate) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "UPDATE push_deliveries SET state = $3, provider_status = $4, detail = $5, due_at_ms = $6, \
-             sent_at_ms = COALESCE($7, sent_at_ms), provider_ref = COALESCE($8, provider_ref), receipt_pending = $9, \
-             updated_at_ms = $10, lease_holder = NULL, lease_until_ms = 0 \
-             WHERE id = $1 AND lease_holder = $2 AND lease_until_ms = $11",
-        )
-        .bind(u.id)
-        .bind(holder)
-        .bind(u.state.as_str())
-        .bind(u.provider_status)
-        .bind(u.detail.as_str())
-        .bind(u.due_at_ms)
-        .bind(u.sent_at_ms)
-        .bind(u.provider_ref.clone())
-        .bind(u.receipt_pending)
-        .bind(u.now_ms)
-        .bind(u.fence)
-        .execute(pool)
-        .await?;
-        Ok(DB::rows_affected(&r) > 0)
+    /// Records what became of claimed deliveries, in one transaction, each only if `holder`
+    /// still holds it with the claim's fence: `false` for a row whose lease was lost (another
+    /// node, or a later claim, took it over).
+    pub(super) async fn finish(
+        pool: &Pool<DB>,
+        holder: &str,
+        updates: &[DeliveryUpdate],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = pool.begin_with(DB::BEGIN).await?;
+        let mut recorded = Vec::with_capacity(updates.len());
+        for u in updates {
+            let r = sqlx::query(
+                "UPDATE push_deliveries SET state = $3, provider_status = $4, detail = $5, due_at_ms = $6, \
+                 sent_at_ms = COALESCE($7, sent_at_ms), provider_ref = COALESCE($8, provider_ref), receipt_pending = $9, \
+                 updated_at_ms = $10, lease_holder = NULL, lease_until_ms = 0 \
+                 WHERE id = $1 AND lease_holder = $2 AND lease_until_ms = $11",
+            )
+            .bind(u.id)
+            .bind(holder)
+            .bind(u.state.as_str())
+            .bind(u.provider_status)
+            .bind(u.detail.as_str())
+            .bind(u.due_at_ms)
+            .bind(u.sent_at_ms)
+            .bind(u.provider_ref.clone())
+            .bind(u.receipt_pending)
+            .bind(u.now_ms)
+            .bind(u.fence)
+            .execute(&mut *tx)
+            .await?;
+            recorded.push(DB::rows_affected(&r) > 0);
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// Sent deliveries whose receipt is due (sent at or before `sent_before_ms`).

@@ -561,13 +561,13 @@ macro_rules! impl_push_store {
                 $crate::store::timed(&self.metrics, "claim_push_deliveries", f).await
             }
 
-            async fn finish_push_delivery(
+            async fn finish_push_deliveries(
                 &self,
                 holder: &str,
-                update: &$crate::store::DeliveryUpdate,
-            ) -> Result<bool, $crate::store::StoreError> {
-                let f = $crate::store::push_sql::PushSql::finish(&self.pool, holder, update);
-                $crate::store::timed(&self.metrics, "finish_push_delivery", f).await
+                updates: &[$crate::store::DeliveryUpdate],
+            ) -> Result<Vec<bool>, $crate::store::StoreError> {
+                let f = $crate::store::push_sql::PushSql::finish(&self.pool, holder, updates);
+                $crate::store::timed(&self.metrics, "finish_push_deliveries", f).await
             }
 
             async fn pending_push_receipts(
