@@ -54,6 +54,8 @@ struct Inner {
 }
 
 impl Push {
+    /// The service on `store`, sending through `providers`; subscribe it to `bus` and start
+    /// [`Push::run`]. Pushes carry no content when `store` encrypts at rest.
     pub fn new(
         config: PushConfig,
         providers: Providers,

@@ -46,6 +46,7 @@ struct Inner {
 }
 
 impl Planner {
+    /// A handle whose conversations queue until the planner runs.
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         Self(Arc::new(Inner {
