@@ -225,6 +225,65 @@ impl Bus for LocalBus {
     }
 }
 
+/// A subscriber's bounded queue to its own task, for work that must not block the publisher.
+/// `post` never blocks: what does not fit is dropped and the queue remembers it (`overflowed`),
+/// so a subscriber whose source of truth is durable (the logs) catches up by a sweep instead.
+/// The receiving end is taken once, by the task that serves it.
+pub struct Mailbox<T> {
+    tx: tokio::sync::mpsc::Sender<T>,
+    rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<T>>>,
+    overflow: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl<T> std::fmt::Debug for Mailbox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").field("queued", &(self.tx.max_capacity() - self.tx.capacity())).finish()
+    }
+}
+
+impl<T> Mailbox<T> {
+    /// A queue of `capacity` items.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        Self {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+            overflow: std::sync::atomic::AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Queues `item`; when the queue is full, drops it and wakes the serving task (see
+    /// [`Mailbox::overflowed`]).
+    pub fn post(&self, item: T) {
+        if self.tx.try_send(item).is_err() {
+            self.overflow.store(true, std::sync::atomic::Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues `item`, waiting for room; `false` when nobody serves the queue any more.
+    pub async fn send(&self, item: T) -> bool {
+        self.tx.send(item).await.is_ok()
+    }
+
+    /// The receiving end, for the one task that serves the queue (`None` once taken).
+    pub fn take_receiver(&self) -> Option<tokio::sync::mpsc::Receiver<T>> {
+        self.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
+    /// Resolves when an item was dropped for lack of room.
+    pub async fn dropped(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Whether an item was dropped since the last call (and forgets it).
+    pub fn overflowed(&self) -> bool {
+        self.overflow.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +325,19 @@ mod tests {
         };
         let e = DomainEvent::Committed(Arc::new(Commit::local(applied)));
         assert_eq!(e.members_gone(), [(ConvId(1), UserId(5)), (ConvId(2), UserId(9))]);
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_drops_and_remembers_it() {
+        let m = Mailbox::new(1);
+        m.post(1);
+        m.post(2);
+        assert!(m.overflowed());
+        assert!(!m.overflowed(), "forgotten once told");
+        let mut rx = m.take_receiver().expect("receiver");
+        assert_eq!(rx.recv().await, Some(1));
+        assert!(m.take_receiver().is_none(), "taken once");
+        assert!(m.send(3).await);
+        assert_eq!(rx.recv().await, Some(3));
     }
 }

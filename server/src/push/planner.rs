@@ -6,12 +6,11 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::Mailbox;
 use crate::config::PushConfig;
 use crate::store::{ConvId, PlanContext, Store, now_ms};
 
@@ -29,7 +28,7 @@ const MAX_FAILURES: u32 = 3;
 
 /// The handle: the subscriber tells it which conversations have new entries.
 #[derive(Clone, Debug)]
-pub struct Planner(Arc<Inner>);
+pub struct Planner(Arc<Mailbox<Vec<ConvId>>>);
 
 impl Default for Planner {
     fn default() -> Self {
@@ -37,31 +36,16 @@ impl Default for Planner {
     }
 }
 
-#[derive(Debug)]
-struct Inner {
-    tx: mpsc::Sender<Vec<ConvId>>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Vec<ConvId>>>>,
-    overflow: AtomicBool,
-    wake: Notify,
-}
-
 impl Planner {
     /// A handle whose conversations queue until the planner runs.
     pub fn new() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        Self(Arc::new(Inner {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-            overflow: AtomicBool::new(false),
-            wake: Notify::new(),
-        }))
+        Self(Arc::new(Mailbox::new(QUEUE)))
     }
 
     /// Conversations with new log entries (from the bus; never blocks).
     pub(super) fn dirty(&self, convs: Vec<ConvId>) {
-        if !convs.is_empty() && self.0.tx.try_send(convs).is_err() {
-            self.0.overflow.store(true, Ordering::Release);
-            self.0.wake.notify_one();
+        if !convs.is_empty() {
+            self.0.post(convs);
         }
     }
 
@@ -74,8 +58,7 @@ impl Planner {
         sender: Wake,
         shutdown: CancellationToken,
     ) {
-        let rx = self.0.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let Some(mut rx) = rx else { return };
+        let Some(mut rx) = self.0.take_receiver() else { return };
         let w = Worker { store, config, connected, sender, shutdown: shutdown.clone() };
         let mut ticks = tokio::time::interval(w.config.sweep_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,13 +72,13 @@ impl Planner {
                     None => return,
                 },
                 _ = ticks.tick() => sweep = true,
-                () = self.0.wake.notified() => {}
+                () = self.0.dropped() => {}
             }
             // Whatever else is queued shares the pass.
             while let Ok(c) = rx.try_recv() {
                 convs.extend(c);
             }
-            if self.0.overflow.swap(false, Ordering::AcqRel) {
+            if self.0.overflowed() {
                 sweep = true;
             }
             if !convs.is_empty() {

@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::store::rules::push::{Verdict, verdict};
 use crate::store::{DeliveryState, DeliveryUpdate, DueDelivery, PushKind, Store, now_ms};
 
+use super::providers::http::cut;
 use super::providers::{Notification, Outcome, Preview, Priority, Providers, Target};
 
 /// Longest preview text put in a notification, in bytes (providers cut further to fit 4 KB).
@@ -392,18 +393,6 @@ fn kind_name(k: PushKind) -> &'static str {
         PushKind::CallInvite => "call_invite",
         PushKind::AddedToConversation => "added_to_conversation",
     }
-}
-
-/// `s` cut to at most `max` bytes on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

@@ -9,13 +9,12 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{DomainEvent, Subscriber};
+use crate::bus::{DomainEvent, Mailbox, Subscriber};
 use crate::store::{ConvId, IndexProgress, Store};
 
 use super::normalize::Folded;
@@ -43,22 +42,12 @@ pub struct IndexTiming {
 
 /// The handle: subscribe it to the bus, ask it to flush.
 #[derive(Clone, Debug)]
-pub struct Indexer(Arc<Inner>);
+pub struct Indexer(Arc<Mailbox<Cmd>>);
 
 impl Default for Indexer {
     fn default() -> Self {
         Self::new()
     }
-}
-
-#[derive(Debug)]
-struct Inner {
-    tx: mpsc::Sender<Cmd>,
-    /// The queue's other end until [`Indexer::run`] takes it.
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Cmd>>>,
-    /// Set when a command did not fit: the next round sweeps every lagging conversation.
-    overflow: AtomicBool,
-    wake: Notify,
 }
 
 fn fold(text: &str) -> String {
@@ -68,19 +57,13 @@ fn fold(text: &str) -> String {
 impl Indexer {
     /// A handle whose events queue until [`Indexer::run`] starts.
     pub fn new() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        Self(Arc::new(Inner {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-            overflow: AtomicBool::new(false),
-            wake: Notify::new(),
-        }))
+        // A command that does not fit makes the next round sweep every lagging conversation.
+        Self(Arc::new(Mailbox::new(QUEUE)))
     }
 
     /// The indexer's loop, until `shutdown` (at once when it already runs elsewhere).
     pub async fn run(self, store: Arc<dyn Store>, timing: IndexTiming, shutdown: CancellationToken) {
-        let rx = self.0.rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(rx) = rx {
+        if let Some(rx) = self.0.take_receiver() {
             run(store, rx, self.0.clone(), timing, shutdown).await;
         }
     }
@@ -90,7 +73,7 @@ impl Indexer {
     pub async fn flush(&self, convs: Vec<ConvId>, wait: Duration) -> Option<Vec<IndexProgress>> {
         let (reply, rx) = oneshot::channel();
         tokio::time::timeout(wait, async {
-            self.0.tx.send(Cmd::Flush(convs, reply)).await.ok()?;
+            self.0.send(Cmd::Flush(convs, reply)).await.then_some(())?;
             rx.await.ok()
         })
         .await
@@ -110,9 +93,8 @@ impl Subscriber for Indexer {
         let DomainEvent::Committed(c) = event else { return };
         let Some(applied) = &c.applied else { return };
         let convs = applied.conversations();
-        if !convs.is_empty() && self.0.tx.try_send(Cmd::Dirty(convs)).is_err() {
-            self.0.overflow.store(true, Ordering::Release);
-            self.0.wake.notify_one();
+        if !convs.is_empty() {
+            self.0.post(Cmd::Dirty(convs));
         }
     }
 }
@@ -230,7 +212,7 @@ impl Worker {
 async fn run(
     store: Arc<dyn Store>,
     rx: mpsc::Receiver<Cmd>,
-    inner: Arc<Inner>,
+    inner: Arc<Mailbox<Cmd>>,
     timing: IndexTiming,
     shutdown: CancellationToken,
 ) {
@@ -257,7 +239,7 @@ async fn run(
                 None => return,
             },
             _ = ticks.tick() => sweep_now = true,
-            () = inner.wake.notified() => {}
+            () = inner.dropped() => {}
             () = wait_due => {
                 due = None;
                 let convs: Vec<ConvId> = std::mem::take(&mut w.dirty).into_iter().collect();
@@ -265,7 +247,7 @@ async fn run(
             }
         }
         w.serve_queue().await;
-        if inner.overflow.swap(false, Ordering::AcqRel) {
+        if inner.overflowed() {
             sweep_now = true;
         }
         if w.dirty.is_empty() {
