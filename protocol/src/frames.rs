@@ -141,6 +141,19 @@ impl client_frame::Request {
             Self::GetPushSettings(_) => "get_push_settings",
             Self::SetPushSettings(_) => "set_push_settings",
             Self::SetConversationPushSettings(_) => "set_conversation_push_settings",
+            Self::SetSubscribedQuality(_) => "set_subscribed_quality",
+            Self::RestartIce(_) => "restart_ice",
+            Self::CreateRoom(_) => "create_room",
+            Self::GetRoom(_) => "get_room",
+            Self::ListRooms(_) => "list_rooms",
+            Self::UpdateRoom(_) => "update_room",
+            Self::CloseRoom(_) => "close_room",
+            Self::CreateRoomInvite(_) => "create_room_invite",
+            Self::ListRoomInvites(_) => "list_room_invites",
+            Self::RevokeRoomInvite(_) => "revoke_room_invite",
+            Self::AnswerKnock(_) => "answer_knock",
+            Self::RemoveParticipant(_) => "remove_participant",
+            Self::MuteParticipant(_) => "mute_participant",
         }
     }
 }

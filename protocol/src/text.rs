@@ -41,6 +41,7 @@ pub const OVERRIDES: &[(&str, TextRule)] = &[
     ("confab.v1.SubscriberAnswer.sdp_answer", SDP),
     ("confab.v1.IceCandidate.candidate", TOKEN),
     ("confab.v1.Hello.access_token", TOKEN),
+    ("confab.v1.Hello.room_token", TOKEN),
     ("confab.v1.Authenticate.access_token", TOKEN),
     ("confab.v1.Refresh.refresh_token", TOKEN),
     ("confab.v1.RegisterPushTarget.token", TOKEN),

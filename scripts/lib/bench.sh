@@ -13,6 +13,7 @@ wait_http() { # URL: waits up to 60 s for a 200
 
 SERVER_PID="" SERVER_DATA=""
 # start_confab NAME [--database-url URL]: a fresh server on free ports; sets WS, QUIC, SERVER_PID.
+# Its SFU takes up to 1,000 participants in a call, two UDP ports each (one per connection).
 start_confab() {
   stop_confab
   local name="$1"; shift
@@ -20,7 +21,7 @@ start_confab() {
   http=$(free_port) quic=$(free_port) data=$(mktemp -d /tmp/confab-bench.XXXXXX)
   "${CONFAB_SERVER:-$BIN/confab-server}" --data-dir "$data" --ws-listen "127.0.0.1:$http" --quic-listen "127.0.0.1:$quic" \
     --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
-    --udp-port-min 52000 --udp-port-max 52999 --max-participants 500 "$@" \
+    --udp-port-min 50000 --udp-port-max 51999 --max-participants 1000 "$@" \
     >"$OUT/server-$name.log" 2>&1 &
   SERVER_PID=$! SERVER_DATA=$data
   PIDS+=("$SERVER_PID")

@@ -37,6 +37,7 @@ pub fn client_frame(bytes: &[u8]) {
                     Err(e) => (request_id, Err(e)),
                 },
                 Routed::Authenticated(..) => panic!("a request reached an authenticated handler without a caller"),
+                Routed::Guest(..) => panic!("a request reached a guest's handler on a connection without a guest"),
             }
         }
     };

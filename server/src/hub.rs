@@ -227,6 +227,24 @@ impl Hub {
 
     /// Unregisters a connection: the user's new presence when it changed, and how many
     /// connections the session keeps.
+    /// Attaches a meeting-room guest's connection (§25.3): reachable as `Audience::Session`, with
+    /// no user and no presence.
+    pub fn attach_guest(&self, session: &str, key: u64, outbox: Outbox) {
+        self.lock().sessions.entry(session.to_string()).or_default().insert(key, outbox);
+    }
+
+    /// Detaches a guest's connection; answers how many connections the session still has here.
+    pub fn detach_guest(&self, session: &str, key: u64) -> usize {
+        let mut m = self.lock();
+        let Some(conns) = m.sessions.get_mut(session) else { return 0 };
+        conns.remove(&key);
+        let remaining = conns.len();
+        if remaining == 0 {
+            m.sessions.remove(session);
+        }
+        remaining
+    }
+
     pub fn detach(&self, session: &str, user: UserId, key: u64) -> Detached {
         let mut m = self.lock();
         let before = aggregate(m.presence.get(&user));

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod page;
 pub mod push;
 pub mod ratelimit;
+pub mod rooms;
 pub mod search;
 pub mod session;
 pub mod social;
@@ -175,6 +176,9 @@ impl Server {
         bus.subscribe(Arc::new(fanout));
         bus.subscribe(Arc::new(social.clone()));
         bus.subscribe(Arc::new(calls.clone()));
+        let rooms =
+            rooms::Rooms::new(config.calls.clone(), store.clone(), calls.sfu().clone(), auth.clone(), bus.clone());
+        bus.subscribe(Arc::new(rooms.clone()));
         if cluster.is_some() && config.media.store == config::BlobBackend::Fs {
             tracing::warn!(
                 "media.store is fs on a node of a cluster: every node must see the same media directory (a shared \
@@ -203,7 +207,7 @@ impl Server {
         let push =
             push::Push::new(config.push.clone(), providers, store.clone(), hub.clone(), bus.clone(), metrics.clone());
         bus.subscribe(Arc::new(push.clone()));
-        let services = state::Services { auth, conversations, social, calls, media, search, push, reencryption };
+        let services = state::Services { auth, conversations, social, calls, rooms, media, search, push, reencryption };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;

@@ -41,6 +41,26 @@ pub struct Caller {
     pub expires_at_ms: u64,
 }
 
+/// A meeting room's guest (docs/protocol.md §25.3): a connection that said Hello with a room
+/// token. It has no account and may only make requests about its room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guest {
+    /// 16 lower-case hex digits; the same across the guest's reconnections (resume token).
+    pub guest_id: String,
+    pub room: crate::store::RoomId,
+    pub role: crate::store::RoomRole,
+    pub name: String,
+    /// The invite the guest came through.
+    pub invite_id: String,
+}
+
+impl Guest {
+    /// The guest's device id: where the hub and the SFU address its frames.
+    pub fn session_id(&self) -> String {
+        format!("guest-{}", self.guest_id)
+    }
+}
+
 /// Why and how a connection ends: a close code (§6) and a short reason for the peer.
 #[derive(Clone, Copy, Debug)]
 pub struct Close {
@@ -208,6 +228,7 @@ pub struct Session {
     pub outbox: Outbox,
     client_name: Mutex<String>,
     caller: Mutex<Option<Caller>>,
+    guest: Mutex<Option<Guest>>,
     close_after: Mutex<Option<Close>>,
     /// The QUIC connection, for the transfer streams of §22.9; `None` over WebSocket.
     quic: Option<quinn::Connection>,
@@ -225,6 +246,7 @@ impl Session {
             outbox,
             client_name: Mutex::new(String::new()),
             caller: Mutex::new(None),
+            guest: Mutex::new(None),
             close_after: Mutex::new(None),
             quic: None,
             transfers: Arc::new(tokio::sync::Semaphore::new(4)),
@@ -277,6 +299,16 @@ impl Session {
     /// hub calls this.
     pub fn set_caller(&self, caller: Option<Caller>) -> Option<Caller> {
         std::mem::replace(&mut *lock(&self.caller), caller)
+    }
+
+    /// The connection's guest identity, when Hello carried a room token (§25.3).
+    pub fn guest(&self) -> Option<Guest> {
+        lock(&self.guest).clone()
+    }
+
+    /// Replaces the guest identity; only the handshake edge calls this.
+    pub fn set_guest(&self, guest: Option<Guest>) -> Option<Guest> {
+        std::mem::replace(&mut *lock(&self.guest), guest)
     }
 
     /// Closes the connection with `close` after the current response (which is queued first).

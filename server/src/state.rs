@@ -21,6 +21,7 @@ use crate::limits::{ConnectionLimiter, DescriptorLimit, effective_max_connection
 use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::push::Push;
+use crate::rooms::Rooms;
 use crate::search::Search;
 use crate::social::Social;
 use crate::store::Store;
@@ -36,6 +37,7 @@ struct Inner {
     conversations: Conversations,
     social: Social,
     calls: Calls,
+    rooms: Rooms,
     media: Media,
     search: Search,
     push: Push,
@@ -56,6 +58,7 @@ pub struct Services {
     pub conversations: Conversations,
     pub social: Social,
     pub calls: Calls,
+    pub rooms: Rooms,
     pub media: Media,
     pub search: Search,
     pub push: Push,
@@ -76,7 +79,7 @@ impl AppState {
         services: Services,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let Services { auth, conversations, social, calls, media, search, push, reencryption } = services;
+        let Services { auth, conversations, social, calls, rooms, media, search, push, reencryption } = services;
         let max_total = effective_max_connections(
             config.limits.max_connections,
             DescriptorLimit::current(),
@@ -100,6 +103,7 @@ impl AppState {
             conversations,
             social,
             calls,
+            rooms,
             media,
             search,
             push,
@@ -166,6 +170,10 @@ impl AppState {
     }
 
     /// The push service (§24).
+    pub fn rooms(&self) -> &Rooms {
+        &self.0.rooms
+    }
+
     pub fn push(&self) -> &Push {
         &self.0.push
     }

@@ -5,8 +5,12 @@
 //! [`harness::TestServer`] and against any running implementation. For several nodes on one
 //! database: [`cluster::TestCluster`] (in-process nodes), [`node_process::NodeProcess`] (a node in
 //! its own process, for SIGKILL) and [`nats::NatsServer`] (the real NATS server linking them). For
-//! the S3 blob store: [`s3::S3Server`] (a real S3-compatible server, SeaweedFS).
+//! the S3 blob store: [`s3::S3Server`] (a real S3-compatible server, SeaweedFS). For the meeting
+//! page: [`browser::BrowserEnv`] (headless Chromium through web/tests/browser.mjs). For group calls
+//! with an independent WebRTC stack: [`aiortc::AiortcPeer`] (tests/peers/aiortc_peer.py).
 
+pub mod aiortc;
+pub mod browser;
 pub mod cases;
 pub mod cluster;
 pub mod harness;
@@ -21,4 +25,6 @@ pub mod s3;
 pub mod scenario;
 pub mod syncer;
 pub mod util;
+pub mod vp8;
 pub mod webrtc_peer;
+pub mod wiretap;

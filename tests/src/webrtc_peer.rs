@@ -3,6 +3,8 @@
 //! SubscriberAnswer and Trickle out; SubscriberOffer and ServerTrickle handled as they come. It
 //! publishes synthetic RTP (Opus PT 111, VP8 PT 96) whose payload starts with a u32 sequence
 //! marker and its send time, and checks what it receives for order, gaps, integrity and latency.
+//! A PLI at the publisher marks its next video packet a keyframe (a flag in the payload), so a
+//! subscriber can tell when its first keyframe came; a [`Tap`] records each connection's wire.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -25,104 +27,33 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
 use crate::call;
+pub use crate::wiretap::Tap;
 
-/// Synthetic payload sizes at the default rate.
-pub const AUDIO_LEN: usize = 160;
-pub const VIDEO_LEN: usize = 1000;
-/// Bytes before the pattern: marker, tag, video flag, send time, length.
-const HEADER_LEN: usize = 16;
+mod restart;
+mod simulcast;
+pub use restart::ufrag;
+pub use simulcast::{RawPacket, simulcast_payload};
+mod clip;
+pub use clip::read_ivf;
 
-/// Nanoseconds on this process's clock (publishers and subscribers of one process share it).
-pub fn clock_ns() -> u64 {
-    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-/// `[marker u32][tag][video?][sent ns u64][len u16][pattern…]`, `len` bytes in all (at least 16).
-pub fn payload(marker: u32, tag: u8, video: bool, len: usize) -> Bytes {
-    let len = len.max(HEADER_LEN);
-    let mut b = BytesMut::with_capacity(len);
-    b.put_u32(marker);
-    b.put_u8(tag);
-    b.put_u8(u8::from(video));
-    b.put_u64(clock_ns());
-    b.put_u16(len as u16);
-    for i in HEADER_LEN..len {
-        b.put_u8((marker as u8).wrapping_add(i as u8));
-    }
-    b.freeze()
-}
-
-/// What an intact payload carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Marked {
-    pub marker: u32,
-    pub tag: u8,
-    pub video: bool,
-    pub sent_ns: u64,
-}
-
-/// The marks of an intact payload (every byte where [`payload`] put it).
-pub fn check(p: &[u8]) -> Option<Marked> {
-    if p.len() < HEADER_LEN {
-        return None;
-    }
-    let marker = u32::from_be_bytes(p[0..4].try_into().ok()?);
-    let sent_ns = u64::from_be_bytes(p[6..14].try_into().ok()?);
-    let len = u16::from_be_bytes(p[14..16].try_into().ok()?);
-    if p.len() != usize::from(len) || p[5] > 1 {
-        return None;
-    }
-    let intact = p.iter().enumerate().skip(HEADER_LEN).all(|(i, &x)| x == (marker as u8).wrapping_add(i as u8));
-    intact.then_some(Marked { marker, tag: p[4], video: p[5] == 1, sent_ns })
-}
-
-/// How fast [`GroupPeer::publish_at`] sends.
-#[derive(Clone, Copy, Debug)]
-pub struct Rate {
-    /// Video packets per second and their payload size (audio: 50/s of 160 bytes).
-    pub video_pps: u32,
-    pub video_len: usize,
-}
-
-impl Default for Rate {
-    fn default() -> Self {
-        Self { video_pps: 50, video_len: VIDEO_LEN }
-    }
-}
-
-/// What arrived on one received track.
-#[derive(Clone, Debug, Default)]
-pub struct Received {
-    pub stream_id: String,
-    pub video: bool,
-    pub tag: u8,
-    pub packets: u64,
-    pub first_marker: u32,
-    pub last_marker: u32,
-    pub gaps: u64,
-    pub reordered: u64,
-    pub corrupt: u64,
-    /// Audio packets that carried the audio-level extension.
-    pub with_level: u64,
-    /// Send-to-receive time of every packet, microseconds.
-    pub latencies_us: Vec<u32>,
-}
-
-impl Received {
-    /// Packets missing between the first and the last marker seen, as a share of those expected.
-    pub fn loss(&self) -> f64 {
-        let expected = u64::from(self.last_marker.saturating_sub(self.first_marker)) + 1;
-        if self.packets == 0 { 1.0 } else { expected.saturating_sub(self.packets) as f64 / expected as f64 }
-    }
-}
+mod marks;
+pub use marks::*;
 
 type Stats = Arc<StdMutex<HashMap<String, Received>>>;
+
+/// Every packet of every received track (by the server's track id), and the tracks themselves
+/// (to send receiver RTCP on).
+#[derive(Clone, Default)]
+struct Taps {
+    raw: Arc<StdMutex<HashMap<String, Vec<RawPacket>>>>,
+    remotes: Arc<StdMutex<HashMap<String, Arc<dyn TrackRemote>>>>,
+}
 
 /// One of the peer's connections and the server candidates waiting for its remote description.
 struct Leg {
@@ -143,6 +74,8 @@ impl Leg {
 struct Handler {
     cands: mpsc::Sender<RTCIceCandidateInit>,
     tracks: Option<mpsc::Sender<Arc<dyn TrackRemote>>>,
+    /// When the connection last became connected.
+    connected: Option<Arc<StdMutex<Option<Instant>>>>,
 }
 
 #[async_trait::async_trait]
@@ -157,12 +90,28 @@ impl PeerConnectionEventHandler for Handler {
             let _ = tx.try_send(track);
         }
     }
+    async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
+        if let (Some(at), RTCPeerConnectionState::Connected) = (&self.connected, s) {
+            *at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        }
+    }
+}
+
+/// How a [`GroupPeer`] behaves beyond the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerOptions {
+    /// Drop the first arrival of every inbound video packet whose sequence number is a multiple
+    /// of this, so the peer NACKs it ([`Tap`]). The tap sits after SRTP decryption, whose replay
+    /// check then refuses the retransmission: this provokes NACKs, it cannot count repairs.
+    pub drop_video_every: Option<u16>,
 }
 
 /// A participant of a group call.
 pub struct GroupPeer {
     pub participant_id: String,
     pub conversation_id: u64,
+    /// The meeting room's id (§25), or empty for a conversation's call.
+    pub room_id: String,
     pub tag: u8,
     client: Client,
     engine: Arc<Engine>,
@@ -170,10 +119,21 @@ pub struct GroupPeer {
     publisher: Arc<Mutex<Option<Leg>>>,
     events: Mutex<mpsc::Receiver<event::Event>>,
     received: Stats,
+    taps: Taps,
     /// `sender_ssrc` of every PLI the publisher got on its video track.
     pub plis: Arc<StdMutex<Vec<u32>>>,
     /// SubscriberOffers answered.
     pub offers: Arc<AtomicU32>,
+    /// The last SubscriberOffer's SDP.
+    pub last_offer: Arc<StdMutex<String>>,
+    /// Every ServerTrickle candidate (not end-of-candidates) as it came.
+    pub server_candidates: Arc<StdMutex<Vec<v1::IceCandidate>>>,
+    /// When the subscriber connection became connected (the latest time).
+    pub connected_at: Arc<StdMutex<Option<Instant>>>,
+    /// What this peer's connections saw on the wire.
+    pub tap: Tap,
+    /// When each PLI reached the publisher's video track.
+    pub pli_at: Arc<StdMutex<Vec<Instant>>>,
     stop: Arc<AtomicBool>,
     tracks: StdMutex<Vec<Arc<TrackLocalStaticRTP>>>,
     /// The publisher connection's senders: audio, video.
@@ -195,10 +155,21 @@ fn ice(c: RTCIceCandidateInit) -> v1::IceCandidate {
 }
 
 /// Sends a connection's candidates as Trickle (started once the server has the remote side).
-fn pump_candidates(client: Client, conv: u64, role: PeerRole, mut rx: mpsc::Receiver<RTCIceCandidateInit>) {
+fn pump_candidates(
+    client: Client,
+    conv: u64,
+    room: String,
+    role: PeerRole,
+    mut rx: mpsc::Receiver<RTCIceCandidateInit>,
+) {
     tokio::spawn(async move {
         while let Some(c) = rx.recv().await {
-            let t = v1::Trickle { conversation_id: conv, role: role as i32, candidate: Some(ice(c)) };
+            let t = v1::Trickle {
+                room_id: room.clone(),
+                conversation_id: conv,
+                role: role as i32,
+                candidate: Some(ice(c)),
+            };
             if call!(client, Trickle, t).is_err() {
                 return;
             }
@@ -211,46 +182,91 @@ impl GroupPeer {
     /// events are handled here, the others are kept for [`GroupPeer::next_event`].
     pub async fn join(
         client: Client,
-        mut events: Events,
+        events: Events,
         conv: u64,
         tag: u8,
     ) -> anyhow::Result<(GroupPeer, v1::JoinCallResult)> {
-        let engine = Arc::new(Engine::new([127, 0, 0, 1].into(), None, 0, 0));
+        Self::join_call(client, events, conv, String::new(), tag, PeerOptions::default()).await
+    }
+
+    /// Joins meeting room `room`'s call (§25.3) like [`GroupPeer::join`]; the caller must not
+    /// wait in a lobby (an account that moderates it, a guest admitted, or a room without one).
+    pub async fn join_room(
+        client: Client,
+        events: Events,
+        room: &str,
+        tag: u8,
+    ) -> anyhow::Result<(GroupPeer, v1::JoinCallResult)> {
+        Self::join_call(client, events, 0, room.to_string(), tag, PeerOptions::default()).await
+    }
+
+    /// [`GroupPeer::join`] with options.
+    pub async fn join_with(
+        client: Client,
+        events: Events,
+        conv: u64,
+        tag: u8,
+        opts: PeerOptions,
+    ) -> anyhow::Result<(GroupPeer, v1::JoinCallResult)> {
+        Self::join_call(client, events, conv, String::new(), tag, opts).await
+    }
+
+    async fn join_call(
+        client: Client,
+        mut events: Events,
+        conv: u64,
+        room: String,
+        tag: u8,
+        opts: PeerOptions,
+    ) -> anyhow::Result<(GroupPeer, v1::JoinCallResult)> {
+        let tap = Tap::new(opts.drop_video_every);
+        let engine = Arc::new(Engine::new([127, 0, 0, 1].into(), None, 0, 0).with_interceptors(tap.hook()));
         let (cand_tx, cand_rx) = mpsc::channel(64);
         let (track_tx, mut track_rx) = mpsc::channel::<Arc<dyn TrackRemote>>(64);
-        let handler = Arc::new(Handler { cands: cand_tx, tracks: Some(track_tx) });
+        let connected_at: Arc<StdMutex<Option<Instant>>> = Arc::default();
+        let handler =
+            Arc::new(Handler { cands: cand_tx, tracks: Some(track_tx), connected: Some(connected_at.clone()) });
         let pc = engine.build(handler).await.map_err(anyhow::Error::msg)?;
         let subscriber = Arc::new(Mutex::new(Leg { pc, has_remote: false, queued: Vec::new() }));
         let received: Stats = Arc::default();
-        let stats = received.clone();
+        let taps = Taps::default();
+        let (stats, t) = (received.clone(), taps.clone());
         tokio::spawn(async move {
             while let Some(track) = track_rx.recv().await {
-                tokio::spawn(read_track(track, stats.clone()));
+                tokio::spawn(read_track(track, stats.clone(), t.clone()));
             }
         });
-        let joined = call!(client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+        let joined = call!(client, JoinCall, v1::JoinCall { room_id: room.clone(), conversation_id: conv })?;
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let publisher: Arc<Mutex<Option<Leg>>> = Arc::default();
         let offers = Arc::new(AtomicU32::new(0));
+        anyhow::ensure!(!joined.in_lobby, "the peer waits in the room's lobby");
+        let last_offer: Arc<StdMutex<String>> = Arc::default();
         let (sub, publ, c, n) = (subscriber.clone(), publisher.clone(), client.clone(), offers.clone());
+        let r2 = room.clone();
+        let offer_log = last_offer.clone();
+        let server_candidates: Arc<StdMutex<Vec<v1::IceCandidate>>> = Arc::default();
+        let cand_log = server_candidates.clone();
         let mut cand_rx = Some(cand_rx);
         tokio::spawn(async move {
             while let Some(v1::Event { event: Some(e) }) = events.recv().await {
                 match e {
-                    event::Event::SubscriberOffer(o) if o.conversation_id == conv => {
+                    event::Event::SubscriberOffer(o) if o.conversation_id == conv && o.room_id == r2 => {
+                        *offer_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = o.sdp_offer.clone();
                         let mut leg = sub.lock().await;
                         let Ok(answer) = answer_offer(&leg.pc, o.sdp_offer).await else { continue };
-                        let r = v1::SubscriberAnswer { conversation_id: conv, sdp_answer: answer };
+                        let r = v1::SubscriberAnswer { room_id: r2.clone(), conversation_id: conv, sdp_answer: answer };
                         if call!(c, SubscriberAnswer, r).is_ok() {
                             leg.remote_applied().await;
                             n.fetch_add(1, Ordering::Relaxed);
                             if let Some(rx) = cand_rx.take() {
-                                pump_candidates(c.clone(), conv, PeerRole::Subscriber, rx);
+                                pump_candidates(c.clone(), conv, r2.clone(), PeerRole::Subscriber, rx);
                             }
                         }
                     }
-                    event::Event::ServerTrickle(t) if t.conversation_id == conv => {
+                    event::Event::ServerTrickle(t) if t.conversation_id == conv && t.room_id == r2 => {
                         let Some(cand) = t.candidate.filter(|c| !c.candidate.is_empty()) else { continue };
+                        cand_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(cand.clone());
                         let init = RTCIceCandidateInit {
                             candidate: cand.candidate,
                             sdp_mid: Some(cand.sdp_mid),
@@ -272,6 +288,7 @@ impl GroupPeer {
         let peer = GroupPeer {
             participant_id: joined.participant_id.clone(),
             conversation_id: conv,
+            room_id: room,
             tag,
             client,
             engine,
@@ -279,8 +296,14 @@ impl GroupPeer {
             publisher,
             events: Mutex::new(ev_rx),
             received,
+            taps,
             plis: Arc::default(),
             offers,
+            last_offer,
+            server_candidates,
+            connected_at,
+            tap,
+            pli_at: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             tracks: StdMutex::new(Vec::new()),
             senders: StdMutex::new(Vec::new()),
@@ -297,7 +320,10 @@ impl GroupPeer {
     pub async fn sample_offer() -> anyhow::Result<String> {
         let engine = Engine::new([127, 0, 0, 1].into(), None, 0, 0);
         let (tx, _rx) = mpsc::channel(64);
-        let pc = engine.build(Arc::new(Handler { cands: tx, tracks: None })).await.map_err(anyhow::Error::msg)?;
+        let pc = engine
+            .build(Arc::new(Handler { cands: tx, tracks: None, connected: None }))
+            .await
+            .map_err(anyhow::Error::msg)?;
         for (id, kind, ssrc) in [("a", RtpCodecKind::Audio, 1u32), ("v", RtpCodecKind::Video, 2)] {
             pc.add_track(local_track("sample", id, kind, ssrc) as Arc<dyn TrackLocal>).await?;
         }
@@ -314,9 +340,30 @@ impl GroupPeer {
 
     /// Publishes an audio track (50 packets/s) and a video track at `rate`.
     pub async fn publish_at(&self, rate: Rate) -> anyhow::Result<()> {
+        self.publish_with(rate, None).await
+    }
+
+    /// Publishes an audio track and, as its video, the VP8 frame `keyframe` (a keyframe, so
+    /// every one decodes) `fps` times a second, packetized as RFC 7741 says: what a browser
+    /// decodes (tests/data/vp8-keyframe-160x120.bin). Receivers see real VP8, not this module's
+    /// marked payloads.
+    pub async fn publish_vp8(&self, keyframe: Bytes, fps: u32) -> anyhow::Result<()> {
+        self.publish_with(Rate { video_pps: fps, video_len: 0 }, Some(keyframe)).await
+    }
+
+    /// Opens the publisher connection with an audio and a video track (`{tag}-audio`,
+    /// `{tag}-video`, SSRCs `tag·2²⁴ + 1` and `+ 2`), negotiated with `Publish`; PLIs on the video
+    /// track are counted in [`GroupPeer::plis`]. Returns the tracks to write to and the flag a PLI
+    /// raises (set at first: a stream starts with a keyframe).
+    async fn open_publisher(
+        &self,
+    ) -> anyhow::Result<(Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>, Arc<AtomicBool>)> {
         let (cand_tx, cand_rx) = mpsc::channel(64);
-        let pc =
-            self.engine.build(Arc::new(Handler { cands: cand_tx, tracks: None })).await.map_err(anyhow::Error::msg)?;
+        let pc = self
+            .engine
+            .build(Arc::new(Handler { cands: cand_tx, tracks: None, connected: None }))
+            .await
+            .map_err(anyhow::Error::msg)?;
         let stream = format!("peer{}", self.tag);
         let base = 0x0100_0000 * u32::from(self.tag);
         let audio = local_track(&stream, &format!("{}-audio", self.tag), RtpCodecKind::Audio, base + 1);
@@ -327,25 +374,39 @@ impl GroupPeer {
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
         *self.publisher.lock().await = Some(Leg { pc: pc.clone(), has_remote: false, queued: Vec::new() });
-        let r =
-            call!(self.client, Publish, v1::Publish { conversation_id: self.conversation_id, sdp_offer: offer.sdp })?;
+        let r = call!(
+            self.client,
+            Publish,
+            v1::Publish { room_id: self.room_id.clone(), conversation_id: self.conversation_id, sdp_offer: offer.sdp }
+        )?;
         pc.set_remote_description(RTCSessionDescription::answer(r.sdp_answer)?).await?;
         if let Some(leg) = self.publisher.lock().await.as_mut() {
             leg.remote_applied().await;
         }
-        pump_candidates(self.client.clone(), self.conversation_id, PeerRole::Publisher, cand_rx);
+        pump_candidates(self.client.clone(), self.conversation_id, self.room_id.clone(), PeerRole::Publisher, cand_rx);
         self.tracks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend([audio.clone(), video.clone()]);
-        let plis = self.plis.clone();
-        let v = video.clone();
+        let (plis, pli_at) = (self.plis.clone(), self.pli_at.clone());
+        let keyframe_due = Arc::new(AtomicBool::new(true)); // a stream starts with a keyframe
+        let (v, due) = (video.clone(), keyframe_due.clone());
         tokio::spawn(async move {
             while let Some(TrackLocalEvent::OnRtcpPacket(pkts)) = v.poll().await {
                 for p in pkts {
                     if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
                         plis.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pli.sender_ssrc);
+                        pli_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Instant::now());
+                        due.store(true, Ordering::Relaxed);
                     }
                 }
             }
         });
+        Ok((audio, video, keyframe_due))
+    }
+
+    /// Publishes an audio track (50 packets/s) and, at `rate`, a video track of marked payloads or,
+    /// with `vp8`, that VP8 frame.
+    async fn publish_with(&self, rate: Rate, vp8: Option<Bytes>) -> anyhow::Result<()> {
+        let (audio, video, keyframe_due) = self.open_publisher().await?;
+        let base = 0x0100_0000 * u32::from(self.tag);
         let header = move |pt, ssrc, ts, seq: u32| rtp::header::Header {
             version: 2,
             payload_type: pt,
@@ -375,12 +436,21 @@ impl GroupPeer {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut marker: u32 = 0;
+            let mut seq: u16 = 0;
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 marker += 1;
+                if let Some(frame) = &vp8 {
+                    let h = header(PT_VP8, base + 2, marker.wrapping_mul(90_000 / rate.video_pps.max(1)), 0);
+                    for p in crate::vp8::packetize(frame, &h, &mut seq) {
+                        let _ = video.write_rtp(p).await;
+                    }
+                    continue;
+                }
+                let flags = if keyframe_due.swap(false, Ordering::Relaxed) { 3 } else { 1 };
                 let v = rtp::Packet {
                     header: header(PT_VP8, base + 2, marker.wrapping_mul(90_000 / rate.video_pps.max(1)), marker),
-                    payload: payload(marker, tag, true, rate.video_len),
+                    payload: payload_with(marker, tag, flags, rate.video_len),
                 };
                 let _ = video.write_rtp(v).await;
             }
@@ -398,8 +468,11 @@ impl GroupPeer {
         pc.remove_track(&sender).await?;
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
-        let r =
-            call!(self.client, Publish, v1::Publish { conversation_id: self.conversation_id, sdp_offer: offer.sdp })?;
+        let r = call!(
+            self.client,
+            Publish,
+            v1::Publish { room_id: self.room_id.clone(), conversation_id: self.conversation_id, sdp_offer: offer.sdp }
+        )?;
         pc.set_remote_description(RTCSessionDescription::answer(r.sdp_answer)?).await?;
         Ok(())
     }
@@ -407,6 +480,24 @@ impl GroupPeer {
     /// A snapshot of what arrived, by the server's track id.
     pub fn received(&self) -> HashMap<String, Received> {
         self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// [`GroupPeer::received`] without the latencies: cheap enough to take every second.
+    pub fn received_counts(&self) -> HashMap<String, Received> {
+        let mut g = self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let copy = |r: &mut Received| {
+            let latencies = std::mem::take(&mut r.latencies_us);
+            let c = r.clone();
+            r.latencies_us = latencies;
+            c
+        };
+        g.iter_mut().map(|(k, r)| (k.clone(), copy(r))).collect()
+    }
+
+    /// Forgets the latencies recorded so far (where a measurement starts).
+    pub fn clear_latencies(&self) {
+        let mut g = self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.values_mut().for_each(|r| r.latencies_us.clear());
     }
 
     /// PLIs seen at this publisher so far.
@@ -473,50 +564,4 @@ async fn answer_offer(pc: &Arc<dyn PeerConnection>, sdp: String) -> anyhow::Resu
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer.clone()).await?;
     Ok(answer.sdp)
-}
-
-/// A local track with a fixed SSRC.
-pub fn local_track(stream: &str, id: &str, kind: RtpCodecKind, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
-    let codec = if kind == RtpCodecKind::Audio { opus_codec() } else { vp8_codec() };
-    let encoding = RTCRtpEncodingParameters {
-        rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-        codec,
-        ..Default::default()
-    };
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(stream.into(), id.into(), id.into(), kind, vec![encoding])))
-}
-
-/// Reads one received track into `stats`.
-async fn read_track(track: Arc<dyn TrackRemote>, stats: Stats) {
-    let id = track.track_id().await;
-    let stream_id = track.stream_id().await;
-    let video = track.kind().await == RtpCodecKind::Video;
-    let lock = || stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    lock().insert(id.clone(), Received { stream_id, video, ..Default::default() });
-    while let Some(ev) = track.poll().await {
-        let TrackRemoteEvent::OnRtpPacket(pkt) = ev else { continue };
-        let mut g = lock();
-        let Some(st) = g.get_mut(&id) else { return };
-        let Some(Marked { marker, tag, video: is_video, sent_ns }) = check(&pkt.payload) else {
-            st.corrupt += 1;
-            continue;
-        };
-        st.latencies_us.push((clock_ns().saturating_sub(sent_ns) / 1000).min(u64::from(u32::MAX)) as u32);
-        if st.packets == 0 {
-            st.first_marker = marker;
-            st.tag = tag;
-        } else if marker > st.last_marker + 1 {
-            st.gaps += 1;
-        } else if marker <= st.last_marker {
-            st.reordered += 1;
-        }
-        if is_video != video || tag != st.tag {
-            st.corrupt += 1;
-        }
-        if !video && pkt.header.extension {
-            st.with_level += 1;
-        }
-        st.last_marker = st.last_marker.max(marker);
-        st.packets += 1;
-    }
 }

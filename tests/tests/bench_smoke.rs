@@ -2,7 +2,9 @@
 //! and its room scenarios spread over the two nodes of a test cluster with their costs sampled;
 //! the media scenario moves and verifies its files on both transports; the search scenario seeds
 //! its store, waits for the index and reports every query shape with hits matching its ground truth;
-//! the push scenario gets every push to its own WebPush endpoint with the server's figures.
+//! the push scenario gets every push to its own WebPush endpoint with the server's figures; the SFU
+//! scenarios in meeting rooms (one publisher to guests, and rooms where everyone publishes) get
+//! media to every subscriber and report loss, latency and both CPUs.
 
 use std::process::Command;
 
@@ -362,5 +364,50 @@ async fn push_scenario_on(store: StoreKind) {
     }
     assert!(!v["best_step_with_p99_le_500ms_and_none_missing"].is_null(), "{store:?}: {v}");
     assert_eq!(v["requests_unparsable"], 0, "{store:?}: {v}");
+    s.stop().await.expect("stop");
+}
+
+/// `sfu --room` (one publisher to three guests) and `sfu-rooms` (two rooms of three, everyone
+/// publishing): every subscriber stream carries packets, and the figures are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_room_scenarios_report_figures() {
+    let s = TestServer::start_with(StoreKind::Sqlite, |c| {
+        c.calls.udp_port_min = 54000;
+        c.calls.udp_port_max = 54199;
+    })
+    .await
+    .expect("start");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid = std::process::id().to_string();
+    let runs = [
+        ("sfu-room", vec!["sfu", "--room", "--subscribers", "3", "--video-kbps", "300"], 3, 3),
+        ("sfu-rooms", vec!["sfu-rooms", "--rooms", "2", "--size", "3", "--video-kbps", "300"], 12, 12),
+    ];
+    for (name, args, audio, video) in runs {
+        let json = dir.path().join(format!("{name}.json"));
+        let (url, j, pid) = (s.url(Transport::WebSocket), json.clone(), pid.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_confab-bench"))
+                .args(["--url", &url, "--duration", "2s", "--json"])
+                .arg(&j)
+                .args(&args)
+                .args(["--server-pid", &pid])
+                .output()
+                .expect("run")
+        })
+        .await
+        .expect("join");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+        assert!(stderr.contains("[  1s] packets received"), "{name}: no progress output: {stderr}");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+        assert_eq!(v["subscriber_audio_streams"], audio, "{name}: {v}");
+        assert_eq!(v["subscriber_video_streams"], video, "{name}: {v}");
+        assert!(v["packets_received"].as_u64().unwrap_or(0) > 0 && v["corrupt"] == 0, "{name}: {v}");
+        for k in ["loss", "latency_ms_p50", "latency_ms_p99", "server_cpu_cores", "generator_cpu_cores"] {
+            assert!(v[k].is_number(), "{name}: {k}: {v}");
+        }
+        assert!(v["latency_ms_p99"].as_f64() >= v["latency_ms_p50"].as_f64(), "{name}: {v}");
+    }
     s.stop().await.expect("stop");
 }

@@ -194,13 +194,16 @@ async fn a_removed_member_leaves_the_group_call(s: &TestServer, t: Transport) ->
     let mut a = new_user(s, t, "clA").await?;
     let b = new_user(s, t, "clB").await?;
     let conv = call!(a.client, CreateConversation, group("room", &[b.id]))?.conversation_id;
-    call!(a.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
-    call!(b.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    call!(a.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
+    call!(b.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
     participants(&mut a, conv, 2).await?;
     remove(&a, conv, b.id).await?;
     ensure!(left(&mut a, conv).await? == b.id, "the removed member left");
     participants(&mut a, conv, 1).await?;
-    expect_code(call!(b.client, JoinCall, v1::JoinCall { conversation_id: conv }), ErrorCode::NotFound)?;
+    expect_code(
+        call!(b.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv }),
+        ErrorCode::NotFound,
+    )?;
     Ok(())
 }
 
@@ -211,8 +214,8 @@ async fn a_revoked_session_leaves_the_group_call_at_once(s: &TestServer, t: Tran
     let b = new_user(s, t, "clB").await?;
     let b2 = second_device(s, t, &b).await?;
     let conv = call!(a.client, CreateConversation, group("room", &[b.id]))?.conversation_id;
-    call!(a.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
-    call!(b2.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    call!(a.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
+    call!(b2.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
     participants(&mut a, conv, 2).await?;
     let revoke = v1::RevokeSession { session_id: b2.auth.session_id.clone() };
     call!(b.client, RevokeSession, revoke)?;

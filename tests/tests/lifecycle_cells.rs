@@ -147,8 +147,8 @@ async fn a_block_leaves_group_calls_alone(s: &TestServer, t: Transport) -> anyho
     let b = new_user(s, t, "lcB").await?;
     let conv = call!(a.client, CreateConversation, group("room", &[b.id]))?.conversation_id;
     call!(a.client, Block, v1::Block { user_id: b.id })?;
-    call!(a.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
-    let joined = call!(b.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    call!(a.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
+    let joined = call!(b.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
     ensure!(joined.participants.len() == 1, "the blocked member sees the blocker in the call: {joined:?}");
     Ok(())
 }

@@ -131,7 +131,11 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
     }
 
     // SetMute → TrackMuted at the others.
-    call!(pa.client(), SetMute, v1::SetMute { conversation_id: conv, track_id: "1-audio".into(), muted: true })?;
+    call!(
+        pa.client(),
+        SetMute,
+        v1::SetMute { room_id: Default::default(), conversation_id: conv, track_id: "1-audio".into(), muted: true }
+    )?;
     let muted = pc
         .next_event(WAIT, |e| match e {
             event::Event::TrackMuted(m) => Some(m.clone()),
@@ -140,7 +144,11 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
         .await?;
     ensure!(muted.muted && muted.track_id.starts_with(&pa.participant_id), "{muted:?}");
     expect_code(
-        call!(pa.client(), SetMute, v1::SetMute { conversation_id: conv, track_id: "nope".into(), muted: true }),
+        call!(
+            pa.client(),
+            SetMute,
+            v1::SetMute { room_id: Default::default(), conversation_id: conv, track_id: "nope".into(), muted: true }
+        ),
         ErrorCode::NotFound,
     )?;
 
@@ -170,7 +178,7 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
     // (3) A leaves: its tracks are unpublished everywhere, a new offer follows, packets stop.
     let offers_before: Vec<u32> =
         [&pb, &pc, &pd].iter().map(|p| p.offers.load(std::sync::atomic::Ordering::Relaxed)).collect();
-    call!(pa.client(), LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+    call!(pa.client(), LeaveCall, v1::LeaveCall { room_id: Default::default(), conversation_id: conv })?;
     pa.close().await;
     for sub in [&pb, &pc, &pd] {
         {
@@ -207,7 +215,7 @@ async fn media_reaches_subscribers_late_join_asks_keyframe_and_leaving_removes_t
         println!("{name} received {:?}", sub.received().values().map(|r| r.packets).collect::<Vec<_>>());
     }
     for p in [&pb, &pc, &pd] {
-        call!(p.client(), LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+        call!(p.client(), LeaveCall, v1::LeaveCall { room_id: Default::default(), conversation_id: conv })?;
         p.close().await;
     }
     s.stop().await
@@ -224,26 +232,43 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
     let conv = group(&a, &[&b, &c]).await?;
 
     // (4) Not a member: NOT_FOUND, as for a missing conversation.
-    expect_code(call!(outsider.client, JoinCall, v1::JoinCall { conversation_id: conv }), ErrorCode::NotFound)?;
-    expect_code(call!(outsider.client, JoinCall, v1::JoinCall { conversation_id: 999_999 }), ErrorCode::NotFound)?;
+    expect_code(
+        call!(outsider.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv }),
+        ErrorCode::NotFound,
+    )?;
+    expect_code(
+        call!(outsider.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: 999_999 }),
+        ErrorCode::NotFound,
+    )?;
 
     let (pa, _) = peer(a, conv, 1).await?;
     let (pb, _) = peer(b, conv, 2).await?;
     // Joining twice from one device is refused.
-    expect_code(call!(pa.client(), JoinCall, v1::JoinCall { conversation_id: conv }), ErrorCode::FailedPrecondition)?;
+    expect_code(
+        call!(pa.client(), JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv }),
+        ErrorCode::FailedPrecondition,
+    )?;
 
     // (5) Malformed SDP: INVALID_ARGUMENT naming the field, no panic, the room still works.
     let sample = GroupPeer::sample_offer().await?;
     let cut = sample.replace("a=ice-ufrag", "a=x-ufrag").replace("a=fingerprint", "a=x-fingerprint");
     for bad in ["", "junk", "v=0\r\n", "\u{0}\u{1}binary", cut.as_str()] {
         let e = expect_code(
-            call!(pa.client(), Publish, v1::Publish { conversation_id: conv, sdp_offer: bad.into() }),
+            call!(
+                pa.client(),
+                Publish,
+                v1::Publish { room_id: Default::default(), conversation_id: conv, sdp_offer: bad.into() }
+            ),
             ErrorCode::InvalidArgument,
         )?;
         ensure!(e.field == "publish.sdp_offer", "{e:?}");
     }
     let e = expect_code(
-        call!(pb.client(), SubscriberAnswer, v1::SubscriberAnswer { conversation_id: conv, sdp_answer: "junk".into() }),
+        call!(
+            pb.client(),
+            SubscriberAnswer,
+            v1::SubscriberAnswer { room_id: Default::default(), conversation_id: conv, sdp_answer: "junk".into() }
+        ),
         ErrorCode::FailedPrecondition, // no offer outstanding yet
     )?;
     ensure!(!e.message.is_empty());
@@ -252,7 +277,7 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
     assert_clean("B", &pb.received())?;
 
     // A malformed answer to a real SubscriberOffer: INVALID_ARGUMENT, and the offer stays open.
-    call!(c.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    call!(c.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
     let offer = next_matching(&mut c.events, WAIT, |e| match e {
         event::Event::SubscriberOffer(o) => Some(o.sdp_offer.clone()),
         _ => None,
@@ -261,26 +286,31 @@ async fn non_members_malformed_sdp_and_publisher_limit() -> anyhow::Result<()> {
     ensure!(offer.contains("m=audio") && offer.contains("m=video"), "{offer}");
     let half = offer.replace("a=ice-ufrag", "a=x-ufrag").replace("a=fingerprint", "a=x-fingerprint");
     for bad in ["junk", "v=0\r\n", half.as_str()] {
-        let answer = v1::SubscriberAnswer { conversation_id: conv, sdp_answer: bad.into() };
+        let answer =
+            v1::SubscriberAnswer { room_id: Default::default(), conversation_id: conv, sdp_answer: bad.into() };
         let e = expect_code(call!(c.client, SubscriberAnswer, answer), ErrorCode::InvalidArgument)?;
         ensure!(e.field == "subscriber_answer.sdp_answer", "{e:?}");
     }
-    call!(c.client, LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+    call!(c.client, LeaveCall, v1::LeaveCall { room_id: Default::default(), conversation_id: conv })?;
     pb.wait_received(WAIT, "A's tracks after the refused answers", |got| flowing(got, &pa, 75)).await?;
     assert_clean("B", &pb.received())?;
 
     // max_publishers = 1: B may not publish too.
     expect_code(
-        call!(pb.client(), Publish, v1::Publish { conversation_id: conv, sdp_offer: sample }),
+        call!(
+            pb.client(),
+            Publish,
+            v1::Publish { room_id: Default::default(), conversation_id: conv, sdp_offer: sample }
+        ),
         ErrorCode::FailedPrecondition,
     )?;
     // Not in the call: Publish/Trickle/SetMute/LeaveCall are refused.
     expect_code(
-        call!(outsider.client, LeaveCall, v1::LeaveCall { conversation_id: conv }),
+        call!(outsider.client, LeaveCall, v1::LeaveCall { room_id: Default::default(), conversation_id: conv }),
         ErrorCode::FailedPrecondition,
     )?;
     for p in [&pa, &pb] {
-        call!(p.client(), LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+        call!(p.client(), LeaveCall, v1::LeaveCall { room_id: Default::default(), conversation_id: conv })?;
         p.close().await;
     }
     s.stop().await
@@ -294,10 +324,13 @@ async fn a_full_room_refuses_and_a_device_gone_past_the_grace_leaves() -> anyhow
     let b = new_user(&s, t, "sfuB").await?;
     let c = new_user(&s, t, "sfuC").await?;
     let conv = group(&a, &[&b, &c]).await?;
-    call!(a.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
-    let joined = call!(b.client, JoinCall, v1::JoinCall { conversation_id: conv })?;
+    call!(a.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
+    let joined = call!(b.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv })?;
     // max_participants = 2: the room is full.
-    expect_code(call!(c.client, JoinCall, v1::JoinCall { conversation_id: conv }), ErrorCode::FailedPrecondition)?;
+    expect_code(
+        call!(c.client, JoinCall, v1::JoinCall { room_id: Default::default(), conversation_id: conv }),
+        ErrorCode::FailedPrecondition,
+    )?;
     b.client.close().await;
     // reconnect_grace is 300 ms here.
     let left = next_matching(&mut a.events, WAIT, |e| match e {
@@ -311,7 +344,7 @@ async fn a_full_room_refuses_and_a_device_gone_past_the_grace_leaves() -> anyhow
         _ => None,
     })
     .await?;
-    call!(a.client, LeaveCall, v1::LeaveCall { conversation_id: conv })?;
+    call!(a.client, LeaveCall, v1::LeaveCall { room_id: Default::default(), conversation_id: conv })?;
     next_matching(&mut a.events, WAIT, |e| match e {
         event::Event::GroupCallState(g) if g.participants == 0 => Some(()),
         _ => None,

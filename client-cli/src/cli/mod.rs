@@ -18,6 +18,7 @@ pub mod output;
 mod ping;
 mod push;
 mod resolve;
+mod room;
 pub mod search;
 mod social;
 mod tail;
@@ -258,6 +259,11 @@ pub enum Command {
         #[command(subcommand)]
         command: push::PushCommand,
     },
+    /// Meeting rooms (owned or moderated) and their invite links.
+    Room {
+        #[command(subcommand)]
+        command: room::RoomCommand,
+    },
     /// Where this profile keeps its files.
     Paths,
 }
@@ -292,6 +298,7 @@ pub async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
         Command::Avatar { path, clear, json } => media::avatar(&settings, path, clear, json).await,
         Command::Search(args) => search::run(&settings, args).await,
         Command::Push { command } => push::run(&settings, command).await,
+        Command::Room { command } => room::run(&settings, command).await,
         other => chat::run(&settings, other).await,
     }
 }

@@ -73,6 +73,11 @@ pub struct ConnectOptions {
     pub capabilities: Vec<String>,
     /// Sent in Hello to authenticate the connection during the handshake.
     pub access_token: Option<String>,
+    /// Sent in Hello to join as a meeting room's guest (docs/protocol.md §25.3): an invite token
+    /// or a resume token; excludes `access_token`.
+    pub room_token: Option<String>,
+    /// The guest's display name, with `room_token`.
+    pub display_name: String,
     /// How long a request may wait for its response.
     pub request_timeout: Duration,
     /// Events buffered for the application before the reader waits for it.
@@ -89,6 +94,8 @@ impl Default for ConnectOptions {
             client_version: env!("CARGO_PKG_VERSION").into(),
             capabilities: Vec::new(),
             access_token: None,
+            room_token: None,
+            display_name: String::new(),
             request_timeout: Duration::from_secs(30),
             event_buffer: 1024,
             send_queue: 256,
@@ -105,6 +112,8 @@ pub fn hello(opts: &ConnectOptions) -> v1::Hello {
         client_version: opts.client_version.clone(),
         capabilities: opts.capabilities.clone(),
         access_token: opts.access_token.clone().unwrap_or_default(),
+        room_token: opts.room_token.clone().unwrap_or_default(),
+        display_name: opts.display_name.clone(),
     }
 }
 

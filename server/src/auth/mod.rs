@@ -106,6 +106,11 @@ fn conflict(e: StoreError) -> ServerError {
 }
 
 impl AuthService {
+    /// The token signer, for meeting rooms' invite and resume tokens (§25.2).
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+
     /// Loads (or generates) the signing key and code secret ([`keys::load`]: configured paths,
     /// else the database on PostgreSQL, else the data dir), and starts code delivery.
     pub async fn new(

@@ -26,6 +26,30 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// The claims of a meeting room's token (docs/protocol.md §25.2, §25.3): an invite (`sub`
+/// `invite`) or a guest's resume token (`sub` `guest`). Audience: the access tokens' + `/room`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomClaims {
+    pub iss: String,
+    pub aud: String,
+    /// `invite` or `guest`.
+    pub sub: String,
+    /// The room id.
+    pub room: String,
+    /// The wire `RoomRole` number.
+    pub role: i32,
+    /// The invite id (both kinds).
+    pub inv: String,
+    /// The guest id (`guest` only).
+    #[serde(default)]
+    pub gid: String,
+    /// The guest's display name (`guest` only).
+    #[serde(default)]
+    pub name: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
 /// A verified access token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
@@ -39,6 +63,7 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    room_validation: Validation,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -98,7 +123,18 @@ impl Tokens {
         validation.leeway = leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        Ok(Self { encoding, decoding, validation, issuer: issuer.into(), audience: audience.into(), ttl, leeway })
+        let mut room_validation = validation.clone();
+        room_validation.set_audience(&[format!("{audience}/room")]);
+        Ok(Self {
+            encoding,
+            decoding,
+            validation,
+            room_validation,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            ttl,
+            leeway,
+        })
     }
 
     /// The access token lifetime.
@@ -121,6 +157,30 @@ impl Tokens {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .map_err(|e| AuthError::Setup(format!("signing: {e}")))?;
         Ok((token, exp * 1000))
+    }
+
+    /// Signs a room token (§25.2) with `claims`; `iss` and `aud` are set here.
+    pub fn issue_room(&self, mut claims: RoomClaims) -> Result<String, AuthError> {
+        claims.iss = self.issuer.clone();
+        claims.aud = format!("{}/room", self.audience);
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|e| AuthError::Setup(format!("signing: {e}")))
+    }
+
+    /// Verifies a room token's signature, algorithm, issuer, audience and times. Says only
+    /// "invalid".
+    pub fn verify_room(&self, token: &str, now_ms: u64) -> Result<RoomClaims, AuthError> {
+        if token.len() > 4096 {
+            return Err(AuthError::InvalidToken);
+        }
+        let data = jsonwebtoken::decode::<RoomClaims>(token, &self.decoding, &self.room_validation).map_err(|e| {
+            tracing::debug!(error = %e, "room token refused");
+            AuthError::InvalidToken
+        })?;
+        if data.claims.iat > now_ms / 1000 + self.leeway.as_secs() {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(data.claims)
     }
 
     /// Verifies signature, algorithm, issuer, audience and times. Says only "invalid".

@@ -4,6 +4,7 @@
 //! registry sits behind this service so a bus can later route calls between nodes. Group calls
 //! (§20.3) go through the integrated SFU ([`sfu::Sfu`]).
 
+pub mod candidates;
 pub mod ice;
 pub mod p2p;
 pub mod sfu;

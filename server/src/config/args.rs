@@ -246,6 +246,15 @@ pub struct ConfigArgs {
     /// An empty group call room closes after this [default: 60s].
     #[arg(long, env = "CONFAB_ROOM_TTL", value_name = "DURATION", value_parser = parse_duration)]
     pub room_ttl: Option<Duration>,
+    /// A meeting room without its own empty timeout closes after nobody was in it this long [default: 5m].
+    #[arg(long, env = "CONFAB_MEETING_EMPTY_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub meeting_empty_timeout: Option<Duration>,
+    /// A group-call connection silent this long is restarted, then dropped [default: 10s].
+    #[arg(long, env = "CONFAB_MEDIA_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub media_timeout: Option<Duration>,
+    /// Networks (CIDR, comma-separated) client ICE candidates must be in [default: any reachable].
+    #[arg(long, env = "CONFAB_ALLOWED_CANDIDATE_NETWORKS", value_name = "CIDRS", value_delimiter = ',')]
+    pub allowed_candidate_networks: Option<Vec<ipnet::IpNet>>,
     /// Publishers at once per group call [default: 16].
     #[arg(long, env = "CONFAB_MAX_PUBLISHERS", value_name = "N")]
     pub max_publishers: Option<u32>,
@@ -404,8 +413,11 @@ impl ConfigArgs {
         set(&mut k.udp_port_min, &a.udp_port_min);
         set(&mut k.udp_port_max, &a.udp_port_max);
         set(&mut k.room_ttl, &a.room_ttl);
+        set(&mut k.meeting_empty_timeout, &a.meeting_empty_timeout);
         set(&mut k.max_publishers, &a.max_publishers);
         set(&mut k.max_participants, &a.max_participants);
+        set(&mut k.media_timeout, &a.media_timeout);
+        set(&mut k.allowed_candidate_networks, &a.allowed_candidate_networks);
     }
 }
 

@@ -43,6 +43,21 @@ pub struct CallsConfig {
     pub max_publishers: u32,
     /// Participants in one room.
     pub max_participants: u32,
+    /// A meeting room (§25) without its own `empty_timeout_ms` closes after nobody has been in
+    /// it for this long.
+    #[serde(with = "humantime_serde")]
+    pub meeting_empty_timeout: Duration,
+    /// How often meeting rooms due to expire or close when empty are looked for.
+    #[serde(with = "humantime_serde")]
+    pub meeting_sweep_interval: Duration,
+    /// A group-call connection that should carry media but got no RTP or RTCP for this long is
+    /// LOST and restarted; still nothing after as long again, the participant leaves (§20.3.12).
+    #[serde(with = "humantime_serde")]
+    pub media_timeout: Duration,
+    /// Networks (CIDR) client ICE candidates must be in to be used (§20.3.5); empty: any address
+    /// of `media_bind`'s family that is not unspecified, multicast, broadcast, link-local, or
+    /// loopback (unless `media_bind` is loopback).
+    pub allowed_candidate_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for CallsConfig {
@@ -62,6 +77,10 @@ impl Default for CallsConfig {
             room_ttl: Duration::from_secs(60),
             max_publishers: 16,
             max_participants: 64,
+            meeting_empty_timeout: Duration::from_secs(300),
+            meeting_sweep_interval: Duration::from_secs(5),
+            media_timeout: Duration::from_secs(10),
+            allowed_candidate_networks: Vec::new(),
         }
     }
 }
@@ -102,8 +121,28 @@ impl CallsConfig {
         if self.udp_port_min == 0 || self.udp_port_max < self.udp_port_min {
             return bad("calls.udp_port_min..udp_port_max must be a non-empty range of non-zero ports");
         }
+        if self.media_timeout < Duration::from_millis(200) || self.media_timeout > Duration::from_secs(300) {
+            return bad("calls.media_timeout must be within 200ms..5m");
+        }
+        if let Some(n) =
+            self.allowed_candidate_networks.iter().find(|n| n.addr().is_ipv4() != self.media_bind.is_ipv4())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "calls.allowed_candidate_networks: {n} is not of calls.media_bind's address family"
+            )));
+        }
         if self.max_publishers == 0 || self.max_participants == 0 || self.max_publishers > self.max_participants {
             return bad("calls.max_publishers must be positive and at most calls.max_participants");
+        }
+        if self.meeting_empty_timeout < Duration::from_secs(1)
+            || self.meeting_empty_timeout > Duration::from_secs(7 * 86400)
+        {
+            return bad("calls.meeting_empty_timeout must be within 1s..7d");
+        }
+        if self.meeting_sweep_interval < Duration::from_millis(10)
+            || self.meeting_sweep_interval > Duration::from_secs(600)
+        {
+            return bad("calls.meeting_sweep_interval must be within 10ms..10m");
         }
         Ok(())
     }

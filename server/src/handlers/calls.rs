@@ -3,6 +3,7 @@
 use confab_protocol::v1::{self, client_frame::Request, response::Result as R};
 
 use super::forward;
+use crate::calls::sfu::CallKey;
 use crate::cluster::forward::Forwarding;
 use crate::error::ServerError;
 use crate::session::Caller;
@@ -77,7 +78,7 @@ pub(crate) async fn join(state: &AppState, a: &Caller, r: v1::JoinCall) -> Out {
     let mut holder = sfu.holder(a, r.conversation_id).await?;
     for _ in 0..2 {
         let Some(node) = holder else { break };
-        match forward::try_owner(state, &node, a, Request::JoinCall(r)).await {
+        match forward::try_owner(state, &node, a, Request::JoinCall(r.clone())).await {
             Ok(result) => {
                 sfu.routed(a, r.conversation_id, &node);
                 return Ok(result);
@@ -93,6 +94,11 @@ pub(crate) async fn join(state: &AppState, a: &Caller, r: v1::JoinCall) -> Out {
     Ok(R::JoinCall(sfu.join(a, r.conversation_id).await?))
 }
 
+/// The call of a conversation id.
+fn conv_key(field: &'static str, conv: u64) -> Result<CallKey, ServerError> {
+    Ok(CallKey::Conversation(crate::access::id(field, conv)?))
+}
+
 /// The node holding the room `a`'s device joined through this node, when it is another one.
 fn room_elsewhere(state: &AppState, a: &Caller, conv: u64) -> Option<String> {
     state.calls().sfu().route(&a.session_id, conv)
@@ -103,7 +109,8 @@ pub(crate) async fn publish(state: &AppState, a: &Caller, r: v1::Publish) -> Out
     if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
         return forward::to_owner(state, &node, a, Request::Publish(r)).await;
     }
-    Ok(R::Publish(state.calls().sfu().publish(a, r).await?))
+    let key = conv_key("publish.conversation_id", r.conversation_id)?;
+    Ok(R::Publish(state.calls().sfu().publish(&a.session_id, &key, r).await?))
 }
 
 /// §20.3.4
@@ -111,7 +118,8 @@ pub(crate) async fn subscriber_answer(state: &AppState, a: &Caller, r: v1::Subsc
     if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
         return forward::to_owner(state, &node, a, Request::SubscriberAnswer(r)).await;
     }
-    state.calls().sfu().subscriber_answer(a, r).await?;
+    let key = conv_key("subscriber_answer.conversation_id", r.conversation_id)?;
+    state.calls().sfu().subscriber_answer(&a.session_id, &key, r).await?;
     Ok(R::SubscriberAnswer(v1::SubscriberAnswerResult {}))
 }
 
@@ -120,7 +128,8 @@ pub(crate) async fn trickle(state: &AppState, a: &Caller, r: v1::Trickle) -> Out
     if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
         return forward::to_owner(state, &node, a, Request::Trickle(r)).await;
     }
-    state.calls().sfu().trickle(a, r).await?;
+    let key = conv_key("trickle.conversation_id", r.conversation_id)?;
+    state.calls().sfu().trickle(&a.session_id, &key, r).await?;
     Ok(R::Trickle(v1::TrickleResult {}))
 }
 
@@ -129,7 +138,8 @@ pub(crate) async fn set_mute(state: &AppState, a: &Caller, r: v1::SetMute) -> Ou
     if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
         return forward::to_owner(state, &node, a, Request::SetMute(r)).await;
     }
-    state.calls().sfu().set_mute(a, r).await?;
+    let key = conv_key("set_mute.conversation_id", r.conversation_id)?;
+    state.calls().sfu().set_mute(&a.session_id, &key, r).await?;
     Ok(R::SetMute(v1::SetMuteResult {}))
 }
 
@@ -139,6 +149,42 @@ pub(crate) async fn leave(state: &AppState, a: &Caller, r: v1::LeaveCall) -> Out
         state.calls().sfu().unroute(&a.session_id);
         return forward::to_owner(state, &node, a, Request::LeaveCall(r)).await;
     }
-    state.calls().sfu().leave(a, r.conversation_id).await?;
+    let key = conv_key("leave_call.conversation_id", r.conversation_id)?;
+    state.calls().sfu().leave(&a.session_id, &key).await?;
     Ok(R::LeaveCall(v1::LeaveCallResult {}))
+}
+
+/// §20.3.10 (simulcast layer choice).
+pub(crate) async fn set_subscribed_quality(state: &AppState, a: &Caller, r: v1::SetSubscribedQuality) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        return forward::to_owner(state, &node, a, Request::SetSubscribedQuality(r)).await;
+    }
+    let key = conv_key("set_subscribed_quality.conversation_id", r.conversation_id)?;
+    subscribed_quality_in(state, &a.session_id, &key, r).await
+}
+
+/// §20.3.11 (ICE restart).
+pub(crate) async fn restart_ice(state: &AppState, a: &Caller, r: v1::RestartIce) -> Out {
+    if let Some(node) = room_elsewhere(state, a, r.conversation_id) {
+        return forward::to_owner(state, &node, a, Request::RestartIce(r)).await;
+    }
+    let key = conv_key("restart_ice.conversation_id", r.conversation_id)?;
+    restart_ice_in(state, &a.session_id, &key, r).await
+}
+
+/// §20.3.10 in the call `key` (a conversation's or a meeting room's).
+pub(crate) async fn subscribed_quality_in(
+    state: &AppState,
+    session: &str,
+    key: &CallKey,
+    r: v1::SetSubscribedQuality,
+) -> Out {
+    state.calls().sfu().set_subscribed_quality(session, key, r).await?;
+    Ok(R::SetSubscribedQuality(v1::SetSubscribedQualityResult {}))
+}
+
+/// §20.3.11 in the call `key`.
+pub(crate) async fn restart_ice_in(state: &AppState, session: &str, key: &CallKey, r: v1::RestartIce) -> Out {
+    state.calls().sfu().restart_ice(session, key, r).await?;
+    Ok(R::RestartIce(v1::RestartIceResult {}))
 }

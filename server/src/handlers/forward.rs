@@ -75,6 +75,8 @@ async fn serve(state: &AppState, bytes: Bytes) -> Out {
         Some(Request::Trickle(r)) => calls::trickle(state, &caller, r).await,
         Some(Request::SetMute(r)) => calls::set_mute(state, &caller, r).await,
         Some(Request::LeaveCall(r)) => calls::leave(state, &caller, r).await,
+        Some(Request::SetSubscribedQuality(r)) => calls::set_subscribed_quality(state, &caller, r).await,
+        Some(Request::RestartIce(r)) => calls::restart_ice(state, &caller, r).await,
         _ => Err(ServerError::Unimplemented("not a request another node forwards".into())),
     }
 }

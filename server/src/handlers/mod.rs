@@ -10,6 +10,7 @@ pub(crate) mod conversations;
 pub(crate) mod forward;
 pub(crate) mod media;
 pub(crate) mod push;
+pub(crate) mod rooms;
 pub(crate) mod search;
 pub(crate) mod session;
 pub(crate) mod social;
@@ -17,8 +18,9 @@ pub(crate) mod social;
 use confab_protocol::v1::{self, client_frame::Request, response};
 
 use crate::error::ServerError;
-use crate::session::{Caller, Session};
+use crate::session::{Caller, Guest, Session};
 use crate::state::AppState;
+use rooms::RoomScoped;
 
 /// Handles one request after the handshake: [`route`], then the handler.
 /// `request_id` is the frame's: answers that come on their own QUIC stream name it (§22.9).
@@ -32,6 +34,7 @@ pub(crate) async fn dispatch(
         Routed::Done(result) => result,
         Routed::Anonymous(request) => anonymous(state, session, request).await,
         Routed::Authenticated(caller, request) => authenticated(state, session, &caller, request_id, request).await,
+        Routed::Guest(guest, request) => rooms::from_guest(state, &guest, request).await,
     }
 }
 
@@ -43,6 +46,8 @@ pub(crate) enum Routed {
     Done(Result<response::Result, ServerError>),
     Anonymous(Anonymous),
     Authenticated(Caller, Authenticated),
+    /// A room's guest's request about its room (§25.3).
+    Guest(Guest, RoomScoped),
 }
 
 /// Routes one request. Every request kind has an arm; there is no catch-all.
@@ -54,14 +59,14 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
             )));
         }
         Request::Ping(ping) => return Routed::Done(Ok(response::Result::Pong(session::ping(&ping)))),
-        Request::Register(r) => return Routed::Anonymous(Anonymous::Register(r)),
-        Request::Login(r) => return Routed::Anonymous(Anonymous::Login(r)),
-        Request::RequestCode(r) => return Routed::Anonymous(Anonymous::RequestCode(r)),
-        Request::VerifyCode(r) => return Routed::Anonymous(Anonymous::VerifyCode(r)),
-        Request::Authenticate(r) => return Routed::Anonymous(Anonymous::Authenticate(r)),
-        Request::Refresh(r) => return Routed::Anonymous(Anonymous::Refresh(r)),
-        Request::RequestPasswordReset(r) => return Routed::Anonymous(Anonymous::RequestPasswordReset(r)),
-        Request::ResetPassword(r) => return Routed::Anonymous(Anonymous::ResetPassword(r)),
+        Request::Register(r) => return anonymous_unless_guest(session, Anonymous::Register(r)),
+        Request::Login(r) => return anonymous_unless_guest(session, Anonymous::Login(r)),
+        Request::RequestCode(r) => return anonymous_unless_guest(session, Anonymous::RequestCode(r)),
+        Request::VerifyCode(r) => return anonymous_unless_guest(session, Anonymous::VerifyCode(r)),
+        Request::Authenticate(r) => return anonymous_unless_guest(session, Anonymous::Authenticate(r)),
+        Request::Refresh(r) => return anonymous_unless_guest(session, Anonymous::Refresh(r)),
+        Request::RequestPasswordReset(r) => return anonymous_unless_guest(session, Anonymous::RequestPasswordReset(r)),
+        Request::ResetPassword(r) => return anonymous_unless_guest(session, Anonymous::ResetPassword(r)),
         Request::Logout(r) => Authenticated::Logout(r),
         Request::ListSessions(r) => Authenticated::ListSessions(r),
         Request::RevokeSession(r) => Authenticated::RevokeSession(r),
@@ -110,19 +115,21 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
         Request::ListBlocked(r) => Authenticated::ListBlocked(r),
         Request::ListNotifications(r) => Authenticated::ListNotifications(r),
         Request::MarkNotificationsRead(r) => Authenticated::MarkNotificationsRead(r),
-        Request::GetIceServers(r) => Authenticated::GetIceServers(r),
+        Request::GetIceServers(r) => Authenticated::Room(RoomScoped::GetIceServers(r)),
         Request::StartCall(r) => Authenticated::StartCall(r),
         Request::RingCall(r) => Authenticated::RingCall(r),
         Request::AcceptCall(r) => Authenticated::AcceptCall(r),
         Request::RejectCall(r) => Authenticated::RejectCall(r),
         Request::HangupCall(r) => Authenticated::HangupCall(r),
         Request::CallSignal(r) => Authenticated::CallSignal(r),
-        Request::JoinCall(r) => Authenticated::JoinCall(r),
-        Request::Publish(r) => Authenticated::Publish(r),
-        Request::SubscriberAnswer(r) => Authenticated::SubscriberAnswer(r),
-        Request::Trickle(r) => Authenticated::Trickle(r),
-        Request::SetMute(r) => Authenticated::SetMute(r),
-        Request::LeaveCall(r) => Authenticated::LeaveCall(r),
+        Request::JoinCall(r) => Authenticated::Room(RoomScoped::JoinCall(r)),
+        Request::Publish(r) => Authenticated::Room(RoomScoped::Publish(r)),
+        Request::SubscriberAnswer(r) => Authenticated::Room(RoomScoped::SubscriberAnswer(r)),
+        Request::Trickle(r) => Authenticated::Room(RoomScoped::Trickle(r)),
+        Request::SetMute(r) => Authenticated::Room(RoomScoped::SetMute(r)),
+        Request::LeaveCall(r) => Authenticated::Room(RoomScoped::LeaveCall(r)),
+        Request::SetSubscribedQuality(r) => Authenticated::Room(RoomScoped::SetSubscribedQuality(r)),
+        Request::RestartIce(r) => Authenticated::Room(RoomScoped::RestartIce(r)),
         Request::BeginUpload(r) => Authenticated::BeginUpload(r),
         Request::UploadChunk(r) => Authenticated::UploadChunk(r),
         Request::GetUpload(r) => Authenticated::GetUpload(r),
@@ -137,11 +144,40 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
         Request::GetPushSettings(r) => Authenticated::GetPushSettings(r),
         Request::SetPushSettings(r) => Authenticated::SetPushSettings(r),
         Request::SetConversationPushSettings(r) => Authenticated::SetConversationPushSettings(r),
+        Request::CreateRoom(r) => Authenticated::CreateRoom(r),
+        Request::GetRoom(r) => Authenticated::Room(RoomScoped::GetRoom(r)),
+        Request::ListRooms(r) => Authenticated::ListRooms(r),
+        Request::UpdateRoom(r) => Authenticated::Room(RoomScoped::UpdateRoom(r)),
+        Request::CloseRoom(r) => Authenticated::Room(RoomScoped::CloseRoom(r)),
+        Request::CreateRoomInvite(r) => Authenticated::Room(RoomScoped::CreateRoomInvite(r)),
+        Request::ListRoomInvites(r) => Authenticated::Room(RoomScoped::ListRoomInvites(r)),
+        Request::RevokeRoomInvite(r) => Authenticated::Room(RoomScoped::RevokeRoomInvite(r)),
+        Request::AnswerKnock(r) => Authenticated::Room(RoomScoped::AnswerKnock(r)),
+        Request::RemoveParticipant(r) => Authenticated::Room(RoomScoped::RemoveParticipant(r)),
+        Request::MuteParticipant(r) => Authenticated::Room(RoomScoped::MuteParticipant(r)),
     };
+    // A room's guest (§25.3) makes requests about its room only.
+    if let Some(guest) = session.guest() {
+        return match request {
+            Authenticated::Room(r) => Routed::Guest(guest, r),
+            other => {
+                tracing::debug!(request = ?std::mem::discriminant(&other), "a guest's request outside its room");
+                Routed::Done(Err(crate::rooms::rules::outside_room()))
+            }
+        };
+    }
     match session.require_caller() {
         Ok(caller) => Routed::Authenticated(caller, request),
         Err(e) => Routed::Done(Err(e)),
     }
+}
+
+/// An anonymous request (§11), refused to a room's guest (§25.3).
+fn anonymous_unless_guest(session: &Session, request: Anonymous) -> Routed {
+    if session.guest().is_some() {
+        return Routed::Done(Err(crate::rooms::rules::outside_room()));
+    }
+    Routed::Anonymous(request)
 }
 
 /// The requests served without a caller (§11: sign-in and recovery).
@@ -252,19 +288,12 @@ pub(crate) enum Authenticated {
     ListBlocked(v1::ListBlocked),
     ListNotifications(v1::ListNotifications),
     MarkNotificationsRead(v1::MarkNotificationsRead),
-    GetIceServers(v1::GetIceServers),
     StartCall(v1::StartCall),
     RingCall(v1::RingCall),
     AcceptCall(v1::AcceptCall),
     RejectCall(v1::RejectCall),
     HangupCall(v1::HangupCall),
     CallSignal(v1::CallSignal),
-    JoinCall(v1::JoinCall),
-    Publish(v1::Publish),
-    SubscriberAnswer(v1::SubscriberAnswer),
-    Trickle(v1::Trickle),
-    SetMute(v1::SetMute),
-    LeaveCall(v1::LeaveCall),
     BeginUpload(v1::BeginUpload),
     UploadChunk(v1::UploadChunk),
     GetUpload(v1::GetUpload),
@@ -279,6 +308,10 @@ pub(crate) enum Authenticated {
     GetPushSettings(v1::GetPushSettings),
     SetPushSettings(v1::SetPushSettings),
     SetConversationPushSettings(v1::SetConversationPushSettings),
+    CreateRoom(v1::CreateRoom),
+    ListRooms(v1::ListRooms),
+    /// Requests about a room or a group call: a guest may make them too (§25.3).
+    Room(RoomScoped),
 }
 
 /// Runs the handler of a request that needs a caller, with the caller [`route`] checked
@@ -339,19 +372,12 @@ async fn authenticated(
         Authenticated::ListBlocked(_) => social::list_blocked(state, caller).await,
         Authenticated::ListNotifications(r) => social::list_notifications(state, caller, r).await,
         Authenticated::MarkNotificationsRead(r) => social::mark_notifications_read(state, caller, r).await,
-        Authenticated::GetIceServers(_) => calls::get_ice_servers(state, caller),
         Authenticated::StartCall(r) => calls::start(state, caller, r).await,
         Authenticated::RingCall(r) => calls::ring(state, caller, r).await,
         Authenticated::AcceptCall(r) => calls::accept(state, caller, r).await,
         Authenticated::RejectCall(r) => calls::reject(state, caller, r).await,
         Authenticated::HangupCall(r) => calls::hangup(state, caller, r).await,
         Authenticated::CallSignal(r) => calls::signal(state, caller, r).await,
-        Authenticated::JoinCall(r) => calls::join(state, caller, r).await,
-        Authenticated::Publish(r) => calls::publish(state, caller, r).await,
-        Authenticated::SubscriberAnswer(r) => calls::subscriber_answer(state, caller, r).await,
-        Authenticated::Trickle(r) => calls::trickle(state, caller, r).await,
-        Authenticated::SetMute(r) => calls::set_mute(state, caller, r).await,
-        Authenticated::LeaveCall(r) => calls::leave(state, caller, r).await,
         Authenticated::BeginUpload(r) => media::begin_upload(state, caller, r).await,
         Authenticated::UploadChunk(r) => media::upload_chunk(state, caller, r).await,
         Authenticated::GetUpload(r) => media::get_upload(state, caller, r).await,
@@ -366,5 +392,8 @@ async fn authenticated(
         Authenticated::GetPushSettings(_) => push::get_settings(state, caller).await,
         Authenticated::SetPushSettings(r) => push::set_settings(state, caller, r).await,
         Authenticated::SetConversationPushSettings(r) => push::set_conversation_settings(state, caller, r).await,
+        Authenticated::CreateRoom(r) => rooms::create_room(state, caller, r).await,
+        Authenticated::ListRooms(r) => rooms::list_rooms(state, caller, r).await,
+        Authenticated::Room(r) => rooms::from_account(state, caller, r).await,
     }
 }

@@ -12,7 +12,7 @@ use crate::session::{Caller, Session};
 use crate::state::AppState;
 
 /// Capabilities this server announces in Welcome (§4.3).
-pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away", "accounts", "conversations", "social"];
+pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away", "accounts", "conversations", "social", "rooms"];
 
 const MAX_NAME_BYTES: usize = 64;
 const MAX_CAPABILITIES: usize = 32;
@@ -39,7 +39,20 @@ pub(crate) async fn hello(state: &AppState, session: &Session, hello: &Hello) ->
     if hello.access_token.len() > MAX_TOKEN_BYTES {
         return Err(ServerError::invalid("hello.access_token", "at most 4096 bytes"));
     }
+    if hello.room_token.len() > MAX_TOKEN_BYTES {
+        return Err(ServerError::invalid("hello.room_token", "at most 4096 bytes"));
+    }
+    if !hello.room_token.is_empty() && !hello.access_token.is_empty() {
+        return Err(ServerError::invalid("hello.room_token", "a guest's Hello carries no access_token"));
+    }
     session.set_client_name(&hello.client_name);
+    let guest = if hello.room_token.is_empty() {
+        None
+    } else {
+        let (guest, info) = state.rooms().enter(&hello.room_token, &hello.display_name).await?;
+        bind_guest(state, session, guest);
+        Some(info)
+    };
     let auth = if hello.access_token.is_empty() {
         None
     } else {
@@ -51,6 +64,7 @@ pub(crate) async fn hello(state: &AppState, session: &Session, hello: &Hello) ->
     #[allow(clippy::unnecessary_min_or_max)]
     let protocol_minor = hello.protocol_minor.min(PROTOCOL_MINOR);
     Ok(Welcome {
+        guest,
         server_version: env!("CARGO_PKG_VERSION").into(),
         protocol_major: PROTOCOL_MAJOR,
         protocol_minor,
@@ -109,6 +123,16 @@ fn attach(state: &AppState, session: &Session, caller: Caller, announce: bool) {
     }
 }
 
+/// Makes the connection a meeting room's guest (§25.3): reachable as its guest session, with
+/// no account and no presence. `SessionAttached` carries a caller of user 0 for it.
+fn bind_guest(state: &AppState, session: &Session, guest: crate::session::Guest) {
+    let session_id = guest.session_id();
+    session.set_guest(Some(guest));
+    state.hub().attach_guest(&session_id, session.key, session.outbox.clone());
+    let caller = Caller { user_id: crate::store::UserId(0), session_id, expires_at_ms: 0 };
+    state.bus().publish(DomainEvent::SessionAttached { caller, key: session.key });
+}
+
 /// Forgets the connection's identity, if any: detached from the hub, with `SessionDetached` and
 /// any presence change published. Called when the connection closes and on Logout.
 pub(crate) fn unbind(state: &AppState, session: &Session) {
@@ -123,6 +147,12 @@ pub(crate) fn unbind_quietly(state: &AppState, session: &Session) {
 }
 
 fn detach(state: &AppState, session: &Session, announce: bool) {
+    if let Some(guest) = session.set_guest(None) {
+        let session_id = guest.session_id();
+        let remaining = state.hub().detach_guest(&session_id, session.key);
+        let caller = Caller { user_id: crate::store::UserId(0), session_id, expires_at_ms: 0 };
+        state.bus().publish(DomainEvent::SessionDetached { caller, key: session.key, remaining });
+    }
     let Some(caller) = session.set_caller(None) else { return };
     let detached = state.hub().detach(&caller.session_id, caller.user_id, session.key);
     let user = caller.user_id;

@@ -11,6 +11,8 @@ pub mod keys;
 pub mod keys_sql;
 pub(crate) mod media_sql;
 pub mod media_types;
+mod meeting_sql;
+pub mod meeting_types;
 mod postgres;
 mod progress_sql;
 mod push_plan_sql;
@@ -38,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::Gcra;
 pub use conv_types::*;
 pub use media_types::*;
+pub use meeting_types::*;
 pub use push_types::*;
 pub use search_types::*;
 pub use types::*;
@@ -395,6 +398,42 @@ pub trait PushStore: Send + Sync {
     async fn next_push_due(&self) -> Result<Option<i64>, StoreError>;
 }
 
+/// Meeting rooms (§25, migration 0015): rooms and their moderators, invites, bars.
+#[async_trait::async_trait]
+pub trait MeetingStore: Send + Sync {
+    /// §25.1: stores a new room (its `empty_since_ms` is its creation).
+    async fn create_meeting_room(&self, r: &RoomRec) -> Result<(), StoreError>;
+    async fn meeting_room(&self, id: &RoomId) -> Result<Option<RoomRec>, StoreError>;
+    /// The rooms `user` owns or moderates, newest first (at most 1,000).
+    async fn meeting_rooms_of(&self, user: UserId, include_closed: bool) -> Result<Vec<RoomRec>, StoreError>;
+    /// Applies `c` to an open room; `None` when there is no open room `id`.
+    async fn update_meeting_room(&self, id: &RoomId, c: &RoomChange) -> Result<Option<RoomRec>, StoreError>;
+    /// `Some(since)`: nobody is in the room since then; `None`: someone is.
+    async fn set_meeting_room_empty(&self, id: &RoomId, since_ms: Option<u64>) -> Result<(), StoreError>;
+    /// At a start: open rooms recorded as in use count as empty from `now_ms`; how many.
+    async fn reset_meeting_rooms_in_use(&self, now_ms: u64) -> Result<u64, StoreError>;
+    /// Closes an open room; whether this call closed it.
+    async fn close_meeting_room(&self, id: &RoomId, reason: RoomCloseReason, now_ms: u64) -> Result<bool, StoreError>;
+    /// §25.6: open rooms due to close (expired, or empty past their timeout), at most `limit`.
+    async fn meeting_rooms_due(
+        &self,
+        now_ms: u64,
+        default_empty_ms: u64,
+        limit: i64,
+    ) -> Result<Vec<(RoomId, RoomCloseReason)>, StoreError>;
+    async fn create_room_invite(&self, v: &InviteRec) -> Result<(), StoreError>;
+    /// A room's invites, newest first (at most 1,000).
+    async fn room_invites(&self, room: &RoomId) -> Result<Vec<InviteRec>, StoreError>;
+    async fn room_invite(&self, room: &RoomId, id: &str) -> Result<Option<InviteRec>, StoreError>;
+    /// §25.3: counts one use of a live invite of an open room.
+    async fn use_room_invite(&self, room: &RoomId, id: &str, now_ms: u64) -> Result<InviteUse, StoreError>;
+    /// Whether this call revoked the invite.
+    async fn revoke_room_invite(&self, room: &RoomId, id: &str, now_ms: u64) -> Result<bool, StoreError>;
+    async fn bar_from_room(&self, room: &RoomId, who: &Barred, now_ms: u64) -> Result<(), StoreError>;
+    /// Whether any of `who` is barred from `room`.
+    async fn barred_from_room(&self, room: &RoomId, who: &[Barred]) -> Result<bool, StoreError>;
+}
+
 #[async_trait::async_trait]
 pub trait Store:
     ConvStore
@@ -404,6 +443,7 @@ pub trait Store:
     + SearchStore
     + KeyStore
     + PushStore
+    + MeetingStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -60,4 +60,5 @@ super::conv_write_sql::impl_conv_writes!(PgStore);
 super::media_sql::impl_media_store!(PgStore);
 super::search_sql::impl_search_store!(PgStore);
 super::push_sql::impl_push_store!(PgStore);
+super::meeting_sql::impl_meeting_store!(PgStore);
 super::keys_sql::impl_key_store!(PgStore);

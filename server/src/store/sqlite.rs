@@ -64,5 +64,6 @@ super::rooms_sql::impl_room_leases!(SqliteStore);
 super::media_sql::impl_media_store!(SqliteStore);
 super::search_sql::impl_search_store!(SqliteStore);
 super::push_sql::impl_push_store!(SqliteStore);
+super::meeting_sql::impl_meeting_store!(SqliteStore);
 super::keys_sql::impl_key_store!(SqliteStore);
 super::conv_write_sql::impl_conv_writes!(SqliteStore);

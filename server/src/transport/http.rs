@@ -1,5 +1,6 @@
-//! The TCP listener: HTTP/1.1 for /healthz and /metrics, and the WebSocket upgrade on /v1/ws
-//! (subprotocol confab.v1, no extensions) handing the socket to the connection loop (§2.1).
+//! The TCP listener: HTTP/1.1 for /healthz, /metrics and the meeting page (/call/…, `web`), and
+//! the WebSocket upgrade on /v1/ws (subprotocol confab.v1, no extensions) handing the socket to
+//! the connection loop (§2.1).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -166,6 +167,7 @@ async fn route(
             r
         }
         (_, confab_protocol::WS_PATH) => upgrade(req, state, peer, deadline, permit),
+        (m, p) if p.starts_with(super::web::PREFIX) => super::web::answer(m, p),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod quic;
+pub mod web;
 
 use bytes::Bytes;
 use confab_protocol::CloseCode;

@@ -74,7 +74,7 @@ fn filled_requests(sdp: &str) -> Vec<Bytes> {
             client_msg_id: "m1".into(),
             ..Default::default()
         }),
-        Request::Publish(v1::Publish { conversation_id: 7, sdp_offer: sdp.to_string() }),
+        Request::Publish(v1::Publish { room_id: Default::default(), conversation_id: 7, sdp_offer: sdp.to_string() }),
     ];
     requests.into_iter().enumerate().map(|(i, r)| encode_client(&client_frame(i as u64 + 1, r))).collect()
 }

@@ -73,8 +73,8 @@ pub(super) async fn a_removed_member_leaves_the_group_call(t: Target) -> anyhow:
     let mut a = account(&t, "cflc").await?;
     let b = account(&t, "cflc").await?;
     let conv = group(&a, &[b.id]).await?;
-    req(&a.client, Request::JoinCall(v1::JoinCall { conversation_id: conv })).await?;
-    req(&b.client, Request::JoinCall(v1::JoinCall { conversation_id: conv })).await?;
+    req(&a.client, Request::JoinCall(v1::JoinCall { room_id: Default::default(), conversation_id: conv })).await?;
+    req(&b.client, Request::JoinCall(v1::JoinCall { room_id: Default::default(), conversation_id: conv })).await?;
     remove(&a, conv, b.id).await?;
     let gone = next(&mut a.events, |e| match e {
         event::Event::ParticipantLeft(p) if p.conversation_id == conv => Some(p.user_id),
@@ -82,6 +82,6 @@ pub(super) async fn a_removed_member_leaves_the_group_call(t: Target) -> anyhow:
     })
     .await?;
     ensure!(gone == b.id, "ParticipantLeft for {gone}, expected {}", b.id);
-    req(&a.client, Request::LeaveCall(v1::LeaveCall { conversation_id: conv })).await?;
+    req(&a.client, Request::LeaveCall(v1::LeaveCall { room_id: Default::default(), conversation_id: conv })).await?;
     Ok(())
 }

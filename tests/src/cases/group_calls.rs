@@ -12,7 +12,8 @@ use super::common::{Account, account, code, group, next, req};
 use crate::webrtc_peer::GroupPeer;
 
 async fn join(a: &Account, conv: u64) -> anyhow::Result<v1::JoinCallResult> {
-    match req(&a.client, Request::JoinCall(v1::JoinCall { conversation_id: conv })).await? {
+    match req(&a.client, Request::JoinCall(v1::JoinCall { room_id: Default::default(), conversation_id: conv })).await?
+    {
         response::Result::JoinCall(r) => {
             ensure!(!r.participant_id.is_empty(), "{r:?}");
             Ok(r)
@@ -22,14 +23,16 @@ async fn join(a: &Account, conv: u64) -> anyhow::Result<v1::JoinCallResult> {
 }
 
 async fn leave(a: &Account, conv: u64) -> anyhow::Result<()> {
-    match req(&a.client, Request::LeaveCall(v1::LeaveCall { conversation_id: conv })).await? {
+    match req(&a.client, Request::LeaveCall(v1::LeaveCall { room_id: Default::default(), conversation_id: conv }))
+        .await?
+    {
         response::Result::LeaveCall(_) => Ok(()),
         other => bail!("expected LeaveCallResult, got {other:?}"),
     }
 }
 
 async fn join_as(u: &Account, conv: u64) -> Result<response::Result, ClientError> {
-    req(&u.client, Request::JoinCall(v1::JoinCall { conversation_id: conv })).await
+    req(&u.client, Request::JoinCall(v1::JoinCall { room_id: Default::default(), conversation_id: conv })).await
 }
 
 async fn call_state(a: &mut Account, conv: u64, participants: u32) -> anyhow::Result<()> {
@@ -67,8 +70,12 @@ pub(super) async fn publish_refuses_a_malformed_offer(t: Target) -> anyhow::Resu
     let a = account(&t, "cfgc").await?;
     let conv = group(&a, &[]).await?;
     join(&a, conv).await?;
-    let publish =
-        |sdp: &str| req(&a.client, Request::Publish(v1::Publish { conversation_id: conv, sdp_offer: sdp.into() }));
+    let publish = |sdp: &str| {
+        req(
+            &a.client,
+            Request::Publish(v1::Publish { room_id: Default::default(), conversation_id: conv, sdp_offer: sdp.into() }),
+        )
+    };
     for bad in ["this is not SDP", "v=0\r\n"] {
         match publish(bad).await {
             Err(ClientError::Server(err)) => {
@@ -100,8 +107,10 @@ pub(super) async fn leaving_is_announced(t: Target) -> anyhow::Result<()> {
     .await?;
     ensure!(left.participant_id == me.participant_id && left.user_id == a.id, "{left:?}");
     ensure!(
-        code(req(&a.client, Request::LeaveCall(v1::LeaveCall { conversation_id: conv })).await)
-            == Some(ErrorCode::FailedPrecondition),
+        code(
+            req(&a.client, Request::LeaveCall(v1::LeaveCall { room_id: Default::default(), conversation_id: conv }))
+                .await
+        ) == Some(ErrorCode::FailedPrecondition),
         "left twice"
     );
     leave(&b, conv).await
@@ -122,4 +131,45 @@ pub(super) async fn members_hear_the_participant_count(t: Target) -> anyhow::Res
     call_state(&mut watcher, conv, 1).await?;
     leave(&b, conv).await?;
     call_state(&mut watcher, conv, 0).await
+}
+
+/// §20.3.10: SetSubscribedQuality outside the call is FAILED_PRECONDITION; in the call, a track
+/// the device does not receive is NOT_FOUND and a missing quality INVALID_ARGUMENT.
+pub(super) async fn subscribed_quality_needs_the_call_and_a_known_track(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfgc").await?;
+    let conv = group(&a, &[]).await?;
+    let set = |track: &str, quality: v1::VideoQuality| {
+        req(
+            &a.client,
+            Request::SetSubscribedQuality(v1::SetSubscribedQuality {
+                conversation_id: conv,
+                room_id: String::new(),
+                track_id: track.into(),
+                quality: quality as i32,
+            }),
+        )
+    };
+    ensure!(code(set("x:cam", v1::VideoQuality::Low).await) == Some(ErrorCode::FailedPrecondition), "not in call");
+    join(&a, conv).await?;
+    ensure!(code(set("x:cam", v1::VideoQuality::Low).await) == Some(ErrorCode::NotFound), "unknown track");
+    ensure!(code(set("x:cam", v1::VideoQuality::Unspecified).await) == Some(ErrorCode::InvalidArgument));
+    leave(&a, conv).await
+}
+
+/// §20.3.11: RestartIce PUBLISHER is FAILED_PRECONDITION (the client restarts that connection
+/// with a Publish), as is any RestartIce outside the call; an unspecified role is INVALID_ARGUMENT.
+pub(super) async fn restart_ice_of_the_publisher_is_the_clients(t: Target) -> anyhow::Result<()> {
+    let a = account(&t, "cfgc").await?;
+    let conv = group(&a, &[]).await?;
+    let restart = |role: v1::PeerRole| {
+        req(
+            &a.client,
+            Request::RestartIce(v1::RestartIce { conversation_id: conv, room_id: String::new(), role: role as i32 }),
+        )
+    };
+    ensure!(code(restart(v1::PeerRole::Subscriber).await) == Some(ErrorCode::FailedPrecondition), "not in call");
+    join(&a, conv).await?;
+    ensure!(code(restart(v1::PeerRole::Publisher).await) == Some(ErrorCode::FailedPrecondition), "publisher");
+    ensure!(code(restart(v1::PeerRole::Unspecified).await) == Some(ErrorCode::InvalidArgument), "no role");
+    leave(&a, conv).await
 }

@@ -64,6 +64,12 @@ impl Target {
         self.urls[i].clone()
     }
 
+    /// This target with every connection to one node (its next URL): for what one node holds,
+    /// such as a meeting room's lobby and call (docs/protocol.md §25.4, operations.md).
+    pub fn one_node(&self) -> Self {
+        Self { urls: Arc::from([self.next_url()]), next: Arc::default(), ..self.clone() }
+    }
+
     pub fn is_websocket(&self) -> bool {
         is_websocket_url(&self.urls[0])
     }
@@ -181,6 +187,7 @@ mod push;
 mod reactions;
 mod receipts;
 mod roles;
+mod rooms;
 mod search;
 mod session;
 mod social;
@@ -286,6 +293,8 @@ pub fn all() -> Vec<Case> {
         case!(group_calls::publish_refuses_a_malformed_offer, "§20.3.3", Both),
         case!(group_calls::leaving_is_announced, "§20.3.7", Both),
         case!(group_calls::members_hear_the_participant_count, "§20.3.2", Both),
+        case!(group_calls::subscribed_quality_needs_the_call_and_a_known_track, "§20.3.10", Both),
+        case!(group_calls::restart_ice_of_the_publisher_is_the_clients, "§20.3.11", Both),
         case!(call_lifecycle::a_removed_callee_stops_ringing, "§21", Both),
         case!(call_lifecycle::a_caller_who_leaves_ends_the_ringing, "§21", Both),
         case!(call_lifecycle::a_removed_member_leaves_the_group_call, "§21", Both),
@@ -315,6 +324,11 @@ pub fn all() -> Vec<Case> {
         case!(push::push_tokens_change_hands_and_leave_with_their_session, "§24.1/§21", Both),
         case!(push::push_requests_are_bounded, "§24.1/§24.5", Both),
         case!(push::push_settings_per_account_and_conversation, "§24.3", Both),
+        case!(rooms::rooms_are_found_by_their_owners_only, "§25.1", Both),
+        case!(rooms::invites_run_out_and_are_revoked, "§25.2/§25.3", Both),
+        case!(rooms::a_guest_is_confined_to_its_room, "§25.3", Both),
+        case!(rooms::a_guest_joins_through_the_lobby, "§25.4/§25.7", Both),
+        case!(rooms::a_removed_guest_is_barred, "§25.5", Both),
     ]
 }
 

@@ -179,7 +179,10 @@ impl Sfu {
         let Some(route) = c.routes().remove(session) else { return };
         let rpc = c.role.rpc.clone();
         let caller = Caller { user_id: route.user, session_id: session.to_string(), expires_at_ms: 0 };
-        let leave = Request::LeaveCall(v1::LeaveCall { conversation_id: crate::wire::conv(route.conversation) });
+        let leave = Request::LeaveCall(v1::LeaveCall {
+            room_id: String::new(),
+            conversation_id: crate::wire::conv(route.conversation),
+        });
         tokio::spawn(async move {
             if let Err(e) = crate::cluster::forward::to_owner(&rpc, &route.node, &caller, leave).await {
                 tracing::debug!(error = %e, "leaving a group call held by another node");
@@ -287,7 +290,10 @@ pub(super) async fn renew_leases(sfu: Weak<Inner>) {
             let held = c.held();
             held.iter()
                 .filter(|(conv, h)| {
-                    h.since.elapsed() > ROOMLESS_GRACE && rooms.get(conv).is_none_or(super::room::RoomHandle::is_closed)
+                    h.since.elapsed() > ROOMLESS_GRACE
+                        && rooms
+                            .get(&super::CallKey::Conversation(**conv))
+                            .is_none_or(super::room::RoomHandle::is_closed)
                 })
                 .map(|(conv, _)| *conv)
                 .collect()
@@ -314,7 +320,7 @@ pub(super) async fn renew_leases(sfu: Weak<Inner>) {
             if lost {
                 c.held().remove(&conv);
                 tracing::warn!(conversation = %conv, "group-call room lease taken over by another node: room closed");
-                let room = inner.rooms().remove(&conv);
+                let room = inner.rooms().remove(&super::CallKey::Conversation(conv));
                 if let Some(room) = room {
                     room.tell(super::room::Cmd::Shutdown);
                 }

@@ -28,6 +28,8 @@ use webrtc::peer_connection::{
 
 /// RFC 6464 audio level, negotiated on audio m-lines.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// RFC 8843 `sdes:mid`, negotiated on audio and video m-lines; forwarded RTP carries the mid.
+pub const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 pub const PT_OPUS: u8 = 111;
 pub const PT_VP8: u8 = 96;
 
@@ -60,6 +62,12 @@ pub fn media_engine() -> webrtc::error::Result<MediaEngine> {
     me.register_codec(RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: PT_VP8 }, RtpCodecKind::Video)?;
     me.register_header_extension(
         RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    // Video gets it from the default interceptors' registration (with the rid extensions).
+    me.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: MID_URI.to_owned() },
         RtpCodecKind::Audio,
         None,
     )?;
@@ -132,7 +140,6 @@ impl Interceptor for KeyframeRequestToApp {
 
 /// Where connections bind. 0.21.1 has no port-range setting, so the port is chosen here
 /// (round-robin over the range) and passed as `ip:port`.
-#[derive(Debug)]
 pub struct Engine {
     bind: IpAddr,
     public_ip: Option<IpAddr>,
@@ -140,6 +147,20 @@ pub struct Engine {
     port_max: u16,
     ice_servers: Vec<RTCIceServer>,
     next: AtomicU32,
+    /// Adds interceptors to each connection's chain (test peers tap the wire with it).
+    extra: Option<RegistryHook>,
+}
+
+/// Adds interceptors to a connection's chain: called once per connection built.
+pub type RegistryHook = Arc<dyn Fn(Registry) -> Registry + Send + Sync>;
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("bind", &self.bind)
+            .field("ports", &(self.port_min..=self.port_max))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -148,7 +169,7 @@ impl Engine {
         // A random start, so two servers sharing a range do not walk the same taken ports.
         let mut r = [0u8; 4];
         let start = getrandom::fill(&mut r).map_or(0, |()| u32::from_le_bytes(r));
-        Self { bind, public_ip, port_min, port_max, ice_servers: Vec::new(), next: AtomicU32::new(start) }
+        Self { bind, public_ip, port_min, port_max, ice_servers: Vec::new(), next: AtomicU32::new(start), extra: None }
     }
 
     pub fn with_ice_servers(mut self, servers: Vec<RTCIceServer>) -> Self {
@@ -156,8 +177,23 @@ impl Engine {
         self
     }
 
+    /// Every connection built gets `hook`'s interceptors too (after the default chain's).
+    pub fn with_interceptors(mut self, hook: RegistryHook) -> Self {
+        self.extra = Some(hook);
+        self
+    }
+
     /// One peer connection whose events go to `handler`; the caller must `close()` it.
     pub async fn build(&self, handler: Arc<dyn PeerConnectionEventHandler>) -> Result<Arc<dyn PeerConnection>, String> {
+        self.build_tapped(handler, None).await
+    }
+
+    /// [`Engine::build`], recording what arrives into `link` ([`super::link::LinkTap`]).
+    pub async fn build_tapped(
+        &self,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+        link: Option<Arc<super::link::LinkStats>>,
+    ) -> Result<Arc<dyn PeerConnection>, String> {
         let ports: Vec<u16> = if self.port_min == 0 {
             vec![0]
         } else {
@@ -168,7 +204,13 @@ impl Engine {
         let mut last_err = String::from("empty port range");
         for port in ports {
             let mut me = media_engine().map_err(|e| e.to_string())?;
-            let reg = interceptors(&mut me).map_err(|e| e.to_string())?;
+            let mut reg = interceptors(&mut me).map_err(|e| e.to_string())?;
+            if let Some(link) = &link {
+                reg = reg.with(Slot::from(13_500), super::link::LinkTap::new(link.clone()));
+            }
+            if let Some(hook) = &self.extra {
+                reg = hook(reg);
+            }
             let mut setting = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
             if let Some(ip) = self.public_ip {
                 setting = setting.with_nat_1to1_ips(vec![ip.to_string()], RTCIceCandidateType::Host);

@@ -22,6 +22,8 @@ mod search;
 mod search_corpus;
 mod search_measure;
 mod sfu;
+mod sfu_measure;
+mod sfu_rooms;
 mod socketio;
 mod stats;
 
@@ -124,13 +126,35 @@ enum Scenario {
         pipeline: usize,
     },
     /// SFU: one publisher (audio + video at --video-kbps) to N subscribers through the server's
-    /// SFU; loss, send-to-receive latency, server CPU.
+    /// SFU; loss, send-to-receive latency, server and generator CPU. The server's
+    /// calls.max_participants must be at least N + 1 and its UDP port range hold 2 per peer.
     Sfu {
-        /// Subscribers (each its own account, connection and WebRTC peer in this process).
+        /// Subscribers (each its own connection and WebRTC peer in this process).
         #[arg(long, default_value_t = 25)]
         subscribers: usize,
         /// Video bitrate of the publisher.
         #[arg(long, default_value_t = 2500)]
+        video_kbps: u32,
+        /// The server's process id, to read its CPU time from /proc.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// In a meeting room (§25), the subscribers guests on one invite, instead of a group
+        /// conversation of accounts.
+        #[arg(long)]
+        room: bool,
+    },
+    /// SFU rooms: R meeting rooms of S guests each, all publishing audio and video, each asking
+    /// for its room speaker's video at HIGH and the others' at LOW; loss, send-to-receive
+    /// latency, server and generator CPU. The server's calls.max_publishers must be at least S.
+    SfuRooms {
+        /// Meeting rooms.
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        /// Participants per room (2-200), every one publishing.
+        #[arg(long, default_value_t = 10)]
+        size: usize,
+        /// Video bitrate of each publisher (one layer).
+        #[arg(long, default_value_t = 500)]
         video_kbps: u32,
         /// The server's process id, to read its CPU time from /proc.
         #[arg(long)]
@@ -493,13 +517,14 @@ fn main() -> anyhow::Result<()> {
                 | Scenario::W4 { .. }
                 | Scenario::W6 { .. }
                 | Scenario::Sfu { .. }
+                | Scenario::SfuRooms { .. }
                 | Scenario::Media { .. }
                 | Scenario::Search { .. }
                 | Scenario::Push { .. }
         )
     {
         anyhow::bail!(
-            "W1, W4, W6, SFU, media, search and push measure Confab only; the Socket.IO peer runs W2, W3 and W5"
+            "W1, W4, W6, the SFU ones, media, search and push measure Confab only; the Socket.IO peer runs W2, W3 and W5"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -595,16 +620,25 @@ fn main() -> anyhow::Result<()> {
                 };
                 push::run(cli.url(), &options(&cli), &plan, &cli.probes()).await
             }
-            Scenario::Sfu { subscribers, video_kbps, server_pid } => {
-                sfu::run(
-                    cli.url(),
-                    &options(&cli),
-                    (*subscribers).max(1),
-                    (*video_kbps).max(1),
-                    cli.duration,
-                    *server_pid,
-                )
-                .await
+            Scenario::Sfu { subscribers, video_kbps, server_pid, room } => {
+                let plan = sfu::Plan {
+                    subscribers: (*subscribers).max(1),
+                    video_kbps: (*video_kbps).max(1),
+                    duration: cli.duration,
+                    server_pid: *server_pid,
+                    room: *room,
+                };
+                sfu::run(cli.url(), &options(&cli), &plan).await
+            }
+            Scenario::SfuRooms { rooms, size, video_kbps, server_pid } => {
+                let plan = sfu_rooms::Plan {
+                    rooms: *rooms,
+                    size: *size,
+                    video_kbps: (*video_kbps).max(1),
+                    duration: cli.duration,
+                    server_pid: *server_pid,
+                };
+                sfu_rooms::run(cli.url(), &options(&cli), &plan).await
             }
         }
     })?;

@@ -22,7 +22,8 @@ pub enum Peer {
     /// One URL per node; a member's slot picks its node.
     Confab {
         urls: Vec<String>,
-        options: ConnectOptions,
+        /// Boxed: the options are far larger than the other variant.
+        options: Box<ConnectOptions>,
     },
     SocketIo {
         addr: String,
@@ -108,7 +109,7 @@ impl Peer {
         let mut options = ConnectOptions { client_name: "confab-bench".into(), ..Default::default() };
         options.transport.trust = if insecure { Trust::Insecure } else { Trust::SystemRoots };
         options.request_timeout = Duration::from_secs(30);
-        Ok(Peer::Confab { urls: urls.to_vec(), options })
+        Ok(Peer::Confab { urls: urls.to_vec(), options: Box::new(options) })
     }
 
     /// How many nodes members are spread over.
@@ -134,7 +135,7 @@ impl Peer {
         match self {
             Peer::Confab { urls, options } => {
                 let url = &urls[slot % urls.len()];
-                let (client, mut events) = Client::connect(url, options.clone()).await?;
+                let (client, mut events) = Client::connect(url, (**options).clone()).await?;
                 let id = register(&client, &name).await?.me.context("AuthResult without me")?.user_id;
                 let receiver = tokio::spawn(async move {
                     while let Some(ev) = events.recv().await {
@@ -171,7 +172,7 @@ impl Peer {
         let name = random_name("storm");
         match self {
             Peer::Confab { urls, options } => {
-                let (client, _events) = Client::connect(&urls[0], options.clone()).await?;
+                let (client, _events) = Client::connect(&urls[0], (**options).clone()).await?;
                 Ok(register(&client, &name).await?.access_token)
             }
             Peer::SocketIo { addr } => crate::socketio::login(addr, &name).await,
@@ -183,7 +184,7 @@ impl Peer {
     pub async fn connect_auth_subscribe(&self, token: &str) -> anyhow::Result<()> {
         match self {
             Peer::Confab { urls, options } => {
-                let mut o = options.clone();
+                let mut o = (**options).clone();
                 o.access_token = Some(token.to_owned());
                 let (c, _events) = Client::connect(&urls[0], o).await?;
                 c.request(Request::Sync(v1::Sync::default())).await?;
