@@ -398,15 +398,13 @@ async fn write_loop(
             }
         }
         if !batch.is_empty() {
+            let n: usize = batch.iter().map(Bytes::len).sum();
+            tm.frames_out.inc_by(batch.len() as u64);
+            tm.bytes_out.inc_by(n as u64);
             let write = async {
-                for b in batch {
-                    tm.frames_out.inc();
-                    tm.bytes_out.inc_by(b.len() as u64);
-                    let n = b.len();
-                    w.feed(b).await?;
-                    pending.wrote(n);
-                }
-                w.flush().await
+                w.write_batch(batch).await?;
+                pending.wrote(n);
+                Ok::<(), String>(())
             };
             let failed = tokio::select! {
                 biased;
