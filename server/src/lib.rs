@@ -311,6 +311,7 @@ impl Server {
             c.close().await;
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
+        state.auth().flush_touches().await;
         state.store().close().await;
         tracing::info!("stopped");
         Ok(())

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod password;
 pub mod sender;
 pub mod tokens;
+pub mod touch;
 pub mod validate;
 
 use std::sync::Arc;
@@ -79,6 +80,8 @@ struct Inner {
     delivery: Delivery,
     limits: Limits,
     cfg: AuthConfig,
+    /// Sessions' last use, written together (touch.rs).
+    toucher: touch::Toucher,
 }
 
 /// Cheap-clone handle to the accounts service.
@@ -136,7 +139,9 @@ impl AuthService {
                 Arc::new(sender::WebhookSender::new(url, secret).map_err(|e| AuthError::Setup(e.to_string()))?)
             }
         };
+        let toucher = touch::Toucher::start(store.clone());
         Ok(Self(Arc::new(Inner {
+            toucher,
             store,
             bus,
             writer,
@@ -359,8 +364,13 @@ impl AuthService {
         if live.is_none() {
             return Err(AuthError::InvalidToken.into());
         }
-        self.store().touch_session(&caller.session_id, now_ms() as i64).await?;
+        self.0.toucher.touch(&caller.session_id, now_ms() as i64);
         Ok(())
+    }
+
+    /// Writes the sessions' last use recorded so far (shutdown; tests that read it back).
+    pub async fn flush_touches(&self) {
+        self.0.toucher.flush().await;
     }
 
     /// §11.6 Refresh: rotates the refresh token; reuse revokes the session.

@@ -483,7 +483,9 @@ pub trait Store:
     /// Creates a session with its first refresh token.
     async fn create_session(&self, session: NewSession) -> Result<SessionRecord, StoreError>;
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
-    async fn touch_session(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Records the last use of live sessions (revoked ones are left alone), all in one
+    /// transaction: the session "touch" of every authentication, coalesced (`auth::touch`).
+    async fn touch_sessions(&self, touches: &[SessionTouch]) -> Result<(), StoreError>;
     /// The user's live sessions, most recently seen first.
     async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError>;
     /// Revokes one live session of `user`; false when there is none with that id.

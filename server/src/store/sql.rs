@@ -251,13 +251,20 @@ macro_rules! impl_store {
                 .await
             }
 
-            async fn touch_session(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
-                timed(&self.metrics, "touch_session", async {
-                    sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
-                        .bind(now_ms)
-                        .bind(id)
-                        .execute(&self.pool)
+            async fn touch_sessions(&self, touches: &[SessionTouch]) -> Result<(), StoreError> {
+                timed(&self.metrics, "touch_sessions", async {
+                    let mut tx = self.pool.begin().await?;
+                    for t in touches {
+                        sqlx::query(
+                            "UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL \
+                             AND last_seen_at_ms < $1",
+                        )
+                        .bind(t.at_ms)
+                        .bind(&t.id)
+                        .execute(&mut *tx)
                         .await?;
+                    }
+                    tx.commit().await?;
                     Ok(())
                 })
                 .await

@@ -81,6 +81,15 @@ pub struct ProfileUpdate {
     pub avatar_ref: Option<String>,
 }
 
+/// A session's last use, to record (`Store::touch_sessions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionTouch {
+    /// The session id.
+    pub id: String,
+    /// When it was used, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
 /// One device's session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
