@@ -35,7 +35,14 @@ impl SqliteStore {
             .busy_timeout(cfg.statement_timeout)
             // With encryption at rest, freed pages are zeroed: a value once stored in clear (before
             // the job sealed it, or a search document) does not linger in the file.
-            .pragma("secure_delete", if cfg.encryption_key_file.is_some() { "on" } else { "off" });
+            .pragma("secure_delete", if cfg.encryption_key_file.is_some() { "on" } else { "off" })
+            // No checkpoint inside a commit: with the default (every 1,000 pages), the commit that
+            // crossed the mark copied the WAL into the database and fsynced it before returning,
+            // and the batched writer (and every caller waiting on it) stalled behind it. The
+            // checkpointer below does it beside the writer instead.
+            .pragma("wal_autocheckpoint", "0")
+            // A WAL that grew under load is cut back to this size when it restarts.
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new()
             .max_connections(cfg.pool_size)
             .acquire_timeout(cfg.acquire_timeout)
@@ -46,7 +53,31 @@ impl SqliteStore {
         let sealer = super::keys::Sealer::open(keys, cfg, super::now_ms(), may_enable).await?;
         let store = Self { pool, metrics, sealer };
         store.init_instance().await?;
+        tokio::spawn(checkpointer(store.pool.clone()));
         Ok(store)
+    }
+}
+
+/// How often the checkpointer copies committed WAL frames into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL beside the writer until the pool closes: `PASSIVE` takes no lock a writer
+/// needs, so commits go on while committed pages are copied and the database file is fsynced; the
+/// next commit after a complete checkpoint starts the WAL over. (SQLite also checkpoints when the
+/// last connection closes.)
+async fn checkpointer(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await
+            && !pool.is_closed()
+        {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retried at the next tick");
+        }
     }
 }
 
