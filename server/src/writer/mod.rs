@@ -3,14 +3,23 @@
 //! a batch), applies it in one transaction (group commit), publishes each write's
 //! [`DomainEvent::Committed`] on the bus in commit order, then answers each caller.
 //! A lone write does not wait: the batch is whatever arrived while the previous commit ran.
+//! On PostgreSQL two batches may be in flight (the next one's statements run while the
+//! previous one commits) when their [`Footprint`]s share nothing; on SQLite, one (one write lock).
 
+mod footprint;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
+
+pub use footprint::Footprint;
 
 use crate::bus::{Bus, Commit, DomainEvent};
 use crate::error::ServerError;
-use crate::store::{OpError, OpResult, Store, WriteOp};
+use crate::store::{Backend, OpError, OpResult, Store, WriteOp};
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 512;
@@ -72,18 +81,76 @@ impl Writer {
     }
 }
 
+/// Batches in flight at once: two on PostgreSQL (one runs its statements while the other
+/// commits), one on SQLite (a single write lock: a second would only wait for it).
+pub fn lanes(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => 2,
+        Backend::Sqlite => 1,
+    }
+}
+
 async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bus>) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        jobs.push(first);
-        while jobs.len() < MAX_BATCH {
+    let lanes = lanes(store.backend());
+    let mut waiting: VecDeque<(Footprint, Job)> = VecDeque::new();
+    // The batches in flight, each with its footprint; a batch's future yields its index here.
+    let mut busy: Vec<Option<Footprint>> = vec![None; lanes];
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        while open && waiting.len() < MAX_BATCH * lanes {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+                Ok(j) => waiting.push_back((Footprint::of(&j.op), j)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        apply(store.as_ref(), bus.as_ref(), std::mem::take(&mut jobs), true).await;
+        while let Some(lane) = busy.iter().position(Option::is_none) {
+            let mut in_flight = Footprint::default();
+            busy.iter().flatten().for_each(|f| in_flight.extend(f));
+            let (footprint, jobs) = take_batch(&mut waiting, &in_flight);
+            if jobs.is_empty() {
+                break;
+            }
+            busy[lane] = Some(footprint);
+            let (store, bus) = (store.clone(), bus.clone());
+            running.push(async move {
+                apply(store.as_ref(), bus.as_ref(), jobs, true).await;
+                lane
+            });
+        }
+        if !open && waiting.is_empty() && running.is_empty() {
+            return;
+        }
+        tokio::select! {
+            j = rx.recv(), if open && waiting.len() < MAX_BATCH * lanes => match j {
+                Some(j) => waiting.push_back((Footprint::of(&j.op), j)),
+                None => open = false,
+            },
+            Some(lane) = running.next(), if !running.is_empty() => busy[lane] = None,
+        }
     }
+}
+
+/// The next batch from `waiting`, in order, up to [`MAX_BATCH`], of the writes that share no
+/// row with the batches `in_flight`; a write that does stays, and so does every later one that
+/// shares a row with it, so each key's writes keep their order. Returns the batch's footprint.
+fn take_batch(waiting: &mut VecDeque<(Footprint, Job)>, in_flight: &Footprint) -> (Footprint, Vec<Job>) {
+    let mut taken = Footprint::default();
+    let mut held = Footprint::default();
+    let mut jobs = Vec::new();
+    let mut kept = VecDeque::with_capacity(waiting.len());
+    for (f, job) in waiting.drain(..) {
+        if jobs.len() < MAX_BATCH && !f.overlaps(in_flight) && !f.overlaps(&held) {
+            taken.extend(&f);
+            jobs.push(job);
+        } else {
+            held.extend(&f);
+            kept.push_back((f, job));
+        }
+    }
+    *waiting = kept;
+    (taken, jobs)
 }
 
 /// Applies `jobs` in one transaction and answers them.
@@ -137,5 +204,73 @@ async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: 
                 let _ = job.reply.send(Err(ServerError::Unavailable("the store is unavailable; retry".into())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ConvId, UserId};
+
+    fn job(conv: i64, sender: i64) -> (Footprint, Job) {
+        let op = WriteOp::Send {
+            conversation_id: ConvId(conv),
+            sender: UserId(sender),
+            session_id: "s".into(),
+            client_msg_id: format!("{conv}-{sender}"),
+            text: "t".into(),
+            reply_to: None,
+            mentions: vec![],
+            attachments: vec![],
+            now_ms: 0,
+        };
+        (Footprint::of(&op), Job { op, reply: oneshot::channel().0 })
+    }
+
+    fn convs(jobs: &[Job]) -> Vec<i64> {
+        jobs.iter()
+            .map(|j| match &j.op {
+                WriteOp::Send { conversation_id, .. } => conversation_id.0,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_what_shares_nothing_with_the_one_in_flight_and_keeps_each_keys_order() {
+        let mut waiting: VecDeque<_> = [job(1, 10), job(2, 20), job(1, 11), job(3, 30), job(2, 21)].into();
+        let mut in_flight = Footprint::default();
+        in_flight.extend(&job(1, 99).0);
+        let (taken, jobs) = take_batch(&mut waiting, &in_flight);
+        // Conversation 1 waits for the batch in flight; 2 and 3 go.
+        assert_eq!(convs(&jobs), [2, 3, 2]);
+        assert!(taken.overlaps(&job(3, 0).0) && !taken.overlaps(&job(1, 0).0));
+        assert_eq!(waiting.iter().map(|(_, j)| j).map(|j| convs(std::slice::from_ref(j))[0]).collect::<Vec<_>>(), [1, 1]);
+        // With nothing in flight, everything goes, in order.
+        let (_, jobs) = take_batch(&mut waiting, &Footprint::default());
+        assert_eq!(convs(&jobs), [1, 1]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_held_write_holds_the_later_writes_of_its_keys() {
+        // Sender 10 writes in conversation 1 (in flight) and then in 2: its write in 2 must not
+        // overtake the one in 1 still waiting, nor may a later write in 2 overtake it.
+        let mut waiting: VecDeque<_> = [job(1, 10), job(2, 10), job(2, 20), job(4, 40)].into();
+        let mut in_flight = Footprint::default();
+        in_flight.extend(&job(1, 5).0);
+        let (_, jobs) = take_batch(&mut waiting, &in_flight);
+        assert_eq!(convs(&jobs), [4]);
+        assert_eq!(waiting.len(), 3);
+    }
+
+    #[test]
+    fn a_batch_is_at_most_max_batch_and_postgres_alone_overlaps() {
+        let mut waiting: VecDeque<_> = (0..MAX_BATCH as i64 + 3).map(|i| job(i, i)).collect();
+        let (_, jobs) = take_batch(&mut waiting, &Footprint::default());
+        assert_eq!(jobs.len(), MAX_BATCH);
+        assert_eq!(waiting.len(), 3);
+        assert_eq!(lanes(Backend::Postgres), 2);
+        assert_eq!(lanes(Backend::Sqlite), 1);
     }
 }
