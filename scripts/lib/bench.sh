@@ -1,7 +1,8 @@
 # Shared by scripts/bench, scripts/bench-ab and scripts/bench-cluster: start and stop
 # confab-servers on free loopback ports, and run one confab-bench scenario. Needs BIN (the
 # directory of the binaries, or set CONFAB_SERVER to a server binary), OUT, and the PIDS array;
-# source scripts/lib/pg.sh first.
+# source scripts/lib/pg.sh first. PIN_SERVER and PIN_GEN (arrays, e.g. (taskset -c 0)) prefix the
+# servers' and the generator's command lines when set.
 
 wait_http() { # URL: waits up to 60 s for a 200
   for _ in $(seq 600); do
@@ -11,6 +12,7 @@ wait_http() { # URL: waits up to 60 s for a 200
   log "no answer from $1"; exit 1
 }
 
+PIN_SERVER=("${PIN_SERVER[@]}") PIN_GEN=("${PIN_GEN[@]}")
 SERVER_PID="" SERVER_DATA=""
 # start_confab NAME [--database-url URL]: a fresh server on free ports; sets WS, QUIC, SERVER_PID.
 # Its SFU takes up to 1,000 participants in a call, two UDP ports each (one per connection).
@@ -19,7 +21,7 @@ start_confab() {
   local name="$1"; shift
   local http quic data
   http=$(free_port) quic=$(free_port) data=$(mktemp -d /tmp/confab-bench.XXXXXX)
-  "${CONFAB_SERVER:-$BIN/confab-server}" --data-dir "$data" --ws-listen "127.0.0.1:$http" --quic-listen "127.0.0.1:$quic" \
+  "${PIN_SERVER[@]}" "${CONFAB_SERVER:-$BIN/confab-server}" --data-dir "$data" --ws-listen "127.0.0.1:$http" --quic-listen "127.0.0.1:$quic" \
     --rate-register-per-ip 100000/1ms --max-connections-per-ip 100000 --log-filter warn \
     --udp-port-min 50000 --udp-port-max 51999 --max-participants 1000 "$@" \
     >"$OUT/server-$name.log" 2>&1 &
@@ -31,14 +33,15 @@ start_confab() {
 stop_confab() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   [ -z "$SERVER_DATA" ] || rm -rf "$SERVER_DATA"
-  SERVER_PID="" SERVER_DATA=""
+  PIN_SERVER=("${PIN_SERVER[@]}") PIN_GEN=("${PIN_GEN[@]}")
+SERVER_PID="" SERVER_DATA=""
 }
 
 # run NAME ARGS...: one confab-bench run, its table on stdout, its JSON in OUT/NAME.json.
 run() {
   local name="$1"; shift
   log "$name"
-  "$BIN/confab-bench" --json "$OUT/$name.json" "$@" | tee "$OUT/$name.txt"
+  "${PIN_GEN[@]}" "$BIN/confab-bench" --json "$OUT/$name.json" "$@" | tee "$OUT/$name.txt"
 }
 
 

@@ -1,7 +1,8 @@
 //! `confab-bench`: a load generator on the Confab client library. It sends traffic only to the
 //! address it is given, bounded in time and connections, prints progress each second, and ends
 //! with a table (and, with --json, a JSON file). Scenarios W1-W6 (docs/benchmarks.md); W2, W3 and
-//! W5 also drive the Socket.IO comparison peer through an adapter (`--url socketio://HOST:PORT`).
+//! W5 also drive the Socket.IO and Bun comparison peers through adapters (`--url
+//! socketio://HOST:PORT`, `--url bun://HOST:PORT`).
 //! W2 and W3 also spread their members over the nodes of a cluster (`--url` once per node) and
 //! sample what each step costs outside the generator (`--cpu`, `--metrics`, `--nats-monitor`).
 //! `media`: upload and download throughput against a loopback TCP copy, concurrent uploads with
@@ -12,6 +13,8 @@
 //! latency from a message's commit to the endpoint receiving its push, over a ramp of rates.
 
 mod login_storm;
+mod bun;
+mod ceiling;
 mod media;
 mod media_latency;
 mod peer;
@@ -43,8 +46,8 @@ use stats::{closed_loops, progress};
 #[derive(Debug, Parser)]
 #[command(name = "confab-bench", version, about)]
 struct Cli {
-    /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT (Confab), socketio://HOST:PORT (the
-    /// Socket.IO comparison peer; W2, W3 and W5 only). W2 and W3 take it once per node of a
+    /// Server URL: ws://HOST:PORT/v1/ws or quic://HOST:PORT (Confab), socketio://HOST:PORT or
+    /// bun://HOST:PORT (the Socket.IO and Bun comparison peers; W2, W3 and W5 only). W2 and W3 take it once per node of a
     /// cluster (one transport) and spread their members over the nodes, round robin.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7600/v1/ws", action = clap::ArgAction::Append)]
     url: Vec<String>,
@@ -271,6 +274,25 @@ enum Scenario {
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         drain_limit: Duration,
     },
+    /// The ceiling of W2, W3 and W5: a relay speaking the Bun peer's protocol with nothing but
+    /// the fan-out (no login, no storage); serves on --listen until killed and prints the
+    /// address. The generator drives it with `--url ceiling://HOST:PORT`.
+    CeilingRelay {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// The ceiling of W4: acknowledged durable inserts of 100-byte messages on the PostgreSQL at
+    /// --database (a table of its own, dropped after), group-committed, from --senders loops
+    /// for --duration.
+    CeilingW4 {
+        /// PostgreSQL URL.
+        #[arg(long)]
+        database: String,
+        /// Concurrent sending loops (each waits for its commit).
+        #[arg(long, default_value_t = 64)]
+        senders: usize,
+    },
 }
 
 impl Cli {
@@ -460,14 +482,15 @@ fn print_table(result: &serde_json::Value) {
     let Some(steps) = map.get("steps").and_then(|s| s.as_array()) else { return };
     println!();
     println!(
-        "{:>10} {:>8} {:>10} {:>13} {:>10} {:>9} {:>9} {:>12}",
-        "msgs/s", "acked", "delivered", "deliveries/s", "ratio", "p50 ms", "p99 ms", "cpu us/dlv"
+        "{:>10} {:>8} {:>10} {:>13} {:>10} {:>9} {:>9} {:>12} {:>12}",
+        "msgs/s", "acked", "delivered", "deliveries/s", "ratio", "p50 ms", "p99 ms", "cpu us/dlv", "dlv/cpu-s"
     );
     for st in steps {
         let f = |k: &str| st[k].as_f64().unwrap_or(0.0);
         let cpu = st["cpu_us_per_delivery"].as_f64().map_or("-".to_owned(), |v| format!("{v:.2}"));
+        let per_cpu = st["deliveries_per_cpu_second"].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}"));
         println!(
-            "{:>10} {:>8} {:>10} {:>13.0} {:>10.4} {:>9.2} {:>9.2} {cpu:>12}",
+            "{:>10} {:>8} {:>10} {:>13.0} {:>10.4} {:>9.2} {:>9.2} {cpu:>12} {per_cpu:>12}",
             // As numbers: a JSON value's Display ignores the column width.
             st["target_messages_per_second"].as_u64().unwrap_or(0),
             st["acked"].as_u64().unwrap_or(0),
@@ -483,13 +506,16 @@ fn print_table(result: &serde_json::Value) {
     }
     if let Some(c) = map.get("costs_over_ramp") {
         println!(
-            "over the ramp ({:.1} s, {} deliveries, {} messages): CPU {} s = {} us per delivery; generator {:.2} s",
+            "over the ramp ({:.1} s, {} deliveries, {} messages): CPU {} s = {} us per delivery = {} deliveries \
+             per CPU-second; generator {:.2} s; load average {}",
             c["seconds"].as_f64().unwrap_or(0.0),
             c["deliveries"],
             c["messages"],
             c["cpu_seconds"],
             c["cpu_us_per_delivery"],
+            c["deliveries_per_cpu_second"].as_f64().map_or("-".to_owned(), |v| format!("{v:.0}")),
             c["generator_cpu_seconds"].as_f64().unwrap_or(0.0),
+            c["load_average_1m"],
         );
         if c["cluster"].as_object().is_some_and(|m| !m.is_empty())
             || c["nats"].as_object().is_some_and(|m| !m.is_empty())
@@ -510,7 +536,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::bail!("--cpu and --metrics are for W2, W3 and push only, --nats-monitor for W2 and W3");
         }
     }
-    if cli.url().starts_with("socketio://")
+    if ["socketio://", "bun://", "ceiling://"].iter().any(|p| cli.url().starts_with(p))
         && matches!(
             cli.scenario,
             Scenario::W1 { .. }
@@ -524,7 +550,7 @@ fn main() -> anyhow::Result<()> {
         )
     {
         anyhow::bail!(
-            "W1, W4, W6, the SFU ones, media, search and push measure Confab only; the Socket.IO peer runs W2, W3 and W5"
+            "W1, W4, W6, the SFU ones, media, search and push measure Confab only; the Socket.IO and Bun peers run W2, W3 and W5"
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -640,6 +666,8 @@ fn main() -> anyhow::Result<()> {
                 };
                 sfu_rooms::run(cli.url(), &options(&cli), &plan).await
             }
+            Scenario::CeilingRelay { listen } => ceiling::relay(listen).await.map(|()| serde_json::Value::Null),
+            Scenario::CeilingW4 { database, senders } => ceiling::w4(database, (*senders).max(1), cli.duration).await,
         }
     })?;
     let mut result = result;

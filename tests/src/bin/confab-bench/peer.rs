@@ -1,5 +1,6 @@
 //! The system under test, seen by the room and storm scenarios: Confab (over WebSocket or QUIC,
-//! through the client library) or the Socket.IO comparison peer (through the adapter). Each offers
+//! through the client library), the Socket.IO comparison peer or the Bun comparison peer
+//! (through their adapters). Each offers
 //! the same three things: sign a member in, make a room of members, send a message to a room —
 //! and reports every message delivered to a member to one callback. Confab may be several nodes
 //! of one cluster: members are spread over their URLs by a slot number (round robin).
@@ -11,6 +12,7 @@ use anyhow::{Context, bail};
 use confab_protocol::client::{Client, ClientError, ConnectOptions, Trust};
 use confab_protocol::v1::{self, ErrorCode, client_frame::Request, conversation_event::Body, event, response};
 
+use crate::bun::BunClient;
 use crate::socketio::SioClient;
 
 /// Called with the text of every message delivered to a member.
@@ -28,12 +30,19 @@ pub enum Peer {
     SocketIo {
         addr: String,
     },
+    /// The Bun relay (tests/bun-peer), or the ceiling relay (`login` false: it speaks the same
+    /// protocol and takes any token).
+    Bun {
+        addr: String,
+        login: bool,
+    },
 }
 
 /// A signed-in member, with its deliveries flowing to the callback.
 pub enum Member {
     Confab { client: Client, id: u64, _receiver: tokio::task::JoinHandle<()> },
     SocketIo { client: SioClient, name: String },
+    Bun { client: BunClient, name: String },
 }
 
 /// A room: a Confab group conversation or a Socket.IO room.
@@ -41,6 +50,7 @@ pub enum Member {
 pub enum Room {
     Confab(u64),
     SocketIo(String),
+    Bun(String),
 }
 
 pub fn random_name(tag: &str) -> String {
@@ -88,7 +98,8 @@ pub async fn create_group(client: &Client, title: &str, members: &[u64]) -> anyh
 }
 
 impl Peer {
-    /// `ws://…/v1/ws` or `quic://…` for Confab; `socketio://HOST:PORT` for the comparison peer.
+    /// `ws://…/v1/ws` or `quic://…` for Confab; `socketio://HOST:PORT` or `bun://HOST:PORT` for
+    /// the comparison peers, `ceiling://HOST:PORT` for the ceiling relay (`ceiling-relay`).
     pub fn from_url(url: &str, insecure: bool) -> Self {
         Self::from_urls(&[url.to_owned()], insecure).expect("one URL")
     }
@@ -100,6 +111,14 @@ impl Peer {
         if let Some(addr) = first.strip_prefix("socketio://") {
             anyhow::ensure!(urls.len() == 1, "the Socket.IO peer is one process: give one --url");
             return Ok(Peer::SocketIo { addr: addr.trim_end_matches('/').to_owned() });
+        }
+        if let Some(addr) = first.strip_prefix("bun://") {
+            anyhow::ensure!(urls.len() == 1, "the Bun peer is one process: give one --url");
+            return Ok(Peer::Bun { addr: addr.trim_end_matches('/').to_owned(), login: true });
+        }
+        if let Some(addr) = first.strip_prefix("ceiling://") {
+            anyhow::ensure!(urls.len() == 1, "the ceiling relay is one process: give one --url");
+            return Ok(Peer::Bun { addr: addr.trim_end_matches('/').to_owned(), login: false });
         }
         let scheme = |u: &str| u.split("://").next().unwrap_or_default().to_owned();
         anyhow::ensure!(
@@ -116,7 +135,7 @@ impl Peer {
     pub fn nodes(&self) -> usize {
         match self {
             Peer::Confab { urls, .. } => urls.len(),
-            Peer::SocketIo { .. } => 1,
+            Peer::SocketIo { .. } | Peer::Bun { .. } => 1,
         }
     }
 
@@ -125,6 +144,8 @@ impl Peer {
             Peer::Confab { urls, .. } if urls[0].starts_with("quic") => "confab-quic",
             Peer::Confab { .. } => "confab-ws",
             Peer::SocketIo { .. } => "socketio",
+            Peer::Bun { login: true, .. } => "bun",
+            Peer::Bun { login: false, .. } => "ceiling",
         }
     }
 
@@ -164,6 +185,11 @@ impl Peer {
                 .await?;
                 Ok(Member::SocketIo { client, name })
             }
+            Peer::Bun { addr, login } => {
+                let token = if *login { crate::socketio::login(addr, &name).await? } else { name.clone() };
+                let client = BunClient::connect(addr, &token, Box::new(move |t| on(t))).await?;
+                Ok(Member::Bun { client, name })
+            }
         }
     }
 
@@ -175,7 +201,8 @@ impl Peer {
                 let (client, _events) = Client::connect(&urls[0], (**options).clone()).await?;
                 Ok(register(&client, &name).await?.access_token)
             }
-            Peer::SocketIo { addr } => crate::socketio::login(addr, &name).await,
+            Peer::SocketIo { addr } | Peer::Bun { addr, login: true } => crate::socketio::login(addr, &name).await,
+            Peer::Bun { login: false, .. } => Ok(name),
         }
     }
 
@@ -195,6 +222,10 @@ impl Peer {
                 let ack = c.emit_ack("join_room", "storm".into()).await?;
                 anyhow::ensure!(ack["ok"] == true, "join_room refused: {ack}");
             }
+            Peer::Bun { addr, .. } => {
+                let c = BunClient::connect(addr, token, Box::new(|_| {})).await?;
+                c.join("storm").await?;
+            }
         }
         Ok(())
     }
@@ -208,7 +239,7 @@ impl Peer {
                     .iter()
                     .map(|m| match m {
                         Member::Confab { id, .. } => Ok(*id),
-                        Member::SocketIo { .. } => bail!("mixed peers"),
+                        Member::SocketIo { .. } | Member::Bun { .. } => bail!("mixed peers"),
                     })
                     .collect::<anyhow::Result<_>>()?;
                 let conv = create_group(client, "bench room", &ids).await?;
@@ -222,6 +253,14 @@ impl Peer {
                     anyhow::ensure!(ack["ok"] == true, "join_room refused: {ack}");
                 }
                 Ok(Room::SocketIo(room))
+            }
+            Member::Bun { name, .. } => {
+                let room = format!("room-{name}");
+                for m in members {
+                    let Member::Bun { client, .. } = m else { bail!("mixed peers") };
+                    client.join(&room).await?;
+                }
+                Ok(Room::Bun(room))
             }
         }
     }
@@ -243,6 +282,7 @@ impl Member {
                 anyhow::ensure!(ack.get("id").is_some(), "send refused: {ack}");
                 Ok(())
             }
+            (Member::Bun { client, .. }, Room::Bun(room)) => client.send(room, &text).await.map(drop),
             _ => bail!("mixed peers"),
         }
     }
@@ -252,6 +292,7 @@ impl Member {
         match self {
             Member::Confab { client, .. } => client.close_info().is_none(),
             Member::SocketIo { client, .. } => client.is_open(),
+            Member::Bun { client, .. } => client.is_open(),
         }
     }
 }

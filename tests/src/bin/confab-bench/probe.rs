@@ -117,15 +117,23 @@ impl Probes {
             to.nats.iter().map(|(k, v)| (k.clone(), v - from.nats.get(k).copied().unwrap_or(0.0))).collect();
         let nats_bytes = nats.get("in_bytes").copied();
         let generator = (to.generator_cpu - from.generator_cpu).max(0.0);
+        let seconds = to.at.duration_since(from.at).as_secs_f64();
+        let per_cpu_second = |n: u64| if total > 0.0 && n > 0 { json!(n as f64 / total) } else { Value::Null };
+        let cores = |secs: f64| if seconds > 0.0 { json!(secs / seconds) } else { Value::Null };
         json!({
-            "seconds": to.at.duration_since(from.at).as_secs_f64(),
+            "seconds": seconds,
             "deliveries": deliveries,
             "messages": messages,
             "cpu_seconds": cpu,
             "cpu_seconds_total": total,
             "cpu_us_per_delivery": per(total, deliveries),
             "cpu_us_per_message": per(total, messages),
+            "deliveries_per_cpu_second": per_cpu_second(deliveries),
+            "messages_per_cpu_second": per_cpu_second(messages),
+            "server_cores": if self.cpu.is_empty() { Value::Null } else { cores(total) },
             "generator_cpu_seconds": generator,
+            "generator_cores": cores(generator),
+            "load_average_1m": load_average(),
             "cluster": cluster,
             "cluster_per_node": per_node,
             "store_ops": store,
@@ -134,6 +142,24 @@ impl Probes {
             "nats_bytes_in_per_message": nats_bytes.filter(|_| messages > 0).map(|b| b / messages as f64),
         })
     }
+}
+
+/// The machine's one-minute load average (/proc/loadavg): how busy the machine was beside the
+/// processes measured (a run on a loaded machine says so).
+pub fn load_average() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .map_or(Value::Null, |v| json!(v))
+}
+
+/// The CPUs this process may run on (sched_getaffinity, as /proc/self/status says), e.g. "1"
+/// when the generator is pinned with taskset, "0-1" when it is not.
+pub fn cpus_allowed() -> Value {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_owned())))
+        .map_or(Value::Null, Value::String)
 }
 
 /// From a node's /metrics page: the `confab_cluster_*_total` counters (as `cluster.NAME`) and

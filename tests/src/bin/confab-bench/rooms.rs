@@ -178,6 +178,22 @@ pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<se
             eprintln!("{}: saturated at {rate} messages/s ({missed} ticks missed); stopping the ramp", plan.scenario);
             break;
         }
+        // The server is the limit once a step's deliveries come a second late or a fifth of them
+        // have not come by its end: a higher rate would only queue.
+        let p99_ms = {
+            let lat = st.latencies_us.lock().expect("latencies");
+            Samples(lat.iter().map(|&v| u64::from(v)).collect()).percentile(0.99)
+        };
+        let expected_now = st.acked.load(Ordering::Relaxed) * plan.members_per_group as u64;
+        let delivered_now = st.delivered.load(Ordering::Relaxed);
+        if p99_ms > 1000.0 || (expected_now > 0 && delivered_now * 5 < expected_now * 4) {
+            eprintln!(
+                "{}: the server is the limit at {rate} messages/s (p99 {p99_ms:.0} ms, {delivered_now} of {expected_now} \
+                 delivered by the step's end); stopping the ramp",
+                plan.scenario
+            );
+            break;
+        }
     }
     // Let the last deliveries arrive: until every expected one came or 5 s without progress.
     let expected = |st: &Step| {
@@ -226,6 +242,7 @@ pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<se
             "latency_ms_p50": p50,
             "latency_ms_p99": p99,
             "cpu_us_per_delivery": costs["cpu_us_per_delivery"],
+            "deliveries_per_cpu_second": costs["deliveries_per_cpu_second"],
             "costs": costs,
         });
         let good = p99 <= 50.0 && exp > 0 && delivered == exp;
@@ -269,6 +286,7 @@ pub async fn run(peer: &Peer, plan: &Plan, probes: &Probes) -> anyhow::Result<se
         "nodes": nodes,
         "members_per_node": per_node,
         "connections_closed_by_server": closed,
+        "generator_cpus_allowed": crate::probe::cpus_allowed(),
         "costs_idle": idle,
         "costs_over_ramp": ramp,
         "best_step_with_p99_le_50ms_and_all_delivered": best,
