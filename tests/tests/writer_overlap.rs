@@ -81,10 +81,8 @@ async fn check(store: Arc<dyn Store>) {
     }
     let mut tasks = Vec::new();
     for (i, &u) in users.iter().enumerate() {
-        let mine: Vec<(ConvId, Vec<UserId>)> = (0..CONVERSATIONS)
-            .filter(|k| members[*k].contains(&u))
-            .map(|k| (convs[k], members[k].clone()))
-            .collect();
+        let mine: Vec<(ConvId, Vec<UserId>)> =
+            (0..CONVERSATIONS).filter(|k| members[*k].contains(&u)).map(|k| (convs[k], members[k].clone())).collect();
         let writer = writer.clone();
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
@@ -104,7 +102,9 @@ async fn check(store: Arc<dyn Store>) {
                     now_ms: NOW + n as i64,
                 };
                 match writer.submit(op).await.expect("send commits").result {
-                    Some(OpResult::Sent { message_id, seq, duplicate: false, .. }) => sent.push((*conv, seq, message_id)),
+                    Some(OpResult::Sent { message_id, seq, duplicate: false, .. }) => {
+                        sent.push((*conv, seq, message_id))
+                    }
                     other => panic!("{other:?}"),
                 }
             }

@@ -245,7 +245,10 @@ mod tests {
         // Conversation 1 waits for the batch in flight; 2 and 3 go.
         assert_eq!(convs(&jobs), [2, 3, 2]);
         assert!(taken.overlaps(&job(3, 0).0) && !taken.overlaps(&job(1, 0).0));
-        assert_eq!(waiting.iter().map(|(_, j)| j).map(|j| convs(std::slice::from_ref(j))[0]).collect::<Vec<_>>(), [1, 1]);
+        assert_eq!(
+            waiting.iter().map(|(_, j)| j).map(|j| convs(std::slice::from_ref(j))[0]).collect::<Vec<_>>(),
+            [1, 1]
+        );
         // With nothing in flight, everything goes, in order.
         let (_, jobs) = take_batch(&mut waiting, &Footprint::default());
         assert_eq!(convs(&jobs), [1, 1]);

@@ -60,7 +60,8 @@ fn dispatch(b: &[u8], acks: &Acks, on: &OnMessage) {
         }
         Some(&ACK) | Some(&ERR) if b.len() >= 5 => {
             let req = u32::from_le_bytes(b[1..5].try_into().expect("4 bytes"));
-            let id = (b[0] == ACK).then(|| b.get(5..13).map(|x| u64::from_le_bytes(x.try_into().expect("8")))).flatten();
+            let id =
+                (b[0] == ACK).then(|| b.get(5..13).map(|x| u64::from_le_bytes(x.try_into().expect("8")))).flatten();
             if let Some(tx) = acks.lock().expect("acks").remove(&req) {
                 let _ = tx.send(id);
             }

@@ -12,9 +12,9 @@
 //! `push`: pushes per second sustained to a WebPush endpoint the bench runs itself, and the
 //! latency from a message's commit to the endpoint receiving its push, over a ramp of rates.
 
-mod login_storm;
 mod bun;
 mod ceiling;
+mod login_storm;
 mod media;
 mod media_latency;
 mod peer;
