@@ -11,7 +11,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use super::ClientError;
 
 /// How the client decides to trust the server's certificate.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Trust {
     /// The platform's root certificates and the URL's host name (the default).
     #[default]

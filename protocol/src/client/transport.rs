@@ -199,16 +199,7 @@ impl RawConnection {
                 };
                 let mut endpoint =
                     quinn::Endpoint::client(bind).map_err(|e| ClientError::Transport(format!("quic socket: {e}")))?;
-                let tls = tls::client_config(&opts.trust, &[QUIC_ALPN])?;
-                let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-                    .map_err(|e| ClientError::Config(format!("quic tls: {e}")))?;
-                let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-                let mut transport = quinn::TransportConfig::default();
-                transport.max_concurrent_bidi_streams(0u8.into());
-                // The server opens one unidirectional stream per streamed download (§22.9).
-                transport.max_concurrent_uni_streams(16u8.into());
-                config.transport_config(Arc::new(transport));
-                endpoint.set_default_client_config(config);
+                endpoint.set_default_client_config(quic_client_config(&opts.trust)?);
                 let conn = endpoint
                     .connect(addr, host)
                     .map_err(|e| ClientError::Transport(format!("quic connect: {e}")))?
@@ -353,6 +344,33 @@ impl RawReceiver {
             Inbound::Closed(info) => Err(ClientError::Closed(info)),
         }
     }
+}
+
+/// The QUIC client configuration for `trust`, built once per trust per process and then shared:
+/// rustls keeps its TLS 1.3 session tickets in the configuration, so every later connection to a
+/// server this process has met resumes its session (RFC 8446 §2.2: no certificate chain sent or
+/// verified, no signature) instead of a full handshake, and the platform's roots are read once.
+fn quic_client_config(trust: &Trust) -> Result<quinn::ClientConfig, ClientError> {
+    static CONFIGS: std::sync::Mutex<Vec<(Trust, quinn::ClientConfig)>> = std::sync::Mutex::new(Vec::new());
+    let mut configs = CONFIGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, c)) = configs.iter().find(|(t, _)| t == trust) {
+        return Ok(c.clone());
+    }
+    let tls = tls::client_config(trust, &[QUIC_ALPN])?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::Config(format!("quic tls: {e}")))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(0u8.into());
+    // The server opens one unidirectional stream per streamed download (§22.9).
+    transport.max_concurrent_uni_streams(16u8.into());
+    config.transport_config(Arc::new(transport));
+    // A handful of trusts per process at most (a pinned certificate per server).
+    if configs.len() >= 16 {
+        configs.remove(0);
+    }
+    configs.push((trust.clone(), config.clone()));
+    Ok(config)
 }
 
 fn quic_close_info(err: quinn::ConnectionError) -> CloseInfo {
