@@ -11,8 +11,15 @@ use tracing_subscriber::EnvFilter;
 /// came down (W6 in docs/benchmarks.md: 18.8 MB to 488 MB after 200 failed logins). mimalloc
 /// gives such large blocks back to the OS when they are freed. The library stays
 /// allocator-neutral: only this binary chooses.
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// With the `dhat-heap` feature, every allocation is recorded (docs/benchmarks.md, "Where the
+/// memory goes"); dhat-heap.json is written when `main` returns.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static GLOBAL: dhat::Alloc = dhat::Alloc;
 
 /// The Confab realtime messaging and calling server.
 ///
@@ -62,6 +69,8 @@ enum KeysAction {
 }
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     let config = Config::load(&cli.config)?;
     if cli.print_config {
