@@ -14,7 +14,6 @@ use confab_protocol::v1::{ClientFrame, client_frame::Request, response};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use prost::Message as _;
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -22,7 +21,7 @@ use crate::error::ServerError;
 use crate::handlers;
 use crate::limits::Permit;
 use crate::metrics::TransportMetrics;
-use crate::session::{Close, Outbound, Outbox, Session, Transport};
+use crate::session::{Close, Outbound, Outbox, OutboxEnds, Session, Transport};
 use crate::state::AppState;
 use crate::transport::{FrameReader, FrameWriter, ReadError};
 
@@ -82,20 +81,22 @@ async fn run(
 ) {
     let limits = state.config().limits.clone();
     let (outbox, ends) = Outbox::new(limits.outbound_queue_frames as usize);
-    let writer_task = tokio::spawn(write_loop(writer, ends.rx, ends.abort.clone(), ends.pending.clone(), tm.clone()));
+    let ends = Arc::new(ends);
+    let writer_task = tokio::spawn(write_loop(writer, ends.clone(), tm.clone()));
     let max_transfers = state.config().media.max_transfers_per_connection;
     let ctx = Arc::new(
         Session::new(id, key, info.transport, info.peer, outbox.clone()).with_quic(info.quic.clone(), max_transfers),
     );
-    let (abort_rx, kick_rx) = (ends.abort, ends.kick);
 
-    let close = match handshake(&state, &mut reader, &outbox, &info, &ctx, &tm).await {
+    // Boxed: the handshake's state (Hello, token checks, binding) lives only while it runs, instead
+    // of sizing the task that an idle connection keeps for its whole life (W1).
+    let close = match Box::pin(handshake(&state, &mut reader, &outbox, &info, &ctx, &tm)).await {
         Ok(()) => {
             tracing::debug!("handshake complete");
             if let Some(conn) = info.quic.clone() {
                 state.tasks().spawn(handlers::media::serve_upload_streams(state.clone(), ctx.clone(), conn));
             }
-            serve_requests(&state, &mut reader, &outbox, abort_rx, kick_rx, ctx.clone(), &tm).await
+            serve_requests(&state, &mut reader, &outbox, &ends, ctx.clone(), &tm).await
         }
         Err(close) => close,
     };
@@ -108,6 +109,7 @@ async fn run(
     // The close goes behind whatever is queued; if the queue is stuck, abort instead.
     outbox.finish(close);
     drop(outbox);
+    drop(ends);
     if let Ok(writer) = writer_task.await {
         crate::transport::linger(reader, writer).await;
     }
@@ -287,8 +289,7 @@ async fn serve_requests(
     state: &AppState,
     reader: &mut FrameReader,
     outbox: &Outbox,
-    mut abort: watch::Receiver<Option<Close>>,
-    mut kick: watch::Receiver<Option<Close>>,
+    ends: &OutboxEnds,
     ctx: Arc<Session>,
     tm: &TransportMetrics,
 ) -> Close {
@@ -303,18 +304,15 @@ async fn serve_requests(
         }
         tokio::select! {
             biased;
-            Ok(()) = abort.changed() => return Close::new(CloseCode::SlowConsumer, "outbound queue full"),
-            Ok(()) = kick.changed() => {
-                let close = *kick.borrow();
-                if let Some(close) = close {
-                    // Requests that already finished (a committed send) are answered before
-                    // the close, so a client never retries what was done.
-                    while let Some(Some((request_id, kind, started, result))) = in_flight.next().now_or_never() {
-                        state.metrics().request(kind, started.elapsed());
-                        respond(state, outbox, request_id, result);
-                    }
-                    return close;
+            _ = ends.aborted() => return Close::new(CloseCode::SlowConsumer, "outbound queue full"),
+            close = ends.kicked() => {
+                // Requests that already finished (a committed send) are answered before the
+                // close, so a client never retries what was done.
+                while let Some(Some((request_id, kind, started, result))) = in_flight.next().now_or_never() {
+                    state.metrics().request(kind, started.elapsed());
+                    respond(state, outbox, request_id, result);
                 }
+                return close;
             }
             _ = state.shutdown().cancelled(), if !draining => {
                 draining = true;
@@ -363,18 +361,12 @@ async fn serve_requests(
 const MAX_BATCH: usize = 64;
 
 /// The writer task: drains the queue, feeds every queued frame, flushes once per batch.
-async fn write_loop(
-    mut w: FrameWriter,
-    mut rx: mpsc::Receiver<Outbound>,
-    mut abort: watch::Receiver<Option<Close>>,
-    pending: Arc<crate::session::Pending>,
-    tm: TransportMetrics,
-) -> FrameWriter {
+async fn write_loop(mut w: FrameWriter, ends: Arc<OutboxEnds>, tm: TransportMetrics) -> FrameWriter {
     loop {
         let first = tokio::select! {
             biased;
-            Ok(()) = abort.changed() => break,
-            item = rx.recv() => item,
+            _ = ends.aborted() => break,
+            item = ends.recv() => item,
         };
         let mut batch = Vec::with_capacity(8);
         let mut close = None;
@@ -386,13 +378,13 @@ async fn write_loop(
             Some(Outbound::Frame(b)) => {
                 batch.push(b);
                 while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(Outbound::Frame(b)) => batch.push(b),
-                        Ok(Outbound::Close(c)) => {
+                    match ends.try_recv() {
+                        Some(Outbound::Frame(b)) => batch.push(b),
+                        Some(Outbound::Close(c)) => {
                             close = Some(c);
                             break;
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
             }
@@ -403,12 +395,12 @@ async fn write_loop(
             tm.bytes_out.inc_by(n as u64);
             let write = async {
                 w.write_batch(batch).await?;
-                pending.wrote(n);
+                ends.wrote(n);
                 Ok::<(), String>(())
             };
             let failed = tokio::select! {
                 biased;
-                Ok(()) = abort.changed() => true,
+                _ = ends.aborted() => true,
                 r = write => r.is_err(),
             };
             if failed {
@@ -420,7 +412,7 @@ async fn write_loop(
             return w;
         }
     }
-    let c = abort.borrow().unwrap_or(Close::new(CloseCode::InternalError, "write failed"));
+    let c = ends.abort_now().unwrap_or(Close::new(CloseCode::InternalError, "write failed"));
     w.abort(c.code, c.reason).await;
     w
 }

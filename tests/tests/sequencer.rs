@@ -22,7 +22,7 @@ use prost::Message as _;
 /// The seqs of the conversation events queued on `ends` within `wait` of quiet.
 async fn seqs(ends: &mut OutboxEnds, wait: Duration) -> anyhow::Result<Vec<u64>> {
     let mut out = Vec::new();
-    while let Ok(Some(o)) = tokio::time::timeout(wait, ends.rx.recv()).await {
+    while let Ok(Some(o)) = tokio::time::timeout(wait, ends.recv()).await {
         let Outbound::Frame(bytes) = o else { continue };
         let frame = v1::ServerFrame::decode(bytes)?;
         if let Some(server_frame::Frame::Event(v1::Event { event: Some(event::Event::ConversationEvent(e)) })) =

@@ -3,12 +3,13 @@
 //! and its close handle. Services receive a `&Caller` and never attach connections themselves;
 //! this module imports no service.
 
+mod outbox;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use confab_protocol::CloseCode;
-use tokio::sync::{mpsc, watch};
+pub use outbox::{Outbound, Outbox, OutboxEnds};
 
 use crate::error::ServerError;
 use crate::store::UserId;
@@ -71,143 +72,6 @@ pub struct Close {
 impl Close {
     pub const fn new(code: CloseCode, reason: &'static str) -> Self {
         Self { code, reason }
-    }
-}
-
-/// What a connection's writer task receives.
-#[derive(Debug)]
-pub enum Outbound {
-    /// An encoded frame, shared (fan-out encodes once).
-    Frame(Bytes),
-    /// Close after what is queued before it.
-    Close(Close),
-}
-
-/// The sending side of a connection: a bounded queue to its writer task, an abort signal that
-/// bypasses the queue, and a kick asking the connection loop to close after what is queued.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<Outbound>,
-    abort: Arc<watch::Sender<Option<Close>>>,
-    kick: Arc<watch::Sender<Option<Close>>>,
-    /// Bytes queued and not yet written to the transport, and the signal the writer gives after
-    /// each write: bulk answers (media downloads) wait for room instead of piling up.
-    pending: Arc<Pending>,
-}
-
-/// Bytes an outbox holds, and a wake-up for who waits for them to go.
-#[derive(Debug, Default)]
-pub struct Pending {
-    bytes: std::sync::atomic::AtomicUsize,
-    written: tokio::sync::Notify,
-}
-
-impl Pending {
-    /// The writer wrote `n` bytes of queued frames.
-    pub fn wrote(&self, n: usize) {
-        self.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
-        self.written.notify_waiters();
-    }
-}
-
-/// The connection loop's ends of an [`Outbox`].
-#[derive(Debug)]
-pub struct OutboxEnds {
-    /// The writer task's queue.
-    pub rx: mpsc::Receiver<Outbound>,
-    /// Set when the outbox overflowed: close at once.
-    pub abort: watch::Receiver<Option<Close>>,
-    /// Set by [`Outbox::kick`]: close after the queued frames.
-    pub kick: watch::Receiver<Option<Close>>,
-    /// The writer reports here what it wrote.
-    pub pending: Arc<Pending>,
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("queued", &(self.tx.max_capacity() - self.tx.capacity())).finish()
-    }
-}
-
-impl Outbox {
-    /// A new outbox holding at most `capacity` frames, and the connection loop's ends of it.
-    pub fn new(capacity: usize) -> (Self, OutboxEnds) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let (abort_tx, abort) = watch::channel(None);
-        let (kick_tx, kick) = watch::channel(None);
-        let pending = Arc::new(Pending::default());
-        (
-            Self { tx, abort: Arc::new(abort_tx), kick: Arc::new(kick_tx), pending: pending.clone() },
-            OutboxEnds { rx, abort, kick, pending },
-        )
-    }
-
-    /// Waits until fewer than `limit` bytes are queued for this connection: a bulk answer (a
-    /// media chunk) is read only when the client is taking what came before, so a client that
-    /// does not read costs at most `limit` plus one answer per request in flight.
-    pub async fn room_for_bulk(&self, limit: usize) {
-        loop {
-            let written = self.pending.written.notified();
-            if self.pending.bytes.load(std::sync::atomic::Ordering::Relaxed) < limit || self.tx.is_closed() {
-                return;
-            }
-            written.await;
-        }
-    }
-
-    /// Queues an encoded frame without waiting. A full queue means the client is not reading:
-    /// the connection is closed as a slow consumer and `false` returned.
-    pub fn push(&self, frame: Bytes) -> bool {
-        let n = frame.len();
-        // Counted before the writer can see it, so its subtraction never comes first.
-        self.pending.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        match self.tx.try_send(Outbound::Frame(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.pending.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
-                self.abort.send_if_modified(|slot| {
-                    slot.get_or_insert(Close::new(CloseCode::SlowConsumer, "outbound queue full; reconnect and sync"));
-                    true
-                });
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.pending.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Queues a frame that may be lost (typing): dropped, without closing anything, when the queue
-    /// is more than half full, so it never displaces what matters.
-    pub fn push_droppable(&self, frame: Bytes) -> bool {
-        if self.tx.capacity() < self.tx.max_capacity() / 2 {
-            return false;
-        }
-        let n = frame.len();
-        self.pending.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        let sent = self.tx.try_send(Outbound::Frame(frame)).is_ok();
-        if !sent {
-            self.pending.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
-        }
-        sent
-    }
-
-    /// The close the outbox forced (a slow consumer), if any.
-    pub fn aborted(&self) -> Option<Close> {
-        *self.abort.borrow()
-    }
-
-    /// Asks the connection to close with `close` once the frames queued so far are sent.
-    pub fn kick(&self, close: Close) {
-        self.kick.send_replace(Some(close));
-    }
-
-    /// Queues the final close behind whatever is queued; aborts when the queue is stuck.
-    pub fn finish(&self, close: Close) {
-        if self.tx.try_send(Outbound::Close(close)).is_err() {
-            self.abort.send_replace(Some(close));
-        }
     }
 }
 
