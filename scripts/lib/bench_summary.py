@@ -94,7 +94,7 @@ if c:
               f"({fmt(c['rows_per_commit'], 1)} rows per ceiling commit).")
 
 print("\n#### W1 (idle connections)\n")
-for name in ("w1-websocket", "w1-quic"):
+for name in ("w1-websocket", "w1-quic", "w1-websocket-max"):
     r = load(name)
     if r:
         print(f"- {name}: {fmt(r['bytes_per_connection'])} bytes per connection over {r['connections']} connections "

@@ -13,15 +13,20 @@ import sys
 path, n = sys.argv[1], int(sys.argv[2])
 d = json.load(open(path))
 frames = d["ftbl"]
-SKIP = re.compile(r"(alloc::|core::|std::|dhat::|hashbrown::|<alloc|<core|<std|__rust|bytes::bytes_mut::BytesMut::reserve|smallvec::|\[root\])")
+# Frames of the allocator, dhat and the standard library's collections: skipped, so a site is
+# named by the first frames of the code that asked for the memory.
+SKIP_FILE = re.compile(
+    r"^(alloc/|core/|std/|dhat-|src/raw_vec/|src/vec/|src/boxed|src/alloc|src/sync\.rs|src/string\.rs|"
+    r"src/collections/|src/slice|src/str|src/fmt|src/rc\.rs|bytes-[0-9.]+/src/bytes_mut|hashbrown-)"
+)
 
 
-def name(i):
-    f = frames[i]
-    f = re.sub(r"^0x[0-9a-f]+: ", "", f)
-    f = re.sub(r" \(.*\)$", "", f)
-    f = re.sub(r"::h[0-9a-f]{16}$", "", f)
-    return f
+def parse(i):
+    m = re.match(r"^0x[0-9a-f]+: (.*) \((.*?)(:\d+)?(:\d+)?\)$", frames[i])
+    if not m:
+        return frames[i], ""
+    func = re.sub(r"<.*>", "", m.group(1))
+    return func, m.group(2) + (m.group(3) or "")
 
 
 sites = {}
@@ -31,14 +36,16 @@ for pp in d["pps"]:
     if not b:
         continue
     total += b
-    chain = [name(i) for i in pp["fs"]]
-    useful = [c for c in chain if not SKIP.match(c)]
-    key = " <- ".join(useful[:2]) if useful else chain[0]
+    chain = [parse(i) for i in pp["fs"]]
+    useful = [f"{fn} ({file})" for fn, file in chain if file and not SKIP_FILE.match(file)]
+    key = " <- ".join(useful[:3]) if useful else frames[pp["fs"][0]]
     s = sites.setdefault(key, [0, 0])
     s[0] += b
     s[1] += pp.get("gbk", pp.get("tgmbk", 0))
 
 print(f"heap at its peak: {total} bytes = {total / n:.0f} bytes per connection ({n} connections)")
 print(f"{'bytes/conn':>10} {'blocks/conn':>11}  site")
-for key, (b, blocks) in sorted(sites.items(), key=lambda kv: -kv[1][0])[:30]:
-    print(f"{b / n:>10.0f} {blocks / n:>11.2f}  {key[:150]}")
+for key, (b, blocks) in sorted(sites.items(), key=lambda kv: -kv[1][0])[:20]:
+    if b / n < 8:
+        break
+    print(f"{b / n:>10.0f} {blocks / n:>11.2f}  {key[:240]}")

@@ -553,6 +553,11 @@ fn main() -> anyhow::Result<()> {
             "W1, W4, W6, the SFU ones, media, search and push measure Confab only; the Socket.IO and Bun peers run W2, W3 and W5"
         );
     }
+    // W1 and the storms hold a descriptor per connection: the soft limit (often 1,024) goes up to
+    // the hard one, before any other thread exists.
+    if let Err(e) = confab_server::limits::DescriptorLimit::raise_soft_to_hard() {
+        eprintln!("could not raise the open-file limit: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         match &cli.scenario {
