@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::{BufMut, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -75,24 +75,9 @@ impl BunClient {
     pub async fn connect(addr: &str, token: &str, on: OnMessage) -> anyhow::Result<Self> {
         let url = format!("ws://{addr}/ws?token={token}");
         let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.context("bun peer upgrade")?;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut rx) = mpsc::channel::<Message>(1024);
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if sink.feed(m).await.is_err() {
-                    return;
-                }
-                while let Ok(m) = rx.try_recv() {
-                    if sink.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        let (sink, mut stream) = ws.split();
+        let (out, rx) = mpsc::channel::<Message>(1024);
+        tokio::spawn(crate::ws_writer::write_queued(sink, rx));
         let acks: Acks = Arc::default();
         let acks2 = acks.clone();
         let reader = tokio::spawn(async move {

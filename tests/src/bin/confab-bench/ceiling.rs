@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -42,23 +42,9 @@ pub async fn relay(listen: &str) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let config = WebSocketConfig::default().write_buffer_size(32 * 1024);
             let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else { return };
-            let (mut sink, mut stream) = ws.split();
-            let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
-            let writer = tokio::spawn(async move {
-                while let Some(m) = rx.recv().await {
-                    if sink.feed(m).await.is_err() {
-                        return;
-                    }
-                    while let Ok(m) = rx.try_recv() {
-                        if sink.feed(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
-                        return;
-                    }
-                }
-            });
+            let (sink, mut stream) = ws.split();
+            let (tx, rx) = mpsc::channel::<Message>(QUEUE);
+            let writer = tokio::spawn(crate::ws_writer::write_queued(sink, rx));
             let mut joined: Vec<Bytes> = Vec::new();
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Binary(b) = msg else { continue };

@@ -29,6 +29,7 @@ mod sfu_measure;
 mod sfu_rooms;
 mod socketio;
 mod stats;
+mod ws_writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

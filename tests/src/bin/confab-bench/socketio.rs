@@ -119,23 +119,8 @@ impl SioClient {
                 sink.send(Message::text("3")).await?;
             }
         }
-        let (out, mut rx) = mpsc::channel::<Message>(1024);
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if sink.feed(m).await.is_err() {
-                    return;
-                }
-                while let Ok(m) = rx.try_recv() {
-                    if sink.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        let (out, rx) = mpsc::channel::<Message>(1024);
+        tokio::spawn(crate::ws_writer::write_queued(sink, rx));
         let acks: Acks = Arc::default();
         let (acks2, out2) = (acks.clone(), out.clone());
         let reader = tokio::spawn(async move {
