@@ -49,6 +49,7 @@ import aioice.ice
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 from aiortc import (  # noqa: E402
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
@@ -214,7 +215,11 @@ class Peer:
     # --- subscriber ---------------------------------------------------------------------------
 
     def new_subscriber(self):
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle, as the server's offers BUNDLE every m-line (§20.3.4). Under aiortc's default
+        # (balanced) a second new m-line of a kind takes the first one's transport and is marked
+        # bundled before the BUNDLE group is applied, so it keeps a transport that is then closed
+        # and its receiver never starts: two video m-lines new in one offer lost the second.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         join = self.joins[-1]
 
         @pc.on("connectionstatechange")
@@ -351,9 +356,16 @@ class Peer:
 
     async def op_stats(self):
         tracks = list(self.tracks.values())
-        receivers = []
+        receivers, transceivers = [], []
         if self.sub is not None:
             for t in self.sub.getTransceivers():
+                tr = t.receiver.transport
+                transceivers.append({"mid": t.mid, "current_direction": t.currentDirection,
+                                     "started": t.receiver._RTCRtpReceiver__started,
+                                     "dtls": tr.state, "ice": tr.transport.state,
+                                     "local_cands": len(tr.transport.iceGatherer.getLocalCandidates()),
+                                     "remote_ice": t in self.sub._RTCPeerConnection__remoteIce,
+                                     "primary": tr is self.sub.getTransceivers()[0].receiver.transport})
                 st = self.recv_stats.get(t.receiver)
                 if st is not None:
                     receivers.append({"mid": t.mid, "kind": t.kind, **st.json()})
@@ -363,7 +375,7 @@ class Peer:
                 j["connected_to_first_video_ms"] = j["first_video_ms"] - j["connected_ms"]
         return {"tracks": tracks, "receivers": receivers, "joins": joins, "offers": self.offers,
                 "publisher_rtcp": self.publisher_rtcp, "events": self.events, "active_speakers": self.speakers,
-                "server_trickle": self.trickle}
+                "server_trickle": self.trickle, "transceivers": transceivers}
 
     async def op_encode_ivf(self, path, frames=60, width=320, height=240, fps=25):
         size = await asyncio.get_event_loop().run_in_executor(None, encode_ivf, path, frames, width, height, fps)

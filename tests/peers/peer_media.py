@@ -35,6 +35,7 @@ def sdp_checks(sdp):
     out = {
         "msid_semantic": any(line.startswith("a=msid-semantic") for line in session),
         "group_bundle": any(line.startswith("a=group:BUNDLE") for line in session),
+        "bundle_mids": next((line.split()[1:] for line in session if line.startswith("a=group:BUNDLE")), []),
         "candidates": sum(1 for s in sections for line in s if line.startswith("a=candidate:")),
         "sections": [],
     }

@@ -242,7 +242,8 @@ async fn a_rejoining_publisher_is_decoded_on_reused_m_lines() -> anyhow::Result<
         .flatten()
         .map(|o| {
             let m = o["sections"].as_array().into_iter().flatten();
-            Value::Array(m.map(|m| json!([m["mid"], m["kind"], m["direction"], m["ssrcs"]])).collect())
+            let m = m.map(|m| json!([m["mid"], m["kind"], m["direction"], m["ssrcs"]]));
+            json!({"bundle": o["bundle_mids"], "m": Value::Array(m.collect())})
         })
         .collect();
     let receivers: Vec<Value> = st["receivers"]
@@ -253,9 +254,11 @@ async fn a_rejoining_publisher_is_decoded_on_reused_m_lines() -> anyhow::Result<
         .collect();
     println!(
         "offers (mid, kind, direction, SSRCs): {}\nreceivers (mid, SSRCs seen, sdes:mid values seen, packets, PLIs): {}\n\
+         transceivers: {}\n\
          video RTP with sdes:mid {with_mid} of {rtp}; new tracks {new_tracks:?}: {:?} frames",
         Value::Array(lines),
         Value::Array(receivers),
+        st["transceivers"],
         new_tracks.iter().map(|t| track_frames(&st, t)).collect::<Vec<_>>()
     );
     ensure!(wrong.is_empty(), "{}", wrong.join("; "));
