@@ -88,6 +88,9 @@ where
         }
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         let rows = ProgressSql::<DB>::lock(&mut tx, PUSH, &convs).await?;
+        let lagging: Vec<(i64, i64)> =
+            rows.iter().filter(|r| r.read < r.head).map(|r| (r.conversation.0, r.read)).collect();
+        let mut candidates = Self::candidates(&mut tx, &lagging).await?;
         let mut progress = Vec::with_capacity(rows.len());
         let mut planned: Vec<Planned> = Vec::new();
         let mut budget = PASS_ENTRIES;
@@ -99,14 +102,20 @@ where
                 continue;
             }
             let upto = head.min(from.saturating_add(budget));
-            let upto = Self::plan_conversation(&mut tx, conversation, kind, from, upto, cx, &mut planned).await?;
+            let targets = candidates.remove(&conversation).unwrap_or_default();
+            let upto =
+                Self::plan_conversation(&mut tx, conversation, kind, &targets, from, upto, cx, &mut planned).await?;
             budget -= upto - from;
             progress.push(PlanProgress { conversation: ConvId(conversation), planned_seq: upto, head_seq: head });
         }
         let written = Self::insert(&mut tx, &planned).await?;
-        for p in &progress {
-            ProgressSql::<DB>::advance(&mut tx, PUSH, p.conversation, p.planned_seq).await?;
-        }
+        let moves: Vec<(ConvId, i64)> = progress
+            .iter()
+            .zip(&rows)
+            .filter(|(p, r)| p.planned_seq != r.read)
+            .map(|(p, _)| (p.conversation, p.planned_seq))
+            .collect();
+        ProgressSql::<DB>::advance(&mut tx, PUSH, &moves).await?;
         tx.commit().await?;
         Ok((progress, written))
     }
@@ -114,16 +123,17 @@ where
     /// The ledger rows for entries `from < seq <= upto` of one conversation — fewer entries when
     /// the conversation has many targets, so a pass writes at most about `PASS_ROWS` rows (at
     /// least one entry goes). Returns the last seq planned.
+    #[allow(clippy::too_many_arguments)]
     async fn plan_conversation(
         tx: &mut sqlx::Transaction<'_, DB>,
         conversation: i64,
         conv_kind: ConvKind,
+        candidates: &[Candidate],
         from: i64,
         upto: i64,
         cx: &PlanContext<'_>,
         out: &mut Vec<Planned>,
     ) -> Result<i64, StoreError> {
-        let candidates = Self::candidates(tx, conversation, from).await?;
         if candidates.is_empty() {
             return Ok(upto);
         }
@@ -194,36 +204,41 @@ where
         Ok(upto)
     }
 
-    /// Enabled targets of live sessions whose users were members of the conversation after `from`.
+    /// For each `(conversation, from)`: the enabled targets of live sessions whose users were
+    /// members of the conversation after `from`, in one statement for the whole pass (trusted
+    /// integers, inlined).
     async fn candidates(
         tx: &mut sqlx::Transaction<'_, DB>,
-        conversation: i64,
-        from: i64,
-    ) -> Result<Vec<Candidate>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.id, t.user_id, t.session_id, t.voip, t.created_at_ms, s.from_seq, s.until_seq \
-             FROM membership_spans s JOIN push_targets t ON t.user_id = s.user_id \
-             JOIN sessions x ON x.id = t.session_id \
-             WHERE s.conversation_id = $1 AND (s.until_seq IS NULL OR s.until_seq > $2) \
-             AND t.disabled_at_ms IS NULL AND x.revoked_at_ms IS NULL",
-        )
-        .bind(conversation)
-        .bind(from)
+        lagging: &[(i64, i64)],
+    ) -> Result<HashMap<i64, Vec<Candidate>>, StoreError> {
+        let mut out: HashMap<i64, Vec<Candidate>> = HashMap::new();
+        if lagging.is_empty() {
+            return Ok(out);
+        }
+        let ranges: Vec<String> = lagging.iter().map(|(c, from)| format!("({c}, {from})")).collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH r(cid, lo) AS (VALUES {}) \
+             SELECT s.conversation_id, t.id, t.user_id, t.session_id, t.voip, t.created_at_ms, s.from_seq, s.until_seq \
+             FROM r JOIN membership_spans s ON s.conversation_id = r.cid AND (s.until_seq IS NULL OR s.until_seq > r.lo) \
+             JOIN push_targets t ON t.user_id = s.user_id JOIN sessions x ON x.id = t.session_id \
+             WHERE t.disabled_at_ms IS NULL AND x.revoked_at_ms IS NULL",
+            ranges.join(", ")
+        )))
+        .persistent(false)
         .fetch_all(&mut **tx)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Candidate {
-                    target: r.try_get(0)?,
-                    user: r.try_get(1)?,
-                    session: r.try_get(2)?,
-                    voip: r.try_get(3)?,
-                    created_at_ms: r.try_get(4)?,
-                    from_seq: r.try_get(5)?,
-                    until_seq: r.try_get(6)?,
-                })
-            })
-            .collect()
+        for r in &rows {
+            out.entry(r.try_get(0)?).or_default().push(Candidate {
+                target: r.try_get(1)?,
+                user: r.try_get(2)?,
+                session: r.try_get(3)?,
+                voip: r.try_get(4)?,
+                created_at_ms: r.try_get(5)?,
+                from_seq: r.try_get(6)?,
+                until_seq: r.try_get(7)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Each user's level in the conversation, and which of `actors` each blocked.

@@ -182,6 +182,7 @@ where
         let rows = ProgressSql::<DB>::lock(&mut tx, SEARCH, &convs).await?;
         let mut progress = Vec::with_capacity(rows.len());
         let mut touched: BTreeSet<i64> = BTreeSet::new();
+        let mut ranges: Vec<String> = Vec::new();
         let mut budget = PASS_ENTRIES;
         for r in &rows {
             let (conversation, indexed_seq, head_seq) = (r.conversation.0, r.read, r.head);
@@ -191,19 +192,23 @@ where
             }
             let upto = head_seq.min(indexed_seq.saturating_add(budget));
             budget -= upto - indexed_seq;
+            ranges.push(format!("({conversation}, {indexed_seq}, {upto})"));
+            progress.push(IndexProgress { conversation: ConvId(conversation), indexed_seq: upto, head_seq });
+        }
+        // Every conversation's new entries in one statement (trusted integers, inlined).
+        if !ranges.is_empty() {
             let events = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT message_id FROM conversation_events WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 \
-                 AND kind IN ({MESSAGE_KINDS}) AND message_id IS NOT NULL"
+                "WITH r(cid, lo, hi) AS (VALUES {}) SELECT e.message_id FROM r JOIN conversation_events e \
+                 ON e.conversation_id = r.cid AND e.seq > r.lo AND e.seq <= r.hi \
+                 WHERE e.kind IN ({MESSAGE_KINDS}) AND e.message_id IS NOT NULL",
+                ranges.join(", ")
             )))
-            .bind(conversation)
-            .bind(indexed_seq)
-            .bind(upto)
+            .persistent(false)
             .fetch_all(&mut *tx)
             .await?;
             for e in &events {
                 touched.insert(e.try_get(0)?);
             }
-            progress.push(IndexProgress { conversation: ConvId(conversation), indexed_seq: upto, head_seq });
         }
         let touched: Vec<i64> = touched.into_iter().collect();
         let mut written = 0u64;
@@ -225,9 +230,13 @@ where
             let blind = sealer.blind_index().is_some();
             written += Self::write_docs(&mut tx, chunk, &current, fold, blind).await?;
         }
-        for p in &progress {
-            ProgressSql::<DB>::advance(&mut tx, SEARCH, p.conversation, p.indexed_seq).await?;
-        }
+        let moves: Vec<(ConvId, i64)> = progress
+            .iter()
+            .zip(&rows)
+            .filter(|(p, r)| p.indexed_seq != r.read)
+            .map(|(p, _)| (p.conversation, p.indexed_seq))
+            .collect();
+        ProgressSql::<DB>::advance(&mut tx, SEARCH, &moves).await?;
         tx.commit().await?;
         Ok((progress, written))
     }
