@@ -615,6 +615,13 @@ pub(crate) fn new_epoch() -> Result<i64, StoreError> {
     Ok((i64::from_le_bytes(b) & i64::MAX).max(1))
 }
 
+/// Prepared statements kept per pooled connection (sqlx's default is 100). The writer's
+/// multi-row statements differ with the batch size (one text per row count and statement kind:
+/// up to `MAX_BATCH` each), so with the default a writer connection evicted and prepared them
+/// again all the time: a round trip and a fresh plan per statement per batch. Measured in W4
+/// (docs/benchmarks.md).
+pub(super) const STATEMENT_CACHE: usize = 2048;
+
 pub(crate) fn now_ms() -> i64 {
     confab_protocol::frames::now_ms() as i64
 }

@@ -21,7 +21,9 @@ pub struct PgStore {
 impl PgStore {
     /// `may_enable`: a key configured on a database in clear turns encryption on (a server start).
     pub async fn open(url: &str, cfg: &StoreConfig, metrics: Metrics, may_enable: bool) -> Result<Self, StoreError> {
-        let opts = PgConnectOptions::from_str(url)?.application_name("confab-server");
+        let opts = PgConnectOptions::from_str(url)?
+            .application_name("confab-server")
+            .statement_cache_capacity(super::STATEMENT_CACHE);
         let statement_ms = cfg.statement_timeout.as_millis();
         let pool = PgPoolOptions::new()
             .max_connections(cfg.pool_size)

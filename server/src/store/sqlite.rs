@@ -28,6 +28,7 @@ impl SqliteStore {
         let opts = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
+            .statement_cache_capacity(super::STATEMENT_CACHE)
             .journal_mode(SqliteJournalMode::Wal)
             // Durable commits: nothing acknowledged is lost on power failure.
             .synchronous(SqliteSynchronous::Full)
