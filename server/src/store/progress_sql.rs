@@ -106,13 +106,21 @@ where
             .collect()
     }
 
-    /// Moves each listed conversation's watermark to its seq, in one statement (a pass over 256
+    /// Moves each locked watermark to the seq its pass reached (`reached`, one per row of
+    /// `locked`, in order), in one statement for those that moved (a pass over 256
     /// conversations is one round trip here, not 256). Trusted integers only, inlined.
     pub(super) async fn advance(
         tx: &mut sqlx::Transaction<'_, DB>,
         w: Watermark,
-        moves: &[(ConvId, i64)],
+        locked: &[Locked],
+        reached: impl Iterator<Item = i64>,
     ) -> Result<(), StoreError> {
+        let moves: Vec<(ConvId, i64)> = locked
+            .iter()
+            .zip(reached)
+            .filter(|(r, seq)| *seq != r.read)
+            .map(|(r, seq)| (r.conversation, seq))
+            .collect();
         if moves.is_empty() {
             return Ok(());
         }

@@ -109,13 +109,7 @@ where
             progress.push(PlanProgress { conversation: ConvId(conversation), planned_seq: upto, head_seq: head });
         }
         let written = Self::insert(&mut tx, &planned).await?;
-        let moves: Vec<(ConvId, i64)> = progress
-            .iter()
-            .zip(&rows)
-            .filter(|(p, r)| p.planned_seq != r.read)
-            .map(|(p, _)| (p.conversation, p.planned_seq))
-            .collect();
-        ProgressSql::<DB>::advance(&mut tx, PUSH, &moves).await?;
+        ProgressSql::<DB>::advance(&mut tx, PUSH, &rows, progress.iter().map(|p| p.planned_seq)).await?;
         tx.commit().await?;
         Ok((progress, written))
     }

@@ -230,13 +230,7 @@ where
             let blind = sealer.blind_index().is_some();
             written += Self::write_docs(&mut tx, chunk, &current, fold, blind).await?;
         }
-        let moves: Vec<(ConvId, i64)> = progress
-            .iter()
-            .zip(&rows)
-            .filter(|(p, r)| p.indexed_seq != r.read)
-            .map(|(p, _)| (p.conversation, p.indexed_seq))
-            .collect();
-        ProgressSql::<DB>::advance(&mut tx, SEARCH, &moves).await?;
+        ProgressSql::<DB>::advance(&mut tx, SEARCH, &rows, progress.iter().map(|p| p.indexed_seq)).await?;
         tx.commit().await?;
         Ok((progress, written))
     }
