@@ -1,13 +1,14 @@
 //! Group commit must not change meaning (docs/protocol.md §13.1, §14.1): a batch of writes
 //! applied in one transaction gives exactly the results, logs and messages that the same writes
-//! give one at a time — on both stores, through the set-based send path.
+//! give one at a time — on both stores, through the set-based send path and the set-based receipt
+//! path (§14.2 MarkRead, §14.4 Ack).
 
 use std::sync::Arc;
 
 use confab_conformance::pg::TestDatabase;
 use confab_server::config::StoreConfig;
 use confab_server::store::{
-    self, Applied, ConvId, ConvKind, MessageId, NewUser, OpError, OpResult, Store, UserId, WriteOp,
+    self, Applied, ConvId, ConvKind, MessageId, NewUser, NotificationKind, OpError, OpResult, Store, UserId, WriteOp,
 };
 
 const NOW: i64 = 1_700_000_000_000;
@@ -253,6 +254,153 @@ async fn postgres_batch_equals_one_at_a_time() {
     let batched = store::open_postgres(&db_b.url, &cfg).await.expect("open");
     let single = store::open_postgres(&db_s.url, &cfg).await.expect("open");
     batch_equals_one_at_a_time(batched.clone(), single.clone()).await;
+    batched.close().await;
+    single.close().await;
+    db_b.drop_db().await.expect("drop");
+    db_s.drop_db().await.expect("drop");
+}
+
+fn ack(conv: ConvId, user: UserId, session: &str, seq: i64) -> WriteOp {
+    WriteOp::Ack { conversation_id: conv, user, session_id: session.into(), seq }
+}
+
+fn read(conv: ConvId, user: UserId, seq: i64) -> WriteOp {
+    WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms: NOW + 3 }
+}
+
+/// Every case the receipt path decides, in runs split by an edit.
+fn receipts_script(w: &World) -> Vec<WriteOp> {
+    let [a, b, c, d] = w.users;
+    vec![
+        ack(w.group, b, "sb1", 4),        // 0 moves ben's delivered 0 → 4
+        ack(w.group, b, "sb2", 3),        // 1 a second device behind it: moves nothing
+        read(w.group, b, 5),              // 2 moves read and delivered to 5, reads the mention at 4
+        read(w.group, b, 4),              // 3 behind the marker: Seq(5)
+        ack(w.group, b, "sb1", 6),        // 4 delivered 5 → 6
+        read(w.group, c, 6),              // 5 cyd (who hides read receipts) reads everything
+        ack(w.group, d, "sd", 1),         // 6 not a member: not found
+        ack(ConvId(999_999), a, "sa", 1), // 7 no such conversation
+        read(w.group, a, 99),             // 8 beyond the head: invalid
+        read(w.direct, b, 2),             // 9 ben's second user-log entry of the run
+        ack(w.group, b, "sb1", 5),        // 10 behind the device's cursor and the member's
+        WriteOp::Edit {
+            conversation_id: w.group,
+            actor: a,
+            message_id: w.parent,
+            text: "edited".into(),
+            now_ms: NOW + 2,
+        },
+        read(w.group, b, 7),         // 12 the edit's entry is readable now
+        ack(w.group, b, "sb2", 7),   // 13 the read already moved delivered: nothing
+        read(w.announce, b, 1),      // 14 another conversation
+        read(w.announce, b, 1),      // 15 the same again: Seq(1)
+        ack(w.announce, a, "sa", 2), // 16 the owner's device
+    ]
+}
+
+/// What a store holds of receipts afterwards: watermarks, device cursors, user logs, mentions.
+async fn receipt_contents(s: &Arc<dyn Store>, w: &World) -> String {
+    let mut out = String::new();
+    for conv in [w.group, w.direct, w.announce] {
+        out.push_str(&format!("{:?}\n", s.watermarks(conv).await.expect("watermarks")));
+        for session in ["sa", "sb1", "sb2", "sd"] {
+            out.push_str(&format!("{session}@{conv}={} ", s.acked(session, conv).await.expect("acked")));
+        }
+    }
+    for u in w.users {
+        out.push_str(&format!("\n{:?}", s.user_updates_after(u, 0, 1000).await.expect("user log")));
+        out.push_str(&format!("\n{:?}", s.notifications(u, i64::MAX, 100, false).await.expect("inbox")));
+    }
+    out
+}
+
+async fn receipts_equal_one_at_a_time(batched: Arc<dyn Store>, single: Arc<dyn Store>) {
+    let mut worlds = Vec::new();
+    for s in [&batched, &single] {
+        let w = world(s).await;
+        let [a, b, c, _] = w.users;
+        // Group entries 4-6; the first two mention ben (by cyd: ben blocks ana) and cyd.
+        one(s, with(send(w.group, c, "sc", "m1", "@ben"), None, &[b])).await.expect("mention");
+        one(s, with(send(w.group, a, "sa", "m2", "@cyd"), None, &[c])).await.expect("mention");
+        one(s, send(w.group, a, "sa", "m3", "plain")).await.expect("send");
+        s.set_privacy(c, Some(false), None).await.expect("cyd hides read receipts");
+        worlds.push(w);
+    }
+    let (wb, ws) = (&worlds[0], &worlds[1]);
+    let ops = receipts_script(wb);
+    assert_eq!(format!("{ops:?}"), format!("{:?}", receipts_script(ws)), "both stores start alike");
+
+    let together = batched.apply(&ops).await.expect("batch");
+    let mut apart = Vec::new();
+    for op in ops {
+        apart.push(one(&single, op).await);
+    }
+    for (i, (t, a)) in together.iter().zip(&apart).enumerate() {
+        assert_eq!(format!("{t:?}"), format!("{a:?}"), "op {i}");
+    }
+    assert_eq!(receipt_contents(&batched, wb).await, receipt_contents(&single, ws).await);
+
+    // The outcomes themselves.
+    let [a, b, c, _] = wb.users;
+    let r = &together;
+    let receipt = |i: usize| {
+        let applied = r[i].as_ref().expect("applied");
+        assert_eq!(applied.receipts.len(), 1, "op {i} moved a watermark");
+        let rec = &applied.receipts[0];
+        (rec.user_id, rec.delivered_seq, rec.read_seq)
+    };
+    let unmoved = |i: usize| {
+        let applied = r[i].as_ref().expect("applied");
+        assert!(applied.receipts.is_empty() && applied.user_updates.is_empty(), "op {i} moved nothing: {applied:?}");
+        applied.result.clone()
+    };
+    assert_eq!(receipt(0), (b, 4, 0));
+    assert_eq!(unmoved(1), Some(OpResult::Done));
+    assert_eq!(receipt(2), (b, 5, 5));
+    assert_eq!(unmoved(3), Some(OpResult::Seq(5)));
+    assert_eq!(receipt(4), (b, 6, 5));
+    assert_eq!(receipt(5), (c, 6, 0), "cyd's read is hidden, her delivered is not");
+    assert_eq!(r[6].as_ref().err(), Some(&OpError::NotFound("no such conversation")));
+    assert_eq!(r[7].as_ref().err(), Some(&OpError::NotFound("no such conversation")));
+    assert_eq!(r[8].as_ref().err(), Some(&OpError::Invalid("mark_read.seq", "beyond the conversation's head")));
+    assert_eq!(receipt(9), (b, 2, 2));
+    assert_eq!(unmoved(10), Some(OpResult::Done));
+    assert_eq!(receipt(12), (b, 7, 7));
+    assert_eq!(unmoved(13), Some(OpResult::Done));
+    assert_eq!(receipt(14), (b, 1, 1));
+    assert_eq!(unmoved(15), Some(OpResult::Seq(1)));
+    assert_eq!(receipt(16), (a, 2, 0));
+    let ben_log: Vec<i64> =
+        [2, 9, 12, 14].iter().map(|i| r[*i].as_ref().expect("read").user_updates[0].user_seq).collect();
+    assert!(ben_log.windows(2).all(|p| p[1] == p[0] + 1), "ben's log entries follow each other: {ben_log:?}");
+    assert_eq!(r[2].as_ref().expect("read").audience, vec![a, b, c]);
+    assert_eq!(batched.acked("sb1", wb.group).await.expect("acked"), 6, "a device's cursor never moves back");
+    assert_eq!(batched.acked("sb2", wb.group).await.expect("acked"), 7);
+    for u in [b, c] {
+        let (inbox, _) = batched.notifications(u, i64::MAX, 100, false).await.expect("inbox");
+        let mentions: Vec<bool> =
+            inbox.iter().filter(|n| n.kind == NotificationKind::Mentioned).map(|n| n.read).collect();
+        assert_eq!(mentions, vec![true], "reading read the mention of {u}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_receipts_equal_one_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StoreConfig::default();
+    let batched = store::open_sqlite(&dir.path().join("b.db"), &cfg).await.expect("open");
+    let single = store::open_sqlite(&dir.path().join("s.db"), &cfg).await.expect("open");
+    receipts_equal_one_at_a_time(batched, single).await;
+}
+
+#[tokio::test]
+async fn postgres_receipts_equal_one_at_a_time() {
+    let db_b = TestDatabase::create().await.expect("test database (see scripts/test)");
+    let db_s = TestDatabase::create().await.expect("test database");
+    let cfg = StoreConfig::default();
+    let batched = store::open_postgres(&db_b.url, &cfg).await.expect("open");
+    let single = store::open_postgres(&db_s.url, &cfg).await.expect("open");
+    receipts_equal_one_at_a_time(batched.clone(), single.clone()).await;
     batched.close().await;
     single.close().await;
     db_b.drop_db().await.expect("drop");

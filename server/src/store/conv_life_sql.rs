@@ -1,6 +1,6 @@
 //! Lifecycle consequences on the write path (`conv_lifecycle_ops!`, docs/protocol.md §21),
 //! expanded inside each backend's `conv_write` module: what deleting a message, leaving, joining an
-//! ownerless channel, reading and deleting an account do to pins, reactions, notifications,
+//! ownerless channel and deleting an account do to pins, reactions, notifications,
 //! ownership and membership, each inside the batch's transaction.
 
 macro_rules! conv_lifecycle_ops {
@@ -10,19 +10,6 @@ macro_rules! conv_lifecycle_ops {
                 sqlx::query("UPDATE notifications SET read_flag = 1 WHERE user_id = $1 AND conversation_id = $2 AND read_flag = 0")
                     .bind(user)
                     .bind(conv)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            }
-
-            /// §19, §21: reading a conversation up to `seq` reads the mentions of the messages up to it.
-            async fn read_mentions(tx: &mut Tx, user: UserId, conv: ConvId, seq: i64) -> Result<(), sqlx::Error> {
-                sqlx::query("UPDATE notifications SET read_flag = 1 WHERE user_id = $1 AND conversation_id = $2 AND kind = $3 \
-                             AND read_flag = 0 AND message_id IN (SELECT id FROM messages WHERE conversation_id = $2 AND seq <= $4)")
-                    .bind(user)
-                    .bind(conv)
-                    .bind(i32::from(NotificationKind::Mentioned))
-                    .bind(seq)
                     .execute(&mut **tx)
                     .await?;
                 Ok(())

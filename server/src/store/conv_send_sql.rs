@@ -72,6 +72,34 @@ impl<'a> SendRef<'a> {
     }
 }
 
+/// Members of each of `convs`, in user order (one statement; none for no conversation).
+pub(super) async fn audiences<DB: SqlBackend>(
+    tx: &mut Tx<'_, DB>,
+    convs: &[ConvId],
+) -> Result<HashMap<ConvId, Vec<UserId>>, sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+{
+    if convs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q =
+        sqlx::QueryBuilder::<DB>::new("SELECT conversation_id, user_id FROM members WHERE conversation_id IN (");
+    let mut list = q.separated(", ");
+    for c in convs {
+        list.push_bind(*c);
+    }
+    q.push(") ORDER BY conversation_id, user_id");
+    let mut out: HashMap<ConvId, Vec<UserId>> = HashMap::with_capacity(convs.len());
+    for r in q.build().fetch_all(&mut **tx).await? {
+        out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+    }
+    Ok(out)
+}
+
 /// What the checks decided for one send of the run.
 enum Fate {
     Refused(OpError),
@@ -162,25 +190,6 @@ where
         }
         q.push(")");
         q.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-    }
-
-    /// Members of each conversation, in user order.
-    async fn send_audiences(
-        tx: &mut Tx<'_, DB>,
-        convs: &[ConvId],
-    ) -> Result<HashMap<ConvId, Vec<UserId>>, sqlx::Error> {
-        let mut q =
-            sqlx::QueryBuilder::<DB>::new("SELECT conversation_id, user_id FROM members WHERE conversation_id IN (");
-        let mut list = q.separated(", ");
-        for c in convs {
-            list.push_bind(*c);
-        }
-        q.push(") ORDER BY conversation_id, user_id");
-        let mut out: HashMap<ConvId, Vec<UserId>> = HashMap::with_capacity(convs.len());
-        for r in q.build().fetch_all(&mut **tx).await? {
-            out.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
-        }
-        Ok(out)
     }
 
     /// (mentioned user, sender) pairs of the run where the mentioned user blocked the sender:
@@ -391,7 +400,7 @@ where
             q.build().execute(&mut **tx).await?;
 
             let list: Vec<ConvId> = convs.iter().map(|e| e.0).collect();
-            audiences = Self::send_audiences(tx, &list).await?;
+            audiences = self::audiences::<DB>(tx, &list).await?;
             mention_blocks = Self::send_mention_blocks(tx, run).await?;
         }
 

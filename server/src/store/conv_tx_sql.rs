@@ -142,19 +142,6 @@ macro_rules! conv_tx_helpers {
                 $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, now).await
             }
 
-            /// The member's watermarks as others see them (read hidden when not shared).
-            async fn receipt_of(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<ReceiptRec, sqlx::Error> {
-                let r = sqlx::query_as::<_, $crate::store::rows::WatermarkRow>(
-                    "SELECT m.user_id AS user_id, m.delivered_seq AS delivered_seq, m.read_seq AS read_seq, u.read_receipts AS read_receipts \
-                     FROM members m JOIN users u ON u.id = m.user_id WHERE m.conversation_id = $1 AND m.user_id = $2",
-                )
-                .bind(conv)
-                .bind(user)
-                .fetch_one(&mut **tx)
-                .await?;
-                Ok(r.receipt(conv))
-            }
-
             async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {
                 sqlx::query("SELECT head_seq FROM conversations WHERE id = $1").bind(conv).fetch_one(&mut **tx).await?.try_get(0)
             }

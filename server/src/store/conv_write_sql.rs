@@ -20,6 +20,7 @@ macro_rules! impl_conv_writes {
         mod conv_write {
             use super::*;
             use $crate::store::conv_sql::join_ids;
+            use $crate::store::conv_marks_sql::{MarkRef, MarkSql};
             use $crate::store::conv_send_sql::{SendRef, SendSql};
             use $crate::store::conv_types::*;
             use $crate::store::conv_write_sql::allowed;
@@ -79,15 +80,21 @@ macro_rules! impl_conv_writes {
                 let mut out = Vec::with_capacity(ops.len());
                 let mut rest = ops;
                 while let Some(op) = rest.first() {
-                    // Consecutive sends go together through the set-based path.
-                    let run: Vec<SendRef<'_>> = rest.iter().map_while(SendRef::of).collect();
-                    if run.is_empty() {
-                        out.push(apply_one(&mut tx, sealer, op).await?);
-                        rest = &rest[1..];
+                    // Consecutive sends, and consecutive receipts, go together through their
+                    // set-based paths.
+                    let sends: Vec<SendRef<'_>> = rest.iter().map_while(SendRef::of).collect();
+                    let marks: Vec<MarkRef<'_>> = rest.iter().map_while(MarkRef::of).collect();
+                    let taken = if !sends.is_empty() {
+                        out.extend(SendSql::send_run(&mut tx, sealer, &sends).await?);
+                        sends.len()
+                    } else if !marks.is_empty() {
+                        out.extend(MarkSql::mark_run(&mut tx, &marks).await?);
+                        marks.len()
                     } else {
-                        out.extend(SendSql::send_run(&mut tx, sealer, &run).await?);
-                        rest = &rest[run.len()..];
-                    }
+                        out.push(apply_one(&mut tx, sealer, op).await?);
+                        1
+                    };
+                    rest = &rest[taken..];
                 }
                 tx.commit().await?;
                 Ok(out)
@@ -248,47 +255,9 @@ macro_rules! impl_conv_writes {
                         delete_message(tx, *conv, *actor, *message_id, *now_ms).await
                     }
                     WriteOp::DeleteAccount { user, now_ms } => delete_account(tx, *user, *now_ms).await,
-                    WriteOp::MarkRead { conversation_id: conv, user, seq, now_ms } => {
-                        allowed!(rules::watermark(conv_facts(tx, *conv, *user).await?, "mark_read.seq", *seq));
-                        let moved = sqlx::query("UPDATE members SET read_seq = $1, delivered_seq = CASE WHEN delivered_seq < $1 THEN $1 ELSE delivered_seq END \
-                                                 WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1")
-                            .bind(*seq)
-                            .bind(*conv)
-                            .bind(*user)
-                            .execute(&mut **tx)
-                            .await?;
-                        let now_read = receipt_of(tx, *conv, *user).await?;
-                        if moved.rows_affected() == 0 {
-                            let r = sqlx::query("SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2").bind(*conv).bind(*user).fetch_one(&mut **tx).await?;
-                            return Ok(Ok(Applied { result: Some(OpResult::Seq(r.try_get(0)?)), ..Default::default() }));
-                        }
-                        read_mentions(tx, *user, *conv, *seq).await?;
-                        let uu = user_entry(tx, *user, UpdateKind::Read, *conv, Some(*seq), *now_ms).await?;
-                        let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(*seq)), audience, user_updates: vec![uu], receipts: vec![now_read], ..Default::default() }))
-                    }
-                    WriteOp::Ack { conversation_id: conv, user, session_id, seq } => {
-                        allowed!(rules::watermark(conv_facts(tx, *conv, *user).await?, "ack.seq", *seq));
-                        sqlx::query("INSERT INTO device_acks (session_id, conversation_id, acked_seq) VALUES ($1, $2, $3) \
-                                     ON CONFLICT (session_id, conversation_id) DO UPDATE SET acked_seq = excluded.acked_seq \
-                                     WHERE device_acks.acked_seq < excluded.acked_seq")
-                            .bind(session_id)
-                            .bind(*conv)
-                            .bind(*seq)
-                            .execute(&mut **tx)
-                            .await?;
-                        let moved = sqlx::query("UPDATE members SET delivered_seq = $1 WHERE conversation_id = $2 AND user_id = $3 AND delivered_seq < $1")
-                            .bind(*seq)
-                            .bind(*conv)
-                            .bind(*user)
-                            .execute(&mut **tx)
-                            .await?;
-                        if moved.rows_affected() == 0 {
-                            return Ok(Ok(Applied { result: Some(OpResult::Done), ..Default::default() }));
-                        }
-                        let r = receipt_of(tx, *conv, *user).await?;
-                        let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Done), audience, receipts: vec![r], ..Default::default() }))
+                    WriteOp::MarkRead { .. } | WriteOp::Ack { .. } => {
+                        let run: Vec<MarkRef<'_>> = MarkRef::of(op).into_iter().collect();
+                        Ok(MarkSql::mark_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the receipt was not applied"))))
                     }
                     WriteOp::Update { conversation_id: conv, actor, title, description, photo_ref, announcement_only: ann, now_ms } => {
                         allowed!(rules::update_settings(conv_facts(tx, *conv, *actor).await?));

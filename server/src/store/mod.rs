@@ -2,6 +2,7 @@
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
 pub mod conv_life_sql;
+pub mod conv_marks_sql;
 pub mod conv_send_sql;
 pub mod conv_sql;
 pub mod conv_tx_sql;

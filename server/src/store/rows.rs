@@ -322,11 +322,11 @@ impl From<UserUpdateRow> for UserUpdateRec {
 }
 
 /// A member's receipt watermarks, with whether they share read receipts.
-#[derive(sqlx::FromRow)]
+#[derive(Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub(super) struct WatermarkRow {
     user_id: UserId,
-    delivered_seq: i64,
-    read_seq: i64,
+    pub(super) delivered_seq: i64,
+    pub(super) read_seq: i64,
     read_receipts: i32,
 }
 
@@ -443,6 +443,37 @@ pub(super) struct ConvFactsRow {
 impl From<ConvFactsRow> for ConvFacts {
     fn from(r: ConvFactsRow) -> Self {
         ConvFacts { kind: r.kind, role: r.role, head_seq: r.head_seq }
+    }
+}
+
+/// A (conversation, user) pair of a run of receipts (`MarkSql`): the conversation's facts for
+/// the rules, and the member's watermarks (`None` when not a member).
+#[derive(sqlx::FromRow)]
+pub(super) struct MarkFactsRow {
+    pub(super) cid: ConvId,
+    pub(super) uid: UserId,
+    kind: ConvKind,
+    role: Option<Role>,
+    head_seq: i64,
+    delivered_seq: Option<i64>,
+    read_seq: Option<i64>,
+    read_receipts: Option<i32>,
+}
+
+impl MarkFactsRow {
+    /// The facts `rules::watermark` takes.
+    pub(super) fn facts(&self) -> ConvFacts {
+        ConvFacts { kind: self.kind, role: self.role, head_seq: self.head_seq }
+    }
+
+    /// The member's watermarks before the run; zero when not a member (the rules refuse then).
+    pub(super) fn watermarks(&self) -> WatermarkRow {
+        WatermarkRow {
+            user_id: self.uid,
+            delivered_seq: self.delivered_seq.unwrap_or(0),
+            read_seq: self.read_seq.unwrap_or(0),
+            read_receipts: self.read_receipts.unwrap_or(0),
+        }
     }
 }
 
