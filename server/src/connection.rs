@@ -21,7 +21,7 @@ use crate::error::ServerError;
 use crate::handlers;
 use crate::limits::Permit;
 use crate::metrics::TransportMetrics;
-use crate::session::{Close, Outbound, Outbox, OutboxEnds, Session, Transport};
+use crate::session::{Close, Outbox, OutboxEnds, Session, Transport};
 use crate::state::AppState;
 use crate::transport::{FrameReader, FrameWriter, ReadError};
 
@@ -360,41 +360,22 @@ async fn serve_requests(
 /// Most frames written before one flush.
 const MAX_BATCH: usize = 64;
 
-/// The writer task: drains the queue, feeds every queued frame, flushes once per batch.
+/// The writer task: takes what is queued (up to [`MAX_BATCH`] frames under one lock), feeds every
+/// frame, flushes once per batch; the batch's buffer is kept from one batch to the next.
 async fn write_loop(mut w: FrameWriter, ends: Arc<OutboxEnds>, tm: TransportMetrics) -> FrameWriter {
+    let mut batch: Vec<Bytes> = Vec::new();
     loop {
-        let first = tokio::select! {
+        let close = tokio::select! {
             biased;
             _ = ends.aborted() => break,
-            item = ends.recv() => item,
+            close = ends.take(&mut batch, MAX_BATCH) => close,
         };
-        let mut batch = Vec::with_capacity(8);
-        let mut close = None;
-        match first {
-            None => {
-                close = Some(Close::new(CloseCode::Normal, ""));
-            }
-            Some(Outbound::Close(c)) => close = Some(c),
-            Some(Outbound::Frame(b)) => {
-                batch.push(b);
-                while batch.len() < MAX_BATCH {
-                    match ends.try_recv() {
-                        Some(Outbound::Frame(b)) => batch.push(b),
-                        Some(Outbound::Close(c)) => {
-                            close = Some(c);
-                            break;
-                        }
-                        None => break,
-                    }
-                }
-            }
-        }
         if !batch.is_empty() {
             let n: usize = batch.iter().map(Bytes::len).sum();
             tm.frames_out.inc_by(batch.len() as u64);
             tm.bytes_out.inc_by(n as u64);
             let write = async {
-                w.write_batch(batch).await?;
+                w.write_batch(&mut batch).await?;
                 ends.wrote(n);
                 Ok::<(), String>(())
             };

@@ -15,20 +15,22 @@ use confab_server::bus::{Live, SeqFrame};
 use confab_server::fanout::Sequencer;
 use confab_server::hub::Hub;
 use confab_server::metrics::ClusterMetrics;
-use confab_server::session::{Outbound, Outbox, OutboxEnds};
+use confab_server::session::{Outbox, OutboxEnds};
 use confab_server::store::{ConvId, UserId};
 use prost::Message as _;
 
 /// The seqs of the conversation events queued on `ends` within `wait` of quiet.
 async fn seqs(ends: &mut OutboxEnds, wait: Duration) -> anyhow::Result<Vec<u64>> {
     let mut out = Vec::new();
-    while let Ok(Some(o)) = tokio::time::timeout(wait, ends.recv()).await {
-        let Outbound::Frame(bytes) = o else { continue };
-        let frame = v1::ServerFrame::decode(bytes)?;
-        if let Some(server_frame::Frame::Event(v1::Event { event: Some(event::Event::ConversationEvent(e)) })) =
-            frame.frame
-        {
-            out.push(e.seq);
+    let mut batch = Vec::new();
+    while let Ok(None) = tokio::time::timeout(wait, ends.take(&mut batch, 64)).await {
+        for bytes in batch.drain(..) {
+            let frame = v1::ServerFrame::decode(bytes)?;
+            if let Some(server_frame::Frame::Event(v1::Event { event: Some(event::Event::ConversationEvent(e)) })) =
+                frame.frame
+            {
+                out.push(e.seq);
+            }
         }
     }
     Ok(out)

@@ -182,6 +182,12 @@ impl Outbox {
             // never comes first.
             self.shared.bytes.fetch_add(n, Ordering::Relaxed);
             s.queue.push_back(Outbound::Frame(frame));
+            // The writer sleeps only after finding the queue empty (under this lock), so only
+            // the push that ends an empty queue has anyone to wake: a fan-out burst costs one
+            // wake-up per connection, not one per frame.
+            if s.queue.len() > 1 {
+                return true;
+            }
         }
         self.shared.queued.notify_one();
         true
@@ -217,16 +223,41 @@ impl Outbox {
     }
 }
 
+/// Gives back what a burst grew once the queue is empty again.
+fn shrink_when_drained(queue: &mut VecDeque<Outbound>) {
+    if queue.is_empty() && queue.capacity() > SHRINK_ABOVE {
+        queue.shrink_to_fit();
+    }
+}
+
 impl OutboxEnds {
-    /// The writer task's next item; `None` once every [`Outbox`] handle is gone and the queue
-    /// is empty. Cancel-safe.
-    pub async fn recv(&self) -> Option<Outbound> {
+    /// Waits until something is queued (or the queue has ended), then moves up to `max` queued
+    /// frames into `batch` under one lock. Returns the close that came next: one queued with
+    /// [`Outbox::finish`] behind the frames, or a normal close once every [`Outbox`] handle is
+    /// gone and the queue is empty; `None` when only frames were taken. Cancel-safe: nothing is
+    /// taken before the wait is over.
+    pub async fn take(&self, batch: &mut Vec<Bytes>, max: usize) -> Option<Close> {
         loop {
-            if let Some(item) = self.try_recv() {
-                return Some(item);
-            }
-            if self.shared.state().senders == 0 {
-                return None;
+            {
+                let mut s = self.shared.state();
+                let mut close = None;
+                while batch.len() < max {
+                    match s.queue.pop_front() {
+                        Some(Outbound::Frame(b)) => batch.push(b),
+                        Some(Outbound::Close(c)) => {
+                            close = Some(c);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                shrink_when_drained(&mut s.queue);
+                if close.is_some() || !batch.is_empty() {
+                    return close;
+                }
+                if s.senders == 0 {
+                    return Some(Close::new(CloseCode::Normal, ""));
+                }
             }
             // `notify_one` keeps a permit when nobody waits, so a push between the check and
             // here is not missed.
@@ -238,9 +269,7 @@ impl OutboxEnds {
     pub fn try_recv(&self) -> Option<Outbound> {
         let mut s = self.shared.state();
         let item = s.queue.pop_front();
-        if s.queue.is_empty() && s.queue.capacity() > SHRINK_ABOVE {
-            s.queue.shrink_to_fit();
-        }
+        shrink_when_drained(&mut s.queue);
         item
     }
 
@@ -253,15 +282,7 @@ impl OutboxEnds {
     /// The abort, once set (the queue overflowed, or the final close could not be queued).
     /// Cancel-safe.
     pub async fn aborted(&self) -> Close {
-        loop {
-            let notified = self.shared.aborted.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(close) = self.shared.state().abort {
-                return close;
-            }
-            notified.await;
-        }
+        self.signal(&self.shared.aborted, |s| s.abort).await
     }
 
     /// The abort if it is set now.
@@ -271,11 +292,16 @@ impl OutboxEnds {
 
     /// The kick, once set. Cancel-safe.
     pub async fn kicked(&self) -> Close {
+        self.signal(&self.shared.kicked, |s| s.kick).await
+    }
+
+    /// The close `get` reads from the state, once set; `notify` is woken when it is.
+    async fn signal(&self, notify: &Notify, get: impl Fn(&State) -> Option<Close>) -> Close {
         loop {
-            let notified = self.shared.kicked.notified();
+            let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(close) = self.shared.state().kick {
+            if let Some(close) = get(&self.shared.state()) {
                 return close;
             }
             notified.await;
@@ -300,16 +326,14 @@ mod tests {
         assert!(outbox.push(frame(1)));
         assert!(other.push(frame(2)));
         drop(outbox);
-        for n in [1, 2] {
-            match ends.recv().await {
-                Some(Outbound::Frame(b)) => assert_eq!(b.len(), n),
-                x => panic!("{x:?}"),
-            }
-        }
-        let pending = tokio::time::timeout(Duration::from_millis(50), ends.recv()).await;
-        assert!(pending.is_err(), "one handle is still alive: recv waits");
+        let mut batch = Vec::new();
+        assert!(ends.take(&mut batch, 64).await.is_none());
+        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![1, 2]);
+        batch.clear();
+        let pending = tokio::time::timeout(Duration::from_millis(50), ends.take(&mut batch, 64)).await;
+        assert!(pending.is_err(), "one handle is still alive: take waits");
         drop(other);
-        assert!(ends.recv().await.is_none());
+        assert_eq!(ends.take(&mut batch, 64).await.map(|c| c.code), Some(CloseCode::Normal));
     }
 
     #[tokio::test]
@@ -342,8 +366,9 @@ mod tests {
         let (outbox, ends) = Outbox::new(2);
         outbox.push(frame(3));
         outbox.finish(Close::new(CloseCode::Normal, ""));
-        assert!(matches!(ends.recv().await, Some(Outbound::Frame(_))));
-        assert!(matches!(ends.recv().await, Some(Outbound::Close(c)) if c.code == CloseCode::Normal));
+        let mut batch = Vec::new();
+        assert_eq!(ends.take(&mut batch, 64).await.map(|c| c.code), Some(CloseCode::Normal));
+        assert_eq!(batch.len(), 1, "the frame before the close");
         let (stuck, ends) = Outbox::new(1);
         stuck.push(frame(1));
         stuck.finish(Close::new(CloseCode::GoingAway, "bye"));
@@ -373,6 +398,37 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), bulk).await.expect("room").expect("task");
         drop(ends);
         assert!(!outbox.push(frame(1)), "no writer: nothing is queued");
+    }
+
+    #[tokio::test]
+    async fn take_moves_a_burst_under_one_lock_and_stops_at_a_close() {
+        let (outbox, ends) = Outbox::new(16);
+        for n in 1..=5 {
+            assert!(outbox.push(frame(n)));
+        }
+        let mut batch = Vec::new();
+        assert!(ends.take(&mut batch, 3).await.is_none());
+        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![1, 2, 3], "at most max, in order");
+        batch.clear();
+        outbox.finish(Close::new(CloseCode::GoingAway, "bye"));
+        outbox.push(frame(9));
+        let close = ends.take(&mut batch, 64).await;
+        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(close.map(|c| c.code), Some(CloseCode::GoingAway), "the close behind the frames");
+        batch.clear();
+        assert!(ends.take(&mut batch, 64).await.is_none());
+        assert_eq!(batch.len(), 1, "what was queued after the close is still there");
+        batch.clear();
+        // A push onto a queue the writer has not drained wakes nobody; the writer finds it anyway.
+        let waiting = tokio::time::timeout(Duration::from_millis(20), ends.take(&mut batch, 64)).await;
+        assert!(waiting.is_err() && batch.is_empty(), "an empty queue waits, and a cancelled take took nothing");
+        outbox.push(frame(1));
+        outbox.push(frame(2));
+        assert!(ends.take(&mut batch, 64).await.is_none());
+        assert_eq!(batch.len(), 2);
+        batch.clear();
+        drop(outbox);
+        assert_eq!(ends.take(&mut batch, 64).await.map(|c| c.code), Some(CloseCode::Normal), "the queue's end");
     }
 
     #[test]

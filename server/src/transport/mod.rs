@@ -122,10 +122,11 @@ impl FrameWriter {
     /// Writes encoded frames in order and flushes them: over WebSocket, gathered into socket
     /// writes of up to [`WS_WRITE_BUFFER`] bytes; over QUIC, one `write_all_chunks` of every
     /// frame behind its length prefix (§2.2). The `Bytes` are shared, never copied here.
-    pub async fn write_batch(&mut self, frames: Vec<Bytes>) -> Result<(), String> {
+    /// `frames` is left empty (its capacity kept for the next batch).
+    pub async fn write_batch(&mut self, frames: &mut Vec<Bytes>) -> Result<(), String> {
         match self {
             Self::WebSocket(sink) => {
-                for frame in frames {
+                for frame in frames.drain(..) {
                     sink.feed(Message::Binary(frame)).await.map_err(|e| e.to_string())?;
                 }
                 sink.flush().await.map_err(|e| e.to_string())
@@ -173,9 +174,9 @@ impl FrameWriter {
 }
 
 /// Each frame behind its §2.2 length prefix, in order, as chunks for one QUIC write.
-pub(crate) fn quic_chunks(frames: Vec<Bytes>) -> Vec<Bytes> {
+pub(crate) fn quic_chunks(frames: &mut Vec<Bytes>) -> Vec<Bytes> {
     let mut chunks = Vec::with_capacity(frames.len() * 2);
-    for frame in frames {
+    for frame in frames.drain(..) {
         chunks.push(length_prefix(frame.len()));
         chunks.push(frame);
     }
@@ -279,7 +280,7 @@ mod tests {
     #[test]
     fn quic_chunks_carry_every_frame_in_order_behind_its_prefix() {
         let frames: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 100 * (i as usize + 1)])).collect();
-        let chunks = quic_chunks(frames.clone());
+        let chunks = quic_chunks(&mut frames.clone());
         assert_eq!(chunks.len(), 10);
         // Each frame is the same allocation that went in: shared, not copied.
         for (i, f) in frames.iter().enumerate() {
