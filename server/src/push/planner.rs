@@ -62,6 +62,8 @@ impl Planner {
         let w = Worker { store, config, connected, sender, shutdown: shutdown.clone() };
         let mut ticks = tokio::time::interval(w.config.sweep_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let gap = pass_gap(w.config.ack_wait);
+        let mut last_pass: Option<tokio::time::Instant> = None;
         loop {
             let mut sweep = false;
             let mut convs = BTreeSet::new();
@@ -74,6 +76,13 @@ impl Planner {
                 _ = ticks.tick() => sweep = true,
                 () = self.0.dropped() => {}
             }
+            // Passes are at least `gap` apart, so a busy writer's commits share one.
+            if let Some(at) = last_pass.filter(|_| !convs.is_empty()) {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep_until(at + gap) => {}
+                }
+            }
             // Whatever else is queued shares the pass.
             while let Ok(c) = rx.try_recv() {
                 convs.extend(c);
@@ -82,6 +91,7 @@ impl Planner {
                 sweep = true;
             }
             if !convs.is_empty() {
+                last_pass = Some(tokio::time::Instant::now());
                 w.plan(convs.into_iter().collect()).await;
             }
             if sweep {
@@ -89,6 +99,14 @@ impl Planner {
             }
         }
     }
+}
+
+/// The least time between two passes woken by commits: a tenth of `ack_wait` (a push waits that
+/// long for the device's Ack anyway, §24.2), at most 100 ms. Each pass is a transaction (a
+/// commit, an fsync on PostgreSQL), and under load (W4, docs/benchmarks.md) one followed nearly
+/// every commit of the writer.
+fn pass_gap(ack_wait: Duration) -> Duration {
+    (ack_wait / 10).min(Duration::from_millis(100))
 }
 
 struct Worker {
@@ -164,5 +182,17 @@ impl Worker {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_are_a_tenth_of_the_ack_wait_apart_at_most_100_ms() {
+        assert_eq!(pass_gap(Duration::from_secs(5)), Duration::from_millis(100));
+        assert_eq!(pass_gap(Duration::from_millis(500)), Duration::from_millis(50));
+        assert_eq!(pass_gap(Duration::ZERO), Duration::ZERO, "no ack wait: a pass per wake-up");
     }
 }
