@@ -1,7 +1,8 @@
 //! The set-based send path, written once as generic functions over sqlx (`SendSql<DB>`, for any
-//! `SqlBackend`; see docs/architecture.md on the bounds): a run of consecutive SendMessage writes of one batch is checked and written with a fixed number
-//! of statements (about seven, one more when the run mentions anyone), whatever its length, instead
-//! of about nine statements per message.
+//! `SqlBackend`; see docs/architecture.md on the bounds): a run of consecutive SendMessage writes
+//! of one batch is checked and written with a fixed number of statements (about six, one more when
+//! the run mentions anyone or carries attachments), whatever its length, instead of about nine
+//! statements per message.
 //! The outcome is the one the sends would have had one after another: sends change none of each
 //! other's preconditions except the idempotency keys (tracked here) and the sequence numbers
 //! (taken per conversation with one atomic `head_seq + n`). One difference is unobservable: a reply
@@ -284,13 +285,15 @@ where
             let mut convs: Vec<(ConvId, i64, i64)> = counts.iter().map(|(c, (n, at))| (*c, *n, *at)).collect();
             convs.sort_unstable();
 
-            // Sequence numbers: one atomic step of each conversation's head.
+            // Sequence numbers: one atomic step of each conversation's head. The run's new
+            // messages take the last seqs, so the new head is also the last message's seq (every
+            // SET reads the row as it was).
             let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, n, at_ms) AS (");
             q.push_values(&convs, |mut b, (c, n, at)| {
                 b.push_bind(*c).push_bind(*n).push_bind(*at);
             });
             q.push(
-                ") UPDATE conversations SET head_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
+                ") UPDATE conversations SET head_seq = head_seq + v.n, last_message_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
                     WHERE conversations.id = v.cid RETURNING id, head_seq",
             );
             for r in q.build().fetch_all(&mut **tx).await? {
@@ -390,14 +393,6 @@ where
                 });
                 q.build().execute(&mut **tx).await?;
             }
-
-            // Each conversation's last message is its new head.
-            let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, mid) AS (");
-            q.push_values(&convs, |mut b, (c, n, _)| {
-                b.push_bind(*c).push_bind(ids[&(*c, first_seq[c] + n - 1)]);
-            });
-            q.push(") UPDATE conversations SET last_message_id = v.mid FROM v WHERE conversations.id = v.cid");
-            q.build().execute(&mut **tx).await?;
 
             let list: Vec<ConvId> = convs.iter().map(|e| e.0).collect();
             audiences = self::audiences::<DB>(tx, &list).await?;

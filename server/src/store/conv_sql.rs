@@ -45,7 +45,7 @@ macro_rules! impl_conv_store {
                     AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = x.sender_id)) \
                     AS unread_mention_count \
                  FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1 \
-                 LEFT JOIN messages lm ON lm.id = c.last_message_id AND m.role IS NOT NULL";
+                 LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_message_seq AND m.role IS NOT NULL";
 
             fn q(s: String) -> sqlx::AssertSqlSafe<String> {
                 sqlx::AssertSqlSafe(s)
