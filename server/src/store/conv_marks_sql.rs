@@ -18,6 +18,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Row as
 use super::conv_send_sql::audiences;
 use super::conv_types::{Applied, ConvId, NotificationKind, OpError, OpResult, UpdateKind, UserUpdateRec, WriteOp};
 use super::rows::{MarkFactsRow, WatermarkRow};
+use super::rowset::{Column, RowSet};
 use super::rules;
 use super::sql::SqlBackend;
 use super::types::UserId;
@@ -95,10 +96,14 @@ where
         let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|m| (m.conv, m.user)).collect();
         pairs.sort_unstable();
         pairs.dedup();
+        let Some(keys) = RowSet::new(vec![
+            Column::Int(pairs.iter().map(|p| p.0.0).collect()),
+            Column::Int(pairs.iter().map(|p| p.1.0).collect()),
+        ]) else {
+            return Ok(HashMap::new());
+        };
         let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(cid, uid) AS (");
-        q.push_values(&pairs, |mut b, (c, u)| {
-            b.push_bind(*c).push_bind(*u);
-        });
+        keys.push(&mut q);
         q.push(
             ") SELECT k.cid AS cid, k.uid AS uid, c.kind AS kind, m.role AS role, c.head_seq AS head_seq, \
              m.delivered_seq AS delivered_seq, m.read_seq AS read_seq, u.read_receipts AS read_receipts \
@@ -242,10 +247,16 @@ where
         let mut rows = moved.to_vec();
         // Rows in key order, so concurrent writers lock them alike.
         rows.sort_unstable_by_key(|(k, _)| *k);
+        let Some(marks) = RowSet::new(vec![
+            Column::Int(rows.iter().map(|((c, _), _)| c.0).collect()),
+            Column::Int(rows.iter().map(|((_, u), _)| u.0).collect()),
+            Column::Int(rows.iter().map(|(_, w)| w.delivered_seq).collect()),
+            Column::Int(rows.iter().map(|(_, w)| w.read_seq).collect()),
+        ]) else {
+            return Ok(());
+        };
         let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, uid, d, r) AS (");
-        q.push_values(&rows, |mut b, ((c, u), w)| {
-            b.push_bind(*c).push_bind(*u).push_bind(w.delivered_seq).push_bind(w.read_seq);
-        });
+        marks.push(&mut q);
         q.push(
             ") UPDATE members SET delivered_seq = CASE WHEN members.delivered_seq < v.d THEN v.d ELSE members.delivered_seq END, \
              read_seq = CASE WHEN members.read_seq < v.r THEN v.r ELSE members.read_seq END \

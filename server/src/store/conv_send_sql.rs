@@ -23,6 +23,7 @@ use super::conv_types::{
 use super::keys::{Scope, Sealer};
 use super::media_types::AttachmentRec;
 use super::rows::{PosterRow, StoredKeyRow};
+use super::rowset::{Column, RowSet};
 use super::rules;
 use super::sql::SqlBackend;
 use super::types::UserId;
@@ -84,15 +85,12 @@ where
     usize: ColumnIndex<DB::Row>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
 {
-    if convs.is_empty() {
+    let Some(rows) = RowSet::new(vec![Column::Int(convs.iter().map(|c| c.0).collect())]) else {
         return Ok(HashMap::new());
-    }
+    };
     let mut q =
         sqlx::QueryBuilder::<DB>::new("SELECT conversation_id, user_id FROM members WHERE conversation_id IN (");
-    let mut list = q.separated(", ");
-    for c in convs {
-        list.push_bind(*c);
-    }
+    rows.push(&mut q);
     q.push(") ORDER BY conversation_id, user_id");
     let mut out: HashMap<ConvId, Vec<UserId>> = HashMap::with_capacity(convs.len());
     for r in q.build().fetch_all(&mut **tx).await? {
@@ -142,10 +140,14 @@ where
         let mut pairs: Vec<(ConvId, UserId)> = run.iter().map(|s| (s.conv, s.sender)).collect();
         pairs.sort_unstable();
         pairs.dedup();
+        let Some(keys) = RowSet::new(vec![
+            Column::Int(pairs.iter().map(|p| p.0.0).collect()),
+            Column::Int(pairs.iter().map(|p| p.1.0).collect()),
+        ]) else {
+            return Ok(HashMap::new());
+        };
         let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(cid, uid) AS (");
-        q.push_values(&pairs, |mut b, (c, u)| {
-            b.push_bind(*c).push_bind(*u);
-        });
+        keys.push(&mut q);
         q.push(format!(
             ") SELECT k.cid AS cid, k.uid AS uid, c.kind AS kind, c.announcement_only AS announcement_only, m.role AS role, \
              CASE WHEN c.kind = {direct} AND EXISTS (SELECT 1 FROM members p JOIN users pu ON pu.id = p.user_id \
@@ -164,10 +166,14 @@ where
 
     /// Messages already stored under the run's idempotency keys.
     async fn send_stored_keys(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<Vec<StoredKeyRow>, sqlx::Error> {
+        let Some(keys) = RowSet::new(vec![
+            Column::Int(run.iter().map(|s| s.sender.0).collect()),
+            Column::Text(run.iter().map(|s| s.client_msg_id.to_string()).collect()),
+        ]) else {
+            return Ok(Vec::new());
+        };
         let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(u, c) AS (");
-        q.push_values(run, |mut b, s| {
-            b.push_bind(s.sender).push_bind(s.client_msg_id.to_string());
-        });
+        keys.push(&mut q);
         q.push(
             ") SELECT m.sender_id AS sender_id, m.client_msg_id AS client_msg_id, m.id AS id, m.seq AS seq, \
                 m.created_at_ms AS created_at_ms, m.conversation_id AS conversation_id FROM messages m \
@@ -288,10 +294,14 @@ where
             // Sequence numbers: one atomic step of each conversation's head. The run's new
             // messages take the last seqs, so the new head is also the last message's seq (every
             // SET reads the row as it was).
+            let steps = RowSet::new(vec![
+                Column::Int(convs.iter().map(|c| c.0.0).collect()),
+                Column::Int(convs.iter().map(|c| c.1).collect()),
+                Column::Int(convs.iter().map(|c| c.2).collect()),
+            ])
+            .ok_or_else(|| sqlx::Error::Protocol("a head step without conversations".into()))?;
             let mut q = sqlx::QueryBuilder::<DB>::new("WITH v(cid, n, at_ms) AS (");
-            q.push_values(&convs, |mut b, (c, n, at)| {
-                b.push_bind(*c).push_bind(*n).push_bind(*at);
-            });
+            steps.push(&mut q);
             q.push(
                 ") UPDATE conversations SET head_seq = head_seq + v.n, last_message_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
                     WHERE conversations.id = v.cid RETURNING id, head_seq",
@@ -320,6 +330,7 @@ where
                     .seal_text(Scope::Conversation(s.conv), s.now, &place, text)
                     .map_err(|e| sqlx::Error::Protocol(e.to_string()))
             };
+            let no_rows = || sqlx::Error::Protocol("a send run without new messages".into());
             let mut texts = Vec::with_capacity(fresh.len());
             let mut log_texts = Vec::with_capacity(fresh.len());
             for (s, seq) in &fresh {
@@ -329,17 +340,19 @@ where
             let mut q = sqlx::QueryBuilder::<DB>::new(
                 "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) ",
             );
-            q.push_values(fresh.iter().zip(texts), |mut b, ((s, seq), text)| {
-                b.push_bind(s.conv)
-                    .push_bind(*seq)
-                    .push_bind(s.sender)
-                    .push_bind(s.session_id.to_string())
-                    .push_bind(s.client_msg_id.to_string())
-                    .push_bind(text)
-                    .push_bind(s.reply_to)
-                    .push_bind(join_ids(s.mentions))
-                    .push_bind(s.now);
-            });
+            RowSet::new(vec![
+                Column::Int(fresh.iter().map(|(s, _)| s.conv.0).collect()),
+                Column::Int(fresh.iter().map(|(_, seq)| *seq).collect()),
+                Column::Int(fresh.iter().map(|(s, _)| s.sender.0).collect()),
+                Column::Text(fresh.iter().map(|(s, _)| s.session_id.to_string()).collect()),
+                Column::Text(fresh.iter().map(|(s, _)| s.client_msg_id.to_string()).collect()),
+                Column::Text(texts),
+                Column::OptInt(fresh.iter().map(|(s, _)| s.reply_to.map(|m| m.0)).collect()),
+                Column::Text(fresh.iter().map(|(s, _)| join_ids(s.mentions)).collect()),
+                Column::Int(fresh.iter().map(|(s, _)| s.now).collect()),
+            ])
+            .ok_or_else(no_rows)?
+            .push(&mut q);
             q.push(" RETURNING id, conversation_id, seq");
             for r in q.build().fetch_all(&mut **tx).await? {
                 ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
@@ -350,16 +363,18 @@ where
             let mut q = sqlx::QueryBuilder::<DB>::new(
                 "INSERT INTO conversation_events (conversation_id, seq, kind, actor_id, at_ms, message_id, text, user_ids) ",
             );
-            q.push_values(fresh.iter().zip(log_texts), |mut b, ((s, seq), text)| {
-                b.push_bind(s.conv)
-                    .push_bind(*seq)
-                    .push_bind(LOG_POSTED)
-                    .push_bind(s.sender)
-                    .push_bind(s.now)
-                    .push_bind(ids[&(s.conv, *seq)])
-                    .push_bind(text)
-                    .push_bind(join_ids(s.mentions));
-            });
+            RowSet::new(vec![
+                Column::Int(fresh.iter().map(|(s, _)| s.conv.0).collect()),
+                Column::Int(fresh.iter().map(|(_, seq)| *seq).collect()),
+                Column::Int(fresh.iter().map(|_| i64::from(LOG_POSTED)).collect()),
+                Column::Int(fresh.iter().map(|(s, _)| s.sender.0).collect()),
+                Column::Int(fresh.iter().map(|(s, _)| s.now).collect()),
+                Column::Int(fresh.iter().map(|(s, seq)| ids[&(s.conv, *seq)].0).collect()),
+                Column::Text(log_texts),
+                Column::Text(fresh.iter().map(|(s, _)| join_ids(s.mentions)).collect()),
+            ])
+            .ok_or_else(no_rows)?
+            .push(&mut q);
             q.build().execute(&mut **tx).await?;
 
             // Attachments (§22.8), in the sender's order; the media items' foreign key refuses

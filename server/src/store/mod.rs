@@ -22,6 +22,7 @@ mod push_sql;
 pub mod push_types;
 pub(crate) mod rooms_sql;
 mod rows;
+mod rowset;
 pub mod rules;
 pub mod search_sql;
 mod search_statement;

@@ -648,7 +648,7 @@ pub(super) trait HasDb {
 }
 
 /// A database the shared SQL runs on.
-pub(super) trait SqlBackend: sqlx::Database {
+pub(super) trait SqlBackend: sqlx::Database + super::rowset::PushRows {
     /// The statement a write transaction begins with: SQLite takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so two writers never deadlock on upgrading a read lock.
     const BEGIN: &'static str;
