@@ -361,10 +361,11 @@ async fn serve_requests(
 const MAX_BATCH: usize = 64;
 
 /// The writer task: takes what is queued (up to [`MAX_BATCH`] frames under one lock), feeds every
-/// frame, flushes once per batch; the batch's buffer is kept from one batch to the next.
+/// frame, flushes once per batch. Each batch has a buffer of its own, so an idle connection holds
+/// none (W1).
 async fn write_loop(mut w: FrameWriter, ends: Arc<OutboxEnds>, tm: TransportMetrics) -> FrameWriter {
-    let mut batch: Vec<Bytes> = Vec::new();
     loop {
+        let mut batch: Vec<Bytes> = Vec::new();
         let close = tokio::select! {
             biased;
             _ = ends.aborted() => break,

@@ -1,8 +1,9 @@
 //! The push planner (docs/protocol.md §24.2): an actor that reads conversation logs from its
 //! per-conversation watermark (`push_progress`) and writes a ledger row for every device an
-//! entry notifies. Commits on this node wake it at once; the logs are the durable source, so a
-//! sweep at start and every `push.sweep_interval` catches up what no event announced (a crash
-//! between commit and pass, another node's commits, a node with `push.enabled = false`).
+//! entry notifies. Commits on this node wake it (passes at least [`pass_gap`] apart); the logs are
+//! the durable source, so a sweep at start and every `push.sweep_interval` catches up what no
+//! event announced (a crash between commit and pass, another node's commits, a node with
+//! `push.enabled = false`).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;

@@ -241,6 +241,7 @@ impl OutboxEnds {
             {
                 let mut s = self.shared.state();
                 let mut close = None;
+                batch.reserve(s.queue.len().min(max.saturating_sub(batch.len())));
                 while batch.len() < max {
                     match s.queue.pop_front() {
                         Some(Outbound::Frame(b)) => batch.push(b),
@@ -263,14 +264,6 @@ impl OutboxEnds {
             // here is not missed.
             self.shared.queued.notified().await;
         }
-    }
-
-    /// The next queued item, if one is there.
-    pub fn try_recv(&self) -> Option<Outbound> {
-        let mut s = self.shared.state();
-        let item = s.queue.pop_front();
-        shrink_when_drained(&mut s.queue);
-        item
     }
 
     /// The writer wrote `n` bytes of queued frames.
@@ -393,7 +386,8 @@ mod tests {
         let bulk = tokio::spawn(async move { o3.room_for_bulk(500).await });
         tokio::task::yield_now().await;
         assert!(!bulk.is_finished(), "1,000 bytes queued: no room under 500");
-        let _ = ends.try_recv();
+        let mut batch = Vec::new();
+        assert!(ends.take(&mut batch, 64).await.is_none());
         ends.wrote(1000);
         tokio::time::timeout(Duration::from_secs(5), bulk).await.expect("room").expect("task");
         drop(ends);
@@ -441,7 +435,10 @@ mod tests {
         for _ in 0..200 {
             outbox.push(frame(1));
         }
-        while ends.try_recv().is_some() {}
+        let mut batch = Vec::new();
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        assert!(rt.block_on(ends.take(&mut batch, 1024)).is_none());
+        assert_eq!(batch.len(), 200);
         assert!(outbox.shared.state().queue.capacity() <= SHRINK_ABOVE);
     }
 }

@@ -1,6 +1,6 @@
 //! The set-based receipt path (§14.2 MarkRead, §14.4 Ack), written once as generic functions over
 //! sqlx (`MarkSql<DB>`, for any `SqlBackend`, like `conv_send_sql`): a run of consecutive Ack and
-//! MarkRead writes of one batch is checked and written with at most six statements whatever its
+//! MarkRead writes of one batch is checked and written with at most seven statements whatever its
 //! length — the facts and watermarks of every (conversation, user) pair, the devices' cursors, the
 //! members' watermarks, the mentions now read, the users' own logs, and the audiences — instead of
 //! four to seven statements per op.
@@ -104,13 +104,17 @@ where
         };
         let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(cid, uid) AS (");
         keys.push(&mut q);
+        // Members only (a non-member's receipt is refused like a missing conversation's), their
+        // rows locked in key order: another node's receipt for the same member waits for this
+        // commit, so the moves decided here are the ones written.
         q.push(
             ") SELECT k.cid AS cid, k.uid AS uid, c.kind AS kind, m.role AS role, c.head_seq AS head_seq, \
              m.delivered_seq AS delivered_seq, m.read_seq AS read_seq, u.read_receipts AS read_receipts \
              FROM k JOIN conversations c ON c.id = k.cid \
-             LEFT JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid \
-             LEFT JOIN users u ON u.id = k.uid",
+             JOIN members m ON m.conversation_id = k.cid AND m.user_id = k.uid \
+             LEFT JOIN users u ON u.id = k.uid ORDER BY k.cid, k.uid",
         );
+        q.push(DB::LOCK_MEMBERS);
         let rows = q.build_query_as::<MarkFactsRow>().fetch_all(&mut **tx).await?;
         Ok(rows.into_iter().map(|r| ((r.cid, r.uid), r)).collect())
     }
@@ -224,10 +228,15 @@ where
         }
         let mut rows: Vec<(&str, ConvId, i64)> = acks.iter().map(|((s, c), q)| (*s, *c, *q)).collect();
         rows.sort_unstable();
+        let Some(cursors) = RowSet::new(vec![
+            Column::Text(rows.iter().map(|r| r.0.to_string()).collect()),
+            Column::Int(rows.iter().map(|r| r.1.0).collect()),
+            Column::Int(rows.iter().map(|r| r.2).collect()),
+        ]) else {
+            return Ok(());
+        };
         let mut q = sqlx::QueryBuilder::<DB>::new("INSERT INTO device_acks (session_id, conversation_id, acked_seq) ");
-        q.push_values(&rows, |mut b, (s, c, seq)| {
-            b.push_bind(s.to_string()).push_bind(*c).push_bind(*seq);
-        });
+        cursors.push(&mut q);
         q.push(
             " ON CONFLICT (session_id, conversation_id) DO UPDATE SET acked_seq = excluded.acked_seq \
              WHERE device_acks.acked_seq < excluded.acked_seq",
@@ -322,14 +331,17 @@ where
         let mut q = sqlx::QueryBuilder::<DB>::new(
             "INSERT INTO user_updates (user_id, user_seq, kind, conversation_id, at_ms, seq) ",
         );
-        q.push_values(entries, |mut b, e| {
-            b.push_bind(e.user_id)
-                .push_bind(e.user_seq)
-                .push_bind(i32::from(e.kind))
-                .push_bind(e.conversation_id)
-                .push_bind(e.at_ms)
-                .push_bind(e.seq);
-        });
+        let Some(rows) = RowSet::new(vec![
+            Column::Int(entries.iter().map(|e| e.user_id.0).collect()),
+            Column::Int(entries.iter().map(|e| e.user_seq).collect()),
+            Column::Int(entries.iter().map(|e| i64::from(i32::from(e.kind))).collect()),
+            Column::Int(entries.iter().map(|e| e.conversation_id.0).collect()),
+            Column::Int(entries.iter().map(|e| e.at_ms).collect()),
+            Column::OptInt(entries.iter().map(|e| e.seq).collect()),
+        ]) else {
+            return Ok(());
+        };
+        rows.push(&mut q);
         q.build().execute(&mut **tx).await?;
         Ok(())
     }

@@ -166,14 +166,14 @@ where
 
     /// Messages already stored under the run's idempotency keys.
     async fn send_stored_keys(tx: &mut Tx<'_, DB>, run: &[SendRef<'_>]) -> Result<Vec<StoredKeyRow>, sqlx::Error> {
-        let Some(keys) = RowSet::new(vec![
-            Column::Int(run.iter().map(|s| s.sender.0).collect()),
-            Column::Text(run.iter().map(|s| s.client_msg_id.to_string()).collect()),
-        ]) else {
-            return Ok(Vec::new());
-        };
+        // A VALUES list, not a RowSet: PostgreSQL keeps the generic plan of a prepared UNNEST
+        // statement until `messages` is analyzed again, and one made while the table was nearly
+        // empty scanned it whole as it grew (5.7 ms a call in a W4 run from an empty database,
+        // against 0.5 ms for a plan per row count).
         let mut q = sqlx::QueryBuilder::<DB>::new("WITH k(u, c) AS (");
-        keys.push(&mut q);
+        q.push_values(run, |mut b, s| {
+            b.push_bind(s.sender).push_bind(s.client_msg_id.to_string());
+        });
         q.push(
             ") SELECT m.sender_id AS sender_id, m.client_msg_id AS client_msg_id, m.id AS id, m.seq AS seq, \
                 m.created_at_ms AS created_at_ms, m.conversation_id AS conversation_id FROM messages m \

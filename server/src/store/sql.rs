@@ -654,6 +654,11 @@ pub(super) trait SqlBackend: sqlx::Database + super::rowset::PushRows {
     const BEGIN: &'static str;
     /// Which backend this is, where their SQL differs (search).
     const BACKEND: super::Backend;
+    /// Ends a query that reads rows the transaction will decide on and write back, locking them
+    /// against other writers until the commit (` FOR UPDATE OF m` on PostgreSQL, where several
+    /// nodes write at once; nothing on SQLite, whose `BEGIN IMMEDIATE` already holds the only
+    /// write lock).
+    const LOCK_MEMBERS: &'static str;
 
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
@@ -662,6 +667,7 @@ pub(super) trait SqlBackend: sqlx::Database + super::rowset::PushRows {
 impl SqlBackend for sqlx::Sqlite {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const BACKEND: super::Backend = super::Backend::Sqlite;
+    const LOCK_MEMBERS: &'static str = "";
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
@@ -671,6 +677,7 @@ impl SqlBackend for sqlx::Sqlite {
 impl SqlBackend for sqlx::Postgres {
     const BEGIN: &'static str = "BEGIN";
     const BACKEND: super::Backend = super::Backend::Postgres;
+    const LOCK_MEMBERS: &'static str = " FOR UPDATE OF m";
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
