@@ -406,3 +406,51 @@ async fn postgres_receipts_equal_one_at_a_time() {
     db_b.drop_db().await.expect("drop");
     db_s.drop_db().await.expect("drop");
 }
+
+/// Two nodes on one PostgreSQL moving one member's read marker at once (§14.2): each receipt run
+/// decides on the member's row locked, so the user log's read entries only go forward and the
+/// marker ends at the highest seq, however the two nodes' transactions interleave.
+#[tokio::test]
+async fn postgres_read_markers_from_two_nodes_only_go_forward() {
+    let db = TestDatabase::create().await.expect("test database (see scripts/test)");
+    let cfg = StoreConfig::default();
+    let node_a = store::open_postgres(&db.url, &cfg).await.expect("open");
+    let node_b = store::open_postgres(&db.url, &cfg).await.expect("open");
+    let w = world(&node_a).await;
+    let [a, b, _, _] = w.users;
+    let sends: Vec<WriteOp> = (0..60).map(|i| send(w.group, a, "sa", &format!("r{i}"), "x")).collect();
+    node_a.apply(&sends).await.expect("sends");
+    let head = node_a.events_after(w.group, 0, 1000).await.expect("log").len() as i64;
+
+    // Node A reads odd seqs, node B even ones, both upward, each in batches of two reads.
+    let reader = |s: Arc<dyn Store>, first: i64| async move {
+        let mut results = Vec::new();
+        let mut seq = first;
+        while seq < head {
+            let ops = vec![read(w.group, b, seq), read(w.group, b, (seq + 2).min(head))];
+            results.extend(s.apply(&ops).await.expect("reads"));
+            seq += 4;
+        }
+        results
+    };
+    let (ra, rb) = tokio::join!(reader(node_a.clone(), 1), reader(node_b.clone(), 2));
+    let mut moved = 0;
+    for r in ra.iter().chain(&rb) {
+        let applied = r.as_ref().expect("a member's read within the head");
+        moved += applied.user_updates.len();
+    }
+    let (log, _) = node_a.user_updates_after(b, 0, 10_000).await.expect("user log");
+    let reads: Vec<i64> = log
+        .iter()
+        .filter(|e| e.kind == store::UpdateKind::Read && e.conversation_id == w.group)
+        .filter_map(|e| e.seq)
+        .collect();
+    assert_eq!(reads.len(), moved, "one user-log entry per moved marker");
+    assert!(reads.windows(2).all(|p| p[1] > p[0]), "read entries only go forward: {reads:?}");
+    let marks = node_a.watermarks(w.group).await.expect("watermarks");
+    let ben = marks.iter().find(|m| m.user_id == b).expect("ben");
+    assert_eq!((ben.read_seq, reads.last().copied()), (head, Some(head)));
+    node_a.close().await;
+    node_b.close().await;
+    db.drop_db().await.expect("drop");
+}
