@@ -23,6 +23,7 @@ use confab_protocol::client::{ConnectOptions, Trust};
 use serde::Deserialize;
 
 use crate::creds::{CredStore, Credentials};
+pub use crate::trust::TrustSetting;
 
 /// The server used when nothing else names one.
 pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:7600/v1/ws";
@@ -154,14 +155,6 @@ pub fn expand_home(p: &Path) -> PathBuf {
         (Ok(rest), Some(home)) => home.join(rest),
         _ => p.to_path_buf(),
     }
-}
-
-/// How to trust the server's certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TrustSetting {
-    System,
-    Pinned(PathBuf),
-    Insecure,
 }
 
 /// Everything resolved: what a command or the TUI runs with.
@@ -305,7 +298,7 @@ down = ["j", "Down", "Ctrl-n"]
         if let Some(home) = dirs::home_dir() {
             assert_eq!(f.media.downloads(), home.join("Downloads"));
         }
-        crate::ui::keymap::Keymap::new(&f.keys).unwrap();
+        assert_eq!(f.keys["down"], ["j", "Down", "Ctrl-n"], "the keymap takes these (ui::keymap's tests)");
         assert!(toml::from_str::<FileConfig>("colour = 1").is_err(), "unknown keys are refused");
         assert!(validate_profile("../x").is_err() && validate_profile("work-2").is_ok());
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrustSetting;
+use crate::trust::TrustSetting;
 
 /// A token: serialised as is, never printed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,11 @@
 pub mod cli;
 pub mod config;
 pub mod creds;
+pub mod format;
 pub mod highlight;
 pub mod media;
 pub mod net;
 pub mod session;
 pub mod store;
+pub mod trust;
 pub mod ui;

@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use confab_protocol::v1::{self, ConversationKind, conversation_event::Body, user_update};
 
-use crate::net::Snapshot;
-
 mod window;
 pub use window::Gap;
 
@@ -183,12 +181,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Replaces everything with a fresh snapshot; loaded messages are dropped.
-    pub fn reset(&mut self, s: &Snapshot) {
-        self.me = s.me.clone();
+    /// Replaces everything with a fresh snapshot (who I am, the conversations, the users the
+    /// network actor fetched); loaded messages are dropped.
+    pub fn reset(&mut self, me: &v1::Me, conversations: &[v1::Conversation], users: &[v1::UserProfile]) {
+        self.me = me.clone();
         self.users.clear();
-        self.add_users(&s.users);
-        self.convs = s.conversations.iter().map(|c| (c.conversation_id, Conv::from_proto(c))).collect();
+        self.add_users(users);
+        self.convs = conversations.iter().map(|c| (c.conversation_id, Conv::from_proto(c))).collect();
     }
 
     pub fn add_users(&mut self, users: &[v1::UserProfile]) {

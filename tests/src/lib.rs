@@ -7,7 +7,8 @@
 //! its own process, for SIGKILL) and [`nats::NatsServer`] (the real NATS server linking them). For
 //! the S3 blob store: [`s3::S3Server`] (a real S3-compatible server, SeaweedFS). For the meeting
 //! page: [`browser::BrowserEnv`] (headless Chromium through web/tests/browser.mjs). For group calls
-//! with an independent WebRTC stack: [`aiortc::AiortcPeer`] (tests/peers/aiortc_peer.py).
+//! with an independent WebRTC stack: [`aiortc::AiortcPeer`] (tests/peers/aiortc_peer.py). The
+//! layering check the server's and the terminal client's tests run: [`layering::check`].
 
 pub mod aiortc;
 pub mod browser;
@@ -15,6 +16,7 @@ pub mod cases;
 pub mod cluster;
 pub mod harness;
 pub mod inbox;
+pub mod layering;
 pub mod media;
 pub mod nats;
 pub mod node_process;

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use chrono::{Local, TimeZone};
 use confab_protocol::v1::{self, conversation_event::Body, user_update};
 use serde_json::{Value, json};
 
+pub use crate::format::{datetime, kind_name, presence_name, preview_text, receipt_name, role_name, user_line};
 use crate::media::{attachment_json, attachment_summary};
 
 /// Names of users and conversations, for display.
@@ -42,59 +42,6 @@ pub fn conversation_name(c: &v1::Conversation, names: &Names) -> String {
     if c.kind() == v1::ConversationKind::Direct { format!("@{}", names.user(c.peer_user_id)) } else { c.title.clone() }
 }
 
-pub fn kind_name(k: v1::ConversationKind) -> &'static str {
-    match k {
-        v1::ConversationKind::Direct => "dm",
-        v1::ConversationKind::Group => "group",
-        v1::ConversationKind::Channel => "channel",
-        v1::ConversationKind::Unspecified => "?",
-        #[allow(unreachable_patterns)]
-        _ => "?",
-    }
-}
-
-pub fn role_name(r: v1::MemberRole) -> &'static str {
-    match r {
-        v1::MemberRole::Owner => "owner",
-        v1::MemberRole::Admin => "admin",
-        v1::MemberRole::Moderator => "moderator",
-        v1::MemberRole::Member => "member",
-        v1::MemberRole::Unspecified => "",
-        #[allow(unreachable_patterns)]
-        _ => "",
-    }
-}
-
-pub fn presence_name(p: v1::PresenceState) -> &'static str {
-    match p {
-        v1::PresenceState::Online => "online",
-        v1::PresenceState::Away => "away",
-        v1::PresenceState::Offline => "offline",
-        v1::PresenceState::Unspecified => "unknown",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
-}
-
-pub fn receipt_name(s: v1::ReceiptState) -> &'static str {
-    match s {
-        v1::ReceiptState::Sent => "sent",
-        v1::ReceiptState::Delivered => "delivered",
-        v1::ReceiptState::Read => "read",
-        v1::ReceiptState::Unspecified => "unknown",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
-}
-
-/// Local date and time of a Unix-millisecond timestamp.
-pub fn datetime(ms: u64) -> String {
-    match Local.timestamp_millis_opt(ms as i64).single() {
-        Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
-        None => ms.to_string(),
-    }
-}
-
 pub fn user_json(u: &v1::UserProfile) -> Value {
     json!({
         "user_id": u.user_id,
@@ -105,17 +52,6 @@ pub fn user_json(u: &v1::UserProfile) -> Value {
         "last_seen_ms": u.last_seen_ms,
         "deleted": u.deleted,
     })
-}
-
-pub fn user_line(u: &v1::UserProfile) -> String {
-    let mut s = format!("{:<8} {}", u.user_id, u.username);
-    if !u.display_name.is_empty() {
-        s.push_str(&format!(" ({})", u.display_name));
-    }
-    if u.presence() != v1::PresenceState::Unspecified {
-        s.push_str(&format!("  {}", presence_name(u.presence())));
-    }
-    s
 }
 
 pub fn message_json(m: &v1::Message, names: &Names) -> Value {
@@ -163,18 +99,6 @@ pub fn message_line(m: &v1::Message, names: &Names) -> String {
         }
     }
     s
-}
-
-/// A message's first line for previews: its text, or its first attachment's name.
-pub fn preview_text(m: &v1::Message) -> String {
-    if m.deleted {
-        return "[deleted]".to_string();
-    }
-    match (m.text.lines().next(), m.attachments.first()) {
-        (Some(t), _) if !t.is_empty() => t.to_string(),
-        (_, Some(a)) => format!("📎 {}", a.file_name),
-        _ => String::new(),
-    }
 }
 
 pub fn conversation_json(c: &v1::Conversation, names: &Names, mentions: u32) -> Value {

@@ -359,7 +359,7 @@ impl App {
                 self.conn = s;
             }
             Update::Snapshot(s) => {
-                self.store.reset(&s);
+                self.store.reset(&s.me, &s.conversations, &s.users);
                 self.screen = Screen::Main;
                 if let Some(id) = self.open {
                     if self.store.convs.contains_key(&id) {

@@ -230,4 +230,12 @@ mod tests {
         assert!(Keymap::new(&BTreeMap::from([("fly".to_string(), vec!["x".to_string()])])).is_err());
         assert!(Key::parse("Hyper-x").is_err());
     }
+
+    #[test]
+    fn the_readme_keys_parse() {
+        // The [keys] table of the README's example config (config.rs `the_readme_example_parses`).
+        let o = BTreeMap::from([("down".to_string(), vec!["j".to_string(), "Down".to_string(), "Ctrl-n".to_string()])]);
+        let k = Keymap::new(&o).unwrap();
+        assert_eq!(k.action(&ev(KeyCode::Char('n'), KeyModifiers::CONTROL)), Some(Action::Down));
+    }
 }

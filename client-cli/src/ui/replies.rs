@@ -47,7 +47,7 @@ impl App {
                     .messages
                     .iter()
                     .map(|m| ListItem {
-                        label: format!("{}: {}", self.store.username(m.sender_id), crate::cli::output::preview_text(m)),
+                        label: format!("{}: {}", self.store.username(m.sender_id), crate::format::preview_text(m)),
                         user: None,
                     })
                     .collect();
@@ -59,11 +59,11 @@ impl App {
                     .members
                     .iter()
                     .map(|m| {
-                        let role = crate::cli::output::role_name(m.role());
+                        let role = crate::format::role_name(m.role());
                         let p = if m.user_id == self.store.me.user_id {
                             "(you)"
                         } else {
-                            crate::cli::output::presence_name(self.store.presence(m.user_id))
+                            crate::format::presence_name(self.store.presence(m.user_id))
                         };
                         ListItem {
                             label: format!("{:<24} {role:<10} {p}", self.store.username(m.user_id)),
@@ -79,7 +79,7 @@ impl App {
                 let items: Vec<ListItem> = r
                     .users
                     .iter()
-                    .map(|u| ListItem { label: crate::cli::output::user_line(u), user: Some(u.user_id) })
+                    .map(|u| ListItem { label: crate::format::user_line(u), user: Some(u.user_id) })
                     .collect();
                 let title = if items.is_empty() { "No users found" } else { "Users (Enter: DM)" };
                 self.overlay = Overlay::List { title: title.into(), items, selected: 0, members: None };

@@ -223,7 +223,7 @@ fn header(app: &App, conv: &Conv) -> Line<'static> {
     let mut spans = vec![Span::raw(" "), icon(app, conv.kind, conv.peer), Span::raw(" ")];
     spans.push(Span::raw(app.store.conv_name(conv)).bold());
     let info = match conv.kind {
-        ConversationKind::Direct => crate::cli::output::presence_name(app.store.presence(conv.peer)).to_string(),
+        ConversationKind::Direct => crate::format::presence_name(app.store.presence(conv.peer)).to_string(),
         _ => format!("{} members", conv.member_count),
     };
     spans.push(Span::raw(format!(" · {info} ")).dim());
