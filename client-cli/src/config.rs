@@ -81,11 +81,14 @@ pub struct UiConfig {
     pub time_format: String,
     /// Messages fetched per history page.
     pub history_page: u32,
+    /// Links in messages are terminal hyperlinks (OSC 8): a click opens them where the terminal
+    /// supports it (and nothing changes where it does not).
+    pub hyperlinks: bool,
 }
 
 impl Default for UiConfig {
     fn default() -> Self {
-        Self { time_format: "%H:%M".into(), history_page: 50 }
+        Self { time_format: "%H:%M".into(), history_page: 50, hyperlinks: true }
     }
 }
 
@@ -281,6 +284,7 @@ default_profile = "work"
 server = "wss://chat.example.com/v1/ws"
 [ui]
 time_format = "%H:%M"
+hyperlinks = true
 [notifications]
 bell = true
 desktop = false
@@ -294,6 +298,7 @@ down = ["j", "Down", "Ctrl-n"]
         assert_eq!(f.profiles["work"].server.as_deref(), Some("wss://chat.example.com/v1/ws"));
         assert!(f.notifications.bell && !f.notifications.desktop);
         assert_eq!(f.ui.history_page, 50, "defaults fill what the file leaves out");
+        assert!(f.ui.hyperlinks && FileConfig::default().ui.hyperlinks);
         assert!(f.media.previews && f.media.graphics == "auto");
         if let Some(home) = dirs::home_dir() {
             assert_eq!(f.media.downloads(), home.join("Downloads"));

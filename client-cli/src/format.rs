@@ -54,6 +54,12 @@ pub fn receipt_name(s: v1::ReceiptState) -> &'static str {
     }
 }
 
+/// A count with its noun, in English: `plural(1, "member", "members")` is `1 member`, any other
+/// count (0 included) takes `many`: `0 members`, `2 members`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Local date and time of a Unix-millisecond timestamp.
 pub fn datetime(ms: u64) -> String {
     match Local.timestamp_millis_opt(ms as i64).single() {
@@ -83,5 +89,17 @@ pub fn preview_text(m: &v1::Message) -> String {
         (Some(t), _) if !t.is_empty() => t.to_string(),
         (_, Some(a)) => format!("📎 {}", a.file_name),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plural;
+
+    #[test]
+    fn one_takes_the_singular_and_every_other_count_the_plural() {
+        assert_eq!(plural(1, "member", "members"), "1 member");
+        assert_eq!(plural(0, "member", "members"), "0 members");
+        assert_eq!(plural(2, "entry", "entries"), "2 entries");
     }
 }

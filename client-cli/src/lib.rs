@@ -2,11 +2,14 @@
 //! engine, configuration and credentials, and the full-screen client. `src/main.rs` is the
 //! `confab` binary on top.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod creds;
+pub mod emoji;
 pub mod format;
 pub mod highlight;
+pub mod links;
 pub mod media;
 pub mod net;
 pub mod session;

@@ -25,6 +25,9 @@ pub struct Msg {
     pub reactions: Vec<v1::ReactionCount>,
     pub pinned: bool,
     pub attachments: Vec<v1::Attachment>,
+    /// When the sender wrote it (Unix milliseconds, docs/protocol.md §13.2); 0 when not given,
+    /// then `created_ms` is the time to show.
+    pub written_ms: u64,
 }
 
 impl From<&v1::Message> for Msg {
@@ -39,9 +42,10 @@ impl From<&v1::Message> for Msg {
             deleted: m.deleted,
             reply_to: m.reply_to_message_id,
             mentions: m.mention_user_ids.clone(),
-            reactions: m.reactions.clone(),
+            reactions: merged_reactions(&m.reactions),
             pinned: m.pinned,
             attachments: m.attachments.clone(),
+            written_ms: m.written_at_ms,
         }
     }
 }
@@ -508,8 +512,25 @@ impl Store {
     }
 }
 
+/// Reactions counted by their canonical emoji: two spellings of one emoji are one count.
+fn merged_reactions(rs: &[v1::ReactionCount]) -> Vec<v1::ReactionCount> {
+    let mut out: Vec<v1::ReactionCount> = Vec::with_capacity(rs.len());
+    for r in rs {
+        let emoji = crate::emoji::canonical(&r.emoji);
+        match out.iter_mut().find(|o| o.emoji == emoji) {
+            Some(o) => {
+                o.count += r.count;
+                o.me |= r.me;
+            }
+            None => out.push(v1::ReactionCount { emoji, ..r.clone() }),
+        }
+    }
+    out
+}
+
 fn react(conv: &mut Conv, message_id: u64, emoji: &str, mine: bool, delta: i32) {
     let Some(m) = conv.message_mut(message_id) else { return };
+    let emoji = crate::emoji::canonical(emoji);
     match m.reactions.iter_mut().find(|r| r.emoji == emoji) {
         Some(r) => {
             r.count = r.count.saturating_add_signed(delta);
@@ -517,7 +538,7 @@ fn react(conv: &mut Conv, message_id: u64, emoji: &str, mine: bool, delta: i32) 
                 r.me = delta > 0;
             }
         }
-        None if delta > 0 => m.reactions.push(v1::ReactionCount { emoji: emoji.to_string(), count: 1, me: mine }),
+        None if delta > 0 => m.reactions.push(v1::ReactionCount { emoji, count: 1, me: mine }),
         None => {}
     }
     m.reactions.retain(|r| r.count > 0);

@@ -139,6 +139,12 @@ async fn two_users_through_the_subcommands() {
         let (got, _) = tail.wait_for(Duration::from_secs(10), |v| v["type"] == "message");
         assert_eq!(got["message"]["text"], "line one\nline two");
 
+        // create-dm again answers the existing DM; its last message is alice's own, by name.
+        let again = alice.ok(&["create-dm", "bob"]);
+        assert!(again.contains("@bob") && again.contains("alice: line one"), "{again}");
+        let again = alice.json(&["create-dm", "bob", "--json"]);
+        assert_eq!(again[0]["last_message"]["sender"], "alice", "{again:?}");
+
         // bob's tail acknowledged what it applied: delivered (covering the first message too).
         wait_state(&alice, &conv, hello_id, "delivered");
         assert_eq!(receipt_state(&alice, &conv, first_id), "delivered");
@@ -180,6 +186,8 @@ async fn two_users_through_the_subcommands() {
         let g = alice.json(&["create-group", "team", "bob", "--json"]);
         assert_eq!((g[0]["kind"].as_str(), g[0]["member_count"].as_u64()), (Some("group"), Some(2)));
         alice.ok(&["create-channel", "lobby"]);
+        let listed = bob.ok(&["channels", "lob"]);
+        assert!(listed.contains("lobby (1 member)"), "{listed}");
         let joined = bob.json(&["join", "lobby", "--json"]);
         assert_eq!(joined[0]["kind"], "channel");
         let members = alice.json(&["members", "lobby", "--json"]);

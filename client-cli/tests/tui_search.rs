@@ -123,7 +123,7 @@ fn the_overlay_lists_hits_with_their_matches_and_pages_on() {
 #[test]
 fn no_hits_errors_and_a_new_query() {
     let mut app = app();
-    app.on_key(crossterm::event::KeyEvent::new(KeyCode::Char('f'), crossterm::event::KeyModifiers::CONTROL));
+    key(&mut app, KeyCode::Char('S'));
     typed(&mut app, "zebra");
     key(&mut app, KeyCode::Enter);
     let (s, _) = draw(&app, 80, 12);

@@ -46,7 +46,7 @@ fn message_view_with_receipts_replies_and_typing() {
 fn help_overlay() {
     let mut app = app();
     key(&mut app, KeyCode::Char('?'));
-    let (s, _) = draw(&app, 100, 44);
+    let (s, _) = draw(&app, 100, 54);
     check("help", &s);
 }
 
@@ -273,7 +273,7 @@ fn mute_key_mutes_push_notifications_too() {
     };
     app.effects.clear();
     key(&mut app, KeyCode::Char('M'));
-    assert!(app.effects.contains(&Effect::SaveMuted));
+    assert!(app.effects.contains(&Effect::SaveState));
     assert_eq!(push_level(&app), Some(v1::PushLevel::None as i32));
     app.effects.clear();
     key(&mut app, KeyCode::Char('M'));

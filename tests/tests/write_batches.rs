@@ -36,6 +36,7 @@ fn send(conv: ConvId, sender: UserId, session: &str, key: &str, text: &str) -> W
         reply_to: None,
         mentions: Vec::new(),
         attachments: Vec::new(),
+        written_at_ms: 0,
         now_ms: NOW + 1,
     }
 }
@@ -51,6 +52,7 @@ fn with(op: WriteOp, reply: Option<MessageId>, mention: &[UserId]) -> WriteOp {
             reply_to: reply,
             mentions: mention.to_vec(),
             attachments: Vec::new(),
+            written_at_ms: 0,
             now_ms,
         },
         other => other,

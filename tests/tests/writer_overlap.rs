@@ -99,6 +99,7 @@ async fn check(store: Arc<dyn Store>) {
                     reply_to: None,
                     mentions,
                     attachments: vec![],
+                    written_at_ms: 0,
                     now_ms: NOW + n as i64,
                 };
                 match writer.submit(op).await.expect("send commits").result {

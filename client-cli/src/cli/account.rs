@@ -85,6 +85,8 @@ pub async fn logout(settings: &Settings) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     store.remove()?;
+    // The cache holds the account's messages: it goes with the tokens.
+    crate::cache::remove(&settings.profile_dir)?;
     match result {
         Ok(()) => println!("signed out (profile {})", settings.profile),
         Err(e) => println!("forgot the tokens of profile {}; the server was not told: {e:#}", settings.profile),

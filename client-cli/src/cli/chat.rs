@@ -10,6 +10,7 @@ use serde_json::json;
 use super::output::{Names, conversation_json, conversation_line, message_json, message_line, receipt_name, role_name};
 use super::{Command, media, optional_text, resolve, social, text_arg};
 use crate::config::Settings;
+use crate::format::plural;
 use crate::net::{fetch_users, new_client_msg_id};
 use crate::session;
 
@@ -69,7 +70,8 @@ async fn dispatch(client: &Client, command: Command) -> anyhow::Result<()> {
                 if json {
                     println!("{}", conversation_json(c, &names, 0));
                 } else {
-                    println!("{:<8} {} ({} members)", c.conversation_id, c.title, c.member_count);
+                    let members = plural(u64::from(c.member_count), "member", "members");
+                    println!("{:<8} {} ({members})", c.conversation_id, c.title);
                 }
             }
             Ok(())
@@ -177,10 +179,17 @@ async fn conversations(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A conversation just created or joined, with the names it shows: the peer of a DM and the
+/// sender of its last message (which may be the caller, for a DM that already existed).
 async fn print_created(client: &Client, c: &v1::Conversation, json: bool) -> anyhow::Result<()> {
     let mut names = Names::default();
-    if c.peer_user_id != 0 {
-        names.add_users(&fetch_users(client, vec![c.peer_user_id]).await?);
+    let mut ids: Vec<u64> = [c.peer_user_id, c.last_message.as_ref().map_or(0, |m| m.sender_id)]
+        .into_iter()
+        .filter(|id| *id != 0)
+        .collect();
+    ids.dedup();
+    if !ids.is_empty() {
+        names.add_users(&fetch_users(client, ids).await?);
     }
     if json {
         println!("{}", conversation_json(c, &names, 0));
@@ -283,6 +292,8 @@ async fn send(
     files: &[std::path::PathBuf],
     json: bool,
 ) -> anyhow::Result<()> {
+    // Written now: uploads and retries that follow do not change when (§13.2).
+    let written_at_ms = session::now_ms();
     let files = media::inspect_all(files)?;
     let mut conn = None;
     if !files.is_empty() {
@@ -314,6 +325,7 @@ async fn send(
             reply_to_message_id: reply_to.unwrap_or(0),
             mention_user_ids: mentions,
             attachments: attachments.clone(),
+            written_at_ms,
         };
         match client.request(v1::client_frame::Request::SendMessage(req)).await {
             Ok(v1::response::Result::SendMessage(r)) => {
@@ -329,8 +341,7 @@ async fn send(
                 } else {
                     let files = match attachments.len() {
                         0 => String::new(),
-                        1 => " with 1 file".to_string(),
-                        n => format!(" with {n} files"),
+                        n => format!(" with {}", plural(n as u64, "file", "files")),
                     };
                     let to = names.conversation(conv.conversation_id);
                     println!("sent #{}{files} to {to} (seq {})", r.message_id, r.seq);

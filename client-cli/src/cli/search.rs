@@ -278,10 +278,13 @@ pub fn lag_note(lag: &[v1::IndexLag], names: &Names) -> Option<String> {
     }
     let each: Vec<String> = lag
         .iter()
-        .map(|l| format!("{}: {} of {} entries", names.conversation(l.conversation_id), l.indexed_seq, l.head_seq))
+        .map(|l| {
+            let entries = crate::format::plural(l.head_seq, "entry", "entries");
+            format!("{}: {} of {entries}", names.conversation(l.conversation_id), l.indexed_seq)
+        })
         .collect();
     let n = lag.len();
-    let convs = if n == 1 { "1 conversation".to_string() } else { format!("{n} conversations") };
+    let convs = crate::format::plural(n as u64, "conversation", "conversations");
     Some(format!(
         "the search index is catching up in {convs} ({}): their newest messages may be missing",
         each.join("; ")

@@ -23,6 +23,16 @@ enum Exit {
     SignedOut(String),
 }
 
+/// How a wait while offline ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// The delay passed.
+    Elapsed,
+    /// [`Command::Reconnect`]: try now, from the first backoff step.
+    Reconnect,
+    Shutdown,
+}
+
 /// An outbox entry: sent again with the same id until the server answers. Entries go one at a
 /// time, in order.
 #[derive(Debug)]
@@ -61,7 +71,11 @@ pub(super) async fn run(
     };
     if a.opts.persist_outbox {
         for m in load_outbox(&a.settings) {
-            a.queue(m);
+            a.queue(m.clone());
+            // Shown as pending from the start, before any connection (a cached view has them).
+            if !a.emit(Update::Queued(m)).await {
+                return;
+            }
         }
     }
     a.main().await;
@@ -119,7 +133,7 @@ impl Actor {
                 Exit::Shutdown => return,
                 Exit::SignedOut(reason) => {
                     let _ = self.emit(Update::Connection(ConnState::SignedOut(reason))).await;
-                    self.idle(None).await;
+                    while self.idle(None).await == Wake::Reconnect {}
                     return;
                 }
                 Exit::Lost { reason, retry_after } => {
@@ -134,14 +148,17 @@ impl Actor {
                     d
                 }
             };
-            if !self.idle(Some(delay)).await {
-                return;
+            match self.idle(Some(delay)).await {
+                Wake::Elapsed => {}
+                Wake::Reconnect => attempt = 0,
+                Wake::Shutdown => return,
             }
         }
     }
 
-    /// Serves commands while offline for `delay` (forever when `None`). False on shutdown.
-    async fn idle(&mut self, delay: Option<Duration>) -> bool {
+    /// Serves commands while offline for `delay` (forever when `None`: signed out, where the
+    /// caller ignores `Reconnect` and waits again); says how the wait ended.
+    async fn idle(&mut self, delay: Option<Duration>) -> Wake {
         let sleep = async {
             match delay {
                 Some(d) => tokio::time::sleep(d).await,
@@ -151,9 +168,10 @@ impl Actor {
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = &mut sleep => return true,
+                _ = &mut sleep => return Wake::Elapsed,
                 cmd = self.commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => return false,
+                    None | Some(Command::Shutdown) => return Wake::Shutdown,
+                    Some(Command::Reconnect) => return Wake::Reconnect,
                     Some(Command::Send(m)) => self.queue(m),
                     Some(Command::Request { tag, .. }) => {
                         let _ = self.emit(Update::Reply { tag, result: Err("offline: not connected".into()) }).await;
@@ -233,6 +251,8 @@ impl Actor {
                         self.queue(m);
                         self.flush_outbox(&client, &mut sends);
                     }
+                    // Connected already.
+                    Some(Command::Reconnect) => {}
                     Some(Command::Request { tag, request }) => self.spawn_request(&client, tag, request),
                     Some(Command::History { conversation_id, before_seq, after_seq, limit }) => {
                         self.spawn_history(&client, conversation_id, before_seq, after_seq, limit);
@@ -283,6 +303,7 @@ impl Actor {
                 reply_to_message_id: m.reply_to,
                 mention_user_ids: m.mentions.clone(),
                 attachments: m.attachments.iter().map(|a| a.to_proto()).collect(),
+                written_at_ms: m.written_ms,
             };
             let client = client.clone();
             sends.spawn(async move {
@@ -443,9 +464,14 @@ impl Actor {
         }
     }
 
-    /// Lists the conversations, seeds the cursors at their heads and reports a snapshot.
+    /// Learns the user log's head, lists the conversations, seeds the cursors at their heads and
+    /// reports a snapshot, then the messages still in the outbox. The snapshot is the state as
+    /// of now: only later changes are reported as entries (the user log is not replayed).
     async fn bootstrap(&mut self, client: &Client) -> anyhow::Result<()> {
         let me = client.me().await.context("GetMe")?;
+        // The head first: what happens between it and the listing is reported by the catch-up
+        // after the bootstrap (and applied idempotently), never lost.
+        let (epoch, user_seq) = self.user_log_head(client).await?;
         let mut conversations = Vec::new();
         let mut page_token = String::new();
         loop {
@@ -460,8 +486,7 @@ impl Actor {
             }
             page_token = page.next_page_token;
         }
-        let epoch = self.sync.epoch;
-        self.sync = SyncState { epoch, ..Default::default() };
+        self.sync = SyncState { epoch, user_seq, ..Default::default() };
         for c in &conversations {
             self.sync.seed(c.conversation_id, c.head_seq);
         }
@@ -476,7 +501,31 @@ impl Actor {
         self.bootstrapped = true;
         let snap = Snapshot { me, conversations, users };
         self.emit(Update::Snapshot(Box::new(snap))).await;
+        // The snapshot replaced local state: what still waits to be sent is pending again.
+        for p in self.outbox.values() {
+            self.emit(Update::Queued(p.msg.clone())).await;
+        }
         Ok(())
+    }
+
+    /// The database's epoch and the head of the user log (docs/protocol.md §14.3): one Sync with
+    /// no cursors and one entry per conversation (the least it returns), its entries dropped —
+    /// the listing that follows is the state, and only entries after this head are new. An epoch
+    /// other than the one kept is taken, and asked again.
+    async fn user_log_head(&mut self, client: &Client) -> anyhow::Result<(i64, u64)> {
+        for _ in 0..2 {
+            let req =
+                v1::Sync { epoch: self.sync.epoch, user_seq: 0, conversations: Vec::new(), limit_per_conversation: 1 };
+            let r = match client.request(Request::Sync(req)).await.context("sync")? {
+                R::Sync(r) => r,
+                other => return Err(unexpected("SyncResult", &other).into()),
+            };
+            self.sync.epoch = r.epoch;
+            if !r.resync_required {
+                return Ok((r.epoch, r.user_seq));
+            }
+        }
+        anyhow::bail!("the server asked for a resync twice in a row")
     }
 }
 

@@ -63,6 +63,11 @@ pub struct Outgoing {
     /// Uploaded media to attach (outboxes written before attachments existed have none).
     #[serde(default)]
     pub attachments: Vec<OutAttachment>,
+    /// When the user wrote it, Unix milliseconds by this device's clock, sent as
+    /// `SendMessage.written_at_ms` (docs/protocol.md §13.2) so a message written offline keeps
+    /// its time; 0 when unknown (outboxes written before this field existed).
+    #[serde(default)]
+    pub written_ms: u64,
 }
 
 /// An attachment of an [`Outgoing`] message: what SendMessage takes, and what the pending
@@ -106,6 +111,9 @@ pub enum Command {
     },
     /// Upload or download media (docs/protocol.md §22).
     Transfer(Transfer),
+    /// While offline waiting to retry: connect now, with the backoff reset to its start. Does
+    /// nothing while connecting or online.
+    Reconnect,
     Shutdown,
 }
 
@@ -140,6 +148,11 @@ pub enum Update {
     Typing(v1::TypingChanged),
     Presence(v1::PresenceChanged),
     Notification(v1::Notification),
+    /// A message waiting in the outbox, not yet acknowledged: sent when the actor starts for
+    /// each message an earlier run left unsent, and after every [`Update::Snapshot`] for each
+    /// message still waiting (a snapshot replaces local state). The UI shows it as pending;
+    /// [`Update::Sent`] or [`Update::SendFailed`] follows for each.
+    Queued(Outgoing),
     /// The server stored a message from the outbox.
     Sent {
         conversation_id: u64,

@@ -32,22 +32,17 @@ pub enum Effect {
         password: String,
         register: bool,
     },
-    /// The mute list changed: persist it.
-    SaveMuted,
+    /// The mute list, the drafts or the open conversation changed: persist the TUI state.
+    SaveState,
     /// Open a downloaded attachment with the configured program.
     Open(PathBuf),
-}
-
-/// The sign-in form, shown when the profile has no credentials.
-#[derive(Clone, Debug, Default)]
-pub struct LoginForm {
-    pub username: String,
-    pub password: String,
-    /// 0: username, 1: password.
-    pub field: usize,
-    pub register: bool,
-    pub error: Option<String>,
-    pub busy: bool,
+    /// Open a link of a message with the configured program.
+    OpenUrl(String),
+    /// Put a text on the clipboard (through the terminal: OSC 52).
+    Copy(String),
+    /// Leave the screen for `$VISUAL`/`$EDITOR` on this text; what it saves goes to the
+    /// composer ([`App::editor_done`]).
+    Editor(String),
 }
 
 #[derive(Clone, Debug)]
@@ -63,82 +58,7 @@ pub enum Focus {
     Composer,
 }
 
-/// One-line prompts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PromptKind {
-    NewDm,
-    NewGroup,
-    JoinChannel,
-    SearchUsers,
-    /// Text in the loaded messages of the open conversation, newest first.
-    SearchMessages,
-    React {
-        conversation_id: u64,
-        message_id: u64,
-    },
-    AddMember {
-        conversation_id: u64,
-    },
-    /// A file to upload and send (Tab completes the path).
-    AttachFile {
-        conversation_id: u64,
-    },
-}
-
-impl PromptKind {
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::NewDm => "Direct message to (username)",
-            Self::NewGroup => "New group: NAME USER…",
-            Self::JoinChannel => "Join channel (title, or +TITLE to create)",
-            Self::SearchUsers => "Search users",
-            Self::SearchMessages => "Search messages (again: older matches)",
-            Self::React { .. } => "React with (emoji or :shortcode:)",
-            Self::AddMember { .. } => "Add member (username)",
-            Self::AttachFile { .. } => "Attach file (path; Tab completes)",
-        }
-    }
-}
-
-/// A list in a popup.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListItem {
-    pub label: String,
-    /// For search results: the user to open a DM with.
-    pub user: Option<u64>,
-}
-
-#[derive(Clone, Debug)]
-pub enum Overlay {
-    None,
-    Help,
-    Prompt {
-        kind: PromptKind,
-        input: Composer,
-        /// What the last Tab matched, when it was more than one.
-        completions: Vec<String>,
-    },
-    /// `members` is the conversation whose members are listed (`x` removes one).
-    List {
-        title: String,
-        items: Vec<ListItem>,
-        selected: usize,
-        members: Option<u64>,
-    },
-    ConfirmDelete {
-        conversation_id: u64,
-        message_id: u64,
-    },
-    /// Which attachment of a message to save (or open).
-    Attachments {
-        conversation_id: u64,
-        message_id: u64,
-        selected: usize,
-        open: bool,
-    },
-    /// Message search across every conversation: the state is [`App::message_search`].
-    MessageSearch,
-}
+pub use super::overlay::{ListItem, LoginForm, Overlay, PromptKind};
 
 /// What a `Tag::Ui` request was for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +87,8 @@ pub(crate) enum Purpose {
     Join(String),
     /// A page of the message search numbered so (answers to older searches are dropped).
     MessageSearch(u64),
+    /// Names for Tab in a prompt, asked when it held this text.
+    Complete(String),
 }
 
 /// The whole TUI state.
@@ -186,7 +108,13 @@ pub struct App {
     pub filtering: bool,
     /// Selected message (seq); `None` follows the newest.
     pub selected: Option<u64>,
+    /// What is written in the open conversation.
     pub composer: Composer,
+    /// The other conversations' drafts (`drafts.rs`).
+    pub drafts: HashMap<u64, Composer>,
+    /// The conversation to reopen when the conversations arrive (the last one open before a
+    /// restart), with the message that was selected.
+    pub reopen: Option<(u64, Option<u64>)>,
     pub overlay: Overlay,
     pub status: Option<(String, u64)>,
     pub effects: Vec<Effect>,
@@ -199,6 +127,13 @@ pub struct App {
     pub notify: NotifyConfig,
     /// Height of the message pane at the last draw (for paging).
     pub view_height: Cell<u16>,
+    /// The message at the top of the message pane at the last draw (conversation, seq): the view
+    /// scrolls only as far as the selection needs.
+    pub view_anchor: Cell<Option<(u64, u64)>>,
+    /// The "new messages" divider: (conversation, the read marker's seq when it was opened).
+    pub divider: Option<(u64, u64)>,
+    /// When offline: the time of the next attempt (the status bar counts down to it).
+    pub retry_at_ms: u64,
     pub(crate) requests: HashMap<u64, Purpose>,
     next_request: u64,
     users_asked: HashSet<u64>,
@@ -218,6 +153,8 @@ pub struct App {
     pub media: MediaConfig,
     /// Where attachments are downloaded to be opened.
     pub open_dir: PathBuf,
+    /// `[ui] hyperlinks`: links in messages are terminal hyperlinks (OSC 8).
+    pub hyperlinks: bool,
 }
 
 impl App {
@@ -236,6 +173,8 @@ impl App {
             filtering: false,
             selected: None,
             composer: Composer::default(),
+            drafts: HashMap::new(),
+            reopen: None,
             overlay: Overlay::None,
             status: None,
             effects: Vec::new(),
@@ -247,6 +186,9 @@ impl App {
             muted: BTreeSet::new(),
             notify: NotifyConfig::default(),
             view_height: Cell::new(20),
+            view_anchor: Cell::new(None),
+            divider: None,
+            retry_at_ms: 0,
             requests: HashMap::new(),
             next_request: 0,
             users_asked: HashSet::new(),
@@ -259,12 +201,28 @@ impl App {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             media: MediaConfig::default(),
             open_dir: std::env::temp_dir().join("confab-open"),
+            hyperlinks: false,
         }
     }
 
-    /// Shows a line in the status bar for a few seconds.
+    /// Shows a line in the status bar for a few seconds, or until [`done`](Self::done).
     pub fn say(&mut self, s: impl Into<String>) {
         self.status = Some((s.into(), self.now_ms + 6_000));
+    }
+
+    /// Something the user asked for succeeded: a line about an earlier one (an error, "not
+    /// sent") is out of date.
+    pub(crate) fn done(&mut self) {
+        self.status = None;
+    }
+
+    /// A user's presence as far as this client knows it: unknown while it is not online (what
+    /// it last heard may be stale).
+    pub fn presence(&self, user: u64) -> v1::PresenceState {
+        match self.conn {
+            ConnState::Online => self.store.presence(user),
+            _ => v1::PresenceState::Unspecified,
+        }
     }
 
     pub(crate) fn net(&mut self, c: Command) {
@@ -307,6 +265,9 @@ impl App {
 
     /// Opens a conversation: loads its latest page and marks it read.
     pub fn open_conversation(&mut self, id: u64) {
+        if self.open != Some(id) {
+            self.done();
+        }
         self.show_conversation(id);
         self.selected = None;
         let page = self.history_page;
@@ -321,6 +282,8 @@ impl App {
 
     /// Shows a conversation in the message pane and marks it read.
     pub(crate) fn show_conversation(&mut self, id: u64) {
+        self.place_divider(id);
+        self.swap_draft(id);
         self.open = Some(id);
         self.focus = Focus::Messages;
         self.list_id = Some(id);
@@ -350,6 +313,9 @@ impl App {
     pub fn on_update(&mut self, u: Update) {
         match u {
             Update::Connection(s) => {
+                if let ConnState::Offline { retry_in, .. } = &s {
+                    self.retry_at_ms = self.now_ms + retry_in.as_millis() as u64;
+                }
                 if let ConnState::SignedOut(reason) = &s {
                     self.screen = Screen::Login(LoginForm { error: Some(reason.clone()), ..Default::default() });
                 }
@@ -361,9 +327,24 @@ impl App {
             Update::Snapshot(s) => {
                 self.store.reset(&s.me, &s.conversations, &s.users);
                 self.screen = Screen::Main;
+                // The first list after a start: back where the user was.
+                if let Some((id, selected)) = self.reopen.take()
+                    && self.open.is_none()
+                    && self.store.convs.contains_key(&id)
+                {
+                    match selected {
+                        Some(seq) => self.open_at(id, seq),
+                        None => self.open_conversation(id),
+                    }
+                    return;
+                }
                 if let Some(id) = self.open {
                     if self.store.convs.contains_key(&id) {
+                        // A fresh list (a reconnect, the server's after the cache's): the same
+                        // view, the selected message kept.
+                        let selected = self.selected;
                         self.open_conversation(id);
+                        self.selected = selected;
                     } else {
                         self.open = None;
                     }
@@ -380,6 +361,7 @@ impl App {
             }
             Update::History { conversation_id, before_seq, after_seq, messages, has_more } => {
                 self.store.merge_history(conversation_id, before_seq, after_seq, &messages, has_more);
+                self.snap_selection(conversation_id);
                 let me = self.store.me.user_id;
                 if let Some(m) = messages.iter().rev().find(|m| m.sender_id == me && !m.deleted) {
                     let (conversation_id, message_id, seq) = (conversation_id, m.message_id, m.seq);
@@ -395,7 +377,30 @@ impl App {
                     self.say(format!("{} added you to a conversation", self.store.username(n.actor_id)));
                 }
             }
+            // A message of the outbox (left by an earlier run, or still waiting after a
+            // snapshot): pending, once.
+            Update::Queued(o) => {
+                let shown =
+                    self.store.convs.get(&o.conversation_id).is_some_and(|c| {
+                        c.pending.iter().any(|p| p.client_msg_id.eq_ignore_ascii_case(&o.client_msg_id))
+                    });
+                if !shown {
+                    let pending = crate::store::Pending {
+                        client_msg_id: o.client_msg_id,
+                        text: o.text,
+                        reply_to: o.reply_to,
+                        created_ms: if o.written_ms == 0 { self.now_ms } else { o.written_ms },
+                        attachments: o.attachments.iter().map(|a| a.to_proto()).collect(),
+                        seq: None,
+                        failed: None,
+                    };
+                    self.store.add_pending(o.conversation_id, pending);
+                }
+            }
             Update::Sent { conversation_id, client_msg_id, result } => {
+                if self.status.as_ref().is_some_and(|(s, _)| s.starts_with("not sent")) {
+                    self.done();
+                }
                 self.store.sent(conversation_id, &client_msg_id, result.seq);
             }
             Update::SendFailed { conversation_id, client_msg_id, error } => {

@@ -1,5 +1,6 @@
-//! Path completion for the attach prompt, as a shell does it on Tab: one match completes (a
-//! directory gets its `/`), several complete to their longest common start and are listed.
+//! Completion on Tab, as a shell does it: paths in the attach prompt, names in the other prompts.
+//! One match completes (a directory gets its `/`), several complete to their longest common
+//! start and are listed.
 //! Relative paths are taken from the client's working directory; `~/` is the home directory.
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,26 @@ pub fn complete_path(input: &str, cwd: &Path) -> Completion {
     }
 }
 
+/// Completes `input` from `names` (usernames, channel titles, commands) case-insensitively: one
+/// match completes, several complete to their longest common start and are listed.
+pub fn complete_word(input: &str, names: &[String]) -> Completion {
+    let lower = input.to_lowercase();
+    let mut found: Vec<String> = names.iter().filter(|n| n.to_lowercase().starts_with(&lower)).cloned().collect();
+    found.sort_by_key(|n| n.to_lowercase());
+    found.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    match found.len() {
+        0 => Completion { text: input.to_string(), candidates: Vec::new() },
+        1 => Completion { text: found.remove(0), candidates: Vec::new() },
+        _ => {
+            let lowered: Vec<String> = found.iter().map(|n| n.to_lowercase()).collect();
+            let common = common_prefix(&lowered).chars().count();
+            let text =
+                if common > input.chars().count() { found[0].chars().take(common).collect() } else { input.into() };
+            Completion { text, candidates: found }
+        }
+    }
+}
+
 /// The longest start all of `names` share (whole characters).
 fn common_prefix(names: &[String]) -> &str {
     let first = names[0].as_str();
@@ -101,5 +122,16 @@ mod tests {
         assert_eq!(c(&abs).text, format!("{}/report.pdf", d.path().display()));
         assert_eq!(resolve("photos/cat.png", d.path()), d.path().join("photos/cat.png"));
         assert_eq!(common_prefix(&["héllo".into(), "hélp".into()]), "hél");
+    }
+
+    #[test]
+    fn completes_names_ignoring_case() {
+        let names: Vec<String> = ["bob", "Bobby", "carol", "bob"].map(String::from).to_vec();
+        assert_eq!(complete_word("ca", &names), Completion { text: "carol".into(), candidates: vec![] });
+        assert_eq!(
+            complete_word("B", &names),
+            Completion { text: "bob".into(), candidates: vec!["bob".into(), "Bobby".into()] }
+        );
+        assert_eq!(complete_word("x", &names), Completion { text: "x".into(), candidates: vec![] });
     }
 }

@@ -15,6 +15,8 @@ pub enum Purpose {
     },
 }
 
+use unicode_width::UnicodeWidthChar;
+
 /// A text buffer; the cursor is a char index.
 #[derive(Clone, Debug, Default)]
 pub struct Composer {
@@ -71,6 +73,14 @@ impl Composer {
         self.take_selection();
         self.text.insert(self.cursor, c);
         self.cursor += 1;
+    }
+
+    /// Inserts a text at the cursor (a paste), replacing a selection.
+    pub fn insert_str(&mut self, s: &str) {
+        self.take_selection();
+        let at = self.cursor;
+        self.text.splice(at..at, s.chars());
+        self.cursor += s.chars().count();
     }
 
     pub fn backspace(&mut self) {
@@ -144,6 +154,50 @@ impl Composer {
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count());
         (lines, (line, col))
     }
+
+    /// The text as drawn `width` columns wide: each line soft-wrapped after a space (inside a
+    /// word longer than the width, anywhere), and the cursor's (row, column) on those rows. A
+    /// cursor after a full row gets a row of its own below.
+    pub fn visual_lines(&self, width: usize) -> (Vec<String>, (usize, usize)) {
+        let width = width.max(1);
+        let w = |c: &char| UnicodeWidthChar::width(*c).unwrap_or(0);
+        let mut rows = Vec::new();
+        let mut cursor = (0, 0);
+        let mut line_start = 0;
+        for line in self.text.split(|c| *c == '\n') {
+            let mut start = 0;
+            loop {
+                // The most that fits, at least one char; then back to after the last space.
+                let (mut end, mut used) = (start, 0);
+                while end < line.len() && (end == start || used + w(&line[end]) <= width) {
+                    used += w(&line[end]);
+                    end += 1;
+                }
+                if end < line.len()
+                    && let Some(space) = line[start..end].iter().rposition(|c| *c == ' ')
+                    && space > 0
+                {
+                    end = start + space + 1;
+                }
+                let at = self.cursor.checked_sub(line_start + start);
+                let last = end == line.len();
+                if let Some(off) = at.filter(|off| *off < end - start || (last && *off == end - start)) {
+                    let col: usize = line[start..start + off].iter().map(w).sum();
+                    cursor = if col >= width && last { (rows.len() + 1, 0) } else { (rows.len(), col) };
+                }
+                rows.push(line[start..end].iter().collect::<String>());
+                if last {
+                    break;
+                }
+                start = end;
+            }
+            line_start += line.len() + 1;
+        }
+        if cursor.0 == rows.len() {
+            rows.push(String::new());
+        }
+        (rows, cursor)
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +221,41 @@ mod tests {
         c.end();
         c.delete_line();
         assert_eq!(c.text(), "");
+    }
+
+    fn typed(s: &str) -> Composer {
+        let mut c = Composer::default();
+        c.insert_str(s);
+        c
+    }
+
+    #[test]
+    fn long_lines_wrap_after_a_space_and_the_cursor_follows() {
+        let c = typed("the quick brown fox jumps");
+        let (rows, cursor) = c.visual_lines(10);
+        assert_eq!(rows, ["the quick ", "brown fox ", "jumps"]);
+        assert_eq!(cursor, (2, 5));
+        // A word longer than the width is cut anywhere; every char is on a row.
+        let c = typed("abcdefghijklmnop");
+        assert_eq!(c.visual_lines(6), (vec!["abcdef".into(), "ghijkl".into(), "mnop".into()], (2, 4)));
+        // A full last row: the cursor gets a row of its own.
+        let c = typed("abcdef");
+        assert_eq!(c.visual_lines(6), (vec!["abcdef".into(), String::new()], (1, 0)));
+        // Explicit line breaks, wide characters, and the cursor in the middle.
+        let mut c = typed("日本語のテキスト\nok");
+        assert_eq!(c.visual_lines(6).0, ["日本語", "のテキ", "スト", "ok"]);
+        for _ in 0..6 {
+            c.left();
+        }
+        // After "日本語のテ": the second row, two wide chars in.
+        assert_eq!(c.visual_lines(6).1, (1, 4));
+        // The cursor at a soft break belongs to the row it starts.
+        let mut c = typed("aaaa bbbb");
+        for _ in 0..4 {
+            c.left();
+        }
+        assert_eq!(c.visual_lines(6), (vec!["aaaa ".into(), "bbbb".into()], (1, 0)));
+        assert_eq!(typed("").visual_lines(5), (vec![String::new()], (0, 0)));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{App, Effect, Focus, Overlay, PromptKind, Purpose, Screen, search};
 use super::composer::{Composer, Purpose as Compose};
-use super::keymap::Action;
 use crate::net::{Command, Outgoing, Tag, new_client_msg_id};
 use crate::store::Pending;
 
@@ -65,14 +64,25 @@ impl App {
         if f.busy {
             return;
         }
+        let n = f.fields();
         match k.code {
             KeyCode::Esc => self.quit = true,
-            KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => f.field = 1 - f.field,
-            _ if ctrl(k, 'r') => f.register = !f.register,
-            KeyCode::Enter if f.field == 0 => f.field = 1,
+            KeyCode::Tab | KeyCode::Down => f.field = (f.field + 1) % n,
+            KeyCode::BackTab | KeyCode::Up => f.field = (f.field + n - 1) % n,
+            _ if ctrl(k, 'r') => {
+                f.register = !f.register;
+                f.field = f.field.min(f.fields() - 1);
+            }
+            KeyCode::Enter if f.field + 1 < n => f.field += 1,
             KeyCode::Enter => {
                 if f.username.is_empty() || f.password.is_empty() {
                     f.error = Some("enter a username and a password".into());
+                    return;
+                }
+                if f.register && f.confirm != f.password {
+                    f.error = Some("the two passwords differ: type the password again".into());
+                    f.confirm.clear();
+                    f.field = 2;
                     return;
                 }
                 f.busy = true;
@@ -82,12 +92,10 @@ impl App {
                 self.effects.push(e);
             }
             KeyCode::Backspace => {
-                let field = if f.field == 0 { &mut f.username } else { &mut f.password };
-                field.pop();
+                f.field_mut().pop();
             }
             KeyCode::Char(c) if !k.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => {
-                let field = if f.field == 0 { &mut f.username } else { &mut f.password };
-                field.push(c);
+                f.field_mut().push(c);
             }
             _ => {}
         }
@@ -115,18 +123,33 @@ impl App {
     }
 
     fn overlay_key(&mut self, k: &KeyEvent) {
-        if k.code == KeyCode::Tab && matches!(self.overlay, Overlay::Prompt { kind: PromptKind::AttachFile { .. }, .. })
-        {
-            return self.complete_prompt();
+        if k.code == KeyCode::Tab && matches!(self.overlay, Overlay::Prompt { .. }) {
+            return self.tab_complete();
         }
         if matches!(self.overlay, Overlay::MessageSearch) {
             return self.message_search_key(k);
         }
+        if matches!(self.overlay, Overlay::Links { .. }) {
+            return self.links_key(k);
+        }
         match &mut self.overlay {
-            Overlay::None | Overlay::MessageSearch => {}
-            Overlay::Help => {
-                if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter) {
-                    self.overlay = Overlay::None;
+            Overlay::None | Overlay::MessageSearch | Overlay::Links { .. } => {}
+            Overlay::Help { scroll } => {
+                let page = (self.view_height.get() / 2).max(1);
+                let s = scroll.get();
+                match k.code {
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter => {
+                        self.overlay = Overlay::None
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => scroll.set(s + 1),
+                    KeyCode::Up | KeyCode::Char('k') => scroll.set(s.saturating_sub(1)),
+                    KeyCode::PageDown | KeyCode::Char(' ') => scroll.set(s + page),
+                    _ if ctrl(k, 'd') || ctrl(k, 'f') => scroll.set(s + page),
+                    KeyCode::PageUp => scroll.set(s.saturating_sub(page)),
+                    _ if ctrl(k, 'u') || ctrl(k, 'b') => scroll.set(s.saturating_sub(page)),
+                    KeyCode::Char('g') | KeyCode::Home => scroll.set(0),
+                    KeyCode::Char('G') | KeyCode::End => scroll.set(u16::MAX),
+                    _ => {}
                 }
             }
             Overlay::ConfirmDelete { conversation_id, message_id } => {
@@ -202,14 +225,17 @@ impl App {
         }
     }
 
-    fn submit_prompt(&mut self, kind: PromptKind, text: String) {
+    pub(crate) fn submit_prompt(&mut self, kind: PromptKind, text: String) {
         match kind {
             PromptKind::NewDm => {
                 let name = text.trim_start_matches('@').to_string();
                 self.request(Purpose::DmWith(name.clone()), search(&name));
             }
             PromptKind::NewGroup => {
-                let mut words = text.split_whitespace().map(str::to_string);
+                // Shell-style words: "release crew" bob is a name with a space and one member.
+                let Some(mut words) = shlex::split(&text).map(Vec::into_iter) else {
+                    return self.say("unbalanced quote: write \"a name with spaces\" user…");
+                };
                 let title = words.next().unwrap_or_default();
                 self.group_step(title, words.collect(), Vec::new());
             }
@@ -223,6 +249,11 @@ impl App {
             PromptKind::SearchUsers => self.request(Purpose::Search, search(&text)),
             PromptKind::SearchMessages => self.search_messages(text),
             PromptKind::React { conversation_id, message_id } => {
+                // `:thumbsup:`, `+1` and 👍 are one emoji, sent and counted as 👍.
+                let Some(emoji) = crate::emoji::parse(&text) else {
+                    return self.say(format!("{text:?} is not an emoji or a :shortcode: (:thumbsup:, :tada:)"));
+                };
+                let text = emoji.to_string();
                 let mine = self
                     .store
                     .convs
@@ -241,6 +272,7 @@ impl App {
                 self.request(Purpose::AddMember { conversation_id, name: name.clone() }, search(&name));
             }
             PromptKind::AttachFile { conversation_id } => self.attach(conversation_id, &text),
+            PromptKind::Command => self.command(&text),
         }
     }
 
@@ -288,6 +320,8 @@ impl App {
                 self.stop_typing();
             }
             _ if newline => self.composer.insert('\n'),
+            // The external editor, keeping what the text is for (a reply, an edit).
+            _ if ctrl(k, 'x') => self.editor(),
             KeyCode::Enter => self.submit(),
             _ => {
                 if edit(&mut self.composer, k) {
@@ -298,7 +332,7 @@ impl App {
     }
 
     /// Tells the others we type, at most every few seconds.
-    fn typing(&mut self) {
+    pub(crate) fn typing(&mut self) {
         let Some(conv) = self.open else { return };
         if self.composer.is_empty() {
             return self.stop_typing();
@@ -311,7 +345,7 @@ impl App {
         self.net(Command::Request { tag: Tag::Silent, request: req });
     }
 
-    fn stop_typing(&mut self) {
+    pub(crate) fn stop_typing(&mut self) {
         if let Some((conv, _)) = self.typing_sent.take() {
             let req = Request::SetTyping(v1::SetTyping { conversation_id: conv, typing: false });
             self.net(Command::Request { tag: Tag::Silent, request: req });
@@ -348,7 +382,16 @@ impl App {
                 };
                 self.store.add_pending(conv, pending);
                 let attachments = Vec::new();
-                let out = Outgoing { conversation_id: conv, client_msg_id, text, reply_to, mentions, attachments };
+                let written_ms = self.now_ms;
+                let out = Outgoing {
+                    conversation_id: conv,
+                    client_msg_id,
+                    text,
+                    reply_to,
+                    mentions,
+                    attachments,
+                    written_ms,
+                };
                 self.net(Command::Send(out));
             }
         }
@@ -371,192 +414,7 @@ impl App {
         ids
     }
 
-    fn prompt(&mut self, kind: PromptKind) {
+    pub(crate) fn prompt(&mut self, kind: PromptKind) {
         self.overlay = Overlay::Prompt { kind, input: Composer::default(), completions: Vec::new() };
-    }
-
-    /// The selected message, or the newest when none is selected.
-    pub(crate) fn target(&self) -> Option<(u64, crate::store::Msg)> {
-        let conv = self.store.convs.get(&self.open?)?;
-        let m = match self.selected {
-            Some(seq) => conv.messages.get(&seq),
-            None => conv.messages.values().next_back(),
-        }?;
-        Some((conv.id, m.clone()))
-    }
-
-    /// Seqs of the open conversation's loaded messages.
-    fn seqs(&self) -> Vec<u64> {
-        self.open
-            .and_then(|id| self.store.convs.get(&id))
-            .map(|c| c.messages.keys().copied().collect())
-            .unwrap_or_default()
-    }
-
-    fn move_selection(&mut self, delta: i64) {
-        let seqs = self.seqs();
-        if seqs.is_empty() {
-            return;
-        }
-        let cur = match self.selected {
-            Some(s) => seqs.iter().position(|x| *x == s).unwrap_or(seqs.len() - 1) as i64,
-            None if delta < 0 => seqs.len() as i64,
-            None => return,
-        };
-        let next = cur + delta;
-        if let Some(stop) = self.stop_at_gap(&seqs, cur, next) {
-            self.selected = Some(stop);
-            return;
-        }
-        if next >= seqs.len() as i64 {
-            self.selected = None;
-        } else {
-            let i = next.max(0) as usize;
-            self.selected = Some(seqs[i]);
-            if next <= 0
-                && let Some(id) = self.open
-            {
-                self.load_older(id);
-            }
-        }
-    }
-
-    fn move_list(&mut self, delta: i64) {
-        let n = self.visible().len() as i64;
-        if n > 0 {
-            self.select_index((self.list_index() as i64 + delta).clamp(0, n - 1) as usize);
-        }
-    }
-
-    /// Normal-mode actions.
-    pub fn action(&mut self, a: Action) {
-        let half = i64::from(self.view_height.get() / 4).max(1);
-        let in_messages = self.focus == Focus::Messages && self.open.is_some();
-        match a {
-            Action::Quit => self.quit = true,
-            Action::Help => self.overlay = Overlay::Help,
-            Action::Down if in_messages => self.move_selection(1),
-            Action::Up if in_messages => self.move_selection(-1),
-            Action::PageDown if in_messages => self.move_selection(half),
-            Action::PageUp if in_messages => self.move_selection(-half),
-            Action::Top if in_messages => self.move_selection(-(self.seqs().len() as i64)),
-            Action::Bottom if in_messages => self.follow_newest(),
-            Action::Down => self.move_list(1),
-            Action::Up => self.move_list(-1),
-            Action::PageDown => self.move_list(half),
-            Action::PageUp => self.move_list(-half),
-            Action::Top => self.select_index(0),
-            Action::Bottom => self.move_list(i64::MAX / 2),
-            Action::Open => match self.focus {
-                Focus::List => {
-                    if let Some(id) = self.visible().get(self.list_index()).copied() {
-                        self.open_conversation(id);
-                    }
-                }
-                _ => self.focus = Focus::Composer,
-            },
-            Action::Back => {
-                self.focus = Focus::List;
-                self.selected = None;
-            }
-            Action::NextPane => {
-                self.focus = match self.focus {
-                    Focus::List if self.open.is_some() => Focus::Messages,
-                    _ => Focus::List,
-                }
-            }
-            Action::Compose if self.open.is_some() => self.focus = Focus::Composer,
-            Action::Compose => self.say("open a conversation first"),
-            Action::Filter if in_messages => {
-                // The last search, selected: Enter repeats it (older matches), typing replaces it.
-                let mut input = Composer::default();
-                input.set_selected(&self.last_search);
-                self.overlay = Overlay::Prompt { kind: PromptKind::SearchMessages, input, completions: Vec::new() };
-            }
-            Action::Filter => {
-                self.focus = Focus::List;
-                self.filtering = true;
-            }
-            Action::NewDm => self.prompt(PromptKind::NewDm),
-            Action::NewGroup => self.prompt(PromptKind::NewGroup),
-            Action::JoinChannel => self.prompt(PromptKind::JoinChannel),
-            Action::SearchUsers => self.prompt(PromptKind::SearchUsers),
-            Action::SearchMessages => self.open_message_search(),
-            Action::Mute => {
-                let Some(id) = self.open.or_else(|| self.visible().get(self.list_index()).copied()) else { return };
-                let muted = if self.muted.remove(&id) {
-                    false
-                } else {
-                    self.muted.insert(id);
-                    true
-                };
-                self.effects.push(Effect::SaveMuted);
-                // The same mute for the account's push notifications (§24.3): the phone is quiet too.
-                let level = if muted { v1::PushLevel::None as i32 } else { v1::PushLevel::Unspecified as i32 };
-                let req = v1::SetConversationPushSettings { conversation_id: id, level, until_ms: 0 };
-                self.net(Command::Request { tag: Tag::Quiet, request: Request::SetConversationPushSettings(req) });
-                self.say(if muted { "notifications muted" } else { "notifications on" });
-            }
-            Action::Pins | Action::Members | Action::AddMember => {
-                let Some(id) = self.open else { return self.say("open a conversation first") };
-                match a {
-                    Action::Pins => {
-                        self.request(Purpose::Pins(id), Request::ListPins(v1::ListPins { conversation_id: id }))
-                    }
-                    Action::Members => {
-                        let req = v1::ListMembers { conversation_id: id, after_user_id: 0, limit: 500 };
-                        self.request(Purpose::Members(id), Request::ListMembers(req));
-                    }
-                    _ => self.prompt(PromptKind::AddMember { conversation_id: id }),
-                }
-            }
-            Action::Reply | Action::Edit | Action::Delete | Action::React | Action::Pin => self.message_action(a),
-            Action::Attach => self.attach_prompt(),
-            Action::Save => self.attachment_key(false),
-            Action::OpenAttachment => self.attachment_key(true),
-        }
-    }
-
-    fn message_action(&mut self, a: Action) {
-        let me = self.store.me.user_id;
-        let target = if a == Action::Edit && self.selected.is_none() {
-            // Edit with nothing selected: our latest message.
-            self.open.and_then(|id| {
-                let c = self.store.convs.get(&id)?;
-                c.messages.values().rev().find(|m| m.sender == me && !m.deleted).map(|m| (id, m.clone()))
-            })
-        } else {
-            self.target()
-        };
-        let Some((conv, m)) = target else { return self.say("no message selected") };
-        if m.deleted {
-            return self.say("that message was deleted");
-        }
-        match a {
-            Action::Reply => {
-                self.composer.purpose = Compose::Reply { message_id: m.id };
-                self.focus = Focus::Composer;
-            }
-            Action::Edit if m.sender == me => {
-                self.composer.set(&m.text);
-                self.composer.purpose = Compose::Edit { message_id: m.id };
-                self.focus = Focus::Composer;
-            }
-            Action::Delete if m.sender == me => {
-                self.overlay = Overlay::ConfirmDelete { conversation_id: conv, message_id: m.id };
-            }
-            Action::Edit | Action::Delete => self.say("only your own messages"),
-            Action::React => self.prompt(PromptKind::React { conversation_id: conv, message_id: m.id }),
-            Action::Pin => {
-                let (conversation_id, message_id) = (conv, m.id);
-                let req = if m.pinned {
-                    Request::UnpinMessage(v1::UnpinMessage { conversation_id, message_id })
-                } else {
-                    Request::PinMessage(v1::PinMessage { conversation_id, message_id })
-                };
-                self.quiet(req);
-            }
-            _ => {}
-        }
     }
 }

@@ -40,6 +40,8 @@ actions! {
     Bottom "bottom" ["G", "End"] "last conversation / newest message",
     PageUp "page_up" ["Ctrl-u", "PageUp"] "half a page up",
     PageDown "page_down" ["Ctrl-d", "PageDown"] "half a page down",
+    FullPageUp "full_page_up" ["Ctrl-b"] "a page up",
+    FullPageDown "full_page_down" ["Ctrl-f"] "a page down",
     Open "open" ["l", "Enter", "Right"] "open the conversation",
     Back "back" ["h", "Left", "Esc"] "back to the conversation list",
     NextPane "next_pane" ["Tab"] "switch between list and messages",
@@ -49,7 +51,11 @@ actions! {
     NewGroup "new_group" ["c"] "create a group: NAME USER…",
     JoinChannel "join_channel" ["J"] "join a channel (or create it with +NAME)",
     SearchUsers "search_users" ["s"] "search users (Enter opens a DM)",
-    SearchMessages "search" ["S", "Ctrl-f"] "search messages in all conversations",
+    SearchMessages "search" ["S"] "search messages in all conversations",
+    NextUnread "next_unread" ["u"] "next conversation with unread messages (mentions first)",
+    FirstUnread "first_unread" ["U"] "jump to the new-messages divider",
+    Command "command" [":"] "a command: leave, topic, invite… (:help lists them)",
+    Reconnect "reconnect" ["R"] "reconnect now (when offline)",
     Reply "reply" ["r"] "reply to the selected message",
     Edit "edit" ["e"] "edit the selected message",
     Delete "delete" ["d"] "delete the selected message",
@@ -62,6 +68,9 @@ actions! {
     Members "members" ["m"] "members of the conversation",
     AddMember "add_member" ["A"] "add a member to the group",
     Mute "mute" ["M"] "mute / unmute notifications for the conversation",
+    Yank "yank" ["y"] "copy the selected message's text (clipboard, OSC 52)",
+    OpenLink "open_link" ["O"] "open a link of the selected (or newest) message",
+    Editor "editor" ["E"] "write the message in $VISUAL / $EDITOR",
 }
 
 /// A key with its modifiers, as written in the config file ("Ctrl-u", "G", "Enter").

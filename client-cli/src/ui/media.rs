@@ -321,6 +321,7 @@ impl App {
             reply_to: 0,
             mentions: Vec::new(),
             attachments: vec![out],
+            written_ms: self.now_ms,
         })));
         if self.open == Some(conversation_id) {
             self.selected = None;

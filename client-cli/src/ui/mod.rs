@@ -2,23 +2,30 @@
 //! draws, then waits on the terminal, the network actor and a timer at once; the network runs
 //! in its own task, so the UI never waits on it. The terminal is restored on exit and on panic.
 
+mod actions;
 pub mod app;
+pub mod cached;
+mod commands;
 pub mod complete;
 pub mod composer;
+pub mod drafts;
 mod history;
 mod input;
 pub mod keymap;
 pub mod media;
 pub mod notify;
+pub mod overlay;
 pub mod render;
 mod replies;
 pub mod search;
+mod text_actions;
+mod unread;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Context;
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -32,11 +39,19 @@ use ratatui_image::picker::{Picker, ProtocolType};
 
 type Net = Option<(NetHandle, mpsc::Receiver<Update>)>;
 
-/// The profile's TUI state on disk.
+/// The profile's TUI state on disk (`tui-state.toml`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct UiState {
     #[serde(default)]
     muted: BTreeSet<u64>,
+    /// The conversation open at the last save, and its selected message.
+    #[serde(default)]
+    open: Option<u64>,
+    #[serde(default)]
+    selected: Option<u64>,
+    /// Unsent drafts by conversation id (TOML keys are strings).
+    #[serde(default)]
+    drafts: BTreeMap<String, drafts::SavedDraft>,
 }
 
 fn state_path(settings: &Settings) -> std::path::PathBuf {
@@ -47,26 +62,42 @@ fn load_state(settings: &Settings) -> UiState {
     std::fs::read_to_string(state_path(settings)).ok().and_then(|s| toml::from_str(&s).ok()).unwrap_or_default()
 }
 
-fn save_state(settings: &Settings, app: &App) -> anyhow::Result<()> {
+/// Writes the TUI state (mutes, drafts, the open conversation) to the profile's `tui-state.toml`.
+pub fn save_state(settings: &Settings, app: &App) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.profile_dir)?;
-    let s = toml::to_string(&UiState { muted: app.muted.clone() })?;
+    let state = UiState {
+        muted: app.muted.clone(),
+        open: app.open,
+        selected: app.open.and(app.selected),
+        drafts: app.saved_drafts().into_iter().map(|(id, d)| (id.to_string(), d)).collect(),
+    };
+    let s = toml::to_string(&state)?;
     std::fs::write(state_path(settings), s).context("saving the TUI state")
 }
 
 /// Builds the app for a profile (also used by tests to start from the real configuration).
 pub fn new_app(settings: &Settings) -> anyhow::Result<App> {
     let keymap = Keymap::new(&settings.file.keys)?;
-    let signed_in = settings.credentials()?.is_some();
+    let creds = settings.credentials()?;
+    let signed_in = creds.is_some();
     let mut app = App::new(&settings.profile, &settings.server, keymap, signed_in);
     app.tz = *chrono::Local::now().offset();
     app.time_format = settings.file.ui.time_format.clone();
     app.history_page = settings.file.ui.history_page.clamp(10, 200);
     app.notify = settings.file.notifications.clone();
-    app.muted = load_state(settings).muted;
+    let state = load_state(settings);
+    app.muted = state.muted;
+    app.restore_drafts(state.drafts.into_iter().filter_map(|(id, d)| Some((id.parse().ok()?, d))).collect());
+    app.reopen = state.open.map(|id| (id, state.selected));
     app.now_ms = now_ms();
     graphics(&settings.file.media.graphics)?;
     app.media = settings.file.media.clone();
     app.open_dir = settings.file.media.open_dir();
+    app.hyperlinks = settings.file.ui.hyperlinks;
+    // What the account looked like at the last run, shown until the server's snapshot arrives.
+    if let Some(c) = &creds {
+        cached::restore(&mut app, settings, c.user_id);
+    }
     Ok(app)
 }
 
@@ -125,15 +156,19 @@ fn open_with(opener: &str, path: &std::path::Path) -> anyhow::Result<()> {
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut app = new_app(&settings)?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    // Pastes arrive as one event (else each pasted line would be an Enter that sends).
+    crossterm::execute!(std::io::stdout(), EnableBracketedPaste).context("enabling bracketed paste")?;
     app.previews = media::Previews::new(picker(&settings));
     // ratatui's hook restores the terminal; a panic in any task (the network's too) then ends
     // the process instead of leaving the UI running on a restored terminal.
     let restore_and_report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
         restore_and_report(info);
         std::process::exit(101);
     }));
     let result = event_loop(&mut terminal, &mut app, &settings).await;
+    let _ = crossterm::execute!(std::io::stdout(), DisableBracketedPaste);
     ratatui::restore();
     result
 }
@@ -153,6 +188,7 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
     let (login_tx, mut login_rx) = mpsc::channel::<Result<(), String>>(1);
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut saver = cached::Saver::default();
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -162,6 +198,7 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
         tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => app.on_key(k),
+                Some(Ok(Event::Paste(text))) => app.on_paste(&text),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e).context("reading the terminal"),
                 None => return Ok(()),
@@ -195,7 +232,10 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
                     }
                 }
             },
-            _ = tick.tick() => app.on_tick(now_ms()),
+            _ = tick.tick() => {
+                app.on_tick(now_ms());
+                saver.tick(settings, app);
+            }
             // Terminated or the SSH session dropped: quit cleanly (the terminal is restored).
             _ = term.recv() => app.quit = true,
             _ = hangup.recv() => app.quit = true,
@@ -216,7 +256,22 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
                         app.say(format!("{e:#}"));
                     }
                 }
-                Effect::SaveMuted => {
+                Effect::OpenUrl(url) => {
+                    // The opener takes the URL as it would a path.
+                    if let Err(e) = open_with(&settings.file.media.opener, std::path::Path::new(&url)) {
+                        app.say(format!("{e:#}"));
+                    }
+                }
+                Effect::Copy(text) => {
+                    if let Err(e) = text_actions::copy(terminal.backend_mut(), &text) {
+                        app.say(format!("{e:#}"));
+                    }
+                }
+                Effect::Editor(text) => match text_actions::run_editor(terminal, &mut events, &text).await {
+                    Ok(edited) => app.editor_done(&edited),
+                    Err(e) => app.say(format!("{e:#}")),
+                },
+                Effect::SaveState => {
                     if let Err(e) = save_state(settings, app) {
                         app.say(format!("{e:#}"));
                     }
@@ -231,12 +286,16 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, app: &mut App, sett
             }
         }
         if app.quit {
+            if let Err(e) = save_state(settings, app) {
+                tracing::warn!("{e:#}");
+            }
             if let Some((h, mut rx)) = net.take() {
                 let _ = h.try_send(Command::Shutdown);
                 // Let the actor acknowledge what was shown and close cleanly, briefly.
                 let _ = tokio::time::timeout(Duration::from_millis(800), async { while rx.recv().await.is_some() {} })
                     .await;
             }
+            saver.finish(settings, app).await;
             return Ok(());
         }
     }

@@ -19,13 +19,17 @@ impl App {
                 match (tag, purpose) {
                     // Background refreshes: the next one will do.
                     (Tag::Silent | Tag::Users | Tag::Refresh, _) => {}
-                    (_, Some(Purpose::Receipts { .. })) => {}
+                    (_, Some(Purpose::Receipts { .. } | Purpose::Complete(_))) => {}
                     (_, Some(Purpose::MessageSearch(run))) => self.message_search_failed(run, e),
                     _ => self.say(e),
                 }
                 return;
             }
         };
+        // Something asked for worked: an older error on the status bar is out of date.
+        if matches!(tag, Tag::Quiet | Tag::Ui(_)) && !matches!(purpose, Some(Purpose::Complete(_))) {
+            self.done();
+        }
         match (purpose, r) {
             (_, R::GetConversation(c)) => self.store.merge_conversation(&c),
             (_, R::GetUsers(u)) => self.store.add_users(&u.users),
@@ -63,7 +67,7 @@ impl App {
                         let p = if m.user_id == self.store.me.user_id {
                             "(you)"
                         } else {
-                            crate::format::presence_name(self.store.presence(m.user_id))
+                            crate::format::presence_name(self.presence(m.user_id))
                         };
                         ListItem {
                             label: format!("{:<24} {role:<10} {p}", self.store.username(m.user_id)),
@@ -73,6 +77,13 @@ impl App {
                     .collect();
                 let title = "Members (Enter: DM, x: remove)".into();
                 self.overlay = Overlay::List { title, items, selected: 0, members: Some(conversation_id) };
+            }
+            (Some(Purpose::Complete(typed)), R::SearchUsers(r)) => {
+                self.store.add_users(&r.users);
+                self.completed(&typed, r.users.iter().map(|u| u.username.clone()).collect());
+            }
+            (Some(Purpose::Complete(typed)), R::DiscoverChannels(r)) => {
+                self.completed(&typed, r.conversations.iter().map(|c| c.title.clone()).collect());
             }
             (Some(Purpose::Search), R::SearchUsers(r)) => {
                 self.store.add_users(&r.users);

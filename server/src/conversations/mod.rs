@@ -27,6 +27,8 @@ pub const MAX_HISTORY: u32 = 200;
 const MAX_USER_UPDATES: u32 = 500;
 /// Rough byte budget of one Sync answer's events, so it stays far below frame limits.
 const SYNC_BYTES: usize = 512 * 1024;
+/// How long before the server's receive time a message's `written_at_ms` may be (§13.2): 24 h.
+pub const MAX_WRITTEN_AGE_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// One conversation's part of a Sync answer.
 #[derive(Debug)]
@@ -72,6 +74,17 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), ServerE
         return Err(ServerError::invalid(field, "NUL characters are not allowed"));
     }
     Ok(())
+}
+
+/// §13.2: when the sender wrote a message, as stored: 0 stays 0 (not given); anything else is
+/// clamped to `[now_ms - 24 h, now_ms]` (Unix milliseconds), so a clock ahead of the server's
+/// yields the receive time and one far behind yields 24 h before it.
+fn written_at(given: u64, now_ms: i64) -> i64 {
+    if given == 0 {
+        return 0;
+    }
+    let given = i64::try_from(given).unwrap_or(i64::MAX);
+    given.clamp(now_ms.saturating_sub(MAX_WRITTEN_AGE_MS).max(1), now_ms.max(1))
 }
 
 /// §13.2: a client_msg_id is a UUID (RFC 9562) in its 36-character hyphenated form, not nil or
@@ -266,6 +279,7 @@ impl Conversations {
         reply_to: u64,
         mentions: &[u64],
         attachments: Vec<AttachmentRec>,
+        written_at_ms: u64,
     ) -> Result<Sent, ServerError> {
         let conversation_id = id("send_message.conversation_id", conv)?;
         let client_msg_id = idempotency_key(client_msg_id)?;
@@ -281,6 +295,7 @@ impl Conversations {
         mentions.sort_unstable();
         mentions.dedup();
         let reply_to = if reply_to == 0 { None } else { Some(id("send_message.reply_to_message_id", reply_to)?) };
+        let now_ms = now_ms();
         let op = WriteOp::Send {
             conversation_id,
             sender: auth.user_id,
@@ -290,7 +305,8 @@ impl Conversations {
             reply_to,
             mentions,
             attachments,
-            now_ms: now_ms(),
+            written_at_ms: written_at(written_at_ms, now_ms),
+            now_ms,
         };
         match self.0.writer.submit(op).await?.result {
             Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate }) => {
@@ -461,5 +477,21 @@ impl Conversations {
                 Receipt { user_id: w.user_id, state }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_WRITTEN_AGE_MS, written_at};
+
+    #[test]
+    fn written_at_is_clamped_to_the_day_before_the_receive_time() {
+        let now = 1_700_000_000_000;
+        assert_eq!(written_at(0, now), 0, "not given");
+        assert_eq!(written_at((now - 600_000) as u64, now), now - 600_000, "ten minutes ago, as given");
+        assert_eq!(written_at((now - 2 * MAX_WRITTEN_AGE_MS) as u64, now), now - MAX_WRITTEN_AGE_MS);
+        assert_eq!(written_at((now + 5_000) as u64, now), now, "the future is now");
+        assert_eq!(written_at(u64::MAX, now), now);
+        assert_eq!(written_at(1, now), now - MAX_WRITTEN_AGE_MS);
     }
 }

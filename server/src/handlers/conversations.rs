@@ -78,7 +78,16 @@ pub(crate) async fn send(state: &AppState, a: &Caller, r: v1::SendMessage) -> Ou
     let attachments = state.media().attachments(a, &r.attachments).await?;
     let sent = state
         .conversations()
-        .send(a, r.conversation_id, &r.client_msg_id, &r.text, r.reply_to_message_id, &r.mention_user_ids, attachments)
+        .send(
+            a,
+            r.conversation_id,
+            &r.client_msg_id,
+            &r.text,
+            r.reply_to_message_id,
+            &r.mention_user_ids,
+            attachments,
+            r.written_at_ms,
+        )
         .await?;
     Ok(R::SendMessage(wire::sent(&sent)))
 }

@@ -41,6 +41,7 @@ pub(super) struct SendRef<'a> {
     reply_to: Option<MessageId>,
     mentions: &'a [UserId],
     attachments: &'a [AttachmentRec],
+    written_at: i64,
     now: i64,
 }
 
@@ -57,6 +58,7 @@ impl<'a> SendRef<'a> {
                 reply_to,
                 mentions,
                 attachments,
+                written_at_ms,
                 now_ms,
             } => Some(Self {
                 conv: *conversation_id,
@@ -67,6 +69,7 @@ impl<'a> SendRef<'a> {
                 reply_to: *reply_to,
                 mentions,
                 attachments,
+                written_at: *written_at_ms,
                 now: *now_ms,
             }),
             _ => None,
@@ -338,7 +341,7 @@ where
                 log_texts.push(seal(s, Place::Log { conv: s.conv.0, seq: *seq }, s.text)?);
             }
             let mut q = sqlx::QueryBuilder::<DB>::new(
-                "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms) ",
+                "INSERT INTO messages (conversation_id, seq, sender_id, session_id, client_msg_id, text, reply_to, mentions, created_at_ms, written_at_ms) ",
             );
             RowSet::new(vec![
                 Column::Int(fresh.iter().map(|(s, _)| s.conv.0).collect()),
@@ -350,6 +353,7 @@ where
                 Column::OptInt(fresh.iter().map(|(s, _)| s.reply_to.map(|m| m.0)).collect()),
                 Column::Text(fresh.iter().map(|(s, _)| join_ids(s.mentions)).collect()),
                 Column::Int(fresh.iter().map(|(s, _)| s.now).collect()),
+                Column::Int(fresh.iter().map(|(s, _)| s.written_at).collect()),
             ])
             .ok_or_else(no_rows)?
             .push(&mut q);
@@ -477,6 +481,7 @@ where
                         reactions: Vec::new(),
                         pinned: false,
                         attachments: s.attachments.to_vec(),
+                        written_at_ms: s.written_at,
                     };
                     let ev = LogEvent {
                         conversation_id: s.conv,

@@ -38,6 +38,7 @@ macro_rules! impl_conv_store {
                  lm.text AS lm_text, lm.reply_to AS lm_reply_to, lm.mentions AS lm_mentions, \
                  lm.created_at_ms AS lm_created_at_ms, lm.edited_at_ms AS lm_edited_at_ms, \
                  lm.deleted_at_ms AS lm_deleted_at_ms, lm.client_msg_id AS lm_client_msg_id, \
+                 lm.written_at_ms AS lm_written_at_ms, \
                  c.photo_ref AS photo_ref, c.announcement_only AS announcement_only, \
                  (SELECT COUNT(*) FROM messages x WHERE m.role IS NOT NULL AND x.conversation_id = c.id \
                     AND x.seq > m.read_seq AND x.sender_id <> $1 AND x.deleted_at_ms IS NULL \
@@ -259,7 +260,8 @@ macro_rules! impl_conv_store {
                         let rows = sqlx::query_as::<_, EventRow>("SELECT e.conversation_id AS conversation_id, e.seq AS seq, e.kind AS kind, \
                                                 e.actor_id AS actor_id, e.at_ms AS at_ms, e.message_id AS message_id, e.text AS text, \
                                                 e.user_ids AS user_ids, e.data AS data, m.deleted_at_ms AS m_deleted_at_ms, \
-                                                m.reply_to AS m_reply_to, m.client_msg_id AS m_client_msg_id \
+                                                m.reply_to AS m_reply_to, m.client_msg_id AS m_client_msg_id, \
+                                                m.written_at_ms AS m_written_at_ms \
                                                 FROM conversation_events e LEFT JOIN messages m ON e.kind = 2 AND m.id = e.message_id \
                                                 WHERE e.conversation_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3")
                             .bind(conv)

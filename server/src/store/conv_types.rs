@@ -111,6 +111,9 @@ pub struct MessageRec {
     pub pinned: bool,
     /// Files, images and videos in the sender's order (§22.8); empty once deleted.
     pub attachments: Vec<AttachmentRec>,
+    /// When the sender wrote it, in Unix milliseconds, clamped at send time (§13.2); 0 when not
+    /// given.
+    pub written_at_ms: i64,
 }
 
 /// One emoji's reactions to a message, as one viewer sees them.
@@ -366,6 +369,9 @@ pub enum WriteOp {
         mentions: Vec<UserId>,
         /// Resolved by the media service: each readable by the sender.
         attachments: Vec<AttachmentRec>,
+        /// When the sender wrote it, already clamped to `[now_ms - 24 h, now_ms]` (§13.2); 0 when
+        /// not given.
+        written_at_ms: i64,
         now_ms: i64,
     },
     Edit {

@@ -143,7 +143,7 @@ impl From<SessionRow> for SessionRecord {
 
 /// The columns of [`MessageRow`].
 pub(super) const MSG_COLS: &str = "id, conversation_id, seq, sender_id, text, reply_to, mentions, created_at_ms, \
-                                   edited_at_ms, deleted_at_ms, client_msg_id";
+                                   edited_at_ms, deleted_at_ms, client_msg_id, written_at_ms";
 
 /// A message row (`MSG_COLS`).
 #[derive(sqlx::FromRow)]
@@ -159,6 +159,7 @@ pub(super) struct MessageRow {
     edited_at_ms: Option<i64>,
     deleted_at_ms: Option<i64>,
     client_msg_id: String,
+    written_at_ms: i64,
 }
 
 impl From<MessageRow> for MessageRec {
@@ -178,6 +179,7 @@ impl From<MessageRow> for MessageRec {
             reactions: Vec::new(),
             pinned: false,
             attachments: Vec::new(),
+            written_at_ms: r.written_at_ms,
         }
     }
 }
@@ -212,6 +214,7 @@ pub(super) struct ViewRow {
     lm_edited_at_ms: Option<i64>,
     lm_deleted_at_ms: Option<i64>,
     lm_client_msg_id: Option<String>,
+    lm_written_at_ms: Option<i64>,
 }
 
 impl From<ViewRow> for ConvView {
@@ -231,6 +234,7 @@ impl From<ViewRow> for ConvView {
             reactions: Vec::new(),
             pinned: false,
             attachments: Vec::new(),
+            written_at_ms: r.lm_written_at_ms.unwrap_or_default(),
         });
         ConvView {
             id: r.id,
@@ -369,6 +373,7 @@ pub(super) struct EventRow {
     m_deleted_at_ms: Option<i64>,
     m_reply_to: Option<MessageId>,
     m_client_msg_id: Option<String>,
+    m_written_at_ms: Option<i64>,
 }
 
 impl TryFrom<EventRow> for LogEvent {
@@ -395,6 +400,7 @@ impl TryFrom<EventRow> for LogEvent {
                 reactions: Vec::new(),
                 pinned: false,
                 attachments: Vec::new(),
+                written_at_ms: r.m_written_at_ms.unwrap_or_default(),
             }),
             3 => LogBody::Edited { message_id, text },
             4 => LogBody::Deleted { message_id },
@@ -560,7 +566,7 @@ mod tests {
         let row: EventRow = sqlx::query_as(
             "SELECT 1 AS conversation_id, 2 AS seq, 10 AS kind, 3 AS actor_id, 0 AS at_ms, NULL AS message_id, \
              NULL AS text, '4' AS user_ids, '5' AS data, NULL AS m_deleted_at_ms, NULL AS m_reply_to, \
-             NULL AS m_client_msg_id",
+             NULL AS m_client_msg_id, NULL AS m_written_at_ms",
         )
         .fetch_one(&pool)
         .await

@@ -82,6 +82,7 @@ pub fn message(m: &MessageRec, viewer: UserId) -> v1::Message {
             .collect(),
         pinned: m.pinned,
         attachments: if m.deleted { Vec::new() } else { m.attachments.iter().map(attachment).collect() },
+        written_at_ms: m.written_at_ms.max(0) as u64,
     }
 }
 

@@ -124,6 +124,7 @@ mod tests {
             reply_to: None,
             mentions: mentions.iter().map(|u| UserId(*u)).collect(),
             attachments: vec![],
+            written_at_ms: 0,
             now_ms: 0,
         }
     }

@@ -222,6 +222,7 @@ mod tests {
             reply_to: None,
             mentions: vec![],
             attachments: vec![],
+            written_at_ms: 0,
             now_ms: 0,
         };
         (Footprint::of(&op), Job { op, reply: oneshot::channel().0 })

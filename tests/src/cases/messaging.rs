@@ -113,6 +113,60 @@ pub(super) async fn replies_and_mentions_are_checked(t: Target) -> anyhow::Resul
     Ok(())
 }
 
+/// §13.2: `written_at_ms` (when the sender wrote the message) is stored clamped to
+/// `[created_at_ms - 24 h, created_at_ms]`, 0 staying 0, and comes back the same in history, Sync,
+/// the live entry and the conversation's last message; a retry keeps the original. Times are
+/// taken from the server's own `created_at_ms`, so a skewed test clock changes nothing.
+pub(super) async fn written_at_is_kept_within_a_day_before_receipt(t: Target) -> anyhow::Result<()> {
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+    let a = account(&t, "cfwrA").await?;
+    let mut b = account(&t, "cfwrB").await?;
+    let conv = group(&a, &[b.id]).await?;
+    let server_now = send(&a, conv, "w-ref", "reference").await?.created_at_ms;
+    let with = |id: &str, written_at_ms: u64| v1::SendMessage { written_at_ms, ..message(conv, id, id) };
+    let cases: [(&str, u64); 4] = [
+        ("w-10min", server_now - 10 * 60 * 1000),
+        ("w-48h", server_now - 2 * DAY),
+        ("w-future", server_now + 60 * 60 * 1000),
+        ("w-none", 0),
+    ];
+    let mut want = Vec::new();
+    for (id, written) in cases {
+        let r = call!(a.client, SendMessage, with(id, written))?;
+        let expected = match id {
+            "w-10min" => written,
+            "w-48h" => r.created_at_ms - DAY,
+            "w-future" => r.created_at_ms,
+            _ => 0,
+        };
+        want.push((r.message_id, id, expected));
+        // Live, to the other member, from the send's own commit.
+        let e =
+            entry(&mut b.events, conv, |x| matches!(x, Body::MessagePosted(m) if m.message_id == r.message_id)).await?;
+        match e.body {
+            Some(Body::MessagePosted(m)) => ensure!(m.written_at_ms == expected, "{id} live: {m:?}"),
+            other => bail!("{other:?}"),
+        }
+    }
+    // A retry with another time stores nothing and changes nothing.
+    let retry = call!(a.client, SendMessage, with("w-10min", server_now - 5 * 60 * 1000))?;
+    ensure!(retry.duplicate, "{retry:?}");
+    let history = history(&b, conv).await?;
+    let log = log_of(&b, conv).await?;
+    for (message_id, id, expected) in &want {
+        let h = history.iter().find(|m| m.message_id == *message_id).context("in history")?;
+        ensure!(h.written_at_ms == *expected, "{id} in history: {} wanted {expected}", h.written_at_ms);
+        let posted = log.iter().find_map(|e| match &e.body {
+            Some(Body::MessagePosted(m)) if m.message_id == *message_id => Some(m),
+            _ => None,
+        });
+        ensure!(posted.is_some_and(|m| m.written_at_ms == *expected), "{id} in Sync: {posted:?}");
+    }
+    let last = get(&b, conv).await?.last_message.context("a last message")?;
+    ensure!(last.written_at_ms == 0 && last.message_id == want[3].0, "the last message: {last:?}");
+    Ok(())
+}
+
 /// §13.1, §14.5: the author's other devices get the live MessagePosted too, with an empty
 /// client_msg_id (one shared encoding); history and Sync show the id to the sender's account
 /// only.

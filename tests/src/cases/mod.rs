@@ -259,6 +259,7 @@ pub fn all() -> Vec<Case> {
         case!(messaging::send_is_idempotent, "§13.2", Both),
         case!(messaging::pipelined_sends_keep_their_order, "§13.2", Both),
         case!(messaging::replies_and_mentions_are_checked, "§13.2", Both),
+        case!(messaging::written_at_is_kept_within_a_day_before_receipt, "§13.2", Both),
         case!(messaging::edit_and_delete_are_log_entries, "§13.3", Both),
         case!(messaging::history_pages_both_ways, "§13.4", Both),
         case!(messaging::reactions_are_counted_per_emoji, "§13.5", Both),

@@ -14,7 +14,7 @@ use crate::ui::app::{App, Focus};
 /// The glyph before a conversation's name.
 pub fn icon(app: &App, kind: ConversationKind, peer: u64) -> Span<'static> {
     match kind {
-        ConversationKind::Direct => match app.store.presence(peer) {
+        ConversationKind::Direct => match app.presence(peer) {
             v1::PresenceState::Online => Span::styled("●", Style::new().fg(Color::Green)),
             v1::PresenceState::Away => Span::styled("◐", Style::new().fg(Color::Yellow)),
             _ => Span::styled("○", Style::new().fg(Color::DarkGray)),

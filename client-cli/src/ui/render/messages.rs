@@ -13,7 +13,8 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui_image::Image;
 
 use super::list::icon;
-use super::text::{truncate, user_color, width, wrap2};
+use super::marks::{self, LinkCells};
+use super::text::{truncate, user_color, width, wrap2_ranges};
 use crate::media::{human_size, preview_source};
 use crate::store::{Conv, Gap, Msg, Tick};
 use crate::ui::app::{App, Focus};
@@ -42,6 +43,8 @@ struct Row {
     line: Line<'static>,
     /// An attachment whose preview the row shows or lacks.
     media: Option<Media>,
+    /// The links drawn on the row, made terminal hyperlinks when `[ui] hyperlinks` is on.
+    links: Vec<LinkCells>,
 }
 
 #[derive(Clone, Copy)]
@@ -54,7 +57,7 @@ enum Media {
 
 impl Row {
     fn new(seq: Option<u64>, line: Line<'static>) -> Self {
-        Self { seq, line, media: None }
+        Self { seq, line, media: None, links: Vec::new() }
     }
 }
 
@@ -79,11 +82,16 @@ fn attachment_rows(app: &App, m: &Msg, w: usize, out: &mut Vec<Row>) {
                 out.push(Row::new(seq, line));
                 let height = p.size().height;
                 for row in 0..height {
-                    out.push(Row { seq, line: Line::default(), media: Some(Media::Preview { index: i, row, height }) });
+                    out.push(Row {
+                        seq,
+                        line: Line::default(),
+                        media: Some(Media::Preview { index: i, row, height }),
+                        links: Vec::new(),
+                    });
                 }
             }
             None if app.previews.enabled() && preview_source(a).is_some() => {
-                out.push(Row { seq, line, media: Some(Media::Wanted(i)) });
+                out.push(Row { seq, line, media: Some(Media::Wanted(i)), links: Vec::new() });
             }
             None => out.push(Row::new(seq, line)),
         }
@@ -104,18 +112,26 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
         let style = Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC);
         out.push(Row::new(seq, Line::from(Span::styled(line, style))));
     }
-    let time = local(app, m.created_ms).map(|t| t.format(&app.time_format).to_string()).unwrap_or_default();
+    // When it was written (a message written offline and sent later shows its writing time).
+    let at = if m.written_ms != 0 { m.written_ms } else { m.created_ms };
+    let time = local(app, at).map(|t| t.format(&app.time_format).to_string()).unwrap_or_default();
     let name = app.store.username(m.sender);
     let head_w = INDENT + width(&name) + 2;
     let body = if m.deleted { "[deleted]".to_string() } else { m.text.clone() };
-    let text_lines = wrap2(&body, w.saturating_sub(head_w).max(4), w.saturating_sub(INDENT).max(8));
+    // Links and mentions of me, styled by their ranges in the text over the wrapped lines.
+    let marks = if m.deleted { Vec::new() } else { marks::marks(&body, &app.store.me.username) };
+    let mentions_me =
+        m.sender != me && !m.deleted && (m.mentions.contains(&me) || marks.iter().any(|k| k.url.is_none()));
+    let time_style = if mentions_me { marks::MENTIONED } else { Style::new().add_modifier(Modifier::DIM) };
+    let text_lines = wrap2_ranges(&body, w.saturating_sub(head_w).max(4), w.saturating_sub(INDENT).max(8));
     let text_style =
         if m.deleted { Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC) } else { Style::new() };
     let n = text_lines.len();
     for (i, t) in text_lines.into_iter().enumerate() {
         let mut spans: Vec<Span<'static>> = if i == 0 {
             vec![
-                Span::raw(format!("{time:<5} ")).dim(),
+                Span::styled(format!("{time:<5}"), time_style),
+                Span::raw(" "),
                 Span::styled(name.clone(), Style::new().fg(user_color(m.sender)).add_modifier(Modifier::BOLD)),
                 // A message of attachments only: nothing after the name but its marks.
                 Span::raw(if m.text.is_empty() && !m.deleted { ":" } else { ": " }),
@@ -123,7 +139,9 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
         } else {
             vec![Span::raw(" ".repeat(INDENT))]
         };
-        spans.push(Span::styled(t, text_style));
+        let col = spans.iter().map(Span::width).sum();
+        let mut links = Vec::new();
+        spans.extend(marks::spans(&body, t, text_style, &marks, col, &mut links));
         if i + 1 == n {
             if m.edited && !m.deleted {
                 spans.push(Span::raw(" (edited)").dim());
@@ -135,7 +153,7 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
                 spans.push(tick_span(conv.tick(m.seq)));
             }
         }
-        out.push(Row::new(seq, Line::from(spans)));
+        out.push(Row { links, ..Row::new(seq, Line::from(spans)) });
     }
     if !m.deleted {
         attachment_rows(app, m, w, out);
@@ -172,6 +190,8 @@ fn rows(app: &App, conv: &Conv, w: usize) -> Vec<Row> {
         let label = if g.loading { "loading…" } else { "more messages here: move onto them to load" };
         Row::new(None, day_separator(label, w).italic())
     };
+    // Where the read marker stood when the conversation was opened.
+    let mut divider = app.divider_after(conv.id);
     for m in conv.messages.values() {
         if let Some(g) = gap.filter(|g| m.seq >= g.before) {
             out.push(gap_row(g));
@@ -183,6 +203,10 @@ fn rows(app: &App, conv: &Conv, w: usize) -> Vec<Row> {
                 out.push(Row::new(None, day_separator(&t.format("%A %-d %B %Y").to_string(), w)));
             }
             day = d;
+        }
+        if divider.is_some_and(|after| m.seq > after) {
+            out.push(Row::new(None, day_separator("new messages", w).fg(Color::Red).not_dim()));
+            divider = None;
         }
         message_rows(app, conv, m, w, &mut out);
     }
@@ -223,8 +247,8 @@ fn header(app: &App, conv: &Conv) -> Line<'static> {
     let mut spans = vec![Span::raw(" "), icon(app, conv.kind, conv.peer), Span::raw(" ")];
     spans.push(Span::raw(app.store.conv_name(conv)).bold());
     let info = match conv.kind {
-        ConversationKind::Direct => crate::format::presence_name(app.store.presence(conv.peer)).to_string(),
-        _ => format!("{} members", conv.member_count),
+        ConversationKind::Direct => crate::format::presence_name(app.presence(conv.peer)).to_string(),
+        _ => crate::format::plural(u64::from(conv.member_count), "member", "members"),
     };
     spans.push(Span::raw(format!(" · {info} ")).dim());
     if app.muted.contains(&conv.id) {
@@ -255,7 +279,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         f.render_widget(Paragraph::new(hint), inner);
         return;
     };
-    let (lines, _) = app.composer.lines_and_cursor();
+    let (lines, _) = app.composer.visual_lines(usize::from(area.width.saturating_sub(2)));
     let composer_h = (lines.len() as u16 + 2).clamp(3, 8);
     let [view, comp] = Layout::vertical([Constraint::Min(3), Constraint::Length(composer_h)]).areas(area);
     let focused = app.focus == Focus::Messages;
@@ -267,20 +291,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     app.view_height.set(inner.height);
     let w = inner.width as usize;
     let all = rows(app, conv, w);
-    let total = all.len();
-    let bottom = match app.selected {
-        Some(seq) => {
-            let start = all.iter().position(|r| r.seq == Some(seq)).unwrap_or(total);
-            let mut end = all.iter().rposition(|r| r.seq == Some(seq)).map_or(total, |e| e + 1);
-            // A separator right below shows too (a day, or the stretch a jump left unloaded).
-            if all.get(end).is_some_and(|r| r.seq.is_none()) {
-                end += 1;
-            }
-            if total - start <= h { total } else { end.max(h.min(total)) }
-        }
-        None => total,
-    };
-    let top = bottom.saturating_sub(h);
+    let (top, bottom) = scroll(app, conv.id, &all, h);
     let window = &all[top..bottom];
     let mut shown: Vec<Line> = window
         .iter()
@@ -298,8 +309,55 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     padded.append(&mut shown);
     padded.push(typing_line(app, conv));
     f.render_widget(Paragraph::new(padded), inner);
+    if app.hyperlinks {
+        hyperlinks(f, inner, window, pad);
+    }
     draw_media(f, inner, app, conv, window, pad);
     draw_composer(f, comp, app);
+}
+
+/// The links on screen made terminal hyperlinks (OSC 8).
+fn hyperlinks(f: &mut Frame, inner: Rect, window: &[Row], pad: usize) {
+    for (at, r) in window.iter().enumerate() {
+        let y = inner.y.saturating_add(u16::try_from(pad + at).unwrap_or(u16::MAX));
+        for link in &r.links {
+            marks::hyperlink(f.buffer_mut(), inner, y, link);
+        }
+    }
+}
+
+/// The rows shown, `top..bottom`. Following the newest: the last rows. With a message selected:
+/// the view of the last draw (its anchor, the message at the top), scrolled only as far as it
+/// takes to show the whole selected message and a separator right below it (a day, the stretch
+/// a jump left unloaded); the new anchor is kept for the next draw.
+fn scroll(app: &App, conv: u64, all: &[Row], h: usize) -> (usize, usize) {
+    let total = all.len();
+    let Some(seq) = app.selected.filter(|_| total > 0) else {
+        app.view_anchor.set(None);
+        return (total.saturating_sub(h), total);
+    };
+    let start = all.iter().position(|r| r.seq.is_some_and(|s| s >= seq)).unwrap_or(total - 1);
+    let sel = all[start].seq;
+    let mut end = start + all[start..].iter().take_while(|r| r.seq.is_some() && r.seq == sel).count().max(1);
+    if all.get(end).is_some_and(|r| r.seq.is_none()) {
+        end += 1;
+    }
+    // The anchor's first row, and the separator right above it (a day, the divider).
+    let anchored = app.view_anchor.get().filter(|(c, _)| *c == conv).and_then(|(_, a)| {
+        let i = all.iter().position(|r| r.seq == Some(a))?;
+        Some(if i > 0 && all[i - 1].seq.is_none() { i - 1 } else { i })
+    });
+    let mut top = anchored.unwrap_or(end.saturating_sub(h));
+    if start < top {
+        top = if start > 0 && all[start - 1].seq.is_none() { start - 1 } else { start };
+    }
+    if end > top + h {
+        top = end - h;
+    }
+    let top = top.min(total.saturating_sub(h));
+    let anchor = all[top..].iter().find_map(|r| r.seq);
+    app.view_anchor.set(anchor.map(|a| (conv, a)));
+    (top, (top + h).min(total))
 }
 
 /// The previews whose rows are all on screen, over their blank rows; and the attachments on
@@ -350,14 +408,14 @@ fn draw_composer(f: &mut Frame, area: Rect, app: &App) {
     let block = Block::bordered().title(title).title_bottom(Line::from(hint).right_aligned()).border_style(border);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let (lines, (row, col)) = app.composer.lines_and_cursor();
-    let h = inner.height as usize;
+    // Wrapped to the width, scrolled to keep the cursor's row in view.
+    let (lines, (row, col)) = app.composer.visual_lines(usize::from(inner.width));
+    let h = usize::from(inner.height);
     let first = (row + 1).saturating_sub(h);
     let shown: Vec<Line> = lines.iter().skip(first).take(h).map(|l| Line::from(l.clone())).collect();
     f.render_widget(Paragraph::new(shown), inner);
     if focused {
-        let before: String = lines.get(row).map(|l| l.chars().take(col).collect()).unwrap_or_default();
-        let x = inner.x + (width(&before) as u16).min(inner.width.saturating_sub(1));
+        let x = inner.x + (col as u16).min(inner.width.saturating_sub(1));
         let y = inner.y + (row - first) as u16;
         f.set_cursor_position(Position::new(x, y));
     }

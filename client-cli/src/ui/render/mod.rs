@@ -2,6 +2,7 @@
 //! popups (help, prompts, lists, confirmation, message search); or the sign-in form.
 
 mod list;
+mod marks;
 mod messages;
 mod popup;
 mod search;
@@ -32,7 +33,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     status_bar(f, status, app);
     match &app.overlay {
         Overlay::None => {}
-        Overlay::Help => popup::help(f, area, app),
+        Overlay::Help { scroll } => popup::help(f, area, app, scroll),
         Overlay::Prompt { kind, input, completions } => popup::prompt(f, area, kind.title(), input, completions),
         Overlay::List { title, items, selected, .. } => popup::list(f, area, title, items, *selected),
         Overlay::Attachments { conversation_id, message_id, selected, open } => {
@@ -51,21 +52,30 @@ pub fn draw(f: &mut Frame, app: &App) {
         }
         Overlay::ConfirmDelete { .. } => popup::confirm(f, area, "Delete this message for everyone? y/n"),
         Overlay::MessageSearch => search::draw(f, area, app),
+        Overlay::Links { urls, selected } => {
+            let items: Vec<ListItem> = urls.iter().map(|u| ListItem { label: u.clone(), user: None }).collect();
+            popup::list(f, area, "Open which link? (Enter; y copies it)", &items, *selected);
+        }
     }
 }
 
-/// The connection state as a coloured span.
-pub fn conn_span(c: &ConnState) -> Span<'static> {
-    match c {
+/// The connection state as a coloured span, in at most `room` columns (the reason is shortened
+/// to fit); offline, the seconds left before the next attempt count down.
+pub fn conn_span(app: &App, room: usize) -> Span<'static> {
+    match &app.conn {
         ConnState::Online => Span::styled("● online", Style::new().fg(Color::Green)),
         ConnState::Connecting { attempt: 0 } => Span::styled("◌ connecting…", Style::new().fg(Color::Yellow)),
         ConnState::Connecting { attempt } => {
             Span::styled(format!("◌ reconnecting (attempt {})…", attempt + 1), Style::new().fg(Color::Yellow))
         }
-        ConnState::Offline { reason, retry_in } => Span::styled(
-            format!("○ offline: {} · retry in {:.0} s", text::truncate(reason, 40), retry_in.as_secs_f64().ceil()),
-            Style::new().fg(Color::Red),
-        ),
+        ConnState::Offline { reason, .. } => {
+            let left = app.retry_at_ms.saturating_sub(app.now_ms).div_ceil(1000);
+            let key = app.keymap.keys(super::keymap::Action::Reconnect);
+            let tail = format!(" · retry in {left} s ({key} now)");
+            let head = "○ offline: ";
+            let reason = text::truncate(reason, room.saturating_sub(text::width(head) + text::width(&tail)).max(8));
+            Span::styled(format!("{head}{reason}{tail}"), Style::new().fg(Color::Red))
+        }
         ConnState::SignedOut(_) => Span::styled("○ signed out", Style::new().fg(Color::Red)),
     }
 }
@@ -83,14 +93,19 @@ fn status_bar(f: &mut Frame, area: Rect, app: &App) {
     } else {
         format!("{}@{}", app.store.me.username, app.profile)
     };
-    let mut spans = vec![mode, Span::raw(format!(" {who} ")), conn_span(&app.conn), Span::raw("  ")];
+    let who = Span::raw(format!(" {who} "));
+    let help = format!("{} help", app.keymap.keys(super::keymap::Action::Help));
+    let room = usize::from(area.width).saturating_sub(text::width(&mode.content) + text::width(&who.content) + 2);
+    // The help hint gives way to the connection state when it needs the room.
+    let conn = conn_span(app, room.saturating_sub(text::width(&help)));
+    let mut spans = vec![mode, who, conn, Span::raw("  ")];
     for t in app.visible_transfers() {
         spans.push(Span::styled(t.label(), Style::new().fg(Color::Cyan)));
         spans.push(Span::raw("  "));
     }
     match &app.status {
         Some((s, _)) => spans.push(Span::raw(s.clone()).italic()),
-        None => spans.push(Span::raw(format!("{} help", app.keymap.keys(super::keymap::Action::Help))).dim()),
+        None => spans.push(Span::raw(help).dim()),
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }

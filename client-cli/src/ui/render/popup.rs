@@ -6,7 +6,7 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
-use super::text::{truncate, width};
+use super::text::{truncate, width, wrap2};
 use crate::ui::app::{App, ListItem, LoginForm};
 use crate::ui::composer::Composer;
 use crate::ui::keymap::Action;
@@ -31,29 +31,41 @@ const INSERT_KEYS: &[(&str, &str)] = &[
     ("Alt-Enter, Ctrl-j", "new line"),
     ("Esc", "back to normal mode"),
     ("Ctrl-w / Ctrl-u", "delete word / line"),
-    ("Tab", "in the attach prompt: complete the path"),
+    ("Ctrl-x", "continue the message in $VISUAL / $EDITOR"),
+    ("Tab", "in prompts: complete a path, user, channel or command"),
+    ("paste", "lands in the composer as one text (bracketed paste)"),
     ("Enter, j/k, /", "in message search: search or open, move, edit"),
     ("Ctrl-c", "quit at once"),
 ];
 
-pub fn help(f: &mut Frame, area: Rect, app: &App) {
-    let r = centered(area, 88, Action::ALL.len() as u16 + INSERT_KEYS.len() as u16 + 5);
-    let inner = frame(f, r, "Keys (normal mode; remap in [keys] of config.toml)");
+/// Every key; a screen too small for them all scrolls (`scroll` is clamped to the last page).
+pub fn help(f: &mut Frame, area: Rect, app: &App, scroll: &std::cell::Cell<u16>) {
+    let total = Action::ALL.len() as u16 + INSERT_KEYS.len() as u16 + 2;
+    let r = centered(area, 88, total + 2);
+    let fits = r.height >= total + 2;
+    let title = if fits {
+        "Keys (normal mode; remap in [keys] of config.toml)"
+    } else {
+        "Keys (j/k, PgDn/PgUp scroll; Esc closes)"
+    };
+    let inner = frame(f, r, title);
+    let top = scroll.get().min(total.saturating_sub(inner.height));
+    scroll.set(top);
     let mut lines = Vec::new();
     for a in Action::ALL {
         let keys = app.keymap.keys(*a);
         lines.push(Line::from(vec![
             format!("{keys:<18}").bold(),
-            format!("{:<13}", a.name()).dim(),
+            format!("{:<15}", a.name()).dim(),
             a.describe().into(),
         ]));
     }
     lines.push(Line::from(""));
     lines.push(Line::from("Insert mode (composer and prompts)").bold());
     for (k, d) in INSERT_KEYS {
-        lines.push(Line::from(vec![format!("{k:<18}").bold(), format!("{:<13}", "").into(), (*d).into()]));
+        lines.push(Line::from(vec![format!("{k:<18}").bold(), format!("{:<15}", "").into(), (*d).into()]));
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(lines).scroll((top, 0)), inner);
 }
 
 /// Completions listed under a prompt, at most.
@@ -65,8 +77,8 @@ pub fn prompt(f: &mut Frame, area: Rect, title: &str, input: &Composer, completi
     let more = completions.len() > COMPLETIONS_SHOWN;
     let r = centered(area, w, 3 + listed as u16 + u16::from(more));
     let inner = frame(f, r, title);
-    let text = input.text();
-    let mut lines = vec![input_line(input, "")];
+    let (line, x) = input_line(input, "", usize::from(inner.width));
+    let mut lines = vec![line];
     for c in &completions[..listed] {
         lines.push(Line::from(format!("  {}", truncate(c, (inner.width as usize).saturating_sub(2)))).dim());
     }
@@ -74,16 +86,31 @@ pub fn prompt(f: &mut Frame, area: Rect, title: &str, input: &Composer, completi
         lines.push(Line::from(format!("  … {} more", completions.len() - listed)).dim());
     }
     f.render_widget(Paragraph::new(lines), inner);
-    let (_, (_, col)) = input.lines_and_cursor();
-    let before: String = text.chars().take(col).collect();
-    f.set_cursor_position(Position::new(inner.x + (width(&before) as u16).min(inner.width.saturating_sub(1)), inner.y));
+    f.set_cursor_position(Position::new(inner.x + x.min(inner.width.saturating_sub(1)), inner.y));
 }
 
-/// A one-line input after `prefix`; text offered selected (typing replaces it) is drawn so.
-pub fn input_line(input: &Composer, prefix: &str) -> Line<'static> {
-    let text = Span::raw(input.text());
-    let text = if input.is_selected() { text.style(Style::new().bg(Color::DarkGray)) } else { text };
-    Line::from(vec![Span::raw(prefix.to_string()), text])
+/// A one-line input after `prefix` in `cols` columns, and the cursor's column. A text too long
+/// scrolls sideways to keep the cursor in view; text offered selected (typing replaces it) is
+/// drawn so.
+pub fn input_line(input: &Composer, prefix: &str, cols: usize) -> (Line<'static>, u16) {
+    let room = cols.saturating_sub(width(prefix)).max(2);
+    let text: Vec<char> = input.text().chars().collect();
+    let (_, (_, col)) = input.lines_and_cursor();
+    let w = |cs: &[char]| cs.iter().map(|c| unicode_width::UnicodeWidthChar::width(*c).unwrap_or(0)).sum::<usize>();
+    // Scrolled so the cursor sits at most on the last column.
+    let mut first = 0;
+    while first < col && w(&text[first..col]) >= room {
+        first += 1;
+    }
+    let mut end = col;
+    while end < text.len() && w(&text[first..=end]) <= room {
+        end += 1;
+    }
+    let shown: String = text[first..end].iter().collect();
+    let x = (width(prefix) + w(&text[first..col])) as u16;
+    let span = Span::raw(shown);
+    let span = if input.is_selected() { span.style(Style::new().bg(Color::DarkGray)) } else { span };
+    (Line::from(vec![Span::raw(prefix.to_string()), span]), x)
 }
 
 pub fn list(f: &mut Frame, area: Rect, title: &str, items: &[ListItem], selected: usize) {
@@ -112,7 +139,14 @@ pub fn confirm(f: &mut Frame, area: Rect, text: &str) {
 }
 
 pub fn login(f: &mut Frame, area: Rect, app: &App, form: &LoginForm) {
-    let r = centered(area, 72, 12);
+    let w = area.width.clamp(40, 80);
+    let room = usize::from(w.saturating_sub(4));
+    // The error wraps under the fields: every word of it is shown.
+    let error = match (&form.error, form.busy) {
+        (Some(e), false) => wrap2(e, room, room),
+        _ => Vec::new(),
+    };
+    let r = centered(area, w, 8 + form.fields() as u16 + error.len().max(1) as u16);
     let title = if form.register { "Create an account" } else { "Sign in" };
     let inner = frame(f, r, title);
     let field = |label: &str, value: String, active: bool| {
@@ -120,27 +154,36 @@ pub fn login(f: &mut Frame, area: Rect, app: &App, form: &LoginForm) {
         let line = Line::from(vec![mark.into(), format!("{label:<10}").bold(), value.into()]);
         if active { line.patch_style(Style::new().fg(Color::Cyan)) } else { line }
     };
+    let dots = |s: &str| "•".repeat(s.chars().count());
+    let label_w = 9;
     let mut lines = vec![
-        Line::from(format!("Server   {}", truncate(&app.server, 50))).dim(),
+        Line::from(format!("Server   {}", truncate(&app.server, room.saturating_sub(label_w)))).dim(),
         Line::from(format!("Profile  {}", app.profile)).dim(),
         Line::from(""),
         field("Username", form.username.clone(), form.field == 0),
-        field("Password", "•".repeat(form.password.chars().count()), form.field == 1),
-        Line::from(""),
+        field("Password", dots(&form.password), form.field == 1),
     ];
+    if form.register {
+        lines.push(field("Again", dots(&form.confirm), form.field == 2));
+    }
+    lines.push(Line::from(""));
     if form.busy {
         lines.push(Line::from("Signing in…").italic());
-    } else if let Some(e) = &form.error {
-        lines.push(Line::from(truncate(e, inner.width as usize)).fg(Color::Red));
-    } else {
+    } else if error.is_empty() {
         lines.push(Line::from(""));
+    } else {
+        lines.extend(error.into_iter().map(|l| Line::from(l).fg(Color::Red)));
     }
     let other = if form.register { "sign in instead" } else { "register instead" };
-    lines
-        .push(Line::from(format!("Tab next field · Enter {} · Ctrl-r {other} · Esc quit", title.to_lowercase())).dim());
+    let help = format!("Tab next field · Enter {} · Ctrl-r {other} · Esc quit", title.to_lowercase());
+    lines.extend(wrap2(&help, room, room).into_iter().map(|l| Line::from(l).dim()));
     f.render_widget(Paragraph::new(lines), inner);
-    let (row, text) =
-        if form.field == 0 { (3, form.username.clone()) } else { (4, "•".repeat(form.password.chars().count())) };
+    let text = match form.field {
+        0 => form.username.clone(),
+        1 => dots(&form.password),
+        _ => dots(&form.confirm),
+    };
     let x = inner.x + 12 + width(&text) as u16;
+    let row = 3 + form.field as u16;
     f.set_cursor_position(Position::new(x.min(inner.right().saturating_sub(1)), inner.y + row));
 }

@@ -41,11 +41,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(r);
     f.render_widget(block, r);
     let cols = inner.width as usize;
-    let text = view.input.text();
-    let mut lines = vec![if text.is_empty() && view.editing {
+    let (input, cursor_x) = input_line(&view.input, "› ", cols);
+    let mut lines = vec![if view.input.is_empty() && view.editing {
         Line::from(vec![Span::raw("› "), Span::raw("words, \"a phrase\", -not, a OR b").dim()])
     } else {
-        input_line(&view.input, "› ")
+        input
     }];
     lines.push(status(view, cols));
     let lag = lag_line(app, &view.lag, cols);
@@ -65,9 +65,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
         f.render_widget(Paragraph::new(l), bottom);
     }
     if view.editing {
-        let (_, (_, col)) = view.input.lines_and_cursor();
-        let before: String = text.chars().take(col).collect();
-        let x = inner.x + (2 + width(&before) as u16).min(inner.width.saturating_sub(1));
+        let x = inner.x + cursor_x.min(inner.width.saturating_sub(1));
         f.set_cursor_position(Position::new(x, inner.y));
     }
 }

@@ -1,5 +1,7 @@
 //! Text helpers for drawing: display width, wrapping, truncation, colours for names.
 
+use std::ops::Range;
+
 use ratatui::style::Color;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -34,38 +36,51 @@ pub fn wrap(text: &str, max: usize) -> Vec<String> {
 
 /// Like [`wrap`], with the first line `first` columns wide and the others `rest`.
 pub fn wrap2(text: &str, first: usize, rest: usize) -> Vec<String> {
+    wrap2_ranges(text, first, rest).into_iter().map(|r| text[r].to_string()).collect()
+}
+
+/// Where the lines of [`wrap2`] are in `text` (byte ranges, in order), so that what is drawn
+/// on each can be styled by ranges of the text.
+pub fn wrap2_ranges(text: &str, first: usize, rest: usize) -> Vec<Range<usize>> {
     let rest = rest.max(1);
     let mut max = first.max(1);
-    let mut out: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    // A line ends without the blanks it ends with.
+    let trimmed = |start: usize, end: usize| start..start + text[start..end].trim_end().len();
+    let mut para_at = 0;
     for para in text.split('\n') {
-        let mut line = String::new();
+        // The line is text[start..at]; `at` is where the next word starts.
+        let (mut start, mut at) = (para_at, para_at);
+        para_at += para.len() + 1;
         let mut w = 0;
         for word in para.split_inclusive(' ') {
             let ww = width(word);
             if w + width(word.trim_end()) <= max {
-                line.push_str(word);
+                at += word.len();
                 w += ww;
                 continue;
             }
             if w > 0 && width(word.trim_end()) <= rest {
-                out.push(line.trim_end().to_string());
+                out.push(trimmed(start, at));
                 max = rest;
-                line = word.to_string();
+                start = at;
+                at += word.len();
                 w = ww;
                 continue;
             }
             for c in word.chars() {
                 let cw = c.width().unwrap_or(0);
                 if w + cw > max && w > 0 {
-                    out.push(std::mem::take(&mut line));
+                    out.push(start..at);
+                    start = at;
                     max = rest;
                     w = 0;
                 }
-                line.push(c);
+                at += c.len_utf8();
                 w += cw;
             }
         }
-        out.push(line.trim_end().to_string());
+        out.push(trimmed(start, at));
         max = rest;
     }
     out
@@ -89,5 +104,28 @@ mod tests {
         assert_eq!(wrap("a\nb", 10), vec!["a", "b"]);
         assert_eq!(truncate("hello world", 6), "hello…");
         assert_eq!(wrap2("one two three four", 4, 10), vec!["one", "two three", "four"]);
+    }
+
+    #[test]
+    fn wrapped_lines_are_where_they_are_in_the_text() {
+        let cases: [(&str, usize, usize, &[&str]); 5] = [
+            ("one two three four", 4, 10, &["one", "two three", "four"]),
+            ("aaaa  bbbb   c", 4, 4, &["aaaa", "", "bbbb", "  c"]),
+            (
+                "see https://example.com/a/very/long/path ok\n\nnext  é line",
+                8,
+                12,
+                &["see http", "s://example.", "com/a/very/l", "ong/path ok", "", "next  é line"],
+            ),
+            ("日本語のテキスト and more", 5, 7, &["日本", "語のテ", "キスト", "and", "more"]),
+            ("trailing   \n  lead", 3, 3, &["tra", "ili", "ng", "", "  l", "ead"]),
+        ];
+        for (text, first, rest, want) in cases {
+            let ranges = wrap2_ranges(text, first, rest);
+            let lines: Vec<&str> = ranges.iter().map(|r| &text[r.clone()]).collect();
+            assert_eq!(lines, want, "{text:?}");
+            assert_eq!(wrap2(text, first, rest), want, "{text:?}");
+            assert!(ranges.windows(2).all(|p| p[0].end <= p[1].start), "in order: {ranges:?}");
+        }
     }
 }

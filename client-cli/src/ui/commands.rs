@@ -1,0 +1,150 @@
+//! `:` commands, for what has no key (leave, topic, rename, invite) and for every action by its
+//! config name (`:mute`, `:members`); Tab completion in the prompts (commands, usernames from
+//! the users known and the server's search, channel titles from the channel directory); and
+//! the reconnect key.
+
+use confab_protocol::v1::{self, client_frame::Request};
+
+use super::app::{App, ListItem, Overlay, PromptKind, Purpose};
+use super::complete::{Completion, complete_word};
+use super::keymap::Action;
+use crate::net::{Command, ConnState};
+
+/// The commands besides the actions' names: (usage, what it does).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("leave", "leave the open conversation"),
+    ("topic TEXT", "set the open conversation's topic (its description)"),
+    ("rename NAME", "rename the open group or channel"),
+    ("invite USER…", "add users to the open conversation"),
+    ("dm USER", "open a direct conversation"),
+    ("join TITLE", "join a channel (+TITLE creates it)"),
+    ("group NAME USER…", "create a group (\"quote a name\" with spaces)"),
+    ("reconnect", "reconnect now"),
+    ("quit", "quit"),
+    ("help", "this list, then the actions by name (:mute, :members, …)"),
+];
+
+impl App {
+    /// Runs a `:` command line.
+    pub(crate) fn command(&mut self, line: &str) {
+        let line = line.trim().trim_start_matches(':');
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim().to_string();
+        match word {
+            "leave" => self.in_open(|app, conversation_id| {
+                app.quiet(Request::LeaveConversation(v1::LeaveConversation { conversation_id }));
+                app.open = None;
+                app.focus = super::app::Focus::List;
+                app.say("left the conversation");
+            }),
+            "topic" | "rename" if rest.is_empty() => self.say(format!(":{word} needs a text")),
+            "topic" => self.in_open(|app, conversation_id| {
+                let req = v1::UpdateConversation { conversation_id, description: Some(rest), ..Default::default() };
+                app.quiet(Request::UpdateConversation(req));
+            }),
+            "rename" => self.in_open(|app, conversation_id| {
+                let req = v1::UpdateConversation { conversation_id, title: Some(rest), ..Default::default() };
+                app.quiet(Request::UpdateConversation(req));
+            }),
+            "invite" => self.in_open(|app, conversation_id| {
+                for name in rest.split_whitespace().map(|n| n.trim_start_matches('@').to_string()) {
+                    app.request(Purpose::AddMember { conversation_id, name: name.clone() }, super::app::search(&name));
+                }
+            }),
+            "dm" => self.submit_prompt(PromptKind::NewDm, rest),
+            "join" => self.submit_prompt(PromptKind::JoinChannel, rest),
+            "group" => self.submit_prompt(PromptKind::NewGroup, rest),
+            "reconnect" => self.reconnect(),
+            "quit" | "q" => self.quit = true,
+            "help" | "" => self.command_help(),
+            name => match Action::ALL.iter().find(|a| a.name() == name) {
+                Some(a) => self.action(*a),
+                None => self.say(format!("unknown command :{name} (:help lists them)")),
+            },
+        }
+    }
+
+    fn in_open(&mut self, f: impl FnOnce(&mut Self, u64)) {
+        match self.open {
+            Some(id) => f(self, id),
+            None => self.say("open a conversation first"),
+        }
+    }
+
+    fn command_help(&mut self) {
+        let mut items: Vec<ListItem> =
+            COMMANDS.iter().map(|(u, d)| ListItem { label: format!(":{u:<18} {d}"), user: None }).collect();
+        items.extend(
+            Action::ALL.iter().map(|a| ListItem { label: format!(":{:<18} {}", a.name(), a.describe()), user: None }),
+        );
+        self.overlay = Overlay::List { title: "Commands (Esc closes)".into(), items, selected: 0, members: None };
+    }
+
+    /// The reconnect key: retry now when offline.
+    pub(crate) fn reconnect(&mut self) {
+        match self.conn {
+            ConnState::Online => self.say("already online"),
+            _ => {
+                self.net(Command::Reconnect);
+                self.say("reconnecting…");
+            }
+        }
+    }
+
+    /// Tab in a prompt: paths, commands, usernames or channel titles. Names known here complete
+    /// at once; the server's user search and channel directory answer a moment later.
+    pub(crate) fn tab_complete(&mut self) {
+        let Overlay::Prompt { kind, input, .. } = &self.overlay else { return };
+        let (kind, text) = (*kind, input.text());
+        match kind {
+            PromptKind::AttachFile { .. } => self.complete_prompt(),
+            PromptKind::Command => {
+                let names: Vec<String> = COMMANDS
+                    .iter()
+                    .map(|(u, _)| u.split(' ').next().unwrap_or(u).to_string())
+                    .chain(Action::ALL.iter().map(|a| a.name().to_string()))
+                    .collect();
+                self.show_completion(complete_word(&text, &names));
+            }
+            PromptKind::NewDm | PromptKind::AddMember { .. } | PromptKind::SearchUsers => {
+                let typed = text.trim_start_matches('@').to_string();
+                let me = self.store.me.user_id;
+                let names: Vec<String> =
+                    self.store.users.values().filter(|u| u.user_id != me).map(|u| u.username.clone()).collect();
+                self.show_completion(complete_word(&typed, &names));
+                if !typed.is_empty() {
+                    self.request(Purpose::Complete(text), super::app::search(&typed));
+                }
+            }
+            PromptKind::JoinChannel => {
+                let query = text.trim_start_matches('+').to_string();
+                let req = v1::DiscoverChannels { query, after_conversation_id: 0, limit: 50 };
+                self.request(Purpose::Complete(text), Request::DiscoverChannels(req));
+            }
+            PromptKind::NewGroup | PromptKind::SearchMessages | PromptKind::React { .. } => {}
+        }
+    }
+
+    /// The server's names for a Tab pressed on `typed`, if the prompt still shows it.
+    pub(crate) fn completed(&mut self, typed: &str, mut names: Vec<String>) {
+        let Overlay::Prompt { input, kind, .. } = &self.overlay else { return };
+        if input.text() != typed {
+            return;
+        }
+        if matches!(kind, PromptKind::NewDm | PromptKind::AddMember { .. } | PromptKind::SearchUsers) {
+            let me = self.store.me.username.clone();
+            names.retain(|n| *n != me);
+        }
+        let word = typed.trim_start_matches(['@', '+']);
+        self.show_completion(complete_word(word, &names));
+    }
+
+    fn show_completion(&mut self, c: Completion) {
+        if let Overlay::Prompt { input, completions, .. } = &mut self.overlay {
+            if c.text != input.text().trim_start_matches(['@', '+']) || !c.candidates.is_empty() {
+                input.set(&c.text);
+            }
+            *completions = c.candidates;
+        }
+    }
+}
