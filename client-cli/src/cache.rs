@@ -7,8 +7,6 @@
 //! for the account it belongs to; a missing, corrupt, other-version or other account's cache is
 //! ignored.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -143,24 +141,9 @@ impl Cache {
     }
 }
 
-/// Writes the profile's cache file (mode 0600, in a 0700 directory when it creates it): a
-/// temporary file beside it, flushed to disk, then renamed over it.
+/// Writes the profile's cache file, private to its owner (see [`crate::config::write_private`]).
 pub fn write(profile_dir: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(profile_dir)
-        .with_context(|| format!("creating {}", profile_dir.display()))?;
-    let path = path(profile_dir);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cache.bin.")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(profile_dir)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::config::write_private(profile_dir, FILE, bytes)
 }
 
 /// Deletes the profile's cache; false when there was none.
@@ -182,6 +165,7 @@ pub fn conversation_to_proto(c: &Conv) -> v1::Conversation {
         head_seq: c.head_seq,
         last_activity_ms: c.last_activity_ms,
         member_count: c.member_count,
+        description: c.description.clone(),
         my_read_seq: c.read_seq,
         unread_count: c.unread,
         last_message: c.last.as_ref().map(|m| message_to_proto(c.id, m)),

@@ -272,6 +272,33 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+/// The full-screen client's state in a profile directory (mutes, drafts, the open conversation).
+pub const TUI_STATE_FILE: &str = "tui-state.toml";
+
+/// Writes `bytes` as `dir/name`, readable by its owner only (mode 0600; `dir` is created 0700
+/// when missing): a temporary file beside it, flushed to disk, then renamed over it, so a crash
+/// leaves the old file or the new one. For the profile's files that hold message text or
+/// account state (the cache, the outbox, the TUI state with its drafts).
+pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let path = dir.join(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,14 @@ pub struct Msg {
     pub written_ms: u64,
 }
 
+impl Msg {
+    /// The time a message shows: when it was written (§13.2 `written_at_ms`) when its sender
+    /// said, else when the server received it.
+    pub fn shown_ms(&self) -> u64 {
+        if self.written_ms != 0 { self.written_ms } else { self.created_ms }
+    }
+}
+
 impl From<&v1::Message> for Msg {
     fn from(m: &v1::Message) -> Self {
         Self {
@@ -80,6 +88,8 @@ pub struct Conv {
     pub title: String,
     pub peer: u64,
     pub member_count: u32,
+    /// The topic (the conversation's description).
+    pub description: String,
     pub my_role: v1::MemberRole,
     pub member: bool,
     pub head_seq: u64,
@@ -123,6 +133,7 @@ impl Conv {
     fn update_meta(&mut self, c: &v1::Conversation) {
         self.kind = c.kind();
         self.title = c.title.clone();
+        self.description = c.description.clone();
         self.peer = c.peer_user_id;
         self.member_count = c.member_count;
         self.my_role = c.my_role();

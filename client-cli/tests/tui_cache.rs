@@ -11,44 +11,11 @@ use std::path::Path;
 
 use common::*;
 use confab_cli::cache::{self, Cache};
-use confab_cli::config::{FileConfig, Settings, TrustSetting};
-use confab_cli::creds::{Credentials, Secret};
+use confab_cli::config::Settings;
 use confab_cli::net::{Command, ConnState, Snapshot, Update};
-use confab_cli::ui::app::{App, Effect};
+use confab_cli::ui::app::{App, Effect, Reopen};
 use confab_cli::ui::{cached, new_app};
 use confab_protocol::v1::{self, ConversationKind};
-
-const SERVER: &str = "ws://chat.example:7600/v1/ws";
-
-fn settings(dir: &Path) -> Settings {
-    Settings {
-        profile: "work".into(),
-        server: SERVER.into(),
-        trust: TrustSetting::System,
-        device_name: "cache test".into(),
-        server_explicit: false,
-        config_file: dir.join("config.toml"),
-        profile_dir: dir.join("profile"),
-        file: FileConfig::default(),
-    }
-}
-
-/// Stores credentials of `user_id` in the profile, as a sign-in would.
-fn sign_in_as(settings: &Settings, user_id: u64, username: &str) {
-    let creds = Credentials {
-        server: SERVER.into(),
-        cert: None,
-        insecure: false,
-        user_id,
-        username: username.into(),
-        session_id: format!("s{user_id}"),
-        access_token: Secret::new("a"),
-        access_expires_at_ms: 1,
-        refresh_token: Secret::new("r"),
-        refresh_expires_at_ms: 1,
-    };
-    settings.creds().save(&creds).expect("credentials");
-}
 
 /// Alice's profile with the cache of `dm_open()` saved in it.
 fn saved(dir: &Path) -> Settings {
@@ -132,15 +99,38 @@ fn the_last_conversation_reopens_on_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let s = saved(dir.path());
     let mut app = App::new("work", SERVER, confab_cli::ui::keymap::Keymap::default(), true);
-    app.reopen = Some((10, Some(3)));
+    app.reopen = Some(Reopen { conversation_id: 10, selected: Some(3) });
     assert!(cached::restore(&mut app, &s, ME));
     assert_eq!((app.open, app.selected), (Some(10), Some(3)));
     assert!(app.effects.is_empty());
+    // The server's snapshot replaces the store: the view stays at that message, loaded again
+    // around it (not the latest page, which may not hold it).
+    let fresh = common::app();
+    let snap = Snapshot {
+        me: v1::Me { user_id: ME, username: "alice".into(), ..Default::default() },
+        conversations: fresh
+            .store
+            .convs
+            .keys()
+            .map(|id| v1::Conversation { conversation_id: *id, ..Default::default() })
+            .collect(),
+        users: Vec::new(),
+    };
+    app.on_update(Update::Snapshot(Box::new(snap)));
+    assert_eq!((app.open, app.selected), (Some(10), Some(3)));
+    assert!(
+        app.effects.iter().any(
+            |e| matches!(e, Effect::Net(Command::History { conversation_id: 10, before_seq, .. }) if *before_seq > 3)
+        ),
+        "a page around the selected message is asked for: {:?}",
+        app.effects
+    );
     // A conversation the cache does not have is left for the server's snapshot.
     let mut app = App::new("work", SERVER, confab_cli::ui::keymap::Keymap::default(), true);
-    app.reopen = Some((99, None));
+    let elsewhere = Reopen { conversation_id: 99, selected: None };
+    app.reopen = Some(elsewhere);
     assert!(cached::restore(&mut app, &s, ME));
-    assert_eq!((app.open, app.reopen), (None, Some((99, None))));
+    assert_eq!((app.open, app.reopen), (None, Some(elsewhere)));
 }
 
 #[test]

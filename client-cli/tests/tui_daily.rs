@@ -5,11 +5,10 @@
 #[allow(dead_code)]
 mod common;
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::*;
-use confab_cli::config::{FileConfig, Settings, TrustSetting};
 use confab_cli::net::{Command, ConnState, Tag, Update};
 use confab_cli::ui::app::{App, Effect, Focus, Overlay, Screen};
 use confab_cli::ui::keymap::Keymap;
@@ -101,23 +100,11 @@ fn a_draft_stays_with_its_conversation() {
     assert!(app.effects.contains(&Effect::SaveState), "switching saves the drafts");
 }
 
-fn settings(dir: &Path) -> Settings {
-    Settings {
-        profile: "work".into(),
-        server: "ws://chat.example:7600/v1/ws".into(),
-        trust: TrustSetting::System,
-        device_name: "daily test".into(),
-        server_explicit: false,
-        config_file: dir.join("config.toml"),
-        profile_dir: dir.join("profile"),
-        file: FileConfig::default(),
-    }
-}
-
 #[test]
 fn drafts_and_the_open_conversation_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path());
+    sign_in_as(&s, ME, "alice");
     let mut app = dm_open();
     key(&mut app, KeyCode::Char('i'));
     typed(&mut app, "half a thought");
@@ -132,6 +119,13 @@ fn drafts_and_the_open_conversation_survive_a_restart() {
     assert_eq!(fresh.open, Some(10), "the last conversation reopens");
     assert_eq!(fresh.selected, Some(3), "at the message that was selected");
     assert_eq!(fresh.composer.text(), "half a thought");
+    // The file holds message text: private to the user.
+    let mode = std::fs::metadata(s.profile_dir.join("tui-state.toml")).expect("state").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Another account signed in on the profile gets none of it.
+    sign_in_as(&s, 42, "mallory");
+    let other = new_app(&s).expect("app");
+    assert!(other.drafts.is_empty() && other.reopen.is_none(), "{:?} {:?}", other.drafts, other.reopen);
 }
 
 /// `app`, fed the fixture's snapshot as `common::app()` is.
@@ -306,11 +300,6 @@ fn group_history_to(app: &mut App, head: u64) {
     app.on_update(Update::History { conversation_id: 11, before_seq: 0, after_seq: 0, messages, has_more: false });
 }
 
-/// The group with messages 1..=20, read up to 16 (the fixture's 4 unread, one mentioning alice).
-fn group_history(app: &mut App) {
-    group_history_to(app, 20);
-}
-
 #[test]
 fn the_next_unread_key_opens_the_mention_first_at_its_divider() {
     let mut app = app();
@@ -346,20 +335,40 @@ fn the_next_unread_key_opens_the_mention_first_at_its_divider() {
     assert!(status(&app).contains("no unread"), "{}", status(&app));
 }
 
+/// The numbers of the "msg N" messages on screen, top to bottom.
+fn shown_msgs(app: &App) -> Vec<u64> {
+    let (s, _) = draw(app, 100, 20);
+    s.lines().filter_map(|l| l.split("carol: msg ").nth(1)?.split_whitespace().next()?.parse().ok()).collect()
+}
+
 #[test]
 fn ctrl_f_and_ctrl_b_page_through_messages() {
     let mut app = app();
+    let mut g = fixture_conversation(11);
+    (g.head_seq, g.my_read_seq, g.unread_count) = (40, 40, 0);
+    app.on_update(Update::Reply { tag: Tag::Refresh, result: Ok(R::GetConversation(g)) });
     app.open_conversation(11);
-    group_history(&mut app);
-    app.view_height.set(12);
-    key(&mut app, KeyCode::Char('k'));
-    assert_eq!(app.selected, Some(20));
+    group_history_to(&mut app, 40);
+    let bottom = shown_msgs(&app);
+    assert_eq!(bottom.last(), Some(&40));
+    let n = bottom.len();
+    // Ctrl-b: the message at the top comes to the bottom, and again (a page each time).
     ctrl(&mut app, 'b');
-    assert_eq!(app.selected, Some(14), "a page is twice the half page of Ctrl-u (3 messages here)");
-    ctrl(&mut app, 'u');
-    assert_eq!(app.selected, Some(11));
+    let up1 = shown_msgs(&app);
+    // (as a pager does, a line or two stay in view for context)
+    let overlap = |a: &[u64], b: &[u64]| b.iter().filter(|x| a.contains(x)).count();
+    assert!((1..=2).contains(&overlap(&bottom, &up1)), "one page up: {bottom:?} then {up1:?}");
+    ctrl(&mut app, 'b');
+    let up2 = shown_msgs(&app);
+    assert!((1..=2).contains(&overlap(&up1, &up2)), "another page up: {up1:?} then {up2:?}");
+    // Ctrl-f back down a page; Ctrl-u / Ctrl-d move half as far.
     ctrl(&mut app, 'f');
-    assert_eq!(app.selected, Some(17));
+    let down = shown_msgs(&app);
+    assert!(down.first() > up2.first(), "{up2:?} then {down:?}");
+    let sel = app.selected.expect("a selection");
+    ctrl(&mut app, 'u');
+    let moved = sel - app.selected.expect("a selection");
+    assert!(moved as usize >= n / 2 - 1 && (moved as usize) < n, "half a page is {moved} of {n}");
     // Search moved to S alone.
     assert!(!matches!(app.overlay, Overlay::MessageSearch));
 }
@@ -372,12 +381,19 @@ fn colon_commands_cover_what_has_no_key() {
     key(&mut app, KeyCode::Char(':'));
     typed(&mut app, "topic ship 1.2 on Friday");
     key(&mut app, KeyCode::Enter);
-    match requests(&app).as_slice() {
-        [(_, Request::UpdateConversation(u))] => {
-            assert_eq!((u.conversation_id, u.description.as_deref()), (11, Some("ship 1.2 on Friday")))
+    let tag = match requests(&app).as_slice() {
+        [(tag, Request::UpdateConversation(u))] => {
+            assert_eq!((u.conversation_id, u.description.as_deref()), (11, Some("ship 1.2 on Friday")));
+            *tag
         }
         other => panic!("{other:?}"),
-    }
+    };
+    // The server's answer: the topic shows in the header.
+    let mut g = fixture_conversation(11);
+    g.description = "ship 1.2 on Friday".into();
+    app.on_update(Update::Reply { tag, result: Ok(R::UpdateConversation(g)) });
+    let (s, _) = draw(&app, 120, 20);
+    assert!(s.contains("· ship 1.2 on Friday"), "{s}");
     app.effects.clear();
     key(&mut app, KeyCode::Char(':'));
     typed(&mut app, "leave");
@@ -443,8 +459,30 @@ fn tab_completes_usernames_and_channels() {
     };
     let general = v1::Conversation { conversation_id: 40, title: "general".into(), ..Default::default() };
     let result = v1::DiscoverChannelsResult { conversations: vec![general], ..Default::default() };
-    app.on_update(Update::Reply { tag, result: Ok(R::DiscoverChannels(result)) });
+    app.on_update(Update::Reply { tag, result: Ok(R::DiscoverChannels(result.clone())) });
     assert_eq!(prompt_text(&app), "general");
+    // A new group's members, and a command's arguments.
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('c'));
+    typed(&mut app, "\"release crew\" bob ca");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(prompt_text(&app), "\"release crew\" bob carol");
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "invite ca");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(prompt_text(&app), "invite carol");
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "join gen");
+    app.effects.clear();
+    key(&mut app, KeyCode::Tab);
+    let tag = match requests(&app).as_slice() {
+        [(tag, Request::DiscoverChannels(q))] if q.query == "gen" => *tag,
+        other => panic!("{other:?}"),
+    };
+    app.on_update(Update::Reply { tag, result: Ok(R::DiscoverChannels(result)) });
+    assert_eq!(prompt_text(&app), "join general");
 }
 
 #[test]
@@ -517,4 +555,31 @@ fn a_message_written_offline_shows_when_it_was_written() {
     app.on_update(entry(10, 8, ME, T0 + 28 * HOUR, Body::MessagePosted(m)));
     let (s, _) = draw(&app, 100, 30);
     assert!(s.contains("12:17 alice: written on the train"), "the writing time, not the server's 13:00:\n{s}");
+}
+
+#[test]
+fn editing_a_message_keeps_the_draft_aside() {
+    let mut app = dm_open();
+    key(&mut app, KeyCode::Char('i'));
+    typed(&mut app, "half a reply");
+    key(&mut app, KeyCode::Esc);
+    // Edit alice's "yes, at 8. all green" (seq 3), then give up: the draft is back.
+    app.selected = Some(3);
+    key(&mut app, KeyCode::Char('e'));
+    assert_eq!(app.composer.text(), "yes, at 8. all green");
+    assert_eq!(app.saved_drafts().get(&10).map(|d| d.text.as_str()), Some("half a reply"));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.composer.text(), "half a reply");
+    // Edit and save: the draft is back too, and the edit was sent.
+    key(&mut app, KeyCode::Esc);
+    app.selected = Some(3);
+    key(&mut app, KeyCode::Char('e'));
+    typed(&mut app, "!");
+    app.effects.clear();
+    key(&mut app, KeyCode::Enter);
+    let edited = requests(&app)
+        .into_iter()
+        .any(|(_, r)| matches!(r, Request::EditMessage(e) if e.text == "yes, at 8. all green!"));
+    assert!(edited, "the edit is sent");
+    assert_eq!(app.composer.text(), "half a reply");
 }

@@ -2,6 +2,7 @@
 //! same updates the network actor produces. Expected screens are in `tests/snapshots/`; run with
 //! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change, and review the diff.
 
+#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;

@@ -85,8 +85,16 @@ pub async fn logout(settings: &Settings) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     store.remove()?;
-    // The cache holds the account's messages: it goes with the tokens.
+    // The cache, the unsent messages and the drafts are the account's: they go with the tokens.
     crate::cache::remove(&settings.profile_dir)?;
+    let unsent = crate::net::forget_outbox(settings)?;
+    if unsent > 0 {
+        eprintln!("dropped {} written but never sent", crate::format::plural(unsent as u64, "message", "messages"));
+    }
+    match std::fs::remove_file(settings.profile_dir.join(crate::config::TUI_STATE_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     match result {
         Ok(()) => println!("signed out (profile {})", settings.profile),
         Err(e) => println!("forgot the tokens of profile {}; the server was not told: {e:#}", settings.profile),

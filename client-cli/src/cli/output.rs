@@ -63,6 +63,7 @@ pub fn message_json(m: &v1::Message, names: &Names) -> Value {
         "sender": names.user(m.sender_id),
         "text": m.text,
         "created_at_ms": m.created_at_ms,
+        "written_at_ms": m.written_at_ms,
         "edited_at_ms": m.edited_at_ms,
         "deleted": m.deleted,
         "reply_to_message_id": m.reply_to_message_id,
@@ -74,7 +75,9 @@ pub fn message_json(m: &v1::Message, names: &Names) -> Value {
 }
 
 pub fn message_line(m: &v1::Message, names: &Names) -> String {
-    let mut s = format!("{} #{} {}: ", datetime(m.created_at_ms), m.message_id, names.user(m.sender_id));
+    // When it was written, when the sender said (§13.2).
+    let at = if m.written_at_ms != 0 { m.written_at_ms } else { m.created_at_ms };
+    let mut s = format!("{} #{} {}: ", datetime(at), m.message_id, names.user(m.sender_id));
     if m.deleted {
         s.push_str("[deleted]");
     } else {

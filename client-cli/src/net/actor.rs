@@ -81,8 +81,22 @@ pub(super) async fn run(
     a.main().await;
 }
 
+/// The profile's file of unacknowledged sends.
+const OUTBOX_FILE: &str = "outbox.json";
+
 fn outbox_path(settings: &Settings) -> std::path::PathBuf {
-    settings.profile_dir.join("outbox.json")
+    settings.profile_dir.join(OUTBOX_FILE)
+}
+
+/// Deletes the profile's outbox (signing out: its messages are the account's); returns how many
+/// messages it held.
+pub fn forget_outbox(settings: &Settings) -> anyhow::Result<usize> {
+    let n = load_outbox(settings).len();
+    match std::fs::remove_file(outbox_path(settings)) {
+        Ok(()) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(anyhow::Error::from(e).context("removing the outbox")),
+    }
 }
 
 /// Messages left unsent by an earlier run.
@@ -197,15 +211,11 @@ impl Actor {
             return;
         }
         let msgs: Vec<&Outgoing> = self.outbox.values().map(|p| &p.msg).collect();
-        let path = outbox_path(&self.settings);
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.settings.profile_dir)?;
-            std::fs::write(&tmp, serde_json::to_vec(&msgs)?)?;
-            std::fs::rename(&tmp, &path)
-        };
+        // Message text: private to the user, like the cache.
+        let write =
+            || crate::config::write_private(&self.settings.profile_dir, OUTBOX_FILE, &serde_json::to_vec(&msgs)?);
         if let Err(e) = write() {
-            tracing::warn!("saving the outbox: {e}");
+            tracing::warn!("saving the outbox: {e:#}");
         }
     }
 
@@ -514,8 +524,13 @@ impl Actor {
     /// other than the one kept is taken, and asked again.
     async fn user_log_head(&mut self, client: &Client) -> anyhow::Result<(i64, u64)> {
         for _ in 0..2 {
-            let req =
-                v1::Sync { epoch: self.sync.epoch, user_seq: 0, conversations: Vec::new(), limit_per_conversation: 1 };
+            // Past any head: no user updates come back, only the head (§14.3, §14.6).
+            let req = v1::Sync {
+                epoch: self.sync.epoch,
+                user_seq: u64::MAX,
+                conversations: Vec::new(),
+                limit_per_conversation: 1,
+            };
             let r = match client.request(Request::Sync(req)).await.context("sync")? {
                 R::Sync(r) => r,
                 other => return Err(unexpected("SyncResult", &other).into()),

@@ -4,7 +4,7 @@
 //! waits on the network, and no lock is held across an await.
 
 mod actor;
-pub use actor::fetch_users;
+pub use actor::{fetch_users, forget_outbox};
 pub mod sync;
 pub mod transfer;
 pub use transfer::{Sink, Transfer, TransferKind, Transferred};

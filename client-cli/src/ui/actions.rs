@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use confab_protocol::v1::{self, client_frame::Request};
 
-use super::app::{App, Effect, Focus, Overlay, PromptKind, Purpose};
+use super::app::{App, Effect, Focus, MessageAt, Overlay, PromptKind, Purpose};
 use super::composer::{Composer, Purpose as Compose};
 use super::keymap::Action;
 use crate::net::{Command, Tag};
@@ -27,6 +27,26 @@ impl App {
             .and_then(|id| self.store.convs.get(&id))
             .map(|c| c.messages.keys().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// A page down (or up): the message at the bottom of the view (or the top) ends at the
+    /// other edge, one message staying in view, as a pager does.
+    fn page(&mut self, down: bool) {
+        let seqs = self.seqs();
+        let (Some(shown), Some(id)) = (self.view_shown.get(), self.open) else { return };
+        let at = |s: u64| seqs.iter().position(|x| *x == s).map(|i| i as i64);
+        let cur = match self.selected {
+            Some(s) => at(s),
+            None => Some(seqs.len() as i64),
+        };
+        let step = (shown.count as i64 - 1).max(1);
+        let (Some(cur), Some(edge)) = (cur, at(if down { shown.last } else { shown.first })) else { return };
+        let target = if down { edge + step } else { edge - step };
+        self.move_selection(target - cur);
+        // Going up, the message reached is the new top.
+        if !down && let Some(seq) = self.selected {
+            self.view_anchor.set(Some(MessageAt { conversation_id: id, seq }));
+        }
     }
 
     fn move_selection(&mut self, delta: i64) {
@@ -66,7 +86,12 @@ impl App {
 
     /// Normal-mode actions.
     pub fn action(&mut self, a: Action) {
-        let half = i64::from(self.view_height.get() / 4).max(1);
+        // Half a page: half the messages the pane showed (else a guess of two rows each); the
+        // list has two rows per conversation.
+        let shown = self.view_shown.get().map_or(0, |s| s.count as i64);
+        let page = if shown > 1 { shown - 1 } else { i64::from(self.view_height.get() / 2).max(1) };
+        let half = (page / 2).max(1);
+        let list_page = i64::from(self.view_height.get() / 2).max(1);
         let in_messages = self.focus == Focus::Messages && self.open.is_some();
         match a {
             Action::Quit => self.quit = true,
@@ -75,16 +100,16 @@ impl App {
             Action::Up if in_messages => self.move_selection(-1),
             Action::PageDown if in_messages => self.move_selection(half),
             Action::PageUp if in_messages => self.move_selection(-half),
-            Action::FullPageDown if in_messages => self.move_selection(2 * half),
-            Action::FullPageUp if in_messages => self.move_selection(-2 * half),
-            Action::FullPageDown => self.move_list(2 * half),
-            Action::FullPageUp => self.move_list(-2 * half),
+            Action::FullPageDown if in_messages => self.page(true),
+            Action::FullPageUp if in_messages => self.page(false),
+            Action::FullPageDown => self.move_list(list_page),
+            Action::FullPageUp => self.move_list(-list_page),
             Action::Top if in_messages => self.move_selection(-(self.seqs().len() as i64)),
             Action::Bottom if in_messages => self.follow_newest(),
             Action::Down => self.move_list(1),
             Action::Up => self.move_list(-1),
-            Action::PageDown => self.move_list(half),
-            Action::PageUp => self.move_list(-half),
+            Action::PageDown => self.move_list((list_page / 2).max(1)),
+            Action::PageUp => self.move_list(-(list_page / 2).max(1)),
             Action::Top => self.select_index(0),
             Action::Bottom => self.move_list(i64::MAX / 2),
             Action::Open => match self.focus {
@@ -185,6 +210,7 @@ impl App {
                 self.focus = Focus::Composer;
             }
             Action::Edit if m.sender == me => {
+                self.begin_edit();
                 self.composer.set(&m.text);
                 self.composer.purpose = Compose::Edit { message_id: m.id };
                 self.focus = Focus::Composer;

@@ -91,6 +91,36 @@ pub(crate) enum Purpose {
     Complete(String),
 }
 
+/// A conversation to reopen at start (the last one open), and the message selected in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reopen {
+    pub conversation_id: u64,
+    pub selected: Option<u64>,
+}
+
+/// Where the "new messages" divider goes: after the seq the read marker was at when the
+/// conversation was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Divider {
+    pub conversation_id: u64,
+    pub after_seq: u64,
+}
+
+/// The messages on screen: the first and last seq shown, and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub first: u64,
+    pub last: u64,
+    pub count: usize,
+}
+
+/// A message by its conversation and seq.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageAt {
+    pub conversation_id: u64,
+    pub seq: u64,
+}
+
 /// The whole TUI state.
 #[derive(Debug)]
 pub struct App {
@@ -112,9 +142,11 @@ pub struct App {
     pub composer: Composer,
     /// The other conversations' drafts (`drafts.rs`).
     pub drafts: HashMap<u64, Composer>,
+    /// The open conversation's draft, set aside while one of its messages is edited.
+    pub set_aside: Option<Composer>,
     /// The conversation to reopen when the conversations arrive (the last one open before a
     /// restart), with the message that was selected.
-    pub reopen: Option<(u64, Option<u64>)>,
+    pub reopen: Option<Reopen>,
     pub overlay: Overlay,
     pub status: Option<(String, u64)>,
     pub effects: Vec<Effect>,
@@ -127,11 +159,13 @@ pub struct App {
     pub notify: NotifyConfig,
     /// Height of the message pane at the last draw (for paging).
     pub view_height: Cell<u16>,
+    /// The messages the message pane showed at the last draw (what a page is).
+    pub view_shown: Cell<Option<Shown>>,
     /// The message at the top of the message pane at the last draw (conversation, seq): the view
     /// scrolls only as far as the selection needs.
-    pub view_anchor: Cell<Option<(u64, u64)>>,
-    /// The "new messages" divider: (conversation, the read marker's seq when it was opened).
-    pub divider: Option<(u64, u64)>,
+    pub view_anchor: Cell<Option<MessageAt>>,
+    /// The "new messages" divider of the open conversation.
+    pub divider: Option<Divider>,
     /// When offline: the time of the next attempt (the status bar counts down to it).
     pub retry_at_ms: u64,
     pub(crate) requests: HashMap<u64, Purpose>,
@@ -174,6 +208,7 @@ impl App {
             selected: None,
             composer: Composer::default(),
             drafts: HashMap::new(),
+            set_aside: None,
             reopen: None,
             overlay: Overlay::None,
             status: None,
@@ -186,6 +221,7 @@ impl App {
             muted: BTreeSet::new(),
             notify: NotifyConfig::default(),
             view_height: Cell::new(20),
+            view_shown: Cell::new(None),
             view_anchor: Cell::new(None),
             divider: None,
             retry_at_ms: 0,
@@ -321,6 +357,9 @@ impl App {
                 }
                 if s == ConnState::Online {
                     self.previews.retry_failed();
+                    if self.status.as_ref().is_some_and(|(line, _)| line == "reconnecting…") {
+                        self.done();
+                    }
                 }
                 self.conn = s;
             }
@@ -328,23 +367,17 @@ impl App {
                 self.store.reset(&s.me, &s.conversations, &s.users);
                 self.screen = Screen::Main;
                 // The first list after a start: back where the user was.
-                if let Some((id, selected)) = self.reopen.take()
-                    && self.open.is_none()
-                    && self.store.convs.contains_key(&id)
-                {
-                    match selected {
-                        Some(seq) => self.open_at(id, seq),
-                        None => self.open_conversation(id),
-                    }
+                if self.reopen_last() {
                     return;
                 }
                 if let Some(id) = self.open {
                     if self.store.convs.contains_key(&id) {
                         // A fresh list (a reconnect, the server's after the cache's): the same
-                        // view, the selected message kept.
-                        let selected = self.selected;
-                        self.open_conversation(id);
-                        self.selected = selected;
+                        // view, at the selected message (loaded again around it).
+                        match self.selected {
+                            Some(seq) => self.open_at(id, seq),
+                            None => self.open_conversation(id),
+                        }
                     } else {
                         self.open = None;
                     }

@@ -37,13 +37,8 @@ pub fn restore(app: &mut App, settings: &Settings, user_id: u64) -> bool {
             has_more: h.has_more,
         });
     }
-    match reopen {
-        Some((id, selected)) if app.open.is_none() && app.store.convs.contains_key(&id) => match selected {
-            Some(seq) => app.open_at(id, seq),
-            None => app.open_conversation(id),
-        },
-        other => app.reopen = other,
-    }
+    app.reopen = reopen;
+    app.reopen_last();
     app.effects.clear();
     app.requests.clear();
     true

@@ -74,8 +74,13 @@ impl App {
     fn command_help(&mut self) {
         let mut items: Vec<ListItem> =
             COMMANDS.iter().map(|(u, d)| ListItem { label: format!(":{u:<18} {d}"), user: None }).collect();
+        // The actions by name, but for the ones a command above already names.
+        let named = |a: &&Action| COMMANDS.iter().any(|(u, _)| u.split(' ').next() == Some(a.name()));
         items.extend(
-            Action::ALL.iter().map(|a| ListItem { label: format!(":{:<18} {}", a.name(), a.describe()), user: None }),
+            Action::ALL
+                .iter()
+                .filter(|a| !named(a))
+                .map(|a| ListItem { label: format!(":{:<18} {}", a.name(), a.describe()), user: None }),
         );
         self.overlay = Overlay::List { title: "Commands (Esc closes)".into(), items, selected: 0, members: None };
     }
@@ -83,45 +88,49 @@ impl App {
     /// The reconnect key: retry now when offline.
     pub(crate) fn reconnect(&mut self) {
         match self.conn {
-            ConnState::Online => self.say("already online"),
-            _ => {
+            ConnState::Offline { .. } => {
                 self.net(Command::Reconnect);
                 self.say("reconnecting…");
             }
+            ConnState::Online => self.say("already online"),
+            ConnState::Connecting { .. } => self.say("connecting already"),
+            ConnState::SignedOut(_) => self.say("signed out: sign in again"),
         }
     }
 
-    /// Tab in a prompt: paths, commands, usernames or channel titles. Names known here complete
-    /// at once; the server's user search and channel directory answer a moment later.
+    /// Tab in a prompt: paths, commands, usernames or channel titles, for the word being typed
+    /// (a new group's members, a command's arguments too). Names known here complete at once;
+    /// the server's user search and channel directory answer a moment later.
     pub(crate) fn tab_complete(&mut self) {
         let Overlay::Prompt { kind, input, .. } = &self.overlay else { return };
         let (kind, text) = (*kind, input.text());
-        match kind {
-            PromptKind::AttachFile { .. } => self.complete_prompt(),
-            PromptKind::Command => {
+        if let PromptKind::AttachFile { .. } = kind {
+            return self.complete_prompt();
+        }
+        let t = target(kind, &text);
+        match t.names {
+            Names::Commands => {
                 let names: Vec<String> = COMMANDS
                     .iter()
                     .map(|(u, _)| u.split(' ').next().unwrap_or(u).to_string())
                     .chain(Action::ALL.iter().map(|a| a.name().to_string()))
                     .collect();
-                self.show_completion(complete_word(&text, &names));
+                self.show_completion(&t, complete_word(&t.word, &names));
             }
-            PromptKind::NewDm | PromptKind::AddMember { .. } | PromptKind::SearchUsers => {
-                let typed = text.trim_start_matches('@').to_string();
+            Names::Users => {
                 let me = self.store.me.user_id;
                 let names: Vec<String> =
                     self.store.users.values().filter(|u| u.user_id != me).map(|u| u.username.clone()).collect();
-                self.show_completion(complete_word(&typed, &names));
-                if !typed.is_empty() {
-                    self.request(Purpose::Complete(text), super::app::search(&typed));
+                self.show_completion(&t, complete_word(&t.word, &names));
+                if !t.word.is_empty() {
+                    self.request(Purpose::Complete(text), super::app::search(&t.word));
                 }
             }
-            PromptKind::JoinChannel => {
-                let query = text.trim_start_matches('+').to_string();
-                let req = v1::DiscoverChannels { query, after_conversation_id: 0, limit: 50 };
+            Names::Channels => {
+                let req = v1::DiscoverChannels { query: t.word, after_conversation_id: 0, limit: 50 };
                 self.request(Purpose::Complete(text), Request::DiscoverChannels(req));
             }
-            PromptKind::NewGroup | PromptKind::SearchMessages | PromptKind::React { .. } => {}
+            Names::Nothing => {}
         }
     }
 
@@ -131,20 +140,80 @@ impl App {
         if input.text() != typed {
             return;
         }
-        if matches!(kind, PromptKind::NewDm | PromptKind::AddMember { .. } | PromptKind::SearchUsers) {
+        let t = target(*kind, typed);
+        if t.names == Names::Users {
             let me = self.store.me.username.clone();
             names.retain(|n| *n != me);
         }
-        let word = typed.trim_start_matches(['@', '+']);
-        self.show_completion(complete_word(word, &names));
+        self.show_completion(&t, complete_word(&t.word, &names));
     }
 
-    fn show_completion(&mut self, c: Completion) {
+    fn show_completion(&mut self, t: &Target, c: Completion) {
         if let Overlay::Prompt { input, completions, .. } = &mut self.overlay {
-            if c.text != input.text().trim_start_matches(['@', '+']) || !c.candidates.is_empty() {
-                input.set(&c.text);
+            // Nothing matched: the input stays as typed (its `@` or `+` included).
+            if c.text != t.word || !c.candidates.is_empty() {
+                input.set(&format!("{}{}", t.before, c.text));
             }
             *completions = c.candidates;
         }
+    }
+}
+
+/// Where a prompt's Tab names come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Names {
+    Commands,
+    Users,
+    Channels,
+    Nothing,
+}
+
+/// The word Tab completes: the text before it (kept), the word (without a leading `@` or `+`),
+/// and where its names come from.
+struct Target {
+    before: String,
+    word: String,
+    names: Names,
+}
+
+/// The last word of `text`, without a leading `@` or `+`.
+fn target_word(text: &str) -> &str {
+    text.rsplit(' ').next().unwrap_or("").trim_start_matches(['@', '+'])
+}
+
+fn target(kind: PromptKind, text: &str) -> Target {
+    let whole = |names| Target { before: String::new(), word: target_word(text).to_string(), names };
+    // The last word, after the words before it.
+    let last = |names| {
+        let cut = text.rfind(' ').map_or(0, |i| i + 1);
+        Target { before: text[..cut].to_string(), word: target_word(text).to_string(), names }
+    };
+    match kind {
+        PromptKind::NewDm | PromptKind::AddMember { .. } | PromptKind::SearchUsers => whole(Names::Users),
+        PromptKind::JoinChannel => Target { word: text.trim_start_matches('+').to_string(), ..whole(Names::Channels) },
+        // A new group: the name first, then members.
+        PromptKind::NewGroup if text.contains(' ') => last(Names::Users),
+        PromptKind::Command => {
+            let command = text.trim_start_matches(':').split(' ').next().unwrap_or("");
+            match (text.contains(' '), command) {
+                (false, _) => whole(Names::Commands),
+                (true, "dm" | "invite") => last(Names::Users),
+                // After the group's name.
+                (true, "group") if text.split(' ').count() > 2 => last(Names::Users),
+                (true, "join") => {
+                    let cut = text.find(' ').map_or(text.len(), |i| i + 1);
+                    Target {
+                        before: text[..cut].to_string(),
+                        word: text[cut..].trim_start_matches('+').to_string(),
+                        names: Names::Channels,
+                    }
+                }
+                _ => whole(Names::Nothing),
+            }
+        }
+        PromptKind::NewGroup
+        | PromptKind::SearchMessages
+        | PromptKind::React { .. }
+        | PromptKind::AttachFile { .. } => whole(Names::Nothing),
     }
 }

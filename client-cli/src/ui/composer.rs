@@ -181,20 +181,23 @@ impl Composer {
                 }
                 let at = self.cursor.checked_sub(line_start + start);
                 let last = end == line.len();
+                let mut after_full_row = false;
                 if let Some(off) = at.filter(|off| *off < end - start || (last && *off == end - start)) {
                     let col: usize = line[start..start + off].iter().map(w).sum();
-                    cursor = if col >= width && last { (rows.len() + 1, 0) } else { (rows.len(), col) };
+                    after_full_row = col >= width;
+                    cursor = if after_full_row { (rows.len() + 1, 0) } else { (rows.len(), col) };
                 }
                 rows.push(line[start..end].iter().collect::<String>());
+                // The cursor after a full row: an empty row for it, before the next line's.
+                if after_full_row {
+                    rows.push(String::new());
+                }
                 if last {
                     break;
                 }
                 start = end;
             }
             line_start += line.len() + 1;
-        }
-        if cursor.0 == rows.len() {
-            rows.push(String::new());
         }
         (rows, cursor)
     }
@@ -256,6 +259,12 @@ mod tests {
         }
         assert_eq!(c.visual_lines(6), (vec!["aaaa ".into(), "bbbb".into()], (1, 0)));
         assert_eq!(typed("").visual_lines(5), (vec![String::new()], (0, 0)));
+        // A full row with a line after it: the cursor's own row comes before that line's.
+        let mut c = typed("abcdef\nxy");
+        for _ in 0..3 {
+            c.left();
+        }
+        assert_eq!(c.visual_lines(6), (vec!["abcdef".into(), String::new(), "xy".into()], (1, 0)));
     }
 
     #[test]

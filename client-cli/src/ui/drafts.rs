@@ -33,7 +33,7 @@ impl App {
         if self.open == Some(to) {
             return;
         }
-        let mine = std::mem::take(&mut self.composer);
+        let mine = self.draft_of_open();
         if let Some(from) = self.open
             && !mine.is_empty()
             && !matches!(mine.purpose, Purpose::Edit { .. })
@@ -45,9 +45,37 @@ impl App {
         self.effects.push(Effect::SaveState);
     }
 
+    /// An edit starts: what was being written is set aside, back when the edit ends.
+    pub(crate) fn begin_edit(&mut self) {
+        if !matches!(self.composer.purpose, Purpose::Edit { .. }) && !self.composer.is_empty() {
+            self.set_aside = Some(std::mem::take(&mut self.composer));
+        }
+    }
+
+    /// The composer's text was sent, saved as an edit, or dropped (Esc on a reply or an edit):
+    /// the draft set aside for an edit comes back.
+    pub(crate) fn end_compose(&mut self) {
+        let edit = matches!(self.composer.purpose, Purpose::Edit { .. });
+        self.composer = if edit { self.set_aside.take().unwrap_or_default() } else { Composer::default() };
+    }
+
+    /// Takes the open conversation's draft out of the composer (the one set aside, during an
+    /// edit).
+    fn draft_of_open(&mut self) -> Composer {
+        let c = std::mem::take(&mut self.composer);
+        match c.purpose {
+            Purpose::Edit { .. } => self.set_aside.take().unwrap_or_default(),
+            _ => c,
+        }
+    }
+
     /// Every draft by conversation, the open one's included, for saving.
     pub fn saved_drafts(&self) -> BTreeMap<u64, SavedDraft> {
-        let open = self.open.map(|id| (id, &self.composer));
+        let open_draft = match self.composer.purpose {
+            Purpose::Edit { .. } => self.set_aside.as_ref(),
+            _ => Some(&self.composer),
+        };
+        let open = self.open.zip(open_draft);
         self.drafts
             .iter()
             .map(|(id, c)| (*id, c))
@@ -73,6 +101,21 @@ impl App {
             }
             self.drafts.insert(id, c);
         }
+    }
+
+    /// Opens the conversation [`App::reopen`] names, at its selected message, once it is known
+    /// and nothing else is open; true when it did.
+    pub(crate) fn reopen_last(&mut self) -> bool {
+        let Some(r) = self.reopen.filter(|r| self.open.is_none() && self.store.convs.contains_key(&r.conversation_id))
+        else {
+            return false;
+        };
+        self.reopen = None;
+        match r.selected {
+            Some(seq) => self.open_at(r.conversation_id, seq),
+            None => self.open_conversation(r.conversation_id),
+        }
+        true
     }
 
     /// A bracketed paste: all of it into the composer (a conversation open: it takes the focus),

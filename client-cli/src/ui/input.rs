@@ -141,10 +141,10 @@ impl App {
                     KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter => {
                         self.overlay = Overlay::None
                     }
-                    KeyCode::Down | KeyCode::Char('j') => scroll.set(s + 1),
+                    KeyCode::Down | KeyCode::Char('j') => scroll.set(s.saturating_add(1)),
                     KeyCode::Up | KeyCode::Char('k') => scroll.set(s.saturating_sub(1)),
-                    KeyCode::PageDown | KeyCode::Char(' ') => scroll.set(s + page),
-                    _ if ctrl(k, 'd') || ctrl(k, 'f') => scroll.set(s + page),
+                    KeyCode::PageDown | KeyCode::Char(' ') => scroll.set(s.saturating_add(page)),
+                    _ if ctrl(k, 'd') || ctrl(k, 'f') => scroll.set(s.saturating_add(page)),
                     KeyCode::PageUp => scroll.set(s.saturating_sub(page)),
                     _ if ctrl(k, 'u') || ctrl(k, 'b') => scroll.set(s.saturating_sub(page)),
                     KeyCode::Char('g') | KeyCode::Home => scroll.set(0),
@@ -315,7 +315,7 @@ impl App {
             KeyCode::Esc => {
                 self.focus = if self.open.is_some() { Focus::Messages } else { Focus::List };
                 if self.composer.purpose != Compose::New {
-                    self.composer.clear();
+                    self.end_compose();
                 }
                 self.stop_typing();
             }
@@ -395,7 +395,7 @@ impl App {
                 self.net(Command::Send(out));
             }
         }
-        self.composer.clear();
+        self.end_compose();
         self.stop_typing();
         self.selected = None;
     }

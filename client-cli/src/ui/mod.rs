@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::config::Settings;
+use crate::config::{Settings, TUI_STATE_FILE, write_private};
 use crate::net::{self, Command, NetHandle, NetOptions, Update};
 use crate::session::{self, now_ms};
 use app::{App, Effect, Screen};
@@ -39,9 +39,12 @@ use ratatui_image::picker::{Picker, ProtocolType};
 
 type Net = Option<(NetHandle, mpsc::Receiver<Update>)>;
 
-/// The profile's TUI state on disk (`tui-state.toml`).
+/// The profile's TUI state on disk (`tui-state.toml`, private to the user: drafts are message
+/// text), for the account `user_id`: another account signed in on the profile ignores it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct UiState {
+    #[serde(default)]
+    user_id: u64,
     #[serde(default)]
     muted: BTreeSet<u64>,
     /// The conversation open at the last save, and its selected message.
@@ -54,25 +57,31 @@ struct UiState {
     drafts: BTreeMap<String, drafts::SavedDraft>,
 }
 
-fn state_path(settings: &Settings) -> std::path::PathBuf {
-    settings.profile_dir.join("tui-state.toml")
+/// The TUI state of account `user_id`: nothing when the file is another account's (or a
+/// file written before states named their account).
+fn load_state(settings: &Settings, user_id: u64) -> UiState {
+    std::fs::read_to_string(settings.profile_dir.join(TUI_STATE_FILE))
+        .ok()
+        .and_then(|s| toml::from_str::<UiState>(&s).ok())
+        .filter(|s| s.user_id == user_id && user_id != 0)
+        .unwrap_or_default()
 }
 
-fn load_state(settings: &Settings) -> UiState {
-    std::fs::read_to_string(state_path(settings)).ok().and_then(|s| toml::from_str(&s).ok()).unwrap_or_default()
-}
-
-/// Writes the TUI state (mutes, drafts, the open conversation) to the profile's `tui-state.toml`.
+/// Writes the TUI state (mutes, drafts, the open conversation) to the profile's
+/// `tui-state.toml`, for the account the app shows (nothing before it knows which).
 pub fn save_state(settings: &Settings, app: &App) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.profile_dir)?;
+    if app.store.me.user_id == 0 {
+        return Ok(());
+    }
     let state = UiState {
+        user_id: app.store.me.user_id,
         muted: app.muted.clone(),
         open: app.open,
         selected: app.open.and(app.selected),
         drafts: app.saved_drafts().into_iter().map(|(id, d)| (id.to_string(), d)).collect(),
     };
     let s = toml::to_string(&state)?;
-    std::fs::write(state_path(settings), s).context("saving the TUI state")
+    write_private(&settings.profile_dir, TUI_STATE_FILE, s.as_bytes()).context("saving the TUI state")
 }
 
 /// Builds the app for a profile (also used by tests to start from the real configuration).
@@ -85,10 +94,10 @@ pub fn new_app(settings: &Settings) -> anyhow::Result<App> {
     app.time_format = settings.file.ui.time_format.clone();
     app.history_page = settings.file.ui.history_page.clamp(10, 200);
     app.notify = settings.file.notifications.clone();
-    let state = load_state(settings);
+    let state = load_state(settings, creds.as_ref().map_or(0, |c| c.user_id));
     app.muted = state.muted;
     app.restore_drafts(state.drafts.into_iter().filter_map(|(id, d)| Some((id.parse().ok()?, d))).collect());
-    app.reopen = state.open.map(|id| (id, state.selected));
+    app.reopen = state.open.map(|conversation_id| app::Reopen { conversation_id, selected: state.selected });
     app.now_ms = now_ms();
     graphics(&settings.file.media.graphics)?;
     app.media = settings.file.media.clone();

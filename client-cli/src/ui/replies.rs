@@ -32,6 +32,10 @@ impl App {
         }
         match (purpose, r) {
             (_, R::GetConversation(c)) => self.store.merge_conversation(&c),
+            (_, R::UpdateConversation(c)) => {
+                self.store.merge_conversation(&c);
+                self.say("conversation updated");
+            }
             (_, R::GetUsers(u)) => self.store.add_users(&u.users),
             (Some(Purpose::Open), R::CreateConversation(c) | R::JoinChannel(c)) => {
                 self.store.merge_conversation(&c);

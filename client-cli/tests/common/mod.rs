@@ -2,6 +2,10 @@
 //! account with a DM, a group and a channel; the DM's history), drawing on ratatui's
 //! TestBackend, and snapshot files in `tests/snapshots/` (`UPDATE_SNAPSHOTS=1` rewrites them).
 
+use std::path::Path;
+
+use confab_cli::config::{FileConfig, Settings, TrustSetting};
+use confab_cli::creds::{Credentials, Secret};
 use confab_cli::net::{ConnState, Snapshot, Update};
 use confab_cli::ui::app::App;
 use confab_cli::ui::keymap::Keymap;
@@ -11,6 +15,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use unicode_width::UnicodeWidthStr;
+
+/// The server the fixture's profiles name.
+pub const SERVER: &str = "ws://chat.example:7600/v1/ws";
 
 /// 2026-11-20 09:00 UTC.
 pub const T0: u64 = 1_795_165_200_000;
@@ -185,4 +192,35 @@ pub fn check(name: &str, screen: &str) {
 
 pub fn key(app: &mut App, code: KeyCode) {
     app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+/// A profile in `dir` (not signed in) on the fixture's server.
+pub fn settings(dir: &Path) -> Settings {
+    Settings {
+        profile: "work".into(),
+        server: SERVER.into(),
+        trust: TrustSetting::System,
+        device_name: "tui test".into(),
+        server_explicit: false,
+        config_file: dir.join("config.toml"),
+        profile_dir: dir.join("profile"),
+        file: FileConfig::default(),
+    }
+}
+
+/// Stores credentials of `user_id` in the profile, as a sign-in would.
+pub fn sign_in_as(settings: &Settings, user_id: u64, username: &str) {
+    let creds = Credentials {
+        server: SERVER.into(),
+        cert: None,
+        insecure: false,
+        user_id,
+        username: username.into(),
+        session_id: format!("s{user_id}"),
+        access_token: Secret::new("a"),
+        access_expires_at_ms: 1,
+        refresh_token: Secret::new("r"),
+        refresh_expires_at_ms: 1,
+    };
+    settings.creds().save(&creds).expect("credentials");
 }

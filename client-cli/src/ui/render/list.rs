@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::text::{truncate, width};
+use super::text::{printable, truncate, width};
 use crate::ui::app::{App, Focus};
 
 /// The glyph before a conversation's name.
@@ -77,7 +77,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
             Some(m) if m.text.is_empty() && !m.attachments.is_empty() => {
                 format!("{}: 📎 {}", app.store.username(m.sender), m.attachments[0].file_name)
             }
-            Some(m) => format!("{}: {}", app.store.username(m.sender), m.text.replace('\n', " ")),
+            Some(m) => format!("{}: {}", app.store.username(m.sender), printable(&m.text).replace('\n', " ")),
             None => String::new(),
         };
         let preview = truncate(&preview, w.saturating_sub(3));

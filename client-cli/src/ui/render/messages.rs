@@ -14,10 +14,10 @@ use ratatui_image::Image;
 
 use super::list::icon;
 use super::marks::{self, LinkCells};
-use super::text::{truncate, user_color, width, wrap2_ranges};
+use super::text::{printable, truncate, user_color, width, wrap2_ranges};
 use crate::media::{human_size, preview_source};
 use crate::store::{Conv, Gap, Msg, Tick};
-use crate::ui::app::{App, Focus};
+use crate::ui::app::{App, Focus, MessageAt, Shown};
 use crate::ui::composer::Purpose;
 
 /// Columns before a message's text.
@@ -105,7 +105,7 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
     if m.reply_to != 0 {
         let quote = match conv.message_by_id(m.reply_to) {
             Some(p) if p.deleted => format!("↳ {}: [deleted]", app.store.username(p.sender)),
-            Some(p) => format!("↳ {}: {}", app.store.username(p.sender), p.text.replace('\n', " ")),
+            Some(p) => format!("↳ {}: {}", app.store.username(p.sender), printable(&p.text).replace('\n', " ")),
             None => "↳ reply to an earlier message".to_string(),
         };
         let line = format!("{}{}", " ".repeat(INDENT), truncate(&quote, w.saturating_sub(INDENT)));
@@ -113,11 +113,11 @@ fn message_rows(app: &App, conv: &Conv, m: &Msg, w: usize, out: &mut Vec<Row>) {
         out.push(Row::new(seq, Line::from(Span::styled(line, style))));
     }
     // When it was written (a message written offline and sent later shows its writing time).
-    let at = if m.written_ms != 0 { m.written_ms } else { m.created_ms };
+    let at = m.shown_ms();
     let time = local(app, at).map(|t| t.format(&app.time_format).to_string()).unwrap_or_default();
     let name = app.store.username(m.sender);
     let head_w = INDENT + width(&name) + 2;
-    let body = if m.deleted { "[deleted]".to_string() } else { m.text.clone() };
+    let body = if m.deleted { "[deleted]".to_string() } else { printable(&m.text) };
     // Links and mentions of me, styled by their ranges in the text over the wrapped lines.
     let marks = if m.deleted { Vec::new() } else { marks::marks(&body, &app.store.me.username) };
     let mentions_me =
@@ -197,9 +197,9 @@ fn rows(app: &App, conv: &Conv, w: usize) -> Vec<Row> {
             out.push(gap_row(g));
             gap = None;
         }
-        let d = local(app, m.created_ms).map(|t| t.date_naive());
+        let d = local(app, m.shown_ms()).map(|t| t.date_naive());
         if d != day {
-            if let Some(t) = local(app, m.created_ms) {
+            if let Some(t) = local(app, m.shown_ms()) {
                 out.push(Row::new(None, day_separator(&t.format("%A %-d %B %Y").to_string(), w)));
             }
             day = d;
@@ -251,6 +251,10 @@ fn header(app: &App, conv: &Conv) -> Line<'static> {
         _ => crate::format::plural(u64::from(conv.member_count), "member", "members"),
     };
     spans.push(Span::raw(format!(" · {info} ")).dim());
+    if !conv.description.is_empty() {
+        let topic = printable(&conv.description).replace('\n', " ");
+        spans.push(Span::raw(format!("· {} ", truncate(&topic, 60))).italic().dim());
+    }
     if app.muted.contains(&conv.id) {
         spans.push(Span::raw("· muted ").dim());
     }
@@ -293,6 +297,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     let all = rows(app, conv, w);
     let (top, bottom) = scroll(app, conv.id, &all, h);
     let window = &all[top..bottom];
+    let mut seqs: Vec<u64> = window.iter().filter_map(|r| r.seq).collect();
+    seqs.dedup();
+    app.view_shown.set(match (seqs.first(), seqs.last()) {
+        (Some(first), Some(last)) => Some(Shown { first: *first, last: *last, count: seqs.len() }),
+        _ => None,
+    });
     let mut shown: Vec<Line> = window
         .iter()
         .map(|r| {
@@ -309,7 +319,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App) {
     padded.append(&mut shown);
     padded.push(typing_line(app, conv));
     f.render_widget(Paragraph::new(padded), inner);
-    if app.hyperlinks {
+    // Not under a popup: a hyperlink's cells are written as one run, over whatever the popup
+    // drew there.
+    if app.hyperlinks && matches!(app.overlay, crate::ui::app::Overlay::None) {
         hyperlinks(f, inner, window, pad);
     }
     draw_media(f, inner, app, conv, window, pad);
@@ -343,8 +355,8 @@ fn scroll(app: &App, conv: u64, all: &[Row], h: usize) -> (usize, usize) {
         end += 1;
     }
     // The anchor's first row, and the separator right above it (a day, the divider).
-    let anchored = app.view_anchor.get().filter(|(c, _)| *c == conv).and_then(|(_, a)| {
-        let i = all.iter().position(|r| r.seq == Some(a))?;
+    let anchored = app.view_anchor.get().filter(|a| a.conversation_id == conv).and_then(|a| {
+        let i = all.iter().position(|r| r.seq == Some(a.seq))?;
         Some(if i > 0 && all[i - 1].seq.is_none() { i - 1 } else { i })
     });
     let mut top = anchored.unwrap_or(end.saturating_sub(h));
@@ -356,7 +368,7 @@ fn scroll(app: &App, conv: u64, all: &[Row], h: usize) -> (usize, usize) {
     }
     let top = top.min(total.saturating_sub(h));
     let anchor = all[top..].iter().find_map(|r| r.seq);
-    app.view_anchor.set(anchor.map(|a| (conv, a)));
+    app.view_anchor.set(anchor.map(|seq| MessageAt { conversation_id: conv, seq }));
     (top, (top + h).min(total))
 }
 
@@ -403,7 +415,11 @@ fn draw_composer(f: &mut Frame, area: Rect, app: &App) {
         }
         Purpose::Edit { .. } => " Edit message ".to_string(),
     };
-    let hint = if focused { " Enter send · Alt-Enter newline · Esc done " } else { " i to write " };
+    let hint = match (&app.composer.purpose, focused) {
+        (Purpose::Edit { .. }, true) => " Enter save · Alt-Enter newline · Esc cancel ",
+        (_, true) => " Enter send · Alt-Enter newline · Esc done ",
+        (_, false) => " i to write ",
+    };
     let border = if focused { Style::new().fg(Color::Cyan) } else { Style::new().fg(Color::DarkGray) };
     let block = Block::bordered().title(title).title_bottom(Line::from(hint).right_aligned()).border_style(border);
     let inner = block.inner(area);

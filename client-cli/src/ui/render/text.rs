@@ -9,6 +9,23 @@ pub fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
 }
 
+/// A message's text as drawn: a tab becomes four spaces, and control and bidi formatting
+/// characters other than line breaks are dropped (the terminal would not draw them, their
+/// width would shift what follows, and a bidi override could disguise a link).
+pub fn printable(s: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("    "),
+            '\n' => out.push('\n'),
+            c if c.is_control() || bidi(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Cuts `s` to at most `max` columns, ending with `…` when cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if width(s) <= max {
@@ -96,6 +113,13 @@ pub fn user_color(id: u64) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_the_terminal_draws_is_kept() {
+        assert_eq!(printable("a\tb\nc"), "a    b\nc");
+        assert_eq!(printable("x\u{1b}[31my\u{7}\u{202E}lmth.exe"), "x[31mylmth.exe");
+        assert_eq!(width(&printable("\u{1}\u{2}ok")), 2);
+    }
 
     #[test]
     fn wraps_at_spaces_and_breaks_long_words() {
