@@ -105,8 +105,8 @@ export type Message = Message$1<"confab.v1.Message"> & {
   attachments: Attachment[];
 
   /**
-   * When the sender wrote it, by the sender's clock as the server clamped it (§13.2): at most
-   * created_at_ms and at least 24 h before it; 0 when the sender did not say.
+   * When the sender wrote it, by the sender's clock as the server clamped it (§13.2): no later
+   * than created_at_ms and no earlier than created_at_ms - 24 h; 0 when the sender did not say.
    *
    * @generated from field: uint64 written_at_ms = 16;
    */
