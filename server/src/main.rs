@@ -45,6 +45,42 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Server administrators (docs/operations.md "Administrators"): grant, revoke, list.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// The audit log (docs/operations.md "Audit log").
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminAction {
+    /// Make USER (a username, or #ID) a server administrator; recorded in the audit log.
+    Grant { user: String },
+    /// Take the flag back from USER; recorded in the audit log.
+    Revoke { user: String },
+    /// The server administrators.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCmd {
+    /// Check the whole hash chain: every entry unaltered, none removed, inserted or reordered,
+    /// and the chain ending at its recorded head. Exits 1 when it is broken. Print the head and
+    /// keep it elsewhere: a later run that ends at another hash for that seq shows a rewrite.
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -78,9 +114,19 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging(&config);
-    if let Some(Command::Keys { action }) = cli.command {
+    if let Some(command) = cli.command {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        return runtime.block_on(keys(&config, action));
+        return match command {
+            Command::Keys { action } => runtime.block_on(keys(&config, action)),
+            Command::Admin { action } => runtime.block_on(admin(&config, action)),
+            Command::Audit { action: AuditCmd::Verify { json } } => {
+                let intact = runtime.block_on(audit_verify(&config, json))?;
+                if !intact {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+        };
     }
     // Before any other thread exists: every WebSocket connection holds a descriptor, and the
     // default soft limit (often 1,024) is far below what the server can serve.
@@ -95,6 +141,91 @@ fn main() -> anyhow::Result<()> {
         confab_server::run(config, listeners, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// A user named on the command line: `#ID`, or a username (as folded).
+async fn find_user(st: &dyn confab_server::store::Store, spec: &str) -> anyhow::Result<confab_server::store::User> {
+    let found = match spec.strip_prefix('#').map(str::parse::<i64>) {
+        Some(Ok(id)) => st.user(confab_server::store::UserId(id)).await?.filter(|u| !u.deleted),
+        Some(Err(_)) => anyhow::bail!("{spec:?}: #ID takes a number"),
+        None => st.credentials_by_login(&spec.to_lowercase()).await?.map(|c| c.user),
+    };
+    found.ok_or_else(|| anyhow::anyhow!("no live account {spec:?}"))
+}
+
+/// `confab-server admin …`.
+async fn admin(config: &Config, action: AdminAction) -> anyhow::Result<()> {
+    use confab_server::store::{self, AuditAction, NewAudit};
+    let st = store::open_for_tools(config, confab_server::metrics::Metrics::new()).await?;
+    let now = confab_protocol::frames::now_ms() as i64;
+    match action {
+        AdminAction::Grant { ref user } | AdminAction::Revoke { ref user } => {
+            let grant = matches!(action, AdminAction::Grant { .. });
+            let user = user.clone();
+            let u = find_user(st.as_ref(), &user).await?;
+            let kind = if grant { AuditAction::AdminGranted } else { AuditAction::AdminRevoked };
+            let entry = NewAudit {
+                target_user: Some(u.id),
+                before: serde_json::json!({ "server_admin": !grant }).to_string(),
+                after: serde_json::json!({ "server_admin": grant }).to_string(),
+                client_addr: "cli".into(),
+                ..NewAudit::new(kind, now)
+            };
+            let changed = st.set_server_admin(u.id, grant, &entry).await?;
+            let is = if grant { "is" } else { "is not" };
+            match changed {
+                true => {
+                    println!("#{} {} {is} a server administrator now (recorded in the audit log)", u.id, u.username)
+                }
+                false => println!("#{} {} {is} a server administrator already", u.id, u.username),
+            }
+        }
+        AdminAction::List { json } => {
+            let mut users = Vec::new();
+            for id in st.server_admins().await? {
+                if let Some(u) = st.user(id).await? {
+                    users.push(u);
+                }
+            }
+            if json {
+                let list: Vec<_> =
+                    users.iter().map(|u| serde_json::json!({"user_id": u.id.0, "username": u.username})).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if users.is_empty() {
+                println!("no server administrators (grant one with `confab-server admin grant USER`)");
+            } else {
+                for u in users {
+                    println!("#{} {}", u.id, u.username);
+                }
+            }
+        }
+    }
+    st.close().await;
+    Ok(())
+}
+
+/// `confab-server audit verify`: true when the chain is intact.
+async fn audit_verify(config: &Config, json: bool) -> anyhow::Result<bool> {
+    let st = confab_server::store::open_for_tools(config, confab_server::metrics::Metrics::new()).await?;
+    let r = st.verify_audit().await?;
+    st.close().await;
+    let head_hash = hex::encode(r.head.hash);
+    if json {
+        let v = serde_json::json!({
+            "entries": r.entries,
+            "intact": r.broken.is_none(),
+            "head_seq": r.head.seq,
+            "head_hash": head_hash,
+            "broken": r.broken.as_ref().map(|b| b.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        match &r.broken {
+            None => println!("{} entries, chain intact; head: entry {} hash {head_hash}", r.entries, r.head.seq),
+            Some(b) => println!("chain BROKEN after {} intact entries: {b}", r.entries),
+        }
+    }
+    Ok(r.broken.is_none())
 }
 
 /// `confab-server keys …`.

@@ -28,6 +28,7 @@ async fn check(store: Arc<dyn Store>) {
             .create_session(NewSession {
                 id: format!("s{i:02}"),
                 user_id: user.id,
+                client_addr: "127.0.0.1".into(),
                 device_name: "d".into(),
                 client_name: "c".into(),
                 now_ms: 1_000,

@@ -5,7 +5,13 @@ use super::*;
 
 impl AuthService {
     /// §11.8 ChangePassword: every other session is revoked.
-    pub async fn change_password(&self, auth: &Caller, current: &str, new: &str) -> Result<u32, ServerError> {
+    pub async fn change_password(
+        &self,
+        conn: &Session,
+        auth: &Caller,
+        current: &str,
+        new: &str,
+    ) -> Result<u32, ServerError> {
         validate::password("change_password.new_password", new)?;
         let account_key = format!("user:{}", auth.user_id);
         self.0.limits.take(Limit::LoginAccount, &account_key).await?;
@@ -20,16 +26,18 @@ impl AuthService {
         self.0.limits.refund(Limit::LoginAccount, &account_key).await;
         let hash = self.0.passwords.hash(new).await?;
         let (this, auth) = (self.clone(), auth.clone());
+        let now = now_ms() as i64;
+        let entry = NewAudit {
+            actor: Some(auth.user_id),
+            target_user: Some(auth.user_id),
+            target: auth.session_id.clone(),
+            client_addr: conn.peer.ip().to_string(),
+            ..NewAudit::new(AuditAction::PasswordChanged, now)
+        };
         to_completion(async move {
             let revoked = this
                 .store()
-                .set_password(
-                    auth.user_id,
-                    &hash,
-                    Some(&auth.session_id),
-                    RevokeReason::PasswordChanged,
-                    now_ms() as i64,
-                )
+                .set_password(auth.user_id, &hash, Some(&auth.session_id), RevokeReason::PasswordChanged, now, &entry)
                 .await?;
             this.revoke_live(&revoked, RevokeReason::PasswordChanged);
             Ok(revoked.len() as u32)
@@ -88,10 +96,16 @@ impl AuthService {
         }
         let password_hash = self.0.passwords.hash(new).await?;
         let this = self.clone();
+        let now = now_ms() as i64;
+        let entry = NewAudit {
+            target_user: Some(user.id),
+            client_addr: conn.peer.ip().to_string(),
+            ..NewAudit::new(AuditAction::PasswordReset, now)
+        };
         to_completion(async move {
             let revoked = this
                 .store()
-                .set_password(user.id, &password_hash, None, RevokeReason::PasswordReset, now_ms() as i64)
+                .set_password(user.id, &password_hash, None, RevokeReason::PasswordReset, now, &entry)
                 .await?;
             this.revoke_live(&revoked, RevokeReason::PasswordReset);
             Ok(())

@@ -19,8 +19,8 @@ use crate::config::{AuthConfig, CodeSenderKind};
 use crate::error::ServerError;
 use crate::session::{Caller, Session};
 use crate::store::{
-    CodeCheck, CodeKind, NewCode, NewSession, NewUser, ProfileUpdate, RevokeReason, RotateOutcome, SessionRecord,
-    Store, StoreError, User, UserId,
+    AuditAction, CodeCheck, CodeKind, NewAudit, NewCode, NewSession, NewUser, ProfileUpdate, RevokeReason,
+    RotateOutcome, SessionRecord, Store, StoreError, User, UserId,
 };
 use crate::writer::Writer;
 use codes::CodeHasher;
@@ -174,6 +174,7 @@ impl AuthService {
             .create_session(NewSession {
                 id: session_id.clone(),
                 user_id: user.id,
+                client_addr: conn.peer.ip().to_string(),
                 device_name: device_name.to_string(),
                 client_name: conn.client_name(),
                 now_ms: now as i64,
@@ -257,7 +258,17 @@ impl AuthService {
                 self.0.limits.refund(Limit::LoginAccount, &account_key).await;
                 self.open_session(conn, c.user, device_name, false).await
             }
-            _ => Err(bad_credentials()),
+            other => {
+                // Recorded whether or not the account exists (the name as folded is the target).
+                let entry = NewAudit {
+                    target_user: other.map(|c| c.user.id),
+                    target: identifier.to_lowercase(),
+                    client_addr: conn.peer.ip().to_string(),
+                    ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
+                };
+                self.store().append_audit(&entry).await?;
+                Err(bad_credentials())
+            }
         }
     }
 

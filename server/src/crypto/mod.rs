@@ -4,6 +4,7 @@
 //! over bytes: which key seals what, and where keys are kept, is `store::keys`' business.
 
 pub mod blind;
+pub mod chain;
 pub mod segments;
 
 use std::fmt;

@@ -118,8 +118,8 @@ pub(crate) async fn revoke_session(state: &AppState, a: &Caller, r: v1::RevokeSe
 }
 
 /// §11.8
-pub(crate) async fn change_password(state: &AppState, a: &Caller, r: v1::ChangePassword) -> Out {
-    let revoked_sessions = state.auth().change_password(a, &r.current_password, &r.new_password).await?;
+pub(crate) async fn change_password(state: &AppState, session: &Session, a: &Caller, r: v1::ChangePassword) -> Out {
+    let revoked_sessions = state.auth().change_password(session, a, &r.current_password, &r.new_password).await?;
     Ok(R::ChangePassword(v1::ChangePasswordResult { revoked_sessions }))
 }
 

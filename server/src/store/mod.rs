@@ -1,6 +1,8 @@
 //! Storage behind one trait object, with a PostgreSQL and an embedded SQLite implementation.
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
+mod audit_sql;
+pub mod audit_types;
 pub mod conv_life_sql;
 pub mod conv_marks_sql;
 pub mod conv_send_sql;
@@ -40,6 +42,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::Gcra;
+pub use audit_types::{AuditAction, AuditHead, AuditRec, ChainBreak, ChainReport, NewAudit};
 pub use conv_types::*;
 pub use media_types::*;
 pub use meeting_types::*;
@@ -436,10 +439,31 @@ pub trait MeetingStore: Send + Sync {
     async fn barred_from_room(&self, room: &RoomId, who: &[Barred]) -> Result<bool, StoreError>;
 }
 
+/// The audit log and the server administrator flag (migration 0018, docs/operations.md "Audit
+/// log"). Entries of actions that change something are appended by the store in the same
+/// transaction as the change; these methods are for the rest.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one entry in a transaction of its own; returns its seq.
+    async fn append_audit(&self, entry: &NewAudit) -> Result<i64, StoreError>;
+    /// Entries after `after_seq`, ascending, at most `limit`.
+    async fn audit_after(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRec>, StoreError>;
+    /// Checks the whole chain against its recorded head (`confab-server audit verify`).
+    async fn verify_audit(&self) -> Result<ChainReport, StoreError>;
+    /// Sets a live account's administrator flag, recording `entry` in the same transaction;
+    /// false (nothing recorded) when there is no such live account or the flag was already so.
+    async fn set_server_admin(&self, user: UserId, admin: bool, entry: &NewAudit) -> Result<bool, StoreError>;
+    /// Whether a live account is a server administrator.
+    async fn is_server_admin(&self, user: UserId) -> Result<bool, StoreError>;
+    /// The live server administrators.
+    async fn server_admins(&self) -> Result<Vec<UserId>, StoreError>;
+}
+
 #[async_trait::async_trait]
 pub trait Store:
     ConvStore
     + SharedStateStore
+    + AuditStore
     + RoomLeaseStore
     + MediaStore
     + SearchStore
@@ -481,8 +505,9 @@ pub trait Store:
         keep_session: Option<&str>,
         reason: RevokeReason,
         now_ms: i64,
+        entry: &NewAudit,
     ) -> Result<Vec<String>, StoreError>;
-    /// Creates a session with its first refresh token.
+    /// Creates a session with its first refresh token, and records the sign-in in the audit log.
     async fn create_session(&self, session: NewSession) -> Result<SessionRecord, StoreError>;
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// Records the last use of live sessions (revoked ones are left alone), all in one

@@ -188,6 +188,7 @@ macro_rules! impl_store {
                 keep_session: Option<&str>,
                 reason: RevokeReason,
                 now_ms: i64,
+                entry: &$crate::store::NewAudit,
             ) -> Result<Vec<String>, StoreError> {
                 timed(&self.metrics, "set_password", async {
                     let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
@@ -207,6 +208,7 @@ macro_rules! impl_store {
                         .bind(CodeKind::PasswordReset as i32)
                         .execute(&mut *tx)
                         .await?;
+                    $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
                     tx.commit().await?;
                     Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
                 })
@@ -234,6 +236,15 @@ macro_rules! impl_store {
                         .bind(s.refresh_expires_at_ms)
                         .execute(&mut *tx)
                         .await?;
+                    // Recorded with the session it opened (the audit log is appended last).
+                    let entry = $crate::store::NewAudit {
+                        actor: Some(s.user_id),
+                        target_user: Some(s.user_id),
+                        target: s.id.clone(),
+                        client_addr: s.client_addr.clone(),
+                        ..$crate::store::NewAudit::new($crate::store::AuditAction::SignIn, s.now_ms)
+                    };
+                    $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(&entry)).await?;
                     tx.commit().await?;
                     Ok(row.into())
                 })

@@ -107,6 +107,8 @@ pub struct SessionRecord {
 pub struct NewSession {
     pub id: String,
     pub user_id: UserId,
+    /// The client's address, for the audit log's sign-in entry.
+    pub client_addr: String,
     pub device_name: String,
     pub client_name: String,
     pub now_ms: i64,

@@ -1,0 +1,127 @@
+//! The audit log (docs/operations.md "Audit log", migration 0018) on both stores: sign-ins,
+//! failed sign-ins and password changes are recorded with the client's address in the same
+//! transaction as what they record; the administrator flag's changes too; the hash chain
+//! verifies, and names the entry after a row is altered or cut from the end in the database;
+//! appends from two store handles at once (two nodes) form one intact chain.
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use confab_conformance::harness::{TestFn, TestServer, Transport};
+use confab_conformance::pg::TestDatabase;
+use confab_conformance::util::{PASSWORD, unique};
+use confab_protocol::v1::{self, client_frame::Request};
+use confab_server::config::StoreConfig;
+use confab_server::store::{self, AuditAction, ChainBreak, NewAudit, Store, UserId};
+
+const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![security_events_are_chained];
+
+confab_conformance::matrix_tests!(TESTS);
+
+async fn security_events_are_chained(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let name = unique("aud");
+    let (c, _ev) = s.connect(t).await?;
+    let reg = v1::Register {
+        username: name.clone(),
+        password: PASSWORD.into(),
+        device_name: "laptop".into(),
+        ..Default::default()
+    };
+    let me = c.register(reg).await?.me.context("a user")?.user_id;
+    let (c2, _ev2) = s.connect(t).await?;
+    ensure!(c2.login(&name, "not the password", "phone").await.is_err(), "a wrong password is refused");
+    ensure!(c2.login(&name.to_uppercase(), "not the password", "phone").await.is_err());
+    c2.login(&name, PASSWORD, "phone").await?;
+    let change = v1::ChangePassword { current_password: PASSWORD.into(), new_password: "another long one".into() };
+    c2.request(Request::ChangePassword(change)).await?;
+    let st = s.store();
+    let log = st.audit_after(0, 100).await?;
+    let mine: Vec<_> = log.iter().filter(|r| r.entry.target_user == Some(UserId(me as i64))).collect();
+    let actions: Vec<AuditAction> = mine.iter().map(|r| r.entry.action).collect();
+    use AuditAction::*;
+    ensure!(actions == [SignIn, SignInFailed, SignInFailed, SignIn, PasswordChanged], "{actions:?}");
+    for r in &mine {
+        ensure!(r.entry.client_addr == "127.0.0.1", "the client's address: {r:?}");
+    }
+    ensure!(mine[1].entry.target == name.to_lowercase() && mine[1].entry.actor.is_none(), "{:?}", mine[1]);
+    ensure!(mine[4].entry.actor == Some(UserId(me as i64)), "the account changed its own password");
+    // An unknown login name is recorded too, with no user.
+    ensure!(c2.login("nobody-at-all", "whatever it is", "x").await.is_err());
+    let last = st.audit_after(0, 100).await?.pop().context("an entry")?;
+    ensure!(
+        last.entry.action == SignInFailed && last.entry.target == "nobody-at-all" && last.entry.target_user.is_none()
+    );
+    // The administrator flag: set once (recorded), not twice.
+    let grant =
+        NewAudit { target_user: Some(UserId(me as i64)), client_addr: "cli".into(), ..NewAudit::new(AdminGranted, 1) };
+    ensure!(st.set_server_admin(UserId(me as i64), true, &grant).await?);
+    ensure!(!st.set_server_admin(UserId(me as i64), true, &grant).await?, "already one");
+    ensure!(st.is_server_admin(UserId(me as i64)).await? && st.server_admins().await? == [UserId(me as i64)]);
+    let report = st.verify_audit().await?;
+    let n = report.head.seq;
+    ensure!(report.broken.is_none() && report.entries == n as u64 && n >= 7, "{report:?}");
+    // Cut from the end: the head names the missing entry.
+    s.execute_sql("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)").await?;
+    let report = st.verify_audit().await?;
+    ensure!(report.broken == Some(ChainBreak::Head { last: n - 1, head: n }), "{report:?}");
+    // Altered in the database: that entry is named.
+    s.execute_sql("UPDATE audit_log SET client_addr = '10.0.0.9' WHERE seq = 2").await?;
+    let report = st.verify_audit().await?;
+    ensure!(report.broken == Some(ChainBreak::Altered { seq: 2 }) && report.entries == 1, "{report:?}");
+    Ok(())
+}
+
+/// 2 × `per_node` appends racing on two handles of one database: one gapless, intact chain.
+async fn racing_appends(nodes: &[Arc<dyn Store>; 2], per_node: usize) {
+    let before = nodes[0].verify_audit().await.expect("verify").head.seq;
+    let mut tasks = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for k in 0..per_node {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = NewAudit { target: format!("node{i}-{k}"), ..NewAudit::new(AuditAction::SignInFailed, 1) };
+                node.append_audit(&e).await.expect("append")
+            }));
+        }
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.expect("task"));
+    }
+    seqs.sort_unstable();
+    let want: Vec<i64> = (before + 1..=before + 2 * per_node as i64).collect();
+    assert_eq!(seqs, want, "gapless, each seq once");
+    let report = nodes[1].verify_audit().await.expect("verify");
+    assert_eq!(report.broken, None, "{report:?}");
+    assert_eq!(report.entries, want.len() as u64 + before as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_postgres_nodes_appending_at_once_keep_one_chain() {
+    let db = TestDatabase::create().await.expect("test database (see scripts/test)");
+    let cfg = StoreConfig::default();
+    let nodes = [
+        store::open_postgres(&db.url, &cfg).await.expect("node 1"),
+        store::open_postgres(&db.url, &cfg).await.expect("node 2"),
+    ];
+    racing_appends(&nodes, 40).await;
+    for n in &nodes {
+        n.close().await;
+    }
+    db.drop_db().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_sqlite_handles_appending_at_once_keep_one_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("confab.db");
+    let cfg = StoreConfig::default();
+    let nodes = [
+        store::open_sqlite(&path, &cfg).await.expect("handle 1"),
+        store::open_sqlite(&path, &cfg).await.expect("handle 2"),
+    ];
+    racing_appends(&nodes, 40).await;
+    for n in &nodes {
+        n.close().await;
+    }
+}
