@@ -1,5 +1,5 @@
 //! The audit log (docs/operations.md "Audit log", migration 0018) on both stores: sign-ins,
-//! failed sign-ins and password changes are recorded with the client's address in the same
+//! failed sign-ins, password changes and ended sessions are recorded with the client's address in the same
 //! transaction as what they record; the administrator flag's changes too; the hash chain
 //! verifies, and names the entry after a row is altered or cut from the end in the database;
 //! appends from two store handles at once (two nodes) form one intact chain.
@@ -14,7 +14,9 @@ use confab_protocol::v1::{self, client_frame::Request};
 use confab_server::config::StoreConfig;
 use confab_server::store::{self, AuditAction, ChainBreak, NewAudit, Store, UserId};
 
-const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![security_events_are_chained];
+// In this order: the second one tampers with the chain.
+const TESTS: &[(&str, TestFn)] =
+    confab_conformance::named_tests![ended_sessions_are_recorded, security_events_are_chained];
 
 confab_conformance::matrix_tests!(TESTS);
 
@@ -68,6 +70,49 @@ async fn security_events_are_chained(s: &TestServer, t: Transport) -> anyhow::Re
     s.execute_sql("UPDATE audit_log SET client_addr = '10.0.0.9' WHERE seq = 2").await?;
     let report = st.verify_audit().await?;
     ensure!(report.broken == Some(ChainBreak::Altered { seq: 2 }) && report.entries == 1, "{report:?}");
+    Ok(())
+}
+
+/// Sessions ended by a logout, by RevokeSession, and by a refresh token presented twice: each
+/// recorded with the session it ended (§11.6, §11.7).
+async fn ended_sessions_are_recorded(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let name = unique("end");
+    let (c1, _e1) = s.connect(t).await?;
+    let reg = v1::Register {
+        username: name.clone(),
+        password: PASSWORD.into(),
+        device_name: "laptop".into(),
+        ..Default::default()
+    };
+    let r1 = c1.register(reg).await?;
+    let me = UserId(r1.me.context("me")?.user_id as i64);
+    let (c2, _e2) = s.connect(t).await?;
+    let s2 = c2.login(&name, PASSWORD, "phone").await?.session_id;
+    c1.request(Request::RevokeSession(v1::RevokeSession { session_id: s2.clone() })).await?;
+    // The register's refresh token, spent once, then again: the session is revoked.
+    let (c3, _e3) = s.connect(t).await?;
+    c3.refresh(&r1.refresh_token).await?;
+    let (c4, _e4) = s.connect(t).await?;
+    ensure!(c4.refresh(&r1.refresh_token).await.is_err(), "a spent refresh token is refused");
+    let (c5, _e5) = s.connect(t).await?;
+    let s3 = c5.login(&name, PASSWORD, "tablet").await?.session_id;
+    c5.logout().await?;
+    let log = s.store().audit_after(0, 1_000).await?;
+    let mine: Vec<_> = log.iter().filter(|r| r.entry.target_user == Some(me)).map(|r| &r.entry).collect();
+    use AuditAction::*;
+    let got: Vec<(AuditAction, &str)> = mine.iter().map(|e| (e.action, e.target.as_str())).collect();
+    let want = [
+        (SignIn, r1.session_id.as_str()),
+        (SignIn, s2.as_str()),
+        (SessionRevoked, s2.as_str()),
+        (RefreshReused, r1.session_id.as_str()),
+        (SignIn, s3.as_str()),
+        (LoggedOut, s3.as_str()),
+    ];
+    ensure!(got == want, "{got:?}");
+    ensure!(mine.iter().all(|e| e.client_addr == "127.0.0.1"), "{mine:?}");
+    // The account acted, but for the reuse: whoever presented the token is not known.
+    ensure!(mine[2].actor == Some(me) && mine[5].actor == Some(me) && mine[3].actor.is_none(), "{mine:?}");
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use confab_conformance::pg::TestDatabase;
 use confab_server::auth::touch::Toucher;
 use confab_server::config::StoreConfig;
-use confab_server::store::{self, NewSession, NewUser, RevokeReason, Store};
+use confab_server::store::{self, AuditAction, NewAudit, NewSession, NewUser, RevokeReason, Store};
 
 async fn check(store: Arc<dyn Store>) {
     let user = store
@@ -38,7 +38,8 @@ async fn check(store: Arc<dyn Store>) {
             .await
             .expect("session");
     }
-    assert!(store.revoke_session(user.id, "s39", RevokeReason::Revoked, 1_500).await.expect("revoke"));
+    let revoked = NewAudit { target: "s39".into(), ..NewAudit::new(AuditAction::SessionRevoked, 1_500) };
+    assert!(store.revoke_session(user.id, "s39", RevokeReason::Revoked, 1_500, &revoked).await.expect("revoke"));
     let toucher = Toucher::start(store.clone());
     // Every session touched 25 times, out of order; s00 last touched with an older time.
     for round in 0..25i64 {

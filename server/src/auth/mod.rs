@@ -97,6 +97,17 @@ fn bad_credentials() -> ServerError {
     ServerError::Unauthenticated("wrong username, email or password".into())
 }
 
+/// The audit entry of an account ending one of its sessions (`target`) from this connection.
+fn session_entry(action: AuditAction, conn: &Session, auth: &Caller, target: &str, now_ms: i64) -> NewAudit {
+    NewAudit {
+        actor: Some(auth.user_id),
+        target_user: Some(auth.user_id),
+        target: target.to_string(),
+        client_addr: conn.peer.ip().to_string(),
+        ..NewAudit::new(action, now_ms)
+    }
+}
+
 fn bad_code() -> ServerError {
     ServerError::Unauthenticated("invalid or expired code".into())
 }
@@ -385,7 +396,7 @@ impl AuthService {
     }
 
     /// §11.6 Refresh: rotates the refresh token; reuse revokes the session.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Issued, ServerError> {
+    pub async fn refresh(&self, conn: &Session, refresh_token: &str) -> Result<Issued, ServerError> {
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Err(ServerError::Unauthenticated("invalid refresh token".into()));
         }
@@ -395,10 +406,12 @@ impl AuthService {
         let refresh_expires_at_ms = now + self.0.cfg.refresh_token_ttl.as_millis() as u64;
         // A reused token revokes its session: the revocation is announced even if this request
         // is dropped.
-        let this = self.clone();
+        let (this, addr) = (self.clone(), conn.peer.ip().to_string());
         let rotated = to_completion(async move {
-            let outcome =
-                this.store().rotate_refresh(&old_hash, &new_hash, now as i64, refresh_expires_at_ms as i64).await?;
+            let outcome = this
+                .store()
+                .rotate_refresh(&old_hash, &new_hash, now as i64, refresh_expires_at_ms as i64, &addr)
+                .await?;
             if let RotateOutcome::Reused { session_id, user_id } = &outcome {
                 tracing::warn!(user_id = %user_id, session = %session_id, "refresh token reused: session revoked");
                 this.revoke_live(std::slice::from_ref(session_id), RevokeReason::RefreshReused);
@@ -439,12 +452,12 @@ impl AuthService {
 
     /// §11.7 Logout: ends the caller's session; its other connections are closed (the edge
     /// unbinds the calling connection first, so it is answered rather than closed).
-    pub async fn logout(&self, auth: &Caller) -> Result<(), ServerError> {
+    pub async fn logout(&self, conn: &Session, auth: &Caller) -> Result<(), ServerError> {
         let (this, auth) = (self.clone(), auth.clone());
+        let now = now_ms() as i64;
+        let entry = session_entry(AuditAction::LoggedOut, conn, &auth, &auth.session_id, now);
         to_completion(async move {
-            this.store()
-                .revoke_session(auth.user_id, &auth.session_id, RevokeReason::LoggedOut, now_ms() as i64)
-                .await?;
+            this.store().revoke_session(auth.user_id, &auth.session_id, RevokeReason::LoggedOut, now, &entry).await?;
             this.revoke_live(std::slice::from_ref(&auth.session_id), RevokeReason::LoggedOut);
             Ok(())
         })
@@ -457,7 +470,7 @@ impl AuthService {
     }
 
     /// §11.7 RevokeSession: another session of the caller's; NOT_FOUND for anything else.
-    pub async fn revoke_session(&self, auth: &Caller, session_id: &str) -> Result<(), ServerError> {
+    pub async fn revoke_session(&self, conn: &Session, auth: &Caller, session_id: &str) -> Result<(), ServerError> {
         if session_id == auth.session_id {
             return Err(ServerError::FailedPrecondition("use Logout to end this connection's own session".into()));
         }
@@ -465,8 +478,10 @@ impl AuthService {
             return Err(ServerError::NotFound("no such session".into()));
         }
         let (this, user, session_id) = (self.clone(), auth.user_id, session_id.to_string());
+        let now = now_ms() as i64;
+        let entry = session_entry(AuditAction::SessionRevoked, conn, auth, &session_id, now);
         to_completion(async move {
-            if !this.store().revoke_session(user, &session_id, RevokeReason::Revoked, now_ms() as i64).await? {
+            if !this.store().revoke_session(user, &session_id, RevokeReason::Revoked, now, &entry).await? {
                 return Err(ServerError::NotFound("no such session".into()));
             }
             this.revoke_live(&[session_id], RevokeReason::Revoked);

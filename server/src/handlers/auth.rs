@@ -92,14 +92,14 @@ pub(crate) async fn authenticate(state: &AppState, session: &Session, r: v1::Aut
 
 /// §11.6
 pub(crate) async fn refresh(state: &AppState, session: &Session, r: v1::Refresh) -> Out {
-    let i = state.auth().refresh(&r.refresh_token).await?;
+    let i = state.auth().refresh(session, &r.refresh_token).await?;
     Ok(R::Refresh(auth_result(state, session, i)))
 }
 
 /// §11.7
 pub(crate) async fn logout(state: &AppState, session: &Session, a: &Caller) -> Out {
     unbind(state, session);
-    state.auth().logout(a).await?;
+    state.auth().logout(session, a).await?;
     Ok(R::Logout(v1::LogoutResult {}))
 }
 
@@ -112,8 +112,8 @@ pub(crate) async fn list_sessions(state: &AppState, a: &Caller) -> Out {
 }
 
 /// §11.7
-pub(crate) async fn revoke_session(state: &AppState, a: &Caller, r: v1::RevokeSession) -> Out {
-    state.auth().revoke_session(a, &r.session_id).await?;
+pub(crate) async fn revoke_session(state: &AppState, session: &Session, a: &Caller, r: v1::RevokeSession) -> Out {
+    state.auth().revoke_session(session, a, &r.session_id).await?;
     Ok(R::RevokeSession(v1::RevokeSessionResult {}))
 }
 

@@ -326,7 +326,7 @@ async fn authenticated(
     match request {
         Authenticated::Logout(_) => auth::logout(state, session, caller).await,
         Authenticated::ListSessions(_) => auth::list_sessions(state, caller).await,
-        Authenticated::RevokeSession(r) => auth::revoke_session(state, caller, r).await,
+        Authenticated::RevokeSession(r) => auth::revoke_session(state, session, caller, r).await,
         Authenticated::ChangePassword(r) => auth::change_password(state, session, caller, r).await,
         Authenticated::GetMe(_) => auth::get_me(state, caller).await,
         Authenticated::UpdateProfile(r) => auth::update_profile(state, caller, r).await,

@@ -21,12 +21,28 @@ pub enum AuditAction {
     AdminGranted = 5,
     /// `confab-server admin revoke`.
     AdminRevoked = 6,
+    /// §11.7 Logout: the account ended its session (the target).
+    LoggedOut = 7,
+    /// §11.7 RevokeSession: the account ended another of its sessions (the target).
+    SessionRevoked = 8,
+    /// §11.6: a spent refresh token was presented again; its session (the target) is revoked.
+    RefreshReused = 9,
 }
 
 numbered!(
     AuditAction,
     "audit action",
-    [SignIn, SignInFailed, PasswordChanged, PasswordReset, AdminGranted, AdminRevoked]
+    [
+        SignIn,
+        SignInFailed,
+        PasswordChanged,
+        PasswordReset,
+        AdminGranted,
+        AdminRevoked,
+        LoggedOut,
+        SessionRevoked,
+        RefreshReused
+    ]
 );
 
 impl AuditAction {
@@ -39,6 +55,9 @@ impl AuditAction {
             Self::PasswordReset => "password_reset",
             Self::AdminGranted => "admin_granted",
             Self::AdminRevoked => "admin_revoked",
+            Self::LoggedOut => "logged_out",
+            Self::SessionRevoked => "session_revoked",
+            Self::RefreshReused => "refresh_reused",
         }
     }
 }

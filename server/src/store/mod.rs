@@ -515,21 +515,25 @@ pub trait Store:
     async fn touch_sessions(&self, touches: &[SessionTouch]) -> Result<(), StoreError>;
     /// The user's live sessions, most recently seen first.
     async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError>;
-    /// Revokes one live session of `user`; false when there is none with that id.
+    /// Revokes one live session of `user` and records `entry` in the same transaction; false
+    /// (nothing recorded) when there is none with that id.
     async fn revoke_session(
         &self,
         user: UserId,
         id: &str,
         reason: RevokeReason,
         now_ms: i64,
+        entry: &NewAudit,
     ) -> Result<bool, StoreError>;
-    /// Spends a refresh token and records its successor, atomically; detects reuse.
+    /// Spends a refresh token and records its successor, atomically; detects reuse, which
+    /// revokes the session and is recorded in the audit log with `client_addr`.
     async fn rotate_refresh(
         &self,
         old_hash: &[u8],
         new_hash: &[u8],
         now_ms: i64,
         new_expires_at_ms: i64,
+        client_addr: &str,
     ) -> Result<RotateOutcome, StoreError>;
     /// Stores a one-time code, replacing the previous one for the same kind and destination.
     async fn put_code(&self, code: NewCode) -> Result<(), StoreError>;

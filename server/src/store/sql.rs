@@ -295,8 +295,16 @@ macro_rules! impl_store {
                 .await
             }
 
-            async fn revoke_session(&self, user: UserId, id: &str, reason: RevokeReason, now_ms: i64) -> Result<bool, StoreError> {
+            async fn revoke_session(
+                &self,
+                user: UserId,
+                id: &str,
+                reason: RevokeReason,
+                now_ms: i64,
+                entry: &$crate::store::NewAudit,
+            ) -> Result<bool, StoreError> {
                 timed(&self.metrics, "revoke_session", async {
+                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     let r = sqlx::query(
                         "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 WHERE id = $3 AND user_id = $4 AND revoked_at_ms IS NULL",
                     )
@@ -304,14 +312,26 @@ macro_rules! impl_store {
                     .bind(reason as i32)
                     .bind(id)
                     .bind(user)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                    Ok(r.rows_affected() == 1)
+                    if r.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 })
                 .await
             }
 
-            async fn rotate_refresh(&self, old_hash: &[u8], new_hash: &[u8], now_ms: i64, new_expires_at_ms: i64) -> Result<RotateOutcome, StoreError> {
+            async fn rotate_refresh(
+                &self,
+                old_hash: &[u8],
+                new_hash: &[u8],
+                now_ms: i64,
+                new_expires_at_ms: i64,
+                client_addr: &str,
+            ) -> Result<RotateOutcome, StoreError> {
                 timed(&self.metrics, "rotate_refresh", async {
                     let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     // Spend the token if it is current. Row locks (PostgreSQL) and the write lock
@@ -345,6 +365,15 @@ macro_rules! impl_store {
                         .bind(&session_id)
                         .execute(&mut *tx)
                         .await?;
+                        if revoked.rows_affected() == 1 {
+                            let entry = $crate::store::NewAudit {
+                                target_user: Some(user_id),
+                                target: session_id.clone(),
+                                client_addr: client_addr.to_string(),
+                                ..$crate::store::NewAudit::new($crate::store::AuditAction::RefreshReused, now_ms)
+                            };
+                            $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(&entry)).await?;
+                        }
                         tx.commit().await?;
                         return Ok(if revoked.rows_affected() == 1 {
                             RotateOutcome::Reused { session_id, user_id }
