@@ -82,15 +82,6 @@ impl Cache {
         self.me.as_ref().map_or(0, |m| m.user_id)
     }
 
-    /// Fills the store the way the server's snapshot and then each conversation's latest page of
-    /// history do.
-    pub fn restore(&self, store: &mut Store) {
-        store.reset(&self.me.clone().unwrap_or_default(), &self.conversations, &self.users);
-        for h in &self.histories {
-            store.merge_history(h.conversation_id, 0, 0, &h.messages, h.has_more);
-        }
-    }
-
     /// The file's contents.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAGIC.len() + 1 + self.encoded_len() + 10);
@@ -245,7 +236,12 @@ mod tests {
         assert_eq!((h.messages[0].seq, h.messages[49].seq), (31, 80));
         assert!(h.has_more, "30 older messages were cut");
         let mut back = Store::default();
-        Cache::from_bytes(&cache.to_bytes()).unwrap().restore(&mut back);
+        // As ui::cached::restore feeds it: the snapshot, then each conversation's page.
+        let read = Cache::from_bytes(&cache.to_bytes()).unwrap();
+        back.reset(&read.me.clone().unwrap_or_default(), &read.conversations, &read.users);
+        for h in &read.histories {
+            back.merge_history(h.conversation_id, 0, 0, &h.messages, h.has_more);
+        }
         let c = &back.convs[&5];
         assert!(c.history_loaded && c.has_older && c.gap.is_none());
         assert_eq!(c.oldest_seq(), Some(31));

@@ -26,6 +26,7 @@ pub mod push_fakes;
 pub mod s3;
 pub mod scenario;
 pub mod syncer;
+pub mod two_nodes;
 pub mod util;
 pub mod vp8;
 pub mod webrtc_peer;

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use confab_conformance::harness::{TestFn, TestServer, Transport};
-use confab_conformance::pg::TestDatabase;
+use confab_conformance::two_nodes::TwoNodes;
 use confab_conformance::util::{PASSWORD, unique};
 use confab_protocol::v1::{self, client_frame::Request};
-use confab_server::config::StoreConfig;
-use confab_server::store::{self, AuditAction, ChainBreak, NewAudit, Store, UserId};
+use confab_server::store::{AuditAction, ChainBreak, NewAudit, Store, UserId};
 
 // In this order: the second one tampers with the chain.
 const TESTS: &[(&str, TestFn)] =
@@ -143,30 +142,14 @@ async fn racing_appends(nodes: &[Arc<dyn Store>; 2], per_node: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_postgres_nodes_appending_at_once_keep_one_chain() {
-    let db = TestDatabase::create().await.expect("test database (see scripts/test)");
-    let cfg = StoreConfig::default();
-    let nodes = [
-        store::open_postgres(&db.url, &cfg).await.expect("node 1"),
-        store::open_postgres(&db.url, &cfg).await.expect("node 2"),
-    ];
-    racing_appends(&nodes, 40).await;
-    for n in &nodes {
-        n.close().await;
-    }
-    db.drop_db().await.expect("drop");
+    let two = TwoNodes::postgres().await;
+    racing_appends(&two.nodes, 40).await;
+    two.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_sqlite_handles_appending_at_once_keep_one_chain() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("confab.db");
-    let cfg = StoreConfig::default();
-    let nodes = [
-        store::open_sqlite(&path, &cfg).await.expect("handle 1"),
-        store::open_sqlite(&path, &cfg).await.expect("handle 2"),
-    ];
-    racing_appends(&nodes, 40).await;
-    for n in &nodes {
-        n.close().await;
-    }
+    let two = TwoNodes::sqlite().await;
+    racing_appends(&two.nodes, 40).await;
+    two.close().await;
 }

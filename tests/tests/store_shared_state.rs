@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_conformance::pg::TestDatabase;
+use confab_conformance::two_nodes::TwoNodes;
 use confab_server::config::{RateLimit, StoreConfig};
 use confab_server::ratelimit::Gcra;
 use confab_server::store::{self, RateBucket, Store};
@@ -138,34 +139,18 @@ async fn concurrent_takers(nodes: &[Arc<dyn Store>], kind: &'static str, burst: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_postgres_nodes_racing_for_one_bucket_get_exactly_burst_tokens() {
-    let db = TestDatabase::create().await.expect("test database (see scripts/test)");
-    let cfg = StoreConfig::default();
-    let nodes = [
-        store::open_postgres(&db.url, &cfg).await.expect("node 1"),
-        store::open_postgres(&db.url, &cfg).await.expect("node 2"),
-    ];
+    let two = TwoNodes::postgres().await;
     // 32 takers, 16 per node: each node's pool (16 connections) runs all of its at once.
-    concurrent_takers(&nodes, "login_account", 10, 32, 8).await;
+    concurrent_takers(&two.nodes, "login_account", 10, 32, 8).await;
     // Burst 1: the classic last-token race, on a fresh bucket (first takers insert concurrently).
-    concurrent_takers(&nodes, "login_ip", 1, 32, 8).await;
-    for n in &nodes {
-        n.close().await;
-    }
-    db.drop_db().await.expect("drop");
+    concurrent_takers(&two.nodes, "login_ip", 1, 32, 8).await;
+    two.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_sqlite_handles_racing_for_one_bucket_get_exactly_burst_tokens() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("confab.db");
-    let cfg = StoreConfig::default();
-    let nodes = [
-        store::open_sqlite(&path, &cfg).await.expect("handle 1"),
-        store::open_sqlite(&path, &cfg).await.expect("handle 2"),
-    ];
-    concurrent_takers(&nodes, "login_account", 10, 32, 4).await;
-    concurrent_takers(&nodes, "login_ip", 1, 32, 4).await;
-    for n in &nodes {
-        n.close().await;
-    }
+    let two = TwoNodes::sqlite().await;
+    concurrent_takers(&two.nodes, "login_account", 10, 32, 4).await;
+    concurrent_takers(&two.nodes, "login_ip", 1, 32, 4).await;
+    two.close().await;
 }
