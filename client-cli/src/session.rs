@@ -55,7 +55,15 @@ pub async fn sign_in(
         };
         client.register(r).await.context("register")?
     } else {
-        client.login(username, password, &settings.device_name).await.context("login")?
+        match client.login(username, password, &settings.device_name).await {
+            Ok(a) => a,
+            // §26.3: the right password, but the account may not sign in.
+            Err(e) if e.reason() == Some(confab_protocol::v1::ErrorReason::AccountSuspended) => {
+                client.close().await;
+                anyhow::bail!("login: this account is suspended by the server's administrators")
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("login")),
+        }
     };
     client.close().await;
     settings.creds().save(&Credentials::from_auth(&settings.server, &settings.trust, &a))?;

@@ -46,6 +46,9 @@ impl std::fmt::Display for v1::Error {
         if self.retry_after_ms > 0 {
             write!(f, " (retry after {} ms)", self.retry_after_ms)?;
         }
+        if self.reason() != v1::ErrorReason::Unspecified {
+            write!(f, " ({})", self.reason().as_str_name())?;
+        }
         Ok(())
     }
 }
@@ -154,6 +157,22 @@ impl client_frame::Request {
             Self::AnswerKnock(_) => "answer_knock",
             Self::RemoveParticipant(_) => "remove_participant",
             Self::MuteParticipant(_) => "mute_participant",
+            Self::ListSecurityEvents(_) => "list_security_events",
+            Self::AdminListUsers(_) => "admin_list_users",
+            Self::AdminGetUser(_) => "admin_get_user",
+            Self::AdminSuspendUser(_) => "admin_suspend_user",
+            Self::AdminReactivateUser(_) => "admin_reactivate_user",
+            Self::AdminDeleteUser(_) => "admin_delete_user",
+            Self::AdminRevokeSessions(_) => "admin_revoke_sessions",
+            Self::AdminDeleteMessage(_) => "admin_delete_message",
+            Self::AdminDeleteConversation(_) => "admin_delete_conversation",
+            Self::AdminQuarantineMedia(_) => "admin_quarantine_media",
+            Self::AdminSetUserLimits(_) => "admin_set_user_limits",
+            Self::AdminGetStats(_) => "admin_get_stats",
+            Self::AdminListAudit(_) => "admin_list_audit",
+            Self::ReportMessage(_) => "report_message",
+            Self::ListReports(_) => "list_reports",
+            Self::ResolveReport(_) => "resolve_report",
         }
     }
 }

@@ -35,6 +35,8 @@ pub const OVERRIDES: &[(&str, TextRule)] = &[
     ("confab.v1.EditMessage.text", MULTILINE_TEXT),
     ("confab.v1.CreateConversation.description", MULTILINE_TEXT),
     ("confab.v1.UpdateConversation.description", MULTILINE_TEXT),
+    ("confab.v1.ReportMessage.note", MULTILINE_TEXT),
+    ("confab.v1.ResolveReport.note", MULTILINE_TEXT),
     ("confab.v1.CallSignal.sdp_offer", SDP),
     ("confab.v1.CallSignal.sdp_answer", SDP),
     ("confab.v1.Publish.sdp_offer", SDP),

@@ -63,6 +63,7 @@ impl ServerError {
             Self::Unimplemented(_) => ErrorCode::Unimplemented,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
+            Self::Store(StoreError::Suspended) => ErrorCode::PermissionDenied,
             Self::Store(_) | Self::Internal(_) => ErrorCode::Internal,
             Self::Relayed(e) => ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal),
         }
@@ -92,6 +93,10 @@ impl ServerError {
             Self::RateLimited(after) => {
                 e.message = "too many attempts".into();
                 e.retry_after_ms = after.as_millis().max(1) as u64;
+            }
+            Self::Store(StoreError::Suspended) => {
+                e.message = "this account is suspended".into();
+                e.reason = v1::ErrorReason::AccountSuspended as i32;
             }
             Self::Store(err) if err.is_unavailable() => {
                 tracing::warn!(error = %err, "store unavailable");

@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use confab_protocol::CloseCode;
+use prometheus_client::metrics::counter::Counter;
 
+use crate::metrics::Metrics;
 use crate::session::{Close, Outbox};
 use crate::store::{RevokeReason, UserId};
 use bytes::Bytes;
@@ -109,9 +111,17 @@ pub struct Detached {
 #[derive(Debug, Default)]
 pub struct Hub {
     maps: Mutex<Maps>,
+    /// Frames queued to connections (`confab_deliveries_total`; registered nowhere when the hub
+    /// was made with `default()`).
+    deliveries: Counter,
 }
 
 impl Hub {
+    /// An empty hub counting its deliveries in `metrics`.
+    pub fn new(metrics: &Metrics) -> Self {
+        Self { maps: Mutex::default(), deliveries: metrics.deliveries().clone() }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
         self.maps.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -273,6 +283,36 @@ impl Hub {
         Detached { presence: (before != after).then_some(after), remaining }
     }
 
+    /// Connections attached to this node now: accounts' and meeting-room guests' (§26.9).
+    pub fn connection_count(&self) -> usize {
+        self.lock().sessions.values().map(HashMap::len).sum()
+    }
+
+    /// Accounts with a connection on this node or, as the other nodes said, on another (§26.9).
+    pub fn online_user_count(&self) -> usize {
+        let m = self.lock();
+        m.users.len() + m.remote.keys().filter(|u| !m.users.contains_key(u)).count()
+    }
+
+    /// Each of `users`' connections as this node knows them (§26.2): its own here, plus one per
+    /// session another node said is connected there (a node tells sessions, not connections).
+    pub fn connections_of(&self, users: &[UserId]) -> Vec<u32> {
+        let m = self.lock();
+        let mut remote: HashMap<UserId, usize> = users.iter().map(|u| (*u, 0)).collect();
+        for (user, nodes) in m.remote_sessions.values() {
+            if let Some(n) = remote.get_mut(user) {
+                *n += nodes.len();
+            }
+        }
+        users
+            .iter()
+            .map(|u| {
+                let here = m.users.get(u).map_or(0, HashMap::len);
+                u32::try_from(here + remote.get(u).copied().unwrap_or(0)).unwrap_or(u32::MAX)
+            })
+            .collect()
+    }
+
     /// Whether any of these users has a connection on this node.
     pub fn any_connected(&self, users: &[UserId]) -> bool {
         let m = self.lock();
@@ -291,6 +331,8 @@ impl Hub {
                 }
             }
         }
+        drop(m);
+        self.deliveries.inc_by(n as u64);
         n
     }
 
@@ -301,7 +343,10 @@ impl Hub {
         let m = self.lock();
         let users = match to {
             Audience::Session(s) => {
-                return m.sessions.get(s).map_or(0, |conns| conns.values().map(|o| usize::from(push(o))).sum());
+                let n = m.sessions.get(s).map_or(0, |conns| conns.values().map(|o| usize::from(push(o))).sum());
+                drop(m);
+                self.deliveries.inc_by(n as u64);
+                return n;
             }
             Audience::Users(users) | Audience::UsersExcept(users, _) => users,
         };
@@ -317,6 +362,8 @@ impl Hub {
                 }
             }
         }
+        drop(m);
+        self.deliveries.inc_by(n as u64);
         n
     }
 
@@ -331,7 +378,8 @@ impl Hub {
         let Some(conns) = conns else { return 0 };
         let bytes = crate::wire::session_revoked_frame_bytes(session, reason);
         for outbox in conns.values() {
-            outbox.push(bytes.clone());
+            let pushed = outbox.push(bytes.clone());
+            self.deliveries.inc_by(u64::from(pushed));
             outbox.kick(Close::new(CloseCode::SessionRevoked, "session revoked"));
         }
         conns.len()

@@ -8,6 +8,7 @@
 //! check that keeps imports pointing down, are in docs/architecture.md.
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod blobs;
 pub mod bus;
@@ -117,7 +118,7 @@ impl Server {
         let metrics = Metrics::new();
         let store = store::open(&config, metrics.clone()).await?;
         let cert = tls::load_or_generate(&config)?;
-        let hub = Arc::new(hub::Hub::default());
+        let hub = Arc::new(hub::Hub::new(&metrics));
         let cluster = match &config.cluster.nats_url {
             Some(_) => Some(Arc::new(
                 cluster::Cluster::connect(&config.cluster, hub.clone(), metrics.cluster().clone()).await?,
@@ -148,13 +149,14 @@ impl Server {
             Some(c) => c.bus(),
             None => Arc::new(bus::LocalBus::default()),
         };
-        let writer = writer::Writer::start(store.clone(), bus.clone());
+        let writer = writer::Writer::start_with_metrics(store.clone(), bus.clone(), &metrics);
         let auth =
             auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), bus.clone(), writer.clone()).await?;
         let conversations = conversations::Conversations::new(
             store.clone(),
             writer.clone(),
             config.limits.max_message_text_bytes as usize,
+            config.limits.messages_per_minute,
         )
         .await
         .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
@@ -165,8 +167,15 @@ impl Server {
             lease_ttl: config.cluster.node_timeout,
             renew_every: config.cluster.heartbeat_interval,
         });
-        let calls =
-            calls::Calls::new(config.calls.clone(), store.clone(), hub.clone(), bus.clone(), writer.clone(), role);
+        let calls = calls::Calls::new(
+            config.calls.clone(),
+            store.clone(),
+            hub.clone(),
+            bus.clone(),
+            writer.clone(),
+            role,
+            &metrics,
+        );
         // Subscribers, in the order each event reaches them: live delivery first, then the
         // features that follow from it.
         let fanout = match &cluster {
@@ -207,7 +216,9 @@ impl Server {
         let push =
             push::Push::new(config.push.clone(), providers, store.clone(), hub.clone(), bus.clone(), metrics.clone());
         bus.subscribe(Arc::new(push.clone()));
-        let services = state::Services { auth, conversations, social, calls, rooms, media, search, push, reencryption };
+        let admin = admin::Admin::new(store.clone(), auth.clone(), hub.clone(), writer.clone());
+        let services =
+            state::Services { auth, conversations, social, calls, rooms, admin, media, search, push, reencryption };
         let state = AppState::new(config, store, metrics, hub, bus, services, cluster.clone());
         if let Some(c) = &cluster {
             c.serve(cluster::forward::SERVICE, Arc::new(handlers::forward::Forwarder(state.clone()))).await?;
@@ -329,7 +340,10 @@ async fn mend_deleted_accounts(store: &dyn store::Store, writer: &writer::Writer
         tracing::info!(accounts = users.len(), "deleted accounts still in groups or channels: leaving them");
     }
     for user in users {
-        writer.submit(store::WriteOp::DeleteAccount { user, now_ms: store::now_ms() }).await.map_err(failed)?;
+        writer
+            .submit(store::WriteOp::DeleteAccount { user, now_ms: store::now_ms(), by: None })
+            .await
+            .map_err(failed)?;
     }
     Ok(())
 }

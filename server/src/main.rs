@@ -243,6 +243,8 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::RotateKek => {
             let n = st.rewrap_keys().await?;
+            let kek = st.sealer().current_kek_id().unwrap_or_default();
+            key_rotated(st.as_ref(), format!("kek:{kek}"), serde_json::json!({ "rewrapped": n })).await?;
             println!(
                 "re-wrapped {n} data keys under key-encryption key {}",
                 st.sealer().current_kek_id().unwrap_or_default()
@@ -250,6 +252,7 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::RotateData => {
             let g = st.rotate_data_keys(confab_protocol::frames::now_ms() as i64).await?;
+            key_rotated(st.as_ref(), "data".into(), serde_json::json!({ "generation": g })).await?;
             println!(
                 "data-key generation {g}: new contents are sealed under new keys (running servers follow within 5 s); \
                  `keys reencrypt` re-seals the older ones"
@@ -288,6 +291,23 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
     }
     st.close().await;
+    Ok(())
+}
+
+/// Records a key rotation in the audit log (protocol.md §28.1 `key_rotated`), once it is done.
+async fn key_rotated(
+    st: &dyn confab_server::store::Store,
+    target: String,
+    after: serde_json::Value,
+) -> anyhow::Result<()> {
+    use confab_server::store::{AuditAction, NewAudit};
+    let entry = NewAudit {
+        target,
+        after: after.to_string(),
+        client_addr: "cli".into(),
+        ..NewAudit::new(AuditAction::KeyRotated, confab_protocol::frames::now_ms() as i64)
+    };
+    st.append_audit(&entry).await?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Prometheus metrics: connections, frames and bytes by transport, request latency by kind,
-//! errors by code, connection closes by reason, store latency by operation. Served on /metrics.
+//! errors by code, connection closes by reason, store latency by operation, live deliveries, the
+//! writer's batches, the SFU's rooms, pushes and the cluster link. Served on /metrics; every name
+//! is listed in docs/operations.md "Health and metrics" (server/tests/dashboard.rs checks it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,11 +46,17 @@ fn latency_histogram() -> Histogram {
 /// Counters of one transport, resolved once so the hot path only bumps atomics.
 #[derive(Clone, Debug)]
 pub struct TransportMetrics {
+    /// Open connections.
     pub connections: Gauge,
+    /// Connections that reached the connection loop.
     pub accepted: Counter,
+    /// Frames received.
     pub frames_in: Counter,
+    /// Frames sent.
     pub frames_out: Counter,
+    /// Frame bytes received.
     pub bytes_in: Counter,
+    /// Frame bytes sent.
     pub bytes_out: Counter,
 }
 
@@ -78,6 +86,36 @@ pub struct ClusterMetrics {
     pub peers: Gauge,
 }
 
+/// Histograms of the batched writer (`crate::writer`), observed once per committed batch.
+#[derive(Clone, Debug)]
+pub struct WriterMetrics {
+    /// Writes committed together in one transaction.
+    pub batch_size: Histogram,
+    /// Time to apply and commit one batch.
+    pub batch_duration: Histogram,
+}
+
+impl Default for WriterMetrics {
+    /// Histograms registered nowhere (a writer started without the server's metrics).
+    fn default() -> Self {
+        // 1 .. 512 writes: the writer's largest batch.
+        Self { batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)), batch_duration: latency_histogram() }
+    }
+}
+
+/// Gauges of the integrated SFU on this node (`crate::calls::sfu`), kept by the room actors.
+#[derive(Clone, Debug, Default)]
+pub struct SfuMetrics {
+    /// Rooms (group calls and meeting rooms' calls) whose SFU session runs on this node, empty
+    /// ones included until they expire.
+    pub rooms: Gauge,
+    /// Participants of those rooms.
+    pub participants: Gauge,
+    /// Tracks published in those rooms that the SFU receives and forwards (one per published
+    /// track, whatever the number of subscribers).
+    pub forwarded_tracks: Gauge,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PushLabel {
     provider: &'static str,
@@ -102,6 +140,9 @@ struct Inner {
     ws: TransportMetrics,
     quic: TransportMetrics,
     cluster: ClusterMetrics,
+    deliveries: Counter,
+    writer: WriterMetrics,
+    sfu: SfuMetrics,
 }
 
 /// Cheap-clone handle to the server's metrics.
@@ -115,6 +156,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A fresh registry with every family registered (prefix `confab`).
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("confab");
         let connections = Family::<TransportLabel, Gauge>::default();
@@ -192,6 +234,25 @@ impl Metrics {
         );
         c.register("link_up", "1 while the NATS link is up", cluster.link_up.clone());
         c.register("peers", "Other nodes heard from within the node timeout", cluster.peers.clone());
+        let deliveries = Counter::default();
+        registry.register(
+            "deliveries",
+            "Frames queued to live connections on this node (one per frame per connection)",
+            deliveries.clone(),
+        );
+        let writer = WriterMetrics::default();
+        let w = registry.sub_registry_with_prefix("writer");
+        w.register("batch_size", "Writes committed together in one transaction", writer.batch_size.clone());
+        w.register("batch_duration_seconds", "Time to apply and commit one write batch", writer.batch_duration.clone());
+        let sfu = SfuMetrics::default();
+        let f = registry.sub_registry_with_prefix("sfu");
+        f.register("rooms", "Rooms whose SFU session runs on this node", sfu.rooms.clone());
+        f.register("participants", "Participants of this node's SFU rooms", sfu.participants.clone());
+        f.register(
+            "forwarded_tracks",
+            "Published tracks this node's SFU receives and forwards",
+            sfu.forwarded_tracks.clone(),
+        );
         Self(Arc::new(Inner {
             pushes,
             push_latency,
@@ -204,7 +265,25 @@ impl Metrics {
             ws,
             quic,
             cluster,
+            deliveries,
+            writer,
+            sfu,
         }))
+    }
+
+    /// Frames queued to live connections (`confab_deliveries_total`), bumped by the hub.
+    pub fn deliveries(&self) -> &Counter {
+        &self.0.deliveries
+    }
+
+    /// The batched writer's histograms.
+    pub fn writer(&self) -> &WriterMetrics {
+        &self.0.writer
+    }
+
+    /// The SFU's gauges.
+    pub fn sfu(&self) -> &SfuMetrics {
+        &self.0.sfu
     }
 
     /// The counters of one transport, by its label (`"websocket"` or `"quic"`; anything else
@@ -218,18 +297,22 @@ impl Metrics {
         &self.0.cluster
     }
 
+    /// A request of `kind` was handled in `took`.
     pub fn request(&self, kind: &'static str, took: Duration) {
         self.0.requests.get_or_create(&KindLabel { kind }).observe(took.as_secs_f64());
     }
 
+    /// An error response with `code` was sent.
     pub fn error(&self, code: confab_protocol::ErrorCode) {
         self.0.errors.get_or_create(&CodeLabel { code: code.as_str_name() }).inc();
     }
 
+    /// A connection closed for `reason`.
     pub fn closed(&self, reason: &'static str) {
         self.0.closes.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// Store operation `op` took `took`.
     pub fn store_op(&self, op: &'static str, took: Duration) {
         self.0.store.get_or_create(&OpLabel { op }).observe(took.as_secs_f64());
     }
@@ -256,5 +339,33 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_of_delivery_writer_and_sfu_render_by_their_names() {
+        let m = Metrics::new();
+        m.deliveries().inc_by(3);
+        m.writer().batch_size.observe(4.0);
+        m.writer().batch_duration.observe(0.002);
+        m.sfu().rooms.inc();
+        m.sfu().participants.inc_by(2);
+        m.sfu().forwarded_tracks.inc_by(5);
+        let text = m.render();
+        for line in [
+            "confab_deliveries_total 3",
+            "confab_writer_batch_size_count 1",
+            "confab_writer_batch_size_sum 4.0",
+            "confab_writer_batch_duration_seconds_count 1",
+            "confab_sfu_rooms 1",
+            "confab_sfu_participants 2",
+            "confab_sfu_forwarded_tracks 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
     }
 }

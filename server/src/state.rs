@@ -9,6 +9,7 @@ use confab_protocol::v1::{self, event};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::Admin;
 use crate::auth::AuthService;
 use crate::bus::Bus;
 use crate::calls::Calls;
@@ -38,6 +39,7 @@ struct Inner {
     social: Social,
     calls: Calls,
     rooms: Rooms,
+    admin: Admin,
     media: Media,
     search: Search,
     push: Push,
@@ -59,6 +61,7 @@ pub struct Services {
     pub social: Social,
     pub calls: Calls,
     pub rooms: Rooms,
+    pub admin: Admin,
     pub media: Media,
     pub search: Search,
     pub push: Push,
@@ -79,7 +82,7 @@ impl AppState {
         services: Services,
         cluster: Option<Arc<Cluster>>,
     ) -> Self {
-        let Services { auth, conversations, social, calls, rooms, media, search, push, reencryption } = services;
+        let Services { auth, conversations, social, calls, rooms, admin, media, search, push, reencryption } = services;
         let max_total = effective_max_connections(
             config.limits.max_connections,
             DescriptorLimit::current(),
@@ -104,6 +107,7 @@ impl AppState {
             social,
             calls,
             rooms,
+            admin,
             media,
             search,
             push,
@@ -172,6 +176,10 @@ impl AppState {
     /// The push service (§24).
     pub fn rooms(&self) -> &Rooms {
         &self.0.rooms
+    }
+
+    pub fn admin(&self) -> &Admin {
+        &self.0.admin
     }
 
     pub fn push(&self) -> &Push {

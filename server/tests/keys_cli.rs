@@ -87,5 +87,14 @@ async fn keys_commands_rotate_and_reencrypt_without_turning_anything_on() {
     // A server configuration that names the new key alone opens it.
     cfg.encryption_key_file = Some(new);
     let store = confab_server::store::open_sqlite(&dir.join("confab.db"), &cfg).await.expect("reopen with the new key");
+    // Both rotations are in the audit log, by the command line, and the chain verifies.
+    use confab_server::store::AuditAction;
+    let log = store.audit_after(0, 100).await.expect("audit");
+    let rotations: Vec<&str> =
+        log.iter().filter(|r| r.entry.action == AuditAction::KeyRotated).map(|r| r.entry.target.as_str()).collect();
+    assert_eq!(rotations.len(), 2, "{log:?}");
+    assert!(rotations[0] == "data" && rotations[1].starts_with("kek:"), "{rotations:?}");
+    assert!(log.iter().all(|r| r.entry.client_addr == "cli" && r.entry.actor.is_none()));
+    assert!(store.verify_audit().await.expect("verify").broken.is_none());
     store.close().await;
 }

@@ -22,10 +22,12 @@ confab_conformance::matrix_tests!(TESTS);
 async fn security_events_are_chained(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let name = unique("aud");
     let (c, _ev) = s.connect(t).await?;
+    let phone = confab_conformance::util::unique_phone();
     let reg = v1::Register {
         username: name.clone(),
         password: PASSWORD.into(),
         device_name: "laptop".into(),
+        phone: Some(phone.clone()),
         ..Default::default()
     };
     let me = c.register(reg).await?.me.context("a user")?.user_id;
@@ -35,12 +37,19 @@ async fn security_events_are_chained(s: &TestServer, t: Transport) -> anyhow::Re
     c2.login(&name, PASSWORD, "phone").await?;
     let change = v1::ChangePassword { current_password: PASSWORD.into(), new_password: "another long one".into() };
     c2.request(Request::ChangePassword(change)).await?;
+    // A wrong sign-in code is a failed sign-in too, with the number as the target.
+    let (c3, _ev3) = s.connect(t).await?;
+    let ask = v1::RequestCode { phone: phone.clone(), purpose: v1::CodePurpose::SignIn as i32 };
+    c3.request(Request::RequestCode(ask)).await?;
+    let wrong = v1::VerifyCode { phone: phone.clone(), code: "000000".into(), device_name: "x".into(), username: None };
+    ensure!(c3.request(Request::VerifyCode(wrong)).await.is_err(), "a wrong code is refused");
     let st = s.store();
     let log = st.audit_after(0, 100).await?;
     let mine: Vec<_> = log.iter().filter(|r| r.entry.target_user == Some(UserId(me as i64))).collect();
     let actions: Vec<AuditAction> = mine.iter().map(|r| r.entry.action).collect();
     use AuditAction::*;
-    ensure!(actions == [SignIn, SignInFailed, SignInFailed, SignIn, PasswordChanged], "{actions:?}");
+    ensure!(actions == [SignIn, SignInFailed, SignInFailed, SignIn, PasswordChanged, SignInFailed], "{actions:?}");
+    ensure!(mine[5].entry.target == phone, "{:?}", mine[5]);
     for r in &mine {
         ensure!(r.entry.client_addr == "127.0.0.1", "the client's address: {r:?}");
     }
@@ -60,7 +69,7 @@ async fn security_events_are_chained(s: &TestServer, t: Transport) -> anyhow::Re
     ensure!(st.is_server_admin(UserId(me as i64)).await? && st.server_admins().await? == [UserId(me as i64)]);
     let report = st.verify_audit().await?;
     let n = report.head.seq;
-    ensure!(report.broken.is_none() && report.entries == n as u64 && n >= 7, "{report:?}");
+    ensure!(report.broken.is_none() && report.entries == n as u64 && n >= 8, "{report:?}");
     // Cut from the end: the head names the missing entry.
     s.execute_sql("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)").await?;
     let report = st.verify_audit().await?;

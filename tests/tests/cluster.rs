@@ -123,3 +123,46 @@ async fn a_process_node_is_killed_and_restarted() {
     drop(node);
     cluster.stop().await.expect("stop cluster");
 }
+
+/// §26.3 across nodes: an administrator on node-0 suspends an account connected to node-1
+/// (WebSocket) and node-0 (QUIC); both connections get SessionRevoked (SUSPENDED) and close with
+/// 4004 within a second of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_closes_connections_on_every_node() {
+    use confab_protocol::v1::{self, client_frame::Request, event};
+    use confab_server::store::{AuditAction, NewAudit, UserId};
+    let cluster = TestCluster::start(2).await.expect("start cluster");
+    let (admin, _ea) = cluster.connect(0, Transport::Quic).await.expect("connect");
+    let admin_id = admin.register(register(&unique("cladm"))).await.expect("register").me.expect("me").user_id;
+    let store = cluster.node(0).expect("node-0").store().clone();
+    let grant = NewAudit::new(AuditAction::AdminGranted, 1);
+    assert!(store.set_server_admin(UserId(admin_id as i64), true, &grant).await.expect("grant"));
+    let name = unique("clsus");
+    let (b1, mut e1) = cluster.connect(1, Transport::WebSocket).await.expect("connect node-1");
+    let bob = b1.register(register(&name)).await.expect("register").me.expect("me").user_id;
+    let (b0, mut e0) = cluster.connect(0, Transport::Quic).await.expect("connect node-0");
+    b0.login(&name, confab_conformance::util::PASSWORD, "second").await.expect("login");
+    let r = admin
+        .request(Request::AdminSuspendUser(v1::AdminSuspendUser { user_id: bob, reason: String::new() }))
+        .await
+        .expect("suspend");
+    assert!(matches!(r, v1::response::Result::AdminSuspendUser(ref s) if s.sessions_revoked == 2), "{r:?}");
+    for (node, events) in [("node-1", &mut e1), ("node-0", &mut e0)] {
+        let reason = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut reason = None;
+            while let Some(e) = events.recv().await {
+                if let Some(event::Event::SessionRevoked(r)) = e.event {
+                    reason = Some(r.reason());
+                }
+            }
+            reason
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the connection on {node} was not closed within a second"));
+        assert_eq!(reason, Some(v1::SessionRevokedReason::Suspended), "{node}");
+        let info = events.close_info().expect("close info");
+        assert_eq!(info.code, Some(v1::CloseCode::SessionRevoked as u32), "{node}: {info}");
+    }
+    drop((b0, b1));
+    cluster.stop().await.expect("stop cluster");
+}

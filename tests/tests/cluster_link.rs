@@ -271,6 +271,10 @@ async fn health_and_metrics_show_the_link() -> anyhow::Result<()> {
     ensure!(counter(&m1, "confab_cluster_received_total") >= 2.0, "node 1 received: {m1}");
     let (up, peers) = (counter(&m1, "confab_cluster_link_up"), counter(&m1, "confab_cluster_peers"));
     ensure!(up == 1.0 && peers == 1.0, "link_up {up}, peers {peers}: {m1}");
+    // The message was committed by node 0's writer and delivered live by node 1's hub.
+    ensure!(counter(&m1, "confab_deliveries_total") >= 1.0, "node 1 delivered nothing: {m1}");
+    ensure!(counter(&m0, "confab_writer_batch_size_count") >= 1.0, "node 0 committed no batch: {m0}");
+    ensure!(counter(&m0, "confab_writer_batch_duration_seconds_count") >= 1.0, "no batch duration: {m0}");
     Ok(())
 }
 

@@ -12,15 +12,18 @@ macro_rules! call {
 }
 
 mod account;
+mod admin;
 mod chat;
 pub mod media;
 pub mod output;
 mod ping;
 mod push;
+mod reports;
 mod resolve;
 mod room;
 pub mod search;
 mod social;
+mod table;
 mod tail;
 
 use clap::{Parser, Subcommand};
@@ -264,6 +267,58 @@ pub enum Command {
         #[command(subcommand)]
         command: room::RoomCommand,
     },
+    /// Report a message of a conversation to its moderators and the server's administrators;
+    /// the note is the remaining arguments (`-`: standard input).
+    Report {
+        /// Conversation: id, title, or @username for a DM.
+        conversation: String,
+        message_id: u64,
+        #[arg(long, value_enum)]
+        reason: reports::Reason,
+        note: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reports you may act on (as a moderator of their conversation, or a server administrator),
+    /// newest first: open ones, or with --resolved the resolved ones.
+    Reports {
+        /// Only this conversation's (id, title, or @username).
+        #[arg(long, value_name = "CONV")]
+        conversation: Option<String>,
+        #[arg(long)]
+        resolved: bool,
+        /// At most this many (the server's pages are followed).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve an open report; the reporter is told what was done, with the note (the remaining
+    /// arguments, `-`: standard input).
+    Resolve {
+        report_id: u64,
+        #[arg(value_enum)]
+        action: reports::Action,
+        note: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your account's security events, newest first: sign-ins (and failed ones), sessions ended,
+    /// password changes, with the device and the address.
+    Security {
+        /// At most this many.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Server administration (server administrators only): accounts, suspension, deletion,
+    /// content, limits, the server's figures and the audit log.
+    #[command(after_long_help = admin::EXAMPLES)]
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// Where this profile keeps its files.
     Paths,
 }
@@ -299,6 +354,20 @@ pub async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
         Command::Search(args) => search::run(&settings, args).await,
         Command::Push { command } => push::run(&settings, command).await,
         Command::Room { command } => room::run(&settings, command).await,
+        Command::Admin { command } => admin::run(&settings, command).await,
+        Command::Report { conversation, message_id, reason, note, json } => {
+            let c = reports::ReportsCommand::Report { conversation, message: message_id, reason, note, json };
+            reports::run(&settings, c).await
+        }
+        Command::Reports { conversation, resolved, limit, json } => {
+            reports::run(&settings, reports::ReportsCommand::List { conversation, resolved, limit, json }).await
+        }
+        Command::Resolve { report_id, action, note, json } => {
+            reports::run(&settings, reports::ReportsCommand::Resolve { report: report_id, action, note, json }).await
+        }
+        Command::Security { limit, json } => {
+            reports::run(&settings, reports::ReportsCommand::Security { limit, json }).await
+        }
         other => chat::run(&settings, other).await,
     }
 }

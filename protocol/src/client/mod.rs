@@ -55,6 +55,14 @@ impl ClientError {
         }
     }
 
+    /// The server's finer cause (§5.1), `None` when there is none or this is not a server error.
+    pub fn reason(&self) -> Option<v1::ErrorReason> {
+        match self {
+            Self::Server(e) if e.reason() != v1::ErrorReason::Unspecified => Some(e.reason()),
+            _ => None,
+        }
+    }
+
     /// The request field the server's error names (INVALID_ARGUMENT, TOO_LARGE), if any.
     pub fn field(&self) -> Option<&str> {
         match self {

@@ -92,6 +92,14 @@ impl AuthService {
             .check_code(CodeKind::PasswordReset, &destination, &hash, now_ms() as i64, self.0.cfg.code_max_attempts)
             .await?;
         if !matches!(check, CodeCheck::Valid { .. }) {
+            // A wrong reset code is a failed attempt on the account (§28.1).
+            let entry = NewAudit {
+                target_user: Some(user.id),
+                target: identifier.to_lowercase(),
+                client_addr: conn.peer.ip().to_string(),
+                ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
+            };
+            self.store().append_audit(&entry).await?;
             return Err(bad_code());
         }
         let password_hash = self.0.passwords.hash(new).await?;
@@ -163,12 +171,19 @@ impl AuthService {
     /// (§21); then [`DomainEvent::AccountDeleted`] and the revocation published. The edge unbinds
     /// the calling connection first and closes it after the response.
     pub async fn delete_account(&self, auth: &Caller) -> Result<(), ServerError> {
-        let (this, user) = (self.clone(), auth.user_id);
+        self.delete_user(auth.user_id, None).await
+    }
+
+    /// Deletes `user`'s account as DeleteAccount does (see [`AuthService::delete_account`]),
+    /// by the account itself (`by` is `None`) or by a server administrator (§26.4: refused
+    /// `NOT_FOUND` for an account already deleted, `FAILED_PRECONDITION` for their own).
+    pub async fn delete_user(&self, user: UserId, by: Option<crate::store::AdminOrigin>) -> Result<(), ServerError> {
+        let this = self.clone();
         // To the end even if the client goes away: a deletion is always announced.
         to_completion(async move {
             // Who sees the user now, before leaving the groups makes them strangers.
             let audience = this.store().presence_audience(user).await?;
-            let op = crate::store::WriteOp::DeleteAccount { user, now_ms: now_ms() as i64 };
+            let op = crate::store::WriteOp::DeleteAccount { user, now_ms: now_ms() as i64, by };
             let outcome = this.0.writer.submit(op).await?;
             // The deletion first (calls end as the user's, not as lost connections), then the
             // revocation that closes the connections.

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use crate::config::RateLimits;
 use crate::error::ServerError;
 use crate::ratelimit::Gcra;
-use crate::store::{RateBucket, Store};
+use crate::store::{RateBucket, Store, User};
 
 /// One account limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +38,21 @@ impl Limit {
             Self::CodeVerifyIp => "code_verify_ip",
             Self::RegisterIp => "register_ip",
         }
+    }
+}
+
+impl super::AuthService {
+    /// The buckets that count an account's sign-in attempts (docs/protocol.md §26.8
+    /// `reset_sign_in_limits`): Login keys its budget by the login name as typed, lower-cased,
+    /// and finds the account only when that equals its username's or email's key (the
+    /// lower-cased username or email), so those two are every name that spent this account's
+    /// tokens; ChangePassword and DeleteAccount key it by the account's id.
+    pub fn sign_in_buckets(&self, user: &User) -> Vec<RateBucket> {
+        let mut keys = vec![format!("acct:{}", user.username.to_lowercase()), format!("user:{}", user.id)];
+        if let Some(email) = &user.email {
+            keys.push(format!("acct:{}", email.to_lowercase()));
+        }
+        keys.iter().map(|k| self.0.limits.bucket(Limit::LoginAccount, k)).collect()
     }
 }
 

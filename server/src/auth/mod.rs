@@ -208,7 +208,7 @@ impl AuthService {
 
     /// Announces revoked sessions: their live connections get SessionRevoked and are closed,
     /// their calls end (subscribers of the bus).
-    fn revoke_live(&self, sessions: &[String], reason: RevokeReason) {
+    pub fn revoke_live(&self, sessions: &[String], reason: RevokeReason) {
         if !sessions.is_empty() {
             self.0.bus.publish(DomainEvent::SessionsRevoked { sessions: sessions.to_vec(), reason });
         }
@@ -335,6 +335,14 @@ impl AuthService {
             .check_code(CodeKind::SignIn, phone, &hash, now_ms() as i64, self.0.cfg.code_max_attempts)
             .await?;
         if !matches!(check, CodeCheck::Valid { .. }) {
+            // Recorded like a wrong password (§28.1), with the number as the target.
+            let entry = NewAudit {
+                target_user: self.store().user_by_phone(phone).await?.map(|u| u.id),
+                target: phone.to_string(),
+                client_addr: conn.peer.ip().to_string(),
+                ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
+            };
+            self.store().append_audit(&entry).await?;
             return Err(bad_code());
         }
         if let Some(user) = self.store().user_by_phone(phone).await? {
@@ -462,6 +470,25 @@ impl AuthService {
             Ok(())
         })
         .await
+    }
+
+    /// §28.4: the caller's own security events (`AuditAction::SECURITY` with the caller as
+    /// target), newest first, entries below `before_seq` (0: from the newest).
+    pub async fn security_events(
+        &self,
+        auth: &Caller,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<crate::page::Slice<crate::store::AuditRec>, ServerError> {
+        let limit = crate::page::page_limit(limit, 50, 100);
+        let filter = crate::store::AuditFilter {
+            target_user: Some(auth.user_id),
+            actions: crate::store::AuditAction::SECURITY.to_vec(),
+            before_seq: (before_seq > 0).then(|| i64::try_from(before_seq).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        let recs = self.store().audit_page(&filter, i64::from(limit) + 1).await?;
+        Ok(crate::page::Slice::cut(recs, limit))
     }
 
     /// §11.7 ListSessions.

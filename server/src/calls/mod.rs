@@ -61,7 +61,7 @@ pub(crate) fn random_id(prefix: &str) -> String {
 impl Calls {
     /// `role` is this node's place in a cluster (`None` alone): ringing calls live on the node
     /// that started them, and their ids say which (see [`owner`](Self::owner)); group-call rooms
-    /// on the node holding their lease.
+    /// on the node holding their lease. The SFU keeps its gauges in `metrics`.
     pub fn new(
         config: CallsConfig,
         store: Arc<dyn Store>,
@@ -69,9 +69,10 @@ impl Calls {
         bus: Arc<dyn Bus>,
         writer: Writer,
         role: Option<sfu::ClusterRole>,
+        metrics: &crate::metrics::Metrics,
     ) -> Self {
         let node = role.as_ref().map(|r| r.rpc.node().to_string());
-        let sfu = sfu::Sfu::new(config.clone(), store.clone(), bus.clone(), role);
+        let sfu = sfu::Sfu::new(config.clone(), store.clone(), bus.clone(), role, metrics);
         let registry = Mutex::new(Registry::default());
         Self(Arc::new(Inner { config, store, hub, bus, writer, registry, sfu, node }))
     }

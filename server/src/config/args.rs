@@ -147,6 +147,9 @@ pub struct ConfigArgs {
     /// Typing indicators expire after this without a refresh [default: 5s].
     #[arg(long, env = "CONFAB_TYPING_TTL", value_name = "DURATION", value_parser = parse_duration)]
     pub typing_ttl: Option<Duration>,
+    /// Messages one account may send per minute on each node, 0 for unlimited [default: 0].
+    #[arg(long, env = "CONFAB_MESSAGES_PER_MINUTE", value_name = "N")]
+    pub messages_per_minute: Option<u32>,
     /// Database connection pool size [default: 16].
     #[arg(long, env = "CONFAB_STORE_POOL_SIZE", value_name = "N")]
     pub store_pool_size: Option<u32>,
@@ -357,6 +360,7 @@ impl ConfigArgs {
         set(&mut l.quic_receive_window_bytes, &a.quic_receive_window_bytes);
         set(&mut l.max_message_text_bytes, &a.max_message_text_bytes);
         set(&mut l.typing_ttl, &a.typing_ttl);
+        set(&mut l.messages_per_minute, &a.messages_per_minute);
         set(&mut c.store.pool_size, &a.store_pool_size);
         set(&mut c.store.acquire_timeout, &a.store_acquire_timeout);
         set(&mut c.store.statement_timeout, &a.store_statement_timeout);

@@ -123,6 +123,9 @@ pub struct Limits {
     /// A typing indicator lasts this long without a refresh.
     #[serde(with = "humantime_serde")]
     pub typing_ttl: Duration,
+    /// Messages one account may send per minute, counted on each node (0: unlimited); an
+    /// administrator's override replaces it for one account (docs/protocol.md §26.8).
+    pub messages_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -140,6 +143,7 @@ impl Default for Limits {
             quic_receive_window_bytes: 4 * 1024 * 1024,
             max_message_text_bytes: 16 * 1024,
             typing_ttl: Duration::from_secs(5),
+            messages_per_minute: 0,
         }
     }
 }
@@ -474,6 +478,9 @@ impl Config {
         }
         if l.typing_ttl < Duration::from_millis(100) || l.typing_ttl > Duration::from_secs(60) {
             return bad("typing_ttl must be within 100ms..60s".into());
+        }
+        if l.messages_per_minute > 1_000_000 {
+            return bad("messages_per_minute must be at most 1000000 (0: unlimited)".into());
         }
         if l.quic_receive_window_bytes < l.max_frame_bytes {
             return bad("quic_receive_window_bytes must be at least max_frame_bytes".into());

@@ -3,6 +3,8 @@
 //! nothing: every refusal about a conversation they cannot see is the same NOT_FOUND.
 
 mod emoji;
+mod reports;
+mod send_rate;
 mod settings;
 
 pub use emoji::canonical_emoji;
@@ -56,6 +58,8 @@ struct Inner {
     writer: Writer,
     epoch: i64,
     max_text_bytes: usize,
+    /// Messages per minute per sender on this node (§26.8).
+    send_rate: send_rate::SendRate,
 }
 
 /// Cheap-clone handle to the conversations service.
@@ -100,10 +104,17 @@ fn idempotency_key(key: &str) -> Result<String, ServerError> {
 
 impl Conversations {
     /// The service over `store`, writing through `writer` (the batched writer every service
-    /// shares).
-    pub async fn new(store: Arc<dyn Store>, writer: Writer, max_text_bytes: usize) -> Result<Self, ServerError> {
+    /// shares). `messages_per_minute` is the server's send rate per account (0: unlimited), which
+    /// an administrator's override replaces for one account (§26.8).
+    pub async fn new(
+        store: Arc<dyn Store>,
+        writer: Writer,
+        max_text_bytes: usize,
+        messages_per_minute: u32,
+    ) -> Result<Self, ServerError> {
         let epoch = store.instance().await?.epoch;
-        Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes })))
+        let send_rate = send_rate::SendRate::new(messages_per_minute);
+        Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes, send_rate })))
     }
 
     fn store(&self) -> &dyn Store {
@@ -295,6 +306,8 @@ impl Conversations {
         mentions.sort_unstable();
         mentions.dedup();
         let reply_to = if reply_to == 0 { None } else { Some(id("send_message.reply_to_message_id", reply_to)?) };
+        // §26.8: every send counts but the retry of a message already sent (refunded below).
+        self.0.send_rate.take(self.store(), auth.user_id).await?;
         let now_ms = now_ms();
         let op = WriteOp::Send {
             conversation_id,
@@ -310,6 +323,9 @@ impl Conversations {
         };
         match self.0.writer.submit(op).await?.result {
             Some(OpResult::Sent { message_id, seq, created_at_ms, duplicate }) => {
+                if duplicate {
+                    self.0.send_rate.refund(auth.user_id);
+                }
                 Ok(Sent { message_id, seq, created_at_ms, duplicate })
             }
             _ => Err(ServerError::Internal("send returned no message".into())),

@@ -140,6 +140,15 @@ pub(crate) async fn get_me(state: &AppState, a: &Caller) -> Out {
     Ok(R::GetMe(wire::me(&state.auth().me(a).await?)))
 }
 
+/// §28.4: the caller's own security events, newest first.
+pub(crate) async fn list_security_events(state: &AppState, a: &Caller, r: v1::ListSecurityEvents) -> Out {
+    let page = state.auth().security_events(a, r.before_seq, r.limit).await?;
+    Ok(R::ListSecurityEvents(v1::ListSecurityEventsResult {
+        events: page.items.iter().map(wire::audit_entry).collect(),
+        has_more: page.has_more,
+    }))
+}
+
 /// §11.10
 pub(crate) async fn update_profile(state: &AppState, a: &Caller, r: v1::UpdateProfile) -> Out {
     if let Some(avatar) = &r.avatar_ref {

@@ -4,11 +4,13 @@
 //! [`authenticated`] hands it to the handler, so a handler that needs a caller cannot be reached
 //! without one.
 
+pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod calls;
 pub(crate) mod conversations;
 pub(crate) mod forward;
 pub(crate) mod media;
+pub(crate) mod moderation;
 pub(crate) mod push;
 pub(crate) mod rooms;
 pub(crate) mod search;
@@ -20,6 +22,7 @@ use confab_protocol::v1::{self, client_frame::Request, response};
 use crate::error::ServerError;
 use crate::session::{Caller, Guest, Session};
 use crate::state::AppState;
+use admin::AdminRequest;
 use rooms::RoomScoped;
 
 /// Handles one request after the handshake: [`route`], then the handler.
@@ -155,6 +158,22 @@ pub(crate) fn route(session: &Session, request: Request) -> Routed {
         Request::AnswerKnock(r) => Authenticated::Room(RoomScoped::AnswerKnock(r)),
         Request::RemoveParticipant(r) => Authenticated::Room(RoomScoped::RemoveParticipant(r)),
         Request::MuteParticipant(r) => Authenticated::Room(RoomScoped::MuteParticipant(r)),
+        Request::ListSecurityEvents(r) => Authenticated::ListSecurityEvents(r),
+        Request::AdminListUsers(r) => Authenticated::Admin(AdminRequest::ListUsers(r)),
+        Request::AdminGetUser(r) => Authenticated::Admin(AdminRequest::GetUser(r)),
+        Request::AdminSuspendUser(r) => Authenticated::Admin(AdminRequest::SuspendUser(r)),
+        Request::AdminReactivateUser(r) => Authenticated::Admin(AdminRequest::ReactivateUser(r)),
+        Request::AdminDeleteUser(r) => Authenticated::Admin(AdminRequest::DeleteUser(r)),
+        Request::AdminRevokeSessions(r) => Authenticated::Admin(AdminRequest::RevokeSessions(r)),
+        Request::AdminDeleteMessage(r) => Authenticated::Admin(AdminRequest::DeleteMessage(r)),
+        Request::AdminDeleteConversation(r) => Authenticated::Admin(AdminRequest::DeleteConversation(r)),
+        Request::AdminQuarantineMedia(r) => Authenticated::Admin(AdminRequest::QuarantineMedia(r)),
+        Request::AdminSetUserLimits(r) => Authenticated::Admin(AdminRequest::SetUserLimits(r)),
+        Request::AdminGetStats(r) => Authenticated::Admin(AdminRequest::GetStats(r)),
+        Request::AdminListAudit(r) => Authenticated::Admin(AdminRequest::ListAudit(r)),
+        Request::ReportMessage(r) => Authenticated::ReportMessage(r),
+        Request::ListReports(r) => Authenticated::ListReports(r),
+        Request::ResolveReport(r) => Authenticated::ResolveReport(r),
     };
     // A room's guest (§25.3) makes requests about its room only.
     if let Some(guest) = session.guest() {
@@ -247,6 +266,7 @@ pub(crate) enum Authenticated {
     GetMe(v1::GetMe),
     UpdateProfile(v1::UpdateProfile),
     DeleteAccount(v1::DeleteAccount),
+    ListSecurityEvents(v1::ListSecurityEvents),
     CreateConversation(v1::CreateConversation),
     GetConversation(v1::GetConversation),
     ListConversations(v1::ListConversations),
@@ -312,6 +332,11 @@ pub(crate) enum Authenticated {
     ListRooms(v1::ListRooms),
     /// Requests about a room or a group call: a guest may make them too (§25.3).
     Room(RoomScoped),
+    ReportMessage(v1::ReportMessage),
+    ListReports(v1::ListReports),
+    ResolveReport(v1::ResolveReport),
+    /// A server administrator's requests (§26, §28.3): one gate for all of them.
+    Admin(AdminRequest),
 }
 
 /// Runs the handler of a request that needs a caller, with the caller [`route`] checked
@@ -331,6 +356,7 @@ async fn authenticated(
         Authenticated::GetMe(_) => auth::get_me(state, caller).await,
         Authenticated::UpdateProfile(r) => auth::update_profile(state, caller, r).await,
         Authenticated::DeleteAccount(r) => auth::delete_account(state, session, caller, r).await,
+        Authenticated::ListSecurityEvents(r) => auth::list_security_events(state, caller, r).await,
         Authenticated::CreateConversation(r) => conversations::create(state, caller, r).await,
         Authenticated::GetConversation(r) => conversations::get(state, caller, r).await,
         Authenticated::ListConversations(r) => conversations::list(state, caller, r).await,
@@ -395,5 +421,9 @@ async fn authenticated(
         Authenticated::CreateRoom(r) => rooms::create_room(state, caller, r).await,
         Authenticated::ListRooms(r) => rooms::list_rooms(state, caller, r).await,
         Authenticated::Room(r) => rooms::from_account(state, caller, r).await,
+        Authenticated::ReportMessage(r) => moderation::report_message(state, caller, r).await,
+        Authenticated::ListReports(r) => moderation::list_reports(state, caller, r).await,
+        Authenticated::ResolveReport(r) => moderation::resolve_report(state, session, caller, r).await,
+        Authenticated::Admin(r) => admin::handle(state, session, caller, r).await,
     }
 }

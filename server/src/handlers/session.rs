@@ -12,7 +12,8 @@ use crate::session::{Caller, Session};
 use crate::state::AppState;
 
 /// Capabilities this server announces in Welcome (§4.3).
-pub const SERVER_CAPABILITIES: &[&str] = &["heartbeat", "go_away", "accounts", "conversations", "social", "rooms"];
+pub const SERVER_CAPABILITIES: &[&str] =
+    &["heartbeat", "go_away", "accounts", "conversations", "social", "rooms", "reports"];
 
 const MAX_NAME_BYTES: usize = 64;
 const MAX_CAPABILITIES: usize = 32;

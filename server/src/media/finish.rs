@@ -15,7 +15,7 @@ use super::{Media, blob_error, info, key_of, upload_key};
 use crate::blobs::{BlobError, UploadKey};
 use crate::error::ServerError;
 use crate::session::Caller;
-use crate::store::{BlobRef, MediaId, MediaPurpose, MediaRec, NewMedia, ThumbnailRec, UploadRec, now_ms};
+use crate::store::{BlobRef, MediaId, MediaPurpose, MediaRec, NewMedia, StoreError, ThumbnailRec, UploadRec, now_ms};
 
 /// How long a FinishUpload holds its upload: longer than any finish takes (a 50 MiB image).
 const FINISH_LEASE_MS: i64 = 5 * 60 * 1000;
@@ -37,7 +37,8 @@ impl Media {
     pub async fn finish(&self, caller: &Caller, id: &str) -> Result<v1::FinishUploadResult, ServerError> {
         let up = self.own_upload(caller, id).await?;
         if let Some(done) = &up.media {
-            let m = self.0.store.media(done).await?.ok_or_else(super::no_media)?;
+            // Read as the uploader reads it: NOT_FOUND once quarantined (§26.7).
+            let m = self.readable(up.user, &done.0).await?;
             return Ok(v1::FinishUploadResult { media: Some(info(&m)) });
         }
         if !self.0.store.claim_finish(&up.id, now_ms(), FINISH_LEASE_MS).await? {
@@ -45,7 +46,14 @@ impl Media {
                 "this upload is being finished by another request: ask again shortly".into(),
             ));
         }
-        let result = self.finish_claimed(&up).await;
+        let result = match self.finish_claimed(&up).await {
+            // Bytes an administrator quarantined (§26.7): this upload can never succeed.
+            Err(ServerError::Store(StoreError::Quarantined)) => {
+                self.drop_upload(&up, &upload_key(&up.id)?).await;
+                Err(quarantined())
+            }
+            r => r,
+        };
         if result.is_err()
             && let Err(e) = self.0.store.release_finish(&up.id).await
         {
@@ -293,7 +301,16 @@ impl Media {
             let _ = self.0.blobs.delete_blob(&key_of(&mine)).await;
             return Err(ServerError::Internal(format!("stored {written} bytes of {size}")));
         }
-        let recorded = self.0.store.add_blob(mine, now_ms()).await?;
+        let recorded = match self.0.store.add_blob(mine, now_ms()).await {
+            Err(StoreError::Quarantined) => {
+                // The same bytes were recorded first, and quarantined: this copy is not recorded.
+                if let Err(e) = self.0.blobs.delete_blob(&key_of(&mine)).await {
+                    tracing::warn!(error = %e, "an unrecorded blob stays until the collector removes it");
+                }
+                return Err(StoreError::Quarantined.into());
+            }
+            r => r?,
+        };
         let fresh = recorded.generation == mine.generation;
         if !fresh && let Err(e) = self.0.blobs.delete_blob(&key_of(&mine)).await {
             tracing::warn!(error = %e, "a duplicate blob stays until the collector removes it");
@@ -307,6 +324,11 @@ struct Stored {
     blob: BlobRef,
     /// Written now (not an earlier copy of the same bytes).
     fresh: bool,
+}
+
+/// The answer to an upload of bytes an administrator quarantined (§26.7): it says no more.
+fn quarantined() -> ServerError {
+    ServerError::FailedPrecondition("this content is quarantined".into())
 }
 
 /// The answer when an upload's chunks changed while FinishUpload ran.

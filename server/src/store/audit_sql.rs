@@ -9,10 +9,15 @@ use std::marker::PhantomData;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
 
 use super::StoreError;
-use super::audit_types::{AuditAction, AuditHead, AuditRec, ChainReport, NewAudit, check_links};
+use super::audit_types::{AuditAction, AuditFilter, AuditHead, AuditRec, ChainReport, NewAudit, check_links};
+use super::conv_types::{ConvId, MessageId};
 use super::sql::SqlBackend;
 use super::types::UserId;
 use crate::crypto::chain::{self, HASH_BYTES};
+
+/// The columns [`AuditSql::recs`] reads, in its order.
+const AUDIT_COLUMNS: &str = "seq, at_ms, actor_id, action, target_user_id, target, before, after, client_addr, \
+                             prev_hash, hash, target_conversation_id, target_message_id";
 
 /// Entries read per query while checking the chain.
 const VERIFY_PAGE: i64 = 5_000;
@@ -55,7 +60,8 @@ where
             let hash = chain::link(&prev, &e.canonical(seq));
             sqlx::query(
                 "INSERT INTO audit_log (seq, at_ms, actor_id, action, target_user_id, target, before, after, \
-                 client_addr, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 client_addr, prev_hash, hash, target_conversation_id, target_message_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(seq)
             .bind(e.at_ms)
@@ -68,6 +74,8 @@ where
             .bind(e.client_addr.as_str())
             .bind(prev.as_slice())
             .bind(hash.as_slice())
+            .bind(e.target_conversation.map(|c| c.0))
+            .bind(e.target_message.map(|m| m.0))
             .execute(&mut **tx)
             .await?;
             prev = hash;
@@ -88,14 +96,52 @@ where
 
     /// Entries after `after_seq`, ascending, at most `limit`.
     pub(super) async fn audit_after(pool: &Pool<DB>, after_seq: i64, limit: i64) -> Result<Vec<AuditRec>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, actor_id, action, target_user_id, target, before, after, client_addr, prev_hash, hash \
-             FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
         .bind(after_seq)
         .bind(limit)
         .fetch_all(pool)
         .await?;
+        Self::recs(&rows)
+    }
+
+    /// Entries matching `filter`, newest first, at most `limit`.
+    pub(super) async fn audit_page(
+        pool: &Pool<DB>,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditRec>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<DB>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        if let Some(a) = filter.actor {
+            q.push(" AND actor_id = ").push_bind(a.0);
+        }
+        if let Some(u) = filter.target_user {
+            q.push(" AND target_user_id = ").push_bind(u.0);
+        }
+        if let Some(c) = filter.target_conversation {
+            q.push(" AND target_conversation_id = ").push_bind(c.0);
+        }
+        if !filter.actions.is_empty() {
+            q.push(" AND action IN (");
+            let mut sep = q.separated(", ");
+            for a in &filter.actions {
+                sep.push_bind(i32::from(*a));
+            }
+            q.push(")");
+        }
+        if let Some(t) = filter.since_ms {
+            q.push(" AND at_ms >= ").push_bind(t);
+        }
+        if let Some(b) = filter.before_seq {
+            q.push(" AND seq < ").push_bind(b);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+        let rows = q.build().fetch_all(pool).await?;
+        Self::recs(&rows)
+    }
+
+    fn recs(rows: &[DB::Row]) -> Result<Vec<AuditRec>, StoreError> {
         rows.iter()
             .map(|r| {
                 let action: i32 = r.try_get(3)?;
@@ -111,6 +157,8 @@ where
                         before: r.try_get(6)?,
                         after: r.try_get(7)?,
                         client_addr: r.try_get(8)?,
+                        target_conversation: r.try_get::<Option<i64>, _>(11)?.map(ConvId),
+                        target_message: r.try_get::<Option<i64>, _>(12)?.map(MessageId),
                     },
                     prev_hash: r.try_get(9)?,
                     hash: r.try_get(10)?,
@@ -236,6 +284,19 @@ macro_rules! impl_audit_store {
 
             async fn server_admins(&self) -> Result<Vec<$crate::store::UserId>, $crate::store::StoreError> {
                 $crate::store::audit_sql::AuditSql::server_admins(&self.pool).await
+            }
+
+            async fn audit_page(
+                &self,
+                filter: &$crate::store::AuditFilter,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::AuditRec>, $crate::store::StoreError> {
+                let f = $crate::store::audit_sql::AuditSql::audit_page(&self.pool, filter, limit);
+                $crate::store::timed(&self.metrics, "audit_page", f).await
+            }
+
+            async fn audit_head(&self) -> Result<$crate::store::AuditHead, $crate::store::StoreError> {
+                $crate::store::audit_sql::AuditSql::audit_head(&self.pool).await
             }
         }
     };

@@ -2,6 +2,7 @@
 //! recorded, an entry to append, a stored entry with its chain link, and what checking the
 //! chain finds. The chain's arithmetic is `crypto::chain`; each entry's canonical bytes are here.
 
+use super::conv_types::{ConvId, MessageId};
 use super::conv_types::{UnknownValue, numbered};
 use super::types::UserId;
 use crate::crypto::chain::{self, Canonical, HASH_BYTES};
@@ -27,6 +28,37 @@ pub enum AuditAction {
     SessionRevoked = 8,
     /// §11.6: a spent refresh token was presented again; its session (the target) is revoked.
     RefreshReused = 9,
+    /// §26.3: an administrator suspended the account; `after` carries the reason.
+    AccountSuspended = 10,
+    /// §26.3: an administrator lifted the suspension.
+    AccountReactivated = 11,
+    /// §26.5: an administrator ended every session of the account.
+    SessionsRevoked = 12,
+    /// §11.11 or §26.4: the account was deleted (by itself, or an administrator).
+    AccountDeleted = 13,
+    /// §26.4: the account was deleted and its messages erased.
+    AccountErased = 14,
+    /// A message deleted by someone other than its sender (a moderator, §13.3, or an
+    /// administrator, §26.6).
+    MessageDeleted = 15,
+    /// §26.6: an administrator deleted a conversation.
+    ConversationDeleted = 16,
+    /// §26.7: an administrator quarantined a media item (the target).
+    MediaQuarantined = 17,
+    /// §26.8: an administrator changed a user's limits (`before` and `after`).
+    LimitsChanged = 18,
+    /// §27.3: a report (the target) was resolved.
+    ReportResolved = 19,
+    /// §12: a member's role changed (`before` and `after`).
+    RoleChanged = 20,
+    /// §12: a conversation's ownership passed to the target user.
+    OwnershipTransferred = 21,
+    /// §12: a member was removed by someone else.
+    MemberRemoved = 22,
+    /// `confab-server keys`: an encryption key was rotated (the target names it).
+    KeyRotated = 23,
+    /// §26.2, §28.3: an administrator read other users' data (the target names the request).
+    AdminViewed = 24,
 }
 
 numbered!(
@@ -41,7 +73,22 @@ numbered!(
         AdminRevoked,
         LoggedOut,
         SessionRevoked,
-        RefreshReused
+        RefreshReused,
+        AccountSuspended,
+        AccountReactivated,
+        SessionsRevoked,
+        AccountDeleted,
+        AccountErased,
+        MessageDeleted,
+        ConversationDeleted,
+        MediaQuarantined,
+        LimitsChanged,
+        ReportResolved,
+        RoleChanged,
+        OwnershipTransferred,
+        MemberRemoved,
+        KeyRotated,
+        AdminViewed
     ]
 );
 
@@ -58,7 +105,39 @@ impl AuditAction {
             Self::LoggedOut => "logged_out",
             Self::SessionRevoked => "session_revoked",
             Self::RefreshReused => "refresh_reused",
+            Self::AccountSuspended => "account_suspended",
+            Self::AccountReactivated => "account_reactivated",
+            Self::SessionsRevoked => "sessions_revoked",
+            Self::AccountDeleted => "account_deleted",
+            Self::AccountErased => "account_erased",
+            Self::MessageDeleted => "message_deleted",
+            Self::ConversationDeleted => "conversation_deleted",
+            Self::MediaQuarantined => "media_quarantined",
+            Self::LimitsChanged => "limits_changed",
+            Self::ReportResolved => "report_resolved",
+            Self::RoleChanged => "role_changed",
+            Self::OwnershipTransferred => "ownership_transferred",
+            Self::MemberRemoved => "member_removed",
+            Self::KeyRotated => "key_rotated",
+            Self::AdminViewed => "admin_viewed",
         }
+    }
+
+    /// The actions a user reads as their own security events (§28.4).
+    pub const SECURITY: [AuditAction; 8] = [
+        Self::SignIn,
+        Self::SignInFailed,
+        Self::PasswordChanged,
+        Self::PasswordReset,
+        Self::LoggedOut,
+        Self::SessionRevoked,
+        Self::RefreshReused,
+        Self::SessionsRevoked,
+    ];
+
+    /// Every action, in number order.
+    pub fn all() -> impl Iterator<Item = AuditAction> {
+        (1..=24).filter_map(|n| Self::try_from(n).ok())
     }
 }
 
@@ -71,6 +150,9 @@ pub struct NewAudit {
     pub actor: Option<UserId>,
     pub action: AuditAction,
     pub target_user: Option<UserId>,
+    /// The conversation and message the action was on (migration 0019).
+    pub target_conversation: Option<ConvId>,
+    pub target_message: Option<MessageId>,
     /// What else the action was on: a session id, a folded login name.
     pub target: String,
     /// Small JSON of the state before and after, where the action has one; else empty.
@@ -88,6 +170,8 @@ impl NewAudit {
             actor: None,
             action,
             target_user: None,
+            target_conversation: None,
+            target_message: None,
             target: String::new(),
             before: String::new(),
             after: String::new(),
@@ -95,9 +179,11 @@ impl NewAudit {
         }
     }
 
-    /// The bytes its hash covers, at `seq`: every stored field but the hashes.
+    /// The bytes its hash covers, at `seq`: every stored field but the hashes. The conversation
+    /// and message come last and only when either is set, so an entry without them encodes as
+    /// entries did before migration 0019.
     pub fn canonical(&self, seq: i64) -> Vec<u8> {
-        Canonical::default()
+        let c = Canonical::default()
             .int(seq)
             .int(self.at_ms)
             .opt(self.actor.map(|u| u.0))
@@ -106,9 +192,25 @@ impl NewAudit {
             .text(&self.target)
             .text(&self.before)
             .text(&self.after)
-            .text(&self.client_addr)
-            .bytes()
+            .text(&self.client_addr);
+        if self.target_conversation.is_none() && self.target_message.is_none() {
+            return c.bytes();
+        }
+        c.opt(self.target_conversation.map(|c| c.0)).opt(self.target_message.map(|m| m.0)).bytes()
     }
+}
+
+/// Which entries a page of the log holds (§28.3); `None` and empty do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<UserId>,
+    pub target_user: Option<UserId>,
+    pub target_conversation: Option<ConvId>,
+    pub actions: Vec<AuditAction>,
+    /// Entries at or after this time (Unix milliseconds).
+    pub since_ms: Option<i64>,
+    /// Entries with a seq below this.
+    pub before_seq: Option<i64>,
 }
 
 /// A stored entry with its place in the chain.

@@ -36,6 +36,7 @@ macro_rules! conv_lifecycle_ops {
             async fn leave(tx: &mut Tx, conv: ConvId, user: UserId, role: Role, now: i64) -> Result<Applied, sqlx::Error> {
                 let audience = member_ids(tx, conv).await?;
                 let mut events = Vec::new();
+                let mut audit = Vec::new();
                 if rules::passes_ownership(role) {
                     let next = sqlx::query("SELECT m.user_id FROM members m JOIN users u ON u.id = m.user_id \
                                             WHERE m.conversation_id = $1 AND m.user_id <> $2 AND u.deleted_at_ms IS NULL \
@@ -48,13 +49,14 @@ macro_rules! conv_lifecycle_ops {
                         let to: UserId = next.try_get(0)?;
                         set_role(tx, conv, to, Role::Owner).await?;
                         events.push(append(tx, conv, user, now, LogBody::OwnershipTransferred { from: user, to }).await?);
+                        audit.push($crate::store::NewAudit { target: "automatic".into(), ..ownership_entry(user, user, to, conv, now) });
                     }
                 }
                 drop_member(tx, conv, user).await?;
                 events.push(append(tx, conv, user, now, LogBody::Left(user)).await?);
                 let uu = user_update(tx, user, false, conv, now).await?;
                 retire_notifications(tx, user, conv).await?;
-                Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu], ..Default::default() })
+                Ok(Applied { result: Some(OpResult::Done), events, audience, user_updates: vec![uu], audit, ..Default::default() })
             }
 
             /// §12.4: joins a channel; joining one without an owner makes the joiner its OWNER
@@ -84,7 +86,18 @@ macro_rules! conv_lifecycle_ops {
             /// leaves the pin list (`MessageUnpinned` by the deleter after `MessageDeleted`).
             async fn delete_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: MessageId, now: i64) -> OpOut {
                 let facts = conv_facts(tx, conv, actor).await?;
-                allowed!(rules::delete(facts, message_facts(tx, conv, actor, message_id).await?));
+                let message = message_facts(tx, conv, actor, message_id).await?;
+                allowed!(rules::delete(facts, message));
+                let mut applied = erase_message(tx, conv, actor, message_id, now).await?;
+                if rules::admin::audits_deletion(message) {
+                    applied.audit.push(message_deleted_entry(tx, actor, "", conv, message_id, now).await?);
+                }
+                Ok(Ok(applied))
+            }
+
+            /// What deleting a live message of `conv` does (§13.3, §21), by `actor`, once the caller
+            /// decided they may (a moderator's deletion, a report's resolution).
+            async fn erase_message(tx: &mut Tx, conv: ConvId, actor: UserId, message_id: MessageId, now: i64) -> Result<Applied, sqlx::Error> {
                 sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
                     .bind(now)
                     .bind(message_id)
@@ -117,16 +130,24 @@ macro_rules! conv_lifecycle_ops {
                     events.push(append(tx, conv, actor, now, LogBody::Unpinned { message_id }).await?);
                 }
                 let audience = member_ids(tx, conv).await?;
-                Ok(Ok(Applied { result: Some(OpResult::Seq(seq)), events, audience, ..Default::default() }))
+                Ok(Applied { result: Some(OpResult::Seq(seq)), events, audience, ..Default::default() })
             }
 
             /// §11.11, §21: the tombstone, every session revoked, codes and refresh tokens dropped,
             /// the inbox emptied, and every group and channel left (DIRECT conversations are kept, so
             /// the peer still sees the deleted user). Each conversation left is one `cascade` entry.
-            async fn delete_account(tx: &mut Tx, user: UserId, now: i64) -> OpOut {
-                let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
-                allowed!(rules::delete_account(exists.is_some()));
-                sqlx::query(
+            /// `by`: a server administrator's deletion (§26.4). Audited (`account_deleted`) when the
+            /// tombstone is new, so applying it again records nothing.
+            async fn delete_account(tx: &mut Tx, user: UserId, by: Option<&AdminOrigin>, now: i64) -> OpOut {
+                let account = account_facts(tx, user).await?;
+                match by {
+                    Some(by) => {
+                        let is_admin = server_admin(tx, by.admin).await?;
+                        allowed!(rules::admin::delete_user(is_admin, account, by.admin == user));
+                    }
+                    None => allowed!(rules::delete_account(account.is_some())),
+                }
+                let tombstone = sqlx::query(
                     "UPDATE users SET username = $1, username_key = $1, display_name = '', display_name_key = '', email = NULL, email_key = NULL, \
                      phone = NULL, password_hash = NULL, status_text = '', avatar_ref = '', deleted_at_ms = $2 \
                      WHERE id = $3 AND deleted_at_ms IS NULL",
@@ -136,6 +157,14 @@ macro_rules! conv_lifecycle_ops {
                 .bind(user)
                 .execute(&mut **tx)
                 .await?;
+                let mut audit = Vec::new();
+                if tombstone.rows_affected() > 0 {
+                    let entry = match by {
+                        Some(by) => admin_entry(by, $crate::store::AuditAction::AccountDeleted, now),
+                        None => $crate::store::NewAudit { actor: Some(user), ..$crate::store::NewAudit::new($crate::store::AuditAction::AccountDeleted, now) },
+                    };
+                    audit.push($crate::store::NewAudit { target_user: Some(user), ..entry });
+                }
                 let rows = sqlx::query("UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
                                         WHERE user_id = $3 AND revoked_at_ms IS NULL RETURNING id")
                     .bind(now)
@@ -164,7 +193,7 @@ macro_rules! conv_lifecycle_ops {
                 for r in &memberships {
                     cascade.push(leave(tx, r.try_get(0)?, user, r.try_get(1)?, now).await?);
                 }
-                Ok(Ok(Applied { result: Some(OpResult::Done), revoked_sessions, cascade, ..Default::default() }))
+                Ok(Ok(Applied { result: Some(OpResult::Done), revoked_sessions, cascade, audit, ..Default::default() }))
             }
     };
 }

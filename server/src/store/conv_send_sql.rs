@@ -539,6 +539,8 @@ where
             role,
             created_at_ms: now,
             read: false,
+            report_id: None,
+            report_action: None,
         })
     }
 }

@@ -124,7 +124,7 @@ macro_rules! impl_conv_store {
 
                 async fn conversation(&self, user: UserId, conv: ConvId) -> Result<Option<ConvView>, StoreError> {
                     timed(&self.metrics, "conversation", async {
-                        let r = sqlx::query_as::<_, ViewRow>(q(format!("{VIEW_SELECT} WHERE c.id = $2")))
+                        let r = sqlx::query_as::<_, ViewRow>(q(format!("{VIEW_SELECT} WHERE c.id = $2 AND c.deleted_at_ms IS NULL")))
                             .bind(user)
                             .bind(conv)
                             .fetch_optional(&self.pool)
@@ -177,7 +177,8 @@ macro_rules! impl_conv_store {
                         // Prefix match on the case-folded title; LIKE wildcards in the query are escaped.
                         let escaped = $crate::store::sql::escape_like(&confab_protocol::text::fold(prefix));
                         let rows = sqlx::query_as::<_, ViewRow>(q(format!(
-                            "{VIEW_SELECT} WHERE c.kind = 3 AND c.title_key LIKE $2 ESCAPE '\\' AND c.id > $3 ORDER BY c.id LIMIT $4"
+                            "{VIEW_SELECT} WHERE c.kind = 3 AND c.deleted_at_ms IS NULL AND c.title_key LIKE $2 ESCAPE '\\' AND c.id > $3 \
+                             ORDER BY c.id LIMIT $4"
                         )))
                         .bind(user)
                         .bind(format!("{escaped}%"))

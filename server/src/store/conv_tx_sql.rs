@@ -104,11 +104,12 @@ macro_rules! conv_tx_helpers {
                 rows.iter().map(|r| r.try_get(0)).collect()
             }
 
-            /// The conversation as `user` stands in it (kind, role if a member, head), for the rules.
+            /// The conversation as `user` stands in it (kind, role if a member, head), for the rules;
+            /// `None` when there is none, or an administrator deleted it (§26.6).
             async fn conv_facts(tx: &mut Tx, conv: ConvId, user: UserId) -> Result<Option<ConvFacts>, sqlx::Error> {
                 let r = sqlx::query_as::<_, $crate::store::rows::ConvFactsRow>(
                     "SELECT c.kind AS kind, m.role AS role, c.head_seq AS head_seq FROM conversations c LEFT JOIN members m \
-                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2",
+                     ON m.conversation_id = c.id AND m.user_id = $1 WHERE c.id = $2 AND c.deleted_at_ms IS NULL",
                 )
                 .bind(user)
                 .bind(conv)

@@ -2,6 +2,7 @@
 
 use super::media_types::AttachmentRec;
 use super::types::{UserId, id_type};
+pub use super::write_types::{AdminOrigin, Applied, OpError, OpResult, WriteOp};
 
 id_type!(
     /// A conversation's id: the `conversations.id` column, and the wire's `conversation_id`s.
@@ -82,6 +83,16 @@ impl Role {
     /// Whether this role is `lowest` or above it.
     pub fn at_least(self, lowest: Role) -> bool {
         (self as i32) <= (lowest as i32)
+    }
+
+    /// The role as one lower-case word (audit entries' `before` and `after`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Moderator => "moderator",
+            Role::Member => "member",
+        }
     }
 }
 
@@ -267,9 +278,17 @@ pub enum NotificationKind {
     AddedToConversation = 2,
     RoleChanged = 3,
     MissedCall = 4,
+    /// A member reported a message of a conversation the recipient moderates (§27.2).
+    Reported = 5,
+    /// A report the recipient made was resolved (§27.4).
+    ReportResolved = 6,
 }
 
-numbered!(NotificationKind, "notification kind", [Mentioned, AddedToConversation, RoleChanged, MissedCall]);
+numbered!(
+    NotificationKind,
+    "notification kind",
+    [Mentioned, AddedToConversation, RoleChanged, MissedCall, Reported, ReportResolved]
+);
 
 /// An entry of a user's notifications inbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,6 +303,10 @@ pub struct NotificationRec {
     pub role: Option<Role>,
     pub created_at_ms: i64,
     pub read: bool,
+    /// `Reported`, `ReportResolved`: the report (§27).
+    pub report_id: Option<super::report_types::ReportId>,
+    /// `ReportResolved`: what was done.
+    pub report_action: Option<super::report_types::ReportAction>,
 }
 
 /// A member's receipt state, for GetReceipts.
@@ -324,189 +347,6 @@ pub struct MemberRec {
     pub user_id: UserId,
     pub role: Role,
     pub joined_at_ms: i64,
-}
-
-/// A durable change, applied by the batched writer.
-#[derive(Clone, Debug)]
-pub enum WriteOp {
-    Create {
-        kind: ConvKind,
-        title: String,
-        description: String,
-        creator: UserId,
-        members: Vec<UserId>,
-        now_ms: i64,
-    },
-    Join {
-        conversation_id: ConvId,
-        user: UserId,
-        now_ms: i64,
-    },
-    Leave {
-        conversation_id: ConvId,
-        user: UserId,
-        now_ms: i64,
-    },
-    AddMembers {
-        conversation_id: ConvId,
-        actor: UserId,
-        users: Vec<UserId>,
-        now_ms: i64,
-    },
-    RemoveMember {
-        conversation_id: ConvId,
-        actor: UserId,
-        user: UserId,
-        now_ms: i64,
-    },
-    Send {
-        conversation_id: ConvId,
-        sender: UserId,
-        session_id: String,
-        client_msg_id: String,
-        text: String,
-        reply_to: Option<MessageId>,
-        mentions: Vec<UserId>,
-        /// Resolved by the media service: each readable by the sender.
-        attachments: Vec<AttachmentRec>,
-        /// When the sender wrote it, already clamped to `[now_ms - 24 h, now_ms]` (§13.2); 0 when
-        /// not given.
-        written_at_ms: i64,
-        now_ms: i64,
-    },
-    Edit {
-        conversation_id: ConvId,
-        actor: UserId,
-        message_id: MessageId,
-        text: String,
-        now_ms: i64,
-    },
-    Delete {
-        conversation_id: ConvId,
-        actor: UserId,
-        message_id: MessageId,
-        now_ms: i64,
-    },
-    Update {
-        conversation_id: ConvId,
-        actor: UserId,
-        title: Option<String>,
-        description: Option<String>,
-        photo_ref: Option<String>,
-        announcement_only: Option<bool>,
-        now_ms: i64,
-    },
-    SetRole {
-        conversation_id: ConvId,
-        actor: UserId,
-        user: UserId,
-        role: Role,
-        now_ms: i64,
-    },
-    TransferOwnership {
-        conversation_id: ConvId,
-        actor: UserId,
-        user: UserId,
-        now_ms: i64,
-    },
-    Pin {
-        conversation_id: ConvId,
-        actor: UserId,
-        message_id: MessageId,
-        pin: bool,
-        now_ms: i64,
-    },
-    React {
-        conversation_id: ConvId,
-        actor: UserId,
-        message_id: MessageId,
-        emoji: String,
-        add: bool,
-        now_ms: i64,
-    },
-    MarkRead {
-        conversation_id: ConvId,
-        user: UserId,
-        seq: i64,
-        now_ms: i64,
-    },
-    Ack {
-        conversation_id: ConvId,
-        user: UserId,
-        session_id: String,
-        seq: i64,
-    },
-    /// A call ended: a log entry by the caller, and a missed-call notification for `missed_by`.
-    CallEnded {
-        conversation_id: ConvId,
-        caller: UserId,
-        record: CallRecord,
-        missed_by: Vec<UserId>,
-        now_ms: i64,
-    },
-    /// Account deletion (§11.11, §21): the tombstone, revoked sessions, and every group and
-    /// channel left as LeaveConversation leaves it. Applying it again changes nothing more.
-    DeleteAccount {
-        user: UserId,
-        now_ms: i64,
-    },
-}
-
-/// What an applied op returns to its caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpResult {
-    Conversation(ConvId),
-    Sent { message_id: MessageId, seq: i64, created_at_ms: i64, duplicate: bool },
-    Seq(i64),
-    Done,
-}
-
-/// An applied op: its result, and what to deliver live.
-#[derive(Clone, Debug, Default)]
-pub struct Applied {
-    pub result: Option<OpResult>,
-    pub events: Vec<LogEvent>,
-    /// Who receives `events` live: the conversation's members (and a leaver).
-    pub audience: Vec<UserId>,
-    pub user_updates: Vec<UserUpdateRec>,
-    /// Receipt watermark changes, delivered to `audience`.
-    pub receipts: Vec<ReceiptRec>,
-    /// New inbox entries, each delivered to its user.
-    pub notifications: Vec<NotificationRec>,
-    /// Sessions the op revoked (account deletion), for the caller to end live.
-    pub revoked_sessions: Vec<String>,
-    /// Changes in other conversations caused by this op (the groups and channels an account
-    /// deletion leaves), each with its own events, audience and user-log entries.
-    pub cascade: Vec<Applied>,
-}
-
-impl Applied {
-    /// The conversations this write added log entries to, cascades included, each once, in the
-    /// order they first appear.
-    pub fn conversations(&self) -> Vec<ConvId> {
-        fn walk(a: &Applied, out: &mut Vec<ConvId>) {
-            for e in &a.events {
-                if !out.contains(&e.conversation_id) {
-                    out.push(e.conversation_id);
-                }
-            }
-            for c in &a.cascade {
-                walk(c, out);
-            }
-        }
-        let mut out = Vec::new();
-        walk(self, &mut out);
-        out
-    }
-}
-
-/// Why one op of a batch was refused (the rest of the batch is unaffected).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpError {
-    NotFound(&'static str),
-    PermissionDenied(&'static str),
-    FailedPrecondition(&'static str),
-    Invalid(&'static str, &'static str),
 }
 
 /// Which node holds a conversation's group-call room, until when, under which fencing token.

@@ -96,12 +96,17 @@ macro_rules! impl_conv_writes {
                     };
                     rest = &rest[taken..];
                 }
+                // The batch's audit entries, appended once and last (the lock-order rule).
+                let audit: Vec<$crate::store::NewAudit> = out.iter().flatten().flat_map(Applied::audit_entries).collect();
+                $crate::store::audit_sql::AuditSql::append(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(out)
             }
 
             $crate::store::conv_tx_sql::conv_tx_helpers!();
             $crate::store::conv_life_sql::conv_lifecycle_ops!();
+            $crate::store::conv_admin_sql::conv_admin_ops!();
+            $crate::store::reports_sql::report_ops!();
 
             type OpOut = Result<Result<Applied, OpError>, sqlx::Error>;
 
@@ -206,13 +211,16 @@ macro_rules! impl_conv_writes {
                         let facts = conv_facts(tx, *conv, *actor).await?;
                         let target = role_of(tx, *conv, *user).await?;
                         allowed!(rules::remove_member(facts, user == actor, target));
-                        let audience = member_ids(tx, *conv).await?;
-                        drop_member(tx, *conv, *user).await?;
-                        let ev = append(tx, *conv, *actor, *now_ms, LogBody::Removed(*user)).await?;
-                        let uu = user_update(tx, *user, false, *conv, *now_ms).await?;
-                        retire_notifications(tx, *user, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() }))
+                        let mut applied = expel(tx, *conv, *actor, *user, *now_ms).await?;
+                        let before = serde_json::json!({ "role": target.map(Role::name) }).to_string();
+                        let entry = member_entry($crate::store::AuditAction::MemberRemoved, *actor, *user, *conv, *now_ms);
+                        applied.audit.push($crate::store::NewAudit { before, ..entry });
+                        Ok(Ok(applied))
                     }
+                    WriteOp::ReportMessage { conversation_id, message_id, reporter, reason, note, now_ms } => {
+                        report_message(tx, *conversation_id, *message_id, *reporter, *reason, note, *now_ms).await
+                    }
+                    WriteOp::ResolveReport { .. } => resolve_report(tx, op).await,
                     WriteOp::CallEnded { conversation_id: conv, caller, record, missed_by, now_ms } => {
                         // Membership was checked when the call started; the caller may have left
                         // since (which is what ended the call), and the record still belongs here.
@@ -254,7 +262,16 @@ macro_rules! impl_conv_writes {
                     WriteOp::Delete { conversation_id: conv, actor, message_id, now_ms } => {
                         delete_message(tx, *conv, *actor, *message_id, *now_ms).await
                     }
-                    WriteOp::DeleteAccount { user, now_ms } => delete_account(tx, *user, *now_ms).await,
+                    WriteOp::DeleteAccount { user, now_ms, by } => delete_account(tx, *user, by.as_ref(), *now_ms).await,
+                    WriteOp::AdminDeleteMessage { conversation_id: conv, message_id, by, now_ms } => {
+                        admin_delete_message(tx, *conv, *message_id, by, *now_ms).await
+                    }
+                    WriteOp::AdminDeleteConversation { conversation_id: conv, by, now_ms } => {
+                        admin_delete_conversation(tx, *conv, by, *now_ms).await
+                    }
+                    WriteOp::EraseMessages { user, after, limit, by, now_ms } => {
+                        erase_messages(tx, *user, after.as_deref(), *limit, by, *now_ms).await
+                    }
                     WriteOp::MarkRead { .. } | WriteOp::Ack { .. } => {
                         let run: Vec<MarkRef<'_>> = MarkRef::of(op).into_iter().collect();
                         Ok(MarkSql::mark_run(tx, &run).await?.pop().unwrap_or(Err(OpError::FailedPrecondition("the receipt was not applied"))))
@@ -294,7 +311,12 @@ macro_rules! impl_conv_writes {
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::RoleChanged { user: *user, role: *new_role }).await?;
                         let audience = member_ids(tx, *conv).await?;
                         let n = notify(tx, *user, NotificationKind::RoleChanged, *conv, None, *actor, Some(*new_role), *now_ms).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications: vec![n], ..Default::default() }))
+                        let entry = $crate::store::NewAudit {
+                            before: serde_json::json!({ "role": target.map(Role::name) }).to_string(),
+                            after: serde_json::json!({ "role": new_role.name() }).to_string(),
+                            ..member_entry($crate::store::AuditAction::RoleChanged, *actor, *user, *conv, *now_ms)
+                        };
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, notifications: vec![n], audit: vec![entry], ..Default::default() }))
                     }
                     WriteOp::TransferOwnership { conversation_id: conv, actor, user, now_ms } => {
                         let facts = conv_facts(tx, *conv, *actor).await?;
@@ -304,7 +326,8 @@ macro_rules! impl_conv_writes {
                         set_role(tx, *conv, *actor, rules::FORMER_OWNER_ROLE).await?;
                         let ev = append(tx, *conv, *actor, *now_ms, LogBody::OwnershipTransferred { from: *actor, to: *user }).await?;
                         let audience = member_ids(tx, *conv).await?;
-                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
+                        let entry = ownership_entry(*actor, *actor, *user, *conv, *now_ms);
+                        Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, audit: vec![entry], ..Default::default() }))
                     }
                     WriteOp::Pin { conversation_id: conv, actor, message_id, pin, now_ms } => {
                         let facts = conv_facts(tx, *conv, *actor).await?;
@@ -369,6 +392,17 @@ macro_rules! impl_conv_writes {
                         Ok(Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, ..Default::default() }))
                     }
                 }
+            }
+
+            /// §12.5: `actor` removes `user` from `conv`, once the caller decided they may (RemoveMember,
+            /// a report's resolution).
+            async fn expel(tx: &mut Tx, conv: ConvId, actor: UserId, user: UserId, now: i64) -> Result<Applied, sqlx::Error> {
+                let audience = member_ids(tx, conv).await?;
+                drop_member(tx, conv, user).await?;
+                let ev = append(tx, conv, actor, now, LogBody::Removed(user)).await?;
+                let uu = user_update(tx, user, false, conv, now).await?;
+                retire_notifications(tx, user, conv).await?;
+                Ok(Applied { result: Some(OpResult::Seq(ev.seq)), events: vec![ev], audience, user_updates: vec![uu], ..Default::default() })
             }
 
             /// The message `message_id` of `conv` as `actor` sees it (`None`: not in `conv`).

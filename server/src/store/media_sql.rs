@@ -1,7 +1,7 @@
 //! SQL of media (`MediaStore`, migration 0011): uploads with their per-user limits, blobs,
-//! media items and thumbnails, who may read a media item, the collector's pass and the job
-//! leases. Written once as generic functions over sqlx (`MediaSql<DB>`); `impl_media_store!`
-//! only forwards each backend's trait methods to them.
+//! media items and thumbnails, quarantine, who may read a media item. Written once as generic
+//! functions over sqlx (`MediaSql<DB>`; the collector's are in `media_collect_sql.rs`);
+//! `impl_media_store!` only forwards each backend's trait methods to them.
 
 use std::marker::PhantomData;
 
@@ -11,8 +11,8 @@ use super::StoreError;
 use super::conv_types::ConvKind;
 use super::conv_types::MessageId;
 use super::media_types::{
-    AttachmentRec, BlobRef, Collected, MediaId, MediaPurpose, MediaRec, NewMedia, NewUpload, ThumbnailRec, UploadId,
-    UploadLimits, UploadRec, UploadRefusal,
+    AttachmentRec, BlobRef, MediaId, MediaPurpose, MediaRec, NewMedia, NewUpload, ThumbnailRec, UploadId, UploadLimits,
+    UploadRec, UploadRefusal,
 };
 use super::sql::SqlBackend;
 use super::types::UserId;
@@ -88,7 +88,7 @@ where
     }
 
     /// A blob from columns `at..at + 5` in [`BLOB_COLS`] order.
-    fn blob_ref(r: &DB::Row, at: usize) -> Result<BlobRef, StoreError> {
+    pub(super) fn blob_ref(r: &DB::Row, at: usize) -> Result<BlobRef, StoreError> {
         Ok(BlobRef {
             generation: r.try_get(at)?,
             sha256: sha_of(r.try_get(at + 1)?)?,
@@ -109,6 +109,25 @@ where
     ) -> Result<Result<(), UploadRefusal>, StoreError> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         sqlx::query("UPDATE users SET id = id WHERE id = $1").bind(up.user.0).execute(&mut *tx).await?;
+        // An administrator's overrides of this user's limits take the place of the server's
+        // (§26.8).
+        let limits = match sqlx::query(
+            "SELECT media_quota_bytes, CAST(max_pending_uploads AS BIGINT) FROM user_limits WHERE user_id = $1",
+        )
+        .bind(up.user.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            Some(r) => {
+                let quota: Option<i64> = r.try_get(0)?;
+                let pending: Option<i64> = r.try_get(1)?;
+                UploadLimits {
+                    max_pending: pending.map_or(limits.max_pending, |p| u32::try_from(p).unwrap_or(0)),
+                    quota_bytes: quota.map_or(limits.quota_bytes, u64_of),
+                }
+            }
+            None => limits,
+        };
         let pending: i64 =
             sqlx::query("SELECT COUNT(*) FROM uploads WHERE user_id = $1 AND media_id IS NULL AND expires_at_ms > $2")
                 .bind(up.user.0)
@@ -212,19 +231,24 @@ where
     /// collector, which removes only blobs older than its cutoff, leaves it to the media item
     /// about to use it. A row lock orders this against a collector deleting it at that moment:
     /// either the update finds no row (write the bytes again) or the delete no longer matches.
+    /// [`StoreError::Quarantined`] when an administrator quarantined these bytes (§26.7).
     pub(super) async fn reuse_blob(
         pool: &Pool<DB>,
         sha256: &[u8; 32],
         now_ms: i64,
     ) -> Result<Option<BlobRef>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE blobs SET created_at_ms = $2 WHERE sha256 = $1 RETURNING {BLOB_COLS}"
+            "UPDATE blobs SET created_at_ms = $2 WHERE sha256 = $1 RETURNING {BLOB_COLS}, quarantined_at_ms"
         )))
         .bind(sha256.as_slice())
         .bind(now_ms)
         .fetch_optional(pool)
         .await?;
-        row.map(|r| Self::blob_ref(&r, 0)).transpose()
+        let Some(r) = row else { return Ok(None) };
+        if r.try_get::<Option<i64>, _>(5)?.is_some() {
+            return Err(StoreError::Quarantined);
+        }
+        Self::blob_ref(&r, 0).map(Some)
     }
 
     /// Records `blob` (already durable in the blob store); when another copy of the same bytes
@@ -251,6 +275,17 @@ where
     pub(super) async fn finish_upload(pool: &Pool<DB>, new: &NewMedia) -> Result<(), StoreError> {
         let m = &new.media;
         let mut tx = pool.begin_with(DB::BEGIN).await?;
+        // Waits for a quarantine of the blob committing now (the row lock), then sees it: a media
+        // item is never made of quarantined bytes (§26.7).
+        let blob = sqlx::query("UPDATE blobs SET id = id WHERE id = $1 RETURNING quarantined_at_ms")
+            .bind(m.blob.generation)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(b) = blob
+            && b.try_get::<Option<i64>, _>(0)?.is_some()
+        {
+            return Err(StoreError::Quarantined);
+        }
         sqlx::query(
             "INSERT INTO media (id, uploader_id, purpose, mime_type, file_name, blob_id, size, sha256, width, height, \
              created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -345,10 +380,12 @@ where
 
     /// docs/protocol.md §22.10: the uploader; a member of a conversation with a live message
     /// carrying it; anyone signed in for a live account's avatar; whoever sees the conversation
-    /// (members; anyone for a channel) for its photo.
+    /// (members; anyone for a channel) for its photo. Nobody, the uploader included, once an
+    /// administrator quarantined it or another media item of the same bytes (§26.7).
     pub(super) async fn may_read_media(pool: &Pool<DB>, user: UserId, id: &MediaId) -> Result<bool, StoreError> {
         let row = sqlx::query(
-            "SELECT 1 FROM media m WHERE m.id = $1 AND (m.uploader_id = $2 \
+            "SELECT 1 FROM media m JOIN blobs qb ON qb.id = m.blob_id WHERE m.id = $1 \
+             AND m.quarantined_at_ms IS NULL AND qb.quarantined_at_ms IS NULL AND (m.uploader_id = $2 \
              OR EXISTS (SELECT 1 FROM message_attachments a JOIN messages g ON g.id = a.message_id \
                         JOIN members mb ON mb.conversation_id = g.conversation_id AND mb.user_id = $2 \
                         WHERE a.media_id = m.id AND g.deleted_at_ms IS NULL) \
@@ -365,7 +402,8 @@ where
         Ok(row.is_some())
     }
 
-    /// The attachments of `messages` (live ones), in each message's order.
+    /// The attachments of `messages` (live ones), in each message's order; quarantined media
+    /// items are left out (§26.7).
     pub(super) async fn attachments(
         pool: &Pool<DB>,
         messages: &[MessageId],
@@ -379,8 +417,9 @@ where
             "SELECT a.message_id, a.media_id, a.file_name, a.duration_ms, m.mime_type, m.size, m.width, m.height, \
              (SELECT COALESCE(STRING_AGG(t.name, ',' ORDER BY t.width, t.name), '') FROM media_thumbnails t \
               WHERE t.media_id = m.id) \
-             FROM message_attachments a JOIN media m ON m.id = a.media_id \
-             WHERE a.message_id IN ({list}) ORDER BY a.message_id, a.position"
+             FROM message_attachments a JOIN media m ON m.id = a.media_id JOIN blobs qb ON qb.id = m.blob_id \
+             WHERE a.message_id IN ({list}) AND m.quarantined_at_ms IS NULL AND qb.quarantined_at_ms IS NULL \
+             ORDER BY a.message_id, a.position"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(pool).await?;
         rows.iter()
@@ -416,116 +455,6 @@ where
             }
         }
         Ok(())
-    }
-
-    /// Takes or renews the lease on job `name` for `holder` until `now_ms + ttl_ms`; true when
-    /// `holder` has it (it held it, or the last holder's lease ran out).
-    pub(super) async fn claim_job(
-        pool: &Pool<DB>,
-        name: &str,
-        holder: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO job_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
-             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at_ms < $4 RETURNING holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now_ms + ttl_ms)
-        .bind(now_ms)
-        .fetch_optional(pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
-    /// One collector pass, each step bounded by `limit` rows: expired uploads; the attachment
-    /// rows of deleted messages; media items created before `cutoff_ms` that no message,
-    /// avatar or photo references (their thumbnails go with them); blobs recorded before
-    /// `cutoff_ms` that no media item or thumbnail references. Returns what went, so the caller
-    /// removes the chunks and the blob bytes.
-    pub(super) async fn collect(
-        pool: &Pool<DB>,
-        now_ms: i64,
-        cutoff_ms: i64,
-        limit: u32,
-    ) -> Result<Collected, StoreError> {
-        let limit = i64::from(limit);
-        let uploads = sqlx::query(
-            "DELETE FROM uploads WHERE id IN (SELECT id FROM uploads WHERE expires_at_ms <= $1 LIMIT $2) RETURNING id",
-        )
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| Ok(UploadId(r.try_get(0)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        sqlx::query(
-            "DELETE FROM message_attachments WHERE message_id IN (SELECT a.message_id FROM message_attachments a \
-             JOIN messages g ON g.id = a.message_id WHERE g.deleted_at_ms IS NOT NULL LIMIT $1)",
-        )
-        .bind(limit)
-        .execute(pool)
-        .await?;
-        let media = sqlx::query(
-            "DELETE FROM media WHERE id IN (SELECT m.id FROM media m WHERE m.created_at_ms < $1 \
-             AND NOT EXISTS (SELECT 1 FROM message_attachments a WHERE a.media_id = m.id) \
-             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_ref = m.id AND u.avatar_ref <> '') \
-             AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.photo_ref = m.id AND c.photo_ref <> '') LIMIT $2) \
-             AND created_at_ms < $1 RETURNING id",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| Ok(MediaId(r.try_get(0)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let blobs = sqlx::query(
-            "DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b WHERE b.created_at_ms < $1 \
-             AND NOT EXISTS (SELECT 1 FROM media m WHERE m.blob_id = b.id) \
-             AND NOT EXISTS (SELECT 1 FROM media_thumbnails t WHERE t.blob_id = b.id) LIMIT $2) \
-             AND created_at_ms < $1 RETURNING id, sha256, size, key_id, COALESCE(stored_as, id)",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| Self::blob_ref(r, 0))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Collected { uploads, media, blobs })
-    }
-
-    /// Of `generations`, those recorded in `blobs`.
-    pub(super) async fn known_blobs(pool: &Pool<DB>, generations: &[i64]) -> Result<Vec<i64>, StoreError> {
-        if generations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = generations.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let q = format!("SELECT COALESCE(stored_as, id) FROM blobs WHERE id IN ({list}) OR stored_as IN ({list})");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(pool).await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-    }
-
-    /// Of `uploads`, those recorded in `uploads` (ids checked to be `[0-9a-z_-]` by the caller).
-    pub(super) async fn known_uploads(pool: &Pool<DB>, uploads: &[String]) -> Result<Vec<String>, StoreError> {
-        let mut known = Vec::new();
-        for page in uploads.chunks(500) {
-            let mut q = sqlx::QueryBuilder::<DB>::new("SELECT id FROM uploads WHERE id IN (");
-            let mut list = q.separated(", ");
-            for id in page {
-                list.push_bind(id.as_str());
-            }
-            q.push(")");
-            for r in q.build().fetch_all(pool).await? {
-                known.push(r.try_get(0)?);
-            }
-        }
-        Ok(known)
     }
 }
 

@@ -1,8 +1,11 @@
 //! Storage behind one trait object, with a PostgreSQL and an embedded SQLite implementation.
 //! SQL lives only in the backend modules; they return domain types, never wire types.
 
+mod admin_sql;
+mod admin_users_sql;
 mod audit_sql;
 pub mod audit_types;
+mod conv_admin_sql;
 pub mod conv_life_sql;
 pub mod conv_marks_sql;
 pub mod conv_send_sql;
@@ -12,7 +15,8 @@ pub mod conv_types;
 pub mod conv_write_sql;
 pub mod keys;
 pub mod keys_sql;
-pub(crate) mod media_sql;
+mod media_collect_sql;
+mod media_sql;
 pub mod media_types;
 mod meeting_sql;
 pub mod meeting_types;
@@ -22,6 +26,8 @@ mod push_plan_sql;
 mod push_send_sql;
 mod push_sql;
 pub mod push_types;
+pub mod report_types;
+mod reports_sql;
 pub(crate) mod rooms_sql;
 mod rows;
 mod rowset;
@@ -33,6 +39,7 @@ pub(crate) mod shared_sql;
 mod sql;
 mod sqlite;
 pub mod types;
+pub mod write_types;
 
 use std::future::Future;
 use std::path::Path;
@@ -42,11 +49,14 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ratelimit::Gcra;
-pub use audit_types::{AuditAction, AuditHead, AuditRec, ChainBreak, ChainReport, NewAudit};
+pub use admin_sql::Suspension;
+pub use admin_users_sql::{AdminUserRec, LimitOverrides, LimitsChange, StoreStats, UserListQuery};
+pub use audit_types::{AuditAction, AuditFilter, AuditHead, AuditRec, ChainBreak, ChainReport, NewAudit};
 pub use conv_types::*;
 pub use media_types::*;
 pub use meeting_types::*;
 pub use push_types::*;
+pub use report_types::*;
 pub use search_types::*;
 pub use types::*;
 
@@ -79,6 +89,12 @@ pub enum StoreError {
     /// A unique field (username, email, phone) is taken.
     #[error("{0} already taken")]
     Conflict(&'static str),
+    /// A sign-in of a suspended account (§26.3): no session is created.
+    #[error("the account is suspended")]
+    Suspended,
+    /// Bytes an administrator quarantined (§26.7): a new upload of them is refused.
+    #[error("this content is quarantined")]
+    Quarantined,
     /// Encryption at rest: a sealed value that does not open, or a key that cannot be had.
     #[error("encryption at rest: {0}")]
     Sealed(#[from] crate::crypto::CryptoError),
@@ -457,13 +473,72 @@ pub trait AuditStore: Send + Sync {
     async fn is_server_admin(&self, user: UserId) -> Result<bool, StoreError>;
     /// The live server administrators.
     async fn server_admins(&self) -> Result<Vec<UserId>, StoreError>;
+    /// Entries matching `filter`, newest first, at most `limit` (§28.3, §28.4).
+    async fn audit_page(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRec>, StoreError>;
+    /// The chain's head as the database records it.
+    async fn audit_head(&self) -> Result<AuditHead, StoreError>;
+}
+
+/// Server administration (docs/protocol.md §26): each change recorded in the audit log in its
+/// own transaction.
+#[async_trait::async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Suspends a live account and ends its sessions (reason `Suspended`), recording `entry`
+    /// unless it already was; `None` when there is no such live account (§26.3).
+    async fn suspend_user(&self, user: UserId, now_ms: i64, entry: &NewAudit)
+    -> Result<Option<Suspension>, StoreError>;
+    /// Lifts a suspension, recording `entry`; `None` for no such live account, `Some(false)`
+    /// when it was not suspended (§26.3).
+    async fn reactivate_user(&self, user: UserId, entry: &NewAudit) -> Result<Option<bool>, StoreError>;
+    /// Ends every live session of a live account (reason `Revoked`), recording `entry` when
+    /// there was one; `None` for no such live account (§26.5).
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        entry: &NewAudit,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+    /// Accounts matching `q` in id order with their figures at `now_ms` (§26.2), one statement.
+    async fn admin_users(&self, q: &UserListQuery, now_ms: i64) -> Result<Vec<AdminUserRec>, StoreError>;
+    /// One account, deleted or not, with its figures at `now_ms` (§26.2).
+    async fn admin_user(&self, user: UserId, now_ms: i64) -> Result<Option<AdminUserRec>, StoreError>;
+    /// The account's limit overrides (§26.8); all `None` when it has none.
+    async fn user_limits(&self, user: UserId) -> Result<LimitOverrides, StoreError>;
+    /// Replaces a live account's limit overrides and deletes the given rate-limit buckets,
+    /// recording `entry` (with the overrides before and after) when anything changed or buckets
+    /// were given; `None` for no such live account (§26.8).
+    async fn set_user_limits(
+        &self,
+        user: UserId,
+        limits: &LimitOverrides,
+        buckets: &[RateBucket],
+        entry: &NewAudit,
+    ) -> Result<Option<LimitsChange>, StoreError>;
+    /// Quarantines a media item and its blob, recording `entry` (target: the media id, target
+    /// user: the uploader); `None` for an unknown id, `Some(false)` when it already was (§26.7).
+    async fn quarantine_media(&self, id: &MediaId, now_ms: i64, entry: &NewAudit) -> Result<Option<bool>, StoreError>;
+    /// The server's figures from the store at `now_ms` (§26.9).
+    async fn server_stats(&self, now_ms: i64) -> Result<StoreStats, StoreError>;
+}
+
+/// Reports of messages as moderators and administrators read them (docs/protocol.md §27);
+/// reports are made and resolved through the batched writer (`WriteOp::ReportMessage`,
+/// `WriteOp::ResolveReport`).
+#[async_trait::async_trait]
+pub trait ReportStore: Send + Sync {
+    /// A report by id.
+    async fn report(&self, id: ReportId) -> Result<Option<ReportRec>, StoreError>;
+    /// The reports `filter` selects, newest first, at most `limit`.
+    async fn reports(&self, filter: &ReportFilter, limit: u32) -> Result<Vec<ReportRec>, StoreError>;
 }
 
 #[async_trait::async_trait]
 pub trait Store:
     ConvStore
+    + ReportStore
     + SharedStateStore
     + AuditStore
+    + AdminStore
     + RoomLeaseStore
     + MediaStore
     + SearchStore

@@ -58,6 +58,8 @@ impl_store!(PgStore, Backend::Postgres);
 super::conv_sql::impl_conv_store!(PgStore);
 super::shared_sql::impl_shared_state!(PgStore);
 super::audit_sql::impl_audit_store!(PgStore);
+super::admin_sql::impl_admin_store!(PgStore);
+super::reports_sql::impl_report_store!(PgStore);
 super::rooms_sql::impl_room_leases!(PgStore);
 super::conv_write_sql::impl_conv_writes!(PgStore);
 super::media_sql::impl_media_store!(PgStore);

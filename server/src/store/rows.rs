@@ -12,6 +12,7 @@ use super::conv_types::{
     CallRecord, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MemberWatermarks, MessageId, MessageRec,
     NotificationKind, NotificationRec, ReceiptRec, Role, Settings, UnknownValue, UpdateKind, UserUpdateRec,
 };
+use super::report_types::{ReportAction, ReportId, ReportReason, ReportState};
 use super::rules::{ConvFacts, MessageFacts, Poster};
 use super::types::{SessionRecord, User, UserId};
 
@@ -42,7 +43,7 @@ macro_rules! stored_as_i32 {
     )*};
 }
 
-stored_as_i32!(ConvKind, Role, NotificationKind, UpdateKind);
+stored_as_i32!(ConvKind, Role, NotificationKind, UpdateKind, ReportReason, ReportState, ReportAction);
 
 /// A number kept as text in a log entry's `column` (`LogBody::Created`'s kind, `RoleChanged`'s
 /// role), read as `T`.
@@ -283,6 +284,8 @@ pub(super) struct NotificationRow {
     role: Option<Role>,
     created_at_ms: i64,
     read_flag: i32,
+    report_id: Option<ReportId>,
+    report_action: Option<ReportAction>,
 }
 
 impl From<NotificationRow> for NotificationRec {
@@ -297,6 +300,8 @@ impl From<NotificationRow> for NotificationRec {
             role: r.role,
             created_at_ms: r.created_at_ms,
             read: r.read_flag != 0,
+            report_id: r.report_id,
+            report_action: r.report_action,
         }
     }
 }
@@ -529,6 +534,11 @@ impl MessageFactsRow {
     /// The facts the rules take, for `actor`.
     pub(super) fn facts(&self, actor: UserId) -> MessageFacts {
         MessageFacts { own: self.sender_id == actor, deleted: self.deleted_at_ms.is_some() }
+    }
+
+    /// The message's sender.
+    pub(super) fn sender(&self) -> UserId {
+        self.sender_id
     }
 }
 

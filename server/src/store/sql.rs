@@ -218,6 +218,17 @@ macro_rules! impl_store {
             async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
                 timed(&self.metrics, "create_session", async {
                     let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
+                    // Takes the account's row (a suspension running at once holds it until its
+                    // commit, §26.3), and refuses a suspended account.
+                    let live = sqlx::query(
+                        "UPDATE users SET suspended_at_ms = suspended_at_ms WHERE id = $1 AND suspended_at_ms IS NULL",
+                    )
+                    .bind(s.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if live.rows_affected() == 0 {
+                        return Err(StoreError::Suspended);
+                    }
                     let row = sqlx::query_as::<_, SessionRow>(sql(format!(
                         "INSERT INTO sessions (id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {SESSION_COLUMNS}"
@@ -594,7 +605,8 @@ macro_rules! impl_store {
             async fn notifications(&self, user: UserId, before: i64, limit: u32, unread_only: bool) -> Result<(Vec<NotificationRec>, i64), StoreError> {
                 timed(&self.metrics, "notifications", async {
                     let rows = sqlx::query_as::<_, NotificationRow>(
-                        "SELECT id, user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms, read_flag FROM notifications \
+                        "SELECT id, user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms, read_flag, report_id, report_action \
+                         FROM notifications \
                          WHERE user_id = $1 AND id < $2 AND ($3 = 0 OR read_flag = 0) ORDER BY id DESC LIMIT $4",
                     )
                     .bind(user)

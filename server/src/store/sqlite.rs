@@ -93,6 +93,8 @@ impl_store!(SqliteStore, Backend::Sqlite);
 super::conv_sql::impl_conv_store!(SqliteStore);
 super::shared_sql::impl_shared_state!(SqliteStore);
 super::audit_sql::impl_audit_store!(SqliteStore);
+super::admin_sql::impl_admin_store!(SqliteStore);
+super::reports_sql::impl_report_store!(SqliteStore);
 super::rooms_sql::impl_room_leases!(SqliteStore);
 super::media_sql::impl_media_store!(SqliteStore);
 super::search_sql::impl_search_store!(SqliteStore);

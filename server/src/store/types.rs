@@ -125,6 +125,8 @@ pub enum RevokeReason {
     PasswordReset = 4,
     RefreshReused = 5,
     AccountDeleted = 6,
+    /// A server administrator suspended the account (§26.3).
+    Suspended = 7,
 }
 
 impl RevokeReason {
@@ -137,6 +139,7 @@ impl RevokeReason {
             4 => Self::PasswordReset,
             5 => Self::RefreshReused,
             6 => Self::AccountDeleted,
+            7 => Self::Suspended,
             _ => return None,
         })
     }

@@ -12,8 +12,8 @@ use confab_protocol::v1::{self, conversation_event::Body, event, user_update};
 
 use crate::session::Caller;
 use crate::store::{
-    AttachmentRec, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageId, MessageRec, NotificationRec,
-    ReceiptRec, RevokeReason, Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
+    AttachmentRec, AuditRec, ConvId, ConvKind, ConvView, LogBody, LogEvent, MemberRec, MessageId, MessageRec,
+    NotificationRec, ReceiptRec, ReportRec, RevokeReason, Role, SessionRecord, UpdateKind, User, UserId, UserUpdateRec,
 };
 
 /// A user id as the wire carries it.
@@ -221,6 +221,46 @@ pub fn notification(n: &NotificationRec) -> v1::Notification {
         created_at_ms: n.created_at_ms as u64,
         read: n.read,
         role: n.role.map_or(0, i32::from),
+        report_id: n.report_id.map_or(0, |r| r.0 as u64),
+        report_action: n.report_action.map_or(0, i32::from),
+    }
+}
+
+/// A report (§27).
+pub fn report(r: &ReportRec) -> v1::Report {
+    v1::Report {
+        report_id: r.id.0 as u64,
+        conversation_id: conv(r.conversation_id),
+        message_id: msg_id(r.message_id),
+        reporter_id: user(r.reporter_id),
+        sender_id: user(r.sender_id),
+        reason: i32::from(r.reason),
+        note: r.note.clone(),
+        created_at_ms: r.created_at_ms.max(0) as u64,
+        state: i32::from(r.state),
+        resolved_by: r.resolved_by.map_or(0, user),
+        resolved_at_ms: r.resolved_at_ms.map_or(0, |t| t.max(0) as u64),
+        action: r.action.map_or(0, i32::from),
+        resolution_note: r.resolution_note.clone(),
+    }
+}
+
+/// An audit log entry (§28.1).
+pub fn audit_entry(r: &AuditRec) -> v1::AuditEntry {
+    let e = &r.entry;
+    v1::AuditEntry {
+        seq: r.seq as u64,
+        at_ms: e.at_ms.max(0) as u64,
+        actor_id: e.actor.map_or(0, user),
+        action: i32::from(e.action),
+        target_user_id: e.target_user.map_or(0, user),
+        target_conversation_id: e.target_conversation.map_or(0, conv),
+        target_message_id: e.target_message.map_or(0, msg_id),
+        target: e.target.clone(),
+        before: e.before.clone(),
+        after: e.after.clone(),
+        client_addr: e.client_addr.clone(),
+        hash: r.hash.clone().into(),
     }
 }
 

@@ -78,8 +78,26 @@ impl Footprint {
                 user(&mut f, *caller);
                 missed_by.iter().for_each(|u| user(&mut f, *u));
             }
+            WriteOp::ReportMessage { conversation_id, reporter, .. } => {
+                conv(&mut f, *conversation_id);
+                user(&mut f, *reporter);
+            }
+            WriteOp::ResolveReport { conversation_id, sender, reporter, actor, .. } => {
+                conv(&mut f, *conversation_id);
+                [sender, reporter, actor].into_iter().for_each(|u| user(&mut f, *u));
+            }
             WriteOp::DeleteAccount { user: u, .. } => {
                 user(&mut f, *u);
+                f.exclusive = true;
+            }
+            WriteOp::AdminDeleteMessage { conversation_id, by, .. } => {
+                conv(&mut f, *conversation_id);
+                user(&mut f, by.admin);
+            }
+            // Every member's row and log, and messages in conversations not known before it
+            // runs: like account deletion, they share with nothing.
+            WriteOp::AdminDeleteConversation { by, .. } | WriteOp::EraseMessages { by, .. } => {
+                user(&mut f, by.admin);
                 f.exclusive = true;
             }
         }
@@ -145,8 +163,26 @@ mod tests {
     }
 
     #[test]
+    fn an_administrators_conversation_deletion_and_erase_share_with_nothing() {
+        let by = crate::store::AdminOrigin { admin: UserId(1), client_addr: String::new() };
+        let conv = WriteOp::AdminDeleteConversation { conversation_id: ConvId(7), by: by.clone(), now_ms: 0 };
+        let erase = WriteOp::EraseMessages { user: UserId(9), after: None, limit: 500, by: by.clone(), now_ms: 0 };
+        for op in [conv, erase] {
+            assert!(Footprint::of(&op).overlaps(&Footprint::of(&send(2, 20, &[]))), "{op:?}");
+        }
+        let msg = WriteOp::AdminDeleteMessage {
+            conversation_id: ConvId(7),
+            message_id: crate::store::MessageId(3),
+            by,
+            now_ms: 0,
+        };
+        assert!(Footprint::of(&msg).overlaps(&Footprint::of(&send(7, 20, &[]))));
+        assert!(!Footprint::of(&msg).overlaps(&Footprint::of(&send(8, 20, &[]))));
+    }
+
+    #[test]
     fn account_deletion_overlaps_everything_and_an_empty_footprint_nothing() {
-        let del = Footprint::of(&WriteOp::DeleteAccount { user: UserId(99), now_ms: 0 });
+        let del = Footprint::of(&WriteOp::DeleteAccount { user: UserId(99), now_ms: 0, by: None });
         assert!(del.overlaps(&Footprint::of(&send(1, 10, &[]))));
         assert!(Footprint::of(&send(1, 10, &[])).overlaps(&del));
         assert!(!Footprint::default().overlaps(&del));

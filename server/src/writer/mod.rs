@@ -5,11 +5,14 @@
 //! A lone write does not wait: the batch is whatever arrived while the previous commit ran.
 //! On PostgreSQL two batches may be in flight (the next one's statements run while the
 //! previous one commits) when their [`Footprint`]s share nothing; on SQLite, one (one write lock).
+//! Each committed batch is observed in `confab_writer_batch_size` and
+//! `confab_writer_batch_duration_seconds`.
 
 mod footprint;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -19,6 +22,7 @@ pub use footprint::Footprint;
 
 use crate::bus::{Bus, Commit, DomainEvent};
 use crate::error::ServerError;
+use crate::metrics::{Metrics, WriterMetrics};
 use crate::store::{Backend, OpError, OpResult, Store, WriteOp};
 
 /// Most writes committed together.
@@ -57,10 +61,21 @@ impl From<OpError> for ServerError {
 }
 
 impl Writer {
-    /// Starts the writer task; it ends when every handle is dropped.
+    /// Starts the writer task, its batches observed nowhere (tools and tests); it ends when every
+    /// handle is dropped.
     pub fn start(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        Self::spawn(store, bus, WriterMetrics::default())
+    }
+
+    /// Starts the writer task, observing each committed batch in `metrics` (the server's writer);
+    /// it ends when every handle is dropped.
+    pub fn start_with_metrics(store: Arc<dyn Store>, bus: Arc<dyn Bus>, metrics: &Metrics) -> Self {
+        Self::spawn(store, bus, metrics.writer().clone())
+    }
+
+    fn spawn(store: Arc<dyn Store>, bus: Arc<dyn Bus>, metrics: WriterMetrics) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, bus));
+        tokio::spawn(run(rx, store, bus, metrics));
         Self { tx }
     }
 
@@ -90,7 +105,7 @@ pub fn lanes(backend: Backend) -> usize {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bus>) {
+async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bus>, metrics: WriterMetrics) {
     let lanes = lanes(store.backend());
     let mut waiting: VecDeque<(Footprint, Job)> = VecDeque::new();
     // The batches in flight, each with its footprint; a batch's future yields its index here.
@@ -113,9 +128,9 @@ async fn run(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, bus: Arc<dyn Bu
                 break;
             }
             busy[lane] = Some(footprint);
-            let (store, bus) = (store.clone(), bus.clone());
+            let (store, bus, metrics) = (store.clone(), bus.clone(), metrics.clone());
             running.push(async move {
-                apply(store.as_ref(), bus.as_ref(), jobs, true).await;
+                apply(store.as_ref(), bus.as_ref(), &metrics, jobs, true).await;
                 lane
             });
         }
@@ -161,11 +176,14 @@ fn take_batch(waiting: &mut VecDeque<(Footprint, Job)>, in_flight: &Footprint) -
 /// 2·log2(n) extra transactions. Any other failure is about the database's state, not a write:
 /// the batch is tried once more as a whole, then answered UNAVAILABLE (retry later), so a locked
 /// or failing database never costs more than two attempts per batch (`may_retry` is false on the
-/// second).
-async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: bool) {
+/// second). Each transaction that commits is observed in `metrics` (size and time).
+async fn apply(store: &dyn Store, bus: &dyn Bus, metrics: &WriterMetrics, mut jobs: Vec<Job>, may_retry: bool) {
     let ops: Vec<WriteOp> = jobs.iter().map(|j| j.op.clone()).collect();
+    let started = Instant::now();
     match store.apply(&ops).await {
         Ok(results) => {
+            metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+            metrics.batch_size.observe(ops.len() as f64);
             for (job, result) in jobs.into_iter().zip(results) {
                 match result {
                     Ok(applied) => {
@@ -191,12 +209,12 @@ async fn apply(store: &dyn Store, bus: &dyn Bus, mut jobs: Vec<Job>, may_retry: 
         Err(e) if e.is_caused_by_the_data() => {
             tracing::warn!(error = %e, batch = jobs.len(), "write batch refused by the database; applying its halves apart");
             let second = jobs.split_off(jobs.len() / 2);
-            Box::pin(apply(store, bus, jobs, may_retry)).await;
-            Box::pin(apply(store, bus, second, may_retry)).await;
+            Box::pin(apply(store, bus, metrics, jobs, may_retry)).await;
+            Box::pin(apply(store, bus, metrics, second, may_retry)).await;
         }
         Err(e) if may_retry && !e.is_unavailable() => {
             tracing::warn!(error = %e, batch = jobs.len(), "write batch failed; trying it once more");
-            Box::pin(apply(store, bus, jobs, false)).await;
+            Box::pin(apply(store, bus, metrics, jobs, false)).await;
         }
         Err(e) => {
             tracing::warn!(error = %e, batch = jobs.len(), "write batch failed: store unavailable");

@@ -173,6 +173,7 @@ macro_rules! case {
 }
 
 mod accounts;
+mod admin;
 mod call_lifecycle;
 mod calls;
 mod codes;
@@ -182,6 +183,7 @@ mod group_calls;
 mod lifecycle;
 mod media;
 mod messaging;
+mod moderation;
 pub mod pool;
 mod push;
 mod reactions;
@@ -330,6 +332,13 @@ pub fn all() -> Vec<Case> {
         case!(rooms::a_guest_is_confined_to_its_room, "§25.3", Both),
         case!(rooms::a_guest_joins_through_the_lobby, "§25.4/§25.7", Both),
         case!(rooms::a_removed_guest_is_barred, "§25.5", Both),
+        case!(admin::every_admin_request_is_not_found_for_others, "§26.1", Both),
+        case!(moderation::non_member_report_is_not_found, "§27.1", Both),
+        case!(moderation::repeat_report_answers_the_same_id, "§27.1", Both),
+        case!(moderation::report_reaches_moderators, "§27.2", Both),
+        case!(moderation::member_cannot_list_or_resolve_reports, "§27.3", Both),
+        case!(moderation::resolution_is_told_to_the_reporter, "§27.4", Both),
+        case!(admin::own_security_events_are_listed, "§28.4", Both),
     ]
 }
 

@@ -22,6 +22,7 @@ pub const POOL_SIZE: usize = 6;
 /// Cases not listed make none. `tests/tests/conformance.rs` checks every number on every run.
 pub const SIGN_UPS: &[(&str, u32)] = &[
     ("register_signs_the_connection_in", 1),
+    ("own_security_events_are_listed", 1),
     ("register_checks_fields_and_uniqueness", 4),
     ("wrong_password_is_unauthenticated", 1),
     ("login_by_username_or_email", 1),

@@ -31,6 +31,7 @@ use crate::bus::{Bus, DomainEvent};
 use crate::config::CallsConfig;
 use crate::error::ServerError;
 use crate::hub::Audience;
+use crate::metrics::{Metrics, SfuMetrics};
 use crate::session::Caller;
 use crate::store::{ConvId, RoomCloseReason, RoomId, RoomRole, Store, UserId, now_ms};
 pub use cluster::ClusterRole;
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     sessions: Mutex<HashMap<String, (CallKey, UserId)>>,
     /// Each participant of a room on this node, both ways.
     pids: Mutex<Seats>,
+    /// This node's SFU gauges, kept by the room actors (`room::Gauges`).
+    gauges: SfuMetrics,
 }
 
 /// Which call a room carries: a conversation's (§20.3) or a meeting room's (§25).
@@ -152,8 +155,15 @@ fn check_sdp(field: &'static str, sdp: &str) -> Result<(), ServerError> {
 }
 
 impl Sfu {
-    /// `role` is this node's place in a cluster (`None` alone).
-    pub fn new(config: CallsConfig, store: Arc<dyn Store>, bus: Arc<dyn Bus>, role: Option<ClusterRole>) -> Self {
+    /// `role` is this node's place in a cluster (`None` alone); the rooms keep their gauges in
+    /// `metrics`.
+    pub fn new(
+        config: CallsConfig,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        role: Option<ClusterRole>,
+        metrics: &Metrics,
+    ) -> Self {
         let engine = Engine::new(config.media_bind, config.media_public_ip, config.udp_port_min, config.udp_port_max);
         let sfu = Self(Arc::new(Inner {
             config,
@@ -164,6 +174,7 @@ impl Sfu {
             rooms: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             pids: Mutex::default(),
+            gauges: metrics.sfu().clone(),
         }));
         if sfu.0.cluster.is_some() {
             tokio::spawn(cluster::renew_leases(Arc::downgrade(&sfu.0)));

@@ -22,6 +22,7 @@ use super::leg::{Leg, LegOwner};
 use super::{Attendee, CallKey, Inner, Limits, announce_state, not_in_call};
 use crate::calls::random_id;
 use crate::error::ServerError;
+use crate::metrics::SfuMetrics;
 use crate::store::{RoomCloseReason, RoomRole, now_ms};
 
 /// Commands queued per room.
@@ -219,6 +220,37 @@ pub(super) struct Room {
     pub(super) speaker_levels: Vec<v1::Speaker>,
     pub(super) count: watch::Sender<u32>,
     pub(super) empty_since: Option<Instant>,
+    /// What this room adds to the node's SFU gauges.
+    gauges: Gauges,
+}
+
+/// One room's share of the SFU gauges: counted as a room from its start until it is dropped,
+/// its participants and published tracks brought up to date by its actor after every command
+/// and tick, all taken back when the room is dropped.
+struct Gauges {
+    sfu: SfuMetrics,
+    participants: i64,
+    tracks: i64,
+}
+
+impl Gauges {
+    fn new(sfu: SfuMetrics) -> Self {
+        sfu.rooms.inc();
+        Self { sfu, participants: 0, tracks: 0 }
+    }
+
+    fn set(&mut self, participants: i64, tracks: i64) {
+        self.sfu.participants.inc_by(participants - self.participants);
+        self.sfu.forwarded_tracks.inc_by(tracks - self.tracks);
+        (self.participants, self.tracks) = (participants, tracks);
+    }
+}
+
+impl Drop for Gauges {
+    fn drop(&mut self) {
+        self.set(0, 0);
+        self.sfu.rooms.dec();
+    }
 }
 
 static ROOM_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -231,6 +263,7 @@ pub(super) fn spawn(sfu: Arc<Inner>, key: CallKey, limits: Limits) -> RoomHandle
     tokio::spawn(announce_state(sfu.clone(), key.clone(), count_rx));
     let seq = ROOM_SEQ.fetch_add(1, Ordering::Relaxed);
     let (wire, room_id) = key.wire();
+    let sfu_gauges = sfu.gauges.clone();
     let room = Room {
         sfu,
         key,
@@ -245,6 +278,7 @@ pub(super) fn spawn(sfu: Arc<Inner>, key: CallKey, limits: Limits) -> RoomHandle
         speaker_levels: Vec::new(),
         count,
         empty_since: Some(Instant::now()),
+        gauges: Gauges::new(sfu_gauges),
     };
     tokio::spawn(room.run(rx));
     handle
@@ -285,6 +319,8 @@ impl Room {
                     break;
                 }
             }
+            let tracks = self.participants.iter().map(|p| p.relays.len()).sum::<usize>();
+            self.gauges.set(self.participants.len() as i64, tracks as i64);
         }
         // Commands still queued are dropped: their senders see Gone.
         rx.close();

@@ -4,7 +4,9 @@
 //! the rule allows it; every refusal (its code and message) is decided here. Unit tests:
 //! `store/rules/tests.rs`; the §12.8 matrix is also checked end to end by tests/tests/permissions.rs.
 
+pub mod admin;
 pub mod push;
+pub mod reports;
 
 use super::conv_types::{ConvId, ConvKind, MessageId, OpError, Role};
 use super::types::UserId;
