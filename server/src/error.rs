@@ -64,6 +64,7 @@ impl ServerError {
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
             Self::Store(StoreError::Suspended) => ErrorCode::PermissionDenied,
+            Self::Store(StoreError::AccountGone) => ErrorCode::Unauthenticated,
             Self::Store(_) | Self::Internal(_) => ErrorCode::Internal,
             Self::Relayed(e) => ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal),
         }
@@ -94,6 +95,7 @@ impl ServerError {
                 e.message = "too many attempts".into();
                 e.retry_after_ms = after.as_millis().max(1) as u64;
             }
+            Self::Store(StoreError::AccountGone) => e.message = "wrong username, email or password".into(),
             Self::Store(StoreError::Suspended) => {
                 e.message = "this account is suspended".into();
                 e.reason = v1::ErrorReason::AccountSuspended as i32;

@@ -278,8 +278,9 @@ fn delete_user(user: u64, erase: bool) -> Request {
 }
 
 /// §26.4 without erase: every connection of the account is told ACCOUNT_DELETED and closed, it
-/// leaves its groups (an owner's pass on), its messages stay; again: NOT_FOUND; one's own
-/// account: FAILED_PRECONDITION. Audited `account_deleted` by the administrator.
+/// leaves its groups (an owner's pass on), its messages stay; again: NOT_FOUND, but with erase
+/// its messages go then; one's own account: FAILED_PRECONDITION. Audited `account_deleted`, then
+/// `account_erased` for each erase, by the administrator.
 async fn an_administrator_deletes_an_account(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let adm = admin(s, t).await?;
     let mut bob = new_user(s, t, "adB").await?;
@@ -298,14 +299,24 @@ async fn an_administrator_deletes_an_account(s: &TestServer, t: Transport) -> an
     let kept = h.messages.iter().find(|x| x.message_id == m.message_id).context("the message")?;
     ensure!(!kept.deleted && kept.text == "still here after me", "{kept:?}");
     expect_code(adm.client.request(delete_user(bob.id, false)).await, ErrorCode::NotFound)?;
-    expect_code(adm.client.request(delete_user(bob.id, true)).await, ErrorCode::NotFound)?;
+    // A deleted account's messages can still be erased (and an erase a failure stopped resumed).
+    let r = adm.client.request(delete_user(bob.id, true)).await?;
+    ensure!(matches!(r, R::AdminDeleteUser(v1::AdminDeleteUserResult { messages_erased: 1 })), "{r:?}");
+    let r = adm.client.request(delete_user(bob.id, true)).await?;
+    ensure!(matches!(r, R::AdminDeleteUser(v1::AdminDeleteUserResult { messages_erased: 0 })), "{r:?}");
     expect_code(adm.client.request(delete_user(adm.id, false)).await, ErrorCode::FailedPrecondition)?;
     expect_code(adm.client.request(delete_user(1 << 40, false)).await, ErrorCode::NotFound)?;
     expect_code(alice.client.request(delete_user(adm.id, false)).await, ErrorCode::NotFound)?;
     let about_bob = audited(s, before, |r| r.entry.target_user == Some(UserId(bob.id as i64))).await?;
     let got: Vec<(AuditAction, Option<UserId>)> = about_bob.iter().map(|r| (r.entry.action, r.entry.actor)).collect();
     // The deletion, then the automatic passing of bob's group to alice as bob leaves it.
-    ensure!(got == [(AuditAction::AccountDeleted, Some(UserId(adm.id as i64)))], "{got:?}");
+    let by_admin = Some(UserId(adm.id as i64));
+    let want = [
+        (AuditAction::AccountDeleted, by_admin),
+        (AuditAction::AccountErased, by_admin),
+        (AuditAction::AccountErased, by_admin),
+    ];
+    ensure!(got == want, "{got:?}");
     ensure!(about_bob[0].entry.client_addr == "127.0.0.1", "{:?}", about_bob[0]);
     let passed = audited(s, before, |r| r.entry.action == AuditAction::OwnershipTransferred).await?;
     ensure!(

@@ -27,8 +27,10 @@ impl Acting {
     /// Runs to the end even if the administrator's connection goes away.
     ///
     /// # Errors
-    /// `INVALID_ARGUMENT` for a missing id; `NOT_FOUND` for no such live account (deleted
-    /// already included); `FAILED_PRECONDITION` for the administrator's own account.
+    /// `INVALID_ARGUMENT` for a missing id; `NOT_FOUND` for no such account, or one deleted
+    /// already without `erase` (with `erase`, a deleted account's remaining messages are
+    /// erased: a retry finishes an erase a failure stopped); `FAILED_PRECONDITION` for the
+    /// administrator's own account.
     pub async fn delete_user(&self, r: v1::AdminDeleteUser) -> Result<v1::AdminDeleteUserResult, ServerError> {
         let user: UserId = id("admin_delete_user.user_id", r.user_id)?;
         if user == self.actor {
@@ -36,7 +38,14 @@ impl Acting {
         }
         let (admin, by) = (self.admin.clone(), self.origin());
         to_completion(async move {
-            admin.0.auth.delete_user(user, Some(by.clone())).await?;
+            match admin.0.auth.delete_user(user, Some(by.clone())).await {
+                Ok(()) => {}
+                // Deleted already (by itself, or by an erase that a failure stopped): with
+                // erase, its messages are erased now; without, NOT_FOUND.
+                Err(ServerError::NotFound(_))
+                    if r.erase && admin.0.store.user(user).await?.is_some_and(|u| u.deleted) => {}
+                Err(e) => return Err(e),
+            }
             if !r.erase {
                 return Ok(v1::AdminDeleteUserResult { messages_erased: 0 });
             }

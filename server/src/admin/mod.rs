@@ -12,6 +12,7 @@ use std::sync::Arc;
 use confab_protocol::v1;
 
 use crate::auth::AuthService;
+use crate::bus::to_completion;
 use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::session::Caller;
@@ -110,8 +111,15 @@ impl Acting {
             at_ms: now,
             ..self.entry(AuditAction::AccountSuspended, Some(user))
         };
-        let s = self.store().suspend_user(user, now, &entry).await?.ok_or_else(no_such_user)?;
-        self.admin.0.auth.revoke_live(&s.revoked, RevokeReason::Suspended);
+        // To the end even if the administrator's connection goes away: revoked sessions are
+        // always announced, so their connections close.
+        let admin = self.admin.clone();
+        let s = to_completion(async move {
+            let s = admin.0.store.suspend_user(user, now, &entry).await?.ok_or_else(no_such_user)?;
+            admin.0.auth.revoke_live(&s.revoked, RevokeReason::Suspended);
+            Ok(s)
+        })
+        .await?;
         Ok(v1::AdminSuspendUserResult {
             sessions_revoked: s.revoked.len() as u32,
             suspended_at_ms: s.suspended_at_ms.max(0) as u64,
@@ -139,8 +147,13 @@ impl Acting {
     ) -> Result<v1::AdminRevokeSessionsResult, ServerError> {
         let user: UserId = crate::access::id("admin_revoke_sessions.user_id", r.user_id)?;
         let entry = self.entry(AuditAction::SessionsRevoked, Some(user));
-        let revoked = self.store().revoke_user_sessions(user, now_ms(), &entry).await?.ok_or_else(no_such_user)?;
-        self.admin.0.auth.revoke_live(&revoked, RevokeReason::Revoked);
+        let admin = self.admin.clone();
+        let revoked = to_completion(async move {
+            let revoked = admin.0.store.revoke_user_sessions(user, now_ms(), &entry).await?.ok_or_else(no_such_user)?;
+            admin.0.auth.revoke_live(&revoked, RevokeReason::Revoked);
+            Ok(revoked)
+        })
+        .await?;
         Ok(v1::AdminRevokeSessionsResult { sessions_revoked: revoked.len() as u32 })
     }
 
@@ -172,8 +185,9 @@ impl Acting {
         };
         let limit = crate::page::page_limit(r.limit, 50, 100);
         self.viewed("admin_list_audit", filter.target_user).await?;
-        let head = self.store().audit_head().await?;
         let recs = self.store().audit_page(&filter, i64::from(limit) + 1).await?;
+        // After the page: every entry in it is at or below the head.
+        let head = self.store().audit_head().await?;
         let page = crate::page::Slice::cut(recs, limit);
         Ok(v1::AdminListAuditResult {
             entries: page.items.iter().map(crate::wire::audit_entry).collect(),

@@ -487,7 +487,15 @@ impl AuthService {
             before_seq: (before_seq > 0).then(|| i64::try_from(before_seq).unwrap_or(i64::MAX)),
             ..Default::default()
         };
-        let recs = self.store().audit_page(&filter, i64::from(limit) + 1).await?;
+        let mut recs = self.store().audit_page(&filter, i64::from(limit) + 1).await?;
+        // What another account did to this one (an administrator ending its sessions) shows
+        // without who and from where (§28.4).
+        for r in &mut recs {
+            if r.entry.actor.is_some_and(|a| a != auth.user_id) {
+                r.entry.actor = None;
+                r.entry.client_addr.clear();
+            }
+        }
         Ok(crate::page::Slice::cut(recs, limit))
     }
 

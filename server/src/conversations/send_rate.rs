@@ -79,10 +79,23 @@ impl SendRate {
         }
         let per_minute = store.user_limits(user).await?.messages_per_minute.unwrap_or(self.default_per_minute);
         let mut s = self.lock();
+        Self::sweep(&mut s, now, self.micros(now));
         let e = s.map.entry(user).or_insert(Entry { per_minute, read_at: now, tat_us: None });
         e.per_minute = per_minute;
         e.read_at = now;
         Ok(per_minute)
+    }
+
+    /// Forgets senders whose rate is stale and whose bucket is full again, once the map has
+    /// grown to twice what the last sweep left (so memory stays bounded by recent senders).
+    fn sweep(s: &mut Senders, now: Instant, now_us: i64) {
+        if s.map.len() >= s.sweep_at {
+            s.map.retain(|_, e| {
+                now.saturating_duration_since(e.read_at) < RATE_TTL
+                    || e.tat_us.is_some_and(|t| !Gcra::is_full(t, now_us))
+            });
+            s.sweep_at = SWEEP_AT.max(2 * s.map.len());
+        }
     }
 
     /// Takes one message from `user`'s bucket.
@@ -97,13 +110,7 @@ impl SendRate {
         }
         let now_us = self.micros(now);
         let mut s = self.lock();
-        if s.map.len() >= s.sweep_at {
-            s.map.retain(|_, e| {
-                now.saturating_duration_since(e.read_at) < RATE_TTL
-                    || e.tat_us.is_some_and(|t| !Gcra::is_full(t, now_us))
-            });
-            s.sweep_at = SWEEP_AT.max(2 * s.map.len());
-        }
+        Self::sweep(&mut s, now, now_us);
         let e = s.map.entry(user).or_insert(Entry { per_minute, read_at: now, tat_us: None });
         let tat = gcra(per_minute).take(e.tat_us, now_us).map_err(ServerError::RateLimited)?;
         e.tat_us = Some(tat);

@@ -15,10 +15,17 @@ use crate::wire;
 
 type Out = Result<R, ServerError>;
 
-/// Binds the connection to the issued session and builds the answer.
-fn auth_result(state: &AppState, session: &Session, i: Issued) -> v1::AuthResult {
-    bind(state, session, i.caller.clone());
-    wire::results::auth_result(i)
+/// Binds the connection to the issued session and builds the answer. The session is checked
+/// live once the connection is attached, as for a token (§11.5): a revocation (a suspension,
+/// §26.3) that committed between the sign-in's commit and the attach would otherwise miss it.
+async fn auth_result(state: &AppState, session: &Session, i: Issued) -> Result<v1::AuthResult, ServerError> {
+    bind_quietly(state, session, i.caller.clone());
+    if let Err(e) = state.auth().check_live(&i.caller).await {
+        unbind_quietly(state, session);
+        return Err(e);
+    }
+    announce_presence(state, i.caller.user_id);
+    Ok(wire::results::auth_result(i))
 }
 
 /// §11.2
@@ -35,13 +42,13 @@ pub(crate) async fn register(state: &AppState, session: &Session, r: v1::Registe
             &r.device_name,
         )
         .await?;
-    Ok(R::Register(auth_result(state, session, i)))
+    Ok(R::Register(auth_result(state, session, i).await?))
 }
 
 /// §11.3
 pub(crate) async fn login(state: &AppState, session: &Session, r: v1::Login) -> Out {
     let i = state.auth().login(session, &r.identifier, &r.password, &r.device_name).await?;
-    Ok(R::Login(auth_result(state, session, i)))
+    Ok(R::Login(auth_result(state, session, i).await?))
 }
 
 /// §11.4
@@ -62,7 +69,7 @@ pub(crate) fn check_code_purpose(r: &v1::RequestCode) -> Result<(), ServerError>
 /// §11.4
 pub(crate) async fn verify_code(state: &AppState, session: &Session, r: v1::VerifyCode) -> Out {
     let i = state.auth().verify_code(session, &r.phone, &r.code, &r.device_name, r.username.as_deref()).await?;
-    Ok(R::VerifyCode(auth_result(state, session, i)))
+    Ok(R::VerifyCode(auth_result(state, session, i).await?))
 }
 
 /// §11.5 (and Hello.access_token, §4.4): binds the connection before checking the session in
@@ -93,7 +100,7 @@ pub(crate) async fn authenticate(state: &AppState, session: &Session, r: v1::Aut
 /// §11.6
 pub(crate) async fn refresh(state: &AppState, session: &Session, r: v1::Refresh) -> Out {
     let i = state.auth().refresh(session, &r.refresh_token).await?;
-    Ok(R::Refresh(auth_result(state, session, i)))
+    Ok(R::Refresh(auth_result(state, session, i).await?))
 }
 
 /// §11.7

@@ -71,17 +71,23 @@ where
         let mut tx = pool.begin_with(DB::BEGIN).await?;
         // Takes the account's row (locked on PostgreSQL until the commit): a sign-in that
         // verified its password just before waits for it in `create_session`, and is refused.
-        let row = sqlx::query(
-            "UPDATE users SET suspended_at_ms = COALESCE(suspended_at_ms, $1) \
-             WHERE id = $2 AND deleted_at_ms IS NULL RETURNING suspended_at_ms",
+        let set = sqlx::query(
+            "UPDATE users SET suspended_at_ms = $1 WHERE id = $2 AND deleted_at_ms IS NULL AND suspended_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(user.0)
-        .fetch_optional(&mut *tx)
+        .execute(&mut *tx)
         .await?;
+        let newly = DB::rows_affected(&set) == 1;
+        let row = sqlx::query("SELECT suspended_at_ms FROM users WHERE id = $1 AND deleted_at_ms IS NULL")
+            .bind(user.0)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else { return Ok(None) };
-        let suspended_at_ms: i64 = row.try_get(0)?;
-        let newly = suspended_at_ms == now_ms;
+        // None only when a reactivation committed between the two statements (PostgreSQL).
+        let Some(suspended_at_ms) = row.try_get::<Option<i64>, _>(0)? else {
+            return Err(StoreError::Setup("the account was reactivated meanwhile; suspend it again".into()));
+        };
         let revoked = Self::revoke_all(&mut tx, user, RevokeReason::Suspended, now_ms).await?;
         if newly {
             AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
@@ -98,15 +104,19 @@ where
         entry: &NewAudit,
     ) -> Result<Option<bool>, StoreError> {
         let mut tx = pool.begin_with(DB::BEGIN).await?;
-        let exists = sqlx::query("SELECT suspended_at_ms FROM users WHERE id = $1 AND deleted_at_ms IS NULL")
-            .bind(user.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = exists else { return Ok(None) };
-        if row.try_get::<Option<i64>, _>(0)?.is_none() {
-            return Ok(Some(false));
+        let lifted = sqlx::query(
+            "UPDATE users SET suspended_at_ms = NULL WHERE id = $1 AND deleted_at_ms IS NULL AND suspended_at_ms IS NOT NULL",
+        )
+        .bind(user.0)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&lifted) == 0 {
+            let exists = sqlx::query("SELECT id FROM users WHERE id = $1 AND deleted_at_ms IS NULL")
+                .bind(user.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Ok(exists.map(|_| false));
         }
-        sqlx::query("UPDATE users SET suspended_at_ms = NULL WHERE id = $1").bind(user.0).execute(&mut *tx).await?;
         AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
         tx.commit().await?;
         Ok(Some(true))

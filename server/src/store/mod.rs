@@ -92,6 +92,10 @@ pub enum StoreError {
     /// A sign-in of a suspended account (§26.3): no session is created.
     #[error("the account is suspended")]
     Suspended,
+    /// A sign-in of an account deleted while its secret was being checked: no session is
+    /// created, and the answer is that of a wrong secret (§11.3).
+    #[error("the account is deleted")]
+    AccountGone,
     /// Bytes an administrator quarantined (§26.7): a new upload of them is refused.
     #[error("this content is quarantined")]
     Quarantined,

@@ -81,7 +81,12 @@ where
         filter: &ReportFilter,
         limit: u32,
     ) -> Result<Vec<ReportRec>, StoreError> {
-        let mut q = sqlx::QueryBuilder::<DB>::new(format!("SELECT {REPORT_COLUMNS} FROM reports WHERE state = "));
+        // Not the reports of a conversation an administrator deleted (§26.6): nothing is left to
+        // act on, and ResolveReport answers NOT_FOUND for them.
+        let mut q = sqlx::QueryBuilder::<DB>::new(format!(
+            "SELECT {REPORT_COLUMNS} FROM reports WHERE conversation_id NOT IN \
+             (SELECT id FROM conversations WHERE deleted_at_ms IS NOT NULL) AND state = "
+        ));
         q.push_bind(i32::from(filter.state));
         if let Some(b) = filter.before {
             q.push(" AND id < ").push_bind(b.0);
@@ -151,9 +156,11 @@ macro_rules! report_ops {
                 let (Some(facts), Some(message)) = (facts, message) else {
                     return Ok(Err(OpError::NotFound("no such message")));
                 };
-                let id: $crate::store::ReportId = sqlx::query(
+                // A report of the same message by the same reporter committed meanwhile (from
+                // another node) makes this one a repeat: nothing inserted, its id answered.
+                let inserted = sqlx::query(
                     "INSERT INTO reports (conversation_id, message_id, reporter_id, sender_id, reason, note, created_at_ms, state) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (reporter_id, message_id) DO NOTHING RETURNING id",
                 )
                 .bind(conv)
                 .bind(message_id)
@@ -163,9 +170,20 @@ macro_rules! report_ops {
                 .bind(note)
                 .bind(now)
                 .bind(i32::from($crate::store::ReportState::Open))
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get(0)?;
+                .fetch_optional(&mut **tx)
+                .await?;
+                let id: $crate::store::ReportId = match inserted {
+                    Some(row) => row.try_get(0)?,
+                    None => {
+                        let id = sqlx::query("SELECT id FROM reports WHERE reporter_id = $1 AND message_id = $2")
+                            .bind(reporter)
+                            .bind(message_id)
+                            .fetch_one(&mut **tx)
+                            .await?
+                            .try_get(0)?;
+                        return Ok(Ok(Applied { result: Some(OpResult::Reported(id)), ..Default::default() }));
+                    }
+                };
                 let moderators = sqlx::query("SELECT user_id, role FROM members WHERE conversation_id = $1 AND role <= $2")
                     .bind(conv)
                     .bind(i32::from(reports::LOWEST_MODERATOR))

@@ -218,15 +218,20 @@ macro_rules! impl_store {
             async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
                 timed(&self.metrics, "create_session", async {
                     let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
-                    // Takes the account's row (a suspension running at once holds it until its
-                    // commit, §26.3), and refuses a suspended account.
-                    let live = sqlx::query(
-                        "UPDATE users SET suspended_at_ms = suspended_at_ms WHERE id = $1 AND suspended_at_ms IS NULL",
+                    // Takes the account's row (a suspension or deletion running at once holds it
+                    // until its commit, §26.3, §26.4), and refuses a suspended or deleted account.
+                    let state = sqlx::query(
+                        "UPDATE users SET suspended_at_ms = suspended_at_ms WHERE id = $1 \
+                         RETURNING suspended_at_ms, deleted_at_ms",
                     )
                     .bind(s.user_id)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    if live.rows_affected() == 0 {
+                    let Some(state) = state else { return Err(StoreError::AccountGone) };
+                    if state.try_get::<Option<i64>, _>(1)?.is_some() {
+                        return Err(StoreError::AccountGone);
+                    }
+                    if state.try_get::<Option<i64>, _>(0)?.is_some() {
                         return Err(StoreError::Suspended);
                     }
                     let row = sqlx::query_as::<_, SessionRow>(sql(format!(

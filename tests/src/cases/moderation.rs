@@ -98,7 +98,10 @@ pub(super) async fn member_cannot_list_or_resolve_reports(t: Target) -> anyhow::
     let conv = group(&owner, &[member.id, reporter.id]).await?;
     let m = send(&member, conv, "l1", "something rude").await?;
     let id = call!(reporter.client, ReportMessage, report(conv, m.message_id, "rude"))?.report_id;
-    expect_code(call!(member.client, ListReports, list(conv, ReportState::Open)), ErrorCode::NotFound)?;
+    let hidden = expect_code(call!(member.client, ListReports, list(conv, ReportState::Open)), ErrorCode::NotFound)?;
+    let nowhere =
+        expect_code(call!(member.client, ListReports, list(i64::MAX as u64, ReportState::Open)), ErrorCode::NotFound)?;
+    ensure!(hidden.message == nowhere.message, "{hidden:?} vs {nowhere:?}");
     let everywhere = call!(member.client, ListReports, list(0, ReportState::Open))?;
     ensure!(everywhere.reports.iter().all(|r| r.report_id != id), "a member sees the report: {everywhere:?}");
     let resolve =
