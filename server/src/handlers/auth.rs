@@ -15,9 +15,11 @@ use crate::wire;
 
 type Out = Result<R, ServerError>;
 
-/// Binds the connection to the issued session and builds the answer. The session is checked
-/// live once the connection is attached, as for a token (§11.5): a revocation (a suspension,
-/// §26.3) that committed between the sign-in's commit and the attach would otherwise miss it.
+/// Binds the connection to a new session and builds the answer. The session is checked live
+/// once the connection is attached, as for a token (§11.5): a revocation (a suspension, §26.3)
+/// that committed between the sign-in's commit and the attach would otherwise miss it. Not for
+/// Refresh, which answers its rotation even when a racing reuse revokes the session at once
+/// (§11.6: of two racing refreshes, one wins).
 async fn auth_result(state: &AppState, session: &Session, i: Issued) -> Result<v1::AuthResult, ServerError> {
     bind_quietly(state, session, i.caller.clone());
     if let Err(e) = state.auth().check_live(&i.caller).await {
@@ -100,7 +102,8 @@ pub(crate) async fn authenticate(state: &AppState, session: &Session, r: v1::Aut
 /// §11.6
 pub(crate) async fn refresh(state: &AppState, session: &Session, r: v1::Refresh) -> Out {
     let i = state.auth().refresh(session, &r.refresh_token).await?;
-    Ok(R::Refresh(auth_result(state, session, i).await?))
+    bind(state, session, i.caller.clone());
+    Ok(R::Refresh(wire::results::auth_result(i)))
 }
 
 /// §11.7
