@@ -242,6 +242,19 @@ impl TestServer {
         &self.store
     }
 
+    /// Makes `user` a server administrator as `confab-server admin grant` does (docs/protocol.md
+    /// §26), recorded in the audit log with the command line's address.
+    pub async fn grant_server_admin(&self, user: u64) -> anyhow::Result<()> {
+        use confab_server::store::{AuditAction, NewAudit, UserId};
+        let entry = NewAudit {
+            target_user: Some(UserId(user as i64)),
+            client_addr: "cli".into(),
+            ..NewAudit::new(AuditAction::AdminGranted, confab_protocol::frames::now_ms() as i64)
+        };
+        anyhow::ensure!(self.store().set_server_admin(UserId(user as i64), true, &entry).await?, "not granted");
+        Ok(())
+    }
+
     /// A minimal HTTP/1.1 GET on the WebSocket port: (status, body).
     pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         self.http_request(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")).await

@@ -41,17 +41,6 @@ async fn sign_up(
     Ok((c, ev, id, name, auth))
 }
 
-/// Makes `user` a server administrator as the command line does.
-async fn grant(s: &TestServer, user: u64) -> anyhow::Result<()> {
-    let entry = NewAudit {
-        target_user: Some(UserId(user as i64)),
-        client_addr: "cli".into(),
-        ..NewAudit::new(AuditAction::AdminGranted, confab_protocol::frames::now_ms() as i64)
-    };
-    ensure!(s.store().set_server_admin(UserId(user as i64), true, &entry).await?, "granted");
-    Ok(())
-}
-
 /// Waits for SessionRevoked with `reason` and the close with 4004; returns how long it took.
 async fn revoked_within(
     events: &mut Events,
@@ -85,7 +74,7 @@ fn server_error(r: Result<impl std::fmt::Debug, ClientError>) -> anyhow::Result<
 
 async fn suspension_closes_connections_and_refuses_sign_in(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let (admin, _ae, admin_id, _, _) = sign_up(s, t, "adm").await?;
-    grant(s, admin_id).await?;
+    s.grant_server_admin(admin_id).await?;
     let (bob, mut bob_events, bob_id, bob_name, bob_auth) = sign_up(s, t, "sus").await?;
     let (bob2, mut bob2_events) = s.connect(t).await?;
     bob2.login(&bob_name, PASSWORD, "phone").await?;
@@ -155,7 +144,7 @@ async fn suspension_closes_connections_and_refuses_sign_in(s: &TestServer, t: Tr
 
 async fn administrators_end_sessions_and_read_the_log(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let (admin, _ae, admin_id, _, _) = sign_up(s, t, "adm").await?;
-    grant(s, admin_id).await?;
+    s.grant_server_admin(admin_id).await?;
     let (_carol, mut carol_events, carol_id, carol_name, _) = sign_up(s, t, "car").await?;
     let r = admin.request(Request::AdminRevokeSessions(v1::AdminRevokeSessions { user_id: carol_id })).await?;
     ensure!(matches!(r, R::AdminRevokeSessions(v1::AdminRevokeSessionsResult { sessions_revoked: 1 })), "{r:?}");

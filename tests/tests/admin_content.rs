@@ -19,7 +19,7 @@ use confab_protocol::v1::{
     response::Result as R, user_update,
 };
 use confab_server::store::{
-    AttachmentFilter, AuditAction, AuditRec, ConvId, IndexKind, MessageId, NewAudit, SearchOrder, SearchSpec, UserId,
+    AttachmentFilter, AuditAction, AuditRec, ConvId, IndexKind, MessageId, SearchOrder, SearchSpec, UserId,
 };
 
 const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
@@ -37,12 +37,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A new server administrator (the flag set as the command line sets it).
 async fn admin(s: &TestServer, t: Transport) -> anyhow::Result<User> {
     let a = new_user(s, t, "adm").await?;
-    let entry = NewAudit {
-        target_user: Some(UserId(a.id as i64)),
-        client_addr: "cli".into(),
-        ..NewAudit::new(AuditAction::AdminGranted, confab_protocol::frames::now_ms() as i64)
-    };
-    ensure!(s.store().set_server_admin(UserId(a.id as i64), true, &entry).await?, "granted");
+    s.grant_server_admin(a.id).await?;
     Ok(a)
 }
 

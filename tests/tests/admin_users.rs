@@ -17,7 +17,7 @@ use confab_conformance::util::{PASSWORD, User, expect_code, group, new_user, sec
 use confab_protocol::client::ClientError;
 use confab_protocol::v1::{self, ErrorCode};
 use confab_server::config::RateLimit;
-use confab_server::store::{AuditAction, AuditFilter, AuditRec, NewAudit, UserId};
+use confab_server::store::{AuditAction, AuditFilter, AuditRec, UserId};
 
 const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
     listed_users_show_their_figures,
@@ -41,12 +41,7 @@ confab_conformance::matrix_tests!(TESTS, tweak);
 /// A new account made a server administrator as the command line does.
 async fn admin(s: &TestServer, t: Transport) -> anyhow::Result<User> {
     let a = new_user(s, t, "adm").await?;
-    let entry = NewAudit {
-        target_user: Some(UserId(a.id as i64)),
-        client_addr: "cli".into(),
-        ..NewAudit::new(AuditAction::AdminGranted, confab_protocol::frames::now_ms() as i64)
-    };
-    ensure!(s.store().set_server_admin(UserId(a.id as i64), true, &entry).await?, "granted");
+    s.grant_server_admin(a.id).await?;
     Ok(a)
 }
 

@@ -14,7 +14,7 @@ use confab_protocol::v1::{
     self, ErrorCode, MemberRole, NotificationKind, ReportAction, ReportReason, ReportState, conversation_event::Body,
     event, user_update,
 };
-use confab_server::store::{AuditAction, NewAudit, UserId};
+use confab_server::store::{AuditAction, UserId};
 
 const TESTS: &[(&str, TestFn)] =
     confab_conformance::named_tests![administrators_are_told_of_every_report, removing_the_sender];
@@ -26,12 +26,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// A new server administrator (the flag set as the command line sets it).
 async fn admin(s: &TestServer, t: Transport) -> anyhow::Result<User> {
     let a = new_user(s, t, "repadm").await?;
-    let entry = NewAudit {
-        target_user: Some(UserId(a.id as i64)),
-        client_addr: "cli".into(),
-        ..NewAudit::new(AuditAction::AdminGranted, confab_protocol::frames::now_ms() as i64)
-    };
-    ensure!(s.store().set_server_admin(UserId(a.id as i64), true, &entry).await?, "granted");
+    s.grant_server_admin(a.id).await?;
     Ok(a)
 }
 
