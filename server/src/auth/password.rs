@@ -1,14 +1,15 @@
 //! Password hashing: argon2id at OWASP's minimum (19 MiB, t=2, p=1), computed on a fixed set of
 //! `hash_concurrency` dedicated threads fed by a bounded queue, so logins cannot starve the
-//! runtime and the memory hashing keeps is bounded whatever the allocator does (each thread's
-//! allocator keeps at most its last 19 MiB block). An unknown account is checked against a dummy
-//! hash, so it costs the same time as a known one.
+//! runtime. Each thread owns one 19 MiB block of argon2 memory, allocated once and reused by every
+//! hash it computes, so the memory hashing takes is `hash_concurrency` × 19 MiB whatever the
+//! allocator does with freed memory. An unknown account is checked against a dummy hash, so it
+//! costs the same time as a known one.
 
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AuthError;
@@ -21,50 +22,102 @@ pub struct Passwords {
     dummy: Arc<String>,
 }
 
-/// One piece of work for a hashing thread; it sends its own answer.
-type Job = Box<dyn FnOnce() + Send>;
+/// One piece of work for a hashing thread, given that thread's argon2 memory; it sends its own
+/// answer.
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
-fn argon2() -> Result<Argon2<'static>, AuthError> {
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| AuthError::Setup(format!("argon2 params: {e}")))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// The parameters new hashes use (OWASP's minimum for argon2id): 19 MiB, 2 passes, 1 lane.
+fn params() -> Result<Params, AuthError> {
+    Params::new(19 * 1024, 2, 1, None).map_err(|e| AuthError::Setup(format!("argon2 params: {e}")))
 }
 
-fn hash_blocking(password: &[u8]) -> Result<String, AuthError> {
-    Ok(argon2()?.hash_password(password).map_err(|e| AuthError::Setup(format!("hashing: {e}")))?.to_string())
+/// A hashing thread's argon2 memory: `Params::block_count` blocks of 1 KiB, allocated and written
+/// when the thread starts (so the server's RSS shows it from the start) and reused by every hash
+/// of that thread.
+struct Scratch(Vec<Block>);
+
+impl Scratch {
+    fn new(blocks: usize) -> Self {
+        Self(vec![Block::new(); blocks])
+    }
+
+    /// The first `blocks` blocks, growing the memory once when it is smaller. Only a stored hash
+    /// made with a larger `m` than today's (none is) could make it grow past 19 MiB.
+    fn blocks(&mut self, blocks: usize) -> &mut [Block] {
+        if self.0.len() < blocks {
+            self.0 = vec![Block::new(); blocks];
+        }
+        &mut self.0[..blocks]
+    }
 }
 
-fn verify_blocking(password: &[u8], hash: &str) -> bool {
+/// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) for `password` with a fresh
+/// 16-byte salt.
+fn hash_blocking(scratch: &mut Scratch, password: &[u8]) -> Result<String, AuthError> {
+    let setup = |e: &dyn std::fmt::Display| AuthError::Setup(format!("hashing: {e}"));
+    let params = params()?;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| setup(&e))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    a.hash_password_into_with_memory(password, &salt, &mut out, scratch.blocks(params.block_count()))
+        .map_err(|e| setup(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| setup(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| setup(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| setup(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// True when `password` hashes to `hash` (a PHC string) under the algorithm, version and
+/// parameters written in it; the outputs are compared in constant time. A hash that does not
+/// parse never matches.
+fn verify_blocking(scratch: &mut Scratch, password: &[u8], hash: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else { return false };
-    argon2().is_ok_and(|a| a.verify_password(password, &parsed).is_ok())
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
+    let Ok(version) = parsed.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else { return false };
+    let blocks = params.block_count();
+    let a = Argon2::new(algorithm, version, params);
+    a.hash_password_into_with_memory(password, salt, out, scratch.blocks(blocks)).is_ok()
+        && bool::from(out.ct_eq(expected.as_bytes()))
 }
 
 /// A hashing thread's loop: takes the next job from the shared queue until every sender is gone.
 /// The lock is held only while waiting for a job, never while hashing.
-fn work(queue: &Mutex<mpsc::Receiver<Job>>) {
+fn work(queue: &Mutex<mpsc::Receiver<Job>>, blocks: usize) {
+    let mut scratch = Scratch::new(blocks);
     loop {
         let job = match queue.lock() {
             Ok(mut rx) => rx.blocking_recv(),
             Err(_) => None,
         };
         match job {
-            Some(job) => job(),
+            Some(job) => job(&mut scratch),
             None => return,
         }
     }
 }
 
 impl Passwords {
-    /// Starts `concurrency` hashing threads (named `confab-argon2-N`); that many hashes may run
-    /// at once, later ones wait in line.
+    /// Starts `concurrency` hashing threads (named `confab-argon2-N`), each with its own 19 MiB of
+    /// argon2 memory; that many hashes may run at once, later ones wait in line.
     pub async fn new(concurrency: u32) -> Result<Self, AuthError> {
         let threads = concurrency.max(1) as usize;
         let (jobs, rx) = mpsc::channel(threads);
         let queue = Arc::new(Mutex::new(rx));
+        let blocks = params()?.block_count();
         for i in 0..threads {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("confab-argon2-{i}"))
-                .spawn(move || work(&queue))
+                .spawn(move || work(&queue, blocks))
                 .map_err(|e| AuthError::Setup(format!("starting a hashing thread: {e}")))?;
         }
         let mut this = Self { jobs, dummy: Arc::new(String::new()) };
@@ -73,10 +126,10 @@ impl Passwords {
     }
 
     /// Runs `f` on a hashing thread, waiting for a place in the queue, and returns its answer.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Scratch) -> T + Send + 'static) -> Result<T, AuthError> {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = reply.send(f());
+        let job: Job = Box::new(move |scratch| {
+            let _ = reply.send(f(scratch));
         });
         self.jobs.send(job).await.map_err(|_| AuthError::Setup("hasher closed".into()))?;
         answer.await.map_err(|_| AuthError::Setup("a hashing thread ended".into()))
@@ -85,7 +138,7 @@ impl Passwords {
     /// A PHC string for `password`.
     pub async fn hash(&self, password: &str) -> Result<String, AuthError> {
         let password = password.as_bytes().to_vec();
-        self.run(move || hash_blocking(&password)).await?
+        self.run(move |s| hash_blocking(s, &password)).await?
     }
 
     /// True when `password` matches `hash`. With no hash (unknown account, or an account without
@@ -96,7 +149,7 @@ impl Passwords {
             None => (self.dummy.as_str().to_string(), false),
         };
         let password = password.as_bytes().to_vec();
-        let ok = self.run(move || verify_blocking(&password, &target)).await?;
+        let ok = self.run(move |s| verify_blocking(s, &password, &target)).await?;
         Ok(ok && real)
     }
 }
@@ -113,10 +166,31 @@ mod tests {
         assert!(p.verify("correct horse", Some(&h)).await.expect("verify"));
         assert!(!p.verify("wrong horse", Some(&h)).await.expect("verify"));
         assert!(!p.verify("confab-dummy-password", None).await.expect("dummy never matches"));
+        assert!(!p.verify("correct horse", Some("not a phc string")).await.expect("verify"));
     }
 
-    /// The memory bound rests on every hash running on one of the `concurrency` named threads:
-    /// 12 verifications at once, each reporting the thread it ran on, used at most 2 threads.
+    /// Hashes stored before the reused memory (made by the crate's `PasswordHasher`) still verify,
+    /// and the crate's `PasswordVerifier` accepts ours: the PHC strings are the same format.
+    #[tokio::test]
+    async fn hashes_agree_with_the_argon2_crates_own_hasher_and_verifier() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let p = Passwords::new(1).await.expect("init");
+        let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params().expect("params"));
+        let theirs = a.hash_password(b"correct horse").expect("hash").to_string();
+        assert!(p.verify("correct horse", Some(&theirs)).await.expect("verify"));
+        assert!(!p.verify("wrong horse", Some(&theirs)).await.expect("verify"));
+        let ours = p.hash("correct horse").await.expect("hash");
+        assert!(a.verify_password(b"correct horse", ours.as_str()).is_ok());
+        assert!(a.verify_password(b"wrong horse", ours.as_str()).is_err());
+        // Other parameters written in the hash are honoured (a smaller m, another version).
+        let small = Argon2::new(Algorithm::Argon2i, Version::V0x10, Params::new(64, 1, 1, None).expect("params"));
+        let old = small.hash_password(b"pw").expect("hash").to_string();
+        assert!(p.verify("pw", Some(&old)).await.expect("verify"));
+    }
+
+    /// The memory bound rests on every hash running on one of the `concurrency` named threads
+    /// with that thread's one block of memory: 12 verifications at once, each reporting the
+    /// thread it ran on and the memory it used, used at most 2 threads and one block on each.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashing_runs_on_a_fixed_set_of_threads() {
         let p = Passwords::new(2).await.expect("init");
@@ -125,21 +199,22 @@ mod tests {
         for _ in 0..12 {
             let (p, h) = (p.clone(), h.clone());
             all.spawn(async move {
-                p.run(move || {
+                p.run(move |s| {
                     let t = std::thread::current();
-                    (verify_blocking(b"pw", &h), t.id(), t.name().map(str::to_string))
+                    (verify_blocking(s, b"pw", &h), t.id(), t.name().map(str::to_string), s.0.as_ptr() as usize)
                 })
                 .await
                 .expect("run")
             });
         }
-        let mut threads = std::collections::HashSet::new();
+        let mut memory = std::collections::HashMap::new();
         while let Some(r) = all.join_next().await {
-            let (ok, id, name) = r.expect("join");
+            let (ok, id, name, block) = r.expect("join");
             assert!(ok);
             assert!(name.as_deref().is_some_and(|n| n.starts_with("confab-argon2-")), "{name:?}");
-            threads.insert(id);
+            memory.entry(id).or_insert_with(std::collections::HashSet::new).insert(block);
         }
-        assert!((1..=2).contains(&threads.len()), "{threads:?}");
+        assert!((1..=2).contains(&memory.len()), "{memory:?}");
+        assert!(memory.values().all(|blocks| blocks.len() == 1), "{memory:?}");
     }
 }
