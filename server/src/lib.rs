@@ -152,14 +152,9 @@ impl Server {
         let writer = writer::Writer::start_with_metrics(store.clone(), bus.clone(), &metrics);
         let auth =
             auth::AuthService::new(&config.auth, &config.data_dir, store.clone(), bus.clone(), writer.clone()).await?;
-        let conversations = conversations::Conversations::new(
-            store.clone(),
-            writer.clone(),
-            config.limits.max_message_text_bytes as usize,
-            config.limits.messages_per_minute,
-        )
-        .await
-        .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
+        let conversations = conversations::Conversations::new(store.clone(), writer.clone(), &config.limits)
+            .await
+            .map_err(|e| StartError::Io("starting conversations", std::io::Error::other(e.to_string())))?;
         let social = social::Social::new(store.clone(), hub.clone(), bus.clone(), config.limits.typing_ttl);
         let role = cluster.as_ref().map(|c| calls::sfu::ClusterRole {
             rpc: c.rpc(),

@@ -481,3 +481,81 @@ async fn sqlite_split_batches_record_each_write_once() {
 async fn postgres_split_batches_record_each_write_once() {
     split_batches_record_each_write_once(StoreKind::Postgres).await.expect("postgres");
 }
+
+/// Polls PostgreSQL's activity view (every 10 ms, up to 10 s) until a backend waits on a lock in a
+/// statement starting with `prefix`; false when `done` turned true first (the statement never
+/// waited) or the time ran out.
+async fn waits_on_a_lock(
+    watch: &mut sqlx::PgConnection,
+    prefix: &str,
+    done: impl Fn() -> bool,
+) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline && !done() {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND starts_with(query, $1)",
+        )
+        .bind(prefix)
+        .fetch_one(&mut *watch)
+        .await?;
+        if waiting > 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(false)
+}
+
+/// §26.6 on PostgreSQL with two servers on one database: a member's send on the other server,
+/// made while an administrator's deletion of the conversation is under way, waits for it and is
+/// refused, and no message of the deleted conversation keeps its text. The deletion is held
+/// after it took the conversation's row (a lock on its membership spans, taken beside the
+/// servers); the send is seen waiting for that row before the hold is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_send_racing_a_conversation_deletion_keeps_no_text() {
+    a_send_racing_a_conversation_deletion_keeps_no_text().await.expect("postgres");
+}
+
+async fn a_send_racing_a_conversation_deletion_keeps_no_text() -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let db = confab_conformance::pg::TestDatabase::create().await?;
+    let one = TestServer::start_on(&db.url, |_| {}).await?;
+    let two = TestServer::start_on(&db.url, |_| {}).await?;
+    let t = Transport::WebSocket;
+    let adm = admin(&one, t).await?;
+    let owner = new_user(&one, t, "rco").await?;
+    let member = new_user(&one, t, "rcm").await?;
+    let conv = call!(owner.client, CreateConversation, group("racing", &[member.id]))?.conversation_id;
+    let on_two = second_device(&two, t, &member).await?;
+    call!(on_two.client, SendMessage, send(conv, "r1", "before"))?;
+
+    let mut hold = sqlx::PgConnection::connect(&db.url).await?;
+    let mut watch = sqlx::PgConnection::connect(&db.url).await?;
+    sqlx::raw_sql("BEGIN").execute(&mut hold).await?;
+    sqlx::query("SELECT 1 FROM membership_spans WHERE conversation_id = $1 FOR UPDATE")
+        .bind(conv as i64)
+        .fetch_all(&mut hold)
+        .await?;
+    let deletion = v1::AdminDeleteConversation { conversation_id: conv };
+    let deleting = tokio::spawn(async move { call!(adm.client, AdminDeleteConversation, deletion) });
+    ensure!(waits_on_a_lock(&mut watch, "UPDATE membership_spans", || deleting.is_finished()).await?, "held");
+    let sender = on_two.client.clone();
+    let sending = tokio::spawn(async move { call!(sender, SendMessage, send(conv, "r2", "during")) });
+    let waited = waits_on_a_lock(&mut watch, "WITH v(cid", || sending.is_finished()).await?;
+    sqlx::raw_sql("ROLLBACK").execute(&mut hold).await?;
+    deleting.await??;
+    let sent = sending.await?;
+    ensure!(waited, "the send did not wait for the deletion: {sent:?}");
+    expect_code(sent, ErrorCode::NotFound)?;
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages WHERE conversation_id = $1 AND (text <> '' OR deleted_at_ms IS NULL)",
+    )
+    .bind(conv as i64)
+    .fetch_one(&mut watch)
+    .await?;
+    ensure!(kept == 0, "{kept} messages of the deleted conversation kept their text");
+    one.stop().await?;
+    two.stop().await?;
+    db.drop_db().await
+}

@@ -383,6 +383,7 @@ async fn owner_deleting_account_passes_ownership(s: &TestServer, t: Transport) -
 
 /// §21, §12.4: the last member (the owner) leaves a channel; the next to join becomes OWNER
 /// (`MemberJoined`, then `RoleChanged` to OWNER) and can update it; later joiners are members.
+/// §28.1: that OWNER role is audited once, as an automatic role change by the joiner.
 async fn joining_an_ownerless_channel_makes_an_owner(s: &TestServer, t: Transport) -> anyhow::Result<()> {
     let a = new_user(s, t, "ocA").await?;
     let x = new_user(s, t, "ocX").await?;
@@ -395,6 +396,7 @@ async fn joining_an_ownerless_channel_makes_an_owner(s: &TestServer, t: Transpor
     let ch = call!(a.client, CreateConversation, req)?.conversation_id;
     call!(a.client, LeaveConversation, v1::LeaveConversation { conversation_id: ch })?;
     ensure!(get(&x, ch).await?.member_count == 0);
+    let before = s.store().audit_head().await?.seq;
     let joined = call!(x.client, JoinChannel, v1::JoinChannel { conversation_id: ch })?;
     ensure!(joined.my_role() == MemberRole::Owner && joined.member_count == 1, "{joined:?}");
     let entries = log(&x, ch).await?;
@@ -414,6 +416,20 @@ async fn joining_an_ownerless_channel_makes_an_owner(s: &TestServer, t: Transpor
     ensure!(later.my_role() == MemberRole::Member && later.member_count == 2, "{later:?}");
     let owners = members(&y, ch).await?.iter().filter(|m| m.role() == MemberRole::Owner).count();
     ensure!(owners == 1, "{owners} owners");
+    let audited: Vec<_> = s
+        .store()
+        .audit_after(before, 1000)
+        .await?
+        .into_iter()
+        .map(|r| r.entry)
+        .filter(|e| e.target_conversation.map(|c| c.0) == Some(ch as i64))
+        .collect();
+    ensure!(audited.len() == 1, "{audited:?}");
+    let e = &audited[0];
+    ensure!(e.action == confab_server::store::AuditAction::RoleChanged && e.target == "automatic", "{e:?}");
+    let joiner = Some(confab_server::store::UserId(x.id as i64));
+    ensure!(e.actor == joiner && e.target_user == joiner, "{e:?}");
+    ensure!(e.before == r#"{"role":null}"# && e.after == r#"{"role":"owner"}"#, "{e:?}");
     Ok(())
 }
 

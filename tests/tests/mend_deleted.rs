@@ -55,11 +55,12 @@ async fn sqlite_start_mends_deleted_members() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
     let db = dir.path().join("confab.db");
-    mended(config, async move |id| {
+    // Boxed: the future holds two server builds and their configuration.
+    Box::pin(mended(config, async move |id| {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.expect("sqlite");
         sqlx::query("UPDATE users SET deleted_at_ms = 2 WHERE id = ?").bind(id).execute(&pool).await.expect("mark");
         pool.close().await;
-    })
+    }))
     .await;
 }
 
@@ -73,10 +74,10 @@ async fn postgres_start_mends_deleted_members() {
         ..Default::default()
     };
     let url = db.url.clone();
-    mended(config, async move |id| {
+    Box::pin(mended(config, async move |id| {
         let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
         sqlx::query("UPDATE users SET deleted_at_ms = 2 WHERE id = $1").bind(id).execute(&pool).await.expect("mark");
         pool.close().await;
-    })
+    }))
     .await;
 }

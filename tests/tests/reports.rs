@@ -2,7 +2,8 @@
 //! administrators are told of every report, also in a DIRECT conversation they are not in, and
 //! resolve it there; two resolutions racing, one wins; REMOVE_SENDER deletes the message and
 //! removes the sender as RemoveMember does, refused for the owner and to a moderator; each
-//! resolution is audited in its commit and the chain stays intact.
+//! resolution is audited in its commit and the chain stays intact; reports are rate-limited per
+//! account (the server here allows 3 an hour).
 
 use std::time::Duration;
 
@@ -14,12 +15,22 @@ use confab_protocol::v1::{
     self, ErrorCode, MemberRole, NotificationKind, ReportAction, ReportReason, ReportState, conversation_event::Body,
     event, user_update,
 };
+use confab_server::config::RateLimit;
 use confab_server::store::{AuditAction, UserId};
 
-const TESTS: &[(&str, TestFn)] =
-    confab_conformance::named_tests![administrators_are_told_of_every_report, removing_the_sender];
+const TESTS: &[(&str, TestFn)] = confab_conformance::named_tests![
+    administrators_are_told_of_every_report,
+    removing_the_sender,
+    reports_are_rate_limited_per_account
+];
 
-confab_conformance::matrix_tests!(TESTS);
+/// Three reports per account, then one more an hour: no test here reports more than that but the
+/// one about the limit.
+fn three_an_hour(c: &mut confab_server::config::Config) {
+    c.limits.reports_per_account = RateLimit::new(3, Duration::from_secs(3600));
+}
+
+confab_conformance::matrix_tests!(TESTS, three_an_hour);
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -201,5 +212,46 @@ async fn removing_the_sender(s: &TestServer, t: Transport) -> anyhow::Result<()>
     ensure!(mine.iter().all(|e| e.client_addr == "127.0.0.1"), "{mine:?}");
     let chain = s.store().verify_audit().await?;
     ensure!(chain.broken.is_none() && chain.entries == chain.head.seq as u64, "{chain:?}");
+    Ok(())
+}
+
+/// §27.1: every well-formed report takes a token of the reporter's bucket, a repeat and a
+/// non-member's `NOT_FOUND` included; with none left, `RATE_LIMITED` with the wait, nothing is
+/// stored and nobody is told. Another member's bucket is their own.
+async fn reports_are_rate_limited_per_account(s: &TestServer, t: Transport) -> anyhow::Result<()> {
+    let mut owner = new_user(s, t, "rlo").await?;
+    let sender = new_user(s, t, "rls").await?;
+    let reporter = new_user(s, t, "rlr").await?;
+    let other = new_user(s, t, "rlx").await?;
+    let conv =
+        call!(owner.client, CreateConversation, group("limited", &[sender.id, reporter.id, other.id]))?.conversation_id;
+    let elsewhere = call!(sender.client, CreateConversation, group("not theirs", &[owner.id]))?.conversation_id;
+    let m1 = call!(sender.client, SendMessage, send(conv, "l1", "one"))?.message_id;
+    let m2 = call!(sender.client, SendMessage, send(conv, "l2", "two"))?.message_id;
+    let hidden = call!(sender.client, SendMessage, send(elsewhere, "l3", "three"))?.message_id;
+
+    let first = call!(reporter.client, ReportMessage, report(conv, m1))?.report_id;
+    ensure!(
+        call!(reporter.client, ReportMessage, report(conv, m1))?.report_id == first,
+        "a repeat answers the same id"
+    );
+    expect_code(call!(reporter.client, ReportMessage, report(elsewhere, hidden)), ErrorCode::NotFound)?;
+    // A malformed report is refused before the bucket: it costs nothing.
+    expect_code(call!(reporter.client, ReportMessage, report(conv, 0)), ErrorCode::InvalidArgument)?;
+    let e = expect_code(call!(reporter.client, ReportMessage, report(conv, m2)), ErrorCode::RateLimited)?;
+    ensure!(e.retry_after_ms > 3_000_000 && e.retry_after_ms <= 3_600_000, "a token an hour: {e:?}");
+
+    // Nothing stored for m2, nobody told: the owner's queue and live events hold the first only.
+    let queue = call!(owner.client, ListReports, list(conv))?;
+    ensure!(queue.reports.iter().map(|r| r.report_id).collect::<Vec<_>>() == [first], "{queue:?}");
+    told(&mut owner, first).await?;
+    let second = call!(other.client, ReportMessage, report(conv, m2))?.report_id;
+    // The first notification about m2 the owner gets is the other member's report.
+    let n = next_matching(&mut owner.events, WAIT, |e| match e {
+        event::Event::Notification(n) if n.message_id == m2 => Some(*n),
+        _ => None,
+    })
+    .await?;
+    ensure!(n.report_id == second && n.actor_id == other.id, "{n:?}");
     Ok(())
 }

@@ -93,13 +93,7 @@ impl AuthService {
             .await?;
         if !matches!(check, CodeCheck::Valid { .. }) {
             // A wrong reset code is a failed attempt on the account (§28.1).
-            let entry = NewAudit {
-                target_user: Some(user.id),
-                target: identifier.to_lowercase(),
-                client_addr: conn.peer.ip().to_string(),
-                ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
-            };
-            self.store().append_audit(&entry).await?;
+            self.record_failed_sign_in(conn, Some(user.id), identifier.to_lowercase()).await?;
             return Err(bad_code());
         }
         let password_hash = self.0.passwords.hash(new).await?;

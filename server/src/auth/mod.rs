@@ -247,6 +247,25 @@ impl AuthService {
         self.open_session(conn, user, device_name, true).await
     }
 
+    /// Appends a `sign_in_failed` entry (§28.1): `target` is what the attempt named (the login as
+    /// folded, or the phone number), `user` the account it names when there is one, with the
+    /// client's address.
+    async fn record_failed_sign_in(
+        &self,
+        conn: &Session,
+        user: Option<UserId>,
+        target: String,
+    ) -> Result<(), ServerError> {
+        let entry = NewAudit {
+            target_user: user,
+            target,
+            client_addr: conn.peer.ip().to_string(),
+            ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
+        };
+        self.store().append_audit(&entry).await?;
+        Ok(())
+    }
+
     /// §11.3 Login: rate limits first, then one argon2 verification whether or not the account exists.
     pub async fn login(
         &self,
@@ -271,13 +290,7 @@ impl AuthService {
             }
             other => {
                 // Recorded whether or not the account exists (the name as folded is the target).
-                let entry = NewAudit {
-                    target_user: other.map(|c| c.user.id),
-                    target: identifier.to_lowercase(),
-                    client_addr: conn.peer.ip().to_string(),
-                    ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
-                };
-                self.store().append_audit(&entry).await?;
+                self.record_failed_sign_in(conn, other.map(|c| c.user.id), identifier.to_lowercase()).await?;
                 Err(bad_credentials())
             }
         }
@@ -336,13 +349,8 @@ impl AuthService {
             .await?;
         if !matches!(check, CodeCheck::Valid { .. }) {
             // Recorded like a wrong password (§28.1), with the number as the target.
-            let entry = NewAudit {
-                target_user: self.store().user_by_phone(phone).await?.map(|u| u.id),
-                target: phone.to_string(),
-                client_addr: conn.peer.ip().to_string(),
-                ..NewAudit::new(AuditAction::SignInFailed, now_ms() as i64)
-            };
-            self.store().append_audit(&entry).await?;
+            let user = self.store().user_by_phone(phone).await?.map(|u| u.id);
+            self.record_failed_sign_in(conn, user, phone.to_string()).await?;
             return Err(bad_code());
         }
         if let Some(user) = self.store().user_by_phone(phone).await? {

@@ -40,15 +40,18 @@ impl Scratch {
     fn new(blocks: usize) -> Self {
         Self(vec![Block::new(); blocks])
     }
+}
 
-    /// The first `blocks` blocks, growing the memory once when it is smaller. Only a stored hash
-    /// made with a larger `m` than today's (none is) could make it grow past 19 MiB.
-    fn blocks(&mut self, blocks: usize) -> &mut [Block] {
-        if self.0.len() < blocks {
-            self.0 = vec![Block::new(); blocks];
-        }
-        &mut self.0[..blocks]
-    }
+/// The most a stored hash may ask of a verification: 64 MiB, 10 passes, 4 lanes. Confab writes
+/// 19 MiB, 2 and 1; a hash asking more (written by something else) never matches, rather than
+/// costing the server memory or time it does not budget.
+const MAX_VERIFY_M_KIB: u32 = 64 * 1024;
+const MAX_VERIFY_T: u32 = 10;
+const MAX_VERIFY_P: u32 = 4;
+
+/// Whether a stored hash's parameters exceed the caps above.
+fn asks_too_much(params: &Params) -> bool {
+    params.m_cost() > MAX_VERIFY_M_KIB || params.t_cost() > MAX_VERIFY_T || params.p_cost() > MAX_VERIFY_P
 }
 
 /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) for `password` with a fresh
@@ -60,8 +63,8 @@ fn hash_blocking(scratch: &mut Scratch, password: &[u8]) -> Result<String, AuthE
     getrandom::fill(&mut salt).map_err(|e| setup(&e))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    a.hash_password_into_with_memory(password, &salt, &mut out, scratch.blocks(params.block_count()))
-        .map_err(|e| setup(&e))?;
+    let memory = scratch.0.get_mut(..params.block_count()).ok_or_else(|| setup(&"no argon2 memory"))?;
+    a.hash_password_into_with_memory(password, &salt, &mut out, memory).map_err(|e| setup(&e))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -83,10 +86,30 @@ fn verify_blocking(scratch: &mut Scratch, password: &[u8], hash: &str) -> bool {
     let Ok(params) = Params::try_from(&parsed) else { return false };
     let mut out = [0u8; Output::MAX_LENGTH];
     let Some(out) = out.get_mut(..expected.len()) else { return false };
+    if asks_too_much(&params) {
+        tracing::warn!(
+            m = params.m_cost(),
+            t = params.t_cost(),
+            p = params.p_cost(),
+            "a stored password hash asks too much"
+        );
+        return false;
+    }
     let blocks = params.block_count();
     let a = Argon2::new(algorithm, version, params);
-    a.hash_password_into_with_memory(password, salt, out, scratch.blocks(blocks)).is_ok()
-        && bool::from(out.ct_eq(expected.as_bytes()))
+    // More memory than the thread's own (a hash written with a larger `m` than Confab's) is
+    // borrowed for this hash only, and refused rather than aborting when it cannot be had.
+    let mut borrowed = Vec::new();
+    let memory = if blocks <= scratch.0.len() {
+        &mut scratch.0[..blocks]
+    } else {
+        if borrowed.try_reserve_exact(blocks).is_err() {
+            return false;
+        }
+        borrowed.resize(blocks, Block::new());
+        &mut borrowed[..]
+    };
+    a.hash_password_into_with_memory(password, salt, out, memory).is_ok() && bool::from(out.ct_eq(expected.as_bytes()))
 }
 
 /// A hashing thread's loop: takes the next job from the shared queue until every sender is gone.
@@ -186,6 +209,18 @@ mod tests {
         let small = Argon2::new(Algorithm::Argon2i, Version::V0x10, Params::new(64, 1, 1, None).expect("params"));
         let old = small.hash_password(b"pw").expect("hash").to_string();
         assert!(p.verify("pw", Some(&old)).await.expect("verify"));
+        // A larger `m` borrows memory for one hash; one beyond the caps never matches.
+        let large =
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(32 * 1024, 1, 1, None).expect("params"));
+        let bigger = large.hash_password(b"pw").expect("hash").to_string();
+        assert!(p.verify("pw", Some(&bigger)).await.expect("verify"));
+        let greedy =
+            "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let parsed = PasswordHash::new(greedy).expect("a well-formed PHC string");
+        assert!(asks_too_much(&Params::try_from(&parsed).expect("params")), "4 GiB is over the cap");
+        let ours = Params::try_from(&PasswordHash::new(&bigger).expect("phc")).expect("params");
+        assert!(!asks_too_much(&params().expect("params")) && !asks_too_much(&ours));
+        assert!(!p.verify("pw", Some(greedy)).await.expect("verify"));
     }
 
     /// The memory bound rests on every hash running on one of the `concurrency` named threads

@@ -150,6 +150,9 @@ pub struct ConfigArgs {
     /// Messages one account may send per minute on each node, 0 for unlimited [default: 0].
     #[arg(long, env = "CONFAB_MESSAGES_PER_MINUTE", value_name = "N")]
     pub messages_per_minute: Option<u32>,
+    /// Reports one account may file: BURST/PER, a burst then one more every PER [default: 20/1m].
+    #[arg(long, env = "CONFAB_REPORTS_PER_ACCOUNT", value_name = "BURST/PER")]
+    pub reports_per_account: Option<RateLimit>,
     /// Database connection pool size [default: 16].
     #[arg(long, env = "CONFAB_STORE_POOL_SIZE", value_name = "N")]
     pub store_pool_size: Option<u32>,
@@ -361,6 +364,7 @@ impl ConfigArgs {
         set(&mut l.max_message_text_bytes, &a.max_message_text_bytes);
         set(&mut l.typing_ttl, &a.typing_ttl);
         set(&mut l.messages_per_minute, &a.messages_per_minute);
+        set(&mut l.reports_per_account, &a.reports_per_account);
         set(&mut c.store.pool_size, &a.store_pool_size);
         set(&mut c.store.acquire_timeout, &a.store_acquire_timeout);
         set(&mut c.store.statement_timeout, &a.store_statement_timeout);

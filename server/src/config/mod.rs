@@ -126,6 +126,9 @@ pub struct Limits {
     /// Messages one account may send per minute, counted on each node (0: unlimited); an
     /// administrator's override replaces it for one account (docs/protocol.md §26.8).
     pub messages_per_minute: u32,
+    /// Reports one account may file (docs/protocol.md §27.1): a burst, then one more every
+    /// period; counted in the store, so across every node.
+    pub reports_per_account: RateLimit,
 }
 
 impl Default for Limits {
@@ -144,6 +147,7 @@ impl Default for Limits {
             max_message_text_bytes: 16 * 1024,
             typing_ttl: Duration::from_secs(5),
             messages_per_minute: 0,
+            reports_per_account: RateLimit::new(20, Duration::from_secs(60)),
         }
     }
 }
@@ -478,6 +482,9 @@ impl Config {
         }
         if l.typing_ttl < Duration::from_millis(100) || l.typing_ttl > Duration::from_secs(60) {
             return bad("typing_ttl must be within 100ms..60s".into());
+        }
+        if l.reports_per_account.burst == 0 || l.reports_per_account.per.is_zero() {
+            return bad("reports_per_account must have a positive burst and period".into());
         }
         if l.messages_per_minute > 1_000_000 {
             return bad("messages_per_minute must be at most 1000000 (0: unlimited)".into());

@@ -60,6 +60,8 @@ struct Inner {
     max_text_bytes: usize,
     /// Messages per minute per sender on this node (§26.8).
     send_rate: send_rate::SendRate,
+    /// Reports per account, one bucket per reporter in the store, so exact across nodes (§27.1).
+    report_rate: crate::ratelimit::Gcra,
 }
 
 /// Cheap-clone handle to the conversations service.
@@ -104,17 +106,19 @@ fn idempotency_key(key: &str) -> Result<String, ServerError> {
 
 impl Conversations {
     /// The service over `store`, writing through `writer` (the batched writer every service
-    /// shares). `messages_per_minute` is the server's send rate per account (0: unlimited), which
-    /// an administrator's override replaces for one account (§26.8).
+    /// shares), with `limits`' longest text, send rate per account (0: unlimited; an
+    /// administrator's override replaces it for one account, §26.8) and report rate per account
+    /// (§27.1).
     pub async fn new(
         store: Arc<dyn Store>,
         writer: Writer,
-        max_text_bytes: usize,
-        messages_per_minute: u32,
+        limits: &crate::config::Limits,
     ) -> Result<Self, ServerError> {
         let epoch = store.instance().await?.epoch;
-        let send_rate = send_rate::SendRate::new(messages_per_minute);
-        Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes, send_rate })))
+        let send_rate = send_rate::SendRate::new(limits.messages_per_minute);
+        let report_rate = crate::ratelimit::Gcra::new(limits.reports_per_account);
+        let max_text_bytes = limits.max_message_text_bytes as usize;
+        Ok(Self(Arc::new(Inner { store, writer, epoch, max_text_bytes, send_rate, report_rate })))
     }
 
     fn store(&self) -> &dyn Store {

@@ -10,9 +10,14 @@ use crate::page::{Slice, page_limit};
 use crate::session::Caller;
 use crate::store::rules::{ConvFacts, reports};
 use crate::store::{
-    ConvId, OpResult, ReportAction, ReportFilter, ReportId, ReportReason, ReportRec, ReportScope, ReportState, WriteOp,
-    now_ms,
+    ConvId, OpResult, RateBucket, ReportAction, ReportFilter, ReportId, ReportReason, ReportRec, ReportScope,
+    ReportState, WriteOp, now_ms,
 };
+
+/// Unix µs, the clock of the store's rate buckets.
+fn now_us() -> i64 {
+    now_ms().saturating_mul(1000)
+}
 
 /// Longest note of a report or a resolution, in bytes (§27.1, §27.3).
 pub const MAX_NOTE_BYTES: usize = 2_000;
@@ -33,10 +38,15 @@ impl Conversations {
     /// id (the earlier one when the caller reported this message before). `reason` and the note
     /// as the wire carries them.
     ///
+    /// Each report, a repeat included, takes a token from the reporter's bucket
+    /// (`limits.reports_per_account`, kept in the store so every node counts the same), after
+    /// the request is found well-formed.
+    ///
     /// # Errors
     /// `INVALID_ARGUMENT` for missing ids, an unspecified or unknown reason, a note over 2,000
-    /// bytes, or the caller's own message; `NOT_FOUND` for a conversation the caller is not a
-    /// member of (as for one that does not exist) or a message not live in it.
+    /// bytes, or the caller's own message; `RATE_LIMITED` (with the wait) when the reporter's
+    /// bucket is empty; `NOT_FOUND` for a conversation the caller is not a member of (as for one
+    /// that does not exist) or a message not live in it.
     pub async fn report(
         &self,
         auth: &Caller,
@@ -50,6 +60,8 @@ impl Conversations {
         let reason = ReportReason::try_from(reason)
             .map_err(|_| ServerError::invalid("report_message.reason", "SPAM, ABUSE, ILLEGAL or OTHER"))?;
         check_note("report_message.note", note)?;
+        let bucket = RateBucket { kind: "report_account", key_hash: auth.user_id.0.to_be_bytes().to_vec() };
+        self.store().take_rate_token(&bucket, self.0.report_rate, now_us()).await?.map_err(ServerError::RateLimited)?;
         let op = WriteOp::ReportMessage {
             conversation_id,
             message_id,

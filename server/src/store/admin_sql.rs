@@ -10,6 +10,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Row as _,
 use super::StoreError;
 use super::audit_sql::AuditSql;
 use super::audit_types::NewAudit;
+use super::sessions_sql::SessionSql;
 use super::sql::SqlBackend;
 use super::types::{RevokeReason, UserId};
 
@@ -40,25 +41,6 @@ where
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
 {
-    /// Ends every live session of `user` with `reason`, inside `tx`; returns their ids.
-    async fn revoke_all(
-        tx: &mut sqlx::Transaction<'_, DB>,
-        user: UserId,
-        reason: RevokeReason,
-        now_ms: i64,
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let rows = sqlx::query(
-            "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
-             WHERE user_id = $3 AND revoked_at_ms IS NULL RETURNING id",
-        )
-        .bind(now_ms)
-        .bind(reason as i32)
-        .bind(user.0)
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter().map(|r| r.try_get(0)).collect()
-    }
-
     /// Suspends a live account and ends its sessions, recording `entry`; `None` when there is
     /// no such live account. An account already suspended keeps its time and its live sessions
     /// (none can have opened since) are ended again; nothing is recorded then.
@@ -88,7 +70,7 @@ where
         let Some(suspended_at_ms) = row.try_get::<Option<i64>, _>(0)? else {
             return Err(StoreError::Setup("the account was reactivated meanwhile; suspend it again".into()));
         };
-        let revoked = Self::revoke_all(&mut tx, user, RevokeReason::Suspended, now_ms).await?;
+        let revoked = SessionSql::revoke_all(&mut tx, user, None, RevokeReason::Suspended, now_ms).await?;
         if newly {
             AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
         }
@@ -138,7 +120,7 @@ where
         if exists.is_none() {
             return Ok(None);
         }
-        let revoked = Self::revoke_all(&mut tx, user, RevokeReason::Revoked, now_ms).await?;
+        let revoked = SessionSql::revoke_all(&mut tx, user, None, RevokeReason::Revoked, now_ms).await?;
         if !revoked.is_empty() {
             AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
         }

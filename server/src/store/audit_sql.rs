@@ -234,10 +234,14 @@ where
         })
     }
 
-    /// The live server administrators, by id.
-    pub(super) async fn server_admins(pool: &Pool<DB>) -> Result<Vec<UserId>, StoreError> {
+    /// The live server administrators, by id: on the pool, or inside a transaction (a new
+    /// report tells each of them, §27.2).
+    pub(super) async fn server_admins<'e, E>(ex: E) -> Result<Vec<UserId>, sqlx::Error>
+    where
+        E: Executor<'e, Database = DB>,
+    {
         let rows = sqlx::query("SELECT id FROM users WHERE server_admin <> 0 AND deleted_at_ms IS NULL ORDER BY id")
-            .fetch_all(pool)
+            .fetch_all(ex)
             .await?;
         rows.iter().map(|r| Ok(UserId(r.try_get(0)?))).collect()
     }
@@ -283,7 +287,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn server_admins(&self) -> Result<Vec<$crate::store::UserId>, $crate::store::StoreError> {
-                $crate::store::audit_sql::AuditSql::server_admins(&self.pool).await
+                Ok($crate::store::audit_sql::AuditSql::server_admins(&self.pool).await?)
             }
 
             async fn audit_page(

@@ -109,6 +109,14 @@ macro_rules! conv_admin_ops {
             /// marked deleted: hidden from every read from then on.
             async fn admin_delete_conversation(tx: &mut Tx, conv: ConvId, by: &AdminOrigin, now: i64) -> OpOut {
                 let is_admin = server_admin(tx, by.admin).await?;
+                // The conversation's row first (locked on PostgreSQL until the commit), as every
+                // write into the conversation takes it when it moves the head: one that passed
+                // its checks before has committed when the statements below read on, and one
+                // after waits for this commit and finds the conversation gone (`next_seq`).
+                sqlx::query("UPDATE conversations SET deleted_at_ms = deleted_at_ms WHERE id = $1")
+                    .bind(conv)
+                    .execute(&mut **tx)
+                    .await?;
                 let live = conv_live(tx, conv).await?;
                 allowed!(rules::admin::delete_conversation(is_admin, live));
                 let members = member_ids(tx, conv).await?;
@@ -207,9 +215,11 @@ macro_rules! conv_admin_ops {
             async fn erase_messages(tx: &mut Tx, user: UserId, after: Option<&str>, limit: u32, by: &AdminOrigin, now: i64) -> OpOut {
                 let is_admin = server_admin(tx, by.admin).await?;
                 allowed!(rules::admin::erase_messages(is_admin, account_facts(tx, user).await?));
-                let rows = sqlx::query("SELECT id, conversation_id, seq, client_msg_id FROM messages \
-                                        WHERE sender_id = $1 AND deleted_at_ms IS NULL AND ($2 IS NULL OR client_msg_id > $2) \
-                                        ORDER BY client_msg_id LIMIT $3")
+                let rows = sqlx::query("SELECT m.id, m.conversation_id, m.seq, m.client_msg_id, \
+                                        CASE WHEN c.deleted_at_ms IS NULL THEN 0 ELSE 1 END \
+                                        FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                                        WHERE m.sender_id = $1 AND m.deleted_at_ms IS NULL AND ($2 IS NULL OR m.client_msg_id > $2) \
+                                        ORDER BY m.client_msg_id LIMIT $3")
                     .bind(user)
                     .bind(after)
                     .bind(i64::from(limit))
@@ -217,9 +227,28 @@ macro_rules! conv_admin_ops {
                     .await?;
                 let mut found: Vec<(ConvId, i64, MessageId)> = Vec::with_capacity(rows.len());
                 let mut last_key: Option<String> = None;
+                let mut hidden = 0_i64;
                 for r in &rows {
-                    found.push((r.try_get(1)?, r.try_get(2)?, r.try_get(0)?));
                     last_key = Some(r.try_get(3)?);
+                    let (conv, message_id): (ConvId, MessageId) = (r.try_get(1)?, r.try_get(0)?);
+                    if r.try_get::<i32, _>(4)? == 0 {
+                        found.push((conv, r.try_get(2)?, message_id));
+                        continue;
+                    }
+                    // A live message in a conversation an administrator deleted: one that raced
+                    // the deletion before it took the conversation's row first (§26.6). Nobody
+                    // can see that conversation, so nothing is appended; its text goes.
+                    sqlx::query("UPDATE messages SET text = '', mentions = '', deleted_at_ms = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(message_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    sqlx::query("UPDATE conversation_events SET text = '' WHERE conversation_id = $1 AND message_id = $2")
+                        .bind(conv)
+                        .bind(message_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    hidden += 1;
                 }
                 found.sort_unstable();
                 let mut cascade: Vec<Applied> = Vec::new();
@@ -233,7 +262,7 @@ macro_rules! conv_admin_ops {
                         _ => cascade.push(Applied { events: a.events, audience: a.audience, ..Default::default() }),
                     }
                 }
-                let messages_deleted = found.len() as i64;
+                let messages_deleted = found.len() as i64 + hidden;
                 Ok(Ok(Applied { result: Some(OpResult::Erased { messages_deleted, last_key }), cascade, ..Default::default() }))
             }
     };

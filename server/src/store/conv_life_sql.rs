@@ -60,7 +60,8 @@ macro_rules! conv_lifecycle_ops {
             }
 
             /// §12.4: joins a channel; joining one without an owner makes the joiner its OWNER
-            /// (`MemberJoined`, then `RoleChanged` to OWNER by the joiner).
+            /// (`MemberJoined`, then `RoleChanged` to OWNER by the joiner), audited as a
+            /// `role_changed` with target `automatic` (§28.1).
             async fn join_channel(tx: &mut Tx, conv: ConvId, user: UserId, now: i64) -> OpOut {
                 if allowed!(rules::join(conv_facts(tx, conv, user).await?)) == Effect::Unchanged {
                     return Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), ..Default::default() }));
@@ -74,12 +75,19 @@ macro_rules! conv_lifecycle_ops {
                 let role = rules::joiner_role(owned);
                 add_member(tx, conv, user, role, now).await?;
                 let mut events = vec![append(tx, conv, user, now, LogBody::Joined(user)).await?];
+                let mut audit = Vec::new();
                 if !owned {
                     events.push(append(tx, conv, user, now, LogBody::RoleChanged { user, role }).await?);
+                    audit.push($crate::store::NewAudit {
+                        target: "automatic".into(),
+                        before: serde_json::json!({ "role": None::<&str> }).to_string(),
+                        after: serde_json::json!({ "role": role.name() }).to_string(),
+                        ..member_entry($crate::store::AuditAction::RoleChanged, user, user, conv, now)
+                    });
                 }
                 let uu = user_update(tx, user, true, conv, now).await?;
                 let audience = member_ids(tx, conv).await?;
-                Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates: vec![uu], ..Default::default() }))
+                Ok(Ok(Applied { result: Some(OpResult::Conversation(conv)), events, audience, user_updates: vec![uu], audit, ..Default::default() }))
             }
 
             /// §13.3, §21: the message loses its text, reactions and mention notifications, and
@@ -165,14 +173,14 @@ macro_rules! conv_lifecycle_ops {
                     };
                     audit.push($crate::store::NewAudit { target_user: Some(user), ..entry });
                 }
-                let rows = sqlx::query("UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
-                                        WHERE user_id = $3 AND revoked_at_ms IS NULL RETURNING id")
-                    .bind(now)
-                    .bind($crate::store::types::RevokeReason::AccountDeleted as i32)
-                    .bind(user)
-                    .fetch_all(&mut **tx)
-                    .await?;
-                let revoked_sessions = rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
+                let revoked_sessions = $crate::store::sessions_sql::SessionSql::revoke_all(
+                    tx,
+                    user,
+                    None,
+                    $crate::store::types::RevokeReason::AccountDeleted,
+                    now,
+                )
+                .await?;
                 sqlx::query("UPDATE sessions SET device_name = '', client_name = '' WHERE user_id = $1")
                     .bind(user)
                     .execute(&mut **tx)

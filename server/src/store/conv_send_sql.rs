@@ -22,6 +22,7 @@ use super::conv_types::{
 };
 use super::keys::{Scope, Sealer};
 use super::media_types::AttachmentRec;
+use super::report_types::{ReportAction, ReportId};
 use super::rows::{PosterRow, StoredKeyRow};
 use super::rowset::{Column, RowSet};
 use super::rules;
@@ -296,7 +297,10 @@ where
 
             // Sequence numbers: one atomic step of each conversation's head. The run's new
             // messages take the last seqs, so the new head is also the last message's seq (every
-            // SET reads the row as it was).
+            // SET reads the row as it was). A conversation an administrator deleted after the
+            // membership check (its commit waited for here, on PostgreSQL) is not stepped: the
+            // batch fails as "vanished", the writer tries it once more, and that send then finds
+            // the conversation gone while the others commit (§26.6).
             let steps = RowSet::new(vec![
                 Column::Int(convs.iter().map(|c| c.0.0).collect()),
                 Column::Int(convs.iter().map(|c| c.1).collect()),
@@ -307,7 +311,7 @@ where
             steps.push(&mut q);
             q.push(
                 ") UPDATE conversations SET head_seq = head_seq + v.n, last_message_seq = head_seq + v.n, last_activity_ms = v.at_ms FROM v \
-                    WHERE conversations.id = v.cid RETURNING id, head_seq",
+                    WHERE conversations.id = v.cid AND conversations.deleted_at_ms IS NULL RETURNING id, head_seq",
             );
             for r in q.build().fetch_all(&mut **tx).await? {
                 let conv: ConvId = r.try_get(0)?;
@@ -461,6 +465,8 @@ where
                                 Some(message_id),
                                 s.sender,
                                 None,
+                                None,
+                                None,
                                 s.now,
                             )
                             .await?,
@@ -504,7 +510,8 @@ where
         Ok(out)
     }
 
-    /// A new inbox entry.
+    /// A new inbox entry. `role`: a `RoleChanged` entry's new role; `report_id` and
+    /// `report_action`: a `Reported` or `ReportResolved` entry's report and action (§27).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn notify(
         tx: &mut Tx<'_, DB>,
@@ -514,11 +521,13 @@ where
         message_id: Option<MessageId>,
         actor: UserId,
         role: Option<Role>,
+        report_id: Option<ReportId>,
+        report_action: Option<ReportAction>,
         now: i64,
     ) -> Result<NotificationRec, sqlx::Error> {
         let r = sqlx::query(
-            "INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, role, created_at_ms, \
+             report_id, report_action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(user)
         .bind(i32::from(kind))
@@ -527,6 +536,8 @@ where
         .bind(actor)
         .bind(role.map(i32::from))
         .bind(now)
+        .bind(report_id.map(|r| r.0))
+        .bind(report_action.map(i32::from))
         .fetch_one(&mut **tx)
         .await?;
         Ok(NotificationRec {
@@ -539,8 +550,8 @@ where
             role,
             created_at_ms: now,
             read: false,
-            report_id: None,
-            report_action: None,
+            report_id,
+            report_action,
         })
     }
 }

@@ -4,8 +4,13 @@
 
 macro_rules! conv_tx_helpers {
     () => {
+            /// Moves `conv`'s head one step and returns it. Fails (`RowNotFound`) when an
+            /// administrator deleted the conversation after the op read its facts (§26.6): on
+            /// PostgreSQL this statement waited for that deletion's commit on the conversation's
+            /// row. The writer then tries the batch once more, and the op finds the conversation
+            /// gone while the others commit.
             async fn next_seq(tx: &mut Tx, conv: ConvId, now: i64) -> Result<i64, sqlx::Error> {
-                let r = sqlx::query("UPDATE conversations SET head_seq = head_seq + 1, last_activity_ms = $1 WHERE id = $2 RETURNING head_seq")
+                let r = sqlx::query("UPDATE conversations SET head_seq = head_seq + 1, last_activity_ms = $1 WHERE id = $2 AND deleted_at_ms IS NULL RETURNING head_seq")
                     .bind(now)
                     .bind(conv)
                     .fetch_one(&mut **tx)
@@ -140,7 +145,7 @@ macro_rules! conv_tx_helpers {
             /// A new inbox entry (the SQL is `SendSql::notify`, written once).
             #[allow(clippy::too_many_arguments)]
             async fn notify(tx: &mut Tx, user: UserId, kind: NotificationKind, conv: ConvId, message_id: Option<MessageId>, actor: UserId, role: Option<Role>, now: i64) -> Result<NotificationRec, sqlx::Error> {
-                $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, now).await
+                $crate::store::conv_send_sql::SendSql::notify(tx, user, kind, conv, message_id, actor, role, None, None, now).await
             }
 
             async fn head(tx: &mut Tx, conv: ConvId) -> Result<i64, sqlx::Error> {

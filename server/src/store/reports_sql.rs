@@ -192,15 +192,22 @@ macro_rules! report_ops {
                     .iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                     .collect::<Result<Vec<(UserId, Role)>, sqlx::Error>>()?;
-                let admins = sqlx::query("SELECT id FROM users WHERE server_admin <> 0 AND deleted_at_ms IS NULL")
-                    .fetch_all(&mut **tx)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get(0))
-                    .collect::<Result<Vec<UserId>, sqlx::Error>>()?;
+                let admins = $crate::store::audit_sql::AuditSql::server_admins(&mut **tx).await?;
                 let mut notifications = Vec::new();
                 for u in reports::report_recipients(facts.kind, &moderators, &admins, reporter) {
-                    let n = notify_report(tx, u, NotificationKind::Reported, conv, message_id, reporter, id, None, now).await?;
+                    let n = $crate::store::conv_send_sql::SendSql::notify(
+                        tx,
+                        u,
+                        NotificationKind::Reported,
+                        conv,
+                        Some(message_id),
+                        reporter,
+                        None,
+                        Some(id),
+                        None,
+                        now,
+                    )
+                    .await?;
                     notifications.push(n);
                 }
                 Ok(Ok(Applied { result: Some(OpResult::Reported(id)), notifications, ..Default::default() }))
@@ -226,11 +233,7 @@ macro_rules! report_ops {
                 .await?
                 .map(ReportRec::from);
                 let facts = conv_facts(tx, conv, actor).await?;
-                let server_admin = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND server_admin <> 0 AND deleted_at_ms IS NULL")
-                    .bind(actor)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .is_some();
+                let server_admin = server_admin(tx, actor).await?;
                 allowed!(reports::resolve(report.as_ref().map(|r| r.state), reports::may_act(facts, server_admin)));
                 let (Some(report), Some(facts)) = (report, facts) else {
                     return Ok(Err(OpError::NotFound("no such report")));
@@ -287,20 +290,17 @@ macro_rules! report_ops {
                     let before = serde_json::json!({ "role": sender_role.map(Role::name) }).to_string();
                     applied.audit.push($crate::store::NewAudit { before, ..entry($crate::store::AuditAction::MemberRemoved) });
                 }
-                let reporter_live = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND deleted_at_ms IS NULL")
-                    .bind(report.reporter_id)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .is_some();
+                let reporter_live = live_users(tx, &[report.reporter_id]).await?;
                 if reporter_live && report.reporter_id != actor {
-                    let n = notify_report(
+                    let n = $crate::store::conv_send_sql::SendSql::notify(
                         tx,
                         report.reporter_id,
                         NotificationKind::ReportResolved,
                         conv,
-                        report.message_id,
+                        Some(report.message_id),
                         actor,
-                        report_id,
+                        None,
+                        Some(report_id),
                         Some(action),
                         now,
                     )
@@ -323,49 +323,6 @@ macro_rules! report_ops {
                 };
                 applied.result = Some(OpResult::Resolved(Box::new(resolved)));
                 Ok(Ok(applied))
-            }
-
-            /// A REPORTED or REPORT_RESOLVED inbox entry, naming the report (and the action).
-            #[allow(clippy::too_many_arguments)]
-            async fn notify_report(
-                tx: &mut Tx,
-                user: UserId,
-                kind: NotificationKind,
-                conv: ConvId,
-                message_id: MessageId,
-                actor: UserId,
-                report_id: $crate::store::ReportId,
-                action: Option<$crate::store::ReportAction>,
-                now: i64,
-            ) -> Result<NotificationRec, sqlx::Error> {
-                let id: i64 = sqlx::query(
-                    "INSERT INTO notifications (user_id, kind, conversation_id, message_id, actor_id, created_at_ms, report_id, report_action) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                )
-                .bind(user)
-                .bind(i32::from(kind))
-                .bind(conv)
-                .bind(message_id)
-                .bind(actor)
-                .bind(now)
-                .bind(report_id)
-                .bind(action.map(i32::from))
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get(0)?;
-                Ok(NotificationRec {
-                    id,
-                    user_id: user,
-                    kind,
-                    conversation_id: conv,
-                    message_id: Some(message_id),
-                    actor_id: actor,
-                    role: None,
-                    created_at_ms: now,
-                    read: false,
-                    report_id: Some(report_id),
-                    report_action: action,
-                })
             }
     };
 }

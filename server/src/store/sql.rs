@@ -1,6 +1,7 @@
 //! The SQL both backends share, written once: `impl_store!` expands to the `Store` impl for a
-//! backend struct with `pool` and `metrics` fields. Placeholders are `$1, $2, …` in ascending
-//! order of first use, which PostgreSQL and SQLite both read positionally.
+//! backend struct with `pool` and `metrics` fields (its session methods forward to
+//! `sessions_sql`). Placeholders are `$1, $2, …` in ascending order of first use, which
+//! PostgreSQL and SQLite both read positionally.
 
 /// Escapes LIKE wildcards so a user's prefix matches literally (used with `ESCAPE '\'`).
 pub(super) fn escape_like(prefix: &str) -> String {
@@ -34,9 +35,8 @@ macro_rules! impl_store {
         use sqlx::Row as _;
         use $crate::store::types::*;
         use $crate::store::conv_types::NotificationRec;
-        use $crate::store::rows::{
-            CredentialsRow, NotificationRow, SESSION_COLUMNS, SessionRow, USER_COLUMNS, UserRow, user_columns_of,
-        };
+        use $crate::store::rows::{CredentialsRow, NotificationRow, USER_COLUMNS, UserRow, user_columns_of};
+        use $crate::store::sessions_sql::SessionSql;
         use $crate::store::sql::{SqlBackend, conflict};
         use $crate::store::{Instance, Store, StoreError, timed};
 
@@ -193,15 +193,14 @@ macro_rules! impl_store {
                 timed(&self.metrics, "set_password", async {
                     let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
                     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute(&mut *tx).await?;
-                    let rows = sqlx::query(
-                        "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 \
-                         WHERE user_id = $3 AND revoked_at_ms IS NULL AND id <> $4 RETURNING id",
+                    // Always with the `id <> $4` clause: `''` (no session's id) when none is kept.
+                    let revoked = SessionSql::revoke_all(
+                        &mut tx,
+                        id,
+                        Some(keep_session.unwrap_or("")),
+                        reason,
+                        now_ms,
                     )
-                    .bind(now_ms)
-                    .bind(reason as i32)
-                    .bind(id)
-                    .bind(keep_session.unwrap_or(""))
-                    .fetch_all(&mut *tx)
                     .await?;
                     sqlx::query("DELETE FROM auth_codes WHERE user_id = $1 AND purpose = $2")
                         .bind(id)
@@ -210,105 +209,25 @@ macro_rules! impl_store {
                         .await?;
                     $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
                     tx.commit().await?;
-                    Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+                    Ok(revoked)
                 })
                 .await
             }
 
             async fn create_session(&self, s: NewSession) -> Result<SessionRecord, StoreError> {
-                timed(&self.metrics, "create_session", async {
-                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
-                    // Takes the account's row (a suspension or deletion running at once holds it
-                    // until its commit, §26.3, §26.4), and refuses a suspended or deleted account.
-                    let state = sqlx::query(
-                        "UPDATE users SET suspended_at_ms = suspended_at_ms WHERE id = $1 \
-                         RETURNING suspended_at_ms, deleted_at_ms",
-                    )
-                    .bind(s.user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(state) = state else { return Err(StoreError::AccountGone) };
-                    if state.try_get::<Option<i64>, _>(1)?.is_some() {
-                        return Err(StoreError::AccountGone);
-                    }
-                    if state.try_get::<Option<i64>, _>(0)?.is_some() {
-                        return Err(StoreError::Suspended);
-                    }
-                    let row = sqlx::query_as::<_, SessionRow>(sql(format!(
-                        "INSERT INTO sessions (id, user_id, device_name, client_name, created_at_ms, last_seen_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING {SESSION_COLUMNS}"
-                    )))
-                    .bind(&s.id)
-                    .bind(s.user_id)
-                    .bind(&s.device_name)
-                    .bind(&s.client_name)
-                    .bind(s.now_ms)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)")
-                        .bind(&s.refresh_hash)
-                        .bind(&s.id)
-                        .bind(s.now_ms)
-                        .bind(s.refresh_expires_at_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                    // Recorded with the session it opened (the audit log is appended last).
-                    let entry = $crate::store::NewAudit {
-                        actor: Some(s.user_id),
-                        target_user: Some(s.user_id),
-                        target: s.id.clone(),
-                        client_addr: s.client_addr.clone(),
-                        ..$crate::store::NewAudit::new($crate::store::AuditAction::SignIn, s.now_ms)
-                    };
-                    $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(&entry)).await?;
-                    tx.commit().await?;
-                    Ok(row.into())
-                })
-                .await
+                timed(&self.metrics, "create_session", SessionSql::create_session(&self.pool, s)).await
             }
 
             async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-                timed(&self.metrics, "session", async {
-                    let row = sqlx::query_as::<_, SessionRow>(sql(format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1")))
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    Ok(row.map(SessionRecord::from))
-                })
-                .await
+                timed(&self.metrics, "session", SessionSql::session(&self.pool, id)).await
             }
 
             async fn touch_sessions(&self, touches: &[SessionTouch]) -> Result<(), StoreError> {
-                timed(&self.metrics, "touch_sessions", async {
-                    let mut tx = self.pool.begin().await?;
-                    for t in touches {
-                        sqlx::query(
-                            "UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL \
-                             AND last_seen_at_ms < $1",
-                        )
-                        .bind(t.at_ms)
-                        .bind(&t.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    tx.commit().await?;
-                    Ok(())
-                })
-                .await
+                timed(&self.metrics, "touch_sessions", SessionSql::touch_sessions(&self.pool, touches)).await
             }
 
             async fn list_sessions(&self, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
-                timed(&self.metrics, "list_sessions", async {
-                    let rows = sqlx::query_as::<_, SessionRow>(sql(format!(
-                        "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at_ms IS NULL \
-                         ORDER BY last_seen_at_ms DESC, id"
-                    )))
-                    .bind(user)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    Ok(rows.into_iter().map(SessionRecord::from).collect())
-                })
-                .await
+                timed(&self.metrics, "list_sessions", SessionSql::list_sessions(&self.pool, user)).await
             }
 
             async fn revoke_session(
@@ -319,25 +238,8 @@ macro_rules! impl_store {
                 now_ms: i64,
                 entry: &$crate::store::NewAudit,
             ) -> Result<bool, StoreError> {
-                timed(&self.metrics, "revoke_session", async {
-                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
-                    let r = sqlx::query(
-                        "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 WHERE id = $3 AND user_id = $4 AND revoked_at_ms IS NULL",
-                    )
-                    .bind(now_ms)
-                    .bind(reason as i32)
-                    .bind(id)
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
-                    if r.rows_affected() != 1 {
-                        return Ok(false);
-                    }
-                    $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(entry)).await?;
-                    tx.commit().await?;
-                    Ok(true)
-                })
-                .await
+                let f = SessionSql::revoke_session(&self.pool, user, id, reason, now_ms, entry);
+                timed(&self.metrics, "revoke_session", f).await
             }
 
             async fn rotate_refresh(
@@ -348,82 +250,8 @@ macro_rules! impl_store {
                 new_expires_at_ms: i64,
                 client_addr: &str,
             ) -> Result<RotateOutcome, StoreError> {
-                timed(&self.metrics, "rotate_refresh", async {
-                    let mut tx = self.pool.begin_with(<<$store as $crate::store::sql::HasDb>::Db as SqlBackend>::BEGIN).await?;
-                    // Spend the token if it is current. Row locks (PostgreSQL) and the write lock
-                    // (SQLite) make two racing refreshes see each other: one spends, one reuses.
-                    let spent = sqlx::query(
-                        "UPDATE refresh_tokens SET used_at_ms = $1 WHERE token_hash = $2 AND used_at_ms IS NULL \
-                         RETURNING session_id, expires_at_ms",
-                    )
-                    .bind(now_ms)
-                    .bind(old_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(spent) = spent else {
-                        let known = sqlx::query(
-                            "SELECT s.id, s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
-                        )
-                        .bind(old_hash)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let Some(known) = known else {
-                            tx.commit().await?;
-                            return Ok(RotateOutcome::Invalid);
-                        };
-                        let session_id: String = known.try_get(0)?;
-                        let user_id: UserId = known.try_get(1)?;
-                        let revoked = sqlx::query(
-                            "UPDATE sessions SET revoked_at_ms = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at_ms IS NULL",
-                        )
-                        .bind(now_ms)
-                        .bind(RevokeReason::RefreshReused as i32)
-                        .bind(&session_id)
-                        .execute(&mut *tx)
-                        .await?;
-                        if revoked.rows_affected() == 1 {
-                            let entry = $crate::store::NewAudit {
-                                target_user: Some(user_id),
-                                target: session_id.clone(),
-                                client_addr: client_addr.to_string(),
-                                ..$crate::store::NewAudit::new($crate::store::AuditAction::RefreshReused, now_ms)
-                            };
-                            $crate::store::audit_sql::AuditSql::append(&mut tx, std::slice::from_ref(&entry)).await?;
-                        }
-                        tx.commit().await?;
-                        return Ok(if revoked.rows_affected() == 1 {
-                            RotateOutcome::Reused { session_id, user_id }
-                        } else {
-                            RotateOutcome::Invalid
-                        });
-                    };
-                    let session_id: String = spent.try_get(0)?;
-                    let expires_at_ms: i64 = spent.try_get(1)?;
-                    let session = sqlx::query_as::<_, SessionRow>(sql(format!(
-                        "UPDATE sessions SET last_seen_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL RETURNING {SESSION_COLUMNS}"
-                    )))
-                    .bind(now_ms)
-                    .bind(&session_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let session = match session {
-                        Some(row) if expires_at_ms > now_ms => SessionRecord::from(row),
-                        _ => {
-                            tx.commit().await?;
-                            return Ok(RotateOutcome::Invalid);
-                        }
-                    };
-                    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)")
-                        .bind(new_hash)
-                        .bind(&session_id)
-                        .bind(now_ms)
-                        .bind(new_expires_at_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(RotateOutcome::Rotated(session))
-                })
-                .await
+                let f = SessionSql::rotate_refresh(&self.pool, old_hash, new_hash, now_ms, new_expires_at_ms, client_addr);
+                timed(&self.metrics, "rotate_refresh", f).await
             }
 
             async fn set_privacy(&self, user: UserId, read_receipts: Option<bool>, show_last_seen: Option<bool>) -> Result<(), StoreError> {
